@@ -1,0 +1,194 @@
+package dtls
+
+import "time"
+
+// Protocol versions as they appear on the wire. DTLS versions count down
+// (RFC 6347 §4.1): DTLS 1.0 is 0xfeff, DTLS 1.2 is 0xfefd.
+const (
+	VersionDTLS10 uint16 = 0xfeff
+	VersionDTLS12 uint16 = 0xfefd
+	VersionDTLS13 uint16 = 0xfefc
+)
+
+// recordType is the ContentType of a DTLS record (RFC 6347 §4.1, RFC 9146 §4).
+type recordType uint8
+
+const (
+	recordTypeChangeCipherSpec recordType = 20
+	recordTypeAlert            recordType = 21
+	recordTypeHandshake        recordType = 22
+	recordTypeApplicationData  recordType = 23
+	recordTypeTLS12CID         recordType = 25 // RFC 9146
+	recordTypeACK              recordType = 26 // RFC 9147 §7, DTLS 1.3 only
+)
+
+func (t recordType) String() string {
+	switch t {
+	case recordTypeChangeCipherSpec:
+		return "ChangeCipherSpec"
+	case recordTypeAlert:
+		return "Alert"
+	case recordTypeHandshake:
+		return "Handshake"
+	case recordTypeApplicationData:
+		return "ApplicationData"
+	case recordTypeTLS12CID:
+		return "tls12_cid"
+	case recordTypeACK:
+		return "ACK"
+	}
+	return "unknown"
+}
+
+// handshakeType is the msg_type of a handshake message (RFC 5246 §7.4,
+// RFC 6347 §4.3.2).
+type handshakeType uint8
+
+const (
+	typeHelloRequest       handshakeType = 0
+	typeClientHello        handshakeType = 1
+	typeServerHello        handshakeType = 2
+	typeHelloVerifyRequest handshakeType = 3
+	typeNewSessionTicket   handshakeType = 4
+	typeCertificate        handshakeType = 11
+	typeServerKeyExchange  handshakeType = 12
+	typeCertificateRequest handshakeType = 13
+	typeServerHelloDone    handshakeType = 14
+	typeCertificateVerify  handshakeType = 15
+	typeClientKeyExchange  handshakeType = 16
+	typeFinished           handshakeType = 20
+)
+
+func (t handshakeType) String() string {
+	switch t {
+	case typeHelloRequest:
+		return "HelloRequest"
+	case typeClientHello:
+		return "ClientHello"
+	case typeServerHello:
+		return "ServerHello"
+	case typeHelloVerifyRequest:
+		return "HelloVerifyRequest"
+	case typeNewSessionTicket:
+		return "NewSessionTicket"
+	case typeCertificate:
+		return "Certificate"
+	case typeServerKeyExchange:
+		return "ServerKeyExchange"
+	case typeCertificateRequest:
+		return "CertificateRequest"
+	case typeServerHelloDone:
+		return "ServerHelloDone"
+	case typeCertificateVerify:
+		return "CertificateVerify"
+	case typeClientKeyExchange:
+		return "ClientKeyExchange"
+	case typeFinished:
+		return "Finished"
+	}
+	return "unknown"
+}
+
+// TLS extension numbers (IANA "TLS ExtensionType Values").
+const (
+	extensionServerName           uint16 = 0
+	extensionSupportedCurves      uint16 = 10 // supported_groups
+	extensionSupportedPoints      uint16 = 11 // ec_point_formats
+	extensionSignatureAlgorithms  uint16 = 13
+	extensionUseSRTP              uint16 = 14 // RFC 5764
+	extensionALPN                 uint16 = 16
+	extensionClientCertType       uint16 = 19 // RFC 7250
+	extensionServerCertType       uint16 = 20 // RFC 7250
+	extensionExtendedMasterSecret uint16 = 23 // RFC 7627
+	extensionSessionTicket        uint16 = 35 // RFC 5077
+	extensionConnectionID         uint16 = 54 // RFC 9146
+	extensionRenegotiationInfo    uint16 = 0xff01
+)
+
+// TLS_EMPTY_RENEGOTIATION_INFO_SCSV (RFC 5746 §3.3).
+const scsvRenegotiation uint16 = 0x00ff
+
+const pointFormatUncompressed uint8 = 0
+
+const compressionNone uint8 = 0
+
+// Sizes fixed by the protocol.
+const (
+	recordHeaderLen    = 13 // type(1) version(2) epoch(2) sequence_number(6) length(2)
+	handshakeHeaderLen = 12 // msg_type(1) length(3) message_seq(2) fragment_offset(3) fragment_length(3)
+	randomLen          = 32
+	finishedVerifyLen  = 12 // verify_data length of every TLS 1.2 suite we implement
+	masterSecretLen    = 48
+	maxSequenceNumber  = 1<<48 - 1 // sequence numbers are 48 bits and must not wrap (RFC 6347 §4.1)
+)
+
+// Limits. Each bounds memory or CPU that a peer, or a spoofed source, can
+// make us spend.
+const (
+	// maxPlaintext is the largest record payload we accept or send
+	// (RFC 6347 §4.1 / RFC 5246 §6.2.1: 2^14).
+	maxPlaintext = 1 << 14
+	// maxCiphertextExpansion bounds the AEAD overhead a record may add
+	// (RFC 5246 §6.2.3: 2^14+2048 is the largest TLSCiphertext).
+	maxCiphertextExpansion = 2048
+	// maxHandshakeMessageLen bounds a single reassembled handshake message.
+	// The largest legitimate message is a Certificate chain; 64 KiB is ample
+	// for chains of a few certificates, and refusing a larger declared
+	// length up front stops a peer from making us reserve 16 MiB
+	// (OpenSSL CVE-2026-95690, pion CVE-2022-29189).
+	maxHandshakeMessageLen = 64 << 10
+	// maxHandshakeBuffered bounds the bytes held for handshake messages that
+	// are not yet complete or not yet due (future message_seq), per peer.
+	maxHandshakeBuffered = 128 << 10
+	// maxReorderMessages bounds how far ahead of the next expected
+	// message_seq we buffer messages (tinydtls #273: unbounded reorder queue).
+	maxReorderMessages = 16
+	// maxFragmentsPerMessage bounds the fragment ranges we track for one
+	// message; a peer sending tiny overlapping fragments cannot grow the list.
+	maxFragmentsPerMessage = 64
+	// maxCookieLen is the largest cookie RFC 6347 allows (opaque<0..2^8-1>),
+	// and the cookie we generate is 32 bytes.
+	maxCookieLen = 255
+	// maxReplayWindow is the largest anti-replay window Config.ReplayWindow
+	// accepts; the window costs one bit per sequence number.
+	maxReplayWindow = 4096
+	// defaultReplayWindow is RFC 6347 §4.1.2.6's suggested minimum.
+	defaultReplayWindow = 64
+)
+
+// Defaults for the DTLS-specific Config knobs.
+const (
+	// defaultMTU is the UDP payload size we fragment flights to. 1200 bytes
+	// fits every IPv6 path (1280 minimum MTU less headers) and most tunnels.
+	defaultMTU = 1200
+	// minMTU is the smallest MTU Config.MTU accepts: a handshake header plus
+	// a record header plus AEAD overhead must leave room for some payload.
+	minMTU = 128
+	// defaultRetransmitTimeout is RFC 6347 §4.2.4.1's initial timer.
+	defaultRetransmitTimeout = time.Second
+	// maxRetransmitTimeout caps the exponential backoff (RFC 6347 §4.2.4.1
+	// says at least 60 seconds).
+	maxRetransmitTimeout = 60 * time.Second
+)
+
+// keyExchange names how a cipher suite agrees on the premaster secret and
+// authenticates the server. It decides the shape of ServerKeyExchange and
+// ClientKeyExchange.
+type keyExchange uint8
+
+const (
+	kxECDHEECDSA keyExchange = iota + 1 // ECDHE, server signs with ECDSA or Ed25519
+	kxECDHERSA                          // ECDHE, server signs with RSA
+	kxPSK                               // RFC 4279 plain PSK, no ServerKeyExchange unless a hint is sent
+	kxECDHEPSK                          // RFC 5489 ECDHE_PSK, unsigned ECDHE parameters plus an identity
+)
+
+func (k keyExchange) isECDHE() bool { return k != kxPSK }
+func (k keyExchange) isPSK() bool   { return k == kxPSK || k == kxECDHEPSK }
+func (k keyExchange) usesCertificates() bool {
+	return k == kxECDHEECDSA || k == kxECDHERSA
+}
+
+// defaultHandshakeTimeout bounds a handshake without a deadline of its own,
+// so that a Dial to a dead peer returns instead of backing off forever.
+const defaultHandshakeTimeout = 60 * time.Second

@@ -1,0 +1,8 @@
+package dtls
+
+import "errors"
+
+var (
+	errHandshakeNotComplete = errors.New("dtls: handshake not complete")
+	errClosed               = errors.New("dtls: use of closed connection")
+)
