@@ -114,6 +114,11 @@ type Config struct {
 	// can synchronize two sessions' keys.
 	InsecureAllowNoExtendedMasterSecret bool
 
+	// Tracer, if not nil, receives every datagram, record, drop, handshake
+	// message, flight, timer and epoch event of the connections made with
+	// this Config, synchronously. It costs nothing when nil.
+	Tracer func(*TraceEvent)
+
 	// HandshakeTimeout bounds a handshake that has no deadline or context
 	// deadline of its own. If 0, 60 s is used.
 	HandshakeTimeout time.Duration

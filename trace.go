@@ -1,0 +1,94 @@
+package dtls
+
+import (
+	"net/netip"
+	"strconv"
+	"time"
+)
+
+// TraceKind names what a TraceEvent reports.
+type TraceKind uint8
+
+const (
+	TraceDatagramSent        TraceKind = iota + 1 // a UDP datagram left (Length, Datagram)
+	TraceDatagramReceived                         // a UDP datagram arrived
+	TraceRecordSent                               // a record was sealed (Epoch, Seq, ContentType, Length)
+	TraceRecordReceived                           // a record authenticated
+	TraceRecordDropped                            // a record was discarded silently (Reason)
+	TraceHandshakeSent                            // a handshake fragment was sent (HandshakeType, MessageSeq, Fragment*)
+	TraceHandshakeReceived                        // a complete handshake message was taken in order
+	TraceFlightSent                               // our flight went out for the first time (Flight)
+	TraceFlightRetransmitted                      // our flight went out again (Flight, Reason: "timer" or "peer repeated")
+	TraceTimerArmed                               // the retransmission timer was armed (Timeout)
+	TraceTimerFired                               // the retransmission timer expired
+	TraceEpochChanged                             // read or write keys changed (Epoch, Reason: "read" or "write")
+	TraceAlertSent                                // we sent an alert (Alert)
+	TraceAlertReceived                            // the peer sent an alert (Alert)
+	TraceHandshakeDone                            // the handshake completed (Reason: the suite)
+	TraceHandshakeFailed                          // the handshake failed (Reason: the error)
+)
+
+var traceKindNames = map[TraceKind]string{
+	TraceDatagramSent:        "datagram sent",
+	TraceDatagramReceived:    "datagram received",
+	TraceRecordSent:          "record sent",
+	TraceRecordReceived:      "record received",
+	TraceRecordDropped:       "record dropped",
+	TraceHandshakeSent:       "handshake sent",
+	TraceHandshakeReceived:   "handshake received",
+	TraceFlightSent:          "flight sent",
+	TraceFlightRetransmitted: "flight retransmitted",
+	TraceTimerArmed:          "timer armed",
+	TraceTimerFired:          "timer fired",
+	TraceEpochChanged:        "epoch changed",
+	TraceAlertSent:           "alert sent",
+	TraceAlertReceived:       "alert received",
+	TraceHandshakeDone:       "handshake done",
+	TraceHandshakeFailed:     "handshake failed",
+}
+
+func (k TraceKind) String() string {
+	if s, ok := traceKindNames[k]; ok {
+		return s
+	}
+	return "TraceKind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// TraceEvent is one observation of a connection's handshake or record
+// layer, delivered to Config.Tracer. Only the fields that the Kind documents
+// are set. The event and its Datagram are valid only during the call.
+type TraceEvent struct {
+	Kind   TraceKind
+	Time   time.Time
+	Client bool // the event happened on the client side
+	Local  netip.AddrPort
+	Remote netip.AddrPort
+
+	Epoch       uint16
+	Seq         uint64 // record sequence number
+	ContentType uint8  // record content type
+	Length      int    // bytes in the datagram, record payload or message
+
+	HandshakeType  uint8
+	MessageSeq     uint16
+	FragmentOffset uint32
+	FragmentLength uint32
+	MessageLength  uint32
+
+	Flight  int // our flight number, counted from 1 on each side
+	Timeout time.Duration
+	Alert   uint8
+	Reason  string
+
+	Datagram []byte // the datagram, for DatagramSent/DatagramReceived
+}
+
+// HandshakeTypeName returns the name of a handshake message type
+// ("ClientHello"...).
+func HandshakeTypeName(t uint8) string { return handshakeType(t).String() }
+
+// ContentTypeName returns the name of a record content type.
+func ContentTypeName(t uint8) string { return recordType(t).String() }
+
+// AlertName returns the description of an alert.
+func AlertName(a uint8) string { return alert(a).String() }
