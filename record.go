@@ -203,13 +203,13 @@ func (rl *recordLayer) installReadKeys(keys *epochKeys) {
 	r.window.Init(rl.replaySize)
 }
 
-// overhead returns the bytes protection adds to a record of epoch,
-// including the record header.
-func (rl *recordLayer) overhead(epoch uint16) int {
+// expansion returns the bytes protection adds to a record payload of epoch
+// (explicit nonce and tag), not counting the record header.
+func (rl *recordLayer) expansion(epoch uint16) int {
 	if w := rl.writeState(epoch); w != nil {
-		return recordHeaderLen + w.keys.overhead()
+		return w.keys.overhead()
 	}
-	return recordHeaderLen
+	return 0
 }
 
 // seal appends one record of typ carrying payload, protected with the keys

@@ -76,7 +76,7 @@ func TestRecordRoundTripAllAEADs(t *testing.T) {
 			if len(dgram) != wantLen {
 				t.Fatalf("datagram is %d bytes, want %d", len(dgram), wantLen)
 			}
-			if got := w.overhead(1); got != recordHeaderLen+aeadTable[kind].explicitLen+aeadTable[kind].tagLen {
+			if got := w.expansion(1); got != aeadTable[kind].explicitLen+aeadTable[kind].tagLen {
 				t.Errorf("overhead = %d", got)
 			}
 			recs, drops := openDatagram(t, r, dgram)

@@ -1,0 +1,209 @@
+package dtls
+
+import (
+	"crypto"
+	"crypto/ecdh"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Limits on peer keys, so a peer cannot make us burn CPU on enormous RSA
+// keys (pion CVE-2026-135391).
+const (
+	maxRSAKeyBits = 8192
+	minRSAKeyBits = 2048
+)
+
+// supportedSignatureAlgorithms is what we accept and offer, in preference
+// order (signature_algorithms, RFC 5246 §7.4.1.4.1 and RFC 8446 code points).
+var supportedSignatureAlgorithms = []tls.SignatureScheme{
+	tls.ECDSAWithP256AndSHA256,
+	tls.Ed25519,
+	tls.ECDSAWithP384AndSHA384,
+	tls.ECDSAWithP521AndSHA512,
+	tls.PSSWithSHA256,
+	tls.PSSWithSHA384,
+	tls.PSSWithSHA512,
+	tls.PKCS1WithSHA256,
+	tls.PKCS1WithSHA384,
+	tls.PKCS1WithSHA512,
+}
+
+// schemeParams returns the hash a scheme signs with (0 for Ed25519) and
+// whether it is RSA-PSS.
+func schemeParams(s tls.SignatureScheme) (h crypto.Hash, pss bool, ok bool) {
+	switch s {
+	case tls.ECDSAWithP256AndSHA256, tls.PKCS1WithSHA256:
+		return crypto.SHA256, false, true
+	case tls.ECDSAWithP384AndSHA384, tls.PKCS1WithSHA384:
+		return crypto.SHA384, false, true
+	case tls.ECDSAWithP521AndSHA512, tls.PKCS1WithSHA512:
+		return crypto.SHA512, false, true
+	case tls.PSSWithSHA256:
+		return crypto.SHA256, true, true
+	case tls.PSSWithSHA384:
+		return crypto.SHA384, true, true
+	case tls.PSSWithSHA512:
+		return crypto.SHA512, true, true
+	case tls.Ed25519:
+		return 0, false, true
+	}
+	return 0, false, false
+}
+
+// schemesForKey lists the schemes a public key can sign with, in our
+// preference order. ECDSA schemes are tied to their curve, as TLS 1.3 does
+// and as sensible TLS 1.2 peers do.
+func schemesForKey(pub crypto.PublicKey) []tls.SignatureScheme {
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		switch k.Curve {
+		case elliptic.P256():
+			return []tls.SignatureScheme{tls.ECDSAWithP256AndSHA256}
+		case elliptic.P384():
+			return []tls.SignatureScheme{tls.ECDSAWithP384AndSHA384}
+		case elliptic.P521():
+			return []tls.SignatureScheme{tls.ECDSAWithP521AndSHA512}
+		}
+	case ed25519.PublicKey:
+		return []tls.SignatureScheme{tls.Ed25519}
+	case *rsa.PublicKey:
+		return []tls.SignatureScheme{tls.PSSWithSHA256, tls.PSSWithSHA384, tls.PSSWithSHA512,
+			tls.PKCS1WithSHA256, tls.PKCS1WithSHA384, tls.PKCS1WithSHA512}
+	}
+	return nil
+}
+
+// selectSignatureScheme picks the first scheme our key supports that the
+// peer offered. A peer that sent no signature_algorithms gets nothing:
+// RFC 5246's SHA-1 defaults are not supported.
+func selectSignatureScheme(signer crypto.Signer, peer []tls.SignatureScheme) (tls.SignatureScheme, error) {
+	for _, s := range schemesForKey(signer.Public()) {
+		for _, p := range peer {
+			if s == p {
+				return s, nil
+			}
+		}
+	}
+	return 0, errors.New("dtls: peer supports no signature algorithm for our key")
+}
+
+// isRSAKey reports whether a certificate's key is RSA (for ECDHE_RSA).
+func isRSAKey(pub crypto.PublicKey) bool {
+	_, ok := pub.(*rsa.PublicKey)
+	return ok
+}
+
+func signed(h crypto.Hash, msg []byte) []byte {
+	if h == 0 {
+		return msg
+	}
+	hh := h.New()
+	hh.Write(msg)
+	return hh.Sum(nil)
+}
+
+// signHandshake signs msg (ServerKeyExchange params, or the transcript for
+// CertificateVerify) with a scheme.
+func signHandshake(rand io.Reader, signer crypto.Signer, scheme tls.SignatureScheme, msg []byte) ([]byte, error) {
+	h, pss, ok := schemeParams(scheme)
+	if !ok {
+		return nil, fmt.Errorf("dtls: unsupported signature scheme %v", scheme)
+	}
+	var opts crypto.SignerOpts = h
+	if pss {
+		opts = &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: h}
+	}
+	return signer.Sign(rand, signed(h, msg), opts)
+}
+
+// verifyHandshakeSignature checks a peer's signature, with the scheme bound
+// to the key's type and curve (pion CVE-2026-135388: scheme confusion).
+func verifyHandshakeSignature(scheme tls.SignatureScheme, pub crypto.PublicKey, msg, sig []byte) error {
+	allowed := false
+	for _, s := range schemesForKey(pub) {
+		if s == scheme {
+			allowed = true
+		}
+	}
+	if !allowed {
+		return errors.New("dtls: signature scheme does not match the peer's key")
+	}
+	h, pss, _ := schemeParams(scheme)
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		if !ecdsa.VerifyASN1(k, signed(h, msg), sig) {
+			return errors.New("dtls: invalid ECDSA signature")
+		}
+	case ed25519.PublicKey:
+		if !ed25519.Verify(k, msg, sig) {
+			return errors.New("dtls: invalid Ed25519 signature")
+		}
+	case *rsa.PublicKey:
+		if n := k.N.BitLen(); n > maxRSAKeyBits || n < minRSAKeyBits {
+			return fmt.Errorf("dtls: peer RSA key of %d bits refused", n)
+		}
+		var err error
+		if pss {
+			err = rsa.VerifyPSS(k, h, signed(h, msg), sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash})
+		} else {
+			err = rsa.VerifyPKCS1v15(k, h, signed(h, msg), sig)
+		}
+		if err != nil {
+			return errors.New("dtls: invalid RSA signature")
+		}
+	default:
+		return errors.New("dtls: unsupported peer key type")
+	}
+	return nil
+}
+
+// checkPeerKeySize refuses peer RSA keys outside the bounds before any
+// expensive operation (pion CVE-2026-135391).
+func checkPeerKeySize(pub crypto.PublicKey) error {
+	if k, ok := pub.(*rsa.PublicKey); ok {
+		if n := k.N.BitLen(); n > maxRSAKeyBits || n < minRSAKeyBits {
+			return fmt.Errorf("dtls: peer RSA key of %d bits refused", n)
+		}
+	}
+	return nil
+}
+
+// curveForID maps a TLS group to crypto/ecdh.
+func curveForID(id tls.CurveID) (ecdh.Curve, bool) {
+	switch id {
+	case tls.X25519:
+		return ecdh.X25519(), true
+	case tls.CurveP256:
+		return ecdh.P256(), true
+	case tls.CurveP384:
+		return ecdh.P384(), true
+	}
+	return nil, false
+}
+
+// ecdheSharedSecret runs the peer's public value against our key; the
+// encoding checks (point on curve, not the identity, X25519 not all-zero)
+// are crypto/ecdh's.
+func ecdheSharedSecret(priv *ecdh.PrivateKey, peerPublic []byte) ([]byte, error) {
+	pub, err := priv.Curve().NewPublicKey(peerPublic)
+	if err != nil {
+		return nil, errors.New("dtls: invalid ECDHE public key")
+	}
+	return priv.ECDH(pub)
+}
+
+// certificateSigner returns a certificate's private key as a crypto.Signer.
+func certificateSigner(cert *tls.Certificate) (crypto.Signer, error) {
+	s, ok := cert.PrivateKey.(crypto.Signer)
+	if !ok {
+		return nil, errors.New("dtls: certificate private key does not implement crypto.Signer")
+	}
+	return s, nil
+}

@@ -1,0 +1,29 @@
+// Package dtls implements DTLS 1.2 (RFC 6347), TLS for datagram transports,
+// in pure Go on the standard library's cryptography.
+//
+// The API follows crypto/tls. A client dials:
+//
+//	conn, err := dtls.Dial("udp", "coap.example:5684", &dtls.Config{ServerName: "coap.example"})
+//	...
+//	conn.Write([]byte("one datagram"))   // one Write is one record
+//	n, err := conn.Read(buf)             // one Read is one record
+//
+// A server listens on one UDP socket for many peers:
+//
+//	l, err := dtls.Listen("udp", ":5684", &dtls.Config{Certificates: certs})
+//	for {
+//		conn, err := l.Accept() // handshake already complete
+//		...
+//	}
+//
+// The listener answers every ClientHello without a valid cookie with a
+// stateless HelloVerifyRequest and keeps no state for that peer, so spoofed
+// floods cost it one HMAC each. Handshakes are retransmitted with
+// exponential backoff (1 s, doubling to 60 s), fragmented to Config.MTU
+// (1200 bytes by default), and reassembled within named limits.
+//
+// Implemented: ECDHE_ECDSA, ECDHE_RSA, PSK and ECDHE_PSK key exchanges with
+// AES-GCM, ChaCha20-Poly1305, AES-CCM and AES-CCM_8 (see CipherSuites);
+// X25519, P-256 and P-384; the extended master secret (required by
+// default); client certificates; ALPN; the RFC 5705 exporter; NSS key logs.
+package dtls

@@ -1,0 +1,580 @@
+package dtls
+
+import (
+	"context"
+	"crypto/ecdh"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+)
+
+// maxHelloVerifyRequests bounds how many cookie round trips a client
+// accepts before giving up on a server that never takes its cookie.
+const maxHelloVerifyRequests = 4
+
+// handshakeState is one handshake's data, on either side.
+type handshakeState struct {
+	c            *Conn
+	ctx          context.Context
+	suite        *cipherSuite
+	transcript   []byte // DTLS 1.2 transcript: 12-byte headers + bodies
+	hello        *clientHelloMsg
+	serverHello  *serverHelloMsg
+	ecdhKey      *ecdh.PrivateKey
+	curveID      tls.CurveID
+	cert         *tls.Certificate // ours
+	peerCerts    []*x509.Certificate
+	preMaster    []byte
+	masterSecret []byte
+	psk          []byte
+	pskIdentity  []byte
+	pskHint      []byte
+	ems          bool
+	certRequest  *certificateRequestMsg
+}
+
+// sessionHash is the hash of the transcript so far with the suite's hash.
+func (hs *handshakeState) sessionHash() []byte {
+	h := hs.suite.hash.New()
+	h.Write(hs.transcript)
+	return h.Sum(nil)
+}
+
+func (hs *handshakeState) addTranscript(m *inMessage) {
+	hs.transcript = append(hs.transcript, m.transcript()...)
+}
+
+// defaultSuites is the client's offer, or the server's preference, when
+// Config.CipherSuites is nil: the PSK suites with a PSK, the certificate
+// suites otherwise.
+func (c *Conn) enabledSuites() []*cipherSuite {
+	var out []*cipherSuite
+	if ids := c.config.CipherSuites; len(ids) > 0 {
+		for _, id := range ids {
+			if s := cipherSuiteByID(id); s != nil {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	for _, s := range cipherSuites {
+		if s.kx.isPSK() == (c.config.PSK != nil) {
+			out = append(out, s)
+		}
+	}
+	if c.config.PSK != nil && !c.isClient && (len(c.config.Certificates) > 0 || c.config.GetCertificate != nil) {
+		for _, s := range cipherSuites {
+			if !s.kx.isPSK() {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+func (c *Conn) clientHandshake(ctx context.Context) error {
+	hs := &handshakeState{c: c, ctx: ctx}
+	if c.config.PSK == nil && !c.config.InsecureSkipVerify && c.config.ServerName == "" {
+		return errors.New("dtls: either ServerName or InsecureSkipVerify must be set in the config, or a PSK")
+	}
+	hello, err := c.makeClientHello()
+	if err != nil {
+		return err
+	}
+	hs.hello = hello
+	if err := c.writeHandshake(hs, hello); err != nil {
+		return err
+	}
+	if err := c.sendFlight(false, ""); err != nil {
+		return err
+	}
+
+	var msg *inMessage
+	for hvrs := 0; ; hvrs++ {
+		msg, err = c.readHandshake(ctx)
+		if err != nil {
+			return err
+		}
+		if msg.typ != typeHelloVerifyRequest {
+			break
+		}
+		if hvrs == maxHelloVerifyRequests {
+			return c.fail(alertUnexpectedMessage, errors.New("dtls: too many HelloVerifyRequests"))
+		}
+		hvr := new(helloVerifyRequestMsg)
+		if !hvr.unmarshal(msg.body) {
+			return c.fail(alertDecodeError, errors.New("dtls: malformed HelloVerifyRequest"))
+		}
+		if hvr.vers != VersionDTLS10 && hvr.vers != VersionDTLS12 {
+			return c.fail(alertProtocolVersion, fmt.Errorf("dtls: HelloVerifyRequest version %#x", hvr.vers))
+		}
+		// The HelloVerifyRequest and the first ClientHello are not part
+		// of the transcript (RFC 6347 §4.2.6).
+		hello.cookie = append([]byte(nil), hvr.cookie...)
+		hs.transcript = hs.transcript[:0]
+		if err := c.writeHandshake(hs, hello); err != nil {
+			return err
+		}
+		if err := c.sendFlight(false, ""); err != nil {
+			return err
+		}
+	}
+
+	if err := hs.processServerHello(msg); err != nil {
+		return err
+	}
+	if err := hs.readServerFlight(); err != nil {
+		return err
+	}
+	if err := hs.sendClientFlight(); err != nil {
+		return err
+	}
+	if err := hs.readServerFinished(); err != nil {
+		return err
+	}
+	hs.finish()
+	return nil
+}
+
+func (c *Conn) makeClientHello() (*clientHelloMsg, error) {
+	hello := &clientHelloMsg{
+		vers:                         VersionDTLS12,
+		random:                       make([]byte, randomLen),
+		compressionMethods:           []uint8{compressionNone},
+		supportedCurves:              c.config.curvePreferences(),
+		supportedPoints:              []uint8{pointFormatUncompressed},
+		supportedSignatureAlgorithms: supportedSignatureAlgorithms,
+		extendedMasterSecret:         true,
+		secureRenegotiationSupported: true,
+		alpnProtocols:                c.config.NextProtos,
+	}
+	if _, err := io.ReadFull(c.config.rand(), hello.random); err != nil {
+		return nil, fmt.Errorf("dtls: reading random: %w", err)
+	}
+	for _, s := range c.enabledSuites() {
+		hello.cipherSuites = append(hello.cipherSuites, s.id)
+	}
+	if len(hello.cipherSuites) == 0 {
+		return nil, errors.New("dtls: no cipher suite enabled for the configured credentials")
+	}
+	if n := c.config.ServerName; n != "" && net.ParseIP(n) == nil {
+		hello.serverName = n
+	}
+	return hello, nil
+}
+
+func (hs *handshakeState) processServerHello(msg *inMessage) error {
+	c := hs.c
+	if msg.typ != typeServerHello {
+		return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: expected ServerHello, got %v", msg.typ))
+	}
+	sh := new(serverHelloMsg)
+	if !sh.unmarshal(msg.body) {
+		return c.fail(alertDecodeError, errors.New("dtls: malformed ServerHello"))
+	}
+	hs.addTranscript(msg)
+	hs.serverHello = sh
+	if sh.vers != VersionDTLS12 {
+		return c.fail(alertProtocolVersion, fmt.Errorf("dtls: server chose version %#x; only DTLS 1.2 is supported", sh.vers))
+	}
+	if !slices.Contains(hs.hello.cipherSuites, sh.cipherSuite) {
+		return c.fail(alertIllegalParameter, fmt.Errorf("dtls: server chose cipher suite %s, which we did not offer", CipherSuiteName(sh.cipherSuite)))
+	}
+	hs.suite = cipherSuiteByID(sh.cipherSuite)
+	if sh.compressionMethod != compressionNone {
+		return c.fail(alertIllegalParameter, errors.New("dtls: server chose compression"))
+	}
+	offered := map[uint16]bool{
+		extensionServerName: hs.hello.serverName != "", extensionSupportedPoints: true,
+		extensionExtendedMasterSecret: true, extensionRenegotiationInfo: true,
+		extensionALPN: len(hs.hello.alpnProtocols) > 0,
+	}
+	for _, e := range sh.extensions {
+		if !offered[e] {
+			return c.fail(alertUnsupportedExtension, fmt.Errorf("dtls: server sent extension %d, which we did not offer", e))
+		}
+	}
+	if sh.secureRenegotiationSupported && len(sh.secureRenegotiation) != 0 {
+		return c.fail(alertHandshakeFailure, errors.New("dtls: initial handshake had non-empty renegotiation extension"))
+	}
+	if sh.alpnProtocol != "" && !slices.Contains(hs.hello.alpnProtocols, sh.alpnProtocol) {
+		return c.fail(alertIllegalParameter, errors.New("dtls: server chose an unoffered ALPN protocol"))
+	}
+	hs.ems = sh.extendedMasterSecret
+	if !hs.ems && !c.config.InsecureAllowNoExtendedMasterSecret {
+		return c.fail(alertHandshakeFailure, errors.New("dtls: server does not support the extended master secret (RFC 7627)"))
+	}
+	return nil
+}
+
+// readServerFlight reads Certificate, ServerKeyExchange,
+// CertificateRequest and ServerHelloDone as the suite requires.
+func (hs *handshakeState) readServerFlight() error {
+	c := hs.c
+	kx := hs.suite.kx
+	msg, err := c.readHandshake(hs.ctx)
+	if err != nil {
+		return err
+	}
+	if kx.usesCertificates() {
+		if msg.typ != typeCertificate {
+			return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: expected Certificate, got %v", msg.typ))
+		}
+		cm := new(certificateMsg)
+		if !cm.unmarshal(msg.body) {
+			return c.fail(alertDecodeError, errors.New("dtls: malformed Certificate"))
+		}
+		hs.addTranscript(msg)
+		if err := hs.verifyServerCertificate(cm.certificates); err != nil {
+			return err
+		}
+		if msg, err = c.readHandshake(hs.ctx); err != nil {
+			return err
+		}
+	}
+	if msg.typ == typeServerKeyExchange {
+		skx := &serverKeyExchangeMsg{kind: kx}
+		if !skx.unmarshal(msg.body) {
+			return c.fail(alertDecodeError, errors.New("dtls: malformed ServerKeyExchange"))
+		}
+		hs.addTranscript(msg)
+		if err := hs.processServerKeyExchange(skx); err != nil {
+			return err
+		}
+		if msg, err = c.readHandshake(hs.ctx); err != nil {
+			return err
+		}
+	} else if kx.isECDHE() {
+		return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: expected ServerKeyExchange, got %v", msg.typ))
+	}
+	if msg.typ == typeCertificateRequest {
+		if !kx.usesCertificates() {
+			return c.fail(alertUnexpectedMessage, errors.New("dtls: CertificateRequest under a PSK suite"))
+		}
+		cr := new(certificateRequestMsg)
+		if !cr.unmarshal(msg.body) {
+			return c.fail(alertDecodeError, errors.New("dtls: malformed CertificateRequest"))
+		}
+		hs.addTranscript(msg)
+		hs.certRequest = cr
+		if msg, err = c.readHandshake(hs.ctx); err != nil {
+			return err
+		}
+	}
+	if msg.typ != typeServerHelloDone {
+		return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: expected ServerHelloDone, got %v", msg.typ))
+	}
+	if len(msg.body) != 0 {
+		return c.fail(alertDecodeError, errors.New("dtls: malformed ServerHelloDone"))
+	}
+	hs.addTranscript(msg)
+	return nil
+}
+
+func (hs *handshakeState) verifyServerCertificate(raw [][]byte) error {
+	c := hs.c
+	if len(raw) == 0 {
+		return c.fail(alertBadCertificate, errors.New("dtls: server sent no certificate"))
+	}
+	certs := make([]*x509.Certificate, len(raw))
+	for i, der := range raw {
+		cert, err := x509.ParseCertificate(der)
+		if err != nil {
+			return c.fail(alertBadCertificate, fmt.Errorf("dtls: failed to parse certificate from server: %w", err))
+		}
+		certs[i] = cert
+	}
+	if err := checkPeerKeySize(certs[0].PublicKey); err != nil {
+		return c.fail(alertBadCertificate, err)
+	}
+	var chains [][]*x509.Certificate
+	if !c.config.InsecureSkipVerify {
+		opts := x509.VerifyOptions{
+			Roots:         c.config.RootCAs,
+			CurrentTime:   c.config.time(),
+			DNSName:       c.config.ServerName,
+			Intermediates: x509.NewCertPool(),
+		}
+		for _, cert := range certs[1:] {
+			opts.Intermediates.AddCert(cert)
+		}
+		var err error
+		chains, err = certs[0].Verify(opts)
+		if err != nil {
+			return c.fail(alertBadCertificate, &tls.CertificateVerificationError{UnverifiedCertificates: certs, Err: err})
+		}
+	}
+	switch certs[0].PublicKey.(type) {
+	case *ecdsa.PublicKey, ed25519.PublicKey:
+		if hs.suite.kx != kxECDHEECDSA {
+			return c.fail(alertUnsupportedCertificate, errors.New("dtls: server's certificate key does not match the cipher suite"))
+		}
+	default:
+		if !isRSAKey(certs[0].PublicKey) || hs.suite.kx != kxECDHERSA {
+			return c.fail(alertUnsupportedCertificate, errors.New("dtls: server's certificate key does not match the cipher suite"))
+		}
+	}
+	if f := c.config.VerifyPeerCertificate; f != nil {
+		if err := f(raw, chains); err != nil {
+			return c.fail(alertBadCertificate, err)
+		}
+	}
+	hs.peerCerts = certs
+	c.state.peerCertificates = certs
+	c.state.verifiedChains = chains
+	return nil
+}
+
+func (hs *handshakeState) processServerKeyExchange(skx *serverKeyExchangeMsg) error {
+	c := hs.c
+	if skx.kind.isPSK() {
+		hs.pskHint = append([]byte(nil), skx.pskIdentityHint...)
+	}
+	if !skx.kind.isECDHE() {
+		return nil
+	}
+	if !slices.Contains(hs.hello.supportedCurves, skx.curveID) {
+		return c.fail(alertIllegalParameter, fmt.Errorf("dtls: server chose group %v, which we did not offer", skx.curveID))
+	}
+	if skx.kind.usesCertificates() {
+		if !slices.Contains(hs.hello.supportedSignatureAlgorithms, skx.signatureAlgorithm) {
+			return c.fail(alertIllegalParameter, fmt.Errorf("dtls: server signed with %v, which we did not offer", skx.signatureAlgorithm))
+		}
+		signedMsg := slices.Concat(hs.hello.random, hs.serverHello.random, skx.ecdhParams())
+		if err := verifyHandshakeSignature(skx.signatureAlgorithm, hs.peerCerts[0].PublicKey, signedMsg, skx.signature); err != nil {
+			return c.fail(alertDecryptError, err)
+		}
+		c.state.sigScheme = skx.signatureAlgorithm
+	}
+	curve, _ := curveForID(skx.curveID)
+	key, err := curve.GenerateKey(c.config.rand())
+	if err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	secret, err := ecdheSharedSecret(key, skx.publicKey)
+	if err != nil {
+		return c.fail(alertIllegalParameter, err)
+	}
+	hs.ecdhKey = key
+	hs.curveID = skx.curveID
+	hs.preMaster = secret
+	return nil
+}
+
+// sendClientFlight sends [Certificate] ClientKeyExchange
+// [CertificateVerify] ChangeCipherSpec Finished.
+func (hs *handshakeState) sendClientFlight() error {
+	c := hs.c
+	kx := hs.suite.kx
+	if hs.certRequest != nil {
+		hs.cert = c.clientCertificate(hs.certRequest)
+		cm := new(certificateMsg)
+		if hs.cert != nil {
+			cm.certificates = hs.cert.Certificate
+		}
+		if err := c.writeHandshake(hs, cm); err != nil {
+			return err
+		}
+	}
+	ckx := &clientKeyExchangeMsg{kind: kx}
+	if kx.isECDHE() {
+		ckx.publicKey = hs.ecdhKey.PublicKey().Bytes()
+	}
+	if kx.isPSK() {
+		psk, err := c.config.PSK(hs.pskHint)
+		if err != nil || len(psk) == 0 {
+			return c.fail(alertInternalError, fmt.Errorf("dtls: no PSK for the server's hint %q: %v", hs.pskHint, err))
+		}
+		hs.psk = psk
+		hs.pskIdentity = c.config.PSKIdentity
+		ckx.pskIdentity = c.config.PSKIdentity
+		if kx == kxECDHEPSK {
+			hs.preMaster = ecdhePSKPreMasterSecret(hs.preMaster, psk)
+		} else {
+			hs.preMaster = pskPreMasterSecret(psk)
+		}
+	}
+	if err := c.writeHandshake(hs, ckx); err != nil {
+		return err
+	}
+	hs.deriveMasterSecret()
+	if hs.cert != nil {
+		signer, err := certificateSigner(hs.cert)
+		if err != nil {
+			return c.fail(alertInternalError, err)
+		}
+		scheme, err := selectSignatureScheme(signer, hs.certRequest.supportedSignatureAlgorithms)
+		if err != nil {
+			return c.fail(alertHandshakeFailure, err)
+		}
+		sig, err := signHandshake(c.config.rand(), signer, scheme, hs.transcript)
+		if err != nil {
+			return c.fail(alertInternalError, err)
+		}
+		if err := c.writeHandshake(hs, &certificateVerifyMsg{signatureAlgorithm: scheme, signature: sig}); err != nil {
+			return err
+		}
+	}
+	if err := hs.verifyConnection(); err != nil {
+		return err
+	}
+	if err := hs.writeFinished(true); err != nil {
+		return err
+	}
+	return c.sendFlight(false, "")
+}
+
+// clientCertificate picks our certificate for a CertificateRequest, or nil.
+func (c *Conn) clientCertificate(cr *certificateRequestMsg) *tls.Certificate {
+	for i := range c.config.Certificates {
+		cert := &c.config.Certificates[i]
+		signer, err := certificateSigner(cert)
+		if err != nil {
+			continue
+		}
+		if _, err := selectSignatureScheme(signer, cr.supportedSignatureAlgorithms); err == nil {
+			return cert
+		}
+	}
+	return nil
+}
+
+// deriveMasterSecret turns the premaster secret into the master secret,
+// with the extended master secret's session hash when negotiated.
+func (hs *handshakeState) deriveMasterSecret() {
+	c := hs.c
+	if hs.ems {
+		hs.masterSecret = extMasterFromPreMasterSecret(hs.suite.hash, hs.preMaster, hs.sessionHash())
+	} else {
+		hs.masterSecret = masterFromPreMasterSecret(hs.suite.hash, hs.preMaster, hs.hello.random, hs.serverHello.random)
+	}
+	if w := c.config.KeyLogWriter; w != nil {
+		writeKeyLog(w, hs.hello.random, hs.masterSecret)
+	}
+}
+
+// epochKeysFor derives the epoch-1 keys of both directions.
+func (hs *handshakeState) epochKeysFor() (client, server *epochKeys, err error) {
+	p := hs.suite.params()
+	ck, sk, civ, siv := keysFromMasterSecret(hs.suite.hash, hs.masterSecret, hs.hello.random, hs.serverHello.random, p.keyLen, p.fixedIVLen)
+	if client, err = newEpochKeys(hs.suite.aead, ck, civ); err != nil {
+		return nil, nil, err
+	}
+	if server, err = newEpochKeys(hs.suite.aead, sk, siv); err != nil {
+		return nil, nil, err
+	}
+	return client, server, nil
+}
+
+// writeFinished queues ChangeCipherSpec and our Finished.
+func (hs *handshakeState) writeFinished(fromClient bool) error {
+	c := hs.c
+	ck, sk, err := hs.epochKeysFor()
+	if err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	write := sk
+	if fromClient {
+		write = ck
+	}
+	c.writeChangeCipherSpec(write)
+	h := hs.suite.hash.New()
+	h.Write(hs.transcript)
+	fin := &finishedMsg{verifyData: finishedVerifyData(hs.suite.hash, hs.masterSecret, fromClient, h.Sum(nil))}
+	return c.writeHandshake(hs, fin)
+}
+
+// readFinished waits for the peer's ChangeCipherSpec and Finished and
+// checks verify_data in constant time.
+func (hs *handshakeState) readFinished(fromClient bool) error {
+	c := hs.c
+	ck, sk, err := hs.epochKeysFor()
+	if err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	read := ck
+	if !fromClient {
+		read = sk
+	}
+	if err := c.readChangeCipherSpec(hs.ctx, read); err != nil {
+		return err
+	}
+	h := hs.suite.hash.New()
+	h.Write(hs.transcript)
+	want := finishedVerifyData(hs.suite.hash, hs.masterSecret, fromClient, h.Sum(nil))
+	msg, err := c.readHandshake(hs.ctx)
+	if err != nil {
+		return err
+	}
+	if msg.typ != typeFinished {
+		return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: expected Finished, got %v", msg.typ))
+	}
+	if msg.epoch != c.rl.readCur {
+		// A Finished must be protected by the new keys (wolfSSL
+		// CVE-2023-6937: messages spanning a key change).
+		return c.fail(alertUnexpectedMessage, errors.New("dtls: Finished not protected by the negotiated keys"))
+	}
+	fin := new(finishedMsg)
+	if !fin.unmarshal(msg.body) {
+		return c.fail(alertDecodeError, errors.New("dtls: malformed Finished"))
+	}
+	if subtle.ConstantTimeCompare(fin.verifyData, want) != 1 {
+		return c.fail(alertDecryptError, errors.New("dtls: peer's Finished is wrong"))
+	}
+	hs.addTranscript(msg)
+	return nil
+}
+
+func (hs *handshakeState) readServerFinished() error { return hs.readFinished(false) }
+
+// verifyConnection runs Config.VerifyConnection before we send Finished.
+func (hs *handshakeState) verifyConnection() error {
+	c := hs.c
+	f := c.config.VerifyConnection
+	if f == nil {
+		return nil
+	}
+	cs := ConnectionState{
+		Version:              VersionDTLS12,
+		CipherSuite:          hs.suite.id,
+		NegotiatedProtocol:   hs.serverHello.alpnProtocol,
+		ServerName:           hs.hello.serverName,
+		PeerCertificates:     c.state.peerCertificates,
+		VerifiedChains:       c.state.verifiedChains,
+		ExtendedMasterSecret: hs.ems,
+		PSKIdentity:          hs.pskIdentity,
+		PSKIdentityHint:      hs.pskHint,
+		CurveID:              hs.curveID,
+	}
+	if err := f(cs); err != nil {
+		return c.fail(alertBadCertificate, err)
+	}
+	return nil
+}
+
+// finish records what was negotiated on the Conn.
+func (hs *handshakeState) finish() {
+	s := &hs.c.state
+	s.suite = hs.suite
+	s.masterSecret = hs.masterSecret
+	s.clientRandom = hs.hello.random
+	s.serverRandom = hs.serverHello.random
+	s.ems = hs.ems
+	s.alpn = hs.serverHello.alpnProtocol
+	s.serverName = hs.hello.serverName
+	s.curveID = hs.curveID
+	if hs.suite.kx.isPSK() {
+		s.pskIdentity = hs.pskIdentity
+		s.pskIdentityHint = hs.pskHint
+	}
+	// Records of epoch 0 are of no use once the peer's Finished arrived in
+	// epoch 1, except retransmissions that the transport answers.
+	hs.c.expectCCS = false
+}

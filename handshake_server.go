@@ -1,0 +1,450 @@
+package dtls
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+)
+
+func (c *Conn) serverHandshake(ctx context.Context) error {
+	hs := &handshakeState{c: c, ctx: ctx}
+	hello, err := hs.readClientHello()
+	if err != nil {
+		return err
+	}
+	hs.hello = hello
+	if err := hs.processClientHello(); err != nil {
+		return err
+	}
+	if err := hs.sendServerFlight(); err != nil {
+		return err
+	}
+	if err := hs.readClientFlight(); err != nil {
+		return err
+	}
+	if err := hs.readFinished(true); err != nil {
+		return err
+	}
+	if err := hs.verifyConnection(); err != nil {
+		return err
+	}
+	if err := hs.writeFinished(false); err != nil {
+		return err
+	}
+	c.hs.finalFlight()
+	if err := c.sendFlight(false, ""); err != nil {
+		return err
+	}
+	hs.finish()
+	c.state.peerCertificates = hs.peerCerts
+	return nil
+}
+
+// readClientHello reads ClientHellos until one carries a valid cookie. A
+// Listener checked the cookie before creating the Conn; a Conn made by
+// Server does the exchange itself.
+func (hs *handshakeState) readClientHello() (*clientHelloMsg, error) {
+	c := hs.c
+	var cookies *cookieGenerator
+	for hvrs := 0; ; hvrs++ {
+		msg, err := c.readHandshake(hs.ctx)
+		if err != nil {
+			return nil, err
+		}
+		if msg.typ != typeClientHello {
+			return nil, c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: expected ClientHello, got %v", msg.typ))
+		}
+		hello := new(clientHelloMsg)
+		if !hello.unmarshal(msg.body) {
+			return nil, c.fail(alertDecodeError, errors.New("dtls: malformed ClientHello"))
+		}
+		if c.listener != nil || c.config.InsecureSkipHelloVerify {
+			hs.addTranscript(msg)
+			return hello, nil
+		}
+		if cookies == nil {
+			if cookies, err = newCookieGenerator(c.config.rand(), c.config.time()); err != nil {
+				return nil, err
+			}
+		}
+		addr := addrPort(c.io.remoteAddr())
+		if cookies.verify(c.config.time(), addr, hello, hello.cookie) {
+			hs.transcript = hs.transcript[:0]
+			hs.addTranscript(msg)
+			return hello, nil
+		}
+		if hvrs == maxHelloVerifyRequests {
+			return nil, c.fail(alertHandshakeFailure, errors.New("dtls: client does not return our cookie"))
+		}
+		hvr := &helloVerifyRequestMsg{vers: VersionDTLS12, cookie: cookies.generate(nil, c.config.time(), addr, hello)}
+		if err := c.writeHandshake(hs, hvr); err != nil {
+			return nil, err
+		}
+		hs.transcript = hs.transcript[:0]
+		c.hs.finalFlight() // not retransmitted: resent only when the ClientHello repeats
+		if err := c.sendFlight(false, ""); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// serverSuites is the server's preference list.
+func (hs *handshakeState) selectSuite() *cipherSuite {
+	c := hs.c
+	for _, s := range c.enabledSuites() {
+		if !slices.Contains(hs.hello.cipherSuites, s.id) {
+			continue
+		}
+		if s.kx.isPSK() && c.config.PSK == nil {
+			continue
+		}
+		if s.kx.isECDHE() {
+			if _, ok := hs.selectCurve(); !ok {
+				continue
+			}
+		}
+		if s.kx.usesCertificates() {
+			cert := hs.cert
+			if cert == nil {
+				continue
+			}
+			signer, err := certificateSigner(cert)
+			if err != nil {
+				continue
+			}
+			if isRSAKey(signer.Public()) != (s.kx == kxECDHERSA) {
+				continue
+			}
+			if _, err := selectSignatureScheme(signer, hs.hello.supportedSignatureAlgorithms); err != nil {
+				continue
+			}
+		}
+		return s
+	}
+	return nil
+}
+
+func (hs *handshakeState) selectCurve() (tls.CurveID, bool) {
+	for _, id := range hs.c.config.curvePreferences() {
+		if _, ok := curveForID(id); ok && slices.Contains(hs.hello.supportedCurves, id) {
+			return id, true
+		}
+	}
+	return 0, false
+}
+
+func (hs *handshakeState) processClientHello() error {
+	c := hs.c
+	ch := hs.hello
+	// DTLS versions count down: 0xfeff is 1.0, 0xfefd is 1.2. A client
+	// whose highest version is above 0xfefd offers only DTLS 1.0; one
+	// below 0xfe00 is not speaking DTLS at all.
+	if ch.vers > VersionDTLS12 || ch.vers < 0xfe00 {
+		return c.fail(alertProtocolVersion, fmt.Errorf("dtls: client offered version %#x; DTLS 1.2 is required", ch.vers))
+	}
+	if !slices.Contains(ch.compressionMethods, compressionNone) {
+		return c.fail(alertIllegalParameter, errors.New("dtls: client does not support uncompressed connections"))
+	}
+	if ch.secureRenegotiationSupported && len(ch.secureRenegotiation) != 0 {
+		return c.fail(alertHandshakeFailure, errors.New("dtls: initial handshake had non-empty renegotiation extension"))
+	}
+	hs.ems = ch.extendedMasterSecret
+	if !hs.ems && !c.config.InsecureAllowNoExtendedMasterSecret {
+		return c.fail(alertHandshakeFailure, errors.New("dtls: client does not support the extended master secret (RFC 7627)"))
+	}
+
+	cert, err := hs.serverCertificate()
+	if err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	hs.cert = cert
+	hs.suite = hs.selectSuite()
+	if hs.suite == nil {
+		return c.fail(alertHandshakeFailure, errors.New("dtls: no cipher suite supported by both client and server"))
+	}
+
+	sh := &serverHelloMsg{
+		vers:                         VersionDTLS12,
+		random:                       make([]byte, randomLen),
+		cipherSuite:                  hs.suite.id,
+		extendedMasterSecret:         hs.ems,
+		secureRenegotiationSupported: ch.secureRenegotiationSupported || slices.Contains(ch.cipherSuites, scsvRenegotiation),
+	}
+	if _, err := io.ReadFull(c.config.rand(), sh.random); err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	if hs.suite.kx.isECDHE() && len(ch.supportedPoints) > 0 {
+		if !slices.Contains(ch.supportedPoints, pointFormatUncompressed) {
+			return c.fail(alertIllegalParameter, errors.New("dtls: client does not support uncompressed points"))
+		}
+		sh.supportedPoints = []uint8{pointFormatUncompressed}
+	}
+	if len(ch.alpnProtocols) > 0 && len(c.config.NextProtos) > 0 {
+		for _, p := range c.config.NextProtos {
+			if slices.Contains(ch.alpnProtocols, p) {
+				sh.alpnProtocol = p
+				break
+			}
+		}
+		if sh.alpnProtocol == "" {
+			return c.fail(alertNoApplicationProtocol, errors.New("dtls: client offered no ALPN protocol the server supports"))
+		}
+	}
+	hs.serverHello = sh
+	return nil
+}
+
+// serverCertificate returns the certificate for this ClientHello, or nil.
+func (hs *handshakeState) serverCertificate() (*tls.Certificate, error) {
+	c := hs.c
+	if f := c.config.GetCertificate; f != nil {
+		cert, err := f(&ClientHelloInfo{
+			CipherSuites:      hs.hello.cipherSuites,
+			ServerName:        hs.hello.serverName,
+			SupportedCurves:   hs.hello.supportedCurves,
+			SignatureSchemes:  hs.hello.supportedSignatureAlgorithms,
+			SupportedProtos:   hs.hello.alpnProtocols,
+			SupportedVersions: []uint16{VersionDTLS12},
+		})
+		if err != nil {
+			return nil, err
+		}
+		if cert != nil {
+			return cert, nil
+		}
+	}
+	for i := range c.config.Certificates {
+		cert := &c.config.Certificates[i]
+		signer, err := certificateSigner(cert)
+		if err != nil {
+			continue
+		}
+		if _, err := selectSignatureScheme(signer, hs.hello.supportedSignatureAlgorithms); err == nil {
+			return cert, nil
+		}
+	}
+	return nil, nil
+}
+
+// sendServerFlight sends ServerHello [Certificate] [ServerKeyExchange]
+// [CertificateRequest] ServerHelloDone.
+func (hs *handshakeState) sendServerFlight() error {
+	c := hs.c
+	kx := hs.suite.kx
+	if err := c.writeHandshake(hs, hs.serverHello); err != nil {
+		return err
+	}
+	if kx.usesCertificates() {
+		if err := c.writeHandshake(hs, &certificateMsg{certificates: hs.cert.Certificate}); err != nil {
+			return err
+		}
+	}
+	skx := &serverKeyExchangeMsg{kind: kx}
+	sendSKX := kx.isECDHE()
+	if kx.isPSK() {
+		skx.pskIdentityHint = c.config.PSKIdentityHint
+		hs.pskHint = c.config.PSKIdentityHint
+		sendSKX = sendSKX || len(skx.pskIdentityHint) > 0
+	}
+	if kx.isECDHE() {
+		id, _ := hs.selectCurve()
+		curve, _ := curveForID(id)
+		key, err := curve.GenerateKey(c.config.rand())
+		if err != nil {
+			return c.fail(alertInternalError, err)
+		}
+		hs.ecdhKey = key
+		hs.curveID = id
+		skx.curveID = id
+		skx.publicKey = key.PublicKey().Bytes()
+	}
+	if kx.usesCertificates() {
+		signer, err := certificateSigner(hs.cert)
+		if err != nil {
+			return c.fail(alertInternalError, err)
+		}
+		scheme, err := selectSignatureScheme(signer, hs.hello.supportedSignatureAlgorithms)
+		if err != nil {
+			return c.fail(alertHandshakeFailure, err)
+		}
+		signedMsg := slices.Concat(hs.hello.random, hs.serverHello.random, skx.ecdhParams())
+		sig, err := signHandshake(c.config.rand(), signer, scheme, signedMsg)
+		if err != nil {
+			return c.fail(alertInternalError, err)
+		}
+		skx.signatureAlgorithm = scheme
+		skx.signature = sig
+		c.state.sigScheme = scheme
+	}
+	if sendSKX {
+		if err := c.writeHandshake(hs, skx); err != nil {
+			return err
+		}
+	}
+	if kx.usesCertificates() && c.config.ClientAuth >= tls.RequestClientCert {
+		cr := &certificateRequestMsg{
+			certificateTypes:             []uint8{certTypeECDSASign, certTypeRSASign},
+			supportedSignatureAlgorithms: supportedSignatureAlgorithms,
+		}
+		if c.config.ClientCAs != nil {
+			//lint:ignore SA1019 Subjects is fine for pools built from certificates
+			cr.certificateAuthorities = c.config.ClientCAs.Subjects() //nolint:staticcheck
+		}
+		hs.certRequest = cr
+		if err := c.writeHandshake(hs, cr); err != nil {
+			return err
+		}
+	}
+	if err := c.writeHandshake(hs, &serverHelloDoneMsg{}); err != nil {
+		return err
+	}
+	return c.sendFlight(false, "")
+}
+
+// ClientCertificateType values for CertificateRequest (RFC 5246 §7.4.4,
+// RFC 8422 §5.5).
+const (
+	certTypeRSASign   = 1
+	certTypeECDSASign = 64
+)
+
+// readClientFlight reads [Certificate] ClientKeyExchange
+// [CertificateVerify].
+func (hs *handshakeState) readClientFlight() error {
+	c := hs.c
+	kx := hs.suite.kx
+	msg, err := c.readHandshake(hs.ctx)
+	if err != nil {
+		return err
+	}
+	var clientCerts [][]byte
+	if hs.certRequest != nil {
+		if msg.typ != typeCertificate {
+			return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: expected client Certificate, got %v", msg.typ))
+		}
+		cm := new(certificateMsg)
+		if !cm.unmarshal(msg.body) {
+			return c.fail(alertDecodeError, errors.New("dtls: malformed Certificate"))
+		}
+		hs.addTranscript(msg)
+		clientCerts = cm.certificates
+		if err := hs.verifyClientCertificate(clientCerts); err != nil {
+			return err
+		}
+		if msg, err = c.readHandshake(hs.ctx); err != nil {
+			return err
+		}
+	}
+	if msg.typ != typeClientKeyExchange {
+		return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: expected ClientKeyExchange, got %v", msg.typ))
+	}
+	ckx := &clientKeyExchangeMsg{kind: kx}
+	if !ckx.unmarshal(msg.body) {
+		return c.fail(alertDecodeError, errors.New("dtls: malformed ClientKeyExchange"))
+	}
+	hs.addTranscript(msg)
+	if kx.isECDHE() {
+		secret, err := ecdheSharedSecret(hs.ecdhKey, ckx.publicKey)
+		if err != nil {
+			return c.fail(alertIllegalParameter, err)
+		}
+		hs.preMaster = secret
+	}
+	if kx.isPSK() {
+		psk, err := c.config.PSK(ckx.pskIdentity)
+		if err != nil || len(psk) == 0 {
+			return c.fail(alertUnknownPSKIdentity, fmt.Errorf("dtls: unknown PSK identity %q", ckx.pskIdentity))
+		}
+		hs.pskIdentity = append([]byte(nil), ckx.pskIdentity...)
+		if kx == kxECDHEPSK {
+			hs.preMaster = ecdhePSKPreMasterSecret(hs.preMaster, psk)
+		} else {
+			hs.preMaster = pskPreMasterSecret(psk)
+		}
+	}
+	hs.deriveMasterSecret()
+
+	if len(hs.peerCerts) > 0 {
+		// A client that sent a certificate must prove it holds the key
+		// (pion CVE-2022-29222).
+		msg, err := c.readHandshake(hs.ctx)
+		if err != nil {
+			return err
+		}
+		if msg.typ != typeCertificateVerify {
+			return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: expected CertificateVerify, got %v", msg.typ))
+		}
+		cv := new(certificateVerifyMsg)
+		if !cv.unmarshal(msg.body) {
+			return c.fail(alertDecodeError, errors.New("dtls: malformed CertificateVerify"))
+		}
+		if !slices.Contains(hs.certRequest.supportedSignatureAlgorithms, cv.signatureAlgorithm) {
+			return c.fail(alertIllegalParameter, errors.New("dtls: client signed with an unrequested scheme"))
+		}
+		if err := verifyHandshakeSignature(cv.signatureAlgorithm, hs.peerCerts[0].PublicKey, hs.transcript, cv.signature); err != nil {
+			return c.fail(alertDecryptError, err)
+		}
+		hs.addTranscript(msg)
+	}
+	return nil
+}
+
+func (hs *handshakeState) verifyClientCertificate(raw [][]byte) error {
+	c := hs.c
+	if len(raw) == 0 {
+		if c.config.ClientAuth == tls.RequireAnyClientCert || c.config.ClientAuth == tls.RequireAndVerifyClientCert {
+			return c.fail(alertBadCertificate, errors.New("dtls: client didn't provide a certificate"))
+		}
+		return nil
+	}
+	certs := make([]*x509.Certificate, len(raw))
+	for i, der := range raw {
+		cert, err := x509.ParseCertificate(der)
+		if err != nil {
+			return c.fail(alertBadCertificate, fmt.Errorf("dtls: failed to parse client certificate: %w", err))
+		}
+		certs[i] = cert
+	}
+	if err := checkPeerKeySize(certs[0].PublicKey); err != nil {
+		return c.fail(alertBadCertificate, err)
+	}
+	switch certs[0].PublicKey.(type) {
+	case *ecdsa.PublicKey, ed25519.PublicKey:
+	default:
+		if !isRSAKey(certs[0].PublicKey) {
+			return c.fail(alertUnsupportedCertificate, errors.New("dtls: client certificate key type not supported"))
+		}
+	}
+	var chains [][]*x509.Certificate
+	if c.config.ClientAuth >= tls.VerifyClientCertIfGiven && c.config.ClientAuth != tls.RequireAnyClientCert {
+		opts := x509.VerifyOptions{
+			Roots:         c.config.ClientCAs,
+			CurrentTime:   c.config.time(),
+			Intermediates: x509.NewCertPool(),
+			KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		}
+		for _, cert := range certs[1:] {
+			opts.Intermediates.AddCert(cert)
+		}
+		var err error
+		chains, err = certs[0].Verify(opts)
+		if err != nil {
+			return c.fail(alertBadCertificate, &tls.CertificateVerificationError{UnverifiedCertificates: certs, Err: err})
+		}
+	}
+	if f := c.config.VerifyPeerCertificate; f != nil {
+		if err := f(raw, chains); err != nil {
+			return c.fail(alertBadCertificate, err)
+		}
+	}
+	hs.peerCerts = certs
+	c.state.verifiedChains = chains
+	c.state.peerCertificates = certs
+	return nil
+}

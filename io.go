@@ -1,0 +1,84 @@
+package dtls
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// errInterrupted wakes a blocked read when a deadline changes or a context
+// is cancelled; the reader then re-evaluates.
+var errInterrupted = errors.New("dtls: read interrupted")
+
+// datagramIO is where a Conn's datagrams come from and go to: its own
+// connected socket (client, or Server over a net.Conn), or a Listener's
+// shared socket.
+type datagramIO interface {
+	// readDatagram returns the next datagram, valid until the next call.
+	// A zero deadline means none.
+	readDatagram(deadline time.Time) ([]byte, error)
+	writeDatagram(b []byte) error
+	// interrupt makes a blocked or the next readDatagram return
+	// errInterrupted.
+	interrupt()
+	localAddr() net.Addr
+	remoteAddr() net.Addr
+	close() error
+}
+
+// netConnIO reads a connected datagram socket in the caller's goroutine.
+type netConnIO struct {
+	conn        net.Conn
+	buf         []byte
+	interrupted atomic.Bool
+	mu          sync.Mutex // serializes deadline changes
+	deadline    time.Time
+}
+
+func newNetConnIO(conn net.Conn) *netConnIO {
+	return &netConnIO{conn: conn, buf: make([]byte, maxDatagramSize)}
+}
+
+func (n *netConnIO) readDatagram(deadline time.Time) ([]byte, error) {
+	if n.interrupted.Swap(false) {
+		return nil, errInterrupted
+	}
+	n.mu.Lock()
+	if !deadline.Equal(n.deadline) {
+		n.deadline = deadline
+		n.conn.SetReadDeadline(deadline)
+	}
+	n.mu.Unlock()
+	// An interrupt between the check above and SetReadDeadline would have
+	// been overwritten: look again.
+	if n.interrupted.Swap(false) {
+		return nil, errInterrupted
+	}
+	k, err := n.conn.Read(n.buf)
+	if err != nil {
+		if n.interrupted.Swap(false) {
+			return nil, errInterrupted
+		}
+		return nil, err
+	}
+	return n.buf[:k], nil
+}
+
+func (n *netConnIO) interrupt() {
+	n.interrupted.Store(true)
+	n.mu.Lock()
+	n.deadline = time.Unix(1, 0)
+	n.conn.SetReadDeadline(n.deadline)
+	n.mu.Unlock()
+}
+
+func (n *netConnIO) writeDatagram(b []byte) error {
+	_, err := n.conn.Write(b)
+	return err
+}
+
+func (n *netConnIO) localAddr() net.Addr  { return n.conn.LocalAddr() }
+func (n *netConnIO) remoteAddr() net.Addr { return n.conn.RemoteAddr() }
+func (n *netConnIO) close() error         { return n.conn.Close() }

@@ -1,0 +1,402 @@
+package dtls
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Listener limits. A Listener answers anyone who can send it a datagram, so
+// everything it keeps per peer is bounded, and nothing is kept before the
+// peer has shown it can receive at its address (a valid cookie).
+const (
+	// maxHandshakesInProgress bounds the handshakes a Listener runs at
+	// once, each of which holds a goroutine, a Conn and up to
+	// maxHandshakeBuffered bytes. ClientHellos beyond it are dropped and
+	// the client retransmits later.
+	maxHandshakesInProgress = 512
+	// connQueueLen bounds the datagrams queued for one connection that its
+	// reader has not taken yet; more are dropped, as a full socket buffer
+	// would.
+	connQueueLen = 64
+	// acceptBacklog bounds handshaken connections waiting for Accept.
+	acceptBacklog = 128
+)
+
+// Listener serves DTLS on one datagram socket for many peers. It answers
+// a ClientHello without a valid cookie with a stateless HelloVerifyRequest
+// (RFC 6347 §4.2.1), runs each cookie-verified handshake in its own
+// goroutine so that a slow peer delays no one else, and hands out
+// connections whose handshake completed from Accept.
+type Listener struct {
+	pc      net.PacketConn
+	udp     *net.UDPConn // pc, when it is one: its AddrPort calls do not allocate
+	config  *Config
+	cookies *cookieGenerator
+
+	mu    sync.Mutex
+	conns map[netip.AddrPort]*listenerConnIO
+
+	ctx         context.Context // cancelled by Close: aborts handshakes
+	cancel      context.CancelFunc
+	handshaking atomic.Int32
+	accept      chan *Conn
+	done        chan struct{}
+	closeOnce   sync.Once
+	wg          sync.WaitGroup
+	bufs        sync.Pool
+}
+
+// Listen listens for DTLS on a UDP address.
+func Listen(network, laddr string, config *Config) (*Listener, error) {
+	a, err := net.ResolveUDPAddr(network, laddr)
+	if err != nil {
+		return nil, err
+	}
+	pc, err := net.ListenUDP(network, a)
+	if err != nil {
+		return nil, err
+	}
+	l, err := NewListener(pc, config)
+	if err != nil {
+		pc.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// NewListener serves DTLS on pc. The Listener owns pc: closing it closes
+// pc, which ends the connections it accepted too.
+func NewListener(pc net.PacketConn, config *Config) (*Listener, error) {
+	if config == nil {
+		config = &Config{}
+	}
+	cookies, err := newCookieGenerator(config.rand(), config.time())
+	if err != nil {
+		return nil, err
+	}
+	l := &Listener{
+		pc:      pc,
+		config:  config,
+		cookies: cookies,
+		conns:   make(map[netip.AddrPort]*listenerConnIO),
+		accept:  make(chan *Conn, acceptBacklog),
+		done:    make(chan struct{}),
+	}
+	l.udp, _ = pc.(*net.UDPConn)
+	l.ctx, l.cancel = context.WithCancel(context.Background())
+	l.bufs.New = func() any { b := make([]byte, maxDatagramSize); return &b }
+	l.wg.Add(1)
+	go l.readLoop()
+	return l, nil
+}
+
+// Accept waits for and returns the next connection whose handshake
+// completed. The net.Conn is a *Conn.
+func (l *Listener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.accept:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+// Addr returns the listener's local address.
+func (l *Listener) Addr() net.Addr { return l.pc.LocalAddr() }
+
+// Close stops the listener, aborts handshakes in progress and closes the
+// socket. It waits for the listener's goroutines to end.
+func (l *Listener) Close() error {
+	var err error
+	l.closeOnce.Do(func() {
+		close(l.done)
+		l.cancel()
+		err = l.pc.Close()
+		l.mu.Lock()
+		for _, cio := range l.conns {
+			cio.shutdown()
+		}
+		l.mu.Unlock()
+		l.wg.Wait()
+		for {
+			select {
+			case c := <-l.accept:
+				c.Close()
+			default:
+				return
+			}
+		}
+	})
+	return err
+}
+
+func (l *Listener) readFrom(b []byte) (int, netip.AddrPort, error) {
+	if l.udp != nil {
+		return l.udp.ReadFromUDPAddrPort(b)
+	}
+	n, a, err := l.pc.ReadFrom(b)
+	if err != nil {
+		return 0, netip.AddrPort{}, err
+	}
+	return n, addrPort(a), nil
+}
+
+func (l *Listener) writeTo(b []byte, ap netip.AddrPort) error {
+	if l.udp != nil {
+		_, err := l.udp.WriteToUDPAddrPort(b, ap)
+		return err
+	}
+	_, err := l.pc.WriteTo(b, net.UDPAddrFromAddrPort(ap))
+	return err
+}
+
+func (l *Listener) readLoop() {
+	defer l.wg.Done()
+	for {
+		bp := l.bufs.Get().(*[]byte)
+		n, ap, err := l.readFrom(*bp)
+		if err != nil {
+			l.bufs.Put(bp)
+			select {
+			case <-l.done:
+				return
+			default:
+			}
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				continue
+			}
+			// The socket is gone: stop serving.
+			go l.Close()
+			return
+		}
+		ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		l.mu.Lock()
+		cio := l.conns[ap]
+		l.mu.Unlock()
+		if cio != nil {
+			cio.deliver(bp, n)
+			continue
+		}
+		l.handleNewPeer((*bp)[:n], ap, bp)
+	}
+}
+
+// handleNewPeer looks at a datagram from an address without a connection.
+// Only a ClientHello is of interest. Without a valid cookie it is answered
+// with a HelloVerifyRequest and forgotten: no state is kept.
+func (l *Listener) handleNewPeer(d []byte, ap netip.AddrPort, bp *[]byte) {
+	hdr, ch, msgSeq, ok := parseInitialClientHello(d)
+	if !ok {
+		l.bufs.Put(bp)
+		return
+	}
+	now := l.config.time()
+	if !l.config.InsecureSkipHelloVerify && !l.cookies.verify(now, ap, ch, ch.cookie) {
+		var cookie [cookieLen]byte
+		hvr := appendHelloVerifyRequest(nil, hdr.seq, msgSeq, l.cookies.generate(cookie[:0], now, ap, ch))
+		// Never answer with more than was sent: no amplification.
+		if len(hvr) <= len(d) {
+			l.writeTo(hvr, ap)
+		}
+		l.bufs.Put(bp)
+		return
+	}
+	if l.handshaking.Load() >= maxHandshakesInProgress {
+		l.bufs.Put(bp)
+		return
+	}
+	select {
+	case <-l.done:
+		l.bufs.Put(bp)
+		return
+	default:
+	}
+	cio := newListenerConnIO(l, ap)
+	c := newConn(cio, l.config, false)
+	c.listener = l
+	c.hs.startAt(msgSeq, msgSeq)
+	l.mu.Lock()
+	l.conns[ap] = cio
+	l.mu.Unlock()
+	cio.deliver(bp, len(d))
+	l.handshaking.Add(1)
+	l.wg.Add(1)
+	go l.serve(c)
+}
+
+func (l *Listener) serve(c *Conn) {
+	defer l.wg.Done()
+	err := c.HandshakeContext(l.ctx)
+	l.handshaking.Add(-1)
+	if err != nil {
+		c.Close()
+		return
+	}
+	select {
+	case l.accept <- c:
+	case <-l.done:
+		c.Close()
+	}
+}
+
+func (l *Listener) remove(ap netip.AddrPort, cio *listenerConnIO) {
+	l.mu.Lock()
+	if l.conns[ap] == cio {
+		delete(l.conns, ap)
+	}
+	l.mu.Unlock()
+}
+
+// parseInitialClientHello recognizes a datagram that starts with a whole,
+// unfragmented ClientHello in epoch 0.
+func parseInitialClientHello(d []byte) (recordHeader, *clientHelloMsg, uint16, bool) {
+	hdr, body, _, reason := nextRecord(d)
+	if reason != dropNone || hdr.typ != recordTypeHandshake || hdr.epoch != 0 ||
+		(hdr.version != VersionDTLS10 && hdr.version != VersionDTLS12) {
+		return hdr, nil, 0, false
+	}
+	var hh handshakeHeader
+	if !hh.unmarshal(body) || hh.typ != typeClientHello || hh.fragmentOffset != 0 ||
+		hh.fragmentLength != hh.length || len(body) < handshakeHeaderLen+int(hh.length) {
+		return hdr, nil, 0, false
+	}
+	ch := new(clientHelloMsg)
+	if !ch.unmarshal(body[handshakeHeaderLen : handshakeHeaderLen+int(hh.length)]) {
+		return hdr, nil, 0, false
+	}
+	return hdr, ch, hh.messageSeq, true
+}
+
+// appendHelloVerifyRequest builds a whole HelloVerifyRequest record. Its
+// record sequence number is the ClientHello's (RFC 6347 §4.2.1), so that
+// no state is needed to number it.
+func appendHelloVerifyRequest(dst []byte, recordSeq uint64, msgSeq uint16, cookie []byte) []byte {
+	body := make([]byte, 0, 3+len(cookie))
+	body = append(body, byte(VersionDTLS12>>8), byte(VersionDTLS12&0xff), byte(len(cookie)))
+	body = append(body, cookie...)
+	h := handshakeHeader{typ: typeHelloVerifyRequest, length: uint32(len(body)), messageSeq: msgSeq, fragmentLength: uint32(len(body))}
+	dst = appendRecordHeader(dst, recordTypeHandshake, VersionDTLS12, 0, recordSeq, handshakeHeaderLen+len(body))
+	dst = h.appendTo(dst)
+	return append(dst, body...)
+}
+
+// listenerConnIO is one peer's share of a Listener's socket: a bounded
+// queue filled by the listener's reader.
+type listenerConnIO struct {
+	l     *Listener
+	ap    netip.AddrPort
+	raddr *net.UDPAddr
+	queue chan queuedDatagram
+	cur   *[]byte
+	intr  chan struct{}
+	done  chan struct{}
+	once  sync.Once
+	timer *time.Timer
+}
+
+type queuedDatagram struct {
+	buf *[]byte
+	n   int
+}
+
+func newListenerConnIO(l *Listener, ap netip.AddrPort) *listenerConnIO {
+	return &listenerConnIO{
+		l:     l,
+		ap:    ap,
+		raddr: net.UDPAddrFromAddrPort(ap),
+		queue: make(chan queuedDatagram, connQueueLen),
+		intr:  make(chan struct{}, 1),
+		done:  make(chan struct{}),
+	}
+}
+
+// deliver hands a datagram to the connection, or drops it when the queue
+// is full or the connection closed.
+func (c *listenerConnIO) deliver(bp *[]byte, n int) {
+	select {
+	case <-c.done:
+		c.l.bufs.Put(bp)
+		return
+	default:
+	}
+	select {
+	case c.queue <- queuedDatagram{bp, n}:
+	default:
+		c.l.bufs.Put(bp)
+	}
+}
+
+func (c *listenerConnIO) readDatagram(deadline time.Time) ([]byte, error) {
+	if c.cur != nil {
+		c.l.bufs.Put(c.cur)
+		c.cur = nil
+	}
+	var timeout <-chan time.Time
+	if !deadline.IsZero() {
+		d := time.Until(deadline)
+		if d <= 0 {
+			return nil, errTimeout
+		}
+		if c.timer == nil {
+			c.timer = time.NewTimer(d)
+		} else {
+			c.timer.Reset(d)
+		}
+		defer c.timer.Stop()
+		timeout = c.timer.C
+	}
+	select {
+	case q := <-c.queue:
+		c.cur = q.buf
+		return (*q.buf)[:q.n], nil
+	case <-c.intr:
+		return nil, errInterrupted
+	case <-c.done:
+		return nil, net.ErrClosed
+	case <-timeout:
+		return nil, errTimeout
+	}
+}
+
+func (c *listenerConnIO) interrupt() {
+	select {
+	case c.intr <- struct{}{}:
+	default:
+	}
+}
+
+func (c *listenerConnIO) writeDatagram(b []byte) error {
+	select {
+	case <-c.done:
+		return net.ErrClosed
+	default:
+	}
+	return c.l.writeTo(b, c.ap)
+}
+
+func (c *listenerConnIO) localAddr() net.Addr  { return c.l.pc.LocalAddr() }
+func (c *listenerConnIO) remoteAddr() net.Addr { return c.raddr }
+
+func (c *listenerConnIO) shutdown() {
+	c.once.Do(func() { close(c.done) })
+}
+
+func (c *listenerConnIO) close() error {
+	c.shutdown()
+	c.l.remove(c.ap, c)
+	return nil
+}
+
+// errTimeout is a net.Error timeout, like a socket's.
+var errTimeout error = timeoutError{}
+
+type timeoutError struct{}
+
+func (timeoutError) Error() string   { return "dtls: i/o timeout" }
+func (timeoutError) Timeout() bool   { return true }
+func (timeoutError) Temporary() bool { return true }
+func (timeoutError) Unwrap() error   { return nil }
