@@ -206,8 +206,9 @@ func (c *ccm) Open(dst, nonce, ciphertext, additionalData []byte) ([]byte, error
 }
 
 // start sets the nonce into every counter block of s.ctr, s.s0 to the key
-// stream block of counter 0, and s.mac to the CBC-MAC of B_0 and the encoded additional data, ready to absorb the
-// plaintext from a block boundary (RFC 3610 section 2.2).
+// stream block of counter 0, and s.mac to the CBC-MAC of B_0 and the encoded
+// additional data, ready to absorb the plaintext from a block boundary
+// (RFC 3610 section 2.2).
 func (c *ccm) start(s *scratch, nonce []byte, msgLen int, ad []byte) {
 	L := 15 - c.nonceSize
 
@@ -225,8 +226,8 @@ func (c *ccm) start(s *scratch, nonce []byte, msgLen int, ad []byte) {
 	b.Encrypt(s.s0[:], s.ctr[:blockSize])
 
 	// B_0: Flags = 64*Adata + 8*M' + L', then the nonce, then l(m) in L
-	// bytes. l(m) <= maxLen, so it fits; the first 8 bytes of a 16-byte
-	// field are zero when L < 8.
+	// bytes, which holds it since l(m) <= maxLen. It differs from A_0 only
+	// in the flags and the length field, where A_0 has counter 0.
 	copy(s.mac[:], s.ctr[:blockSize])
 	s.mac[0] = byte(8*((c.tagSize-2)/2) + L - 1)
 	if len(ad) > 0 {
