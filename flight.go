@@ -1,0 +1,583 @@
+package dtls
+
+import (
+	"bytes"
+	"time"
+)
+
+// This file is the DTLS 1.2 handshake transport (RFC 6347 §4.2.2-§4.2.4):
+// it fragments our flights to the MTU, reassembles and reorders the peer's
+// handshake messages, and keeps the retransmission deadline. It is
+// sans-I/O: no goroutines, no timers, no sockets. Every call that depends
+// on time takes now, so tests drive it with a virtual clock.
+//
+// The caller (the handshake state machine and the record layer) seals and
+// sends what flightDatagrams returns, opens records and hands handshake
+// payloads to handleRecord, and reads complete messages with nextMessage.
+
+const (
+	// minResendInterval rate-limits the resends that a retransmission of
+	// the peer's previous flight triggers (RFC 6347 §4.2.4, "read
+	// retransmit"). A retransmitted flight arrives as a burst of datagrams
+	// sent back to back (a few milliseconds apart; ~50 ms for a 6 KB
+	// flight on a 1 Mbit/s link), and should cause one resend, not one per
+	// datagram. A peer retransmits no faster than its own timer, whose
+	// initial value RFC 6347 §4.2.4.1 sets at 1 s, so a quarter of that
+	// never suppresses the answer to a genuine retransmission of a DTLS
+	// 1.2 peer; a faster peer (RFC 9147 suggests 100 ms) still gets an
+	// answer at least every 250 ms, and our own timer runs as well. The
+	// limit also bounds the amplification from forged epoch-0 fragments
+	// with an old message_seq to four flights a second.
+	minResendInterval = defaultRetransmitTimeout / 4
+
+	// maxMTU is the largest MTU the transport fragments to: the largest
+	// UDP payload over IPv4. Larger values are clamped.
+	maxMTU = 65507
+
+	// maxFragmentLen is the most handshake message bytes we put in one
+	// record: the record plaintext limit (2^14, RFC 6347 §4.1) less the
+	// handshake header.
+	maxFragmentLen = maxPlaintext - handshakeHeaderLen
+
+	// maxOutgoingMessageLen is the longest body the 24-bit length field
+	// of the handshake header can describe.
+	maxOutgoingMessageLen = 1<<24 - 1
+)
+
+// Reasons handleRecord gives for a dropped fragment, for the caller's
+// counters and the Tracer. Each names the advisory class it defends.
+const (
+	dropEmptyRecord       = "empty handshake record"
+	dropTruncatedHeader   = "truncated handshake header"
+	dropBadHeader         = "invalid handshake header"              // length > maxHandshakeMessageLen or offset+fragment_length > length
+	dropTruncatedFragment = "fragment shorter than fragment_length" //
+	dropTooFarAhead       = "message_seq beyond reorder window"     // tinydtls #273
+	dropEmptyFragment     = "zero-length fragment of a non-empty message"
+	dropInconsistent      = "fragment disagrees with its message's type, length or epoch"
+	dropOverlapMismatch   = "overlapping fragment with different bytes"
+	dropBufferFull        = "handshake reassembly buffer full"
+)
+
+// outRecord is one record the caller must seal and send.
+type outRecord struct {
+	epoch uint16
+	typ   recordType // recordTypeHandshake or recordTypeChangeCipherSpec
+	data  []byte     // plaintext payload: handshake header (12 bytes) + fragment, or {1} for ChangeCipherSpec
+}
+
+// inMessage is one complete, in-order handshake message from the peer.
+type inMessage struct {
+	epoch uint16 // epoch all of its fragments arrived in
+	typ   handshakeType
+	seq   uint16
+	body  []byte // the reassembled body (owned by the caller after nextMessage)
+}
+
+// transcript returns header+body as it enters the DTLS 1.2 handshake hash:
+// the 12-byte header with fragment_offset 0 and fragment_length = length
+// (RFC 6347 §4.2.6), whatever fragmentation the message arrived in.
+func (m *inMessage) transcript() []byte {
+	h := handshakeHeader{
+		typ:            m.typ,
+		length:         uint32(len(m.body)),
+		messageSeq:     m.seq,
+		fragmentLength: uint32(len(m.body)),
+	}
+	b := make([]byte, 0, handshakeHeaderLen+len(m.body))
+	b = h.appendTo(b)
+	return append(b, m.body...)
+}
+
+// flightEntry is one message, or a ChangeCipherSpec, of our current flight.
+type flightEntry struct {
+	epoch      uint16
+	ccs        bool
+	typ        handshakeType
+	seq        uint16
+	transcript []byte // header with offset 0 + body; the body is transcript[handshakeHeaderLen:]
+}
+
+// inReassembly is a peer message being reassembled, or complete and not yet
+// taken by nextMessage.
+type inReassembly struct {
+	used  bool
+	typ   handshakeType
+	epoch uint16
+	seq   uint16
+	body  []byte // len(body) is the declared length
+	// have has one bit per body byte, set once the byte arrived. It is nil
+	// when the message arrived whole or is complete: a bitmap bounds the
+	// bookkeeping by the message length whatever the number, order and
+	// overlap of fragments.
+	have    []byte
+	missing int // body bytes not yet received
+}
+
+func (r *inReassembly) cost() int { return len(r.body) + len(r.have) }
+
+// handshakeTransport is the sans-I/O DTLS 1.2 handshake transport. It is
+// not safe for concurrent use.
+type handshakeTransport struct {
+	mtu        int
+	initialRTO time.Duration
+	rto        time.Duration // current retransmission timeout
+
+	// Outgoing: the current flight and the RFC 6347 §4.2.4 state machine.
+	sendSeq    uint16
+	flight     []flightEntry
+	sent       bool // flightSent was called for the current flight (SENDING/WAITING done)
+	sendCount  int  // flightSent calls for the current flight; >1 means it was retransmitted
+	peerMoved  bool // a fragment of the peer's next flight arrived after we sent
+	final      bool // the current flight ends the handshake (FINISHED state): no timer
+	timerArmed bool
+	timerAt    time.Time
+	lastSent   time.Time // last (re)transmission, for minResendInterval
+
+	// Incoming. recvSeq is the next message_seq to deliver; it is wider
+	// than message_seq so that it cannot wrap back into the window.
+	recvSeq  uint32
+	in       [maxReorderMessages]inReassembly // indexed by message_seq % maxReorderMessages
+	buffered int                              // bytes held in in[], ≤ maxHandshakeBuffered
+}
+
+// newHandshakeTransport returns a transport that fragments to mtu bytes of
+// UDP payload (clamped to [minMTU, maxMTU]; 0 means defaultMTU) and starts
+// retransmission at initialRTO (0 means defaultRetransmitTimeout; capped at
+// maxRetransmitTimeout).
+func newHandshakeTransport(mtu int, initialRTO time.Duration) *handshakeTransport {
+	switch {
+	case mtu == 0:
+		mtu = defaultMTU
+	case mtu < minMTU:
+		mtu = minMTU
+	case mtu > maxMTU:
+		mtu = maxMTU
+	}
+	if initialRTO <= 0 {
+		initialRTO = defaultRetransmitTimeout
+	}
+	initialRTO = min(initialRTO, maxRetransmitTimeout)
+	return &handshakeTransport{mtu: mtu, initialRTO: initialRTO, rto: initialRTO}
+}
+
+// startAt sets the next message_seq to send and to expect (a server that
+// answered a cookie-less ClientHello statelessly starts at 1,1 after the
+// ClientHello with seq 1 is handed in through handleRecord or injected).
+// Buffered peer messages that fall outside the new reorder window are
+// discarded.
+func (t *handshakeTransport) startAt(sendSeq, recvSeq uint16) {
+	t.sendSeq = sendSeq
+	t.recvSeq = uint32(recvSeq)
+	for i := range t.in {
+		r := &t.in[i]
+		if r.used && !t.inWindow(uint32(r.seq)) {
+			t.release(r)
+		}
+	}
+}
+
+// prepare moves to PREPARING (RFC 6347 §4.2.4) when the current flight was
+// sent and the peer's next flight started arriving: the old flight is
+// implicitly acknowledged and is discarded.
+func (t *handshakeTransport) prepare() {
+	if !t.sent || !t.peerMoved {
+		return
+	}
+	t.flight = nil // not reused: the caller may still hold datagrams that alias it
+	t.sent, t.peerMoved, t.final, t.timerArmed = false, false, false, false
+	t.sendCount = 0
+}
+
+// queueMessage appends a handshake message to the flight being built and
+// returns its transcript bytes (header with offset 0 + body), which must
+// not be modified. The first queue call after the current flight was sent
+// and the peer's next flight started arriving begins a new flight,
+// discarding the old one (RFC 6347 §4.2.4, PREPARING). A body too long for
+// the 24-bit length field is refused: nothing is queued and nil returned.
+func (t *handshakeTransport) queueMessage(epoch uint16, typ handshakeType, body []byte) (transcript []byte) {
+	if len(body) > maxOutgoingMessageLen {
+		return nil
+	}
+	t.prepare()
+	h := handshakeHeader{
+		typ:            typ,
+		length:         uint32(len(body)),
+		messageSeq:     t.sendSeq,
+		fragmentLength: uint32(len(body)),
+	}
+	tr := make([]byte, 0, handshakeHeaderLen+len(body))
+	tr = h.appendTo(tr)
+	tr = append(tr, body...)
+	t.flight = append(t.flight, flightEntry{epoch: epoch, typ: typ, seq: t.sendSeq, transcript: tr})
+	t.sendSeq++
+	return tr
+}
+
+// queueChangeCipherSpec appends a ChangeCipherSpec to the flight being
+// built, with the same new-flight rule as queueMessage. It does not use a
+// message_seq.
+func (t *handshakeTransport) queueChangeCipherSpec(epoch uint16) {
+	t.prepare()
+	t.flight = append(t.flight, flightEntry{epoch: epoch, ccs: true})
+}
+
+// flightDatagrams packs the current flight into datagrams of at most mtu
+// bytes of UDP payload. Each record costs recordHeaderLen +
+// overhead(epoch) + len(data). Messages are fragmented to fit (RFC 6347
+// §4.2.3), one fragment per record; several records share a datagram when
+// they fit; a ChangeCipherSpec is its own 1-byte record. A message that
+// does not fit in what is left of a datagram but fits whole in an empty
+// one starts a new datagram, so small messages are never split.
+// The result depends only on the flight, the MTU and overhead, so calling
+// it again to retransmit yields the same fragmentation. The returned
+// slices may alias internal storage valid until the next queue call.
+//
+// overhead may be nil (no expansion); negative values count as 0 and values
+// above maxCiphertextExpansion as that. If the MTU cannot hold one byte of
+// fragment after the overheads (impossible for mtu ≥ minMTU and a real
+// cipher suite), records carry one byte each and exceed the MTU rather than
+// loop.
+func (t *handshakeTransport) flightDatagrams(overhead func(epoch uint16) int) [][]outRecord {
+	var (
+		dgs  [][]outRecord
+		cur  []outRecord
+		used int // bytes of cur
+	)
+	flush := func() {
+		if len(cur) > 0 {
+			dgs = append(dgs, cur)
+			cur, used = nil, 0
+		}
+	}
+	for _, e := range t.flight {
+		perRecord := recordHeaderLen + recordOverhead(overhead, e.epoch)
+		if e.ccs {
+			if used+perRecord+1 > t.mtu {
+				flush()
+			}
+			cur = append(cur, outRecord{epoch: e.epoch, typ: recordTypeChangeCipherSpec, data: []byte{1}})
+			used += perRecord + 1
+			continue
+		}
+		perRecord += handshakeHeaderLen
+		body := e.transcript[handshakeHeaderLen:]
+		if len(cur) > 0 && used+perRecord+len(body) > t.mtu && perRecord+len(body) <= t.mtu {
+			flush()
+		}
+		for off := 0; ; {
+			room := min(t.mtu-used-perRecord, maxFragmentLen)
+			if room < 1 && (room < 0 || off < len(body)) {
+				if len(cur) > 0 {
+					flush()
+					continue
+				}
+				room = 1 // an empty datagram cannot hold the overheads: still make progress
+			}
+			n := min(room, len(body)-off)
+			h := handshakeHeader{
+				typ:            e.typ,
+				length:         uint32(len(body)),
+				messageSeq:     e.seq,
+				fragmentOffset: uint32(off),
+				fragmentLength: uint32(n),
+			}
+			data := make([]byte, 0, handshakeHeaderLen+n)
+			data = h.appendTo(data)
+			data = append(data, body[off:off+n]...)
+			cur = append(cur, outRecord{epoch: e.epoch, typ: recordTypeHandshake, data: data})
+			used += perRecord + n
+			off += n
+			if off >= len(body) {
+				break
+			}
+		}
+	}
+	flush()
+	return dgs
+}
+
+func recordOverhead(overhead func(epoch uint16) int, epoch uint16) int {
+	if overhead == nil {
+		return 0
+	}
+	return min(max(overhead(epoch), 0), maxCiphertextExpansion)
+}
+
+// flightSent arms the retransmission timer: deadline = now + current RTO.
+// Call it after every transmission of the flight, first or repeated. It
+// arms nothing for a final flight, an empty flight, or once the peer's next
+// flight has started to arrive.
+func (t *handshakeTransport) flightSent(now time.Time) {
+	if len(t.flight) == 0 {
+		return
+	}
+	t.sent = true
+	t.sendCount++
+	t.lastSent = now
+	if t.final || t.peerMoved {
+		t.timerArmed = false
+		return
+	}
+	t.timerArmed = true
+	t.timerAt = now.Add(t.rto)
+}
+
+// deadline returns the retransmission deadline, ok=false when no timer is
+// armed.
+func (t *handshakeTransport) deadline() (time.Time, bool) {
+	return t.timerAt, t.timerArmed
+}
+
+// timerFired reports whether the retransmission timer is armed and expired
+// at now. If so it disarms the timer and doubles the RTO (capped at
+// maxRetransmitTimeout, RFC 6347 §4.2.4.1): the caller resends
+// flightDatagrams and calls flightSent again.
+func (t *handshakeTransport) timerFired(now time.Time) bool {
+	if !t.timerArmed || now.Before(t.timerAt) {
+		return false
+	}
+	t.timerArmed = false
+	t.rto = min(2*t.rto, maxRetransmitTimeout)
+	return true
+}
+
+// finalFlight marks the current flight as the last of the handshake: no
+// timer, but it is kept and resent when the peer repeats its own last
+// flight (RFC 6347 §4.2.4, the FINISHED state). It may be called before or
+// after flightSent.
+func (t *handshakeTransport) finalFlight() {
+	t.final = true
+	t.timerArmed = false
+}
+
+// handleRecord takes the plaintext payload of one handshake record (it may
+// hold several fragments back to back) received in epoch.
+//
+// resend=true means the peer repeated an earlier flight (a fragment with
+// message_seq below the next expected one arrived while we wait for its
+// next flight, or after our final flight), so the caller should resend our
+// current flight now and call flightSent. Resends are rate limited to one
+// per minResendInterval since the last transmission.
+//
+// A valid fragment of a new message (message_seq at or above the next
+// expected) stops the retransmission timer: the peer has moved on. If our
+// flight was answered without being retransmitted, the RTO returns to its
+// initial value (RFC 6347 §4.2.4.1).
+//
+// Bad fragments are dropped silently: handleRecord returns how many were
+// dropped and the reason for the last one, for the caller's counters. It
+// never returns an error that would end the handshake, since epoch-0
+// records can be forged by anyone who knows the addresses.
+func (t *handshakeTransport) handleRecord(epoch uint16, payload []byte, now time.Time) (resend bool, dropped int, reason string) {
+	if len(payload) == 0 {
+		return false, 1, dropEmptyRecord
+	}
+	var old, moved bool
+	// Every iteration consumes at least handshakeHeaderLen bytes or stops,
+	// so no input can loop (pion CVE-2022-29190).
+	for len(payload) > 0 {
+		var h handshakeHeader
+		if len(payload) < handshakeHeaderLen {
+			dropped, reason = dropped+1, dropTruncatedHeader
+			break
+		}
+		// unmarshal rejects length > maxHandshakeMessageLen and
+		// fragment_offset+fragment_length > length. The framing of the
+		// rest of the record cannot be trusted after a bad header.
+		if !h.unmarshal(payload) {
+			dropped, reason = dropped+1, dropBadHeader
+			break
+		}
+		end := handshakeHeaderLen + int(h.fragmentLength)
+		if len(payload) < end {
+			dropped, reason = dropped+1, dropTruncatedFragment
+			break
+		}
+		frag := payload[handshakeHeaderLen:end]
+		payload = payload[end:]
+
+		switch st, why := t.handleFragment(epoch, &h, frag); st {
+		case fragmentOld:
+			old = true
+		case fragmentAccepted:
+			moved = true
+		case fragmentDropped:
+			dropped, reason = dropped+1, why
+		}
+	}
+	if moved {
+		t.peerAdvanced()
+	}
+	if old && t.sent && !t.peerMoved && now.Sub(t.lastSent) >= minResendInterval {
+		// Count the resend as a transmission now, so that the rest of a
+		// retransmitted burst does not trigger another one even if the
+		// caller is late to call flightSent.
+		t.lastSent = now
+		resend = true
+	}
+	return resend, dropped, reason
+}
+
+// peerAdvanced records that a fragment of the peer's next flight arrived:
+// the timer stops, and an RTO that backed off is kept only if the flight
+// needed a retransmission.
+func (t *handshakeTransport) peerAdvanced() {
+	if !t.sent || t.peerMoved {
+		return
+	}
+	t.peerMoved = true
+	t.timerArmed = false
+	if t.sendCount <= 1 {
+		t.rto = t.initialRTO
+	}
+}
+
+type fragmentStatus uint8
+
+const (
+	fragmentAccepted fragmentStatus = iota // stored, or a duplicate of stored bytes
+	fragmentOld                            // message_seq already delivered: the peer retransmitted
+	fragmentDropped
+)
+
+func (t *handshakeTransport) inWindow(seq uint32) bool {
+	return seq >= t.recvSeq && seq-t.recvSeq < maxReorderMessages
+}
+
+// handleFragment applies one parsed fragment. h passed unmarshal, so
+// offset+fragmentLength ≤ length ≤ maxHandshakeMessageLen and
+// len(frag) == fragmentLength.
+func (t *handshakeTransport) handleFragment(epoch uint16, h *handshakeHeader, frag []byte) (fragmentStatus, string) {
+	seq := uint32(h.messageSeq)
+	if seq < t.recvSeq {
+		return fragmentOld, ""
+	}
+	// Only a bounded window of future messages is buffered (tinydtls #273).
+	if !t.inWindow(seq) {
+		return fragmentDropped, dropTooFarAhead
+	}
+	// A zero-length fragment carries nothing and must not be able to
+	// complete a message (GnuTLS CVE-2026-33845, OpenSSL CVE-2014-3507).
+	// The one legitimate zero-length fragment is the whole of a
+	// zero-length message, which has offset 0.
+	if h.fragmentLength == 0 && h.length != 0 {
+		return fragmentDropped, dropEmptyFragment
+	}
+
+	r := &t.in[seq%maxReorderMessages]
+	if r.used && uint32(r.seq) != seq {
+		t.release(r) // cannot happen: slots are released as the window moves
+	}
+	if !r.used {
+		whole := h.fragmentOffset == 0 && h.fragmentLength == h.length
+		cost := int(h.length)
+		if !whole {
+			cost += bitmapLen(h.length)
+		}
+		// Nothing is allocated unless the declared length fits in the
+		// budget (OpenSSL CVE-2026-95690, pion CVE-2022-29189 and
+		// CVE-2026-135392).
+		if !t.makeRoom(seq, cost) {
+			return fragmentDropped, dropBufferFull
+		}
+		// The caller reuses the datagram buffer, so the fragment is
+		// copied; a message that arrives whole is copied exactly once.
+		*r = inReassembly{
+			used:  true,
+			typ:   h.typ,
+			epoch: epoch,
+			seq:   h.messageSeq,
+			body:  make([]byte, h.length),
+		}
+		t.buffered += cost
+		if whole {
+			copy(r.body, frag)
+			return fragmentAccepted, ""
+		}
+		r.have = make([]byte, bitmapLen(h.length))
+		r.missing = int(h.length)
+	}
+
+	// All fragments of a message agree on type, length and epoch (GnuTLS
+	// CVE-2026-33846; wolfSSL CVE-2023-6937: a message must not span a key
+	// change).
+	if r.typ != h.typ || uint32(len(r.body)) != h.length || r.epoch != epoch {
+		return fragmentDropped, dropInconsistent
+	}
+
+	off, end := int(h.fragmentOffset), int(h.fragmentOffset+h.fragmentLength)
+	if r.have == nil { // complete: every byte is held
+		if !bytes.Equal(r.body[off:end], frag) {
+			return fragmentDropped, dropOverlapMismatch
+		}
+		return fragmentAccepted, ""
+	}
+	// Overlaps are legal (RFC 6347 §4.2.3), but the first writer wins: a
+	// fragment that contradicts bytes we hold is dropped whole.
+	for i := off; i < end; i++ {
+		if r.have[i>>3]&(1<<(i&7)) != 0 && r.body[i] != frag[i-off] {
+			return fragmentDropped, dropOverlapMismatch
+		}
+	}
+	for i := off; i < end; i++ {
+		if r.have[i>>3]&(1<<(i&7)) == 0 {
+			r.have[i>>3] |= 1 << (i & 7)
+			r.body[i] = frag[i-off]
+			r.missing--
+		}
+	}
+	if r.missing == 0 {
+		t.buffered -= len(r.have)
+		r.have = nil
+	}
+	return fragmentAccepted, ""
+}
+
+func bitmapLen(length uint32) int { return int(length+7) / 8 }
+
+// makeRoom ensures cost more bytes fit in maxHandshakeBuffered, evicting
+// buffered messages further ahead than seq, furthest first: the message we
+// need next always finds room (maxHandshakeMessageLen plus its bitmap is
+// below maxHandshakeBuffered), and the peer retransmits what was evicted.
+func (t *handshakeTransport) makeRoom(seq uint32, cost int) bool {
+	for t.buffered+cost > maxHandshakeBuffered {
+		var victim *inReassembly
+		for i := range t.in {
+			r := &t.in[i]
+			if r.used && uint32(r.seq) > seq && (victim == nil || r.seq > victim.seq) {
+				victim = r
+			}
+		}
+		if victim == nil {
+			return false
+		}
+		t.release(victim)
+	}
+	return true
+}
+
+func (t *handshakeTransport) release(r *inReassembly) {
+	t.buffered -= r.cost()
+	*r = inReassembly{}
+}
+
+// nextMessage returns the next complete message in message_seq order, if
+// any. Its body is handed over to the caller.
+func (t *handshakeTransport) nextMessage() (inMessage, bool) {
+	if t.recvSeq > 0xffff {
+		return inMessage{}, false
+	}
+	r := &t.in[t.recvSeq%maxReorderMessages]
+	if !r.used || uint32(r.seq) != t.recvSeq || r.have != nil {
+		return inMessage{}, false
+	}
+	m := inMessage{epoch: r.epoch, typ: r.typ, seq: r.seq, body: r.body}
+	t.release(r)
+	t.recvSeq++
+	return m, true
+}
+
+// bufferedBytes returns the bytes held for incomplete and not yet delivered
+// peer messages (bodies and reassembly bitmaps); it never exceeds
+// maxHandshakeBuffered.
+func (t *handshakeTransport) bufferedBytes() int { return t.buffered }
