@@ -53,7 +53,6 @@ type Conn struct {
 	future     [][]byte // next-epoch records waiting for keys
 	peerCCS    bool     // the peer's ChangeCipherSpec has arrived
 	expectCCS  bool     // a ChangeCipherSpec from the peer is due
-	lastResend time.Time
 
 	// out guards the write side.
 	out     sync.Mutex
@@ -495,7 +494,9 @@ func (c *Conn) handleRecord(hdr recordHeader, body []byte) ([]byte, error) {
 			c.trace(&TraceEvent{Kind: TraceRecordDropped, Epoch: hdr.epoch, Seq: hdr.seq, ContentType: uint8(hdr.typ), Reason: why})
 		}
 		if resend {
-			if err := c.resendOnPeerRepeat(); err != nil {
+			// The peer repeated its previous flight: ours was lost.
+			// The transport rate-limits these.
+			if err := c.sendFlight(true, "peer repeated"); err != nil {
 				return nil, err
 			}
 		}
@@ -567,19 +568,6 @@ func (c *Conn) drop(reason dropReason, hdr recordHeader) {
 	if c.config.Tracer != nil {
 		c.trace(&TraceEvent{Kind: TraceRecordDropped, Epoch: hdr.epoch, Seq: hdr.seq, ContentType: uint8(hdr.typ), Reason: reason.String()})
 	}
-}
-
-// minResendInterval rate-limits resending our flight when the peer repeats
-// its previous one, so a flight of several datagrams causes one resend.
-const minPeerRepeatResend = 100 * time.Millisecond
-
-func (c *Conn) resendOnPeerRepeat() error {
-	now := c.config.time()
-	if now.Sub(c.lastResend) < minPeerRepeatResend {
-		return nil
-	}
-	c.lastResend = now
-	return c.sendFlight(true, "peer repeated")
 }
 
 // readHandshake returns the next handshake message, reading and

@@ -47,15 +47,15 @@ const (
 // Reasons handleRecord gives for a dropped fragment, for the caller's
 // counters and the Tracer. Each names the advisory class it defends.
 const (
-	dropEmptyRecord       = "empty handshake record"
-	dropTruncatedHeader   = "truncated handshake header"
-	dropBadHeader         = "invalid handshake header"              // length > maxHandshakeMessageLen or offset+fragment_length > length
-	dropTruncatedFragment = "fragment shorter than fragment_length" //
-	dropTooFarAhead       = "message_seq beyond reorder window"     // tinydtls #273
-	dropEmptyFragment     = "zero-length fragment of a non-empty message"
-	dropInconsistent      = "fragment disagrees with its message's type, length or epoch"
-	dropOverlapMismatch   = "overlapping fragment with different bytes"
-	dropBufferFull        = "handshake reassembly buffer full"
+	fragEmptyRecord       = "empty handshake record"
+	fragTruncatedHeader   = "truncated handshake header"
+	fragBadHeader         = "invalid handshake header"              // length > maxHandshakeMessageLen or offset+fragment_length > length
+	fragTruncatedFragment = "fragment shorter than fragment_length" //
+	fragTooFarAhead       = "message_seq beyond reorder window"     // tinydtls #273
+	fragEmptyFragment     = "zero-length fragment of a non-empty message"
+	fragInconsistent      = "fragment disagrees with its message's type, length or epoch"
+	fragOverlapMismatch   = "overlapping fragment with different bytes"
+	fragBufferFull        = "handshake reassembly buffer full"
 )
 
 // outRecord is one record the caller must seal and send.
@@ -370,7 +370,7 @@ func (t *handshakeTransport) finalFlight() {
 // records can be forged by anyone who knows the addresses.
 func (t *handshakeTransport) handleRecord(epoch uint16, payload []byte, now time.Time) (resend bool, dropped int, reason string) {
 	if len(payload) == 0 {
-		return false, 1, dropEmptyRecord
+		return false, 1, fragEmptyRecord
 	}
 	var old, moved bool
 	// Every iteration consumes at least handshakeHeaderLen bytes or stops,
@@ -378,19 +378,19 @@ func (t *handshakeTransport) handleRecord(epoch uint16, payload []byte, now time
 	for len(payload) > 0 {
 		var h handshakeHeader
 		if len(payload) < handshakeHeaderLen {
-			dropped, reason = dropped+1, dropTruncatedHeader
+			dropped, reason = dropped+1, fragTruncatedHeader
 			break
 		}
 		// unmarshal rejects length > maxHandshakeMessageLen and
 		// fragment_offset+fragment_length > length. The framing of the
 		// rest of the record cannot be trusted after a bad header.
 		if !h.unmarshal(payload) {
-			dropped, reason = dropped+1, dropBadHeader
+			dropped, reason = dropped+1, fragBadHeader
 			break
 		}
 		end := handshakeHeaderLen + int(h.fragmentLength)
 		if len(payload) < end {
-			dropped, reason = dropped+1, dropTruncatedFragment
+			dropped, reason = dropped+1, fragTruncatedFragment
 			break
 		}
 		frag := payload[handshakeHeaderLen:end]
@@ -454,14 +454,14 @@ func (t *handshakeTransport) handleFragment(epoch uint16, h *handshakeHeader, fr
 	}
 	// Only a bounded window of future messages is buffered (tinydtls #273).
 	if !t.inWindow(seq) {
-		return fragmentDropped, dropTooFarAhead
+		return fragmentDropped, fragTooFarAhead
 	}
 	// A zero-length fragment carries nothing and must not be able to
 	// complete a message (GnuTLS CVE-2026-33845, OpenSSL CVE-2014-3507).
 	// The one legitimate zero-length fragment is the whole of a
 	// zero-length message, which has offset 0.
 	if h.fragmentLength == 0 && h.length != 0 {
-		return fragmentDropped, dropEmptyFragment
+		return fragmentDropped, fragEmptyFragment
 	}
 
 	r := &t.in[seq%maxReorderMessages]
@@ -478,7 +478,7 @@ func (t *handshakeTransport) handleFragment(epoch uint16, h *handshakeHeader, fr
 		// budget (OpenSSL CVE-2026-95690, pion CVE-2022-29189 and
 		// CVE-2026-135392).
 		if !t.makeRoom(seq, cost) {
-			return fragmentDropped, dropBufferFull
+			return fragmentDropped, fragBufferFull
 		}
 		// The caller reuses the datagram buffer, so the fragment is
 		// copied; a message that arrives whole is copied exactly once.
@@ -502,13 +502,13 @@ func (t *handshakeTransport) handleFragment(epoch uint16, h *handshakeHeader, fr
 	// CVE-2026-33846; wolfSSL CVE-2023-6937: a message must not span a key
 	// change).
 	if r.typ != h.typ || uint32(len(r.body)) != h.length || r.epoch != epoch {
-		return fragmentDropped, dropInconsistent
+		return fragmentDropped, fragInconsistent
 	}
 
 	off, end := int(h.fragmentOffset), int(h.fragmentOffset+h.fragmentLength)
 	if r.have == nil { // complete: every byte is held
 		if !bytes.Equal(r.body[off:end], frag) {
-			return fragmentDropped, dropOverlapMismatch
+			return fragmentDropped, fragOverlapMismatch
 		}
 		return fragmentAccepted, ""
 	}
@@ -516,7 +516,7 @@ func (t *handshakeTransport) handleFragment(epoch uint16, h *handshakeHeader, fr
 	// fragment that contradicts bytes we hold is dropped whole.
 	for i := off; i < end; i++ {
 		if r.have[i>>3]&(1<<(i&7)) != 0 && r.body[i] != frag[i-off] {
-			return fragmentDropped, dropOverlapMismatch
+			return fragmentDropped, fragOverlapMismatch
 		}
 	}
 	for i := off; i < end; i++ {

@@ -652,7 +652,7 @@ func TestFlightRejections(t *testing.T) {
 		{
 			name: "message_seq past the reorder window is dropped", advisory: "tinydtls #273",
 			recs:        []testRecord{rec(fragment(typeServerHello, 3, maxReorderMessages, 0, []byte("abc")))},
-			wantDropped: 1, wantReason: dropTooFarAhead,
+			wantDropped: 1, wantReason: fragTooFarAhead,
 			check: func(t *testing.T, rx *handshakeTransport) {
 				if rx.bufferedBytes() != 0 {
 					t.Errorf("buffered %d", rx.bufferedBytes())
@@ -671,22 +671,22 @@ func TestFlightRejections(t *testing.T) {
 		{
 			name: "declared length above maxHandshakeMessageLen is refused before allocating", advisory: "OpenSSL CVE-2026-95690, pion CVE-2022-29189",
 			recs:        []testRecord{rec(fragment(typeCertificate, maxHandshakeMessageLen+1, 0, 0, b100))},
-			wantDropped: 1, wantReason: dropBadHeader,
+			wantDropped: 1, wantReason: fragBadHeader,
 		},
 		{
 			name: "fragment past the declared length", advisory: "GnuTLS CVE-2026-33846",
 			recs:        []testRecord{rec(fragment(typeCertificate, 100, 0, 50, b100[:60]))},
-			wantDropped: 1, wantReason: dropBadHeader,
+			wantDropped: 1, wantReason: fragBadHeader,
 		},
 		{
 			name: "truncated header", advisory: "pion CVE-2022-29190",
 			recs:        []testRecord{rec(fragment(typeServerHello, 3, 0, 0, []byte("abc"))[:11])},
-			wantDropped: 1, wantReason: dropTruncatedHeader,
+			wantDropped: 1, wantReason: fragTruncatedHeader,
 		},
 		{
 			name: "trailing bytes after a valid fragment", advisory: "pion CVE-2022-29190",
 			recs:        []testRecord{rec(fragment(typeServerHello, 3, 0, 0, []byte("abc")), []byte{1, 2, 3, 4, 5})},
-			wantDropped: 1, wantReason: dropTruncatedHeader,
+			wantDropped: 1, wantReason: fragTruncatedHeader,
 			want: []wantMessage{{typeServerHello, []byte("abc")}},
 		},
 		{
@@ -698,7 +698,7 @@ func TestFlightRejections(t *testing.T) {
 				// the truncated one: nothing of this record is used.
 				rawFragment(typeCertificate, 100, 0, 0, 100, fragment(typeServerHello, 3, 0, 0, []byte("abc"))),
 			)},
-			wantDropped: 2, wantReason: dropTruncatedFragment,
+			wantDropped: 2, wantReason: fragTruncatedFragment,
 			check: func(t *testing.T, rx *handshakeTransport) {
 				if rx.bufferedBytes() != 0 {
 					t.Errorf("buffered %d", rx.bufferedBytes())
@@ -711,7 +711,7 @@ func TestFlightRejections(t *testing.T) {
 				rec(fragment(typeCertificate, 100, 0, 0, b100[:50])),
 				rec(fragment(typeServerKeyExchange, 100, 0, 50, b100[50:])),
 			},
-			wantDropped: 1, wantReason: dropInconsistent,
+			wantDropped: 1, wantReason: fragInconsistent,
 		},
 		{
 			name: "fragments disagree on length", advisory: "GnuTLS CVE-2026-33846",
@@ -720,7 +720,7 @@ func TestFlightRejections(t *testing.T) {
 				rec(fragment(typeCertificate, 200, 0, 50, testBody(150, 9))),
 				rec(fragment(typeCertificate, 100, 0, 50, b100[50:])),
 			},
-			wantDropped: 1, wantReason: dropInconsistent,
+			wantDropped: 1, wantReason: fragInconsistent,
 			want: []wantMessage{{typeCertificate, b100}},
 		},
 		{
@@ -729,7 +729,7 @@ func TestFlightRejections(t *testing.T) {
 				rec(fragment(typeCertificate, 100, 0, 0, b100[:50])),
 				rec(fragment(typeCertificate, 50, 0, 0, b100[:50])),
 			},
-			wantDropped: 1, wantReason: dropInconsistent,
+			wantDropped: 1, wantReason: fragInconsistent,
 		},
 		{
 			name: "a message spanning a key change", advisory: "wolfSSL CVE-2023-6937",
@@ -738,7 +738,7 @@ func TestFlightRejections(t *testing.T) {
 				recEpoch(1, fragment(typeFinished, 100, 0, 50, b100[50:])),
 				recEpoch(0, fragment(typeFinished, 100, 0, 50, b100[50:])),
 			},
-			wantDropped: 1, wantReason: dropInconsistent,
+			wantDropped: 1, wantReason: fragInconsistent,
 			want: []wantMessage{{typeFinished, b100}},
 		},
 		{
@@ -748,7 +748,7 @@ func TestFlightRejections(t *testing.T) {
 				rec(fragment(typeCertificate, 100, 0, 40, alt100[40:])),
 				rec(fragment(typeCertificate, 100, 0, 40, b100[40:])),
 			},
-			wantDropped: 1, wantReason: dropOverlapMismatch,
+			wantDropped: 1, wantReason: fragOverlapMismatch,
 			want: []wantMessage{{typeCertificate, b100}},
 		},
 		{
@@ -769,7 +769,7 @@ func TestFlightRejections(t *testing.T) {
 				rec(fragment(typeCertificate, 100, 1, 30, b100[30:90])), // an equal duplicate is not a drop
 				rec(fragment(typeServerHello, 3, 0, 0, []byte("abc"))),
 			},
-			wantDropped: 2, wantReason: dropOverlapMismatch,
+			wantDropped: 2, wantReason: fragOverlapMismatch,
 			want: []wantMessage{{typeServerHello, []byte("abc")}, {typeCertificate, b100}},
 		},
 		{
@@ -778,7 +778,7 @@ func TestFlightRejections(t *testing.T) {
 				rec(rawFragment(typeCertificate, 100, 0, 100, 0, nil)),
 				rec(rawFragment(typeCertificate, 100, 0, 50, 0, nil)),
 			},
-			wantDropped: 2, wantReason: dropEmptyFragment,
+			wantDropped: 2, wantReason: fragEmptyFragment,
 			check: func(t *testing.T, rx *handshakeTransport) {
 				if rx.bufferedBytes() != 0 {
 					t.Errorf("an empty fragment allocated %d bytes", rx.bufferedBytes())
@@ -792,12 +792,12 @@ func TestFlightRejections(t *testing.T) {
 				rec(rawFragment(typeCertificate, 100, 0, 99, 0, nil)),
 				rec(rawFragment(typeCertificate, 100, 0, 100, 0, nil)),
 			},
-			wantDropped: 2, wantReason: dropEmptyFragment,
+			wantDropped: 2, wantReason: fragEmptyFragment,
 		},
 		{
 			name: "zero-length fragment at offset 0 of a non-empty message", advisory: "OpenSSL CVE-2014-3507",
 			recs:        []testRecord{rec(rawFragment(typeCertificate, 100, 0, 0, 0, nil))},
-			wantDropped: 1, wantReason: dropEmptyFragment,
+			wantDropped: 1, wantReason: fragEmptyFragment,
 		},
 		{
 			name: "zero-length message completes with one zero-length fragment", advisory: "GnuTLS CVE-2026-33845",
@@ -816,12 +816,12 @@ func TestFlightRejections(t *testing.T) {
 		{
 			name: "a thousand empty fragments in one record terminate", advisory: "pion CVE-2022-29190",
 			recs:        []testRecord{rec(manyEmpty...)},
-			wantDropped: 1000, wantReason: dropEmptyFragment,
+			wantDropped: 1000, wantReason: fragEmptyFragment,
 		},
 		{
 			name: "empty record", advisory: "tinydtls #59 (length 0 underflow)",
 			recs:        []testRecord{rec()},
-			wantDropped: 1, wantReason: dropEmptyRecord,
+			wantDropped: 1, wantReason: fragEmptyRecord,
 		},
 		{
 			name: "early messages cannot exceed maxHandshakeBuffered", advisory: "OpenSSL CVE-2026-95690, pion CVE-2022-29189, pion CVE-2026-135392",
@@ -833,7 +833,7 @@ func TestFlightRejections(t *testing.T) {
 				return rs
 			}(),
 			wantDropped: maxReorderMessages - 1 - maxHandshakeBuffered/(maxHandshakeMessageLen+maxHandshakeMessageLen/8),
-			wantReason:  dropBufferFull,
+			wantReason:  fragBufferFull,
 		},
 		{
 			name: "the next expected message evicts messages further ahead", advisory: "pion CVE-2026-135392 (without starving the handshake)",
@@ -848,7 +848,7 @@ func TestFlightRejections(t *testing.T) {
 				return rs
 			}(),
 			wantDropped: maxReorderMessages - 1 - maxHandshakeBuffered/(maxHandshakeMessageLen+maxHandshakeMessageLen/8),
-			wantReason:  dropBufferFull,
+			wantReason:  fragBufferFull,
 			want:        []wantMessage{{typeCertificate, big}},
 		},
 		{
