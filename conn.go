@@ -46,13 +46,13 @@ type Conn struct {
 	state             connState
 
 	// in guards the read side after the handshake.
-	in         sync.Mutex
-	pending    []byte // records of the current datagram not yet processed
-	readErr    error  // sticky: io.EOF after close_notify, or the fatal error
-	earlyData  [][]byte
-	future     [][]byte // next-epoch records waiting for keys
-	peerCCS    bool     // the peer's ChangeCipherSpec has arrived
-	expectCCS  bool     // a ChangeCipherSpec from the peer is due
+	in        sync.Mutex
+	pending   []byte // records of the current datagram not yet processed
+	readErr   error  // sticky: io.EOF after close_notify, or the fatal error
+	earlyData [][]byte
+	future    [][]byte // next-epoch records waiting for keys
+	peerCCS   bool     // the peer's ChangeCipherSpec has arrived
+	expectCCS bool     // a ChangeCipherSpec from the peer is due
 
 	// out guards the write side.
 	out     sync.Mutex
