@@ -118,6 +118,10 @@ func (c *Conn) clientHandshake(ctx context.Context) error {
 		// The HelloVerifyRequest and the first ClientHello are not part
 		// of the transcript (RFC 6347 §4.2.6).
 		hello.cookie = append([]byte(nil), hvr.cookie...)
+		// A stateless server numbers its records afresh after the
+		// cookie exchange; handshake messages are deduplicated by
+		// message_seq, so epoch 0's window can start over.
+		c.rl.read[0].window.Reset()
 		hs.transcript = hs.transcript[:0]
 		if err := c.writeHandshake(hs, hello); err != nil {
 			return err

@@ -219,6 +219,9 @@ func (l *Listener) handleNewPeer(d []byte, ap netip.AddrPort, bp *[]byte) {
 	c := newConn(cio, l.config, false)
 	c.listener = l
 	c.hs.startAt(msgSeq, msgSeq)
+	// Our records continue from the ClientHello's record sequence number,
+	// as the stateless HelloVerifyRequest used it (RFC 6347 §4.2.1).
+	c.rl.write[0].seq = hdr.seq
 	l.mu.Lock()
 	l.conns[ap] = cio
 	l.mu.Unlock()
