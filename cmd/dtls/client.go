@@ -63,12 +63,12 @@ func parseClientFlags(args []string, w io.Writer) (*clientOptions, error) {
 	o := &clientOptions{}
 	o.pskIdentity = defaultPSKIdentity
 	fs := newFlagSet("client", clientSynopsis, w)
-	fs.StringVar(&o.connect, "connect", "127.0.0.1:4433", "server UDP `ADDR`ess")
+	fs.StringVar(&o.connect, "connect", "127.0.0.1:4433", "connect to the server at UDP address `ADDR`")
 	fs.StringVar(&o.caFile, "ca", "", "verify the server against the CA certificates in PEM `FILE` (default: the system roots)")
-	fs.BoolVar(&o.insecure, "insecure", false, "accept any server certificate (for testing, e.g. against `dtls server`'s self-signed one)")
+	fs.BoolVar(&o.insecure, "insecure", false, "accept any server certificate (for testing, e.g. against the self-signed one of 'dtls server')")
 	fs.StringVar(&o.serverName, "servername", "", "`NAME` to verify the certificate against and send as SNI (default: the host of -connect)")
-	fs.DurationVar(&o.wait, "wait", defaultClientWait, "at the end of input, wait this long for replies before closing")
-	o.register(fs, "PSK identity to send")
+	fs.DurationVar(&o.wait, "wait", defaultClientWait, "at the end of input, wait this `DURATION` for replies before closing")
+	o.register(fs, "PSK identity `ID` to send")
 	if err := parseArgs(fs, args); err != nil {
 		return nil, err
 	}

@@ -55,10 +55,10 @@ type commonFlags struct {
 }
 
 func (c *commonFlags) register(fs *flag.FlagSet, pskIdentityHelp string) {
-	fs.StringVar(&c.pskHex, "psk", "", "pre-shared key in hex; enables the PSK suites")
+	fs.StringVar(&c.pskHex, "psk", "", "pre-shared key in `HEX`; enables the PSK suites")
 	fs.StringVar(&c.pskIdentity, "psk-identity", c.pskIdentity, pskIdentityHelp)
-	fs.StringVar(&c.ciphers, "ciphers", "", "comma-separated IANA cipher suite names, in preference order (default: the library's list)")
-	fs.IntVar(&c.mtu, "mtu", 0, "largest UDP payload the handshake sends; flights are fragmented to it (0: library default, 1200)")
+	fs.StringVar(&c.ciphers, "ciphers", "", "comma-separated `LIST` of IANA cipher suite names, in preference order (default: the library's list)")
+	fs.IntVar(&c.mtu, "mtu", 0, "largest UDP payload, `N` bytes, the handshake sends; flights are fragmented to it (0: library default, 1200)")
 	fs.StringVar(&c.keylog, "keylog", "", "append NSS key log lines (for Wireshark/tshark) to `FILE`; weakens security")
 	fs.IntVar(&c.verbosity, "v", 0, "debug `LEVEL` on stderr: 0 silent, 1 handshake result and alerts, 2 + messages and flights, 3 + timers, epochs and drops, 4 + every record and datagram")
 }
@@ -134,7 +134,7 @@ func newFlagSet(name, synopsis string, w io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(w)
 	fs.Usage = func() {
-		fmt.Fprintf(w, "Usage: dtls %s\n\n", synopsis)
+		fmt.Fprintf(w, "Usage: dtls %s\nFlags:\n", strings.TrimRight(synopsis, "\n")+"\n")
 		fs.PrintDefaults()
 	}
 	return fs

@@ -46,11 +46,11 @@ type serverOptions struct {
 func parseServerFlags(args []string, w io.Writer) (*serverOptions, error) {
 	o := &serverOptions{}
 	fs := newFlagSet("server", serverSynopsis, w)
-	fs.StringVar(&o.listen, "listen", "127.0.0.1:4433", "UDP `ADDR`ess to listen on")
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:4433", "listen on UDP address `ADDR`")
 	fs.StringVar(&o.certFile, "cert", "", "certificate chain PEM `FILE` (with -key)")
 	fs.StringVar(&o.keyFile, "key", "", "private key PEM `FILE` (with -cert)")
 	fs.BoolVar(&o.once, "once", false, "exit (status 0) after the first connection ends, by close_notify or error")
-	o.register(fs, "PSK identity to accept (default: any)")
+	o.register(fs, "PSK identity `ID` to accept (default: any)")
 	if err := parseArgs(fs, args); err != nil {
 		return nil, err
 	}
