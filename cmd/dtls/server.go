@@ -216,7 +216,9 @@ func echo(ctx context.Context, c net.Conn, p *tracefmt.Printer, stderr io.Writer
 	}
 	if dc, ok := c.(*dtls.Conn); ok {
 		if err := dc.HandshakeContext(ctx); err != nil {
-			fmt.Fprintf(stderr, "dtls server: %s: handshake failed: %v\n", peer, err)
+			if ctx.Err() == nil { // not our own shutdown
+				fmt.Fprintf(stderr, "dtls server: %s: handshake failed: %v\n", peer, err)
+			}
 			return
 		}
 		st := dc.ConnectionState()
