@@ -1,0 +1,263 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/dtls-go/dtls"
+	"github.com/dtls-go/dtls/cmd/dtls/internal/tracefmt"
+)
+
+func init() {
+	register(&command{
+		name:    "server",
+		summary: "run a DTLS echo server (like mbedTLS's dtls_server)",
+		run:     runServer,
+	})
+}
+
+const serverSynopsis = `server [-listen ADDR] [-cert FILE -key FILE] [-psk HEX [-psk-identity ID]]
+       [-ciphers LIST] [-mtu N] [-once] [-keylog FILE] [-v LEVEL]
+
+Accepts DTLS 1.2 connections and echoes every datagram back on each, one
+goroutine per connection. Without -cert and -psk it makes a self-signed
+ECDSA P-256 certificate (its SHA-256 fingerprint is printed at -v 1).
+Prints "listening on ADDR" to stderr once ready.
+`
+
+// maxDatagram is the read buffer of an echo loop: a record's payload is at
+// most 2^14 bytes (RFC 6347 §4.1), so one record always fits.
+const maxDatagram = 1 << 14
+
+type serverOptions struct {
+	listen   string
+	certFile string
+	keyFile  string
+	once     bool
+	commonFlags
+}
+
+func parseServerFlags(args []string, w io.Writer) (*serverOptions, error) {
+	o := &serverOptions{}
+	fs := newFlagSet("server", serverSynopsis, w)
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:4433", "listen on UDP address `ADDR`")
+	fs.StringVar(&o.certFile, "cert", "", "certificate chain PEM `FILE` (with -key)")
+	fs.StringVar(&o.keyFile, "key", "", "private key PEM `FILE` (with -cert)")
+	fs.BoolVar(&o.once, "once", false, "exit (status 0) after the first connection ends, by close_notify or error")
+	o.register(fs, "PSK identity `ID` to accept (default: any)")
+	if err := parseArgs(fs, args); err != nil {
+		return nil, err
+	}
+	if (o.certFile == "") != (o.keyFile == "") {
+		return nil, usageErrorf("-cert and -key go together")
+	}
+	if o.pskIdentity != "" && o.pskHex == "" {
+		return nil, usageErrorf("-psk-identity needs -psk")
+	}
+	if err := o.resolve(); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// serverConfig builds the server's Config from its flags. The returned
+// closer (possibly nil) closes the key log.
+func serverConfig(o *serverOptions, p *tracefmt.Printer) (*dtls.Config, io.Closer, error) {
+	cfg := &dtls.Config{}
+	switch {
+	case o.certFile != "":
+		cert, err := tls.LoadX509KeyPair(o.certFile, o.keyFile)
+		if err != nil {
+			return nil, nil, err
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	case o.psk == nil:
+		host, _, _ := net.SplitHostPort(o.listen)
+		cert, err := selfSignedCertificate(time.Now(), host)
+		if err != nil {
+			return nil, nil, fmt.Errorf("making a self-signed certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+		p.Printf(tracefmt.LevelSummary, "self-signed ECDSA P-256 certificate, SHA-256 fingerprint %s", fingerprint(cert.Certificate[0]))
+	}
+	if o.psk != nil {
+		key, want := o.psk, o.pskIdentity
+		cfg.PSK = func(identity []byte) ([]byte, error) {
+			if want != "" && string(identity) != want {
+				p.Printf(tracefmt.LevelSummary, "unknown PSK identity %q", identity)
+				return nil, fmt.Errorf("unknown PSK identity %q", identity)
+			}
+			return key, nil
+		}
+	}
+	closer, err := o.applyTo(cfg, p)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, closer, nil
+}
+
+func runServer(ctx context.Context, args []string, std stdio) int {
+	o, err := parseServerFlags(args, std.err)
+	if err != nil {
+		reportUsage(std.err, "server", err)
+		return exitCode(err)
+	}
+	p := tracefmt.New(std.err, o.verbosity, processStart)
+	cfg, keylog, err := serverConfig(o, p)
+	if err != nil {
+		fmt.Fprintf(std.err, "dtls server: %v\n", err)
+		return exitError
+	}
+	if keylog != nil {
+		defer keylog.Close()
+	}
+	l, err := dtls.Listen("udp", o.listen, cfg)
+	if err != nil {
+		fmt.Fprintf(std.err, "dtls server: %v\n", err)
+		return exitError
+	}
+	addr := o.listen
+	if a := l.Addr(); a != nil {
+		addr = a.String()
+	}
+	fmt.Fprintf(std.err, "listening on %s\n", addr)
+	return serve(ctx, l, o.once, p, std.err)
+}
+
+// serve accepts connections until ctx is done, the listener fails or, with
+// once, the first connection has ended.
+func serve(ctx context.Context, l *dtls.Listener, once bool, p *tracefmt.Printer, stderr io.Writer) int {
+	var (
+		wg       sync.WaitGroup
+		firstEnd = make(chan struct{})
+		mu       sync.Mutex
+		conns    = map[net.Conn]struct{}{}
+		stopping bool
+	)
+	// Closing the listener unblocks Accept; closing the connections
+	// unblocks their echo loops (and sends close_notify).
+	shutdown := sync.OnceFunc(func() {
+		l.Close()
+		mu.Lock()
+		stopping = true
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	returned := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-firstEnd:
+		case <-returned:
+		}
+		shutdown()
+	}()
+	defer wg.Wait()
+	defer shutdown()
+	defer close(returned)
+
+	accepted := 0
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			select {
+			case <-ctx.Done():
+				p.Printf(tracefmt.LevelSummary, "interrupted, shutting down")
+				return exitOK
+			case <-firstEnd:
+				return exitOK
+			default:
+			}
+			fmt.Fprintf(stderr, "dtls server: accept: %v\n", err)
+			return exitError
+		}
+		accepted++
+		if once && accepted > 1 {
+			// -once serves one peer; later ones are turned away.
+			c.Close()
+			continue
+		}
+		mu.Lock()
+		if stopping {
+			mu.Unlock()
+			c.Close()
+			continue
+		}
+		conns[c] = struct{}{}
+		mu.Unlock()
+		first := accepted == 1
+		wg.Go(func() {
+			echo(ctx, c, p, stderr)
+			mu.Lock()
+			delete(conns, c)
+			mu.Unlock()
+			c.Close()
+			if first && once {
+				close(firstEnd)
+			}
+		})
+	}
+}
+
+// echo runs one connection's handshake and writes every datagram back.
+func echo(ctx context.Context, c net.Conn, p *tracefmt.Printer, stderr io.Writer) {
+	peer := "?"
+	if a := c.RemoteAddr(); a != nil {
+		peer = a.String()
+	}
+	if dc, ok := c.(*dtls.Conn); ok {
+		if err := dc.HandshakeContext(ctx); err != nil {
+			if ctx.Err() == nil { // not our own shutdown
+				fmt.Fprintf(stderr, "dtls server: %s: handshake failed: %v\n", peer, err)
+			}
+			return
+		}
+		st := dc.ConnectionState()
+		p.Printf(tracefmt.LevelSummary, "%s: connected, %s", peer, describeState(&st))
+	}
+	buf := make([]byte, maxDatagram)
+	for {
+		n, err := c.Read(buf)
+		if err != nil {
+			switch {
+			case errors.Is(err, io.EOF):
+				p.Printf(tracefmt.LevelSummary, "%s: closed by peer (close_notify)", peer)
+			case errors.Is(err, net.ErrClosed) || ctx.Err() != nil:
+			default:
+				fmt.Fprintf(stderr, "dtls server: %s: %v\n", peer, err)
+			}
+			return
+		}
+		if _, err := c.Write(buf[:n]); err != nil {
+			fmt.Fprintf(stderr, "dtls server: %s: write: %v\n", peer, err)
+			return
+		}
+	}
+}
+
+// describeState summarizes what a handshake negotiated, for -v 1.
+func describeState(st *dtls.ConnectionState) string {
+	s := dtls.CipherSuiteName(st.CipherSuite)
+	if st.CurveID != 0 {
+		s += ", " + st.CurveID.String()
+	}
+	if len(st.PSKIdentity) > 0 {
+		s += fmt.Sprintf(", PSK identity %q", st.PSKIdentity)
+	}
+	if len(st.PeerCertificates) > 0 {
+		s += ", peer " + st.PeerCertificates[0].Subject.String()
+	}
+	if st.ExtendedMasterSecret {
+		s += ", extended master secret"
+	}
+	return s
+}
