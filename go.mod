@@ -1,5 +1,5 @@
 module github.com/dtls-go/dtls
 
-go 1.26
+go 1.26.0
 
-require golang.org/x/crypto v0.59.0 // indirect
+require golang.org/x/crypto v0.59.0
