@@ -477,6 +477,13 @@ func (c *Conn) handleRecord(hdr recordHeader, body []byte) ([]byte, error) {
 	}
 	if reason != dropNone {
 		c.drop(reason, hdr)
+		if reason == dropBadMAC && hdr.epoch > 0 && !c.handshakeComplete.Load() {
+			// The peer's first protected record fails: it derived other
+			// keys (a wrong PSK, say). Waiting would only end in a
+			// timeout, so fail now. A forger could do the same with
+			// an epoch-0 alert, so this gives nothing away.
+			return nil, c.fail(alertBadRecordMAC, errors.New("dtls: the peer's protected handshake records fail authentication (wrong PSK?)"))
+		}
 		return nil, nil
 	}
 	if c.config.Tracer != nil {
@@ -521,9 +528,10 @@ func (c *Conn) handleRecord(hdr recordHeader, body []byte) ([]byte, error) {
 		}
 		return nil, nil
 	case recordTypeAlert:
-		if hdr.epoch == 0 && c.rl.readCur > 0 {
-			// Unauthenticated alerts after the key change could be
-			// forged by anyone on the path.
+		if hdr.epoch == 0 && c.handshakeComplete.Load() {
+			// Unauthenticated alerts after the handshake could be
+			// forged by anyone on the path. During the handshake the
+			// peer's alerts come in epoch 0 until it changes keys.
 			c.drop(dropBadContentType, hdr)
 			return nil, nil
 		}

@@ -237,25 +237,40 @@ func TestCookieFieldsDoNotShift(t *testing.T) {
 	}
 }
 
+// TestCookieConcurrent generates and verifies from several goroutines
+// while the clock crosses rotation boundaries. The clock only moves while
+// no goroutine is between its generate and its verify, so each cookie is
+// checked at most one rotation after it was made, as in real use.
 func TestCookieConcurrent(t *testing.T) {
 	g := newTestCookieGenerator(t)
-	var wg sync.WaitGroup
+	var (
+		clock sync.RWMutex
+		now   = cookieTestTime
+		wg    sync.WaitGroup
+	)
 	for i := range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			ch := cookieTestHello()
 			addr := netip.AddrPortFrom(cookieTestAddr.Addr(), uint16(1000+i))
-			for j := range 200 {
-				// Cross rotation boundaries while other goroutines verify.
-				now := cookieTestTime.Add(time.Duration(j) * cookieSecretLifetime / 50)
+			for range 200 {
+				clock.RLock()
 				c := g.generate(nil, now, addr, ch)
-				if !g.verify(now, addr, ch, c) {
+				ok := g.verify(now, addr, ch, c)
+				clock.RUnlock()
+				if !ok {
 					t.Error("fresh cookie rejected")
 					return
 				}
 			}
 		}()
+	}
+	for range 40 {
+		clock.Lock()
+		now = now.Add(cookieSecretLifetime / 3)
+		clock.Unlock()
+		time.Sleep(100 * time.Microsecond)
 	}
 	wg.Wait()
 }

@@ -81,7 +81,7 @@ var testPSK = []byte("0123456789abcdef")
 func pskConfig() *Config {
 	return &Config{
 		PSK: func(id []byte) ([]byte, error) {
-			if len(id) > 0 && string(id) != "client1" {
+			if len(id) > 0 && string(id) != "client1" && string(id) != "hint" {
 				return nil, errors.New("unknown identity")
 			}
 			return testPSK, nil
@@ -280,7 +280,7 @@ func TestHandshakeFailures(t *testing.T) {
 			c := pskConfig()
 			c.PSK = func([]byte) ([]byte, error) { return []byte("wrong key!"), nil }
 			return c
-		}(), pskConfig(), "error"},
+		}(), pskConfig(), "bad record MAC"},
 		{"unknown identity", func() *Config { c := pskConfig(); c.PSKIdentity = []byte("mallory"); return c }(), pskConfig(), "unknown PSK identity"},
 		{"VerifyConnection refuses", &Config{RootCAs: p256.pool, ServerName: "dtls.test", VerifyConnection: func(ConnectionState) error { return errors.New("no thanks") }}, &Config{Certificates: []tls.Certificate{p256.tls}}, "no thanks"},
 	}

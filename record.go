@@ -91,6 +91,11 @@ type epochKeys struct {
 	aead        cipher.AEAD
 	iv          [12]byte
 	explicitLen int
+	// Scratch for the nonce and additional data: arrays on the stack would
+	// escape through the cipher.AEAD interface and cost an allocation per
+	// record. Each epochKeys serves one direction, whose lock guards them.
+	nonceBuf [12]byte
+	adBuf    [13]byte
 }
 
 func newEpochKeys(kind aeadKind, key, iv []byte) (*epochKeys, error) {
@@ -238,10 +243,9 @@ func (rl *recordLayer) seal(dst []byte, epoch uint16, typ recordType, payload []
 	if k == nil {
 		return append(dst, payload...), nil
 	}
-	var nonce [12]byte
-	k.nonce(&nonce, seq64)
-	var ad [13]byte
-	additionalData(&ad, seq64, typ, rl.version, len(payload))
+	nonce, ad := &k.nonceBuf, &k.adBuf
+	k.nonce(nonce, seq64)
+	additionalData(ad, seq64, typ, rl.version, len(payload))
 	if k.explicitLen > 0 {
 		dst = append(dst, nonce[4:12]...)
 	}
@@ -306,20 +310,19 @@ func (rl *recordLayer) open(hdr recordHeader, body []byte) ([]byte, dropReason) 
 		return nil, dropBadLength
 	}
 	seq64 := uint64(hdr.epoch)<<48 | hdr.seq
-	var nonce [12]byte
+	nonce, ad := &k.nonceBuf, &k.adBuf
 	if k.explicitLen > 0 {
 		copy(nonce[:4], k.iv[:4])
 		copy(nonce[4:], body[:k.explicitLen])
 	} else {
-		k.nonce(&nonce, seq64)
+		k.nonce(nonce, seq64)
 	}
 	ciphertext := body[k.explicitLen:]
 	plainLen := len(ciphertext) - k.aead.Overhead()
 	if plainLen > maxPlaintext {
 		return nil, dropBadLength
 	}
-	var ad [13]byte
-	additionalData(&ad, seq64, hdr.typ, hdr.version, plainLen)
+	additionalData(ad, seq64, hdr.typ, hdr.version, plainLen)
 	plain, err := k.aead.Open(ciphertext[:0], nonce[:], ciphertext, ad[:])
 	if err != nil {
 		return nil, dropBadMAC
