@@ -168,6 +168,9 @@ func (rd *fileReader) readPcap() error {
 			}
 			frac *= 1000
 		}
+		if uint32(cap(buf)) < caplen {
+			buf = make([]byte, caplen)
+		}
 		buf = buf[:caplen]
 		if err := rd.full(buf); err != nil {
 			return err

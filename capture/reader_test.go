@@ -192,7 +192,14 @@ func withIPv6ExtHeaders(pkt []byte, fragOffset uint16) []byte {
 	return append(out, pkt[40:]...)
 }
 
-func TestReadLinkTypes(t *testing.T) {
+type linkTypeCase struct {
+	name string
+	file []byte
+	want []Datagram
+}
+
+// linkTypeCases builds a small file for each link type and encapsulation.
+func linkTypeCases(t testing.TB) []linkTypeCase {
 	le, be := binary.LittleEndian, binary.BigEndian
 	p4 := ipPacket(t, v4src, v4dst, "four")
 	p6 := ipPacket(t, v6src, v6dst, "six")
@@ -204,11 +211,7 @@ func TestReadLinkTypes(t *testing.T) {
 	notUDP := append([]byte(nil), p4...)
 	notUDP[9] = 6 // TCP: skipped
 
-	for _, tc := range []struct {
-		name string
-		file []byte
-		want []Datagram
-	}{
+	return []linkTypeCase{
 		{"pcap-le-ethernet", pcapFile(le, false, linkTypeEthernet, ts, ethernet(etherTypeIPv4, 0, p4), ethernet(etherTypeIPv6, 0, p6)), want},
 		{"pcap-be-nano-vlan", pcapFile(be, true, linkTypeEthernet, ts, ethernet(etherTypeIPv4, 2, p4), ethernet(etherTypeIPv6, 1, p6)), want},
 		{"pcap-fcs-bits", pcapFile(le, false, 0x10000000|linkTypeEthernet, ts, ethernet(etherTypeIPv4, 0, p4), ethernet(etherTypeIPv6, 0, p6)), want},
@@ -241,7 +244,11 @@ func TestReadLinkTypes(t *testing.T) {
 			pcapngSHB(le), pcapngIDB(le, linkTypeRaw, 0, 0), pcapngEPB(le, 0, uint64(ts.UnixMicro()), p4),
 			pcapngSHB(be), pcapngIDB(be, linkTypeRaw, 0, 0), pcapngEPB(be, 0, uint64(ts.UnixMicro()), p6),
 		), want},
-	} {
+	}
+}
+
+func TestReadLinkTypes(t *testing.T) {
+	for _, tc := range linkTypeCases(t) {
 		t.Run(tc.name, func(t *testing.T) {
 			got, keyLog, err := ReadFile(bytes.NewReader(tc.file))
 			if err != nil {
@@ -312,6 +319,9 @@ func FuzzReadFile(f *testing.F) {
 			f.Fatal(err)
 		}
 		f.Add(b)
+	}
+	for _, tc := range linkTypeCases(f) {
+		f.Add(tc.file)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		dgs, keyLog, err := ReadFile(bytes.NewReader(b))
