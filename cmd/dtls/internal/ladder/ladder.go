@@ -1,0 +1,424 @@
+// Package ladder draws a ladder (sequence) diagram of a DTLS handshake
+// from the TraceEvents of both its ends: one column per side, an arrow per
+// record from the sender to the receiver, with flights, handshake
+// fragments, epochs, retransmissions, losses, drops and timers.
+//
+// Arrows are built from the sender's TraceRecordSent events, labelled by
+// the TraceHandshakeSent and TraceAlertSent events that follow them, and
+// paired with the receiver's TraceRecordReceived or TraceRecordDropped
+// event of the same epoch and sequence number. A record that no event
+// shows arriving is drawn as lost. A Ladder describes one client-server
+// pair: give it the events of one connection's two ends.
+package ladder
+
+import (
+	"cmp"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dtls-go/dtls"
+)
+
+// Record content types (RFC 6347 §4.1).
+const (
+	contentCCS       = 20
+	contentAlert     = 21
+	contentHandshake = 22
+	contentAppData   = 23
+)
+
+// maxEvents bounds the events a Ladder keeps, so a long-lived connection
+// traced by mistake cannot grow it without end; later events are counted
+// and reported as omitted.
+const maxEvents = 100_000
+
+// Ladder collects TraceEvents and renders them. The zero value is not
+// ready; use New.
+type Ladder struct {
+	mu      sync.Mutex
+	events  []dtls.TraceEvent
+	omitted int
+}
+
+// New returns an empty Ladder.
+func New() *Ladder { return &Ladder{} }
+
+// Add records a copy of ev (without its Datagram). It is safe for
+// concurrent use, so that Add may be called from both ends' Tracers.
+func (l *Ladder) Add(ev *dtls.TraceEvent) {
+	e := *ev
+	e.Datagram = nil
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.events) >= maxEvents {
+		l.omitted++
+		return
+	}
+	l.events = append(l.events, e)
+}
+
+// side indexes the two columns.
+type side int
+
+const (
+	client side = iota
+	server
+)
+
+func sideOf(ev *dtls.TraceEvent) side {
+	if ev.Client {
+		return client
+	}
+	return server
+}
+
+func (s side) String() string { return [...]string{"client", "server"}[s] }
+
+// outcome is what became of an arrow's record at the receiver.
+type outcome int
+
+const (
+	lost outcome = iota
+	received
+	dropped
+)
+
+// arrow is one record from one side to the other.
+type arrow struct {
+	order      int // index of its first event, for drawing order
+	from       side
+	sent       time.Duration // since the first event
+	recv       time.Duration // when outcome != lost
+	recvOrder  int
+	outcome    outcome
+	dropReason string
+
+	contentType uint8
+	epoch       uint16
+	seq         uint64
+	hasSeq      bool // the sender traced the record itself, not only its content
+	length      int
+	flight      int
+	retransmit  string // the reason, for a retransmitted flight's records
+	labels      []string
+}
+
+// note is an event drawn on one side only: a timer, a stray drop, the end.
+type note struct {
+	order int
+	at    time.Duration
+	side  side
+	text  string
+	bad   bool // a failure or drop, drawn in red
+}
+
+// diagram is the ladder laid out in time order.
+type diagram struct {
+	arrows   []*arrow
+	notes    []note
+	addr     [2]string // each side's address, when known
+	omitted  int
+	hasEvent bool
+}
+
+func (l *Ladder) snapshot() ([]dtls.TraceEvent, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.events), l.omitted
+}
+
+// build pairs the events into arrows and notes.
+func (l *Ladder) build() *diagram {
+	events, omitted := l.snapshot()
+	d := &diagram{omitted: omitted, hasEvent: len(events) > 0}
+	if len(events) == 0 {
+		return d
+	}
+	// Events of the two sides reach Add in nearly, but not always, time
+	// order; sort stably so that equal times keep their order of arrival.
+	slices.SortStableFunc(events, func(a, b dtls.TraceEvent) int { return a.Time.Compare(b.Time) })
+	start := events[0].Time
+	type sideState struct {
+		flight     int
+		retransmit string
+		last       *arrow // the last record sent, for the events that describe it
+	}
+	var st [2]sideState
+	type key struct {
+		from  side
+		epoch uint16
+		seq   uint64
+	}
+	unmatched := map[key][]*arrow{} // sent records awaiting their receipt
+	var noSeq [2][]*arrow           // arrows traced without a record (awaiting by content type)
+
+	for i := range events {
+		ev := &events[i]
+		s := sideOf(ev)
+		at := ev.Time.Sub(start)
+		if d.addr[s] == "" && ev.Local.IsValid() {
+			d.addr[s] = ev.Local.String()
+		}
+		if d.addr[1-s] == "" && ev.Remote.IsValid() {
+			d.addr[1-s] = ev.Remote.String()
+		}
+		ss := &st[s]
+		newArrow := func(ct uint8) *arrow {
+			a := &arrow{order: i, from: s, sent: at, contentType: ct, epoch: ev.Epoch, flight: ss.flight}
+			if ct == contentHandshake || ct == contentCCS {
+				a.retransmit = ss.retransmit
+			}
+			d.arrows = append(d.arrows, a)
+			return a
+		}
+		switch ev.Kind {
+		case dtls.TraceFlightSent:
+			ss.flight, ss.retransmit = ev.Flight, ""
+		case dtls.TraceFlightRetransmitted:
+			ss.flight, ss.retransmit = ev.Flight, ev.Reason
+			if ss.retransmit == "" {
+				ss.retransmit = "retransmitted"
+			}
+			d.notes = append(d.notes, note{i, at, s, fmt.Sprintf("↻ flight %d again (%s)", ev.Flight, ss.retransmit), false})
+		case dtls.TraceRecordSent:
+			// An alert traced before its record (as the library does)
+			// gets its sequence number here.
+			if a := ss.last; ev.ContentType == contentAlert && a != nil && !a.hasSeq && a.contentType == contentAlert && a.epoch == ev.Epoch {
+				a.seq, a.hasSeq, a.length = ev.Seq, true, ev.Length
+				noSeq[s] = slices.DeleteFunc(noSeq[s], func(x *arrow) bool { return x == a })
+				unmatched[key{s, a.epoch, a.seq}] = append(unmatched[key{s, a.epoch, a.seq}], a)
+				break
+			}
+			a := newArrow(ev.ContentType)
+			a.seq, a.hasSeq, a.length = ev.Seq, true, ev.Length
+			unmatched[key{s, a.epoch, a.seq}] = append(unmatched[key{s, a.epoch, a.seq}], a)
+			ss.last = a
+		case dtls.TraceHandshakeSent:
+			a := ss.last
+			// Several fragments may share a record; a fragment traced
+			// without its record is drawn alone.
+			if a == nil || a.contentType != contentHandshake || a.epoch != ev.Epoch || !a.hasSeq && len(a.labels) > 0 {
+				a = newArrow(contentHandshake)
+				noSeq[s] = append(noSeq[s], a)
+				ss.last = a
+			}
+			if ev.Flight != 0 {
+				a.flight = ev.Flight
+			}
+			a.labels = append(a.labels, handshakeLabel(ev))
+		case dtls.TraceAlertSent:
+			a := ss.last
+			if a == nil || a.contentType != contentAlert || len(a.labels) > 0 || a.epoch != ev.Epoch {
+				a = newArrow(contentAlert)
+				noSeq[s] = append(noSeq[s], a)
+				ss.last = a
+			}
+			a.labels = append(a.labels, "Alert "+dtls.AlertName(ev.Alert))
+		case dtls.TraceRecordReceived, dtls.TraceRecordDropped:
+			from := 1 - s
+			k := key{from, ev.Epoch, ev.Seq}
+			var a *arrow
+			if q := unmatched[k]; len(q) > 0 {
+				a = q[0]
+				unmatched[k] = q[1:]
+			} else if i := slices.IndexFunc(noSeq[from], func(x *arrow) bool {
+				return x.contentType == ev.ContentType && x.epoch == ev.Epoch
+			}); i >= 0 {
+				a = noSeq[from][i]
+				noSeq[from] = slices.Delete(noSeq[from], i, i+1)
+			} else if ev.Kind == dtls.TraceRecordDropped {
+				// A handshake record that authenticated and was then
+				// refused by the handshake transport, or a record that
+				// was never seen sent.
+				if a = lastReceived(d.arrows, from, ev.Epoch, ev.Seq); a == nil {
+					d.notes = append(d.notes, note{i, at, s, fmt.Sprintf("dropped %s e%d s%d: %s",
+						dtls.ContentTypeName(ev.ContentType), ev.Epoch, ev.Seq, ev.Reason), true})
+					break
+				}
+			} else {
+				d.notes = append(d.notes, note{i, at, s, fmt.Sprintf("received unknown %s e%d s%d",
+					dtls.ContentTypeName(ev.ContentType), ev.Epoch, ev.Seq), false})
+				break
+			}
+			if a.outcome == lost {
+				a.recv, a.recvOrder = at, i
+			}
+			if ev.Kind == dtls.TraceRecordDropped {
+				a.outcome, a.dropReason = dropped, ev.Reason
+			} else if a.outcome == lost {
+				a.outcome = received
+			}
+		case dtls.TraceTimerFired:
+			d.notes = append(d.notes, note{i, at, s, "timer fired", false})
+		case dtls.TraceHandshakeDone:
+			text := "handshake done"
+			if ev.Reason != "" {
+				text = "done: " + ev.Reason
+			}
+			d.notes = append(d.notes, note{i, at, s, text, false})
+		case dtls.TraceHandshakeFailed:
+			d.notes = append(d.notes, note{i, at, s, "handshake failed: " + ev.Reason, true})
+		}
+	}
+	for _, a := range d.arrows {
+		if len(a.labels) == 0 {
+			a.labels = []string{recordLabel(a)}
+		}
+	}
+	return d
+}
+
+// lastReceived finds the arrow of a record already received, which the
+// handshake transport may then refuse.
+func lastReceived(arrows []*arrow, from side, epoch uint16, seq uint64) *arrow {
+	for i := len(arrows) - 1; i >= 0; i-- {
+		a := arrows[i]
+		if a.from == from && a.hasSeq && a.epoch == epoch && a.seq == seq && a.outcome == received {
+			return a
+		}
+	}
+	return nil
+}
+
+func handshakeLabel(ev *dtls.TraceEvent) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s seq=%d", dtls.HandshakeTypeName(ev.HandshakeType), ev.MessageSeq)
+	if ev.FragmentOffset != 0 || ev.FragmentLength != ev.MessageLength {
+		fmt.Fprintf(&b, " [%d+%d/%d]", ev.FragmentOffset, ev.FragmentLength, ev.MessageLength)
+	}
+	return b.String()
+}
+
+func recordLabel(a *arrow) string {
+	switch a.contentType {
+	case contentCCS:
+		return "ChangeCipherSpec"
+	case contentAppData:
+		return fmt.Sprintf("ApplicationData %dB", a.length)
+	case contentAlert:
+		return "Alert (encrypted)"
+	}
+	return dtls.ContentTypeName(a.contentType)
+}
+
+// label is the arrow's text: its content, epoch and flight.
+func (a *arrow) label() string {
+	s := strings.Join(a.labels, ", ") + fmt.Sprintf(" e%d", a.epoch)
+	if a.flight != 0 && (a.contentType == contentHandshake || a.contentType == contentCCS) {
+		s = fmt.Sprintf("F%d %s", a.flight, s)
+	}
+	if a.retransmit != "" {
+		s = "↻ " + s
+	}
+	return s
+}
+
+// outcomeText describes the receipt, or its absence.
+func (a *arrow) outcomeText() string {
+	var s string
+	switch a.outcome {
+	case lost:
+		s = "lost"
+	case received:
+		s = fmt.Sprintf("%d", a.recv.Microseconds())
+	case dropped:
+		s = fmt.Sprintf("%d dropped: %s", a.recv.Microseconds(), a.dropReason)
+	}
+	return s
+}
+
+// class names the kind of an arrow for colours.
+func (a *arrow) class() string {
+	switch {
+	case a.retransmit != "":
+		return "retx"
+	case a.contentType == contentAlert:
+		return "alert"
+	case a.contentType == contentAppData:
+		return "data"
+	case a.contentType == contentCCS:
+		return "ccs"
+	}
+	return "hs"
+}
+
+// Log writes one line per event, in time order, with times in
+// microseconds since the first event: the -v rendering.
+func (l *Ladder) Log(w io.Writer) error {
+	events, omitted := l.snapshot()
+	slices.SortStableFunc(events, func(a, b dtls.TraceEvent) int { return a.Time.Compare(b.Time) })
+	var start time.Time
+	if len(events) > 0 {
+		start = events[0].Time
+	}
+	for i := range events {
+		if _, err := fmt.Fprintln(w, FormatEvent(&events[i], start)); err != nil {
+			return err
+		}
+	}
+	if omitted > 0 {
+		if _, err := fmt.Fprintf(w, "(%d later events omitted)\n", omitted); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// FormatEvent renders one event on one line, with its time in
+// microseconds since start.
+func FormatEvent(ev *dtls.TraceEvent, start time.Time) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%10d %s %-20s", ev.Time.Sub(start).Microseconds(), sideOf(ev), ev.Kind)
+	switch ev.Kind {
+	case dtls.TraceDatagramSent, dtls.TraceDatagramReceived:
+		fmt.Fprintf(&b, " %dB", ev.Length)
+	case dtls.TraceRecordSent, dtls.TraceRecordReceived:
+		fmt.Fprintf(&b, " %s e%d s%d %dB", dtls.ContentTypeName(ev.ContentType), ev.Epoch, ev.Seq, ev.Length)
+	case dtls.TraceRecordDropped:
+		fmt.Fprintf(&b, " %s e%d s%d: %s", dtls.ContentTypeName(ev.ContentType), ev.Epoch, ev.Seq, ev.Reason)
+	case dtls.TraceHandshakeSent, dtls.TraceHandshakeReceived:
+		fmt.Fprintf(&b, " %s e%d", handshakeLabel(ev), ev.Epoch)
+		if ev.Flight != 0 {
+			fmt.Fprintf(&b, " flight %d", ev.Flight)
+		}
+	case dtls.TraceFlightSent:
+		fmt.Fprintf(&b, " %d", ev.Flight)
+	case dtls.TraceFlightRetransmitted:
+		fmt.Fprintf(&b, " %d (%s)", ev.Flight, ev.Reason)
+	case dtls.TraceTimerArmed:
+		fmt.Fprintf(&b, " %v", ev.Timeout)
+	case dtls.TraceEpochChanged:
+		fmt.Fprintf(&b, " %d (%s)", ev.Epoch, ev.Reason)
+	case dtls.TraceAlertSent, dtls.TraceAlertReceived:
+		fmt.Fprintf(&b, " %s e%d", dtls.AlertName(ev.Alert), ev.Epoch)
+	case dtls.TraceHandshakeDone, dtls.TraceHandshakeFailed:
+		if ev.Reason != "" {
+			fmt.Fprintf(&b, " %s", ev.Reason)
+		}
+	}
+	return strings.TrimRight(b.String(), " ")
+}
+
+// item is an arrow or a note, in the order the renderings draw them.
+type item struct {
+	order int
+	at    time.Duration
+	arrow *arrow
+	note  *note
+}
+
+func (d *diagram) items() []item {
+	var items []item
+	for _, a := range d.arrows {
+		items = append(items, item{order: a.order, at: a.sent, arrow: a})
+	}
+	for i := range d.notes {
+		items = append(items, item{order: d.notes[i].order, at: d.notes[i].at, note: &d.notes[i]})
+	}
+	slices.SortFunc(items, func(a, b item) int { return cmp.Compare(a.order, b.order) })
+	return items
+}

@@ -1,0 +1,111 @@
+package ladder
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"unicode/utf8"
+)
+
+// Text layout, in columns: a time column, the lane between the two
+// lifelines, then what became of the record. With the longest outcome
+// ("dropped: ..." plus a retransmission reason) a line stays near 100
+// columns.
+const (
+	textTimeWidth = 9  // send time in µs, right-aligned
+	textLaneWidth = 56 // between the client's and the server's lifelines
+	textLostGap   = 14 // how far short of the receiver a lost arrow stops
+)
+
+// Text writes the ladder for a terminal: one line per record and per
+// note, in send order. The left column is the send time and the right
+// one the receive time, both in microseconds since the first event.
+// A lost record's arrow stops short in a ×; a dropped one ends in a ✗ on
+// the receiver's lifeline; retransmitted records begin with ↻.
+func (l *Ladder) Text(w io.Writer) error {
+	d := l.build()
+	var b strings.Builder
+	if !d.hasEvent {
+		b.WriteString("(no events)\n")
+		_, err := io.WriteString(w, b.String())
+		return err
+	}
+	left, right := "client", "server"
+	if d.addr[client] != "" {
+		left += " " + d.addr[client]
+	}
+	if d.addr[server] != "" {
+		right += " " + d.addr[server]
+	}
+	gap := max(1, textLaneWidth+2-utf8.RuneCountInString(left)-utf8.RuneCountInString(right))
+	fmt.Fprintf(&b, "%*s  %s%s%s  %s\n", textTimeWidth, "time(µs)", left, strings.Repeat(" ", gap), right, "recv(µs)")
+	for _, it := range d.items() {
+		fmt.Fprintf(&b, "%*d  ", textTimeWidth, it.at.Microseconds())
+		if it.note != nil {
+			b.WriteString(noteLane(it.note))
+			b.WriteByte('\n')
+			continue
+		}
+		a := it.arrow
+		b.WriteString(arrowLane(a))
+		b.WriteString("  ")
+		b.WriteString(a.outcomeText())
+		b.WriteByte('\n')
+	}
+	if d.omitted > 0 {
+		fmt.Fprintf(&b, "(%d later events omitted)\n", d.omitted)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// fit shortens s to n runes, marking the cut.
+func fit(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:n-1]) + "…"
+}
+
+// arrowLane draws the lifelines and the arrow between them.
+func arrowLane(a *arrow) string {
+	label := " " + fit(a.label(), textLaneWidth-6) + " "
+	n := textLaneWidth - utf8.RuneCountInString(label) - 1 // dashes and the head
+	head, end := "▶", "│"
+	if a.from == server {
+		head = "◀"
+	}
+	switch a.outcome {
+	case dropped:
+		end = "✗"
+	case lost:
+		head = "×"
+	}
+	var dash, pad string
+	if a.outcome == lost {
+		short := min(textLostGap, n-2)
+		dash, pad = strings.Repeat("─", n-short), strings.Repeat(" ", short)
+	} else {
+		dash = strings.Repeat("─", n)
+	}
+	if a.from == client {
+		return "│" + label + dash + head + pad + end
+	}
+	return end + pad + head + dash + label + "│"
+}
+
+// noteLane draws a note beside its side's lifeline, the mark (* or !
+// for a failure) next to that lifeline.
+func noteLane(n *note) string {
+	mark := "*"
+	if n.bad {
+		mark = "!"
+	}
+	text := fit(n.text, textLaneWidth-4)
+	pad := strings.Repeat(" ", textLaneWidth-utf8.RuneCountInString(text)-3)
+	if n.side == client {
+		return "│" + mark + " " + text + pad + "│"
+	}
+	return "│" + pad + text + " " + mark + "│"
+}
