@@ -200,6 +200,9 @@ func (l *Listener) handleNewPeer(d []byte, ap netip.AddrPort, bp *[]byte) {
 		hvr := appendHelloVerifyRequest(nil, hdr.seq, msgSeq, l.cookies.generate(cookie[:0], now, ap, ch))
 		// Never answer with more than was sent: no amplification.
 		if len(hvr) <= len(d) {
+			if l.config.Tracer != nil {
+				l.traceStatelessExchange(now, ap, d, hdr, msgSeq, hvr)
+			}
 			l.writeTo(hvr, ap)
 		}
 		l.bufs.Put(bp)
@@ -219,6 +222,9 @@ func (l *Listener) handleNewPeer(d []byte, ap netip.AddrPort, bp *[]byte) {
 	c := newConn(cio, l.config, false)
 	c.listener = l
 	c.hs.startAt(msgSeq, msgSeq)
+	if !l.config.InsecureSkipHelloVerify {
+		c.flights = 1 // the stateless HelloVerifyRequest was our first flight
+	}
 	// Our records continue from the ClientHello's record sequence number,
 	// as the stateless HelloVerifyRequest used it (RFC 6347 §4.2.1).
 	c.rl.write[0].seq = hdr.seq
@@ -229,6 +235,26 @@ func (l *Listener) handleNewPeer(d []byte, ap netip.AddrPort, bp *[]byte) {
 	l.handshaking.Add(1)
 	l.wg.Add(1)
 	go l.serve(c)
+}
+
+// traceStatelessExchange reports a cookie-less ClientHello and the
+// HelloVerifyRequest that answers it, which no Conn sees, so that a ladder
+// of the handshake is complete.
+func (l *Listener) traceStatelessExchange(now time.Time, ap netip.AddrPort, ch []byte, chHdr recordHeader, msgSeq uint16, hvr []byte) {
+	local := addrPort(l.pc.LocalAddr())
+	emit := func(ev TraceEvent) {
+		ev.Time, ev.Local, ev.Remote = now, local, ap
+		l.config.Tracer(&ev)
+	}
+	chLen := int(chHdr.length) - handshakeHeaderLen
+	hvrLen := len(hvr) - recordHeaderLen - handshakeHeaderLen
+	emit(TraceEvent{Kind: TraceDatagramReceived, Length: len(ch), Datagram: ch})
+	emit(TraceEvent{Kind: TraceRecordReceived, Seq: chHdr.seq, ContentType: uint8(recordTypeHandshake), Length: int(chHdr.length)})
+	emit(TraceEvent{Kind: TraceHandshakeReceived, HandshakeType: uint8(typeClientHello), MessageSeq: msgSeq, MessageLength: uint32(chLen), FragmentLength: uint32(chLen)})
+	emit(TraceEvent{Kind: TraceFlightSent, Flight: 1, Reason: "stateless"})
+	emit(TraceEvent{Kind: TraceRecordSent, Seq: chHdr.seq, ContentType: uint8(recordTypeHandshake), Length: len(hvr) - recordHeaderLen})
+	emit(TraceEvent{Kind: TraceHandshakeSent, HandshakeType: uint8(typeHelloVerifyRequest), MessageSeq: msgSeq, MessageLength: uint32(hvrLen), FragmentLength: uint32(hvrLen), Flight: 1})
+	emit(TraceEvent{Kind: TraceDatagramSent, Length: len(hvr), Datagram: hvr})
 }
 
 func (l *Listener) serve(c *Conn) {

@@ -1,0 +1,338 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dtls-go/dtls"
+	"github.com/dtls-go/dtls/capture"
+	"github.com/dtls-go/dtls/cmd/dtls/internal/ladder"
+)
+
+func init() {
+	register(&command{
+		name:    "demo",
+		summary: "run a client and a server in one process and show the whole handshake",
+		run:     runDemo,
+	})
+}
+
+const demoSynopsis = `demo [-loss P] [-mtu N] [-seed S] [-psk] [-out DIR] [-messages N]
+
+Runs a DTLS server and client in this process over loopback, through a
+seeded lossy channel when -loss is above 0, does a handshake and echoes a
+few messages. Prints a ladder diagram of every flight, message,
+retransmission and drop, and writes to DIR:
+
+  handshake.pcapng  the datagrams as UDP, with the session keys embedded:
+                    tshark -r DIR/handshake.pcapng decrypts it as it is
+  handshake.svg     the ladder as a picture
+  keylog.txt        the NSS key log (for tools that want it separately)
+
+DIR defaults to a new folder named dtls-demo-<time> in the current one.
+`
+
+const (
+	// demoTimeout bounds the whole demo, handshake and echoes, so that a
+	// very lossy channel ends with an error rather than a hang.
+	demoTimeout = 2 * time.Minute
+	// demoEchoWait bounds the wait for one echoed message; a lost message
+	// (application data is not retransmitted) is reported, not retried.
+	demoEchoWait = time.Second
+)
+
+type demoOptions struct {
+	loss     float64
+	mtu      int
+	seed     uint64
+	psk      bool
+	out      string
+	messages int
+}
+
+func parseDemoFlags(args []string, w io.Writer) (*demoOptions, error) {
+	o := &demoOptions{}
+	fs := newFlagSet("demo", demoSynopsis, w)
+	loss := fs.String("loss", "0", "drop this share of datagrams in each direction: 0.3 or 30%")
+	fs.IntVar(&o.mtu, "mtu", 0, "path MTU for the handshake, in bytes of UDP payload (0: the library's 1200)")
+	fs.Uint64Var(&o.seed, "seed", 1, "seed of the lossy channel, for repeatable runs")
+	fs.BoolVar(&o.psk, "psk", false, "use a pre-shared key (TLS_PSK_WITH_AES_128_CCM_8) instead of an ECDSA certificate")
+	fs.StringVar(&o.out, "out", "", "folder for handshake.pcapng, handshake.svg and keylog.txt")
+	fs.IntVar(&o.messages, "messages", 3, "application messages to echo after the handshake")
+	if err := parseArgs(fs, args); err != nil {
+		return nil, err
+	}
+	p, err := parseLoss(*loss)
+	if err != nil {
+		return nil, err
+	}
+	o.loss = p
+	if o.mtu != 0 && o.mtu < 128 {
+		return nil, usageErrorf("-mtu %d: at least 128", o.mtu)
+	}
+	if o.messages < 0 || o.messages > 100 {
+		return nil, usageErrorf("-messages %d: between 0 and 100", o.messages)
+	}
+	return o, nil
+}
+
+// parseLoss reads "0.3", "30%" or "30" (a number above 1 is a percentage).
+func parseLoss(s string) (float64, error) {
+	pct := strings.HasSuffix(s, "%")
+	v, err := strconv.ParseFloat(strings.TrimSuffix(s, "%"), 64)
+	if err != nil {
+		return 0, usageErrorf("-loss %q: want a share like 0.3 or 30%%", s)
+	}
+	if pct || v > 1 {
+		v /= 100
+	}
+	if v < 0 || v >= 1 {
+		return 0, usageErrorf("-loss %q: must be at least 0 and below 100%%", s)
+	}
+	return v, nil
+}
+
+func runDemo(ctx context.Context, args []string, std stdio) int {
+	o, err := parseDemoFlags(args, std.err)
+	if err != nil {
+		reportUsage(std.err, "demo", err)
+		return exitCode(err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, demoTimeout)
+	defer cancel()
+	if err := demo(ctx, o, std); err != nil {
+		fmt.Fprintf(std.err, "dtls demo: %v\n", err)
+		return exitError
+	}
+	return exitOK
+}
+
+func demo(ctx context.Context, o *demoOptions, std stdio) error {
+	dir := o.out
+	if dir == "" {
+		dir = "dtls-demo-" + time.Now().Format("20060102-150405")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	pcapFile, err := os.Create(filepath.Join(dir, "handshake.pcapng"))
+	if err != nil {
+		return err
+	}
+	defer pcapFile.Close()
+	keylogFile, err := os.Create(filepath.Join(dir, "keylog.txt"))
+	if err != nil {
+		return err
+	}
+	defer keylogFile.Close()
+
+	capw := capture.NewWriter(pcapFile)
+	lad := ladder.New()
+	// The capture holds each datagram once, as it arrived: the view of a
+	// capture on the wire between the lossy channel and the receiver. The
+	// ladder sees everything, losses included.
+	record := capw.Tracer(nil)
+	tracer := func(ev *dtls.TraceEvent) {
+		lad.Add(ev)
+		if ev.Kind == dtls.TraceDatagramReceived {
+			record(ev)
+		}
+	}
+	keylog := io.MultiWriter(keylogFile, capw.KeyLogWriter())
+
+	serverCfg, clientCfg, err := demoConfigs(o)
+	if err != nil {
+		return err
+	}
+	for _, c := range []*dtls.Config{serverCfg, clientCfg} {
+		c.Tracer = tracer
+		c.KeyLogWriter = keylog
+		c.MTU = o.mtu
+	}
+
+	// The channel: two loopback sockets, each dropping o.loss of what it
+	// sends, from one seeded source per direction.
+	spc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	var serverPC net.PacketConn = spc
+	if o.loss > 0 {
+		serverPC = &lossyPacketConn{PacketConn: spc, drop: newDropper(o.loss, o.seed, 1)}
+	}
+	l, err := dtls.NewListener(serverPC, serverCfg)
+	if err != nil {
+		spc.Close()
+		return err
+	}
+	defer l.Close()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
+	serverDone := make(chan struct{})
+	go func() {
+		defer wg.Done()
+		defer close(serverDone)
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 1<<14)
+		for {
+			n, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			c.Write(buf[:n])
+		}
+	}()
+
+	raw, err := net.Dial("udp", l.Addr().String())
+	if err != nil {
+		return err
+	}
+	var clientConn net.Conn = raw
+	if o.loss > 0 {
+		clientConn = &lossyConn{Conn: raw, drop: newDropper(o.loss, o.seed, 2)}
+	}
+	conn := dtls.Client(clientConn, clientCfg)
+	start := time.Now()
+	hsErr := conn.HandshakeContext(ctx)
+	elapsed := time.Since(start)
+	echoed := 0
+	if hsErr == nil {
+		buf := make([]byte, 1<<14)
+		for i := 1; i <= o.messages; i++ {
+			msg := fmt.Sprintf("message %d", i)
+			if _, err := conn.Write([]byte(msg)); err != nil {
+				break
+			}
+			conn.SetReadDeadline(time.Now().Add(demoEchoWait))
+			n, err := conn.Read(buf)
+			if err == nil && string(buf[:n]) == msg {
+				echoed++
+			}
+		}
+	}
+	conn.Close()
+	if hsErr == nil {
+		// Let the server read our close_notify and answer it, so the
+		// ladder ends the way a real session does.
+		select {
+		case <-serverDone:
+		case <-time.After(demoEchoWait):
+		}
+	}
+	l.Close()
+	wg.Wait()
+
+	if err := lad.Text(std.out); err != nil {
+		return err
+	}
+	svgPath := filepath.Join(dir, "handshake.svg")
+	svg, err := os.Create(svgPath)
+	if err != nil {
+		return err
+	}
+	if err := lad.SVG(svg); err != nil {
+		svg.Close()
+		return err
+	}
+	if err := svg.Close(); err != nil {
+		return err
+	}
+	if err := capw.Close(); err != nil {
+		return err
+	}
+	fmt.Fprintln(std.out)
+	if hsErr != nil {
+		fmt.Fprintf(std.out, "handshake failed after %v: %v\n", elapsed.Round(time.Microsecond), hsErr)
+	} else {
+		st := conn.ConnectionState()
+		fmt.Fprintf(std.out, "handshake: %s, %v in %v; %d of %d messages echoed\n",
+			dtls.CipherSuiteName(st.CipherSuite), st.CurveID, elapsed.Round(time.Microsecond), echoed, o.messages)
+	}
+	if o.loss > 0 {
+		fmt.Fprintf(std.out, "channel: %.0f%% loss each way, seed %d\n", o.loss*100, o.seed)
+	}
+	fmt.Fprintf(std.out, "wrote %s, %s and %s\n", filepath.Join(dir, "handshake.pcapng"), svgPath, filepath.Join(dir, "keylog.txt"))
+	fmt.Fprintf(std.out, "try: tshark -r %s\n", filepath.Join(dir, "handshake.pcapng"))
+	return hsErr
+}
+
+// demoConfigs returns the server's and the client's configuration: an
+// ECDSA P-256 certificate the client trusts, or a PSK.
+func demoConfigs(o *demoOptions) (server, client *dtls.Config, err error) {
+	if o.psk {
+		key := []byte("demo pre-shared key, 32 bytes..")
+		psk := func([]byte) ([]byte, error) { return key, nil }
+		suites := []uint16{dtls.TLS_PSK_WITH_AES_128_CCM_8}
+		return &dtls.Config{PSK: psk, PSKIdentityHint: []byte("demo"), CipherSuites: suites},
+			&dtls.Config{PSK: psk, PSKIdentity: []byte("demo-client"), CipherSuites: suites}, nil
+	}
+	cert, err := selfSignedCertificate(time.Now(), "localhost")
+	if err != nil {
+		return nil, nil, err
+	}
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		return nil, nil, err
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(leaf)
+	return &dtls.Config{Certificates: []tls.Certificate{cert}},
+		&dtls.Config{RootCAs: roots, ServerName: "localhost"}, nil
+}
+
+// dropper decides, from a seeded source, which datagrams the channel loses.
+type dropper struct {
+	mu   sync.Mutex
+	rng  *mrand.Rand
+	loss float64
+}
+
+func newDropper(loss float64, seed, stream uint64) *dropper {
+	return &dropper{rng: mrand.New(mrand.NewPCG(seed, stream)), loss: loss}
+}
+
+func (d *dropper) drop() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.rng.Float64() < d.loss
+}
+
+type lossyPacketConn struct {
+	net.PacketConn
+	drop *dropper
+}
+
+func (l *lossyPacketConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	if l.drop.drop() {
+		return len(b), nil
+	}
+	return l.PacketConn.WriteTo(b, addr)
+}
+
+type lossyConn struct {
+	net.Conn
+	drop *dropper
+}
+
+func (l *lossyConn) Write(b []byte) (int, error) {
+	if l.drop.drop() {
+		return len(b), nil
+	}
+	return l.Conn.Write(b)
+}
