@@ -16,7 +16,9 @@ import (
 type handshakeMessage interface {
 	messageType() handshakeType
 	// marshal returns the message body. It errors only on a value that
-	// cannot be encoded (a field longer than its length prefix allows).
+	// cannot be encoded (a field longer than its length prefix allows) or
+	// that unmarshal would refuse (an empty list the format requires to be
+	// non-empty, a 33-byte session_id...), so its output always parses.
 	marshal() ([]byte, error)
 	// unmarshal parses a whole body; trailing bytes, bad lengths and
 	// duplicate extensions make it return false.
