@@ -304,6 +304,16 @@ func (rl *recordLayer) open(hdr recordHeader, body []byte) ([]byte, dropReason) 
 		r.window.Accept(hdr.seq)
 		return body, dropNone
 	}
+	plain, reason := k.open(hdr, body)
+	if reason != dropNone {
+		return nil, reason
+	}
+	r.window.Accept(hdr.seq)
+	return plain, dropNone
+}
+
+// open authenticates and decrypts one record's body in place.
+func (k *epochKeys) open(hdr recordHeader, body []byte) ([]byte, dropReason) {
 	if len(body) < k.overhead() || len(body) > maxPlaintext+maxCiphertextExpansion {
 		// mbedTLS CVE-2023-43615: a record shorter than the tag must not
 		// underflow; OpenSSL CVE-2026-75806: nor may it kill the association.
@@ -327,7 +337,6 @@ func (rl *recordLayer) open(hdr recordHeader, body []byte) ([]byte, dropReason) 
 	if err != nil {
 		return nil, dropBadMAC
 	}
-	r.window.Accept(hdr.seq)
 	return plain, dropNone
 }
 

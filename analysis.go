@@ -1,0 +1,56 @@
+package dtls
+
+import (
+	"errors"
+	"fmt"
+)
+
+// RecordDecrypter opens the protected records of a captured DTLS 1.2
+// session whose master secret is known from a key log, for tools that
+// analyze traffic (cmd/dtls analyze). It keeps no replay state: a capture
+// may hold retransmissions and duplicates. It is not safe for concurrent
+// use.
+type RecordDecrypter struct {
+	client, server *epochKeys
+}
+
+// NewRecordDecrypter derives the epoch-1 keys of both directions of a
+// session from its cipher suite, master secret and the two hello randoms.
+func NewRecordDecrypter(suite uint16, masterSecret, clientRandom, serverRandom []byte) (*RecordDecrypter, error) {
+	s := cipherSuiteByID(suite)
+	if s == nil {
+		return nil, fmt.Errorf("dtls: cipher suite %s not supported", CipherSuiteName(suite))
+	}
+	if len(masterSecret) != masterSecretLen || len(clientRandom) != randomLen || len(serverRandom) != randomLen {
+		return nil, errors.New("dtls: master secret or randoms of the wrong length")
+	}
+	p := s.params()
+	ck, sk, civ, siv := keysFromMasterSecret(s.hash, masterSecret, clientRandom, serverRandom, p.keyLen, p.fixedIVLen)
+	d := &RecordDecrypter{}
+	var err error
+	if d.client, err = newEpochKeys(s.aead, ck, civ); err != nil {
+		return nil, err
+	}
+	if d.server, err = newEpochKeys(s.aead, sk, siv); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// Open decrypts one whole record (header included) sent by the client or
+// the server, and returns its plaintext in a new slice.
+func (d *RecordDecrypter) Open(fromClient bool, record []byte) ([]byte, error) {
+	hdr, body, _, reason := nextRecord(record)
+	if reason != dropNone {
+		return nil, errors.New("dtls: not a whole record")
+	}
+	k := d.server
+	if fromClient {
+		k = d.client
+	}
+	plain, reason := k.open(hdr, append([]byte(nil), body...))
+	if reason != dropNone {
+		return nil, fmt.Errorf("dtls: record does not open: %v", reason)
+	}
+	return plain, nil
+}

@@ -1,0 +1,227 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dtls-go/dtls"
+	"github.com/dtls-go/dtls/capture"
+)
+
+func runAnalyzeForTest(t *testing.T, args ...string) string {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := dispatch(context.Background(), append([]string{"analyze"}, args...), stdio{strings.NewReader(""), &stdout, &stderr})
+	if code != exitOK {
+		t.Fatalf("analyze exited %d: %s", code, stderr.String())
+	}
+	return stdout.String()
+}
+
+func flightCount(t *testing.T, out string) int {
+	m := regexp.MustCompile(`(?m)^flights: (\d+)$`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no flight count in:\n%s", out)
+	}
+	var n int
+	fmt.Sscan(m[1], &n)
+	return n
+}
+
+// TestAnalyzeOpenSSLCapture captures openssl s_server talking to openssl
+// s_client with tshark on loopback and checks the reconstruction. It needs
+// root (to capture), openssl and tshark; under CI=true their absence fails.
+func TestAnalyzeOpenSSLCapture(t *testing.T) {
+	tshark := needTshark(t)
+	openssl, err := exec.LookPath("openssl")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("openssl missing")
+		}
+		t.Skip("openssl missing")
+	}
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("capturing on loopback needs root")
+		}
+		t.Skip("capturing on loopback needs root")
+	}
+	dir := t.TempDir()
+	pcap := filepath.Join(dir, "openssl.pcapng")
+	keylog := filepath.Join(dir, "keylog.txt")
+	port := freeUDPPort(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	capCmd := exec.CommandContext(ctx, tshark, "-i", "lo", "-f", fmt.Sprintf("udp port %d", port), "-w", pcap)
+	capErr, _ := capCmd.StderrPipe()
+	capCmd.WaitDelay = 5 * time.Second
+	if err := capCmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer capCmd.Process.Kill()
+	waitForLine(t, capErr, "Capturing on", 20*time.Second)
+	go io.Copy(io.Discard, capErr)
+
+	psk := "000102030405060708090a0b0c0d0e0f"
+	srv := exec.CommandContext(ctx, openssl, "s_server", "-dtls1_2", "-accept", fmt.Sprintf("127.0.0.1:%d", port),
+		"-nocert", "-psk", psk, "-psk_identity", "id", "-cipher", "PSK-AES128-CCM8", "-naccept", "1", "-quiet")
+	srv.WaitDelay = 5 * time.Second
+	srvIn, _ := srv.StdinPipe()
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Process.Kill()
+	time.Sleep(300 * time.Millisecond)
+	cli := exec.CommandContext(ctx, openssl, "s_client", "-dtls1_2", "-connect", fmt.Sprintf("127.0.0.1:%d", port),
+		"-psk", psk, "-psk_identity", "id", "-cipher", "PSK-AES128-CCM8", "-keylogfile", keylog, "-quiet", "-no_ign_eof")
+	cli.Stdin = strings.NewReader("hello from s_client\n")
+	cli.WaitDelay = 5 * time.Second
+	if out, err := cli.CombinedOutput(); err != nil {
+		t.Fatalf("s_client: %v\n%s", err, out)
+	}
+	srvIn.Close()
+	srv.Wait()
+	time.Sleep(500 * time.Millisecond) // let tshark write the last packets
+	capCmd.Process.Signal(os.Interrupt)
+	capCmd.Wait()
+
+	out := runAnalyzeForTest(t, pcap, "-keylog", keylog, "-svg", filepath.Join(dir, "ladder.svg"))
+	for _, want := range []string{
+		"client ClientHello        seq=0",
+		"server HelloVerifyRequest seq=0",
+		"client ClientHello        seq=1",
+		"server ServerHello        seq=1",
+		"server ServerHelloDone    seq=2",
+		"client ClientKeyExchange  seq=2",
+		"client Finished           seq=3",
+		"server NewSessionTicket   seq=3",
+		"server Finished           seq=4",
+		"handshake: complete",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("analysis lacks %q:\n%s", want, out)
+		}
+	}
+	if n := flightCount(t, out); n != 6 {
+		t.Errorf("flights: %d, want 6 (ClientHello, HVR, ClientHello, server hello flight, client key flight, server finish)\n%s", n, out)
+	}
+}
+
+// TestAnalyzeLossyCapture records the client's own view of a handshake
+// through a lossy channel (the capture point is before the loss, as with
+// tshark on the client host) and checks that analyze reports the
+// retransmissions.
+func TestAnalyzeLossyCapture(t *testing.T) {
+	dir := t.TempDir()
+	pcap := filepath.Join(dir, "client-view.pcapng")
+	f, err := os.Create(pcap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	capw := capture.NewWriter(f)
+	cert, err := selfSignedCertificate(time.Now(), "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := x509.ParseCertificate(cert.Certificate[0])
+	roots := x509.NewCertPool()
+	roots.AddCert(leaf)
+
+	spc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Seed 3 loses part of each side's flights at 40%.
+	l, err := dtls.NewListener(&lossyPacketConn{PacketConn: spc, drop: newDropper(0.4, 3, 1)},
+		&dtls.Config{Certificates: []tls.Certificate{cert}, RetransmitTimeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	raw, err := net.Dial("udp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := dtls.Client(&lossyConn{Conn: raw, drop: newDropper(0.4, 3, 2)}, &dtls.Config{
+		RootCAs: roots, ServerName: "localhost", RetransmitTimeout: 50 * time.Millisecond,
+		Tracer: capw.Tracer(nil), KeyLogWriter: capw.KeyLogWriter(),
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.HandshakeContext(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if err := capw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	out := runAnalyzeForTest(t, pcap)
+	m := regexp.MustCompile(`retransmissions: client (\d+), server (\d+)`).FindStringSubmatch(out)
+	if m == nil || m[1] == "0" && m[2] == "0" {
+		t.Errorf("no retransmission reported:\n%s", out)
+	}
+	if !strings.Contains(out, "again") {
+		t.Errorf("ladder shows no retransmitted flight:\n%s", out)
+	}
+	if !strings.Contains(out, "handshake: complete") {
+		t.Errorf("handshake not reconstructed:\n%s", out)
+	}
+}
+
+func freeUDPPort(t *testing.T) int {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+func waitForLine(t *testing.T, r io.Reader, substr string, d time.Duration) {
+	t.Helper()
+	found := make(chan bool, 1)
+	go func() {
+		s := bufio.NewScanner(r)
+		for s.Scan() {
+			if strings.Contains(s.Text(), substr) {
+				found <- true
+				return
+			}
+		}
+		found <- false
+	}()
+	select {
+	case ok := <-found:
+		if !ok {
+			t.Fatalf("never saw %q", substr)
+		}
+	case <-time.After(d):
+		t.Fatalf("timed out waiting for %q", substr)
+	}
+}
