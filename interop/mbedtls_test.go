@@ -29,6 +29,7 @@ type mbedtlsCase struct {
 	psk        bool
 	clientAuth bool // the server requires and verifies a client certificate
 	mtu        int
+	notYet, na string // reasons for a cell that does not run (see skipCell)
 }
 
 var mbedtlsCases = []mbedtlsCase{
@@ -36,6 +37,9 @@ var mbedtlsCases = []mbedtlsCase{
 	{name: "PSK-CCM8", suite: dtls.TLS_PSK_WITH_AES_128_CCM_8, mbedSuite: "TLS-PSK-WITH-AES-128-CCM-8", psk: true},
 	{name: "ClientAuth", suite: dtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, mbedSuite: "TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256", clientAuth: true},
 	{name: "MTU300", suite: dtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, mbedSuite: "TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256", mtu: 300},
+	{name: "RPK", na: "mbedTLS does not implement raw public keys (RFC 7250)"},
+	{name: "CID", na: "Debian builds mbedTLS 2.28 without MBEDTLS_SSL_DTLS_CONNECTION_ID (and 2.28's CID is the pre-RFC 9146 draft)"},
+	{name: "SRTP", notYet: "use_srtp (RFC 5764) is not implemented in dtls-go; Debian's mbedTLS has it (MBEDTLS_SSL_DTLS_SRTP)"},
 }
 
 // buildMbedTLSPeer compiles dtls_peer.c into dir. Missing gcc or mbedTLS
@@ -68,6 +72,7 @@ func TestMbedTLS(t *testing.T) {
 	t.Run("client", func(t *testing.T) {
 		for _, tc := range mbedtlsCases {
 			t.Run(tc.name, func(t *testing.T) {
+				skipCell(t, tc.notYet, tc.na)
 				ctx, cancel := context.WithTimeout(context.Background(), caseTimeout)
 				defer cancel()
 				psk := randomPSK(t)
@@ -115,6 +120,7 @@ func TestMbedTLS(t *testing.T) {
 	t.Run("server", func(t *testing.T) {
 		for _, tc := range mbedtlsCases {
 			t.Run(tc.name, func(t *testing.T) {
+				skipCell(t, tc.notYet, tc.na)
 				ctx, cancel := context.WithTimeout(context.Background(), caseTimeout)
 				defer cancel()
 				psk := randomPSK(t)
