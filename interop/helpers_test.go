@@ -579,6 +579,10 @@ func dialAndExchange(ctx context.Context, t *testing.T, addr string, cfg *dtls.C
 // mtuTracer checks, through our Tracer, that no datagram either way was
 // larger than mtu and that something was fragmented.
 type mtuTracer struct {
+	// peerSlack is how far over the MTU the peer's datagrams may be,
+	// for peers known to count the MTU differently.
+	peerSlack int
+
 	mu                 sync.Mutex
 	maxSent, maxRecv   int
 	fragmentedSent     bool
@@ -609,8 +613,10 @@ func (m *mtuTracer) check(t *testing.T, mtu int, weAreClient bool) {
 	if m.maxSent > mtu {
 		t.Errorf("we sent a %d-byte datagram with MTU %d", m.maxSent, mtu)
 	}
-	if m.maxRecv > mtu {
+	if m.maxRecv > mtu+m.peerSlack {
 		t.Errorf("the peer sent a %d-byte datagram with MTU %d", m.maxRecv, mtu)
+	} else if m.maxRecv > mtu {
+		t.Logf("the peer sent a %d-byte datagram with MTU %d (within its known slack of %d)", m.maxRecv, mtu, m.peerSlack)
 	}
 	if weAreClient {
 		if m.largestRecvMessage <= uint32(mtu) {
