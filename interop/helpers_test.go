@@ -181,8 +181,17 @@ func startProc(ctx context.Context, t *testing.T, bin string, args ...string) *p
 // If the port was taken in the meantime the peer exits, and we try another.
 func startServerProc(ctx context.Context, t *testing.T, bin string, args func(port int) []string) (*proc, int) {
 	t.Helper()
+	return startServerProcOffset(ctx, t, bin, 0, args)
+}
+
+// startServerProcOffset is startServerProc for peers that bind more than
+// one port (coap-server: CoAP on port, CoAP over DTLS on port+1). port is
+// the one we talk to; args gets it and derives the rest, and both it and
+// port-offset were free a moment ago.
+func startServerProcOffset(ctx context.Context, t *testing.T, bin string, offset int, args func(port int) []string) (*proc, int) {
+	t.Helper()
 	for attempt := 1; ; attempt++ {
-		port := freeUDPPort(t)
+		port := freeUDPPort(t) + offset
 		p := startProc(ctx, t, bin, args(port)...)
 		if p.waitBound(ctx, port) {
 			return p, port
