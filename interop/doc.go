@@ -7,3 +7,5 @@
 // matrix.sh runs all of them and renders INTEROP.md; see that file for the
 // conventions test names follow (Test<Peer>/<our role>/<feature>).
 package interop
+
+//go:generate ./matrix.sh

@@ -625,7 +625,7 @@ func (m *mtuTracer) check(t *testing.T, mtu int, weAreClient bool) {
 	if m.maxRecv > mtu+m.peerSlack {
 		t.Errorf("the peer sent a %d-byte datagram with MTU %d", m.maxRecv, mtu)
 	} else if m.maxRecv > mtu {
-		t.Logf("the peer sent a %d-byte datagram with MTU %d (within its known slack of %d)", m.maxRecv, mtu, m.peerSlack)
+		t.Logf("interop-note: the peer sent a %d-byte datagram with MTU %d, within its known slack of %d bytes", m.maxRecv, mtu, m.peerSlack)
 	}
 	if weAreClient {
 		if m.largestRecvMessage <= uint32(mtu) {
