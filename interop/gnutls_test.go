@@ -1,0 +1,160 @@
+package interop_test
+
+// Interoperability with GnuTLS 3.7's gnutls-serv and gnutls-cli over UDP.
+//
+//	our client -> gnutls-serv --udp --echo: we Write a line and must Read
+//	it back, which is data both ways.
+//	gnutls-cli --udp -> our server: our server greets with goLine and then
+//	echoes; the test types a line into gnutls-cli's stdin and waits for it
+//	to print the echo. Closing gnutls-cli's stdin makes it send
+//	close_notify and exit, which our Read sees as EOF.
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"github.com/dtls-go/dtls"
+)
+
+const gnutlsLine = "hello from gnutls"
+
+type gnutlsCase struct {
+	name       string
+	suite      uint16
+	priority   string // GnuTLS priority string selecting the same suite
+	psk        bool
+	clientAuth bool
+	mtu        int
+	notYet     string // the cell's reason when our library lacks the feature
+	na         string // the cell's reason when GnuTLS lacks it
+}
+
+const (
+	gnutlsECDSAPriority = "NONE:+VERS-DTLS1.2:+ECDHE-ECDSA:+AES-128-GCM:+AEAD:+SIGN-ALL:+GROUP-ALL:+COMP-NULL"
+	gnutlsPSKPriority   = "NONE:+VERS-DTLS1.2:+PSK:+AES-128-CCM-8:+AEAD:+SIGN-ALL:+GROUP-ALL:+COMP-NULL"
+)
+
+var gnutlsCases = []gnutlsCase{
+	{name: "ECDSA-P256", suite: dtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, priority: gnutlsECDSAPriority},
+	{name: "PSK-CCM8", suite: dtls.TLS_PSK_WITH_AES_128_CCM_8, priority: gnutlsPSKPriority, psk: true},
+	{name: "ClientAuth", suite: dtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, priority: gnutlsECDSAPriority, clientAuth: true},
+	{name: "MTU300", suite: dtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, priority: gnutlsECDSAPriority, mtu: 300},
+	{name: "RPK", notYet: "raw public keys (RFC 7250) are not implemented in dtls-go; GnuTLS has them (--rawpkfile)"},
+	{name: "CID", na: "GnuTLS 3.7 does not implement DTLS 1.2 connection IDs (RFC 9146)"},
+	{name: "SRTP", notYet: "use_srtp (RFC 5764) is not implemented in dtls-go; GnuTLS has it (--srtp-profiles)"},
+}
+
+func TestGnuTLS(t *testing.T) {
+	serv := requirePeer(t, "GnuTLS", "gnutls-serv", "--version")
+	cli := requirePeer(t, "GnuTLS", "gnutls-cli")
+	pki := newTestPKI(t)
+
+	// Our client, gnutls-serv.
+	t.Run("client", func(t *testing.T) {
+		for _, tc := range gnutlsCases {
+			t.Run(tc.name, func(t *testing.T) {
+				skipCell(t, tc.notYet, tc.na)
+				ctx, cancel := context.WithTimeout(context.Background(), caseTimeout)
+				defer cancel()
+				psk := randomPSK(t)
+				args := []string{"--udp", "--echo", "--priority", tc.priority}
+				if tc.psk {
+					passwd := filepath.Join(t.TempDir(), "psk.passwd")
+					if err := os.WriteFile(passwd, []byte(pskIdentity+":"+hex.EncodeToString(psk)+"\n"), 0o600); err != nil {
+						t.Fatal(err)
+					}
+					args = append(args, "--pskpasswd", passwd)
+				} else {
+					args = append(args, "--x509certfile", pki.serverCert, "--x509keyfile", pki.serverKey)
+				}
+				if tc.clientAuth {
+					args = append(args, "--require-client-cert", "--verify-client-cert", "--x509cafile", pki.caFile)
+				}
+				if tc.mtu != 0 {
+					args = append(args, "--mtu", strconv.Itoa(tc.mtu))
+				}
+				_, port := startServerProc(ctx, t, serv, func(port int) []string {
+					return append([]string{"--port", strconv.Itoa(port)}, args...)
+				})
+
+				w := want{suite: tc.suite, psk: tc.psk}
+				cfg := &dtls.Config{CipherSuites: []uint16{tc.suite}}
+				if tc.psk {
+					cfg = pskConfig(psk, tc.suite)
+				} else {
+					cfg.RootCAs, cfg.ServerName = pki.roots, "localhost"
+					w.peerCertCN = "localhost"
+				}
+				if tc.clientAuth {
+					cfg.Certificates = []tls.Certificate{pki.client}
+				}
+				cfg.MTU = tc.mtu
+				tr := &mtuTracer{}
+				cfg.Tracer = tr.trace
+				// gnutls-serv serves until killed, which t.Cleanup does.
+				dialAndExchange(ctx, t, addrOf(port), cfg, w, goLine, goLine)
+				if tc.mtu != 0 {
+					tr.check(t, tc.mtu, true)
+				}
+			})
+		}
+	})
+
+	// gnutls-cli, our server.
+	t.Run("server", func(t *testing.T) {
+		for _, tc := range gnutlsCases {
+			t.Run(tc.name, func(t *testing.T) {
+				skipCell(t, tc.notYet, tc.na)
+				ctx, cancel := context.WithTimeout(context.Background(), caseTimeout)
+				defer cancel()
+				psk := randomPSK(t)
+				w := want{suite: tc.suite, psk: tc.psk}
+				cfg := &dtls.Config{CipherSuites: []uint16{tc.suite}}
+				if tc.psk {
+					cfg = serverPSKConfig(psk, tc.suite)
+				} else {
+					cfg.Certificates = []tls.Certificate{pki.server}
+				}
+				if tc.clientAuth {
+					cfg.ClientAuth = tls.RequireAndVerifyClientCert
+					cfg.ClientCAs = pki.roots
+					w.peerCertCN = "dtls-go-client"
+				}
+				cfg.MTU = tc.mtu
+				tr := &mtuTracer{}
+				cfg.Tracer = tr.trace
+				l := listen(t, cfg)
+				res := serveEcho(ctx, l, w, true)
+
+				args := []string{"--udp", "--port", strconv.Itoa(listenerPort(l)), "--priority", tc.priority}
+				if tc.psk {
+					args = append(args, "--pskusername", pskIdentity, "--pskkey", hex.EncodeToString(psk))
+				} else {
+					args = append(args, "--x509cafile", pki.caFile, "--verify-hostname", "localhost")
+				}
+				if tc.clientAuth {
+					args = append(args, "--x509certfile", pki.clientCert, "--x509keyfile", pki.clientKey)
+				}
+				if tc.mtu != 0 {
+					args = append(args, "--mtu", strconv.Itoa(tc.mtu))
+				}
+				args = append(args, "127.0.0.1")
+				p := startProc(ctx, t, cli, args...)
+				p.waitLine(ctx, t, goLine) // our greeting: the handshake is done
+				p.send(t, gnutlsLine+"\n")
+				p.waitLine(ctx, t, gnutlsLine) // our echo
+				p.stdin.Close()                // gnutls-cli sends close_notify and exits
+				p.waitExit(t, 0)
+				waitEcho(ctx, t, res, true)
+				if tc.mtu != 0 {
+					tr.check(t, tc.mtu, false)
+				}
+			})
+		}
+	})
+}

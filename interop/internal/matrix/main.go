@@ -1,0 +1,270 @@
+// Command matrix renders the interop matrix, INTEROP.md, from the
+// `go test -json` output of the interop tests (the root package's
+// TestOpenSSL* and the interop module), read from stdin. matrix.sh runs
+// the tests and this. It exits 1 if any cell failed.
+//
+// A cell is a subtest named for its peer, our role and the feature:
+//
+//	TestOpenSSLServer/<feature>                   OpenSSL, our client
+//	TestOpenSSLClient/<feature>                   OpenSSL, our server
+//	Test<Peer>/<client|server>/<feature>          GnuTLS, mbedTLS, OpenSSL
+//	Test<Group>/<Peer>/<client|server>/<feature>  pion, libcoap
+//
+// A skipped cell whose reason begins "not yet:" or "n.a.:" prints as that,
+// and its reason goes into the notes. Lines "peer-version: PEER: VERSION"
+// give the versions, and "interop-note: TEXT" lines become observations.
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+type event struct {
+	Action string
+	Test   string
+	Output string
+}
+
+// Rows and columns, in display order.
+var (
+	peers = []struct{ key, name string }{
+		{"OpenSSL", "OpenSSL"},
+		{"GnuTLS", "GnuTLS"},
+		{"mbedTLS", "mbedTLS"},
+		{"PionV3", "pion/dtls v3"},
+		{"PionV4", "pion/dtls v4"},
+		{"libcoap-OpenSSL", "libcoap (OpenSSL)"},
+		{"libcoap-GnuTLS", "libcoap (GnuTLS)"},
+	}
+	features = []struct{ key, name string }{
+		{"ECDSA-P256", "certificates (ECDSA P-256)"},
+		{"PSK-CCM8", "PSK (AES-128-CCM_8)"},
+		{"ClientAuth", "client auth"},
+		{"MTU300", "MTU 300"},
+		{"RPK", "raw public keys"},
+		{"CID", "connection ID"},
+		{"SRTP", "use_srtp"},
+	}
+	roles = []struct{ key, name string }{
+		{"client", "our client"},
+		{"server", "our server"},
+	}
+	// OpenSSL's root-package tests name features their own way.
+	opensslFeatures = map[string]string{"ECDSA-P256": "ECDSA-P256", "PSK-CCM8": "PSK-CCM8", "ECDSA-P256-MTU300": "MTU300"}
+)
+
+type cellKey struct{ peer, role, feature string }
+
+type cell struct {
+	status string // pass, FAIL, skip, n.a., not yet
+	reason string
+	test   string
+}
+
+var (
+	reasonRE  = regexp.MustCompile(`^\s+\S+\.go:\d+: (not yet|n\.a\.): (.*)$`)
+	skipRE    = regexp.MustCompile(`^\s+\S+\.go:\d+: (.*)$`)
+	versionRE = regexp.MustCompile(`peer-version: ([^:]+): (.*)$`)
+	opensslRE = regexp.MustCompile(`using \S*openssl: (.*)$`)
+	noteRE    = regexp.MustCompile(`interop-note: (.*)$`)
+)
+
+// locate maps a test name to its cell.
+func locate(test string) (cellKey, bool) {
+	p := strings.Split(test, "/")
+	switch {
+	case len(p) == 2 && p[0] == "TestOpenSSLServer":
+		f, ok := opensslFeatures[p[1]]
+		return cellKey{"OpenSSL", "client", f}, ok
+	case len(p) == 2 && p[0] == "TestOpenSSLClient":
+		f, ok := opensslFeatures[p[1]]
+		return cellKey{"OpenSSL", "server", f}, ok
+	case len(p) == 3 && (p[1] == "client" || p[1] == "server"):
+		peer := strings.TrimPrefix(p[0], "Test")
+		if peer == "OpenSSLMore" {
+			peer = "OpenSSL"
+		}
+		return cellKey{canonicalPeer(peer), p[1], p[2]}, true
+	case len(p) == 4 && (p[2] == "client" || p[2] == "server"):
+		return cellKey{canonicalPeer(p[1]), p[2], p[3]}, true
+	}
+	return cellKey{}, false
+}
+
+// canonicalPeer spells a peer from a test name (TestMbedTLS) as the
+// matrix does (mbedTLS).
+func canonicalPeer(s string) string {
+	for _, p := range peers {
+		if strings.EqualFold(p.key, s) {
+			return p.key
+		}
+	}
+	return s
+}
+
+func main() {
+	cells := map[cellKey]*cell{}
+	output := map[string][]string{}
+	versions := map[string]string{}
+	var notes []string
+	sc := bufio.NewScanner(os.Stdin)
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	for sc.Scan() {
+		var ev event
+		if json.Unmarshal(sc.Bytes(), &ev) != nil {
+			continue // go build noise between streams
+		}
+		switch ev.Action {
+		case "output":
+			line := strings.TrimRight(ev.Output, "\n")
+			output[ev.Test] = append(output[ev.Test], line)
+			if m := versionRE.FindStringSubmatch(line); m != nil {
+				versions[m[1]] = m[2]
+			}
+			if m := opensslRE.FindStringSubmatch(line); m != nil {
+				versions["OpenSSL"] = m[1]
+			}
+			if m := noteRE.FindStringSubmatch(line); m != nil {
+				n := fmt.Sprintf("%s (`%s`)", m[1], ev.Test)
+				if !slices.Contains(notes, n) {
+					notes = append(notes, n)
+				}
+			}
+		case "pass", "fail", "skip":
+			k, ok := locate(ev.Test)
+			if !ok {
+				continue
+			}
+			c := &cell{status: ev.Action, test: ev.Test}
+			if ev.Action == "fail" {
+				c.status = "FAIL"
+			}
+			if ev.Action == "skip" {
+				for _, l := range output[ev.Test] {
+					if m := reasonRE.FindStringSubmatch(l); m != nil {
+						c.status, c.reason = m[1], m[2]
+						break
+					}
+					if m := skipRE.FindStringSubmatch(l); m != nil && c.reason == "" {
+						c.reason = m[1]
+					}
+				}
+			}
+			cells[k] = c
+		}
+	}
+	if err := sc.Err(); err != nil {
+		fmt.Fprintln(os.Stderr, "matrix:", err)
+		os.Exit(2)
+	}
+	failed := render(os.Stdout, cells, versions, notes)
+	if failed {
+		os.Exit(1)
+	}
+}
+
+func render(w io.Writer, cells map[cellKey]*cell, versions map[string]string, notes []string) (failed bool) {
+	fmt.Fprintf(w, "# Interoperability matrix\n\n")
+	fmt.Fprintf(w, "DTLS 1.2 between dtls-go and other implementations, %s. Generated by\n", time.Now().UTC().Format("2006-01-02"))
+	fmt.Fprintf(w, "`interop/matrix.sh` from `go test -json` of the root package's\n")
+	fmt.Fprintf(w, "`TestOpenSSL*` and of the `interop` module: do not edit by hand.\n\n")
+	fmt.Fprintf(w, "Every cell that runs is a real handshake over loopback UDP followed by\n")
+	fmt.Fprintf(w, "application data both ways (an echo, or a CoAP GET and its answer). Both\n")
+	fmt.Fprintf(w, "sides are pinned to the feature's suite (ECDHE-ECDSA AES-128-GCM or PSK\n")
+	fmt.Fprintf(w, "AES-128-CCM_8), except libcoap's certificate cells, which take the\n")
+	fmt.Fprintf(w, "suite the two defaults agree on. *our client* means the\n")
+	fmt.Fprintf(w, "peer is the server. Cells: **pass**; **FAIL**; *not yet* (dtls-go lacks\n")
+	fmt.Fprintf(w, "the feature); *n.a.* (the peer lacks it); *skip* (the peer is not\n")
+	fmt.Fprintf(w, "installed); – (no test, or the peer's whole suite was skipped).\n\n")
+
+	fmt.Fprintf(w, "| peer | role |")
+	for _, f := range features {
+		fmt.Fprintf(w, " %s |", f.name)
+	}
+	fmt.Fprintf(w, "\n| --- | --- |%s\n", strings.Repeat(" --- |", len(features)))
+	counts := map[string]int{}
+	for _, p := range peers {
+		for _, r := range roles {
+			fmt.Fprintf(w, "| %s | %s |", p.name, r.name)
+			for _, f := range features {
+				c := cells[cellKey{p.key, r.key, f.key}]
+				s := "–"
+				if c != nil {
+					counts[c.status]++
+					switch c.status {
+					case "pass":
+						s = "**pass**"
+					case "FAIL":
+						s = "**FAIL**"
+						failed = true
+					default:
+						s = "*" + c.status + "*"
+					}
+				}
+				fmt.Fprintf(w, " %s |", s)
+			}
+			fmt.Fprintln(w)
+		}
+	}
+	fmt.Fprintf(w, "\n%d pass, %d fail, %d not yet, %d n.a., %d skipped.\n",
+		counts["pass"], counts["FAIL"], counts["not yet"], counts["n.a."], counts["skip"])
+
+	fmt.Fprintf(w, "\n## Peer versions\n\n")
+	for _, p := range peers {
+		v := versions[p.key]
+		if v == "" {
+			v = "not run"
+		}
+		fmt.Fprintf(w, "- %s: %s\n", p.name, v)
+	}
+
+	fmt.Fprintf(w, "\n## Why a cell does not run\n\n")
+	for _, p := range peers {
+		for _, f := range features {
+			var why, status string
+			var rs []string
+			for _, r := range roles {
+				c := cells[cellKey{p.key, r.key, f.key}]
+				if c == nil || c.status == "pass" || c.status == "FAIL" {
+					continue
+				}
+				if why != "" && why != c.reason {
+					fmt.Fprintf(w, "- %s, %s, %s (%s): %s\n", p.name, f.name, strings.Join(rs, " and "), status, why)
+					rs = nil
+				}
+				why, status = c.reason, c.status
+				rs = append(rs, r.name)
+			}
+			if why != "" {
+				fmt.Fprintf(w, "- %s, %s, %s (%s): %s\n", p.name, f.name, strings.Join(rs, " and "), status, why)
+			}
+		}
+	}
+	if len(notes) > 0 {
+		fmt.Fprintf(w, "\n## Observations\n\n")
+		for _, n := range notes {
+			fmt.Fprintf(w, "- %s\n", n)
+		}
+	}
+	if failed {
+		fmt.Fprintf(w, "\n## Failures\n\n")
+		for _, p := range peers {
+			for _, r := range roles {
+				for _, f := range features {
+					if c := cells[cellKey{p.key, r.key, f.key}]; c != nil && c.status == "FAIL" {
+						fmt.Fprintf(w, "- `%s`\n", c.test)
+					}
+				}
+			}
+		}
+	}
+	return failed
+}
