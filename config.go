@@ -122,6 +122,38 @@ type Config struct {
 	// HandshakeTimeout bounds a handshake that has no deadline or context
 	// deadline of its own. If 0, 60 s is used.
 	HandshakeTimeout time.Duration
+
+	// ConnectionIDGenerator, if not nil, turns on Connection IDs
+	// (RFC 9146), which let a session survive a change of the client's
+	// address (NAT rebinding). It returns the CID this side wants the
+	// peer to put in the records it sends us, at most 255 bytes; an empty
+	// CID (see OnlySendCIDGenerator) asks the peer to send plain records
+	// while we still send the peer's CID if it wants one. A client offers
+	// a CID in every ClientHello; a server answers only clients that
+	// offer one. A Listener routes records by the CIDs it hands out and
+	// calls the generator again for a CID already in use; CIDs of one
+	// length (RandomCIDGenerator) route best. The CIDs are in
+	// ConnectionState.LocalConnectionID and RemoteConnectionID.
+	ConnectionIDGenerator func() []byte
+}
+
+// RandomCIDGenerator returns a ConnectionIDGenerator of random CIDs of
+// size bytes from crypto/rand. A size of 0 is OnlySendCIDGenerator.
+func RandomCIDGenerator(size int) func() []byte {
+	return func() []byte {
+		cid := make([]byte, size)
+		if _, err := rand.Read(cid); err != nil {
+			panic("dtls: crypto/rand failed: " + err.Error())
+		}
+		return cid
+	}
+}
+
+// OnlySendCIDGenerator returns a ConnectionIDGenerator for a side that
+// sends the peer's CID but wants none in the records it receives, as a
+// client with a socket of its own may.
+func OnlySendCIDGenerator() func() []byte {
+	return func() []byte { return []byte{} }
 }
 
 // ClientHelloInfo describes a ClientHello for GetCertificate.
@@ -146,8 +178,8 @@ type ConnectionState struct {
 	VerifiedChains        [][]*x509.Certificate
 	ExtendedMasterSecret  bool
 	SRTPProtectionProfile uint16
-	LocalConnectionID     []byte
-	RemoteConnectionID    []byte
+	LocalConnectionID     []byte // our CID, carried by the records we receive (RFC 9146); empty if none
+	RemoteConnectionID    []byte // the peer's CID, carried by the records we send; empty if none
 	PSKIdentity           []byte
 	PSKIdentityHint       []byte
 	CurveID               tls.CurveID

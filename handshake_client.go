@@ -171,6 +171,14 @@ func (c *Conn) makeClientHello() (*clientHelloMsg, error) {
 	if n := c.config.ServerName; n != "" && net.ParseIP(n) == nil {
 		hello.serverName = n
 	}
+	if gen := c.config.ConnectionIDGenerator; gen != nil {
+		cid := slices.Clone(gen())
+		if len(cid) > maxCIDLen {
+			return nil, errors.New("dtls: ConnectionIDGenerator returned a CID longer than 255 bytes")
+		}
+		hello.hasConnectionID = true
+		hello.connectionID = cid
+	}
 	return hello, nil
 }
 
@@ -200,6 +208,7 @@ func (hs *handshakeState) processServerHello(msg *inMessage) error {
 		extensionExtendedMasterSecret: true, extensionRenegotiationInfo: true,
 		extensionALPN: len(hs.hello.alpnProtocols) > 0,
 	}
+	offered[extensionConnectionID] = hs.hello.hasConnectionID
 	for _, e := range sh.extensions {
 		if !offered[e] {
 			return c.fail(alertUnsupportedExtension, fmt.Errorf("dtls: server sent extension %d, which we did not offer", e))
@@ -214,6 +223,12 @@ func (hs *handshakeState) processServerHello(msg *inMessage) error {
 	hs.ems = sh.extendedMasterSecret
 	if !hs.ems && !c.config.InsecureAllowNoExtendedMasterSecret {
 		return c.fail(alertHandshakeFailure, errors.New("dtls: server does not support the extended master secret (RFC 7627)"))
+	}
+	if sh.hasConnectionID {
+		// RFC 9146 §3: from epoch 1 on, each side sends the CID the
+		// other asked for.
+		c.rl.readCID = hs.hello.connectionID
+		c.rl.writeCID = slices.Clone(sh.connectionID)
 	}
 	return nil
 }

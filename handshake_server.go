@@ -196,8 +196,39 @@ func (hs *handshakeState) processClientHello() error {
 			return c.fail(alertNoApplicationProtocol, errors.New("dtls: client offered no ALPN protocol the server supports"))
 		}
 	}
+	if ch.hasConnectionID && c.config.ConnectionIDGenerator != nil {
+		cid, err := c.newConnectionID()
+		if err != nil {
+			return c.fail(alertInternalError, err)
+		}
+		// RFC 9146 §3: from epoch 1 on, each side sends the CID the
+		// other asked for.
+		sh.hasConnectionID = true
+		sh.connectionID = cid
+		c.rl.readCID = cid
+		c.rl.writeCID = slices.Clone(ch.connectionID)
+	}
 	hs.serverHello = sh
 	return nil
+}
+
+// newConnectionID asks Config.ConnectionIDGenerator for our CID. Under a
+// Listener a non-empty CID routes records, so it must be unused there.
+func (c *Conn) newConnectionID() ([]byte, error) {
+	for range maxCIDAttempts {
+		cid := slices.Clone(c.config.ConnectionIDGenerator())
+		if len(cid) > maxCIDLen {
+			return nil, errors.New("dtls: ConnectionIDGenerator returned a CID longer than 255 bytes")
+		}
+		cio, ok := c.io.(*listenerConnIO)
+		if len(cid) == 0 || !ok || c.listener.registerCID(cid, cio) {
+			if cid == nil {
+				cid = []byte{}
+			}
+			return cid, nil
+		}
+	}
+	return nil, errors.New("dtls: ConnectionIDGenerator keeps returning CIDs in use")
 }
 
 // serverCertificate returns the certificate for this ClientHello, or nil.
