@@ -1,6 +1,7 @@
 package dtls
 
 import (
+	"crypto"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -135,6 +136,25 @@ type Config struct {
 	// length (RandomCIDGenerator) route best. The CIDs are in
 	// ConnectionState.LocalConnectionID and RemoteConnectionID.
 	ConnectionIDGenerator func() []byte
+
+	// RawPublicKey turns on raw public keys (RFC 7250) with the
+	// certificate suites, for devices that have keys but no PKI. A client
+	// then asks for the server's key as a bare SubjectPublicKeyInfo and
+	// offers its own the same way; a server uses a raw key with each
+	// client that offers one, in either direction, and X.509 with the
+	// others. Our raw key is the public half of Certificates[i].PrivateKey:
+	// a tls.Certificate with only a PrivateKey will do (a server then
+	// serves raw-key clients only). A peer's raw key is accepted only if
+	// it is in PeerPublicKeys or VerifyPeerCertificate accepts it (which
+	// then sees the DER SubjectPublicKeyInfo as rawCerts[0] and no
+	// chains), or, without either, with InsecureSkipVerify on a client or
+	// a ClientAuth below VerifyClientCertIfGiven on a server.
+	RawPublicKey bool
+
+	// PeerPublicKeys, if not empty, pins the raw public keys (RFC 7250) a
+	// peer may authenticate with. Keys are the types crypto/x509 parses
+	// (*ecdsa.PublicKey, ed25519.PublicKey, *rsa.PublicKey).
+	PeerPublicKeys []crypto.PublicKey
 }
 
 // RandomCIDGenerator returns a ConnectionIDGenerator of random CIDs of
@@ -184,6 +204,7 @@ type ConnectionState struct {
 	PSKIdentityHint       []byte
 	CurveID               tls.CurveID
 	SignatureScheme       tls.SignatureScheme
+	PeerPublicKey         crypto.PublicKey // the peer's raw public key (RFC 7250); nil with X.509
 	ekm                   func(label string, context []byte, length int) ([]byte, error)
 }
 

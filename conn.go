@@ -2,6 +2,7 @@ package dtls
 
 import (
 	"context"
+	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -86,6 +87,7 @@ type connState struct {
 	curveID          tls.CurveID
 	sigScheme        tls.SignatureScheme
 	srtpProfile      uint16
+	peerPublicKey    crypto.PublicKey // raw public key (RFC 7250)
 }
 
 func newConn(io datagramIO, config *Config, isClient bool) *Conn {
@@ -269,6 +271,7 @@ func (c *Conn) ConnectionState() ConnectionState {
 	cs.CurveID = s.curveID
 	cs.SignatureScheme = s.sigScheme
 	cs.SRTPProtectionProfile = s.srtpProfile
+	cs.PeerPublicKey = s.peerPublicKey
 	cs.LocalConnectionID = c.rl.readCID
 	cs.RemoteConnectionID = c.rl.writeCID
 	cs.ekm = c.ekm

@@ -2,6 +2,7 @@ package dtls
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -38,6 +39,9 @@ type handshakeState struct {
 	pskHint      []byte
 	ems          bool
 	certRequest  *certificateRequestMsg
+	peerKey      crypto.PublicKey // from the peer's certificate or raw public key
+	serverRPK    bool             // the server authenticates with a raw public key (RFC 7250)
+	clientRPK    bool             // the client does
 }
 
 // sessionHash is the hash of the transcript so far with the suite's hash.
@@ -179,6 +183,7 @@ func (c *Conn) makeClientHello() (*clientHelloMsg, error) {
 		hello.hasConnectionID = true
 		hello.connectionID = cid
 	}
+	c.offerRawPublicKeys(hello)
 	return hello, nil
 }
 
@@ -209,6 +214,8 @@ func (hs *handshakeState) processServerHello(msg *inMessage) error {
 		extensionALPN: len(hs.hello.alpnProtocols) > 0,
 	}
 	offered[extensionConnectionID] = hs.hello.hasConnectionID
+	offered[extensionServerCertType] = len(hs.hello.serverCertTypes) > 0
+	offered[extensionClientCertType] = len(hs.hello.clientCertTypes) > 0
 	for _, e := range sh.extensions {
 		if !offered[e] {
 			return c.fail(alertUnsupportedExtension, fmt.Errorf("dtls: server sent extension %d, which we did not offer", e))
@@ -219,6 +226,9 @@ func (hs *handshakeState) processServerHello(msg *inMessage) error {
 	}
 	if sh.alpnProtocol != "" && !slices.Contains(hs.hello.alpnProtocols, sh.alpnProtocol) {
 		return c.fail(alertIllegalParameter, errors.New("dtls: server chose an unoffered ALPN protocol"))
+	}
+	if err := hs.processCertificateTypes(sh); err != nil {
+		return err
 	}
 	hs.ems = sh.extendedMasterSecret
 	if !hs.ems && !c.config.InsecureAllowNoExtendedMasterSecret {
@@ -246,12 +256,17 @@ func (hs *handshakeState) readServerFlight() error {
 		if msg.typ != typeCertificate {
 			return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: expected Certificate, got %v", msg.typ))
 		}
-		cm := new(certificateMsg)
+		cm := &certificateMsg{rawPublicKey: hs.serverRPK}
 		if !cm.unmarshal(msg.body) {
 			return c.fail(alertDecodeError, errors.New("dtls: malformed Certificate"))
 		}
 		hs.addTranscript(msg)
-		if err := hs.verifyServerCertificate(cm.certificates); err != nil {
+		if hs.serverRPK {
+			err = hs.verifyRawPublicKey(cm.certificates, true)
+		} else {
+			err = hs.verifyServerCertificate(cm.certificates)
+		}
+		if err != nil {
 			return err
 		}
 		if msg, err = c.readHandshake(hs.ctx); err != nil {
@@ -346,6 +361,7 @@ func (hs *handshakeState) verifyServerCertificate(raw [][]byte) error {
 		}
 	}
 	hs.peerCerts = certs
+	hs.peerKey = certs[0].PublicKey
 	c.state.peerCertificates = certs
 	c.state.verifiedChains = chains
 	return nil
@@ -367,7 +383,7 @@ func (hs *handshakeState) processServerKeyExchange(skx *serverKeyExchangeMsg) er
 			return c.fail(alertIllegalParameter, fmt.Errorf("dtls: server signed with %v, which we did not offer", skx.signatureAlgorithm))
 		}
 		signedMsg := slices.Concat(hs.hello.random, hs.serverHello.random, skx.ecdhParams())
-		if err := verifyHandshakeSignature(skx.signatureAlgorithm, hs.peerCerts[0].PublicKey, signedMsg, skx.signature); err != nil {
+		if err := verifyHandshakeSignature(skx.signatureAlgorithm, hs.peerKey, signedMsg, skx.signature); err != nil {
 			return c.fail(alertDecryptError, err)
 		}
 		c.state.sigScheme = skx.signatureAlgorithm
@@ -394,9 +410,9 @@ func (hs *handshakeState) sendClientFlight() error {
 	kx := hs.suite.kx
 	if hs.certRequest != nil {
 		hs.cert = c.clientCertificate(hs.certRequest)
-		cm := new(certificateMsg)
-		if hs.cert != nil {
-			cm.certificates = hs.cert.Certificate
+		cm, err := ourCertificateMsg(hs.cert, hs.clientRPK)
+		if err != nil {
+			return c.fail(alertInternalError, err)
 		}
 		if err := c.writeHandshake(hs, cm); err != nil {
 			return err
@@ -567,6 +583,7 @@ func (hs *handshakeState) verifyConnection() error {
 		ServerName:           hs.hello.serverName,
 		PeerCertificates:     c.state.peerCertificates,
 		VerifiedChains:       c.state.verifiedChains,
+		PeerPublicKey:        c.state.peerPublicKey,
 		ExtendedMasterSecret: hs.ems,
 		PSKIdentity:          hs.pskIdentity,
 		PSKIdentityHint:      hs.pskHint,

@@ -196,6 +196,9 @@ func (hs *handshakeState) processClientHello() error {
 			return c.fail(alertNoApplicationProtocol, errors.New("dtls: client offered no ALPN protocol the server supports"))
 		}
 	}
+	if err := hs.selectCertificateTypes(sh); err != nil {
+		return err
+	}
 	if ch.hasConnectionID && c.config.ConnectionIDGenerator != nil {
 		cid, err := c.newConnectionID()
 		if err != nil {
@@ -272,7 +275,11 @@ func (hs *handshakeState) sendServerFlight() error {
 		return err
 	}
 	if kx.usesCertificates() {
-		if err := c.writeHandshake(hs, &certificateMsg{certificates: hs.cert.Certificate}); err != nil {
+		cm, err := ourCertificateMsg(hs.cert, hs.serverRPK)
+		if err != nil {
+			return c.fail(alertInternalError, err)
+		}
+		if err := c.writeHandshake(hs, cm); err != nil {
 			return err
 		}
 	}
@@ -359,13 +366,18 @@ func (hs *handshakeState) readClientFlight() error {
 		if msg.typ != typeCertificate {
 			return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: expected client Certificate, got %v", msg.typ))
 		}
-		cm := new(certificateMsg)
+		cm := &certificateMsg{rawPublicKey: hs.clientRPK}
 		if !cm.unmarshal(msg.body) {
 			return c.fail(alertDecodeError, errors.New("dtls: malformed Certificate"))
 		}
 		hs.addTranscript(msg)
 		clientCerts = cm.certificates
-		if err := hs.verifyClientCertificate(clientCerts); err != nil {
+		if hs.clientRPK {
+			err = hs.verifyRawPublicKey(clientCerts, false)
+		} else {
+			err = hs.verifyClientCertificate(clientCerts)
+		}
+		if err != nil {
 			return err
 		}
 		if msg, err = c.readHandshake(hs.ctx); err != nil {
@@ -401,7 +413,7 @@ func (hs *handshakeState) readClientFlight() error {
 	}
 	hs.deriveMasterSecret()
 
-	if len(hs.peerCerts) > 0 {
+	if hs.peerKey != nil {
 		// A client that sent a certificate must prove it holds the key
 		// (pion CVE-2022-29222).
 		msg, err := c.readHandshake(hs.ctx)
@@ -418,7 +430,7 @@ func (hs *handshakeState) readClientFlight() error {
 		if !slices.Contains(hs.certRequest.supportedSignatureAlgorithms, cv.signatureAlgorithm) {
 			return c.fail(alertIllegalParameter, errors.New("dtls: client signed with an unrequested scheme"))
 		}
-		if err := verifyHandshakeSignature(cv.signatureAlgorithm, hs.peerCerts[0].PublicKey, hs.transcript, cv.signature); err != nil {
+		if err := verifyHandshakeSignature(cv.signatureAlgorithm, hs.peerKey, hs.transcript, cv.signature); err != nil {
 			return c.fail(alertDecryptError, err)
 		}
 		hs.addTranscript(msg)
@@ -475,6 +487,7 @@ func (hs *handshakeState) verifyClientCertificate(raw [][]byte) error {
 		}
 	}
 	hs.peerCerts = certs
+	hs.peerKey = certs[0].PublicKey
 	c.state.verifiedChains = chains
 	c.state.peerCertificates = certs
 	return nil
