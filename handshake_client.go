@@ -180,6 +180,9 @@ func (c *Conn) makeClientHello() (*clientHelloMsg, error) {
 		if len(cid) > maxCIDLen {
 			return nil, errors.New("dtls: ConnectionIDGenerator returned a CID longer than 255 bytes")
 		}
+		if cid == nil {
+			cid = []byte{} // negotiated but empty, as ConnectionState reports it
+		}
 		hello.hasConnectionID = true
 		hello.connectionID = cid
 	}
