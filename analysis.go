@@ -48,7 +48,7 @@ func (d *RecordDecrypter) Open(fromClient bool, record []byte) ([]byte, error) {
 	if fromClient {
 		k = d.client
 	}
-	plain, reason := k.open(hdr, append([]byte(nil), body...))
+	plain, reason := k.open(&hdr, append([]byte(nil), body...))
 	if reason != dropNone {
 		return nil, fmt.Errorf("dtls: record does not open: %v", reason)
 	}

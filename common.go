@@ -154,6 +154,17 @@ const (
 	maxReplayWindow = 4096
 	// defaultReplayWindow is RFC 6347 §4.1.2.6's suggested minimum.
 	defaultReplayWindow = 64
+	// maxCIDLen is the longest Connection ID (RFC 9146 §3: cid<0..2^8-1>).
+	// We size the CID of a received record from our own negotiated
+	// length only, never from the peer's bytes (mbedTLS CVE-2022-46393).
+	maxCIDLen = 255
+	// maxCIDPadding bounds the zero padding a peer may put after the
+	// content type in a DTLSInnerPlaintext (RFC 9146 §4), so that padding
+	// cannot stretch a record past RFC 8446 §5.2's 2^14+256 bytes.
+	maxCIDPadding = 256
+	// maxCIDAttempts bounds how often a Listener asks
+	// Config.ConnectionIDGenerator for a CID not already in use.
+	maxCIDAttempts = 8
 )
 
 // Defaults for the DTLS-specific Config knobs.

@@ -1,6 +1,7 @@
 package dtls
 
 import (
+	"crypto"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -122,6 +123,57 @@ type Config struct {
 	// HandshakeTimeout bounds a handshake that has no deadline or context
 	// deadline of its own. If 0, 60 s is used.
 	HandshakeTimeout time.Duration
+
+	// ConnectionIDGenerator, if not nil, turns on Connection IDs
+	// (RFC 9146), which let a session survive a change of the client's
+	// address (NAT rebinding). It returns the CID this side wants the
+	// peer to put in the records it sends us, at most 255 bytes; an empty
+	// CID (see OnlySendCIDGenerator) asks the peer to send plain records
+	// while we still send the peer's CID if it wants one. A client offers
+	// a CID in every ClientHello; a server answers only clients that
+	// offer one. A Listener routes records by the CIDs it hands out and
+	// calls the generator again for a CID already in use; CIDs of one
+	// length (RandomCIDGenerator) route best. The CIDs are in
+	// ConnectionState.LocalConnectionID and RemoteConnectionID.
+	ConnectionIDGenerator func() []byte
+
+	// RawPublicKey turns on raw public keys (RFC 7250) with the
+	// certificate suites, for devices that have keys but no PKI. A client
+	// then asks for the server's key as a bare SubjectPublicKeyInfo and
+	// offers its own the same way; a server uses a raw key with each
+	// client that offers one, in either direction, and X.509 with the
+	// others. Our raw key is the public half of Certificates[i].PrivateKey:
+	// a tls.Certificate with only a PrivateKey will do (a server then
+	// serves raw-key clients only). A peer's raw key is accepted only if
+	// it is in PeerPublicKeys or VerifyPeerCertificate accepts it (which
+	// then sees the DER SubjectPublicKeyInfo as rawCerts[0] and no
+	// chains), or, without either, with InsecureSkipVerify on a client or
+	// a ClientAuth below VerifyClientCertIfGiven on a server.
+	RawPublicKey bool
+
+	// PeerPublicKeys, if not empty, pins the raw public keys (RFC 7250) a
+	// peer may authenticate with. Keys are the types crypto/x509 parses
+	// (*ecdsa.PublicKey, ed25519.PublicKey, *rsa.PublicKey).
+	PeerPublicKeys []crypto.PublicKey
+}
+
+// RandomCIDGenerator returns a ConnectionIDGenerator of random CIDs of
+// size bytes from crypto/rand. A size of 0 is OnlySendCIDGenerator.
+func RandomCIDGenerator(size int) func() []byte {
+	return func() []byte {
+		cid := make([]byte, size)
+		if _, err := rand.Read(cid); err != nil {
+			panic("dtls: crypto/rand failed: " + err.Error())
+		}
+		return cid
+	}
+}
+
+// OnlySendCIDGenerator returns a ConnectionIDGenerator for a side that
+// sends the peer's CID but wants none in the records it receives, as a
+// client with a socket of its own may.
+func OnlySendCIDGenerator() func() []byte {
+	return func() []byte { return []byte{} }
 }
 
 // ClientHelloInfo describes a ClientHello for GetCertificate.
@@ -146,12 +198,13 @@ type ConnectionState struct {
 	VerifiedChains        [][]*x509.Certificate
 	ExtendedMasterSecret  bool
 	SRTPProtectionProfile uint16
-	LocalConnectionID     []byte
-	RemoteConnectionID    []byte
+	LocalConnectionID     []byte // our CID, carried by the records we receive (RFC 9146); empty if none
+	RemoteConnectionID    []byte // the peer's CID, carried by the records we send; empty if none
 	PSKIdentity           []byte
 	PSKIdentityHint       []byte
 	CurveID               tls.CurveID
 	SignatureScheme       tls.SignatureScheme
+	PeerPublicKey         crypto.PublicKey // the peer's raw public key (RFC 7250); nil with X.509
 	ekm                   func(label string, context []byte, length int) ([]byte, error)
 }
 

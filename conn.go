@@ -2,6 +2,7 @@ package dtls
 
 import (
 	"context"
+	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -86,6 +87,7 @@ type connState struct {
 	curveID          tls.CurveID
 	sigScheme        tls.SignatureScheme
 	srtpProfile      uint16
+	peerPublicKey    crypto.PublicKey // raw public key (RFC 7250)
 }
 
 func newConn(io datagramIO, config *Config, isClient bool) *Conn {
@@ -269,6 +271,9 @@ func (c *Conn) ConnectionState() ConnectionState {
 	cs.CurveID = s.curveID
 	cs.SignatureScheme = s.sigScheme
 	cs.SRTPProtectionProfile = s.srtpProfile
+	cs.PeerPublicKey = s.peerPublicKey
+	cs.LocalConnectionID = c.rl.readCID
+	cs.RemoteConnectionID = c.rl.writeCID
 	cs.ekm = c.ekm
 	return cs
 }
@@ -392,7 +397,7 @@ func (c *Conn) readRecord(ctx context.Context, userDeadline bool) ([]byte, error
 		}
 		c.pending = d
 	}
-	hdr, body, rest, reason := nextRecord(c.pending)
+	hdr, body, rest, reason := nextRecordCID(c.pending, len(c.rl.readCID))
 	if reason != dropNone {
 		c.pending = nil
 		c.drop(reason, hdr)
@@ -464,11 +469,11 @@ func (c *Conn) readDatagram(ctx context.Context, userDeadline bool) ([]byte, err
 // handleRecord processes one record. It returns application data when the
 // record carries some and the handshake is complete.
 func (c *Conn) handleRecord(hdr recordHeader, body []byte) ([]byte, error) {
-	data, reason := c.rl.open(hdr, body)
+	data, reason := c.rl.open(&hdr, body)
 	if reason == dropFutureEpoch {
 		if !c.handshakeComplete.Load() && len(c.future) < maxFutureRecords {
-			rec := make([]byte, 0, recordHeaderLen+len(body))
-			rec = appendRecordHeader(rec, hdr.typ, hdr.version, hdr.epoch, hdr.seq, len(body))
+			rec := make([]byte, 0, recordHeaderLen+len(hdr.cid)+len(body))
+			rec = appendRecordHeaderCID(rec, hdr.typ, hdr.version, hdr.epoch, hdr.seq, hdr.cid, len(body))
 			c.future = append(c.future, append(rec, body...))
 			return nil, nil
 		}
@@ -488,6 +493,13 @@ func (c *Conn) handleRecord(hdr recordHeader, body []byte) ([]byte, error) {
 	}
 	if c.config.Tracer != nil {
 		c.trace(&TraceEvent{Kind: TraceRecordReceived, Epoch: hdr.epoch, Seq: hdr.seq, ContentType: uint8(hdr.typ), Length: len(data)})
+	}
+	if hdr.newest && hdr.cid != nil && c.handshakeComplete.Load() {
+		// RFC 9146 §6: a record with our CID that authenticated and is
+		// the newest yet may move the peer to the datagram's source.
+		if m, ok := c.io.(peerMover); ok {
+			m.followPeer()
+		}
 	}
 	switch hdr.typ {
 	case recordTypeHandshake:
@@ -604,7 +616,7 @@ func (c *Conn) readChangeCipherSpec(ctx context.Context, keys *epochKeys) error 
 	future := c.future
 	c.future = nil
 	for _, rec := range future {
-		hdr, body, _, reason := nextRecord(rec)
+		hdr, body, _, reason := nextRecordCID(rec, len(c.rl.readCID))
 		if reason != dropNone {
 			continue
 		}

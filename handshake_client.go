@@ -2,6 +2,7 @@ package dtls
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -38,6 +39,9 @@ type handshakeState struct {
 	pskHint      []byte
 	ems          bool
 	certRequest  *certificateRequestMsg
+	peerKey      crypto.PublicKey // from the peer's certificate or raw public key
+	serverRPK    bool             // the server authenticates with a raw public key (RFC 7250)
+	clientRPK    bool             // the client does
 }
 
 // sessionHash is the hash of the transcript so far with the suite's hash.
@@ -171,6 +175,18 @@ func (c *Conn) makeClientHello() (*clientHelloMsg, error) {
 	if n := c.config.ServerName; n != "" && net.ParseIP(n) == nil {
 		hello.serverName = n
 	}
+	if gen := c.config.ConnectionIDGenerator; gen != nil {
+		cid := slices.Clone(gen())
+		if len(cid) > maxCIDLen {
+			return nil, errors.New("dtls: ConnectionIDGenerator returned a CID longer than 255 bytes")
+		}
+		if cid == nil {
+			cid = []byte{} // negotiated but empty, as ConnectionState reports it
+		}
+		hello.hasConnectionID = true
+		hello.connectionID = cid
+	}
+	c.offerRawPublicKeys(hello)
 	return hello, nil
 }
 
@@ -200,6 +216,9 @@ func (hs *handshakeState) processServerHello(msg *inMessage) error {
 		extensionExtendedMasterSecret: true, extensionRenegotiationInfo: true,
 		extensionALPN: len(hs.hello.alpnProtocols) > 0,
 	}
+	offered[extensionConnectionID] = hs.hello.hasConnectionID
+	offered[extensionServerCertType] = len(hs.hello.serverCertTypes) > 0
+	offered[extensionClientCertType] = len(hs.hello.clientCertTypes) > 0
 	for _, e := range sh.extensions {
 		if !offered[e] {
 			return c.fail(alertUnsupportedExtension, fmt.Errorf("dtls: server sent extension %d, which we did not offer", e))
@@ -211,9 +230,18 @@ func (hs *handshakeState) processServerHello(msg *inMessage) error {
 	if sh.alpnProtocol != "" && !slices.Contains(hs.hello.alpnProtocols, sh.alpnProtocol) {
 		return c.fail(alertIllegalParameter, errors.New("dtls: server chose an unoffered ALPN protocol"))
 	}
+	if err := hs.processCertificateTypes(sh); err != nil {
+		return err
+	}
 	hs.ems = sh.extendedMasterSecret
 	if !hs.ems && !c.config.InsecureAllowNoExtendedMasterSecret {
 		return c.fail(alertHandshakeFailure, errors.New("dtls: server does not support the extended master secret (RFC 7627)"))
+	}
+	if sh.hasConnectionID {
+		// RFC 9146 §3: from epoch 1 on, each side sends the CID the
+		// other asked for.
+		c.rl.readCID = hs.hello.connectionID
+		c.rl.writeCID = slices.Clone(sh.connectionID)
 	}
 	return nil
 }
@@ -231,12 +259,17 @@ func (hs *handshakeState) readServerFlight() error {
 		if msg.typ != typeCertificate {
 			return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: expected Certificate, got %v", msg.typ))
 		}
-		cm := new(certificateMsg)
+		cm := &certificateMsg{rawPublicKey: hs.serverRPK}
 		if !cm.unmarshal(msg.body) {
 			return c.fail(alertDecodeError, errors.New("dtls: malformed Certificate"))
 		}
 		hs.addTranscript(msg)
-		if err := hs.verifyServerCertificate(cm.certificates); err != nil {
+		if hs.serverRPK {
+			err = hs.verifyRawPublicKey(cm.certificates, true)
+		} else {
+			err = hs.verifyServerCertificate(cm.certificates)
+		}
+		if err != nil {
 			return err
 		}
 		if msg, err = c.readHandshake(hs.ctx); err != nil {
@@ -331,6 +364,7 @@ func (hs *handshakeState) verifyServerCertificate(raw [][]byte) error {
 		}
 	}
 	hs.peerCerts = certs
+	hs.peerKey = certs[0].PublicKey
 	c.state.peerCertificates = certs
 	c.state.verifiedChains = chains
 	return nil
@@ -352,7 +386,7 @@ func (hs *handshakeState) processServerKeyExchange(skx *serverKeyExchangeMsg) er
 			return c.fail(alertIllegalParameter, fmt.Errorf("dtls: server signed with %v, which we did not offer", skx.signatureAlgorithm))
 		}
 		signedMsg := slices.Concat(hs.hello.random, hs.serverHello.random, skx.ecdhParams())
-		if err := verifyHandshakeSignature(skx.signatureAlgorithm, hs.peerCerts[0].PublicKey, signedMsg, skx.signature); err != nil {
+		if err := verifyHandshakeSignature(skx.signatureAlgorithm, hs.peerKey, signedMsg, skx.signature); err != nil {
 			return c.fail(alertDecryptError, err)
 		}
 		c.state.sigScheme = skx.signatureAlgorithm
@@ -379,9 +413,9 @@ func (hs *handshakeState) sendClientFlight() error {
 	kx := hs.suite.kx
 	if hs.certRequest != nil {
 		hs.cert = c.clientCertificate(hs.certRequest)
-		cm := new(certificateMsg)
-		if hs.cert != nil {
-			cm.certificates = hs.cert.Certificate
+		cm, err := ourCertificateMsg(hs.cert, hs.clientRPK)
+		if err != nil {
+			return c.fail(alertInternalError, err)
 		}
 		if err := c.writeHandshake(hs, cm); err != nil {
 			return err
@@ -552,6 +586,7 @@ func (hs *handshakeState) verifyConnection() error {
 		ServerName:           hs.hello.serverName,
 		PeerCertificates:     c.state.peerCertificates,
 		VerifiedChains:       c.state.verifiedChains,
+		PeerPublicKey:        c.state.peerPublicKey,
 		ExtendedMasterSecret: hs.ems,
 		PSKIdentity:          hs.pskIdentity,
 		PSKIdentityHint:      hs.pskHint,

@@ -585,8 +585,12 @@ func (m *helloVerifyRequestMsg) unmarshal(body []byte) bool {
 }
 
 // certificateMsg is a Certificate: a chain of DER certificates, leaf first.
-// With a raw public key (RFC 7250) it holds one SubjectPublicKeyInfo.
+// With a raw public key (RFC 7250) it holds one SubjectPublicKeyInfo and
+// rawPublicKey, which must be set before unmarshal, selects RFC 7250 §3's
+// shape: ASN.1_subjectPublicKeyInfo<1..2^24-1> instead of a list. Three
+// zero bytes, an empty list either way, parse as no key.
 type certificateMsg struct {
+	rawPublicKey bool
 	certificates [][]byte
 }
 
@@ -594,6 +598,16 @@ func (*certificateMsg) messageType() handshakeType { return typeCertificate }
 
 func (m *certificateMsg) marshal() ([]byte, error) {
 	b := cryptobyte.NewBuilder(nil)
+	if m.rawPublicKey {
+		if len(m.certificates) > 1 {
+			return nil, errors.New("dtls: more than one raw public key in Certificate")
+		}
+		if len(m.certificates) == 0 {
+			return []byte{0, 0, 0}, nil
+		}
+		addBytes24(b, m.certificates[0])
+		return b.Bytes()
+	}
 	b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) {
 		for _, cert := range m.certificates {
 			if len(cert) == 0 {
@@ -608,8 +622,18 @@ func (m *certificateMsg) marshal() ([]byte, error) {
 
 // unmarshal parses certificate_list<0..2^24-1> of ASN.1Cert<1..2^24-1>.
 func (m *certificateMsg) unmarshal(body []byte) bool {
-	*m = certificateMsg{}
+	*m = certificateMsg{rawPublicKey: m.rawPublicKey}
 	s := cryptobyte.String(slices.Clone(body))
+	if m.rawPublicKey {
+		var spki []byte
+		if !readBytes24(&s, &spki) || !s.Empty() {
+			return false
+		}
+		if len(spki) > 0 {
+			m.certificates = [][]byte{spki}
+		}
+		return true
+	}
 	var list cryptobyte.String
 	if !s.ReadUint24LengthPrefixed(&list) || !s.Empty() {
 		return false

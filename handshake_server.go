@@ -196,8 +196,42 @@ func (hs *handshakeState) processClientHello() error {
 			return c.fail(alertNoApplicationProtocol, errors.New("dtls: client offered no ALPN protocol the server supports"))
 		}
 	}
+	if err := hs.selectCertificateTypes(sh); err != nil {
+		return err
+	}
+	if ch.hasConnectionID && c.config.ConnectionIDGenerator != nil {
+		cid, err := c.newConnectionID()
+		if err != nil {
+			return c.fail(alertInternalError, err)
+		}
+		// RFC 9146 §3: from epoch 1 on, each side sends the CID the
+		// other asked for.
+		sh.hasConnectionID = true
+		sh.connectionID = cid
+		c.rl.readCID = cid
+		c.rl.writeCID = slices.Clone(ch.connectionID)
+	}
 	hs.serverHello = sh
 	return nil
+}
+
+// newConnectionID asks Config.ConnectionIDGenerator for our CID. Under a
+// Listener a non-empty CID routes records, so it must be unused there.
+func (c *Conn) newConnectionID() ([]byte, error) {
+	for range maxCIDAttempts {
+		cid := slices.Clone(c.config.ConnectionIDGenerator())
+		if len(cid) > maxCIDLen {
+			return nil, errors.New("dtls: ConnectionIDGenerator returned a CID longer than 255 bytes")
+		}
+		cio, ok := c.io.(*listenerConnIO)
+		if len(cid) == 0 || !ok || c.listener.registerCID(cid, cio) {
+			if cid == nil {
+				cid = []byte{}
+			}
+			return cid, nil
+		}
+	}
+	return nil, errors.New("dtls: ConnectionIDGenerator keeps returning CIDs in use")
 }
 
 // serverCertificate returns the certificate for this ClientHello, or nil.
@@ -241,7 +275,11 @@ func (hs *handshakeState) sendServerFlight() error {
 		return err
 	}
 	if kx.usesCertificates() {
-		if err := c.writeHandshake(hs, &certificateMsg{certificates: hs.cert.Certificate}); err != nil {
+		cm, err := ourCertificateMsg(hs.cert, hs.serverRPK)
+		if err != nil {
+			return c.fail(alertInternalError, err)
+		}
+		if err := c.writeHandshake(hs, cm); err != nil {
 			return err
 		}
 	}
@@ -328,13 +366,18 @@ func (hs *handshakeState) readClientFlight() error {
 		if msg.typ != typeCertificate {
 			return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: expected client Certificate, got %v", msg.typ))
 		}
-		cm := new(certificateMsg)
+		cm := &certificateMsg{rawPublicKey: hs.clientRPK}
 		if !cm.unmarshal(msg.body) {
 			return c.fail(alertDecodeError, errors.New("dtls: malformed Certificate"))
 		}
 		hs.addTranscript(msg)
 		clientCerts = cm.certificates
-		if err := hs.verifyClientCertificate(clientCerts); err != nil {
+		if hs.clientRPK {
+			err = hs.verifyRawPublicKey(clientCerts, false)
+		} else {
+			err = hs.verifyClientCertificate(clientCerts)
+		}
+		if err != nil {
 			return err
 		}
 		if msg, err = c.readHandshake(hs.ctx); err != nil {
@@ -370,7 +413,7 @@ func (hs *handshakeState) readClientFlight() error {
 	}
 	hs.deriveMasterSecret()
 
-	if len(hs.peerCerts) > 0 {
+	if hs.peerKey != nil {
 		// A client that sent a certificate must prove it holds the key
 		// (pion CVE-2022-29222).
 		msg, err := c.readHandshake(hs.ctx)
@@ -387,7 +430,7 @@ func (hs *handshakeState) readClientFlight() error {
 		if !slices.Contains(hs.certRequest.supportedSignatureAlgorithms, cv.signatureAlgorithm) {
 			return c.fail(alertIllegalParameter, errors.New("dtls: client signed with an unrequested scheme"))
 		}
-		if err := verifyHandshakeSignature(cv.signatureAlgorithm, hs.peerCerts[0].PublicKey, hs.transcript, cv.signature); err != nil {
+		if err := verifyHandshakeSignature(cv.signatureAlgorithm, hs.peerKey, hs.transcript, cv.signature); err != nil {
 			return c.fail(alertDecryptError, err)
 		}
 		hs.addTranscript(msg)
@@ -444,6 +487,7 @@ func (hs *handshakeState) verifyClientCertificate(raw [][]byte) error {
 		}
 	}
 	hs.peerCerts = certs
+	hs.peerKey = certs[0].PublicKey
 	c.state.verifiedChains = chains
 	c.state.peerCertificates = certs
 	return nil

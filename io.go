@@ -28,6 +28,14 @@ type datagramIO interface {
 	close() error
 }
 
+// peerMover is a datagramIO that can follow its peer to a new address
+// (RFC 9146 §6). followPeer is called, by the Conn's reader, when a record
+// of the datagram readDatagram last returned carried our CID, authenticated
+// and was the newest yet: the peer then moves to that datagram's source.
+type peerMover interface {
+	followPeer()
+}
+
 // netConnIO reads a connected datagram socket in the caller's goroutine.
 type netConnIO struct {
 	conn        net.Conn

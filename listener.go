@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,6 +40,13 @@ type Listener struct {
 
 	mu    sync.Mutex
 	conns map[netip.AddrPort]*listenerConnIO
+	// cids routes tls12_cid records (RFC 9146) by the CID we gave each
+	// connection, so that a peer whose address changes keeps its session.
+	// cidLens lists the distinct lengths of those CIDs (one, with a
+	// fixed-length generator), since a record does not say how long its
+	// CID is.
+	cids    map[string]*listenerConnIO
+	cidLens []int
 
 	ctx         context.Context // cancelled by Close: aborts handshakes
 	cancel      context.CancelFunc
@@ -83,6 +91,7 @@ func NewListener(pc net.PacketConn, config *Config) (*Listener, error) {
 		config:  config,
 		cookies: cookies,
 		conns:   make(map[netip.AddrPort]*listenerConnIO),
+		cids:    make(map[string]*listenerConnIO),
 		accept:  make(chan *Conn, acceptBacklog),
 		done:    make(chan struct{}),
 	}
@@ -175,14 +184,73 @@ func (l *Listener) readLoop() {
 		}
 		ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 		l.mu.Lock()
-		cio := l.conns[ap]
+		cio := l.lookupCID((*bp)[:n])
+		if cio == nil {
+			cio = l.conns[ap]
+		}
 		l.mu.Unlock()
 		if cio != nil {
-			cio.deliver(bp, n)
+			cio.deliver(bp, n, ap)
 			continue
 		}
 		l.handleNewPeer((*bp)[:n], ap, bp)
 	}
+}
+
+// lookupCID returns the connection whose CID the datagram's first record
+// carries, if it is a tls12_cid record. Only the CID lengths we handed out
+// are tried, each bounded by the datagram. Called with l.mu held.
+func (l *Listener) lookupCID(d []byte) *listenerConnIO {
+	if len(d) == 0 || recordType(d[0]) != recordTypeTLS12CID {
+		return nil
+	}
+	for _, n := range l.cidLens {
+		if len(d) < recordHeaderLen+n {
+			continue
+		}
+		if cio := l.cids[string(d[11:11+n])]; cio != nil {
+			return cio
+		}
+	}
+	return nil
+}
+
+// registerCID reserves cid for cio, unless another connection holds it.
+func (l *Listener) registerCID(cid []byte, cio *listenerConnIO) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, taken := l.cids[string(cid)]; taken {
+		return false
+	}
+	l.cids[string(cid)] = cio
+	cio.cid = string(cid)
+	if !slices.Contains(l.cidLens, len(cid)) {
+		l.cidLens = append(l.cidLens, len(cid))
+	}
+	return true
+}
+
+// movePeer moves cio's peer to newAP: we send there, and the datagrams of
+// newAP are routed to cio. The lock orders it with remove.
+func (l *Listener) movePeer(cio *listenerConnIO, newAP netip.AddrPort) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	select {
+	case <-cio.done:
+		return // closed: remove has run or will find nothing
+	default:
+	}
+	old := cio.peer.Load()
+	if old.ap == newAP {
+		return
+	}
+	cio.peer.Store(&peerAddr{ap: newAP, raddr: net.UDPAddrFromAddrPort(newAP)})
+	if l.conns[old.ap] == cio {
+		delete(l.conns, old.ap)
+	}
+	// Whoever held newAP before is stale: that address is now this
+	// authenticated peer's.
+	l.conns[newAP] = cio
 }
 
 // handleNewPeer looks at a datagram from an address without a connection.
@@ -231,7 +299,7 @@ func (l *Listener) handleNewPeer(d []byte, ap netip.AddrPort, bp *[]byte) {
 	l.mu.Lock()
 	l.conns[ap] = cio
 	l.mu.Unlock()
-	cio.deliver(bp, len(d))
+	cio.deliver(bp, len(d), ap)
 	l.handshaking.Add(1)
 	l.wg.Add(1)
 	go l.serve(c)
@@ -272,10 +340,14 @@ func (l *Listener) serve(c *Conn) {
 	}
 }
 
-func (l *Listener) remove(ap netip.AddrPort, cio *listenerConnIO) {
+func (l *Listener) remove(cio *listenerConnIO) {
 	l.mu.Lock()
+	ap := cio.peer.Load().ap
 	if l.conns[ap] == cio {
 		delete(l.conns, ap)
+	}
+	if cio.cid != "" && l.cids[cio.cid] == cio {
+		delete(l.cids, cio.cid)
 	}
 	l.mu.Unlock()
 }
@@ -316,11 +388,15 @@ func appendHelloVerifyRequest(dst []byte, recordSeq uint64, msgSeq uint16, cooki
 // listenerConnIO is one peer's share of a Listener's socket: a bounded
 // queue filled by the listener's reader.
 type listenerConnIO struct {
-	l     *Listener
-	ap    netip.AddrPort
-	raddr *net.UDPAddr
+	l *Listener
+	// peer is where we send, and the address the Listener routes from.
+	// It moves (RFC 9146 §6) in the Conn's reader while writers and
+	// RemoteAddr read it, hence the atomic pointer.
+	peer  atomic.Pointer[peerAddr]
+	cid   string // our CID registered with the Listener, guarded by l.mu
 	queue chan queuedDatagram
 	cur   *[]byte
+	from  netip.AddrPort // source of cur
 	intr  chan struct{}
 	done  chan struct{}
 	once  sync.Once
@@ -328,24 +404,31 @@ type listenerConnIO struct {
 }
 
 type queuedDatagram struct {
-	buf *[]byte
-	n   int
+	buf  *[]byte
+	n    int
+	from netip.AddrPort
+}
+
+// peerAddr is a peer's address in both forms we need.
+type peerAddr struct {
+	ap    netip.AddrPort
+	raddr *net.UDPAddr
 }
 
 func newListenerConnIO(l *Listener, ap netip.AddrPort) *listenerConnIO {
-	return &listenerConnIO{
+	c := &listenerConnIO{
 		l:     l,
-		ap:    ap,
-		raddr: net.UDPAddrFromAddrPort(ap),
 		queue: make(chan queuedDatagram, connQueueLen),
 		intr:  make(chan struct{}, 1),
 		done:  make(chan struct{}),
 	}
+	c.peer.Store(&peerAddr{ap: ap, raddr: net.UDPAddrFromAddrPort(ap)})
+	return c
 }
 
-// deliver hands a datagram to the connection, or drops it when the queue
-// is full or the connection closed.
-func (c *listenerConnIO) deliver(bp *[]byte, n int) {
+// deliver hands a datagram from the address from to the connection, or
+// drops it when the queue is full or the connection closed.
+func (c *listenerConnIO) deliver(bp *[]byte, n int, from netip.AddrPort) {
 	select {
 	case <-c.done:
 		c.l.bufs.Put(bp)
@@ -353,7 +436,7 @@ func (c *listenerConnIO) deliver(bp *[]byte, n int) {
 	default:
 	}
 	select {
-	case c.queue <- queuedDatagram{bp, n}:
+	case c.queue <- queuedDatagram{bp, n, from}:
 	default:
 		c.l.bufs.Put(bp)
 	}
@@ -380,7 +463,7 @@ func (c *listenerConnIO) readDatagram(deadline time.Time) ([]byte, error) {
 	}
 	select {
 	case q := <-c.queue:
-		c.cur = q.buf
+		c.cur, c.from = q.buf, q.from
 		return (*q.buf)[:q.n], nil
 	case <-c.intr:
 		return nil, errInterrupted
@@ -404,11 +487,23 @@ func (c *listenerConnIO) writeDatagram(b []byte) error {
 		return net.ErrClosed
 	default:
 	}
-	return c.l.writeTo(b, c.ap)
+	return c.l.writeTo(b, c.peer.Load().ap)
+}
+
+// followPeer moves the peer to the source of the current datagram
+// (RFC 9146 §6); the Conn calls it only for a record that carried our CID,
+// authenticated and was the newest yet. The third condition of §6, a
+// return routability check (RFC 9853), is not implemented: an on-path
+// attacker who wins a race with a copy of a fresh datagram can redirect
+// our records until the peer's next one.
+func (c *listenerConnIO) followPeer() {
+	if c.from.IsValid() && c.from != c.peer.Load().ap {
+		c.l.movePeer(c, c.from)
+	}
 }
 
 func (c *listenerConnIO) localAddr() net.Addr  { return c.l.pc.LocalAddr() }
-func (c *listenerConnIO) remoteAddr() net.Addr { return c.raddr }
+func (c *listenerConnIO) remoteAddr() net.Addr { return c.peer.Load().raddr }
 
 func (c *listenerConnIO) shutdown() {
 	c.once.Do(func() { close(c.done) })
@@ -416,7 +511,7 @@ func (c *listenerConnIO) shutdown() {
 
 func (c *listenerConnIO) close() error {
 	c.shutdown()
-	c.l.remove(c.ap, c)
+	c.l.remove(c)
 	return nil
 }
 

@@ -15,6 +15,13 @@ type recordHeader struct {
 	epoch   uint16
 	seq     uint64 // 48 bits
 	length  uint16
+	// cid is the Connection ID of a tls12_cid record (RFC 9146 §4),
+	// aliasing the datagram; nil for other records.
+	cid []byte
+	// newest is set by open when the record authenticated and is newer
+	// (by epoch, then sequence number) than every record before it: the
+	// condition RFC 9146 §6 puts on following a peer to a new address.
+	newest bool
 }
 
 // parseRecordHeader reads a record header from the start of b.
@@ -28,6 +35,20 @@ func parseRecordHeader(b []byte) (h recordHeader, ok bool) {
 	h.seq = uint64(b[5])<<40 | uint64(b[6])<<32 | uint64(binary.BigEndian.Uint32(b[7:11]))
 	h.length = binary.BigEndian.Uint16(b[11:13])
 	return h, true
+}
+
+// appendRecordHeaderCID appends a record header with a CID between
+// sequence_number and length, as tls12_cid records carry it, or a plain
+// header when cid is nil.
+func appendRecordHeaderCID(b []byte, typ recordType, version, epoch uint16, seq uint64, cid []byte, length int) []byte {
+	if cid == nil {
+		return appendRecordHeader(b, typ, version, epoch, seq, length)
+	}
+	b = append(b, byte(typ), byte(version>>8), byte(version),
+		byte(epoch>>8), byte(epoch),
+		byte(seq>>40), byte(seq>>32), byte(seq>>24), byte(seq>>16), byte(seq>>8), byte(seq))
+	b = append(b, cid...)
+	return append(b, byte(length>>8), byte(length))
 }
 
 func appendRecordHeader(b []byte, typ recordType, version, epoch uint16, seq uint64, length int) []byte {
@@ -54,6 +75,7 @@ const (
 	dropBadMAC                    // authentication failed
 	dropBadContentType            // a content type not allowed here (plaintext application data, unknown types)
 	dropBadHandshake              // handshake fragments the transport refused
+	dropBadCID                    // tls12_cid record without a negotiated CID, with another CID, or a CID-less record where one is due
 	numDropReasons
 )
 
@@ -69,6 +91,7 @@ var dropReasonNames = [numDropReasons]string{
 	dropBadMAC:         "bad MAC",
 	dropBadContentType: "bad content type",
 	dropBadHandshake:   "bad handshake fragment",
+	dropBadCID:         "bad connection ID",
 }
 
 func (r dropReason) String() string {
@@ -96,6 +119,7 @@ type epochKeys struct {
 	// record. Each epochKeys serves one direction, whose lock guards them.
 	nonceBuf [12]byte
 	adBuf    [13]byte
+	cidADBuf [cidADFixedLen + maxCIDLen]byte
 }
 
 func newEpochKeys(kind aeadKind, key, iv []byte) (*epochKeys, error) {
@@ -145,6 +169,35 @@ func additionalData(ad *[13]byte, seq64 uint64, typ recordType, version uint16, 
 	binary.BigEndian.PutUint16(ad[11:13], uint16(length))
 }
 
+// cidADFixedLen is the size of RFC 9146 §5's additional data without the
+// CID: seq_num_placeholder(8) tls12_cid(1) cid_length(1) tls12_cid(1)
+// version(2) epoch(2) sequence_number(6) length_of_DTLSInnerPlaintext(2).
+const cidADFixedLen = 23
+
+// additionalDataCID builds RFC 9146 §5's AEAD additional data for a
+// tls12_cid record (the layout of the RFC, not of its drafts, which put
+// the CID after a plain 13-byte header):
+//
+//	seq_num_placeholder (8 × 0xff) ‖ tls12_cid ‖ cid_length ‖ tls12_cid ‖
+//	version ‖ epoch ‖ sequence_number ‖ cid ‖ length_of_DTLSInnerPlaintext
+//
+// ad must hold cidADFixedLen+len(cid) bytes; it returns the filled part.
+func additionalDataCID(ad []byte, seq64 uint64, version uint16, cid []byte, innerLen int) []byte {
+	n := cidADFixedLen + len(cid)
+	ad = ad[:n]
+	for i := range 8 {
+		ad[i] = 0xff
+	}
+	ad[8] = byte(recordTypeTLS12CID)
+	ad[9] = byte(len(cid))
+	ad[10] = byte(recordTypeTLS12CID)
+	binary.BigEndian.PutUint16(ad[11:13], version)
+	binary.BigEndian.PutUint64(ad[13:21], seq64) // epoch ‖ sequence_number
+	copy(ad[21:], cid)
+	binary.BigEndian.PutUint16(ad[n-2:], uint16(innerLen))
+	return ad
+}
+
 // writeEpoch is the write side of one epoch.
 type writeEpoch struct {
 	valid bool
@@ -173,6 +226,19 @@ type recordLayer struct {
 	write    [2]writeEpoch
 	readCur  uint16 // highest installed read epoch
 	read     [2]readEpoch
+
+	// Connection IDs (RFC 9146), set when the hellos negotiated them and
+	// used in every epoch after 0. writeCID is the peer's: we put it in
+	// the records we send, in the tls12_cid format when it is not empty.
+	// readCID is ours: records with keys must carry it. An empty CID
+	// means plain RFC 6347 records in that direction.
+	writeCID []byte
+	readCID  []byte
+
+	// newestRead is epoch ‖ sequence_number of the newest record that
+	// authenticated, valid when anyRead.
+	newestRead uint64
+	anyRead    bool
 }
 
 func newRecordLayer(replaySize int) *recordLayer {
@@ -209,10 +275,15 @@ func (rl *recordLayer) installReadKeys(keys *epochKeys) {
 }
 
 // expansion returns the bytes protection adds to a record payload of epoch
-// (explicit nonce and tag), not counting the record header.
+// (explicit nonce and tag, and with a CID the CID and the inner content
+// type), not counting the 13 bytes of a plain record header.
 func (rl *recordLayer) expansion(epoch uint16) int {
 	if w := rl.writeState(epoch); w != nil {
-		return w.keys.overhead()
+		n := w.keys.overhead()
+		if w.keys != nil && len(rl.writeCID) > 0 {
+			n += len(rl.writeCID) + 1
+		}
+		return n
 	}
 	return 0
 }
@@ -239,6 +310,9 @@ func (rl *recordLayer) seal(dst []byte, epoch uint16, typ recordType, payload []
 	if k != nil {
 		length += k.overhead()
 	}
+	if k != nil && len(rl.writeCID) > 0 {
+		return rl.sealCID(dst, k, epoch, seq, typ, payload), nil
+	}
 	dst = appendRecordHeader(dst, typ, rl.version, epoch, seq, length)
 	if k == nil {
 		return append(dst, payload...), nil
@@ -252,6 +326,26 @@ func (rl *recordLayer) seal(dst []byte, epoch uint16, typ recordType, payload []
 	return k.aead.Seal(dst, nonce[:], payload, ad[:]), nil
 }
 
+// sealCID appends a tls12_cid record (RFC 9146 §4): the peer's CID in the
+// header, and the real content type inside the encrypted
+// DTLSInnerPlaintext (content ‖ type, no padding). The inner plaintext is
+// built in dst and sealed in place.
+func (rl *recordLayer) sealCID(dst []byte, k *epochKeys, epoch uint16, seq uint64, typ recordType, payload []byte) []byte {
+	seq64 := uint64(epoch)<<48 | seq
+	innerLen := len(payload) + 1
+	dst = appendRecordHeaderCID(dst, recordTypeTLS12CID, rl.version, epoch, seq, rl.writeCID, innerLen+k.overhead())
+	nonce := &k.nonceBuf
+	k.nonce(nonce, seq64)
+	ad := additionalDataCID(k.cidADBuf[:], seq64, rl.version, rl.writeCID, innerLen)
+	if k.explicitLen > 0 {
+		dst = append(dst, nonce[4:12]...)
+	}
+	start := len(dst)
+	dst = append(dst, payload...)
+	dst = append(dst, byte(typ))
+	return k.aead.Seal(dst[:start], nonce[:], dst[start:], ad)
+}
+
 // record is one record opened by the record layer.
 type record struct {
 	hdr  recordHeader
@@ -262,22 +356,44 @@ type record struct {
 // when the header is unusable the rest of the datagram is dropped too, since
 // record boundaries are lost.
 func nextRecord(datagram []byte) (hdr recordHeader, body, rest []byte, reason dropReason) {
+	return nextRecordCID(datagram, 0)
+}
+
+// nextRecordCID is nextRecord for a connection whose own (receive) CID is
+// cidLen bytes long. A tls12_cid record's header does not say how long its
+// CID is (RFC 9146 §4): only our negotiated length does, so the peer's
+// bytes never size anything here (mbedTLS CVE-2022-46393). Such a record
+// is refused without a CID of our own; the CID aliases the datagram.
+func nextRecordCID(datagram []byte, cidLen int) (hdr recordHeader, body, rest []byte, reason dropReason) {
 	hdr, ok := parseRecordHeader(datagram)
 	if !ok {
 		return hdr, nil, nil, dropBadHeader
 	}
-	end := recordHeaderLen + int(hdr.length)
+	hlen := recordHeaderLen
+	if hdr.typ == recordTypeTLS12CID {
+		if cidLen == 0 {
+			return hdr, nil, nil, dropBadCID
+		}
+		hlen += cidLen
+		if len(datagram) < hlen {
+			return hdr, nil, nil, dropBadHeader
+		}
+		hdr.cid = datagram[11 : 11+cidLen : 11+cidLen]
+		hdr.length = binary.BigEndian.Uint16(datagram[11+cidLen:])
+	}
+	end := hlen + int(hdr.length)
 	if end > len(datagram) {
 		return hdr, nil, nil, dropBadHeader
 	}
-	return hdr, datagram[recordHeaderLen:end], datagram[end:], dropNone
+	return hdr, datagram[hlen:end], datagram[end:], dropNone
 }
 
 // open authenticates and decrypts one record in place. body is the bytes
 // after the header. It updates the replay window only for records that
 // authenticate (RFC 6347 §4.1.2.6), and never fails the connection: every
-// problem is a drop reason.
-func (rl *recordLayer) open(hdr recordHeader, body []byte) ([]byte, dropReason) {
+// problem is a drop reason. For a tls12_cid record it replaces hdr.typ
+// with the content type found inside (RFC 9146 §4). It sets hdr.newest.
+func (rl *recordLayer) open(hdr *recordHeader, body []byte) ([]byte, dropReason) {
 	if hdr.version != VersionDTLS12 && !(hdr.version == VersionDTLS10 && hdr.epoch == 0) {
 		// A DTLS 1.2 peer may put DTLS 1.0 in the record of its first
 		// ClientHello (RFC 6347 §4.1), so 1.0 is tolerated in epoch 0 only.
@@ -290,18 +406,28 @@ func (rl *recordLayer) open(hdr recordHeader, body []byte) ([]byte, dropReason) 
 	if !r.valid || r.epoch != hdr.epoch {
 		return nil, dropUnknownEpoch
 	}
+	isCID := hdr.typ == recordTypeTLS12CID
+	if r.keys == nil && isCID || r.keys != nil && isCID != (len(rl.readCID) > 0) ||
+		isCID && string(hdr.cid) != string(rl.readCID) {
+		// A CID travels only under keys, and once ours is negotiated
+		// every protected record must carry it, and no other.
+		return nil, dropBadCID
+	}
 	switch r.window.Check(hdr.seq) {
 	case replay.Duplicate:
 		return nil, dropReplayed
 	case replay.TooOld:
 		return nil, dropTooOld
 	}
+	seq64 := uint64(hdr.epoch)<<48 | hdr.seq
+	newest := !rl.anyRead || seq64 > rl.newestRead
 	k := r.keys
 	if k == nil {
 		if len(body) > maxPlaintext {
 			return nil, dropBadLength
 		}
 		r.window.Accept(hdr.seq)
+		rl.accepted(hdr, seq64, newest)
 		return body, dropNone
 	}
 	plain, reason := k.open(hdr, body)
@@ -309,18 +435,22 @@ func (rl *recordLayer) open(hdr recordHeader, body []byte) ([]byte, dropReason) 
 		return nil, reason
 	}
 	r.window.Accept(hdr.seq)
+	rl.accepted(hdr, seq64, newest)
 	return plain, dropNone
 }
 
-// open authenticates and decrypts one record's body in place.
-func (k *epochKeys) open(hdr recordHeader, body []byte) ([]byte, dropReason) {
+// open authenticates and decrypts one record's body in place. For a
+// tls12_cid record it also unwraps the DTLSInnerPlaintext and sets hdr.typ
+// to the real content type.
+func (k *epochKeys) open(hdr *recordHeader, body []byte) ([]byte, dropReason) {
 	if len(body) < k.overhead() || len(body) > maxPlaintext+maxCiphertextExpansion {
 		// mbedTLS CVE-2023-43615: a record shorter than the tag must not
 		// underflow; OpenSSL CVE-2026-75806: nor may it kill the association.
 		return nil, dropBadLength
 	}
+	isCID := hdr.typ == recordTypeTLS12CID
 	seq64 := uint64(hdr.epoch)<<48 | hdr.seq
-	nonce, ad := &k.nonceBuf, &k.adBuf
+	nonce := &k.nonceBuf
 	if k.explicitLen > 0 {
 		copy(nonce[:4], k.iv[:4])
 		copy(nonce[4:], body[:k.explicitLen])
@@ -329,15 +459,49 @@ func (k *epochKeys) open(hdr recordHeader, body []byte) ([]byte, dropReason) {
 	}
 	ciphertext := body[k.explicitLen:]
 	plainLen := len(ciphertext) - k.aead.Overhead()
-	if plainLen > maxPlaintext {
-		return nil, dropBadLength
+	var ad []byte
+	if isCID {
+		// DTLSInnerPlaintext: content ‖ type ‖ zeros. TLS 1.3 allows
+		// it 2^14+1 bytes (RFC 8446 §5.4); the padding limit is ours.
+		if plainLen < 1 || plainLen > maxPlaintext+maxCIDPadding {
+			return nil, dropBadLength
+		}
+		ad = additionalDataCID(k.cidADBuf[:], seq64, hdr.version, hdr.cid, plainLen)
+	} else {
+		if plainLen > maxPlaintext {
+			return nil, dropBadLength
+		}
+		additionalData(&k.adBuf, seq64, hdr.typ, hdr.version, plainLen)
+		ad = k.adBuf[:]
 	}
-	additionalData(ad, seq64, hdr.typ, hdr.version, plainLen)
-	plain, err := k.aead.Open(ciphertext[:0], nonce[:], ciphertext, ad[:])
+	plain, err := k.aead.Open(ciphertext[:0], nonce[:], ciphertext, ad)
 	if err != nil {
 		return nil, dropBadMAC
 	}
+	if isCID {
+		// The real content type is the last non-zero byte.
+		i := len(plain) - 1
+		for i >= 0 && plain[i] == 0 {
+			i--
+		}
+		if i < 0 || recordType(plain[i]) == recordTypeTLS12CID {
+			return nil, dropBadContentType
+		}
+		if i > maxPlaintext {
+			return nil, dropBadLength
+		}
+		hdr.typ = recordType(plain[i])
+		plain = plain[:i]
+	}
 	return plain, dropNone
+}
+
+// accepted notes a record that authenticated and passed the replay check.
+func (rl *recordLayer) accepted(hdr *recordHeader, seq64 uint64, newest bool) {
+	hdr.newest = newest
+	if newest {
+		rl.newestRead, rl.anyRead = seq64, true
+	}
 }
 
 // discardReadEpoch forgets an old read epoch, so that its records are no

@@ -46,7 +46,7 @@ func openDatagram(t *testing.T, rl *recordLayer, dgram []byte) (recs []record, d
 			return recs, append(drops, reason)
 		}
 		dgram = rest
-		plain, reason := rl.open(hdr, body)
+		plain, reason := rl.open(&hdr, body)
 		if reason != dropNone {
 			drops = append(drops, reason)
 			continue
@@ -232,7 +232,7 @@ func TestRecordAllocs(t *testing.T) {
 				t.Fatal(err)
 			}
 			hdr, body, _, _ := nextRecord(out)
-			if _, reason := r.open(hdr, body); reason != dropNone {
+			if _, reason := r.open(&hdr, body); reason != dropNone {
 				t.Fatal(reason)
 			}
 		})
@@ -255,7 +255,7 @@ func BenchmarkRecord(b *testing.B) {
 			for b.Loop() {
 				out, _ := w.seal(buf[:0], 1, recordTypeApplicationData, payload)
 				hdr, body, _, _ := nextRecord(out)
-				if _, reason := r.open(hdr, body); reason != dropNone {
+				if _, reason := r.open(&hdr, body); reason != dropNone {
 					b.Fatal(reason)
 				}
 			}
@@ -304,7 +304,7 @@ func FuzzRecordOpen(f *testing.F) {
 					break
 				}
 				d = rest
-				plain, reason := r.open(hdr, body)
+				plain, reason := r.open(&hdr, body)
 				if reason == dropNone && hdr.epoch == 1 && kind != aeadAES128GCM {
 					t.Fatalf("forged record authenticated: %x", plain)
 				}

@@ -1,0 +1,170 @@
+package dtls
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"slices"
+)
+
+// Certificate types of the client_certificate_type and
+// server_certificate_type extensions (RFC 7250 §3, IANA "TLS Certificate
+// Types").
+const (
+	certificateTypeX509         uint8 = 0
+	certificateTypeRawPublicKey uint8 = 2
+)
+
+// offerRawPublicKeys fills in a ClientHello's certificate type extensions
+// when Config.RawPublicKey is set: raw keys only, for the server's key,
+// and for ours when we have one to present.
+func (c *Conn) offerRawPublicKeys(hello *clientHelloMsg) {
+	if !c.config.RawPublicKey {
+		return
+	}
+	hello.serverCertTypes = []uint8{certificateTypeRawPublicKey}
+	if len(c.config.Certificates) > 0 {
+		hello.clientCertTypes = []uint8{certificateTypeRawPublicKey}
+	}
+}
+
+// processCertificateTypes checks the server's choice of certificate types
+// against what we offered. Without server_certificate_type the server
+// sends X.509 (RFC 7250 §4.2), which a raw-key-only client refuses.
+func (hs *handshakeState) processCertificateTypes(sh *serverHelloMsg) error {
+	c := hs.c
+	if sh.hasServerCertType && !slices.Contains(hs.hello.serverCertTypes, sh.serverCertType) ||
+		sh.hasClientCertType && !slices.Contains(hs.hello.clientCertTypes, sh.clientCertType) {
+		return c.fail(alertIllegalParameter, errors.New("dtls: server chose a certificate type we did not offer"))
+	}
+	hs.serverRPK = sh.hasServerCertType && sh.serverCertType == certificateTypeRawPublicKey
+	hs.clientRPK = sh.hasClientCertType && sh.clientCertType == certificateTypeRawPublicKey
+	if c.config.RawPublicKey && !hs.serverRPK && hs.suite.kx.usesCertificates() {
+		return c.fail(alertUnsupportedCertificate, errors.New("dtls: server does not authenticate with a raw public key (RFC 7250)"))
+	}
+	return nil
+}
+
+// selectCertificateTypes answers a ClientHello's certificate type
+// extensions, once the suite is chosen. A server without RawPublicKey
+// ignores them, as one that predates RFC 7250 would, and leaves the
+// client to decide.
+func (hs *handshakeState) selectCertificateTypes(sh *serverHelloMsg) error {
+	c := hs.c
+	ch := hs.hello
+	if !hs.suite.kx.usesCertificates() || !c.config.RawPublicKey {
+		return nil
+	}
+	switch {
+	case slices.Contains(ch.serverCertTypes, certificateTypeRawPublicKey):
+		hs.serverRPK = true
+		sh.hasServerCertType, sh.serverCertType = true, certificateTypeRawPublicKey
+	case len(ch.serverCertTypes) > 0 && !slices.Contains(ch.serverCertTypes, certificateTypeX509):
+		return c.fail(alertUnsupportedCertificate, errors.New("dtls: no server certificate type in common"))
+	case len(ch.serverCertTypes) > 0:
+		sh.hasServerCertType, sh.serverCertType = true, certificateTypeX509
+	}
+	if !hs.serverRPK && (hs.cert == nil || len(hs.cert.Certificate) == 0) {
+		return c.fail(alertUnsupportedCertificate, errors.New("dtls: the client wants an X.509 certificate and we have only a raw public key"))
+	}
+	// client_certificate_type goes only with a CertificateRequest
+	// (RFC 7250 §4.2).
+	if c.config.ClientAuth >= tls.RequestClientCert {
+		switch {
+		case slices.Contains(ch.clientCertTypes, certificateTypeRawPublicKey):
+			hs.clientRPK = true
+			sh.hasClientCertType, sh.clientCertType = true, certificateTypeRawPublicKey
+		case slices.Contains(ch.clientCertTypes, certificateTypeX509):
+			sh.hasClientCertType, sh.clientCertType = true, certificateTypeX509
+		}
+	}
+	return nil
+}
+
+// ourCertificateMsg is the Certificate we send: our chain, or with a raw
+// public key the SubjectPublicKeyInfo of our private key's public half.
+func ourCertificateMsg(cert *tls.Certificate, raw bool) (*certificateMsg, error) {
+	if cert == nil {
+		return &certificateMsg{rawPublicKey: raw}, nil
+	}
+	if !raw {
+		return &certificateMsg{certificates: cert.Certificate}, nil
+	}
+	signer, err := certificateSigner(cert)
+	if err != nil {
+		return nil, err
+	}
+	spki, err := x509.MarshalPKIXPublicKey(signer.Public())
+	if err != nil {
+		return nil, fmt.Errorf("dtls: encoding our raw public key: %w", err)
+	}
+	return &certificateMsg{rawPublicKey: true, certificates: [][]byte{spki}}, nil
+}
+
+// verifyRawPublicKey checks the peer's raw public key (RFC 7250): it must
+// parse, have a usable type and size, and be pinned in PeerPublicKeys or
+// accepted by VerifyPeerCertificate. raw is empty when a client sent none.
+func (hs *handshakeState) verifyRawPublicKey(raw [][]byte, fromServer bool) error {
+	c := hs.c
+	if len(raw) == 0 {
+		if fromServer {
+			return c.fail(alertBadCertificate, errors.New("dtls: server sent no raw public key"))
+		}
+		if c.config.ClientAuth == tls.RequireAnyClientCert || c.config.ClientAuth == tls.RequireAndVerifyClientCert {
+			return c.fail(alertBadCertificate, errors.New("dtls: client didn't provide a raw public key"))
+		}
+		return nil
+	}
+	pub, err := x509.ParsePKIXPublicKey(raw[0])
+	if err != nil {
+		return c.fail(alertBadCertificate, fmt.Errorf("dtls: failed to parse the peer's raw public key: %w", err))
+	}
+	if err := checkPeerKeySize(pub); err != nil {
+		return c.fail(alertBadCertificate, err)
+	}
+	switch pub.(type) {
+	case *ecdsa.PublicKey, ed25519.PublicKey:
+		if fromServer && hs.suite.kx != kxECDHEECDSA {
+			return c.fail(alertUnsupportedCertificate, errors.New("dtls: server's raw public key does not match the cipher suite"))
+		}
+	default:
+		if !isRSAKey(pub) || fromServer && hs.suite.kx != kxECDHERSA {
+			return c.fail(alertUnsupportedCertificate, errors.New("dtls: peer's raw public key type is not supported here"))
+		}
+	}
+	verified := false
+	if keys := c.config.PeerPublicKeys; len(keys) > 0 {
+		if !slices.ContainsFunc(keys, func(k crypto.PublicKey) bool { return publicKeysEqual(k, pub) }) {
+			return c.fail(alertBadCertificate, errors.New("dtls: the peer's raw public key is not one of PeerPublicKeys"))
+		}
+		verified = true
+	}
+	if f := c.config.VerifyPeerCertificate; f != nil {
+		if err := f(raw[:1], nil); err != nil {
+			return c.fail(alertBadCertificate, err)
+		}
+		verified = true
+	}
+	if !verified {
+		if fromServer && !c.config.InsecureSkipVerify {
+			return c.fail(alertBadCertificate, errors.New("dtls: cannot verify the server's raw public key: set PeerPublicKeys or VerifyPeerCertificate"))
+		}
+		if !fromServer && c.config.ClientAuth >= tls.VerifyClientCertIfGiven && c.config.ClientAuth != tls.RequireAnyClientCert {
+			return c.fail(alertBadCertificate, errors.New("dtls: cannot verify the client's raw public key: set PeerPublicKeys or VerifyPeerCertificate"))
+		}
+	}
+	hs.peerKey = pub
+	c.state.peerPublicKey = pub
+	return nil
+}
+
+// publicKeysEqual compares keys with their Equal methods, which every key
+// type of crypto/x509 has.
+func publicKeysEqual(a, b crypto.PublicKey) bool {
+	e, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && e.Equal(b)
+}
