@@ -169,9 +169,17 @@ func freeUDPPort(t *testing.T) string {
 	return fmt.Sprint(c.LocalAddr().(*net.UDPAddr).Port)
 }
 
-// TestGnuTLSRawPublicKeyServer: our client, with a raw key of its own,
+// TestGnuTLS holds the raw-public-key cells of the interop matrix (the
+// other GnuTLS cells live in the interop module): our client against
+// gnutls-serv, and gnutls-cli against our server.
+func TestGnuTLS(t *testing.T) {
+	t.Run("client/RPK", testGnuTLSRawPublicKeyServer)
+	t.Run("server/RPK", testGnuTLSRawPublicKeyClient)
+}
+
+// testGnuTLSRawPublicKeyServer: our client, with a raw key of its own,
 // against gnutls-serv that echoes and asks for a client certificate.
-func TestGnuTLSRawPublicKeyServer(t *testing.T) {
+func testGnuTLSRawPublicKeyServer(t *testing.T) {
 	serv := requireGnuTLS(t, "gnutls-serv")
 	ctx, cancel := context.WithTimeout(context.Background(), gnutlsRPKTimeout)
 	defer cancel()
@@ -233,7 +241,7 @@ func TestGnuTLSRawPublicKeyServer(t *testing.T) {
 
 // TestGnuTLSRawPublicKeyClient: gnutls-cli with a raw key against our
 // Listener, which requires and pins the client's raw key.
-func TestGnuTLSRawPublicKeyClient(t *testing.T) {
+func testGnuTLSRawPublicKeyClient(t *testing.T) {
 	cli := requireGnuTLS(t, "gnutls-cli")
 	ctx, cancel := context.WithTimeout(context.Background(), gnutlsRPKTimeout)
 	defer cancel()

@@ -44,7 +44,6 @@ var gnutlsCases = []gnutlsCase{
 	{name: "PSK-CCM8", suite: dtls.TLS_PSK_WITH_AES_128_CCM_8, priority: gnutlsPSKPriority, psk: true},
 	{name: "ClientAuth", suite: dtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, priority: gnutlsECDSAPriority, clientAuth: true},
 	{name: "MTU300", suite: dtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, priority: gnutlsECDSAPriority, mtu: 300},
-	{name: "RPK", notYet: "raw public keys (RFC 7250) are not implemented in dtls-go; GnuTLS has them (--rawpkfile)"},
 	{name: "CID", na: "GnuTLS 3.7 does not implement DTLS 1.2 connection IDs (RFC 9146)"},
 	{name: "SRTP", notYet: "use_srtp (RFC 5764) is not implemented in dtls-go; GnuTLS has it (--srtp-profiles)"},
 }

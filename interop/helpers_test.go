@@ -416,6 +416,7 @@ type want struct {
 	psk        bool   // PSKIdentity must be pskIdentity
 	peerCertCN string // non-empty: the peer presented this leaf
 	noEMS      bool   // the peer does not negotiate the extended master secret
+	cid        int    // non-zero: both connection IDs have this length
 }
 
 func (w want) check(st dtls.ConnectionState) error {
@@ -434,6 +435,9 @@ func (w want) check(st dtls.ConnectionState) error {
 	}
 	if w.psk && string(st.PSKIdentity) != pskIdentity {
 		errs = append(errs, fmt.Errorf("PSKIdentity %q, want %q", st.PSKIdentity, pskIdentity))
+	}
+	if w.cid != 0 && (len(st.LocalConnectionID) != w.cid || len(st.RemoteConnectionID) != w.cid) {
+		errs = append(errs, fmt.Errorf("connection IDs %x (local) and %x (remote), want %d bytes each", st.LocalConnectionID, st.RemoteConnectionID, w.cid))
 	}
 	if w.peerCertCN != "" {
 		if len(st.PeerCertificates) == 0 {

@@ -35,6 +35,7 @@ type pionCell struct {
 	psk        []byte // nil: certificates
 	clientAuth bool
 	mtu        int
+	cid        bool // both sides ask for an 8-byte connection ID
 	pki        *testPKI
 }
 
@@ -55,6 +56,13 @@ func (st pionState) check(tc pionCase, pionIsServer bool) error {
 	}
 	return nil
 }
+
+// cidLen is the connection ID length both sides ask for in the CID cells.
+// pion does not export the negotiated IDs, so our side's ConnectionState
+// (want.cid) is what checks them; records of type tls12_cid flowing both
+// ways is what proves pion agrees.
+const cidLen = 8
+
 
 // pionImpl is one major version of pion/dtls behind a common face.
 type pionImpl struct {
@@ -159,6 +167,9 @@ func pion3Config(c pionCell, client bool) *pion3.Config {
 		ExtendedMasterSecret: pion3.RequireExtendedMasterSecret,
 		MTU:                  c.mtu,
 	}
+	if c.cid {
+		cfg.ConnectionIDGenerator = pion3.RandomCIDGenerator(cidLen)
+	}
 	switch {
 	case c.psk != nil:
 		cfg.PSK = func([]byte) ([]byte, error) { return c.psk, nil }
@@ -189,6 +200,9 @@ func pion4Options(c pionCell, client bool) []pion4.Option {
 	}
 	if c.mtu != 0 {
 		opts = append(opts, pion4.WithMTU(c.mtu))
+	}
+	if c.cid {
+		opts = append(opts, pion4.WithConnectionID(pion4.RandomCIDGenerator(cidLen), pion4.CIDPathMigrationReject))
 	}
 	switch {
 	case c.psk != nil:
@@ -221,6 +235,7 @@ type pionCase struct {
 	psk        bool
 	clientAuth bool
 	mtu        int
+	cid        bool
 	notYet, na string
 }
 
@@ -230,7 +245,7 @@ var pionCases = []pionCase{
 	{name: "ClientAuth", suite: dtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, clientAuth: true},
 	{name: "MTU300", suite: dtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, mtu: 300},
 	{name: "RPK", na: "pion/dtls does not implement raw public keys (RFC 7250)"},
-	{name: "CID", notYet: "connection IDs (RFC 9146) are being implemented in dtls-go; pion has them (ConnectionIDGenerator / WithConnectionID)"},
+	{name: "CID", suite: dtls.TLS_PSK_WITH_AES_128_CCM_8, psk: true, cid: true},
 	{name: "SRTP", notYet: "use_srtp (RFC 5764) is not implemented in dtls-go; pion has it (SRTPProtectionProfiles)"},
 }
 
@@ -281,7 +296,7 @@ func TestPion(t *testing.T) {
 func testPionServer(t *testing.T, impl pionImpl, pki *testPKI, tc pionCase) {
 	ctx, cancel := context.WithTimeout(context.Background(), caseTimeout)
 	defer cancel()
-	pc := pionCell{suite: tc.suite, clientAuth: tc.clientAuth, mtu: tc.mtu, pki: pki}
+	pc := pionCell{suite: tc.suite, clientAuth: tc.clientAuth, mtu: tc.mtu, cid: tc.cid, pki: pki}
 	if tc.psk {
 		pc.psk = randomPSK(t)
 	}
@@ -334,6 +349,10 @@ func testPionServer(t *testing.T, impl pionImpl, pki *testPKI, tc pionCase) {
 		cfg.Certificates = []tls.Certificate{pki.client}
 	}
 	cfg.MTU = tc.mtu
+	if tc.cid {
+		cfg.ConnectionIDGenerator = dtls.RandomCIDGenerator(cidLen)
+		w.cid = cidLen
+	}
 	tr := &mtuTracer{peerSlack: impl.mtuSlack}
 	cfg.Tracer = tr.trace
 	dialAndExchange(ctx, t, l.Addr().String(), cfg, w, goLine, goLine)
@@ -354,7 +373,7 @@ func testPionServer(t *testing.T, impl pionImpl, pki *testPKI, tc pionCase) {
 func testPionClient(t *testing.T, impl pionImpl, pki *testPKI, tc pionCase) {
 	ctx, cancel := context.WithTimeout(context.Background(), caseTimeout)
 	defer cancel()
-	pc := pionCell{suite: tc.suite, clientAuth: tc.clientAuth, mtu: tc.mtu, pki: pki}
+	pc := pionCell{suite: tc.suite, clientAuth: tc.clientAuth, mtu: tc.mtu, cid: tc.cid, pki: pki}
 	w := want{suite: tc.suite, psk: tc.psk}
 	cfg := &dtls.Config{CipherSuites: []uint16{tc.suite}}
 	if tc.psk {
@@ -369,6 +388,10 @@ func testPionClient(t *testing.T, impl pionImpl, pki *testPKI, tc pionCase) {
 		w.peerCertCN = "dtls-go-client"
 	}
 	cfg.MTU = tc.mtu
+	if tc.cid {
+		cfg.ConnectionIDGenerator = dtls.RandomCIDGenerator(cidLen)
+		w.cid = cidLen
+	}
 	tr := &mtuTracer{}
 	cfg.Tracer = tr.trace
 	l := listen(t, cfg)
