@@ -63,7 +63,6 @@ func (st pionState) check(tc pionCase, pionIsServer bool) error {
 // ways is what proves pion agrees.
 const cidLen = 8
 
-
 // pionImpl is one major version of pion/dtls behind a common face.
 type pionImpl struct {
 	name   string // row name in the matrix

@@ -222,7 +222,7 @@ type analysis struct {
 	random    [2][]byte // client, server hello randoms
 
 	flight    [2]int
-	lastFrom  int                 // side that sent the last handshake datagram, -1 at first
+	lastFrom  int                   // side that sent the last handshake datagram, -1 at first
 	sentFrags [2]map[[3]uint32]bool // (seq, offset, length) of fragments already sent
 	lastSeq   [2]map[uint16]uint64  // highest record sequence number per epoch
 	seenRec   [2]map[uint64]bool    // epoch<<48|seq seen
@@ -510,4 +510,3 @@ func (a *analysis) report(out io.Writer) {
 		fmt.Fprintln(out, "handshake: incomplete in this capture")
 	}
 }
-
