@@ -122,6 +122,20 @@ type Config struct {
 	// HandshakeTimeout bounds a handshake that has no deadline or context
 	// deadline of its own. If 0, 60 s is used.
 	HandshakeTimeout time.Duration
+
+	// SessionTicketsDisabled turns off RFC 5077 session tickets: a server
+	// neither issues nor accepts them (it still resumes sessions by ID
+	// from its cache), a client does not ask for them.
+	SessionTicketsDisabled bool
+
+	// ClientSessionCache, on a client, keeps sessions for resumption,
+	// keyed by ServerName or, without one, the server's address. If nil,
+	// the client does not resume sessions.
+	ClientSessionCache ClientSessionCache
+
+	// resumption is a server's ticket keys and session cache, created on
+	// first use and shared by Clones.
+	resumption *serverResumption
 }
 
 // ClientHelloInfo describes a ClientHello for GetCertificate.
@@ -232,6 +246,8 @@ func (c *Config) Clone() *Config {
 	if c == nil {
 		return nil
 	}
+	configMu.Lock() // resumption may be being set
 	n := *c
+	configMu.Unlock()
 	return &n
 }

@@ -86,6 +86,7 @@ type connState struct {
 	curveID          tls.CurveID
 	sigScheme        tls.SignatureScheme
 	srtpProfile      uint16
+	didResume        bool
 }
 
 func newConn(io datagramIO, config *Config, isClient bool) *Conn {
@@ -269,6 +270,7 @@ func (c *Conn) ConnectionState() ConnectionState {
 	cs.CurveID = s.curveID
 	cs.SignatureScheme = s.sigScheme
 	cs.SRTPProtectionProfile = s.srtpProfile
+	cs.DidResume = s.didResume
 	cs.ekm = c.ekm
 	return cs
 }
@@ -598,6 +600,25 @@ func (c *Conn) readHandshake(ctx context.Context) (*inMessage, error) {
 // the read side to the next epoch's keys and replays records of that epoch
 // that arrived early.
 func (c *Conn) readChangeCipherSpec(ctx context.Context, keys *epochKeys) error {
+	if !c.expectCCS {
+		if err := c.expectChangeCipherSpec(keys); err != nil {
+			return err
+		}
+	}
+	for !c.peerCCS {
+		if _, err := c.readRecord(ctx, false); err != nil {
+			return err
+		}
+	}
+	c.expectCCS = false
+	return nil
+}
+
+// expectChangeCipherSpec is the first half of readChangeCipherSpec: it
+// installs the read keys and accepts the peer's ChangeCipherSpec from now
+// on, so that a client reading NewSessionTicket, which comes just before
+// it, does not drop a ChangeCipherSpec that overtook the ticket.
+func (c *Conn) expectChangeCipherSpec(keys *epochKeys) error {
 	c.rl.installReadKeys(keys)
 	c.trace(&TraceEvent{Kind: TraceEpochChanged, Epoch: c.rl.readCur, Reason: "read"})
 	c.expectCCS = true
@@ -612,12 +633,6 @@ func (c *Conn) readChangeCipherSpec(ctx context.Context, keys *epochKeys) error 
 			return err
 		}
 	}
-	for !c.peerCCS {
-		if _, err := c.readRecord(ctx, false); err != nil {
-			return err
-		}
-	}
-	c.expectCCS = false
 	return nil
 }
 

@@ -38,6 +38,14 @@ type handshakeState struct {
 	pskHint      []byte
 	ems          bool
 	certRequest  *certificateRequestMsg
+
+	// Resumption (handshake_resume.go).
+	session       *sessionState        // server: the session being resumed; client: the one offered
+	clientSession *ClientSessionState  // client: the cached session offered
+	cacheKey      string               // client: its ClientSessionCache key
+	ticket        *newSessionTicketMsg // client: the ticket the server sent
+	issueTicket   bool                 // server: NewSessionTicket is due
+	renewTicket   bool                 // server: the resumed ticket's key is not the newest
 }
 
 // sessionHash is the hash of the transcript so far with the suite's hash.
@@ -89,6 +97,9 @@ func (c *Conn) clientHandshake(ctx context.Context) error {
 		return err
 	}
 	hs.hello = hello
+	if err := hs.loadSession(); err != nil {
+		return err
+	}
 	if err := c.writeHandshake(hs, hello); err != nil {
 		return err
 	}
@@ -134,16 +145,25 @@ func (c *Conn) clientHandshake(ctx context.Context) error {
 	if err := hs.processServerHello(msg); err != nil {
 		return err
 	}
+	if resumed, err := hs.serverResumed(); err != nil {
+		return err
+	} else if resumed {
+		return hs.doResumeClient()
+	}
 	if err := hs.readServerFlight(); err != nil {
 		return err
 	}
 	if err := hs.sendClientFlight(); err != nil {
 		return err
 	}
+	if err := hs.readSessionTicket(); err != nil {
+		return err
+	}
 	if err := hs.readServerFinished(); err != nil {
 		return err
 	}
 	hs.finish()
+	hs.storeSession()
 	return nil
 }
 
@@ -200,6 +220,7 @@ func (hs *handshakeState) processServerHello(msg *inMessage) error {
 		extensionExtendedMasterSecret: true, extensionRenegotiationInfo: true,
 		extensionALPN: len(hs.hello.alpnProtocols) > 0,
 	}
+	offered[extensionSessionTicket] = hs.hello.ticketSupported
 	for _, e := range sh.extensions {
 		if !offered[e] {
 			return c.fail(alertUnsupportedExtension, fmt.Errorf("dtls: server sent extension %d, which we did not offer", e))
@@ -556,6 +577,7 @@ func (hs *handshakeState) verifyConnection() error {
 		PSKIdentity:          hs.pskIdentity,
 		PSKIdentityHint:      hs.pskHint,
 		CurveID:              hs.curveID,
+		DidResume:            c.state.didResume,
 	}
 	if err := f(cs); err != nil {
 		return c.fail(alertBadCertificate, err)
