@@ -133,6 +133,19 @@ type Config struct {
 	// the client does not resume sessions.
 	ClientSessionCache ClientSessionCache
 
+	// SRTPProtectionProfiles lists the DTLS-SRTP protection profiles
+	// (RFC 5764) in preference order: a client offers them, a server
+	// picks the first of its own that the client offered. If empty,
+	// use_srtp is neither offered nor accepted.
+	SRTPProtectionProfiles []uint16
+
+	// SRTPMKI is, on a client, the SRTP Master Key Identifier it offers
+	// (RFC 5764 §4.1.1, up to 255 bytes). On a server, a non-empty value
+	// means it accepts MKIs: it echoes the client's MKI, which tells the
+	// client that MKIs will be used; otherwise it answers with an empty
+	// MKI.
+	SRTPMKI []byte
+
 	// resumption is a server's ticket keys and session cache, created on
 	// first use and shared by Clones.
 	resumption *serverResumption

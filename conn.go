@@ -86,6 +86,7 @@ type connState struct {
 	curveID          tls.CurveID
 	sigScheme        tls.SignatureScheme
 	srtpProfile      uint16
+	srtpMKI          []byte
 	didResume        bool
 }
 

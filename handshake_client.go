@@ -191,6 +191,10 @@ func (c *Conn) makeClientHello() (*clientHelloMsg, error) {
 	if n := c.config.ServerName; n != "" && net.ParseIP(n) == nil {
 		hello.serverName = n
 	}
+	if len(c.config.SRTPProtectionProfiles) > 0 {
+		hello.srtpProtectionProfiles = c.config.SRTPProtectionProfiles
+		hello.srtpMKI = c.config.SRTPMKI
+	}
 	return hello, nil
 }
 
@@ -221,6 +225,7 @@ func (hs *handshakeState) processServerHello(msg *inMessage) error {
 		extensionALPN: len(hs.hello.alpnProtocols) > 0,
 	}
 	offered[extensionSessionTicket] = hs.hello.ticketSupported
+	offered[extensionUseSRTP] = len(hs.hello.srtpProtectionProfiles) > 0
 	for _, e := range sh.extensions {
 		if !offered[e] {
 			return c.fail(alertUnsupportedExtension, fmt.Errorf("dtls: server sent extension %d, which we did not offer", e))
@@ -236,7 +241,7 @@ func (hs *handshakeState) processServerHello(msg *inMessage) error {
 	if !hs.ems && !c.config.InsecureAllowNoExtendedMasterSecret {
 		return c.fail(alertHandshakeFailure, errors.New("dtls: server does not support the extended master secret (RFC 7627)"))
 	}
-	return nil
+	return hs.processServerSRTP()
 }
 
 // readServerFlight reads Certificate, ServerKeyExchange,
@@ -579,6 +584,7 @@ func (hs *handshakeState) verifyConnection() error {
 		CurveID:              hs.curveID,
 		DidResume:            c.state.didResume,
 	}
+	cs.SRTPProtectionProfile = c.state.srtpProfile
 	if err := f(cs); err != nil {
 		return c.fail(alertBadCertificate, err)
 	}

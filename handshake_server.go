@@ -22,6 +22,9 @@ func (c *Conn) serverHandshake(ctx context.Context) error {
 	if err := hs.processClientHello(); err != nil {
 		return err
 	}
+	if err := hs.negotiateSRTP(); err != nil {
+		return err
+	}
 	if hs.checkForResumption() {
 		return hs.doResumeHandshake()
 	}

@@ -311,7 +311,7 @@ func TestResumptionSessionState(t *testing.T) {
 		version: VersionDTLS12, cipherSuite: TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, createdAt: 12345,
 		masterSecret: bytes.Repeat([]byte{7}, masterSecretLen), ems: true, serverName: "dtls.test",
 		peerCertificates: []*x509.Certificate{p256.tls.Leaf}, verifiedChains: [][]*x509.Certificate{{p256.tls.Leaf}},
-		pskIdentity: []byte("id"), alpn: "h2", srtpProfile: 7, clientAuth: tls.RequireAndVerifyClientCert,
+		pskIdentity: []byte("id"), alpn: "h2", srtpProfile: SRTP_AEAD_AES_128_GCM, clientAuth: tls.RequireAndVerifyClientCert,
 	}
 	b, err := s.marshal()
 	if err != nil {
