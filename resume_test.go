@@ -448,3 +448,54 @@ func BenchmarkHandshakeResumed(b *testing.B) {
 		c.Close()
 	}
 }
+
+// FuzzParseSessionState: whatever a ticket decrypts to, parsing neither
+// panics nor accepts what marshal would not reproduce.
+func FuzzParseSessionState(f *testing.F) {
+	s := &sessionState{version: VersionDTLS12, cipherSuite: TLS_PSK_WITH_AES_128_CCM_8, createdAt: 1,
+		masterSecret: bytes.Repeat([]byte{1}, masterSecretLen), ems: true, serverName: "x", pskIdentity: []byte("id")}
+	b, _ := s.marshal()
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s := parseSessionState(data)
+		if s == nil {
+			return
+		}
+		b, err := s.marshal()
+		if err != nil || !bytes.Equal(b, data) {
+			t.Fatalf("parsed state does not marshal back: %v", err)
+		}
+	})
+}
+
+// TestResumptionTicketTooLargeForMTU: a ticket that would make the
+// ClientHello span datagrams is not offered; the client falls back to a
+// full handshake rather than send what many servers cannot reassemble.
+func TestResumptionTicketTooLargeForMTU(t *testing.T) {
+	cc, _ := configsFor(t, suiteCase{TLS_PSK_WITH_AES_128_CCM_8, ""})
+	cc.MTU = 400
+	cc.ServerName = "big.test"
+	cc.ClientSessionCache = NewLRUClientSessionCache(1)
+	st := &sessionState{isClient: true, version: VersionDTLS12, cipherSuite: TLS_PSK_WITH_AES_128_CCM_8, createdAt: uint64(time.Now().Unix()),
+		masterSecret: make([]byte, masterSecretLen), ems: true, serverName: "big.test", pskIdentity: []byte("client1")}
+	for _, n := range []int{100, 350} {
+		cc.ClientSessionCache.Put("big.test", &ClientSessionState{ticket: make([]byte, n), state: st, receivedAt: time.Now()})
+		raw, err := net.Dial("udp", "127.0.0.1:9")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := Client(raw, cc)
+		hello, err := c.makeClientHello()
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs := &handshakeState{c: c, hello: hello}
+		if err := hs.loadSession(); err != nil {
+			t.Fatal(err)
+		}
+		if offered := hs.session != nil; offered != (n == 100) {
+			t.Errorf("%d-byte ticket at MTU 400: offered %v", n, offered)
+		}
+		c.Close()
+	}
+}

@@ -133,7 +133,8 @@ func parseSessionState(data []byte) *sessionState {
 		!in.ReadUint8(&ems) || ems > 1 ||
 		!readBytes8(&in, &name) ||
 		!readCertList(&in, &s.peerCertificates) ||
-		!in.ReadUint8(&verified) || verified > 1 {
+		!in.ReadUint8(&verified) || verified > 1 ||
+		verified == 1 && len(s.peerCertificates) == 0 {
 		return nil
 	}
 	if !readBytes16(&in, &s.pskIdentity) || !readBytes8(&in, &alpn) ||
@@ -143,7 +144,7 @@ func parseSessionState(data []byte) *sessionState {
 	s.isClient = role == 1
 	s.masterSecret = master
 	s.ems = ems == 1
-	s.chainsVerified = verified == 1 && len(s.peerCertificates) > 0
+	s.chainsVerified = verified == 1
 	s.serverName = string(name)
 	s.alpn = string(alpn)
 	s.clientAuth = tls.ClientAuthType(clientAuth)
