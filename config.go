@@ -155,6 +155,33 @@ type Config struct {
 	// peer may authenticate with. Keys are the types crypto/x509 parses
 	// (*ecdsa.PublicKey, ed25519.PublicKey, *rsa.PublicKey).
 	PeerPublicKeys []crypto.PublicKey
+
+	// SessionTicketsDisabled turns off RFC 5077 session tickets: a server
+	// neither issues nor accepts them (it still resumes sessions by ID
+	// from its cache), a client does not ask for them.
+	SessionTicketsDisabled bool
+
+	// ClientSessionCache, on a client, keeps sessions for resumption,
+	// keyed by ServerName or, without one, the server's address. If nil,
+	// the client does not resume sessions.
+	ClientSessionCache ClientSessionCache
+
+	// SRTPProtectionProfiles lists the DTLS-SRTP protection profiles
+	// (RFC 5764) in preference order: a client offers them, a server
+	// picks the first of its own that the client offered. If empty,
+	// use_srtp is neither offered nor accepted.
+	SRTPProtectionProfiles []uint16
+
+	// SRTPMKI is, on a client, the SRTP Master Key Identifier it offers
+	// (RFC 5764 §4.1.1, up to 255 bytes). On a server, a non-empty value
+	// means it accepts MKIs: it echoes the client's MKI, which tells the
+	// client that MKIs will be used; otherwise it answers with an empty
+	// MKI.
+	SRTPMKI []byte
+
+	// resumption is a server's ticket keys and session cache, created on
+	// first use and shared by Clones.
+	resumption *serverResumption
 }
 
 // RandomCIDGenerator returns a ConnectionIDGenerator of random CIDs of
@@ -285,6 +312,8 @@ func (c *Config) Clone() *Config {
 	if c == nil {
 		return nil
 	}
+	configMu.Lock() // resumption may be being set
 	n := *c
+	configMu.Unlock()
 	return &n
 }

@@ -88,6 +88,8 @@ type connState struct {
 	sigScheme        tls.SignatureScheme
 	srtpProfile      uint16
 	peerPublicKey    crypto.PublicKey // raw public key (RFC 7250)
+	srtpMKI          []byte
+	didResume        bool
 }
 
 func newConn(io datagramIO, config *Config, isClient bool) *Conn {
@@ -274,6 +276,7 @@ func (c *Conn) ConnectionState() ConnectionState {
 	cs.PeerPublicKey = s.peerPublicKey
 	cs.LocalConnectionID = c.rl.readCID
 	cs.RemoteConnectionID = c.rl.writeCID
+	cs.DidResume = s.didResume
 	cs.ekm = c.ekm
 	return cs
 }
@@ -610,6 +613,25 @@ func (c *Conn) readHandshake(ctx context.Context) (*inMessage, error) {
 // the read side to the next epoch's keys and replays records of that epoch
 // that arrived early.
 func (c *Conn) readChangeCipherSpec(ctx context.Context, keys *epochKeys) error {
+	if !c.expectCCS {
+		if err := c.expectChangeCipherSpec(keys); err != nil {
+			return err
+		}
+	}
+	for !c.peerCCS {
+		if _, err := c.readRecord(ctx, false); err != nil {
+			return err
+		}
+	}
+	c.expectCCS = false
+	return nil
+}
+
+// expectChangeCipherSpec is the first half of readChangeCipherSpec: it
+// installs the read keys and accepts the peer's ChangeCipherSpec from now
+// on, so that a client reading NewSessionTicket, which comes just before
+// it, does not drop a ChangeCipherSpec that overtook the ticket.
+func (c *Conn) expectChangeCipherSpec(keys *epochKeys) error {
 	c.rl.installReadKeys(keys)
 	c.trace(&TraceEvent{Kind: TraceEpochChanged, Epoch: c.rl.readCur, Reason: "read"})
 	c.expectCCS = true
@@ -624,12 +646,6 @@ func (c *Conn) readChangeCipherSpec(ctx context.Context, keys *epochKeys) error 
 			return err
 		}
 	}
-	for !c.peerCCS {
-		if _, err := c.readRecord(ctx, false); err != nil {
-			return err
-		}
-	}
-	c.expectCCS = false
 	return nil
 }
 

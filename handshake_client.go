@@ -42,6 +42,14 @@ type handshakeState struct {
 	peerKey      crypto.PublicKey // from the peer's certificate or raw public key
 	serverRPK    bool             // the server authenticates with a raw public key (RFC 7250)
 	clientRPK    bool             // the client does
+
+	// Resumption (handshake_resume.go).
+	session       *sessionState        // server: the session being resumed; client: the one offered
+	clientSession *ClientSessionState  // client: the cached session offered
+	cacheKey      string               // client: its ClientSessionCache key
+	ticket        *newSessionTicketMsg // client: the ticket the server sent
+	issueTicket   bool                 // server: NewSessionTicket is due
+	renewTicket   bool                 // server: the resumed ticket's key is not the newest
 }
 
 // sessionHash is the hash of the transcript so far with the suite's hash.
@@ -93,6 +101,9 @@ func (c *Conn) clientHandshake(ctx context.Context) error {
 		return err
 	}
 	hs.hello = hello
+	if err := hs.loadSession(); err != nil {
+		return err
+	}
 	if err := c.writeHandshake(hs, hello); err != nil {
 		return err
 	}
@@ -138,16 +149,25 @@ func (c *Conn) clientHandshake(ctx context.Context) error {
 	if err := hs.processServerHello(msg); err != nil {
 		return err
 	}
+	if resumed, err := hs.serverResumed(); err != nil {
+		return err
+	} else if resumed {
+		return hs.doResumeClient()
+	}
 	if err := hs.readServerFlight(); err != nil {
 		return err
 	}
 	if err := hs.sendClientFlight(); err != nil {
 		return err
 	}
+	if err := hs.readSessionTicket(); err != nil {
+		return err
+	}
 	if err := hs.readServerFinished(); err != nil {
 		return err
 	}
 	hs.finish()
+	hs.storeSession()
 	return nil
 }
 
@@ -187,6 +207,10 @@ func (c *Conn) makeClientHello() (*clientHelloMsg, error) {
 		hello.connectionID = cid
 	}
 	c.offerRawPublicKeys(hello)
+	if len(c.config.SRTPProtectionProfiles) > 0 {
+		hello.srtpProtectionProfiles = c.config.SRTPProtectionProfiles
+		hello.srtpMKI = c.config.SRTPMKI
+	}
 	return hello, nil
 }
 
@@ -219,6 +243,8 @@ func (hs *handshakeState) processServerHello(msg *inMessage) error {
 	offered[extensionConnectionID] = hs.hello.hasConnectionID
 	offered[extensionServerCertType] = len(hs.hello.serverCertTypes) > 0
 	offered[extensionClientCertType] = len(hs.hello.clientCertTypes) > 0
+	offered[extensionSessionTicket] = hs.hello.ticketSupported
+	offered[extensionUseSRTP] = len(hs.hello.srtpProtectionProfiles) > 0
 	for _, e := range sh.extensions {
 		if !offered[e] {
 			return c.fail(alertUnsupportedExtension, fmt.Errorf("dtls: server sent extension %d, which we did not offer", e))
@@ -243,7 +269,7 @@ func (hs *handshakeState) processServerHello(msg *inMessage) error {
 		c.rl.readCID = hs.hello.connectionID
 		c.rl.writeCID = slices.Clone(sh.connectionID)
 	}
-	return nil
+	return hs.processServerSRTP()
 }
 
 // readServerFlight reads Certificate, ServerKeyExchange,
@@ -591,7 +617,9 @@ func (hs *handshakeState) verifyConnection() error {
 		PSKIdentity:          hs.pskIdentity,
 		PSKIdentityHint:      hs.pskHint,
 		CurveID:              hs.curveID,
+		DidResume:            c.state.didResume,
 	}
+	cs.SRTPProtectionProfile = c.state.srtpProfile
 	if err := f(cs); err != nil {
 		return c.fail(alertBadCertificate, err)
 	}

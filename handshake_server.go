@@ -22,6 +22,15 @@ func (c *Conn) serverHandshake(ctx context.Context) error {
 	if err := hs.processClientHello(); err != nil {
 		return err
 	}
+	if err := hs.negotiateSRTP(); err != nil {
+		return err
+	}
+	if hs.checkForResumption() {
+		return hs.doResumeHandshake()
+	}
+	if err := hs.prepareNewSession(); err != nil {
+		return err
+	}
 	if err := hs.sendServerFlight(); err != nil {
 		return err
 	}
@@ -34,6 +43,9 @@ func (c *Conn) serverHandshake(ctx context.Context) error {
 	if err := hs.verifyConnection(); err != nil {
 		return err
 	}
+	if err := hs.sendSessionTicket(); err != nil {
+		return err
+	}
 	if err := hs.writeFinished(false); err != nil {
 		return err
 	}
@@ -43,6 +55,7 @@ func (c *Conn) serverHandshake(ctx context.Context) error {
 	}
 	hs.finish()
 	c.state.peerCertificates = hs.peerCerts
+	hs.cacheNewSession()
 	return nil
 }
 

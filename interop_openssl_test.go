@@ -661,3 +661,231 @@ func newTestPKI(t *testing.T) *testPKI {
 	}
 	return p
 }
+
+// opensslResumeModes are the two ways OpenSSL resumes a DTLS 1.2 session:
+// by RFC 5077 ticket (its default) and by session ID (-no_ticket).
+var opensslResumeModes = []struct {
+	name string
+	args []string
+}{
+	{"ticket", nil},
+	{"id", []string{"-no_ticket"}},
+}
+
+// TestOpenSSLClientResumption runs `openssl s_client -sess_out` against our
+// Listener, then `s_client -sess_in` with the saved session: the second
+// connection must be an abbreviated handshake on both sides.
+func TestOpenSSLClientResumption(t *testing.T) {
+	openssl := requireOpenSSL(t)
+	pki := newTestPKI(t)
+	tc := opensslCases[0]
+	for _, mode := range opensslResumeModes {
+		t.Run(mode.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), opensslTestTimeout)
+			defer cancel()
+			sess := filepath.Join(t.TempDir(), "session.pem")
+			var mu sync.Mutex
+			var resumed []bool
+			cfg := &dtls.Config{
+				CipherSuites: []uint16{tc.suite},
+				Certificates: []tls.Certificate{pki.cert},
+				VerifyConnection: func(st dtls.ConnectionState) error {
+					mu.Lock()
+					resumed = append(resumed, st.DidResume)
+					mu.Unlock()
+					return nil
+				},
+			}
+			if mode.name == "id" {
+				cfg.SessionTicketsDisabled = true
+			}
+			l, err := dtls.Listen("udp", "127.0.0.1:0", cfg)
+			if err != nil {
+				t.Fatalf("Listen: %v", err)
+			}
+			defer l.Close()
+			for i, sessArgs := range [][]string{{"-sess_out", sess}, {"-sess_in", sess}} {
+				served := make(chan error, 1)
+				go func() { served <- serveEcho(ctx, l, tc) }()
+				args := []string{"s_client", "-dtls1_2", "-connect", l.Addr().String(), "-cipher", tc.cipher,
+					"-CAfile", pki.caFile, "-servername", "localhost", "-verify_return_error"}
+				args = append(append(args, mode.args...), sessArgs...)
+				cli := startOpenSSL(ctx, t, openssl, args)
+				cli.waitLine(ctx, t, goLine)
+				cli.send(t, opensslLine+"\n")
+				cli.waitLine(ctx, t, opensslLine)
+				cli.closeStdin()
+				cli.waitExit(t, 0)
+				if err := <-served; err != nil {
+					t.Fatal(err)
+				}
+				want := "New, "
+				if i == 1 {
+					want = "Reused, "
+				}
+				if out := cli.output(); !strings.Contains(out, want) {
+					t.Errorf("s_client connection %d did not print %q:\n%s", i+1, want, out)
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if !slices.Equal(resumed, []bool{false, true}) {
+				t.Errorf("our server's DidResume over the two connections: %v, want [false true]", resumed)
+			}
+		})
+	}
+}
+
+// TestOpenSSLServerResumption connects our client twice to one
+// `openssl s_server -naccept 2`: the second handshake resumes the first
+// session, by ticket or by session ID.
+func TestOpenSSLServerResumption(t *testing.T) {
+	openssl := requireOpenSSL(t)
+	pki := newTestPKI(t)
+	tc := opensslCases[0]
+	for _, mode := range opensslResumeModes {
+		t.Run(mode.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), opensslTestTimeout)
+			defer cancel()
+			args := []string{"s_server", "-dtls1_2", "-naccept", "2", "-cipher", tc.cipher, "-cert", pki.certFile, "-key", pki.keyFile}
+			srv, addr := startOpenSSLServer(ctx, t, openssl, append(args, mode.args...))
+			cache := dtls.NewLRUClientSessionCache(4)
+			for i := range 2 {
+				cfg := &dtls.Config{CipherSuites: []uint16{tc.suite}, RootCAs: pki.roots, ServerName: "localhost", ClientSessionCache: cache}
+				conn, err := dtls.DialContext(ctx, "udp", addr, cfg)
+				if err != nil {
+					t.Fatalf("DialContext %d: %v", i+1, err)
+				}
+				st := conn.ConnectionState()
+				checkState(t, st, tc)
+				if st.DidResume != (i == 1) {
+					t.Errorf("connection %d: DidResume %v", i+1, st.DidResume)
+				}
+				if i == 1 && len(st.PeerCertificates) == 0 {
+					t.Error("resumed connection lost the server's certificate")
+				}
+				if _, err := conn.Write([]byte(goLine + "\n")); err != nil {
+					t.Fatalf("Write: %v", err)
+				}
+				srv.waitLine(ctx, t, goLine)
+				srv.send(t, opensslLine+"\n")
+				conn.SetReadDeadline(time.Now().Add(opensslExitWait))
+				buf := make([]byte, 1<<14)
+				if _, err := conn.Read(buf); err != nil {
+					t.Fatalf("Read: %v", err)
+				}
+				conn.Close()
+			}
+			srv.waitExit(t, 0)
+		})
+	}
+}
+
+// keyingMaterial waits for the "Keying material: HEX" line that s_server
+// and s_client print with -keymatexport.
+func (p *opensslProc) keyingMaterial(ctx context.Context, t *testing.T) []byte {
+	t.Helper()
+	for {
+		select {
+		case l, ok := <-p.lines:
+			if !ok {
+				t.Fatalf("openssl %s printed no keying material:\n%s", p.cmd.Args[1], p.output())
+			}
+			if v, found := strings.CutPrefix(strings.TrimSpace(l), "Keying material: "); found {
+				b, err := hex.DecodeString(v)
+				if err != nil {
+					t.Fatalf("keying material %q: %v", v, err)
+				}
+				return b
+			}
+		case <-ctx.Done():
+			t.Fatalf("openssl %s printed no keying material:\n%s", p.cmd.Args[1], p.output())
+		}
+	}
+}
+
+// srtpOpenSSLArgs makes OpenSSL negotiate SRTP_AES128_CM_SHA1_80 and print
+// the 60 bytes of SRTP keying material (RFC 5764 §4.2: 2×(16+14)).
+var srtpOpenSSLArgs = []string{"-use_srtp", "SRTP_AES128_CM_SHA1_80", "-keymatexport", "EXTRACTOR-dtls_srtp", "-keymatexportlen", "60"}
+
+// checkSRTPKeys compares our SRTP keys with the keying material OpenSSL
+// exported.
+func checkSRTPKeys(t *testing.T, k *dtls.SRTPKeys, theirs []byte) {
+	t.Helper()
+	if k.Profile != dtls.SRTP_AES128_CM_HMAC_SHA1_80 {
+		t.Errorf("profile %#x", k.Profile)
+	}
+	ours := slices.Concat(k.ClientWriteKey, k.ServerWriteKey, k.ClientWriteSalt, k.ServerWriteSalt)
+	if !bytes.Equal(ours, theirs) {
+		t.Errorf("SRTP keying material differs:\nours:    %x\nOpenSSL: %x", ours, theirs)
+	}
+}
+
+// TestOpenSSLServerSRTP negotiates DTLS-SRTP with `openssl s_server
+// -use_srtp` and compares the exported SRTP keys.
+func TestOpenSSLServerSRTP(t *testing.T) {
+	openssl := requireOpenSSL(t)
+	pki := newTestPKI(t)
+	tc := opensslCases[0]
+	ctx, cancel := context.WithTimeout(context.Background(), opensslTestTimeout)
+	defer cancel()
+	args := []string{"s_server", "-dtls1_2", "-naccept", "1", "-cipher", tc.cipher, "-cert", pki.certFile, "-key", pki.keyFile}
+	srv, addr := startOpenSSLServer(ctx, t, openssl, append(args, srtpOpenSSLArgs...))
+	cfg := &dtls.Config{CipherSuites: []uint16{tc.suite}, RootCAs: pki.roots, ServerName: "localhost",
+		SRTPProtectionProfiles: []uint16{dtls.SRTP_AEAD_AES_128_GCM, dtls.SRTP_AES128_CM_HMAC_SHA1_80}}
+	conn, err := dtls.DialContext(ctx, "udp", addr, cfg)
+	if err != nil {
+		t.Fatalf("DialContext: %v", err)
+	}
+	defer conn.Close()
+	k, err := conn.SRTPKeys()
+	if err != nil {
+		t.Fatalf("SRTPKeys: %v", err)
+	}
+	checkSRTPKeys(t, k, srv.keyingMaterial(ctx, t))
+	conn.Close()
+	srv.waitExit(t, 0)
+}
+
+// TestOpenSSLClientSRTP negotiates DTLS-SRTP with `openssl s_client
+// -use_srtp` against our Listener and compares the exported SRTP keys.
+func TestOpenSSLClientSRTP(t *testing.T) {
+	openssl := requireOpenSSL(t)
+	pki := newTestPKI(t)
+	tc := opensslCases[0]
+	ctx, cancel := context.WithTimeout(context.Background(), opensslTestTimeout)
+	defer cancel()
+	cfg := &dtls.Config{CipherSuites: []uint16{tc.suite}, Certificates: []tls.Certificate{pki.cert},
+		SRTPProtectionProfiles: []uint16{dtls.SRTP_AES128_CM_HMAC_SHA1_80}}
+	l, err := dtls.Listen("udp", "127.0.0.1:0", cfg)
+	if err != nil {
+		t.Fatalf("Listen: %v", err)
+	}
+	defer l.Close()
+	keys := make(chan *dtls.SRTPKeys, 1)
+	go func() {
+		defer close(keys)
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		if k, err := c.(*dtls.Conn).SRTPKeys(); err == nil {
+			keys <- k
+		}
+		c.Write([]byte(goLine + "\n"))
+		c.SetReadDeadline(time.Now().Add(opensslExitWait))
+		c.Read(make([]byte, 100)) // until close_notify
+	}()
+	args := []string{"s_client", "-dtls1_2", "-connect", l.Addr().String(), "-cipher", tc.cipher, "-CAfile", pki.caFile, "-servername", "localhost"}
+	cli := startOpenSSL(ctx, t, openssl, append(args, srtpOpenSSLArgs...))
+	theirs := cli.keyingMaterial(ctx, t)
+	cli.waitLine(ctx, t, goLine)
+	cli.closeStdin()
+	cli.waitExit(t, 0)
+	k := <-keys
+	if k == nil {
+		t.Fatal("our server negotiated no SRTP profile")
+	}
+	checkSRTPKeys(t, k, theirs)
+}

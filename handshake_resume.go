@@ -1,0 +1,489 @@
+package dtls
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"time"
+)
+
+// The abbreviated handshake (RFC 5246 §7.3, RFC 6347 §4.2.4 figure 2),
+// and the parts of the full handshake that make a session resumable:
+//
+//	ClientHello (session_id or ticket) -->
+//	                                   <-- ServerHello (same session_id)
+//	                                       [NewSessionTicket]
+//	                                       ChangeCipherSpec, Finished
+//	ChangeCipherSpec, Finished         -->
+//
+// The server's flight is retransmitted on its timer until the client's
+// Finished arrives; the client's flight is the last one, kept and resent
+// only when the server repeats its own.
+
+// prepareNewSession decides how the session of a full handshake will be
+// resumable: by a ticket when the client asked for one, otherwise by a
+// session ID in the server's cache. Sessions without the extended master
+// secret are never resumable (RFC 7627 §5.3).
+func (hs *handshakeState) prepareNewSession() error {
+	c := hs.c
+	if !hs.ems {
+		return nil
+	}
+	if hs.hello.ticketSupported && !c.config.SessionTicketsDisabled {
+		// RFC 5077 §3.4: no session ID when a ticket will follow.
+		hs.issueTicket = true
+		hs.serverHello.ticketSupported = true
+		return nil
+	}
+	id := make([]byte, sessionIDLen)
+	if _, err := io.ReadFull(c.config.rand(), id); err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	hs.serverHello.sessionID = id
+	return nil
+}
+
+// newSessionState captures the session of the full handshake that just
+// completed on either side.
+func (hs *handshakeState) newSessionState() *sessionState {
+	c := hs.c
+	s := &sessionState{
+		isClient:         c.isClient,
+		version:          VersionDTLS12,
+		cipherSuite:      hs.suite.id,
+		createdAt:        uint64(c.config.time().Unix()),
+		masterSecret:     hs.masterSecret,
+		ems:              hs.ems,
+		serverName:       hs.hello.serverName,
+		peerCertificates: c.state.peerCertificates,
+		verifiedChains:   c.state.verifiedChains,
+		alpn:             hs.serverHello.alpnProtocol,
+		srtpProfile:      c.state.srtpProfile,
+		clientAuth:       c.config.ClientAuth,
+	}
+	if hs.suite.kx.isPSK() {
+		s.pskIdentity = hs.pskIdentity
+	}
+	return s
+}
+
+// sendSessionTicket queues NewSessionTicket, which comes just before the
+// server's ChangeCipherSpec (RFC 5077 §3.3). In a full handshake it is
+// built after the client's Finished was verified, client authentication
+// included, so that no ticket exists for a handshake that failed.
+func (hs *handshakeState) sendSessionTicket() error {
+	c := hs.c
+	if !hs.issueTicket {
+		return nil
+	}
+	s := hs.session
+	if s == nil {
+		s = hs.newSessionState()
+	}
+	now := c.config.time()
+	nst := &newSessionTicketMsg{}
+	if plain, err := s.marshal(); err == nil {
+		if ticket, err := c.config.sealTicket(plain); err == nil && len(ticket) <= 0xffff {
+			nst.ticket = ticket
+			left := time.Unix(int64(s.createdAt), 0).Add(maxSessionLifetime).Sub(now)
+			nst.lifetimeHint = uint32(max(left, time.Second) / time.Second)
+		}
+	}
+	// Without a ticket (a huge certificate chain, a failing Rand) the
+	// message is still due, empty (RFC 5077 §3.3).
+	return c.writeHandshake(hs, nst)
+}
+
+// cacheNewSession puts the session of a completed full handshake in the
+// server's cache under the ID the ServerHello announced.
+func (hs *handshakeState) cacheNewSession() {
+	if len(hs.serverHello.sessionID) == 0 || hs.issueTicket {
+		return
+	}
+	hs.c.config.cacheSession(hs.serverHello.sessionID, hs.newSessionState())
+}
+
+// checkForResumption looks up the session the client offers, by ticket or
+// by ID, and reports whether the server resumes it. A session resumes only
+// where a full handshake with the current Config would give the same
+// guarantees; anything else falls back to a full handshake, never to an
+// error.
+func (hs *handshakeState) checkForResumption() bool {
+	c := hs.c
+	ch := hs.hello
+	if !hs.ems {
+		// RFC 7627 §5.3: no abbreviated handshake without EMS.
+		return false
+	}
+	now := c.config.time()
+	var s *sessionState
+	switch {
+	case len(ch.sessionTicket) > 0:
+		if c.config.SessionTicketsDisabled {
+			return false
+		}
+		plain, newest := c.config.openTicket(ch.sessionTicket)
+		if plain == nil {
+			return false
+		}
+		s = parseSessionState(plain)
+		hs.renewTicket = !newest
+	case len(ch.sessionID) > 0:
+		s = c.config.cachedSessionFor(ch.sessionID, now)
+	}
+	// A client's state never resumes on a server, whatever store it
+	// came through (pion CVE-2026-135390).
+	if s == nil || s.isClient || s.version != VersionDTLS12 || !s.ems || s.expired(now) {
+		return false
+	}
+	if s.serverName != ch.serverName {
+		return false
+	}
+	suite := cipherSuiteByID(s.cipherSuite)
+	if suite == nil || !slices.Contains(ch.cipherSuites, s.cipherSuite) ||
+		!slices.Contains(c.enabledSuites(), suite) {
+		return false
+	}
+	if suite.kx.isPSK() {
+		// The identity must still be known: removing a PSK revokes its
+		// sessions too.
+		if c.config.PSK == nil {
+			return false
+		}
+		if psk, err := c.config.PSK(s.pskIdentity); err != nil || len(psk) == 0 {
+			return false
+		}
+	}
+	if suite.kx.usesCertificates() && hs.cert == nil {
+		return false
+	}
+	// Client authentication is never skipped by resuming (pion
+	// CVE-2026-135389): a session without a certificate does not resume
+	// where one is required, nor an unverified one where verification
+	// is required.
+	hasCerts := len(s.peerCertificates) > 0
+	switch c.config.ClientAuth {
+	case tls.RequireAnyClientCert, tls.RequireAndVerifyClientCert:
+		if !hasCerts {
+			return false
+		}
+	}
+	if hasCerts {
+		if now.After(s.peerCertificates[0].NotAfter) {
+			return false
+		}
+		if s.chainsVerified && len(s.verifiedChains) == 0 && c.config.ClientAuth >= tls.VerifyClientCertIfGiven && c.config.ClientAuth != tls.RequireAnyClientCert {
+			chains, err := s.peerCertificates[0].Verify(x509.VerifyOptions{
+				Roots:         c.config.ClientCAs,
+				CurrentTime:   now,
+				Intermediates: certPool(s.peerCertificates[1:]),
+				KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+			})
+			if err != nil {
+				return false
+			}
+			rebuilt := *s
+			rebuilt.verifiedChains = chains
+			s = &rebuilt
+		}
+		if c.config.ClientAuth >= tls.VerifyClientCertIfGiven && c.config.ClientAuth != tls.RequireAnyClientCert && len(s.verifiedChains) == 0 {
+			return false
+		}
+	}
+	var srtp uint16
+	if hs.serverHello.hasSRTP {
+		srtp = hs.serverHello.srtpProtectionProfile
+	}
+	if s.srtpProfile != srtp {
+		return false
+	}
+	hs.session = s
+	return true
+}
+
+func certPool(certs []*x509.Certificate) *x509.CertPool {
+	p := x509.NewCertPool()
+	for _, c := range certs {
+		p.AddCert(c)
+	}
+	return p
+}
+
+// doResumeHandshake runs the server's side of an abbreviated handshake:
+// ServerHello [NewSessionTicket] ChangeCipherSpec Finished, retransmitted
+// until the client's ChangeCipherSpec and Finished arrive.
+func (hs *handshakeState) doResumeHandshake() error {
+	c := hs.c
+	s := hs.session
+	hs.suite = cipherSuiteByID(s.cipherSuite)
+	sh := hs.serverHello
+	sh.cipherSuite = s.cipherSuite
+	sh.sessionID = hs.hello.sessionID
+	sh.supportedPoints = nil
+	if hs.suite.kx.isECDHE() && len(hs.hello.supportedPoints) > 0 {
+		sh.supportedPoints = []uint8{pointFormatUncompressed}
+	}
+	// A ticket sealed with an old key is replaced, keeping its creation
+	// time, so that rotated-out keys can be dropped.
+	hs.issueTicket = hs.renewTicket
+	sh.ticketSupported = hs.issueTicket
+	hs.masterSecret = s.masterSecret
+	hs.pskIdentity = s.pskIdentity
+	hs.peerCerts = s.peerCertificates
+	c.state.peerCertificates = s.peerCertificates
+	c.state.verifiedChains = s.verifiedChains
+	c.state.didResume = true
+	if w := c.config.KeyLogWriter; w != nil {
+		writeKeyLog(w, hs.hello.random, hs.masterSecret)
+	}
+
+	if err := c.writeHandshake(hs, sh); err != nil {
+		return err
+	}
+	if err := hs.sendSessionTicket(); err != nil {
+		return err
+	}
+	if err := hs.writeFinished(false); err != nil {
+		return err
+	}
+	if err := c.sendFlight(false, ""); err != nil {
+		return err
+	}
+	if err := hs.readFinished(true); err != nil {
+		return err
+	}
+	if err := hs.verifyConnection(); err != nil {
+		return err
+	}
+	hs.finish()
+	return nil
+}
+
+// clientSessionCacheKey is the ClientSessionCache key for this
+// connection: the server's name or, without one, its address.
+func (c *Conn) clientSessionCacheKey() string {
+	if c.config.ServerName != "" {
+		return c.config.ServerName
+	}
+	if a := c.io.remoteAddr(); a != nil {
+		return a.String()
+	}
+	return ""
+}
+
+// loadSession offers a cached session in the ClientHello, by ticket or by
+// session ID, if the current Config would accept the server it was made
+// with.
+func (hs *handshakeState) loadSession() error {
+	c := hs.c
+	hello := hs.hello
+	cache := c.config.ClientSessionCache
+	if cache == nil {
+		return nil
+	}
+	hello.ticketSupported = !c.config.SessionTicketsDisabled
+	hs.cacheKey = c.clientSessionCacheKey()
+	cs, ok := cache.Get(hs.cacheKey)
+	if !ok || cs == nil || cs.state == nil || !c.sessionUsable(cs, hello) {
+		return nil
+	}
+	if cs.ticket != nil {
+		if c.config.SessionTicketsDisabled || !c.helloFits(hello, len(cs.ticket)) {
+			return nil
+		}
+		// A random session ID lets us tell a resumption (the server
+		// echoes it) from a full handshake (RFC 5077 §3.4).
+		id := make([]byte, sessionIDLen)
+		if _, err := io.ReadFull(c.config.rand(), id); err != nil {
+			return fmt.Errorf("dtls: reading random: %w", err)
+		}
+		hello.sessionID = id
+		hello.sessionTicket = cs.ticket
+	} else {
+		hello.sessionID = cs.sessionID
+	}
+	hs.clientSession = cs
+	hs.session = cs.state
+	return nil
+}
+
+// helloFits reports whether hello with a ticket of ticketLen bytes, and a
+// cookie, fits in one datagram. Servers, ours among them, may insist on an
+// unfragmented first ClientHello; a ticket that would not fit (a long
+// client certificate chain in it) costs a full handshake instead.
+func (c *Conn) helloFits(hello *clientHelloMsg, ticketLen int) bool {
+	body, err := hello.marshal()
+	if err != nil {
+		return false
+	}
+	const sessionIDAndCookie = 1 + sessionIDLen + cookieLen
+	return recordHeaderLen+handshakeHeaderLen+len(body)+ticketLen+sessionIDAndCookie <= c.config.mtu()
+}
+
+// sessionUsable reports whether a cached session may be offered: it must
+// be a live DTLS 1.2 client session with EMS, for a suite we offer, and
+// authenticate the server as this Config would (the same PSK identity,
+// a certificate valid for ServerName), whoever else shares the cache.
+func (c *Conn) sessionUsable(cs *ClientSessionState, hello *clientHelloMsg) bool {
+	s := cs.state
+	now := c.config.time()
+	if !s.isClient || s.version != VersionDTLS12 || !s.ems || s.expired(now) {
+		return false
+	}
+	if cs.lifetime > 0 && !now.Before(cs.receivedAt.Add(cs.lifetime)) {
+		return false
+	}
+	if s.serverName != hello.serverName || !slices.Contains(hello.cipherSuites, s.cipherSuite) {
+		return false
+	}
+	suite := cipherSuiteByID(s.cipherSuite)
+	if suite == nil {
+		return false
+	}
+	if suite.kx.isPSK() && (c.config.PSK == nil || !bytes.Equal(s.pskIdentity, c.config.PSKIdentity)) {
+		return false
+	}
+	if suite.kx.usesCertificates() && !c.config.InsecureSkipVerify {
+		if len(s.verifiedChains) == 0 || len(s.peerCertificates) == 0 {
+			return false
+		}
+		leaf := s.peerCertificates[0]
+		if now.After(leaf.NotAfter) || leaf.VerifyHostname(c.config.ServerName) != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// serverResumed reports whether the ServerHello resumes the session we
+// offered: it echoes our non-empty session ID.
+func (hs *handshakeState) serverResumed() (bool, error) {
+	c := hs.c
+	sh := hs.serverHello
+	if hs.session == nil || len(sh.sessionID) == 0 || !bytes.Equal(sh.sessionID, hs.hello.sessionID) {
+		return false, nil
+	}
+	if sh.cipherSuite != hs.session.cipherSuite {
+		return false, c.fail(alertIllegalParameter, errors.New("dtls: server resumed a session with a different cipher suite"))
+	}
+	if !sh.extendedMasterSecret {
+		return false, c.fail(alertHandshakeFailure, errors.New("dtls: server resumed a session without the extended master secret (RFC 7627 §5.3)"))
+	}
+	return true, nil
+}
+
+// doResumeClient runs the client's side of an abbreviated handshake after
+// the ServerHello: [NewSessionTicket] ChangeCipherSpec Finished from the
+// server, then our ChangeCipherSpec and Finished, the final flight.
+func (hs *handshakeState) doResumeClient() error {
+	c := hs.c
+	s := hs.session
+	hs.masterSecret = s.masterSecret
+	hs.peerCerts = s.peerCertificates
+	c.state.peerCertificates = s.peerCertificates
+	c.state.verifiedChains = s.verifiedChains
+	if hs.suite.kx.isPSK() {
+		hs.pskIdentity = s.pskIdentity
+	}
+	c.state.didResume = true
+	if w := c.config.KeyLogWriter; w != nil {
+		writeKeyLog(w, hs.hello.random, hs.masterSecret)
+	}
+	if err := hs.readSessionTicket(); err != nil {
+		return err
+	}
+	if err := hs.readServerFinished(); err != nil {
+		return err
+	}
+	if err := hs.verifyConnection(); err != nil {
+		return err
+	}
+	if err := hs.writeFinished(true); err != nil {
+		return err
+	}
+	c.hs.finalFlight()
+	if err := c.sendFlight(false, ""); err != nil {
+		return err
+	}
+	hs.finish()
+	hs.storeSession()
+	return nil
+}
+
+// readSessionTicket reads the NewSessionTicket the server announced in its
+// ServerHello. It comes just before the server's ChangeCipherSpec, so the
+// read keys go in first and a ChangeCipherSpec that overtakes the ticket
+// is kept.
+func (hs *handshakeState) readSessionTicket() error {
+	c := hs.c
+	if !hs.serverHello.ticketSupported {
+		return nil
+	}
+	_, sk, err := hs.epochKeysFor()
+	if err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	if err := c.expectChangeCipherSpec(sk); err != nil {
+		return err
+	}
+	msg, err := c.readHandshake(hs.ctx)
+	if err != nil {
+		return err
+	}
+	if msg.typ != typeNewSessionTicket {
+		return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: expected NewSessionTicket, got %v", msg.typ))
+	}
+	if msg.epoch != c.rl.readCur-1 {
+		return c.fail(alertUnexpectedMessage, errors.New("dtls: NewSessionTicket after ChangeCipherSpec"))
+	}
+	nst := new(newSessionTicketMsg)
+	if !nst.unmarshal(msg.body) {
+		return c.fail(alertDecodeError, errors.New("dtls: malformed NewSessionTicket"))
+	}
+	hs.addTranscript(msg)
+	hs.ticket = nst
+	return nil
+}
+
+// storeSession puts the session of a completed handshake in the
+// ClientSessionCache: only now, after the server's Finished, is it known
+// to be genuine.
+func (hs *handshakeState) storeSession() {
+	c := hs.c
+	cache := c.config.ClientSessionCache
+	if cache == nil {
+		return
+	}
+	resumed := c.state.didResume
+	cs := &ClientSessionState{receivedAt: c.config.time()}
+	switch {
+	case resumed:
+		cs.state = hs.session // keeps its creation time: lifetimes are not extended
+	case hs.ems:
+		cs.state = hs.newSessionState()
+	}
+	switch {
+	case cs.state == nil:
+		cs = nil
+	case hs.ticket != nil && len(hs.ticket.ticket) > 0:
+		cs.ticket = slices.Clone(hs.ticket.ticket)
+		cs.lifetime = time.Duration(hs.ticket.lifetimeHint) * time.Second
+	case resumed:
+		return // the cached session is still good
+	case len(hs.serverHello.sessionID) > 0:
+		cs.sessionID = slices.Clone(hs.serverHello.sessionID)
+	default:
+		cs = nil
+	}
+	if cs == nil {
+		if hs.clientSession != nil {
+			cache.Put(hs.cacheKey, nil) // the server would not resume it
+		}
+		return
+	}
+	cache.Put(hs.cacheKey, cs)
+}
