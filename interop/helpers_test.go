@@ -417,6 +417,7 @@ type want struct {
 	peerCertCN string // non-empty: the peer presented this leaf
 	noEMS      bool   // the peer does not negotiate the extended master secret
 	cid        int    // non-zero: both connection IDs have this length
+	srtp       uint16 // non-zero: the negotiated SRTP protection profile
 }
 
 func (w want) check(st dtls.ConnectionState) error {
@@ -435,6 +436,9 @@ func (w want) check(st dtls.ConnectionState) error {
 	}
 	if w.psk && string(st.PSKIdentity) != pskIdentity {
 		errs = append(errs, fmt.Errorf("PSKIdentity %q, want %q", st.PSKIdentity, pskIdentity))
+	}
+	if w.srtp != 0 && st.SRTPProtectionProfile != w.srtp {
+		errs = append(errs, fmt.Errorf("SRTP profile %#04x, want %#04x", st.SRTPProtectionProfile, w.srtp))
 	}
 	if w.cid != 0 && (len(st.LocalConnectionID) != w.cid || len(st.RemoteConnectionID) != w.cid) {
 		errs = append(errs, fmt.Errorf("connection IDs %x (local) and %x (remote), want %d bytes each", st.LocalConnectionID, st.RemoteConnectionID, w.cid))

@@ -1,7 +1,8 @@
 package interop_test
 
 // The OpenSSL cells the root package's TestOpenSSLServer/TestOpenSSLClient
-// do not cover: client authentication, and the features that cannot run.
+// (and its TestOpenSSL*Resumption and TestOpenSSL*SRTP) do not cover:
+// client authentication, and the features that cannot run.
 // Same exchange as there: a line each way, then close_notify.
 
 import (
@@ -22,7 +23,6 @@ var opensslMoreCases = []struct {
 	{name: "ClientAuth"},
 	{name: "RPK", na: "OpenSSL 3.0 does not implement raw public keys (RFC 7250); 3.2 does"},
 	{name: "CID", na: "OpenSSL does not implement DTLS 1.2 connection IDs (RFC 9146)"},
-	{name: "SRTP", notYet: "use_srtp (RFC 5764) is not implemented in dtls-go; OpenSSL has it (-use_srtp)"},
 }
 
 func TestOpenSSLMore(t *testing.T) {

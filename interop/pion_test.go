@@ -36,13 +36,15 @@ type pionCell struct {
 	clientAuth bool
 	mtu        int
 	cid        bool // both sides ask for an 8-byte connection ID
+	srtp       bool // both sides offer SRTP_AES128_CM_HMAC_SHA1_80
 	pki        *testPKI
 }
 
 // pionState is what the pion side negotiated.
 type pionState struct {
 	suite     uint16
-	peerCerts int // certificates the other side (we) presented
+	peerCerts int    // certificates the other side (we) presented
+	srtp      uint16 // the SRTP protection profile pion negotiated
 }
 
 // check compares the pion side's view with the cell's.
@@ -53,6 +55,9 @@ func (st pionState) check(tc pionCase, pionIsServer bool) error {
 	weSendCert := !tc.psk && (!pionIsServer || tc.clientAuth)
 	if weSendCert != (st.peerCerts > 0) {
 		return fmt.Errorf("pion saw %d certificates from us, want some: %v", st.peerCerts, weSendCert)
+	}
+	if tc.srtp && st.srtp != dtls.SRTP_AES128_CM_HMAC_SHA1_80 {
+		return fmt.Errorf("pion negotiated SRTP profile %#04x, want SRTP_AES128_CM_HMAC_SHA1_80", st.srtp)
 	}
 	return nil
 }
@@ -94,7 +99,8 @@ var pionImpls = []pionImpl{
 				return nil, pionState{}, err
 			}
 			st, _ := conn.ConnectionState()
-			return conn, pionState{uint16(st.CipherSuiteID), len(st.PeerCertificates)}, nil
+			profile, _ := conn.SelectedSRTPProtectionProfile()
+			return conn, pionState{uint16(st.CipherSuiteID), len(st.PeerCertificates), uint16(profile)}, nil
 		},
 		listen: func(c pionCell) (net.Listener, error) {
 			return pion3.Listen("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, pion3Config(c, false))
@@ -110,7 +116,8 @@ var pionImpls = []pionImpl{
 				return nil, pionState{}, err
 			}
 			st, _ := conn.ConnectionState()
-			return conn, pionState{uint16(st.CipherSuiteID), len(st.PeerCertificates)}, nil
+			profile, _ := conn.SelectedSRTPProtectionProfile()
+			return conn, pionState{uint16(st.CipherSuiteID), len(st.PeerCertificates), uint16(profile)}, nil
 		},
 	},
 	{
@@ -131,7 +138,8 @@ var pionImpls = []pionImpl{
 				return nil, pionState{}, err
 			}
 			st, _ := conn.ConnectionState()
-			return conn, pionState{uint16(st.CipherSuiteID), len(st.PeerCertificates)}, nil
+			profile, _ := conn.SelectedSRTPProtectionProfile()
+			return conn, pionState{uint16(st.CipherSuiteID), len(st.PeerCertificates), uint16(profile)}, nil
 		},
 		listen: func(c pionCell) (net.Listener, error) {
 			opts := pion4Options(c, false)
@@ -155,7 +163,8 @@ var pionImpls = []pionImpl{
 				return nil, pionState{}, err
 			}
 			st, _ := conn.ConnectionState()
-			return conn, pionState{uint16(st.CipherSuiteID), len(st.PeerCertificates)}, nil
+			profile, _ := conn.SelectedSRTPProtectionProfile()
+			return conn, pionState{uint16(st.CipherSuiteID), len(st.PeerCertificates), uint16(profile)}, nil
 		},
 	},
 }
@@ -168,6 +177,9 @@ func pion3Config(c pionCell, client bool) *pion3.Config {
 	}
 	if c.cid {
 		cfg.ConnectionIDGenerator = pion3.RandomCIDGenerator(cidLen)
+	}
+	if c.srtp {
+		cfg.SRTPProtectionProfiles = []pion3.SRTPProtectionProfile{pion3.SRTP_AES128_CM_HMAC_SHA1_80}
 	}
 	switch {
 	case c.psk != nil:
@@ -203,6 +215,9 @@ func pion4Options(c pionCell, client bool) []pion4.Option {
 	if c.cid {
 		opts = append(opts, pion4.WithConnectionID(pion4.RandomCIDGenerator(cidLen), pion4.CIDPathMigrationReject))
 	}
+	if c.srtp {
+		opts = append(opts, pion4.WithSRTPProtectionProfiles(pion4.SRTP_AES128_CM_HMAC_SHA1_80))
+	}
 	switch {
 	case c.psk != nil:
 		opts = append(opts, pion4.WithPSK(
@@ -235,6 +250,7 @@ type pionCase struct {
 	clientAuth bool
 	mtu        int
 	cid        bool
+	srtp       bool
 	notYet, na string
 }
 
@@ -245,7 +261,7 @@ var pionCases = []pionCase{
 	{name: "MTU300", suite: dtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, mtu: 300},
 	{name: "RPK", na: "pion/dtls does not implement raw public keys (RFC 7250)"},
 	{name: "CID", suite: dtls.TLS_PSK_WITH_AES_128_CCM_8, psk: true, cid: true},
-	{name: "SRTP", notYet: "use_srtp (RFC 5764) is not implemented in dtls-go; pion has it (SRTPProtectionProfiles)"},
+	{name: "SRTP", suite: dtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, srtp: true},
 }
 
 // pionModuleVersion returns the version of module that go.mod requires
@@ -295,7 +311,7 @@ func TestPion(t *testing.T) {
 func testPionServer(t *testing.T, impl pionImpl, pki *testPKI, tc pionCase) {
 	ctx, cancel := context.WithTimeout(context.Background(), caseTimeout)
 	defer cancel()
-	pc := pionCell{suite: tc.suite, clientAuth: tc.clientAuth, mtu: tc.mtu, cid: tc.cid, pki: pki}
+	pc := pionCell{suite: tc.suite, clientAuth: tc.clientAuth, mtu: tc.mtu, cid: tc.cid, srtp: tc.srtp, pki: pki}
 	if tc.psk {
 		pc.psk = randomPSK(t)
 	}
@@ -352,6 +368,10 @@ func testPionServer(t *testing.T, impl pionImpl, pki *testPKI, tc pionCase) {
 		cfg.ConnectionIDGenerator = dtls.RandomCIDGenerator(cidLen)
 		w.cid = cidLen
 	}
+	if tc.srtp {
+		cfg.SRTPProtectionProfiles = []uint16{dtls.SRTP_AES128_CM_HMAC_SHA1_80}
+		w.srtp = dtls.SRTP_AES128_CM_HMAC_SHA1_80
+	}
 	tr := &mtuTracer{peerSlack: impl.mtuSlack}
 	cfg.Tracer = tr.trace
 	dialAndExchange(ctx, t, l.Addr().String(), cfg, w, goLine, goLine)
@@ -372,7 +392,7 @@ func testPionServer(t *testing.T, impl pionImpl, pki *testPKI, tc pionCase) {
 func testPionClient(t *testing.T, impl pionImpl, pki *testPKI, tc pionCase) {
 	ctx, cancel := context.WithTimeout(context.Background(), caseTimeout)
 	defer cancel()
-	pc := pionCell{suite: tc.suite, clientAuth: tc.clientAuth, mtu: tc.mtu, cid: tc.cid, pki: pki}
+	pc := pionCell{suite: tc.suite, clientAuth: tc.clientAuth, mtu: tc.mtu, cid: tc.cid, srtp: tc.srtp, pki: pki}
 	w := want{suite: tc.suite, psk: tc.psk}
 	cfg := &dtls.Config{CipherSuites: []uint16{tc.suite}}
 	if tc.psk {
@@ -390,6 +410,10 @@ func testPionClient(t *testing.T, impl pionImpl, pki *testPKI, tc pionCase) {
 	if tc.cid {
 		cfg.ConnectionIDGenerator = dtls.RandomCIDGenerator(cidLen)
 		w.cid = cidLen
+	}
+	if tc.srtp {
+		cfg.SRTPProtectionProfiles = []uint16{dtls.SRTP_AES128_CM_HMAC_SHA1_80}
+		w.srtp = dtls.SRTP_AES128_CM_HMAC_SHA1_80
 	}
 	tr := &mtuTracer{}
 	cfg.Tracer = tr.trace

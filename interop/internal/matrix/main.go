@@ -52,6 +52,7 @@ var (
 		{"RPK", "raw public keys"},
 		{"CID", "connection ID"},
 		{"SRTP", "use_srtp"},
+		{"Resumption", "resumption"},
 	}
 	roles = []struct{ key, name string }{
 		{"client", "our client"},
@@ -81,6 +82,11 @@ var (
 func locate(test string) (cellKey, bool) {
 	p := strings.Split(test, "/")
 	switch {
+	case len(p) == 1 && strings.HasPrefix(p[0], "TestOpenSSLServer") && len(p[0]) > len("TestOpenSSLServer"):
+		// TestOpenSSLServerSRTP, TestOpenSSLServerResumption: our client.
+		return cellKey{"OpenSSL", "client", strings.TrimPrefix(p[0], "TestOpenSSLServer")}, true
+	case len(p) == 1 && strings.HasPrefix(p[0], "TestOpenSSLClient") && len(p[0]) > len("TestOpenSSLClient"):
+		return cellKey{"OpenSSL", "server", strings.TrimPrefix(p[0], "TestOpenSSLClient")}, true
 	case len(p) == 2 && p[0] == "TestOpenSSLServer":
 		f, ok := opensslFeatures[p[1]]
 		return cellKey{"OpenSSL", "client", f}, ok
