@@ -175,8 +175,13 @@ const (
 	// minMTU is the smallest MTU Config.MTU accepts: a handshake header plus
 	// a record header plus AEAD overhead must leave room for some payload.
 	minMTU = 128
-	// defaultRetransmitTimeout is RFC 6347 §4.2.4.1's initial timer.
-	defaultRetransmitTimeout = time.Second
+	// defaultRetransmitTimeout is the initial retransmission timer. RFC
+	// 6347 §4.2.4.1 suggested 1 s; RFC 9147 §5.8.2 recommends 100 ms, RFC
+	// 6298's minimum, which matters on lossy links: a handshake has three
+	// round trips, each lost with p = 1-(1-loss)² or worse, and a 1 s
+	// start makes a median handshake at 30% loss take 3 s. Doubling to
+	// maxRetransmitTimeout still spares a dead peer (see flight.go).
+	defaultRetransmitTimeout = 100 * time.Millisecond
 	// maxRetransmitTimeout caps the exponential backoff (RFC 6347 §4.2.4.1
 	// says at least 60 seconds).
 	maxRetransmitTimeout = 60 * time.Second

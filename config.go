@@ -94,8 +94,10 @@ type Config struct {
 	MTU int
 
 	// RetransmitTimeout is the initial flight retransmission timeout; it
-	// doubles on each retransmission up to 60 s. If 0, 1 s is used
-	// (RFC 6347 §4.2.4.1).
+	// doubles on each retransmission up to 60 s. Once a flight is answered
+	// without loss, the timer follows the measured round-trip time
+	// (RFC 6298) but never drops below this value. If 0, 100 ms is used
+	// (RFC 9147 §5.8.2).
 	RetransmitTimeout time.Duration
 
 	// ReplayWindow is the size of the anti-replay window in records

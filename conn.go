@@ -229,6 +229,9 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 		err = c.serverHandshake(hctx)
 	}
 	if err == nil {
+		// Our last flight needs no timer now: the peer's last flight
+		// arrived whole. It is still resent if the peer repeats its own.
+		c.hs.finalFlight()
 		c.handshakeComplete.Store(true)
 		c.trace(&TraceEvent{Kind: TraceHandshakeDone, Reason: c.state.suite.name})
 		return nil

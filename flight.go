@@ -21,14 +21,46 @@ const (
 	// retransmit"). A retransmitted flight arrives as a burst of datagrams
 	// sent back to back (a few milliseconds apart; ~50 ms for a 6 KB
 	// flight on a 1 Mbit/s link), and should cause one resend, not one per
-	// datagram. A peer retransmits no faster than its own timer, whose
-	// initial value RFC 6347 §4.2.4.1 sets at 1 s, so a quarter of that
-	// never suppresses the answer to a genuine retransmission of a DTLS
-	// 1.2 peer; a faster peer (RFC 9147 suggests 100 ms) still gets an
-	// answer at least every 250 ms, and our own timer runs as well. The
+	// datagram. A peer retransmits no faster than its own timer, which
+	// starts at 100 ms or more (RFC 9147 §5.8.2, RFC 6298's minimum), so
+	// half of that never suppresses the answer to a genuine
+	// retransmission that our own timer did not already answer. The
 	// limit also bounds the amplification from forged epoch-0 fragments
-	// with an old message_seq to four flights a second.
-	minResendInterval = defaultRetransmitTimeout / 4
+	// with an old message_seq to twenty flights a second, to our peer,
+	// while the handshake lasts.
+	minResendInterval = defaultRetransmitTimeout / 2
+
+	// The retransmission timer (RFC 6347 §4.2.4.1, RFC 9147 §5.8.2). It
+	// starts at the initial timeout (Config.RetransmitTimeout, by default
+	// defaultRetransmitTimeout = 100 ms) and doubles on every expiry up to
+	// maxRetransmitTimeout (60 s), so a dead peer sees about ten flights
+	// in its first minute and then one a minute. When a flight is
+	// answered without having been retransmitted, the time from sending
+	// it to the first fragment of the answer is a round-trip sample
+	// (Karn's rule: a retransmitted flight's answer is ambiguous), and
+	// the next flights start at RFC 6298 §2's RTO = SRTT + 4·RTTVAR, but
+	// never below the initial timeout: a long path or a slow peer (the
+	// sample includes its signing and key exchange) raises the timer, a
+	// short one keeps the configured floor. After a flight that needed
+	// retransmissions the backed-off value is kept for the next flight,
+	// as RFC 6347 §4.2.4.1 asks, so that congestion is not made worse,
+	// but at most maxRetainedRTO (or the estimate, if larger).
+	//
+	// rttVarFactor is RFC 6298's K; rttAlpha and rttBeta are its gains
+	// as shifts (1/8 and 1/4).
+	rttVarFactor  = 4
+	rttAlphaShift = 3
+	rttBetaShift  = 2
+
+	// maxRetainedRTO caps the backed-off timer a flight inherits from a
+	// previous one that needed retransmissions. The peer has answered,
+	// so the path is not dead, and RFC 6347 §4.2.4.1 starts a path it
+	// knows nothing about at 1 s: inheriting more only stalls the
+	// handshake. In the loss table at 30% loss, one handshake in a
+	// hundred lost its first flight seven times or more; carrying that
+	// 12.8-60 s timer into the next two flights made those handshakes
+	// take minutes. Within a flight the timer still doubles to 60 s.
+	maxRetainedRTO = time.Second
 
 	// maxMTU is the largest MTU the transport fragments to: the largest
 	// UDP payload over IPv4. Larger values are clamped.
@@ -132,6 +164,11 @@ type handshakeTransport struct {
 	timerArmed bool
 	timerAt    time.Time
 	lastSent   time.Time // last (re)transmission, for minResendInterval
+	firstSent  time.Time // first transmission of the current flight, for RTT samples
+
+	// Round-trip estimate (RFC 6298 §2), from flights answered without
+	// retransmission. srtt == 0: no sample yet.
+	srtt, rttvar time.Duration
 
 	// Incoming. recvSeq is the next message_seq to deliver; it is wider
 	// than message_seq so that it cannot wrap back into the window.
@@ -305,8 +342,7 @@ func recordOverhead(overhead func(epoch uint16) int, epoch uint16) int {
 
 // flightSent arms the retransmission timer: deadline = now + current RTO.
 // Call it after every transmission of the flight, first or repeated. It
-// arms nothing for a final flight, an empty flight, or once the peer's next
-// flight has started to arrive.
+// arms nothing for a final flight or an empty flight.
 func (t *handshakeTransport) flightSent(now time.Time) {
 	if len(t.flight) == 0 {
 		return
@@ -314,10 +350,17 @@ func (t *handshakeTransport) flightSent(now time.Time) {
 	t.sent = true
 	t.sendCount++
 	t.lastSent = now
-	if t.final || t.peerMoved {
+	if t.sendCount == 1 {
+		t.firstSent = now
+	}
+	if t.final {
 		t.timerArmed = false
 		return
 	}
+	// The timer runs even once part of the peer's next flight arrived:
+	// until all of it did (and we build our next flight, or finish), the
+	// rest may be lost, and resending ours makes the peer resend it
+	// (RFC 6347 §4.2.4: a partial flight does not leave WAITING).
 	t.timerArmed = true
 	t.timerAt = now.Add(t.rto)
 }
@@ -360,9 +403,11 @@ func (t *handshakeTransport) finalFlight() {
 // per minResendInterval since the last transmission.
 //
 // A valid fragment of a new message (message_seq at or above the next
-// expected) stops the retransmission timer: the peer has moved on. If our
-// flight was answered without being retransmitted, the RTO returns to its
-// initial value (RFC 6347 §4.2.4.1).
+// expected) shows the peer has moved on: no resends for its old messages
+// from then on, and if our flight was answered without being
+// retransmitted, it gives a round-trip sample and the RTO returns to the
+// estimate (RFC 6347 §4.2.4.1). The timer keeps running until our next
+// flight or the end of the handshake.
 //
 // Bad fragments are dropped silently: handleRecord returns how many were
 // dropped and the reason for the last one, for the caller's counters. It
@@ -406,7 +451,7 @@ func (t *handshakeTransport) handleRecord(epoch uint16, payload []byte, now time
 		}
 	}
 	if moved {
-		t.peerAdvanced()
+		t.peerAdvanced(now)
 	}
 	if old && t.sent && !t.peerMoved && now.Sub(t.lastSent) >= minResendInterval {
 		// Count the resend as a transmission now, so that the rest of a
@@ -418,18 +463,47 @@ func (t *handshakeTransport) handleRecord(epoch uint16, payload []byte, now time
 	return resend, dropped, reason
 }
 
-// peerAdvanced records that a fragment of the peer's next flight arrived:
-// the timer stops, and an RTO that backed off is kept only if the flight
-// needed a retransmission.
-func (t *handshakeTransport) peerAdvanced() {
+// peerAdvanced records that a fragment of the peer's next flight arrived.
+// The timer keeps running until that flight is complete (see flightSent);
+// the RTO for our next flight is settled now: from a fresh round-trip
+// sample if our flight went out once, else the backed-off value is kept.
+func (t *handshakeTransport) peerAdvanced(now time.Time) {
 	if !t.sent || t.peerMoved {
 		return
 	}
 	t.peerMoved = true
-	t.timerArmed = false
 	if t.sendCount <= 1 {
-		t.rto = t.initialRTO
+		t.rttSample(now.Sub(t.firstSent))
+		t.rto = t.rtoEstimate()
+		return
 	}
+	t.rto = min(t.rto, max(maxRetainedRTO, t.rtoEstimate()))
+}
+
+// rttSample folds one round-trip measurement into the estimate
+// (RFC 6298 §2.2-2.3).
+func (t *handshakeTransport) rttSample(r time.Duration) {
+	r = max(r, 0)
+	if t.srtt == 0 {
+		t.srtt, t.rttvar = max(r, 1), r/2
+		return
+	}
+	d := t.srtt - r
+	if d < 0 {
+		d = -d
+	}
+	t.rttvar += (d - t.rttvar) >> rttBetaShift
+	t.srtt += (r - t.srtt) >> rttAlphaShift
+}
+
+// rtoEstimate is the timeout for a flight that follows a clean exchange:
+// RFC 6298's SRTT + K·RTTVAR, at least the initial timeout, at most
+// maxRetransmitTimeout.
+func (t *handshakeTransport) rtoEstimate() time.Duration {
+	if t.srtt == 0 {
+		return t.initialRTO
+	}
+	return min(max(t.srtt+rttVarFactor*t.rttvar, t.initialRTO), maxRetransmitTimeout)
 }
 
 type fragmentStatus uint8

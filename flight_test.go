@@ -377,42 +377,104 @@ func TestFlightRetransmissionTimer(t *testing.T) {
 		tx.flightSent(now)
 	}
 
-	// The peer's next flight stops the timer; the backed-off RTO stays,
-	// because this flight needed retransmissions.
+	// The peer's next flight starting to arrive does not stop the timer:
+	// the rest of it may be lost, and resending ours makes the peer
+	// resend it. The backed-off RTO is kept for our next flight, but no
+	// more than maxRetainedRTO.
 	tx.handleRecord(0, fragment(typeHelloVerifyRequest, 3, 0, 0, []byte{1, 2, 3}), now)
+	if _, ok := tx.deadline(); !ok {
+		t.Fatal("timer stopped by the first fragment of the peer's next flight")
+	}
+	if tx.rto != maxRetainedRTO {
+		t.Fatalf("rto %v after a lossy flight, want it capped at %v", tx.rto, maxRetainedRTO)
+	}
+	// Building our next flight stops the old timer; sending it arms the
+	// retained RTO.
+	tx.queueMessage(0, typeClientHello, testBody(100, 2))
 	if _, ok := tx.deadline(); ok {
-		t.Fatal("timer still armed after the peer's next flight arrived")
+		t.Fatal("timer of the old flight still armed after a new flight was queued")
 	}
+	tx.flightSent(now)
+	if d, ok := tx.deadline(); !ok || d != now.Add(maxRetainedRTO) {
+		t.Fatalf("deadline now+%v (armed %v), want now+%v", d.Sub(now), ok, maxRetainedRTO)
+	}
+	// Once the handshake is over, finalFlight stops it for good.
+	tx.finalFlight()
 	if tx.timerFired(now.Add(time.Hour)) {
-		t.Fatal("stopped timer fired")
-	}
-	if tx.rto != maxRetransmitTimeout {
-		t.Fatalf("rto %v after a lossy flight, want it kept at %v", tx.rto, maxRetransmitTimeout)
+		t.Fatal("timer fired after finalFlight")
 	}
 }
 
-func TestFlightRTOResetsAfterLosslessFlight(t *testing.T) {
-	tx := newHandshakeTransport(1200, time.Second)
+func TestFlightRTOFollowsRTT(t *testing.T) {
+	tx := newHandshakeTransport(1200, 100*time.Millisecond)
 	tx.queueMessage(0, typeClientHello, testBody(10, 1))
 	tx.flightSent(t0)
-	if !tx.timerFired(t0.Add(time.Second)) {
+	if !tx.timerFired(t0.Add(100 * time.Millisecond)) {
 		t.Fatal("no timeout")
 	}
-	tx.flightSent(t0.Add(time.Second)) // rto now 2s
-	tx.handleRecord(0, fragment(typeHelloVerifyRequest, 1, 0, 0, []byte{9}), t0.Add(1500*time.Millisecond))
-	if tx.rto != 2*time.Second {
-		t.Fatalf("rto %v, want 2s kept after a retransmitted flight", tx.rto)
+	tx.flightSent(t0.Add(100 * time.Millisecond)) // rto now 200ms
+	tx.handleRecord(0, fragment(typeHelloVerifyRequest, 1, 0, 0, []byte{9}), t0.Add(150*time.Millisecond))
+	if tx.rto != 200*time.Millisecond {
+		t.Fatalf("rto %v, want 200ms kept after a retransmitted flight", tx.rto)
 	}
-	// Next flight, answered without retransmission: back to the initial RTO.
+	if tx.srtt != 0 {
+		t.Fatalf("srtt %v from the answer to a retransmitted flight (Karn's rule)", tx.srtt)
+	}
+	// Next flight, answered without retransmission after 400ms: a slow
+	// path. RTO = SRTT + 4·RTTVAR = 400 + 4·200 ms.
 	tx.queueMessage(0, typeClientHello, testBody(20, 2))
-	now := t0.Add(2 * time.Second)
+	now := t0.Add(time.Second)
 	tx.flightSent(now)
-	if d, _ := tx.deadline(); d != now.Add(2*time.Second) {
-		t.Fatalf("deadline now+%v, want the kept RTO of 2s", d.Sub(now))
+	if d, _ := tx.deadline(); d != now.Add(200*time.Millisecond) {
+		t.Fatalf("deadline now+%v, want the kept RTO of 200ms", d.Sub(now))
 	}
-	tx.handleRecord(0, fragment(typeServerHello, 1, 1, 0, []byte{9}), now.Add(100*time.Millisecond))
-	if tx.rto != time.Second {
-		t.Fatalf("rto %v after a lossless flight, want the initial 1s", tx.rto)
+	tx.handleRecord(0, fragment(typeServerHello, 1, 1, 0, []byte{9}), now.Add(400*time.Millisecond))
+	if tx.rto != 1200*time.Millisecond {
+		t.Fatalf("rto %v after a 400ms round trip, want 1.2s", tx.rto)
+	}
+	// A fast exchange pulls it down, never below the initial timeout.
+	for i := range 50 {
+		tx.queueMessage(0, typeClientKeyExchange, testBody(20, 3))
+		now = now.Add(10 * time.Second)
+		tx.flightSent(now)
+		tx.handleRecord(0, fragment(typeFinished, 1, uint16(2+i), 0, []byte{9}), now.Add(time.Millisecond))
+		tx.nextMessage()
+		tx.nextMessage()
+	}
+	if tx.rto != 100*time.Millisecond {
+		t.Fatalf("rto %v after fast round trips, want the 100ms floor", tx.rto)
+	}
+}
+
+// TestFlightDeadPeerBackoff: a flight nobody answers is sent about ten
+// times in the first minute (100 ms doubling), then once a minute.
+func TestFlightDeadPeerBackoff(t *testing.T) {
+	tx := newHandshakeTransport(1200, 0)
+	tx.queueMessage(0, typeClientHello, testBody(10, 1))
+	now := t0
+	tx.flightSent(now)
+	sends := 1
+	for {
+		d, ok := tx.deadline()
+		if !ok {
+			t.Fatal("timer not armed")
+		}
+		if d.Sub(t0) > 10*time.Minute {
+			break
+		}
+		now = d
+		if !tx.timerFired(now) {
+			t.Fatal("did not fire")
+		}
+		tx.flightSent(now)
+		sends++
+		if now.Sub(t0) <= time.Minute && sends > 10 {
+			t.Fatalf("%d sends within the first minute", sends)
+		}
+	}
+	// 10 sends by 51.1 s, then one every 60 s up to 10 min.
+	if sends > 20 {
+		t.Fatalf("%d sends in 10 minutes", sends)
 	}
 }
 
@@ -520,7 +582,7 @@ func TestFlightResendOnPeerRetransmission(t *testing.T) {
 	}
 	// A resend re-arms the timer through flightSent without backing off.
 	d, ok := srv.deadline()
-	if want := t0.Add(time.Second + minResendInterval + 10*time.Millisecond).Add(time.Second); !ok || d != want {
+	if want := t0.Add(time.Second + minResendInterval + 10*time.Millisecond).Add(defaultRetransmitTimeout); !ok || d != want {
 		t.Fatalf("deadline %v (armed %v), want %v", d, ok, want)
 	}
 	// Even if the caller forgets flightSent, the rest of a burst does not
@@ -541,9 +603,6 @@ func TestFlightNoResendOnceThePeerMovedOn(t *testing.T) {
 	srv, chRecs := serverAfterClientHello(t)
 	// The client's next flight starts arriving...
 	srv.handleRecord(0, fragment(typeClientKeyExchange, 100, 1, 0, testBody(50, 9)), t0.Add(2*time.Second))
-	if _, ok := srv.deadline(); ok {
-		t.Fatal("timer armed after the peer's next flight started")
-	}
 	// ...so a stray old ClientHello does not make us resend a flight the
 	// peer evidently has.
 	for _, r := range chRecs {

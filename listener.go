@@ -56,6 +56,13 @@ type Listener struct {
 	closeOnce   sync.Once
 	wg          sync.WaitGroup
 	bufs        sync.Pool
+
+	// Scratch for handleNewPeer, which only the reader goroutine runs:
+	// a spoofed ClientHello costs no garbage for its message struct or
+	// its HelloVerifyRequest (TestSpoofedClientHelloFlood,
+	// BenchmarkBogusClientHello).
+	helloScratch clientHelloMsg
+	hvrScratch   []byte
 }
 
 // Listen listens for DTLS on a UDP address.
@@ -257,7 +264,8 @@ func (l *Listener) movePeer(cio *listenerConnIO, newAP netip.AddrPort) {
 // Only a ClientHello is of interest. Without a valid cookie it is answered
 // with a HelloVerifyRequest and forgotten: no state is kept.
 func (l *Listener) handleNewPeer(d []byte, ap netip.AddrPort, bp *[]byte) {
-	hdr, ch, msgSeq, ok := parseInitialClientHello(d)
+	ch := &l.helloScratch
+	hdr, msgSeq, ok := parseInitialClientHelloInto(d, ch)
 	if !ok {
 		l.bufs.Put(bp)
 		return
@@ -265,7 +273,7 @@ func (l *Listener) handleNewPeer(d []byte, ap netip.AddrPort, bp *[]byte) {
 	now := l.config.time()
 	if !l.config.InsecureSkipHelloVerify && !l.cookies.verify(now, ap, ch, ch.cookie) {
 		var cookie [cookieLen]byte
-		hvr := appendHelloVerifyRequest(nil, hdr.seq, msgSeq, l.cookies.generate(cookie[:0], now, ap, ch))
+		hvr := appendHelloVerifyRequest(l.hvrScratch[:0], hdr.seq, msgSeq, l.cookies.generate(cookie[:0], now, ap, ch))
 		// Never answer with more than was sent: no amplification.
 		if len(hvr) <= len(d) {
 			if l.config.Tracer != nil {
@@ -273,6 +281,7 @@ func (l *Listener) handleNewPeer(d []byte, ap netip.AddrPort, bp *[]byte) {
 			}
 			l.writeTo(hvr, ap)
 		}
+		l.hvrScratch = hvr
 		l.bufs.Put(bp)
 		return
 	}
@@ -355,34 +364,43 @@ func (l *Listener) remove(cio *listenerConnIO) {
 // parseInitialClientHello recognizes a datagram that starts with a whole,
 // unfragmented ClientHello in epoch 0.
 func parseInitialClientHello(d []byte) (recordHeader, *clientHelloMsg, uint16, bool) {
+	ch := new(clientHelloMsg)
+	hdr, msgSeq, ok := parseInitialClientHelloInto(d, ch)
+	if !ok {
+		return hdr, nil, 0, false
+	}
+	return hdr, ch, msgSeq, true
+}
+
+// parseInitialClientHelloInto is parseInitialClientHello into a caller's
+// message struct.
+func parseInitialClientHelloInto(d []byte, ch *clientHelloMsg) (recordHeader, uint16, bool) {
 	hdr, body, _, reason := nextRecord(d)
 	if reason != dropNone || hdr.typ != recordTypeHandshake || hdr.epoch != 0 ||
 		(hdr.version != VersionDTLS10 && hdr.version != VersionDTLS12) {
-		return hdr, nil, 0, false
+		return hdr, 0, false
 	}
 	var hh handshakeHeader
 	if !hh.unmarshal(body) || hh.typ != typeClientHello || hh.fragmentOffset != 0 ||
 		hh.fragmentLength != hh.length || len(body) < handshakeHeaderLen+int(hh.length) {
-		return hdr, nil, 0, false
+		return hdr, 0, false
 	}
-	ch := new(clientHelloMsg)
 	if !ch.unmarshal(body[handshakeHeaderLen : handshakeHeaderLen+int(hh.length)]) {
-		return hdr, nil, 0, false
+		return hdr, 0, false
 	}
-	return hdr, ch, hh.messageSeq, true
+	return hdr, hh.messageSeq, true
 }
 
 // appendHelloVerifyRequest builds a whole HelloVerifyRequest record. Its
 // record sequence number is the ClientHello's (RFC 6347 §4.2.1), so that
 // no state is needed to number it.
 func appendHelloVerifyRequest(dst []byte, recordSeq uint64, msgSeq uint16, cookie []byte) []byte {
-	body := make([]byte, 0, 3+len(cookie))
-	body = append(body, byte(VersionDTLS12>>8), byte(VersionDTLS12&0xff), byte(len(cookie)))
-	body = append(body, cookie...)
-	h := handshakeHeader{typ: typeHelloVerifyRequest, length: uint32(len(body)), messageSeq: msgSeq, fragmentLength: uint32(len(body))}
-	dst = appendRecordHeader(dst, recordTypeHandshake, VersionDTLS12, 0, recordSeq, handshakeHeaderLen+len(body))
+	bodyLen := 3 + len(cookie) // server_version, cookie<0..2^8-1>
+	h := handshakeHeader{typ: typeHelloVerifyRequest, length: uint32(bodyLen), messageSeq: msgSeq, fragmentLength: uint32(bodyLen)}
+	dst = appendRecordHeader(dst, recordTypeHandshake, VersionDTLS12, 0, recordSeq, handshakeHeaderLen+bodyLen)
 	dst = h.appendTo(dst)
-	return append(dst, body...)
+	dst = append(dst, byte(VersionDTLS12>>8), byte(VersionDTLS12&0xff), byte(len(cookie)))
+	return append(dst, cookie...)
 }
 
 // listenerConnIO is one peer's share of a Listener's socket: a bounded

@@ -1,0 +1,330 @@
+package dtls
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"math/big"
+	mrand "math/rand/v2"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/dtls-go/dtls/internal/netsim"
+)
+
+// The loss table: handshakes over an in-memory network that loses a fixed
+// share of datagrams in both directions, under testing/synctest so that
+// the times below are virtual and every seed is repeatable. Every
+// handshake must complete, and no goroutine may be left behind.
+//
+// Run it with DTLS_LOSS_TABLE=path to write the table as Markdown.
+
+var (
+	lossServerAddr = netip.MustParseAddrPort("10.0.0.1:4433")
+	lossClientAddr = netip.MustParseAddrPort("10.0.0.2:50000")
+)
+
+// lossDelay is the one-way delay of the simulated path: a 20 ms round trip.
+const lossDelay = 10 * time.Millisecond
+
+// lossSeeds is how many seeds each row of the table runs.
+func lossSeeds() int {
+	switch {
+	case testing.Short():
+		return 20
+	case underRace:
+		return 50
+	}
+	return 1000
+}
+
+type lossRow struct {
+	suite suiteCase
+	mtu   int // 0: the default
+	loss  float64
+}
+
+func (r lossRow) name() string {
+	mtu := "default MTU"
+	if r.mtu != 0 {
+		mtu = fmt.Sprintf("MTU %d", r.mtu)
+	}
+	return fmt.Sprintf("%s/%s/loss %.0f%%", CipherSuiteName(r.suite.suite), mtu, r.loss*100)
+}
+
+func lossRows() []lossRow {
+	var rows []lossRow
+	for _, sc := range []suiteCase{{TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, "p256"}, {TLS_PSK_WITH_AES_128_CCM_8, ""}} {
+		for _, mtu := range []int{0, 200} {
+			for _, loss := range []float64{0, 0.1, 0.3, 0.5} {
+				rows = append(rows, lossRow{sc, mtu, loss})
+			}
+		}
+	}
+	return rows
+}
+
+// lossResult is one handshake over the lossy network.
+type lossResult struct {
+	took  time.Duration // virtual time from Handshake to its return
+	err   error
+	stats netsim.Stats
+}
+
+// lossHandshake runs one handshake in its own bubble: a Listener that
+// echoes, a client over a connected netsim.Conn, both with a deterministic
+// Rand for the seed. It returns when every goroutine of the bubble ended.
+func lossHandshake(t *testing.T, link netsim.Link, seed uint64, client, server *Config) lossResult {
+	var res lossResult
+	synctest.Test(t, func(t *testing.T) {
+		n := netsim.New(seed, link)
+		spc, err := n.ListenPacket(lossServerAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		server = server.Clone()
+		server.Rand = mrand.NewChaCha8(seedBytes(seed, 's'))
+		client = client.Clone()
+		client.Rand = mrand.NewChaCha8(seedBytes(seed, 'c'))
+		l, err := NewListener(spc, server)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			for {
+				nc, err := l.Accept()
+				if err != nil {
+					return
+				}
+				wg.Go(func() {
+					// Read answers the client's retransmissions of its
+					// last flight until the connection ends.
+					defer nc.Close()
+					buf := make([]byte, 100)
+					for {
+						if _, err := nc.Read(buf); err != nil {
+							return
+						}
+					}
+				})
+			}
+		})
+		cc, err := n.Dial(lossClientAddr, lossServerAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := Client(cc, client)
+		start := time.Now()
+		res.err = c.HandshakeContext(context.Background())
+		res.took = time.Since(start)
+		c.Close()
+		l.Close()
+		wg.Wait()
+		res.stats = n.Stats()
+	})
+	return res
+}
+
+var (
+	lossCertOnce sync.Once
+	lossCertVal  *testCert
+)
+
+// lossConfigs is configsFor with a certificate valid at the bubble's
+// virtual time (synctest starts its clock at 2000-01-01).
+func lossConfigs(t testing.TB, sc suiteCase) (client, server *Config) {
+	client, server = configsFor(t, sc)
+	if sc.cert == "" {
+		return client, server
+	}
+	lossCertOnce.Do(func() {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl := &x509.Certificate{
+			SerialNumber:          big.NewInt(2),
+			Subject:               pkix.Name{CommonName: "dtls.test"},
+			DNSNames:              []string{"dtls.test"},
+			NotBefore:             time.Date(1999, 1, 1, 0, 0, 0, 0, time.UTC),
+			NotAfter:              time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC),
+			KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+			ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+			BasicConstraintsValid: true,
+			IsCA:                  true,
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf, _ := x509.ParseCertificate(der)
+		pool := x509.NewCertPool()
+		pool.AddCert(leaf)
+		lossCertVal = &testCert{tls: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool: pool}
+	})
+	server.Certificates = []tls.Certificate{lossCertVal.tls}
+	client.RootCAs = lossCertVal.pool
+	return client, server
+}
+
+func seedBytes(seed uint64, who byte) (b [32]byte) {
+	for i := range 8 {
+		b[i] = byte(seed >> (8 * i))
+	}
+	b[8] = who
+	return b
+}
+
+// lossSummary is one row of the table.
+type lossSummary struct {
+	row                 lossRow
+	seeds, failed, slow int // slow: took longer than the default HandshakeTimeout
+	median, p90, max    time.Duration
+	datagrams           float64 // mean datagrams sent per handshake
+}
+
+func summarize(row lossRow, results []lossResult) lossSummary {
+	s := lossSummary{row: row, seeds: len(results)}
+	var times []time.Duration
+	total := 0
+	for _, r := range results {
+		total += r.stats.Sent
+		if r.err != nil {
+			s.failed++
+			continue
+		}
+		if r.took > defaultHandshakeTimeout {
+			s.slow++
+		}
+		times = append(times, r.took)
+	}
+	s.datagrams = float64(total) / float64(len(results))
+	if len(times) == 0 {
+		return s
+	}
+	slices.Sort(times)
+	s.median = times[len(times)/2]
+	s.p90 = times[len(times)*9/10]
+	s.max = times[len(times)-1]
+	return s
+}
+
+func (s lossSummary) String() string {
+	return fmt.Sprintf("%-48s seeds %4d  failed %3d  >60s %3d  median %8v  p90 %8v  max %8v  datagrams/handshake %5.1f",
+		s.row.name(), s.seeds, s.failed, s.slow, s.median.Round(time.Millisecond), s.p90.Round(time.Millisecond), s.max.Round(time.Millisecond), s.datagrams)
+}
+
+func TestLossTable(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	seeds := lossSeeds()
+	var summaries []lossSummary
+	for _, row := range lossRows() {
+		t.Run(row.name(), func(t *testing.T) {
+			cc, sc := lossConfigs(t, row.suite)
+			cc.MTU, sc.MTU = row.mtu, row.mtu
+			// Long enough that a handshake is never cut short: the
+			// table reports how many took longer than the default.
+			cc.HandshakeTimeout, sc.HandshakeTimeout = 30*time.Minute, 30*time.Minute
+			link := netsim.Link{Loss: row.loss, Delay: lossDelay, MTU: row.mtu}
+			results := make([]lossResult, seeds)
+			for seed := range seeds {
+				results[seed] = lossHandshake(t, link, uint64(seed)+1, cc, sc)
+				if err := results[seed].err; err != nil {
+					t.Errorf("seed %d: %v after %v", seed+1, err, results[seed].took)
+				}
+			}
+			s := summarize(row, results)
+			t.Log(s)
+			summaries = append(summaries, s)
+		})
+	}
+	if path := os.Getenv("DTLS_LOSS_TABLE"); path != "" {
+		if err := os.WriteFile(path, []byte(lossTableMarkdown(summaries)), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func lossTableMarkdown(rows []lossSummary) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Handshake completion time (virtual), %v one-way delay, loss in both directions.\n\n", lossDelay)
+	b.WriteString("| suite | MTU | loss | seeds | failed | >60 s | median | p90 | max | datagrams |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, s := range rows {
+		mtu := "1200"
+		if s.row.mtu != 0 {
+			mtu = fmt.Sprint(s.row.mtu)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %.0f%% | %d | %d | %d | %v | %v | %v | %.1f |\n",
+			CipherSuiteName(s.row.suite.suite), mtu, s.row.loss*100, s.seeds, s.failed, s.slow,
+			s.median.Round(time.Millisecond), s.p90.Round(time.Millisecond), s.max.Round(time.Millisecond), s.datagrams)
+	}
+	return b.String()
+}
+
+// TestLossDeadPeerBackoff: a client whose server never answers backs off.
+// Over the default 60 s handshake timeout it sends ten ClientHellos (at
+// 0, 0.1, 0.3, 0.7, 1.5, 3.1, 6.3, 12.7, 25.5 and 51.1 s), not a flood.
+func TestLossDeadPeerBackoff(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	synctest.Test(t, func(t *testing.T) {
+		n := netsim.New(1, netsim.Link{Delay: lossDelay})
+		cc, _ := lossConfigs(t, suiteCase{TLS_PSK_WITH_AES_128_CCM_8, ""})
+		conn, err := n.Dial(lossClientAddr, lossServerAddr) // nobody listens there
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := Client(conn, cc)
+		defer c.Close()
+		start := time.Now()
+		err = c.Handshake()
+		if err == nil || !isTimeout(err) {
+			t.Fatalf("handshake with a black hole: %v", err)
+		}
+		if took := time.Since(start); took != defaultHandshakeTimeout {
+			t.Errorf("gave up after %v, want the default handshake timeout %v", took, defaultHandshakeTimeout)
+		}
+		s := n.StatsTo(lossServerAddr)
+		t.Logf("%d datagrams (%d bytes) sent to a black hole in %v", s.Sent, s.Bytes, defaultHandshakeTimeout)
+		if s.Sent > 11 {
+			t.Errorf("%d datagrams sent to a dead peer in a minute, want at most 11", s.Sent)
+		}
+	})
+}
+
+// TestLossDuplicationReordering runs handshakes over a path that also
+// duplicates, reorders and jitters datagrams.
+func TestLossDuplicationReordering(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	seeds := 200
+	if testing.Short() || underRace {
+		seeds = 20
+	}
+	for _, sc := range []suiteCase{{TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, "p256"}, {TLS_PSK_WITH_AES_128_CCM_8, ""}} {
+		t.Run(CipherSuiteName(sc.suite), func(t *testing.T) {
+			cc, scfg := lossConfigs(t, sc)
+			cc.MTU, scfg.MTU = 200, 200
+			link := netsim.Link{Loss: 0.2, Dup: 0.2, Reorder: 0.2, Delay: lossDelay, Jitter: 20 * time.Millisecond, MTU: 200}
+			results := make([]lossResult, seeds)
+			for seed := range seeds {
+				results[seed] = lossHandshake(t, link, uint64(seed)+1, cc, scfg)
+				if err := results[seed].err; err != nil {
+					t.Errorf("seed %d: %v after %v", seed+1, err, results[seed].took)
+				}
+			}
+			t.Log(summarize(lossRow{sc, 200, 0.2}, results))
+		})
+	}
+}
