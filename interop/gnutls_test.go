@@ -30,6 +30,7 @@ type gnutlsCase struct {
 	psk        bool
 	clientAuth bool
 	mtu        int
+	srtp       bool // both sides offer SRTP_AES128_CM_HMAC_SHA1_80
 	notYet     string // the cell's reason when our library lacks the feature
 	na         string // the cell's reason when GnuTLS lacks it
 }
@@ -45,7 +46,7 @@ var gnutlsCases = []gnutlsCase{
 	{name: "ClientAuth", suite: dtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, priority: gnutlsECDSAPriority, clientAuth: true},
 	{name: "MTU300", suite: dtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, priority: gnutlsECDSAPriority, mtu: 300},
 	{name: "CID", na: "GnuTLS 3.7 does not implement DTLS 1.2 connection IDs (RFC 9146)"},
-	{name: "SRTP", notYet: "use_srtp (RFC 5764) is not implemented in dtls-go; GnuTLS has it (--srtp-profiles)"},
+	{name: "SRTP", suite: dtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, priority: gnutlsECDSAPriority, srtp: true},
 }
 
 func TestGnuTLS(t *testing.T) {
@@ -77,6 +78,9 @@ func TestGnuTLS(t *testing.T) {
 				if tc.mtu != 0 {
 					args = append(args, "--mtu", strconv.Itoa(tc.mtu))
 				}
+				if tc.srtp {
+					args = append(args, "--srtp-profiles", "SRTP_AES128_CM_HMAC_SHA1_80")
+				}
 				_, port := startServerProc(ctx, t, serv, func(port int) []string {
 					return append([]string{"--port", strconv.Itoa(port)}, args...)
 				})
@@ -93,6 +97,10 @@ func TestGnuTLS(t *testing.T) {
 					cfg.Certificates = []tls.Certificate{pki.client}
 				}
 				cfg.MTU = tc.mtu
+				if tc.srtp {
+					cfg.SRTPProtectionProfiles = []uint16{dtls.SRTP_AES128_CM_HMAC_SHA1_80}
+					w.srtp = dtls.SRTP_AES128_CM_HMAC_SHA1_80
+				}
 				tr := &mtuTracer{}
 				cfg.Tracer = tr.trace
 				// gnutls-serv serves until killed, which t.Cleanup does.
@@ -125,6 +133,10 @@ func TestGnuTLS(t *testing.T) {
 					w.peerCertCN = "dtls-go-client"
 				}
 				cfg.MTU = tc.mtu
+				if tc.srtp {
+					cfg.SRTPProtectionProfiles = []uint16{dtls.SRTP_AES128_CM_HMAC_SHA1_80}
+					w.srtp = dtls.SRTP_AES128_CM_HMAC_SHA1_80
+				}
 				tr := &mtuTracer{}
 				cfg.Tracer = tr.trace
 				l := listen(t, cfg)
@@ -135,6 +147,9 @@ func TestGnuTLS(t *testing.T) {
 					args = append(args, "--pskusername", pskIdentity, "--pskkey", hex.EncodeToString(psk))
 				} else {
 					args = append(args, "--x509cafile", pki.caFile, "--verify-hostname", "localhost")
+				}
+				if tc.srtp {
+					args = append(args, "--srtp-profiles", "SRTP_AES128_CM_HMAC_SHA1_80")
 				}
 				if tc.clientAuth {
 					args = append(args, "--x509certfile", pki.clientCert, "--x509keyfile", pki.clientKey)
