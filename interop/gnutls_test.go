@@ -30,7 +30,7 @@ type gnutlsCase struct {
 	psk        bool
 	clientAuth bool
 	mtu        int
-	srtp       bool // both sides offer SRTP_AES128_CM_HMAC_SHA1_80
+	srtp       bool   // both sides offer SRTP_AES128_CM_HMAC_SHA1_80
 	notYet     string // the cell's reason when our library lacks the feature
 	na         string // the cell's reason when GnuTLS lacks it
 }
