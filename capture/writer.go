@@ -60,11 +60,13 @@ const (
 // Secrets Block, so that `tshark -r FILE` decodes and decrypts DTLS with no
 // option.
 //
-// The Section Header and Interface Description Blocks are written first;
-// each complete key log line is written as a Decryption Secrets Block as
-// soon as it arrives, so it precedes every packet recorded after it. The
-// library logs a secret before it sends the first record that the secret
-// protects, which is what Wireshark needs.
+// The Section Header and Interface Description Blocks are written first.
+// Wireshark uses a Decryption Secrets Block only for packets after it in
+// the file, and a server learns a session's secret only after the
+// datagram that carries the client's first protected record has been
+// recorded. So the Writer holds the most recent packets back (at most
+// maxHeldPackets) and writes each complete key log line as a Decryption
+// Secrets Block ahead of them; packets keep their capture timestamps.
 //
 // A Writer is safe for concurrent use: one may serve both ends of a demo or
 // all the connections of a Listener. When it serves both ends of one
@@ -79,8 +81,15 @@ type Writer struct {
 	skipErr error  // the first packet that the Tracer could not record
 	partial []byte // key log bytes after the last newline
 	closed  bool
-	scratch []byte // reused to build blocks
+	scratch []byte   // reused to build blocks
+	held    [][]byte // Enhanced Packet Blocks not yet written, oldest first
 }
+
+// maxHeldPackets bounds the packets a Writer holds back so that a key log
+// line can be written before them: a handshake's last flights are a few
+// datagrams, so this many covers the time between a server receiving the
+// client's key exchange and deriving the secret, even on a busy Listener.
+const maxHeldPackets = 64
 
 // NewWriter returns a Writer that writes a pcapng stream to w. The
 // section and interface headers are written at once (into the buffer).
@@ -179,8 +188,20 @@ func (w *Writer) WritePacket(t time.Time, src, dst netip.AddrPort, payload []byt
 		return append(b, pkt...)
 	})
 	w.scratch = blk[:0]
-	w.write(blk)
+	if len(w.held) == maxHeldPackets {
+		w.write(w.held[0])
+		w.held = append(w.held[:0], w.held[1:]...)
+	}
+	w.held = append(w.held, bytes.Clone(blk))
 	return w.err
+}
+
+// writeHeld writes the packets held back, in the order they came.
+func (w *Writer) writeHeld() {
+	for _, b := range w.held {
+		w.write(b)
+	}
+	w.held = w.held[:0]
 }
 
 // normalize returns src and dst as addresses of one family.
@@ -313,12 +334,15 @@ func (k keyLogWriter) Write(p []byte) (int, error) {
 	return len(p), w.err
 }
 
+// writeSecrets writes a Decryption Secrets Block, then the packets held
+// back, which it may be needed to decrypt.
 func (w *Writer) writeSecrets(s []byte) {
 	w.write(appendBlock(nil, blockTypeDSB, func(b []byte) []byte {
 		b = le.AppendUint32(b, secretsTypeTLS)
 		b = le.AppendUint32(b, uint32(len(s)))
 		return append(b, s...)
 	}))
+	w.writeHeld()
 }
 
 // Tracer returns a Config.Tracer that records every TraceDatagramSent
@@ -358,6 +382,7 @@ func (w *Writer) Flush() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.err == nil && !w.closed {
+		w.writeHeld()
 		w.err = w.bw.Flush()
 	}
 	return w.err
@@ -375,6 +400,7 @@ func (w *Writer) Close() error {
 			w.writeSecrets(append(w.partial, '\n'))
 			w.partial = nil
 		}
+		w.writeHeld()
 		if w.err == nil {
 			w.err = w.bw.Flush()
 		}

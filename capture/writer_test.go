@@ -149,9 +149,11 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
-// TestKeyLogBeforeLaterPackets checks the ordering promise: a secret
-// written to KeyLogWriter precedes in the file every packet written after.
-func TestKeyLogBeforeLaterPackets(t *testing.T) {
+// TestKeyLogBeforeHeldPackets checks the ordering promise: a secret written
+// to KeyLogWriter precedes in the file the packets recorded just before it
+// (a server records the client's key exchange before it derives the
+// secret) and every packet after it.
+func TestKeyLogBeforeHeldPackets(t *testing.T) {
 	var buf bytes.Buffer
 	w := NewWriter(&buf)
 	a, b := mustAddrPort("127.0.0.1:1"), mustAddrPort("127.0.0.1:2")
@@ -163,8 +165,31 @@ func TestKeyLogBeforeLaterPackets(t *testing.T) {
 	}
 	f := buf.String()
 	i, j, k := strings.Index(f, "before"), strings.Index(f, "CLIENT_RANDOM aa bb"), strings.Index(f, "after")
-	if !(i >= 0 && i < j && j < k) {
+	if !(j >= 0 && j < i && i < k) {
 		t.Errorf("order in file: before@%d secret@%d after@%d", i, j, k)
+	}
+}
+
+// TestHeldPacketsBounded checks that the Writer holds back at most
+// maxHeldPackets: older packets are written before a later secret.
+func TestHeldPacketsBounded(t *testing.T) {
+	var buf bytes.Buffer
+	w := NewWriter(&buf)
+	a, b := mustAddrPort("127.0.0.1:1"), mustAddrPort("127.0.0.1:2")
+	w.WritePacket(testTime, a, b, []byte("oldest"))
+	for range maxHeldPackets {
+		w.WritePacket(testTime, a, b, []byte("filler"))
+	}
+	fmt.Fprintln(w.KeyLogWriter(), "CLIENT_RANDOM aa bb")
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f := buf.String()
+	if i, j := strings.Index(f, "oldest"), strings.Index(f, "CLIENT_RANDOM aa bb"); !(i >= 0 && i < j) {
+		t.Errorf("the oldest packet was held past the limit: oldest@%d secret@%d", i, j)
+	}
+	if n := strings.Count(f, "filler"); n != maxHeldPackets {
+		t.Errorf("%d filler packets written, want %d", n, maxHeldPackets)
 	}
 }
 
@@ -248,7 +273,7 @@ func TestWriteErrorSticks(t *testing.T) {
 	w := NewWriter(failWriter{})
 	big := make([]byte, 60000)
 	var err error
-	for range 3 {
+	for range maxHeldPackets + 3 {
 		err = w.WritePacket(testTime, mustAddrPort("192.0.2.1:1"), mustAddrPort("192.0.2.2:2"), big)
 	}
 	if err == nil {

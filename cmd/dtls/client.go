@@ -26,7 +26,7 @@ func init() {
 }
 
 const clientSynopsis = `client [-connect ADDR] [-ca FILE | -insecure] [-servername NAME]
-       [-psk HEX [-psk-identity ID]] [-ciphers LIST] [-mtu N] [-keylog FILE]
+       [-psk HEX [-psk-identity ID]] [-ciphers LIST] [-mtu N] [-keylog FILE] [-pcap FILE]
        [-v LEVEL] [-wait DURATION]
 
 Connects, sends each line of standard input (without its line ending) as

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/dtls-go/dtls"
+	"github.com/dtls-go/dtls/capture"
 	"github.com/dtls-go/dtls/cmd/dtls/internal/tracefmt"
 )
 
@@ -47,6 +48,7 @@ type commonFlags struct {
 	ciphers     string
 	mtu         int
 	keylog      string
+	pcap        string
 	verbosity   int
 
 	// Set by resolve.
@@ -60,6 +62,7 @@ func (c *commonFlags) register(fs *flag.FlagSet, pskIdentityHelp string) {
 	fs.StringVar(&c.ciphers, "ciphers", "", "comma-separated `LIST` of IANA cipher suite names, in preference order (default: the library's list)")
 	fs.IntVar(&c.mtu, "mtu", 0, "largest UDP payload, `N` bytes, the handshake sends; flights are fragmented to it (0: library default, 1200)")
 	fs.StringVar(&c.keylog, "keylog", "", "append NSS key log lines (for Wireshark/tshark) to `FILE`; weakens security")
+	fs.StringVar(&c.pcap, "pcap", "", "write every datagram sent and received to `FILE` as pcapng, with the session keys inside (tshark -r FILE decrypts it); weakens security")
 	fs.IntVar(&c.verbosity, "v", 0, "debug `LEVEL` on stderr: 0 silent, 1 handshake result and alerts, 2 + messages and flights, 3 + timers, epochs and drops, 4 + every record and datagram")
 }
 
@@ -112,20 +115,56 @@ func parseCipherList(list string) ([]uint16, error) {
 }
 
 // applyTo sets the Config fields the shared flags decide, and opens the
-// key log; the caller closes the returned file (nil without -keylog).
+// key log and the capture; the caller closes the returned Closer (nil
+// without -keylog and -pcap), which flushes the capture.
 func (c *commonFlags) applyTo(cfg *dtls.Config, p *tracefmt.Printer) (io.Closer, error) {
 	cfg.CipherSuites = c.suites
 	cfg.MTU = c.mtu
 	cfg.Tracer = p.Tracer()
-	if c.keylog == "" {
+	var closers closeAll
+	var keyLogs []io.Writer
+	if c.keylog != "" {
+		f, err := os.OpenFile(c.keylog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("-keylog: %w", err)
+		}
+		keyLogs = append(keyLogs, f)
+		closers = append(closers, f)
+	}
+	if c.pcap != "" {
+		f, err := os.OpenFile(c.pcap, os.O_WRONLY|os.O_TRUNC|os.O_CREATE, 0o600)
+		if err != nil {
+			closers.Close()
+			return nil, fmt.Errorf("-pcap: %w", err)
+		}
+		w := capture.NewWriter(f)
+		cfg.Tracer = w.Tracer(cfg.Tracer)
+		keyLogs = append(keyLogs, w.KeyLogWriter())
+		// The capture is flushed before its file is closed.
+		closers = append(closers, w, f)
+	}
+	switch len(keyLogs) {
+	case 0:
 		return nil, nil
+	case 1:
+		cfg.KeyLogWriter = keyLogs[0]
+	default:
+		cfg.KeyLogWriter = io.MultiWriter(keyLogs...)
 	}
-	f, err := os.OpenFile(c.keylog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("-keylog: %w", err)
+	return closers, nil
+}
+
+// closeAll closes several things in order and reports the first error.
+type closeAll []io.Closer
+
+func (cs closeAll) Close() error {
+	var first error
+	for _, c := range cs {
+		if err := c.Close(); err != nil && first == nil {
+			first = err
+		}
 	}
-	cfg.KeyLogWriter = f
-	return f, nil
+	return first
 }
 
 // newFlagSet returns a flag set that reports errors instead of exiting and

@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"flag"
@@ -14,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -318,7 +320,9 @@ func TestServerClientEcho(t *testing.T) {
 			srvDone := make(chan int, 1)
 			logged := make(chan struct{})
 			addr := make(chan string, 1)
-			args := append([]string{"-listen", "127.0.0.1:0", "-once", "-v", "1"}, tc.server...)
+			dir := t.TempDir()
+			serverPcap, clientPcap := filepath.Join(dir, "server.pcapng"), filepath.Join(dir, "client.pcapng")
+			args := append([]string{"-listen", "127.0.0.1:0", "-once", "-v", "1", "-pcap", serverPcap}, tc.server...)
 			go func() {
 				srvDone <- runServer(ctx, args, stdio{strings.NewReader(""), io.Discard, srvErrW})
 				srvErrW.Close()
@@ -354,7 +358,7 @@ func TestServerClientEcho(t *testing.T) {
 			}
 
 			var out, errb strings.Builder
-			cargs := append([]string{"-connect", a, "-wait", "2s", "-v", "2"}, tc.clientArgs...)
+			cargs := append([]string{"-connect", a, "-wait", "2s", "-v", "2", "-pcap", clientPcap}, tc.clientArgs...)
 			code := runClient(ctx, cargs, stdio{strings.NewReader("hello\n\nworld\n"), &out, &errb})
 			t.Logf("client stderr:\n%s", errb.String())
 			if code != exitOK {
@@ -370,6 +374,22 @@ func TestServerClientEcho(t *testing.T) {
 				}
 			case <-time.After(5 * time.Second):
 				t.Error("server -once did not exit after the connection closed")
+			}
+			// Each side's -pcap capture decrypts as it is: the server's
+			// too, although it learns the keys only after recording the
+			// client's key exchange.
+			tshark := needTshark(t)
+			for _, f := range []string{serverPcap, clientPcap} {
+				var plain []string
+				for _, row := range tsharkFields(t, tshark, f, "data.data") {
+					for _, h := range strings.Split(row[0], ",") {
+						b, _ := hex.DecodeString(h)
+						plain = append(plain, string(b))
+					}
+				}
+				if !slices.Contains(plain, "hello") || !slices.Contains(plain, "world") {
+					t.Errorf("%s: tshark decrypted %q, want hello and world both ways", filepath.Base(f), plain)
+				}
 			}
 		})
 	}

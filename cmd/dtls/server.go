@@ -23,7 +23,7 @@ func init() {
 }
 
 const serverSynopsis = `server [-listen ADDR] [-cert FILE -key FILE] [-psk HEX [-psk-identity ID]]
-       [-ciphers LIST] [-mtu N] [-once] [-keylog FILE] [-v LEVEL]
+       [-ciphers LIST] [-mtu N] [-once] [-keylog FILE] [-pcap FILE] [-v LEVEL]
 
 Accepts DTLS 1.2 connections and echoes every datagram back on each, one
 goroutine per connection. Without -cert and -psk it makes a self-signed
