@@ -591,8 +591,9 @@ func waitEcho(ctx context.Context, t *testing.T, res <-chan echoResult, wantClos
 }
 
 // dialAndExchange dials addr with cfg, checks the state with w, writes
-// line and waits for reply (the peer's echo or answer), then closes.
-func dialAndExchange(ctx context.Context, t *testing.T, addr string, cfg *dtls.Config, w want, line, reply string) {
+// line and waits for reply (the peer's echo or answer), then closes. It
+// returns the closed Conn, for more checks of its ConnectionState.
+func dialAndExchange(ctx context.Context, t *testing.T, addr string, cfg *dtls.Config, w want, line, reply string) *dtls.Conn {
 	t.Helper()
 	conn, err := dtls.DialContext(ctx, "udp", addr, cfg)
 	if err != nil {
@@ -617,6 +618,31 @@ func dialAndExchange(ctx context.Context, t *testing.T, addr string, cfg *dtls.C
 	if err := conn.Close(); err != nil {
 		t.Errorf("Close: %v", err)
 	}
+	return conn
+}
+
+// countingSessionCache is a ClientSessionCache that counts the sessions
+// stored in it, so that a resumption cell can tell "no session to resume"
+// from "the peer refused to resume".
+type countingSessionCache struct {
+	dtls.ClientSessionCache
+	mu sync.Mutex
+	n  int
+}
+
+func (c *countingSessionCache) Put(key string, cs *dtls.ClientSessionState) {
+	c.mu.Lock()
+	if cs != nil {
+		c.n++
+	}
+	c.mu.Unlock()
+	c.ClientSessionCache.Put(key, cs)
+}
+
+func (c *countingSessionCache) puts() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
 }
 
 // mtuTracer checks, through our Tracer, that no datagram either way was
