@@ -276,6 +276,25 @@ func (p *proc) waitLine(ctx context.Context, t *testing.T, want string) {
 	}
 }
 
+// valueLine reads stdout until a line starting with prefix and returns
+// the rest of it; the test fails if none comes.
+func (p *proc) valueLine(ctx context.Context, t *testing.T, prefix string) string {
+	t.Helper()
+	for {
+		select {
+		case l, ok := <-p.lines:
+			if !ok {
+				t.Fatalf("%s never printed %q; output:\n%s", p.name, prefix, p.output())
+			}
+			if v, found := strings.CutPrefix(l, prefix); found {
+				return strings.TrimSpace(v)
+			}
+		case <-ctx.Done():
+			t.Fatalf("%s never printed %q (%v); output:\n%s", p.name, prefix, context.Cause(ctx), p.output())
+		}
+	}
+}
+
 func (p *proc) send(t *testing.T, s string) {
 	t.Helper()
 	if _, err := io.WriteString(p.stdin, s); err != nil {
@@ -527,6 +546,12 @@ type echoResult struct {
 // echoes every datagram until the peer's close_notify (or ctx ends, which
 // the result reports as an error). If greet is set it first sends goLine.
 func serveEcho(ctx context.Context, l *dtls.Listener, w want, greet bool) <-chan echoResult {
+	return serveEchoConn(ctx, l, w, greet, nil)
+}
+
+// serveEchoConn is serveEcho that also hands the connection, once its
+// state checks out, to conns (if not nil), for checks of its own.
+func serveEchoConn(ctx context.Context, l *dtls.Listener, w want, greet bool, conns chan<- *dtls.Conn) <-chan echoResult {
 	res := make(chan echoResult, 1)
 	go func() {
 		var r echoResult
@@ -547,6 +572,9 @@ func serveEcho(ctx context.Context, l *dtls.Listener, w want, greet bool) <-chan
 		if err := w.check(dc.ConnectionState()); err != nil {
 			r.err = fmt.Errorf("server: %w", err)
 			return
+		}
+		if conns != nil {
+			conns <- dc
 		}
 		if greet {
 			if _, err := c.Write([]byte(goLine + "\n")); err != nil {
