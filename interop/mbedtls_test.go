@@ -30,10 +30,10 @@ type mbedtlsCase struct {
 	psk        bool
 	clientAuth bool // the server requires and verifies a client certificate
 	mtu        int
-	rsa        bool // an RSA-2048 server certificate
-	alpn       bool // ALPN on both sides (alpnClientProtos, alpnServerProtos)
-	srtp       bool // use_srtp with SRTP_AES128_CM_HMAC_SHA1_80; the SRTP keys must agree
-	resume     bool // a second connection resumes the first's session
+	rsa        bool   // an RSA-2048 server certificate
+	alpn       bool   // ALPN on both sides (alpnClientProtos, alpnServerProtos)
+	srtp       bool   // use_srtp with SRTP_AES128_CM_HMAC_SHA1_80; the SRTP keys must agree
+	resume     bool   // a second connection resumes the first's session
 	notYet, na string // reasons for a cell that does not run (see skipCell)
 }
 
