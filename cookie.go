@@ -35,8 +35,14 @@ const cookieSecretLifetime = 5 * time.Minute
 //	HMAC-SHA256(secret, client IP (16 bytes) | client port | ClientHello fields)
 //
 // over the ClientHello fields that RFC 6347 §4.2.1 says the second
-// ClientHello repeats unchanged: version, random, session_id, cipher_suites
-// and compression_methods. The server keeps no per-client state until a
+// ClientHello repeats unchanged: version, random, cipher_suites and
+// compression_methods. Not the session_id, although the RFC lists it too:
+// mbedTLS 2.28 clients that resume by ticket draw a fresh random
+// session_id (RFC 5077 §3.4) for every ClientHello they write, the one
+// answering our HelloVerifyRequest included, so a cookie bound to it never
+// verifies and they loop on HelloVerifyRequests until they give up.
+// OpenSSL, GnuTLS and mbedTLS servers bind their cookies to the address
+// alone; the session_id adds nothing to the proof of address. The server keeps no per-client state until a
 // ClientHello comes back with a valid cookie, which proves the client
 // receives datagrams at its source address.
 //
@@ -105,8 +111,8 @@ func (g *cookieGenerator) nextSecretLocked() []byte {
 // appendCookieInput appends the bytes that a cookie authenticates. Every
 // variable-length field carries a 4-byte length prefix, which cannot
 // overflow, so that no two different inputs serialize to the same bytes
-// (a byte moved from the session_id into the cipher suites changes the
-// prefixes).
+// (a byte moved from the cipher suites into the compression methods
+// changes the prefixes).
 func appendCookieInput(b []byte, addr netip.AddrPort, ch *clientHelloMsg) []byte {
 	ip := addr.Addr().As16()
 	b = append(b, ip[:]...)
@@ -114,8 +120,6 @@ func appendCookieInput(b []byte, addr netip.AddrPort, ch *clientHelloMsg) []byte
 	b = binary.BigEndian.AppendUint16(b, ch.vers)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(ch.random)))
 	b = append(b, ch.random...)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(ch.sessionID)))
-	b = append(b, ch.sessionID...)
 	b = binary.BigEndian.AppendUint32(b, uint32(2*len(ch.cipherSuites)))
 	for _, s := range ch.cipherSuites {
 		b = binary.BigEndian.AppendUint16(b, s)

@@ -14,12 +14,18 @@ package interop_test
 import (
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -232,8 +238,9 @@ func TestCoAPCodec(t *testing.T) {
 }
 
 // serveCoAP accepts one connection on l and answers its CoAP requests
-// until the peer closes or ctx ends. It reports how many it answered.
-func serveCoAP(ctx context.Context, l *dtls.Listener, w want) <-chan echoResult {
+// until the peer closes or ctx ends. It reports how many it answered, and
+// hands the connection to conns (if not nil) once its state checks out.
+func serveCoAP(ctx context.Context, l *dtls.Listener, w want, conns chan<- *dtls.Conn) <-chan echoResult {
 	res := make(chan echoResult, 1)
 	go func() {
 		var r echoResult
@@ -254,6 +261,9 @@ func serveCoAP(ctx context.Context, l *dtls.Listener, w want) <-chan echoResult 
 		if err := w.check(dc.ConnectionState()); err != nil {
 			r.err = fmt.Errorf("server: %w", err)
 			return
+		}
+		if conns != nil {
+			conns <- dc
 		}
 		id := uint16(0x1000)
 		nextID := func() uint16 { id++; return id }
@@ -288,20 +298,20 @@ func serveCoAP(ctx context.Context, l *dtls.Listener, w want) <-chan echoResult 
 type libcoapFlavour struct {
 	row            string // matrix row
 	client, server string // binaries
-	rpk            string // the RPK cell's reason
+	rpk            string // the RPK cell's reason not to run; "" runs it
 }
 
 var libcoapFlavours = []libcoapFlavour{
 	{row: "libcoap-OpenSSL", client: "coap-client-openssl", server: "coap-server-openssl",
 		rpk: "n.a.: libcoap has no raw public key support on OpenSSL"},
-	{row: "libcoap-GnuTLS", client: "coap-client-gnutls", server: "coap-server-gnutls",
-		rpk: "not yet: raw public keys (RFC 7250) are not implemented in dtls-go; libcoap on GnuTLS has them (-M)"},
+	{row: "libcoap-GnuTLS", client: "coap-client-gnutls", server: "coap-server-gnutls"},
 }
 
 type coapCase struct {
 	name       string
 	psk        bool
 	clientAuth bool
+	rpk        bool // raw public keys (RFC 7250) both ways, from -M key files
 	notYet, na string
 }
 
@@ -310,7 +320,7 @@ var coapCases = []coapCase{
 	{name: "PSK-CCM8", psk: true},
 	{name: "ClientAuth", clientAuth: true},
 	{name: "MTU300", na: "libcoap's tools have no option to set the DTLS MTU"},
-	{name: "RPK"}, // per flavour
+	{name: "RPK", rpk: true}, // runs only where libcoapFlavour.rpk is empty
 	{name: "CID", na: "libcoap 4.3.1 does not implement connection IDs (RFC 9146); 4.3.5 does"},
 	{name: "SRTP", na: "CoAP does not use DTLS-SRTP"},
 }
@@ -364,7 +374,7 @@ func libcoapVersion(bin string) string {
 
 func skipCoAPCell(t *testing.T, fl libcoapFlavour, tc coapCase) {
 	t.Helper()
-	if tc.name == "RPK" {
+	if tc.rpk && fl.rpk != "" {
 		t.Skip(fl.rpk)
 	}
 	skipCell(t, tc.notYet, tc.na)
@@ -376,10 +386,20 @@ func testCoAPClient(t *testing.T, client string, pki *testPKI, tc coapCase) {
 	defer cancel()
 	w := want{psk: tc.psk}
 	cfg := &dtls.Config{}
-	if tc.psk {
+	var ourKey, peerKey *rpkKey
+	switch {
+	case tc.psk:
 		w.suite = dtls.TLS_PSK_WITH_AES_128_CCM_8
 		cfg = serverPSKConfig([]byte(coapPSK), dtls.TLS_PSK_WITH_AES_128_CCM_8)
-	} else {
+	case tc.rpk:
+		// We require the client's raw key and accept only the one
+		// coap-client was given.
+		ourKey, peerKey = newRPKKey(t, "server"), newRPKKey(t, "client")
+		cfg.RawPublicKey = true
+		cfg.Certificates = []tls.Certificate{{PrivateKey: ourKey.key}}
+		cfg.PeerPublicKeys = []crypto.PublicKey{peerKey.key.Public()}
+		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	default:
 		cfg.Certificates = []tls.Certificate{pki.server}
 	}
 	if tc.clientAuth {
@@ -388,12 +408,18 @@ func testCoAPClient(t *testing.T, client string, pki *testPKI, tc coapCase) {
 		w.peerCertCN = "dtls-go-client"
 	}
 	l := listen(t, cfg)
-	res := serveCoAP(ctx, l, w)
+	var conns chan *dtls.Conn
+	if tc.rpk {
+		conns = make(chan *dtls.Conn, 1)
+	}
+	res := serveCoAP(ctx, l, w, conns)
 
 	args := []string{"-m", "get", "-B", "10", "-w"}
 	switch {
 	case tc.psk:
 		args = append(args, "-k", coapPSK, "-u", pskIdentity)
+	case tc.rpk:
+		args = append(args, "-M", peerKey.file)
 	case tc.clientAuth:
 		// -C: trust the CA for the server and present our certificate,
 		// signed by the same CA (libcoap's mutual authentication).
@@ -405,6 +431,14 @@ func testCoAPClient(t *testing.T, client string, pki *testPKI, tc coapCase) {
 	p := startProc(ctx, t, client, args...)
 	p.waitLine(ctx, t, coapHello)
 	p.waitExit(t, 0)
+	if tc.rpk {
+		select {
+		case c := <-conns:
+			checkRPK(t, c.ConnectionState(), peerKey)
+		case <-ctx.Done():
+			t.Fatal("our server saw no handshake")
+		}
+	}
 	// libcoap's client may end without close_notify; the answer is what
 	// counts.
 	cancel()
@@ -416,9 +450,13 @@ func testCoAPServer(t *testing.T, server string, pki *testPKI, tc coapCase) {
 	ctx, cancel := context.WithTimeout(context.Background(), caseTimeout)
 	defer cancel()
 	args := []string{"-A", "127.0.0.1", "-v", "4"}
+	var ourKey, peerKey *rpkKey
 	switch {
 	case tc.psk:
 		args = append(args, "-k", coapPSK)
+	case tc.rpk:
+		ourKey, peerKey = newRPKKey(t, "client"), newRPKKey(t, "server")
+		args = append(args, "-M", peerKey.file)
 	case tc.clientAuth:
 		// -C: verify clients against the CA (mutual authentication).
 		args = append(args, "-c", pki.serverCert, "-j", pki.serverKey, "-C", pki.caFile)
@@ -432,10 +470,16 @@ func testCoAPServer(t *testing.T, server string, pki *testPKI, tc coapCase) {
 
 	w := want{psk: tc.psk}
 	cfg := &dtls.Config{}
-	if tc.psk {
+	switch {
+	case tc.psk:
 		w.suite = dtls.TLS_PSK_WITH_AES_128_CCM_8
 		cfg = pskConfig([]byte(coapPSK), dtls.TLS_PSK_WITH_AES_128_CCM_8)
-	} else {
+	case tc.rpk:
+		// We pin coap-server's key and offer our own.
+		cfg.RawPublicKey = true
+		cfg.PeerPublicKeys = []crypto.PublicKey{peerKey.key.Public()}
+		cfg.Certificates = []tls.Certificate{{PrivateKey: ourKey.key}}
+	default:
 		cfg.RootCAs, cfg.ServerName = pki.roots, "localhost"
 		w.peerCertCN = "localhost"
 	}
@@ -449,6 +493,9 @@ func testCoAPServer(t *testing.T, server string, pki *testPKI, tc coapCase) {
 	defer conn.Close()
 	if err := w.check(conn.ConnectionState()); err != nil {
 		t.Error(err)
+	}
+	if tc.rpk {
+		checkRPK(t, conn.ConnectionState(), peerKey)
 	}
 	req := coapMessage{typ: coapCON, code: coapGET, id: 0x2a2a, token: []byte("dtlsgo")}
 	if _, err := conn.Write(req.marshal()); err != nil {
@@ -472,5 +519,39 @@ func testCoAPServer(t *testing.T, server string, pki *testPKI, tc coapCase) {
 	}
 	if err := conn.Close(); err != nil {
 		t.Errorf("Close: %v", err)
+	}
+}
+
+// rpkKey is a P-256 key for a raw public key cell, and the file libcoap's
+// -M takes: the key as a SEC 1 "EC PRIVATE KEY" PEM.
+type rpkKey struct {
+	key  *ecdsa.PrivateKey
+	file string
+}
+
+func newRPKKey(t *testing.T, name string) *rpkKey {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalECPrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(t.TempDir(), name+"-rpk.pem")
+	writePEM(t, f, "EC PRIVATE KEY", der)
+	return &rpkKey{key: k, file: f}
+}
+
+// checkRPK checks that the peer authenticated with peer's raw public key
+// and no certificate.
+func checkRPK(t *testing.T, st dtls.ConnectionState, peer *rpkKey) {
+	t.Helper()
+	if len(st.PeerCertificates) != 0 {
+		t.Errorf("the peer presented %d X.509 certificates, want a raw public key", len(st.PeerCertificates))
+	}
+	if k, ok := st.PeerPublicKey.(*ecdsa.PublicKey); !ok || !k.Equal(peer.key.Public()) {
+		t.Errorf("peer raw public key %T %v, want the one given to libcoap", st.PeerPublicKey, st.PeerPublicKey)
 	}
 }

@@ -13,9 +13,11 @@ package interop_test
 import (
 	"bufio"
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -274,6 +276,25 @@ func (p *proc) waitLine(ctx context.Context, t *testing.T, want string) {
 	}
 }
 
+// valueLine reads stdout until a line starting with prefix and returns
+// the rest of it; the test fails if none comes.
+func (p *proc) valueLine(ctx context.Context, t *testing.T, prefix string) string {
+	t.Helper()
+	for {
+		select {
+		case l, ok := <-p.lines:
+			if !ok {
+				t.Fatalf("%s never printed %q; output:\n%s", p.name, prefix, p.output())
+			}
+			if v, found := strings.CutPrefix(l, prefix); found {
+				return strings.TrimSpace(v)
+			}
+		case <-ctx.Done():
+			t.Fatalf("%s never printed %q (%v); output:\n%s", p.name, prefix, context.Cause(ctx), p.output())
+		}
+	}
+}
+
 func (p *proc) send(t *testing.T, s string) {
 	t.Helper()
 	if _, err := io.WriteString(p.stdin, s); err != nil {
@@ -328,14 +349,20 @@ func randomPSK(t *testing.T) []byte {
 }
 
 // testPKI is a P-256 CA, a server leaf for localhost/127.0.0.1 and a client
-// leaf it signed, as PEM files for the peers and as values for us.
+// leaf it signed, as PEM files for the peers and as values for us, and an
+// RSA-2048 server leaf for the same names from the same CA.
 type testPKI struct {
-	caFile                string
-	serverCert, serverKey string // files
-	clientCert, clientKey string // files
-	roots                 *x509.CertPool
-	server, client        tls.Certificate
+	caFile                      string
+	serverCert, serverKey       string // files
+	clientCert, clientKey       string // files
+	rsaServerCert, rsaServerKey string // files
+	roots                       *x509.CertPool
+	server, client, rsaServer   tls.Certificate
 }
+
+// rsaKeyBits is the size of the RSA server key: 2048 is what RSA
+// deployments use and what every peer accepts.
+const rsaKeyBits = 2048
 
 func newTestPKI(t *testing.T) *testPKI {
 	t.Helper()
@@ -370,8 +397,7 @@ func newTestPKI(t *testing.T) *testPKI {
 	p.roots.AddCert(ca)
 	writePEM(t, p.caFile, "CERTIFICATE", caDER)
 
-	leaf := func(serial int64, name string, usage x509.ExtKeyUsage, certFile, keyFile string) tls.Certificate {
-		k := newKey()
+	leaf := func(serial int64, k crypto.Signer, name string, usage x509.ExtKeyUsage, certFile, keyFile string) tls.Certificate {
 		tmpl := &x509.Certificate{
 			SerialNumber: big.NewInt(serial),
 			Subject:      pkix.Name{CommonName: name},
@@ -384,7 +410,12 @@ func newTestPKI(t *testing.T) *testPKI {
 		if usage == x509.ExtKeyUsageServerAuth {
 			tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
 		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &k.PublicKey, caKey)
+		if _, ok := k.(*rsa.PrivateKey); ok {
+			// ECDHE-RSA signs with the key; RSA key exchange, which
+			// would need KeyEncipherment, is not offered by anyone here.
+			tmpl.KeyUsage |= x509.KeyUsageKeyEncipherment
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, k.Public(), caKey)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -398,8 +429,14 @@ func newTestPKI(t *testing.T) *testPKI {
 	}
 	p.serverCert, p.serverKey = filepath.Join(dir, "server.pem"), filepath.Join(dir, "server.key")
 	p.clientCert, p.clientKey = filepath.Join(dir, "client.pem"), filepath.Join(dir, "client.key")
-	p.server = leaf(2, "localhost", x509.ExtKeyUsageServerAuth, p.serverCert, p.serverKey)
-	p.client = leaf(3, "dtls-go-client", x509.ExtKeyUsageClientAuth, p.clientCert, p.clientKey)
+	p.server = leaf(2, newKey(), "localhost", x509.ExtKeyUsageServerAuth, p.serverCert, p.serverKey)
+	p.client = leaf(3, newKey(), "dtls-go-client", x509.ExtKeyUsageClientAuth, p.clientCert, p.clientKey)
+	rsaKey, err := rsa.GenerateKey(rand.Reader, rsaKeyBits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.rsaServerCert, p.rsaServerKey = filepath.Join(dir, "server-rsa.pem"), filepath.Join(dir, "server-rsa.key")
+	p.rsaServer = leaf(4, rsaKey, "localhost", x509.ExtKeyUsageServerAuth, p.rsaServerCert, p.rsaServerKey)
 	return p
 }
 
@@ -418,6 +455,8 @@ type want struct {
 	noEMS      bool   // the peer does not negotiate the extended master secret
 	cid        int    // non-zero: both connection IDs have this length
 	srtp       uint16 // non-zero: the negotiated SRTP protection profile
+	alpn       string // the negotiated ALPN protocol, "" for none
+	resumed    bool   // the handshake resumed a session
 }
 
 func (w want) check(st dtls.ConnectionState) error {
@@ -439,6 +478,12 @@ func (w want) check(st dtls.ConnectionState) error {
 	}
 	if w.srtp != 0 && st.SRTPProtectionProfile != w.srtp {
 		errs = append(errs, fmt.Errorf("SRTP profile %#04x, want %#04x", st.SRTPProtectionProfile, w.srtp))
+	}
+	if st.NegotiatedProtocol != w.alpn {
+		errs = append(errs, fmt.Errorf("ALPN protocol %q, want %q", st.NegotiatedProtocol, w.alpn))
+	}
+	if st.DidResume != w.resumed {
+		errs = append(errs, fmt.Errorf("DidResume %v, want %v", st.DidResume, w.resumed))
 	}
 	if w.cid != 0 && (len(st.LocalConnectionID) != w.cid || len(st.RemoteConnectionID) != w.cid) {
 		errs = append(errs, fmt.Errorf("connection IDs %x (local) and %x (remote), want %d bytes each", st.LocalConnectionID, st.RemoteConnectionID, w.cid))
@@ -501,6 +546,12 @@ type echoResult struct {
 // echoes every datagram until the peer's close_notify (or ctx ends, which
 // the result reports as an error). If greet is set it first sends goLine.
 func serveEcho(ctx context.Context, l *dtls.Listener, w want, greet bool) <-chan echoResult {
+	return serveEchoConn(ctx, l, w, greet, nil)
+}
+
+// serveEchoConn is serveEcho that also hands the connection, once its
+// state checks out, to conns (if not nil), for checks of its own.
+func serveEchoConn(ctx context.Context, l *dtls.Listener, w want, greet bool, conns chan<- *dtls.Conn) <-chan echoResult {
 	res := make(chan echoResult, 1)
 	go func() {
 		var r echoResult
@@ -521,6 +572,9 @@ func serveEcho(ctx context.Context, l *dtls.Listener, w want, greet bool) <-chan
 		if err := w.check(dc.ConnectionState()); err != nil {
 			r.err = fmt.Errorf("server: %w", err)
 			return
+		}
+		if conns != nil {
+			conns <- dc
 		}
 		if greet {
 			if _, err := c.Write([]byte(goLine + "\n")); err != nil {
@@ -565,8 +619,9 @@ func waitEcho(ctx context.Context, t *testing.T, res <-chan echoResult, wantClos
 }
 
 // dialAndExchange dials addr with cfg, checks the state with w, writes
-// line and waits for reply (the peer's echo or answer), then closes.
-func dialAndExchange(ctx context.Context, t *testing.T, addr string, cfg *dtls.Config, w want, line, reply string) {
+// line and waits for reply (the peer's echo or answer), then closes. It
+// returns the closed Conn, for more checks of its ConnectionState.
+func dialAndExchange(ctx context.Context, t *testing.T, addr string, cfg *dtls.Config, w want, line, reply string) *dtls.Conn {
 	t.Helper()
 	conn, err := dtls.DialContext(ctx, "udp", addr, cfg)
 	if err != nil {
@@ -591,6 +646,31 @@ func dialAndExchange(ctx context.Context, t *testing.T, addr string, cfg *dtls.C
 	if err := conn.Close(); err != nil {
 		t.Errorf("Close: %v", err)
 	}
+	return conn
+}
+
+// countingSessionCache is a ClientSessionCache that counts the sessions
+// stored in it, so that a resumption cell can tell "no session to resume"
+// from "the peer refused to resume".
+type countingSessionCache struct {
+	dtls.ClientSessionCache
+	mu sync.Mutex
+	n  int
+}
+
+func (c *countingSessionCache) Put(key string, cs *dtls.ClientSessionState) {
+	c.mu.Lock()
+	if cs != nil {
+		c.n++
+	}
+	c.mu.Unlock()
+	c.ClientSessionCache.Put(key, cs)
+}
+
+func (c *countingSessionCache) puts() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
 }
 
 // mtuTracer checks, through our Tracer, that no datagram either way was

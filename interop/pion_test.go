@@ -19,6 +19,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/dtls-go/dtls"
@@ -37,7 +38,51 @@ type pionCell struct {
 	mtu        int
 	cid        bool // both sides ask for an 8-byte connection ID
 	srtp       bool // both sides offer SRTP_AES128_CM_HMAC_SHA1_80
+	rsa        bool // the server presents pki.rsaServer
+	alpn       []string
+	store3     *memSessionStore[pion3.Session] // resumption: pion v3's session store
+	store4     *memSessionStore[pion4.Session] // resumption: pion v4's session store
 	pki        *testPKI
+}
+
+// memSessionStore is an in-memory pion SessionStore (v3 and v4 have the
+// same interface over different Session types). A miss is a zero Session
+// and no error, as pion expects.
+type memSessionStore[S any] struct {
+	mu   sync.Mutex
+	m    map[string]S
+	sets int
+}
+
+func newMemSessionStore[S any]() *memSessionStore[S] {
+	return &memSessionStore[S]{m: map[string]S{}}
+}
+
+func (s *memSessionStore[S]) Set(key []byte, v S) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[string(key)] = v
+	s.sets++
+	return nil
+}
+
+func (s *memSessionStore[S]) Get(key []byte) (S, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m[string(key)], nil
+}
+
+func (s *memSessionStore[S]) Del(key []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, string(key))
+	return nil
+}
+
+func (s *memSessionStore[S]) stored() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sets
 }
 
 // pionState is what the pion side negotiated.
@@ -45,6 +90,7 @@ type pionState struct {
 	suite     uint16
 	peerCerts int    // certificates the other side (we) presented
 	srtp      uint16 // the SRTP protection profile pion negotiated
+	alpn      string // the ALPN protocol pion negotiated
 }
 
 // check compares the pion side's view with the cell's.
@@ -52,12 +98,16 @@ func (st pionState) check(tc pionCase, pionIsServer bool) error {
 	if st.suite != tc.suite {
 		return fmt.Errorf("pion negotiated %s, want %s", dtls.CipherSuiteName(st.suite), dtls.CipherSuiteName(tc.suite))
 	}
+	// After resumption pion reports the certificates of the session.
 	weSendCert := !tc.psk && (!pionIsServer || tc.clientAuth)
 	if weSendCert != (st.peerCerts > 0) {
 		return fmt.Errorf("pion saw %d certificates from us, want some: %v", st.peerCerts, weSendCert)
 	}
 	if tc.srtp && st.srtp != dtls.SRTP_AES128_CM_HMAC_SHA1_80 {
 		return fmt.Errorf("pion negotiated SRTP profile %#04x, want SRTP_AES128_CM_HMAC_SHA1_80", st.srtp)
+	}
+	if want := map[bool]string{true: alpnWant}[tc.alpn]; st.alpn != want {
+		return fmt.Errorf("pion negotiated ALPN protocol %q, want %q", st.alpn, want)
 	}
 	return nil
 }
@@ -100,7 +150,7 @@ var pionImpls = []pionImpl{
 			}
 			st, _ := conn.ConnectionState()
 			profile, _ := conn.SelectedSRTPProtectionProfile()
-			return conn, pionState{uint16(st.CipherSuiteID), len(st.PeerCertificates), uint16(profile)}, nil
+			return conn, pionState{uint16(st.CipherSuiteID), len(st.PeerCertificates), uint16(profile), st.NegotiatedProtocol}, nil
 		},
 		listen: func(c pionCell) (net.Listener, error) {
 			return pion3.Listen("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, pion3Config(c, false))
@@ -117,7 +167,7 @@ var pionImpls = []pionImpl{
 			}
 			st, _ := conn.ConnectionState()
 			profile, _ := conn.SelectedSRTPProtectionProfile()
-			return conn, pionState{uint16(st.CipherSuiteID), len(st.PeerCertificates), uint16(profile)}, nil
+			return conn, pionState{uint16(st.CipherSuiteID), len(st.PeerCertificates), uint16(profile), st.NegotiatedProtocol}, nil
 		},
 	},
 	{
@@ -139,7 +189,7 @@ var pionImpls = []pionImpl{
 			}
 			st, _ := conn.ConnectionState()
 			profile, _ := conn.SelectedSRTPProtectionProfile()
-			return conn, pionState{uint16(st.CipherSuiteID), len(st.PeerCertificates), uint16(profile)}, nil
+			return conn, pionState{uint16(st.CipherSuiteID), len(st.PeerCertificates), uint16(profile), st.NegotiatedProtocol}, nil
 		},
 		listen: func(c pionCell) (net.Listener, error) {
 			opts := pion4Options(c, false)
@@ -164,7 +214,7 @@ var pionImpls = []pionImpl{
 			}
 			st, _ := conn.ConnectionState()
 			profile, _ := conn.SelectedSRTPProtectionProfile()
-			return conn, pionState{uint16(st.CipherSuiteID), len(st.PeerCertificates), uint16(profile)}, nil
+			return conn, pionState{uint16(st.CipherSuiteID), len(st.PeerCertificates), uint16(profile), st.NegotiatedProtocol}, nil
 		},
 	},
 }
@@ -181,6 +231,10 @@ func pion3Config(c pionCell, client bool) *pion3.Config {
 	if c.srtp {
 		cfg.SRTPProtectionProfiles = []pion3.SRTPProtectionProfile{pion3.SRTP_AES128_CM_HMAC_SHA1_80}
 	}
+	cfg.SupportedProtocols = c.alpn
+	if c.store3 != nil {
+		cfg.SessionStore = c.store3
+	}
 	switch {
 	case c.psk != nil:
 		cfg.PSK = func([]byte) ([]byte, error) { return c.psk, nil }
@@ -194,6 +248,9 @@ func pion3Config(c pionCell, client bool) *pion3.Config {
 		}
 	default:
 		cfg.Certificates = []tls.Certificate{c.pki.server}
+		if c.rsa {
+			cfg.Certificates = []tls.Certificate{c.pki.rsaServer}
+		}
 		if c.clientAuth {
 			cfg.ClientAuth = pion3.RequireAndVerifyClientCert
 			cfg.ClientCAs = c.pki.roots
@@ -218,6 +275,12 @@ func pion4Options(c pionCell, client bool) []pion4.Option {
 	if c.srtp {
 		opts = append(opts, pion4.WithSRTPProtectionProfiles(pion4.SRTP_AES128_CM_HMAC_SHA1_80))
 	}
+	if len(c.alpn) > 0 {
+		opts = append(opts, pion4.WithSupportedProtocols(c.alpn...))
+	}
+	if c.store4 != nil {
+		opts = append(opts, pion4.WithSessionStore(c.store4))
+	}
 	switch {
 	case c.psk != nil:
 		opts = append(opts, pion4.WithPSK(
@@ -237,6 +300,8 @@ func pion4Options(c pionCell, client bool) []pion4.Option {
 		if c.clientAuth {
 			opts = append(opts, pion4.WithCertificates(c.pki.client))
 		}
+	case c.rsa:
+		opts = append(opts, pion4.WithCertificates(c.pki.rsaServer))
 	default:
 		opts = append(opts, pion4.WithCertificates(c.pki.server))
 	}
@@ -251,6 +316,9 @@ type pionCase struct {
 	mtu        int
 	cid        bool
 	srtp       bool
+	rsa        bool
+	alpn       bool
+	resume     bool // a second connection resumes the first's session (by ID: pion has no tickets)
 	notYet, na string
 }
 
@@ -262,6 +330,40 @@ var pionCases = []pionCase{
 	{name: "RPK", na: "pion/dtls does not implement raw public keys (RFC 7250)"},
 	{name: "CID", suite: dtls.TLS_PSK_WITH_AES_128_CCM_8, psk: true, cid: true},
 	{name: "SRTP", suite: dtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, srtp: true},
+	{name: "RSA", suite: dtls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, rsa: true},
+	{name: "ALPN", suite: dtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, alpn: true},
+	{name: "Resumption", suite: dtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, resume: true},
+}
+
+// newPionCell is the pion side's configuration for tc.
+func newPionCell(t *testing.T, tc pionCase, pki *testPKI, pionIsServer bool) pionCell {
+	pc := pionCell{suite: tc.suite, clientAuth: tc.clientAuth, mtu: tc.mtu, cid: tc.cid, srtp: tc.srtp, rsa: tc.rsa, pki: pki}
+	if tc.psk {
+		pc.psk = randomPSK(t)
+	}
+	if tc.alpn {
+		pc.alpn = alpnClientProtos
+		if pionIsServer {
+			pc.alpn = alpnServerProtos
+		}
+	}
+	if tc.resume {
+		pc.store3 = newMemSessionStore[pion3.Session]()
+		pc.store4 = newMemSessionStore[pion4.Session]()
+	}
+	return pc
+}
+
+// storedSessions is how many sessions pion put in the cell's store.
+func (c pionCell) storedSessions() int {
+	return c.store3.storedOrZero() + c.store4.storedOrZero()
+}
+
+func (s *memSessionStore[S]) storedOrZero() int {
+	if s == nil {
+		return 0
+	}
+	return s.stored()
 }
 
 // pionModuleVersion returns the version of module that go.mod requires
@@ -307,13 +409,15 @@ func TestPion(t *testing.T) {
 	}
 }
 
-// testPionServer is our client against a pion server.
+// testPionServer is our client against a pion server: one connection, or
+// two for resumption, the second resuming the first's session.
 func testPionServer(t *testing.T, impl pionImpl, pki *testPKI, tc pionCase) {
 	ctx, cancel := context.WithTimeout(context.Background(), caseTimeout)
 	defer cancel()
-	pc := pionCell{suite: tc.suite, clientAuth: tc.clientAuth, mtu: tc.mtu, cid: tc.cid, srtp: tc.srtp, pki: pki}
-	if tc.psk {
-		pc.psk = randomPSK(t)
+	pc := newPionCell(t, tc, pki, true)
+	connections := 1
+	if tc.resume {
+		connections = 2
 	}
 	l, err := impl.listen(pc)
 	if err != nil {
@@ -321,35 +425,37 @@ func testPionServer(t *testing.T, impl pionImpl, pki *testPKI, tc pionCase) {
 	}
 	defer l.Close()
 
-	served := make(chan error, 1)
+	served := make(chan error, connections)
 	go func() {
-		served <- func() error {
-			conn, st, err := impl.accept(ctx, l)
-			if err != nil {
-				return fmt.Errorf("pion server handshake: %w", err)
-			}
-			defer conn.Close()
-			stop := context.AfterFunc(ctx, func() { conn.Close() })
-			defer stop()
-			if err := st.check(tc, true); err != nil {
-				return fmt.Errorf("pion server: %w", err)
-			}
-			buf := make([]byte, 1<<14)
-			n, err := conn.Read(buf)
-			if err != nil {
-				return fmt.Errorf("pion server Read: %w", err)
-			}
-			if _, err := conn.Write(buf[:n]); err != nil {
-				return fmt.Errorf("pion server Write: %w", err)
-			}
-			// Our close_notify ends the connection.
-			if _, err := conn.Read(buf); err == nil {
-				return errors.New("pion server: a second datagram, want close_notify")
-			} else if !errors.Is(err, io.EOF) {
-				return fmt.Errorf("pion server: waiting for close_notify: %w", err)
-			}
-			return nil
-		}()
+		for range connections {
+			served <- func() error {
+				conn, st, err := impl.accept(ctx, l)
+				if err != nil {
+					return fmt.Errorf("pion server handshake: %w", err)
+				}
+				defer conn.Close()
+				stop := context.AfterFunc(ctx, func() { conn.Close() })
+				defer stop()
+				if err := st.check(tc, true); err != nil {
+					return fmt.Errorf("pion server: %w", err)
+				}
+				buf := make([]byte, 1<<14)
+				n, err := conn.Read(buf)
+				if err != nil {
+					return fmt.Errorf("pion server Read: %w", err)
+				}
+				if _, err := conn.Write(buf[:n]); err != nil {
+					return fmt.Errorf("pion server Write: %w", err)
+				}
+				// Our close_notify ends the connection.
+				if _, err := conn.Read(buf); err == nil {
+					return errors.New("pion server: a second datagram, want close_notify")
+				} else if !errors.Is(err, io.EOF) {
+					return fmt.Errorf("pion server: waiting for close_notify: %w", err)
+				}
+				return nil
+			}()
+		}
 	}()
 
 	w := want{suite: tc.suite, psk: tc.psk}
@@ -372,33 +478,56 @@ func testPionServer(t *testing.T, impl pionImpl, pki *testPKI, tc pionCase) {
 		cfg.SRTPProtectionProfiles = []uint16{dtls.SRTP_AES128_CM_HMAC_SHA1_80}
 		w.srtp = dtls.SRTP_AES128_CM_HMAC_SHA1_80
 	}
+	if tc.alpn {
+		cfg.NextProtos = alpnClientProtos
+		w.alpn = alpnWant
+	}
+	var sessions *countingSessionCache
+	if tc.resume {
+		sessions = &countingSessionCache{ClientSessionCache: dtls.NewLRUClientSessionCache(4)}
+		cfg.ClientSessionCache = sessions
+	}
 	tr := &mtuTracer{peerSlack: impl.mtuSlack}
 	cfg.Tracer = tr.trace
-	dialAndExchange(ctx, t, l.Addr().String(), cfg, w, goLine, goLine)
-	select {
-	case err := <-served:
-		if err != nil {
-			t.Error(err)
+	for i := range connections {
+		if i == 1 {
+			if sessions.puts() == 0 || pc.storedSessions() == 0 {
+				t.Fatalf("the first connection left no session to resume (ours: %d, pion's: %d)", sessions.puts(), pc.storedSessions())
+			}
+			w.resumed = true
 		}
-	case <-ctx.Done():
-		t.Fatal("pion server did not finish")
+		conn := dialAndExchange(ctx, t, l.Addr().String(), cfg, w, goLine, goLine)
+		if tc.rsa {
+			checkRSA(t, conn.ConnectionState())
+		}
+		select {
+		case err := <-served:
+			if err != nil {
+				t.Error(err)
+			}
+		case <-ctx.Done():
+			t.Fatal("pion server did not finish")
+		}
 	}
 	if tc.mtu != 0 {
 		tr.check(t, tc.mtu, true)
 	}
 }
 
-// testPionClient is a pion client against our server.
+// testPionClient is a pion client against our server: one connection, or
+// two for resumption, the second resuming the first's session.
 func testPionClient(t *testing.T, impl pionImpl, pki *testPKI, tc pionCase) {
 	ctx, cancel := context.WithTimeout(context.Background(), caseTimeout)
 	defer cancel()
-	pc := pionCell{suite: tc.suite, clientAuth: tc.clientAuth, mtu: tc.mtu, cid: tc.cid, srtp: tc.srtp, pki: pki}
+	pc := newPionCell(t, tc, pki, false)
 	w := want{suite: tc.suite, psk: tc.psk}
 	cfg := &dtls.Config{CipherSuites: []uint16{tc.suite}}
-	if tc.psk {
-		pc.psk = randomPSK(t)
+	switch {
+	case tc.psk:
 		cfg = serverPSKConfig(pc.psk, tc.suite)
-	} else {
+	case tc.rsa:
+		cfg.Certificates = []tls.Certificate{pki.rsaServer}
+	default:
 		cfg.Certificates = []tls.Certificate{pki.server}
 	}
 	if tc.clientAuth {
@@ -415,19 +544,44 @@ func testPionClient(t *testing.T, impl pionImpl, pki *testPKI, tc pionCase) {
 		cfg.SRTPProtectionProfiles = []uint16{dtls.SRTP_AES128_CM_HMAC_SHA1_80}
 		w.srtp = dtls.SRTP_AES128_CM_HMAC_SHA1_80
 	}
+	if tc.alpn {
+		cfg.NextProtos = alpnServerProtos
+		w.alpn = alpnWant
+	}
 	tr := &mtuTracer{}
 	cfg.Tracer = tr.trace
 	l := listen(t, cfg)
-	res := serveEcho(ctx, l, w, false)
+	connections := 1
+	if tc.resume {
+		connections = 2
+	}
+	for i := range connections {
+		if i == 1 {
+			if pc.storedSessions() == 0 {
+				t.Fatal("pion stored no session to resume")
+			}
+			w.resumed = true
+		}
+		res := serveEcho(ctx, l, w, false)
+		conn, st, err := impl.dial(ctx, l.Addr().(*net.UDPAddr), pc)
+		if err != nil {
+			t.Fatalf("pion client handshake %d: %v", i+1, err)
+		}
+		if err := st.check(tc, false); err != nil {
+			t.Errorf("pion client: %v", err)
+		}
+		pionClientExchange(ctx, t, conn)
+		waitEcho(ctx, t, res, true)
+	}
+	if tc.mtu != 0 {
+		tr.check(t, tc.mtu, false)
+	}
+}
 
-	conn, st, err := impl.dial(ctx, l.Addr().(*net.UDPAddr), pc)
-	if err != nil {
-		t.Fatalf("pion client handshake: %v", err)
-	}
+// pionClientExchange writes pionLine, reads the echo and closes conn.
+func pionClientExchange(ctx context.Context, t *testing.T, conn net.Conn) {
+	t.Helper()
 	defer conn.Close()
-	if err := st.check(tc, false); err != nil {
-		t.Errorf("pion client: %v", err)
-	}
 	if _, err := conn.Write([]byte(pionLine)); err != nil {
 		t.Fatalf("pion client Write: %v", err)
 	}
@@ -449,9 +603,5 @@ func testPionClient(t *testing.T, impl pionImpl, pki *testPKI, tc pionCase) {
 	<-readDone
 	if err := conn.Close(); err != nil {
 		t.Errorf("pion client Close: %v", err)
-	}
-	waitEcho(ctx, t, res, true)
-	if tc.mtu != 0 {
-		tr.check(t, tc.mtu, false)
 	}
 }

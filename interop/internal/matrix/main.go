@@ -46,6 +46,7 @@ var (
 	}
 	features = []struct{ key, name string }{
 		{"ECDSA-P256", "certificates (ECDSA P-256)"},
+		{"RSA", "certificates (RSA 2048)"},
 		{"PSK-CCM8", "PSK (AES-128-CCM_8)"},
 		{"ClientAuth", "client auth"},
 		{"MTU300", "MTU 300"},
@@ -53,6 +54,7 @@ var (
 		{"CID", "connection ID"},
 		{"SRTP", "use_srtp"},
 		{"Resumption", "resumption"},
+		{"ALPN", "ALPN"},
 	}
 	roles = []struct{ key, name string }{
 		{"client", "our client"},
@@ -184,9 +186,13 @@ func render(w io.Writer, cells map[cellKey]*cell, versions map[string]string, no
 	fmt.Fprintf(w, "`TestOpenSSL*` and `TestGnuTLS` (raw public keys) and of the `interop` module: do not edit by hand.\n\n")
 	fmt.Fprintf(w, "Every cell that runs is a real handshake over loopback UDP followed by\n")
 	fmt.Fprintf(w, "application data both ways (an echo, or a CoAP GET and its answer). Both\n")
-	fmt.Fprintf(w, "sides are pinned to the feature's suite (ECDHE-ECDSA AES-128-GCM or PSK\n")
-	fmt.Fprintf(w, "AES-128-CCM_8), except libcoap's certificate cells, which take the\n")
-	fmt.Fprintf(w, "suite the two defaults agree on. *our client* means the\n")
+	fmt.Fprintf(w, "sides are pinned to the feature's suite (ECDHE-ECDSA AES-128-GCM, ECDHE-RSA\n")
+	fmt.Fprintf(w, "AES-128-GCM with an RSA-2048 server certificate, or PSK AES-128-CCM_8),\n")
+	fmt.Fprintf(w, "except libcoap's certificate and raw public key cells, which take the\n")
+	fmt.Fprintf(w, "suite the two defaults agree on. A resumption cell is two connections,\n")
+	fmt.Fprintf(w, "the second an abbreviated handshake that both sides report as resumed\n")
+	fmt.Fprintf(w, "where the peer can tell; an ALPN cell offers two protocols and checks\n")
+	fmt.Fprintf(w, "the one both sides say they agreed on. *our client* means the\n")
 	fmt.Fprintf(w, "peer is the server. Cells: **pass**; **FAIL**; *not yet* (dtls-go lacks\n")
 	fmt.Fprintf(w, "the feature); *n.a.* (the peer lacks it); *skip* (the peer is not\n")
 	fmt.Fprintf(w, "installed); – (no test, or the peer's whole suite was skipped).\n\n")
