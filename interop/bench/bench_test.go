@@ -36,7 +36,17 @@ func start(b *testing.B, im impl, k kind, h handler) *net.UDPAddr {
 	return addr
 }
 
-func closeNow(c net.Conn) bool { return false }
+// readUntilClosed is the server side of the handshake benchmarks: it
+// waits for the client's close_notify (closing at once races the client's
+// last handshake steps in pion v3, which then fails with close_notify).
+func readUntilClosed(c net.Conn) bool {
+	buf := make([]byte, 2048)
+	for {
+		if _, err := c.Read(buf); err != nil {
+			return false
+		}
+	}
+}
 
 // Handshakes: a fresh client (socket included) per iteration against one
 // server, cookie exchange on, closed right after.
@@ -55,7 +65,7 @@ func BenchmarkHandshakePSK(b *testing.B) {
 // against one server.
 func BenchmarkHandshakeECDSAParallel(b *testing.B) {
 	forImpls(b, kindECDSA, func(b *testing.B, im impl) {
-		addr := start(b, im, kindECDSA, closeNow)
+		addr := start(b, im, kindECDSA, readUntilClosed)
 		b.ReportAllocs()
 		b.SetParallelism(4)
 		b.RunParallel(func(pb *testing.PB) {
@@ -81,7 +91,7 @@ func BenchmarkHandshakeECDSAParallel(b *testing.B) {
 }
 
 func benchHandshake(b *testing.B, im impl, k kind) {
-	addr := start(b, im, k, closeNow)
+	addr := start(b, im, k, readUntilClosed)
 	b.ReportAllocs()
 	for b.Loop() {
 		c, err := im.dial(k, addr)
