@@ -95,7 +95,6 @@ func newConn(io datagramIO, config *Config, isClient bool) *Conn {
 	c := &Conn{config: config, isClient: isClient, io: io}
 	c.rl = newRecordLayer(config.replayWindow())
 	c.hs = newHandshakeTransport(config.mtu(), config.retransmitTimeout())
-	c.outBuf = make([]byte, 0, maxPlaintext+maxCiphertextExpansion+recordHeaderLen)
 	c.expansionFn = c.rl.expansion
 	return c
 }
@@ -225,6 +224,9 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 		err = c.serverHandshake(hctx)
 	}
 	if err == nil {
+		if len(c.pending) == 0 {
+			c.io.release()
+		}
 		c.handshakeComplete.Store(true)
 		c.trace(&TraceEvent{Kind: TraceHandshakeDone, Reason: c.state.suite.name})
 		return nil
@@ -324,7 +326,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 	}
 	c.out.Lock()
 	defer c.out.Unlock()
-	buf, err := c.rl.seal(c.outBuf[:0], c.rl.writeCur, recordTypeApplicationData, b)
+	buf, err := c.rl.seal(c.outBuffer(recordHeaderLen+len(b)+maxCiphertextExpansion), c.rl.writeCur, recordTypeApplicationData, b)
 	if err != nil {
 		return 0, err
 	}
@@ -359,7 +361,11 @@ func (c *Conn) Read(b []byte) (int, error) {
 			return 0, err
 		}
 		if data != nil {
-			return copy(b, data), nil
+			n := copy(b, data)
+			if len(c.pending) == 0 {
+				c.io.release()
+			}
+			return n, nil
 		}
 	}
 }
@@ -657,7 +663,7 @@ func (c *Conn) sendFlight(retransmit bool, why string) error {
 		c.trace(&TraceEvent{Kind: kind, Flight: c.flights, Reason: why})
 	}
 	for _, dgram := range c.hs.flightDatagrams(c.expansionFn) {
-		buf := c.outBuf[:0]
+		buf := c.outBuffer(c.hs.mtu)
 		for _, rec := range dgram {
 			start := len(buf)
 			var err error
@@ -691,6 +697,16 @@ func (c *Conn) sendFlight(retransmit bool, why string) error {
 	return nil
 }
 
+// outBuffer returns c.outBuf, empty, with room for n bytes. It grows only
+// when needed, so that a connection that sends small records keeps a small
+// buffer. Called with c.out held.
+func (c *Conn) outBuffer(n int) []byte {
+	if cap(c.outBuf) < n {
+		c.outBuf = make([]byte, 0, max(n, 2*cap(c.outBuf)))
+	}
+	return c.outBuf[:0]
+}
+
 func (c *Conn) traceRecordSent(rec []byte, plainLen int) {
 	if c.config.Tracer == nil {
 		return
@@ -711,7 +727,7 @@ func (c *Conn) sendAlert(a alert) error {
 }
 
 func (c *Conn) sendAlertLocked(level uint8, a alert) {
-	buf, err := c.rl.seal(c.outBuf[:0], c.rl.writeCur, recordTypeAlert, []byte{level, byte(a)})
+	buf, err := c.rl.seal(c.outBuffer(recordHeaderLen+2+maxCiphertextExpansion), c.rl.writeCur, recordTypeAlert, []byte{level, byte(a)})
 	if err != nil {
 		return
 	}

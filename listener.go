@@ -360,10 +360,7 @@ func (c *listenerConnIO) deliver(bp *[]byte, n int) {
 }
 
 func (c *listenerConnIO) readDatagram(deadline time.Time) ([]byte, error) {
-	if c.cur != nil {
-		c.l.bufs.Put(c.cur)
-		c.cur = nil
-	}
+	c.release()
 	var timeout <-chan time.Time
 	if !deadline.IsZero() {
 		d := time.Until(deadline)
@@ -388,6 +385,13 @@ func (c *listenerConnIO) readDatagram(deadline time.Time) ([]byte, error) {
 		return nil, net.ErrClosed
 	case <-timeout:
 		return nil, errTimeout
+	}
+}
+
+func (c *listenerConnIO) release() {
+	if c.cur != nil {
+		c.l.bufs.Put(c.cur)
+		c.cur = nil
 	}
 }
 
