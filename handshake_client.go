@@ -38,6 +38,8 @@ type handshakeState struct {
 	pskHint      []byte
 	ems          bool
 	certRequest  *certificateRequestMsg
+	// clientKeys and serverKeys are the epoch-1 keys, derived once.
+	clientKeys, serverKeys *epochKeys
 }
 
 // sessionHash is the hash of the transcript so far with the suite's hash.
@@ -464,17 +466,21 @@ func (hs *handshakeState) deriveMasterSecret() {
 	}
 }
 
-// epochKeysFor derives the epoch-1 keys of both directions.
+// epochKeysFor derives the epoch-1 keys of both directions, on the first
+// call: writeFinished and readFinished both need them.
 func (hs *handshakeState) epochKeysFor() (client, server *epochKeys, err error) {
-	p := hs.suite.params()
-	ck, sk, civ, siv := keysFromMasterSecret(hs.suite.hash, hs.masterSecret, hs.hello.random, hs.serverHello.random, p.keyLen, p.fixedIVLen)
-	if client, err = newEpochKeys(hs.suite.aead, ck, civ); err != nil {
-		return nil, nil, err
+	if hs.clientKeys == nil {
+		p := hs.suite.params()
+		ck, sk, civ, siv := keysFromMasterSecret(hs.suite.hash, hs.masterSecret, hs.hello.random, hs.serverHello.random, p.keyLen, p.fixedIVLen)
+		if client, err = newEpochKeys(hs.suite.aead, ck, civ); err != nil {
+			return nil, nil, err
+		}
+		if server, err = newEpochKeys(hs.suite.aead, sk, siv); err != nil {
+			return nil, nil, err
+		}
+		hs.clientKeys, hs.serverKeys = client, server
 	}
-	if server, err = newEpochKeys(hs.suite.aead, sk, siv); err != nil {
-		return nil, nil, err
-	}
-	return client, server, nil
+	return hs.clientKeys, hs.serverKeys, nil
 }
 
 // writeFinished queues ChangeCipherSpec and our Finished.
