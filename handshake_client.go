@@ -50,7 +50,7 @@ func (hs *handshakeState) sessionHash() []byte {
 }
 
 func (hs *handshakeState) addTranscript(m *inMessage) {
-	hs.transcript = append(hs.transcript, m.transcript()...)
+	hs.transcript = m.appendTranscript(hs.transcript)
 }
 
 // defaultSuites is the client's offer, or the server's preference, when
