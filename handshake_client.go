@@ -306,10 +306,12 @@ func (hs *handshakeState) verifyServerCertificate(raw [][]byte) error {
 			Roots:         c.config.RootCAs,
 			CurrentTime:   c.config.time(),
 			DNSName:       c.config.ServerName,
-			Intermediates: x509.NewCertPool(),
 		}
-		for _, cert := range certs[1:] {
-			opts.Intermediates.AddCert(cert)
+		if len(certs) > 1 {
+			opts.Intermediates = x509.NewCertPool()
+			for _, cert := range certs[1:] {
+				opts.Intermediates.AddCert(cert)
+			}
 		}
 		var err error
 		chains, err = certs[0].Verify(opts)

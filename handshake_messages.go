@@ -159,6 +159,12 @@ type clientHelloMsg struct {
 	extensions                   []uint16 // extension ids in the order received (set by unmarshal; ignored by marshal)
 }
 
+// helloBuilderSize is the capacity the builders of hellos, their
+// extensions and ServerKeyExchange start with: enough for the usual
+// message, so that a builder does not grow step by step (it still grows
+// for a larger one).
+const helloBuilderSize = 256
+
 func (*clientHelloMsg) messageType() handshakeType { return typeClientHello }
 
 func (m *clientHelloMsg) marshal() ([]byte, error) {
@@ -175,7 +181,7 @@ func (m *clientHelloMsg) marshal() ([]byte, error) {
 		return nil, errors.New("dtls: ClientHello server_name with a trailing dot")
 	}
 
-	exts := cryptobyte.NewBuilder(nil)
+	exts := cryptobyte.NewBuilder(make([]byte, 0, helloBuilderSize))
 	if m.serverName != "" {
 		// RFC 6066 §3
 		addExtension(exts, extensionServerName, func(b *cryptobyte.Builder) {
@@ -254,7 +260,7 @@ func (m *clientHelloMsg) marshal() ([]byte, error) {
 		return nil, err
 	}
 
-	b := cryptobyte.NewBuilder(nil)
+	b := cryptobyte.NewBuilder(make([]byte, 0, helloBuilderSize+len(extBytes)))
 	b.AddUint16(m.vers)
 	b.AddBytes(m.random)
 	addBytes8(b, m.sessionID)
@@ -401,7 +407,7 @@ func (m *serverHelloMsg) marshal() ([]byte, error) {
 		return nil, errors.New("dtls: ServerHello session_id longer than 32 bytes")
 	}
 
-	exts := cryptobyte.NewBuilder(nil)
+	exts := cryptobyte.NewBuilder(make([]byte, 0, helloBuilderSize))
 	if m.serverNameAck {
 		// RFC 6066 §3: the server's extension_data is empty.
 		addExtension(exts, extensionServerName, nil)
@@ -457,7 +463,7 @@ func (m *serverHelloMsg) marshal() ([]byte, error) {
 		return nil, err
 	}
 
-	b := cryptobyte.NewBuilder(nil)
+	b := cryptobyte.NewBuilder(make([]byte, 0, helloBuilderSize+len(extBytes)))
 	b.AddUint16(m.vers)
 	b.AddBytes(m.random)
 	addBytes8(b, m.sessionID)
@@ -593,7 +599,11 @@ type certificateMsg struct {
 func (*certificateMsg) messageType() handshakeType { return typeCertificate }
 
 func (m *certificateMsg) marshal() ([]byte, error) {
-	b := cryptobyte.NewBuilder(nil)
+	n := 3
+	for _, cert := range m.certificates {
+		n += 3 + len(cert)
+	}
+	b := cryptobyte.NewBuilder(make([]byte, 0, n))
 	b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) {
 		for _, cert := range m.certificates {
 			if len(cert) == 0 {
@@ -642,7 +652,7 @@ type serverKeyExchangeMsg struct {
 func (*serverKeyExchangeMsg) messageType() handshakeType { return typeServerKeyExchange }
 
 func (m *serverKeyExchangeMsg) marshal() ([]byte, error) {
-	b := cryptobyte.NewBuilder(nil)
+	b := cryptobyte.NewBuilder(make([]byte, 0, helloBuilderSize))
 	switch m.kind {
 	case kxECDHEECDSA, kxECDHERSA:
 		m.addECDHParams(b)

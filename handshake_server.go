@@ -426,11 +426,13 @@ func (hs *handshakeState) verifyClientCertificate(raw [][]byte) error {
 		opts := x509.VerifyOptions{
 			Roots:         c.config.ClientCAs,
 			CurrentTime:   c.config.time(),
-			Intermediates: x509.NewCertPool(),
 			KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 		}
-		for _, cert := range certs[1:] {
-			opts.Intermediates.AddCert(cert)
+		if len(certs) > 1 {
+			opts.Intermediates = x509.NewCertPool()
+			for _, cert := range certs[1:] {
+				opts.Intermediates.AddCert(cert)
+			}
 		}
 		var err error
 		chains, err = certs[0].Verify(opts)
