@@ -326,7 +326,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 	}
 	c.out.Lock()
 	defer c.out.Unlock()
-	buf, err := c.rl.seal(c.outBuffer(recordHeaderLen+len(b)+maxCiphertextExpansion), c.rl.writeCur, recordTypeApplicationData, b)
+	buf, err := c.rl.seal(c.outBuffer(recordHeaderLen+len(b)+c.rl.expansion(c.rl.writeCur)), c.rl.writeCur, recordTypeApplicationData, b)
 	if err != nil {
 		return 0, err
 	}
@@ -727,7 +727,7 @@ func (c *Conn) sendAlert(a alert) error {
 }
 
 func (c *Conn) sendAlertLocked(level uint8, a alert) {
-	buf, err := c.rl.seal(c.outBuffer(recordHeaderLen+2+maxCiphertextExpansion), c.rl.writeCur, recordTypeAlert, []byte{level, byte(a)})
+	buf, err := c.rl.seal(c.outBuffer(recordHeaderLen+2+c.rl.expansion(c.rl.writeCur)), c.rl.writeCur, recordTypeAlert, []byte{level, byte(a)})
 	if err != nil {
 		return
 	}
