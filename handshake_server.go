@@ -405,7 +405,7 @@ func (hs *handshakeState) verifyClientCertificate(raw [][]byte) error {
 	}
 	certs := make([]*x509.Certificate, len(raw))
 	for i, der := range raw {
-		cert, err := x509.ParseCertificate(der)
+		cert, err := parsePeerCertificate(der)
 		if err != nil {
 			return c.fail(alertBadCertificate, fmt.Errorf("dtls: failed to parse client certificate: %w", err))
 		}
