@@ -956,25 +956,47 @@ func addExtension(b *cryptobyte.Builder, id uint16, f cryptobyte.BuilderContinua
 
 // addBytes8, addBytes16 and addBytes24 add an opaque vector with a 1-, 2- or
 // 3-byte length. A vector too long for its prefix makes Builder.Bytes fail.
+// The length is known up front, so they write it directly instead of
+// through a length-prefixed child builder, which costs an allocation.
 func addBytes8(b *cryptobyte.Builder, v []byte) {
-	b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(v) })
+	if len(v) > 0xff {
+		b.SetError(errVectorTooLong)
+		return
+	}
+	b.AddUint8(uint8(len(v)))
+	b.AddBytes(v)
 }
 
 func addBytes16(b *cryptobyte.Builder, v []byte) {
-	b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(v) })
+	if len(v) > 0xffff {
+		b.SetError(errVectorTooLong)
+		return
+	}
+	b.AddUint16(uint16(len(v)))
+	b.AddBytes(v)
 }
 
 func addBytes24(b *cryptobyte.Builder, v []byte) {
-	b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(v) })
+	if len(v) > 0xffffff {
+		b.SetError(errVectorTooLong)
+		return
+	}
+	b.AddUint24(uint32(len(v)))
+	b.AddBytes(v)
 }
+
+var errVectorTooLong = errors.New("dtls: vector too long for its length prefix")
 
 // addUint16List adds a vector of uint16 values with a uint16 length.
 func addUint16List[T ~uint16](b *cryptobyte.Builder, list []T) {
-	b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
-		for _, v := range list {
-			b.AddUint16(uint16(v))
-		}
-	})
+	if 2*len(list) > 0xffff {
+		b.SetError(errVectorTooLong)
+		return
+	}
+	b.AddUint16(uint16(2 * len(list)))
+	for _, v := range list {
+		b.AddUint16(uint16(v))
+	}
 }
 
 // addALPN adds ProtocolNameList (RFC 7301 §3.1): ProtocolName<1..2^8-1>.
