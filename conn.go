@@ -346,6 +346,13 @@ func (c *Conn) Read(b []byte) (int, error) {
 	}
 	c.in.Lock()
 	defer c.in.Unlock()
+	// Once its datagram is consumed, on every path (close_notify
+	// included), a connection gives its buffer back: an idle one holds none.
+	defer func() {
+		if len(c.pending) == 0 {
+			c.io.release()
+		}
+	}()
 	for {
 		if len(c.earlyData) > 0 {
 			d := c.earlyData[0]
@@ -361,11 +368,7 @@ func (c *Conn) Read(b []byte) (int, error) {
 			return 0, err
 		}
 		if data != nil {
-			n := copy(b, data)
-			if len(c.pending) == 0 {
-				c.io.release()
-			}
-			return n, nil
+			return copy(b, data), nil
 		}
 	}
 }
