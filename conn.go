@@ -486,11 +486,15 @@ func (c *Conn) handleRecord(hdr recordHeader, body []byte) ([]byte, error) {
 	}
 	if reason != dropNone {
 		c.drop(reason, hdr)
-		if reason == dropBadMAC && hdr.epoch > 0 && !c.handshakeComplete.Load() {
-			// The peer's first protected record fails: it derived other
-			// keys (a wrong PSK, say). Waiting would only end in a
-			// timeout, so fail now. A forger could do the same with
-			// an epoch-0 alert, so this gives nothing away.
+		if reason == dropBadMAC && hdr.epoch > 0 && hdr.typ == recordTypeHandshake && !c.handshakeComplete.Load() {
+			// The peer's first protected record, its Finished, fails:
+			// it derived other keys (a wrong PSK, say). Waiting would
+			// only end in a timeout, so fail now. A forger could do the
+			// same with an epoch-0 alert, so this gives nothing away.
+			// Other content types are dropped: a client port reused
+			// right after a connection closed receives that
+			// connection's late epoch-1 close_notify, buffered as a
+			// future-epoch record, and must not fail on it.
 			return nil, c.fail(alertBadRecordMAC, errors.New("dtls: the peer's protected handshake records fail authentication (wrong PSK?)"))
 		}
 		return nil, nil
