@@ -21,6 +21,6 @@ for i in $(seq "$COUNT"); do
 	"$tmp/bench.test" -test.run '^$' -test.bench 'IdleConn' -test.benchtime 1x >>"$tmp/bench.txt"
 done
 go run golang.org/x/perf/cmd/benchstat@latest -col /impl "$tmp/bench.txt" >"$tmp/benchstat.txt"
-go run ./bench/report -in "$tmp/bench.txt" -benchstat "$tmp/benchstat.txt" -out ../BENCHMARKS.md
+go run ./bench/report -in "$tmp/bench.txt" -benchstat "$tmp/benchstat.txt" -notes bench/notes.md -out ../BENCHMARKS.md
 cp "$tmp/bench.txt" bench/last-run.txt
 echo "wrote ../BENCHMARKS.md and bench/last-run.txt" >&2

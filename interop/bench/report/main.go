@@ -110,6 +110,7 @@ func yes(ok bool) string {
 func main() {
 	in := flag.String("in", "bench.txt", "raw go test -bench output")
 	bstat := flag.String("benchstat", "", "benchstat summary to append")
+	notes := flag.String("notes", "", "hand-written notes (Markdown) to include after the table")
 	out := flag.String("out", "BENCHMARKS.md", "file to write")
 	flag.Parse()
 	s, err := parse(*in)
@@ -180,6 +181,17 @@ func main() {
 		idleConns(s), num(o, "B"), num(og, ""), num(v4, "B"), num(v4g, ""), num(v3, "B"), num(v3g, ""), v4/o, yes(o <= 10*1024 && og <= 1))
 	p("\nOur client's idle connection, for comparison: %s.\n", num(s.med("IdleConn", "dtls-go", "our-client-B/conn"), "B"))
 
+	if *notes != "" {
+		nb, err := os.ReadFile(*notes)
+		if err != nil {
+			log.Fatal(err)
+		}
+		p("\n%s", nb)
+	}
+	if f := failures(*in); f > 0 {
+		p("\n%d benchmark runs failed and are missing from the medians (see interop/bench/last-run.txt).\n", f)
+	}
+
 	p("\n## How each figure is taken\n\n")
 	p("- Handshakes: a fresh client (its own UDP socket) per iteration against one server, closed right after;\n")
 	p("  ns/op is the client's wall time for Dial + handshake + Close, allocations are the whole process's\n")
@@ -212,6 +224,18 @@ func main() {
 }
 
 func idleConns(samples) int { return 1000 }
+
+// failures counts the sub-benchmarks that failed in the raw output.
+func failures(file string) int {
+	b, _ := os.ReadFile(file)
+	n := 0
+	for l := range strings.Lines(string(b)) {
+		if strings.HasPrefix(l, "--- FAIL: Benchmark") && strings.Contains(l, "/impl=") {
+			n++
+		}
+	}
+	return n
+}
 
 func cpuModel() string {
 	b, _ := os.ReadFile("/proc/cpuinfo")
