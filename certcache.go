@@ -46,3 +46,17 @@ func parsePeerCertificate(der []byte) (*x509.Certificate, error) {
 	}, key)
 	return cert, nil
 }
+
+// intermediatePool returns a pool holding certs, or nil when there are
+// none: most chains are one certificate, and an empty pool still costs
+// allocations on every handshake.
+func intermediatePool(certs []*x509.Certificate) *x509.CertPool {
+	if len(certs) == 0 {
+		return nil
+	}
+	p := x509.NewCertPool()
+	for _, cert := range certs {
+		p.AddCert(cert)
+	}
+	return p
+}

@@ -306,12 +306,7 @@ func (hs *handshakeState) verifyServerCertificate(raw [][]byte) error {
 			Roots:         c.config.RootCAs,
 			CurrentTime:   c.config.time(),
 			DNSName:       c.config.ServerName,
-		}
-		if len(certs) > 1 {
-			opts.Intermediates = x509.NewCertPool()
-			for _, cert := range certs[1:] {
-				opts.Intermediates.AddCert(cert)
-			}
+			Intermediates: intermediatePool(certs[1:]),
 		}
 		var err error
 		chains, err = certs[0].Verify(opts)
@@ -471,18 +466,19 @@ func (hs *handshakeState) deriveMasterSecret() {
 // epochKeysFor derives the epoch-1 keys of both directions, on the first
 // call: writeFinished and readFinished both need them.
 func (hs *handshakeState) epochKeysFor() (client, server *epochKeys, err error) {
-	if hs.clientKeys == nil {
-		p := hs.suite.params()
-		ck, sk, civ, siv := keysFromMasterSecret(hs.suite.hash, hs.masterSecret, hs.hello.random, hs.serverHello.random, p.keyLen, p.fixedIVLen)
-		if client, err = newEpochKeys(hs.suite.aead, ck, civ); err != nil {
-			return nil, nil, err
-		}
-		if server, err = newEpochKeys(hs.suite.aead, sk, siv); err != nil {
-			return nil, nil, err
-		}
-		hs.clientKeys, hs.serverKeys = client, server
+	if hs.clientKeys != nil {
+		return hs.clientKeys, hs.serverKeys, nil
 	}
-	return hs.clientKeys, hs.serverKeys, nil
+	p := hs.suite.params()
+	ck, sk, civ, siv := keysFromMasterSecret(hs.suite.hash, hs.masterSecret, hs.hello.random, hs.serverHello.random, p.keyLen, p.fixedIVLen)
+	if client, err = newEpochKeys(hs.suite.aead, ck, civ); err != nil {
+		return nil, nil, err
+	}
+	if server, err = newEpochKeys(hs.suite.aead, sk, siv); err != nil {
+		return nil, nil, err
+	}
+	hs.clientKeys, hs.serverKeys = client, server
+	return client, server, nil
 }
 
 // writeFinished queues ChangeCipherSpec and our Finished.

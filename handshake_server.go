@@ -426,13 +426,8 @@ func (hs *handshakeState) verifyClientCertificate(raw [][]byte) error {
 		opts := x509.VerifyOptions{
 			Roots:         c.config.ClientCAs,
 			CurrentTime:   c.config.time(),
+			Intermediates: intermediatePool(certs[1:]),
 			KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-		}
-		if len(certs) > 1 {
-			opts.Intermediates = x509.NewCertPool()
-			for _, cert := range certs[1:] {
-				opts.Intermediates.AddCert(cert)
-			}
 		}
 		var err error
 		chains, err = certs[0].Verify(opts)
