@@ -99,7 +99,6 @@ func newConn(io datagramIO, config *Config, isClient bool) *Conn {
 	c := &Conn{config: config, isClient: isClient, io: io}
 	c.rl = newRecordLayer(config.replayWindow())
 	c.hs = newHandshakeTransport(config.mtu(), config.retransmitTimeout())
-	c.outBuf = make([]byte, 0, maxPlaintext+maxCiphertextExpansion+recordHeaderLen)
 	c.expansionFn = c.rl.expansion
 	return c
 }
@@ -232,6 +231,9 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 		// Our last flight needs no timer now: the peer's last flight
 		// arrived whole. It is still resent if the peer repeats its own.
 		c.hs.finalFlight()
+		if len(c.pending) == 0 {
+			c.io.release()
+		}
 		c.handshakeComplete.Store(true)
 		c.trace(&TraceEvent{Kind: TraceHandshakeDone, Reason: c.state.suite.name})
 		return nil
@@ -335,7 +337,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 	}
 	c.out.Lock()
 	defer c.out.Unlock()
-	buf, err := c.rl.seal(c.outBuf[:0], c.rl.writeCur, recordTypeApplicationData, b)
+	buf, err := c.rl.seal(c.outBuffer(recordHeaderLen+len(b)+c.rl.expansion(c.rl.writeCur)), c.rl.writeCur, recordTypeApplicationData, b)
 	if err != nil {
 		return 0, err
 	}
@@ -355,6 +357,13 @@ func (c *Conn) Read(b []byte) (int, error) {
 	}
 	c.in.Lock()
 	defer c.in.Unlock()
+	// Once its datagram is consumed, on every path (close_notify
+	// included), a connection gives its buffer back: an idle one holds none.
+	defer func() {
+		if len(c.pending) == 0 {
+			c.io.release()
+		}
+	}()
 	for {
 		if len(c.earlyData) > 0 {
 			d := c.earlyData[0]
@@ -488,11 +497,15 @@ func (c *Conn) handleRecord(hdr recordHeader, body []byte) ([]byte, error) {
 	}
 	if reason != dropNone {
 		c.drop(reason, hdr)
-		if reason == dropBadMAC && hdr.epoch > 0 && !c.handshakeComplete.Load() {
-			// The peer's first protected record fails: it derived other
-			// keys (a wrong PSK, say). Waiting would only end in a
-			// timeout, so fail now. A forger could do the same with
-			// an epoch-0 alert, so this gives nothing away.
+		if reason == dropBadMAC && hdr.epoch > 0 && hdr.typ == recordTypeHandshake && !c.handshakeComplete.Load() {
+			// The peer's first protected record, its Finished, fails:
+			// it derived other keys (a wrong PSK, say). Waiting would
+			// only end in a timeout, so fail now. A forger could do the
+			// same with an epoch-0 alert, so this gives nothing away.
+			// Other content types are dropped: a client port reused
+			// right after a connection closed receives that
+			// connection's late epoch-1 close_notify, buffered as a
+			// future-epoch record, and must not fail on it.
 			return nil, c.fail(alertBadRecordMAC, errors.New("dtls: the peer's protected handshake records fail authentication (wrong PSK?)"))
 		}
 		return nil, nil
@@ -688,7 +701,7 @@ func (c *Conn) sendFlight(retransmit bool, why string) error {
 		c.trace(&TraceEvent{Kind: kind, Flight: c.flights, Reason: why})
 	}
 	for _, dgram := range c.hs.flightDatagrams(c.expansionFn) {
-		buf := c.outBuf[:0]
+		buf := c.outBuffer(c.hs.mtu)
 		for _, rec := range dgram {
 			start := len(buf)
 			var err error
@@ -722,6 +735,16 @@ func (c *Conn) sendFlight(retransmit bool, why string) error {
 	return nil
 }
 
+// outBuffer returns c.outBuf, empty, with room for n bytes. It grows only
+// when needed, so that a connection that sends small records keeps a small
+// buffer. Called with c.out held.
+func (c *Conn) outBuffer(n int) []byte {
+	if cap(c.outBuf) < n {
+		c.outBuf = make([]byte, 0, max(n, 2*cap(c.outBuf)))
+	}
+	return c.outBuf[:0]
+}
+
 func (c *Conn) traceRecordSent(rec []byte, plainLen int) {
 	if c.config.Tracer == nil {
 		return
@@ -742,7 +765,7 @@ func (c *Conn) sendAlert(a alert) error {
 }
 
 func (c *Conn) sendAlertLocked(level uint8, a alert) {
-	buf, err := c.rl.seal(c.outBuf[:0], c.rl.writeCur, recordTypeAlert, []byte{level, byte(a)})
+	buf, err := c.rl.seal(c.outBuffer(recordHeaderLen+2+c.rl.expansion(c.rl.writeCur)), c.rl.writeCur, recordTypeAlert, []byte{level, byte(a)})
 	if err != nil {
 		return
 	}

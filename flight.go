@@ -109,13 +109,17 @@ type inMessage struct {
 // the 12-byte header with fragment_offset 0 and fragment_length = length
 // (RFC 6347 §4.2.6), whatever fragmentation the message arrived in.
 func (m *inMessage) transcript() []byte {
+	return m.appendTranscript(make([]byte, 0, handshakeHeaderLen+len(m.body)))
+}
+
+// appendTranscript appends what transcript returns to b.
+func (m *inMessage) appendTranscript(b []byte) []byte {
 	h := handshakeHeader{
 		typ:            m.typ,
 		length:         uint32(len(m.body)),
 		messageSeq:     m.seq,
 		fragmentLength: uint32(len(m.body)),
 	}
-	b := make([]byte, 0, handshakeHeaderLen+len(m.body))
 	b = h.appendTo(b)
 	return append(b, m.body...)
 }
@@ -311,16 +315,21 @@ func (t *handshakeTransport) flightDatagrams(overhead func(epoch uint16) int) []
 				room = 1 // an empty datagram cannot hold the overheads: still make progress
 			}
 			n := min(room, len(body)-off)
-			h := handshakeHeader{
-				typ:            e.typ,
-				length:         uint32(len(body)),
-				messageSeq:     e.seq,
-				fragmentOffset: uint32(off),
-				fragmentLength: uint32(n),
+			// A message that fits whole is sent as its transcript bytes,
+			// whose header already says offset 0 and the full length.
+			data := e.transcript
+			if n < len(body) {
+				h := handshakeHeader{
+					typ:            e.typ,
+					length:         uint32(len(body)),
+					messageSeq:     e.seq,
+					fragmentOffset: uint32(off),
+					fragmentLength: uint32(n),
+				}
+				data = make([]byte, 0, handshakeHeaderLen+n)
+				data = h.appendTo(data)
+				data = append(data, body[off:off+n]...)
 			}
-			data := make([]byte, 0, handshakeHeaderLen+n)
-			data = h.appendTo(data)
-			data = append(data, body[off:off+n]...)
 			cur = append(cur, outRecord{epoch: e.epoch, typ: recordTypeHandshake, data: data})
 			used += perRecord + n
 			off += n

@@ -50,6 +50,8 @@ type handshakeState struct {
 	ticket        *newSessionTicketMsg // client: the ticket the server sent
 	issueTicket   bool                 // server: NewSessionTicket is due
 	renewTicket   bool                 // server: the resumed ticket's key is not the newest
+	// clientKeys and serverKeys are the epoch-1 keys, derived once.
+	clientKeys, serverKeys *epochKeys
 }
 
 // sessionHash is the hash of the transcript so far with the suite's hash.
@@ -60,7 +62,7 @@ func (hs *handshakeState) sessionHash() []byte {
 }
 
 func (hs *handshakeState) addTranscript(m *inMessage) {
-	hs.transcript = append(hs.transcript, m.transcript()...)
+	hs.transcript = m.appendTranscript(hs.transcript)
 }
 
 // defaultSuites is the client's offer, or the server's preference, when
@@ -348,7 +350,7 @@ func (hs *handshakeState) verifyServerCertificate(raw [][]byte) error {
 	}
 	certs := make([]*x509.Certificate, len(raw))
 	for i, der := range raw {
-		cert, err := x509.ParseCertificate(der)
+		cert, err := parsePeerCertificate(der)
 		if err != nil {
 			return c.fail(alertBadCertificate, fmt.Errorf("dtls: failed to parse certificate from server: %w", err))
 		}
@@ -363,10 +365,7 @@ func (hs *handshakeState) verifyServerCertificate(raw [][]byte) error {
 			Roots:         c.config.RootCAs,
 			CurrentTime:   c.config.time(),
 			DNSName:       c.config.ServerName,
-			Intermediates: x509.NewCertPool(),
-		}
-		for _, cert := range certs[1:] {
-			opts.Intermediates.AddCert(cert)
+			Intermediates: intermediatePool(certs[1:]),
 		}
 		var err error
 		chains, err = certs[0].Verify(opts)
@@ -524,8 +523,12 @@ func (hs *handshakeState) deriveMasterSecret() {
 	}
 }
 
-// epochKeysFor derives the epoch-1 keys of both directions.
+// epochKeysFor derives the epoch-1 keys of both directions, on the first
+// call: writeFinished and readFinished both need them.
 func (hs *handshakeState) epochKeysFor() (client, server *epochKeys, err error) {
+	if hs.clientKeys != nil {
+		return hs.clientKeys, hs.serverKeys, nil
+	}
 	p := hs.suite.params()
 	ck, sk, civ, siv := keysFromMasterSecret(hs.suite.hash, hs.masterSecret, hs.hello.random, hs.serverHello.random, p.keyLen, p.fixedIVLen)
 	if client, err = newEpochKeys(hs.suite.aead, ck, civ); err != nil {
@@ -534,6 +537,7 @@ func (hs *handshakeState) epochKeysFor() (client, server *epochKeys, err error) 
 	if server, err = newEpochKeys(hs.suite.aead, sk, siv); err != nil {
 		return nil, nil, err
 	}
+	hs.clientKeys, hs.serverKeys = client, server
 	return client, server, nil
 }
 

@@ -159,6 +159,12 @@ type clientHelloMsg struct {
 	extensions                   []uint16 // extension ids in the order received (set by unmarshal; ignored by marshal)
 }
 
+// helloBuilderSize is the capacity the builders of hellos, their
+// extensions and ServerKeyExchange start with: enough for the usual
+// message, so that a builder does not grow step by step (it still grows
+// for a larger one).
+const helloBuilderSize = 256
+
 func (*clientHelloMsg) messageType() handshakeType { return typeClientHello }
 
 func (m *clientHelloMsg) marshal() ([]byte, error) {
@@ -175,7 +181,7 @@ func (m *clientHelloMsg) marshal() ([]byte, error) {
 		return nil, errors.New("dtls: ClientHello server_name with a trailing dot")
 	}
 
-	exts := cryptobyte.NewBuilder(nil)
+	exts := cryptobyte.NewBuilder(make([]byte, 0, helloBuilderSize))
 	if m.serverName != "" {
 		// RFC 6066 §3
 		addExtension(exts, extensionServerName, func(b *cryptobyte.Builder) {
@@ -254,7 +260,7 @@ func (m *clientHelloMsg) marshal() ([]byte, error) {
 		return nil, err
 	}
 
-	b := cryptobyte.NewBuilder(nil)
+	b := cryptobyte.NewBuilder(make([]byte, 0, helloBuilderSize+len(extBytes)))
 	b.AddUint16(m.vers)
 	b.AddBytes(m.random)
 	addBytes8(b, m.sessionID)
@@ -401,7 +407,7 @@ func (m *serverHelloMsg) marshal() ([]byte, error) {
 		return nil, errors.New("dtls: ServerHello session_id longer than 32 bytes")
 	}
 
-	exts := cryptobyte.NewBuilder(nil)
+	exts := cryptobyte.NewBuilder(make([]byte, 0, helloBuilderSize))
 	if m.serverNameAck {
 		// RFC 6066 §3: the server's extension_data is empty.
 		addExtension(exts, extensionServerName, nil)
@@ -457,7 +463,7 @@ func (m *serverHelloMsg) marshal() ([]byte, error) {
 		return nil, err
 	}
 
-	b := cryptobyte.NewBuilder(nil)
+	b := cryptobyte.NewBuilder(make([]byte, 0, helloBuilderSize+len(extBytes)))
 	b.AddUint16(m.vers)
 	b.AddBytes(m.random)
 	addBytes8(b, m.sessionID)
@@ -597,7 +603,11 @@ type certificateMsg struct {
 func (*certificateMsg) messageType() handshakeType { return typeCertificate }
 
 func (m *certificateMsg) marshal() ([]byte, error) {
-	b := cryptobyte.NewBuilder(nil)
+	n := 3
+	for _, cert := range m.certificates {
+		n += 3 + len(cert)
+	}
+	b := cryptobyte.NewBuilder(make([]byte, 0, n))
 	if m.rawPublicKey {
 		if len(m.certificates) > 1 {
 			return nil, errors.New("dtls: more than one raw public key in Certificate")
@@ -666,7 +676,7 @@ type serverKeyExchangeMsg struct {
 func (*serverKeyExchangeMsg) messageType() handshakeType { return typeServerKeyExchange }
 
 func (m *serverKeyExchangeMsg) marshal() ([]byte, error) {
-	b := cryptobyte.NewBuilder(nil)
+	b := cryptobyte.NewBuilder(make([]byte, 0, helloBuilderSize))
 	switch m.kind {
 	case kxECDHEECDSA, kxECDHERSA:
 		m.addECDHParams(b)
@@ -970,25 +980,47 @@ func addExtension(b *cryptobyte.Builder, id uint16, f cryptobyte.BuilderContinua
 
 // addBytes8, addBytes16 and addBytes24 add an opaque vector with a 1-, 2- or
 // 3-byte length. A vector too long for its prefix makes Builder.Bytes fail.
+// The length is known up front, so they write it directly instead of
+// through a length-prefixed child builder, which costs an allocation.
 func addBytes8(b *cryptobyte.Builder, v []byte) {
-	b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(v) })
+	if len(v) > 0xff {
+		b.SetError(errVectorTooLong)
+		return
+	}
+	b.AddUint8(uint8(len(v)))
+	b.AddBytes(v)
 }
 
 func addBytes16(b *cryptobyte.Builder, v []byte) {
-	b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(v) })
+	if len(v) > 0xffff {
+		b.SetError(errVectorTooLong)
+		return
+	}
+	b.AddUint16(uint16(len(v)))
+	b.AddBytes(v)
 }
 
 func addBytes24(b *cryptobyte.Builder, v []byte) {
-	b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(v) })
+	if len(v) > 0xffffff {
+		b.SetError(errVectorTooLong)
+		return
+	}
+	b.AddUint24(uint32(len(v)))
+	b.AddBytes(v)
 }
+
+var errVectorTooLong = errors.New("dtls: vector too long for its length prefix")
 
 // addUint16List adds a vector of uint16 values with a uint16 length.
 func addUint16List[T ~uint16](b *cryptobyte.Builder, list []T) {
-	b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
-		for _, v := range list {
-			b.AddUint16(uint16(v))
-		}
-	})
+	if 2*len(list) > 0xffff {
+		b.SetError(errVectorTooLong)
+		return
+	}
+	b.AddUint16(uint16(2 * len(list)))
+	for _, v := range list {
+		b.AddUint16(uint16(v))
+	}
 }
 
 // addALPN adds ProtocolNameList (RFC 7301 §3.1): ProtocolName<1..2^8-1>.

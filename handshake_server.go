@@ -461,7 +461,7 @@ func (hs *handshakeState) verifyClientCertificate(raw [][]byte) error {
 	}
 	certs := make([]*x509.Certificate, len(raw))
 	for i, der := range raw {
-		cert, err := x509.ParseCertificate(der)
+		cert, err := parsePeerCertificate(der)
 		if err != nil {
 			return c.fail(alertBadCertificate, fmt.Errorf("dtls: failed to parse client certificate: %w", err))
 		}
@@ -482,11 +482,8 @@ func (hs *handshakeState) verifyClientCertificate(raw [][]byte) error {
 		opts := x509.VerifyOptions{
 			Roots:         c.config.ClientCAs,
 			CurrentTime:   c.config.time(),
-			Intermediates: x509.NewCertPool(),
+			Intermediates: intermediatePool(certs[1:]),
 			KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-		}
-		for _, cert := range certs[1:] {
-			opts.Intermediates.AddCert(cert)
 		}
 		var err error
 		chains, err = certs[0].Verify(opts)

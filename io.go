@@ -20,6 +20,10 @@ type datagramIO interface {
 	// A zero deadline means none.
 	readDatagram(deadline time.Time) ([]byte, error)
 	writeDatagram(b []byte) error
+	// release says that the last datagram readDatagram returned is no
+	// longer needed: its buffer goes back to a pool, so that an idle
+	// connection holds none.
+	release()
 	// interrupt makes a blocked or the next readDatagram return
 	// errInterrupted.
 	interrupt()
@@ -36,17 +40,21 @@ type peerMover interface {
 	followPeer()
 }
 
+// datagramBufs holds buffers for one datagram of any size, for the Conns
+// that read their own socket: an idle connection gives its buffer back.
+var datagramBufs = sync.Pool{New: func() any { b := make([]byte, maxDatagramSize); return &b }}
+
 // netConnIO reads a connected datagram socket in the caller's goroutine.
 type netConnIO struct {
 	conn        net.Conn
-	buf         []byte
+	buf         *[]byte // from datagramBufs while a datagram is in use
 	interrupted atomic.Bool
 	mu          sync.Mutex // serializes deadline changes
 	deadline    time.Time
 }
 
 func newNetConnIO(conn net.Conn) *netConnIO {
-	return &netConnIO{conn: conn, buf: make([]byte, maxDatagramSize)}
+	return &netConnIO{conn: conn}
 }
 
 func (n *netConnIO) readDatagram(deadline time.Time) ([]byte, error) {
@@ -64,14 +72,24 @@ func (n *netConnIO) readDatagram(deadline time.Time) ([]byte, error) {
 	if n.interrupted.Swap(false) {
 		return nil, errInterrupted
 	}
-	k, err := n.conn.Read(n.buf)
+	if n.buf == nil {
+		n.buf = datagramBufs.Get().(*[]byte)
+	}
+	k, err := n.conn.Read(*n.buf)
 	if err != nil {
 		if n.interrupted.Swap(false) {
 			return nil, errInterrupted
 		}
 		return nil, err
 	}
-	return n.buf[:k], nil
+	return (*n.buf)[:k], nil
+}
+
+func (n *netConnIO) release() {
+	if n.buf != nil {
+		datagramBufs.Put(n.buf)
+		n.buf = nil
+	}
 }
 
 func (n *netConnIO) interrupt() {

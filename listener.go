@@ -461,10 +461,7 @@ func (c *listenerConnIO) deliver(bp *[]byte, n int, from netip.AddrPort) {
 }
 
 func (c *listenerConnIO) readDatagram(deadline time.Time) ([]byte, error) {
-	if c.cur != nil {
-		c.l.bufs.Put(c.cur)
-		c.cur = nil
-	}
+	c.release()
 	var timeout <-chan time.Time
 	if !deadline.IsZero() {
 		d := time.Until(deadline)
@@ -489,6 +486,13 @@ func (c *listenerConnIO) readDatagram(deadline time.Time) ([]byte, error) {
 		return nil, net.ErrClosed
 	case <-timeout:
 		return nil, errTimeout
+	}
+}
+
+func (c *listenerConnIO) release() {
+	if c.cur != nil {
+		c.l.bufs.Put(c.cur)
+		c.cur = nil
 	}
 }
 

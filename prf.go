@@ -48,19 +48,20 @@ func prfHash(h crypto.Hash) func() hash.Hash {
 // The output is truncated to len(result).
 func prf12(h crypto.Hash, result, secret []byte, label string, seed []byte) {
 	mac := hmac.New(prfHash(h), secret)
-	labelBytes := []byte(label)
+	// One allocation holds label + seed, A(i) and an output block.
+	size := mac.Size()
+	buf := make([]byte, 0, len(label)+len(seed)+2*size)
+	labelSeed := append(append(buf, label...), seed...)
+	rest := buf[len(labelSeed):len(labelSeed)]
 
 	// A(1) = HMAC(secret, label + seed).
-	mac.Write(labelBytes)
-	mac.Write(seed)
-	a := mac.Sum(nil)
-
-	var block []byte
+	mac.Write(labelSeed)
+	a := mac.Sum(rest[:0:size])
+	block := rest[size:size]
 	for len(result) > 0 {
 		mac.Reset()
 		mac.Write(a)
-		mac.Write(labelBytes)
-		mac.Write(seed)
+		mac.Write(labelSeed)
 		block = mac.Sum(block[:0])
 		n := copy(result, block)
 		result = result[n:]

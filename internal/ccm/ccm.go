@@ -48,7 +48,10 @@ const segmentBlocks = 16
 // cipher.Block.Encrypt, an interface method, so the compiler cannot prove
 // they do not escape and would move stack arrays to the heap on every call.
 // Taking them from a pool instead keeps Seal and Open free of allocations in
-// the steady state while leaving the AEAD safe for concurrent use.
+// the steady state while leaving the AEAD safe for concurrent use. The
+// pool is shared by every AEAD, as nothing in a scratch depends on the key:
+// a pool per AEAD cost each DTLS connection its own per-CPU pool slots and
+// scratches, about 1 KB per direction.
 type scratch struct {
 	mac [blockSize]byte                 // CBC-MAC chaining value X_i
 	s0  [blockSize]byte                 // S_0, which masks the tag
@@ -67,8 +70,9 @@ type ccm struct {
 	// maxLen is the largest plaintext length the L-byte length field of
 	// B_0 can encode: 2^(8L) - 1.
 	maxLen uint64
-	pool   sync.Pool
 }
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 
 // New returns the CCM mode of the given 128-bit block cipher as a
 // cipher.AEAD, with tagSize in {4, 6, 8, 10, 12, 14, 16} and nonceSize in
@@ -96,7 +100,6 @@ func New(block cipher.Block, tagSize, nonceSize int) (cipher.AEAD, error) {
 	} else {
 		c.maxLen = math.MaxUint64
 	}
-	c.pool.New = func() any { return new(scratch) }
 	return c, nil
 }
 
@@ -119,7 +122,7 @@ func (c *ccm) Seal(dst, nonce, plaintext, additionalData []byte) []byte {
 		panic("ccm: invalid buffer overlap of output and additional data")
 	}
 
-	s := c.pool.Get().(*scratch)
+	s := scratchPool.Get().(*scratch)
 	c.start(s, nonce, len(plaintext), additionalData)
 
 	// One pass over the plaintext, a segment at a time: each block goes
@@ -145,7 +148,7 @@ func (c *ccm) Seal(dst, nonce, plaintext, additionalData []byte) []byte {
 	// The tag is T xor S_0.
 	subtle.XORBytes(out[n:], s.mac[:c.tagSize], s.s0[:c.tagSize])
 
-	c.pool.Put(s)
+	scratchPool.Put(s)
 	return ret
 }
 
@@ -171,7 +174,7 @@ func (c *ccm) Open(dst, nonce, ciphertext, additionalData []byte) ([]byte, error
 		panic("ccm: invalid buffer overlap of output and additional data")
 	}
 
-	s := c.pool.Get().(*scratch)
+	s := scratchPool.Get().(*scratch)
 	c.start(s, nonce, n, additionalData)
 
 	// CCM authenticates the plaintext, so it must be decrypted first; each
@@ -194,7 +197,7 @@ func (c *ccm) Open(dst, nonce, ciphertext, additionalData []byte) ([]byte, error
 
 	subtle.XORBytes(s.mac[:c.tagSize], s.mac[:c.tagSize], s.s0[:c.tagSize])
 	ok := subtle.ConstantTimeCompare(s.mac[:c.tagSize], tag) == 1
-	c.pool.Put(s)
+	scratchPool.Put(s)
 
 	if !ok {
 		// Like crypto/cipher, never leave unauthenticated plaintext in the

@@ -1,0 +1,26 @@
+#!/bin/sh
+# bench.sh runs the side-by-side benchmarks of interop/bench (dtls-go, pion/dtls
+# v4 and v3, and their floors) COUNT times, summarises them with benchstat and
+# writes ../BENCHMARKS.md. Each repetition runs every benchmark once, so the
+# implementations and floors of a row are timed back to back, interleaved
+# with the other repetitions: on a shared machine that is what keeps ratios
+# honest.
+#
+#	COUNT=6 BENCHTIME=1s ./bench.sh
+set -u
+cd "$(dirname "$0")"
+COUNT=${COUNT:-6}
+BENCHTIME=${BENCHTIME:-1s}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+go test -c -o "$tmp/bench.test" ./bench
+for i in $(seq "$COUNT"); do
+	echo "run $i of $COUNT" >&2
+	"$tmp/bench.test" -test.run '^$' -test.bench 'Handshake|Echo|OneWay' -test.benchtime "$BENCHTIME" >>"$tmp/bench.txt"
+	# The idle measurement opens 1000 connections whatever b.N is.
+	"$tmp/bench.test" -test.run '^$' -test.bench 'IdleConn' -test.benchtime 1x >>"$tmp/bench.txt"
+done
+go run golang.org/x/perf/cmd/benchstat@latest -col /impl "$tmp/bench.txt" >"$tmp/benchstat.txt"
+go run ./bench/report -in "$tmp/bench.txt" -benchstat "$tmp/benchstat.txt" -notes bench/notes.md -out ../BENCHMARKS.md
+cp "$tmp/bench.txt" bench/last-run.txt
+echo "wrote ../BENCHMARKS.md and bench/last-run.txt" >&2

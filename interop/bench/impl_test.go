@@ -1,0 +1,321 @@
+package bench
+
+// The three implementations behind one face, with the same certificate,
+// PSK and cipher suites, all over 127.0.0.1.
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dtls-go/dtls"
+	pion3 "github.com/pion/dtls/v3"
+	pion4 "github.com/pion/dtls/v4"
+	pion4suite "github.com/pion/dtls/v4/pkg/crypto/ciphersuite"
+	pion4proto "github.com/pion/dtls/v4/pkg/protocol"
+)
+
+// kind selects the credentials and the one cipher suite both sides allow.
+type kind int
+
+const (
+	kindECDSA kind = iota // ECDHE-ECDSA, P-256 certificate, X25519, AES-128-GCM
+	kindPSK               // PSK, AES-128-CCM_8
+)
+
+func (k kind) suite() uint16 {
+	if k == kindPSK {
+		return dtls.TLS_PSK_WITH_AES_128_CCM_8
+	}
+	return dtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+}
+
+const pskIdentity = "bench"
+
+var (
+	psk = []byte("0123456789abcdef")
+
+	pkiOnce sync.Once
+	// cert is a self-signed P-256 certificate for localhost, and roots
+	// holds it: chain verification is then a lookup, so that the only
+	// signature a client checks is the ServerKeyExchange's, as in the
+	// crypto floor.
+	cert  tls.Certificate
+	roots *x509.CertPool
+	// certKey is cert's key, for the crypto floor.
+	certKey *ecdsa.PrivateKey
+)
+
+func setupPKI(tb testing.TB) {
+	pkiOnce.Do(func() {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			panic(err)
+		}
+		tmpl := &x509.Certificate{
+			SerialNumber:          big.NewInt(1),
+			Subject:               pkix.Name{CommonName: "localhost"},
+			DNSNames:              []string{"localhost"},
+			IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+			NotBefore:             time.Now().Add(-time.Hour),
+			NotAfter:              time.Now().Add(24 * time.Hour),
+			KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+			ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+			BasicConstraintsValid: true,
+			IsCA:                  true,
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+		if err != nil {
+			panic(err)
+		}
+		leaf, _ := x509.ParseCertificate(der)
+		roots = x509.NewCertPool()
+		roots.AddCert(leaf)
+		cert = tls.Certificate{Certificate: [][]byte{der}, PrivateKey: k, Leaf: leaf}
+		certKey = k
+	})
+}
+
+// handler gets each handshaken connection in a goroutine of its own. The
+// connection is closed when it returns, unless it returns keep.
+type handler func(c net.Conn) (keep bool)
+
+// impl is one DTLS implementation: a server and a client.
+type impl struct {
+	name  string
+	serve func(k kind, handle handler) (addr *net.UDPAddr, stop func(), err error)
+	dial  func(k kind, addr *net.UDPAddr) (net.Conn, error)
+}
+
+var impls = []impl{
+	{name: "dtls-go", serve: serveOurs, dial: dialOurs},
+	{name: "pion-v4", serve: servePion4, dial: dialPion4},
+	{name: "pion-v3", serve: servePion3, dial: dialPion3},
+}
+
+func ourServerConfig(k kind) *dtls.Config {
+	cfg := &dtls.Config{CipherSuites: []uint16{k.suite()}}
+	if k == kindPSK {
+		cfg.PSK = func([]byte) ([]byte, error) { return psk, nil }
+	} else {
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg
+}
+
+func ourClientConfig(k kind) *dtls.Config {
+	cfg := &dtls.Config{CipherSuites: []uint16{k.suite()}}
+	if k == kindPSK {
+		cfg.PSK = func([]byte) ([]byte, error) { return psk, nil }
+		cfg.PSKIdentity = []byte(pskIdentity)
+	} else {
+		cfg.RootCAs, cfg.ServerName = roots, "localhost"
+	}
+	return cfg
+}
+
+func serveOurs(k kind, handle handler) (*net.UDPAddr, func(), error) {
+	l, err := dtls.Listen("udp", "127.0.0.1:0", ourServerConfig(k))
+	if err != nil {
+		return nil, nil, err
+	}
+	// Accept returns connections whose handshake completed.
+	return acceptLoop(l, nil, handle)
+}
+
+func dialOurs(k kind, addr *net.UDPAddr) (net.Conn, error) {
+	return dtls.Dial("udp", addr.String(), ourClientConfig(k))
+}
+
+// acceptLoop accepts until l is closed; handshake (nil when Accept already
+// did it) and handle run in a goroutine per connection, so that a slow
+// handshake delays no one. stop closes l and every connection still open
+// (pion's Listener.Close leaves them open), and waits for the handlers.
+func acceptLoop(l net.Listener, handshake func(net.Conn) error, handle handler) (*net.UDPAddr, func(), error) {
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		open = map[net.Conn]bool{}
+	)
+	forget := func(c net.Conn) {
+		c.Close()
+		mu.Lock()
+		delete(open, c)
+		mu.Unlock()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			open[c] = true
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if handshake != nil {
+					if err := handshake(c); err != nil {
+						forget(c)
+						return
+					}
+				}
+				if !handle(c) {
+					forget(c)
+				}
+			}()
+		}
+	}()
+	stop := func() {
+		l.Close()
+		mu.Lock()
+		for c := range open {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	}
+	return l.Addr().(*net.UDPAddr), stop, nil
+}
+
+func pion4Options(k kind) []pion4.Option {
+	opts := []pion4.Option{
+		pion4.WithCipherSuites(pion4suite.ID(k.suite())),
+		pion4.WithExtendedMasterSecret(pion4.RequireExtendedMasterSecret),
+		// The row is DTLS 1.2: v4 would negotiate 1.3 with itself.
+		pion4.WithMaxVersion(pion4proto.Version1_2),
+	}
+	if k == kindPSK {
+		opts = append(opts, pion4.WithPSK(
+			func() ([]pion4.PSK, error) {
+				return []pion4.PSK{{Identity: []byte(pskIdentity), Key: psk}}, nil
+			},
+			func(ids [][]byte) (*pion4.PSK, error) {
+				for _, id := range ids {
+					if string(id) == pskIdentity {
+						return &pion4.PSK{Identity: id, Key: psk}, nil
+					}
+				}
+				return nil, nil
+			}))
+	}
+	return opts
+}
+
+func servePion4(k kind, handle handler) (*net.UDPAddr, func(), error) {
+	opts := pion4Options(k)
+	sopts := make([]pion4.ServerOption, 0, len(opts)+1)
+	for _, o := range opts {
+		sopts = append(sopts, o)
+	}
+	if k == kindECDSA {
+		sopts = append(sopts, pion4.WithCertificates(cert))
+	}
+	l, err := pion4.ListenAddr("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, sopts...)
+	if err != nil {
+		return nil, nil, err
+	}
+	return acceptLoop(l, func(c net.Conn) error {
+		return c.(*pion4.Conn).HandshakeContext(context.Background())
+	}, handle)
+}
+
+func dialPion4(k kind, addr *net.UDPAddr) (net.Conn, error) {
+	opts := pion4Options(k)
+	copts := make([]pion4.ClientOption, 0, len(opts)+2)
+	for _, o := range opts {
+		copts = append(copts, o)
+	}
+	if k == kindECDSA {
+		copts = append(copts, pion4.WithRootCAs(roots), pion4.WithServerName("localhost"))
+	}
+	c, err := pion4.Dial("udp", addr, copts...)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.HandshakeContext(context.Background()); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func pion3Config(k kind, client bool) *pion3.Config {
+	cfg := &pion3.Config{
+		CipherSuites:         []pion3.CipherSuiteID{pion3.CipherSuiteID(k.suite())},
+		ExtendedMasterSecret: pion3.RequireExtendedMasterSecret,
+	}
+	switch {
+	case k == kindPSK:
+		cfg.PSK = func([]byte) ([]byte, error) { return psk, nil }
+		if client {
+			cfg.PSKIdentityHint = []byte(pskIdentity) // pion's client sends its hint as its identity
+		}
+	case client:
+		cfg.RootCAs, cfg.ServerName = roots, "localhost"
+	default:
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg
+}
+
+func servePion3(k kind, handle handler) (*net.UDPAddr, func(), error) {
+	l, err := pion3.Listen("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, pion3Config(k, false))
+	if err != nil {
+		return nil, nil, err
+	}
+	return acceptLoop(l, func(c net.Conn) error {
+		return c.(*pion3.Conn).HandshakeContext(context.Background())
+	}, handle)
+}
+
+func dialPion3(k kind, addr *net.UDPAddr) (net.Conn, error) {
+	c, err := pion3.Dial("udp", addr, pion3Config(k, true))
+	if err != nil {
+		return nil, err
+	}
+	if err := c.HandshakeContext(context.Background()); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// serveUDP is the floor's server: a plain unconnected UDP socket read by
+// one goroutine, as a Listener reads its socket. handle gets each datagram
+// and may answer through reply.
+func serveUDP(handle func(d []byte, reply func([]byte))) (*net.UDPAddr, func(), error) {
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return nil, nil, err
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 65536)
+		var from netip.AddrPort
+		reply := func(b []byte) { pc.WriteToUDPAddrPort(b, from) }
+		for {
+			n, ap, err := pc.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			from = ap
+			handle(buf[:n], reply)
+		}
+	}()
+	return pc.LocalAddr().(*net.UDPAddr), func() { pc.Close(); <-done }, nil
+}
