@@ -152,7 +152,7 @@ func (c *Conn) makeClientHello() (*clientHelloMsg, error) {
 		vers:                         VersionDTLS12,
 		random:                       make([]byte, randomLen),
 		compressionMethods:           []uint8{compressionNone},
-		supportedCurves:              c.config.curvePreferences(),
+		supportedCurves:              implementedCurves(c.config.curvePreferences()),
 		supportedPoints:              []uint8{pointFormatUncompressed},
 		supportedSignatureAlgorithms: supportedSignatureAlgorithms,
 		extendedMasterSecret:         true,
@@ -172,6 +172,19 @@ func (c *Conn) makeClientHello() (*clientHelloMsg, error) {
 		hello.serverName = n
 	}
 	return hello, nil
+}
+
+// implementedCurves keeps the groups of prefs that curveForID implements:
+// offering another (P-521, a hybrid group) would let a server choose a
+// group we cannot compute with.
+func implementedCurves(prefs []tls.CurveID) []tls.CurveID {
+	var out []tls.CurveID
+	for _, id := range prefs {
+		if _, ok := curveForID(id); ok {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 func (hs *handshakeState) processServerHello(msg *inMessage) error {
@@ -344,7 +357,8 @@ func (hs *handshakeState) processServerKeyExchange(skx *serverKeyExchangeMsg) er
 	if !skx.kind.isECDHE() {
 		return nil
 	}
-	if !slices.Contains(hs.hello.supportedCurves, skx.curveID) {
+	curve, ok := curveForID(skx.curveID)
+	if !ok || !slices.Contains(hs.hello.supportedCurves, skx.curveID) {
 		return c.fail(alertIllegalParameter, fmt.Errorf("dtls: server chose group %v, which we did not offer", skx.curveID))
 	}
 	if skx.kind.usesCertificates() {
@@ -357,7 +371,6 @@ func (hs *handshakeState) processServerKeyExchange(skx *serverKeyExchangeMsg) er
 		}
 		c.state.sigScheme = skx.signatureAlgorithm
 	}
-	curve, _ := curveForID(skx.curveID)
 	key, err := curve.GenerateKey(c.config.rand())
 	if err != nil {
 		return c.fail(alertInternalError, err)
