@@ -613,6 +613,14 @@ func (c *Conn) readChangeCipherSpec(ctx context.Context, keys *epochKeys) error 
 		}
 	}
 	for !c.peerCCS {
+		// The next message is complete and of the old epoch: the peer
+		// sent a handshake message where its ChangeCipherSpec belongs
+		// (a Finished in the clear, a message repeated with a new
+		// message_seq). Waiting would only end in a timeout. An epoch-1
+		// Finished ahead of the CCS is reordering, and waits.
+		if typ, epoch, ok := c.hs.peekMessage(); ok && epoch < c.rl.readCur {
+			return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: expected ChangeCipherSpec, got %v", typ))
+		}
 		if _, err := c.readRecord(ctx, false); err != nil {
 			return err
 		}
