@@ -594,10 +594,13 @@ func (c *Conn) readHandshake(ctx context.Context) (*inMessage, error) {
 	}
 }
 
-// readChangeCipherSpec waits for the peer's ChangeCipherSpec, then moves
-// the read side to the next epoch's keys and replays records of that epoch
-// that arrived early.
-func (c *Conn) readChangeCipherSpec(ctx context.Context, keys *epochKeys) error {
+// installPeerKeys moves the read side to the next epoch's keys as soon as
+// they are derived, and replays records of that epoch that arrived early.
+// From then on the peer's protected records are read, so a Finished sent
+// where another message belongs is seen as such rather than waited past;
+// readChangeCipherSpec still requires the peer's ChangeCipherSpec before
+// its Finished is taken.
+func (c *Conn) installPeerKeys(keys *epochKeys) error {
 	c.rl.installReadKeys(keys)
 	c.trace(&TraceEvent{Kind: TraceEpochChanged, Epoch: c.rl.readCur, Reason: "read"})
 	c.expectCCS = true
@@ -612,6 +615,12 @@ func (c *Conn) readChangeCipherSpec(ctx context.Context, keys *epochKeys) error 
 			return err
 		}
 	}
+	return nil
+}
+
+// readChangeCipherSpec waits for the peer's ChangeCipherSpec, after
+// installPeerKeys.
+func (c *Conn) readChangeCipherSpec(ctx context.Context) error {
 	for !c.peerCCS {
 		// The next message is complete and of the old epoch: the peer
 		// sent a handshake message where its ChangeCipherSpec belongs

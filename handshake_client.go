@@ -38,6 +38,8 @@ type handshakeState struct {
 	pskHint      []byte
 	ems          bool
 	certRequest  *certificateRequestMsg
+	// peerKeysInstalled: the read side has the peer's epoch-1 keys.
+	peerKeysInstalled bool
 }
 
 // sessionHash is the hash of the transcript so far with the suite's hash.
@@ -508,10 +510,13 @@ func (hs *handshakeState) writeFinished(fromClient bool) error {
 	return c.writeHandshake(hs, fin)
 }
 
-// readFinished waits for the peer's ChangeCipherSpec and Finished and
-// checks verify_data in constant time.
-func (hs *handshakeState) readFinished(fromClient bool) error {
+// installPeerKeys derives the peer's epoch-1 keys and starts reading with
+// them (once per handshake).
+func (hs *handshakeState) installPeerKeys(fromClient bool) error {
 	c := hs.c
+	if hs.peerKeysInstalled {
+		return nil
+	}
 	ck, sk, err := hs.epochKeysFor()
 	if err != nil {
 		return c.fail(alertInternalError, err)
@@ -520,7 +525,18 @@ func (hs *handshakeState) readFinished(fromClient bool) error {
 	if !fromClient {
 		read = sk
 	}
-	if err := c.readChangeCipherSpec(hs.ctx, read); err != nil {
+	hs.peerKeysInstalled = true
+	return c.installPeerKeys(read)
+}
+
+// readFinished waits for the peer's ChangeCipherSpec and Finished and
+// checks verify_data in constant time.
+func (hs *handshakeState) readFinished(fromClient bool) error {
+	c := hs.c
+	if err := hs.installPeerKeys(fromClient); err != nil {
+		return err
+	}
+	if err := c.readChangeCipherSpec(hs.ctx); err != nil {
 		return err
 	}
 	h := hs.suite.hash.New()
