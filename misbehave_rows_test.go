@@ -511,7 +511,6 @@ func mbRows() []mbRow {
 			script:  func(p *mbPeer) error { p.timeout = 500 * time.Millisecond; p.runClient(); return nil },
 			wantErr: "record sequence numbers exhausted", wantAlert: mbNoAlert},
 
-
 		// ---- ServerHello choices we did not offer ----
 
 		{name: "ServerHello with a suite we did not offer", ours: oursClient,
