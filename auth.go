@@ -196,7 +196,12 @@ func ecdheSharedSecret(priv *ecdh.PrivateKey, peerPublic []byte) ([]byte, error)
 	if err != nil {
 		return nil, errors.New("dtls: invalid ECDHE public key")
 	}
-	return priv.ECDH(pub)
+	secret, err := priv.ECDH(pub)
+	if err != nil {
+		// X25519 with a low-order point: the shared secret is all zeros.
+		return nil, fmt.Errorf("dtls: invalid ECDHE public key: %w", err)
+	}
+	return secret, nil
 }
 
 // certificateSigner returns a certificate's private key as a crypto.Signer.

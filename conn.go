@@ -625,29 +625,15 @@ func (c *Conn) readHandshake(ctx context.Context) (*inMessage, error) {
 	}
 }
 
-// readChangeCipherSpec waits for the peer's ChangeCipherSpec, then moves
-// the read side to the next epoch's keys and replays records of that epoch
-// that arrived early.
-func (c *Conn) readChangeCipherSpec(ctx context.Context, keys *epochKeys) error {
-	if !c.expectCCS {
-		if err := c.expectChangeCipherSpec(keys); err != nil {
-			return err
-		}
-	}
-	for !c.peerCCS {
-		if _, err := c.readRecord(ctx, false); err != nil {
-			return err
-		}
-	}
-	c.expectCCS = false
-	return nil
-}
-
-// expectChangeCipherSpec is the first half of readChangeCipherSpec: it
-// installs the read keys and accepts the peer's ChangeCipherSpec from now
-// on, so that a client reading NewSessionTicket, which comes just before
-// it, does not drop a ChangeCipherSpec that overtook the ticket.
-func (c *Conn) expectChangeCipherSpec(keys *epochKeys) error {
+// installPeerKeys moves the read side to the next epoch's keys as soon as
+// they are derived, and replays records of that epoch that arrived early.
+// From then on the peer's protected records are read, so a Finished sent
+// where another message belongs is seen as such rather than waited past;
+// readChangeCipherSpec still requires the peer's ChangeCipherSpec before
+// its Finished is taken. A client reading NewSessionTicket, which comes
+// just before the server's ChangeCipherSpec, installs them first so that a
+// ChangeCipherSpec that overtook the ticket is not dropped.
+func (c *Conn) installPeerKeys(keys *epochKeys) error {
 	c.rl.installReadKeys(keys)
 	c.trace(&TraceEvent{Kind: TraceEpochChanged, Epoch: c.rl.readCur, Reason: "read"})
 	c.expectCCS = true
@@ -662,6 +648,26 @@ func (c *Conn) expectChangeCipherSpec(keys *epochKeys) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// readChangeCipherSpec waits for the peer's ChangeCipherSpec, after
+// installPeerKeys.
+func (c *Conn) readChangeCipherSpec(ctx context.Context) error {
+	for !c.peerCCS {
+		// The next message is complete and of the old epoch: the peer
+		// sent a handshake message where its ChangeCipherSpec belongs
+		// (a Finished in the clear, a message repeated with a new
+		// message_seq). Waiting would only end in a timeout. An epoch-1
+		// Finished ahead of the CCS is reordering, and waits.
+		if typ, epoch, ok := c.hs.peekMessage(); ok && epoch < c.rl.readCur {
+			return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: expected ChangeCipherSpec, got %v", typ))
+		}
+		if _, err := c.readRecord(ctx, false); err != nil {
+			return err
+		}
+	}
+	c.expectCCS = false
 	return nil
 }
 

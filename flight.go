@@ -664,3 +664,16 @@ func (t *handshakeTransport) nextMessage() (inMessage, bool) {
 // peer messages (bodies and reassembly bitmaps); it never exceeds
 // maxHandshakeBuffered.
 func (t *handshakeTransport) bufferedBytes() int { return t.buffered }
+
+// peekMessage reports the type and epoch of the next message in
+// message_seq order if it is complete, without taking it.
+func (t *handshakeTransport) peekMessage() (typ handshakeType, epoch uint16, ok bool) {
+	if t.recvSeq > 0xffff {
+		return 0, 0, false
+	}
+	r := &t.in[t.recvSeq%maxReorderMessages]
+	if !r.used || uint32(r.seq) != t.recvSeq || r.have != nil {
+		return 0, 0, false
+	}
+	return r.typ, r.epoch, true
+}

@@ -52,6 +52,8 @@ type handshakeState struct {
 	renewTicket   bool                 // server: the resumed ticket's key is not the newest
 	// clientKeys and serverKeys are the epoch-1 keys, derived once.
 	clientKeys, serverKeys *epochKeys
+	// peerKeysInstalled: the read side has the peer's epoch-1 keys.
+	peerKeysInstalled bool
 }
 
 // sessionHash is the hash of the transcript so far with the suite's hash.
@@ -178,7 +180,7 @@ func (c *Conn) makeClientHello() (*clientHelloMsg, error) {
 		vers:                         VersionDTLS12,
 		random:                       make([]byte, randomLen),
 		compressionMethods:           []uint8{compressionNone},
-		supportedCurves:              c.config.curvePreferences(),
+		supportedCurves:              implementedCurves(c.config.curvePreferences()),
 		supportedPoints:              []uint8{pointFormatUncompressed},
 		supportedSignatureAlgorithms: supportedSignatureAlgorithms,
 		extendedMasterSecret:         true,
@@ -214,6 +216,19 @@ func (c *Conn) makeClientHello() (*clientHelloMsg, error) {
 		hello.srtpMKI = c.config.SRTPMKI
 	}
 	return hello, nil
+}
+
+// implementedCurves keeps the groups of prefs that curveForID implements:
+// offering another (P-521, a hybrid group) would let a server choose a
+// group we cannot compute with.
+func implementedCurves(prefs []tls.CurveID) []tls.CurveID {
+	var out []tls.CurveID
+	for _, id := range prefs {
+		if _, ok := curveForID(id); ok {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 func (hs *handshakeState) processServerHello(msg *inMessage) error {
@@ -403,7 +418,8 @@ func (hs *handshakeState) processServerKeyExchange(skx *serverKeyExchangeMsg) er
 	if !skx.kind.isECDHE() {
 		return nil
 	}
-	if !slices.Contains(hs.hello.supportedCurves, skx.curveID) {
+	curve, ok := curveForID(skx.curveID)
+	if !ok || !slices.Contains(hs.hello.supportedCurves, skx.curveID) {
 		return c.fail(alertIllegalParameter, fmt.Errorf("dtls: server chose group %v, which we did not offer", skx.curveID))
 	}
 	if skx.kind.usesCertificates() {
@@ -416,7 +432,6 @@ func (hs *handshakeState) processServerKeyExchange(skx *serverKeyExchangeMsg) er
 		}
 		c.state.sigScheme = skx.signatureAlgorithm
 	}
-	curve, _ := curveForID(skx.curveID)
 	key, err := curve.GenerateKey(c.config.rand())
 	if err != nil {
 		return c.fail(alertInternalError, err)
@@ -559,10 +574,13 @@ func (hs *handshakeState) writeFinished(fromClient bool) error {
 	return c.writeHandshake(hs, fin)
 }
 
-// readFinished waits for the peer's ChangeCipherSpec and Finished and
-// checks verify_data in constant time.
-func (hs *handshakeState) readFinished(fromClient bool) error {
+// installPeerKeys derives the peer's epoch-1 keys and starts reading with
+// them (once per handshake).
+func (hs *handshakeState) installPeerKeys(fromClient bool) error {
 	c := hs.c
+	if hs.peerKeysInstalled {
+		return nil
+	}
 	ck, sk, err := hs.epochKeysFor()
 	if err != nil {
 		return c.fail(alertInternalError, err)
@@ -571,7 +589,18 @@ func (hs *handshakeState) readFinished(fromClient bool) error {
 	if !fromClient {
 		read = sk
 	}
-	if err := c.readChangeCipherSpec(hs.ctx, read); err != nil {
+	hs.peerKeysInstalled = true
+	return c.installPeerKeys(read)
+}
+
+// readFinished waits for the peer's ChangeCipherSpec and Finished and
+// checks verify_data in constant time.
+func (hs *handshakeState) readFinished(fromClient bool) error {
+	c := hs.c
+	if err := hs.installPeerKeys(fromClient); err != nil {
+		return err
+	}
+	if err := c.readChangeCipherSpec(hs.ctx); err != nil {
 		return err
 	}
 	h := hs.suite.hash.New()

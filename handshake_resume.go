@@ -423,11 +423,7 @@ func (hs *handshakeState) readSessionTicket() error {
 	if !hs.serverHello.ticketSupported {
 		return nil
 	}
-	_, sk, err := hs.epochKeysFor()
-	if err != nil {
-		return c.fail(alertInternalError, err)
-	}
-	if err := c.expectChangeCipherSpec(sk); err != nil {
+	if err := hs.installPeerKeys(false); err != nil {
 		return err
 	}
 	msg, err := c.readHandshake(hs.ctx)

@@ -428,13 +428,23 @@ func (hs *handshakeState) readClientFlight() error {
 
 	if hs.peerKey != nil {
 		// A client that sent a certificate must prove it holds the key
-		// (pion CVE-2022-29222).
+		// (pion CVE-2022-29222). Its epoch-1 records are read from now
+		// on, so that a Finished in place of the CertificateVerify is
+		// refused at once instead of waited past.
+		if err := hs.installPeerKeys(true); err != nil {
+			return err
+		}
 		msg, err := c.readHandshake(hs.ctx)
 		if err != nil {
 			return err
 		}
 		if msg.typ != typeCertificateVerify {
 			return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: expected CertificateVerify, got %v", msg.typ))
+		}
+		if msg.epoch == c.rl.readCur {
+			// wolfSSL CVE-2023-6937: only the Finished comes under
+			// the new keys.
+			return c.fail(alertUnexpectedMessage, errors.New("dtls: CertificateVerify protected by the new keys"))
 		}
 		cv := new(certificateVerifyMsg)
 		if !cv.unmarshal(msg.body) {
