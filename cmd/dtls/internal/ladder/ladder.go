@@ -352,7 +352,8 @@ func (d *diagram) peerHandshake(ev *dtls.TraceEvent, order int, at time.Duration
 		// Its record was not traced.
 		a = d.peerArrow(ev, order, at, contentHandshake)
 	}
-	a.labels = append(a.labels, handshakeLabel(ev))
+	// The event is of the whole message, whatever its fragments were.
+	a.labels = append(a.labels, fmt.Sprintf("%s seq=%d", dtls.HandshakeTypeName(ev.HandshakeType), ev.MessageSeq))
 }
 
 // peerAlert labels the alert record just received from the peer.
