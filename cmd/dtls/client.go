@@ -33,7 +33,8 @@ Connects, sends each line of standard input (without its line ending) as
 one datagram, and prints each datagram received as a line on standard
 output. Empty lines are not sent. At the end of input it waits -wait for
 outstanding replies, sends close_notify and exits 0. A failed handshake
-exits 1 with the alert or error on stderr.
+exits 1 with the alert or error on stderr. From -v 2 it prints a ladder
+diagram of the handshake on stderr when it ends.
 `
 
 const (
@@ -118,7 +119,7 @@ func clientConfig(o *clientOptions, p *tracefmt.Printer) (*dtls.Config, io.Close
 		key := o.psk
 		cfg.PSK = func(hint []byte) ([]byte, error) {
 			if len(hint) > 0 {
-				p.Printf(tracefmt.LevelMessages, "server's PSK identity hint %q", hint)
+				p.Printf(tracefmt.LevelLadder, "server's PSK identity hint %q", hint)
 			}
 			return key, nil
 		}

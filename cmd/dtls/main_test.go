@@ -17,6 +17,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -417,4 +418,134 @@ func writePEM(t *testing.T, path, typ string, der []byte) {
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestVerboseLadders runs `dtls client -v 2` against `dtls server -v 2`
+// in process and checks that each prints the ladder of the handshake as
+// its end saw it, the server's headed by the client's address and
+// including the Listener's stateless HelloVerifyRequest.
+func TestVerboseLadders(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	srvErr := &syncBuffer{}
+	listening := make(chan string, 1)
+	srvErr.onLine = func(l string) {
+		if a, ok := strings.CutPrefix(l, "listening on "); ok {
+			listening <- a
+		}
+	}
+	srvDone := make(chan int, 1)
+	go func() {
+		srvDone <- runServer(ctx, []string{"-listen", "127.0.0.1:0", "-once", "-v", "2"}, stdio{strings.NewReader(""), io.Discard, srvErr})
+	}()
+	var addr string
+	select {
+	case addr = <-listening:
+	case code := <-srvDone:
+		t.Fatalf("server exited with %d before listening", code)
+	case <-ctx.Done():
+		t.Fatal("server not listening in time")
+	}
+
+	var out, cliErr strings.Builder
+	code := runClient(ctx, []string{"-connect", addr, "-insecure", "-wait", "1s", "-v", "2"},
+		stdio{strings.NewReader("hello\n"), &out, &cliErr})
+	if code != exitOK || out.String() != "hello\n" {
+		t.Fatalf("client exited with %d, printed %q; stderr:\n%s", code, out.String(), cliErr.String())
+	}
+	select {
+	case code := <-srvDone:
+		if code != exitOK {
+			t.Errorf("server exited with %d", code)
+		}
+	case <-time.After(5 * time.Second):
+		cancel()
+		<-srvDone
+		t.Error("server -once did not exit after the connection closed")
+	}
+	t.Logf("client stderr:\n%s", cliErr.String())
+	t.Logf("server stderr:\n%s", srvErr.String())
+
+	// The rows: a message we sent begins at our lifeline, one we
+	// received ends at it.
+	const (
+		toServer = "─▶│"
+		toClient = "│◀─"
+	)
+	for _, tc := range []struct {
+		name, stderr, head string
+		thisEnd            string
+		rows               [][2]string // {label, direction}
+	}{
+		{"client", cliErr.String(), "client: ladder of the handshake with " + addr, "client 127.0.0.1:",
+			[][2]string{{"F1 ClientHello seq=0", toServer}, {"HelloVerifyRequest seq=0", toClient},
+				{"F2 ClientHello seq=1", toServer}, {"ServerHello seq=1", toClient},
+				{"F3 Finished seq=", toServer}, {" Finished seq=", toClient}}},
+		{"server", srvErr.String(), "]: ladder of the handshake\n", "server " + addr + " (this end)",
+			[][2]string{{"ClientHello seq=0", toServer}, {"F1 HelloVerifyRequest seq=0", toClient},
+				{"ClientHello seq=1", toServer}, {"F2 ServerHello seq=1", toClient},
+				{" Finished seq=", toServer}, {"F3 Finished seq=", toClient}}},
+	} {
+		if n := strings.Count(tc.stderr, "ladder of the handshake"); n != 1 {
+			t.Errorf("%s: %d ladders, want 1", tc.name, n)
+			continue
+		}
+		_, lad, _ := strings.Cut(tc.stderr, "ladder of the handshake")
+		lad, _, _ = strings.Cut(lad, "\n[") // up to the next timestamped line
+		if !strings.Contains(tc.stderr, tc.head) || !strings.Contains(lad, tc.thisEnd) {
+			t.Errorf("%s: ladder header lacks %q or %q", tc.name, tc.head, tc.thisEnd)
+		}
+		for _, r := range tc.rows {
+			found := false
+			for l := range strings.Lines(lad) {
+				if strings.Contains(l, r[0]) && strings.Contains(l, r[1]) {
+					found = true
+					break
+				}
+			}
+			if !found {
+				t.Errorf("%s: no ladder row with %q going %q", tc.name, r[0], r[1])
+			}
+		}
+		// -v 2 shows the result, not the live per-message lines.
+		if !strings.Contains(tc.stderr, "handshake done: ") || strings.Contains(tc.stderr, "-> ClientHello") {
+			t.Errorf("%s: want the result line and no live message lines at -v 2", tc.name)
+		}
+	}
+	if !strings.Contains(srvErr.String(), "server[127.0.0.1:") {
+		t.Error("the server's ladder is not labelled with the peer's address")
+	}
+}
+
+// syncBuffer is a strings.Builder that several goroutines may write to,
+// calling onLine with each complete line.
+type syncBuffer struct {
+	mu     sync.Mutex
+	b      strings.Builder
+	part   string
+	onLine func(string)
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b.Write(p)
+	s.part += string(p)
+	for {
+		line, rest, ok := strings.Cut(s.part, "\n")
+		if !ok {
+			break
+		}
+		if s.onLine != nil {
+			s.onLine(line)
+		}
+		s.part = rest
+	}
+	return len(p), nil
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

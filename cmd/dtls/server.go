@@ -28,7 +28,9 @@ const serverSynopsis = `server [-listen ADDR] [-cert FILE -key FILE] [-psk HEX [
 Accepts DTLS 1.2 connections and echoes every datagram back on each, one
 goroutine per connection. Without -cert and -psk it makes a self-signed
 ECDSA P-256 certificate (its SHA-256 fingerprint is printed at -v 1).
-Prints "listening on ADDR" to stderr once ready.
+Prints "listening on ADDR" to stderr once ready. From -v 2 it prints a
+ladder diagram of each connection's handshake, headed by the peer's
+address, when that handshake ends.
 `
 
 // maxDatagram is the read buffer of an echo loop: a record's payload is at

@@ -9,6 +9,16 @@
 // event of the same epoch and sequence number. A record that no event
 // shows arriving is drawn as lost. A Ladder describes one client-server
 // pair: give it the events of one connection's two ends.
+//
+// A Ladder made by NewOneSided draws what one end saw, from the events of
+// its own Tracer (the -v rendering of `dtls server` and `dtls client`).
+// The records it sent reach the peer's lifeline with no receive time and
+// no verdict: whether they arrived is unknown. The records it received
+// become arrows from the peer, drawn when they arrived and labelled by the
+// complete handshake messages (TraceHandshakeReceived) or the alert
+// (TraceAlertReceived) that they yielded; a record that completed no
+// message, such as a first fragment, is labelled by its content type and
+// size. Dropped records end in a ✗ with their reason.
 package ladder
 
 import (
@@ -37,15 +47,23 @@ const (
 const maxEvents = 100_000
 
 // Ladder collects TraceEvents and renders them. The zero value is not
-// ready; use New.
+// ready; use New or NewOneSided.
 type Ladder struct {
-	mu      sync.Mutex
-	events  []dtls.TraceEvent
-	omitted int
+	mu       sync.Mutex
+	events   []dtls.TraceEvent
+	omitted  int
+	oneSided bool
 }
 
-// New returns an empty Ladder.
+// New returns an empty Ladder for the events of both ends of a connection.
 func New() *Ladder { return &Ladder{} }
+
+// NewOneSided returns an empty Ladder for the events of one end of a
+// connection, as its own Tracer reports them. It is explicit rather than
+// guessed from the events, so that a two-sided ladder whose peer saw
+// nothing at all (every datagram lost) still draws its arrows as lost.
+// Should events of both ends reach it anyway, it draws them two-sided.
+func NewOneSided() *Ladder { return &Ladder{oneSided: true} }
 
 // Add records a copy of ev (without its Datagram). It is safe for
 // concurrent use, so that Add may be called from both ends' Tracers.
@@ -85,6 +103,7 @@ const (
 	lost outcome = iota
 	received
 	dropped
+	unknown // sent, and the one-sided ladder cannot know what became of it
 )
 
 // arrow is one record from one side to the other.
@@ -123,6 +142,8 @@ type diagram struct {
 	addr     [2]string // each side's address, when known
 	omitted  int
 	hasEvent bool
+	oneSided bool // drawn from the events of local alone
+	local    side // the side whose events a one-sided diagram shows
 }
 
 func (l *Ladder) snapshot() ([]dtls.TraceEvent, int) {
@@ -142,6 +163,8 @@ func (l *Ladder) build() *diagram {
 	// order; sort stably so that equal times keep their order of arrival.
 	slices.SortStableFunc(events, func(a, b dtls.TraceEvent) int { return a.Time.Compare(b.Time) })
 	start := events[0].Time
+	d.local = sideOf(&events[0])
+	d.oneSided = l.oneSided && !slices.ContainsFunc(events, func(e dtls.TraceEvent) bool { return sideOf(&e) != d.local })
 	type sideState struct {
 		flight     int
 		retransmit string
@@ -219,6 +242,10 @@ func (l *Ladder) build() *diagram {
 			}
 			a.labels = append(a.labels, "Alert "+dtls.AlertName(ev.Alert))
 		case dtls.TraceRecordReceived, dtls.TraceRecordDropped:
+			if d.oneSided {
+				d.peerRecord(ev, i, at)
+				break
+			}
 			from := 1 - s
 			k := key{from, ev.Epoch, ev.Seq}
 			var a *arrow
@@ -252,6 +279,15 @@ func (l *Ladder) build() *diagram {
 			} else if a.outcome == lost {
 				a.outcome = received
 			}
+		case dtls.TraceHandshakeReceived:
+			// Two-sided, the sender's events label the arrow.
+			if d.oneSided {
+				d.peerHandshake(ev, i, at)
+			}
+		case dtls.TraceAlertReceived:
+			if d.oneSided {
+				d.peerAlert(ev, i, at)
+			}
 		case dtls.TraceTimerFired:
 			d.notes = append(d.notes, note{i, at, s, "timer fired", false})
 		case dtls.TraceHandshakeDone:
@@ -265,11 +301,80 @@ func (l *Ladder) build() *diagram {
 		}
 	}
 	for _, a := range d.arrows {
+		if d.oneSided && a.from == d.local && a.outcome == lost {
+			a.outcome = unknown
+		}
 		if len(a.labels) == 0 {
-			a.labels = []string{recordLabel(a)}
+			if d.oneSided && a.from != d.local {
+				a.labels = []string{peerRecordLabel(a)}
+			} else {
+				a.labels = []string{recordLabel(a)}
+			}
 		}
 	}
 	return d
+}
+
+// peerArrow adds an arrow for a record from the peer that a one-sided
+// diagram learns of only on its arrival, at.
+func (d *diagram) peerArrow(ev *dtls.TraceEvent, order int, at time.Duration, ct uint8) *arrow {
+	a := &arrow{order: order, from: 1 - d.local, sent: at, recv: at, recvOrder: order,
+		outcome: received, contentType: ct, epoch: ev.Epoch}
+	d.arrows = append(d.arrows, a)
+	return a
+}
+
+// peerRecord draws a record received from the peer, or marks its drop:
+// on the arrow of the same record if it authenticated first (a handshake
+// record refused by the transport), else on an arrow of its own.
+func (d *diagram) peerRecord(ev *dtls.TraceEvent, order int, at time.Duration) {
+	if ev.Kind == dtls.TraceRecordDropped {
+		a := lastReceived(d.arrows, 1-d.local, ev.Epoch, ev.Seq)
+		if a == nil {
+			a = d.peerArrow(ev, order, at, ev.ContentType)
+			a.seq, a.hasSeq, a.length = ev.Seq, true, ev.Length
+		}
+		a.outcome, a.dropReason = dropped, ev.Reason
+		return
+	}
+	a := d.peerArrow(ev, order, at, ev.ContentType)
+	a.seq, a.hasSeq, a.length = ev.Seq, true, ev.Length
+}
+
+// peerHandshake labels, with a complete handshake message, the last
+// handshake record of its epoch received from the peer: the library takes
+// a message as soon as the record that completes it is read, so that
+// record is its last fragment (or, for a message that arrived early and
+// waited for its predecessor, the record that let it through).
+func (d *diagram) peerHandshake(ev *dtls.TraceEvent, order int, at time.Duration) {
+	a := d.lastPeerRecord(contentHandshake, ev.Epoch)
+	if a == nil {
+		// Its record was not traced.
+		a = d.peerArrow(ev, order, at, contentHandshake)
+	}
+	// The event is of the whole message, whatever its fragments were.
+	a.labels = append(a.labels, fmt.Sprintf("%s seq=%d", dtls.HandshakeTypeName(ev.HandshakeType), ev.MessageSeq))
+}
+
+// peerAlert labels the alert record just received from the peer.
+func (d *diagram) peerAlert(ev *dtls.TraceEvent, order int, at time.Duration) {
+	a := d.lastPeerRecord(contentAlert, ev.Epoch)
+	if a == nil || len(a.labels) > 0 {
+		a = d.peerArrow(ev, order, at, contentAlert)
+	}
+	a.labels = append(a.labels, "Alert "+dtls.AlertName(ev.Alert))
+}
+
+// lastPeerRecord finds the latest record of content type ct and the given
+// epoch that arrived from the peer and was not dropped.
+func (d *diagram) lastPeerRecord(ct uint8, epoch uint16) *arrow {
+	for i := len(d.arrows) - 1; i >= 0; i-- {
+		a := d.arrows[i]
+		if a.from != d.local && a.contentType == ct && a.epoch == epoch && a.outcome == received {
+			return a
+		}
+	}
+	return nil
 }
 
 // lastReceived finds the arrow of a record already received, which the
@@ -291,6 +396,16 @@ func handshakeLabel(ev *dtls.TraceEvent) string {
 		fmt.Fprintf(&b, " [%d+%d/%d]", ev.FragmentOffset, ev.FragmentLength, ev.MessageLength)
 	}
 	return b.String()
+}
+
+// peerRecordLabel names a record received from the peer that yielded no
+// complete message: its content type and size are all the events tell.
+func peerRecordLabel(a *arrow) string {
+	name := dtls.ContentTypeName(a.contentType)
+	if a.length > 0 && a.contentType != contentCCS {
+		name += fmt.Sprintf(" %dB", a.length)
+	}
+	return name
 }
 
 func recordLabel(a *arrow) string {
@@ -317,8 +432,16 @@ func (a *arrow) label() string {
 	return s
 }
 
-// outcomeText describes the receipt, or its absence.
-func (a *arrow) outcomeText() string {
+// outcomeText describes the receipt, or its absence: the receive time of
+// a two-sided diagram. A one-sided one knows only of drops, at the time
+// its left column shows already.
+func (a *arrow) outcomeText(oneSided bool) string {
+	if oneSided {
+		if a.outcome == dropped {
+			return "dropped: " + a.dropReason
+		}
+		return ""
+	}
 	var s string
 	switch a.outcome {
 	case lost:

@@ -54,12 +54,16 @@ type point struct {
 // SVG writes the ladder as a self-contained SVG picture: two lifelines,
 // sloped arrows from send to receipt, retransmissions in orange, lost
 // records ending in a cross, drops marked on the receiver's lifeline.
+// One-sided, arrows are level, at the time this end sent or received
+// their record.
 func (l *Ladder) SVG(w io.Writer) error {
 	d := l.build()
 	var pts []point
 	for _, a := range d.arrows {
 		pts = append(pts, point{order: a.order, at: a.sent, arrow: a})
-		if a.outcome != lost {
+		// One-sided, an arrow is drawn at one moment: when this end sent
+		// or received its record.
+		if a.outcome != lost && !d.oneSided {
 			pts = append(pts, point{order: a.recvOrder, at: a.recv, arrow: a, recv: true})
 		}
 	}
@@ -109,6 +113,9 @@ func (l *Ladder) SVG(w io.Writer) error {
 		name string
 		addr string
 	}{{svgClientX, "client", d.addr[client]}, {svgServerX, "server", d.addr[server]}} {
+		if d.oneSided && s.x == [2]int{svgClientX, svgServerX}[d.local] {
+			s.name += " " + textThisEnd
+		}
 		fmt.Fprintf(&b, `<rect x="%d" y="10" width="160" height="%d" rx="4" fill="#f1f4f9" stroke="#444444"/>`+"\n", s.x-80, 36)
 		fmt.Fprintf(&b, `<text x="%d" y="26" text-anchor="middle" font-weight="bold" font-size="14">%s</text>`+"\n", s.x, s.name)
 		if s.addr != "" {
@@ -136,6 +143,9 @@ func (l *Ladder) SVG(w io.Writer) error {
 
 	// Arrows, then notes, so that labels sit on top.
 	for _, a := range d.arrows {
+		if d.oneSided {
+			recvY[a] = sendY[a]
+		}
 		svgArrow(&b, a, sendY[a], recvY[a])
 	}
 	for i, p := range pts {
@@ -154,9 +164,11 @@ func (l *Ladder) SVG(w io.Writer) error {
 		fmt.Fprintf(&b, `<text x="%d" y="%d">%s</text>`+"\n", lx+28, ly+4, esc(e.text))
 		lx += 40 + 8*len([]rune(e.text))
 	}
-	svgCross(&b, float64(lx+6), float64(ly), "#222222")
-	fmt.Fprintf(&b, `<text x="%d" y="%d">lost</text>`+"\n", lx+16, ly+4)
-	lx += 60
+	if !d.oneSided { // one end never knows a record was lost
+		svgCross(&b, float64(lx+6), float64(ly), "#222222")
+		fmt.Fprintf(&b, `<text x="%d" y="%d">lost</text>`+"\n", lx+16, ly+4)
+		lx += 60
+	}
 	svgDrop(&b, float64(lx+6), float64(ly))
 	fmt.Fprintf(&b, `<text x="%d" y="%d">dropped</text>`+"\n", lx+16, ly+4)
 	if d.omitted > 0 {

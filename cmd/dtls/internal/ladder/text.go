@@ -12,9 +12,10 @@ import (
 // ("dropped: ..." plus a retransmission reason) a line stays near 100
 // columns.
 const (
-	textTimeWidth = 9  // send time in µs, right-aligned
-	textLaneWidth = 56 // between the client's and the server's lifelines
-	textLostGap   = 14 // how far short of the receiver a lost arrow stops
+	textTimeWidth = 9            // send time in µs, right-aligned
+	textLaneWidth = 56           // between the client's and the server's lifelines
+	textLostGap   = 14           // how far short of the receiver a lost arrow stops
+	textThisEnd   = "(this end)" // marks the side a one-sided ladder was seen from
 )
 
 // Text writes the ladder for a terminal: one line per record and per
@@ -22,6 +23,11 @@ const (
 // one the receive time, both in microseconds since the first event.
 // A lost record's arrow stops short in a ×; a dropped one ends in a ✗ on
 // the receiver's lifeline; retransmitted records begin with ↻.
+//
+// One-sided, the side the events came from is marked "(this end)" and the
+// time column is when that end sent or received the record; there is no
+// receive column, since the peer's receipts are unknown, and a drop's
+// reason follows its arrow.
 func (l *Ladder) Text(w io.Writer) error {
 	d := l.build()
 	var b strings.Builder
@@ -30,15 +36,20 @@ func (l *Ladder) Text(w io.Writer) error {
 		_, err := io.WriteString(w, b.String())
 		return err
 	}
-	left, right := "client", "server"
-	if d.addr[client] != "" {
-		left += " " + d.addr[client]
+	heads := [2]string{"client", "server"}
+	for s := range heads {
+		if d.addr[s] != "" {
+			heads[s] += " " + d.addr[s]
+		}
 	}
-	if d.addr[server] != "" {
-		right += " " + d.addr[server]
+	recvHead := "  recv(µs)"
+	if d.oneSided {
+		heads[d.local] += " " + textThisEnd
+		recvHead = ""
 	}
+	left, right := heads[client], heads[server]
 	gap := max(1, textLaneWidth+2-utf8.RuneCountInString(left)-utf8.RuneCountInString(right))
-	fmt.Fprintf(&b, "%*s  %s%s%s  %s\n", textTimeWidth, "time(µs)", left, strings.Repeat(" ", gap), right, "recv(µs)")
+	fmt.Fprintf(&b, "%*s  %s%s%s%s\n", textTimeWidth, "time(µs)", left, strings.Repeat(" ", gap), right, recvHead)
 	for _, it := range d.items() {
 		fmt.Fprintf(&b, "%*d  ", textTimeWidth, it.at.Microseconds())
 		if it.note != nil {
@@ -48,8 +59,10 @@ func (l *Ladder) Text(w io.Writer) error {
 		}
 		a := it.arrow
 		b.WriteString(arrowLane(a))
-		b.WriteString("  ")
-		b.WriteString(a.outcomeText())
+		if o := a.outcomeText(d.oneSided); o != "" || !d.oneSided {
+			b.WriteString("  ")
+			b.WriteString(o)
+		}
 		b.WriteByte('\n')
 	}
 	if d.omitted > 0 {

@@ -1,7 +1,7 @@
-// Package tracefmt renders dtls.TraceEvents as timestamped lines, filtered
-// by a verbosity level modelled on mbedTLS's debug levels. The server and
-// client subcommands print through it; the ladder renderer of `dtls demo`
-// and `dtls analyze` are meant to share its naming and time formatting.
+// Package tracefmt renders dtls.TraceEvents for the -v LEVEL flag of the
+// server and client subcommands: timestamped lines, filtered by a
+// verbosity level modelled on mbedTLS's debug levels, and from level 2 a
+// ladder diagram of each handshake, as this end saw it, when it ends.
 package tracefmt
 
 import (
@@ -14,17 +14,26 @@ import (
 	"time"
 
 	"github.com/dtls-go/dtls"
+	"github.com/dtls-go/dtls/cmd/dtls/internal/ladder"
 )
 
-// Verbosity levels, as in mbedTLS's debug_threshold.
+// Verbosity levels, as in mbedTLS's debug_threshold. A ladder shows the
+// messages, flights, retransmissions and drops of a handshake better than
+// lines interleaved with other connections' do, so level 2 prints it in
+// place of their live lines; level 3 adds those lines as they happen.
 const (
-	LevelSilent    = 0 // nothing
-	LevelSummary   = 1 // handshake done/failed (suite, duration), alerts
-	LevelMessages  = 2 // + handshake messages, flights, retransmissions
-	LevelTimers    = 3 // + timers, epoch changes, dropped records
-	LevelRecords   = 4 // + every record and datagram (datagrams hex-dumped)
-	MaxLevel       = LevelRecords
+	LevelSilent  = 0 // nothing
+	LevelSummary = 1 // handshake done/failed (suite, duration), alerts
+	LevelLadder  = 2 // + the ladder of each handshake when it ends
+	LevelEvents  = 3 // + live lines: handshake messages, flights, retransmissions, timers, epochs, drops
+	LevelRecords = 4 // + every record and datagram (datagrams hex-dumped)
+	MaxLevel     = LevelRecords
+
 	maxTrackedConn = 4096 // bounds the handshake start times a Printer remembers
+	// maxLadders bounds the handshakes whose ladder a Printer collects at
+	// once: each spoofed or abandoned ClientHello starts one that never
+	// ends. Beyond it the oldest is forgotten.
+	maxLadders = 1024
 )
 
 // Level returns the lowest verbosity at which events of kind k are shown.
@@ -34,11 +43,10 @@ func Level(k dtls.TraceKind) int {
 		dtls.TraceAlertSent, dtls.TraceAlertReceived:
 		return LevelSummary
 	case dtls.TraceHandshakeSent, dtls.TraceHandshakeReceived,
-		dtls.TraceFlightSent, dtls.TraceFlightRetransmitted:
-		return LevelMessages
-	case dtls.TraceTimerArmed, dtls.TraceTimerFired,
+		dtls.TraceFlightSent, dtls.TraceFlightRetransmitted,
+		dtls.TraceTimerArmed, dtls.TraceTimerFired,
 		dtls.TraceEpochChanged, dtls.TraceRecordDropped:
-		return LevelTimers
+		return LevelEvents
 	}
 	return LevelRecords
 }
@@ -136,24 +144,41 @@ type connKey struct {
 	local, remote netip.AddrPort
 }
 
+// peerKey names one end's connection with one peer. The Listener traces
+// its stateless ClientHello/HelloVerifyRequest exchange with the same
+// addresses as the Conn that follows, so both land in one ladder.
+type peerKey struct {
+	client bool
+	remote netip.AddrPort
+}
+
+// pendingLadder is the ladder of a handshake in progress.
+type pendingLadder struct {
+	ladder *ladder.Ladder
+	begun  time.Time
+}
+
 // Printer writes events at or below its level to w, one line each, with a
-// timestamp relative to its start time. Its methods are safe for
-// concurrent use: a server's connections report from several goroutines,
-// and their lines must not interleave mid-line.
+// timestamp relative to its start time, and from LevelLadder the ladder of
+// each handshake when it ends. Its methods are safe for concurrent use: a
+// server's connections report from several goroutines, and their lines
+// must not interleave mid-line.
 type Printer struct {
-	mu     sync.Mutex
-	w      io.Writer
-	level  int
-	start  time.Time
-	begun  map[connKey]time.Time // first event of each handshake in progress
-	now    func() time.Time      // for Printf; tests replace it
-	hexBuf strings.Builder
+	mu      sync.Mutex
+	w       io.Writer
+	level   int
+	start   time.Time
+	begun   map[connKey]time.Time // first event of each handshake in progress
+	ladders map[peerKey]*pendingLadder
+	now     func() time.Time // for Printf; tests replace it
+	hexBuf  strings.Builder
 }
 
 // New returns a Printer writing events of verbosity ≤ level to w, stamped
 // relative to start (normally the process start).
 func New(w io.Writer, level int, start time.Time) *Printer {
-	return &Printer{w: w, level: level, start: start, begun: map[connKey]time.Time{}, now: time.Now}
+	return &Printer{w: w, level: level, start: start, begun: map[connKey]time.Time{},
+		ladders: map[peerKey]*pendingLadder{}, now: time.Now}
 }
 
 // Level returns the Printer's verbosity.
@@ -169,8 +194,9 @@ func (p *Printer) Tracer() func(*dtls.TraceEvent) {
 }
 
 // Trace handles one event: it records when each handshake began, so that
-// the done and failed lines can report its duration, and prints the event
-// if the level asks for it.
+// the done and failed lines can report its duration, adds the event to
+// its handshake's ladder and prints that when the handshake ends, and
+// prints the event if the level asks for it.
 func (p *Printer) Trace(ev *dtls.TraceEvent) {
 	t := ev.Time
 	if t.IsZero() {
@@ -201,6 +227,9 @@ func (p *Printer) Trace(ev *dtls.TraceEvent) {
 		}
 	}
 
+	if p.level >= LevelLadder {
+		p.addToLadder(ev, t)
+	}
 	if Level(ev.Kind) > p.level {
 		return
 	}
@@ -216,6 +245,81 @@ func (p *Printer) Trace(ev *dtls.TraceEvent) {
 		line = p.hexBuf.String()
 	}
 	io.WriteString(p.w, line)
+}
+
+// addToLadder adds ev to the ladder of its handshake, and writes that
+// ladder when the handshake is done or has failed. A ladder begins with
+// the first event of a handshake: a ClientHello sent, or received in a
+// datagram of its own (on a server, before any Conn exists), or flight 1
+// going out. Other events of a connection with no ladder in progress come
+// after its handshake, and are left out.
+func (p *Printer) addToLadder(ev *dtls.TraceEvent, t time.Time) {
+	k := peerKey{ev.Client, ev.Remote}
+	pl := p.ladders[k]
+	if pl == nil {
+		if !beginsHandshake(ev) {
+			return
+		}
+		if len(p.ladders) >= maxLadders {
+			p.forgetOldestLadder()
+		}
+		pl = &pendingLadder{ladder.NewOneSided(), t}
+		p.ladders[k] = pl
+	}
+	pl.ladder.Add(ev)
+	if ev.Kind != dtls.TraceHandshakeDone && ev.Kind != dtls.TraceHandshakeFailed {
+		return
+	}
+	delete(p.ladders, k)
+	head := Side(ev) + ": ladder of the handshake"
+	if ev.Client {
+		head += " with " + addr(ev.Remote)
+	}
+	var text strings.Builder
+	pl.ladder.Text(&text)
+	var b strings.Builder
+	b.WriteString(Stamp(t.Sub(p.start)) + " " + head + "\n")
+	for l := range strings.Lines(text.String()) {
+		b.WriteString(ladderIndent + l)
+	}
+	io.WriteString(p.w, b.String())
+}
+
+// ladderIndent sets a ladder's lines apart from the timestamped ones.
+const ladderIndent = "  "
+
+// beginsHandshake reports whether ev starts a handshake: see addToLadder.
+func beginsHandshake(ev *dtls.TraceEvent) bool {
+	const (
+		recordHeaderLen  = 13 // RFC 6347 §4.1
+		contentHandshake = 22
+		typeClientHello  = 1
+	)
+	switch ev.Kind {
+	case dtls.TraceFlightSent:
+		return ev.Flight == 1
+	case dtls.TraceHandshakeSent:
+		return ev.HandshakeType == typeClientHello
+	case dtls.TraceDatagramReceived:
+		// A plaintext handshake record of epoch 0 holding a ClientHello.
+		d := ev.Datagram
+		return len(d) > recordHeaderLen && d[0] == contentHandshake && d[3] == 0 && d[4] == 0 &&
+			d[recordHeaderLen] == typeClientHello
+	}
+	return false
+}
+
+// forgetOldestLadder drops the ladder of the handshake in progress that
+// began first.
+func (p *Printer) forgetOldestLadder() {
+	var oldest peerKey
+	var at time.Time
+	for k, pl := range p.ladders {
+		if at.IsZero() || pl.begun.Before(at) {
+			oldest, at = k, pl.begun
+		}
+	}
+	delete(p.ladders, oldest)
 }
 
 // Printf writes a timestamped line of the program's own if the Printer's

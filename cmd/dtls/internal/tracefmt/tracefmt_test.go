@@ -68,7 +68,7 @@ func TestDescribe(t *testing.T) {
 func TestLevels(t *testing.T) {
 	want := map[dtls.TraceKind]int{
 		dtls.TraceHandshakeDone: 1, dtls.TraceHandshakeFailed: 1, dtls.TraceAlertSent: 1, dtls.TraceAlertReceived: 1,
-		dtls.TraceHandshakeSent: 2, dtls.TraceHandshakeReceived: 2, dtls.TraceFlightSent: 2, dtls.TraceFlightRetransmitted: 2,
+		dtls.TraceHandshakeSent: 3, dtls.TraceHandshakeReceived: 3, dtls.TraceFlightSent: 3, dtls.TraceFlightRetransmitted: 3,
 		dtls.TraceTimerArmed: 3, dtls.TraceTimerFired: 3, dtls.TraceEpochChanged: 3, dtls.TraceRecordDropped: 3,
 		dtls.TraceRecordSent: 4, dtls.TraceRecordReceived: 4, dtls.TraceDatagramSent: 4, dtls.TraceDatagramReceived: 4,
 	}
@@ -108,10 +108,12 @@ func TestPrinterLevels(t *testing.T) {
 		// level 1
 		"[   11.000ms] client: handshake done: TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 in 10ms\n" +
 			"[   20.000ms] client: <- alert close notify (0)\n",
-		// level 2
-		"[    1.000ms] client: -> ClientHello seq=0 frag=0+143/143 epoch=0\n" +
-			"[    1.000ms] client: flight 1 sent\n" +
-			"[    5.000ms] client: <- ServerHello seq=1 len=70 epoch=0\n" +
+		// level 2: the ladder in place of the live message lines
+		"[   11.000ms] client: ladder of the handshake with 127.0.0.1:4433\n" +
+			"   time(µs)  client (this end)                    server 127.0.0.1:4433\n" +
+			"          0  │ ClientHello seq=0 e0 ─────────────────────────────────▶│\n" +
+			"       4000  │◀───────────────────────────────── ServerHello seq=1 e0 │\n" +
+			"      10000  │* done: TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256        │\n" +
 			"[   11.000ms] client: handshake done: TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 in 10ms\n" +
 			"[   20.000ms] client: <- alert close notify (0)\n",
 		// level 3
@@ -120,6 +122,11 @@ func TestPrinterLevels(t *testing.T) {
 			"[    1.000ms] client: timer armed: 1s\n" +
 			"[    5.000ms] client: <- ServerHello seq=1 len=70 epoch=0\n" +
 			"[    8.000ms] client: epoch 1 (write keys)\n" +
+			"[   11.000ms] client: ladder of the handshake with 127.0.0.1:4433\n" +
+			"   time(µs)  client (this end)                    server 127.0.0.1:4433\n" +
+			"          0  │ ClientHello seq=0 e0 ─────────────────────────────────▶│\n" +
+			"       4000  │◀───────────────────────────────── ServerHello seq=1 e0 │\n" +
+			"      10000  │* done: TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256        │\n" +
 			"[   11.000ms] client: handshake done: TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 in 10ms\n" +
 			"[   20.000ms] client: <- alert close notify (0)\n",
 		// level 4
@@ -130,6 +137,11 @@ func TestPrinterLevels(t *testing.T) {
 			"[    1.000ms] client: timer armed: 1s\n" +
 			"[    5.000ms] client: <- ServerHello seq=1 len=70 epoch=0\n" +
 			"[    8.000ms] client: epoch 1 (write keys)\n" +
+			"[   11.000ms] client: ladder of the handshake with 127.0.0.1:4433\n" +
+			"   time(µs)  client (this end)                    server 127.0.0.1:4433\n" +
+			"          0  │ ClientHello seq=0 e0 ─────────────────────────────────▶│\n" +
+			"       4000  │◀───────────────────────────────── ServerHello seq=1 e0 │\n" +
+			"      10000  │* done: TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256        │\n" +
 			"[   11.000ms] client: handshake done: TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 in 10ms\n" +
 			"[   20.000ms] client: <- alert close notify (0)\n",
 	}
@@ -195,7 +207,7 @@ func TestPrinterConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 	for l := range strings.Lines(b.String()) {
-		if !strings.HasPrefix(l, "[") && !strings.HasPrefix(l, "    0000") {
+		if !strings.HasPrefix(l, "[") && !strings.HasPrefix(l, ladderIndent) {
 			t.Fatalf("interleaved line %q", l)
 		}
 	}
@@ -209,5 +221,99 @@ func TestPrinterBoundsTrackedHandshakes(t *testing.T) {
 	}
 	if n := len(p.begun); n > maxTrackedConn {
 		t.Errorf("tracking %d handshakes, limit %d", n, maxTrackedConn)
+	}
+}
+
+// clientHello is the start of a datagram holding a ClientHello record.
+var clientHello = []byte{22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 60, 1, 0, 0, 48}
+
+// TestPrinterServerLadder feeds a server's events for one peer, the
+// Listener's stateless exchange first, and checks that one ladder, with
+// both ClientHellos and the HelloVerifyRequest, is printed when the
+// handshake ends, and that traffic after it starts no other.
+func TestPrinterServerLadder(t *testing.T) {
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	local, peer := netip.MustParseAddrPort("127.0.0.1:4433"), netip.MustParseAddrPort("127.0.0.1:50000")
+	other := netip.MustParseAddrPort("127.0.0.1:50001")
+	evs := []*dtls.TraceEvent{
+		// The Listener's stateless exchange.
+		{Kind: dtls.TraceDatagramReceived, Time: at(1), Length: 60, Datagram: clientHello},
+		{Kind: dtls.TraceRecordReceived, Time: at(1), ContentType: 22, Length: 47},
+		{Kind: dtls.TraceHandshakeReceived, Time: at(1), HandshakeType: 1, MessageLength: 35},
+		{Kind: dtls.TraceFlightSent, Time: at(1), Flight: 1, Reason: "stateless"},
+		{Kind: dtls.TraceRecordSent, Time: at(1), ContentType: 22, Length: 35},
+		{Kind: dtls.TraceHandshakeSent, Time: at(1), HandshakeType: 3, FragmentLength: 23, MessageLength: 23, Flight: 1},
+		// The Conn.
+		{Kind: dtls.TraceDatagramReceived, Time: at(2), Length: 80, Datagram: clientHello},
+		{Kind: dtls.TraceRecordReceived, Time: at(2), ContentType: 22, Seq: 1, Length: 67},
+		{Kind: dtls.TraceHandshakeReceived, Time: at(2), HandshakeType: 1, MessageSeq: 1, MessageLength: 55},
+		{Kind: dtls.TraceFlightSent, Time: at(3), Flight: 2},
+		{Kind: dtls.TraceRecordSent, Time: at(3), ContentType: 22, Seq: 1, Length: 82},
+		{Kind: dtls.TraceHandshakeSent, Time: at(3), HandshakeType: 2, MessageSeq: 1, FragmentLength: 70, MessageLength: 70, Flight: 2},
+		{Kind: dtls.TraceRecordReceived, Time: at(6), ContentType: 22, Epoch: 1, Length: 24},
+		{Kind: dtls.TraceHandshakeReceived, Time: at(6), HandshakeType: 20, MessageSeq: 3, Epoch: 1, MessageLength: 12},
+		{Kind: dtls.TraceHandshakeDone, Time: at(7), Reason: "TLS_PSK_WITH_AES_128_CCM_8"},
+		// After the handshake.
+		{Kind: dtls.TraceRecordReceived, Time: at(8), ContentType: 23, Epoch: 1, Seq: 1, Length: 5},
+		{Kind: dtls.TraceDatagramReceived, Time: at(8), Length: 34, Datagram: []byte{23, 0xfe, 0xfd, 0, 1}},
+		{Kind: dtls.TraceAlertReceived, Time: at(9), Epoch: 1},
+	}
+	var b strings.Builder
+	p := New(&b, LevelLadder, t0)
+	// Another peer's handshake, in progress meanwhile, must not mix in.
+	p.Trace(&dtls.TraceEvent{Kind: dtls.TraceDatagramReceived, Time: at(1), Local: local, Remote: other, Datagram: clientHello})
+	for _, ev := range evs {
+		ev.Local, ev.Remote = local, peer
+		p.Trace(ev)
+	}
+	got := b.String()
+	t.Logf("\n%s", got)
+	if n := strings.Count(got, "ladder of the handshake"); n != 1 {
+		t.Fatalf("%d ladders printed, want 1", n)
+	}
+	for _, want := range []string{
+		"server[127.0.0.1:50000]: ladder of the handshake\n",
+		"client 127.0.0.1:50000", "server 127.0.0.1:4433 (this end)",
+		"│ ClientHello seq=0 e0 ─", "─ F1 HelloVerifyRequest seq=0 e0 │",
+		"│ ClientHello seq=1 e0 ─", "─ F2 ServerHello seq=1 e0 │", "│ Finished seq=3 e1 ─",
+		"done: TLS_PSK_WITH_AES_128_CCM_8",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("ladder lacks %q", want)
+		}
+	}
+	if block, _, _ := strings.Cut(got, "handshake done:"); strings.Contains(block, "ApplicationData") || strings.Contains(block, "Alert") {
+		t.Error("events after the handshake are in the ladder")
+	}
+	if _, ok := p.ladders[peerKey{false, peer}]; ok {
+		t.Error("the ladder is kept after it was printed")
+	}
+	if _, ok := p.ladders[peerKey{false, other}]; !ok || len(p.ladders) != 1 {
+		t.Errorf("ladders in progress: %v, want the other peer's alone", p.ladders)
+	}
+}
+
+func TestPrinterBoundsLadders(t *testing.T) {
+	p := New(&strings.Builder{}, LevelLadder, t0)
+	for i := range maxLadders + 10 {
+		p.Trace(&dtls.TraceEvent{Kind: dtls.TraceDatagramReceived, Time: t0.Add(time.Duration(i)), Datagram: clientHello,
+			Remote: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), uint16(i))})
+	}
+	if n := len(p.ladders); n != maxLadders {
+		t.Errorf("%d ladders in progress, limit %d", n, maxLadders)
+	}
+	if _, ok := p.ladders[peerKey{false, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), 0)}]; ok {
+		t.Error("the oldest ladder was kept over the newest")
+	}
+}
+
+func TestPrinterNoLadderBelowLevel2(t *testing.T) {
+	var b strings.Builder
+	p := New(&b, LevelSummary, t0)
+	for _, ev := range handshake(true) {
+		p.Trace(ev)
+	}
+	if strings.Contains(b.String(), "ladder") || len(p.ladders) != 0 {
+		t.Errorf("level 1 collected or printed a ladder: %q", b.String())
 	}
 }
