@@ -143,9 +143,6 @@ const (
 	// maxReorderMessages bounds how far ahead of the next expected
 	// message_seq we buffer messages (tinydtls #273: unbounded reorder queue).
 	maxReorderMessages = 16
-	// maxFragmentsPerMessage bounds the fragment ranges we track for one
-	// message; a peer sending tiny overlapping fragments cannot grow the list.
-	maxFragmentsPerMessage = 64
 	// maxCookieLen is the largest cookie RFC 6347 allows (opaque<0..2^8-1>),
 	// and the cookie we generate is 32 bytes.
 	maxCookieLen = 255

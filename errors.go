@@ -2,7 +2,4 @@ package dtls
 
 import "errors"
 
-var (
-	errHandshakeNotComplete = errors.New("dtls: handshake not complete")
-	errClosed               = errors.New("dtls: use of closed connection")
-)
+var errHandshakeNotComplete = errors.New("dtls: handshake not complete")

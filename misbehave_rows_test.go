@@ -110,16 +110,6 @@ func noState(t *testing.T, r *mbResult) {
 	}
 }
 
-// hvrClient sends a ClientHello and returns what the server answers with,
-// without going further.
-func (p *mbPeer) helloOnly() (*inMessage, error) {
-	p.hello = p.clientHello()
-	if err := p.send("ClientHello", []mbItem{msgItem(p.hello)}); err != nil {
-		return nil, err
-	}
-	return p.readMessage()
-}
-
 func mbRows() []mbRow {
 	zero32 := make([]byte, 32)
 	return []mbRow{

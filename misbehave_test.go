@@ -208,14 +208,6 @@ func fragRecord(typ handshakeType, length uint32, msgSeq uint16, off, fragLen ui
 	return recordItem(0, recordTypeHandshake, append(h.appendTo(nil), data...))
 }
 
-// fragmentsOf splits a message item into fragments.
-func fragmentMsg(flight string, typ handshakeType, frags ...mbFrag) func(p *mbPeer) {
-	return onFlight(flight, func(p *mbPeer, items []mbItem) []mbItem {
-		items[findMsg(items, typ)].frag = frags
-		return items
-	})
-}
-
 // ---- certificates ----
 
 var (
