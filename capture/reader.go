@@ -464,7 +464,7 @@ func (rd *fileReader) packet(t time.Time, link uint32, b []byte) {
 	case etherTypeIPv6:
 		src, dst, udp = ipv6UDP(b)
 	}
-	if udp == nil || len(udp) < udpHeaderLen {
+	if len(udp) < udpHeaderLen {
 		return
 	}
 	n := int(binary.BigEndian.Uint16(udp[4:]))
