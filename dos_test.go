@@ -373,7 +373,9 @@ func BenchmarkBogusClientHello(b *testing.B) {
 		bp := l.bufs.Get().(*[]byte)
 		k := copy(*bp, f.template)
 		f.lastLen = k
-		l.handleNewPeer((*bp)[:k], ap, bp)
+		if !l.handleHello((*bp)[:k], ap, bp, nil) {
+			l.bufs.Put(bp)
+		}
 	}
 	if f.tooLarge.Load() > 0 {
 		b.Fatal("answer larger than the ClientHello")

@@ -57,7 +57,7 @@ type Listener struct {
 	wg          sync.WaitGroup
 	bufs        sync.Pool
 
-	// Scratch for handleNewPeer, which only the reader goroutine runs:
+	// Scratch for handleHello, which only the reader goroutine runs:
 	// a spoofed ClientHello costs no garbage for its message struct or
 	// its HelloVerifyRequest (TestSpoofedClientHelloFlood,
 	// BenchmarkBogusClientHello).
@@ -190,18 +190,37 @@ func (l *Listener) readLoop() {
 			return
 		}
 		ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		d := (*bp)[:n]
 		l.mu.Lock()
-		cio := l.lookupCID((*bp)[:n])
-		if cio == nil {
+		cio := l.lookupCID(d)
+		byAddr := cio == nil
+		if byAddr {
 			cio = l.conns[ap]
 		}
 		l.mu.Unlock()
 		if cio != nil {
+			// A fresh ClientHello from the address of an existing
+			// association: the client may have restarted on the same
+			// port (RFC 6347 §4.2.8). Handled unless it is the
+			// association's own ClientHello again.
+			if byAddr && looksLikeClientHello(d) && l.handleHello(d, ap, bp, cio) {
+				continue
+			}
 			cio.deliver(bp, n, ap)
 			continue
 		}
-		l.handleNewPeer((*bp)[:n], ap, bp)
+		if !l.handleHello(d, ap, bp, nil) {
+			l.bufs.Put(bp)
+		}
 	}
+}
+
+// looksLikeClientHello is a cheap first test for a datagram that starts
+// with an epoch-0 handshake record holding a ClientHello, so that the
+// records of established connections are not parsed twice.
+func looksLikeClientHello(d []byte) bool {
+	return len(d) > recordHeaderLen && recordType(d[0]) == recordTypeHandshake &&
+		d[3] == 0 && d[4] == 0 && handshakeType(d[recordHeaderLen]) == typeClientHello
 }
 
 // lookupCID returns the connection whose CID the datagram's first record
@@ -260,15 +279,24 @@ func (l *Listener) movePeer(cio *listenerConnIO, newAP netip.AddrPort) {
 	l.conns[newAP] = cio
 }
 
-// handleNewPeer looks at a datagram from an address without a connection.
-// Only a ClientHello is of interest. Without a valid cookie it is answered
-// with a HelloVerifyRequest and forgotten: no state is kept.
-func (l *Listener) handleNewPeer(d []byte, ap netip.AddrPort, bp *[]byte) {
+// handleHello looks at a datagram that may start with a ClientHello, from
+// an address without a connection (existing is nil) or from the address
+// of an existing association. It reports whether it took the buffer bp.
+//
+// Without a valid cookie the ClientHello is answered with a
+// HelloVerifyRequest and forgotten: no state is kept, and an existing
+// association is not touched, so a forged ClientHello cannot disturb it
+// (mbedTLS 2.16.6's client-port-reuse advisory). A valid cookie proves the
+// client receives at that address: an existing association whose
+// handshake began with another ClientHello (another random) is then
+// closed and a new one starts (RFC 6347 §4.2.8), as when a device reboots
+// and comes back on the same port. The association's own ClientHello,
+// retransmitted, is left to it (handleHello returns false).
+func (l *Listener) handleHello(d []byte, ap netip.AddrPort, bp *[]byte, existing *listenerConnIO) bool {
 	ch := &l.helloScratch
 	hdr, msgSeq, ok := parseInitialClientHelloInto(d, ch)
 	if !ok {
-		l.bufs.Put(bp)
-		return
+		return false
 	}
 	now := l.config.time()
 	if !l.config.InsecureSkipHelloVerify && !l.cookies.verify(now, ap, ch, ch.cookie) {
@@ -283,19 +311,29 @@ func (l *Listener) handleNewPeer(d []byte, ap netip.AddrPort, bp *[]byte) {
 		}
 		l.hvrScratch = hvr
 		l.bufs.Put(bp)
-		return
+		return true
+	}
+	if existing != nil {
+		if string(existing.helloRandom[:]) == string(ch.random) {
+			return false // its own ClientHello again: a retransmission
+		}
+		// The client started over: end the old association. Its
+		// reader sees the connection closed.
+		existing.shutdown()
+		l.remove(existing)
 	}
 	if l.handshaking.Load() >= maxHandshakesInProgress {
 		l.bufs.Put(bp)
-		return
+		return true
 	}
 	select {
 	case <-l.done:
 		l.bufs.Put(bp)
-		return
+		return true
 	default:
 	}
 	cio := newListenerConnIO(l, ap)
+	copy(cio.helloRandom[:], ch.random)
 	c := newConn(cio, l.config, false)
 	c.listener = l
 	c.hs.startAt(msgSeq, msgSeq)
@@ -312,6 +350,7 @@ func (l *Listener) handleNewPeer(d []byte, ap netip.AddrPort, bp *[]byte) {
 	l.handshaking.Add(1)
 	l.wg.Add(1)
 	go l.serve(c)
+	return true
 }
 
 // traceStatelessExchange reports a cookie-less ClientHello and the
@@ -410,15 +449,19 @@ type listenerConnIO struct {
 	// peer is where we send, and the address the Listener routes from.
 	// It moves (RFC 9146 §6) in the Conn's reader while writers and
 	// RemoteAddr read it, hence the atomic pointer.
-	peer  atomic.Pointer[peerAddr]
-	cid   string // our CID registered with the Listener, guarded by l.mu
-	queue chan queuedDatagram
-	cur   *[]byte
-	from  netip.AddrPort // source of cur
-	intr  chan struct{}
-	done  chan struct{}
-	once  sync.Once
-	timer *time.Timer
+	peer atomic.Pointer[peerAddr]
+	cid  string // our CID registered with the Listener, guarded by l.mu
+	// helloRandom is the random of the ClientHello that created the
+	// association, to tell its retransmission from a new association on
+	// the same address (RFC 6347 §4.2.8).
+	helloRandom [randomLen]byte
+	queue       chan queuedDatagram
+	cur         *[]byte
+	from        netip.AddrPort // source of cur
+	intr        chan struct{}
+	done        chan struct{}
+	once        sync.Once
+	timer       *time.Timer
 }
 
 type queuedDatagram struct {
