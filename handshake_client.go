@@ -6,6 +6,7 @@ import (
 	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/sha512"
 	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
@@ -56,11 +57,11 @@ type handshakeState struct {
 	peerKeysInstalled bool
 }
 
-// sessionHash is the hash of the transcript so far with the suite's hash.
-func (hs *handshakeState) sessionHash() []byte {
-	h := hs.suite.hash.New()
-	h.Write(hs.transcript)
-	return h.Sum(nil)
+// transcriptHash appends the hash of the transcript so far, with the
+// suite's PRF hash, to dst: the session hash of RFC 7627 or the hash a
+// Finished covers. Callers pass a stack buffer of sha512.Size384 bytes.
+func (hs *handshakeState) transcriptHash(dst []byte) []byte {
+	return hashSum(hs.suite.hash, dst, hs.transcript)
 }
 
 func (hs *handshakeState) addTranscript(m *inMessage) {
@@ -529,7 +530,8 @@ func (c *Conn) clientCertificate(cr *certificateRequestMsg) *tls.Certificate {
 func (hs *handshakeState) deriveMasterSecret() {
 	c := hs.c
 	if hs.ems {
-		hs.masterSecret = extMasterFromPreMasterSecret(hs.suite.hash, hs.preMaster, hs.sessionHash())
+		var th [sha512.Size384]byte
+		hs.masterSecret = extMasterFromPreMasterSecret(hs.suite.hash, hs.preMaster, hs.transcriptHash(th[:0]))
 	} else {
 		hs.masterSecret = masterFromPreMasterSecret(hs.suite.hash, hs.preMaster, hs.hello.random, hs.serverHello.random)
 	}
@@ -568,9 +570,8 @@ func (hs *handshakeState) writeFinished(fromClient bool) error {
 		write = ck
 	}
 	c.writeChangeCipherSpec(write)
-	h := hs.suite.hash.New()
-	h.Write(hs.transcript)
-	fin := &finishedMsg{verifyData: finishedVerifyData(hs.suite.hash, hs.masterSecret, fromClient, h.Sum(nil))}
+	var th [sha512.Size384]byte
+	fin := &finishedMsg{verifyData: finishedVerifyData(hs.suite.hash, hs.masterSecret, fromClient, hs.transcriptHash(th[:0]))}
 	return c.writeHandshake(hs, fin)
 }
 
@@ -603,9 +604,8 @@ func (hs *handshakeState) readFinished(fromClient bool) error {
 	if err := c.readChangeCipherSpec(hs.ctx); err != nil {
 		return err
 	}
-	h := hs.suite.hash.New()
-	h.Write(hs.transcript)
-	want := finishedVerifyData(hs.suite.hash, hs.masterSecret, fromClient, h.Sum(nil))
+	var th [sha512.Size384]byte
+	want := finishedVerifyData(hs.suite.hash, hs.masterSecret, fromClient, hs.transcriptHash(th[:0]))
 	msg, err := c.readHandshake(hs.ctx)
 	if err != nil {
 		return err
