@@ -610,17 +610,18 @@ func (c *Conn) drop(reason dropReason, hdr recordHeader) {
 }
 
 // readHandshake returns the next handshake message, reading and
-// retransmitting as needed.
-func (c *Conn) readHandshake(ctx context.Context) (*inMessage, error) {
+// retransmitting as needed. It returns the message by value: a pointer
+// would cost an allocation per message.
+func (c *Conn) readHandshake(ctx context.Context) (inMessage, error) {
 	for {
 		if m, ok := c.hs.nextMessage(); ok {
 			if c.config.Tracer != nil {
 				c.trace(&TraceEvent{Kind: TraceHandshakeReceived, Epoch: m.epoch, HandshakeType: uint8(m.typ), MessageSeq: m.seq, MessageLength: uint32(len(m.body)), FragmentLength: uint32(len(m.body))})
 			}
-			return &m, nil
+			return m, nil
 		}
 		if _, err := c.readRecord(ctx, false); err != nil {
-			return nil, err
+			return inMessage{}, err
 		}
 	}
 }

@@ -64,7 +64,7 @@ func (hs *handshakeState) transcriptHash(dst []byte) []byte {
 	return hashSum(hs.suite.hash, dst, hs.transcript)
 }
 
-func (hs *handshakeState) addTranscript(m *inMessage) {
+func (hs *handshakeState) addTranscript(m inMessage) {
 	hs.transcript = m.appendTranscript(hs.transcript)
 }
 
@@ -116,7 +116,7 @@ func (c *Conn) clientHandshake(ctx context.Context) error {
 		return err
 	}
 
-	var msg *inMessage
+	var msg inMessage
 	for hvrs := 0; ; hvrs++ {
 		msg, err = c.readHandshake(ctx)
 		if err != nil {
@@ -232,7 +232,7 @@ func implementedCurves(prefs []tls.CurveID) []tls.CurveID {
 	return out
 }
 
-func (hs *handshakeState) processServerHello(msg *inMessage) error {
+func (hs *handshakeState) processServerHello(msg inMessage) error {
 	c := hs.c
 	if msg.typ != typeServerHello {
 		return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: expected ServerHello, got %v", msg.typ))
