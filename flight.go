@@ -279,15 +279,21 @@ func (t *handshakeTransport) queueChangeCipherSpec(epoch uint16) {
 // cipher suite), records carry one byte each and exceed the MTU rather than
 // loop.
 func (t *handshakeTransport) flightDatagrams(overhead func(epoch uint16) int) [][]outRecord {
+	// The records of all datagrams go in one slice, which is cut into
+	// datagrams at the end: one allocation for the records (more only if
+	// fragmentation adds records) and one for the datagram list, instead
+	// of a growing slice per datagram.
 	var (
-		dgs  [][]outRecord
-		cur  []outRecord
-		used int // bytes of cur
+		recs    = make([]outRecord, 0, len(t.flight))
+		endsBuf [8]int
+		ends    = endsBuf[:0] // ends[i]: end in recs of datagram i
+		start   int           // start in recs of the datagram being filled
+		used    int           // bytes of that datagram
 	)
 	flush := func() {
-		if len(cur) > 0 {
-			dgs = append(dgs, cur)
-			cur, used = nil, 0
+		if len(recs) > start {
+			ends = append(ends, len(recs))
+			start, used = len(recs), 0
 		}
 	}
 	for _, e := range t.flight {
@@ -296,19 +302,19 @@ func (t *handshakeTransport) flightDatagrams(overhead func(epoch uint16) int) []
 			if used+perRecord+1 > t.mtu {
 				flush()
 			}
-			cur = append(cur, outRecord{epoch: e.epoch, typ: recordTypeChangeCipherSpec, data: []byte{1}})
+			recs = append(recs, outRecord{epoch: e.epoch, typ: recordTypeChangeCipherSpec, data: changeCipherSpecBody})
 			used += perRecord + 1
 			continue
 		}
 		perRecord += handshakeHeaderLen
 		body := e.transcript[handshakeHeaderLen:]
-		if len(cur) > 0 && used+perRecord+len(body) > t.mtu && perRecord+len(body) <= t.mtu {
+		if len(recs) > start && used+perRecord+len(body) > t.mtu && perRecord+len(body) <= t.mtu {
 			flush()
 		}
 		for off := 0; ; {
 			room := min(t.mtu-used-perRecord, maxFragmentLen)
 			if room < 1 && (room < 0 || off < len(body)) {
-				if len(cur) > 0 {
+				if len(recs) > start {
 					flush()
 					continue
 				}
@@ -330,7 +336,7 @@ func (t *handshakeTransport) flightDatagrams(overhead func(epoch uint16) int) []
 				data = h.appendTo(data)
 				data = append(data, body[off:off+n]...)
 			}
-			cur = append(cur, outRecord{epoch: e.epoch, typ: recordTypeHandshake, data: data})
+			recs = append(recs, outRecord{epoch: e.epoch, typ: recordTypeHandshake, data: data})
 			used += perRecord + n
 			off += n
 			if off >= len(body) {
@@ -339,8 +345,21 @@ func (t *handshakeTransport) flightDatagrams(overhead func(epoch uint16) int) []
 		}
 	}
 	flush()
+	if len(ends) == 0 {
+		return nil
+	}
+	dgs := make([][]outRecord, len(ends))
+	start = 0
+	for i, end := range ends {
+		dgs[i] = recs[start:end:end] // capped: appending to one cannot overwrite the next
+		start = end
+	}
 	return dgs
 }
+
+// changeCipherSpecBody is the body of every ChangeCipherSpec record
+// (RFC 5246 §7.1). It is shared: never modify it.
+var changeCipherSpecBody = []byte{1}
 
 func recordOverhead(overhead func(epoch uint16) int, epoch uint16) int {
 	if overhead == nil {
