@@ -249,7 +249,7 @@ func (t *handshakeTransport) queueMessage(epoch uint16, typ handshakeType, body 
 	tr := make([]byte, 0, handshakeHeaderLen+len(body))
 	tr = h.appendTo(tr)
 	tr = append(tr, body...)
-	t.flight = append(t.flight, flightEntry{epoch: epoch, typ: typ, seq: t.sendSeq, transcript: tr})
+	t.appendFlight(flightEntry{epoch: epoch, typ: typ, seq: t.sendSeq, transcript: tr})
 	t.sendSeq++
 	return tr
 }
@@ -259,7 +259,22 @@ func (t *handshakeTransport) queueMessage(epoch uint16, typ handshakeType, body 
 // message_seq.
 func (t *handshakeTransport) queueChangeCipherSpec(epoch uint16) {
 	t.prepare()
-	t.flight = append(t.flight, flightEntry{epoch: epoch, ccs: true})
+	t.appendFlight(flightEntry{epoch: epoch, ccs: true})
+}
+
+// maxFlightEntries is the most entries a flight of ours has: the client's
+// Certificate, ClientKeyExchange, CertificateVerify, ChangeCipherSpec and
+// Finished, or the server's ServerHello, Certificate, ServerKeyExchange,
+// CertificateRequest and ServerHelloDone.
+const maxFlightEntries = 5
+
+// appendFlight adds e to the flight being built. A new flight starts with
+// room for maxFlightEntries, so that it does not grow append by append.
+func (t *handshakeTransport) appendFlight(e flightEntry) {
+	if t.flight == nil {
+		t.flight = make([]flightEntry, 0, maxFlightEntries)
+	}
+	t.flight = append(t.flight, e)
 }
 
 // flightDatagrams packs the current flight into datagrams of at most mtu
