@@ -78,8 +78,8 @@ func (hs *handshakeState) addTranscript(m inMessage) {
 // Config.CipherSuites is nil: the PSK suites with a PSK, the certificate
 // suites otherwise.
 func (c *Conn) enabledSuites() []*cipherSuite {
-	var out []*cipherSuite
 	if ids := c.config.CipherSuites; len(ids) > 0 {
+		out := make([]*cipherSuite, 0, len(ids))
 		for _, id := range ids {
 			if s := cipherSuiteByID(id); s != nil {
 				out = append(out, s)
@@ -87,6 +87,9 @@ func (c *Conn) enabledSuites() []*cipherSuite {
 		}
 		return out
 	}
+	// Sized for every suite we implement, so that it does not grow append
+	// by append.
+	out := make([]*cipherSuite, 0, len(cipherSuites))
 	for _, s := range cipherSuites {
 		if s.kx.isPSK() == (c.config.PSK != nil) {
 			out = append(out, s)
@@ -197,7 +200,9 @@ func (c *Conn) makeClientHello() (*clientHelloMsg, error) {
 	if _, err := io.ReadFull(c.config.rand(), hello.random); err != nil {
 		return nil, fmt.Errorf("dtls: reading random: %w", err)
 	}
-	for _, s := range c.enabledSuites() {
+	suites := c.enabledSuites()
+	hello.cipherSuites = make([]uint16, 0, len(suites))
+	for _, s := range suites {
 		hello.cipherSuites = append(hello.cipherSuites, s.id)
 	}
 	if len(hello.cipherSuites) == 0 {
