@@ -264,18 +264,31 @@ func (hs *handshakeState) processServerHello(msg inMessage) error {
 	if sh.compressionMethod != compressionNone {
 		return c.fail(alertIllegalParameter, errors.New("dtls: server chose compression"))
 	}
-	offered := map[uint16]bool{
-		extensionServerName: hs.hello.serverName != "", extensionSupportedPoints: true,
-		extensionExtendedMasterSecret: true, extensionRenegotiationInfo: true,
-		extensionALPN: len(hs.hello.alpnProtocols) > 0,
+	// offered reports whether our ClientHello carried extension e (a
+	// switch rather than a map, which would cost three allocations).
+	offered := func(e uint16) bool {
+		switch e {
+		case extensionSupportedPoints, extensionExtendedMasterSecret, extensionRenegotiationInfo:
+			return true
+		case extensionServerName:
+			return hs.hello.serverName != ""
+		case extensionALPN:
+			return len(hs.hello.alpnProtocols) > 0
+		case extensionConnectionID:
+			return hs.hello.hasConnectionID
+		case extensionServerCertType:
+			return len(hs.hello.serverCertTypes) > 0
+		case extensionClientCertType:
+			return len(hs.hello.clientCertTypes) > 0
+		case extensionSessionTicket:
+			return hs.hello.ticketSupported
+		case extensionUseSRTP:
+			return len(hs.hello.srtpProtectionProfiles) > 0
+		}
+		return false
 	}
-	offered[extensionConnectionID] = hs.hello.hasConnectionID
-	offered[extensionServerCertType] = len(hs.hello.serverCertTypes) > 0
-	offered[extensionClientCertType] = len(hs.hello.clientCertTypes) > 0
-	offered[extensionSessionTicket] = hs.hello.ticketSupported
-	offered[extensionUseSRTP] = len(hs.hello.srtpProtectionProfiles) > 0
 	for _, e := range sh.extensions {
-		if !offered[e] {
+		if !offered(e) {
 			return c.fail(alertUnsupportedExtension, fmt.Errorf("dtls: server sent extension %d, which we did not offer", e))
 		}
 	}
