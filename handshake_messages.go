@@ -308,6 +308,9 @@ func (m *clientHelloMsg) unmarshal(body []byte) bool {
 		return false
 	}
 
+	// Each extension takes at least 4 bytes; sizing the list once (up to
+	// 16, more grow it) saves growing it append by append.
+	m.extensions = make([]uint16, 0, min(len(exts)/4, 16))
 	var seen extensionSet
 	for !exts.Empty() {
 		var id uint16
@@ -509,6 +512,9 @@ func (m *serverHelloMsg) unmarshal(body []byte) bool {
 		return false
 	}
 
+	// Each extension takes at least 4 bytes; sizing the list once (up to
+	// 16, more grow it) saves growing it append by append.
+	m.extensions = make([]uint16, 0, min(len(exts)/4, 16))
 	var seen extensionSet
 	for !exts.Empty() {
 		var id uint16
