@@ -629,7 +629,8 @@ func (hs *handshakeState) readFinished(fromClient bool) error {
 		return err
 	}
 	var th [sha512.Size384]byte
-	want := finishedVerifyData(hs.suite.hash, hs.masterSecret, fromClient, hs.transcriptHash(th[:0]))
+	var want [finishedVerifyLen]byte
+	fillFinishedVerifyData(hs.suite.hash, want[:], hs.masterSecret, fromClient, hs.transcriptHash(th[:0]))
 	msg, err := c.readHandshake(hs.ctx)
 	if err != nil {
 		return err
@@ -646,7 +647,7 @@ func (hs *handshakeState) readFinished(fromClient bool) error {
 	if !fin.unmarshal(msg.body) {
 		return c.fail(alertDecodeError, errors.New("dtls: malformed Finished"))
 	}
-	if subtle.ConstantTimeCompare(fin.verifyData, want) != 1 {
+	if subtle.ConstantTimeCompare(fin.verifyData, want[:]) != 1 {
 		return c.fail(alertDecryptError, errors.New("dtls: peer's Finished is wrong"))
 	}
 	hs.addTranscript(msg)

@@ -194,13 +194,20 @@ func keysFromMasterSecret(h crypto.Hash, masterSecret, clientRandom, serverRando
 // messages before this Finished, each with its DTLS header as if
 // unfragmented (RFC 6347 §4.2.6).
 func finishedVerifyData(h crypto.Hash, masterSecret []byte, fromClient bool, transcriptHash []byte) []byte {
+	out := make([]byte, finishedVerifyLen)
+	fillFinishedVerifyData(h, out, masterSecret, fromClient, transcriptHash)
+	return out
+}
+
+// fillFinishedVerifyData is finishedVerifyData into out, which must be
+// finishedVerifyLen bytes: a caller that only compares it can keep it on
+// the stack.
+func fillFinishedVerifyData(h crypto.Hash, out, masterSecret []byte, fromClient bool, transcriptHash []byte) {
 	label := serverFinishedLabel
 	if fromClient {
 		label = clientFinishedLabel
 	}
-	out := make([]byte, finishedVerifyLen)
 	prf12(h, out, masterSecret, label, transcriptHash)
-	return out
 }
 
 // exportKeyingMaterial implements the keying material exporter of RFC 5705
