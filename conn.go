@@ -707,7 +707,8 @@ func (c *Conn) sendFlight(retransmit bool, why string) error {
 		}
 		c.trace(&TraceEvent{Kind: kind, Flight: c.flights, Reason: why})
 	}
-	for _, dgram := range c.hs.flightDatagrams(c.expansionFn) {
+	var dgs [8][]outRecord // a flight is rarely more datagrams; more grow it
+	for _, dgram := range c.hs.appendFlightDatagrams(dgs[:0], c.expansionFn) {
 		buf := c.outBuffer(c.hs.mtu)
 		for _, rec := range dgram {
 			start := len(buf)

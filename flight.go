@@ -294,10 +294,16 @@ func (t *handshakeTransport) appendFlight(e flightEntry) {
 // cipher suite), records carry one byte each and exceed the MTU rather than
 // loop.
 func (t *handshakeTransport) flightDatagrams(overhead func(epoch uint16) int) [][]outRecord {
+	return t.appendFlightDatagrams(nil, overhead)
+}
+
+// appendFlightDatagrams is flightDatagrams appending to dgs, so that a
+// caller that only ranges over the datagrams can keep the list on the
+// stack.
+func (t *handshakeTransport) appendFlightDatagrams(dgs [][]outRecord, overhead func(epoch uint16) int) [][]outRecord {
 	// The records of all datagrams go in one slice, which is cut into
 	// datagrams at the end: one allocation for the records (more only if
-	// fragmentation adds records) and one for the datagram list, instead
-	// of a growing slice per datagram.
+	// fragmentation adds records) instead of a growing slice per datagram.
 	var (
 		recs    = make([]outRecord, 0, len(t.flight))
 		endsBuf [8]int
@@ -360,13 +366,9 @@ func (t *handshakeTransport) flightDatagrams(overhead func(epoch uint16) int) []
 		}
 	}
 	flush()
-	if len(ends) == 0 {
-		return nil
-	}
-	dgs := make([][]outRecord, len(ends))
 	start = 0
-	for i, end := range ends {
-		dgs[i] = recs[start:end:end] // capped: appending to one cannot overwrite the next
+	for _, end := range ends {
+		dgs = append(dgs, recs[start:end:end]) // capped: appending to one cannot overwrite the next
 		start = end
 	}
 	return dgs
