@@ -7,6 +7,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
+	"crypto/sha512"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -100,13 +101,20 @@ func isRSAKey(pub crypto.PublicKey) bool {
 	return ok
 }
 
-func signed(h crypto.Hash, msg []byte) []byte {
-	if h == 0 {
+// signed returns what a signature of scheme hash h covers: msg itself for
+// h == 0 (Ed25519), its digest appended to dst otherwise. SHA-256 and
+// SHA-384, the hashes of the usual schemes, are computed with the one-shot
+// functions rather than a hash.Hash, which saves an allocation.
+func signed(h crypto.Hash, dst, msg []byte) []byte {
+	switch h {
+	case 0:
 		return msg
+	case crypto.SHA256, crypto.SHA384:
+		return hashSum(h, dst, msg)
 	}
 	hh := h.New()
 	hh.Write(msg)
-	return hh.Sum(nil)
+	return hh.Sum(dst)
 }
 
 // signHandshake signs msg (ServerKeyExchange params, or the transcript for
@@ -120,7 +128,8 @@ func signHandshake(rand io.Reader, signer crypto.Signer, scheme tls.SignatureSch
 	if pss {
 		opts = &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: h}
 	}
-	return signer.Sign(rand, signed(h, msg), opts)
+	var digest [sha512.Size]byte
+	return signer.Sign(rand, signed(h, digest[:0], msg), opts)
 }
 
 // verifyHandshakeSignature checks a peer's signature, with the scheme bound
@@ -136,9 +145,10 @@ func verifyHandshakeSignature(scheme tls.SignatureScheme, pub crypto.PublicKey, 
 		return errors.New("dtls: signature scheme does not match the peer's key")
 	}
 	h, pss, _ := schemeParams(scheme)
+	var digest [sha512.Size]byte
 	switch k := pub.(type) {
 	case *ecdsa.PublicKey:
-		if !ecdsa.VerifyASN1(k, signed(h, msg), sig) {
+		if !ecdsa.VerifyASN1(k, signed(h, digest[:0], msg), sig) {
 			return errors.New("dtls: invalid ECDSA signature")
 		}
 	case ed25519.PublicKey:
@@ -151,9 +161,9 @@ func verifyHandshakeSignature(scheme tls.SignatureScheme, pub crypto.PublicKey, 
 		}
 		var err error
 		if pss {
-			err = rsa.VerifyPSS(k, h, signed(h, msg), sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash})
+			err = rsa.VerifyPSS(k, h, signed(h, digest[:0], msg), sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash})
 		} else {
-			err = rsa.VerifyPKCS1v15(k, h, signed(h, msg), sig)
+			err = rsa.VerifyPKCS1v15(k, h, signed(h, digest[:0], msg), sig)
 		}
 		if err != nil {
 			return errors.New("dtls: invalid RSA signature")

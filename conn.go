@@ -610,17 +610,18 @@ func (c *Conn) drop(reason dropReason, hdr recordHeader) {
 }
 
 // readHandshake returns the next handshake message, reading and
-// retransmitting as needed.
-func (c *Conn) readHandshake(ctx context.Context) (*inMessage, error) {
+// retransmitting as needed. It returns the message by value: a pointer
+// would cost an allocation per message.
+func (c *Conn) readHandshake(ctx context.Context) (inMessage, error) {
 	for {
 		if m, ok := c.hs.nextMessage(); ok {
 			if c.config.Tracer != nil {
 				c.trace(&TraceEvent{Kind: TraceHandshakeReceived, Epoch: m.epoch, HandshakeType: uint8(m.typ), MessageSeq: m.seq, MessageLength: uint32(len(m.body)), FragmentLength: uint32(len(m.body))})
 			}
-			return &m, nil
+			return m, nil
 		}
 		if _, err := c.readRecord(ctx, false); err != nil {
-			return nil, err
+			return inMessage{}, err
 		}
 	}
 }
@@ -706,7 +707,8 @@ func (c *Conn) sendFlight(retransmit bool, why string) error {
 		}
 		c.trace(&TraceEvent{Kind: kind, Flight: c.flights, Reason: why})
 	}
-	for _, dgram := range c.hs.flightDatagrams(c.expansionFn) {
+	var dgs [8][]outRecord // a flight is rarely more datagrams; more grow it
+	for _, dgram := range c.hs.appendFlightDatagrams(dgs[:0], c.expansionFn) {
 		buf := c.outBuffer(c.hs.mtu)
 		for _, rec := range dgram {
 			start := len(buf)

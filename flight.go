@@ -249,7 +249,7 @@ func (t *handshakeTransport) queueMessage(epoch uint16, typ handshakeType, body 
 	tr := make([]byte, 0, handshakeHeaderLen+len(body))
 	tr = h.appendTo(tr)
 	tr = append(tr, body...)
-	t.flight = append(t.flight, flightEntry{epoch: epoch, typ: typ, seq: t.sendSeq, transcript: tr})
+	t.appendFlight(flightEntry{epoch: epoch, typ: typ, seq: t.sendSeq, transcript: tr})
 	t.sendSeq++
 	return tr
 }
@@ -259,7 +259,22 @@ func (t *handshakeTransport) queueMessage(epoch uint16, typ handshakeType, body 
 // message_seq.
 func (t *handshakeTransport) queueChangeCipherSpec(epoch uint16) {
 	t.prepare()
-	t.flight = append(t.flight, flightEntry{epoch: epoch, ccs: true})
+	t.appendFlight(flightEntry{epoch: epoch, ccs: true})
+}
+
+// maxFlightEntries is the most entries a flight of ours has: the client's
+// Certificate, ClientKeyExchange, CertificateVerify, ChangeCipherSpec and
+// Finished, or the server's ServerHello, Certificate, ServerKeyExchange,
+// CertificateRequest and ServerHelloDone.
+const maxFlightEntries = 5
+
+// appendFlight adds e to the flight being built. A new flight starts with
+// room for maxFlightEntries, so that it does not grow append by append.
+func (t *handshakeTransport) appendFlight(e flightEntry) {
+	if t.flight == nil {
+		t.flight = make([]flightEntry, 0, maxFlightEntries)
+	}
+	t.flight = append(t.flight, e)
 }
 
 // flightDatagrams packs the current flight into datagrams of at most mtu
@@ -279,15 +294,27 @@ func (t *handshakeTransport) queueChangeCipherSpec(epoch uint16) {
 // cipher suite), records carry one byte each and exceed the MTU rather than
 // loop.
 func (t *handshakeTransport) flightDatagrams(overhead func(epoch uint16) int) [][]outRecord {
+	return t.appendFlightDatagrams(nil, overhead)
+}
+
+// appendFlightDatagrams is flightDatagrams appending to dgs, so that a
+// caller that only ranges over the datagrams can keep the list on the
+// stack.
+func (t *handshakeTransport) appendFlightDatagrams(dgs [][]outRecord, overhead func(epoch uint16) int) [][]outRecord {
+	// The records of all datagrams go in one slice, which is cut into
+	// datagrams at the end: one allocation for the records (more only if
+	// fragmentation adds records) instead of a growing slice per datagram.
 	var (
-		dgs  [][]outRecord
-		cur  []outRecord
-		used int // bytes of cur
+		recs    = make([]outRecord, 0, len(t.flight))
+		endsBuf [8]int
+		ends    = endsBuf[:0] // ends[i]: end in recs of datagram i
+		start   int           // start in recs of the datagram being filled
+		used    int           // bytes of that datagram
 	)
 	flush := func() {
-		if len(cur) > 0 {
-			dgs = append(dgs, cur)
-			cur, used = nil, 0
+		if len(recs) > start {
+			ends = append(ends, len(recs))
+			start, used = len(recs), 0
 		}
 	}
 	for _, e := range t.flight {
@@ -296,19 +323,19 @@ func (t *handshakeTransport) flightDatagrams(overhead func(epoch uint16) int) []
 			if used+perRecord+1 > t.mtu {
 				flush()
 			}
-			cur = append(cur, outRecord{epoch: e.epoch, typ: recordTypeChangeCipherSpec, data: []byte{1}})
+			recs = append(recs, outRecord{epoch: e.epoch, typ: recordTypeChangeCipherSpec, data: changeCipherSpecBody})
 			used += perRecord + 1
 			continue
 		}
 		perRecord += handshakeHeaderLen
 		body := e.transcript[handshakeHeaderLen:]
-		if len(cur) > 0 && used+perRecord+len(body) > t.mtu && perRecord+len(body) <= t.mtu {
+		if len(recs) > start && used+perRecord+len(body) > t.mtu && perRecord+len(body) <= t.mtu {
 			flush()
 		}
 		for off := 0; ; {
 			room := min(t.mtu-used-perRecord, maxFragmentLen)
 			if room < 1 && (room < 0 || off < len(body)) {
-				if len(cur) > 0 {
+				if len(recs) > start {
 					flush()
 					continue
 				}
@@ -330,7 +357,7 @@ func (t *handshakeTransport) flightDatagrams(overhead func(epoch uint16) int) []
 				data = h.appendTo(data)
 				data = append(data, body[off:off+n]...)
 			}
-			cur = append(cur, outRecord{epoch: e.epoch, typ: recordTypeHandshake, data: data})
+			recs = append(recs, outRecord{epoch: e.epoch, typ: recordTypeHandshake, data: data})
 			used += perRecord + n
 			off += n
 			if off >= len(body) {
@@ -339,8 +366,17 @@ func (t *handshakeTransport) flightDatagrams(overhead func(epoch uint16) int) []
 		}
 	}
 	flush()
+	start = 0
+	for _, end := range ends {
+		dgs = append(dgs, recs[start:end:end]) // capped: appending to one cannot overwrite the next
+		start = end
+	}
 	return dgs
 }
+
+// changeCipherSpecBody is the body of every ChangeCipherSpec record
+// (RFC 5246 §7.1). It is shared: never modify it.
+var changeCipherSpecBody = []byte{1}
 
 func recordOverhead(overhead func(epoch uint16) int, epoch uint16) int {
 	if overhead == nil {

@@ -6,6 +6,7 @@ import (
 	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/sha512"
 	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
@@ -25,7 +26,7 @@ type handshakeState struct {
 	c            *Conn
 	ctx          context.Context
 	suite        *cipherSuite
-	transcript   []byte // DTLS 1.2 transcript: 12-byte headers + bodies
+	transcript   []byte // DTLS 1.2 transcript: 12-byte headers + bodies; starts with initialTranscriptCap
 	hello        *clientHelloMsg
 	serverHello  *serverHelloMsg
 	ecdhKey      *ecdh.PrivateKey
@@ -56,14 +57,20 @@ type handshakeState struct {
 	peerKeysInstalled bool
 }
 
-// sessionHash is the hash of the transcript so far with the suite's hash.
-func (hs *handshakeState) sessionHash() []byte {
-	h := hs.suite.hash.New()
-	h.Write(hs.transcript)
-	return h.Sum(nil)
+// initialTranscriptCap is the capacity the transcript starts with: a full
+// handshake with a P-256 certificate takes about 900 bytes, so that it is
+// one allocation instead of growing append by append. A longer
+// certificate chain still grows it.
+const initialTranscriptCap = 1024
+
+// transcriptHash appends the hash of the transcript so far, with the
+// suite's PRF hash, to dst: the session hash of RFC 7627 or the hash a
+// Finished covers. Callers pass a stack buffer of sha512.Size384 bytes.
+func (hs *handshakeState) transcriptHash(dst []byte) []byte {
+	return hashSum(hs.suite.hash, dst, hs.transcript)
 }
 
-func (hs *handshakeState) addTranscript(m *inMessage) {
+func (hs *handshakeState) addTranscript(m inMessage) {
 	hs.transcript = m.appendTranscript(hs.transcript)
 }
 
@@ -71,8 +78,8 @@ func (hs *handshakeState) addTranscript(m *inMessage) {
 // Config.CipherSuites is nil: the PSK suites with a PSK, the certificate
 // suites otherwise.
 func (c *Conn) enabledSuites() []*cipherSuite {
-	var out []*cipherSuite
 	if ids := c.config.CipherSuites; len(ids) > 0 {
+		out := make([]*cipherSuite, 0, len(ids))
 		for _, id := range ids {
 			if s := cipherSuiteByID(id); s != nil {
 				out = append(out, s)
@@ -80,6 +87,9 @@ func (c *Conn) enabledSuites() []*cipherSuite {
 		}
 		return out
 	}
+	// Sized for every suite we implement, so that it does not grow append
+	// by append.
+	out := make([]*cipherSuite, 0, len(cipherSuites))
 	for _, s := range cipherSuites {
 		if s.kx.isPSK() == (c.config.PSK != nil) {
 			out = append(out, s)
@@ -96,7 +106,7 @@ func (c *Conn) enabledSuites() []*cipherSuite {
 }
 
 func (c *Conn) clientHandshake(ctx context.Context) error {
-	hs := &handshakeState{c: c, ctx: ctx}
+	hs := &handshakeState{c: c, ctx: ctx, transcript: make([]byte, 0, initialTranscriptCap)}
 	if c.config.PSK == nil && !c.config.InsecureSkipVerify && c.config.ServerName == "" {
 		return errors.New("dtls: either ServerName or InsecureSkipVerify must be set in the config, or a PSK")
 	}
@@ -115,7 +125,7 @@ func (c *Conn) clientHandshake(ctx context.Context) error {
 		return err
 	}
 
-	var msg *inMessage
+	var msg inMessage
 	for hvrs := 0; ; hvrs++ {
 		msg, err = c.readHandshake(ctx)
 		if err != nil {
@@ -190,7 +200,9 @@ func (c *Conn) makeClientHello() (*clientHelloMsg, error) {
 	if _, err := io.ReadFull(c.config.rand(), hello.random); err != nil {
 		return nil, fmt.Errorf("dtls: reading random: %w", err)
 	}
-	for _, s := range c.enabledSuites() {
+	suites := c.enabledSuites()
+	hello.cipherSuites = make([]uint16, 0, len(suites))
+	for _, s := range suites {
 		hello.cipherSuites = append(hello.cipherSuites, s.id)
 	}
 	if len(hello.cipherSuites) == 0 {
@@ -231,7 +243,7 @@ func implementedCurves(prefs []tls.CurveID) []tls.CurveID {
 	return out
 }
 
-func (hs *handshakeState) processServerHello(msg *inMessage) error {
+func (hs *handshakeState) processServerHello(msg inMessage) error {
 	c := hs.c
 	if msg.typ != typeServerHello {
 		return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: expected ServerHello, got %v", msg.typ))
@@ -252,18 +264,31 @@ func (hs *handshakeState) processServerHello(msg *inMessage) error {
 	if sh.compressionMethod != compressionNone {
 		return c.fail(alertIllegalParameter, errors.New("dtls: server chose compression"))
 	}
-	offered := map[uint16]bool{
-		extensionServerName: hs.hello.serverName != "", extensionSupportedPoints: true,
-		extensionExtendedMasterSecret: true, extensionRenegotiationInfo: true,
-		extensionALPN: len(hs.hello.alpnProtocols) > 0,
+	// offered reports whether our ClientHello carried extension e (a
+	// switch rather than a map, which would cost three allocations).
+	offered := func(e uint16) bool {
+		switch e {
+		case extensionSupportedPoints, extensionExtendedMasterSecret, extensionRenegotiationInfo:
+			return true
+		case extensionServerName:
+			return hs.hello.serverName != ""
+		case extensionALPN:
+			return len(hs.hello.alpnProtocols) > 0
+		case extensionConnectionID:
+			return hs.hello.hasConnectionID
+		case extensionServerCertType:
+			return len(hs.hello.serverCertTypes) > 0
+		case extensionClientCertType:
+			return len(hs.hello.clientCertTypes) > 0
+		case extensionSessionTicket:
+			return hs.hello.ticketSupported
+		case extensionUseSRTP:
+			return len(hs.hello.srtpProtectionProfiles) > 0
+		}
+		return false
 	}
-	offered[extensionConnectionID] = hs.hello.hasConnectionID
-	offered[extensionServerCertType] = len(hs.hello.serverCertTypes) > 0
-	offered[extensionClientCertType] = len(hs.hello.clientCertTypes) > 0
-	offered[extensionSessionTicket] = hs.hello.ticketSupported
-	offered[extensionUseSRTP] = len(hs.hello.srtpProtectionProfiles) > 0
 	for _, e := range sh.extensions {
-		if !offered[e] {
+		if !offered(e) {
 			return c.fail(alertUnsupportedExtension, fmt.Errorf("dtls: server sent extension %d, which we did not offer", e))
 		}
 	}
@@ -529,7 +554,8 @@ func (c *Conn) clientCertificate(cr *certificateRequestMsg) *tls.Certificate {
 func (hs *handshakeState) deriveMasterSecret() {
 	c := hs.c
 	if hs.ems {
-		hs.masterSecret = extMasterFromPreMasterSecret(hs.suite.hash, hs.preMaster, hs.sessionHash())
+		var th [sha512.Size384]byte
+		hs.masterSecret = extMasterFromPreMasterSecret(hs.suite.hash, hs.preMaster, hs.transcriptHash(th[:0]))
 	} else {
 		hs.masterSecret = masterFromPreMasterSecret(hs.suite.hash, hs.preMaster, hs.hello.random, hs.serverHello.random)
 	}
@@ -568,9 +594,8 @@ func (hs *handshakeState) writeFinished(fromClient bool) error {
 		write = ck
 	}
 	c.writeChangeCipherSpec(write)
-	h := hs.suite.hash.New()
-	h.Write(hs.transcript)
-	fin := &finishedMsg{verifyData: finishedVerifyData(hs.suite.hash, hs.masterSecret, fromClient, h.Sum(nil))}
+	var th [sha512.Size384]byte
+	fin := &finishedMsg{verifyData: finishedVerifyData(hs.suite.hash, hs.masterSecret, fromClient, hs.transcriptHash(th[:0]))}
 	return c.writeHandshake(hs, fin)
 }
 
@@ -603,9 +628,9 @@ func (hs *handshakeState) readFinished(fromClient bool) error {
 	if err := c.readChangeCipherSpec(hs.ctx); err != nil {
 		return err
 	}
-	h := hs.suite.hash.New()
-	h.Write(hs.transcript)
-	want := finishedVerifyData(hs.suite.hash, hs.masterSecret, fromClient, h.Sum(nil))
+	var th [sha512.Size384]byte
+	var want [finishedVerifyLen]byte
+	fillFinishedVerifyData(hs.suite.hash, want[:], hs.masterSecret, fromClient, hs.transcriptHash(th[:0]))
 	msg, err := c.readHandshake(hs.ctx)
 	if err != nil {
 		return err
@@ -622,7 +647,7 @@ func (hs *handshakeState) readFinished(fromClient bool) error {
 	if !fin.unmarshal(msg.body) {
 		return c.fail(alertDecodeError, errors.New("dtls: malformed Finished"))
 	}
-	if subtle.ConstantTimeCompare(fin.verifyData, want) != 1 {
+	if subtle.ConstantTimeCompare(fin.verifyData, want[:]) != 1 {
 		return c.fail(alertDecryptError, errors.New("dtls: peer's Finished is wrong"))
 	}
 	hs.addTranscript(msg)

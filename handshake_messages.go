@@ -181,77 +181,86 @@ func (m *clientHelloMsg) marshal() ([]byte, error) {
 		return nil, errors.New("dtls: ClientHello server_name with a trailing dot")
 	}
 
-	exts := cryptobyte.NewBuilder(make([]byte, 0, helloBuilderSize))
+	// The extensions and addExtension's scratch share one allocation; the
+	// capacities are capped, so neither can grow into the other.
+	buf := make([]byte, 2*helloBuilderSize)
+	exts := cryptobyte.NewBuilder(buf[:0:helloBuilderSize])
+	data := cryptobyte.NewBuilder(buf[helloBuilderSize:helloBuilderSize])
 	if m.serverName != "" {
 		// RFC 6066 §3
-		addExtension(exts, extensionServerName, func(b *cryptobyte.Builder) {
-			b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
-				b.AddUint8(hostNameType)
-				addBytes16(b, []byte(m.serverName))
-			})
+		addExtension(exts, data, extensionServerName, func(b *cryptobyte.Builder) {
+			// ServerNameList with one entry: name_type, HostName<1..2^16-1>.
+			// Its length is known, so no length-prefixed child builder.
+			if len(m.serverName) > 0xffff-3 {
+				b.SetError(errVectorTooLong)
+				return
+			}
+			b.AddUint16(uint16(1 + 2 + len(m.serverName)))
+			b.AddUint8(hostNameType)
+			addBytes16(b, []byte(m.serverName))
 		})
 	}
 	if len(m.supportedCurves) > 0 {
 		// RFC 8422 §5.1.1
-		addExtension(exts, extensionSupportedCurves, func(b *cryptobyte.Builder) {
+		addExtension(exts, data, extensionSupportedCurves, func(b *cryptobyte.Builder) {
 			addUint16List(b, m.supportedCurves)
 		})
 	}
 	if len(m.supportedPoints) > 0 {
 		// RFC 8422 §5.1.2
-		addExtension(exts, extensionSupportedPoints, func(b *cryptobyte.Builder) {
+		addExtension(exts, data, extensionSupportedPoints, func(b *cryptobyte.Builder) {
 			addBytes8(b, m.supportedPoints)
 		})
 	}
 	if len(m.supportedSignatureAlgorithms) > 0 {
 		// RFC 5246 §7.4.1.4.1
-		addExtension(exts, extensionSignatureAlgorithms, func(b *cryptobyte.Builder) {
+		addExtension(exts, data, extensionSignatureAlgorithms, func(b *cryptobyte.Builder) {
 			addUint16List(b, m.supportedSignatureAlgorithms)
 		})
 	}
 	if len(m.srtpProtectionProfiles) > 0 {
 		// RFC 5764 §4.1.1
-		addExtension(exts, extensionUseSRTP, func(b *cryptobyte.Builder) {
+		addExtension(exts, data, extensionUseSRTP, func(b *cryptobyte.Builder) {
 			addUint16List(b, m.srtpProtectionProfiles)
 			addBytes8(b, m.srtpMKI)
 		})
 	}
 	if len(m.alpnProtocols) > 0 {
 		// RFC 7301 §3.1
-		addExtension(exts, extensionALPN, func(b *cryptobyte.Builder) {
+		addExtension(exts, data, extensionALPN, func(b *cryptobyte.Builder) {
 			addALPN(b, m.alpnProtocols)
 		})
 	}
 	if len(m.clientCertTypes) > 0 {
 		// RFC 7250 §3
-		addExtension(exts, extensionClientCertType, func(b *cryptobyte.Builder) {
+		addExtension(exts, data, extensionClientCertType, func(b *cryptobyte.Builder) {
 			addBytes8(b, m.clientCertTypes)
 		})
 	}
 	if len(m.serverCertTypes) > 0 {
-		addExtension(exts, extensionServerCertType, func(b *cryptobyte.Builder) {
+		addExtension(exts, data, extensionServerCertType, func(b *cryptobyte.Builder) {
 			addBytes8(b, m.serverCertTypes)
 		})
 	}
 	if m.extendedMasterSecret {
 		// RFC 7627 §5.1
-		addExtension(exts, extensionExtendedMasterSecret, nil)
+		addExtension(exts, data, extensionExtendedMasterSecret, nil)
 	}
 	if m.ticketSupported {
 		// RFC 5077 §3.2
-		addExtension(exts, extensionSessionTicket, func(b *cryptobyte.Builder) {
+		addExtension(exts, data, extensionSessionTicket, func(b *cryptobyte.Builder) {
 			b.AddBytes(m.sessionTicket)
 		})
 	}
 	if m.hasConnectionID {
 		// RFC 9146 §3
-		addExtension(exts, extensionConnectionID, func(b *cryptobyte.Builder) {
+		addExtension(exts, data, extensionConnectionID, func(b *cryptobyte.Builder) {
 			addBytes8(b, m.connectionID)
 		})
 	}
 	if m.secureRenegotiationSupported {
 		// RFC 5746 §3.2
-		addExtension(exts, extensionRenegotiationInfo, func(b *cryptobyte.Builder) {
+		addExtension(exts, data, extensionRenegotiationInfo, func(b *cryptobyte.Builder) {
 			addBytes8(b, m.secureRenegotiation)
 		})
 	}
@@ -299,6 +308,9 @@ func (m *clientHelloMsg) unmarshal(body []byte) bool {
 		return false
 	}
 
+	// Each extension takes at least 4 bytes; sizing the list once (up to
+	// 16, more grow it) saves growing it append by append.
+	m.extensions = make([]uint16, 0, min(len(exts)/4, 16))
 	var seen extensionSet
 	for !exts.Empty() {
 		var id uint16
@@ -407,54 +419,58 @@ func (m *serverHelloMsg) marshal() ([]byte, error) {
 		return nil, errors.New("dtls: ServerHello session_id longer than 32 bytes")
 	}
 
-	exts := cryptobyte.NewBuilder(make([]byte, 0, helloBuilderSize))
+	// The extensions and addExtension's scratch share one allocation; the
+	// capacities are capped, so neither can grow into the other.
+	buf := make([]byte, 2*helloBuilderSize)
+	exts := cryptobyte.NewBuilder(buf[:0:helloBuilderSize])
+	data := cryptobyte.NewBuilder(buf[helloBuilderSize:helloBuilderSize])
 	if m.serverNameAck {
 		// RFC 6066 §3: the server's extension_data is empty.
-		addExtension(exts, extensionServerName, nil)
+		addExtension(exts, data, extensionServerName, nil)
 	}
 	if len(m.supportedPoints) > 0 {
-		addExtension(exts, extensionSupportedPoints, func(b *cryptobyte.Builder) {
+		addExtension(exts, data, extensionSupportedPoints, func(b *cryptobyte.Builder) {
 			addBytes8(b, m.supportedPoints)
 		})
 	}
 	if m.hasSRTP {
 		// RFC 5764 §4.1.1: the server selects exactly one profile.
-		addExtension(exts, extensionUseSRTP, func(b *cryptobyte.Builder) {
+		addExtension(exts, data, extensionUseSRTP, func(b *cryptobyte.Builder) {
 			addUint16List(b, []uint16{m.srtpProtectionProfile})
 			addBytes8(b, m.srtpMKI)
 		})
 	}
 	if m.alpnProtocol != "" {
 		// RFC 7301 §3.1: exactly one protocol name.
-		addExtension(exts, extensionALPN, func(b *cryptobyte.Builder) {
+		addExtension(exts, data, extensionALPN, func(b *cryptobyte.Builder) {
 			addALPN(b, []string{m.alpnProtocol})
 		})
 	}
 	if m.hasClientCertType {
 		// RFC 7250 §3: the server answers with a single type.
-		addExtension(exts, extensionClientCertType, func(b *cryptobyte.Builder) {
+		addExtension(exts, data, extensionClientCertType, func(b *cryptobyte.Builder) {
 			b.AddUint8(m.clientCertType)
 		})
 	}
 	if m.hasServerCertType {
-		addExtension(exts, extensionServerCertType, func(b *cryptobyte.Builder) {
+		addExtension(exts, data, extensionServerCertType, func(b *cryptobyte.Builder) {
 			b.AddUint8(m.serverCertType)
 		})
 	}
 	if m.extendedMasterSecret {
-		addExtension(exts, extensionExtendedMasterSecret, nil)
+		addExtension(exts, data, extensionExtendedMasterSecret, nil)
 	}
 	if m.ticketSupported {
 		// RFC 5077 §3.2: the server's extension is empty.
-		addExtension(exts, extensionSessionTicket, nil)
+		addExtension(exts, data, extensionSessionTicket, nil)
 	}
 	if m.hasConnectionID {
-		addExtension(exts, extensionConnectionID, func(b *cryptobyte.Builder) {
+		addExtension(exts, data, extensionConnectionID, func(b *cryptobyte.Builder) {
 			addBytes8(b, m.connectionID)
 		})
 	}
 	if m.secureRenegotiationSupported {
-		addExtension(exts, extensionRenegotiationInfo, func(b *cryptobyte.Builder) {
+		addExtension(exts, data, extensionRenegotiationInfo, func(b *cryptobyte.Builder) {
 			addBytes8(b, m.secureRenegotiation)
 		})
 	}
@@ -496,6 +512,9 @@ func (m *serverHelloMsg) unmarshal(body []byte) bool {
 		return false
 	}
 
+	// Each extension takes at least 4 bytes; sizing the list once (up to
+	// 16, more grow it) saves growing it append by append.
+	m.extensions = make([]uint16, 0, min(len(exts)/4, 16))
 	var seen extensionSet
 	for !exts.Empty() {
 		var id uint16
@@ -967,15 +986,25 @@ func (s *extensionSet) add(id uint16) bool {
 	return true
 }
 
-// addExtension adds one extension: its id and its data with a uint16
-// length. A nil f adds an empty extension.
-func addExtension(b *cryptobyte.Builder, id uint16, f cryptobyte.BuilderContinuation) {
+// addExtension adds one extension to b: its id and the data f writes, with
+// a uint16 length. A nil f adds an empty extension. f writes into scratch,
+// a builder the caller keeps for all the extensions of a message, and the
+// data is then copied to b with its length: a length-prefixed child
+// builder would cost an allocation per extension. scratch is left empty.
+func addExtension(b, scratch *cryptobyte.Builder, id uint16, f cryptobyte.BuilderContinuation) {
 	b.AddUint16(id)
-	b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
-		if f != nil {
-			f(b)
-		}
-	})
+	if f == nil {
+		b.AddUint16(0)
+		return
+	}
+	f(scratch)
+	v, err := scratch.Bytes()
+	if err != nil {
+		b.SetError(err)
+		return
+	}
+	addBytes16(b, v)
+	scratch.Unwrite(len(v))
 }
 
 // addBytes8, addBytes16 and addBytes24 add an opaque vector with a 1-, 2- or

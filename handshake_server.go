@@ -13,7 +13,7 @@ import (
 )
 
 func (c *Conn) serverHandshake(ctx context.Context) error {
-	hs := &handshakeState{c: c, ctx: ctx}
+	hs := &handshakeState{c: c, ctx: ctx, transcript: make([]byte, 0, initialTranscriptCap)}
 	hello, err := hs.readClientHello()
 	if err != nil {
 		return err
