@@ -2,6 +2,7 @@ package dtls
 
 import (
 	"crypto"
+	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/binary"
@@ -38,20 +39,6 @@ func prfHash(h crypto.Hash) func() hash.Hash {
 	panic("dtls: unsupported PRF hash " + h.String())
 }
 
-// hashSum appends the hash of data to dst, with one of the PRF hashes of
-// prfHash. It uses the one-shot functions, which do not allocate.
-func hashSum(h crypto.Hash, dst, data []byte) []byte {
-	switch h {
-	case crypto.SHA256:
-		s := sha256.Sum256(data)
-		return append(dst, s[:]...)
-	case crypto.SHA384:
-		s := sha512.Sum384(data)
-		return append(dst, s[:]...)
-	}
-	panic("dtls: unsupported PRF hash " + h.String())
-}
-
 // prf12 fills result with the TLS 1.2 PRF of RFC 5246 §5:
 //
 //	PRF(secret, label, seed) = P_hash(secret, label + seed)
@@ -59,80 +46,34 @@ func hashSum(h crypto.Hash, dst, data []byte) []byte {
 //	A(0) = seed, A(i) = HMAC(secret, A(i-1))
 //
 // The output is truncated to len(result).
-//
-// HMAC is computed here from its definition (RFC 2104) with the one-shot
-// hash functions rather than with crypto/hmac: hmac.New allocates the HMAC,
-// both digests, both pads and, on the first Reset, their saved states, about
-// eight allocations per call and eight calls per handshake. Each HMAC below
-// hashes one contiguous buffer, so with the usual seeds nothing is
-// allocated. The known-answer tests in prf_test.go check the result.
 func prf12(h crypto.Hash, result, secret []byte, label string, seed []byte) {
-	var m prfMAC
-	m.init(h, secret)
+	mac := hmac.New(prfHash(h), secret)
+	// One allocation holds label + seed, A(i) and an output block.
+	size := mac.Size()
+	buf := make([]byte, 0, len(label)+len(seed)+2*size)
+	labelSeed := append(append(buf, label...), seed...)
+	rest := buf[len(labelSeed):len(labelSeed)]
 
-	var aBuf, blockBuf [sha512.Size384]byte
 	// A(1) = HMAC(secret, label + seed).
-	a := m.sum(aBuf[:0], nil, label, seed)
+	mac.Write(labelSeed)
+	a := mac.Sum(rest[:0:size])
+	block := rest[size:size]
 	for len(result) > 0 {
-		block := m.sum(blockBuf[:0], a, label, seed)
+		mac.Reset()
+		mac.Write(a)
+		mac.Write(labelSeed)
+		block = mac.Sum(block[:0])
 		n := copy(result, block)
 		result = result[n:]
 		if len(result) == 0 {
 			break
 		}
-		// A(i+1) = HMAC(secret, A(i)). m.sum copies a into its scratch
-		// buffer before writing the result, so a can be its own output.
-		a = m.sum(a[:0], a, "", nil)
+		// A(i+1) = HMAC(secret, A(i)). Sum appends to a[:0] after a has
+		// been consumed, so reusing its storage is safe.
+		mac.Reset()
+		mac.Write(a)
+		a = mac.Sum(a[:0])
 	}
-}
-
-// prfMAC is HMAC (RFC 2104) with a fixed key, for prf12:
-//
-//	HMAC(K, m) = H((K' ^ opad) + H((K' ^ ipad) + m))
-//
-// where K' is the key padded with zeros to the hash's block size, or its
-// hash if it is longer than a block.
-type prfMAC struct {
-	h          crypto.Hash
-	blockSize  int
-	ipad, opad [sha512.BlockSize]byte // K' ^ 0x36..., K' ^ 0x5c...; blockSize bytes used
-	// scratch holds a pad followed by the message. 384 bytes fit a
-	// SHA-384 block (128) + A(i) (48) + label + seed for every seed of the
-	// key schedule (at most 64 bytes) and short exporter contexts; longer
-	// ones make append allocate.
-	scratch [384]byte
-}
-
-func (m *prfMAC) init(h crypto.Hash, key []byte) {
-	m.h = h
-	m.blockSize = sha256.BlockSize
-	if h == crypto.SHA384 {
-		m.blockSize = sha512.BlockSize
-	}
-	var hashed [sha512.Size384]byte
-	if len(key) > m.blockSize {
-		key = hashSum(h, hashed[:0], key)
-	}
-	copy(m.ipad[:], key)
-	copy(m.opad[:], key)
-	for i := range m.blockSize {
-		m.ipad[i] ^= 0x36
-		m.opad[i] ^= 0x5c
-	}
-}
-
-// sum appends HMAC(K, a + label + seed) to dst. dst may share storage with
-// a.
-func (m *prfMAC) sum(dst, a []byte, label string, seed []byte) []byte {
-	b := append(m.scratch[:0], m.ipad[:m.blockSize]...)
-	b = append(b, a...)
-	b = append(b, label...)
-	b = append(b, seed...)
-	var inner [sha512.Size384]byte
-	innerSum := hashSum(m.h, inner[:0], b)
-	b = append(b[:0], m.opad[:m.blockSize]...)
-	b = append(b, innerSum...)
-	return hashSum(m.h, dst, b)
 }
 
 // masterFromPreMasterSecret derives the 48-byte master secret of RFC 5246
