@@ -143,7 +143,7 @@ const floodHeapBound = 256 << 10
 func TestSpoofedClientHelloFlood(t *testing.T) {
 	checkNoGoroutineLeak(t)
 	total := 100_000
-	if testing.Short() || underRace {
+	if testing.Short() || raceEnabled {
 		total = 10_000
 	}
 	const warm = 1000

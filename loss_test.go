@@ -43,7 +43,7 @@ func lossSeeds() int {
 	switch {
 	case testing.Short():
 		return 20
-	case underRace:
+	case raceEnabled:
 		return 50
 	}
 	return 1000
@@ -309,7 +309,7 @@ func TestLossDeadPeerBackoff(t *testing.T) {
 func TestLossDuplicationReordering(t *testing.T) {
 	checkNoGoroutineLeak(t)
 	seeds := 200
-	if testing.Short() || underRace {
+	if testing.Short() || raceEnabled {
 		seeds = 20
 	}
 	for _, sc := range []suiteCase{{TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, "p256"}, {TLS_PSK_WITH_AES_128_CCM_8, ""}} {

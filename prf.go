@@ -39,6 +39,24 @@ func prfHash(h crypto.Hash) func() hash.Hash {
 	panic("dtls: unsupported PRF hash " + h.String())
 }
 
+// hashSum appends the hash of data to dst, with SHA-256 or SHA-384 (the
+// transcript and signature hashes of our suites and schemes). The
+// standard library's one-shot functions do not allocate.
+func hashSum(h crypto.Hash, dst, data []byte) []byte {
+	switch h {
+	case crypto.SHA256:
+		s := sha256.Sum256(data)
+		return append(dst, s[:]...)
+	case crypto.SHA384:
+		s := sha512.Sum384(data)
+		return append(dst, s[:]...)
+	case crypto.SHA512:
+		s := sha512.Sum512(data)
+		return append(dst, s[:]...)
+	}
+	panic("dtls: unsupported hash " + h.String())
+}
+
 // prf12 fills result with the TLS 1.2 PRF of RFC 5246 §5:
 //
 //	PRF(secret, label, seed) = P_hash(secret, label + seed)
