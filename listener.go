@@ -465,9 +465,12 @@ type listenerConnIO struct {
 }
 
 type queuedDatagram struct {
-	buf  *[]byte
-	n    int
-	from netip.AddrPort
+	buf *[]byte
+	n   int
+	// from is the datagram's source when it is not the peer's current
+	// address (a NAT rebinding, RFC 9146 §6), nil in the usual case: a
+	// pointer keeps the queue, connQueueLen of these per connection, small.
+	from *netip.AddrPort
 }
 
 // peerAddr is a peer's address in both forms we need.
@@ -496,8 +499,13 @@ func (c *listenerConnIO) deliver(bp *[]byte, n int, from netip.AddrPort) {
 		return
 	default:
 	}
+	var fp *netip.AddrPort
+	if from != c.peer.Load().ap {
+		f := from // only this rare case allocates
+		fp = &f
+	}
 	select {
-	case c.queue <- queuedDatagram{bp, n, from}:
+	case c.queue <- queuedDatagram{bp, n, fp}:
 	default:
 		c.l.bufs.Put(bp)
 	}
@@ -521,7 +529,10 @@ func (c *listenerConnIO) readDatagram(deadline time.Time) ([]byte, error) {
 	}
 	select {
 	case q := <-c.queue:
-		c.cur, c.from = q.buf, q.from
+		c.cur, c.from = q.buf, netip.AddrPort{}
+		if q.from != nil {
+			c.from = *q.from
+		}
 		return (*q.buf)[:q.n], nil
 	case <-c.intr:
 		return nil, errInterrupted
