@@ -388,16 +388,9 @@ func (hs *handshakeState) verifyServerCertificate(raw [][]byte) error {
 	if len(raw) == 0 {
 		return c.fail(alertBadCertificate, errors.New("dtls: server sent no certificate"))
 	}
-	certs := make([]*x509.Certificate, len(raw))
-	for i, der := range raw {
-		cert, err := parsePeerCertificate(der)
-		if err != nil {
-			return c.fail(alertBadCertificate, fmt.Errorf("dtls: failed to parse certificate from server: %w", err))
-		}
-		certs[i] = cert
-	}
-	if err := checkPeerKeySize(certs[0].PublicKey); err != nil {
-		return c.fail(alertBadCertificate, err)
+	certs, err := hs.parsePeerChain(raw, "server")
+	if err != nil {
+		return err
 	}
 	var chains [][]*x509.Certificate
 	if !c.config.InsecureSkipVerify {
@@ -407,7 +400,6 @@ func (hs *handshakeState) verifyServerCertificate(raw [][]byte) error {
 			DNSName:       c.config.ServerName,
 			Intermediates: intermediatePool(certs[1:]),
 		}
-		var err error
 		chains, err = certs[0].Verify(opts)
 		if err != nil {
 			return c.fail(alertBadCertificate, &tls.CertificateVerificationError{UnverifiedCertificates: certs, Err: err})
@@ -423,6 +415,32 @@ func (hs *handshakeState) verifyServerCertificate(raw [][]byte) error {
 			return c.fail(alertUnsupportedCertificate, errors.New("dtls: server's certificate key does not match the cipher suite"))
 		}
 	}
+	return hs.acceptPeerChain(raw, certs, chains)
+}
+
+// parsePeerChain parses the peer's certificate chain (who is "server" or
+// "client", for the error) and refuses a leaf RSA key of a size we do not
+// verify with (pion CVE-2026-135391), sending bad_certificate.
+func (hs *handshakeState) parsePeerChain(raw [][]byte, who string) ([]*x509.Certificate, error) {
+	c := hs.c
+	certs := make([]*x509.Certificate, len(raw))
+	for i, der := range raw {
+		cert, err := parsePeerCertificate(der)
+		if err != nil {
+			return nil, c.fail(alertBadCertificate, fmt.Errorf("dtls: failed to parse %s certificate: %w", who, err))
+		}
+		certs[i] = cert
+	}
+	if err := checkPeerKeySize(certs[0].PublicKey); err != nil {
+		return nil, c.fail(alertBadCertificate, err)
+	}
+	return certs, nil
+}
+
+// acceptPeerChain runs Config.VerifyPeerCertificate on a chain that passed
+// our checks and records it as the peer's.
+func (hs *handshakeState) acceptPeerChain(raw [][]byte, certs []*x509.Certificate, chains [][]*x509.Certificate) error {
+	c := hs.c
 	if f := c.config.VerifyPeerCertificate; f != nil {
 		if err := f(raw, chains); err != nil {
 			return c.fail(alertBadCertificate, err)

@@ -469,16 +469,9 @@ func (hs *handshakeState) verifyClientCertificate(raw [][]byte) error {
 		}
 		return nil
 	}
-	certs := make([]*x509.Certificate, len(raw))
-	for i, der := range raw {
-		cert, err := parsePeerCertificate(der)
-		if err != nil {
-			return c.fail(alertBadCertificate, fmt.Errorf("dtls: failed to parse client certificate: %w", err))
-		}
-		certs[i] = cert
-	}
-	if err := checkPeerKeySize(certs[0].PublicKey); err != nil {
-		return c.fail(alertBadCertificate, err)
+	certs, err := hs.parsePeerChain(raw, "client")
+	if err != nil {
+		return err
 	}
 	switch certs[0].PublicKey.(type) {
 	case *ecdsa.PublicKey, ed25519.PublicKey:
@@ -495,20 +488,10 @@ func (hs *handshakeState) verifyClientCertificate(raw [][]byte) error {
 			Intermediates: intermediatePool(certs[1:]),
 			KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 		}
-		var err error
 		chains, err = certs[0].Verify(opts)
 		if err != nil {
 			return c.fail(alertBadCertificate, &tls.CertificateVerificationError{UnverifiedCertificates: certs, Err: err})
 		}
 	}
-	if f := c.config.VerifyPeerCertificate; f != nil {
-		if err := f(raw, chains); err != nil {
-			return c.fail(alertBadCertificate, err)
-		}
-	}
-	hs.peerCerts = certs
-	hs.peerKey = certs[0].PublicKey
-	c.state.verifiedChains = chains
-	c.state.peerCertificates = certs
-	return nil
+	return hs.acceptPeerChain(raw, certs, chains)
 }
