@@ -27,6 +27,14 @@ const (
 	maxEarlyAppData = 16
 	// maxDatagramSize is the largest UDP payload we read.
 	maxDatagramSize = 65535 - 8 - 20
+	// noRenegotiationInterval bounds how often a connection answers
+	// renegotiation requests with a no_renegotiation warning: one per
+	// burst of the peer's retransmitted ClientHello or HelloRequest
+	// (RFC 9147 §5.10 asks for a new alert when the offending message
+	// comes again), since a peer's timer is slower than this. gnutls-cli
+	// --rehandshake answers each warning with another attempt, so
+	// answering each record of a burst doubled its bursts.
+	noRenegotiationInterval = 100 * time.Millisecond
 )
 
 // A Conn is a DTLS connection: it implements net.Conn with datagram
@@ -62,6 +70,9 @@ type Conn struct {
 	out     sync.Mutex
 	outBuf  []byte
 	flights int // flights we sent, for tracing
+	// lastNoRenegotiation is when we last refused a renegotiation, for
+	// noRenegotiationInterval.
+	lastNoRenegotiation time.Time
 
 	readDeadline  atomic.Pointer[time.Time]
 	writeDeadline atomic.Pointer[time.Time]
@@ -639,10 +650,11 @@ func (c *Conn) handlePostHandshakeMessage(hdr recordHeader, data []byte) error {
 // §7.2.2): only the peer can have sent it.
 func (c *Conn) handleRenegotiation(hdr recordHeader, data []byte) error {
 	if ask, answer := renegotiationRequest(data, c.isClient); ask {
-		if answer {
-			c.out.Lock()
+		c.out.Lock()
+		defer c.out.Unlock()
+		if now := c.config.time(); answer && now.Sub(c.lastNoRenegotiation) >= noRenegotiationInterval {
+			c.lastNoRenegotiation = now
 			c.sendAlertLocked(alertLevelWarning, alertNoRenegotiation)
-			c.out.Unlock()
 		}
 		return nil
 	}

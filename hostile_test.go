@@ -30,8 +30,9 @@ type pipePair struct {
 	clientSent           atomic.Int64 // datagrams the client wrote
 	serverSent           atomic.Int64
 
-	mu    sync.Mutex
-	drops map[bool]map[string]int // TraceRecordDropped reasons, by Client
+	mu     sync.Mutex
+	drops  map[bool]map[string]int // TraceRecordDropped reasons, by Client
+	alerts map[bool]map[alert]int  // TraceAlertSent, by Client
 }
 
 // newPipePair handshakes a client and a server with the given Configs
@@ -41,12 +42,15 @@ func newPipePair(t testing.TB, cc, sc *Config) *pipePair {
 	if cc == nil || sc == nil {
 		cc, sc = configsFor(t, suiteCase{TLS_PSK_WITH_AES_128_GCM_SHA256, ""})
 	}
-	p := &pipePair{drops: map[bool]map[string]int{true: {}, false: {}}}
+	p := &pipePair{drops: map[bool]map[string]int{true: {}, false: {}}, alerts: map[bool]map[alert]int{true: {}, false: {}}}
 	tracer := func(ev *TraceEvent) {
-		if ev.Kind == TraceRecordDropped {
-			p.mu.Lock()
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		switch ev.Kind {
+		case TraceRecordDropped:
 			p.drops[ev.Client][ev.Reason]++
-			p.mu.Unlock()
+		case TraceAlertSent:
+			p.alerts[ev.Client][alert(ev.Alert)]++
 		}
 	}
 	cc, sc = cc.Clone(), sc.Clone()
@@ -504,3 +508,45 @@ func (d *dropFinishedConn) Write(b []byte) (int, error) {
 }
 
 var _ net.Conn = (*dropFinishedConn)(nil)
+
+// TestNoRenegotiationRateLimit: renegotiation requests are answered at
+// once, but at most once per noRenegotiationInterval, so that a burst of a
+// peer's retransmissions (gnutls-cli answers each warning with another
+// attempt) draws one warning, not one each.
+func TestNoRenegotiationRateLimit(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	cc, sc := configsFor(t, suiteCase{TLS_PSK_WITH_AES_128_GCM_SHA256, ""})
+	var mu sync.Mutex
+	now := time.Now()
+	sc.Time = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	p := newPipePair(t, cc, sc)
+	warnings := func() int {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.alerts[false][alertNoRenegotiation]
+	}
+	_, ch, _, _ := parseInitialClientHello(mustClientHello(t))
+	body, _ := ch.marshal()
+	hello := (&handshakeHeader{typ: typeClientHello, length: uint32(len(body)), fragmentLength: uint32(len(body))}).appendTo(nil)
+	hello = append(hello, body...)
+	burst := func(n int) {
+		t.Helper()
+		for range n {
+			p.sealFrom(true, recordTypeHandshake, hello)
+		}
+		if err := p.send(true, "data"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	burst(3)
+	if got := warnings(); got != 1 {
+		t.Errorf("%d warnings for a burst of three, want 1", got)
+	}
+	mu.Lock()
+	now = now.Add(noRenegotiationInterval)
+	mu.Unlock()
+	burst(2)
+	if got := warnings(); got != 2 {
+		t.Errorf("%d warnings after a second burst an interval later, want 2", got)
+	}
+}
