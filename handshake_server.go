@@ -95,7 +95,7 @@ func (hs *handshakeState) readClientHello() (*clientHelloMsg, error) {
 		if hvrs == maxHelloVerifyRequests {
 			return nil, c.fail(alertHandshakeFailure, errors.New("dtls: client does not return our cookie"))
 		}
-		hvr := &helloVerifyRequestMsg{vers: VersionDTLS12, cookie: cookies.generate(nil, c.config.time(), addr, hello)}
+		hvr := &helloVerifyRequestMsg{vers: VersionDTLS12, cookie: cookies.generate(nil, c.config.time(), addr, 0, hello)}
 		if err := c.writeHandshake(hs, hvr); err != nil {
 			return nil, err
 		}
