@@ -11,10 +11,10 @@ import (
 	"time"
 )
 
-// A cookie we make is cookieHeaderLen bytes in the clear, covered by the
-// MAC, then a full HMAC-SHA256 tag:
+// A cookie we make is 32 bytes: a header in the clear, covered by the tag,
+// then an HMAC-SHA256 tag truncated to 26 bytes:
 //
-//	made (4 bytes) | ClientHello record sequence number, low 16 bits (2) | tag (32)
+//	made (4 bytes) | ClientHello record sequence number, low 16 bits (2) | tag (26)
 //
 // made is when the cookie was made, in microseconds since the generator
 // was created, modulo 2^32 (it wraps every 71 minutes, far beyond the
@@ -24,12 +24,16 @@ import (
 // cookie as a round-trip sample (RFC 9147 §5.8.2's "external
 // information"), and tell a sample from the first ClientHello after the
 // HelloVerifyRequest (record sequence number one more) from one from a
-// retransmission, which Karn's rule excludes. The cookie is 38 bytes,
-// within RFC 6347's opaque cookie<0..2^8-1> (maxCookieLen); the 32-byte
-// tag is far beyond guessing range.
+// retransmission, which Karn's rule excludes.
+//
+// 32 bytes, not more: RFC 6347 allows cookie<0..2^8-1>, but DTLS 1.0's
+// limit was 32 (RFC 4347 §4.2.1) and GnuTLS still refuses a longer one
+// (DTLS_MAX_COOKIE_SIZE), as do other stacks built for 1.0. A tag of 208
+// bits is far beyond guessing range; RFC 2104 §5 allows truncating an
+// HMAC to half its length or more.
 const (
 	cookieHeaderLen = 4 + 2
-	cookieTagLen    = sha256.Size
+	cookieTagLen    = 26
 	cookieLen       = cookieHeaderLen + cookieTagLen
 )
 
@@ -96,7 +100,7 @@ func newCookieGenerator(rand io.Reader, now time.Time) (*cookieGenerator, error)
 		epoch:    now,
 		rotateAt: now.Add(cookieSecretLifetime),
 		current:  hmac.New(sha256.New, secret),
-		sum:      make([]byte, 0, cookieTagLen),
+		sum:      make([]byte, 0, sha256.Size),
 	}, nil
 }
 
@@ -163,12 +167,12 @@ func (g *cookieGenerator) ticks(now time.Time) uint32 {
 }
 
 // macLocked computes the cookie tag for g.input with the keyed HMAC h into
-// g.sum.
+// g.sum: the HMAC truncated to cookieTagLen bytes.
 func (g *cookieGenerator) macLocked(h hash.Hash) []byte {
 	h.Reset()
 	h.Write(g.input)
 	g.sum = h.Sum(g.sum[:0])
-	return g.sum
+	return g.sum[:cookieTagLen]
 }
 
 // generate appends to dst the cookie for a ClientHello from addr that
