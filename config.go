@@ -93,9 +93,10 @@ type Config struct {
 	// Flights are fragmented to it. If 0, 1200 is used.
 	MTU int
 
-	// RetransmitTimeout is the initial flight retransmission timeout; it
-	// doubles on each retransmission up to 60 s, and a flight is
-	// retransmitted at most 12 times. If 0, the timer follows RFC 9147
+	// RetransmitTimeout is the initial flight retransmission timeout (1.5
+	// times a measured round-trip time raises it); it doubles on each
+	// retransmission up to 60 s, and a flight is retransmitted at most 12
+	// times. If 0, the timer follows RFC 9147
 	// §5.8.2: 1.5 times the round-trip time when one is known (a server
 	// measures it over the cookie exchange, a client takes it from a
 	// cached session with the same server), else 1 s, or 400 ms if
