@@ -265,13 +265,14 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 		} else {
 			err = fmt.Errorf("dtls: handshake timed out: %w", os.ErrDeadlineExceeded)
 		}
-		if n := c.drops[dropBadMAC].Load(); n > 0 {
-			// handleRecord dropped protected records that failed
-			// authentication instead of ending the handshake on the
-			// first: say so now, the likely cause, and tell the peer
-			// with the alert RFC 6347 §4.1.2.7 names for it.
-			err = c.fail(alertBadRecordMAC, fmt.Errorf("dtls: handshake timed out; %d of the peer's protected records failed authentication (wrong PSK?): %w", n, errors.Unwrap(err)))
-		}
+	}
+	if n := c.drops[dropBadMAC].Load(); n > 0 && isTimeout(err) {
+		// The handshake timed out or gave up retransmitting, and
+		// handleRecord had dropped protected records that failed
+		// authentication instead of ending the handshake on the first:
+		// say so, the likely cause, and tell the peer with the alert
+		// RFC 6347 §4.1.2.7 names for it.
+		err = c.fail(alertBadRecordMAC, fmt.Errorf("%w; %d of the peer's protected records failed authentication (wrong PSK?)", err, n))
 	}
 	c.handshakeErr = err
 	c.trace(&TraceEvent{Kind: TraceHandshakeFailed, Reason: err.Error()})

@@ -375,33 +375,49 @@ func TestFatalErrorsStick(t *testing.T) {
 
 // TestWrongPSKDiagnosis: a peer whose protected records fail
 // authentication (a wrong PSK) no longer ends the handshake at once, since
-// a forger can send such a record too; the handshake times out, and the
-// error says why. The side that gives up tells the peer with a fatal
-// bad_record_mac (RFC 6347 §4.1.2.7), so both sides learn the cause.
+// a forger can send such a record too; the handshake times out, or gives
+// up retransmitting, and the error says why. The side that gives up tells
+// the peer with a fatal bad_record_mac (RFC 6347 §4.1.2.7), so both sides
+// learn the cause.
 func TestWrongPSKDiagnosis(t *testing.T) {
 	checkNoGoroutineLeak(t)
-	synctest.Test(t, func(t *testing.T) {
-		n := netsim.New(1, netsim.Link{Delay: 10 * time.Millisecond})
-		sraw, _ := n.Dial(lossServerAddr, lossClientAddr)
-		craw, _ := n.Dial(lossClientAddr, lossServerAddr)
-		cc, sc := configsFor(t, suiteCase{TLS_PSK_WITH_AES_128_GCM_SHA256, ""})
-		cc.PSK = func([]byte) ([]byte, error) { return []byte("wrong key!"), nil }
-		sc.HandshakeTimeout, cc.HandshakeTimeout = 2*time.Second, 4*time.Second
-		s, c := Server(sraw, sc), Client(craw, cc)
-		serr := make(chan error, 1)
-		go func() { serr <- s.Handshake() }()
-		cerr := c.Handshake()
-		err := <-serr
-		s.Close()
-		c.Close()
-		if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || !strings.Contains(err.Error(), "failed authentication (wrong PSK?)") {
-			t.Errorf("server: %v, want a timeout that names the authentication failures", err)
-		}
-		var ae AlertError
-		if !errors.As(cerr, &ae) || alert(ae) != alertBadRecordMAC {
-			t.Errorf("client: %v, want the server's bad_record_mac", cerr)
-		}
-	})
+	for _, tc := range []struct {
+		name                       string
+		serverTimeout, serverTimer time.Duration
+		clientTimeout, clientTimer time.Duration
+		clientSeesAlert            bool // the client still waits when the server gives up
+	}{
+		{"timeout", 2 * time.Second, 0, 4 * time.Second, 0, true},
+		// The server's fast timer makes the client resend too, and
+		// either may give up first.
+		{"gave up retransmitting", time.Hour, 10 * time.Millisecond, 2 * time.Hour, time.Second, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				n := netsim.New(1, netsim.Link{Delay: 10 * time.Millisecond})
+				sraw, _ := n.Dial(lossServerAddr, lossClientAddr)
+				craw, _ := n.Dial(lossClientAddr, lossServerAddr)
+				cc, sc := configsFor(t, suiteCase{TLS_PSK_WITH_AES_128_GCM_SHA256, ""})
+				cc.PSK = func([]byte) ([]byte, error) { return []byte("wrong key!"), nil }
+				sc.HandshakeTimeout, cc.HandshakeTimeout = tc.serverTimeout, tc.clientTimeout
+				sc.RetransmitTimeout, cc.RetransmitTimeout = tc.serverTimer, tc.clientTimer
+				s, c := Server(sraw, sc), Client(craw, cc)
+				serr := make(chan error, 1)
+				go func() { serr <- s.Handshake() }()
+				cerr := c.Handshake()
+				err := <-serr
+				s.Close()
+				c.Close()
+				if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || !strings.Contains(err.Error(), "failed authentication (wrong PSK?)") {
+					t.Errorf("server: %v, want a timeout that names the authentication failures", err)
+				}
+				var ae AlertError
+				if tc.clientSeesAlert && (!errors.As(cerr, &ae) || alert(ae) != alertBadRecordMAC) {
+					t.Errorf("client: %v, want the server's bad_record_mac", cerr)
+				}
+			})
+		})
+	}
 }
 
 // TestFinalFlightResent: the last flight of a handshake is lost once; the
