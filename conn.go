@@ -27,6 +27,14 @@ const (
 	maxEarlyAppData = 16
 	// maxDatagramSize is the largest UDP payload we read.
 	maxDatagramSize = 65535 - 8 - 20
+	// noRenegotiationInterval bounds how often a connection answers
+	// renegotiation requests with a no_renegotiation warning: one per
+	// burst of the peer's retransmitted ClientHello or HelloRequest
+	// (RFC 9147 §5.10 asks for a new alert when the offending message
+	// comes again), since a peer's timer is slower than this. gnutls-cli
+	// --rehandshake answers each warning with another attempt, so
+	// answering each record of a burst doubled its bursts.
+	noRenegotiationInterval = 100 * time.Millisecond
 )
 
 // A Conn is a DTLS connection: it implements net.Conn with datagram
@@ -49,16 +57,22 @@ type Conn struct {
 	// in guards the read side after the handshake.
 	in        sync.Mutex
 	pending   []byte // records of the current datagram not yet processed
-	readErr   error  // sticky: io.EOF after close_notify, or the fatal error
+	readErr   error  // sticky: io.EOF after close_notify
 	earlyData [][]byte
 	future    [][]byte // next-epoch records waiting for keys
 	peerCCS   bool     // the peer's ChangeCipherSpec has arrived
 	expectCCS bool     // a ChangeCipherSpec from the peer is due
+	// peerFinished: the peer's Finished verified. It holds the epoch-1
+	// keys and has sent every epoch-0 message it will send.
+	peerFinished bool
 
 	// out guards the write side.
 	out     sync.Mutex
 	outBuf  []byte
 	flights int // flights we sent, for tracing
+	// lastNoRenegotiation is when we last refused a renegotiation, for
+	// noRenegotiationInterval.
+	lastNoRenegotiation time.Time
 
 	readDeadline  atomic.Pointer[time.Time]
 	writeDeadline atomic.Pointer[time.Time]
@@ -67,6 +81,12 @@ type Conn struct {
 	closed       atomic.Bool
 	closeOnce    sync.Once
 	expansionFn  func(uint16) int
+
+	// fatalErr is the connection's first fatal error: an alert we sent or
+	// one we received. RFC 5246 §7.2.2 ends the connection there, so
+	// from then on Read and Write return it (crypto/tls's
+	// setErrorLocked).
+	fatalErr atomic.Pointer[error]
 
 	drops [numDropReasons]atomic.Uint64
 }
@@ -246,6 +266,14 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 			err = fmt.Errorf("dtls: handshake timed out: %w", os.ErrDeadlineExceeded)
 		}
 	}
+	if n := c.drops[dropBadMAC].Load(); n > 0 && isTimeout(err) {
+		// The handshake timed out or gave up retransmitting, and
+		// handleRecord had dropped protected records that failed
+		// authentication instead of ending the handshake on the first:
+		// say so, the likely cause, and tell the peer with the alert
+		// RFC 6347 §4.1.2.7 names for it.
+		err = c.fail(alertBadRecordMAC, fmt.Errorf("%w; %d of the peer's protected records failed authentication (wrong PSK?)", err, n))
+	}
 	c.handshakeErr = err
 	c.trace(&TraceEvent{Kind: TraceHandshakeFailed, Reason: err.Error()})
 	return err
@@ -327,6 +355,9 @@ func (c *Conn) Write(b []byte) (int, error) {
 	if err := c.Handshake(); err != nil {
 		return 0, err
 	}
+	if err := c.fatal(); err != nil {
+		return 0, err
+	}
 	if len(b) > maxPlaintext {
 		return 0, errors.New("dtls: Write of more than 16384 bytes; a datagram carries one record")
 	}
@@ -366,6 +397,9 @@ func (c *Conn) Read(b []byte) (int, error) {
 		}
 	}()
 	for {
+		if err := c.fatal(); err != nil {
+			return 0, err
+		}
 		if len(c.earlyData) > 0 {
 			d := c.earlyData[0]
 			c.earlyData[0] = nil
@@ -390,7 +424,7 @@ func (c *Conn) Read(b []byte) (int, error) {
 func (c *Conn) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
-		if c.handshakeComplete.Load() {
+		if c.handshakeComplete.Load() && c.fatal() == nil {
 			c.out.Lock()
 			c.sendAlertLocked(alertLevelWarning, alertCloseNotify)
 			c.out.Unlock()
@@ -487,7 +521,27 @@ func (c *Conn) readDatagram(ctx context.Context, userDeadline bool) ([]byte, err
 
 // handleRecord processes one record. It returns application data when the
 // record carries some and the handshake is complete.
+//
+// What unauthenticated input may do follows one rule: RFC 6347 §4.1.2.7
+// asks for invalid records to be silently discarded, and nothing an
+// off-path attacker can send without keys ends a connection or a handshake
+// where the RFC leaves a choice. Epoch-0 records are unauthenticated; the
+// README's "Security notes and limits" lists what each kind may do.
 func (c *Conn) handleRecord(hdr recordHeader, body []byte) ([]byte, error) {
+	if hdr.epoch == 0 && c.peerFinished {
+		// The peer's Finished proved it holds the epoch-1 keys, and came
+		// after every epoch-0 message it will send: from now on an
+		// unprotected record carries no meaning, whatever it says (a
+		// malformed ChangeCipherSpec, a ClientHello, a stateless
+		// HelloVerifyRequest a Listener sent on a forged ClientHello, an
+		// alert). RFC 6347 §4.1: records of an earlier epoch SHOULD be
+		// discarded; only "until the handshake has completed" MUST they
+		// be accepted. Nothing answers them: the peer's retransmitted
+		// last flight still gets our final flight again through its
+		// epoch-1 Finished.
+		c.drop(dropEpoch0AfterHandshake, hdr)
+		return nil, nil
+	}
 	data, reason := c.rl.open(&hdr, body)
 	if reason == dropFutureEpoch {
 		if !c.handshakeComplete.Load() && len(c.future) < maxFutureRecords {
@@ -500,18 +554,12 @@ func (c *Conn) handleRecord(hdr recordHeader, body []byte) ([]byte, error) {
 		return nil, nil
 	}
 	if reason != dropNone {
+		// A protected record that fails authentication is dropped, even
+		// during the handshake, where a peer with a wrong PSK sends
+		// nothing else: RFC 6347 §4.1.2.1 lets us continue, and a
+		// forged epoch-1 record must not end a handshake. The count
+		// names the likely cause if the handshake then times out.
 		c.drop(reason, hdr)
-		if reason == dropBadMAC && hdr.epoch > 0 && hdr.typ == recordTypeHandshake && !c.handshakeComplete.Load() {
-			// The peer's first protected record, its Finished, fails:
-			// it derived other keys (a wrong PSK, say). Waiting would
-			// only end in a timeout, so fail now. A forger could do the
-			// same with an epoch-0 alert, so this gives nothing away.
-			// Other content types are dropped: a client port reused
-			// right after a connection closed receives that
-			// connection's late epoch-1 close_notify, buffered as a
-			// future-epoch record, and must not fail on it.
-			return nil, c.fail(alertBadRecordMAC, errors.New("dtls: the peer's protected handshake records fail authentication (wrong PSK?)"))
-		}
 		return nil, nil
 	}
 	if c.config.Tracer != nil {
@@ -526,71 +574,23 @@ func (c *Conn) handleRecord(hdr recordHeader, body []byte) ([]byte, error) {
 	}
 	switch hdr.typ {
 	case recordTypeHandshake:
-		if c.hs == nil {
-			c.drop(dropBadHandshake, hdr)
-			return nil, nil
-		}
-		resend, dropped, why := c.hs.handleRecord(hdr.epoch, data, c.config.time())
-		if dropped > 0 {
-			c.drops[dropBadHandshake].Add(uint64(dropped))
-			c.trace(&TraceEvent{Kind: TraceRecordDropped, Epoch: hdr.epoch, Seq: hdr.seq, ContentType: uint8(hdr.typ), Reason: why})
-		}
-		if resend {
-			// The peer repeated its previous flight: ours was lost.
-			// The transport rate-limits these.
-			if err := c.sendFlight(true, "peer repeated"); err != nil {
-				return nil, err
-			}
-		}
 		if c.handshakeComplete.Load() {
-			// A new handshake message after the handshake is a
-			// renegotiation attempt: refused (RFC 5746 §4.2, §4.4).
-			if _, ok := c.hs.nextMessage(); ok {
-				c.out.Lock()
-				c.sendAlertLocked(alertLevelWarning, alertNoRenegotiation)
-				c.out.Unlock()
-			}
+			return nil, c.handlePostHandshakeMessage(hdr, data)
 		}
-		return nil, nil
+		return nil, c.handleHandshakeRecord(hdr, data)
 	case recordTypeChangeCipherSpec:
-		if len(data) != 1 || data[0] != 1 {
-			return nil, c.sendAlert(alertUnexpectedMessage)
-		}
-		if c.expectCCS && hdr.epoch == c.rl.readCur-1 {
-			c.peerCCS = true
-		} else {
-			c.drop(dropBadContentType, hdr)
-		}
-		return nil, nil
+		return nil, c.handleChangeCipherSpec(hdr, data)
 	case recordTypeAlert:
-		if hdr.epoch == 0 && c.handshakeComplete.Load() {
-			// Unauthenticated alerts after the handshake could be
-			// forged by anyone on the path. During the handshake the
-			// peer's alerts come in epoch 0 until it changes keys.
-			c.drop(dropBadContentType, hdr)
-			return nil, nil
-		}
-		if len(data) != 2 {
-			return nil, c.sendAlert(alertDecodeError)
-		}
-		a := alert(data[1])
-		c.trace(&TraceEvent{Kind: TraceAlertReceived, Alert: uint8(a), Epoch: hdr.epoch})
-		if a == alertCloseNotify {
-			c.readErr = io.EOF
-			if !c.handshakeComplete.Load() {
-				return nil, errors.New("dtls: peer closed the connection during the handshake")
-			}
-			return nil, io.EOF
-		}
-		if data[0] == alertLevelWarning && a != alertNoRenegotiation {
-			return nil, nil
-		}
-		c.readErr = AlertError(a)
-		return nil, c.readErr
+		return nil, c.handleAlert(hdr, data)
 	case recordTypeApplicationData:
 		if hdr.epoch == 0 {
-			// Plaintext application data is never accepted
-			// (pion CVE-2019-20786, wolfSSL CVE-2020-24585).
+			// Plaintext application data is never accepted (pion
+			// CVE-2019-20786, wolfSSL CVE-2020-24585). During the
+			// handshake it is dropped rather than answered with a fatal
+			// unexpected_message: anyone on the path could send it, and
+			// RFC 6347 §4.1.2.7 leaves the choice (issue 10 suggested
+			// the alert; the project's rule on unauthenticated input
+			// wins). After the handshake it never gets here.
 			c.drop(dropBadContentType, hdr)
 			return nil, nil
 		}
@@ -604,6 +604,165 @@ func (c *Conn) handleRecord(hdr recordHeader, body []byte) ([]byte, error) {
 	}
 	c.drop(dropBadContentType, hdr)
 	return nil, nil
+}
+
+// handleHandshakeRecord hands a handshake record to the transport, which
+// reassembles the peer's messages and reports a repeated flight of the
+// peer, answered by resending ours.
+func (c *Conn) handleHandshakeRecord(hdr recordHeader, data []byte) error {
+	resend, dropped, why := c.hs.handleRecord(hdr.epoch, data, c.config.time())
+	if dropped > 0 {
+		c.drops[dropBadHandshake].Add(uint64(dropped))
+		if c.config.Tracer != nil {
+			c.trace(&TraceEvent{Kind: TraceRecordDropped, Epoch: hdr.epoch, Seq: hdr.seq, ContentType: uint8(hdr.typ), Reason: why})
+		}
+	}
+	if resend {
+		// The peer repeated its previous flight: ours was lost. The
+		// transport rate-limits these.
+		return c.sendFlight(true, "peer repeated")
+	}
+	return nil
+}
+
+// handlePostHandshakeMessage handles a handshake record that arrives after
+// the handshake. It is authenticated, in the current epoch: epoch-0
+// records were dropped before. DTLS 1.2 has no post-handshake messages,
+// only renegotiation, which handleRenegotiation refuses. DTLS 1.3 adds its
+// branch here, a switch on the message type: KeyUpdate and
+// NewSessionTicket (RFC 9147 §8, RFC 8446 §4.6), NewConnectionId and
+// RequestConnectionId (RFC 9147 §9); ACKs are a record type of their own
+// (§7) and never come here.
+func (c *Conn) handlePostHandshakeMessage(hdr recordHeader, data []byte) error {
+	return c.handleRenegotiation(hdr, data)
+}
+
+// handleRenegotiation is the DTLS 1.2 branch of handlePostHandshakeMessage.
+//
+// A ClientHello to a server, or a HelloRequest to a client, asks for a new
+// handshake, which this package does not do: it is answered at once with
+// a no_renegotiation warning in the current epoch (RFC 5246 §7.4.1.1 and
+// §7.2.2: "always a warning"; the requester decides whether to go on), and
+// the connection goes on. It is recognized by its type, not by its
+// message_seq: a renegotiating ClientHello starts again at message_seq 0
+// (RFC 6347 §4.2.2), which the transport would take for a retransmission
+// and answer with our last flight, leaving the peer to time out, and a
+// HelloRequest may carry any message_seq.
+//
+// Otherwise the transport takes the record: the peer's Finished repeated
+// (our final flight was lost) gets our final flight again, and any other
+// complete message is out of place, a fatal unexpected_message (RFC 5246
+// §7.2.2): only the peer can have sent it.
+func (c *Conn) handleRenegotiation(hdr recordHeader, data []byte) error {
+	if ask, answer := renegotiationRequest(data, c.isClient); ask {
+		c.out.Lock()
+		defer c.out.Unlock()
+		if now := c.config.time(); answer && now.Sub(c.lastNoRenegotiation) >= noRenegotiationInterval {
+			c.lastNoRenegotiation = now
+			c.sendAlertLocked(alertLevelWarning, alertNoRenegotiation)
+		}
+		return nil
+	}
+	if err := c.handleHandshakeRecord(hdr, data); err != nil {
+		return err
+	}
+	if m, ok := c.hs.nextMessage(); ok {
+		return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: unexpected %v after the handshake", m.typ))
+	}
+	return nil
+}
+
+// renegotiationRequest reports whether a handshake record holds a
+// fragment of a message that starts a renegotiation when it reaches our
+// side (a ClientHello at a server, a HelloRequest at a client), and
+// whether one of those fragments is the message's first, which is
+// answered (once per message, not per fragment).
+func renegotiationRequest(data []byte, isClient bool) (ask, answer bool) {
+	want := typeClientHello
+	if isClient {
+		want = typeHelloRequest
+	}
+	// Each step consumes a header or stops, so no input can loop.
+	for len(data) >= handshakeHeaderLen {
+		typ := handshakeType(data[0])
+		off := uint32(data[6])<<16 | uint32(data[7])<<8 | uint32(data[8])
+		n := int(uint32(data[9])<<16 | uint32(data[10])<<8 | uint32(data[11]))
+		if typ == want {
+			ask = true
+			answer = answer || off == 0
+		}
+		if n > len(data)-handshakeHeaderLen {
+			break
+		}
+		data = data[handshakeHeaderLen+n:]
+	}
+	return ask, answer
+}
+
+// handleChangeCipherSpec takes the peer's ChangeCipherSpec.
+func (c *Conn) handleChangeCipherSpec(hdr recordHeader, data []byte) error {
+	if len(data) != 1 || data[0] != 1 {
+		if hdr.epoch == 0 {
+			// Unauthenticated and invalid: silently discarded
+			// (RFC 6347 §4.1.2.7). Anyone could send it.
+			c.drop(dropMalformed, hdr)
+			return nil
+		}
+		// RFC 5246 §7.1: the message is the single byte 1.
+		return c.fail(alertUnexpectedMessage, errors.New("dtls: malformed ChangeCipherSpec"))
+	}
+	if c.expectCCS && hdr.epoch == c.rl.readCur-1 {
+		c.peerCCS = true
+	} else {
+		c.drop(dropBadContentType, hdr)
+	}
+	return nil
+}
+
+// handleAlert takes an alert from the peer.
+//
+// An epoch-0 alert during the handshake ends it when it is fatal or a
+// close_notify, and until the peer's ChangeCipherSpec arrives: RFC 6347
+// §4.1 requires accepting the old epoch's records until the handshake has
+// completed, the peer's own alerts come in epoch 0 until it changes keys,
+// and RFC 5246 §7.2.1 and §7.2.2 end the connection on a received
+// close_notify or fatal alert; nothing tells a forged one from the peer's.
+// That exposure is documented (README). Once the peer's ChangeCipherSpec
+// has arrived, everything it sends is protected (RFC 5246 §7.1): an
+// epoch-0 alert then is not the peer's, and is dropped. Warnings other
+// than close_notify change nothing, whatever their epoch: no_renegotiation
+// included, since we never ask to renegotiate (RFC 5246 §7.2.2 leaves the
+// decision to the side that asked). A malformed epoch-0 alert is an
+// invalid record, dropped; a malformed protected one is a fatal
+// decode_error, since only the peer can have sent it.
+func (c *Conn) handleAlert(hdr recordHeader, data []byte) error {
+	if len(data) != 2 || data[0] != alertLevelWarning && data[0] != alertLevelError {
+		if hdr.epoch == 0 {
+			c.drop(dropMalformed, hdr)
+			return nil
+		}
+		return c.fail(alertDecodeError, errors.New("dtls: malformed alert"))
+	}
+	if hdr.epoch == 0 && c.peerCCS {
+		c.drop(dropPlaintextAlert, hdr)
+		return nil
+	}
+	a := alert(data[1])
+	if c.config.Tracer != nil {
+		c.trace(&TraceEvent{Kind: TraceAlertReceived, Alert: uint8(a), Epoch: hdr.epoch})
+	}
+	if a == alertCloseNotify {
+		c.readErr = io.EOF
+		if !c.handshakeComplete.Load() {
+			return errors.New("dtls: peer closed the connection during the handshake")
+		}
+		return io.EOF
+	}
+	if data[0] == alertLevelWarning {
+		return nil
+	}
+	// RFC 5246 §7.2.2: a fatal alert ends the connection, both ways.
+	return c.setFatal(AlertError(a))
 }
 
 func (c *Conn) drop(reason dropReason, hdr recordHeader) {
@@ -768,33 +927,57 @@ func (c *Conn) traceRecordSent(rec []byte, plainLen int) {
 	}
 }
 
-// sendAlert sends a fatal alert and returns it as the handshake's error.
-func (c *Conn) sendAlert(a alert) error {
-	c.out.Lock()
-	defer c.out.Unlock()
-	c.sendAlertLocked(alertLevelError, a)
-	return a
-}
+// sendAlert sends a fatal alert and returns it as the connection's error.
+func (c *Conn) sendAlert(a alert) error { return c.fail(a, nil) }
 
+// sendAlertLocked sends an alert in the current write epoch, so that a
+// peer holding our keys can tell it is ours. Errors are not returned: an
+// alert is sent on the way out of a failure, or as a warning the peer may
+// lose anyway (RFC 9147 §5.10: alerts are not reliably transmitted), and
+// the caller's own error is the one that matters.
 func (c *Conn) sendAlertLocked(level uint8, a alert) {
 	buf, err := c.rl.seal(c.outBuffer(recordHeaderLen+2+c.rl.expansion(c.rl.writeCur)), c.rl.writeCur, recordTypeAlert, []byte{level, byte(a)})
 	if err != nil {
 		return
 	}
-	c.trace(&TraceEvent{Kind: TraceAlertSent, Alert: uint8(a), Epoch: c.rl.writeCur})
 	if c.config.Tracer != nil {
+		c.trace(&TraceEvent{Kind: TraceAlertSent, Alert: uint8(a), Epoch: c.rl.writeCur})
 		c.trace(&TraceEvent{Kind: TraceDatagramSent, Length: len(buf), Datagram: buf})
 	}
 	c.io.writeDatagram(buf)
 }
 
-// fail sends a fatal alert and returns err (or the alert when err is nil).
+// fail sends a fatal alert and returns err (or the alert when err is nil),
+// which becomes the connection's error: Read and Write return it from now
+// on. After a fatal error, sent or received, nothing more is sent.
 func (c *Conn) fail(a alert, err error) error {
-	c.sendAlert(a)
 	if err == nil {
-		return a
+		err = a
 	}
+	if !c.fatalErr.CompareAndSwap(nil, &err) {
+		return c.fatal()
+	}
+	c.out.Lock()
+	defer c.out.Unlock()
+	c.sendAlertLocked(alertLevelError, a)
 	return err
+}
+
+// setFatal makes err the connection's error unless it already has one, and
+// returns the one it has.
+func (c *Conn) setFatal(err error) error {
+	if c.fatalErr.CompareAndSwap(nil, &err) {
+		return err
+	}
+	return c.fatal()
+}
+
+// fatal returns the connection's fatal error, or nil.
+func (c *Conn) fatal() error {
+	if p := c.fatalErr.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 func (c *Conn) trace(ev *TraceEvent) {

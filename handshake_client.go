@@ -669,6 +669,15 @@ func (hs *handshakeState) readFinished(fromClient bool) error {
 		return c.fail(alertDecryptError, errors.New("dtls: peer's Finished is wrong"))
 	}
 	hs.addTranscript(msg)
+	// The Finished ends the peer's part of the handshake: no message
+	// follows it in 1.2. One that arrived with it, authenticated, is the
+	// peer's error (RFC 5246 §7.2.2: unexpected_message). One in the same
+	// datagram behind it is not read yet: handlePostHandshakeMessage
+	// refuses it.
+	if typ, _, ok := c.hs.peekMessage(); ok {
+		return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: %v after the peer's Finished", typ))
+	}
+	c.peerFinished = true
 	return nil
 }
 

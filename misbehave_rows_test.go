@@ -429,16 +429,23 @@ func mbRows() []mbRow {
 		{name: "short epoch-1 record mid-handshake", ours: oursServer,
 			peer:    inject("ClientFlight", rawItem(append(appendRecordHeader(nil, recordTypeHandshake, VersionDTLS12, 1, 9, 5), 1, 2, 3, 4, 5))),
 			wantErr: mbSucceeds, check: wantDrop(dropBadLength)},
-		// A full-size epoch-1 record that fails authentication during the
-		// handshake ends it at once (a wrong PSK looks like this); an
-		// attacker on the path can end a handshake with an epoch-0 alert
-		// as well, so this gives nothing away.
+		// OpenSSL CVE-2026-75806 during the handshake: a full-size
+		// epoch-1 record that fails authentication is dropped, not a
+		// fatal bad_record_mac (a wrong PSK looks like this, but so does
+		// a forgery, and RFC 6347 §4.1.2.1 lets us go on); the real
+		// Finished behind it completes the handshake.
 		{name: "forged epoch-1 record mid-handshake", ours: oursServer,
 			peer: onFlight("ClientFlight", func(p *mbPeer, items []mbItem) []mbItem {
 				forged := rawItem(append(appendRecordHeader(nil, recordTypeHandshake, VersionDTLS12, 1, 9, 64), make([]byte, 64)...))
 				return slices.Insert(items, findMsg(items, typeFinished), forged)
 			}),
-			wantErr: "fail authentication", wantAlert: int(alertBadRecordMAC)},
+			wantErr: mbSucceeds, check: wantDrop(dropBadMAC)},
+		{name: "forged epoch-1 record mid-handshake", ours: oursClient,
+			peer: onFlight("ServerFinished", func(p *mbPeer, items []mbItem) []mbItem {
+				forged := rawItem(append(appendRecordHeader(nil, recordTypeHandshake, VersionDTLS12, 1, 9, 64), make([]byte, 64)...))
+				return slices.Insert(items, findMsg(items, typeFinished), forged)
+			}),
+			wantErr: mbSucceeds, check: wantDrop(dropBadMAC)},
 		// After the handshake the same record is dropped (OpenSSL
 		// CVE-2026-75806: one datagram must not kill the association).
 		{name: "forged epoch-1 record with a far-future sequence number after the handshake", ours: oursServer,
@@ -448,19 +455,104 @@ func mbRows() []mbRow {
 			wantErr: mbSucceeds, check: wantDrop(dropBadMAC)},
 		// pion CVE-2019-20786, wolfSSL CVE-2020-24585: plaintext
 		// application data is never delivered.
+		// After the handshake every epoch-0 record is dropped as such.
 		{name: "plaintext application data after the handshake", ours: oursServer,
 			peer:    inject("AppData", recordItem(0, recordTypeApplicationData, []byte("evil"))),
-			wantErr: mbSucceeds, check: wantDrop(dropBadContentType)},
+			wantErr: mbSucceeds, check: wantDrop(dropEpoch0AfterHandshake)},
 		{name: "plaintext application data during the handshake", ours: oursServer,
 			peer:    inject("ClientFlight", recordItem(0, recordTypeApplicationData, []byte("evil"))),
 			wantErr: mbSucceeds, check: wantDrop(dropBadContentType)},
 		{name: "plaintext application data after the handshake", ours: oursClient,
 			peer:    inject("AppData", recordItem(0, recordTypeApplicationData, []byte("evil"))),
+			wantErr: mbSucceeds, check: wantDrop(dropEpoch0AfterHandshake)},
+		// During the handshake too, plaintext application data is dropped,
+		// not a fatal unexpected_message: anyone could send it.
+		{name: "plaintext application data during the handshake", ours: oursClient,
+			peer:    inject("ServerFinished", recordItem(0, recordTypeApplicationData, []byte("evil"))),
 			wantErr: mbSucceeds, check: wantDrop(dropBadContentType)},
+
+		// ---- Unauthenticated alerts and ChangeCipherSpecs (issue 10
+		// finding 1, "documented exposure b"; tinydtls CVE-2017-7243's
+		// class: a ChangeCipherSpec where none belongs) ----
+
 		// A plaintext alert after the handshake could be forged by anyone.
 		{name: "plaintext fatal alert after the handshake", ours: oursServer,
 			peer:    inject("AppData", recordItem(0, recordTypeAlert, []byte{alertLevelError, byte(alertHandshakeFailure)})),
-			wantErr: mbSucceeds, check: wantDrop(dropBadContentType)},
+			wantErr: mbSucceeds, check: wantDrop(dropEpoch0AfterHandshake)},
+		{name: "plaintext fatal alert after the handshake", ours: oursClient,
+			peer:    inject("AppData", recordItem(0, recordTypeAlert, []byte{alertLevelError, byte(alertHandshakeFailure)})),
+			wantErr: mbSucceeds, check: wantDrop(dropEpoch0AfterHandshake)},
+		// Once the peer's ChangeCipherSpec arrived, its alerts are
+		// protected: a plaintext one is not the peer's.
+		{name: "plaintext fatal alert after the peer's ChangeCipherSpec", ours: oursServer,
+			peer: onFlight("ClientFlight", func(p *mbPeer, items []mbItem) []mbItem {
+				return slices.Insert(items, findMsg(items, typeFinished), recordItem(0, recordTypeAlert, []byte{alertLevelError, byte(alertHandshakeFailure)}))
+			}),
+			wantErr: mbSucceeds, check: wantDrop(dropPlaintextAlert)},
+		{name: "plaintext fatal alert after the peer's ChangeCipherSpec", ours: oursClient,
+			peer: onFlight("ServerFinished", func(p *mbPeer, items []mbItem) []mbItem {
+				return slices.Insert(items, findMsg(items, typeFinished), recordItem(0, recordTypeAlert, []byte{alertLevelError, byte(alertHandshakeFailure)}))
+			}),
+			wantErr: mbSucceeds, check: wantDrop(dropPlaintextAlert)},
+		// Before it, a plaintext fatal alert ends the handshake: RFC 6347
+		// §4.1 makes us accept epoch 0 until the handshake completes and
+		// RFC 5246 §7.2.2 ends the connection on a fatal alert. This is
+		// the exposure the README documents.
+		{name: "plaintext fatal alert before the peer's ChangeCipherSpec", ours: oursServer,
+			peer:    inject("ClientFlight", recordItem(0, recordTypeAlert, []byte{alertLevelError, byte(alertHandshakeFailure)})),
+			wantErr: "peer sent alert: handshake failure", wantAlert: mbNoAlert},
+		// Warnings change nothing, in either epoch; no_renegotiation was
+		// once taken for fatal.
+		{name: "plaintext no_renegotiation warning mid-handshake", ours: oursServer,
+			peer:    inject("ClientFlight", recordItem(0, recordTypeAlert, []byte{alertLevelWarning, byte(alertNoRenegotiation)})),
+			wantErr: mbSucceeds},
+		{name: "no_renegotiation warning after the handshake", ours: oursServer,
+			peer:    inject("AppData", recordItem(-1, recordTypeAlert, []byte{alertLevelWarning, byte(alertNoRenegotiation)})),
+			wantErr: mbSucceeds},
+		{name: "no_renegotiation warning after the handshake", ours: oursClient,
+			peer:    inject("AppData", recordItem(-1, recordTypeAlert, []byte{alertLevelWarning, byte(alertNoRenegotiation)})),
+			wantErr: mbSucceeds},
+		// Malformed and unauthenticated: invalid records, dropped
+		// (RFC 6347 §4.1.2.7). They used to draw a fatal alert.
+		{name: "malformed plaintext alert mid-handshake", ours: oursServer,
+			peer:    inject("ClientFlight", recordItem(0, recordTypeAlert, []byte{alertLevelError, byte(alertHandshakeFailure), 0})),
+			wantErr: mbSucceeds, check: wantDrop(dropMalformed)},
+		{name: "plaintext alert of an unknown level mid-handshake", ours: oursClient,
+			peer:    inject("ServerFlight", recordItem(0, recordTypeAlert, []byte{9, byte(alertHandshakeFailure)})),
+			wantErr: mbSucceeds, check: wantDrop(dropMalformed)},
+		{name: "malformed plaintext ChangeCipherSpec mid-handshake", ours: oursServer,
+			peer:    inject("ClientFlight", recordItem(0, recordTypeChangeCipherSpec, []byte{1, 1})),
+			wantErr: mbSucceeds, check: wantDrop(dropMalformed)},
+		{name: "empty plaintext ChangeCipherSpec mid-handshake", ours: oursClient,
+			peer:    inject("ServerFinished", recordItem(0, recordTypeChangeCipherSpec, []byte{})),
+			wantErr: mbSucceeds, check: wantDrop(dropMalformed)},
+		// Malformed and authenticated: only the peer can have sent it.
+		{name: "malformed protected ChangeCipherSpec after the handshake", ours: oursServer,
+			peer:    inject("AppData", recordItem(-1, recordTypeChangeCipherSpec, []byte{1, 1})),
+			wantErr: "malformed ChangeCipherSpec", wantAlert: int(alertUnexpectedMessage)},
+		{name: "malformed protected alert after the handshake", ours: oursClient,
+			peer:    inject("AppData", recordItem(-1, recordTypeAlert, []byte{alertLevelWarning})),
+			wantErr: "malformed alert", wantAlert: int(alertDecodeError)},
+
+		// ---- Handshake messages after the peer's Finished ----
+
+		// wolfSSL CVE-2023-6937's neighbour: a message after the Finished
+		// of the same flight, authenticated, is the peer's error: fatal
+		// unexpected_message (RFC 5246 §7.2.2). Behind the Finished in its
+		// datagram, it is refused after the handshake; ahead of it with a
+		// later message_seq, when the Finished is read.
+		{name: "handshake message behind the client Finished", ours: oursServer,
+			peer:    appendItems("ClientFlight", mbItem{kind: mbMsg, typ: typeClientKeyExchange, body: []byte{0, 1, 'x'}, seq: -1, epoch: -1, recSeq: -1, noTr: true}),
+			wantErr: "ClientKeyExchange after the", wantAlert: int(alertUnexpectedMessage)},
+		{name: "handshake message ahead of the client Finished", ours: oursServer,
+			peer: onFlight("ClientFlight", func(p *mbPeer, items []mbItem) []mbItem {
+				extra := mbItem{kind: mbMsg, typ: typeClientKeyExchange, body: []byte{0, 1, 'x'}, seq: int(p.sendSeq) + 2, epoch: 1, recSeq: -1, noTr: true}
+				return slices.Insert(items, findMsg(items, typeFinished), extra)
+			}),
+			wantErr: "ClientKeyExchange after the peer's Finished", wantAlert: int(alertUnexpectedMessage)},
+		{name: "handshake message behind the server Finished", ours: oursClient,
+			peer:    appendItems("ServerFinished", mbItem{kind: mbMsg, typ: typeServerHelloDone, body: []byte{}, seq: -1, epoch: -1, recSeq: -1, noTr: true}),
+			wantErr: "ServerHelloDone after the", wantAlert: int(alertUnexpectedMessage)},
 		// mbedTLS CVE-2018-0488 / tinydtls CVE-2021-42144: a record whose
 		// length runs past the datagram is dropped with the rest of it,
 		// and the retransmitted datagram completes the handshake.
@@ -590,15 +682,48 @@ func mbRows() []mbRow {
 
 		// ---- Renegotiation ----
 
-		// RFC 5746 §4.2/§4.4; mbedTLS CVE-2026-50713 (renegotiation
-		// messages buffered). Refused with a warning; the connection
-		// goes on.
+		// RFC 5246 §7.4.1.1, §7.2.2; mbedTLS CVE-2026-50713
+		// (renegotiation messages buffered). Refused at once with an
+		// authenticated warning; the connection goes on.
 		{name: "ClientHello after the handshake", ours: oursServer,
 			peer:    injectLazy("AppData", func(p *mbPeer) []mbItem { return []mbItem{msgItem(p.clientHello())} }),
 			wantErr: mbSucceeds, wantWarning: alertNoRenegotiation},
 		{name: "HelloRequest after the handshake", ours: oursClient,
 			peer: injectLazy("AppData", func(p *mbPeer) []mbItem {
 				return []mbItem{{kind: mbMsg, typ: typeHelloRequest, body: []byte{}, seq: -1, epoch: -1, recSeq: -1}}
+			}),
+			wantErr: mbSucceeds, wantWarning: alertNoRenegotiation},
+		// A renegotiation starts again at message_seq 0 (RFC 6347
+		// §4.2.2): not a retransmission to answer with our last flight,
+		// which left OpenSSL's, mbedTLS's and GnuTLS's clients waiting.
+		{name: "renegotiating ClientHello with message_seq 0", ours: oursServer,
+			peer: injectLazy("AppData", func(p *mbPeer) []mbItem {
+				it := msgItem(p.clientHello())
+				it.seq, it.noTr = 0, true
+				return []mbItem{it}
+			}),
+			wantErr: mbSucceeds, wantWarning: alertNoRenegotiation},
+		{name: "renegotiating ClientHello in fragments", ours: oursServer,
+			peer: injectLazy("AppData", func(p *mbPeer) []mbItem {
+				it := msgItem(p.clientHello())
+				it.seq, it.noTr = 0, true
+				it.frag = []mbFrag{frag(0, 20), frag(20, 30)} // the rest never comes
+				return []mbItem{it}
+			}),
+			wantErr: mbSucceeds, wantWarning: alertNoRenegotiation,
+			check: func(t *testing.T, r *mbResult) {
+				if got, _ := r.peer.receivedAlerts(); len(got) > 2 { // one warning, then close_notify
+					t.Errorf("alerts %v: want one no_renegotiation for the message, not one per fragment", got)
+				}
+			}},
+		{name: "HelloRequest with message_seq 0", ours: oursClient,
+			peer: injectLazy("AppData", func(p *mbPeer) []mbItem {
+				return []mbItem{{kind: mbMsg, typ: typeHelloRequest, body: []byte{}, seq: 0, epoch: -1, recSeq: -1, noTr: true}}
+			}),
+			wantErr: mbSucceeds, wantWarning: alertNoRenegotiation},
+		{name: "HelloRequest ahead of the next message_seq", ours: oursClient,
+			peer: injectLazy("AppData", func(p *mbPeer) []mbItem {
+				return []mbItem{{kind: mbMsg, typ: typeHelloRequest, body: []byte{}, seq: int(p.sendSeq) + 3, epoch: -1, recSeq: -1, noTr: true}}
 			}),
 			wantErr: mbSucceeds, wantWarning: alertNoRenegotiation},
 

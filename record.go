@@ -64,34 +64,40 @@ func appendRecordHeader(b []byte, typ recordType, version, epoch uint16, seq uin
 type dropReason uint8
 
 const (
-	dropNone           dropReason = iota
-	dropBadHeader                 // fewer than 13 bytes, or a length past the datagram's end
-	dropBadVersion                // record version that is not DTLS
-	dropBadLength                 // ciphertext too short for the AEAD or longer than allowed
-	dropUnknownEpoch              // an epoch we hold no keys for (old, or too far ahead)
-	dropFutureEpoch               // the next epoch, before its keys: buffered or dropped by the caller
-	dropReplayed                  // a sequence number already received
-	dropTooOld                    // a sequence number left of the replay window
-	dropBadMAC                    // authentication failed
-	dropBadContentType            // a content type not allowed here (plaintext application data, unknown types)
-	dropBadHandshake              // handshake fragments the transport refused
-	dropBadCID                    // tls12_cid record without a negotiated CID, with another CID, or a CID-less record where one is due
+	dropNone                 dropReason = iota
+	dropBadHeader                       // fewer than 13 bytes, or a length past the datagram's end
+	dropBadVersion                      // record version that is not DTLS
+	dropBadLength                       // ciphertext too short for the AEAD or longer than allowed
+	dropUnknownEpoch                    // an epoch we hold no keys for (old, or too far ahead)
+	dropFutureEpoch                     // the next epoch, before its keys: buffered or dropped by the caller
+	dropReplayed                        // a sequence number already received
+	dropTooOld                          // a sequence number left of the replay window
+	dropBadMAC                          // authentication failed
+	dropBadContentType                  // a content type not allowed here (plaintext application data, unknown types)
+	dropBadHandshake                    // handshake fragments the transport refused
+	dropBadCID                          // tls12_cid record without a negotiated CID, with another CID, or a CID-less record where one is due
+	dropMalformed                       // an unauthenticated alert or ChangeCipherSpec whose body is not valid
+	dropEpoch0AfterHandshake            // an unprotected record after the peer's Finished proved it holds keys
+	dropPlaintextAlert                  // an unprotected alert after the peer's ChangeCipherSpec
 	numDropReasons
 )
 
 var dropReasonNames = [numDropReasons]string{
-	dropNone:           "none",
-	dropBadHeader:      "bad header",
-	dropBadVersion:     "bad version",
-	dropBadLength:      "bad length",
-	dropUnknownEpoch:   "unknown epoch",
-	dropFutureEpoch:    "future epoch",
-	dropReplayed:       "replayed",
-	dropTooOld:         "too old",
-	dropBadMAC:         "bad MAC",
-	dropBadContentType: "bad content type",
-	dropBadHandshake:   "bad handshake fragment",
-	dropBadCID:         "bad connection ID",
+	dropNone:                 "none",
+	dropBadHeader:            "bad header",
+	dropBadVersion:           "bad version",
+	dropBadLength:            "bad length",
+	dropUnknownEpoch:         "unknown epoch",
+	dropFutureEpoch:          "future epoch",
+	dropReplayed:             "replayed",
+	dropTooOld:               "too old",
+	dropBadMAC:               "bad MAC",
+	dropBadContentType:       "bad content type",
+	dropBadHandshake:         "bad handshake fragment",
+	dropBadCID:               "bad connection ID",
+	dropMalformed:            "malformed alert or ChangeCipherSpec",
+	dropEpoch0AfterHandshake: "epoch 0 after handshake",
+	dropPlaintextAlert:       "plaintext alert after ChangeCipherSpec",
 }
 
 func (r dropReason) String() string {
