@@ -172,9 +172,7 @@ func TestSpoofedClientHelloFlood(t *testing.T) {
 	if n := f.tooLarge.Load(); n > 0 {
 		t.Errorf("%d answers larger than the ClientHello", n)
 	}
-	l.mu.Lock()
-	conns := len(l.conns)
-	l.mu.Unlock()
+	conns := l.table.len()
 	if conns != 0 || l.handshaking.Load() != 0 {
 		t.Errorf("%d connections and %d handshakes after a flood without cookies", conns, l.handshaking.Load())
 	}
@@ -246,9 +244,7 @@ func TestMaxHandshakesInProgress(t *testing.T) {
 			return wrapClientHello(t, ch)
 		}
 		conns := func() int {
-			l.mu.Lock()
-			defer l.mu.Unlock()
-			return len(l.conns)
+			return l.table.len()
 		}
 		for i := range maxHandshakesInProgress {
 			ap := spoofedAddr(i)
@@ -346,9 +342,7 @@ func TestPeerBufferLimits(t *testing.T) {
 		if want := maxReorderMessages - 2 - maxHandshakeBuffered/perMsg; gotFull != want {
 			t.Errorf("%d far-ahead fragments dropped for a full buffer, want %d", gotFull, want)
 		}
-		l.mu.Lock()
-		alive := len(l.conns)
-		l.mu.Unlock()
+		alive := l.table.len()
 		if alive != 1 {
 			t.Errorf("%d connections, want the one handshake still running", alive)
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"net/netip"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,15 +37,7 @@ type Listener struct {
 	config  *Config
 	cookies *cookieGenerator
 
-	mu    sync.Mutex
-	conns map[netip.AddrPort]*listenerConnIO
-	// cids routes tls12_cid records (RFC 9146) by the CID we gave each
-	// connection, so that a peer whose address changes keeps its session.
-	// cidLens lists the distinct lengths of those CIDs (one, with a
-	// fixed-length generator), since a record does not say how long its
-	// CID is.
-	cids    map[string]*listenerConnIO
-	cidLens []int
+	table *connTable
 
 	ctx         context.Context // cancelled by Close: aborts handshakes
 	cancel      context.CancelFunc
@@ -97,8 +88,7 @@ func NewListener(pc net.PacketConn, config *Config) (*Listener, error) {
 		pc:      pc,
 		config:  config,
 		cookies: cookies,
-		conns:   make(map[netip.AddrPort]*listenerConnIO),
-		cids:    make(map[string]*listenerConnIO),
+		table:   newConnTable(),
 		accept:  make(chan *Conn, acceptBacklog),
 		done:    make(chan struct{}),
 	}
@@ -132,11 +122,9 @@ func (l *Listener) Close() error {
 		close(l.done)
 		l.cancel()
 		err = l.pc.Close()
-		l.mu.Lock()
-		for _, cio := range l.conns {
+		for _, cio := range l.table.snapshot(nil) {
 			cio.shutdown()
 		}
-		l.mu.Unlock()
 		l.wg.Wait()
 		for {
 			select {
@@ -191,13 +179,7 @@ func (l *Listener) readLoop() {
 		}
 		ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 		d := (*bp)[:n]
-		l.mu.Lock()
-		cio := l.lookupCID(d)
-		byAddr := cio == nil
-		if byAddr {
-			cio = l.conns[ap]
-		}
-		l.mu.Unlock()
+		cio, byAddr := l.table.lookup(d, ap)
 		if cio != nil {
 			// A fresh ClientHello from the address of an existing
 			// association: the client may have restarted on the same
@@ -223,60 +205,14 @@ func looksLikeClientHello(d []byte) bool {
 		d[3] == 0 && d[4] == 0 && handshakeType(d[recordHeaderLen]) == typeClientHello
 }
 
-// lookupCID returns the connection whose CID the datagram's first record
-// carries, if it is a tls12_cid record. Only the CID lengths we handed out
-// are tried, each bounded by the datagram. Called with l.mu held.
-func (l *Listener) lookupCID(d []byte) *listenerConnIO {
-	if len(d) == 0 || recordType(d[0]) != recordTypeTLS12CID {
-		return nil
-	}
-	for _, n := range l.cidLens {
-		if len(d) < recordHeaderLen+n {
-			continue
-		}
-		if cio := l.cids[string(d[11:11+n])]; cio != nil {
-			return cio
-		}
-	}
-	return nil
-}
-
 // registerCID reserves cid for cio, unless another connection holds it.
 func (l *Listener) registerCID(cid []byte, cio *listenerConnIO) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if _, taken := l.cids[string(cid)]; taken {
-		return false
-	}
-	l.cids[string(cid)] = cio
-	cio.cid = string(cid)
-	if !slices.Contains(l.cidLens, len(cid)) {
-		l.cidLens = append(l.cidLens, len(cid))
-	}
-	return true
+	return l.table.registerCID(cid, cio)
 }
 
-// movePeer moves cio's peer to newAP: we send there, and the datagrams of
-// newAP are routed to cio. The lock orders it with remove.
+// movePeer moves cio's peer to newAP (RFC 9146 §6).
 func (l *Listener) movePeer(cio *listenerConnIO, newAP netip.AddrPort) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	select {
-	case <-cio.done:
-		return // closed: remove has run or will find nothing
-	default:
-	}
-	old := cio.peer.Load()
-	if old.ap == newAP {
-		return
-	}
-	cio.peer.Store(&peerAddr{ap: newAP, raddr: net.UDPAddrFromAddrPort(newAP)})
-	if l.conns[old.ap] == cio {
-		delete(l.conns, old.ap)
-	}
-	// Whoever held newAP before is stale: that address is now this
-	// authenticated peer's.
-	l.conns[newAP] = cio
+	l.table.move(cio, newAP)
 }
 
 // handleHello looks at a datagram that may start with a ClientHello, from
@@ -343,9 +279,7 @@ func (l *Listener) handleHello(d []byte, ap netip.AddrPort, bp *[]byte, existing
 	// Our records continue from the ClientHello's record sequence number,
 	// as the stateless HelloVerifyRequest used it (RFC 6347 §4.2.1).
 	c.rl.write[0].seq = hdr.seq
-	l.mu.Lock()
-	l.conns[ap] = cio
-	l.mu.Unlock()
+	l.table.add(ap, cio)
 	cio.deliver(bp, len(d), ap)
 	l.handshaking.Add(1)
 	l.wg.Add(1)
@@ -389,15 +323,7 @@ func (l *Listener) serve(c *Conn) {
 }
 
 func (l *Listener) remove(cio *listenerConnIO) {
-	l.mu.Lock()
-	ap := cio.peer.Load().ap
-	if l.conns[ap] == cio {
-		delete(l.conns, ap)
-	}
-	if cio.cid != "" && l.cids[cio.cid] == cio {
-		delete(l.cids, cio.cid)
-	}
-	l.mu.Unlock()
+	l.table.remove(cio)
 }
 
 // parseInitialClientHello recognizes a datagram that starts with a whole,
@@ -450,7 +376,7 @@ type listenerConnIO struct {
 	// It moves (RFC 9146 §6) in the Conn's reader while writers and
 	// RemoteAddr read it, hence the atomic pointer.
 	peer atomic.Pointer[peerAddr]
-	cid  string // our CID registered with the Listener, guarded by l.mu
+	cid  string // our CID registered with the Listener, guarded by the table's mu
 	// helloRandom is the random of the ClientHello that created the
 	// association, to tell its retransmission from a new association on
 	// the same address (RFC 6347 §4.2.8).
@@ -486,8 +412,12 @@ func newListenerConnIO(l *Listener, ap netip.AddrPort) *listenerConnIO {
 		intr:  make(chan struct{}, 1),
 		done:  make(chan struct{}),
 	}
-	c.peer.Store(&peerAddr{ap: ap, raddr: net.UDPAddrFromAddrPort(ap)})
+	c.setPeer(ap)
 	return c
+}
+
+func (c *listenerConnIO) setPeer(ap netip.AddrPort) {
+	c.peer.Store(&peerAddr{ap: ap, raddr: net.UDPAddrFromAddrPort(ap)})
 }
 
 // deliver hands a datagram from the address from to the connection, or
@@ -580,6 +510,15 @@ func (c *listenerConnIO) followPeer() {
 
 func (c *listenerConnIO) localAddr() net.Addr  { return c.l.pc.LocalAddr() }
 func (c *listenerConnIO) remoteAddr() net.Addr { return c.peer.Load().raddr }
+
+func (c *listenerConnIO) isDone() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
 
 func (c *listenerConnIO) shutdown() {
 	c.once.Do(func() { close(c.done) })
