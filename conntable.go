@@ -98,25 +98,33 @@ func (t *connTable) registerCID(cid []byte, cio *listenerConnIO) bool {
 	return true
 }
 
-// move moves cio's peer to newAP: we send there from now on, and the
-// datagrams of newAP are routed to cio. The lock orders it with remove.
-func (t *connTable) move(cio *listenerConnIO, newAP netip.AddrPort) {
+// move moves cio's peer to newAP: we send there from now on. The
+// datagrams of newAP are routed to cio too, unless another live
+// connection holds that address: one connection's move never takes
+// another's entry (RFC 9146 §6 lets a peer's authenticated, newest record
+// move that peer, not anyone else). A CID connection needs no address
+// entry anyway: its peer's records are routed by the CID. move reports
+// whether cio holds newAP's entry afterwards. The lock orders it with
+// remove.
+func (t *connTable) move(cio *listenerConnIO, newAP netip.AddrPort) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if cio.isDone() {
-		return // closed: remove has run or will find nothing
+		return false // closed: remove has run or will find nothing
 	}
 	old := cio.peer.Load()
 	if old.ap == newAP {
-		return
+		return t.byAddr[newAP] == cio
 	}
 	cio.setPeer(newAP)
 	if t.byAddr[old.ap] == cio {
 		delete(t.byAddr, old.ap)
 	}
-	// Whoever held newAP before is stale: that address is now this
-	// authenticated peer's.
+	if other := t.byAddr[newAP]; other != nil && !other.isDone() {
+		return false
+	}
 	t.byAddr[newAP] = cio
+	return true
 }
 
 // remove forgets cio's address and CID, where they are still cio's.

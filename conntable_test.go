@@ -107,3 +107,42 @@ func TestConnTableConcurrentReaders(t *testing.T) {
 		t.Errorf("%d addresses left, want 1", n)
 	}
 }
+
+// TestConnTableMove: a move takes a free address or a closed
+// connection's, never a live connection's; the mover is still reached by
+// its CID and sends to its new address either way.
+func TestConnTableMove(t *testing.T) {
+	tab := newConnTable()
+	a1 := netip.MustParseAddrPort("192.0.2.1:1000")
+	a2 := netip.MustParseAddrPort("192.0.2.2:2000")
+	a3 := netip.MustParseAddrPort("192.0.2.3:3000")
+	mover, victim := tableConn(a1), tableConn(a2)
+	tab.add(a1, mover)
+	tab.add(a2, victim)
+	tab.registerCID([]byte{1, 1, 1, 1}, mover)
+	if tab.move(mover, a2) {
+		t.Error("move took a live connection's address")
+	}
+	if got := tab.byAddress(a2); got != victim {
+		t.Errorf("victim's address routed to %p", got)
+	}
+	if mover.peer.Load().ap != a2 {
+		t.Error("the mover does not send to its peer's new address")
+	}
+	if got, _ := tab.lookup(cidRecord([]byte{1, 1, 1, 1}), a3); got != mover {
+		t.Error("the mover lost its CID route")
+	}
+	if got := tab.byAddress(a1); got != nil {
+		t.Error("the mover kept its old address")
+	}
+	if n := len(tab.snapshot(nil)); n != 2 {
+		t.Errorf("snapshot has %d connections, want 2", n)
+	}
+	if !tab.move(mover, a3) || tab.byAddress(a3) != mover {
+		t.Error("move to a free address failed")
+	}
+	victim.shutdown()
+	if !tab.move(mover, a2) || tab.byAddress(a2) != mover {
+		t.Error("move to a closed connection's address failed")
+	}
+}

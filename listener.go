@@ -210,7 +210,8 @@ func (l *Listener) registerCID(cid []byte, cio *listenerConnIO) bool {
 	return l.table.registerCID(cid, cio)
 }
 
-// movePeer moves cio's peer to newAP (RFC 9146 §6).
+// movePeer moves cio's peer to newAP (RFC 9146 §6), without taking the
+// address from another connection.
 func (l *Listener) movePeer(cio *listenerConnIO, newAP netip.AddrPort) {
 	l.table.move(cio, newAP)
 }

@@ -1,0 +1,161 @@
+package dtls
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/dtls-go/dtls/internal/netsim"
+)
+
+// simEcho runs a Listener on the simulated network n at lossServerAddr
+// that echoes every record on every connection it accepts. It is closed,
+// and its goroutines waited for, when the test (or synctest bubble) ends.
+func simEcho(t *testing.T, n *netsim.Network, config *Config) *Listener {
+	t.Helper()
+	pc, err := n.ListenPacket(lossServerAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := NewListener(pc, config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			nc, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer nc.Close()
+				buf := make([]byte, 1<<14)
+				for {
+					k, err := nc.Read(buf)
+					if err != nil {
+						return
+					}
+					if _, err := nc.Write(buf[:k]); err != nil {
+						return
+					}
+				}
+			})
+		}
+	})
+	t.Cleanup(func() {
+		l.Close()
+		wg.Wait()
+	})
+	return l
+}
+
+// simDial runs a client handshake from addr to lossServerAddr on n.
+func simDial(t *testing.T, n *netsim.Network, addr netip.AddrPort, config *Config) *Conn {
+	t.Helper()
+	nc, err := n.Dial(addr, lossServerAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := Client(nc, config)
+	if err := c.HandshakeContext(context.Background()); err != nil {
+		t.Fatalf("handshake from %v: %v", addr, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// simExchange writes each message and expects its echo within a (virtual)
+// second.
+func simExchange(c *Conn, msgs ...string) error {
+	buf := make([]byte, 1<<14)
+	for _, m := range msgs {
+		if _, err := c.Write([]byte(m)); err != nil {
+			return err
+		}
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		k, err := c.Read(buf)
+		if err != nil {
+			return err
+		}
+		if string(buf[:k]) != m {
+			return &echoError{got: string(buf[:k]), want: m}
+		}
+	}
+	return nil
+}
+
+type echoError struct{ got, want string }
+
+func (e *echoError) Error() string { return "echo " + e.got + ", want " + e.want }
+
+// spoofConn is a client's socket that can send its next datagrams as if
+// from another address, as an attacker who can forge source addresses
+// does with its own genuine records.
+type spoofConn struct {
+	net.Conn
+	n       *netsim.Network
+	to      netip.AddrPort
+	spoofAs atomic.Pointer[netip.AddrPort]
+}
+
+func (s *spoofConn) Write(b []byte) (int, error) {
+	if from := s.spoofAs.Load(); from != nil {
+		s.n.Inject(*from, s.to, b)
+		return len(b), nil
+	}
+	return s.Conn.Write(b)
+}
+
+// TestCIDMoveKeepsOthersAddress is finding 3 of issue 10: a CID client
+// that can forge a victim's source address sends one genuine record of its
+// own "from" the victim. RFC 9146 §6 lets the attacker's connection follow
+// its peer there, but the victim's datagrams must still reach the victim:
+// one connection's move never takes another live connection's address.
+func TestCIDMoveKeepsOthersAddress(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := netsim.New(1, netsim.Link{Delay: time.Millisecond})
+		cc, sc := configsFor(t, suiteCase{TLS_PSK_WITH_AES_128_CCM_8, ""})
+		sc.ConnectionIDGenerator = RandomCIDGenerator(8)
+		l := simEcho(t, n, sc)
+
+		victimAddr := netip.MustParseAddrPort("10.0.0.3:5683")
+		victim := simDial(t, n, victimAddr, cc)
+		if err := simExchange(victim, "victim before"); err != nil {
+			t.Fatal(err)
+		}
+
+		attackerAddr := netip.MustParseAddrPort("10.0.0.66:40000")
+		acfg := cc.Clone()
+		acfg.ConnectionIDGenerator = OnlySendCIDGenerator()
+		raw, err := n.Dial(attackerAddr, lossServerAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sp := &spoofConn{Conn: raw, n: n, to: lossServerAddr}
+		attacker := Client(sp, acfg)
+		defer attacker.Close()
+		if err := simExchange(attacker, "attacker before"); err != nil {
+			t.Fatal(err)
+		}
+		if len(attacker.ConnectionState().RemoteConnectionID) == 0 {
+			t.Fatal("the attacker got no CID")
+		}
+		sp.spoofAs.Store(&victimAddr)
+		if _, err := attacker.Write([]byte("from the victim's address")); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		sp.spoofAs.Store(nil)
+
+		if err := simExchange(victim, "victim after", "and again"); err != nil {
+			t.Fatalf("the victim's datagrams no longer reach it: %v", err)
+		}
+		_ = l
+	})
+}
