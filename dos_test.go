@@ -263,6 +263,9 @@ func TestMaxHandshakesInProgress(t *testing.T) {
 		if got := conns(); got != maxHandshakesInProgress {
 			t.Fatalf("%d handshakes after one more ClientHello, want it dropped at %d", got, maxHandshakesInProgress)
 		}
+		if got := l.Stats().Dropped["handshake limit"]; got != 1 {
+			t.Errorf("Stats().Dropped[\"handshake limit\"] = %d, want 1", got)
+		}
 		// The stalled handshakes time out and are forgotten.
 		time.Sleep(sc.HandshakeTimeout + time.Second)
 		synctest.Wait()

@@ -47,6 +47,7 @@ type Listener struct {
 	closeOnce   sync.Once
 	wg          sync.WaitGroup
 	bufs        sync.Pool
+	stats       listenerCounters
 
 	// Scratch for handleHello, which only the reader goroutine runs:
 	// a spoofed ClientHello costs no garbage for its message struct or
@@ -193,8 +194,20 @@ func (l *Listener) readLoop() {
 		}
 		if !l.handleHello(d, ap, bp, nil) {
 			l.bufs.Put(bp)
+			if isHandshakeRecord(d) {
+				l.drop(dropBadHello, ap, n)
+			} else {
+				l.drop(dropUnknownPeer, ap, n)
+			}
 		}
 	}
+}
+
+// isHandshakeRecord reports whether d starts with an epoch-0 handshake
+// record, which only a ClientHello may be from a peer without a
+// connection.
+func isHandshakeRecord(d []byte) bool {
+	return len(d) >= recordHeaderLen && recordType(d[0]) == recordTypeHandshake && d[3] == 0 && d[4] == 0
 }
 
 // looksLikeClientHello is a cheap first test for a datagram that starts
@@ -213,7 +226,12 @@ func (l *Listener) registerCID(cid []byte, cio *listenerConnIO) bool {
 // movePeer moves cio's peer to newAP (RFC 9146 §6), without taking the
 // address from another connection.
 func (l *Listener) movePeer(cio *listenerConnIO, newAP netip.AddrPort) {
-	l.table.move(cio, newAP)
+	if !l.table.move(cio, newAP) && !cio.isDone() {
+		l.stats.movesRefused.Add(1)
+		if l.config.Tracer != nil {
+			l.traceEvent(TraceListenerEvent, newAP, 0, "move refused: address in use")
+		}
+	}
 }
 
 // handleHello looks at a datagram that may start with a ClientHello, from
@@ -245,6 +263,8 @@ func (l *Listener) handleHello(d []byte, ap netip.AddrPort, bp *[]byte, existing
 				l.traceStatelessExchange(now, ap, d, hdr, msgSeq, hvr)
 			}
 			l.writeTo(hvr, ap)
+		} else {
+			l.drop(dropNoAmplification, ap, len(d))
 		}
 		l.hvrScratch = hvr
 		l.bufs.Put(bp)
@@ -261,11 +281,13 @@ func (l *Listener) handleHello(d []byte, ap netip.AddrPort, bp *[]byte, existing
 	}
 	if l.handshaking.Load() >= maxHandshakesInProgress {
 		l.bufs.Put(bp)
+		l.drop(dropHandshakeLimit, ap, len(d))
 		return true
 	}
 	select {
 	case <-l.done:
 		l.bufs.Put(bp)
+		l.drop(dropListenerClosed, ap, len(d))
 		return true
 	default:
 	}
@@ -283,6 +305,7 @@ func (l *Listener) handleHello(d []byte, ap netip.AddrPort, bp *[]byte, existing
 	l.table.add(ap, cio)
 	cio.deliver(bp, len(d), ap)
 	l.handshaking.Add(1)
+	l.stats.handshakesStarted.Add(1)
 	l.wg.Add(1)
 	go l.serve(c)
 	return true
@@ -313,9 +336,11 @@ func (l *Listener) serve(c *Conn) {
 	err := c.HandshakeContext(l.ctx)
 	l.handshaking.Add(-1)
 	if err != nil {
+		l.stats.handshakesFailed.Add(1)
 		c.Close()
 		return
 	}
+	l.stats.handshakesCompleted.Add(1)
 	select {
 	case l.accept <- c:
 	case <-l.done:
@@ -424,11 +449,10 @@ func (c *listenerConnIO) setPeer(ap netip.AddrPort) {
 // deliver hands a datagram from the address from to the connection, or
 // drops it when the queue is full or the connection closed.
 func (c *listenerConnIO) deliver(bp *[]byte, n int, from netip.AddrPort) {
-	select {
-	case <-c.done:
+	if c.isDone() {
 		c.l.bufs.Put(bp)
+		c.l.drop(dropConnClosed, from, n)
 		return
-	default:
 	}
 	var fp *netip.AddrPort
 	if from != c.peer.Load().ap {
@@ -439,6 +463,7 @@ func (c *listenerConnIO) deliver(bp *[]byte, n int, from netip.AddrPort) {
 	case c.queue <- queuedDatagram{bp, n, fp}:
 	default:
 		c.l.bufs.Put(bp)
+		c.l.drop(dropQueueFull, from, n)
 	}
 }
 

@@ -156,6 +156,104 @@ func TestCIDMoveKeepsOthersAddress(t *testing.T) {
 		if err := simExchange(victim, "victim after", "and again"); err != nil {
 			t.Fatalf("the victim's datagrams no longer reach it: %v", err)
 		}
-		_ = l
+		if got := l.table.byAddress(victimAddr); got == nil || got.cid != "" {
+			t.Fatalf("the victim's address is routed to %p", got)
+		}
+		if got := l.Stats().MovesRefused; got != 1 {
+			t.Errorf("MovesRefused = %d, want 1", got)
+		}
 	})
+}
+
+// dropTracer collects the reasons of TraceDatagramDropped and
+// TraceListenerEvent events.
+type dropTracer struct {
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+func (d *dropTracer) trace(ev *TraceEvent) {
+	if ev.Kind != TraceDatagramDropped && ev.Kind != TraceListenerEvent {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.counts == nil {
+		d.counts = map[string]int{}
+	}
+	d.counts[ev.Reason]++
+}
+
+func (d *dropTracer) count(reason string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.counts[reason]
+}
+
+// TestListenerDropsVisible is issue 11 item 6: each datagram the Listener
+// discards is counted by reason in Listener.Stats and traced.
+func TestListenerDropsVisible(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := netsim.New(1, netsim.Link{})
+		cc, sc := configsFor(t, suiteCase{TLS_PSK_WITH_AES_128_CCM_8, ""})
+		var dt dropTracer
+		sc.Tracer = dt.trace
+		pc, _ := n.ListenPacket(lossServerAddr)
+		l, err := NewListener(pc, sc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		stranger := netip.MustParseAddrPort("10.0.0.9:9999")
+
+		// A protected record from an address without a connection.
+		rec := appendRecordHeader(nil, recordTypeApplicationData, VersionDTLS12, 1, 5, 30)
+		n.Inject(stranger, lossServerAddr, append(rec, make([]byte, 30)...))
+		// An epoch-0 handshake record that is no ClientHello.
+		bad := appendRecordHeader(nil, recordTypeHandshake, VersionDTLS12, 0, 0, 20)
+		n.Inject(stranger, lossServerAddr, append(bad, make([]byte, 20)...))
+
+		// A connection nobody accepts or reads: its queue fills.
+		c := simDial(t, n, lossClientAddr, cc)
+		const extra = 5
+		for range connQueueLen + extra {
+			if _, err := c.Write([]byte("unread")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		synctest.Wait()
+
+		st := l.Stats()
+		for reason, want := range map[string]uint64{
+			"unknown peer": 1,
+			"bad hello":    1,
+			"queue full":   extra,
+		} {
+			if st.Dropped[reason] != want {
+				t.Errorf("Stats().Dropped[%q] = %d, want %d", reason, st.Dropped[reason], want)
+			}
+			if got := dt.count(reason); got != int(want) {
+				t.Errorf("%d %q events traced, want %d", got, reason, want)
+			}
+		}
+		if st.HandshakesStarted != 1 || st.HandshakesCompleted != 1 || st.HandshakesFailed != 0 {
+			t.Errorf("handshakes started/completed/failed: %d/%d/%d, want 1/1/0", st.HandshakesStarted, st.HandshakesCompleted, st.HandshakesFailed)
+		}
+	})
+}
+
+// TestListenerDropNoAllocs: counting a drop allocates nothing when there
+// is no Tracer.
+func TestListenerDropNoAllocs(t *testing.T) {
+	_, sc := configsFor(t, suiteCase{TLS_PSK_WITH_AES_128_CCM_8, ""})
+	f := newFloodPacketConn(t, 0, 0)
+	l, err := NewListener(f, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ap := spoofedAddr(1)
+	if a := testing.AllocsPerRun(100, func() { l.drop(dropUnknownPeer, ap, 40) }); a != 0 {
+		t.Errorf("%.1f allocations per drop without a Tracer", a)
+	}
 }
