@@ -181,6 +181,27 @@ type Config struct {
 	// MKI.
 	SRTPMKI []byte
 
+	// Listener limits. A Listener (Listen, NewListener) bounds what
+	// peers can make it hold; the zero value of each field is the
+	// default given, and Listen refuses negative values.
+
+	// MaxQueuedDatagrams bounds the datagrams a Listener queues for one
+	// connection whose reader has not taken them yet; more are dropped,
+	// as by a full socket buffer. If 0, 64.
+	MaxQueuedDatagrams int
+
+	// MaxQueuedBytes bounds the memory those datagrams hold, counted in
+	// the buffers that hold them (a datagram is copied into the smallest
+	// of 128, 512, 2048, 9216, 20480 or 65507 bytes that fits it). One
+	// datagram is always taken. If 0, 128 KiB.
+	MaxQueuedBytes int
+
+	// AcceptBacklog bounds the connections whose handshake completed and
+	// that wait for Listener.Accept. A connection that finds the backlog
+	// full is closed with a close_notify, and the peer may try again.
+	// If 0, 128.
+	AcceptBacklog int
+
 	// resumption is a server's ticket keys and session cache, created on
 	// first use and shared by Clones.
 	resumption *serverResumption

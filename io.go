@@ -44,6 +44,47 @@ type peerMover interface {
 // that read their own socket: an idle connection gives its buffer back.
 var datagramBufs = sync.Pool{New: func() any { b := make([]byte, maxDatagramSize); return &b }}
 
+// datagramClasses are the sizes of the buffers a Listener copies a
+// received datagram into for its connection's queue: the smallest that
+// fits. A 40-byte CoAP record then holds 128 bytes, not 64 KiB, while
+// the queue is waiting for its reader. The classes cover small records,
+// typical records, one datagram of a 1500-byte path, a jumbo frame, one
+// record of the largest size (2^14 plus expansion) and the largest UDP
+// payload; a datagram holds at most four times its size.
+var datagramClasses = [...]int{128, 512, 2048, 9216, 20480, maxDatagramSize}
+
+var datagramPools [len(datagramClasses)]sync.Pool
+
+// datagramClass returns the index of the smallest class that holds n
+// bytes.
+func datagramClass(n int) int {
+	for i, size := range datagramClasses {
+		if n <= size {
+			return i
+		}
+	}
+	return len(datagramClasses) - 1
+}
+
+// datagramClassSize returns the size of the buffer getDatagramBuf(n)
+// returns.
+func datagramClassSize(n int) int { return datagramClasses[datagramClass(n)] }
+
+// getDatagramBuf returns a buffer of n bytes' class, at its full length.
+func getDatagramBuf(n int) *[]byte {
+	i := datagramClass(n)
+	if bp, ok := datagramPools[i].Get().(*[]byte); ok {
+		return bp
+	}
+	b := make([]byte, datagramClasses[i])
+	return &b
+}
+
+// putDatagramBuf gives a buffer from getDatagramBuf back.
+func putDatagramBuf(bp *[]byte) {
+	datagramPools[datagramClass(cap(*bp))].Put(bp)
+}
+
 // netConnIO reads a connected datagram socket in the caller's goroutine.
 type netConnIO struct {
 	conn        net.Conn

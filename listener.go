@@ -11,19 +11,26 @@ import (
 
 // Listener limits. A Listener answers anyone who can send it a datagram, so
 // everything it keeps per peer is bounded, and nothing is kept before the
-// peer has shown it can receive at its address (a valid cookie).
+// peer has shown it can receive at its address (a valid cookie). The
+// defaults below are what the Config fields of the same name mean when
+// zero.
 const (
 	// maxHandshakesInProgress bounds the handshakes a Listener runs at
 	// once, each of which holds a goroutine, a Conn and up to
 	// maxHandshakeBuffered bytes. ClientHellos beyond it are dropped and
 	// the client retransmits later.
 	maxHandshakesInProgress = 512
-	// connQueueLen bounds the datagrams queued for one connection that its
-	// reader has not taken yet; more are dropped, as a full socket buffer
-	// would.
-	connQueueLen = 64
-	// acceptBacklog bounds handshaken connections waiting for Accept.
-	acceptBacklog = 128
+	// defaultMaxQueuedDatagrams bounds the datagrams queued for one
+	// connection that its reader has not taken yet; more are dropped, as
+	// a full socket buffer would.
+	defaultMaxQueuedDatagrams = 64
+	// defaultMaxQueuedBytes bounds the bytes of those datagrams, counted
+	// in the size-class buffers that hold them (datagramClasses): 64
+	// datagrams of a 1500-byte path fit, 64 KiB ones do not.
+	defaultMaxQueuedBytes = 128 << 10
+	// defaultAcceptBacklog bounds handshaken connections waiting for
+	// Accept; one that finds it full is closed with a close_notify.
+	defaultAcceptBacklog = 128
 )
 
 // Listener serves DTLS on one datagram socket for many peers. It answers
@@ -46,8 +53,16 @@ type Listener struct {
 	done        chan struct{}
 	closeOnce   sync.Once
 	wg          sync.WaitGroup
-	bufs        sync.Pool
 	stats       listenerCounters
+
+	// Limits, from the Config with defaults filled in.
+	queueLen   int
+	queueBytes int
+
+	// scratch is the reader's receive buffer, large enough for any
+	// datagram; what a connection queues is copied out of it into a
+	// buffer of the datagram's size class.
+	scratch []byte
 
 	// Scratch for handleHello, which only the reader goroutine runs:
 	// a spoofed ClientHello costs no garbage for its message struct or
@@ -90,12 +105,13 @@ func NewListener(pc net.PacketConn, config *Config) (*Listener, error) {
 		config:  config,
 		cookies: cookies,
 		table:   newConnTable(),
-		accept:  make(chan *Conn, acceptBacklog),
+		accept:  make(chan *Conn, config.acceptBacklog()),
+		scratch: make([]byte, maxDatagramSize),
 		done:    make(chan struct{}),
 	}
 	l.udp, _ = pc.(*net.UDPConn)
 	l.ctx, l.cancel = context.WithCancel(context.Background())
-	l.bufs.New = func() any { b := make([]byte, maxDatagramSize); return &b }
+	l.queueLen, l.queueBytes = config.maxQueuedDatagrams(), config.maxQueuedBytes()
 	l.wg.Add(1)
 	go l.readLoop()
 	return l, nil
@@ -114,6 +130,15 @@ func (l *Listener) Accept() (net.Conn, error) {
 
 // Addr returns the listener's local address.
 func (l *Listener) Addr() net.Addr { return l.pc.LocalAddr() }
+
+func (l *Listener) isClosed() bool {
+	select {
+	case <-l.done:
+		return true
+	default:
+		return false
+	}
+}
 
 // Close stops the listener, aborts handshakes in progress and closes the
 // socket. It waits for the listener's goroutines to end.
@@ -162,10 +187,8 @@ func (l *Listener) writeTo(b []byte, ap netip.AddrPort) error {
 func (l *Listener) readLoop() {
 	defer l.wg.Done()
 	for {
-		bp := l.bufs.Get().(*[]byte)
-		n, ap, err := l.readFrom(*bp)
+		n, ap, err := l.readFrom(l.scratch)
 		if err != nil {
-			l.bufs.Put(bp)
 			select {
 			case <-l.done:
 				return
@@ -179,21 +202,20 @@ func (l *Listener) readLoop() {
 			return
 		}
 		ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-		d := (*bp)[:n]
+		d := l.scratch[:n]
 		cio, byAddr := l.table.lookup(d, ap)
 		if cio != nil {
 			// A fresh ClientHello from the address of an existing
 			// association: the client may have restarted on the same
 			// port (RFC 6347 §4.2.8). Handled unless it is the
 			// association's own ClientHello again.
-			if byAddr && looksLikeClientHello(d) && l.handleHello(d, ap, bp, cio) {
+			if byAddr && looksLikeClientHello(d) && l.handleHello(d, ap, cio) {
 				continue
 			}
-			cio.deliver(bp, n, ap)
+			cio.deliver(d, ap)
 			continue
 		}
-		if !l.handleHello(d, ap, bp, nil) {
-			l.bufs.Put(bp)
+		if !l.handleHello(d, ap, nil) {
 			if isHandshakeRecord(d) {
 				l.drop(dropBadHello, ap, n)
 			} else {
@@ -236,7 +258,8 @@ func (l *Listener) movePeer(cio *listenerConnIO, newAP netip.AddrPort) {
 
 // handleHello looks at a datagram that may start with a ClientHello, from
 // an address without a connection (existing is nil) or from the address
-// of an existing association. It reports whether it took the buffer bp.
+// of an existing association. It reports whether it dealt with the
+// datagram; if not, the caller delivers it to existing or drops it.
 //
 // Without a valid cookie the ClientHello is answered with a
 // HelloVerifyRequest and forgotten: no state is kept, and an existing
@@ -247,7 +270,7 @@ func (l *Listener) movePeer(cio *listenerConnIO, newAP netip.AddrPort) {
 // closed and a new one starts (RFC 6347 §4.2.8), as when a device reboots
 // and comes back on the same port. The association's own ClientHello,
 // retransmitted, is left to it (handleHello returns false).
-func (l *Listener) handleHello(d []byte, ap netip.AddrPort, bp *[]byte, existing *listenerConnIO) bool {
+func (l *Listener) handleHello(d []byte, ap netip.AddrPort, existing *listenerConnIO) bool {
 	ch := &l.helloScratch
 	hdr, msgSeq, ok := parseInitialClientHelloInto(d, ch)
 	if !ok {
@@ -267,7 +290,6 @@ func (l *Listener) handleHello(d []byte, ap netip.AddrPort, bp *[]byte, existing
 			l.drop(dropNoAmplification, ap, len(d))
 		}
 		l.hvrScratch = hvr
-		l.bufs.Put(bp)
 		return true
 	}
 	if existing != nil {
@@ -280,13 +302,11 @@ func (l *Listener) handleHello(d []byte, ap netip.AddrPort, bp *[]byte, existing
 		l.remove(existing)
 	}
 	if l.handshaking.Load() >= maxHandshakesInProgress {
-		l.bufs.Put(bp)
 		l.drop(dropHandshakeLimit, ap, len(d))
 		return true
 	}
 	select {
 	case <-l.done:
-		l.bufs.Put(bp)
 		l.drop(dropListenerClosed, ap, len(d))
 		return true
 	default:
@@ -303,7 +323,7 @@ func (l *Listener) handleHello(d []byte, ap netip.AddrPort, bp *[]byte, existing
 	// as the stateless HelloVerifyRequest used it (RFC 6347 §4.2.1).
 	c.rl.write[0].seq = hdr.seq
 	l.table.add(ap, cio)
-	cio.deliver(bp, len(d), ap)
+	cio.deliver(d, ap)
 	l.handshaking.Add(1)
 	l.stats.handshakesStarted.Add(1)
 	l.wg.Add(1)
@@ -341,15 +361,48 @@ func (l *Listener) serve(c *Conn) {
 		return
 	}
 	l.stats.handshakesCompleted.Add(1)
+	if l.isClosed() {
+		c.Close()
+		return
+	}
+	// The backlog is full when the application accepts more slowly than
+	// peers complete handshakes. Waiting here would keep a goroutine and
+	// a connection per handshake without bound; the peer is told with a
+	// close_notify instead, and may try again.
 	select {
 	case l.accept <- c:
-	case <-l.done:
+	default:
+		l.stats.backlogFull.Add(1)
+		if l.config.Tracer != nil {
+			l.traceEvent(TraceListenerEvent, c.io.(*listenerConnIO).peer.Load().ap, 0, "accept backlog full")
+		}
 		c.Close()
 	}
 }
 
 func (l *Listener) remove(cio *listenerConnIO) {
 	l.table.remove(cio)
+}
+
+func (c *Config) maxQueuedDatagrams() int {
+	if c == nil || c.MaxQueuedDatagrams <= 0 {
+		return defaultMaxQueuedDatagrams
+	}
+	return c.MaxQueuedDatagrams
+}
+
+func (c *Config) maxQueuedBytes() int {
+	if c == nil || c.MaxQueuedBytes <= 0 {
+		return defaultMaxQueuedBytes
+	}
+	return c.MaxQueuedBytes
+}
+
+func (c *Config) acceptBacklog() int {
+	if c == nil || c.AcceptBacklog <= 0 {
+		return defaultAcceptBacklog
+	}
+	return c.AcceptBacklog
 }
 
 // parseInitialClientHello recognizes a datagram that starts with a whole,
@@ -408,6 +461,7 @@ type listenerConnIO struct {
 	// the same address (RFC 6347 §4.2.8).
 	helloRandom [randomLen]byte
 	queue       chan queuedDatagram
+	queued      atomic.Int64 // bytes of the buffers in queue and cur
 	cur         *[]byte
 	from        netip.AddrPort // source of cur
 	intr        chan struct{}
@@ -421,7 +475,7 @@ type queuedDatagram struct {
 	n   int
 	// from is the datagram's source when it is not the peer's current
 	// address (a NAT rebinding, RFC 9146 §6), nil in the usual case: a
-	// pointer keeps the queue, connQueueLen of these per connection, small.
+	// pointer keeps the queue, MaxQueuedDatagrams of these per connection, small.
 	from *netip.AddrPort
 }
 
@@ -434,7 +488,7 @@ type peerAddr struct {
 func newListenerConnIO(l *Listener, ap netip.AddrPort) *listenerConnIO {
 	c := &listenerConnIO{
 		l:     l,
-		queue: make(chan queuedDatagram, connQueueLen),
+		queue: make(chan queuedDatagram, l.queueLen),
 		intr:  make(chan struct{}, 1),
 		done:  make(chan struct{}),
 	}
@@ -446,24 +500,36 @@ func (c *listenerConnIO) setPeer(ap netip.AddrPort) {
 	c.peer.Store(&peerAddr{ap: ap, raddr: net.UDPAddrFromAddrPort(ap)})
 }
 
-// deliver hands a datagram from the address from to the connection, or
-// drops it when the queue is full or the connection closed.
-func (c *listenerConnIO) deliver(bp *[]byte, n int, from netip.AddrPort) {
+// deliver queues a copy of the datagram d from the address from for the
+// connection, or drops it when the queue is full or the connection closed.
+// The copy goes into a buffer of d's size class, so that a small datagram
+// holds little memory, and the queue is bounded in datagrams and in
+// bytes: what a connection holds is a function of what its peer sent,
+// bounded by Config.MaxQueuedDatagrams and MaxQueuedBytes.
+func (c *listenerConnIO) deliver(d []byte, from netip.AddrPort) {
 	if c.isDone() {
-		c.l.bufs.Put(bp)
-		c.l.drop(dropConnClosed, from, n)
+		c.l.drop(dropConnClosed, from, len(d))
 		return
 	}
+	size := datagramClassSize(len(d))
+	// At least one datagram is always taken, whatever MaxQueuedBytes.
+	if len(c.queue) > 0 && int(c.queued.Load())+size > c.l.queueBytes {
+		c.l.drop(dropQueueBytes, from, len(d))
+		return
+	}
+	bp := getDatagramBuf(len(d))
+	copy(*bp, d)
 	var fp *netip.AddrPort
 	if from != c.peer.Load().ap {
 		f := from // only this rare case allocates
 		fp = &f
 	}
 	select {
-	case c.queue <- queuedDatagram{bp, n, fp}:
+	case c.queue <- queuedDatagram{bp, len(d), fp}:
+		c.queued.Add(int64(size))
 	default:
-		c.l.bufs.Put(bp)
-		c.l.drop(dropQueueFull, from, n)
+		putDatagramBuf(bp)
+		c.l.drop(dropQueueFull, from, len(d))
 	}
 }
 
@@ -501,7 +567,8 @@ func (c *listenerConnIO) readDatagram(deadline time.Time) ([]byte, error) {
 
 func (c *listenerConnIO) release() {
 	if c.cur != nil {
-		c.l.bufs.Put(c.cur)
+		c.queued.Add(-int64(cap(*c.cur)))
+		putDatagramBuf(c.cur)
 		c.cur = nil
 	}
 }

@@ -56,6 +56,11 @@ type ListenerStats struct {
 	HandshakesCompleted uint64
 	HandshakesFailed    uint64 // ended without completing, for any reason (the next two included)
 
+	// BacklogFull counts connections closed, with a close_notify, right
+	// after their handshake because Config.AcceptBacklog connections
+	// were already waiting for Accept.
+	BacklogFull uint64
+
 	// MovesRefused counts authenticated records that would have moved a
 	// peer (RFC 9146 §6) to an address another live connection holds:
 	// the peer moved, the other connection kept its address.
@@ -69,6 +74,7 @@ type listenerCounters struct {
 	handshakesCompleted atomic.Uint64
 	handshakesFailed    atomic.Uint64
 	movesRefused        atomic.Uint64
+	backlogFull         atomic.Uint64
 }
 
 // Stats returns the Listener's counters.
@@ -79,6 +85,7 @@ func (l *Listener) Stats() ListenerStats {
 		HandshakesCompleted: l.stats.handshakesCompleted.Load(),
 		HandshakesFailed:    l.stats.handshakesFailed.Load(),
 		MovesRefused:        l.stats.movesRefused.Load(),
+		BacklogFull:         l.stats.backlogFull.Load(),
 	}
 	for i := range l.stats.drops {
 		if n := l.stats.drops[i].Load(); n > 0 {

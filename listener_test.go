@@ -2,8 +2,10 @@ package dtls
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -216,7 +218,7 @@ func TestListenerDropsVisible(t *testing.T) {
 		// A connection nobody accepts or reads: its queue fills.
 		c := simDial(t, n, lossClientAddr, cc)
 		const extra = 5
-		for range connQueueLen + extra {
+		for range defaultMaxQueuedDatagrams + extra {
 			if _, err := c.Write([]byte("unread")); err != nil {
 				t.Fatal(err)
 			}
@@ -256,4 +258,142 @@ func TestListenerDropNoAllocs(t *testing.T) {
 	if a := testing.AllocsPerRun(100, func() { l.drop(dropUnknownPeer, ap, 40) }); a != 0 {
 		t.Errorf("%.1f allocations per drop without a Tracer", a)
 	}
+}
+
+// TestListenerAcceptBacklog is issue 10 finding 4's first half: with
+// nobody calling Accept, connections beyond Config.AcceptBacklog are
+// closed with a close_notify right after their handshake, instead of each
+// keeping a goroutine waiting for Accept; the peer sees the close.
+func TestListenerAcceptBacklog(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := netsim.New(1, netsim.Link{Delay: time.Millisecond})
+		cc, sc := configsFor(t, suiteCase{TLS_PSK_WITH_AES_128_CCM_8, ""})
+		sc.AcceptBacklog = 2
+		pc, _ := n.ListenPacket(lossServerAddr)
+		l, err := NewListener(pc, sc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		const clients = 5
+		var closed int
+		for i := range clients {
+			nc, err := n.Dial(netip.AddrPortFrom(lossClientAddr.Addr(), uint16(1000+i)), lossServerAddr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := Client(nc, cc)
+			defer c.Close()
+			// The close_notify may overtake the server's last flight.
+			if err := c.Handshake(); err != nil {
+				if !strings.Contains(err.Error(), "peer closed") {
+					t.Fatal(err)
+				}
+				closed++
+				continue
+			}
+			c.SetReadDeadline(time.Now().Add(time.Second))
+			if _, err := c.Read(make([]byte, 10)); err == io.EOF {
+				closed++
+			}
+		}
+		if closed != clients-sc.AcceptBacklog {
+			t.Errorf("%d clients saw close_notify, want %d", closed, clients-sc.AcceptBacklog)
+		}
+		if got := l.Stats().BacklogFull; got != clients-uint64(sc.AcceptBacklog) {
+			t.Errorf("BacklogFull = %d, want %d", got, clients-sc.AcceptBacklog)
+		}
+		for range sc.AcceptBacklog {
+			c, err := l.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Close()
+		}
+	})
+}
+
+// TestListenerQueueMemory is issue 10 finding 4's second half: 200
+// connections nobody accepts or reads, each sent 64 records of 38 bytes
+// (475 KiB in all), made 797 MiB of heap when every queued datagram held
+// a 64 KiB buffer. Now each holds a buffer of its size class, so the heap
+// grows by about what was sent; the bound asserted is generous.
+func TestListenerQueueMemory(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := netsim.New(1, netsim.Link{})
+		cc, sc := configsFor(t, suiteCase{TLS_PSK_WITH_AES_128_CCM_8, ""})
+		sc.AcceptBacklog = 200 // all of them wait for Accept
+		pc, _ := n.ListenPacket(lossServerAddr)
+		l, err := NewListener(pc, sc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		const conns, records = 200, defaultMaxQueuedDatagrams
+		clients := make([]*Conn, conns)
+		for i := range clients {
+			clients[i] = simDial(t, n, netip.AddrPortFrom(lossClientAddr.Addr(), uint16(1000+i)), cc)
+		}
+		synctest.Wait()
+		before := heapInUse()
+		payload := make([]byte, 9) // a 38-byte record with AES-128-CCM_8
+		sent := 0
+		for _, c := range clients {
+			for range records {
+				if _, err := c.Write(payload); err != nil {
+					t.Fatal(err)
+				}
+				sent += recordHeaderLen + 8 + len(payload) + 8
+			}
+			synctest.Wait() // the simulated socket holds 1024 datagrams
+		}
+		after := heapInUse()
+		growth := int64(after) - int64(before)
+		t.Logf("%d bytes of records queued for %d unaccepted connections: heap %+d bytes", sent, conns, growth)
+		const bound = 16 << 20
+		if growth > bound {
+			t.Errorf("heap grew by %d bytes for %d bytes of queued records, want < %d", growth, sent, bound)
+		}
+		if d := l.Stats().Dropped; len(d) > 0 {
+			t.Errorf("drops: %v", d)
+		}
+	})
+}
+
+// TestListenerQueueBytes: a connection's queue holds at most
+// MaxQueuedBytes of buffers, whatever the count of datagrams.
+func TestListenerQueueBytes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := netsim.New(1, netsim.Link{})
+		cc, sc := configsFor(t, suiteCase{TLS_PSK_WITH_AES_128_CCM_8, ""})
+		sc.MaxQueuedBytes = 4 * 512
+		pc, _ := n.ListenPacket(lossServerAddr)
+		l, err := NewListener(pc, sc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		c := simDial(t, n, lossClientAddr, cc)
+		for range 10 {
+			if _, err := c.Write(make([]byte, 300)); err != nil { // a 512-byte class each
+				t.Fatal(err)
+			}
+		}
+		synctest.Wait()
+		if got := l.Stats().Dropped["queue bytes full"]; got != 6 {
+			t.Errorf("%d datagrams dropped for a full queue, want 6 of 10", got)
+		}
+		s, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		buf := make([]byte, 1000)
+		for range 4 {
+			s.SetReadDeadline(time.Now().Add(time.Second))
+			if k, err := s.Read(buf); err != nil || k != 300 {
+				t.Fatalf("Read: %d, %v", k, err)
+			}
+		}
+	})
 }
