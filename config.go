@@ -185,6 +185,23 @@ type Config struct {
 	// peers can make it hold; the zero value of each field is the
 	// default given, and Listen refuses negative values.
 
+	// MaxHandshakes bounds the handshakes a Listener runs at once, each
+	// with a goroutine and up to 128 KiB of buffered messages. When every
+	// slot is taken, a new peer's cookie-verified ClientHello takes the
+	// slot of the handshake that has gone longest without a new message
+	// from its peer, if that is at least 1 s; otherwise it is dropped and
+	// the client retransmits. A handshake with no new message from its
+	// peer for a quarter of HandshakeTimeout (15 s by default) ends; one
+	// that progresses may take all of HandshakeTimeout.
+	// If 0, 512.
+	MaxHandshakes int
+
+	// MaxHandshakesPerSource bounds the handshakes in progress from one
+	// IPv4 address or one IPv6 /64, so that one host cannot take every
+	// slot; it is at most MaxHandshakes. When a source has no slot left,
+	// its own most stalled handshake makes room as above. If 0, 64.
+	MaxHandshakesPerSource int
+
 	// MaxQueuedDatagrams bounds the datagrams a Listener queues for one
 	// connection whose reader has not taken them yet; more are dropped,
 	// as by a full socket buffer. If 0, 64.

@@ -615,6 +615,9 @@ func (c *Conn) drop(reason dropReason, hdr recordHeader) {
 func (c *Conn) readHandshake(ctx context.Context) (inMessage, error) {
 	for {
 		if m, ok := c.hs.nextMessage(); ok {
+			if c.listener != nil {
+				c.io.(*listenerConnIO).handshakeProgress() // for the stall timeout
+			}
 			if c.config.Tracer != nil {
 				c.trace(&TraceEvent{Kind: TraceHandshakeReceived, Epoch: m.epoch, HandshakeType: uint8(m.typ), MessageSeq: m.seq, MessageLength: uint32(len(m.body)), FragmentLength: uint32(len(m.body))})
 			}

@@ -173,8 +173,8 @@ func TestSpoofedClientHelloFlood(t *testing.T) {
 		t.Errorf("%d answers larger than the ClientHello", n)
 	}
 	conns := l.table.len()
-	if conns != 0 || l.handshaking.Load() != 0 {
-		t.Errorf("%d connections and %d handshakes after a flood without cookies", conns, l.handshaking.Load())
+	if conns != 0 || l.Stats().Handshaking != 0 {
+		t.Errorf("%d connections and %d handshakes after a flood without cookies", conns, l.Stats().Handshaking)
 	}
 }
 
@@ -222,7 +222,7 @@ func TestHelloVerifyRequestNoAmplification(t *testing.T) {
 }
 
 // TestMaxHandshakesInProgress opens more cookie-verified handshakes than
-// maxHandshakesInProgress from spoofed addresses that never answer: the
+// defaultMaxHandshakes from spoofed addresses that never answer: the
 // extra one is dropped, and once the stalled ones time out a new one
 // proceeds.
 func TestMaxHandshakesInProgress(t *testing.T) {
@@ -246,7 +246,7 @@ func TestMaxHandshakesInProgress(t *testing.T) {
 		conns := func() int {
 			return l.table.len()
 		}
-		for i := range maxHandshakesInProgress {
+		for i := range defaultMaxHandshakes {
 			ap := spoofedAddr(i)
 			n.Inject(ap, lossServerAddr, withCookie(ap))
 			if i%64 == 63 {
@@ -254,14 +254,14 @@ func TestMaxHandshakesInProgress(t *testing.T) {
 			}
 		}
 		synctest.Wait()
-		if got := conns(); got != maxHandshakesInProgress {
-			t.Fatalf("%d handshakes in progress, want %d", got, maxHandshakesInProgress)
+		if got := conns(); got != defaultMaxHandshakes {
+			t.Fatalf("%d handshakes in progress, want %d", got, defaultMaxHandshakes)
 		}
-		extra := spoofedAddr(maxHandshakesInProgress)
+		extra := spoofedAddr(defaultMaxHandshakes)
 		n.Inject(extra, lossServerAddr, withCookie(extra))
 		synctest.Wait()
-		if got := conns(); got != maxHandshakesInProgress {
-			t.Fatalf("%d handshakes after one more ClientHello, want it dropped at %d", got, maxHandshakesInProgress)
+		if got := conns(); got != defaultMaxHandshakes {
+			t.Fatalf("%d handshakes after one more ClientHello, want it dropped at %d", got, defaultMaxHandshakes)
 		}
 		if got := l.Stats().Dropped["handshake limit"]; got != 1 {
 			t.Errorf("Stats().Dropped[\"handshake limit\"] = %d, want 1", got)
@@ -269,8 +269,8 @@ func TestMaxHandshakesInProgress(t *testing.T) {
 		// The stalled handshakes time out and are forgotten.
 		time.Sleep(sc.HandshakeTimeout + time.Second)
 		synctest.Wait()
-		if got := conns(); got != 0 || l.handshaking.Load() != 0 {
-			t.Fatalf("%d connections, %d handshakes after the timeout", got, l.handshaking.Load())
+		if got := conns(); got != 0 || l.Stats().Handshaking != 0 {
+			t.Fatalf("%d connections, %d handshakes after the timeout", got, l.Stats().Handshaking)
 		}
 		n.Inject(extra, lossServerAddr, withCookie(extra))
 		synctest.Wait()

@@ -2,6 +2,7 @@ package dtls
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"sync"
@@ -15,11 +16,41 @@ import (
 // defaults below are what the Config fields of the same name mean when
 // zero.
 const (
-	// maxHandshakesInProgress bounds the handshakes a Listener runs at
-	// once, each of which holds a goroutine, a Conn and up to
-	// maxHandshakeBuffered bytes. ClientHellos beyond it are dropped and
-	// the client retransmits later.
-	maxHandshakesInProgress = 512
+	// defaultMaxHandshakes bounds the handshakes a Listener runs at once,
+	// each of which holds a goroutine, a Conn and up to
+	// maxHandshakeBuffered bytes: 512 × 128 KiB = 64 MiB at worst.
+	// A cookie-verified ClientHello beyond it takes the slot of the most
+	// stalled handshake, if one is stalled (handshakeEvictableAfter);
+	// otherwise it is dropped and the client retransmits later.
+	defaultMaxHandshakes = 512
+	// defaultMaxHandshakesPerSource bounds the handshakes in progress
+	// from one source: one IPv4 address, or one IPv6 /64 (RFC 6177: what
+	// one site, often one host, gets). It keeps one host from taking
+	// every slot: eight are needed to fill them. A NAT with many devices
+	// behind one address still gets 64 handshakes at once, hundreds per
+	// second; the others retransmit.
+	defaultMaxHandshakesPerSource = 64
+	// handshakeStallDivisor sets the stall timeout: a handshake in
+	// progress that received no new handshake message from its peer for
+	// Config.HandshakeTimeout / handshakeStallDivisor ends (15 s of the
+	// default 60 s), while one that keeps progressing may use all of
+	// HandshakeTimeout. A peer that is there answers within a round trip;
+	// one whose datagrams are lost retransmits at 1, 3, 7 and 15 s
+	// (RFC 6347 §4.2.4.1, RFC 9147 §5.8.2: 1 s, doubling), so 15 s
+	// without progress is five lost exchanges in a row. It scales with
+	// HandshakeTimeout so that a deployment on a very lossy link, which
+	// raises that, does not see its handshakes cut short.
+	handshakeStallDivisor = 4
+	// handshakeEvictableAfter is how long a handshake must have gone
+	// without a new message from its peer before a new peer may take its
+	// slot when slots are full: the RFC 9147 §5.8.2 initial timer, within
+	// which a responsive peer answers. Handshakes that progress are never
+	// evicted; stalled ones are, the most stalled first.
+	handshakeEvictableAfter = time.Second
+	// janitorInterval is how often a Listener's janitor looks for
+	// stalled handshakes and idle connections: the precision of those
+	// timeouts.
+	janitorInterval = time.Second
 	// defaultMaxQueuedDatagrams bounds the datagrams queued for one
 	// connection that its reader has not taken yet; more are dropped, as
 	// a full socket buffer would.
@@ -46,18 +77,31 @@ type Listener struct {
 
 	table *connTable
 
-	ctx         context.Context // cancelled by Close: aborts handshakes
-	cancel      context.CancelFunc
-	handshaking atomic.Int32
-	accept      chan *Conn
-	done        chan struct{}
-	closeOnce   sync.Once
-	wg          sync.WaitGroup
-	stats       listenerCounters
+	ctx       context.Context // cancelled by Close: aborts handshakes
+	cancel    context.CancelFunc
+	accept    chan *Conn
+	done      chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+	stats     listenerCounters
 
 	// Limits, from the Config with defaults filled in.
-	queueLen   int
-	queueBytes int
+	queueLen             int
+	queueBytes           int
+	maxHandshakes        int
+	maxHandshakesPerHost int
+	stallTimeout         time.Duration
+
+	// start is when the Listener started: stamps are nanoseconds since,
+	// on the monotonic clock.
+	start time.Time
+
+	// mu guards the handshakes in progress and their per-source counts.
+	// It is taken once per handshake and per janitor sweep, never per
+	// datagram; it is taken before the table's lock, never after.
+	mu         sync.Mutex
+	handshakes map[*listenerConnIO]struct{}
+	perSource  map[netip.Prefix]int
 
 	// scratch is the reader's receive buffer, large enough for any
 	// datagram; what a connection queues is copied out of it into a
@@ -112,8 +156,14 @@ func NewListener(pc net.PacketConn, config *Config) (*Listener, error) {
 	l.udp, _ = pc.(*net.UDPConn)
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	l.queueLen, l.queueBytes = config.maxQueuedDatagrams(), config.maxQueuedBytes()
-	l.wg.Add(1)
+	l.maxHandshakes, l.maxHandshakesPerHost = config.maxHandshakes(), config.maxHandshakesPerSource()
+	l.stallTimeout = config.handshakeTimeout() / handshakeStallDivisor
+	l.start = time.Now()
+	l.handshakes = make(map[*listenerConnIO]struct{})
+	l.perSource = make(map[netip.Prefix]int)
+	l.wg.Add(2)
 	go l.readLoop()
+	go l.janitor()
 	return l, nil
 }
 
@@ -148,6 +198,11 @@ func (l *Listener) Close() error {
 		close(l.done)
 		l.cancel()
 		err = l.pc.Close()
+		l.mu.Lock()
+		for cio := range l.handshakes {
+			cio.shutdown()
+		}
+		l.mu.Unlock()
 		for _, cio := range l.table.snapshot(nil) {
 			cio.shutdown()
 		}
@@ -299,19 +354,13 @@ func (l *Listener) handleHello(d []byte, ap netip.AddrPort, existing *listenerCo
 		// The client started over: end the old association. Its
 		// reader sees the connection closed.
 		existing.shutdown()
-		l.remove(existing)
-	}
-	if l.handshaking.Load() >= maxHandshakesInProgress {
-		l.drop(dropHandshakeLimit, ap, len(d))
-		return true
-	}
-	select {
-	case <-l.done:
-		l.drop(dropListenerClosed, ap, len(d))
-		return true
-	default:
+		l.forget(existing)
 	}
 	cio := newListenerConnIO(l, ap)
+	if reason, ok := l.admit(cio); !ok {
+		l.drop(reason, ap, len(d))
+		return true
+	}
 	copy(cio.helloRandom[:], ch.random)
 	c := newConn(cio, l.config, false)
 	c.listener = l
@@ -324,7 +373,6 @@ func (l *Listener) handleHello(d []byte, ap netip.AddrPort, existing *listenerCo
 	c.rl.write[0].seq = hdr.seq
 	l.table.add(ap, cio)
 	cio.deliver(d, ap)
-	l.handshaking.Add(1)
 	l.stats.handshakesStarted.Add(1)
 	l.wg.Add(1)
 	go l.serve(c)
@@ -354,7 +402,13 @@ func (l *Listener) traceStatelessExchange(now time.Time, ap netip.AddrPort, ch [
 func (l *Listener) serve(c *Conn) {
 	defer l.wg.Done()
 	err := c.HandshakeContext(l.ctx)
-	l.handshaking.Add(-1)
+	cio := c.io.(*listenerConnIO)
+	l.mu.Lock()
+	l.releaseSlotLocked(cio)
+	if err == nil && cio.isDone() {
+		err = cio.err // evicted as the handshake completed
+	}
+	l.mu.Unlock()
 	if err != nil {
 		l.stats.handshakesFailed.Add(1)
 		c.Close()
@@ -380,9 +434,144 @@ func (l *Listener) serve(c *Conn) {
 	}
 }
 
-func (l *Listener) remove(cio *listenerConnIO) {
+// forget drops everything the Listener keeps for cio: its handshake slot
+// and its routes.
+func (l *Listener) forget(cio *listenerConnIO) {
+	l.mu.Lock()
+	l.releaseSlotLocked(cio)
+	l.mu.Unlock()
 	l.table.remove(cio)
 }
+
+// sourcePrefix is the source a per-source limit counts by: the IPv4
+// address, or the IPv6 /64.
+func sourcePrefix(a netip.Addr) netip.Prefix {
+	if a.Is4() {
+		return netip.PrefixFrom(a, 32)
+	}
+	p, _ := a.Prefix(64)
+	return p
+}
+
+// nanotime is the time since the Listener started, for stamps.
+func (l *Listener) nanotime() int64 { return int64(time.Since(l.start)) }
+
+// admit gives a handshake slot to cio, whose peer sent a cookie-verified
+// ClientHello. When its source, or the Listener, has no slot left, the
+// most stalled handshake there (none for handshakeEvictableAfter) is
+// ended to make room: new peers are preferred to stalled ones, and
+// handshakes that progress keep their slots.
+func (l *Listener) admit(cio *listenerConnIO) (listenerDrop, bool) {
+	now := l.nanotime()
+	cio.progress.Store(now)
+	cio.src = sourcePrefix(cio.peer.Load().ap.Addr())
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.isClosed() {
+		return dropListenerClosed, false
+	}
+	if l.perSource[cio.src] >= l.maxHandshakesPerHost {
+		v := l.mostStalledLocked(now, cio.src, true)
+		if v == nil {
+			return dropSourceLimit, false
+		}
+		l.endHandshakeLocked(v, errHandshakeEvicted)
+	}
+	if len(l.handshakes) >= l.maxHandshakes {
+		v := l.mostStalledLocked(now, cio.src, false)
+		if v == nil {
+			return dropHandshakeLimit, false
+		}
+		l.endHandshakeLocked(v, errHandshakeEvicted)
+	}
+	l.handshakes[cio] = struct{}{}
+	l.perSource[cio.src]++
+	return 0, true
+}
+
+// mostStalledLocked returns the handshake that has gone longest without
+// a new message from its peer, if that is at least
+// handshakeEvictableAfter, among those from src if onlySrc.
+func (l *Listener) mostStalledLocked(now int64, src netip.Prefix, onlySrc bool) *listenerConnIO {
+	var victim *listenerConnIO
+	oldest := now - int64(handshakeEvictableAfter)
+	for cio := range l.handshakes {
+		if onlySrc && cio.src != src {
+			continue
+		}
+		if p := cio.progress.Load(); p <= oldest {
+			victim, oldest = cio, p
+		}
+	}
+	return victim
+}
+
+// endHandshakeLocked ends a handshake in progress with err, which its
+// Conn's reader then sees, and frees its slot at once.
+func (l *Listener) endHandshakeLocked(cio *listenerConnIO, err error) {
+	cio.shutdownWith(err)
+	l.releaseSlotLocked(cio)
+	l.table.remove(cio)
+	if err == errHandshakeEvicted {
+		l.stats.handshakesEvicted.Add(1)
+	} else {
+		l.stats.handshakesStalled.Add(1)
+	}
+	if l.config.Tracer != nil {
+		l.traceEvent(TraceListenerEvent, cio.peer.Load().ap, 0, err.Error())
+	}
+}
+
+// releaseSlotLocked frees cio's handshake slot, if it holds one.
+func (l *Listener) releaseSlotLocked(cio *listenerConnIO) {
+	if _, ok := l.handshakes[cio]; !ok {
+		return
+	}
+	delete(l.handshakes, cio)
+	if l.perSource[cio.src]--; l.perSource[cio.src] <= 0 {
+		delete(l.perSource, cio.src)
+	}
+}
+
+// janitor ends handshakes that stalled, once per janitorInterval. It is
+// the Listener's only goroutine besides the reader and one per handshake
+// in progress: established connections have none.
+func (l *Listener) janitor() {
+	defer l.wg.Done()
+	tick := time.NewTicker(janitorInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-l.done:
+			return
+		case <-tick.C:
+		}
+		l.sweep()
+	}
+}
+
+// sweep ends the handshakes that made no progress for the stall timeout.
+func (l *Listener) sweep() {
+	stalled := l.nanotime() - int64(l.stallTimeout)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for cio := range l.handshakes {
+		if cio.progress.Load() <= stalled {
+			l.endHandshakeLocked(cio, errHandshakeStalled)
+		}
+	}
+}
+
+// handshakeProgress notes that the Conn took a new handshake message
+// from its peer.
+func (c *listenerConnIO) handshakeProgress() {
+	c.progress.Store(c.l.nanotime())
+}
+
+var (
+	errHandshakeEvicted = errors.New("dtls: handshake ended: stalled while every slot was taken, and a new peer needed one")
+	errHandshakeStalled = errors.New("dtls: handshake ended: no new message from the peer for a quarter of HandshakeTimeout")
+)
 
 func (c *Config) maxQueuedDatagrams() int {
 	if c == nil || c.MaxQueuedDatagrams <= 0 {
@@ -403,6 +592,22 @@ func (c *Config) acceptBacklog() int {
 		return defaultAcceptBacklog
 	}
 	return c.AcceptBacklog
+}
+
+func (c *Config) maxHandshakes() int {
+	if c == nil || c.MaxHandshakes <= 0 {
+		return defaultMaxHandshakes
+	}
+	return c.MaxHandshakes
+}
+
+// maxHandshakesPerSource is at most maxHandshakes.
+func (c *Config) maxHandshakesPerSource() int {
+	n := defaultMaxHandshakesPerSource
+	if c != nil && c.MaxHandshakesPerSource > 0 {
+		n = c.MaxHandshakesPerSource
+	}
+	return min(n, c.maxHandshakes())
 }
 
 // parseInitialClientHello recognizes a datagram that starts with a whole,
@@ -466,8 +671,15 @@ type listenerConnIO struct {
 	from        netip.AddrPort // source of cur
 	intr        chan struct{}
 	done        chan struct{}
+	err         error // why done was closed: set before
 	once        sync.Once
-	timer       *time.Timer
+	// src is the source prefix the per-source handshake limit counts
+	// the peer under, fixed when the handshake starts.
+	src netip.Prefix
+	// progress is when the handshake last took a new message from the
+	// peer (Listener.nanotime), for the stall timeout and eviction.
+	progress atomic.Int64
+	timer    *time.Timer
 }
 
 type queuedDatagram struct {
@@ -559,7 +771,7 @@ func (c *listenerConnIO) readDatagram(deadline time.Time) ([]byte, error) {
 	case <-c.intr:
 		return nil, errInterrupted
 	case <-c.done:
-		return nil, net.ErrClosed
+		return nil, c.err
 	case <-timeout:
 		return nil, errTimeout
 	}
@@ -581,10 +793,8 @@ func (c *listenerConnIO) interrupt() {
 }
 
 func (c *listenerConnIO) writeDatagram(b []byte) error {
-	select {
-	case <-c.done:
-		return net.ErrClosed
-	default:
+	if c.isDone() {
+		return c.err
 	}
 	return c.l.writeTo(b, c.peer.Load().ap)
 }
@@ -613,13 +823,21 @@ func (c *listenerConnIO) isDone() bool {
 	}
 }
 
-func (c *listenerConnIO) shutdown() {
-	c.once.Do(func() { close(c.done) })
+// shutdown ends the connection's use of the socket: its reader and
+// writers get net.ErrClosed.
+func (c *listenerConnIO) shutdown() { c.shutdownWith(net.ErrClosed) }
+
+// shutdownWith is shutdown with the error the reader and writers get.
+func (c *listenerConnIO) shutdownWith(err error) {
+	c.once.Do(func() {
+		c.err = err
+		close(c.done)
+	})
 }
 
 func (c *listenerConnIO) close() error {
 	c.shutdown()
-	c.l.remove(c)
+	c.l.forget(c)
 	return nil
 }
 

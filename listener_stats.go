@@ -55,6 +55,15 @@ type ListenerStats struct {
 	HandshakesStarted   uint64 // cookie-verified ClientHellos that got a connection
 	HandshakesCompleted uint64
 	HandshakesFailed    uint64 // ended without completing, for any reason (the next two included)
+	// HandshakesStalled counts handshakes ended because their peer sent
+	// no new handshake message for a quarter of Config.HandshakeTimeout
+	// (15 s by default).
+	HandshakesStalled uint64
+	// HandshakesEvicted counts stalled handshakes (no new message for at
+	// least 1 s) ended to give their slot to a new peer when
+	// MaxHandshakes or MaxHandshakesPerSource were reached.
+	HandshakesEvicted uint64
+	Handshaking       int // handshakes in progress now
 
 	// BacklogFull counts connections closed, with a close_notify, right
 	// after their handshake because Config.AcceptBacklog connections
@@ -75,6 +84,8 @@ type listenerCounters struct {
 	handshakesFailed    atomic.Uint64
 	movesRefused        atomic.Uint64
 	backlogFull         atomic.Uint64
+	handshakesStalled   atomic.Uint64
+	handshakesEvicted   atomic.Uint64
 }
 
 // Stats returns the Listener's counters.
@@ -86,7 +97,12 @@ func (l *Listener) Stats() ListenerStats {
 		HandshakesFailed:    l.stats.handshakesFailed.Load(),
 		MovesRefused:        l.stats.movesRefused.Load(),
 		BacklogFull:         l.stats.backlogFull.Load(),
+		HandshakesStalled:   l.stats.handshakesStalled.Load(),
+		HandshakesEvicted:   l.stats.handshakesEvicted.Load(),
 	}
+	l.mu.Lock()
+	s.Handshaking = len(l.handshakes)
+	l.mu.Unlock()
 	for i := range l.stats.drops {
 		if n := l.stats.drops[i].Load(); n > 0 {
 			s.Dropped[listenerDrop(i).String()] = n
