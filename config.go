@@ -202,6 +202,26 @@ type Config struct {
 	// its own most stalled handshake makes room as above. If 0, 64.
 	MaxHandshakesPerSource int
 
+	// MaxConnections bounds a Listener's established connections,
+	// accepted or waiting for Accept. A handshake that completes when
+	// the Listener holds MaxConnections ends the connection whose peer
+	// has been silent longest: its Read returns ErrEvicted and its peer
+	// gets a close_notify. An idle connection costs about 10 KB. If 0,
+	// 10000.
+	MaxConnections int
+
+	// IdleTimeout ends a connection whose peer sent no record that
+	// authenticated for this long: its Read (and Write) then return
+	// ErrIdleTimeout. For a Listener's connections, 0 means 5 minutes:
+	// RFC 4787 (REQ-5) lets a NAT forget an idle UDP mapping after 5
+	// minutes, and a peer without a Connection ID then comes back from
+	// a new port as a new connection, so the old one would only hold
+	// memory. Set it longer for devices that sleep longer and keep their
+	// session with a Connection ID. For a Conn from Dial, Client or
+	// Server, 0 means none, and the timeout is checked by Read. A
+	// negative value means none. A Listener checks once a second.
+	IdleTimeout time.Duration
+
 	// MaxQueuedDatagrams bounds the datagrams a Listener queues for one
 	// connection whose reader has not taken them yet; more are dropped,
 	// as by a full socket buffer. If 0, 64.

@@ -44,6 +44,31 @@ type peerMover interface {
 // that read their own socket: an idle connection gives its buffer back.
 var datagramBufs = sync.Pool{New: func() any { b := make([]byte, maxDatagramSize); return &b }}
 
+// activity stamps when a connection last authenticated a record from its
+// peer, for the idle timeout. A Listener's connections stamp with the
+// Listener's coarse clock (nanoseconds since it started, advanced by its
+// janitor once per janitorInterval), so that the record path reads no
+// clock; other connections (clock nil) read the monotonic clock, and have
+// an activity only when Config.IdleTimeout asks for it.
+type activity struct {
+	clock *atomic.Int64
+	last  atomic.Int64
+}
+
+// monoBase is the origin of the stamps of connections without a Listener.
+var monoBase = time.Now()
+
+func (a *activity) touch() {
+	if a.clock != nil {
+		a.last.Store(a.clock.Load())
+		return
+	}
+	a.last.Store(int64(time.Since(monoBase)))
+}
+
+// at returns the last stamp of a connection without a Listener as a time.
+func (a *activity) at() time.Time { return monoBase.Add(time.Duration(a.last.Load())) }
+
 // datagramClasses are the sizes of the buffers a Listener copies a
 // received datagram into for its connection's queue: the smallest that
 // fits. A 40-byte CoAP record then holds 128 bytes, not 64 KiB, while

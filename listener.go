@@ -47,6 +47,23 @@ const (
 	// which a responsive peer answers. Handshakes that progress are never
 	// evicted; stalled ones are, the most stalled first.
 	handshakeEvictableAfter = time.Second
+	// defaultListenerIdleTimeout ends a Listener's connection whose
+	// peer sent no record that authenticated for this long. RFC 4787
+	// REQ-5: a NAT's UDP mapping SHOULD last at least 5 minutes without
+	// traffic, and may expire then; a peer without a CID that comes back
+	// after that comes from a new port, as a new association, so the old
+	// connection would only hold memory. Deployments with sleepy devices
+	// that keep their session by CID across longer silences set
+	// Config.IdleTimeout higher.
+	defaultListenerIdleTimeout = 5 * time.Minute
+	// defaultMaxConnections bounds the established connections of a
+	// Listener, accepted or waiting for Accept. An idle one costs about
+	// 10 KB (BENCHMARKS.md), so 10,000 hold about 100 MB, which a small
+	// gateway can spare; reaching it evicts the longest-idle connection
+	// (which is told with a close_notify and may handshake again), so a
+	// deployment with more peers sees re-handshakes, not refusals, and
+	// raises Config.MaxConnections.
+	defaultMaxConnections = 10000
 	// janitorInterval is how often a Listener's janitor looks for
 	// stalled handshakes and idle connections: the precision of those
 	// timeouts.
@@ -91,17 +108,24 @@ type Listener struct {
 	maxHandshakes        int
 	maxHandshakesPerHost int
 	stallTimeout         time.Duration
+	idleTimeout          time.Duration // 0: none
+	maxConns             int
 
 	// start is when the Listener started: stamps are nanoseconds since,
-	// on the monotonic clock.
+	// on the monotonic clock. clock is a coarse copy the janitor advances,
+	// which a connection reads to stamp its peer's activity without a
+	// clock read per record.
 	start time.Time
+	clock atomic.Int64
 
-	// mu guards the handshakes in progress and their per-source counts.
-	// It is taken once per handshake and per janitor sweep, never per
-	// datagram; it is taken before the table's lock, never after.
+	// mu guards the handshakes in progress, their per-source counts and
+	// the established connections. It is taken once per handshake and
+	// per janitor sweep, never per datagram; it is taken before the
+	// table's lock, never after.
 	mu         sync.Mutex
 	handshakes map[*listenerConnIO]struct{}
 	perSource  map[netip.Prefix]int
+	conns      map[*listenerConnIO]struct{}
 
 	// scratch is the reader's receive buffer, large enough for any
 	// datagram; what a connection queues is copied out of it into a
@@ -158,8 +182,10 @@ func NewListener(pc net.PacketConn, config *Config) (*Listener, error) {
 	l.queueLen, l.queueBytes = config.maxQueuedDatagrams(), config.maxQueuedBytes()
 	l.maxHandshakes, l.maxHandshakesPerHost = config.maxHandshakes(), config.maxHandshakesPerSource()
 	l.stallTimeout = config.handshakeTimeout() / handshakeStallDivisor
+	l.idleTimeout, l.maxConns = config.listenerIdleTimeout(), config.maxConnections()
 	l.start = time.Now()
 	l.handshakes = make(map[*listenerConnIO]struct{})
+	l.conns = make(map[*listenerConnIO]struct{})
 	l.perSource = make(map[netip.Prefix]int)
 	l.wg.Add(2)
 	go l.readLoop()
@@ -200,11 +226,14 @@ func (l *Listener) Close() error {
 		err = l.pc.Close()
 		l.mu.Lock()
 		for cio := range l.handshakes {
-			cio.shutdown()
+			cio.shutdownWith(ErrListenerClosed)
+		}
+		for cio := range l.conns {
+			cio.shutdownWith(ErrListenerClosed)
 		}
 		l.mu.Unlock()
 		for _, cio := range l.table.snapshot(nil) {
-			cio.shutdown()
+			cio.shutdownWith(ErrListenerClosed)
 		}
 		l.wg.Wait()
 		for {
@@ -352,9 +381,12 @@ func (l *Listener) handleHello(d []byte, ap netip.AddrPort, existing *listenerCo
 			return false // its own ClientHello again: a retransmission
 		}
 		// The client started over: end the old association. Its
-		// reader sees the connection closed.
-		existing.shutdown()
+		// reader sees ErrPeerRestarted.
+		existing.shutdownWith(ErrPeerRestarted)
 		l.forget(existing)
+		if l.config.Tracer != nil {
+			l.traceEvent(TraceListenerEvent, ap, 0, "peer restarted")
+		}
 	}
 	cio := newListenerConnIO(l, ap)
 	if reason, ok := l.admit(cio); !ok {
@@ -364,6 +396,8 @@ func (l *Listener) handleHello(d []byte, ap netip.AddrPort, existing *listenerCo
 	copy(cio.helloRandom[:], ch.random)
 	c := newConn(cio, l.config, false)
 	c.listener = l
+	cio.conn = c
+	c.activity = &cio.activity
 	c.hs.startAt(msgSeq, msgSeq)
 	if !l.config.InsecureSkipHelloVerify {
 		c.flights = 1 // the stateless HelloVerifyRequest was our first flight
@@ -403,12 +437,24 @@ func (l *Listener) serve(c *Conn) {
 	defer l.wg.Done()
 	err := c.HandshakeContext(l.ctx)
 	cio := c.io.(*listenerConnIO)
+	var evicted *listenerConnIO
 	l.mu.Lock()
 	l.releaseSlotLocked(cio)
 	if err == nil && cio.isDone() {
-		err = cio.err // evicted as the handshake completed
+		err = cio.err // ended as the handshake completed
+	}
+	if err == nil {
+		if len(l.conns) >= l.maxConns {
+			evicted = l.longestIdleLocked()
+			l.forgetLocked(evicted)
+		}
+		cio.activity.touch()
+		l.conns[cio] = struct{}{}
 	}
 	l.mu.Unlock()
+	if evicted != nil {
+		l.evict(evicted)
+	}
 	if err != nil {
 		l.stats.handshakesFailed.Add(1)
 		c.Close()
@@ -435,12 +481,47 @@ func (l *Listener) serve(c *Conn) {
 }
 
 // forget drops everything the Listener keeps for cio: its handshake slot
-// and its routes.
+// or its place among the established connections, and its routes.
 func (l *Listener) forget(cio *listenerConnIO) {
 	l.mu.Lock()
-	l.releaseSlotLocked(cio)
+	l.forgetLocked(cio)
 	l.mu.Unlock()
+}
+
+func (l *Listener) forgetLocked(cio *listenerConnIO) {
+	l.releaseSlotLocked(cio)
+	delete(l.conns, cio)
 	l.table.remove(cio)
+}
+
+// longestIdleLocked returns the established connection whose peer sent
+// nothing for the longest time.
+func (l *Listener) longestIdleLocked() *listenerConnIO {
+	var victim *listenerConnIO
+	var oldest int64
+	for cio := range l.conns {
+		if t := cio.activity.last.Load(); victim == nil || t < oldest {
+			victim, oldest = cio, t
+		}
+	}
+	return victim
+}
+
+// evict ends an established connection, already forgotten, to make room
+// under MaxConnections. Its peer is probably there, so it gets a
+// close_notify and may handshake again at once.
+func (l *Listener) evict(cio *listenerConnIO) {
+	c := cio.conn
+	c.out.Lock()
+	if !c.closed.Load() && !cio.isDone() {
+		c.sendAlertLocked(alertLevelWarning, alertCloseNotify)
+	}
+	c.out.Unlock()
+	cio.shutdownWith(ErrEvicted)
+	l.stats.evicted.Add(1)
+	if l.config.Tracer != nil {
+		l.traceEvent(TraceListenerEvent, cio.peer.Load().ap, 0, "evicted for MaxConnections")
+	}
 }
 
 // sourcePrefix is the source a per-source limit counts by: the IPv4
@@ -533,7 +614,8 @@ func (l *Listener) releaseSlotLocked(cio *listenerConnIO) {
 	}
 }
 
-// janitor ends handshakes that stalled, once per janitorInterval. It is
+// janitor ends handshakes that stalled and connections that went idle,
+// once per janitorInterval, and advances the coarse clock. It is
 // the Listener's only goroutine besides the reader and one per handshake
 // in progress: established connections have none.
 func (l *Listener) janitor() {
@@ -550,14 +632,35 @@ func (l *Listener) janitor() {
 	}
 }
 
-// sweep ends the handshakes that made no progress for the stall timeout.
+// sweep ends the handshakes that made no progress for the stall timeout
+// and the connections idle for the idle timeout.
 func (l *Listener) sweep() {
-	stalled := l.nanotime() - int64(l.stallTimeout)
+	now := l.nanotime()
+	l.clock.Store(now)
+	stalled, idle := now-int64(l.stallTimeout), now-int64(l.idleTimeout)
+	var ended []*listenerConnIO
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	for cio := range l.handshakes {
 		if cio.progress.Load() <= stalled {
 			l.endHandshakeLocked(cio, errHandshakeStalled)
+		}
+	}
+	if l.idleTimeout > 0 {
+		for cio := range l.conns {
+			if cio.activity.last.Load() <= idle {
+				ended = append(ended, cio)
+				l.forgetLocked(cio)
+			}
+		}
+	}
+	l.mu.Unlock()
+	for _, cio := range ended {
+		// The peer is presumably gone, or behind a NAT mapping that
+		// expired: no close_notify.
+		cio.shutdownWith(ErrIdleTimeout)
+		l.stats.idleTimeouts.Add(1)
+		if l.config.Tracer != nil {
+			l.traceEvent(TraceListenerEvent, cio.peer.Load().ap, 0, "idle timeout")
 		}
 	}
 }
@@ -608,6 +711,25 @@ func (c *Config) maxHandshakesPerSource() int {
 		n = c.MaxHandshakesPerSource
 	}
 	return min(n, c.maxHandshakes())
+}
+
+// listenerIdleTimeout is IdleTimeout for a Listener's connections: 0 means
+// none.
+func (c *Config) listenerIdleTimeout() time.Duration {
+	switch {
+	case c == nil || c.IdleTimeout == 0:
+		return defaultListenerIdleTimeout
+	case c.IdleTimeout < 0:
+		return 0
+	}
+	return c.IdleTimeout
+}
+
+func (c *Config) maxConnections() int {
+	if c == nil || c.MaxConnections <= 0 {
+		return defaultMaxConnections
+	}
+	return c.MaxConnections
 }
 
 // parseInitialClientHello recognizes a datagram that starts with a whole,
@@ -679,6 +801,10 @@ type listenerConnIO struct {
 	// progress is when the handshake last took a new message from the
 	// peer (Listener.nanotime), for the stall timeout and eviction.
 	progress atomic.Int64
+	// activity is when a record from the peer last authenticated, on the
+	// Listener's coarse clock, for the idle timeout and MaxConnections.
+	activity activity
+	conn     *Conn
 	timer    *time.Timer
 }
 
@@ -699,10 +825,11 @@ type peerAddr struct {
 
 func newListenerConnIO(l *Listener, ap netip.AddrPort) *listenerConnIO {
 	c := &listenerConnIO{
-		l:     l,
-		queue: make(chan queuedDatagram, l.queueLen),
-		intr:  make(chan struct{}, 1),
-		done:  make(chan struct{}),
+		l:        l,
+		activity: activity{clock: &l.clock},
+		queue:    make(chan queuedDatagram, l.queueLen),
+		intr:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
 	}
 	c.setPeer(ap)
 	return c

@@ -65,6 +65,10 @@ type ListenerStats struct {
 	HandshakesEvicted uint64
 	Handshaking       int // handshakes in progress now
 
+	Connections  int    // established connections now, accepted or waiting for Accept
+	IdleTimeouts uint64 // connections ended by Config.IdleTimeout
+	Evicted      uint64 // connections ended, longest-idle first, to stay within Config.MaxConnections
+
 	// BacklogFull counts connections closed, with a close_notify, right
 	// after their handshake because Config.AcceptBacklog connections
 	// were already waiting for Accept.
@@ -86,6 +90,8 @@ type listenerCounters struct {
 	backlogFull         atomic.Uint64
 	handshakesStalled   atomic.Uint64
 	handshakesEvicted   atomic.Uint64
+	idleTimeouts        atomic.Uint64
+	evicted             atomic.Uint64
 }
 
 // Stats returns the Listener's counters.
@@ -99,9 +105,12 @@ func (l *Listener) Stats() ListenerStats {
 		BacklogFull:         l.stats.backlogFull.Load(),
 		HandshakesStalled:   l.stats.handshakesStalled.Load(),
 		HandshakesEvicted:   l.stats.handshakesEvicted.Load(),
+		IdleTimeouts:        l.stats.idleTimeouts.Load(),
+		Evicted:             l.stats.evicted.Load(),
 	}
 	l.mu.Lock()
 	s.Handshaking = len(l.handshakes)
+	s.Connections = len(l.conns)
 	l.mu.Unlock()
 	for i := range l.stats.drops {
 		if n := l.stats.drops[i].Load(); n > 0 {
