@@ -182,8 +182,11 @@ type Config struct {
 	SRTPMKI []byte
 
 	// Listener limits. A Listener (Listen, NewListener) bounds what
-	// peers can make it hold; the zero value of each field is the
-	// default given, and Listen refuses negative values.
+	// peers can make it hold. The zero value of each field below means
+	// the default it states; Listen and NewListener refuse a negative
+	// count and a value past a stated maximum. Memory at worst: about
+	// MaxHandshakes × 128 KiB for handshakes, and per connection about
+	// 10 KB plus MaxQueuedBytes.
 
 	// MaxHandshakes bounds the handshakes a Listener runs at once, each
 	// with a goroutine and up to 128 KiB of buffered messages. When every
@@ -224,7 +227,7 @@ type Config struct {
 
 	// MaxQueuedDatagrams bounds the datagrams a Listener queues for one
 	// connection whose reader has not taken them yet; more are dropped,
-	// as by a full socket buffer. If 0, 64.
+	// as by a full socket buffer. If 0, 64; at most 4096.
 	MaxQueuedDatagrams int
 
 	// MaxQueuedBytes bounds the memory those datagrams hold, counted in
@@ -236,8 +239,16 @@ type Config struct {
 	// AcceptBacklog bounds the connections whose handshake completed and
 	// that wait for Listener.Accept. A connection that finds the backlog
 	// full is closed with a close_notify, and the peer may try again.
-	// If 0, 128.
+	// If 0, 128; at most 65536.
 	AcceptBacklog int
+
+	// ReceiveBufferSize is the socket receive buffer, in bytes, a
+	// Listener asks the kernel for, so that bursts of handshakes are not
+	// dropped by the socket. The kernel may grant less
+	// (net.core.rmem_max on Linux): ListenerStats.ReceiveBufferSize says
+	// what it granted. If 0, 4 MiB; a negative value leaves the socket's
+	// buffer as it is.
+	ReceiveBufferSize int
 
 	// resumption is a server's ticket keys and session cache, created on
 	// first use and shared by Clones.

@@ -3,10 +3,12 @@ package dtls
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -64,6 +66,19 @@ const (
 	// deployment with more peers sees re-handshakes, not refusals, and
 	// raises Config.MaxConnections.
 	defaultMaxConnections = 10000
+	// maxAcceptBacklog and maxQueuedDatagramsLimit bound the values
+	// Config.AcceptBacklog and MaxQueuedDatagrams accept, since their
+	// queues are allocated whole: a backlog of 65536 is 512 KiB, a
+	// connection's queue of 4096 is 96 KiB.
+	maxAcceptBacklog        = 1 << 16
+	maxQueuedDatagramsLimit = 1 << 12
+	// defaultReceiveBuffer is the socket receive buffer a Listener asks
+	// for, as quic-go does (7 MiB there): the default (208 KiB on
+	// Linux) overflows when hundreds of peers handshake at once, each
+	// flight a few datagrams, and a drop there costs a retransmission
+	// timeout. The kernel may grant less (net.core.rmem_max on Linux);
+	// ListenerStats.ReceiveBufferSize says what it granted.
+	defaultReceiveBuffer = 4 << 20
 	// janitorInterval is how often a Listener's janitor looks for
 	// stalled handshakes and idle connections: the precision of those
 	// timeouts.
@@ -127,6 +142,8 @@ type Listener struct {
 	perSource  map[netip.Prefix]int
 	conns      map[*listenerConnIO]struct{}
 
+	rcvbuf int // the socket's receive buffer, as the kernel granted it; 0 if unknown
+
 	// scratch is the reader's receive buffer, large enough for any
 	// datagram; what a connection queues is copied out of it into a
 	// buffer of the datagram's size class.
@@ -164,6 +181,9 @@ func NewListener(pc net.PacketConn, config *Config) (*Listener, error) {
 	if config == nil {
 		config = &Config{}
 	}
+	if err := config.checkListenerLimits(); err != nil {
+		return nil, err
+	}
 	cookies, err := newCookieGenerator(config.rand(), config.time())
 	if err != nil {
 		return nil, err
@@ -178,6 +198,7 @@ func NewListener(pc net.PacketConn, config *Config) (*Listener, error) {
 		done:    make(chan struct{}),
 	}
 	l.udp, _ = pc.(*net.UDPConn)
+	l.sizeReceiveBuffer()
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	l.queueLen, l.queueBytes = config.maxQueuedDatagrams(), config.maxQueuedBytes()
 	l.maxHandshakes, l.maxHandshakesPerHost = config.maxHandshakes(), config.maxHandshakesPerSource()
@@ -191,6 +212,23 @@ func NewListener(pc net.PacketConn, config *Config) (*Listener, error) {
 	go l.readLoop()
 	go l.janitor()
 	return l, nil
+}
+
+// sizeReceiveBuffer asks for Config.ReceiveBufferSize on the socket, if
+// it can set one, and records what the kernel granted.
+func (l *Listener) sizeReceiveBuffer() {
+	want := l.config.receiveBufferSize()
+	sc, ok := l.pc.(syscall.Conn)
+	if !ok {
+		return
+	}
+	if rb, ok := l.pc.(interface{ SetReadBuffer(int) error }); ok && want > 0 {
+		rb.SetReadBuffer(want)
+	}
+	l.rcvbuf = receiveBufferSize(sc)
+	if want > 0 && l.rcvbuf > 0 && l.rcvbuf < want && l.config.Tracer != nil {
+		l.traceEvent(TraceListenerEvent, netip.AddrPort{}, l.rcvbuf, "socket receive buffer capped by the kernel")
+	}
 }
 
 // Accept waits for and returns the next connection whose handshake
@@ -711,6 +749,46 @@ func (c *Config) maxHandshakesPerSource() int {
 		n = c.MaxHandshakesPerSource
 	}
 	return min(n, c.maxHandshakes())
+}
+
+// receiveBufferSize is the receive buffer to ask for; 0 means leave it.
+func (c *Config) receiveBufferSize() int {
+	switch {
+	case c == nil || c.ReceiveBufferSize == 0:
+		return defaultReceiveBuffer
+	case c.ReceiveBufferSize < 0:
+		return 0
+	}
+	return c.ReceiveBufferSize
+}
+
+// checkListenerLimits refuses Listener limits that make no sense, so that
+// a typo fails at Listen rather than under load.
+func (c *Config) checkListenerLimits() error {
+	for _, f := range []struct {
+		name string
+		v    int
+	}{
+		{"MaxHandshakes", c.MaxHandshakes},
+		{"MaxHandshakesPerSource", c.MaxHandshakesPerSource},
+		{"MaxQueuedDatagrams", c.MaxQueuedDatagrams},
+		{"MaxQueuedBytes", c.MaxQueuedBytes},
+		{"AcceptBacklog", c.AcceptBacklog},
+		{"MaxConnections", c.MaxConnections},
+	} {
+		if f.v < 0 {
+			return fmt.Errorf("dtls: Config.%s is negative (%d); 0 means the default", f.name, f.v)
+		}
+	}
+	switch {
+	case c.MaxHandshakes > 0 && c.MaxHandshakesPerSource > c.MaxHandshakes:
+		return fmt.Errorf("dtls: Config.MaxHandshakesPerSource (%d) is more than MaxHandshakes (%d)", c.MaxHandshakesPerSource, c.MaxHandshakes)
+	case c.AcceptBacklog > maxAcceptBacklog:
+		return fmt.Errorf("dtls: Config.AcceptBacklog (%d) is more than %d", c.AcceptBacklog, maxAcceptBacklog)
+	case c.MaxQueuedDatagrams > maxQueuedDatagramsLimit:
+		return fmt.Errorf("dtls: Config.MaxQueuedDatagrams (%d) is more than %d", c.MaxQueuedDatagrams, maxQueuedDatagramsLimit)
+	}
+	return nil
 }
 
 // listenerIdleTimeout is IdleTimeout for a Listener's connections: 0 means

@@ -69,6 +69,13 @@ type ListenerStats struct {
 	IdleTimeouts uint64 // connections ended by Config.IdleTimeout
 	Evicted      uint64 // connections ended, longest-idle first, to stay within Config.MaxConnections
 
+	// ReceiveBufferSize is the socket receive buffer the kernel granted
+	// when the Listener asked for Config.ReceiveBufferSize, in the same
+	// units (Linux reports twice the size, its bookkeeping included:
+	// this is half that). Less than asked means the kernel capped it
+	// (net.core.rmem_max on Linux). 0 if the socket does not say.
+	ReceiveBufferSize int
+
 	// BacklogFull counts connections closed, with a close_notify, right
 	// after their handshake because Config.AcceptBacklog connections
 	// were already waiting for Accept.
@@ -102,6 +109,7 @@ func (l *Listener) Stats() ListenerStats {
 		HandshakesCompleted: l.stats.handshakesCompleted.Load(),
 		HandshakesFailed:    l.stats.handshakesFailed.Load(),
 		MovesRefused:        l.stats.movesRefused.Load(),
+		ReceiveBufferSize:   l.rcvbuf,
 		BacklogFull:         l.stats.backlogFull.Load(),
 		HandshakesStalled:   l.stats.handshakesStalled.Load(),
 		HandshakesEvicted:   l.stats.handshakesEvicted.Load(),

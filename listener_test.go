@@ -5,6 +5,9 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -396,4 +399,93 @@ func TestListenerQueueBytes(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestListenerLimitsValidated: nonsense limits fail at NewListener with an
+// error that names the field.
+func TestListenerLimitsValidated(t *testing.T) {
+	for _, tc := range []struct {
+		set   func(*Config)
+		field string
+	}{
+		{func(c *Config) { c.MaxHandshakes = -1 }, "MaxHandshakes"},
+		{func(c *Config) { c.MaxHandshakesPerSource = -2 }, "MaxHandshakesPerSource"},
+		{func(c *Config) { c.MaxHandshakes, c.MaxHandshakesPerSource = 10, 20 }, "MaxHandshakesPerSource"},
+		{func(c *Config) { c.MaxQueuedDatagrams = -1 }, "MaxQueuedDatagrams"},
+		{func(c *Config) { c.MaxQueuedDatagrams = maxQueuedDatagramsLimit + 1 }, "MaxQueuedDatagrams"},
+		{func(c *Config) { c.MaxQueuedBytes = -1 }, "MaxQueuedBytes"},
+		{func(c *Config) { c.AcceptBacklog = -1 }, "AcceptBacklog"},
+		{func(c *Config) { c.AcceptBacklog = 1 << 30 }, "AcceptBacklog"},
+		{func(c *Config) { c.MaxConnections = -5 }, "MaxConnections"},
+	} {
+		_, sc := configsFor(t, suiteCase{TLS_PSK_WITH_AES_128_CCM_8, ""})
+		tc.set(sc)
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := NewListener(pc, sc)
+		pc.Close()
+		if err == nil {
+			l.Close()
+			t.Errorf("%s: NewListener accepted it", tc.field)
+			continue
+		}
+		if !strings.Contains(err.Error(), "Config."+tc.field) {
+			t.Errorf("%s: error %q does not name the field", tc.field, err)
+		}
+	}
+	// Meaningful negatives are accepted.
+	_, sc := configsFor(t, suiteCase{TLS_PSK_WITH_AES_128_CCM_8, ""})
+	sc.IdleTimeout, sc.ReceiveBufferSize = -1, -1
+	l, err := Listen("udp", "127.0.0.1:0", sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+}
+
+// TestListenerReceiveBuffer is the last part of issue 10 finding 6: the
+// Listener asks for a larger socket receive buffer than the kernel's
+// default and reports what it got, including when the kernel caps it.
+func TestListenerReceiveBuffer(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads net.core.rmem_max")
+	}
+	b, err := os.ReadFile("/proc/sys/net/core/rmem_max")
+	if err != nil {
+		t.Skip(err)
+	}
+	rmemMax, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sc := configsFor(t, suiteCase{TLS_PSK_WITH_AES_128_CCM_8, ""})
+	l, err := Listen("udp", "127.0.0.1:0", sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := l.Stats().ReceiveBufferSize
+	l.Close()
+	if want := min(defaultReceiveBuffer, rmemMax); got < want {
+		t.Errorf("receive buffer %d bytes, want %d (rmem_max %d)", got, want, rmemMax)
+	}
+	t.Logf("default: asked %d, got %d (rmem_max %d)", defaultReceiveBuffer, got, rmemMax)
+
+	// More than the kernel allows: capped, and the Tracer hears it.
+	var dt dropTracer
+	sc.Tracer = dt.trace
+	sc.ReceiveBufferSize = 2*rmemMax + 4096
+	l, err = Listen("udp", "127.0.0.1:0", sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = l.Stats().ReceiveBufferSize
+	l.Close()
+	if got <= 0 || got >= sc.ReceiveBufferSize {
+		t.Errorf("asked %d over rmem_max %d, got %d", sc.ReceiveBufferSize, rmemMax, got)
+	}
+	if dt.count("socket receive buffer capped by the kernel") != 1 {
+		t.Error("the cap was not traced")
+	}
 }
