@@ -155,6 +155,11 @@ type Listener struct {
 	// BenchmarkBogusClientHello).
 	helloScratch clientHelloMsg
 	hvrScratch   []byte
+	// hellos reassembles fragmented ClientHellos before the cookie, and
+	// helloBuf holds one reassembled as a whole record; the reader owns
+	// both.
+	hellos   helloPool
+	helloBuf []byte
 }
 
 // Listen listens for DTLS on a UDP address.
@@ -331,13 +336,21 @@ func (l *Listener) readLoop() {
 			// association: the client may have restarted on the same
 			// port (RFC 6347 §4.2.8). Handled unless it is the
 			// association's own ClientHello again.
-			if byAddr && looksLikeClientHello(d) && l.handleHello(d, ap, cio) {
-				continue
+			if byAddr && looksLikeClientHello(d) {
+				if l.handleHello(d, ap, cio, len(d)) {
+					continue
+				}
+				// A fragment: the association takes it (its own
+				// ClientHello retransmitted), and the pool too, in
+				// case it is a new one.
+				if l.handleHelloFragments(d, ap, cio) && cio.isDone() {
+					continue // it was new, and ended the association
+				}
 			}
 			cio.deliver(d, ap)
 			continue
 		}
-		if !l.handleHello(d, ap, nil) {
+		if !l.handleHello(d, ap, nil, len(d)) && !l.handleHelloFragments(d, ap, nil) {
 			if isHandshakeRecord(d) {
 				l.drop(dropBadHello, ap, n)
 			} else {
@@ -392,7 +405,11 @@ func (l *Listener) movePeer(cio *listenerConnIO, newAP netip.AddrPort) {
 // closed and a new one starts (RFC 6347 §4.2.8), as when a device reboots
 // and comes back on the same port. The association's own ClientHello,
 // retransmitted, is left to it (handleHello returns false).
-func (l *Listener) handleHello(d []byte, ap netip.AddrPort, existing *listenerConnIO) bool {
+//
+// received is the number of bytes the peer sent for this ClientHello
+// (more than len(d) when it was reassembled from fragments): the
+// HelloVerifyRequest is never larger.
+func (l *Listener) handleHello(d []byte, ap netip.AddrPort, existing *listenerConnIO, received int) bool {
 	ch := &l.helloScratch
 	hdr, msgSeq, ok := parseInitialClientHelloInto(d, ch)
 	if !ok {
@@ -403,7 +420,7 @@ func (l *Listener) handleHello(d []byte, ap netip.AddrPort, existing *listenerCo
 		var cookie [cookieLen]byte
 		hvr := appendHelloVerifyRequest(l.hvrScratch[:0], hdr.seq, msgSeq, l.cookies.generate(cookie[:0], now, ap, ch))
 		// Never answer with more than was sent: no amplification.
-		if len(hvr) <= len(d) {
+		if len(hvr) <= received {
 			if l.config.Tracer != nil {
 				l.traceStatelessExchange(now, ap, d, hdr, msgSeq, hvr)
 			}
@@ -449,6 +466,59 @@ func (l *Listener) handleHello(d []byte, ap netip.AddrPort, existing *listenerCo
 	l.wg.Add(1)
 	go l.serve(c)
 	return true
+}
+
+// handleHelloFragments feeds the ClientHello fragments that d, from ap,
+// carries to the pool (helloPool). When one completes a ClientHello, that
+// is handled as if it had arrived whole (handleHello), with the bytes of
+// every datagram that carried its fragments as the budget for an answer,
+// and a Conn it starts gets the whole message in one record. It reports
+// whether d carried a ClientHello fragment.
+func (l *Listener) handleHelloFragments(d []byte, ap netip.AddrPort, existing *listenerConnIO) bool {
+	found := false
+	budget := len(d) // counted once, for the first fragment
+	for rest := d; len(rest) > 0; {
+		hdr, body, next, reason := nextRecord(rest)
+		if reason != dropNone {
+			break
+		}
+		rest = next
+		if hdr.typ != recordTypeHandshake || hdr.epoch != 0 ||
+			(hdr.version != VersionDTLS10 && hdr.version != VersionDTLS12) {
+			continue
+		}
+		for len(body) > 0 {
+			var h handshakeHeader
+			if !h.unmarshal(body) || len(body) < handshakeHeaderLen+int(h.fragmentLength) {
+				break
+			}
+			frag := body[handshakeHeaderLen : handshakeHeaderLen+int(h.fragmentLength)]
+			body = body[handshakeHeaderLen+int(h.fragmentLength):]
+			if !helloFragment(&h) {
+				continue
+			}
+			found = true
+			e, evicted := l.hellos.add(l.nanotime(), ap, hdr.seq, &h, frag, budget)
+			budget = 0
+			for range evicted {
+				l.drop(dropHelloIncomplete, ap, 0)
+			}
+			if e == nil {
+				continue
+			}
+			hh := handshakeHeader{typ: typeClientHello, length: h.length, messageSeq: e.msgSeq, fragmentLength: h.length}
+			whole := appendRecordHeader(l.helloBuf[:0], recordTypeHandshake, hdr.version, 0, e.recordSeq, handshakeHeaderLen+len(e.body))
+			whole = append(hh.appendTo(whole), e.body...)
+			l.helloBuf = whole
+			received := e.received
+			l.hellos.release(e)
+			if !l.handleHello(whole, ap, existing, received) && existing == nil {
+				l.drop(dropBadHello, ap, len(whole))
+			}
+			return true
+		}
+	}
+	return found
 }
 
 // traceStatelessExchange reports a cookie-less ClientHello and the

@@ -17,9 +17,10 @@ const (
 	dropHandshakeLimit                      // MaxHandshakes in progress, none of them stalled
 	dropSourceLimit                         // MaxHandshakesPerSource in progress from its source, none stalled
 	dropUnknownPeer                         // not a ClientHello, from an address without a connection
-	dropBadHello                            // an epoch-0 handshake record that is not a whole, parseable ClientHello
+	dropBadHello                            // an epoch-0 handshake record that is no parseable ClientHello or fragment of one
 	dropNoAmplification                     // a HelloVerifyRequest would have been larger than the ClientHello
 	dropListenerClosed                      // the Listener was closing
+	dropHelloIncomplete                     // a fragmented ClientHello given up before it was whole (pool full, or expired); once per message
 	numListenerDrops
 )
 
@@ -33,6 +34,7 @@ var listenerDropNames = [numListenerDrops]string{
 	dropBadHello:        "bad hello",
 	dropNoAmplification: "hello too short to answer",
 	dropListenerClosed:  "listener closed",
+	dropHelloIncomplete: "incomplete hello",
 }
 
 func (r listenerDrop) String() string {
@@ -48,8 +50,9 @@ type ListenerStats struct {
 	// connection took them, by reason: "queue full", "queue bytes full",
 	// "connection closed", "handshake limit", "handshake limit per
 	// source", "unknown peer", "bad hello", "hello too short to
-	// answer", "listener closed". Records a connection discards are in
-	// its Conn.Stats.
+	// answer", "listener closed", "incomplete hello" (a fragmented
+	// ClientHello given up before it was whole: one count per message).
+	// Records a connection discards are in its Conn.Stats.
 	Dropped map[string]uint64
 
 	HandshakesStarted   uint64 // cookie-verified ClientHellos that got a connection
