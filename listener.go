@@ -12,6 +12,45 @@ import (
 	"time"
 )
 
+// A Listener's design, in short.
+//
+// The datagram path. The reader goroutine (readLoop) reads each datagram
+// into one scratch buffer and looks it up in the connTable, under a read
+// lock: by the CID of a tls12_cid record, else by source address. A
+// datagram for a connection is copied into a pooled buffer of its size
+// class and queued for it (listenerConnIO.deliver, in io.go) without
+// blocking; a full queue drops it. The connection's reader (the handshake
+// goroutine, then the application's Read) takes it, opens its records in
+// place and gives the buffer back. A datagram from an address without a
+// connection can only be a ClientHello: one without a valid cookie gets a
+// stateless HelloVerifyRequest (handleHello), a fragment of one waits in
+// the helloPool until it is whole, and one with a valid cookie gets a
+// handshake slot (admit) and a Conn.
+//
+// Goroutines. The reader; one janitor, which once a second ends stalled
+// handshakes and idle connections and advances the coarse clock that
+// connections stamp their peer's last record with; and one per handshake
+// in progress (serve), which hands the Conn to Accept and ends. An
+// established connection has no goroutine of its own. The reader never
+// waits for anything a peer controls: queues and the Accept backlog are
+// sent to without blocking, and the locks it takes (the table's read lock
+// per datagram; mu, the cookie generator's once per ClientHello) are held
+// briefly by their other users.
+//
+// Ownership. The reader alone uses scratch, helloScratch, hvrScratch,
+// hellos and helloBuf. mu guards the handshake slots and the established
+// connections; the table has its own lock, taken after mu, never before.
+// A listenerConnIO's done channel, closed once with the reason
+// (shutdownWith), ends its connection: its Read and Write return that
+// reason (ErrIdleTimeout, ErrEvicted, ErrPeerRestarted, ErrListenerClosed).
+//
+// Limits. Before a cookie, nothing per peer but the hello pool (limits in
+// hello_pool.go). After it: a handshake slot (MaxHandshakes,
+// MaxHandshakesPerSource, the stall timeout, HandshakeTimeout), a queue
+// (MaxQueuedDatagrams, MaxQueuedBytes), a place in the Accept backlog
+// (AcceptBacklog), then among MaxConnections until IdleTimeout. Each drop
+// is counted in Stats and traced.
+
 // Listener limits. A Listener answers anyone who can send it a datagram, so
 // everything it keeps per peer is bounded, and nothing is kept before the
 // peer has shown it can receive at its address (a valid cookie). The
@@ -118,13 +157,13 @@ type Listener struct {
 	stats     listenerCounters
 
 	// Limits, from the Config with defaults filled in.
-	queueLen             int
-	queueBytes           int
-	maxHandshakes        int
-	maxHandshakesPerHost int
-	stallTimeout         time.Duration
-	idleTimeout          time.Duration // 0: none
-	maxConns             int
+	queueLen      int
+	queueBytes    int
+	maxHandshakes int
+	maxPerSource  int
+	stallTimeout  time.Duration
+	idleTimeout   time.Duration // 0: none
+	maxConns      int
 
 	// start is when the Listener started: stamps are nanoseconds since,
 	// on the monotonic clock. clock is a coarse copy the janitor advances,
@@ -181,7 +220,9 @@ func Listen(network, laddr string, config *Config) (*Listener, error) {
 }
 
 // NewListener serves DTLS on pc. The Listener owns pc: closing it closes
-// pc, which ends the connections it accepted too.
+// pc, which ends the connections it accepted too. It refuses a Config
+// whose Listener limits make no sense (see Config), and asks the kernel
+// for a receive buffer of Config.ReceiveBufferSize.
 func NewListener(pc net.PacketConn, config *Config) (*Listener, error) {
 	if config == nil {
 		config = &Config{}
@@ -206,7 +247,7 @@ func NewListener(pc net.PacketConn, config *Config) (*Listener, error) {
 	l.sizeReceiveBuffer()
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	l.queueLen, l.queueBytes = config.maxQueuedDatagrams(), config.maxQueuedBytes()
-	l.maxHandshakes, l.maxHandshakesPerHost = config.maxHandshakes(), config.maxHandshakesPerSource()
+	l.maxHandshakes, l.maxPerSource = config.maxHandshakes(), config.maxHandshakesPerSource()
 	l.stallTimeout = config.handshakeTimeout() / handshakeStallDivisor
 	l.idleTimeout, l.maxConns = config.listenerIdleTimeout(), config.maxConnections()
 	l.start = time.Now()
@@ -259,8 +300,11 @@ func (l *Listener) isClosed() bool {
 	}
 }
 
-// Close stops the listener, aborts handshakes in progress and closes the
-// socket. It waits for the listener's goroutines to end.
+// Close stops the listener: it aborts the handshakes in progress, ends
+// every connection it accepted or holds for Accept (their Read and Write
+// return ErrListenerClosed; no close_notify is sent) and closes the
+// socket. It waits for the listener's goroutines to end. Accept then
+// returns net.ErrClosed.
 func (l *Listener) Close() error {
 	var err error
 	l.closeOnce.Do(func() {
@@ -659,7 +703,7 @@ func (l *Listener) admit(cio *listenerConnIO) (listenerDrop, bool) {
 	if l.isClosed() {
 		return dropListenerClosed, false
 	}
-	if l.perSource[cio.src] >= l.maxHandshakesPerHost {
+	if l.perSource[cio.src] >= l.maxPerSource {
 		v := l.mostStalledLocked(now, cio.src, true)
 		if v == nil {
 			return dropSourceLimit, false
@@ -771,12 +815,6 @@ func (l *Listener) sweep() {
 			l.traceEvent(TraceListenerEvent, cio.peer.Load().ap, 0, "idle timeout")
 		}
 	}
-}
-
-// handshakeProgress notes that the Conn took a new handshake message
-// from its peer.
-func (c *listenerConnIO) handshakeProgress() {
-	c.progress.Store(c.l.nanotime())
 }
 
 var (
@@ -921,207 +959,3 @@ func appendHelloVerifyRequest(dst []byte, recordSeq uint64, msgSeq uint16, cooki
 	dst = append(dst, byte(VersionDTLS12>>8), byte(VersionDTLS12&0xff), byte(len(cookie)))
 	return append(dst, cookie...)
 }
-
-// listenerConnIO is one peer's share of a Listener's socket: a bounded
-// queue filled by the listener's reader.
-type listenerConnIO struct {
-	l *Listener
-	// peer is where we send, and the address the Listener routes from.
-	// It moves (RFC 9146 §6) in the Conn's reader while writers and
-	// RemoteAddr read it, hence the atomic pointer.
-	peer atomic.Pointer[peerAddr]
-	cid  string // our CID registered with the Listener, guarded by the table's mu
-	// helloRandom is the random of the ClientHello that created the
-	// association, to tell its retransmission from a new association on
-	// the same address (RFC 6347 §4.2.8).
-	helloRandom [randomLen]byte
-	queue       chan queuedDatagram
-	queued      atomic.Int64 // bytes of the buffers in queue and cur
-	cur         *[]byte
-	from        netip.AddrPort // source of cur
-	intr        chan struct{}
-	done        chan struct{}
-	err         error // why done was closed: set before
-	once        sync.Once
-	// src is the source prefix the per-source handshake limit counts
-	// the peer under, fixed when the handshake starts.
-	src netip.Prefix
-	// progress is when the handshake last took a new message from the
-	// peer (Listener.nanotime), for the stall timeout and eviction.
-	progress atomic.Int64
-	// activity is when a record from the peer last authenticated, on the
-	// Listener's coarse clock, for the idle timeout and MaxConnections.
-	activity activity
-	conn     *Conn
-	timer    *time.Timer
-}
-
-type queuedDatagram struct {
-	buf *[]byte
-	n   int
-	// from is the datagram's source when it is not the peer's current
-	// address (a NAT rebinding, RFC 9146 §6), nil in the usual case: a
-	// pointer keeps the queue, MaxQueuedDatagrams of these per connection, small.
-	from *netip.AddrPort
-}
-
-// peerAddr is a peer's address in both forms we need.
-type peerAddr struct {
-	ap    netip.AddrPort
-	raddr *net.UDPAddr
-}
-
-func newListenerConnIO(l *Listener, ap netip.AddrPort) *listenerConnIO {
-	c := &listenerConnIO{
-		l:        l,
-		activity: activity{clock: &l.clock},
-		queue:    make(chan queuedDatagram, l.queueLen),
-		intr:     make(chan struct{}, 1),
-		done:     make(chan struct{}),
-	}
-	c.setPeer(ap)
-	return c
-}
-
-func (c *listenerConnIO) setPeer(ap netip.AddrPort) {
-	c.peer.Store(&peerAddr{ap: ap, raddr: net.UDPAddrFromAddrPort(ap)})
-}
-
-// deliver queues a copy of the datagram d from the address from for the
-// connection, or drops it when the queue is full or the connection closed.
-// The copy goes into a buffer of d's size class, so that a small datagram
-// holds little memory, and the queue is bounded in datagrams and in
-// bytes: what a connection holds is a function of what its peer sent,
-// bounded by Config.MaxQueuedDatagrams and MaxQueuedBytes.
-func (c *listenerConnIO) deliver(d []byte, from netip.AddrPort) {
-	if c.isDone() {
-		c.l.drop(dropConnClosed, from, len(d))
-		return
-	}
-	size := datagramClassSize(len(d))
-	// At least one datagram is always taken, whatever MaxQueuedBytes.
-	if len(c.queue) > 0 && int(c.queued.Load())+size > c.l.queueBytes {
-		c.l.drop(dropQueueBytes, from, len(d))
-		return
-	}
-	bp := getDatagramBuf(len(d))
-	copy(*bp, d)
-	var fp *netip.AddrPort
-	if from != c.peer.Load().ap {
-		f := from // only this rare case allocates
-		fp = &f
-	}
-	select {
-	case c.queue <- queuedDatagram{bp, len(d), fp}:
-		c.queued.Add(int64(size))
-	default:
-		putDatagramBuf(bp)
-		c.l.drop(dropQueueFull, from, len(d))
-	}
-}
-
-func (c *listenerConnIO) readDatagram(deadline time.Time) ([]byte, error) {
-	c.release()
-	var timeout <-chan time.Time
-	if !deadline.IsZero() {
-		d := time.Until(deadline)
-		if d <= 0 {
-			return nil, errTimeout
-		}
-		if c.timer == nil {
-			c.timer = time.NewTimer(d)
-		} else {
-			c.timer.Reset(d)
-		}
-		defer c.timer.Stop()
-		timeout = c.timer.C
-	}
-	select {
-	case q := <-c.queue:
-		c.cur, c.from = q.buf, netip.AddrPort{}
-		if q.from != nil {
-			c.from = *q.from
-		}
-		return (*q.buf)[:q.n], nil
-	case <-c.intr:
-		return nil, errInterrupted
-	case <-c.done:
-		return nil, c.err
-	case <-timeout:
-		return nil, errTimeout
-	}
-}
-
-func (c *listenerConnIO) release() {
-	if c.cur != nil {
-		c.queued.Add(-int64(cap(*c.cur)))
-		putDatagramBuf(c.cur)
-		c.cur = nil
-	}
-}
-
-func (c *listenerConnIO) interrupt() {
-	select {
-	case c.intr <- struct{}{}:
-	default:
-	}
-}
-
-func (c *listenerConnIO) writeDatagram(b []byte) error {
-	if c.isDone() {
-		return c.err
-	}
-	return c.l.writeTo(b, c.peer.Load().ap)
-}
-
-// followPeer moves the peer to the source of the current datagram
-// (RFC 9146 §6); the Conn calls it only for a record that carried our CID,
-// authenticated and was the newest yet. The third condition of §6, a
-// return routability check (RFC 9853), is not implemented: an on-path
-// attacker who wins a race with a copy of a fresh datagram can redirect
-// our records until the peer's next one.
-func (c *listenerConnIO) followPeer() {
-	if c.from.IsValid() && c.from != c.peer.Load().ap {
-		c.l.movePeer(c, c.from)
-	}
-}
-
-func (c *listenerConnIO) localAddr() net.Addr  { return c.l.pc.LocalAddr() }
-func (c *listenerConnIO) remoteAddr() net.Addr { return c.peer.Load().raddr }
-
-func (c *listenerConnIO) isDone() bool {
-	select {
-	case <-c.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// shutdown ends the connection's use of the socket: its reader and
-// writers get net.ErrClosed.
-func (c *listenerConnIO) shutdown() { c.shutdownWith(net.ErrClosed) }
-
-// shutdownWith is shutdown with the error the reader and writers get.
-func (c *listenerConnIO) shutdownWith(err error) {
-	c.once.Do(func() {
-		c.err = err
-		close(c.done)
-	})
-}
-
-func (c *listenerConnIO) close() error {
-	c.shutdown()
-	c.l.forget(c)
-	return nil
-}
-
-// errTimeout is a net.Error timeout, like a socket's.
-var errTimeout error = timeoutError{}
-
-type timeoutError struct{}
-
-func (timeoutError) Error() string   { return "dtls: i/o timeout" }
-func (timeoutError) Timeout() bool   { return true }
-func (timeoutError) Temporary() bool { return true }
-func (timeoutError) Unwrap() error   { return nil }
