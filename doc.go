@@ -18,7 +18,11 @@
 //
 // The listener answers every ClientHello without a valid cookie with a
 // stateless HelloVerifyRequest and keeps no state for that peer, so spoofed
-// floods cost it one HMAC each. Handshakes are retransmitted with
+// floods cost it one HMAC each. What peers can make it hold is bounded by
+// the Config fields under "Listener limits" (handshakes in progress, in
+// all and per source; queued datagrams and bytes per connection; the
+// Accept backlog; established connections; an idle timeout, 5 minutes by
+// default), and Listener.Stats counts what it dropped and why. Handshakes are retransmitted with
 // exponential backoff (1 s, doubling to 60 s), fragmented to Config.MTU
 // (1200 bytes by default), and reassembled within named limits.
 //

@@ -181,7 +181,8 @@ type Listener struct {
 	perSource  map[netip.Prefix]int
 	conns      map[*listenerConnIO]struct{}
 
-	rcvbuf int // the socket's receive buffer, as the kernel granted it; 0 if unknown
+	rcvbuf       int  // the socket's receive buffer, as the kernel granted it; 0 if unknown
+	rcvbufCapped bool // less than Config.ReceiveBufferSize
 
 	// scratch is the reader's receive buffer, large enough for any
 	// datagram; what a connection queues is copied out of it into a
@@ -272,7 +273,8 @@ func (l *Listener) sizeReceiveBuffer() {
 		rb.SetReadBuffer(want)
 	}
 	l.rcvbuf = receiveBufferSize(sc)
-	if want > 0 && l.rcvbuf > 0 && l.rcvbuf < want && l.config.Tracer != nil {
+	l.rcvbufCapped = want > 0 && l.rcvbuf > 0 && l.rcvbuf < want
+	if l.rcvbufCapped && l.config.Tracer != nil {
 		l.traceEvent(TraceListenerEvent, netip.AddrPort{}, l.rcvbuf, "socket receive buffer capped by the kernel")
 	}
 }

@@ -78,6 +78,8 @@ type ListenerStats struct {
 	// this is half that). Less than asked means the kernel capped it
 	// (net.core.rmem_max on Linux). 0 if the socket does not say.
 	ReceiveBufferSize int
+	// ReceiveBufferCapped says the kernel granted less than asked.
+	ReceiveBufferCapped bool
 
 	// BacklogFull counts connections closed, with a close_notify, right
 	// after their handshake because Config.AcceptBacklog connections
@@ -113,6 +115,7 @@ func (l *Listener) Stats() ListenerStats {
 		HandshakesFailed:    l.stats.handshakesFailed.Load(),
 		MovesRefused:        l.stats.movesRefused.Load(),
 		ReceiveBufferSize:   l.rcvbuf,
+		ReceiveBufferCapped: l.rcvbufCapped,
 		BacklogFull:         l.stats.backlogFull.Load(),
 		HandshakesStalled:   l.stats.handshakesStalled.Load(),
 		HandshakesEvicted:   l.stats.handshakesEvicted.Load(),

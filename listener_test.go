@@ -480,8 +480,12 @@ func TestListenerReceiveBuffer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got = l.Stats().ReceiveBufferSize
+	st := l.Stats()
+	got = st.ReceiveBufferSize
 	l.Close()
+	if !st.ReceiveBufferCapped {
+		t.Error("ReceiveBufferCapped not set")
+	}
 	if got <= 0 || got >= sc.ReceiveBufferSize {
 		t.Errorf("asked %d over rmem_max %d, got %d", sc.ReceiveBufferSize, rmemMax, got)
 	}
