@@ -222,7 +222,9 @@ type Config struct {
 	// memory. Set it longer for devices that sleep longer and keep their
 	// session with a Connection ID. For a Conn from Dial, Client or
 	// Server, 0 means none, and the timeout is checked by Read. A
-	// negative value means none. A Listener checks once a second.
+	// negative value means none. A Listener checks once a second, and
+	// never ends a connection sooner than HandshakeTimeout after its last
+	// record: the peer may still be finishing its handshake.
 	IdleTimeout time.Duration
 
 	// MaxQueuedDatagrams bounds the datagrams a Listener queues for one

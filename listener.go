@@ -251,6 +251,12 @@ func NewListener(pc net.PacketConn, config *Config) (*Listener, error) {
 	l.maxHandshakes, l.maxPerSource = config.maxHandshakes(), config.maxHandshakesPerSource()
 	l.stallTimeout = config.handshakeTimeout() / handshakeStallDivisor
 	l.idleTimeout, l.maxConns = config.listenerIdleTimeout(), config.maxConnections()
+	if l.idleTimeout > 0 {
+		// Our handshake may complete while the peer's is still running,
+		// its copy of our last flight lost: it has HandshakeTimeout to
+		// get it, by retransmitting its own.
+		l.idleTimeout = max(l.idleTimeout, config.handshakeTimeout())
+	}
 	l.start = time.Now()
 	l.handshakes = make(map[*listenerConnIO]struct{})
 	l.conns = make(map[*listenerConnIO]struct{})
