@@ -132,7 +132,8 @@ func (c *Conn) clientHandshake(ctx context.Context) error {
 			// Some servers cannot reassemble a ClientHello (mbedTLS
 			// 2.28 fails the handshake silently): if the first timer
 			// passes without an answer, start over without the ticket.
-			rctx, cancel := context.WithTimeout(ctx, c.config.retransmitTimeout())
+			first, _ := c.hs.deadline()
+			rctx, cancel := context.WithDeadline(ctx, first)
 			msg, err = c.readHandshake(rctx)
 			cancel()
 			if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {

@@ -470,7 +470,7 @@ func (l *Listener) handleHello(d []byte, ap netip.AddrPort, existing *listenerCo
 	now := l.config.time()
 	if !l.config.InsecureSkipHelloVerify && !l.cookies.verify(now, ap, ch, ch.cookie) {
 		var cookie [cookieLen]byte
-		hvr := appendHelloVerifyRequest(l.hvrScratch[:0], hdr.seq, msgSeq, l.cookies.generate(cookie[:0], now, ap, ch))
+		hvr := appendHelloVerifyRequest(l.hvrScratch[:0], hdr.seq, msgSeq, l.cookies.generate(cookie[:0], now, ap, hdr.seq, ch))
 		// Never answer with more than was sent: no amplification.
 		if len(hvr) <= received {
 			if l.config.Tracer != nil {
@@ -502,6 +502,7 @@ func (l *Listener) handleHello(d []byte, ap netip.AddrPort, existing *listenerCo
 	}
 	copy(cio.helloRandom[:], ch.random)
 	c := newConn(cio, l.config, false)
+	c.hs.setInitialRTT(l.cookies.roundTrip(now, hdr.seq, ch.cookie)) // RFC 9147 §5.8.2: the cookie round trip
 	c.listener = l
 	cio.conn = c
 	c.activity = &cio.activity
