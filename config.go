@@ -195,7 +195,7 @@ type Config struct {
 	// count and a value past a stated maximum. Memory at worst: about
 	// MaxHandshakes × 128 KiB for handshakes, and per connection about
 	// 10 KB plus MaxQueuedBytes.
-
+	//
 	// MaxHandshakes bounds the handshakes a Listener runs at once, each
 	// with a goroutine and up to 128 KiB of buffered messages. When every
 	// slot is taken, a new peer's cookie-verified ClientHello takes the
