@@ -189,6 +189,77 @@ type Config struct {
 	// MKI.
 	SRTPMKI []byte
 
+	// Listener limits. A Listener (Listen, NewListener) bounds what
+	// peers can make it hold. The zero value of each field below means
+	// the default it states; Listen and NewListener refuse a negative
+	// count and a value past a stated maximum. Memory at worst: about
+	// MaxHandshakes × 128 KiB for handshakes, and per connection about
+	// 10 KB plus MaxQueuedBytes.
+	//
+	// MaxHandshakes bounds the handshakes a Listener runs at once, each
+	// with a goroutine and up to 128 KiB of buffered messages. When every
+	// slot is taken, a new peer's cookie-verified ClientHello takes the
+	// slot of the handshake that has gone longest without a new message
+	// from its peer, if that is at least 1 s; otherwise it is dropped and
+	// the client retransmits. A handshake with no new message from its
+	// peer for a quarter of HandshakeTimeout (15 s by default) ends; one
+	// that progresses may take all of HandshakeTimeout.
+	// If 0, 512.
+	MaxHandshakes int
+
+	// MaxHandshakesPerSource bounds the handshakes in progress from one
+	// IPv4 address or one IPv6 /64, so that one host cannot take every
+	// slot; it is at most MaxHandshakes. When a source has no slot left,
+	// its own most stalled handshake makes room as above. If 0, 64.
+	MaxHandshakesPerSource int
+
+	// MaxConnections bounds a Listener's established connections,
+	// accepted or waiting for Accept. A handshake that completes when
+	// the Listener holds MaxConnections ends the connection whose peer
+	// has been silent longest: its Read returns ErrEvicted and its peer
+	// gets a close_notify. An idle connection costs about 10 KB. If 0,
+	// 10000.
+	MaxConnections int
+
+	// IdleTimeout ends a connection whose peer sent no record that
+	// authenticated for this long: its Read (and Write) then return
+	// ErrIdleTimeout. For a Listener's connections, 0 means 5 minutes:
+	// RFC 4787 (REQ-5) lets a NAT forget an idle UDP mapping after 5
+	// minutes, and a peer without a Connection ID then comes back from
+	// a new port as a new connection, so the old one would only hold
+	// memory. Set it longer for devices that sleep longer and keep their
+	// session with a Connection ID. For a Conn from Dial, Client or
+	// Server, 0 means none, and the timeout is checked by Read. A
+	// negative value means none. A Listener checks once a second, and
+	// never ends a connection sooner than HandshakeTimeout after its last
+	// record: the peer may still be finishing its handshake.
+	IdleTimeout time.Duration
+
+	// MaxQueuedDatagrams bounds the datagrams a Listener queues for one
+	// connection whose reader has not taken them yet; more are dropped,
+	// as by a full socket buffer. If 0, 64; at most 4096.
+	MaxQueuedDatagrams int
+
+	// MaxQueuedBytes bounds the memory those datagrams hold, counted in
+	// the buffers that hold them (a datagram is copied into the smallest
+	// of 128, 512, 2048, 9216, 20480 or 65507 bytes that fits it). One
+	// datagram is always taken. If 0, 128 KiB.
+	MaxQueuedBytes int
+
+	// AcceptBacklog bounds the connections whose handshake completed and
+	// that wait for Listener.Accept. A connection that finds the backlog
+	// full is closed with a close_notify, and the peer may try again.
+	// If 0, 128; at most 65536.
+	AcceptBacklog int
+
+	// ReceiveBufferSize is the socket receive buffer, in bytes, a
+	// Listener asks the kernel for, so that bursts of handshakes are not
+	// dropped by the socket. The kernel may grant less
+	// (net.core.rmem_max on Linux): ListenerStats.ReceiveBufferSize says
+	// what it granted. If 0, 4 MiB; a negative value leaves the socket's
+	// buffer as it is.
+	ReceiveBufferSize int
+
 	// resumption is a server's ticket keys and session cache, created on
 	// first use and shared by Clones.
 	resumption *serverResumption

@@ -45,6 +45,9 @@ type Conn struct {
 	isClient bool
 	io       datagramIO
 	listener *Listener // set for connections accepted by a Listener
+	// activity stamps the last authenticated record from the peer, for
+	// the idle timeout; nil when there is none.
+	activity *activity
 
 	// Handshake state, guarded by handshakeMu until the handshake is done.
 	handshakeMu       sync.Mutex
@@ -121,6 +124,9 @@ func newConn(io datagramIO, config *Config, isClient bool) *Conn {
 	initialRTO, minRTO := config.retransmitTimeouts()
 	c.hs = newHandshakeTransport(config.mtu(), initialRTO, minRTO)
 	c.expansionFn = c.rl.expansion
+	if _, ok := io.(*netConnIO); ok && config.IdleTimeout > 0 {
+		c.activity = new(activity) // a Listener's connections use the Listener's
+	}
 	return c
 }
 
@@ -472,11 +478,17 @@ func (c *Conn) readDatagram(ctx context.Context, userDeadline bool) ([]byte, err
 	// concurrent SetReadDeadline either is seen here or interrupts us.
 	c.blockedReads.Add(1)
 	defer c.blockedReads.Add(-1)
-	var deadline time.Time
+	var deadline, idleAt time.Time
 	if userDeadline {
 		deadline = loadDeadline(&c.readDeadline)
+		if c.activity != nil && c.listener == nil { // a Listener's janitor checks its own
+			idleAt = c.activity.at().Add(c.config.IdleTimeout)
+		}
 	}
 	wait := deadline
+	if !idleAt.IsZero() && (wait.IsZero() || idleAt.Before(wait)) {
+		wait = idleAt
+	}
 	rtx, armed := time.Time{}, false
 	if c.hs != nil {
 		rtx, armed = c.hs.deadline()
@@ -488,6 +500,10 @@ func (c *Conn) readDatagram(ctx context.Context, userDeadline bool) ([]byte, err
 	if err != nil {
 		if c.closed.Load() {
 			return nil, net.ErrClosed
+		}
+		if !idleAt.IsZero() && isTimeout(err) && !time.Now().Before(idleAt) {
+			c.readErr = ErrIdleTimeout
+			return nil, ErrIdleTimeout
 		}
 		if isTimeout(err) && armed {
 			now := c.config.time()
@@ -564,6 +580,9 @@ func (c *Conn) handleRecord(hdr recordHeader, body []byte) ([]byte, error) {
 	}
 	if c.config.Tracer != nil {
 		c.trace(&TraceEvent{Kind: TraceRecordReceived, Epoch: hdr.epoch, Seq: hdr.seq, ContentType: uint8(hdr.typ), Length: len(data)})
+	}
+	if c.activity != nil && hdr.epoch > 0 {
+		c.activity.touch() // authenticated: the peer is there (idle timeout)
 	}
 	if hdr.newest && hdr.cid != nil && c.handshakeComplete.Load() {
 		// RFC 9146 §6: a record with our CID that authenticated and is
@@ -778,6 +797,9 @@ func (c *Conn) drop(reason dropReason, hdr recordHeader) {
 func (c *Conn) readHandshake(ctx context.Context) (inMessage, error) {
 	for {
 		if m, ok := c.hs.nextMessage(); ok {
+			if c.listener != nil {
+				c.io.(*listenerConnIO).handshakeProgress() // for the stall timeout
+			}
 			if c.config.Tracer != nil {
 				c.trace(&TraceEvent{Kind: TraceHandshakeReceived, Epoch: m.epoch, HandshakeType: uint8(m.typ), MessageSeq: m.seq, MessageLength: uint32(len(m.body)), FragmentLength: uint32(len(m.body))})
 			}

@@ -18,13 +18,19 @@
 //
 // The listener answers every ClientHello without a valid cookie with a
 // stateless HelloVerifyRequest and keeps no state for that peer, so spoofed
-// floods cost it one HMAC each. Handshakes are retransmitted with
-// exponential backoff (RFC 6347 §4.2.4.1, RFC 9147 §5.8.2): the timer starts
-// at 1 s, or 400 ms for DTLS-SRTP, or 1.5 times the round-trip time when
-// one is known (a server measures it over the cookie exchange, a client
-// keeps it in its session cache), follows the measured round trip once a
-// flight is answered without loss, and doubles up to 60 s; a flight is
-// retransmitted at most 12 times. Flights are fragmented to Config.MTU
+// floods cost it one HMAC each. What peers can make it hold is bounded by
+// the Config fields under "Listener limits" (handshakes in progress, in
+// all and per source; queued datagrams and bytes per connection; the
+// Accept backlog; established connections; an idle timeout, 5 minutes by
+// default), and Listener.Stats counts what it dropped and why.
+//
+// Handshakes are retransmitted with exponential backoff (RFC 6347
+// §4.2.4.1, RFC 9147 §5.8.2): the timer starts at 1 s, or 400 ms for
+// DTLS-SRTP, or 1.5 times the round-trip time when one is known (a server
+// measures it over the cookie exchange, a client keeps it in its session
+// cache), follows the measured round trip once a flight is answered
+// without loss, and doubles up to 60 s; a flight is retransmitted at most
+// 12 times. Flights are fragmented to Config.MTU
 // (1200 bytes by default) and reassembled within named limits.
 //
 // Implemented: ECDHE_ECDSA, ECDHE_RSA, PSK and ECDHE_PSK key exchanges with

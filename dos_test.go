@@ -172,11 +172,9 @@ func TestSpoofedClientHelloFlood(t *testing.T) {
 	if n := f.tooLarge.Load(); n > 0 {
 		t.Errorf("%d answers larger than the ClientHello", n)
 	}
-	l.mu.Lock()
-	conns := len(l.conns)
-	l.mu.Unlock()
-	if conns != 0 || l.handshaking.Load() != 0 {
-		t.Errorf("%d connections and %d handshakes after a flood without cookies", conns, l.handshaking.Load())
+	conns := l.table.len()
+	if conns != 0 || l.Stats().Handshaking != 0 {
+		t.Errorf("%d connections and %d handshakes after a flood without cookies", conns, l.Stats().Handshaking)
 	}
 }
 
@@ -224,7 +222,7 @@ func TestHelloVerifyRequestNoAmplification(t *testing.T) {
 }
 
 // TestMaxHandshakesInProgress opens more cookie-verified handshakes than
-// maxHandshakesInProgress from spoofed addresses that never answer: the
+// defaultMaxHandshakes from spoofed addresses that never answer: the
 // extra one is dropped, and once the stalled ones time out a new one
 // proceeds.
 func TestMaxHandshakesInProgress(t *testing.T) {
@@ -246,11 +244,9 @@ func TestMaxHandshakesInProgress(t *testing.T) {
 			return wrapClientHello(t, ch)
 		}
 		conns := func() int {
-			l.mu.Lock()
-			defer l.mu.Unlock()
-			return len(l.conns)
+			return l.table.len()
 		}
-		for i := range maxHandshakesInProgress {
+		for i := range defaultMaxHandshakes {
 			ap := spoofedAddr(i)
 			n.Inject(ap, lossServerAddr, withCookie(ap))
 			if i%64 == 63 {
@@ -258,20 +254,23 @@ func TestMaxHandshakesInProgress(t *testing.T) {
 			}
 		}
 		synctest.Wait()
-		if got := conns(); got != maxHandshakesInProgress {
-			t.Fatalf("%d handshakes in progress, want %d", got, maxHandshakesInProgress)
+		if got := conns(); got != defaultMaxHandshakes {
+			t.Fatalf("%d handshakes in progress, want %d", got, defaultMaxHandshakes)
 		}
-		extra := spoofedAddr(maxHandshakesInProgress)
+		extra := spoofedAddr(defaultMaxHandshakes)
 		n.Inject(extra, lossServerAddr, withCookie(extra))
 		synctest.Wait()
-		if got := conns(); got != maxHandshakesInProgress {
-			t.Fatalf("%d handshakes after one more ClientHello, want it dropped at %d", got, maxHandshakesInProgress)
+		if got := conns(); got != defaultMaxHandshakes {
+			t.Fatalf("%d handshakes after one more ClientHello, want it dropped at %d", got, defaultMaxHandshakes)
+		}
+		if got := l.Stats().Dropped["handshake limit"]; got != 1 {
+			t.Errorf("Stats().Dropped[\"handshake limit\"] = %d, want 1", got)
 		}
 		// The stalled handshakes time out and are forgotten.
 		time.Sleep(sc.HandshakeTimeout + time.Second)
 		synctest.Wait()
-		if got := conns(); got != 0 || l.handshaking.Load() != 0 {
-			t.Fatalf("%d connections, %d handshakes after the timeout", got, l.handshaking.Load())
+		if got := conns(); got != 0 || l.Stats().Handshaking != 0 {
+			t.Fatalf("%d connections, %d handshakes after the timeout", got, l.Stats().Handshaking)
 		}
 		n.Inject(extra, lossServerAddr, withCookie(extra))
 		synctest.Wait()
@@ -346,9 +345,7 @@ func TestPeerBufferLimits(t *testing.T) {
 		if want := maxReorderMessages - 2 - maxHandshakeBuffered/perMsg; gotFull != want {
 			t.Errorf("%d far-ahead fragments dropped for a full buffer, want %d", gotFull, want)
 		}
-		l.mu.Lock()
-		alive := len(l.conns)
-		l.mu.Unlock()
+		alive := l.table.len()
 		if alive != 1 {
 			t.Errorf("%d connections, want the one handshake still running", alive)
 		}
@@ -370,12 +367,8 @@ func BenchmarkBogusClientHello(b *testing.B) {
 	ap := spoofedAddr(1)
 	b.ReportAllocs()
 	for b.Loop() {
-		bp := l.bufs.Get().(*[]byte)
-		k := copy(*bp, f.template)
-		f.lastLen = k
-		if !l.handleHello((*bp)[:k], ap, bp, nil) {
-			l.bufs.Put(bp)
-		}
+		f.lastLen = len(f.template)
+		l.handleHello(f.template, ap, nil, len(f.template))
 	}
 	if f.tooLarge.Load() > 0 {
 		b.Fatal("answer larger than the ClientHello")

@@ -126,11 +126,30 @@ func (c *Conn) clientHandshake(ctx context.Context) error {
 	}
 
 	var msg inMessage
+	spans := hs.ticketSpansDatagrams()
 	for hvrs := 0; ; hvrs++ {
-		msg, err = c.readHandshake(ctx)
+		if spans {
+			// Some servers cannot reassemble a ClientHello (mbedTLS
+			// 2.28 fails the handshake silently): if the first timer
+			// passes without an answer, start over without the ticket.
+			first, _ := c.hs.deadline()
+			rctx, cancel := context.WithDeadline(ctx, first)
+			msg, err = c.readHandshake(rctx)
+			cancel()
+			if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+				spans = false
+				if err := hs.restartWithoutTicket(); err != nil {
+					return err
+				}
+				continue
+			}
+		} else {
+			msg, err = c.readHandshake(ctx)
+		}
 		if err != nil {
 			return err
 		}
+		spans = false // the server answered
 		if msg.typ != typeHelloVerifyRequest {
 			break
 		}

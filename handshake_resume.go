@@ -298,7 +298,10 @@ func (hs *handshakeState) loadSession() error {
 		return nil
 	}
 	if cs.ticket != nil {
-		if c.config.SessionTicketsDisabled || !c.helloFits(hello, len(cs.ticket)) {
+		// A ticket that makes the ClientHello longer than the MTU is
+		// offered all the same: the ClientHello is then fragmented,
+		// which RFC 6347 §4.2.3 allows and our Listener reassembles.
+		if c.config.SessionTicketsDisabled {
 			return nil
 		}
 		// A random session ID lets us tell a resumption (the server
@@ -317,17 +320,42 @@ func (hs *handshakeState) loadSession() error {
 	return nil
 }
 
-// helloFits reports whether hello with a ticket of ticketLen bytes, and a
-// cookie, fits in one datagram. Servers, ours among them, may insist on an
-// unfragmented first ClientHello; a ticket that would not fit (a long
-// client certificate chain in it) costs a full handshake instead.
-func (c *Conn) helloFits(hello *clientHelloMsg, ticketLen int) bool {
+// ticketSpansDatagrams reports whether the ClientHello carries a session
+// ticket that makes it, with a cookie, longer than one datagram: it will
+// be fragmented, which not every server reassembles.
+func (hs *handshakeState) ticketSpansDatagrams() bool {
+	c, hello := hs.c, hs.hello
+	if len(hello.sessionTicket) == 0 {
+		return false
+	}
 	body, err := hello.marshal()
 	if err != nil {
 		return false
 	}
-	const sessionIDAndCookie = 1 + sessionIDLen + cookieLen
-	return recordHeaderLen+handshakeHeaderLen+len(body)+ticketLen+sessionIDAndCookie <= c.config.mtu()
+	const cookie = 1 + cookieLen
+	return recordHeaderLen+handshakeHeaderLen+len(body)+cookie > c.config.mtu()
+}
+
+// restartWithoutTicket starts the handshake over with a ClientHello that
+// offers no session: the fragmented one that offered a ticket got no
+// answer. The new ClientHello has a new random and is a new first flight.
+func (hs *handshakeState) restartWithoutTicket() error {
+	c, hello := hs.c, hs.hello
+	hello.sessionTicket, hello.sessionID, hello.cookie = nil, nil, nil
+	hs.clientSession, hs.session = nil, nil
+	if _, err := io.ReadFull(c.config.rand(), hello.random); err != nil {
+		return fmt.Errorf("dtls: reading random: %w", err)
+	}
+	rtt := c.hs.rtt.smoothedRTT() // from the session: still the server's
+	initialRTO, minRTO := c.config.retransmitTimeouts()
+	c.hs = newHandshakeTransport(c.config.mtu(), initialRTO, minRTO)
+	c.hs.setInitialRTT(rtt)
+	c.rl.read[0].window.Reset()
+	hs.transcript = hs.transcript[:0]
+	if err := c.writeHandshake(hs, hello); err != nil {
+		return err
+	}
+	return c.sendFlight(false, "")
 }
 
 // sessionUsable reports whether a cached session may be offered: it must

@@ -889,3 +889,81 @@ func TestOpenSSLClientSRTP(t *testing.T) {
 	}
 	checkSRTPKeys(t, k, theirs)
 }
+
+// TestOpenSSLClientFragmentedHello connects `openssl s_client -mtu 256`,
+// with its default cipher list, to our Listener: its ClientHello, the
+// cookie-bearing one at least, spans datagrams and used to be dropped
+// silently. Then s_client resumes the session with its ticket, a still
+// longer ClientHello.
+func TestOpenSSLClientFragmentedHello(t *testing.T) {
+	openssl := requireOpenSSL(t)
+	pki := newTestPKI(t)
+	const mtu = 256
+	tc := opensslCases[0]
+	ctx, cancel := context.WithTimeout(context.Background(), opensslTestTimeout)
+	defer cancel()
+	var mu sync.Mutex
+	var helloLens []int
+	var resumed []bool
+	cfg := &dtls.Config{
+		Certificates: []tls.Certificate{pki.cert},
+		MTU:          mtu,
+		Tracer: func(ev *dtls.TraceEvent) {
+			if ev.Kind == dtls.TraceHandshakeReceived && !ev.Client && ev.HandshakeType == 1 {
+				mu.Lock()
+				helloLens = append(helloLens, int(ev.MessageLength))
+				mu.Unlock()
+			}
+		},
+		VerifyConnection: func(st dtls.ConnectionState) error {
+			mu.Lock()
+			resumed = append(resumed, st.DidResume)
+			mu.Unlock()
+			return nil
+		},
+	}
+	l, err := dtls.Listen("udp", "127.0.0.1:0", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	sess := filepath.Join(t.TempDir(), "session.pem")
+	for i, sessArgs := range [][]string{{"-sess_out", sess}, {"-sess_in", sess}} {
+		served := make(chan error, 1)
+		go func() { served <- serveEcho(ctx, l, tc) }()
+		args := append([]string{"s_client", "-dtls1_2", "-connect", l.Addr().String(), "-mtu", strconv.Itoa(mtu),
+			"-CAfile", pki.caFile, "-servername", "localhost", "-verify_return_error"}, sessArgs...)
+		cli := startOpenSSL(ctx, t, openssl, args)
+		cli.waitLine(ctx, t, goLine)
+		cli.send(t, opensslLine+"\n")
+		cli.waitLine(ctx, t, opensslLine)
+		cli.closeStdin()
+		cli.waitExit(t, 0)
+		if err := <-served; err != nil {
+			t.Fatal(err)
+		}
+		if want := []string{"New, ", "Reused, "}[i]; !strings.Contains(cli.output(), want) {
+			t.Errorf("s_client connection %d did not print %q:\n%s", i+1, want, cli.output())
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("ClientHello lengths our connections received: %v", helloLens)
+	fragmented := 0
+	for _, n := range helloLens {
+		// A record and handshake header (25 bytes) with the message
+		// did not fit one 256-byte datagram.
+		if n+25 > mtu {
+			fragmented++
+		}
+	}
+	if fragmented < 2 {
+		t.Errorf("only %d of the ClientHellos were fragmented: the test does not test reassembly", fragmented)
+	}
+	if !slices.Equal(resumed, []bool{false, true}) {
+		t.Errorf("DidResume over the two connections: %v, want [false true]", resumed)
+	}
+	if s := l.Stats(); len(s.Dropped) != 0 {
+		t.Errorf("Listener drops: %v", s.Dropped)
+	}
+}

@@ -3,6 +3,7 @@ package dtls
 import (
 	"errors"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,6 +44,72 @@ type peerMover interface {
 // datagramBufs holds buffers for one datagram of any size, for the Conns
 // that read their own socket: an idle connection gives its buffer back.
 var datagramBufs = sync.Pool{New: func() any { b := make([]byte, maxDatagramSize); return &b }}
+
+// activity stamps when a connection last authenticated a record from its
+// peer, for the idle timeout. A Listener's connections stamp with the
+// Listener's coarse clock (nanoseconds since it started, advanced by its
+// janitor once per janitorInterval), so that the record path reads no
+// clock; other connections (clock nil) read the monotonic clock, and have
+// an activity only when Config.IdleTimeout asks for it.
+type activity struct {
+	clock *atomic.Int64
+	last  atomic.Int64
+}
+
+// monoBase is the origin of the stamps of connections without a Listener.
+var monoBase = time.Now()
+
+func (a *activity) touch() {
+	if a.clock != nil {
+		a.last.Store(a.clock.Load())
+		return
+	}
+	a.last.Store(int64(time.Since(monoBase)))
+}
+
+// at returns the last stamp of a connection without a Listener as a time.
+func (a *activity) at() time.Time { return monoBase.Add(time.Duration(a.last.Load())) }
+
+// datagramClasses are the sizes of the buffers a Listener copies a
+// received datagram into for its connection's queue: the smallest that
+// fits. A 40-byte CoAP record then holds 128 bytes, not 64 KiB, while
+// the queue is waiting for its reader. The classes cover small records,
+// typical records, one datagram of a 1500-byte path, a jumbo frame, one
+// record of the largest size (2^14 plus expansion) and the largest UDP
+// payload; a datagram holds at most four times its size.
+var datagramClasses = [...]int{128, 512, 2048, 9216, 20480, maxDatagramSize}
+
+var datagramPools [len(datagramClasses)]sync.Pool
+
+// datagramClass returns the index of the smallest class that holds n
+// bytes.
+func datagramClass(n int) int {
+	for i, size := range datagramClasses {
+		if n <= size {
+			return i
+		}
+	}
+	return len(datagramClasses) - 1
+}
+
+// datagramClassSize returns the size of the buffer getDatagramBuf(n)
+// returns.
+func datagramClassSize(n int) int { return datagramClasses[datagramClass(n)] }
+
+// getDatagramBuf returns a buffer of n bytes' class, at its full length.
+func getDatagramBuf(n int) *[]byte {
+	i := datagramClass(n)
+	if bp, ok := datagramPools[i].Get().(*[]byte); ok {
+		return bp
+	}
+	b := make([]byte, datagramClasses[i])
+	return &b
+}
+
+// putDatagramBuf gives a buffer from getDatagramBuf back.
+func putDatagramBuf(bp *[]byte) {
+	datagramPools[datagramClass(cap(*bp))].Put(bp)
+}
 
 // netConnIO reads a connected datagram socket in the caller's goroutine.
 type netConnIO struct {
@@ -108,3 +175,213 @@ func (n *netConnIO) writeDatagram(b []byte) error {
 func (n *netConnIO) localAddr() net.Addr  { return n.conn.LocalAddr() }
 func (n *netConnIO) remoteAddr() net.Addr { return n.conn.RemoteAddr() }
 func (n *netConnIO) close() error         { return n.conn.Close() }
+
+// listenerConnIO is one peer's share of a Listener's socket: a bounded
+// queue filled by the listener's reader.
+type listenerConnIO struct {
+	l *Listener
+	// peer is where we send, and the address the Listener routes from.
+	// It moves (RFC 9146 §6) in the Conn's reader while writers and
+	// RemoteAddr read it, hence the atomic pointer.
+	peer atomic.Pointer[peerAddr]
+	cid  string // our CID registered with the Listener, guarded by the table's mu
+	// helloRandom is the random of the ClientHello that created the
+	// association, to tell its retransmission from a new association on
+	// the same address (RFC 6347 §4.2.8).
+	helloRandom [randomLen]byte
+	queue       chan queuedDatagram
+	queued      atomic.Int64 // bytes of the buffers in queue and cur
+	cur         *[]byte
+	from        netip.AddrPort // source of cur
+	intr        chan struct{}
+	done        chan struct{}
+	err         error // why done was closed: set before
+	once        sync.Once
+	// src is the source prefix the per-source handshake limit counts
+	// the peer under, fixed when the handshake starts.
+	src netip.Prefix
+	// progress is when the handshake last took a new message from the
+	// peer (Listener.nanotime), for the stall timeout and eviction.
+	progress atomic.Int64
+	// activity is when a record from the peer last authenticated, on the
+	// Listener's coarse clock, for the idle timeout and MaxConnections.
+	activity activity
+	conn     *Conn
+	timer    *time.Timer
+}
+
+type queuedDatagram struct {
+	buf *[]byte
+	n   int
+	// from is the datagram's source when it is not the peer's current
+	// address (a NAT rebinding, RFC 9146 §6), nil in the usual case: a
+	// pointer keeps the queue, MaxQueuedDatagrams of these per connection, small.
+	from *netip.AddrPort
+}
+
+// peerAddr is a peer's address in both forms we need.
+type peerAddr struct {
+	ap    netip.AddrPort
+	raddr *net.UDPAddr
+}
+
+func newListenerConnIO(l *Listener, ap netip.AddrPort) *listenerConnIO {
+	c := &listenerConnIO{
+		l:        l,
+		activity: activity{clock: &l.clock},
+		queue:    make(chan queuedDatagram, l.queueLen),
+		intr:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
+	}
+	c.setPeer(ap)
+	return c
+}
+
+func (c *listenerConnIO) setPeer(ap netip.AddrPort) {
+	c.peer.Store(&peerAddr{ap: ap, raddr: net.UDPAddrFromAddrPort(ap)})
+}
+
+// deliver queues a copy of the datagram d from the address from for the
+// connection, or drops it when the queue is full or the connection closed.
+// The copy goes into a buffer of d's size class, so that a small datagram
+// holds little memory, and the queue is bounded in datagrams and in
+// bytes: what a connection holds is a function of what its peer sent,
+// bounded by Config.MaxQueuedDatagrams and MaxQueuedBytes.
+func (c *listenerConnIO) deliver(d []byte, from netip.AddrPort) {
+	if c.isDone() {
+		c.l.drop(dropConnClosed, from, len(d))
+		return
+	}
+	size := datagramClassSize(len(d))
+	// At least one datagram is always taken, whatever MaxQueuedBytes.
+	if len(c.queue) > 0 && int(c.queued.Load())+size > c.l.queueBytes {
+		c.l.drop(dropQueueBytes, from, len(d))
+		return
+	}
+	bp := getDatagramBuf(len(d))
+	copy(*bp, d)
+	var fp *netip.AddrPort
+	if from != c.peer.Load().ap {
+		f := from // only this rare case allocates
+		fp = &f
+	}
+	select {
+	case c.queue <- queuedDatagram{bp, len(d), fp}:
+		c.queued.Add(int64(size))
+	default:
+		putDatagramBuf(bp)
+		c.l.drop(dropQueueFull, from, len(d))
+	}
+}
+
+func (c *listenerConnIO) readDatagram(deadline time.Time) ([]byte, error) {
+	c.release()
+	var timeout <-chan time.Time
+	if !deadline.IsZero() {
+		d := time.Until(deadline)
+		if d <= 0 {
+			return nil, errTimeout
+		}
+		if c.timer == nil {
+			c.timer = time.NewTimer(d)
+		} else {
+			c.timer.Reset(d)
+		}
+		defer c.timer.Stop()
+		timeout = c.timer.C
+	}
+	select {
+	case q := <-c.queue:
+		c.cur, c.from = q.buf, netip.AddrPort{}
+		if q.from != nil {
+			c.from = *q.from
+		}
+		return (*q.buf)[:q.n], nil
+	case <-c.intr:
+		return nil, errInterrupted
+	case <-c.done:
+		return nil, c.err
+	case <-timeout:
+		return nil, errTimeout
+	}
+}
+
+func (c *listenerConnIO) release() {
+	if c.cur != nil {
+		c.queued.Add(-int64(cap(*c.cur)))
+		putDatagramBuf(c.cur)
+		c.cur = nil
+	}
+}
+
+func (c *listenerConnIO) interrupt() {
+	select {
+	case c.intr <- struct{}{}:
+	default:
+	}
+}
+
+func (c *listenerConnIO) writeDatagram(b []byte) error {
+	if c.isDone() {
+		return c.err
+	}
+	return c.l.writeTo(b, c.peer.Load().ap)
+}
+
+// followPeer moves the peer to the source of the current datagram
+// (RFC 9146 §6); the Conn calls it only for a record that carried our CID,
+// authenticated and was the newest yet. The third condition of §6, a
+// return routability check (RFC 9853), is not implemented: an on-path
+// attacker who wins a race with a copy of a fresh datagram can redirect
+// our records until the peer's next one.
+// handshakeProgress notes that the Conn took a new handshake message
+// from its peer.
+func (c *listenerConnIO) handshakeProgress() {
+	c.progress.Store(c.l.nanotime())
+}
+
+func (c *listenerConnIO) followPeer() {
+	if c.from.IsValid() && c.from != c.peer.Load().ap {
+		c.l.movePeer(c, c.from)
+	}
+}
+
+func (c *listenerConnIO) localAddr() net.Addr  { return c.l.pc.LocalAddr() }
+func (c *listenerConnIO) remoteAddr() net.Addr { return c.peer.Load().raddr }
+
+func (c *listenerConnIO) isDone() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// shutdown ends the connection's use of the socket: its reader and
+// writers get net.ErrClosed.
+func (c *listenerConnIO) shutdown() { c.shutdownWith(net.ErrClosed) }
+
+// shutdownWith is shutdown with the error the reader and writers get.
+func (c *listenerConnIO) shutdownWith(err error) {
+	c.once.Do(func() {
+		c.err = err
+		close(c.done)
+	})
+}
+
+func (c *listenerConnIO) close() error {
+	c.shutdown()
+	c.l.forget(c)
+	return nil
+}
+
+// errTimeout is a net.Error timeout, like a socket's.
+var errTimeout error = timeoutError{}
+
+type timeoutError struct{}
+
+func (timeoutError) Error() string   { return "dtls: i/o timeout" }
+func (timeoutError) Timeout() bool   { return true }
+func (timeoutError) Temporary() bool { return true }
+func (timeoutError) Unwrap() error   { return nil }

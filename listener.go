@@ -2,29 +2,137 @@ package dtls
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"net/netip"
-	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
+// A Listener's design, in short.
+//
+// The datagram path. The reader goroutine (readLoop) reads each datagram
+// into one scratch buffer and looks it up in the connTable, under a read
+// lock: by the CID of a tls12_cid record, else by source address. A
+// datagram for a connection is copied into a pooled buffer of its size
+// class and queued for it (listenerConnIO.deliver, in io.go) without
+// blocking; a full queue drops it. The connection's reader (the handshake
+// goroutine, then the application's Read) takes it, opens its records in
+// place and gives the buffer back. A datagram from an address without a
+// connection can only be a ClientHello: one without a valid cookie gets a
+// stateless HelloVerifyRequest (handleHello), a fragment of one waits in
+// the helloPool until it is whole, and one with a valid cookie gets a
+// handshake slot (admit) and a Conn.
+//
+// Goroutines. The reader; one janitor, which once a second ends stalled
+// handshakes and idle connections and advances the coarse clock that
+// connections stamp their peer's last record with; and one per handshake
+// in progress (serve), which hands the Conn to Accept and ends. An
+// established connection has no goroutine of its own. The reader never
+// waits for anything a peer controls: queues and the Accept backlog are
+// sent to without blocking, and the locks it takes (the table's read lock
+// per datagram; mu, the cookie generator's once per ClientHello) are held
+// briefly by their other users.
+//
+// Ownership. The reader alone uses scratch, helloScratch, hvrScratch,
+// hellos and helloBuf. mu guards the handshake slots and the established
+// connections; the table has its own lock, taken after mu, never before.
+// A listenerConnIO's done channel, closed once with the reason
+// (shutdownWith), ends its connection: its Read and Write return that
+// reason (ErrIdleTimeout, ErrEvicted, ErrPeerRestarted, ErrListenerClosed).
+//
+// Limits. Before a cookie, nothing per peer but the hello pool (limits in
+// hello_pool.go). After it: a handshake slot (MaxHandshakes,
+// MaxHandshakesPerSource, the stall timeout, HandshakeTimeout), a queue
+// (MaxQueuedDatagrams, MaxQueuedBytes), a place in the Accept backlog
+// (AcceptBacklog), then among MaxConnections until IdleTimeout. Each drop
+// is counted in Stats and traced.
+
 // Listener limits. A Listener answers anyone who can send it a datagram, so
 // everything it keeps per peer is bounded, and nothing is kept before the
-// peer has shown it can receive at its address (a valid cookie).
+// peer has shown it can receive at its address (a valid cookie). The
+// defaults below are what the Config fields of the same name mean when
+// zero.
 const (
-	// maxHandshakesInProgress bounds the handshakes a Listener runs at
-	// once, each of which holds a goroutine, a Conn and up to
-	// maxHandshakeBuffered bytes. ClientHellos beyond it are dropped and
-	// the client retransmits later.
-	maxHandshakesInProgress = 512
-	// connQueueLen bounds the datagrams queued for one connection that its
-	// reader has not taken yet; more are dropped, as a full socket buffer
-	// would.
-	connQueueLen = 64
-	// acceptBacklog bounds handshaken connections waiting for Accept.
-	acceptBacklog = 128
+	// defaultMaxHandshakes bounds the handshakes a Listener runs at once,
+	// each of which holds a goroutine, a Conn and up to
+	// maxHandshakeBuffered bytes: 512 × 128 KiB = 64 MiB at worst.
+	// A cookie-verified ClientHello beyond it takes the slot of the most
+	// stalled handshake, if one is stalled (handshakeEvictableAfter);
+	// otherwise it is dropped and the client retransmits later.
+	defaultMaxHandshakes = 512
+	// defaultMaxHandshakesPerSource bounds the handshakes in progress
+	// from one source: one IPv4 address, or one IPv6 /64 (RFC 6177: what
+	// one site, often one host, gets). It keeps one host from taking
+	// every slot: eight are needed to fill them. A NAT with many devices
+	// behind one address still gets 64 handshakes at once, hundreds per
+	// second; the others retransmit.
+	defaultMaxHandshakesPerSource = 64
+	// handshakeStallDivisor sets the stall timeout: a handshake in
+	// progress that received no new handshake message from its peer for
+	// Config.HandshakeTimeout / handshakeStallDivisor ends (15 s of the
+	// default 60 s), while one that keeps progressing may use all of
+	// HandshakeTimeout. A peer that is there answers within a round trip;
+	// one whose datagrams are lost retransmits at 1, 3, 7 and 15 s
+	// (RFC 6347 §4.2.4.1, RFC 9147 §5.8.2: 1 s, doubling), so 15 s
+	// without progress is five lost exchanges in a row. It scales with
+	// HandshakeTimeout so that a deployment on a very lossy link, which
+	// raises that, does not see its handshakes cut short.
+	handshakeStallDivisor = 4
+	// handshakeEvictableAfter is how long a handshake must have gone
+	// without a new message from its peer before a new peer may take its
+	// slot when slots are full: the RFC 9147 §5.8.2 initial timer, within
+	// which a responsive peer answers. Handshakes that progress are never
+	// evicted; stalled ones are, the most stalled first.
+	handshakeEvictableAfter = time.Second
+	// defaultListenerIdleTimeout ends a Listener's connection whose
+	// peer sent no record that authenticated for this long. RFC 4787
+	// REQ-5: a NAT's UDP mapping SHOULD last at least 5 minutes without
+	// traffic, and may expire then; a peer without a CID that comes back
+	// after that comes from a new port, as a new association, so the old
+	// connection would only hold memory. Deployments with sleepy devices
+	// that keep their session by CID across longer silences set
+	// Config.IdleTimeout higher.
+	defaultListenerIdleTimeout = 5 * time.Minute
+	// defaultMaxConnections bounds the established connections of a
+	// Listener, accepted or waiting for Accept. An idle one costs about
+	// 10 KB (BENCHMARKS.md), so 10,000 hold about 100 MB, which a small
+	// gateway can spare; reaching it evicts the longest-idle connection
+	// (which is told with a close_notify and may handshake again), so a
+	// deployment with more peers sees re-handshakes, not refusals, and
+	// raises Config.MaxConnections.
+	defaultMaxConnections = 10000
+	// maxAcceptBacklog and maxQueuedDatagramsLimit bound the values
+	// Config.AcceptBacklog and MaxQueuedDatagrams accept, since their
+	// queues are allocated whole: a backlog of 65536 is 512 KiB, a
+	// connection's queue of 4096 is 96 KiB.
+	maxAcceptBacklog        = 1 << 16
+	maxQueuedDatagramsLimit = 1 << 12
+	// defaultReceiveBuffer is the socket receive buffer a Listener asks
+	// for, as quic-go does (7 MiB there): the default (208 KiB on
+	// Linux) overflows when hundreds of peers handshake at once, each
+	// flight a few datagrams, and a drop there costs a retransmission
+	// timeout. The kernel may grant less (net.core.rmem_max on Linux);
+	// ListenerStats.ReceiveBufferSize says what it granted.
+	defaultReceiveBuffer = 4 << 20
+	// janitorInterval is how often a Listener's janitor looks for
+	// stalled handshakes and idle connections: the precision of those
+	// timeouts.
+	janitorInterval = time.Second
+	// defaultMaxQueuedDatagrams bounds the datagrams queued for one
+	// connection that its reader has not taken yet; more are dropped, as
+	// a full socket buffer would.
+	defaultMaxQueuedDatagrams = 64
+	// defaultMaxQueuedBytes bounds the bytes of those datagrams, counted
+	// in the size-class buffers that hold them (datagramClasses): 64
+	// datagrams of a 1500-byte path fit, 64 KiB ones do not.
+	defaultMaxQueuedBytes = 128 << 10
+	// defaultAcceptBacklog bounds handshaken connections waiting for
+	// Accept; one that finds it full is closed with a close_notify.
+	defaultAcceptBacklog = 128
 )
 
 // Listener serves DTLS on one datagram socket for many peers. It answers
@@ -38,24 +146,48 @@ type Listener struct {
 	config  *Config
 	cookies *cookieGenerator
 
-	mu    sync.Mutex
-	conns map[netip.AddrPort]*listenerConnIO
-	// cids routes tls12_cid records (RFC 9146) by the CID we gave each
-	// connection, so that a peer whose address changes keeps its session.
-	// cidLens lists the distinct lengths of those CIDs (one, with a
-	// fixed-length generator), since a record does not say how long its
-	// CID is.
-	cids    map[string]*listenerConnIO
-	cidLens []int
+	table *connTable
 
-	ctx         context.Context // cancelled by Close: aborts handshakes
-	cancel      context.CancelFunc
-	handshaking atomic.Int32
-	accept      chan *Conn
-	done        chan struct{}
-	closeOnce   sync.Once
-	wg          sync.WaitGroup
-	bufs        sync.Pool
+	ctx       context.Context // cancelled by Close: aborts handshakes
+	cancel    context.CancelFunc
+	accept    chan *Conn
+	done      chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+	stats     listenerCounters
+
+	// Limits, from the Config with defaults filled in.
+	queueLen      int
+	queueBytes    int
+	maxHandshakes int
+	maxPerSource  int
+	stallTimeout  time.Duration
+	idleTimeout   time.Duration // 0: none
+	maxConns      int
+
+	// start is when the Listener started: stamps are nanoseconds since,
+	// on the monotonic clock. clock is a coarse copy the janitor advances,
+	// which a connection reads to stamp its peer's activity without a
+	// clock read per record.
+	start time.Time
+	clock atomic.Int64
+
+	// mu guards the handshakes in progress, their per-source counts and
+	// the established connections. It is taken once per handshake and
+	// per janitor sweep, never per datagram; it is taken before the
+	// table's lock, never after.
+	mu         sync.Mutex
+	handshakes map[*listenerConnIO]struct{}
+	perSource  map[netip.Prefix]int
+	conns      map[*listenerConnIO]struct{}
+
+	rcvbuf       int  // the socket's receive buffer, as the kernel granted it; 0 if unknown
+	rcvbufCapped bool // less than Config.ReceiveBufferSize
+
+	// scratch is the reader's receive buffer, large enough for any
+	// datagram; what a connection queues is copied out of it into a
+	// buffer of the datagram's size class.
+	scratch []byte
 
 	// Scratch for handleHello, which only the reader goroutine runs:
 	// a spoofed ClientHello costs no garbage for its message struct or
@@ -63,6 +195,11 @@ type Listener struct {
 	// BenchmarkBogusClientHello).
 	helloScratch clientHelloMsg
 	hvrScratch   []byte
+	// hellos reassembles fragmented ClientHellos before the cookie, and
+	// helloBuf holds one reassembled as a whole record; the reader owns
+	// both.
+	hellos   helloPool
+	helloBuf []byte
 }
 
 // Listen listens for DTLS on a UDP address.
@@ -84,10 +221,15 @@ func Listen(network, laddr string, config *Config) (*Listener, error) {
 }
 
 // NewListener serves DTLS on pc. The Listener owns pc: closing it closes
-// pc, which ends the connections it accepted too.
+// pc, which ends the connections it accepted too. It refuses a Config
+// whose Listener limits make no sense (see Config), and asks the kernel
+// for a receive buffer of Config.ReceiveBufferSize.
 func NewListener(pc net.PacketConn, config *Config) (*Listener, error) {
 	if config == nil {
 		config = &Config{}
+	}
+	if err := config.checkListenerLimits(); err != nil {
+		return nil, err
 	}
 	cookies, err := newCookieGenerator(config.rand(), config.time())
 	if err != nil {
@@ -97,17 +239,50 @@ func NewListener(pc net.PacketConn, config *Config) (*Listener, error) {
 		pc:      pc,
 		config:  config,
 		cookies: cookies,
-		conns:   make(map[netip.AddrPort]*listenerConnIO),
-		cids:    make(map[string]*listenerConnIO),
-		accept:  make(chan *Conn, acceptBacklog),
+		table:   newConnTable(),
+		accept:  make(chan *Conn, config.acceptBacklog()),
+		scratch: make([]byte, maxDatagramSize),
 		done:    make(chan struct{}),
 	}
 	l.udp, _ = pc.(*net.UDPConn)
+	l.sizeReceiveBuffer()
 	l.ctx, l.cancel = context.WithCancel(context.Background())
-	l.bufs.New = func() any { b := make([]byte, maxDatagramSize); return &b }
-	l.wg.Add(1)
+	l.queueLen, l.queueBytes = config.maxQueuedDatagrams(), config.maxQueuedBytes()
+	l.maxHandshakes, l.maxPerSource = config.maxHandshakes(), config.maxHandshakesPerSource()
+	l.stallTimeout = config.handshakeTimeout() / handshakeStallDivisor
+	l.idleTimeout, l.maxConns = config.listenerIdleTimeout(), config.maxConnections()
+	if l.idleTimeout > 0 {
+		// Our handshake may complete while the peer's is still running,
+		// its copy of our last flight lost: it has HandshakeTimeout to
+		// get it, by retransmitting its own.
+		l.idleTimeout = max(l.idleTimeout, config.handshakeTimeout())
+	}
+	l.start = time.Now()
+	l.handshakes = make(map[*listenerConnIO]struct{})
+	l.conns = make(map[*listenerConnIO]struct{})
+	l.perSource = make(map[netip.Prefix]int)
+	l.wg.Add(2)
 	go l.readLoop()
+	go l.janitor()
 	return l, nil
+}
+
+// sizeReceiveBuffer asks for Config.ReceiveBufferSize on the socket, if
+// it can set one, and records what the kernel granted.
+func (l *Listener) sizeReceiveBuffer() {
+	want := l.config.receiveBufferSize()
+	sc, ok := l.pc.(syscall.Conn)
+	if !ok {
+		return
+	}
+	if rb, ok := l.pc.(interface{ SetReadBuffer(int) error }); ok && want > 0 {
+		rb.SetReadBuffer(want)
+	}
+	l.rcvbuf = receiveBufferSize(sc)
+	l.rcvbufCapped = want > 0 && l.rcvbuf > 0 && l.rcvbuf < want
+	if l.rcvbufCapped && l.config.Tracer != nil {
+		l.traceEvent(TraceListenerEvent, netip.AddrPort{}, l.rcvbuf, "socket receive buffer capped by the kernel")
+	}
 }
 
 // Accept waits for and returns the next connection whose handshake
@@ -124,8 +299,20 @@ func (l *Listener) Accept() (net.Conn, error) {
 // Addr returns the listener's local address.
 func (l *Listener) Addr() net.Addr { return l.pc.LocalAddr() }
 
-// Close stops the listener, aborts handshakes in progress and closes the
-// socket. It waits for the listener's goroutines to end.
+func (l *Listener) isClosed() bool {
+	select {
+	case <-l.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Close stops the listener: it aborts the handshakes in progress, ends
+// every connection it accepted or holds for Accept (their Read and Write
+// return ErrListenerClosed; no close_notify is sent) and closes the
+// socket. It waits for the listener's goroutines to end. Accept then
+// returns net.ErrClosed.
 func (l *Listener) Close() error {
 	var err error
 	l.closeOnce.Do(func() {
@@ -133,10 +320,16 @@ func (l *Listener) Close() error {
 		l.cancel()
 		err = l.pc.Close()
 		l.mu.Lock()
-		for _, cio := range l.conns {
-			cio.shutdown()
+		for cio := range l.handshakes {
+			cio.shutdownWith(ErrListenerClosed)
+		}
+		for cio := range l.conns {
+			cio.shutdownWith(ErrListenerClosed)
 		}
 		l.mu.Unlock()
+		for _, cio := range l.table.snapshot(nil) {
+			cio.shutdownWith(ErrListenerClosed)
+		}
 		l.wg.Wait()
 		for {
 			select {
@@ -173,10 +366,8 @@ func (l *Listener) writeTo(b []byte, ap netip.AddrPort) error {
 func (l *Listener) readLoop() {
 	defer l.wg.Done()
 	for {
-		bp := l.bufs.Get().(*[]byte)
-		n, ap, err := l.readFrom(*bp)
+		n, ap, err := l.readFrom(l.scratch)
 		if err != nil {
-			l.bufs.Put(bp)
 			select {
 			case <-l.done:
 				return
@@ -190,29 +381,42 @@ func (l *Listener) readLoop() {
 			return
 		}
 		ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-		d := (*bp)[:n]
-		l.mu.Lock()
-		cio := l.lookupCID(d)
-		byAddr := cio == nil
-		if byAddr {
-			cio = l.conns[ap]
-		}
-		l.mu.Unlock()
+		d := l.scratch[:n]
+		cio, byAddr := l.table.lookup(d, ap)
 		if cio != nil {
 			// A fresh ClientHello from the address of an existing
 			// association: the client may have restarted on the same
 			// port (RFC 6347 §4.2.8). Handled unless it is the
 			// association's own ClientHello again.
-			if byAddr && looksLikeClientHello(d) && l.handleHello(d, ap, bp, cio) {
-				continue
+			if byAddr && looksLikeClientHello(d) {
+				if l.handleHello(d, ap, cio, len(d)) {
+					continue
+				}
+				// A fragment: the association takes it (its own
+				// ClientHello retransmitted), and the pool too, in
+				// case it is a new one.
+				if l.handleHelloFragments(d, ap, cio) && cio.isDone() {
+					continue // it was new, and ended the association
+				}
 			}
-			cio.deliver(bp, n, ap)
+			cio.deliver(d, ap)
 			continue
 		}
-		if !l.handleHello(d, ap, bp, nil) {
-			l.bufs.Put(bp)
+		if !l.handleHello(d, ap, nil, len(d)) && !l.handleHelloFragments(d, ap, nil) {
+			if isHandshakeRecord(d) {
+				l.drop(dropBadHello, ap, n)
+			} else {
+				l.drop(dropUnknownPeer, ap, n)
+			}
 		}
 	}
+}
+
+// isHandshakeRecord reports whether d starts with an epoch-0 handshake
+// record, which only a ClientHello may be from a peer without a
+// connection.
+func isHandshakeRecord(d []byte) bool {
+	return len(d) >= recordHeaderLen && recordType(d[0]) == recordTypeHandshake && d[3] == 0 && d[4] == 0
 }
 
 // looksLikeClientHello is a cheap first test for a datagram that starts
@@ -223,65 +427,26 @@ func looksLikeClientHello(d []byte) bool {
 		d[3] == 0 && d[4] == 0 && handshakeType(d[recordHeaderLen]) == typeClientHello
 }
 
-// lookupCID returns the connection whose CID the datagram's first record
-// carries, if it is a tls12_cid record. Only the CID lengths we handed out
-// are tried, each bounded by the datagram. Called with l.mu held.
-func (l *Listener) lookupCID(d []byte) *listenerConnIO {
-	if len(d) == 0 || recordType(d[0]) != recordTypeTLS12CID {
-		return nil
-	}
-	for _, n := range l.cidLens {
-		if len(d) < recordHeaderLen+n {
-			continue
-		}
-		if cio := l.cids[string(d[11:11+n])]; cio != nil {
-			return cio
-		}
-	}
-	return nil
-}
-
 // registerCID reserves cid for cio, unless another connection holds it.
 func (l *Listener) registerCID(cid []byte, cio *listenerConnIO) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if _, taken := l.cids[string(cid)]; taken {
-		return false
-	}
-	l.cids[string(cid)] = cio
-	cio.cid = string(cid)
-	if !slices.Contains(l.cidLens, len(cid)) {
-		l.cidLens = append(l.cidLens, len(cid))
-	}
-	return true
+	return l.table.registerCID(cid, cio)
 }
 
-// movePeer moves cio's peer to newAP: we send there, and the datagrams of
-// newAP are routed to cio. The lock orders it with remove.
+// movePeer moves cio's peer to newAP (RFC 9146 §6), without taking the
+// address from another connection.
 func (l *Listener) movePeer(cio *listenerConnIO, newAP netip.AddrPort) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	select {
-	case <-cio.done:
-		return // closed: remove has run or will find nothing
-	default:
+	if !l.table.move(cio, newAP) && !cio.isDone() {
+		l.stats.movesRefused.Add(1)
+		if l.config.Tracer != nil {
+			l.traceEvent(TraceListenerEvent, newAP, 0, "move refused: address in use")
+		}
 	}
-	old := cio.peer.Load()
-	if old.ap == newAP {
-		return
-	}
-	cio.peer.Store(&peerAddr{ap: newAP, raddr: net.UDPAddrFromAddrPort(newAP)})
-	if l.conns[old.ap] == cio {
-		delete(l.conns, old.ap)
-	}
-	// Whoever held newAP before is stale: that address is now this
-	// authenticated peer's.
-	l.conns[newAP] = cio
 }
 
 // handleHello looks at a datagram that may start with a ClientHello, from
 // an address without a connection (existing is nil) or from the address
-// of an existing association. It reports whether it took the buffer bp.
+// of an existing association. It reports whether it dealt with the
+// datagram; if not, the caller delivers it to existing or drops it.
 //
 // Without a valid cookie the ClientHello is answered with a
 // HelloVerifyRequest and forgotten: no state is kept, and an existing
@@ -292,7 +457,11 @@ func (l *Listener) movePeer(cio *listenerConnIO, newAP netip.AddrPort) {
 // closed and a new one starts (RFC 6347 §4.2.8), as when a device reboots
 // and comes back on the same port. The association's own ClientHello,
 // retransmitted, is left to it (handleHello returns false).
-func (l *Listener) handleHello(d []byte, ap netip.AddrPort, bp *[]byte, existing *listenerConnIO) bool {
+//
+// received is the number of bytes the peer sent for this ClientHello
+// (more than len(d) when it was reassembled from fragments): the
+// HelloVerifyRequest is never larger.
+func (l *Listener) handleHello(d []byte, ap netip.AddrPort, existing *listenerConnIO, received int) bool {
 	ch := &l.helloScratch
 	hdr, msgSeq, ok := parseInitialClientHelloInto(d, ch)
 	if !ok {
@@ -303,14 +472,15 @@ func (l *Listener) handleHello(d []byte, ap netip.AddrPort, bp *[]byte, existing
 		var cookie [cookieLen]byte
 		hvr := appendHelloVerifyRequest(l.hvrScratch[:0], hdr.seq, msgSeq, l.cookies.generate(cookie[:0], now, ap, hdr.seq, ch))
 		// Never answer with more than was sent: no amplification.
-		if len(hvr) <= len(d) {
+		if len(hvr) <= received {
 			if l.config.Tracer != nil {
 				l.traceStatelessExchange(now, ap, d, hdr, msgSeq, hvr)
 			}
 			l.writeTo(hvr, ap)
+		} else {
+			l.drop(dropNoAmplification, ap, len(d))
 		}
 		l.hvrScratch = hvr
-		l.bufs.Put(bp)
 		return true
 	}
 	if existing != nil {
@@ -318,25 +488,24 @@ func (l *Listener) handleHello(d []byte, ap netip.AddrPort, bp *[]byte, existing
 			return false // its own ClientHello again: a retransmission
 		}
 		// The client started over: end the old association. Its
-		// reader sees the connection closed.
-		existing.shutdown()
-		l.remove(existing)
-	}
-	if l.handshaking.Load() >= maxHandshakesInProgress {
-		l.bufs.Put(bp)
-		return true
-	}
-	select {
-	case <-l.done:
-		l.bufs.Put(bp)
-		return true
-	default:
+		// reader sees ErrPeerRestarted.
+		existing.shutdownWith(ErrPeerRestarted)
+		l.forget(existing)
+		if l.config.Tracer != nil {
+			l.traceEvent(TraceListenerEvent, ap, 0, "peer restarted")
+		}
 	}
 	cio := newListenerConnIO(l, ap)
+	if reason, ok := l.admit(cio); !ok {
+		l.drop(reason, ap, len(d))
+		return true
+	}
 	copy(cio.helloRandom[:], ch.random)
 	c := newConn(cio, l.config, false)
 	c.hs.setInitialRTT(l.cookies.roundTrip(now, hdr.seq, ch.cookie)) // RFC 9147 §5.8.2: the cookie round trip
 	c.listener = l
+	cio.conn = c
+	c.activity = &cio.activity
 	c.hs.startAt(msgSeq, msgSeq)
 	if !l.config.InsecureSkipHelloVerify {
 		c.flights = 1 // the stateless HelloVerifyRequest was our first flight
@@ -344,14 +513,65 @@ func (l *Listener) handleHello(d []byte, ap netip.AddrPort, bp *[]byte, existing
 	// Our records continue from the ClientHello's record sequence number,
 	// as the stateless HelloVerifyRequest used it (RFC 6347 §4.2.1).
 	c.rl.write[0].seq = hdr.seq
-	l.mu.Lock()
-	l.conns[ap] = cio
-	l.mu.Unlock()
-	cio.deliver(bp, len(d), ap)
-	l.handshaking.Add(1)
+	l.table.add(ap, cio)
+	cio.deliver(d, ap)
+	l.stats.handshakesStarted.Add(1)
 	l.wg.Add(1)
 	go l.serve(c)
 	return true
+}
+
+// handleHelloFragments feeds the ClientHello fragments that d, from ap,
+// carries to the pool (helloPool). When one completes a ClientHello, that
+// is handled as if it had arrived whole (handleHello), with the bytes of
+// every datagram that carried its fragments as the budget for an answer,
+// and a Conn it starts gets the whole message in one record. It reports
+// whether d carried a ClientHello fragment.
+func (l *Listener) handleHelloFragments(d []byte, ap netip.AddrPort, existing *listenerConnIO) bool {
+	found := false
+	budget := len(d) // counted once, for the first fragment
+	for rest := d; len(rest) > 0; {
+		hdr, body, next, reason := nextRecord(rest)
+		if reason != dropNone {
+			break
+		}
+		rest = next
+		if hdr.typ != recordTypeHandshake || hdr.epoch != 0 ||
+			(hdr.version != VersionDTLS10 && hdr.version != VersionDTLS12) {
+			continue
+		}
+		for len(body) > 0 {
+			var h handshakeHeader
+			if !h.unmarshal(body) || len(body) < handshakeHeaderLen+int(h.fragmentLength) {
+				break
+			}
+			frag := body[handshakeHeaderLen : handshakeHeaderLen+int(h.fragmentLength)]
+			body = body[handshakeHeaderLen+int(h.fragmentLength):]
+			if !helloFragment(&h) {
+				continue
+			}
+			found = true
+			e, evicted := l.hellos.add(l.nanotime(), ap, hdr.seq, &h, frag, budget)
+			budget = 0
+			for range evicted {
+				l.drop(dropHelloIncomplete, ap, 0)
+			}
+			if e == nil {
+				continue
+			}
+			hh := handshakeHeader{typ: typeClientHello, length: h.length, messageSeq: e.msgSeq, fragmentLength: h.length}
+			whole := appendRecordHeader(l.helloBuf[:0], recordTypeHandshake, hdr.version, 0, e.recordSeq, handshakeHeaderLen+len(e.body))
+			whole = append(hh.appendTo(whole), e.body...)
+			l.helloBuf = whole
+			received := e.received
+			l.hellos.release(e)
+			if !l.handleHello(whole, ap, existing, received) && existing == nil {
+				l.drop(dropBadHello, ap, len(whole))
+			}
+			return true
+		}
+	}
+	return found
 }
 
 // traceStatelessExchange reports a cookie-less ClientHello and the
@@ -377,28 +597,334 @@ func (l *Listener) traceStatelessExchange(now time.Time, ap netip.AddrPort, ch [
 func (l *Listener) serve(c *Conn) {
 	defer l.wg.Done()
 	err := c.HandshakeContext(l.ctx)
-	l.handshaking.Add(-1)
+	cio := c.io.(*listenerConnIO)
+	var evicted *listenerConnIO
+	l.mu.Lock()
+	l.releaseSlotLocked(cio)
+	if err == nil && cio.isDone() {
+		err = cio.err // ended as the handshake completed
+	}
+	if err == nil {
+		if len(l.conns) >= l.maxConns {
+			evicted = l.longestIdleLocked()
+			l.forgetLocked(evicted)
+		}
+		cio.activity.touch()
+		l.conns[cio] = struct{}{}
+	}
+	l.mu.Unlock()
+	if evicted != nil {
+		l.evict(evicted)
+	}
 	if err != nil {
+		l.stats.handshakesFailed.Add(1)
 		c.Close()
 		return
 	}
+	l.stats.handshakesCompleted.Add(1)
+	if l.isClosed() {
+		c.Close()
+		return
+	}
+	// The backlog is full when the application accepts more slowly than
+	// peers complete handshakes. Waiting here would keep a goroutine and
+	// a connection per handshake without bound; the peer is told with a
+	// close_notify instead, and may try again.
 	select {
 	case l.accept <- c:
-	case <-l.done:
+	default:
+		l.stats.backlogFull.Add(1)
+		if l.config.Tracer != nil {
+			l.traceEvent(TraceListenerEvent, c.io.(*listenerConnIO).peer.Load().ap, 0, "accept backlog full")
+		}
 		c.Close()
 	}
 }
 
-func (l *Listener) remove(cio *listenerConnIO) {
+// forget drops everything the Listener keeps for cio: its handshake slot
+// or its place among the established connections, and its routes.
+func (l *Listener) forget(cio *listenerConnIO) {
 	l.mu.Lock()
-	ap := cio.peer.Load().ap
-	if l.conns[ap] == cio {
-		delete(l.conns, ap)
+	l.forgetLocked(cio)
+	l.mu.Unlock()
+}
+
+func (l *Listener) forgetLocked(cio *listenerConnIO) {
+	l.releaseSlotLocked(cio)
+	delete(l.conns, cio)
+	l.table.remove(cio)
+}
+
+// longestIdleLocked returns the established connection whose peer sent
+// nothing for the longest time.
+func (l *Listener) longestIdleLocked() *listenerConnIO {
+	var victim *listenerConnIO
+	var oldest int64
+	for cio := range l.conns {
+		if t := cio.activity.last.Load(); victim == nil || t < oldest {
+			victim, oldest = cio, t
+		}
 	}
-	if cio.cid != "" && l.cids[cio.cid] == cio {
-		delete(l.cids, cio.cid)
+	return victim
+}
+
+// evict ends an established connection, already forgotten, to make room
+// under MaxConnections. Its peer is probably there, so it gets a
+// close_notify and may handshake again at once.
+func (l *Listener) evict(cio *listenerConnIO) {
+	c := cio.conn
+	c.out.Lock()
+	if !c.closed.Load() && !cio.isDone() {
+		c.sendAlertLocked(alertLevelWarning, alertCloseNotify)
+	}
+	c.out.Unlock()
+	cio.shutdownWith(ErrEvicted)
+	l.stats.evicted.Add(1)
+	if l.config.Tracer != nil {
+		l.traceEvent(TraceListenerEvent, cio.peer.Load().ap, 0, "evicted for MaxConnections")
+	}
+}
+
+// sourcePrefix is the source a per-source limit counts by: the IPv4
+// address, or the IPv6 /64.
+func sourcePrefix(a netip.Addr) netip.Prefix {
+	if a.Is4() {
+		return netip.PrefixFrom(a, 32)
+	}
+	p, _ := a.Prefix(64)
+	return p
+}
+
+// nanotime is the time since the Listener started, for stamps.
+func (l *Listener) nanotime() int64 { return int64(time.Since(l.start)) }
+
+// admit gives a handshake slot to cio, whose peer sent a cookie-verified
+// ClientHello. When its source, or the Listener, has no slot left, the
+// most stalled handshake there (none for handshakeEvictableAfter) is
+// ended to make room: new peers are preferred to stalled ones, and
+// handshakes that progress keep their slots.
+func (l *Listener) admit(cio *listenerConnIO) (listenerDrop, bool) {
+	now := l.nanotime()
+	cio.progress.Store(now)
+	cio.src = sourcePrefix(cio.peer.Load().ap.Addr())
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.isClosed() {
+		return dropListenerClosed, false
+	}
+	if l.perSource[cio.src] >= l.maxPerSource {
+		v := l.mostStalledLocked(now, cio.src, true)
+		if v == nil {
+			return dropSourceLimit, false
+		}
+		l.endHandshakeLocked(v, errHandshakeEvicted)
+	}
+	if len(l.handshakes) >= l.maxHandshakes {
+		v := l.mostStalledLocked(now, cio.src, false)
+		if v == nil {
+			return dropHandshakeLimit, false
+		}
+		l.endHandshakeLocked(v, errHandshakeEvicted)
+	}
+	l.handshakes[cio] = struct{}{}
+	l.perSource[cio.src]++
+	return 0, true
+}
+
+// mostStalledLocked returns the handshake that has gone longest without
+// a new message from its peer, if that is at least
+// handshakeEvictableAfter, among those from src if onlySrc.
+func (l *Listener) mostStalledLocked(now int64, src netip.Prefix, onlySrc bool) *listenerConnIO {
+	var victim *listenerConnIO
+	oldest := now - int64(handshakeEvictableAfter)
+	for cio := range l.handshakes {
+		if onlySrc && cio.src != src {
+			continue
+		}
+		if p := cio.progress.Load(); p <= oldest {
+			victim, oldest = cio, p
+		}
+	}
+	return victim
+}
+
+// endHandshakeLocked ends a handshake in progress with err, which its
+// Conn's reader then sees, and frees its slot at once.
+func (l *Listener) endHandshakeLocked(cio *listenerConnIO, err error) {
+	cio.shutdownWith(err)
+	l.releaseSlotLocked(cio)
+	l.table.remove(cio)
+	if err == errHandshakeEvicted {
+		l.stats.handshakesEvicted.Add(1)
+	} else {
+		l.stats.handshakesStalled.Add(1)
+	}
+	if l.config.Tracer != nil {
+		l.traceEvent(TraceListenerEvent, cio.peer.Load().ap, 0, err.Error())
+	}
+}
+
+// releaseSlotLocked frees cio's handshake slot, if it holds one.
+func (l *Listener) releaseSlotLocked(cio *listenerConnIO) {
+	if _, ok := l.handshakes[cio]; !ok {
+		return
+	}
+	delete(l.handshakes, cio)
+	if l.perSource[cio.src]--; l.perSource[cio.src] <= 0 {
+		delete(l.perSource, cio.src)
+	}
+}
+
+// janitor ends handshakes that stalled and connections that went idle,
+// once per janitorInterval, and advances the coarse clock. It is
+// the Listener's only goroutine besides the reader and one per handshake
+// in progress: established connections have none.
+func (l *Listener) janitor() {
+	defer l.wg.Done()
+	tick := time.NewTicker(janitorInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-l.done:
+			return
+		case <-tick.C:
+		}
+		l.sweep()
+	}
+}
+
+// sweep ends the handshakes that made no progress for the stall timeout
+// and the connections idle for the idle timeout.
+func (l *Listener) sweep() {
+	now := l.nanotime()
+	l.clock.Store(now)
+	stalled, idle := now-int64(l.stallTimeout), now-int64(l.idleTimeout)
+	var ended []*listenerConnIO
+	l.mu.Lock()
+	for cio := range l.handshakes {
+		if cio.progress.Load() <= stalled {
+			l.endHandshakeLocked(cio, errHandshakeStalled)
+		}
+	}
+	if l.idleTimeout > 0 {
+		for cio := range l.conns {
+			if cio.activity.last.Load() <= idle {
+				ended = append(ended, cio)
+				l.forgetLocked(cio)
+			}
+		}
 	}
 	l.mu.Unlock()
+	for _, cio := range ended {
+		// The peer is presumably gone, or behind a NAT mapping that
+		// expired: no close_notify.
+		cio.shutdownWith(ErrIdleTimeout)
+		l.stats.idleTimeouts.Add(1)
+		if l.config.Tracer != nil {
+			l.traceEvent(TraceListenerEvent, cio.peer.Load().ap, 0, "idle timeout")
+		}
+	}
+}
+
+var (
+	errHandshakeEvicted = errors.New("dtls: handshake ended: stalled while every slot was taken, and a new peer needed one")
+	errHandshakeStalled = errors.New("dtls: handshake ended: no new message from the peer for a quarter of HandshakeTimeout")
+)
+
+func (c *Config) maxQueuedDatagrams() int {
+	if c == nil || c.MaxQueuedDatagrams <= 0 {
+		return defaultMaxQueuedDatagrams
+	}
+	return c.MaxQueuedDatagrams
+}
+
+func (c *Config) maxQueuedBytes() int {
+	if c == nil || c.MaxQueuedBytes <= 0 {
+		return defaultMaxQueuedBytes
+	}
+	return c.MaxQueuedBytes
+}
+
+func (c *Config) acceptBacklog() int {
+	if c == nil || c.AcceptBacklog <= 0 {
+		return defaultAcceptBacklog
+	}
+	return c.AcceptBacklog
+}
+
+func (c *Config) maxHandshakes() int {
+	if c == nil || c.MaxHandshakes <= 0 {
+		return defaultMaxHandshakes
+	}
+	return c.MaxHandshakes
+}
+
+// maxHandshakesPerSource is at most maxHandshakes.
+func (c *Config) maxHandshakesPerSource() int {
+	n := defaultMaxHandshakesPerSource
+	if c != nil && c.MaxHandshakesPerSource > 0 {
+		n = c.MaxHandshakesPerSource
+	}
+	return min(n, c.maxHandshakes())
+}
+
+// receiveBufferSize is the receive buffer to ask for; 0 means leave it.
+func (c *Config) receiveBufferSize() int {
+	switch {
+	case c == nil || c.ReceiveBufferSize == 0:
+		return defaultReceiveBuffer
+	case c.ReceiveBufferSize < 0:
+		return 0
+	}
+	return c.ReceiveBufferSize
+}
+
+// checkListenerLimits refuses Listener limits that make no sense, so that
+// a typo fails at Listen rather than under load.
+func (c *Config) checkListenerLimits() error {
+	for _, f := range []struct {
+		name string
+		v    int
+	}{
+		{"MaxHandshakes", c.MaxHandshakes},
+		{"MaxHandshakesPerSource", c.MaxHandshakesPerSource},
+		{"MaxQueuedDatagrams", c.MaxQueuedDatagrams},
+		{"MaxQueuedBytes", c.MaxQueuedBytes},
+		{"AcceptBacklog", c.AcceptBacklog},
+		{"MaxConnections", c.MaxConnections},
+	} {
+		if f.v < 0 {
+			return fmt.Errorf("dtls: Config.%s is negative (%d); 0 means the default", f.name, f.v)
+		}
+	}
+	switch {
+	case c.MaxHandshakes > 0 && c.MaxHandshakesPerSource > c.MaxHandshakes:
+		return fmt.Errorf("dtls: Config.MaxHandshakesPerSource (%d) is more than MaxHandshakes (%d)", c.MaxHandshakesPerSource, c.MaxHandshakes)
+	case c.AcceptBacklog > maxAcceptBacklog:
+		return fmt.Errorf("dtls: Config.AcceptBacklog (%d) is more than %d", c.AcceptBacklog, maxAcceptBacklog)
+	case c.MaxQueuedDatagrams > maxQueuedDatagramsLimit:
+		return fmt.Errorf("dtls: Config.MaxQueuedDatagrams (%d) is more than %d", c.MaxQueuedDatagrams, maxQueuedDatagramsLimit)
+	}
+	return nil
+}
+
+// listenerIdleTimeout is IdleTimeout for a Listener's connections: 0 means
+// none.
+func (c *Config) listenerIdleTimeout() time.Duration {
+	switch {
+	case c == nil || c.IdleTimeout == 0:
+		return defaultListenerIdleTimeout
+	case c.IdleTimeout < 0:
+		return 0
+	}
+	return c.IdleTimeout
+}
+
+func (c *Config) maxConnections() int {
+	if c == nil || c.MaxConnections <= 0 {
+		return defaultMaxConnections
+	}
+	return c.MaxConnections
 }
 
 // parseInitialClientHello recognizes a datagram that starts with a whole,
@@ -442,162 +968,3 @@ func appendHelloVerifyRequest(dst []byte, recordSeq uint64, msgSeq uint16, cooki
 	dst = append(dst, byte(VersionDTLS12>>8), byte(VersionDTLS12&0xff), byte(len(cookie)))
 	return append(dst, cookie...)
 }
-
-// listenerConnIO is one peer's share of a Listener's socket: a bounded
-// queue filled by the listener's reader.
-type listenerConnIO struct {
-	l *Listener
-	// peer is where we send, and the address the Listener routes from.
-	// It moves (RFC 9146 §6) in the Conn's reader while writers and
-	// RemoteAddr read it, hence the atomic pointer.
-	peer atomic.Pointer[peerAddr]
-	cid  string // our CID registered with the Listener, guarded by l.mu
-	// helloRandom is the random of the ClientHello that created the
-	// association, to tell its retransmission from a new association on
-	// the same address (RFC 6347 §4.2.8).
-	helloRandom [randomLen]byte
-	queue       chan queuedDatagram
-	cur         *[]byte
-	from        netip.AddrPort // source of cur
-	intr        chan struct{}
-	done        chan struct{}
-	once        sync.Once
-	timer       *time.Timer
-}
-
-type queuedDatagram struct {
-	buf *[]byte
-	n   int
-	// from is the datagram's source when it is not the peer's current
-	// address (a NAT rebinding, RFC 9146 §6), nil in the usual case: a
-	// pointer keeps the queue, connQueueLen of these per connection, small.
-	from *netip.AddrPort
-}
-
-// peerAddr is a peer's address in both forms we need.
-type peerAddr struct {
-	ap    netip.AddrPort
-	raddr *net.UDPAddr
-}
-
-func newListenerConnIO(l *Listener, ap netip.AddrPort) *listenerConnIO {
-	c := &listenerConnIO{
-		l:     l,
-		queue: make(chan queuedDatagram, connQueueLen),
-		intr:  make(chan struct{}, 1),
-		done:  make(chan struct{}),
-	}
-	c.peer.Store(&peerAddr{ap: ap, raddr: net.UDPAddrFromAddrPort(ap)})
-	return c
-}
-
-// deliver hands a datagram from the address from to the connection, or
-// drops it when the queue is full or the connection closed.
-func (c *listenerConnIO) deliver(bp *[]byte, n int, from netip.AddrPort) {
-	select {
-	case <-c.done:
-		c.l.bufs.Put(bp)
-		return
-	default:
-	}
-	var fp *netip.AddrPort
-	if from != c.peer.Load().ap {
-		f := from // only this rare case allocates
-		fp = &f
-	}
-	select {
-	case c.queue <- queuedDatagram{bp, n, fp}:
-	default:
-		c.l.bufs.Put(bp)
-	}
-}
-
-func (c *listenerConnIO) readDatagram(deadline time.Time) ([]byte, error) {
-	c.release()
-	var timeout <-chan time.Time
-	if !deadline.IsZero() {
-		d := time.Until(deadline)
-		if d <= 0 {
-			return nil, errTimeout
-		}
-		if c.timer == nil {
-			c.timer = time.NewTimer(d)
-		} else {
-			c.timer.Reset(d)
-		}
-		defer c.timer.Stop()
-		timeout = c.timer.C
-	}
-	select {
-	case q := <-c.queue:
-		c.cur, c.from = q.buf, netip.AddrPort{}
-		if q.from != nil {
-			c.from = *q.from
-		}
-		return (*q.buf)[:q.n], nil
-	case <-c.intr:
-		return nil, errInterrupted
-	case <-c.done:
-		return nil, net.ErrClosed
-	case <-timeout:
-		return nil, errTimeout
-	}
-}
-
-func (c *listenerConnIO) release() {
-	if c.cur != nil {
-		c.l.bufs.Put(c.cur)
-		c.cur = nil
-	}
-}
-
-func (c *listenerConnIO) interrupt() {
-	select {
-	case c.intr <- struct{}{}:
-	default:
-	}
-}
-
-func (c *listenerConnIO) writeDatagram(b []byte) error {
-	select {
-	case <-c.done:
-		return net.ErrClosed
-	default:
-	}
-	return c.l.writeTo(b, c.peer.Load().ap)
-}
-
-// followPeer moves the peer to the source of the current datagram
-// (RFC 9146 §6); the Conn calls it only for a record that carried our CID,
-// authenticated and was the newest yet. The third condition of §6, a
-// return routability check (RFC 9853), is not implemented: an on-path
-// attacker who wins a race with a copy of a fresh datagram can redirect
-// our records until the peer's next one.
-func (c *listenerConnIO) followPeer() {
-	if c.from.IsValid() && c.from != c.peer.Load().ap {
-		c.l.movePeer(c, c.from)
-	}
-}
-
-func (c *listenerConnIO) localAddr() net.Addr  { return c.l.pc.LocalAddr() }
-func (c *listenerConnIO) remoteAddr() net.Addr { return c.peer.Load().raddr }
-
-func (c *listenerConnIO) shutdown() {
-	c.once.Do(func() { close(c.done) })
-}
-
-func (c *listenerConnIO) close() error {
-	c.shutdown()
-	c.l.remove(c)
-	return nil
-}
-
-// errTimeout is a net.Error timeout, like a socket's.
-var errTimeout error = timeoutError{}
-
-type timeoutError struct{}
-
-func (timeoutError) Error() string   { return "dtls: i/o timeout" }
-func (timeoutError) Timeout() bool   { return true }
-func (timeoutError) Temporary() bool { return true }
-func (timeoutError) Unwrap() error   { return nil }

@@ -102,9 +102,7 @@ func wrongCookieClient(cookie []byte, n int) func(p *mbPeer) error {
 
 // noState checks that a Listener kept nothing for the peer.
 func noState(t *testing.T, r *mbResult) {
-	r.listener.mu.Lock()
-	n := len(r.listener.conns)
-	r.listener.mu.Unlock()
+	n := r.listener.table.len()
 	if n != 0 || r.completed {
 		t.Errorf("the listener holds %d connections for a peer without a cookie", n)
 	}

@@ -468,10 +468,10 @@ func FuzzParseSessionState(f *testing.F) {
 	})
 }
 
-// TestResumptionTicketTooLargeForMTU: a ticket that would make the
-// ClientHello span datagrams is not offered; the client falls back to a
-// full handshake rather than send what many servers cannot reassemble.
-func TestResumptionTicketTooLargeForMTU(t *testing.T) {
+// TestResumptionTicketLargerThanMTU: a ticket is offered even when it
+// makes the ClientHello span datagrams (it is then fragmented); the
+// client notes that, to fall back if the server does not answer.
+func TestResumptionTicketLargerThanMTU(t *testing.T) {
 	cc, _ := configsFor(t, suiteCase{TLS_PSK_WITH_AES_128_CCM_8, ""})
 	cc.MTU = 400
 	cc.ServerName = "big.test"
@@ -493,8 +493,11 @@ func TestResumptionTicketTooLargeForMTU(t *testing.T) {
 		if err := hs.loadSession(); err != nil {
 			t.Fatal(err)
 		}
-		if offered := hs.session != nil; offered != (n == 100) {
-			t.Errorf("%d-byte ticket at MTU 400: offered %v", n, offered)
+		if hs.session == nil || len(hello.sessionTicket) != n {
+			t.Errorf("%d-byte ticket at MTU 400: not offered", n)
+		}
+		if spans := hs.ticketSpansDatagrams(); spans != (n == 350) {
+			t.Errorf("%d-byte ticket at MTU 400: spans datagrams %v", n, spans)
 		}
 		c.Close()
 	}

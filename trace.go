@@ -26,6 +26,8 @@ const (
 	TraceAlertReceived                            // the peer sent an alert (Alert)
 	TraceHandshakeDone                            // the handshake completed (Reason: the suite)
 	TraceHandshakeFailed                          // the handshake failed (Reason: the error)
+	TraceDatagramDropped                          // a Listener discarded a datagram before any connection took it (Reason, Length, Remote: its source)
+	TraceListenerEvent                            // a Listener ended or refused something for a peer (Reason: "idle timeout", "evicted", "handshake stalled"...)
 )
 
 var traceKindNames = map[TraceKind]string{
@@ -45,6 +47,8 @@ var traceKindNames = map[TraceKind]string{
 	TraceAlertReceived:       "alert received",
 	TraceHandshakeDone:       "handshake done",
 	TraceHandshakeFailed:     "handshake failed",
+	TraceDatagramDropped:     "datagram dropped",
+	TraceListenerEvent:       "listener event",
 }
 
 func (k TraceKind) String() string {

@@ -83,8 +83,13 @@ func TestParseServerFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.listen != "127.0.0.1:4433" || o.once || o.verbosity != 0 || o.psk != nil || o.suites != nil || o.mtu != 0 {
+	if o.listen != "127.0.0.1:4433" || o.once || o.verbosity != 0 || o.psk != nil || o.suites != nil || o.mtu != 0 ||
+		o.idleTimeout != 5*time.Minute || o.maxConns != 10000 {
 		t.Errorf("defaults: %+v", o)
+	}
+	o, err = parseServerFlags([]string{"-idle-timeout", "90s", "-max-conns", "50"}, io.Discard)
+	if err != nil || o.idleTimeout != 90*time.Second || o.maxConns != 50 {
+		t.Errorf("-idle-timeout 90s -max-conns 50: %+v, %v", o, err)
 	}
 
 	o, err = parseServerFlags([]string{"-listen", "[::1]:0", "-psk", "0A0b", "-psk-identity", "dev1",
@@ -109,6 +114,9 @@ func TestParseServerFlags(t *testing.T) {
 		{"-mtu", "70000"},
 		{"-ciphers", "RC4"},
 		{"-once=maybe"},
+		{"-idle-timeout", "-1s"},
+		{"-idle-timeout", "soon"},
+		{"-max-conns", "0"},
 		{"stray"},
 	} {
 		if _, err := parseServerFlags(args, io.Discard); !errors.Is(err, errUsage) {
@@ -218,6 +226,15 @@ func TestServerConfig(t *testing.T) {
 	}
 	if _, err := cfg.PSK([]byte("dev2")); err == nil {
 		t.Error("PSK(dev2): no error for an unexpected identity")
+	}
+
+	// The listener limits: the library's defaults, and 0 for "never".
+	if cfg.IdleTimeout != 5*time.Minute || cfg.MaxConnections != 10000 {
+		t.Errorf("default limits: IdleTimeout %v, MaxConnections %d", cfg.IdleTimeout, cfg.MaxConnections)
+	}
+	o, _ = parseServerFlags([]string{"-psk", "0102", "-idle-timeout", "0", "-max-conns", "3"}, io.Discard)
+	if cfg, _, _ = serverConfig(o, nil); cfg.IdleTimeout >= 0 || cfg.MaxConnections != 3 {
+		t.Errorf("-idle-timeout 0 -max-conns 3: IdleTimeout %v, MaxConnections %d", cfg.IdleTimeout, cfg.MaxConnections)
 	}
 
 	// PSK without identity: any identity.

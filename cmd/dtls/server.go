@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -23,7 +24,8 @@ func init() {
 }
 
 const serverSynopsis = `server [-listen ADDR] [-cert FILE -key FILE] [-psk HEX [-psk-identity ID]]
-       [-ciphers LIST] [-mtu N] [-once] [-keylog FILE] [-pcap FILE] [-v LEVEL]
+       [-ciphers LIST] [-mtu N] [-idle-timeout DURATION] [-max-conns N] [-once]
+       [-keylog FILE] [-pcap FILE] [-v LEVEL]
 
 Accepts DTLS 1.2 connections and echoes every datagram back on each, one
 goroutine per connection. Without -cert and -psk it makes a self-signed
@@ -31,6 +33,14 @@ ECDSA P-256 certificate (its SHA-256 fingerprint is printed at -v 1).
 Prints "listening on ADDR" to stderr once ready. From -v 2 it prints a
 ladder diagram of each connection's handshake, headed by the peer's
 address, when that handshake ends.
+
+A connection whose peer sends nothing for -idle-timeout ends (NATs may
+forget an idle UDP mapping after 5 minutes, RFC 4787), and at -max-conns
+connections a new one ends the longest-idle one, whose peer is sent a
+close_notify: a peer that vanishes leaves neither a connection nor a
+goroutine behind. At -v 1 it says why each connection ended, and prints
+the listener's counters (drops by reason, handshakes, evictions) when it
+exits.
 `
 
 // maxDatagram is the read buffer of an echo loop: a record's payload is at
@@ -38,12 +48,21 @@ address, when that handshake ends.
 const maxDatagram = 1 << 14
 
 type serverOptions struct {
-	listen   string
-	certFile string
-	keyFile  string
-	once     bool
+	listen      string
+	certFile    string
+	keyFile     string
+	once        bool
+	idleTimeout time.Duration
+	maxConns    int
 	commonFlags
 }
+
+// Defaults of -idle-timeout and -max-conns: the library's for a Listener
+// (Config.IdleTimeout, Config.MaxConnections).
+const (
+	defaultIdleTimeout = 5 * time.Minute
+	defaultMaxConns    = 10000
+)
 
 func parseServerFlags(args []string, w io.Writer) (*serverOptions, error) {
 	o := &serverOptions{}
@@ -52,6 +71,8 @@ func parseServerFlags(args []string, w io.Writer) (*serverOptions, error) {
 	fs.StringVar(&o.certFile, "cert", "", "certificate chain PEM `FILE` (with -key)")
 	fs.StringVar(&o.keyFile, "key", "", "private key PEM `FILE` (with -cert)")
 	fs.BoolVar(&o.once, "once", false, "exit (status 0) after the first connection ends, by close_notify or error")
+	fs.DurationVar(&o.idleTimeout, "idle-timeout", defaultIdleTimeout, "end a connection whose peer sent nothing for `DURATION` (0: never)")
+	fs.IntVar(&o.maxConns, "max-conns", defaultMaxConns, "keep at most `N` connections, ending the longest-idle one for a new one")
 	o.register(fs, "PSK identity `ID` to accept (default: any)")
 	if err := parseArgs(fs, args); err != nil {
 		return nil, err
@@ -62,6 +83,12 @@ func parseServerFlags(args []string, w io.Writer) (*serverOptions, error) {
 	if o.pskIdentity != "" && o.pskHex == "" {
 		return nil, usageErrorf("-psk-identity needs -psk")
 	}
+	if o.idleTimeout < 0 {
+		return nil, usageErrorf("-idle-timeout %v is negative (0 means never)", o.idleTimeout)
+	}
+	if o.maxConns < 1 {
+		return nil, usageErrorf("-max-conns %d: at least 1", o.maxConns)
+	}
 	if err := o.resolve(); err != nil {
 		return nil, err
 	}
@@ -71,7 +98,10 @@ func parseServerFlags(args []string, w io.Writer) (*serverOptions, error) {
 // serverConfig builds the server's Config from its flags. The returned
 // closer (possibly nil) closes the key log.
 func serverConfig(o *serverOptions, p *tracefmt.Printer) (*dtls.Config, io.Closer, error) {
-	cfg := &dtls.Config{}
+	cfg := &dtls.Config{IdleTimeout: o.idleTimeout, MaxConnections: o.maxConns}
+	if o.idleTimeout == 0 {
+		cfg.IdleTimeout = -1 // never
+	}
 	switch {
 	case o.certFile != "":
 		cert, err := tls.LoadX509KeyPair(o.certFile, o.keyFile)
@@ -130,7 +160,12 @@ func runServer(ctx context.Context, args []string, std stdio) int {
 		addr = a.String()
 	}
 	fmt.Fprintf(std.err, "listening on %s\n", addr)
-	return serve(ctx, l, o.once, p, std.err)
+	if st := l.Stats(); st.ReceiveBufferCapped {
+		p.Printf(tracefmt.LevelSummary, "socket receive buffer: %d bytes, less than asked for (raise net.core.rmem_max on Linux)", st.ReceiveBufferSize)
+	}
+	code := serve(ctx, l, o.once, p, std.err)
+	p.Printf(tracefmt.LevelSummary, "listener: %s", describeStats(l.Stats()))
+	return code
 }
 
 // serve accepts connections until ctx is done, the listener fails or, with
@@ -233,6 +268,12 @@ func echo(ctx context.Context, c net.Conn, p *tracefmt.Printer, stderr io.Writer
 			switch {
 			case errors.Is(err, io.EOF):
 				p.Printf(tracefmt.LevelSummary, "%s: closed by peer (close_notify)", peer)
+			case errors.Is(err, dtls.ErrIdleTimeout):
+				p.Printf(tracefmt.LevelSummary, "%s: closed: nothing from the peer for the idle timeout", peer)
+			case errors.Is(err, dtls.ErrEvicted):
+				p.Printf(tracefmt.LevelSummary, "%s: closed: evicted, the longest idle at -max-conns", peer)
+			case errors.Is(err, dtls.ErrPeerRestarted):
+				p.Printf(tracefmt.LevelSummary, "%s: closed: the peer started a new connection from the same port", peer)
 			case errors.Is(err, net.ErrClosed) || ctx.Err() != nil:
 			default:
 				fmt.Fprintf(stderr, "dtls server: %s: %v\n", peer, err)
@@ -244,6 +285,25 @@ func echo(ctx context.Context, c net.Conn, p *tracefmt.Printer, stderr io.Writer
 			return
 		}
 	}
+}
+
+// describeStats summarizes a Listener's counters, for -v 1.
+func describeStats(s dtls.ListenerStats) string {
+	out := fmt.Sprintf("handshakes %d started, %d completed, %d failed (%d stalled, %d evicted); %d connections, %d idle timeouts, %d evicted",
+		s.HandshakesStarted, s.HandshakesCompleted, s.HandshakesFailed, s.HandshakesStalled, s.HandshakesEvicted,
+		s.Connections, s.IdleTimeouts, s.Evicted)
+	reasons := make([]string, 0, len(s.Dropped))
+	for r := range s.Dropped {
+		reasons = append(reasons, r)
+	}
+	slices.Sort(reasons)
+	for i, r := range reasons {
+		if i == 0 {
+			out += "; dropped"
+		}
+		out += fmt.Sprintf(" %s: %d", r, s.Dropped[r])
+	}
+	return out
 }
 
 // describeState summarizes what a handshake negotiated, for -v 1.

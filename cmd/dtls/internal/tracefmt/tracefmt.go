@@ -40,12 +40,12 @@ const (
 func Level(k dtls.TraceKind) int {
 	switch k {
 	case dtls.TraceHandshakeDone, dtls.TraceHandshakeFailed,
-		dtls.TraceAlertSent, dtls.TraceAlertReceived:
+		dtls.TraceAlertSent, dtls.TraceAlertReceived, dtls.TraceListenerEvent:
 		return LevelSummary
 	case dtls.TraceHandshakeSent, dtls.TraceHandshakeReceived,
 		dtls.TraceFlightSent, dtls.TraceFlightRetransmitted,
 		dtls.TraceTimerArmed, dtls.TraceTimerFired,
-		dtls.TraceEpochChanged, dtls.TraceRecordDropped:
+		dtls.TraceEpochChanged, dtls.TraceRecordDropped, dtls.TraceDatagramDropped:
 		return LevelEvents
 	}
 	return LevelRecords
@@ -113,6 +113,10 @@ func Describe(ev *dtls.TraceEvent, elapsed time.Duration) string {
 		return fmt.Sprintf("handshake done: %s in %s", orUnknown(ev.Reason), duration(elapsed))
 	case dtls.TraceHandshakeFailed:
 		return fmt.Sprintf("handshake failed after %s: %s", duration(elapsed), orUnknown(ev.Reason))
+	case dtls.TraceDatagramDropped:
+		return fmt.Sprintf("listener dropped a datagram of %d bytes from %s: %s", ev.Length, addr(ev.Remote), orUnknown(ev.Reason))
+	case dtls.TraceListenerEvent:
+		return fmt.Sprintf("listener: %s (%s)", orUnknown(ev.Reason), addr(ev.Remote))
 	}
 	return ev.Kind.String()
 }

@@ -57,6 +57,9 @@ func TestDescribe(t *testing.T) {
 		{dtls.TraceEvent{Kind: dtls.TraceAlertReceived, Alert: 0}, "<- alert close notify (0)"},
 		{dtls.TraceEvent{Kind: dtls.TraceHandshakeFailed, Reason: "dtls: handshake failure"},
 			"handshake failed after ?: dtls: handshake failure"},
+		{dtls.TraceEvent{Kind: dtls.TraceDatagramDropped, Length: 40, Reason: "unknown peer"},
+			"listener dropped a datagram of 40 bytes from ?: unknown peer"},
+		{dtls.TraceEvent{Kind: dtls.TraceListenerEvent, Reason: "idle timeout"}, "listener: idle timeout (?)"},
 		{dtls.TraceEvent{Kind: 200}, "TraceKind(200)"},
 	} {
 		if got := Describe(&tc.ev, 0); got != tc.want {
@@ -71,8 +74,9 @@ func TestLevels(t *testing.T) {
 		dtls.TraceHandshakeSent: 3, dtls.TraceHandshakeReceived: 3, dtls.TraceFlightSent: 3, dtls.TraceFlightRetransmitted: 3,
 		dtls.TraceTimerArmed: 3, dtls.TraceTimerFired: 3, dtls.TraceEpochChanged: 3, dtls.TraceRecordDropped: 3,
 		dtls.TraceRecordSent: 4, dtls.TraceRecordReceived: 4, dtls.TraceDatagramSent: 4, dtls.TraceDatagramReceived: 4,
+		dtls.TraceDatagramDropped: 3, dtls.TraceListenerEvent: 1,
 	}
-	for k := dtls.TraceDatagramSent; k <= dtls.TraceHandshakeFailed; k++ {
+	for k := dtls.TraceDatagramSent; k <= dtls.TraceListenerEvent; k++ {
 		if got := Level(k); got != want[k] {
 			t.Errorf("Level(%v) = %d, want %d", k, got, want[k])
 		}
