@@ -134,7 +134,7 @@ func (hs *handshakeState) selectSuite() *cipherSuite {
 			if isRSAKey(signer.Public()) != (s.kx == kxECDHERSA) {
 				continue
 			}
-			if _, err := selectSignatureScheme(signer, hs.hello.supportedSignatureAlgorithms); err != nil {
+			if _, err := selectSignatureScheme(VersionDTLS12, signer, hs.hello.supportedSignatureAlgorithms); err != nil {
 				continue
 			}
 		}
@@ -272,7 +272,7 @@ func (hs *handshakeState) serverCertificate() (*tls.Certificate, error) {
 		if err != nil {
 			continue
 		}
-		if _, err := selectSignatureScheme(signer, hs.hello.supportedSignatureAlgorithms); err == nil {
+		if _, err := selectSignatureScheme(VersionDTLS12, signer, hs.hello.supportedSignatureAlgorithms); err == nil {
 			return cert, nil
 		}
 	}
@@ -320,7 +320,7 @@ func (hs *handshakeState) sendServerFlight() error {
 		if err != nil {
 			return c.fail(alertInternalError, err)
 		}
-		scheme, err := selectSignatureScheme(signer, hs.hello.supportedSignatureAlgorithms)
+		scheme, err := selectSignatureScheme(VersionDTLS12, signer, hs.hello.supportedSignatureAlgorithms)
 		if err != nil {
 			return c.fail(alertHandshakeFailure, err)
 		}
@@ -453,7 +453,7 @@ func (hs *handshakeState) readClientFlight() error {
 		if !slices.Contains(hs.certRequest.supportedSignatureAlgorithms, cv.signatureAlgorithm) {
 			return c.fail(alertIllegalParameter, errors.New("dtls: client signed with an unrequested scheme"))
 		}
-		if err := verifyHandshakeSignature(cv.signatureAlgorithm, hs.peerKey, hs.transcript, cv.signature); err != nil {
+		if err := verifyHandshakeSignature(VersionDTLS12, cv.signatureAlgorithm, hs.peerKey, hs.transcript, cv.signature); err != nil {
 			return c.fail(alertDecryptError, err)
 		}
 		hs.addTranscript(msg)

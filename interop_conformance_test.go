@@ -1,0 +1,200 @@
+package dtls
+
+// Conformance bugs that real peers found (issue 10, item 7), reproduced
+// with the scripted peer of mbpeer_test.go so that they run without the
+// peer installed: the interop module's P-384 cells and the root package's
+// OpenSSL tests run the same cases against the real implementations.
+//
+//   - ECDSA in DTLS 1.2 does not bind the hash to the curve
+//     (RFC 5246 §7.4.1.4.1): a P-384 key signs with
+//     ecdsa_secp256r1_sha256 when a peer lists it first.
+//   - Version negotiation (RFC 5246 Appendix E.1, RFC 6347 §4.1): a
+//     ClientHello offering a version newer than 1.2 gets 1.2.
+//   - SNI (RFC 6066 §3): the server acknowledges a name it used with an
+//     empty server_name extension in a full handshake's ServerHello.
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"slices"
+	"testing"
+)
+
+// p384Cert is the test certificate with a P-384 key.
+func p384Cert() *testCert { return certs(nil)["p384"] }
+
+// signWithP384 signs the transcript so far with the P-384 key and scheme.
+func signWithP384(scheme tls.SignatureScheme) func(p *mbPeer) []byte {
+	return func(p *mbPeer) []byte {
+		sig, err := signHandshake(rand.Reader, p384Cert().tls.PrivateKey.(crypto.Signer), scheme, p.transcript)
+		if err != nil {
+			panic(err)
+		}
+		return sig
+	}
+}
+
+// offerSchemes makes the scripted client offer only schemes in its
+// signature_algorithms.
+func offerSchemes(schemes ...tls.SignatureScheme) func(p *mbPeer) {
+	return func(p *mbPeer) {
+		p.hello = p.clientHello()
+		p.hello.supportedSignatureAlgorithms = schemes
+	}
+}
+
+// receivedMessages splits the scripted peer's transcript (12-byte DTLS
+// handshake headers and bodies) into the messages of type typ.
+func receivedMessages(p *mbPeer, typ handshakeType) [][]byte {
+	var out [][]byte
+	s := p.transcript
+	for len(s) >= handshakeHeaderLen {
+		var h handshakeHeader
+		if !h.unmarshal(s) || len(s) < handshakeHeaderLen+int(h.length) {
+			return out
+		}
+		if h.typ == typ {
+			out = append(out, s[handshakeHeaderLen:handshakeHeaderLen+int(h.length)])
+		}
+		s = s[handshakeHeaderLen+int(h.length):]
+	}
+	return out
+}
+
+// checkServerKeyExchange checks that our server signed its
+// ServerKeyExchange with scheme, and that the signature verifies under
+// the certificate it sent.
+func checkServerKeyExchange(scheme tls.SignatureScheme) func(t *testing.T, r *mbResult) {
+	return func(t *testing.T, r *mbResult) {
+		p := r.peer
+		bodies := receivedMessages(p, typeServerKeyExchange)
+		if len(bodies) != 1 || p.peerCert == nil {
+			t.Fatalf("the peer saw %d ServerKeyExchange messages and certificate %v", len(bodies), p.peerCert != nil)
+		}
+		skx := &serverKeyExchangeMsg{kind: p.suite.kx}
+		if !skx.unmarshal(bodies[0]) {
+			t.Fatal("malformed ServerKeyExchange")
+		}
+		if skx.signatureAlgorithm != scheme {
+			t.Errorf("our server signed with %v, want %v", skx.signatureAlgorithm, scheme)
+		}
+		msg := slices.Concat(p.hello.random, p.sh.random, skx.ecdhParams())
+		if err := verifyHandshakeSignature(VersionDTLS12, skx.signatureAlgorithm, p.peerCert.PublicKey, msg, skx.signature); err != nil {
+			t.Errorf("our ServerKeyExchange signature: %v", err)
+		}
+	}
+}
+
+func TestP384WithSHA256(t *testing.T) {
+	p384Server := func(c *Config) { c.Certificates = []tls.Certificate{p384Cert().tls} }
+	for _, row := range []mbRow{
+		// Our client against a server with a P-384 certificate that
+		// picks the first ECDSA scheme we list, as OpenSSL, GnuTLS and
+		// mbedTLS servers do.
+		{name: "server signs with ecdsa_secp256r1_sha256", ours: oursClient, suite: ecdsaSuite,
+			config: func(c *Config) { c.RootCAs = p384Cert().pool },
+			peer: chain(func(p *mbPeer) { p.cert = &p384Cert().tls },
+				skxEdit(func(skx *serverKeyExchangeMsg) { skx.signatureAlgorithm = tls.ECDSAWithP256AndSHA256 })),
+			wantErr: mbSucceeds},
+		{name: "server signs with ecdsa_secp521r1_sha512", ours: oursClient, suite: ecdsaSuite,
+			config: func(c *Config) { c.RootCAs = p384Cert().pool },
+			peer: chain(func(p *mbPeer) { p.cert = &p384Cert().tls },
+				skxEdit(func(skx *serverKeyExchangeMsg) { skx.signatureAlgorithm = tls.ECDSAWithP521AndSHA512 })),
+			wantErr: mbSucceeds},
+		// The signature must still verify: a P-384 signature over the
+		// SHA-384 digest claimed as SHA-256 does not.
+		{name: "server claims ecdsa_secp256r1_sha256 for a SHA-384 signature", ours: oursClient, suite: ecdsaSuite,
+			config: func(c *Config) { c.RootCAs = p384Cert().pool },
+			peer: chain(func(p *mbPeer) { p.cert = &p384Cert().tls }, onFlight("ServerFlight", func(p *mbPeer, items []mbItem) []mbItem {
+				skx := items[findMsg(items, typeServerKeyExchange)].m.(*serverKeyExchangeMsg)
+				msg := slices.Concat(p.hello.random, p.sh.random, skx.ecdhParams())
+				sig, err := signHandshake(rand.Reader, p384Cert().tls.PrivateKey.(crypto.Signer), tls.ECDSAWithP384AndSHA384, msg)
+				if err != nil {
+					panic(err)
+				}
+				skx.signatureAlgorithm, skx.signature = tls.ECDSAWithP256AndSHA256, sig
+				return items
+			})),
+			wantErr: "invalid ECDSA signature", wantAlert: int(alertDecryptError)},
+
+		// A client with a P-384 certificate that signs its
+		// CertificateVerify with SHA-256, as mbedTLS's ssl_client2 does.
+		{name: "client certificate signs with ecdsa_secp256r1_sha256", ours: oursServer, suite: ecdsaSuite, config: clientAuth,
+			peer:    chain(withClientCert("p384"), cvBody(tls.ECDSAWithP256AndSHA256, signWithP384(tls.ECDSAWithP256AndSHA256))),
+			wantErr: mbSucceeds},
+		{name: "client certificate signs with ecdsa_secp256r1_sha256", ours: oursListener, suite: ecdsaSuite, config: clientAuth,
+			peer:    chain(withClientCert("p384"), cvBody(tls.ECDSAWithP256AndSHA256, signWithP384(tls.ECDSAWithP256AndSHA256))),
+			wantErr: mbSucceeds},
+
+		// Our own choice with a P-384 key: the curve's own hash when the
+		// peer offers it, SHA-256 when that is all it offers (RFC 7925
+		// §4.4.2 clients need only ecdsa_secp256r1_sha256).
+		{name: "P-384 server, client offers only ecdsa_secp256r1_sha256", ours: oursServer, suite: ecdsaSuite,
+			config:  p384Server,
+			peer:    offerSchemes(tls.ECDSAWithP256AndSHA256, tls.PSSWithSHA256),
+			wantErr: mbSucceeds, check: checkServerKeyExchange(tls.ECDSAWithP256AndSHA256)},
+		{name: "P-384 server, client offers SHA-256 before SHA-384", ours: oursServer, suite: ecdsaSuite,
+			config:  p384Server,
+			peer:    offerSchemes(tls.ECDSAWithP256AndSHA256, tls.ECDSAWithP384AndSHA384),
+			wantErr: mbSucceeds, check: checkServerKeyExchange(tls.ECDSAWithP384AndSHA384)},
+		{name: "P-384 server, client offers no ECDSA scheme", ours: oursServer, suite: ecdsaSuite,
+			config:  p384Server,
+			peer:    offerSchemes(tls.PSSWithSHA256, tls.Ed25519),
+			wantErr: "no cipher suite", wantAlert: int(alertHandshakeFailure)},
+	} {
+		t.Run(row.ours+"/"+row.name, func(t *testing.T) {
+			checkMBRow(t, row, runMBRow(t, row))
+		})
+	}
+}
+
+// TestSignatureSchemesForKey pins the schemes each key signs and verifies
+// with, per version: any ECDSA hash in DTLS 1.2, the curve's own in 1.3.
+func TestSignatureSchemesForKey(t *testing.T) {
+	p521, err := ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := []tls.SignatureScheme{tls.ECDSAWithP256AndSHA256, tls.ECDSAWithP384AndSHA384, tls.ECDSAWithP521AndSHA512}
+	for _, tt := range []struct {
+		name   string
+		key    crypto.Signer
+		vers   uint16
+		peer   []tls.SignatureScheme
+		want   tls.SignatureScheme // 0: no scheme
+		verify []tls.SignatureScheme
+	}{
+		{"P-256 1.2", certs(t)["p256"].tls.PrivateKey.(crypto.Signer), VersionDTLS12, all, tls.ECDSAWithP256AndSHA256, all},
+		{"P-384 1.2", p384Cert().tls.PrivateKey.(crypto.Signer), VersionDTLS12, all, tls.ECDSAWithP384AndSHA384, all},
+		{"P-384 1.2, peer has SHA-256 only", p384Cert().tls.PrivateKey.(crypto.Signer), VersionDTLS12, all[:1], tls.ECDSAWithP256AndSHA256, all},
+		{"P-521 1.2, peer has SHA-256 and SHA-384", p521, VersionDTLS12, all[:2], tls.ECDSAWithP256AndSHA256, all},
+		{"P-384 1.3", p384Cert().tls.PrivateKey.(crypto.Signer), VersionDTLS13, all, tls.ECDSAWithP384AndSHA384, all[1:2]},
+		{"P-384 1.3, peer has SHA-256 only", p384Cert().tls.PrivateKey.(crypto.Signer), VersionDTLS13, all[:1], 0, all[1:2]},
+		{"P-256 1.3", certs(t)["p256"].tls.PrivateKey.(crypto.Signer), VersionDTLS13, all, tls.ECDSAWithP256AndSHA256, all[:1]},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := selectSignatureScheme(tt.vers, tt.key, tt.peer)
+			if tt.want == 0 {
+				if err == nil {
+					t.Errorf("selectSignatureScheme = %v, want an error", got)
+				}
+			} else if err != nil || got != tt.want {
+				t.Errorf("selectSignatureScheme = %v, %v; want %v", got, err, tt.want)
+			}
+			msg := []byte("signed handshake data")
+			for _, s := range all {
+				sig, err := signHandshake(rand.Reader, tt.key, s, msg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				err = verifyHandshakeSignature(tt.vers, s, tt.key.Public(), msg, sig)
+				if ok := slices.Contains(tt.verify, s); ok != (err == nil) {
+					t.Errorf("verify %v: %v, want accepted %v", s, err, ok)
+				}
+			}
+		})
+	}
+}
