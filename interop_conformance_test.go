@@ -21,6 +21,8 @@ import (
 	"crypto/tls"
 	"slices"
 	"testing"
+
+	"golang.org/x/crypto/cryptobyte"
 )
 
 // p384Cert is the test certificate with a P-384 key.
@@ -196,5 +198,110 @@ func TestSignatureSchemesForKey(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// withClientHelloBody makes the scripted client send its ClientHello (both
+// of them, around a cookie exchange) through f after marshalling.
+func withClientHelloBody(f func(body []byte) []byte) func(p *mbPeer) {
+	edit := func(p *mbPeer, items []mbItem) []mbItem {
+		items[findMsg(items, typeClientHello)].lazy = func(p *mbPeer) []byte {
+			b, err := p.hello.marshal()
+			if err != nil {
+				panic(err)
+			}
+			return f(b)
+		}
+		return items
+	}
+	return chain(onFlight("ClientHello", edit), onFlight("ClientHelloCookie", edit))
+}
+
+// appendHelloExtension adds an extension at the end of a marshalled
+// ClientHello body.
+func appendHelloExtension(body []byte, id uint16, data []byte) []byte {
+	s := cryptobyte.String(body)
+	var vers uint16
+	var random, sessionID, cookie, suites, compression, exts []byte
+	if !s.ReadUint16(&vers) || !s.ReadBytes(&random, randomLen) ||
+		!s.ReadUint8LengthPrefixed((*cryptobyte.String)(&sessionID)) ||
+		!s.ReadUint8LengthPrefixed((*cryptobyte.String)(&cookie)) ||
+		!s.ReadUint16LengthPrefixed((*cryptobyte.String)(&suites)) ||
+		!s.ReadUint8LengthPrefixed((*cryptobyte.String)(&compression)) {
+		panic("appendHelloExtension: malformed ClientHello")
+	}
+	if !s.Empty() && (!s.ReadUint16LengthPrefixed((*cryptobyte.String)(&exts)) || !s.Empty()) {
+		panic("appendHelloExtension: malformed extensions")
+	}
+	b := cryptobyte.NewBuilder(nil)
+	b.AddUint16(vers)
+	b.AddBytes(random)
+	b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(sessionID) })
+	b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(cookie) })
+	b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(suites) })
+	b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(compression) })
+	b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
+		b.AddBytes(exts)
+		b.AddUint16(id)
+		b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(data) })
+	})
+	return b.BytesOrPanic()
+}
+
+// testExtSupportedVersions is RFC 8446 §4.2.1's supported_versions.
+const testExtSupportedVersions = 43
+
+// dtls13SupportedVersions is the supported_versions extension of a client
+// offering DTLS 1.3 and 1.2.
+var dtls13SupportedVersions = []byte{4, 0xfe, 0xfc, 0xfe, 0xfd}
+
+// helloVersion makes the scripted client send client_version v.
+func helloVersion(v uint16) func(p *mbPeer) {
+	return func(p *mbPeer) { p.hello = p.clientHello(); p.hello.vers = v }
+}
+
+// checkNegotiated12 checks the ServerHello the scripted client got.
+func checkNegotiated12(t *testing.T, r *mbResult) {
+	if r.peer.sh == nil || r.peer.sh.vers != VersionDTLS12 {
+		t.Errorf("ServerHello %+v, want version DTLS 1.2", r.peer.sh)
+	}
+}
+
+func TestVersionTolerance(t *testing.T) {
+	for _, ours := range []string{oursServer, oursListener} {
+		for _, row := range []mbRow{
+			// RFC 9147 §5.3: a DTLS 1.3 client puts 1.2 in
+			// legacy_version and its versions in supported_versions.
+			{name: "DTLS 1.3 ClientHello", peer: chain(helloVersion(VersionDTLS12),
+				withClientHelloBody(func(b []byte) []byte {
+					return appendHelloExtension(b, testExtSupportedVersions, dtls13SupportedVersions)
+				}))},
+			{name: "client_version 1.3", peer: helloVersion(VersionDTLS13)},
+			{name: "client_version 1.3 with supported_versions", peer: chain(helloVersion(VersionDTLS13),
+				withClientHelloBody(func(b []byte) []byte {
+					return appendHelloExtension(b, testExtSupportedVersions, dtls13SupportedVersions)
+				}))},
+			// A DTLS 2.0 ({253,255}), which must fall back to 1.2.
+			{name: "client_version 0xfdff", peer: helloVersion(0xfdff)},
+			{name: "client_version 0x0001", peer: helloVersion(0x0001)},
+			// Older than 1.2: refused.
+			{name: "client_version 1.0", peer: helloVersion(VersionDTLS10),
+				wantErr: "DTLS 1.2 is required", wantAlert: int(alertProtocolVersion)},
+			{name: "client_version 0xfefe", peer: helloVersion(0xfefe),
+				wantErr: "DTLS 1.2 is required", wantAlert: int(alertProtocolVersion)},
+		} {
+			row.ours = ours
+			if row.wantErr == mbSucceeds {
+				row.check = checkNegotiated12
+			}
+			if ours == oursListener && row.wantErr != mbSucceeds {
+				// A Listener reports a failed handshake through the
+				// Tracer, not as an error of our side.
+				row.wantErr = "DTLS 1.2 is required"
+			}
+			t.Run(row.ours+"/"+row.name, func(t *testing.T) {
+				checkMBRow(t, row, runMBRow(t, row))
+			})
+		}
 	}
 }
