@@ -301,6 +301,11 @@ func (hs *handshakeState) serverCertificate() (*tls.Certificate, error) {
 func (hs *handshakeState) sendServerFlight() error {
 	c := hs.c
 	kx := hs.suite.kx
+	// RFC 6066 §3: a server that uses the client's server_name (we hand
+	// it to GetCertificate and report it in ConnectionState.ServerName)
+	// answers with an empty server_name extension, except when resuming,
+	// which does not come here.
+	hs.serverHello.serverNameAck = hs.hello.serverName != ""
 	if err := c.writeHandshake(hs, hs.serverHello); err != nil {
 		return err
 	}

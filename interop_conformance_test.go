@@ -305,3 +305,145 @@ func TestVersionTolerance(t *testing.T) {
 		}
 	}
 }
+
+// serverNameAcked checks whether the ServerHello the scripted client got
+// acknowledged its server_name.
+func serverNameAcked(want bool) func(t *testing.T, r *mbResult) {
+	return func(t *testing.T, r *mbResult) {
+		if r.peer.sh == nil {
+			t.Fatal("no ServerHello")
+		}
+		if r.peer.sh.serverNameAck != want {
+			t.Errorf("ServerHello server_name acknowledged: %v, want %v", r.peer.sh.serverNameAck, want)
+		}
+	}
+}
+
+func TestSNIAcknowledged(t *testing.T) {
+	withName := func(name string) func(p *mbPeer) {
+		return func(p *mbPeer) { p.hello = p.clientHello(); p.hello.serverName = name }
+	}
+	// The scripted server's ServerHello carries a server_name extension
+	// with data (RFC 6066 §3: it must be empty).
+	nonEmptyAck := onFlight("ServerFlight", func(p *mbPeer, items []mbItem) []mbItem {
+		i := findMsg(items, typeServerHello)
+		sh := items[i].m.(*serverHelloMsg)
+		sh.serverNameAck = false
+		b, err := sh.marshal()
+		if err != nil {
+			panic(err)
+		}
+		items[i].body = appendServerHelloExtension(b, extensionServerName, []byte{0, 0})
+		return items
+	})
+	for _, row := range []mbRow{
+		{name: "server acknowledges the name", ours: oursServer, suite: ecdsaSuite,
+			peer: withName("dtls.test"), wantErr: mbSucceeds, check: serverNameAcked(true)},
+		{name: "server acknowledges the name", ours: oursListener, suite: ecdsaSuite,
+			peer: withName("dtls.test"), wantErr: mbSucceeds, check: serverNameAcked(true)},
+		{name: "server acknowledges the name under PSK", ours: oursServer,
+			peer: withName("dtls.test"), wantErr: mbSucceeds, check: serverNameAcked(true)},
+		{name: "no name, no acknowledgement", ours: oursServer, suite: ecdsaSuite,
+			wantErr: mbSucceeds, check: serverNameAcked(false)},
+		{name: "client accepts the acknowledgement", ours: oursClient, suite: ecdsaSuite,
+			peer: shEdit(func(sh *serverHelloMsg) { sh.serverNameAck = true }), wantErr: mbSucceeds},
+		{name: "acknowledgement of a name the client did not send", ours: oursClient, suite: ecdsaSuite,
+			config:  func(c *Config) { c.ServerName, c.InsecureSkipVerify = "", true },
+			peer:    shEdit(func(sh *serverHelloMsg) { sh.serverNameAck = true }),
+			wantErr: "which we did not offer", wantAlert: int(alertUnsupportedExtension)},
+		{name: "acknowledgement with data", ours: oursClient, suite: ecdsaSuite,
+			peer: nonEmptyAck, wantErr: "malformed ServerHello", wantAlert: int(alertDecodeError)},
+	} {
+		t.Run(row.ours+"/"+row.name, func(t *testing.T) {
+			checkMBRow(t, row, runMBRow(t, row))
+		})
+	}
+}
+
+// appendServerHelloExtension adds an extension at the end of a marshalled
+// ServerHello body.
+func appendServerHelloExtension(body []byte, id uint16, data []byte) []byte {
+	s := cryptobyte.String(body)
+	var head, sessionID, exts []byte
+	if !s.ReadBytes(&head, 2+randomLen) || !s.ReadUint8LengthPrefixed((*cryptobyte.String)(&sessionID)) {
+		panic("appendServerHelloExtension: malformed ServerHello")
+	}
+	var tail []byte
+	if !s.ReadBytes(&tail, 3) {
+		panic("appendServerHelloExtension: malformed ServerHello")
+	}
+	if !s.Empty() && (!s.ReadUint16LengthPrefixed((*cryptobyte.String)(&exts)) || !s.Empty()) {
+		panic("appendServerHelloExtension: malformed extensions")
+	}
+	b := cryptobyte.NewBuilder(nil)
+	b.AddBytes(head)
+	b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(sessionID) })
+	b.AddBytes(tail)
+	b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
+		b.AddBytes(exts)
+		b.AddUint16(id)
+		b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(data) })
+	})
+	return b.BytesOrPanic()
+}
+
+// TestSNINotAcknowledgedOnResumption: RFC 6066 §3, "When resuming a
+// session, the server MUST NOT include a server_name extension in the
+// server hello." Our client and server over loopback; the client's Tracer
+// hands over the plaintext ServerHellos.
+func TestSNINotAcknowledgedOnResumption(t *testing.T) {
+	p256 := certs(t)["p256"]
+	l, _ := echoServer(t, &Config{Certificates: []tls.Certificate{p256.tls}}, nil)
+	cache := NewLRUClientSessionCache(4)
+	for i, wantAck := range []bool{true, false} {
+		var hellos []*serverHelloMsg
+		cfg := &Config{RootCAs: p256.pool, ServerName: "dtls.test", ClientSessionCache: cache,
+			Tracer: func(ev *TraceEvent) {
+				if ev.Kind == TraceDatagramReceived {
+					hellos = append(hellos, serverHellosIn(ev.Datagram)...)
+				}
+			}}
+		c, err := Dial("udp", l.Addr().String(), cfg)
+		if err != nil {
+			t.Fatalf("connection %d: %v", i+1, err)
+		}
+		resumed := c.ConnectionState().DidResume
+		c.Close()
+		if resumed != (i == 1) {
+			t.Fatalf("connection %d: DidResume %v", i+1, resumed)
+		}
+		if len(hellos) == 0 {
+			t.Fatalf("connection %d: no ServerHello seen", i+1)
+		}
+		for _, sh := range hellos {
+			if sh.serverNameAck != wantAck {
+				t.Errorf("connection %d (resumed %v): server_name acknowledged %v, want %v", i+1, resumed, sh.serverNameAck, wantAck)
+			}
+		}
+	}
+}
+
+// serverHellosIn returns the ServerHellos in a datagram's epoch-0 records.
+func serverHellosIn(d []byte) []*serverHelloMsg {
+	var out []*serverHelloMsg
+	for len(d) > 0 {
+		hdr, body, rest, reason := nextRecord(d)
+		if reason != dropNone {
+			return out
+		}
+		d = rest
+		if hdr.typ != recordTypeHandshake || hdr.epoch != 0 {
+			continue
+		}
+		var h handshakeHeader
+		if !h.unmarshal(body) || h.typ != typeServerHello || h.fragmentOffset != 0 ||
+			h.fragmentLength != h.length || len(body) < handshakeHeaderLen+int(h.length) {
+			continue
+		}
+		sh := new(serverHelloMsg)
+		if sh.unmarshal(body[handshakeHeaderLen : handshakeHeaderLen+int(h.length)]) {
+			out = append(out, sh)
+		}
+	}
+	return out
+}
