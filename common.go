@@ -172,16 +172,53 @@ const (
 	// minMTU is the smallest MTU Config.MTU accepts: a handshake header plus
 	// a record header plus AEAD overhead must leave room for some payload.
 	minMTU = 128
-	// defaultRetransmitTimeout is the initial retransmission timer. RFC
-	// 6347 §4.2.4.1 suggested 1 s; RFC 9147 §5.8.2 recommends 100 ms, RFC
-	// 6298's minimum, which matters on lossy links: a handshake has three
-	// round trips, each lost with p = 1-(1-loss)² or worse, and a 1 s
-	// start makes a median handshake at 30% loss take 3 s. Doubling to
-	// maxRetransmitTimeout still spares a dead peer (see flight.go).
-	defaultRetransmitTimeout = 100 * time.Millisecond
-	// maxRetransmitTimeout caps the exponential backoff (RFC 6347 §4.2.4.1
-	// says at least 60 seconds).
+	// defaultRetransmitTimeout is the initial retransmission timer when
+	// nothing is known of the round-trip time. RFC 6347 §4.2.4.1:
+	// "Implementations SHOULD use an initial timer value of 1 second (the
+	// minimum defined in RFC 6298) and double the value at each
+	// retransmission, up to no less than the RFC 6298 maximum of 60
+	// seconds." RFC 9147 §5.8.2 keeps the 1000 ms.
+	defaultRetransmitTimeout = time.Second
+	// srtpRetransmitTimeout is the initial timer of a Config that offers
+	// DTLS-SRTP (Config.SRTPProtectionProfiles): RFC 9147 §5.8.2 "It is
+	// RECOMMENDED that for DTLS-SRTP [RFC5764], a default timeout of 400
+	// ms be used".
+	srtpRetransmitTimeout = 400 * time.Millisecond
+	// rttTimerFactor is RFC 9147 §5.8.2's rule for a known round-trip
+	// time: "In settings where there is external information (for
+	// instance, from an ICE [RFC8445] handshake, or from previous
+	// connections to the same server) about the RTT, implementations
+	// SHOULD use 1.5 times that RTT estimate as the retransmit timer." We
+	// have such information from the cookie round trip (server) and from
+	// a cached session (client). As a fraction: ×3/2.
+	rttTimerFactorNum, rttTimerFactorDen = 3, 2
+	// minRetransmitTimeout is the lowest a measured round-trip time takes
+	// the timer when Config.RetransmitTimeout is not set. RFC 9147 gives
+	// no floor, but it counts on ACKs sent on receipt; a DTLS 1.2 flight
+	// is acknowledged only by the peer's next flight, so the time to an
+	// answer includes the peer's key exchange and signing (milliseconds,
+	// more under load), which a cookie round trip does not. libwebrtc
+	// clamps its ICE-derived DTLS timer to 50 ms..3 s; 100 ms leaves room
+	// for a peer's computation on a fast path, and keeps minResendInterval
+	// (half of it) at the 50 ms it has always been.
+	minRetransmitTimeout = 100 * time.Millisecond
+	// maxRetransmitTimeout caps the exponential backoff: RFC 6347
+	// §4.2.4.1 and RFC 9147 §5.8.2 double "up to no less than" RFC 6298's
+	// maximum of 60 seconds.
 	maxRetransmitTimeout = 60 * time.Second
+	// maxRetransmissions bounds how often one flight is retransmitted on
+	// a timer before the handshake gives up, whatever its deadline. It is
+	// OpenSSL's DTLS1_TMO_ALERT_COUNT (12, per flight); mbedTLS and
+	// wolfSSL stop once the doubled timer passes their 60 s maximum (6
+	// retransmissions from 1 s), GnuTLS after a 60 s total. From the
+	// default 1 s, 5 retransmissions fit in the default 60 s
+	// HandshakeTimeout (at 1, 3, 7, 15 and 31 s); even from the 100 ms
+	// floor the 10th comes after 60 s (at 102 s), so at the defaults the deadline
+	// always ends a handshake first. The bound ends a handshake whose
+	// deadline is longer (a context, a larger HandshakeTimeout) after
+	// about 8 minutes at the 1 s start, instead of one flight a minute
+	// for as long as the deadline allows.
+	maxRetransmissions = 12
 )
 
 // keyExchange names how a cipher suite agrees on the premaster secret and

@@ -93,11 +93,16 @@ type Config struct {
 	// Flights are fragmented to it. If 0, 1200 is used.
 	MTU int
 
-	// RetransmitTimeout is the initial flight retransmission timeout; it
-	// doubles on each retransmission up to 60 s. Once a flight is answered
-	// without loss, the timer follows the measured round-trip time
-	// (RFC 6298) but never drops below this value. If 0, 100 ms is used
-	// (RFC 9147 §5.8.2).
+	// RetransmitTimeout is the initial flight retransmission timeout (1.5
+	// times a measured round-trip time raises it); it doubles on each
+	// retransmission up to 60 s, and a flight is retransmitted at most 12
+	// times. If 0, the timer follows RFC 9147
+	// §5.8.2: 1.5 times the round-trip time when one is known (a server
+	// measures it over the cookie exchange, a client takes it from a
+	// cached session with the same server), else 1 s, or 400 ms if
+	// SRTPProtectionProfiles is set (DTLS-SRTP). Once a flight is answered
+	// without loss, the timer follows the measured round-trip time (RFC
+	// 6298) but never drops below RetransmitTimeout, or 100 ms if it is 0.
 	RetransmitTimeout time.Duration
 
 	// ReplayWindow is the size of the anti-replay window in records
@@ -164,8 +169,11 @@ type Config struct {
 	SessionTicketsDisabled bool
 
 	// ClientSessionCache, on a client, keeps sessions for resumption,
-	// keyed by ServerName or, without one, the server's address. If nil,
-	// the client does not resume sessions.
+	// keyed by ServerName or, without one, the server's address, with the
+	// round-trip time measured on the connection that made them, which
+	// starts the retransmission timer of the next handshake with that
+	// server (see RetransmitTimeout). If nil, the client does not resume
+	// sessions.
 	ClientSessionCache ClientSessionCache
 
 	// SRTPProtectionProfiles lists the DTLS-SRTP protection profiles
@@ -270,14 +278,21 @@ func (c *Config) mtu() int {
 	return c.MTU
 }
 
-func (c *Config) retransmitTimeout() time.Duration {
-	if c == nil || c.RetransmitTimeout <= 0 {
-		return defaultRetransmitTimeout
+// retransmitTimeouts returns the initial retransmission timeout, when no
+// round-trip time is known, and the floor of one derived from a measured
+// RTT: RetransmitTimeout for both if set, else RFC 9147 §5.8.2's 1 s (400
+// ms for DTLS-SRTP) and minRetransmitTimeout.
+func (c *Config) retransmitTimeouts() (initial, floor time.Duration) {
+	switch {
+	case c == nil:
+		return defaultRetransmitTimeout, minRetransmitTimeout
+	case c.RetransmitTimeout > 0:
+		d := min(c.RetransmitTimeout, maxRetransmitTimeout)
+		return d, d
+	case len(c.SRTPProtectionProfiles) > 0:
+		return srtpRetransmitTimeout, minRetransmitTimeout
 	}
-	if c.RetransmitTimeout > maxRetransmitTimeout {
-		return maxRetransmitTimeout
-	}
-	return c.RetransmitTimeout
+	return defaultRetransmitTimeout, minRetransmitTimeout
 }
 
 // replayWindow returns the anti-replay window size, 0 meaning off.

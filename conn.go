@@ -98,7 +98,8 @@ func newConn(io datagramIO, config *Config, isClient bool) *Conn {
 	}
 	c := &Conn{config: config, isClient: isClient, io: io}
 	c.rl = newRecordLayer(config.replayWindow())
-	c.hs = newHandshakeTransport(config.mtu(), config.retransmitTimeout())
+	initialRTO, minRTO := config.retransmitTimeouts()
+	c.hs = newHandshakeTransport(config.mtu(), initialRTO, minRTO)
 	c.expansionFn = c.rl.expansion
 	return c
 }
@@ -458,6 +459,9 @@ func (c *Conn) readDatagram(ctx context.Context, userDeadline bool) ([]byte, err
 			now := c.config.time()
 			if c.hs.timerFired(now) {
 				c.trace(&TraceEvent{Kind: TraceTimerFired})
+				if c.hs.retransmitLimitReached() {
+					return nil, fmt.Errorf("dtls: handshake gave up: flight %d unanswered after %d retransmissions: %w", c.flights, maxRetransmissions, os.ErrDeadlineExceeded)
+				}
 				if err := c.sendFlight(true, "timer"); err != nil {
 					return nil, err
 				}

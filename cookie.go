@@ -11,10 +11,36 @@ import (
 	"time"
 )
 
-// cookieLen is the length of the HelloVerifyRequest cookies we make: a full
-// HMAC-SHA256 tag. RFC 6347 allows up to maxCookieLen bytes; 32 is far
-// beyond guessing range and keeps the second ClientHello small.
-const cookieLen = sha256.Size
+// A cookie we make is 32 bytes: a header in the clear, covered by the tag,
+// then an HMAC-SHA256 tag truncated to 26 bytes:
+//
+//	made (4 bytes) | ClientHello record sequence number, low 16 bits (2) | tag (26)
+//
+// made is when the cookie was made, in microseconds since the generator
+// was created, modulo 2^32 (it wraps every 71 minutes, far beyond the
+// longest a cookie is accepted, 2×cookieSecretLifetime). The two fields
+// let the Listener, which keeps no state before the cookie returns, take
+// the time from the HelloVerifyRequest to the ClientHello that returns the
+// cookie as a round-trip sample (RFC 9147 §5.8.2's "external
+// information"), and tell a sample from the first ClientHello after the
+// HelloVerifyRequest (record sequence number one more) from one from a
+// retransmission, which Karn's rule excludes.
+//
+// 32 bytes, not more: RFC 6347 allows cookie<0..2^8-1>, but DTLS 1.0's
+// limit was 32 (RFC 4347 §4.2.1) and GnuTLS still refuses a longer one
+// (DTLS_MAX_COOKIE_SIZE), as do other stacks built for 1.0. A tag of 208
+// bits is far beyond guessing range; RFC 2104 §5 allows truncating an
+// HMAC to half its length or more.
+const (
+	cookieHeaderLen = 4 + 2
+	cookieTagLen    = 26
+	cookieLen       = cookieHeaderLen + cookieTagLen
+)
+
+// maxCookieRTT bounds the round-trip sample a cookie gives: an answer
+// slower than this is a client that waited (or a replay) rather than a
+// path, and gives no sample.
+const maxCookieRTT = 10 * time.Second
 
 // cookieSecretLen is the size of a cookie HMAC key, the hash size as RFC
 // 2104 §3 recommends.
@@ -30,9 +56,9 @@ const cookieSecretLen = sha256.Size
 const cookieSecretLifetime = 5 * time.Minute
 
 // cookieGenerator makes and checks stateless HelloVerifyRequest cookies
-// (RFC 6347 §4.2.1). A cookie is
+// (RFC 6347 §4.2.1). A cookie's tag is
 //
-//	HMAC-SHA256(secret, client IP (16 bytes) | client port | ClientHello fields)
+//	HMAC-SHA256(secret, cookie header | client IP (16 bytes) | client port | ClientHello fields)
 //
 // over the ClientHello fields that RFC 6347 §4.2.1 says the second
 // ClientHello repeats unchanged: version, random, cipher_suites and
@@ -42,15 +68,17 @@ const cookieSecretLifetime = 5 * time.Minute
 // answering our HelloVerifyRequest included, so a cookie bound to it never
 // verifies and they loop on HelloVerifyRequests until they give up.
 // OpenSSL, GnuTLS and mbedTLS servers bind their cookies to the address
-// alone; the session_id adds nothing to the proof of address. The server keeps no per-client state until a
-// ClientHello comes back with a valid cookie, which proves the client
-// receives datagrams at its source address.
+// alone; the session_id adds nothing to the proof of address. The server
+// keeps no per-client state until a ClientHello comes back with a valid
+// cookie, which proves the client receives datagrams at its source
+// address.
 //
 // It is safe for concurrent use. The HMAC state is reused under a mutex, so
 // checking a cookie does not allocate: a flood of spoofed ClientHellos all
 // land here.
 type cookieGenerator struct {
-	rand io.Reader
+	rand  io.Reader
+	epoch time.Time // origin of the cookies' timestamps
 
 	mu       sync.Mutex
 	rotateAt time.Time // when current stops making cookies
@@ -69,9 +97,10 @@ func newCookieGenerator(rand io.Reader, now time.Time) (*cookieGenerator, error)
 	}
 	return &cookieGenerator{
 		rand:     rand,
+		epoch:    now,
 		rotateAt: now.Add(cookieSecretLifetime),
 		current:  hmac.New(sha256.New, secret),
-		sum:      make([]byte, 0, cookieLen),
+		sum:      make([]byte, 0, sha256.Size),
 	}, nil
 }
 
@@ -108,12 +137,14 @@ func (g *cookieGenerator) nextSecretLocked() []byte {
 	return g.current.Sum(secret[:0])
 }
 
-// appendCookieInput appends the bytes that a cookie authenticates. Every
+// appendCookieInput appends the bytes that a cookie authenticates: its
+// header, then the client's address and ClientHello fields. Every
 // variable-length field carries a 4-byte length prefix, which cannot
 // overflow, so that no two different inputs serialize to the same bytes
 // (a byte moved from the cipher suites into the compression methods
 // changes the prefixes).
-func appendCookieInput(b []byte, addr netip.AddrPort, ch *clientHelloMsg) []byte {
+func appendCookieInput(b []byte, header []byte, addr netip.AddrPort, ch *clientHelloMsg) []byte {
+	b = append(b, header...)
 	ip := addr.Addr().As16()
 	b = append(b, ip[:]...)
 	b = binary.BigEndian.AppendUint16(b, addr.Port())
@@ -129,21 +160,32 @@ func appendCookieInput(b []byte, addr netip.AddrPort, ch *clientHelloMsg) []byte
 	return b
 }
 
-// macLocked computes the cookie for g.input with the keyed HMAC h into
-// g.sum.
+// ticks is now as a cookie timestamp: microseconds since the generator's
+// epoch, modulo 2^32.
+func (g *cookieGenerator) ticks(now time.Time) uint32 {
+	return uint32(now.Sub(g.epoch) / time.Microsecond)
+}
+
+// macLocked computes the cookie tag for g.input with the keyed HMAC h into
+// g.sum: the HMAC truncated to cookieTagLen bytes.
 func (g *cookieGenerator) macLocked(h hash.Hash) []byte {
 	h.Reset()
 	h.Write(g.input)
 	g.sum = h.Sum(g.sum[:0])
-	return g.sum
+	return g.sum[:cookieTagLen]
 }
 
-// generate appends to dst the cookie for a ClientHello from addr.
-func (g *cookieGenerator) generate(dst []byte, now time.Time, addr netip.AddrPort, ch *clientHelloMsg) []byte {
+// generate appends to dst the cookie for a ClientHello from addr that
+// arrived in a record with sequence number recordSeq, made at now.
+func (g *cookieGenerator) generate(dst []byte, now time.Time, addr netip.AddrPort, recordSeq uint64, ch *clientHelloMsg) []byte {
+	var header [cookieHeaderLen]byte
+	binary.BigEndian.PutUint32(header[0:4], g.ticks(now))
+	binary.BigEndian.PutUint16(header[4:6], uint16(recordSeq))
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.rotateLocked(now)
-	g.input = appendCookieInput(g.input[:0], addr, ch)
+	g.input = appendCookieInput(g.input[:0], header[:], addr, ch)
+	dst = append(dst, header[:]...)
 	return append(dst, g.macLocked(g.current)...)
 }
 
@@ -154,15 +196,37 @@ func (g *cookieGenerator) verify(now time.Time, addr netip.AddrPort, ch *clientH
 	if len(cookie) != cookieLen {
 		return false
 	}
+	header, tag := cookie[:cookieHeaderLen], cookie[cookieHeaderLen:]
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.rotateLocked(now)
-	g.input = appendCookieInput(g.input[:0], addr, ch)
+	g.input = appendCookieInput(g.input[:0], header, addr, ch)
 	// Check both secrets whatever the first result, so that the time taken
 	// does not say which secret made the cookie.
-	ok := hmac.Equal(cookie, g.macLocked(g.current))
+	ok := hmac.Equal(tag, g.macLocked(g.current))
 	if g.previous != nil {
-		ok = hmac.Equal(cookie, g.macLocked(g.previous)) || ok
+		ok = hmac.Equal(tag, g.macLocked(g.previous)) || ok
 	}
 	return ok
+}
+
+// roundTrip returns the time from making cookie to now, a round-trip
+// sample, if the ClientHello that returned it came in the record right
+// after the one the cookie answered (recordSeq one more): a client's
+// retransmission of that ClientHello would add its timer to the sample
+// (Karn's rule). It returns 0, no sample, otherwise, or for an answer
+// slower than maxCookieRTT. Call it only with a cookie verify accepted:
+// its header is then ours.
+func (g *cookieGenerator) roundTrip(now time.Time, recordSeq uint64, cookie []byte) time.Duration {
+	if len(cookie) != cookieLen {
+		return 0
+	}
+	if binary.BigEndian.Uint16(cookie[4:6])+1 != uint16(recordSeq) {
+		return 0
+	}
+	age := time.Duration(g.ticks(now)-binary.BigEndian.Uint32(cookie[0:4])) * time.Microsecond
+	if age > maxCookieRTT {
+		return 0
+	}
+	return age
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -58,30 +59,33 @@ func newTestCookieGenerator(t testing.TB) *cookieGenerator {
 //	echo -n $INPUT | xxd -r -p | openssl dgst -sha256 -mac HMAC -macopt hexkey:$SECRET
 //
 // with SECRET 000102..1f (the first secret countingReader yields) and then
-// 202122..3f (the secret after one rotation).
+// 202122..3f (the secret after one rotation); a cookie is the 6-byte header
+// (the first bytes of INPUT) and the first 26 bytes of that HMAC.
 func TestCookieKnownAnswer(t *testing.T) {
-	const wantInput = "00000000000000000000ffffc0000201" + // 192.0.2.1 as an IPv4-mapped address
+	const wantInput = "00000000" + "0005" + // cookie header: made at the generator's epoch, record sequence number 5
+		"00000000000000000000ffffc0000201" + // 192.0.2.1 as an IPv4-mapped address
 		"1634" + // port 5684
 		"fefd" + // client_version
 		"00000020" + "404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f" + // random
 		"00000004" + "c02b00a8" + // cipher_suites
 		"0000000100" // compression_methods
 	ch := cookieTestHello()
-	if got := appendCookieInput(nil, cookieTestAddr, ch); !bytes.Equal(got, unhex(t, wantInput)) {
+	if got := appendCookieInput(nil, []byte{0, 0, 0, 0, 0, 5}, cookieTestAddr, ch); !bytes.Equal(got, unhex(t, wantInput)) {
 		t.Fatalf("cookie input = %x, want %s", got, wantInput)
 	}
 
 	g := newTestCookieGenerator(t)
 	prefix := []byte("prefix")
-	got := g.generate(prefix, cookieTestTime, cookieTestAddr, ch)
-	want := append([]byte("prefix"), unhex(t, "e7de924193078388e9072ed07c7f249410fe36f78798768298efe6335c1cca77")...)
+	got := g.generate(prefix, cookieTestTime, cookieTestAddr, 0x1_0005, ch) // only the low 16 bits are kept
+	want := append([]byte("prefix"), unhex(t, "000000000005"+"9ae7fc9397001009a671e840ee9faf2a76be0b55f3555e357d37")...)
 	if !bytes.Equal(got, want) {
 		t.Errorf("generate = %x, want %x", got, want)
 	}
 
 	later := cookieTestTime.Add(cookieSecretLifetime)
-	got = g.generate(nil, later, cookieTestAddr, ch)
-	if want := unhex(t, "a1d209051da63dc2da9d9b51ec37b56363f98a0fe5686bf51f0d34e1d948c179"); !bytes.Equal(got, want) {
+	got = g.generate(nil, later, cookieTestAddr, 0, ch)
+	// Made 300 s (0x11e1a300 µs) after the epoch, record sequence number 0.
+	if want := unhex(t, "11e1a3000000"+"83722986d53153f3e3c477277038a1d9a74d29a721db64f50401"); !bytes.Equal(got, want) {
 		t.Errorf("generate after rotation = %x, want %x", got, want)
 	}
 }
@@ -91,20 +95,20 @@ func TestCookieRotation(t *testing.T) {
 
 	t.Run("accepted within one lifetime", func(t *testing.T) {
 		g := newTestCookieGenerator(t)
-		c := g.generate(nil, cookieTestTime, cookieTestAddr, ch)
+		c := g.generate(nil, cookieTestTime, cookieTestAddr, 0, ch)
 		if !g.verify(cookieTestTime.Add(cookieSecretLifetime-time.Nanosecond), cookieTestAddr, ch, c) {
 			t.Error("cookie rejected before any rotation")
 		}
 	})
 	t.Run("accepted after one rotation", func(t *testing.T) {
 		g := newTestCookieGenerator(t)
-		c := g.generate(nil, cookieTestTime, cookieTestAddr, ch)
+		c := g.generate(nil, cookieTestTime, cookieTestAddr, 0, ch)
 		now := cookieTestTime.Add(cookieSecretLifetime)
 		if !g.verify(now, cookieTestAddr, ch, c) {
 			t.Error("cookie from the previous secret rejected")
 		}
 		// The new secret makes different cookies, and those verify too.
-		c2 := g.generate(nil, now, cookieTestAddr, ch)
+		c2 := g.generate(nil, now, cookieTestAddr, 0, ch)
 		if bytes.Equal(c, c2) {
 			t.Error("rotation did not change the cookie")
 		}
@@ -114,8 +118,8 @@ func TestCookieRotation(t *testing.T) {
 	})
 	t.Run("rejected after two rotations", func(t *testing.T) {
 		g := newTestCookieGenerator(t)
-		c := g.generate(nil, cookieTestTime, cookieTestAddr, ch)
-		g.generate(nil, cookieTestTime.Add(cookieSecretLifetime), cookieTestAddr, ch)
+		c := g.generate(nil, cookieTestTime, cookieTestAddr, 0, ch)
+		g.generate(nil, cookieTestTime.Add(cookieSecretLifetime), cookieTestAddr, 0, ch)
 		if g.verify(cookieTestTime.Add(2*cookieSecretLifetime), cookieTestAddr, ch, c) {
 			t.Error("cookie accepted two secrets later")
 		}
@@ -125,7 +129,7 @@ func TestCookieRotation(t *testing.T) {
 		// passed: the cookie is too old even though its secret is
 		// "previous".
 		g := newTestCookieGenerator(t)
-		c := g.generate(nil, cookieTestTime, cookieTestAddr, ch)
+		c := g.generate(nil, cookieTestTime, cookieTestAddr, 0, ch)
 		if g.verify(cookieTestTime.Add(2*cookieSecretLifetime), cookieTestAddr, ch, c) {
 			t.Error("cookie accepted after two lifetimes of idleness")
 		}
@@ -136,9 +140,9 @@ func TestCookieRotation(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c := g.generate(nil, cookieTestTime, cookieTestAddr, ch)
+		c := g.generate(nil, cookieTestTime, cookieTestAddr, 0, ch)
 		now := cookieTestTime.Add(cookieSecretLifetime)
-		c2 := g.generate(nil, now, cookieTestAddr, ch)
+		c2 := g.generate(nil, now, cookieTestAddr, 0, ch)
 		if bytes.Equal(c, c2) {
 			t.Error("secret not replaced when rand failed")
 		}
@@ -173,7 +177,7 @@ func TestNewCookieGeneratorRandFails(t *testing.T) {
 func TestCookieRejects(t *testing.T) {
 	g := newTestCookieGenerator(t)
 	ch := cookieTestHello()
-	cookie := g.generate(nil, cookieTestTime, cookieTestAddr, ch)
+	cookie := g.generate(nil, cookieTestTime, cookieTestAddr, 0, ch)
 	if !g.verify(cookieTestTime, cookieTestAddr, ch, cookie) {
 		t.Fatal("valid cookie rejected")
 	}
@@ -228,13 +232,62 @@ func TestCookieRejects(t *testing.T) {
 	}
 }
 
+// TestCookieRoundTrip: the cookie carries the time it was made and the
+// record sequence number it answered, so that the ClientHello returning it
+// gives the stateless server a round-trip sample, unless that ClientHello
+// was a retransmission.
+func TestCookieRoundTrip(t *testing.T) {
+	g := newTestCookieGenerator(t)
+	ch := cookieTestHello()
+	made := cookieTestTime.Add(90 * time.Minute) // past the 71-minute wrap of the timestamp
+	cookie := g.generate(nil, made, cookieTestAddr, 41, ch)
+	// GnuTLS refuses cookies longer than DTLS 1.0's 32 bytes.
+	if len(cookie) != 32 {
+		t.Fatalf("cookie of %d bytes, want 32", len(cookie))
+	}
+	back := made.Add(37 * time.Millisecond)
+	if !g.verify(back, cookieTestAddr, ch, cookie) {
+		t.Fatal("cookie rejected")
+	}
+	if got := g.roundTrip(back, 42, cookie); got != 37*time.Millisecond {
+		t.Errorf("round trip %v, want 37ms", got)
+	}
+	// The client retransmitted its second ClientHello: no sample.
+	if got := g.roundTrip(back.Add(time.Second), 43, cookie); got != 0 {
+		t.Errorf("round trip %v from a retransmitted ClientHello, want none", got)
+	}
+	// The 16-bit sequence field wraps with the record sequence number.
+	c2 := g.generate(nil, made, cookieTestAddr, 0x2_ffff, ch)
+	if got := g.roundTrip(back, 0x3_0000, c2); got != 37*time.Millisecond {
+		t.Errorf("round trip %v across a 16-bit wrap, want 37ms", got)
+	}
+	// An answer after maxCookieRTT is no sample.
+	if got := g.roundTrip(made.Add(maxCookieRTT+time.Millisecond), 42, cookie); got != 0 {
+		t.Errorf("round trip %v after %v, want none", got, maxCookieRTT)
+	}
+	// The timestamp is covered by the tag: a client cannot shorten it.
+	forged := slices.Clone(cookie)
+	forged[3]++
+	if g.verify(back, cookieTestAddr, ch, forged) {
+		t.Error("cookie with a changed timestamp accepted")
+	}
+	forged = slices.Clone(cookie)
+	forged[5]++
+	if g.verify(back, cookieTestAddr, ch, forged) {
+		t.Error("cookie with a changed record sequence number accepted")
+	}
+	if n := testing.AllocsPerRun(100, func() { g.roundTrip(back, 42, cookie) }); n != 0 {
+		t.Errorf("roundTrip allocates %v times", n)
+	}
+}
+
 // TestCookieFieldsDoNotShift checks that moving bytes between adjacent
 // fields changes the cookie, which the length prefixes guarantee.
 func TestCookieFieldsDoNotShift(t *testing.T) {
 	g := newTestCookieGenerator(t)
 	a := &clientHelloMsg{vers: VersionDTLS12, random: make([]byte, 32), cipherSuites: []uint16{0x00a8}, compressionMethods: []uint8{0xc0, 0x2b, 0}}
 	b := &clientHelloMsg{vers: VersionDTLS12, random: make([]byte, 32), cipherSuites: []uint16{0x00a8, 0xc02b}, compressionMethods: []uint8{0}}
-	ca := g.generate(nil, cookieTestTime, cookieTestAddr, a)
+	ca := g.generate(nil, cookieTestTime, cookieTestAddr, 0, a)
 	if g.verify(cookieTestTime, cookieTestAddr, b, ca) {
 		t.Error("compression_methods bytes shifted into cipher_suites gave the same cookie")
 	}
@@ -259,7 +312,7 @@ func TestCookieConcurrent(t *testing.T) {
 			addr := netip.AddrPortFrom(cookieTestAddr.Addr(), uint16(1000+i))
 			for range 200 {
 				clock.RLock()
-				c := g.generate(nil, now, addr, ch)
+				c := g.generate(nil, now, addr, 0, ch)
 				ok := g.verify(now, addr, ch, c)
 				clock.RUnlock()
 				if !ok {
@@ -282,9 +335,9 @@ func TestCookieAllocations(t *testing.T) {
 	g := newTestCookieGenerator(t)
 	ch := cookieTestHello()
 	buf := make([]byte, 0, cookieLen)
-	cookie := g.generate(nil, cookieTestTime, cookieTestAddr, ch)
+	cookie := g.generate(nil, cookieTestTime, cookieTestAddr, 0, ch)
 	n := testing.AllocsPerRun(100, func() {
-		buf = g.generate(buf[:0], cookieTestTime, cookieTestAddr, ch)
+		buf = g.generate(buf[:0], cookieTestTime, cookieTestAddr, 0, ch)
 		if !g.verify(cookieTestTime, cookieTestAddr, ch, cookie) {
 			t.Fatal("cookie rejected")
 		}
@@ -302,7 +355,7 @@ func BenchmarkCookieGenerateVerify(b *testing.B) {
 	now := cookieTestTime.Add(cookieSecretLifetime)
 	b.ReportAllocs()
 	for b.Loop() {
-		buf = g.generate(buf[:0], now, cookieTestAddr, ch)
+		buf = g.generate(buf[:0], now, cookieTestAddr, 0, ch)
 		if !g.verify(now, cookieTestAddr, ch, buf) {
 			b.Fatal("cookie rejected")
 		}
@@ -314,7 +367,7 @@ func BenchmarkCookieGenerateVerify(b *testing.B) {
 // the fuzzer will not find) and never panic.
 func FuzzCookieVerify(f *testing.F) {
 	g := newTestCookieGenerator(f)
-	valid := g.generate(nil, cookieTestTime, cookieTestAddr, cookieTestHello())
+	valid := g.generate(nil, cookieTestTime, cookieTestAddr, 0, cookieTestHello())
 	f.Add(valid, cookieTestHello().random, uint16(5685))
 	f.Add([]byte{}, []byte{}, uint16(0))
 	f.Add(make([]byte, cookieLen), make([]byte, randomLen), uint16(5684))
@@ -324,7 +377,7 @@ func FuzzCookieVerify(f *testing.F) {
 		ch.random = random
 		addr := netip.AddrPortFrom(cookieTestAddr.Addr(), port)
 		if g.verify(cookieTestTime, addr, ch, cookie) {
-			if !bytes.Equal(cookie, g.generate(nil, cookieTestTime, addr, ch)) {
+			if !bytes.Equal(cookie, g.generate(nil, cookieTestTime, addr, 0, ch)) {
 				t.Fatalf("verify accepted %x, which generate did not make", cookie)
 			}
 			if !bytes.Equal(cookie, valid) {

@@ -19,8 +19,13 @@
 // The listener answers every ClientHello without a valid cookie with a
 // stateless HelloVerifyRequest and keeps no state for that peer, so spoofed
 // floods cost it one HMAC each. Handshakes are retransmitted with
-// exponential backoff (1 s, doubling to 60 s), fragmented to Config.MTU
-// (1200 bytes by default), and reassembled within named limits.
+// exponential backoff (RFC 6347 §4.2.4.1, RFC 9147 §5.8.2): the timer starts
+// at 1 s, or 400 ms for DTLS-SRTP, or 1.5 times the round-trip time when
+// one is known (a server measures it over the cookie exchange, a client
+// keeps it in its session cache), follows the measured round trip once a
+// flight is answered without loss, and doubles up to 60 s; a flight is
+// retransmitted at most 12 times. Flights are fragmented to Config.MTU
+// (1200 bytes by default) and reassembled within named limits.
 //
 // Implemented: ECDHE_ECDSA, ECDHE_RSA, PSK and ECDHE_PSK key exchanges with
 // AES-GCM, ChaCha20-Poly1305, AES-CCM and AES-CCM_8 (see CipherSuites);

@@ -12,54 +12,44 @@ import (
 // on time takes now, so tests drive it with a virtual clock.
 //
 // The caller (the handshake state machine and the record layer) seals and
-// sends what flightDatagrams returns, opens records and hands handshake
+// sends what appendFlightDatagrams returns, opens records and hands handshake
 // payloads to handleRecord, and reads complete messages with nextMessage.
 
+// Timer design (RFC 6347 §4.2.4, §4.2.4.1; RFC 9147 §5.8.2). The timer of
+// a flight starts at the transport's initial timeout and doubles on every
+// expiry up to maxRetransmitTimeout; after maxRetransmissions the caller
+// gives up. The initial timeout is Config.RetransmitTimeout if set, else
+// 1.5 times a known round-trip time (setInitialRTT: the cookie round trip
+// on a server, a cached session's on a client), else 1 s (400 ms for
+// DTLS-SRTP). When a flight is answered without having been
+// retransmitted, the time from sending it to the first fragment of the
+// answer is a round-trip sample (Karn's rule: a retransmitted flight's
+// answer is ambiguous) for rttStats, and the next flights start at RFC
+// 6298's RTO = SRTT + 4·RTTVAR, never below the floor
+// (Config.RetransmitTimeout, or minRetransmitTimeout). The sample includes
+// the peer's computation, which makes this more cautious than RFC 9147's
+// "MAY be adjusted to 1.5 times the measured round trip time". After a
+// flight that needed retransmissions the backed-off value is kept for the
+// next flight (RFC 6347 §4.2.4.1), but at most maxRetainedRTO (or the
+// estimate, if larger). LOSS.md has the measurements.
 const (
 	// minResendInterval rate-limits the resends that a retransmission of
 	// the peer's previous flight triggers (RFC 6347 §4.2.4, "read
-	// retransmit"). A retransmitted flight arrives as a burst of datagrams
-	// sent back to back (a few milliseconds apart; ~50 ms for a 6 KB
-	// flight on a 1 Mbit/s link), and should cause one resend, not one per
-	// datagram. A peer retransmits no faster than its own timer, which
-	// starts at 100 ms or more (RFC 9147 §5.8.2, RFC 6298's minimum), so
-	// half of that never suppresses the answer to a genuine
-	// retransmission that our own timer did not already answer. The
-	// limit also bounds the amplification from forged epoch-0 fragments
-	// with an old message_seq to twenty flights a second, to our peer,
-	// while the handshake lasts.
-	minResendInterval = defaultRetransmitTimeout / 2
-
-	// The retransmission timer (RFC 6347 §4.2.4.1, RFC 9147 §5.8.2). It
-	// starts at the initial timeout (Config.RetransmitTimeout, by default
-	// defaultRetransmitTimeout = 100 ms) and doubles on every expiry up to
-	// maxRetransmitTimeout (60 s), so a dead peer sees about ten flights
-	// in its first minute and then one a minute. When a flight is
-	// answered without having been retransmitted, the time from sending
-	// it to the first fragment of the answer is a round-trip sample
-	// (Karn's rule: a retransmitted flight's answer is ambiguous), and
-	// the next flights start at RFC 6298 §2's RTO = SRTT + 4·RTTVAR, but
-	// never below the initial timeout: a long path or a slow peer (the
-	// sample includes its signing and key exchange) raises the timer, a
-	// short one keeps the configured floor. After a flight that needed
-	// retransmissions the backed-off value is kept for the next flight,
-	// as RFC 6347 §4.2.4.1 asks, so that congestion is not made worse,
-	// but at most maxRetainedRTO (or the estimate, if larger).
-	//
-	// rttVarFactor is RFC 6298's K; rttAlpha and rttBeta are its gains
-	// as shifts (1/8 and 1/4).
-	rttVarFactor  = 4
-	rttAlphaShift = 3
-	rttBetaShift  = 2
+	// retransmit"): a retransmitted flight arrives as a burst and should
+	// cause one resend, not one per datagram. It is half the smallest
+	// timer we start (minRetransmitTimeout), so it does not suppress the
+	// answer to a genuine retransmission. It also bounds the amplification
+	// from forged epoch-0 fragments with an old message_seq to twenty
+	// flights a second, to our peer, while the handshake lasts.
+	minResendInterval = minRetransmitTimeout / 2
 
 	// maxRetainedRTO caps the backed-off timer a flight inherits from a
 	// previous one that needed retransmissions. The peer has answered,
 	// so the path is not dead, and RFC 6347 §4.2.4.1 starts a path it
 	// knows nothing about at 1 s: inheriting more only stalls the
-	// handshake. In the loss table at 30% loss, one handshake in a
-	// hundred lost its first flight seven times or more; carrying that
-	// 12.8-60 s timer into the next two flights made those handshakes
-	// take minutes. Within a flight the timer still doubles to 60 s.
+	// handshake (at 30% loss a flight lost seven times in a row carried a
+	// 12.8-60 s timer into the next two flights). Within a flight the
+	// timer still doubles to 60 s.
 	maxRetainedRTO = time.Second
 
 	// maxMTU is the largest MTU the transport fragments to: the largest
@@ -155,7 +145,8 @@ func (r *inReassembly) cost() int { return len(r.body) + len(r.have) }
 // not safe for concurrent use.
 type handshakeTransport struct {
 	mtu        int
-	initialRTO time.Duration
+	initialRTO time.Duration // timer of a flight before any RTT is known
+	minRTO     time.Duration // floor of a timer derived from the RTT
 	rto        time.Duration // current retransmission timeout
 
 	// Outgoing: the current flight and the RFC 6347 §4.2.4 state machine.
@@ -170,9 +161,9 @@ type handshakeTransport struct {
 	lastSent   time.Time // last (re)transmission, for minResendInterval
 	firstSent  time.Time // first transmission of the current flight, for RTT samples
 
-	// Round-trip estimate (RFC 6298 §2), from flights answered without
-	// retransmission. srtt == 0: no sample yet.
-	srtt, rttvar time.Duration
+	// Round-trip estimate, from flights answered without retransmission
+	// and from setInitialRTT.
+	rtt rttStats
 
 	// Incoming. recvSeq is the next message_seq to deliver; it is wider
 	// than message_seq so that it cannot wrap back into the window.
@@ -182,10 +173,12 @@ type handshakeTransport struct {
 }
 
 // newHandshakeTransport returns a transport that fragments to mtu bytes of
-// UDP payload (clamped to [minMTU, maxMTU]; 0 means defaultMTU) and starts
-// retransmission at initialRTO (0 means defaultRetransmitTimeout; capped at
-// maxRetransmitTimeout).
-func newHandshakeTransport(mtu int, initialRTO time.Duration) *handshakeTransport {
+// UDP payload (clamped to [minMTU, maxMTU]; 0 means defaultMTU). Its timer
+// starts at initialRTO (0 means defaultRetransmitTimeout) and a timer
+// derived from a measured RTT never goes below minRTO (0 means
+// minRetransmitTimeout, or initialRTO if that is lower); both are capped at
+// maxRetransmitTimeout.
+func newHandshakeTransport(mtu int, initialRTO, minRTO time.Duration) *handshakeTransport {
 	switch {
 	case mtu == 0:
 		mtu = defaultMTU
@@ -198,7 +191,27 @@ func newHandshakeTransport(mtu int, initialRTO time.Duration) *handshakeTranspor
 		initialRTO = defaultRetransmitTimeout
 	}
 	initialRTO = min(initialRTO, maxRetransmitTimeout)
-	return &handshakeTransport{mtu: mtu, initialRTO: initialRTO, rto: initialRTO}
+	if minRTO <= 0 {
+		minRTO = min(minRetransmitTimeout, initialRTO)
+	}
+	minRTO = min(minRTO, maxRetransmitTimeout)
+	return &handshakeTransport{mtu: mtu, initialRTO: initialRTO, minRTO: minRTO, rto: initialRTO}
+}
+
+// setInitialRTT gives the transport a round-trip time learned outside it
+// (the cookie exchange, a previous connection to the same server). Before
+// the first flight is sent, the timer becomes 1.5 times rtt (RFC 9147
+// §5.8.2), within [minRTO, maxRetransmitTimeout]; the estimate starts from
+// it. A value ≤ 0, or one given after the transport measured an RTT
+// itself, is ignored.
+func (t *handshakeTransport) setInitialRTT(rtt time.Duration) {
+	if rtt <= 0 || t.rtt.hasMeasurement() {
+		return
+	}
+	t.rtt.update(rtt)
+	if t.sendCount == 0 {
+		t.rto = min(max(rtt*rttTimerFactorNum/rttTimerFactorDen, t.minRTO), maxRetransmitTimeout)
+	}
 }
 
 // startAt sets the next message_seq to send and to expect (a server that
@@ -419,7 +432,7 @@ func (t *handshakeTransport) deadline() (time.Time, bool) {
 // timerFired reports whether the retransmission timer is armed and expired
 // at now. If so it disarms the timer and doubles the RTO (capped at
 // maxRetransmitTimeout, RFC 6347 §4.2.4.1): the caller resends
-// flightDatagrams and calls flightSent again.
+// flightDatagrams and calls flightSent again, unless retransmitLimitReached.
 func (t *handshakeTransport) timerFired(now time.Time) bool {
 	if !t.timerArmed || now.Before(t.timerAt) {
 		return false
@@ -427,6 +440,13 @@ func (t *handshakeTransport) timerFired(now time.Time) bool {
 	t.timerArmed = false
 	t.rto = min(2*t.rto, maxRetransmitTimeout)
 	return true
+}
+
+// retransmitLimitReached reports whether the current flight was already
+// retransmitted maxRetransmissions times: when its timer fires again, the
+// caller gives up instead of sending it once more.
+func (t *handshakeTransport) retransmitLimitReached() bool {
+	return t.sendCount > maxRetransmissions
 }
 
 // finalFlight marks the current flight as the last of the handshake: no
@@ -518,37 +538,21 @@ func (t *handshakeTransport) peerAdvanced(now time.Time) {
 	}
 	t.peerMoved = true
 	if t.sendCount <= 1 {
-		t.rttSample(now.Sub(t.firstSent))
+		t.rtt.update(now.Sub(t.firstSent))
 		t.rto = t.rtoEstimate()
 		return
 	}
 	t.rto = min(t.rto, max(maxRetainedRTO, t.rtoEstimate()))
 }
 
-// rttSample folds one round-trip measurement into the estimate
-// (RFC 6298 §2.2-2.3).
-func (t *handshakeTransport) rttSample(r time.Duration) {
-	r = max(r, 0)
-	if t.srtt == 0 {
-		t.srtt, t.rttvar = max(r, 1), r/2
-		return
-	}
-	d := t.srtt - r
-	if d < 0 {
-		d = -d
-	}
-	t.rttvar += (d - t.rttvar) >> rttBetaShift
-	t.srtt += (r - t.srtt) >> rttAlphaShift
-}
-
 // rtoEstimate is the timeout for a flight that follows a clean exchange:
-// RFC 6298's SRTT + K·RTTVAR, at least the initial timeout, at most
-// maxRetransmitTimeout.
+// RFC 6298's SRTT + K·RTTVAR, at least minRTO, at most
+// maxRetransmitTimeout; the initial timeout before any sample.
 func (t *handshakeTransport) rtoEstimate() time.Duration {
-	if t.srtt == 0 {
-		return t.initialRTO
+	if d, ok := t.rtt.rto(t.minRTO); ok {
+		return d
 	}
-	return min(max(t.srtt+rttVarFactor*t.rttvar, t.initialRTO), maxRetransmitTimeout)
+	return t.initialRTO
 }
 
 type fragmentStatus uint8

@@ -149,7 +149,7 @@ func TestFlightFragmentation(t *testing.T) {
 		for _, ov := range []int{0, 24, 29} {
 			t.Run(fmt.Sprintf("mtu=%d/overhead=%d", mtu, ov), func(t *testing.T) {
 				overhead := func(uint16) int { return ov }
-				tx := newHandshakeTransport(mtu, 0)
+				tx := newHandshakeTransport(mtu, 0, 0)
 				var sent []sentMessage
 				for i, n := range sizes {
 					body := testBody(n, byte(i))
@@ -174,7 +174,7 @@ func TestFlightFragmentation(t *testing.T) {
 
 				// A second fragmentation at another MTU overlaps the first
 				// at different boundaries with the same bytes.
-				other := newHandshakeTransport(mtu*2+17, 0)
+				other := newHandshakeTransport(mtu*2+17, 0, 0)
 				for _, m := range sent {
 					other.queueMessage(m.epoch, m.typ, m.body)
 				}
@@ -201,7 +201,7 @@ func TestFlightFragmentation(t *testing.T) {
 					{"overlapping", shuffled(append(append([]outRecord(nil), recs...), otherRecs...))},
 				}
 				for _, o := range orders {
-					rx := newHandshakeTransport(mtu, 0)
+					rx := newHandshakeTransport(mtu, 0, 0)
 					feed(t, rx, o.recs, t0)
 					checkMessages(t, drain(rx), sent, 0)
 					if rx.bufferedBytes() != 0 {
@@ -215,7 +215,7 @@ func TestFlightFragmentation(t *testing.T) {
 
 func TestFlightPacking(t *testing.T) {
 	t.Run("small messages share a datagram", func(t *testing.T) {
-		tx := newHandshakeTransport(1200, 0)
+		tx := newHandshakeTransport(1200, 0, 0)
 		for i, n := range []int{70, 0, 200, 38} {
 			tx.queueMessage(0, typeServerHello+handshakeType(i), testBody(n, byte(i)))
 		}
@@ -225,7 +225,7 @@ func TestFlightPacking(t *testing.T) {
 		}
 	})
 	t.Run("a message that fits an empty datagram is not split", func(t *testing.T) {
-		tx := newHandshakeTransport(1200, 0)
+		tx := newHandshakeTransport(1200, 0, 0)
 		tx.queueMessage(0, typeCertificate, testBody(1000, 1))
 		tx.queueMessage(0, typeServerKeyExchange, testBody(500, 2))
 		dgs := tx.flightDatagrams(nil)
@@ -234,7 +234,7 @@ func TestFlightPacking(t *testing.T) {
 		}
 	})
 	t.Run("a large message fills the datagram it starts in", func(t *testing.T) {
-		tx := newHandshakeTransport(1200, 0)
+		tx := newHandshakeTransport(1200, 0, 0)
 		tx.queueMessage(0, typeServerHello, testBody(100, 1))
 		tx.queueMessage(0, typeCertificate, testBody(3000, 2))
 		dgs := tx.flightDatagrams(nil)
@@ -255,7 +255,7 @@ func TestFlightPacking(t *testing.T) {
 			return 29
 		}
 		for _, mtu := range []int{1200, minMTU} {
-			tx := newHandshakeTransport(mtu, 0)
+			tx := newHandshakeTransport(mtu, 0, 0)
 			cke := tx.queueMessage(0, typeClientKeyExchange, testBody(100, 1))
 			tx.queueChangeCipherSpec(0)
 			fin := tx.queueMessage(1, typeFinished, testBody(finishedVerifyLen, 2))
@@ -287,7 +287,7 @@ func TestFlightPacking(t *testing.T) {
 			if mtu == 1200 && len(dgs) != 1 {
 				t.Errorf("mtu 1200: %d datagrams, want the whole flight in one", len(dgs))
 			}
-			rx := newHandshakeTransport(mtu, 0)
+			rx := newHandshakeTransport(mtu, 0, 0)
 			feed(t, rx, recs, t0)
 			checkMessages(t, drain(rx), []sentMessage{
 				{0, typeClientKeyExchange, testBody(100, 1), cke},
@@ -296,18 +296,18 @@ func TestFlightPacking(t *testing.T) {
 		}
 	})
 	t.Run("MTU is clamped", func(t *testing.T) {
-		if got := newHandshakeTransport(10, 0).mtu; got != minMTU {
+		if got := newHandshakeTransport(10, 0, 0).mtu; got != minMTU {
 			t.Errorf("mtu 10 → %d, want minMTU", got)
 		}
-		if got := newHandshakeTransport(0, 0).mtu; got != defaultMTU {
+		if got := newHandshakeTransport(0, 0, 0).mtu; got != defaultMTU {
 			t.Errorf("mtu 0 → %d, want defaultMTU", got)
 		}
-		if got := newHandshakeTransport(1<<20, 0).mtu; got != maxMTU {
+		if got := newHandshakeTransport(1<<20, 0, 0).mtu; got != maxMTU {
 			t.Errorf("mtu 1<<20 → %d, want maxMTU", got)
 		}
 	})
 	t.Run("records never exceed maxPlaintext", func(t *testing.T) {
-		tx := newHandshakeTransport(maxMTU, 0)
+		tx := newHandshakeTransport(maxMTU, 0, 0)
 		body := testBody(maxHandshakeMessageLen, 3)
 		tx.queueMessage(0, typeCertificate, body)
 		for _, r := range flatten(tx.flightDatagrams(nil)) {
@@ -317,18 +317,18 @@ func TestFlightPacking(t *testing.T) {
 		}
 	})
 	t.Run("absurd overhead still terminates", func(t *testing.T) {
-		tx := newHandshakeTransport(minMTU, 0)
+		tx := newHandshakeTransport(minMTU, 0, 0)
 		tx.queueMessage(0, typeCertificate, testBody(300, 3))
 		tx.queueMessage(0, typeServerHelloDone, nil)
 		recs := flatten(tx.flightDatagrams(func(uint16) int { return 1 << 30 }))
-		rx := newHandshakeTransport(minMTU, 0)
+		rx := newHandshakeTransport(minMTU, 0, 0)
 		feed(t, rx, recs, t0)
 		if got := drain(rx); len(got) != 2 {
 			t.Fatalf("got %d messages", len(got))
 		}
 	})
 	t.Run("oversized body is refused", func(t *testing.T) {
-		tx := newHandshakeTransport(0, 0)
+		tx := newHandshakeTransport(0, 0, 0)
 		if tr := tx.queueMessage(0, typeCertificate, make([]byte, maxOutgoingMessageLen+1)); tr != nil || len(tx.flight) != 0 {
 			t.Fatalf("a body over 2^24-1 bytes was queued")
 		}
@@ -336,7 +336,7 @@ func TestFlightPacking(t *testing.T) {
 }
 
 func TestFlightWholeMessageIsCopied(t *testing.T) {
-	rx := newHandshakeTransport(0, 0)
+	rx := newHandshakeTransport(0, 0, 0)
 	payload := fragment(typeServerHello, 5, 0, 0, []byte("hello"))
 	rx.handleRecord(0, payload, t0)
 	clear(payload) // the caller reuses its datagram buffer
@@ -347,7 +347,7 @@ func TestFlightWholeMessageIsCopied(t *testing.T) {
 }
 
 func TestFlightRetransmissionTimer(t *testing.T) {
-	tx := newHandshakeTransport(1200, time.Second)
+	tx := newHandshakeTransport(1200, time.Second, time.Second)
 	if _, ok := tx.deadline(); ok {
 		t.Fatal("timer armed before anything was sent")
 	}
@@ -406,7 +406,7 @@ func TestFlightRetransmissionTimer(t *testing.T) {
 }
 
 func TestFlightRTOFollowsRTT(t *testing.T) {
-	tx := newHandshakeTransport(1200, 100*time.Millisecond)
+	tx := newHandshakeTransport(1200, 100*time.Millisecond, 100*time.Millisecond)
 	tx.queueMessage(0, typeClientHello, testBody(10, 1))
 	tx.flightSent(t0)
 	if !tx.timerFired(t0.Add(100 * time.Millisecond)) {
@@ -417,8 +417,8 @@ func TestFlightRTOFollowsRTT(t *testing.T) {
 	if tx.rto != 200*time.Millisecond {
 		t.Fatalf("rto %v, want 200ms kept after a retransmitted flight", tx.rto)
 	}
-	if tx.srtt != 0 {
-		t.Fatalf("srtt %v from the answer to a retransmitted flight (Karn's rule)", tx.srtt)
+	if tx.rtt.hasMeasurement() {
+		t.Fatalf("srtt %v from the answer to a retransmitted flight (Karn's rule)", tx.rtt.smoothedRTT())
 	}
 	// Next flight, answered without retransmission after 400ms: a slow
 	// path. RTO = SRTT + 4·RTTVAR = 400 + 4·200 ms.
@@ -446,21 +446,19 @@ func TestFlightRTOFollowsRTT(t *testing.T) {
 	}
 }
 
-// TestFlightDeadPeerBackoff: a flight nobody answers is sent about ten
-// times in the first minute (100 ms doubling), then once a minute.
+// TestFlightDeadPeerBackoff: a flight nobody answers is sent six times in
+// the first minute (1 s doubling), then once a minute, and the transport
+// tells the caller to stop after maxRetransmissions.
 func TestFlightDeadPeerBackoff(t *testing.T) {
-	tx := newHandshakeTransport(1200, 0)
+	tx := newHandshakeTransport(1200, 0, 0)
 	tx.queueMessage(0, typeClientHello, testBody(10, 1))
 	now := t0
 	tx.flightSent(now)
 	sends := 1
-	for {
+	for !tx.retransmitLimitReached() {
 		d, ok := tx.deadline()
 		if !ok {
 			t.Fatal("timer not armed")
-		}
-		if d.Sub(t0) > 10*time.Minute {
-			break
 		}
 		now = d
 		if !tx.timerFired(now) {
@@ -468,18 +466,18 @@ func TestFlightDeadPeerBackoff(t *testing.T) {
 		}
 		tx.flightSent(now)
 		sends++
-		if now.Sub(t0) <= time.Minute && sends > 10 {
+		if now.Sub(t0) <= time.Minute && sends > 6 {
 			t.Fatalf("%d sends within the first minute", sends)
 		}
 	}
-	// 10 sends by 51.1 s, then one every 60 s up to 10 min.
-	if sends > 20 {
-		t.Fatalf("%d sends in 10 minutes", sends)
+	// 6 sends by 31 s, then one every 60 s up to the 13th at 423 s.
+	if sends != 1+maxRetransmissions || now.Sub(t0) != 423*time.Second {
+		t.Fatalf("%d sends, the last at %v; want %d, at 423s", sends, now.Sub(t0), 1+maxRetransmissions)
 	}
 }
 
 func TestFlightNewFlightDiscardsOld(t *testing.T) {
-	tx := newHandshakeTransport(1200, 0)
+	tx := newHandshakeTransport(1200, 0, 0)
 	tx.queueMessage(0, typeClientHello, testBody(50, 1))
 	tx.flightSent(t0)
 	// Nothing from the peer yet: a queue call appends to the same flight.
@@ -502,7 +500,7 @@ func TestFlightNewFlightDiscardsOld(t *testing.T) {
 
 // A server that answered the first ClientHello statelessly starts at 1,1.
 func TestFlightStartAt(t *testing.T) {
-	srv := newHandshakeTransport(1200, 0)
+	srv := newHandshakeTransport(1200, 0, 0)
 	// A message already buffered for seq 0 falls out of the window.
 	srv.handleRecord(0, fragment(typeClientHello, 4, 0, 0, []byte("ch-0")), t0)
 	srv.startAt(1, 1)
@@ -530,13 +528,13 @@ func TestFlightStartAt(t *testing.T) {
 // ServerHelloDone) at t0, and the client's ClientHello records.
 func serverAfterClientHello(t *testing.T) (*handshakeTransport, []outRecord) {
 	t.Helper()
-	cli := newHandshakeTransport(1200, 0)
+	cli := newHandshakeTransport(1200, 0, 0)
 	cli.queueMessage(0, typeClientHello, testBody(5000, 1)) // 5 datagrams
 	chRecs := flatten(cli.flightDatagrams(nil))
 	if len(chRecs) != 5 {
 		t.Fatalf("ClientHello in %d records, want 5", len(chRecs))
 	}
-	srv := newHandshakeTransport(1200, 0)
+	srv := newHandshakeTransport(1200, 0, 0)
 	feed(t, srv, chRecs, t0.Add(-50*time.Millisecond))
 	if len(drain(srv)) != 1 {
 		t.Fatal("ClientHello not delivered")
@@ -615,7 +613,7 @@ func TestFlightNoResendOnceThePeerMovedOn(t *testing.T) {
 func TestFlightFinalFlight(t *testing.T) {
 	srv, _ := serverAfterClientHello(t)
 	// Client flight 5: ClientKeyExchange (epoch 0), CCS, Finished (epoch 1).
-	cli := newHandshakeTransport(1200, 0)
+	cli := newHandshakeTransport(1200, 0, 0)
 	cli.startAt(1, 1)
 	cli.queueMessage(0, typeClientKeyExchange, testBody(66, 4))
 	cli.queueChangeCipherSpec(0)
@@ -664,7 +662,7 @@ func TestFlightFinalFlight(t *testing.T) {
 		t.Fatal("resending the final flight armed a timer")
 	}
 	// finalFlight after flightSent disarms too.
-	cli2 := newHandshakeTransport(0, 0)
+	cli2 := newHandshakeTransport(0, 0, 0)
 	cli2.queueMessage(1, typeFinished, testBody(12, 1))
 	cli2.flightSent(t0)
 	cli2.finalFlight()
@@ -921,7 +919,7 @@ func TestFlightRejections(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rx := newHandshakeTransport(0, 0)
+			rx := newHandshakeTransport(0, 0, 0)
 			var got []inMessage
 			dropped, reason := 0, ""
 			for _, r := range tt.recs {
@@ -979,7 +977,7 @@ func checkAccounting(t *testing.T, rx *handshakeTransport) {
 // maxHandshakeBuffered, and every delivered message must be consistent.
 func FuzzReassembler(f *testing.F) {
 	// Seeds from real flights at a small MTU, in and out of order.
-	tx := newHandshakeTransport(minMTU, 0)
+	tx := newHandshakeTransport(minMTU, 0, 0)
 	tx.queueMessage(0, typeServerHello, testBody(90, 1))
 	tx.queueMessage(0, typeCertificate, testBody(700, 2))
 	tx.queueMessage(0, typeServerHelloDone, nil)
@@ -1005,7 +1003,7 @@ func FuzzReassembler(f *testing.F) {
 	f.Add(encode(rev))
 
 	f.Fuzz(func(t *testing.T, data []byte) {
-		rx := newHandshakeTransport(minMTU, time.Second)
+		rx := newHandshakeTransport(minMTU, time.Second, time.Second)
 		// Something sent, so the resend and timer paths run too.
 		rx.queueMessage(0, typeClientHello, testBody(300, 7))
 		rx.flightSent(t0)

@@ -288,6 +288,12 @@ func (hs *handshakeState) loadSession() error {
 	hello.ticketSupported = !c.config.SessionTicketsDisabled
 	hs.cacheKey = c.clientSessionCacheKey()
 	cs, ok := cache.Get(hs.cacheKey)
+	if ok && cs != nil {
+		// A previous connection to the same server measured the round
+		// trip: RFC 9147 §5.8.2 starts the timer at 1.5 times it, whether
+		// or not the session can be resumed.
+		c.hs.setInitialRTT(cs.rtt)
+	}
 	if !ok || cs == nil || cs.state == nil || !c.sessionUsable(cs, hello) {
 		return nil
 	}
@@ -455,7 +461,7 @@ func (hs *handshakeState) storeSession() {
 		return
 	}
 	resumed := c.state.didResume
-	cs := &ClientSessionState{receivedAt: c.config.time()}
+	cs := &ClientSessionState{receivedAt: c.config.time(), rtt: c.hs.rtt.smoothedRTT()}
 	switch {
 	case resumed:
 		cs.state = hs.session // keeps its creation time: lifetimes are not extended

@@ -95,7 +95,11 @@ func (hs *handshakeState) readClientHello() (*clientHelloMsg, error) {
 		if hvrs == maxHelloVerifyRequests {
 			return nil, c.fail(alertHandshakeFailure, errors.New("dtls: client does not return our cookie"))
 		}
-		hvr := &helloVerifyRequestMsg{vers: VersionDTLS12, cookie: cookies.generate(nil, c.config.time(), addr, hello)}
+		// This Conn's transport measures the round trip itself (the
+		// HelloVerifyRequest is a flight), so the cookie's timestamp and
+		// sequence number are not used: fixed, a recorded handshake
+		// replays byte for byte.
+		hvr := &helloVerifyRequestMsg{vers: VersionDTLS12, cookie: cookies.generate(nil, cookies.epoch, addr, 0, hello)}
 		if err := c.writeHandshake(hs, hvr); err != nil {
 			return nil, err
 		}

@@ -301,7 +301,7 @@ func (l *Listener) handleHello(d []byte, ap netip.AddrPort, bp *[]byte, existing
 	now := l.config.time()
 	if !l.config.InsecureSkipHelloVerify && !l.cookies.verify(now, ap, ch, ch.cookie) {
 		var cookie [cookieLen]byte
-		hvr := appendHelloVerifyRequest(l.hvrScratch[:0], hdr.seq, msgSeq, l.cookies.generate(cookie[:0], now, ap, ch))
+		hvr := appendHelloVerifyRequest(l.hvrScratch[:0], hdr.seq, msgSeq, l.cookies.generate(cookie[:0], now, ap, hdr.seq, ch))
 		// Never answer with more than was sent: no amplification.
 		if len(hvr) <= len(d) {
 			if l.config.Tracer != nil {
@@ -335,6 +335,7 @@ func (l *Listener) handleHello(d []byte, ap netip.AddrPort, bp *[]byte, existing
 	cio := newListenerConnIO(l, ap)
 	copy(cio.helloRandom[:], ch.random)
 	c := newConn(cio, l.config, false)
+	c.hs.setInitialRTT(l.cookies.roundTrip(now, hdr.seq, ch.cookie)) // RFC 9147 §5.8.2: the cookie round trip
 	c.listener = l
 	c.hs.startAt(msgSeq, msgSeq)
 	if !l.config.InsecureSkipHelloVerify {

@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"fmt"
 	"math/big"
 	mrand "math/rand/v2"
@@ -38,15 +39,18 @@ var (
 // lossDelay is the one-way delay of the simulated path: a 20 ms round trip.
 const lossDelay = 10 * time.Millisecond
 
-// lossSeeds is how many seeds each row of the table runs.
+// lossSeeds is how many seeds each row of the table runs: 1000 when the
+// table is written (DTLS_LOSS_TABLE), fewer in an ordinary test run.
 func lossSeeds() int {
 	switch {
+	case os.Getenv("DTLS_LOSS_TABLE") != "":
+		return 1000
 	case testing.Short():
-		return 20
+		return 10
 	case raceEnabled:
-		return 50
+		return 20
 	}
-	return 1000
+	return 50
 }
 
 type lossRow struct {
@@ -79,7 +83,9 @@ func lossRows() []lossRow {
 type lossResult struct {
 	took  time.Duration // virtual time from Handshake to its return
 	err   error
-	stats netsim.Stats
+	stats netsim.Stats // the whole run, close_notify included
+	// Datagrams each side sent until the client's handshake returned.
+	toServer, toClient int
 }
 
 // lossHandshake runs one handshake in its own bubble: a Listener that
@@ -129,6 +135,7 @@ func lossHandshake(t *testing.T, link netsim.Link, seed uint64, client, server *
 		start := time.Now()
 		res.err = c.HandshakeContext(context.Background())
 		res.took = time.Since(start)
+		res.toServer, res.toClient = n.StatsTo(lossServerAddr).Sent, n.StatsTo(lossClientAddr).Sent
 		c.Close()
 		l.Close()
 		wg.Wait()
@@ -192,15 +199,17 @@ type lossSummary struct {
 	row                 lossRow
 	seeds, failed, slow int // slow: took longer than the default HandshakeTimeout
 	median, p90, max    time.Duration
-	datagrams           float64 // mean datagrams sent per handshake
+	// Mean datagrams per handshake that each side sent until the
+	// client's handshake returned.
+	toServer, toClient float64
 }
 
 func summarize(row lossRow, results []lossResult) lossSummary {
 	s := lossSummary{row: row, seeds: len(results)}
 	var times []time.Duration
-	total := 0
 	for _, r := range results {
-		total += r.stats.Sent
+		s.toServer += float64(r.toServer) / float64(len(results))
+		s.toClient += float64(r.toClient) / float64(len(results))
 		if r.err != nil {
 			s.failed++
 			continue
@@ -210,7 +219,6 @@ func summarize(row lossRow, results []lossResult) lossSummary {
 		}
 		times = append(times, r.took)
 	}
-	s.datagrams = float64(total) / float64(len(results))
 	if len(times) == 0 {
 		return s
 	}
@@ -222,8 +230,8 @@ func summarize(row lossRow, results []lossResult) lossSummary {
 }
 
 func (s lossSummary) String() string {
-	return fmt.Sprintf("%-48s seeds %4d  failed %3d  >60s %3d  median %8v  p90 %8v  max %8v  datagrams/handshake %5.1f",
-		s.row.name(), s.seeds, s.failed, s.slow, s.median.Round(time.Millisecond), s.p90.Round(time.Millisecond), s.max.Round(time.Millisecond), s.datagrams)
+	return fmt.Sprintf("%-48s seeds %4d  failed %3d  >60s %3d  median %8v  p90 %8v  max %8v  datagrams c→s %5.1f s→c %5.1f",
+		s.row.name(), s.seeds, s.failed, s.slow, s.median.Round(time.Millisecond), s.p90.Round(time.Millisecond), s.max.Round(time.Millisecond), s.toServer, s.toClient)
 }
 
 func TestLossTable(t *testing.T) {
@@ -241,7 +249,11 @@ func TestLossTable(t *testing.T) {
 			results := make([]lossResult, seeds)
 			for seed := range seeds {
 				results[seed] = lossHandshake(t, link, uint64(seed)+1, cc, sc)
-				if err := results[seed].err; err != nil {
+				// A handshake may give up after maxRetransmissions of one
+				// flight, which takes longer than the default 60 s
+				// HandshakeTimeout (see common.go): the table counts it
+				// as failed. Any other error is a bug.
+				if err := results[seed].err; err != nil && !(errors.Is(err, os.ErrDeadlineExceeded) && strings.Contains(err.Error(), "gave up") && results[seed].took > defaultHandshakeTimeout) {
 					t.Errorf("seed %d: %v after %v", seed+1, err, results[seed].took)
 				}
 			}
@@ -251,32 +263,78 @@ func TestLossTable(t *testing.T) {
 		})
 	}
 	if path := os.Getenv("DTLS_LOSS_TABLE"); path != "" {
-		if err := os.WriteFile(path, []byte(lossTableMarkdown(summaries)), 0o644); err != nil {
+		if err := os.WriteFile(path, []byte(lossDocument(summaries)), 0o644); err != nil {
 			t.Error(err)
 		}
 	}
 }
 
+// lossCompareFile is the comparison with pion/dtls that the interop
+// module's TestLossCompare writes; LOSS.md includes it.
+const lossCompareFile = "testdata/loss_compare.md"
+
+// lossDocument is LOSS.md: this package's table and the comparison.
+func lossDocument(rows []lossSummary) string {
+	var b strings.Builder
+	b.WriteString(`# Handshakes over lossy links
+
+Both tables run handshakes over ` + "`internal/netsim`" + ` under ` + "`testing/synctest`" + `: times are virtual and every seed is
+repeatable. The path has a fixed one-way delay and loses the same share of datagrams in both directions. The
+tables run with a 30-minute handshake timeout, so that the tail shows; the ">60 s" column counts the handshakes
+that the default 60 s ` + "`Config.HandshakeTimeout`" + ` would have cut off, and "failed" those that gave up after
+12 retransmissions of one flight (which takes longer than 60 s: at the defaults the handshake timeout comes
+first). Datagrams are the mean per handshake that each side sent until the client's handshake returned.
+
+Defaults (RFC 6347 §4.2.4.1, RFC 9147 §5.8.2): the first flight's timer is 1 s unless the round trip is
+known; the server learns it from the cookie exchange, a client from a cached session with the same server,
+and the timer is then 1.5 times it (at least 100 ms). Once a flight is answered without loss the timer follows
+the measured round trip (RFC 6298, at least 100 ms); it doubles on every expiry up to 60 s.
+
+## How to regenerate
+
+    (cd interop && DTLS_LOSS_COMPARE=../testdata/loss_compare.md go test -run TestLossCompare .)
+    DTLS_LOSS_TABLE=LOSS.md go test -run TestLossTable .
+
+The first writes the comparison below (1000 seeds a row, about 15 s); the second runs this package's table with
+1000 seeds a row and writes this file, including the comparison. Without the variables the same tests run 10 to
+50 seeds a row.
+
+## dtls-go and pion/dtls at the same loss
+
+dtls-go at its defaults, dtls-go with ` + "`RetransmitTimeout: 100 * time.Millisecond`" + ` (the default before the timers
+followed the RFCs), and pion/dtls v4 at its defaults (1 s, doubling), all on the same seeds.
+
+`)
+	if cmp, err := os.ReadFile(lossCompareFile); err == nil {
+		b.Write(cmp)
+	} else {
+		b.WriteString("(not generated: run the interop module's TestLossCompare first)\n")
+	}
+	b.WriteString("\n## dtls-go by suite and MTU, at the defaults\n\n")
+	b.WriteString(lossTableMarkdown(rows))
+	return b.String()
+}
+
 func lossTableMarkdown(rows []lossSummary) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Handshake completion time (virtual), %v one-way delay, loss in both directions.\n\n", lossDelay)
-	b.WriteString("| suite | MTU | loss | seeds | failed | >60 s | median | p90 | max | datagrams |\n")
+	fmt.Fprintf(&b, "Handshake completion time (virtual), %v one-way delay, loss in both directions, %d seeds per row. Datagrams: mean per handshake, sent by each side until the client's handshake returned.\n\n", lossDelay, lossSeeds())
+	b.WriteString("| suite | MTU | loss | failed | >60 s | median | p90 | max | datagrams client→server | datagrams server→client |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, s := range rows {
 		mtu := "1200"
 		if s.row.mtu != 0 {
 			mtu = fmt.Sprint(s.row.mtu)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %.0f%% | %d | %d | %d | %v | %v | %v | %.1f |\n",
-			CipherSuiteName(s.row.suite.suite), mtu, s.row.loss*100, s.seeds, s.failed, s.slow,
-			s.median.Round(time.Millisecond), s.p90.Round(time.Millisecond), s.max.Round(time.Millisecond), s.datagrams)
+		fmt.Fprintf(&b, "| %s | %s | %.0f%% | %d | %d | %v | %v | %v | %.1f | %.1f |\n",
+			CipherSuiteName(s.row.suite.suite), mtu, s.row.loss*100, s.failed, s.slow,
+			s.median.Round(time.Millisecond), s.p90.Round(time.Millisecond), s.max.Round(time.Millisecond), s.toServer, s.toClient)
 	}
 	return b.String()
 }
 
 // TestLossDeadPeerBackoff: a client whose server never answers backs off.
-// Over the default 60 s handshake timeout it sends ten ClientHellos (at
-// 0, 0.1, 0.3, 0.7, 1.5, 3.1, 6.3, 12.7, 25.5 and 51.1 s), not a flood.
+// Over the default 60 s handshake timeout it sends six ClientHellos (at 0,
+// 1, 3, 7, 15 and 31 s: RFC 6347 §4.2.4.1's 1 s, doubling), not a flood.
 func TestLossDeadPeerBackoff(t *testing.T) {
 	checkNoGoroutineLeak(t)
 	synctest.Test(t, func(t *testing.T) {
@@ -298,8 +356,8 @@ func TestLossDeadPeerBackoff(t *testing.T) {
 		}
 		s := n.StatsTo(lossServerAddr)
 		t.Logf("%d datagrams (%d bytes) sent to a black hole in %v", s.Sent, s.Bytes, defaultHandshakeTimeout)
-		if s.Sent > 11 {
-			t.Errorf("%d datagrams sent to a dead peer in a minute, want at most 11", s.Sent)
+		if s.Sent != 6 {
+			t.Errorf("%d datagrams sent to a dead peer in a minute, want 6", s.Sent)
 		}
 	})
 }

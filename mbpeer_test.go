@@ -130,7 +130,7 @@ func newMBPeer(conn net.Conn, isClient bool, suite uint16) *mbPeer {
 		timeout:  2 * time.Second,
 		suite:    cipherSuiteByID(suite),
 		rl:       newRecordLayer(64),
-		rx:       newHandshakeTransport(0, time.Hour),
+		rx:       newHandshakeTransport(0, time.Hour, time.Hour),
 		psk:      testPSK,
 		identity: []byte("client1"),
 	}

@@ -367,14 +367,18 @@ func (c *Config) cachedSessionFor(id []byte, now time.Time) *sessionState {
 }
 
 // ClientSessionState is a client's resumable session: the ticket or
-// session ID the server gave it and the state of the full handshake. It is
-// opaque; a ClientSessionCache stores it.
+// session ID the server gave it, the state of the full handshake, and the
+// round-trip time measured on that connection, which starts the next
+// handshake with the same server (RFC 9147 §5.8.2). It is opaque; a
+// ClientSessionCache stores it. Nothing of it but the ticket or session ID
+// is sent to the server.
 type ClientSessionState struct {
 	ticket     []byte // RFC 5077 ticket, or nil
 	sessionID  []byte // the server's session ID, when there is no ticket
 	state      *sessionState
 	receivedAt time.Time
 	lifetime   time.Duration // the server's ticket_lifetime_hint; 0: none given
+	rtt        time.Duration // smoothed RTT of the connection that made it; 0: none measured
 }
 
 // ClientSessionCache is a cache of ClientSessionState objects that a

@@ -17,6 +17,8 @@ go test -c -o "$tmp/bench.test" ./bench
 for i in $(seq "$COUNT"); do
 	echo "run $i of $COUNT" >&2
 	"$tmp/bench.test" -test.run '^$' -test.bench 'Handshake|Echo|OneWay' -test.benchtime "$BENCHTIME" >>"$tmp/bench.txt"
+	# A concurrency iteration is a burst of 1 to 512 handshakes.
+	"$tmp/bench.test" -test.run '^$' -test.bench 'Concurrent' -test.benchtime 3x >>"$tmp/bench.txt"
 	# The idle measurement opens 1000 connections whatever b.N is.
 	"$tmp/bench.test" -test.run '^$' -test.bench 'IdleConn' -test.benchtime 1x >>"$tmp/bench.txt"
 done

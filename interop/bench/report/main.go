@@ -112,6 +112,7 @@ func main() {
 	bstat := flag.String("benchstat", "", "benchstat summary to append")
 	notes := flag.String("notes", "", "hand-written notes (Markdown) to include after the table")
 	out := flag.String("out", "BENCHMARKS.md", "file to write")
+	concurrencyOnly := flag.Bool("concurrency", false, "write only the concurrency section (from a run of the Concurrent benchmarks alone) to -out")
 	flag.Parse()
 	s, err := parse(*in)
 	if err != nil {
@@ -119,6 +120,13 @@ func main() {
 	}
 	var b strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	if *concurrencyOnly {
+		concurrencySection(p, s, true)
+		if err := os.WriteFile(*out, []byte(b.String()), 0o644); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
 
 	impl := func(bench, unit string) (ours, v4, v3 float64) {
 		return s.med(bench, "dtls-go", unit), s.med(bench, "pion-v4", unit), s.med(bench, "pion-v3", unit)
@@ -181,6 +189,8 @@ func main() {
 		idleConns(s), num(o, "B"), num(og, ""), num(v4, "B"), num(v4g, ""), num(v3, "B"), num(v3g, ""), v4/o, yes(o <= 10*1024 && og <= 1))
 	p("\nOur client's idle connection, for comparison: %s.\n", num(s.med("IdleConn", "dtls-go", "our-client-B/conn"), "B"))
 
+	concurrencySection(p, s, false)
+
 	if *notes != "" {
 		nb, err := os.ReadFile(*notes)
 		if err != nil {
@@ -206,6 +216,10 @@ func main() {
 	p("  throughput is the bytes the receiving application got per second. Allocations are per record, both\n")
 	p("  ends. The floor is the same over raw UDP.\n")
 	p("- Echo: client writes 100 bytes, server reads and writes them back, client reads.\n")
+	p("- Concurrency: N clients, each with its own socket, start their handshakes at the same moment against\n")
+	p("  one server (Listener); each writes one datagram as soon as its handshake returns, and the server\n")
+	p("  waits up to 5 s for it. handshakes/s is completed handshakes over the time from the start of a burst\n")
+	p("  to the last handshake's return; p50/p99 are the clients' handshake times over every burst.\n")
 	p("- Idle: %d clients (ours, for every server) handshake and keep their connection; the server holds the\n", idleConns(s))
 	p("  accepted connections; then the clients' sockets are closed without close_notify and, after GC, the\n")
 	p("  growth of heap + goroutine stacks and of goroutines since before the first connection is divided by\n")
@@ -224,6 +238,35 @@ func main() {
 }
 
 func idleConns(samples) int { return 1000 }
+
+// concurrencyClients are the burst sizes of the Concurrent benchmarks.
+var concurrencyClients = []int{1, 16, 128, 512}
+
+// concurrencySection writes the concurrency table: dtls-go and pion v4 in
+// the same run, medians over the runs. standalone adds the date, machine
+// and command, for a section pasted into BENCHMARKS.md on its own.
+func concurrencySection(p func(string, ...any), s samples, standalone bool) {
+	p("\n## Concurrent handshakes on one Listener\n\n")
+	if standalone {
+		p("Measured %s on %s, %s CPUs (`nproc`), %s, GOMAXPROCS %d, %s; %d runs (medians), each of several bursts.\n",
+			time.Now().UTC().Format("2006-01-02 15:04 UTC"), cpuModel(), nproc(), runtime.Version(), runtime.GOMAXPROCS(0), versions(), s.n("Concurrent1", "dtls-go", "handshakes/s"))
+		p("The machine was shared with other engineers' work. Rerun:\n\n")
+		p("    cd interop && go test -run '^$' -bench Concurrent -benchtime 3x -count 3 ./bench >conc.txt && go run ./bench/report -concurrency -in conc.txt -out conc.md\n\n")
+	}
+	p("ECDHE-ECDSA, DTLS 1.2, cookies on, both at their default timers. N clients start at once; each writes one\n")
+	p("application datagram as soon as its handshake returns; \"first datagram\" is the share the server read.\n\n")
+	p("| clients at once | dtls-go handshakes/s | p50 | p99 | first datagram | failed | pion v4 handshakes/s | p50 | p99 | first datagram | failed |\n")
+	p("|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, n := range concurrencyClients {
+		bench := fmt.Sprintf("Concurrent%d", n)
+		row := func(impl string) string {
+			return fmt.Sprintf("%.0f | %.1f ms | %.1f ms | %.1f%% | %.1f",
+				s.med(bench, impl, "handshakes/s"), s.med(bench, impl, "p50-ms"), s.med(bench, impl, "p99-ms"),
+				s.med(bench, impl, "%first-delivered"), s.med(bench, impl, "failed/op"))
+		}
+		p("| %d | %s | %s |\n", n, row("dtls-go"), row("pion-v4"))
+	}
+}
 
 // failures counts the sub-benchmarks that failed in the raw output.
 func failures(file string) int {
