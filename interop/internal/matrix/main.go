@@ -39,6 +39,7 @@ var (
 		{"OpenSSL", "OpenSSL"},
 		{"GnuTLS", "GnuTLS"},
 		{"mbedTLS", "mbedTLS"},
+		{"wolfSSL", "wolfSSL"},
 		{"PionV3", "pion/dtls v3"},
 		{"PionV4", "pion/dtls v4"},
 		{"libcoap-OpenSSL", "libcoap (OpenSSL)"},
@@ -251,8 +252,9 @@ func render(w io.Writer, cells map[cellKey]*cell, versions map[string]string, no
 	failed = renderTable(w, cells, features, counts, false)
 	fmt.Fprintf(w, "\n### Conformance cases\n\n")
 	fmt.Fprintf(w, "Cases other implementations' tools found (interop/conformance_test.go),\n")
-	fmt.Fprintf(w, "run with OpenSSL's s_client/s_server, gnutls-cli/gnutls-serv and mbedTLS's own\n")
-	fmt.Fprintf(w, "sample programs ssl_client2/ssl_server2. *P-384 certificates*: both sides\n")
+	fmt.Fprintf(w, "run with OpenSSL's s_client/s_server, gnutls-cli/gnutls-serv, mbedTLS's own\n")
+	fmt.Fprintf(w, "sample programs ssl_client2/ssl_server2 and a small wolfSSL peer.\n")
+	fmt.Fprintf(w, "*P-384 certificates*: both sides\n")
 	fmt.Fprintf(w, "authenticate with P-384 keys (server certificate and client certificate);\n")
 	fmt.Fprintf(w, "DTLS 1.2 lets each sign with any ECDSA hash, and the observations say which\n")
 	fmt.Fprintf(w, "it chose. *renegotiation refused*: after the handshake the peer asks to\n")
