@@ -305,11 +305,16 @@ func (hs *handshakeState) serverCertificate() (*tls.Certificate, error) {
 func (hs *handshakeState) sendServerFlight() error {
 	c := hs.c
 	kx := hs.suite.kx
-	// RFC 6066 §3: a server that uses the client's server_name (we hand
-	// it to GetCertificate and report it in ConnectionState.ServerName)
-	// answers with an empty server_name extension, except when resuming,
-	// which does not come here.
-	hs.serverHello.serverNameAck = hs.hello.serverName != ""
+	// RFC 6066 §3: a server that uses the client's server_name to choose
+	// its certificate answers with an empty server_name extension, except
+	// when resuming, which does not come here. The name is used when
+	// GetCertificate chooses; without it the name is only reported
+	// (ConnectionState.ServerName) and not acknowledged, as OpenSSL 3.0
+	// does (it acknowledges only with a servername callback; gnutls-serv
+	// 3.7 never does). It matters: pion/dtls v3 clients cannot parse the
+	// empty extension (v3.1.15's extension.ServerName requires a name
+	// list) and time out.
+	hs.serverHello.serverNameAck = hs.hello.serverName != "" && c.config.GetCertificate != nil
 	if err := c.writeHandshake(hs, hs.serverHello); err != nil {
 		return err
 	}

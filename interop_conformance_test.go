@@ -336,15 +336,28 @@ func TestSNIAcknowledged(t *testing.T) {
 		items[i].body = appendServerHelloExtension(b, extensionServerName, []byte{0, 0})
 		return items
 	})
+	// The server uses the name when GetCertificate chooses the
+	// certificate by it.
+	byName := func(c *Config) {
+		p256 := certs(nil)["p256"].tls
+		c.GetCertificate = func(info *ClientHelloInfo) (*tls.Certificate, error) {
+			if info.ServerName == "dtls.test" {
+				return &p256, nil
+			}
+			return nil, nil
+		}
+	}
 	for _, row := range []mbRow{
-		{name: "server acknowledges the name", ours: oursServer, suite: ecdsaSuite,
-			peer: withName("dtls.test"), wantErr: mbSucceeds, check: serverNameAcked(true)},
-		{name: "server acknowledges the name", ours: oursListener, suite: ecdsaSuite,
-			peer: withName("dtls.test"), wantErr: mbSucceeds, check: serverNameAcked(true)},
-		{name: "server acknowledges the name under PSK", ours: oursServer,
-			peer: withName("dtls.test"), wantErr: mbSucceeds, check: serverNameAcked(true)},
+		{name: "server acknowledges the name it chose a certificate by", ours: oursServer, suite: ecdsaSuite,
+			config: byName, peer: withName("dtls.test"), wantErr: mbSucceeds, check: serverNameAcked(true)},
+		{name: "server acknowledges the name it chose a certificate by", ours: oursListener, suite: ecdsaSuite,
+			config: byName, peer: withName("dtls.test"), wantErr: mbSucceeds, check: serverNameAcked(true)},
+		{name: "GetCertificate falls back to Certificates", ours: oursServer, suite: ecdsaSuite,
+			config: byName, peer: withName("other.test"), wantErr: mbSucceeds, check: serverNameAcked(true)},
+		{name: "name not used without GetCertificate", ours: oursServer, suite: ecdsaSuite,
+			peer: withName("dtls.test"), wantErr: mbSucceeds, check: serverNameAcked(false)},
 		{name: "no name, no acknowledgement", ours: oursServer, suite: ecdsaSuite,
-			wantErr: mbSucceeds, check: serverNameAcked(false)},
+			config: byName, wantErr: mbSucceeds, check: serverNameAcked(false)},
 		{name: "client accepts the acknowledgement", ours: oursClient, suite: ecdsaSuite,
 			peer: shEdit(func(sh *serverHelloMsg) { sh.serverNameAck = true }), wantErr: mbSucceeds},
 		{name: "acknowledgement of a name the client did not send", ours: oursClient, suite: ecdsaSuite,
@@ -393,7 +406,7 @@ func appendServerHelloExtension(body []byte, id uint16, data []byte) []byte {
 // hands over the plaintext ServerHellos.
 func TestSNINotAcknowledgedOnResumption(t *testing.T) {
 	p256 := certs(t)["p256"]
-	l, _ := echoServer(t, &Config{Certificates: []tls.Certificate{p256.tls}}, nil)
+	l, _ := echoServer(t, &Config{GetCertificate: func(*ClientHelloInfo) (*tls.Certificate, error) { return &p256.tls, nil }}, nil)
 	cache := NewLRUClientSessionCache(4)
 	for i, wantAck := range []bool{true, false} {
 		var hellos []*serverHelloMsg
