@@ -67,11 +67,10 @@ var conformanceFeatures = []string{"P384", "Renegotiation", "FragmentedClientHel
 // a cell skips with "waiting for <branch>". Delete the entry once the
 // branch is on main.
 var waitingFor = map[string]string{
-	"Renegotiation": "conn", // refuse with no_renegotiation instead of retransmitting
-	// Reassemble a ClientHello before the cookie check (mbedTLS's
-	// client never fragments its ClientHello: that cell is n.a.).
-	"OpenSSL/server/FragmentedClientHello": "listener",
-	"GnuTLS/server/FragmentedClientHello":  "listener",
+	"Renegotiation": "conn (renegotiation refused with a warning, not answered by retransmitting)",
+	// mbedTLS's client never fragments its ClientHello: that cell is n.a.
+	"OpenSSL/server/FragmentedClientHello": "listener (a ClientHello reassembled before the cookie check)",
+	"GnuTLS/server/FragmentedClientHello":  "listener (a ClientHello reassembled before the cookie check)",
 }
 
 // runConformanceCell runs one cell with its time bound, unless it waits

@@ -246,7 +246,8 @@ func render(w io.Writer, cells map[cellKey]*cell, versions map[string]string, no
 	fmt.Fprintf(w, "the one both sides say they agreed on. *our client* means the\n")
 	fmt.Fprintf(w, "peer is the server. Cells: **pass**; **FAIL**; *not yet* (dtls-go lacks\n")
 	fmt.Fprintf(w, "the feature); *n.a.* (the peer lacks it); *skip* (the peer is not\n")
-	fmt.Fprintf(w, "installed); – (no test, or the peer's whole suite was skipped).\n\n")
+	fmt.Fprintf(w, "installed, or the cell waits for work not yet merged: the reason is\n")
+	fmt.Fprintf(w, "below); – (no test, or the peer's whole suite was skipped).\n\n")
 
 	counts := map[string]int{}
 	failed = renderTable(w, cells, features, counts, false)
