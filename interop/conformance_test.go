@@ -54,9 +54,9 @@ const (
 	contentTypeHandshake   = 22
 	ourFragmentingMTU      = 128 // our client's ClientHello (about 200 bytes) takes two datagrams
 	mbedtlsProgramsEnv     = "DTLS_MBEDTLS_PROGRAMS"
-	mbedtlsResponseMarker  = "mbed TLS Test Server" // in ssl_server2's HTTP response
-	mbedtlsRenegoRefused   = "mbedtls_ssl_renegotiate returned -27392"
-	gnutlsRehandshakeToken = "**REHANDSHAKE**" // gnutls-serv asks to renegotiate when it reads this
+	mbedtlsResponseMarker  = "mbed TLS Test Server"                    // in ssl_server2's HTTP response
+	mbedtlsRenegoRefused   = "mbedtls_ssl_renegotiate returned -27392" // -0x6B00, MBEDTLS_ERR_SSL_WAITING_SERVER_HELLO_RENEGO
+	gnutlsRehandshakeToken = "**REHANDSHAKE**"                         // gnutls-serv asks to renegotiate when it reads this
 )
 
 // conformanceFeatures are the cells, in matrix order.
@@ -95,14 +95,13 @@ type spy struct {
 	up   *net.UDPConn // connected to the server
 	wg   sync.WaitGroup
 
-	mu               sync.Mutex
-	client           *net.UDPAddr
-	chRecords        int      // ClientHello records seen
-	chFragments      int      // ClientHello records carrying part of their message
-	chLength         int      // the ClientHello's message length
-	skx, cv          []uint16 // signature schemes of ServerKeyExchange and CertificateVerify
-	largestClientDgm int
-	partial          map[int]*spyMessage // by message type and message_seq
+	mu          sync.Mutex
+	client      *net.UDPAddr
+	chRecords   int                 // ClientHello records seen
+	chFragments int                 // ClientHello records carrying part of their message
+	chLength    int                 // the ClientHello's message length
+	skx, cv     []uint16            // signature schemes of ServerKeyExchange and CertificateVerify
+	partial     map[int]*spyMessage // by message type and message_seq
 }
 
 // startSpy relays between a client, which must send to the returned spy's
@@ -131,7 +130,6 @@ func startSpy(t *testing.T, target string) *spy {
 			}
 			s.mu.Lock()
 			s.client = from
-			s.largestClientDgm = max(s.largestClientDgm, n)
 			s.mu.Unlock()
 			s.inspect(buf[:n])
 			s.up.Write(buf[:n])
