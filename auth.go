@@ -58,34 +58,64 @@ func schemeParams(s tls.SignatureScheme) (h crypto.Hash, pss bool, ok bool) {
 	return 0, false, false
 }
 
-// schemesForKey lists the schemes a public key can sign with, in our
-// preference order. ECDSA schemes are tied to their curve, as TLS 1.3 does
-// and as sensible TLS 1.2 peers do.
-func schemesForKey(pub crypto.PublicKey) []tls.SignatureScheme {
+// ecdsaBindsCurve reports whether, in protocol version vers, an ECDSA
+// signature scheme names the curve of the key as well as the hash. In
+// (D)TLS 1.2 it does not: RFC 5246 §7.4.1.4.1 pairs a hash with "ecdsa",
+// so ecdsa_secp256r1_sha256 (0x0403) is SHA-256 with an ECDSA key on any
+// curve, and a P-384 key may sign with it: OpenSSL 3.0, GnuTLS 3.7 and
+// mbedTLS 2.28 do, as servers and as clients, when we list 0x0403 first
+// (interop/conformance_test.go); crypto/tls accepts it too. RFC 8446 §4.2.3 binds the curve from TLS 1.3 on, and
+// RFC 9147 takes that over for DTLS 1.3: the DTLS 1.3 handshake passes
+// VersionDTLS13 here.
+func ecdsaBindsCurve(vers uint16) bool {
+	return vers == VersionDTLS13
+}
+
+// schemesForKey lists the schemes a public key can sign with in protocol
+// version vers, in our preference order; callers must not modify it. An
+// ECDSA key prefers the hash of its curve's strength; in DTLS 1.2 the
+// other ECDSA schemes follow (see ecdsaBindsCurve).
+func schemesForKey(vers uint16, pub crypto.PublicKey) []tls.SignatureScheme {
 	switch k := pub.(type) {
 	case *ecdsa.PublicKey:
+		var schemes []tls.SignatureScheme
 		switch k.Curve {
 		case elliptic.P256():
-			return []tls.SignatureScheme{tls.ECDSAWithP256AndSHA256}
+			schemes = ecdsaP256Schemes
 		case elliptic.P384():
-			return []tls.SignatureScheme{tls.ECDSAWithP384AndSHA384}
+			schemes = ecdsaP384Schemes
 		case elliptic.P521():
-			return []tls.SignatureScheme{tls.ECDSAWithP521AndSHA512}
+			schemes = ecdsaP521Schemes
 		}
+		if ecdsaBindsCurve(vers) && len(schemes) > 0 {
+			return schemes[:1]
+		}
+		return schemes
 	case ed25519.PublicKey:
-		return []tls.SignatureScheme{tls.Ed25519}
+		return ed25519Schemes
 	case *rsa.PublicKey:
-		return []tls.SignatureScheme{tls.PSSWithSHA256, tls.PSSWithSHA384, tls.PSSWithSHA512,
-			tls.PKCS1WithSHA256, tls.PKCS1WithSHA384, tls.PKCS1WithSHA512}
+		return rsaSchemes
 	}
 	return nil
 }
 
-// selectSignatureScheme picks the first scheme our key supports that the
+// The schemes of each key type, for schemesForKey: an ECDSA curve's own
+// scheme first, then the other ECDSA schemes in our preference order.
+var (
+	ecdsaP256Schemes = []tls.SignatureScheme{tls.ECDSAWithP256AndSHA256, tls.ECDSAWithP384AndSHA384, tls.ECDSAWithP521AndSHA512}
+	ecdsaP384Schemes = []tls.SignatureScheme{tls.ECDSAWithP384AndSHA384, tls.ECDSAWithP256AndSHA256, tls.ECDSAWithP521AndSHA512}
+	ecdsaP521Schemes = []tls.SignatureScheme{tls.ECDSAWithP521AndSHA512, tls.ECDSAWithP256AndSHA256, tls.ECDSAWithP384AndSHA384}
+	ed25519Schemes   = []tls.SignatureScheme{tls.Ed25519}
+	rsaSchemes       = []tls.SignatureScheme{tls.PSSWithSHA256, tls.PSSWithSHA384, tls.PSSWithSHA512,
+		tls.PKCS1WithSHA256, tls.PKCS1WithSHA384, tls.PKCS1WithSHA512}
+)
+
+// selectSignatureScheme picks, for protocol version vers, the first scheme
+// our key supports (in our preference order, see schemesForKey) that the
 // peer offered. A peer that sent no signature_algorithms gets nothing:
 // RFC 5246's SHA-1 defaults are not supported.
-func selectSignatureScheme(signer crypto.Signer, peer []tls.SignatureScheme) (tls.SignatureScheme, error) {
-	for _, s := range schemesForKey(signer.Public()) {
+func selectSignatureScheme(vers uint16, signer crypto.Signer, peer []tls.SignatureScheme) (tls.SignatureScheme, error) {
+	for _, s := range schemesForKey(vers, signer.Public()) {
 		for _, p := range peer {
 			if s == p {
 				return s, nil
@@ -132,11 +162,13 @@ func signHandshake(rand io.Reader, signer crypto.Signer, scheme tls.SignatureSch
 	return signer.Sign(rand, signed(h, digest[:0], msg), opts)
 }
 
-// verifyHandshakeSignature checks a peer's signature, with the scheme bound
-// to the key's type and curve (pion CVE-2026-135388: scheme confusion).
-func verifyHandshakeSignature(scheme tls.SignatureScheme, pub crypto.PublicKey, msg, sig []byte) error {
+// verifyHandshakeSignature checks a peer's signature in protocol version
+// vers, with the scheme bound to the key's type (pion CVE-2026-135388:
+// scheme confusion), and to its curve where vers asks for that
+// (ecdsaBindsCurve).
+func verifyHandshakeSignature(vers uint16, scheme tls.SignatureScheme, pub crypto.PublicKey, msg, sig []byte) error {
 	allowed := false
-	for _, s := range schemesForKey(pub) {
+	for _, s := range schemesForKey(vers, pub) {
 		if s == scheme {
 			allowed = true
 		}

@@ -28,7 +28,10 @@ type Config struct {
 	Certificates []tls.Certificate
 
 	// GetCertificate returns a certificate for a ClientHello (SNI-driven
-	// selection). If it returns nil, Certificates is used.
+	// selection). If it returns nil, Certificates is used. When it is set
+	// and the client sent a server_name, the server acknowledges the name
+	// with an empty server_name extension (RFC 6066 §3), which pion/dtls
+	// v3 clients fail to parse.
 	GetCertificate func(*ClientHelloInfo) (*tls.Certificate, error)
 
 	// RootCAs is the set of roots a client verifies server certificates

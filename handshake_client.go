@@ -489,7 +489,7 @@ func (hs *handshakeState) processServerKeyExchange(skx *serverKeyExchangeMsg) er
 			return c.fail(alertIllegalParameter, fmt.Errorf("dtls: server signed with %v, which we did not offer", skx.signatureAlgorithm))
 		}
 		signedMsg := slices.Concat(hs.hello.random, hs.serverHello.random, skx.ecdhParams())
-		if err := verifyHandshakeSignature(skx.signatureAlgorithm, hs.peerKey, signedMsg, skx.signature); err != nil {
+		if err := verifyHandshakeSignature(VersionDTLS12, skx.signatureAlgorithm, hs.peerKey, signedMsg, skx.signature); err != nil {
 			return c.fail(alertDecryptError, err)
 		}
 		c.state.sigScheme = skx.signatureAlgorithm
@@ -550,7 +550,7 @@ func (hs *handshakeState) sendClientFlight() error {
 		if err != nil {
 			return c.fail(alertInternalError, err)
 		}
-		scheme, err := selectSignatureScheme(signer, hs.certRequest.supportedSignatureAlgorithms)
+		scheme, err := selectSignatureScheme(VersionDTLS12, signer, hs.certRequest.supportedSignatureAlgorithms)
 		if err != nil {
 			return c.fail(alertHandshakeFailure, err)
 		}
@@ -579,7 +579,7 @@ func (c *Conn) clientCertificate(cr *certificateRequestMsg) *tls.Certificate {
 		if err != nil {
 			continue
 		}
-		if _, err := selectSignatureScheme(signer, cr.supportedSignatureAlgorithms); err == nil {
+		if _, err := selectSignatureScheme(VersionDTLS12, signer, cr.supportedSignatureAlgorithms); err == nil {
 			return cert
 		}
 	}

@@ -138,7 +138,7 @@ func (hs *handshakeState) selectSuite() *cipherSuite {
 			if isRSAKey(signer.Public()) != (s.kx == kxECDHERSA) {
 				continue
 			}
-			if _, err := selectSignatureScheme(signer, hs.hello.supportedSignatureAlgorithms); err != nil {
+			if _, err := selectSignatureScheme(VersionDTLS12, signer, hs.hello.supportedSignatureAlgorithms); err != nil {
 				continue
 			}
 		}
@@ -156,13 +156,30 @@ func (hs *handshakeState) selectCurve() (tls.CurveID, bool) {
 	return 0, false
 }
 
+// offersDTLS12 reports whether a ClientHello's client_version (the highest
+// version the client supports) lets us answer with DTLS 1.2, the version
+// negotiation of RFC 5246 Appendix E.1 that RFC 6347 §4.1 keeps.
+//
+// DTLS versions are the one's complement of their major and minor numbers
+// (1.0 is {254,255}, 1.2 is {254,253}, 1.3 {254,252}, a 2.0 would be
+// {253,255}), so a newer version is a smaller number. Every value up to
+// VersionDTLS12 is 1.2 or newer and gets 1.2: a DTLS 1.3 client puts 1.2
+// here and its versions in supported_versions (RFC 9147 §5.3), but a
+// future or careless one may put 0xfefc or 0xfdff, and refusing it would
+// break the fallback that version negotiation exists for. There is no
+// floor of "not DTLS at all": the record carrying the ClientHello already
+// had to be a DTLS record (version 1.0 or 1.2, epoch 0); OpenSSL 3.0 and
+// GnuTLS 3.7 also answer 0xfdff, 0xfefc and 0x0001 with DTLS 1.2. Values
+// above it are DTLS 1.0 (0xfeff), the never-published 1.1 (0xfefe) or
+// older: refused.
+func offersDTLS12(clientVersion uint16) bool {
+	return clientVersion <= VersionDTLS12
+}
+
 func (hs *handshakeState) processClientHello() error {
 	c := hs.c
 	ch := hs.hello
-	// DTLS versions count down: 0xfeff is 1.0, 0xfefd is 1.2. A client
-	// whose highest version is above 0xfefd offers only DTLS 1.0; one
-	// below 0xfe00 is not speaking DTLS at all.
-	if ch.vers > VersionDTLS12 || ch.vers < 0xfe00 {
+	if !offersDTLS12(ch.vers) {
 		return c.fail(alertProtocolVersion, fmt.Errorf("dtls: client offered version %#x; DTLS 1.2 is required", ch.vers))
 	}
 	if !slices.Contains(ch.compressionMethods, compressionNone) {
@@ -276,7 +293,7 @@ func (hs *handshakeState) serverCertificate() (*tls.Certificate, error) {
 		if err != nil {
 			continue
 		}
-		if _, err := selectSignatureScheme(signer, hs.hello.supportedSignatureAlgorithms); err == nil {
+		if _, err := selectSignatureScheme(VersionDTLS12, signer, hs.hello.supportedSignatureAlgorithms); err == nil {
 			return cert, nil
 		}
 	}
@@ -288,6 +305,16 @@ func (hs *handshakeState) serverCertificate() (*tls.Certificate, error) {
 func (hs *handshakeState) sendServerFlight() error {
 	c := hs.c
 	kx := hs.suite.kx
+	// RFC 6066 §3: a server that uses the client's server_name to choose
+	// its certificate answers with an empty server_name extension, except
+	// when resuming, which does not come here. The name is used when
+	// GetCertificate chooses; without it the name is only reported
+	// (ConnectionState.ServerName) and not acknowledged, as OpenSSL 3.0
+	// does (it acknowledges only with a servername callback; gnutls-serv
+	// 3.7 never does). It matters: pion/dtls v3 clients cannot parse the
+	// empty extension (v3.1.15's extension.ServerName requires a name
+	// list) and time out.
+	hs.serverHello.serverNameAck = hs.hello.serverName != "" && c.config.GetCertificate != nil
 	if err := c.writeHandshake(hs, hs.serverHello); err != nil {
 		return err
 	}
@@ -324,7 +351,7 @@ func (hs *handshakeState) sendServerFlight() error {
 		if err != nil {
 			return c.fail(alertInternalError, err)
 		}
-		scheme, err := selectSignatureScheme(signer, hs.hello.supportedSignatureAlgorithms)
+		scheme, err := selectSignatureScheme(VersionDTLS12, signer, hs.hello.supportedSignatureAlgorithms)
 		if err != nil {
 			return c.fail(alertHandshakeFailure, err)
 		}
@@ -457,7 +484,7 @@ func (hs *handshakeState) readClientFlight() error {
 		if !slices.Contains(hs.certRequest.supportedSignatureAlgorithms, cv.signatureAlgorithm) {
 			return c.fail(alertIllegalParameter, errors.New("dtls: client signed with an unrequested scheme"))
 		}
-		if err := verifyHandshakeSignature(cv.signatureAlgorithm, hs.peerKey, hs.transcript, cv.signature); err != nil {
+		if err := verifyHandshakeSignature(VersionDTLS12, cv.signatureAlgorithm, hs.peerKey, hs.transcript, cv.signature); err != nil {
 			return c.fail(alertDecryptError, err)
 		}
 		hs.addTranscript(msg)

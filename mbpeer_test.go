@@ -585,7 +585,7 @@ func (p *mbPeer) clientFlight(skx *serverKeyExchangeMsg) error {
 	if p.certReq && p.cert != nil {
 		items = append(items, lazyItem(typeCertificateVerify, func(p *mbPeer) []byte {
 			signer, _ := certificateSigner(p.cert)
-			scheme, _ := selectSignatureScheme(signer, supportedSignatureAlgorithms)
+			scheme, _ := selectSignatureScheme(VersionDTLS12, signer, supportedSignatureAlgorithms)
 			sig, err := signHandshake(rand.Reader, signer, scheme, p.transcript)
 			if err != nil {
 				panic(err)
@@ -674,7 +674,7 @@ func (p *mbPeer) runServer() error {
 			if kx.usesCertificates() {
 				signer, _ := certificateSigner(p.cert)
 				if skx.signatureAlgorithm == 0 {
-					skx.signatureAlgorithm, _ = selectSignatureScheme(signer, p.hello.supportedSignatureAlgorithms)
+					skx.signatureAlgorithm, _ = selectSignatureScheme(VersionDTLS12, signer, p.hello.supportedSignatureAlgorithms)
 				}
 				msg := slices.Concat(p.hello.random, p.sh.random, skx.ecdhParams())
 				sig, err := signHandshake(rand.Reader, signer, skx.signatureAlgorithm, msg)

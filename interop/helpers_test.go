@@ -349,15 +349,19 @@ func randomPSK(t *testing.T) []byte {
 }
 
 // testPKI is a P-256 CA, a server leaf for localhost/127.0.0.1 and a client
-// leaf it signed, as PEM files for the peers and as values for us, and an
-// RSA-2048 server leaf for the same names from the same CA.
+// leaf it signed, as PEM files for the peers and as values for us, an
+// RSA-2048 server leaf for the same names from the same CA, and a server
+// and a client leaf with P-384 keys.
 type testPKI struct {
-	caFile                      string
-	serverCert, serverKey       string // files
-	clientCert, clientKey       string // files
-	rsaServerCert, rsaServerKey string // files
-	roots                       *x509.CertPool
-	server, client, rsaServer   tls.Certificate
+	caFile                        string
+	serverCert, serverKey         string // files
+	clientCert, clientKey         string // files
+	rsaServerCert, rsaServerKey   string // files
+	p384ServerCert, p384ServerKey string // files
+	p384ClientCert, p384ClientKey string // files
+	roots                         *x509.CertPool
+	server, client, rsaServer     tls.Certificate
+	p384Server, p384Client        tls.Certificate
 }
 
 // rsaKeyBits is the size of the RSA server key: 2048 is what RSA
@@ -368,13 +372,14 @@ func newTestPKI(t *testing.T) *testPKI {
 	t.Helper()
 	dir := t.TempDir()
 	now := time.Now()
-	newKey := func() *ecdsa.PrivateKey {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	newCurveKey := func(c elliptic.Curve) *ecdsa.PrivateKey {
+		k, err := ecdsa.GenerateKey(c, rand.Reader)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return k
 	}
+	newKey := func() *ecdsa.PrivateKey { return newCurveKey(elliptic.P256()) }
 	caKey := newKey()
 	caTmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
@@ -437,6 +442,10 @@ func newTestPKI(t *testing.T) *testPKI {
 	}
 	p.rsaServerCert, p.rsaServerKey = filepath.Join(dir, "server-rsa.pem"), filepath.Join(dir, "server-rsa.key")
 	p.rsaServer = leaf(4, rsaKey, "localhost", x509.ExtKeyUsageServerAuth, p.rsaServerCert, p.rsaServerKey)
+	p.p384ServerCert, p.p384ServerKey = filepath.Join(dir, "server-p384.pem"), filepath.Join(dir, "server-p384.key")
+	p.p384ClientCert, p.p384ClientKey = filepath.Join(dir, "client-p384.pem"), filepath.Join(dir, "client-p384.key")
+	p.p384Server = leaf(5, newCurveKey(elliptic.P384()), "localhost", x509.ExtKeyUsageServerAuth, p.p384ServerCert, p.p384ServerKey)
+	p.p384Client = leaf(6, newCurveKey(elliptic.P384()), "dtls-go-client", x509.ExtKeyUsageClientAuth, p.p384ClientCert, p.p384ClientKey)
 	return p
 }
 
