@@ -75,31 +75,31 @@ func TestGoCoAP(t *testing.T) {
 			if got := do(ctx, t, cc, coapdemo.Request{Method: "get", Path: "/hello"}); len(got) != 1 || string(got[0]) != coapdemo.Hello {
 				t.Errorf("GET /hello: %q", got)
 			}
-			checkBlockwise(ctx, t, cc, &rec)
+			checkBlockwise(ctx, t, cc, &rec, "/data")
 			checkObserve(ctx, t, cc, ts)
 		})
 	}
 }
 
-// checkBlockwise PUTs payload8K to /data and GETs it back. The client's
+// checkBlockwise PUTs payload8K to path and GETs it back. The client's
 // Tracer counts application records: each way the body must have taken
 // at least eight (RFC 7959 §2.2, 1024-byte blocks).
-func checkBlockwise(ctx context.Context, t *testing.T, cc *udpclient.Conn, rec *recordCounter) {
+func checkBlockwise(ctx context.Context, t *testing.T, cc *udpclient.Conn, rec *recordCounter, path string) {
 	t.Helper()
 	sent, recvd := rec.counts()
-	if got := do(ctx, t, cc, coapdemo.Request{Method: "put", Path: "/data", Body: payload8K}); len(got) != 1 || len(got[0]) != 0 {
-		t.Errorf("PUT /data: %q", got)
+	if got := do(ctx, t, cc, coapdemo.Request{Method: "put", Path: path, Body: payload8K}); len(got) != 1 || len(got[0]) != 0 {
+		t.Errorf("PUT %s: %q", path, got)
 	}
 	sent2, _ := rec.counts()
 	if n := sent2 - sent; n < 8 {
 		t.Errorf("PUT of 8 KiB went in %d records, want block-wise (8 or more)", n)
 	}
 	var out bytes.Buffer
-	if err := coapdemo.Do(ctx, cc, coapdemo.Request{Method: "get", Path: "/data"}, &out); err != nil {
-		t.Fatalf("GET /data: %v", err)
+	if err := coapdemo.Do(ctx, cc, coapdemo.Request{Method: "get", Path: path}, &out); err != nil {
+		t.Fatalf("GET %s: %v", path, err)
 	}
 	if got := bytes.TrimSuffix(out.Bytes(), []byte("\n")); !bytes.Equal(got, payload8K) {
-		t.Errorf("GET /data: %d bytes, want the %d PUT", len(got), len(payload8K))
+		t.Errorf("GET %s: %d bytes, want the %d PUT", path, len(got), len(payload8K))
 	}
 	_, recvd2 := rec.counts()
 	if n := recvd2 - recvd; n < 8 {

@@ -70,6 +70,13 @@ func (s *Server) Handler() mux.Handler {
 	return r
 }
 
+// Data returns a copy of what /data holds.
+func (s *Server) Data() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return bytes.Clone(s.data)
+}
+
 // Observers reports how many observations are registered.
 func (s *Server) Observers() int {
 	s.mu.Lock()
