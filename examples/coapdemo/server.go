@@ -53,7 +53,8 @@ type observerKey struct {
 }
 
 type observer struct {
-	seq uint32 // the Observe option of the last notification (RFC 7641 §3.4)
+	seq  uint32 // the Observe option of the last notification (RFC 7641 §3.4)
+	busy bool   // a notification is on its way
 }
 
 // NewServer returns a server whose /data holds nothing and /counter 0.
@@ -193,30 +194,32 @@ func (s *Server) Tick(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// notify sends body to every observer of path; an observer whose
-// notification cannot be sent is forgotten.
+// notify sends body to every observer of path, each in its own
+// goroutine: a confirmable notification waits for its ACK, and a peer that
+// went away must not hold up the others. An observer whose last
+// notification is still unacknowledged is skipped: only the newest state
+// matters (RFC 7641 §4.5.2), and so at most one goroutine runs per
+// observer. An observer whose notification fails is forgotten.
 func (s *Server) notify(path string, body []byte, cf message.MediaType) {
-	type target struct {
-		k   observerKey
-		seq uint32
-	}
-	var targets []target
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	for k, o := range s.observers {
-		if k.path == path {
-			// 24 bits on the wire, compared in serial number
-			// arithmetic (RFC 7641 §3.4): wrapping is fine.
-			o.seq = (o.seq + 1) & 0xffffff
-			targets = append(targets, target{k, o.seq})
+		if k.path != path || o.busy {
+			continue
 		}
-	}
-	s.mu.Unlock()
-	for _, t := range targets {
-		if err := sendNotification(t.k, t.seq, body, cf); err != nil {
+		// 24 bits on the wire, compared in serial number arithmetic
+		// (RFC 7641 §3.4): wrapping is fine.
+		o.seq = (o.seq + 1) & 0xffffff
+		o.busy = true
+		go func(k observerKey, o *observer, seq uint32) {
+			err := sendNotification(k, seq, body, cf)
 			s.mu.Lock()
-			delete(s.observers, t.k)
-			s.mu.Unlock()
-		}
+			defer s.mu.Unlock()
+			o.busy = false
+			if err != nil && s.observers[k] == o {
+				delete(s.observers, k)
+			}
+		}(k, o, o.seq)
 	}
 }
 
