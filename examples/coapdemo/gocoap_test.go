@@ -72,11 +72,19 @@ func TestGoCoAP(t *testing.T) {
 				t.Error("the server did not authenticate the client's certificate")
 			}
 
-			if got := do(ctx, t, cc, coapdemo.Request{Method: "get", Path: "/hello"}); len(got) != 1 || string(got[0]) != coapdemo.Hello {
-				t.Errorf("GET /hello: %q", got)
-			}
-			checkBlockwise(ctx, t, cc, &rec, "/data")
-			checkObserve(ctx, t, cc, ts)
+			t.Run("GET", func(t *testing.T) {
+				if got := do(ctx, t, cc, coapdemo.Request{Method: "get", Path: "/hello"}); len(got) != 1 || string(got[0]) != coapdemo.Hello {
+					t.Errorf("GET /hello: %q", got)
+				}
+			})
+			t.Run("PUT", func(t *testing.T) {
+				do(ctx, t, cc, coapdemo.Request{Method: "put", Path: "/data", Body: []byte("put-by-go-coap")})
+				if got := ts.app.Data(); string(got) != "put-by-go-coap" {
+					t.Errorf("/data holds %q after the PUT", got)
+				}
+			})
+			t.Run("Observe", func(t *testing.T) { checkObserve(ctx, t, cc, ts) })
+			t.Run("Block8K", func(t *testing.T) { checkBlockwise(ctx, t, cc, &rec, "/data") })
 		})
 	}
 }
