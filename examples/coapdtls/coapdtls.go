@@ -51,21 +51,18 @@ type Listener struct {
 	l *dtls.Listener
 
 	start   sync.Once
-	results chan acceptResult // unbuffered: a connection waits in acceptLoop until taken
-	done    chan struct{}     // closed by Close
+	conns   chan net.Conn // unbuffered: a connection waits in acceptLoop until taken
+	failed  chan struct{} // closed when Accept failed, with err set
+	err     error
+	done    chan struct{} // closed by Close
 	closing sync.Once
-}
-
-type acceptResult struct {
-	c   net.Conn
-	err error
 }
 
 var _ server.Listener = (*Listener)(nil)
 
 // NewListener wraps l. The Listener owns l from then on: Close closes it.
 func NewListener(l *dtls.Listener) *Listener {
-	return &Listener{l: l, results: make(chan acceptResult), done: make(chan struct{})}
+	return &Listener{l: l, conns: make(chan net.Conn), failed: make(chan struct{}), done: make(chan struct{})}
 }
 
 // AcceptWithContext returns the next connection whose handshake completed,
@@ -79,11 +76,10 @@ func NewListener(l *dtls.Listener) *Listener {
 func (a *Listener) AcceptWithContext(ctx context.Context) (net.Conn, error) {
 	a.start.Do(func() { go a.acceptLoop() })
 	select {
-	case r := <-a.results:
-		if r.err != nil {
-			return nil, r.err
-		}
-		return r.c, nil
+	case c := <-a.conns:
+		return c, nil
+	case <-a.failed:
+		return nil, a.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-a.done:
@@ -93,7 +89,9 @@ func (a *Listener) AcceptWithContext(ctx context.Context) (net.Conn, error) {
 
 var errListenerClosed = fmt.Errorf("coapdtls: %w (%w)", coapnet.ErrListenerIsClosed, net.ErrClosed)
 
-// acceptLoop runs dtls.Listener.Accept until it fails for good.
+// acceptLoop runs dtls.Listener.Accept until it fails, which it does only
+// once the dtls.Listener is closed (by Close or directly): every caller
+// from then on gets the error.
 func (a *Listener) acceptLoop() {
 	for {
 		c, err := a.l.Accept()
@@ -101,15 +99,12 @@ func (a *Listener) acceptLoop() {
 			if errors.Is(err, net.ErrClosed) {
 				err = fmt.Errorf("%w: %w", coapnet.ErrListenerIsClosed, err)
 			}
-			select {
-			case a.results <- acceptResult{err: err}:
-			case <-a.done:
-			}
-			// Accept fails only once the Listener is closed.
+			a.err = err
+			close(a.failed)
 			return
 		}
 		select {
-		case a.results <- acceptResult{c: c}:
+		case a.conns <- c:
 		case <-a.done:
 			c.Close()
 			return

@@ -120,3 +120,24 @@ func TestREADME(t *testing.T) {
 		t.Errorf("README's code block:\n%s\ndoes not contain ExampleNewListener's server:\n%s", code, got)
 	}
 }
+
+// Once the dtls.Listener is closed under the adapter, every caller gets
+// the listener-closed error, not a wait.
+func TestAcceptAfterListenerClosed(t *testing.T) {
+	scfg, _ := pskConfigs()
+	l, err := dtls.Listen("udp", "127.0.0.1:0", scfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := coapdtls.NewListener(l)
+	defer a.Close()
+	l.Close()
+	for i := 0; i < 2; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := a.AcceptWithContext(ctx)
+		cancel()
+		if !errors.Is(err, io.EOF) || !errors.Is(err, net.ErrClosed) {
+			t.Errorf("call %d: %v, want io.EOF and net.ErrClosed", i+1, err)
+		}
+	}
+}
