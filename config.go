@@ -42,7 +42,10 @@ type Config struct {
 	RootCAs *x509.CertPool
 
 	// ServerName is checked against the server's certificate and sent in
-	// the server_name extension (unless it is an IP address).
+	// the server_name extension (unless it is an IP address). A client
+	// needs it to verify a certificate; a client with a PSK,
+	// InsecureSkipVerify, or RawPublicKey with PeerPublicKeys or
+	// VerifyPeerCertificate does not.
 	ServerName string
 
 	// InsecureSkipVerify makes a client accept any server certificate.
@@ -174,7 +177,17 @@ type Config struct {
 	// it is in PeerPublicKeys or VerifyPeerCertificate accepts it (which
 	// then sees the DER SubjectPublicKeyInfo as rawCerts[0] and no
 	// chains), or, without either, with InsecureSkipVerify on a client or
-	// a ClientAuth below VerifyClientCertIfGiven on a server.
+	// a ClientAuth below VerifyClientCertIfGiven on a server. Such a
+	// client needs no ServerName: PeerPublicKeys or
+	// VerifyPeerCertificate is its verification.
+	//
+	// Sessions made with raw keys resume (ClientSessionCache, tickets,
+	// session IDs), bound to the peer's key: ConnectionState reports it
+	// on a resumed connection too, and a session resumes only where the
+	// Config would accept that key again, so removing a key from
+	// PeerPublicKeys revokes its sessions. VerifyPeerCertificate is not
+	// called again on resumption (as in crypto/tls); VerifyConnection
+	// is.
 	RawPublicKey bool
 
 	// PeerPublicKeys, if not empty, pins the raw public keys (RFC 7250) a
@@ -323,6 +336,27 @@ func (c *Config) checkServer() error {
 		}
 	}
 	return nil
+}
+
+// checkClient reports a client Config with no way to authenticate a
+// server: a PSK; a certificate verified against ServerName; with
+// RawPublicKey, PeerPublicKeys (pinning) or VerifyPeerCertificate; or
+// InsecureSkipVerify. With RawPublicKey and no PSK, ServerName alone does
+// not do: a raw key carries no name, and such a client accepts no X.509
+// certificate.
+func (c *Config) checkClient() error {
+	switch {
+	case c.PSK != nil || c.InsecureSkipVerify:
+		return nil
+	case c.RawPublicKey:
+		if len(c.PeerPublicKeys) > 0 || c.VerifyPeerCertificate != nil {
+			return nil
+		}
+		return errors.New("dtls: cannot verify the server's raw public key: a RawPublicKey client needs PeerPublicKeys or VerifyPeerCertificate, or InsecureSkipVerify, or a PSK")
+	case c.ServerName != "":
+		return nil
+	}
+	return errors.New("dtls: the client cannot verify the server: set ServerName (certificates), RawPublicKey with PeerPublicKeys (raw public keys), a PSK, or InsecureSkipVerify")
 }
 
 // RandomCIDGenerator returns a ConnectionIDGenerator of random CIDs of

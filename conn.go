@@ -138,7 +138,9 @@ func newConn(io datagramIO, config *Config, isClient bool) *Conn {
 
 // Client returns a DTLS client over conn, which must be a connected
 // datagram socket (such as a *net.UDPConn from net.DialUDP). The config
-// needs ServerName or InsecureSkipVerify, or a PSK.
+// needs a way to authenticate the server: ServerName (certificates), with
+// RawPublicKey PeerPublicKeys or VerifyPeerCertificate (raw public keys),
+// a PSK, or InsecureSkipVerify.
 func Client(conn net.Conn, config *Config) *Conn {
 	return newConn(newNetConnIO(conn), config, true)
 }

@@ -434,7 +434,7 @@ func TestCloseNotifyAfterPeerClosed(t *testing.T) {
 	// The SVG's legend says "lost" once more.
 	for _, o := range []struct {
 		name, out, lost string
-		want      int
+		want            int
 	}{{"text", text.String(), "  lost", 1}, {"SVG", svg.String(), ">lost<", 2}} {
 		if !strings.Contains(o.out, "not read: client closed") {
 			t.Errorf("%s does not say the close_notify was not read:\n%s", o.name, o.out)
