@@ -54,12 +54,18 @@ const maxEvents = 100_000
 type Ladder struct {
 	mu       sync.Mutex
 	events   []dtls.TraceEvent
+	limit    int // events kept; 0 means maxEvents
 	omitted  int
 	oneSided bool
 }
 
 // New returns an empty Ladder for the events of both ends of a connection.
 func New() *Ladder { return &Ladder{} }
+
+// NewLimited is New keeping at most limit events (at most maxEvents), for
+// a program that holds many ladders at once: each event takes about 200
+// bytes.
+func NewLimited(limit int) *Ladder { return &Ladder{limit: min(max(limit, 1), maxEvents)} }
 
 // NewOneSided returns an empty Ladder for the events of one end of a
 // connection, as its own Tracer reports them. It is explicit rather than
@@ -75,7 +81,11 @@ func (l *Ladder) Add(ev *dtls.TraceEvent) {
 	e.Datagram = nil
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if len(l.events) >= maxEvents {
+	limit := l.limit
+	if limit == 0 {
+		limit = maxEvents
+	}
+	if len(l.events) >= limit {
 		l.omitted++
 		return
 	}
