@@ -67,7 +67,7 @@ func parseDemoFlags(args []string, w io.Writer) (*demoOptions, error) {
 	o := &demoOptions{}
 	fs := newFlagSet("demo", demoSynopsis, w)
 	loss := fs.String("loss", "0", "drop this share of datagrams in each direction: 0.3 or 30%")
-	fs.IntVar(&o.mtu, "mtu", 0, "path MTU for the handshake, in bytes of UDP payload (0: the library's 1200)")
+	fs.IntVar(&o.mtu, "mtu", 0, "path MTU for the handshake, in bytes of UDP payload, 128 to 65507 (0: the library's 1200)")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the lossy channel, for repeatable runs")
 	fs.BoolVar(&o.psk, "psk", false, "use a pre-shared key (TLS_PSK_WITH_AES_128_CCM_8) instead of an ECDSA certificate")
 	fs.StringVar(&o.out, "out", "", "folder for handshake.pcapng, handshake.svg and keylog.txt")

@@ -72,13 +72,13 @@ type commonFlags struct {
 }
 
 func (c *commonFlags) register(fs *flag.FlagSet, pskIdentityHelp string) {
-	fs.Func("psk", "pre-shared key in `HEX`; enables the PSK suites", func(v string) error {
+	fs.Func("psk", "pre-shared key in `HEX` (not empty); enables the PSK suites", func(v string) error {
 		c.pskHex, c.pskSet = v, true
 		return nil
 	})
 	fs.StringVar(&c.pskIdentity, "psk-identity", c.pskIdentity, pskIdentityHelp)
 	fs.StringVar(&c.ciphers, "ciphers", "", "comma-separated `LIST` of IANA cipher suite names, in preference order (default: the library's list)")
-	fs.IntVar(&c.mtu, "mtu", 0, "largest UDP payload, `N` bytes, the handshake sends; flights are fragmented to it (0: library default, 1200)")
+	fs.IntVar(&c.mtu, "mtu", 0, "largest UDP payload, `N` bytes (128 to 65507), the handshake sends; flights are fragmented to it (0: library default, 1200)")
 	fs.StringVar(&c.keylog, "keylog", "", "append NSS key log lines (for Wireshark/tshark) to `FILE`; weakens security")
 	fs.StringVar(&c.pcap, "pcap", "", "write every datagram sent and received to `FILE` as pcapng, with the session keys inside (tshark -r FILE decrypts it); weakens security")
 	fs.IntVar(&c.verbosity, "v", 0, "debug `LEVEL` on stderr: 0 silent, 1 handshake result and alerts, 2 + a ladder diagram of each handshake when it ends, 3 + live lines for its messages, flights, timers, epochs and drops, 4 + every record and datagram")
