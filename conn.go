@@ -92,6 +92,12 @@ type Conn struct {
 	fatalErr atomic.Pointer[error]
 
 	drops [numDropReasons]atomic.Uint64
+
+	// unknownPSKIdentity, on a server, says that the client's PSK
+	// identity was unknown and the handshake went on with a random key
+	// (Config.InsecureUnknownPSKIdentityAlert): the handshake's error
+	// says so, though the client is not told.
+	unknownPSKIdentity error
 }
 
 // connState is what the handshake negotiated.
@@ -132,7 +138,9 @@ func newConn(io datagramIO, config *Config, isClient bool) *Conn {
 
 // Client returns a DTLS client over conn, which must be a connected
 // datagram socket (such as a *net.UDPConn from net.DialUDP). The config
-// needs ServerName or InsecureSkipVerify, or a PSK.
+// needs a way to authenticate the server: ServerName (certificates), with
+// RawPublicKey PeerPublicKeys or VerifyPeerCertificate (raw public keys),
+// a PSK, or InsecureSkipVerify.
 func Client(conn net.Conn, config *Config) *Conn {
 	return newConn(newNetConnIO(conn), config, true)
 }
@@ -141,7 +149,9 @@ func Client(conn net.Conn, config *Config) *Conn {
 // peer is the one client. To serve many clients on one socket, use
 // NewListener or Listen.
 func Server(conn net.Conn, config *Config) *Conn {
-	return newConn(newNetConnIO(conn), config, false)
+	c := newConn(newNetConnIO(conn), config, false)
+	c.handshakeErr = c.config.checkServer() // Handshake returns it
+	return c
 }
 
 // Dial connects to a DTLS server at addr over UDP ("udp", "udp4", "udp6")
@@ -280,6 +290,9 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 		// say so, the likely cause, and tell the peer with the alert
 		// RFC 6347 §4.1.2.7 names for it.
 		err = c.fail(alertBadRecordMAC, fmt.Errorf("%w; %d of the peer's protected records failed authentication (wrong PSK?)", err, n))
+	}
+	if c.unknownPSKIdentity != nil {
+		err = fmt.Errorf("%w; %w (the client was not told: RFC 4279 §2)", err, c.unknownPSKIdentity)
 	}
 	c.handshakeErr = err
 	c.trace(&TraceEvent{Kind: TraceHandshakeFailed, Reason: err.Error()})

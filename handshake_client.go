@@ -107,8 +107,8 @@ func (c *Conn) enabledSuites() []*cipherSuite {
 
 func (c *Conn) clientHandshake(ctx context.Context) error {
 	hs := &handshakeState{c: c, ctx: ctx, transcript: make([]byte, 0, initialTranscriptCap)}
-	if c.config.PSK == nil && !c.config.InsecureSkipVerify && c.config.ServerName == "" {
-		return errors.New("dtls: either ServerName or InsecureSkipVerify must be set in the config, or a PSK")
+	if err := c.config.checkClient(); err != nil {
+		return err
 	}
 	hello, err := c.makeClientHello()
 	if err != nil {

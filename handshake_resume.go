@@ -65,6 +65,12 @@ func (hs *handshakeState) newSessionState() *sessionState {
 		srtpProfile:      c.state.srtpProfile,
 		clientAuth:       c.config.ClientAuth,
 	}
+	if pub := c.state.peerPublicKey; pub != nil {
+		// RFC 7250 leaves resumption as it is: the session is bound to
+		// the peer's raw key as it would be to its certificate.
+		s.peerPublicKey = pub
+		s.keyVerified = c.config.rawKeyVerified()
+	}
 	if hs.suite.kx.isPSK() {
 		s.pskIdentity = hs.pskIdentity
 	}
@@ -168,9 +174,12 @@ func (hs *handshakeState) checkForResumption() bool {
 	hasCerts := len(s.peerCertificates) > 0
 	switch c.config.ClientAuth {
 	case tls.RequireAnyClientCert, tls.RequireAndVerifyClientCert:
-		if !hasCerts {
+		if !hasCerts && s.peerPublicKey == nil {
 			return false
 		}
+	}
+	if s.peerPublicKey != nil && !c.config.rawKeyResumable(s, false) {
+		return false
 	}
 	if hasCerts {
 		if now.After(s.peerCertificates[0].NotAfter) {
@@ -236,10 +245,16 @@ func (hs *handshakeState) doResumeHandshake() error {
 	hs.peerCerts = s.peerCertificates
 	c.state.peerCertificates = s.peerCertificates
 	c.state.verifiedChains = s.verifiedChains
+	c.state.peerPublicKey = s.peerPublicKey
+	hs.peerKey = s.peerPublicKey
 	c.state.didResume = true
 	if w := c.config.KeyLogWriter; w != nil {
 		writeKeyLog(w, hs.hello.random, hs.masterSecret)
 	}
+	// No certificate is sent when resuming, so no certificate types
+	// are negotiated: the session's apply (GnuTLS leaves them out of a
+	// resuming ServerHello too).
+	sh.hasServerCertType, sh.hasClientCertType = false, false
 
 	if err := c.writeHandshake(hs, sh); err != nil {
 		return err
@@ -381,7 +396,16 @@ func (c *Conn) sessionUsable(cs *ClientSessionState, hello *clientHelloMsg) bool
 	if suite.kx.isPSK() && (c.config.PSK == nil || !bytes.Equal(s.pskIdentity, c.config.PSKIdentity)) {
 		return false
 	}
-	if suite.kx.usesCertificates() && !c.config.InsecureSkipVerify {
+	if suite.kx.usesCertificates() && c.config.RawPublicKey != (s.peerPublicKey != nil) {
+		// A raw-key client accepts only raw keys, and a session made
+		// with one resumes only where raw keys are on.
+		return false
+	}
+	if s.peerPublicKey != nil {
+		if !c.config.rawKeyResumable(s, true) {
+			return false
+		}
+	} else if suite.kx.usesCertificates() && !c.config.InsecureSkipVerify {
 		if len(s.verifiedChains) == 0 || len(s.peerCertificates) == 0 {
 			return false
 		}
@@ -420,6 +444,8 @@ func (hs *handshakeState) doResumeClient() error {
 	hs.peerCerts = s.peerCertificates
 	c.state.peerCertificates = s.peerCertificates
 	c.state.verifiedChains = s.verifiedChains
+	c.state.peerPublicKey = s.peerPublicKey
+	hs.peerKey = s.peerPublicKey
 	if hs.suite.kx.isPSK() {
 		hs.pskIdentity = s.pskIdentity
 	}

@@ -446,7 +446,20 @@ func (hs *handshakeState) readClientFlight() error {
 	if kx.isPSK() {
 		psk, err := c.config.PSK(ckx.pskIdentity)
 		if err != nil || len(psk) == 0 {
-			return c.fail(alertUnknownPSKIdentity, fmt.Errorf("dtls: unknown PSK identity %q", ckx.pskIdentity))
+			unknown := fmt.Errorf("dtls: unknown PSK identity %q", ckx.pskIdentity)
+			if c.config.InsecureUnknownPSKIdentityAlert {
+				return c.fail(alertUnknownPSKIdentity, unknown)
+			}
+			// RFC 4279 §2: a server that hides whether an identity
+			// exists "MAY continue the protocol as if the PSK identity
+			// existed but the key was incorrect". With a random key the
+			// client's Finished fails to authenticate, exactly as with a
+			// known identity and a wrong key.
+			psk = make([]byte, hiddenPSKLen)
+			if _, err := io.ReadFull(c.config.rand(), psk); err != nil {
+				return c.fail(alertInternalError, err)
+			}
+			c.unknownPSKIdentity = unknown
 		}
 		hs.pskIdentity = append([]byte(nil), ckx.pskIdentity...)
 		if kx == kxECDHEPSK {

@@ -222,11 +222,16 @@ func Listen(network, laddr string, config *Config) (*Listener, error) {
 
 // NewListener serves DTLS on pc. The Listener owns pc: closing it closes
 // pc, which ends the connections it accepted too. It refuses a Config
-// whose Listener limits make no sense (see Config), and asks the kernel
-// for a receive buffer of Config.ReceiveBufferSize.
+// with which no handshake can succeed (no Certificates, GetCertificate or
+// PSK; a certificate key that cannot sign, such as an RSA key below 1024
+// bits) and one whose Listener limits make no sense (see Config), and
+// asks the kernel for a receive buffer of Config.ReceiveBufferSize.
 func NewListener(pc net.PacketConn, config *Config) (*Listener, error) {
 	if config == nil {
 		config = &Config{}
+	}
+	if err := config.checkServer(); err != nil {
+		return nil, err
 	}
 	if err := config.checkListenerLimits(); err != nil {
 		return nil, err

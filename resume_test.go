@@ -456,6 +456,10 @@ func FuzzParseSessionState(f *testing.F) {
 		masterSecret: bytes.Repeat([]byte{1}, masterSecretLen), ems: true, serverName: "x", pskIdentity: []byte("id")}
 	b, _ := s.marshal()
 	f.Add(b)
+	_, pub := rpkKey(f, "p256")
+	s.peerPublicKey, s.keyVerified = pub, true
+	b, _ = s.marshal()
+	f.Add(b)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s := parseSessionState(data)
 		if s == nil {

@@ -1,6 +1,7 @@
 package dtls
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -43,7 +44,12 @@ func (hs *handshakeState) processCertificateTypes(sh *serverHelloMsg) error {
 	}
 	hs.serverRPK = sh.hasServerCertType && sh.serverCertType == certificateTypeRawPublicKey
 	hs.clientRPK = sh.hasClientCertType && sh.clientCertType == certificateTypeRawPublicKey
-	if c.config.RawPublicKey && !hs.serverRPK && hs.suite.kx.usesCertificates() {
+	// A server resuming our session (it echoes the session ID we
+	// offered) may leave the certificate types out, as GnuTLS does: the
+	// session's apply, and we offered only a raw-key session
+	// (sessionUsable).
+	resuming := hs.session != nil && len(sh.sessionID) > 0 && bytes.Equal(sh.sessionID, hs.hello.sessionID)
+	if c.config.RawPublicKey && !hs.serverRPK && hs.suite.kx.usesCertificates() && !resuming {
 		return c.fail(alertUnsupportedCertificate, errors.New("dtls: server does not authenticate with a raw public key (RFC 7250)"))
 	}
 	return nil
@@ -160,6 +166,35 @@ func (hs *handshakeState) verifyRawPublicKey(raw [][]byte, fromServer bool) erro
 	hs.peerKey = pub
 	c.state.peerPublicKey = pub
 	return nil
+}
+
+// rawKeyResumable reports whether a session made with the peer's raw
+// public key s.peerPublicKey may resume under this Config: raw keys must
+// still be on, the key still pinned if PeerPublicKeys is set and, where
+// the peer's key must be verified (always for a client's view of the
+// server without InsecureSkipVerify; for a server, from
+// VerifyClientCertIfGiven on), verified when the session was made.
+// VerifyPeerCertificate is not called again, as crypto/tls does not call
+// it on resumption; VerifyConnection is.
+func (c *Config) rawKeyResumable(s *sessionState, ofServer bool) bool {
+	if !c.RawPublicKey || s.peerPublicKey == nil {
+		return false
+	}
+	if keys := c.PeerPublicKeys; len(keys) > 0 {
+		return slices.ContainsFunc(keys, func(k crypto.PublicKey) bool { return publicKeysEqual(k, s.peerPublicKey) })
+	}
+	mustVerify := !c.InsecureSkipVerify
+	if !ofServer {
+		mustVerify = c.ClientAuth >= tls.VerifyClientCertIfGiven && c.ClientAuth != tls.RequireAnyClientCert
+	}
+	return !mustVerify || c.VerifyPeerCertificate != nil && s.keyVerified
+}
+
+// rawKeyVerified reports whether a peer's raw public key that passed
+// verifyRawPublicKey was verified, rather than only accepted: it is
+// then pinned or accepted by VerifyPeerCertificate.
+func (c *Config) rawKeyVerified() bool {
+	return len(c.PeerPublicKeys) > 0 || c.VerifyPeerCertificate != nil
 }
 
 // publicKeysEqual compares keys with their Equal methods, which every key

@@ -33,6 +33,9 @@ import (
 	"github.com/dtls-go/dtls"
 )
 
+// alertCloseNotify is the close_notify alert (RFC 5246 §7.2.1).
+const alertCloseNotify = 0
+
 // Record content types (RFC 6347 §4.1).
 const (
 	contentCCS       = 20
@@ -51,12 +54,18 @@ const maxEvents = 100_000
 type Ladder struct {
 	mu       sync.Mutex
 	events   []dtls.TraceEvent
+	limit    int // events kept; 0 means maxEvents
 	omitted  int
 	oneSided bool
 }
 
 // New returns an empty Ladder for the events of both ends of a connection.
 func New() *Ladder { return &Ladder{} }
+
+// NewLimited is New keeping at most limit events (at most maxEvents), for
+// a program that holds many ladders at once: each event takes about 200
+// bytes.
+func NewLimited(limit int) *Ladder { return &Ladder{limit: min(max(limit, 1), maxEvents)} }
 
 // NewOneSided returns an empty Ladder for the events of one end of a
 // connection, as its own Tracer reports them. It is explicit rather than
@@ -72,7 +81,11 @@ func (l *Ladder) Add(ev *dtls.TraceEvent) {
 	e.Datagram = nil
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if len(l.events) >= maxEvents {
+	limit := l.limit
+	if limit == 0 {
+		limit = maxEvents
+	}
+	if len(l.events) >= limit {
 		l.omitted++
 		return
 	}
@@ -104,7 +117,15 @@ const (
 	received
 	dropped
 	unknown // sent, and the one-sided ladder cannot know what became of it
+	// unread: no receipt, but the receiver had closed its end (sent its
+	// close_notify) before the record was sent, so it no longer read:
+	// not a loss. A server's answer to the client's close_notify is one.
+	unread
 )
+
+// stopsShort reports whether an arrow is drawn short of the receiver: no
+// event shows the record arriving.
+func (a *arrow) stopsShort() bool { return a.outcome == lost || a.outcome == unread }
 
 // arrow is one record from one side to the other.
 type arrow struct {
@@ -177,7 +198,11 @@ func (l *Ladder) build() *diagram {
 		seq   uint64
 	}
 	unmatched := map[key][]*arrow{} // sent records awaiting their receipt
-	var noSeq [2][]*arrow           // arrows traced without a record (awaiting by content type)
+	// closedAt is when each side sent its close_notify, after which it
+	// reads nothing more; closed says whether it did.
+	var closedAt [2]time.Duration
+	var closed [2]bool
+	var noSeq [2][]*arrow // arrows traced without a record (awaiting by content type)
 
 	for i := range events {
 		ev := &events[i]
@@ -241,6 +266,9 @@ func (l *Ladder) build() *diagram {
 				ss.last = a
 			}
 			a.labels = append(a.labels, "Alert "+dtls.AlertName(ev.Alert))
+			if ev.Alert == alertCloseNotify && !closed[s] {
+				closed[s], closedAt[s] = true, at
+			}
 		case dtls.TraceRecordReceived, dtls.TraceRecordDropped:
 			if d.oneSided {
 				d.peerRecord(ev, i, at)
@@ -303,6 +331,9 @@ func (l *Ladder) build() *diagram {
 	for _, a := range d.arrows {
 		if d.oneSided && a.from == d.local && a.outcome == lost {
 			a.outcome = unknown
+		}
+		if to := 1 - a.from; a.outcome == lost && closed[to] && a.sent >= closedAt[to] {
+			a.outcome = unread
 		}
 		if len(a.labels) == 0 {
 			if d.oneSided && a.from != d.local {
@@ -446,6 +477,8 @@ func (a *arrow) outcomeText(oneSided bool) string {
 	switch a.outcome {
 	case lost:
 		s = "lost"
+	case unread:
+		s = "not read: " + (1 - a.from).String() + " closed"
 	case received:
 		s = fmt.Sprintf("%d", a.recv.Microseconds())
 	case dropped:
