@@ -83,7 +83,7 @@ type Conn struct {
 	blockedReads atomic.Int32 // reads waiting in c.io, for SetReadDeadline
 	closed       atomic.Bool
 	closeOnce    sync.Once
-	expansionFn  func(uint16) int
+	expansionFn  func(uint64) int
 
 	// fatalErr is the connection's first fatal error: an alert we sent or
 	// one we received. RFC 5246 §7.2.2 ends the connection there, so

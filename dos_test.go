@@ -320,7 +320,7 @@ func TestPeerBufferLimits(t *testing.T) {
 		synctest.Wait()
 
 		seq := uint64(1)
-		record := func(typ recordType, epoch uint16, payload []byte) []byte {
+		record := func(typ recordType, epoch uint64, payload []byte) []byte {
 			seq++
 			d := appendRecordHeader(nil, typ, VersionDTLS12, epoch, seq, len(payload))
 			return append(d, payload...)

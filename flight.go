@@ -82,14 +82,14 @@ const (
 
 // outRecord is one record the caller must seal and send.
 type outRecord struct {
-	epoch uint16
+	epoch uint64
 	typ   recordType // recordTypeHandshake or recordTypeChangeCipherSpec
 	data  []byte     // plaintext payload: handshake header (12 bytes) + fragment, or {1} for ChangeCipherSpec
 }
 
 // inMessage is one complete, in-order handshake message from the peer.
 type inMessage struct {
-	epoch uint16 // epoch all of its fragments arrived in
+	epoch uint64 // epoch all of its fragments arrived in
 	typ   handshakeType
 	seq   uint16
 	body  []byte // the reassembled body (owned by the caller after nextMessage)
@@ -116,7 +116,7 @@ func (m *inMessage) appendTranscript(b []byte) []byte {
 
 // flightEntry is one message, or a ChangeCipherSpec, of our current flight.
 type flightEntry struct {
-	epoch      uint16
+	epoch      uint64
 	ccs        bool
 	typ        handshakeType
 	seq        uint16
@@ -128,7 +128,7 @@ type flightEntry struct {
 type inReassembly struct {
 	used  bool
 	typ   handshakeType
-	epoch uint16
+	epoch uint64
 	seq   uint16
 	body  []byte // len(body) is the declared length
 	// have has one bit per body byte, set once the byte arrived. It is nil
@@ -248,7 +248,7 @@ func (t *handshakeTransport) prepare() {
 // and the peer's next flight started arriving begins a new flight,
 // discarding the old one (RFC 6347 §4.2.4, PREPARING). A body too long for
 // the 24-bit length field is refused: nothing is queued and nil returned.
-func (t *handshakeTransport) queueMessage(epoch uint16, typ handshakeType, body []byte) (transcript []byte) {
+func (t *handshakeTransport) queueMessage(epoch uint64, typ handshakeType, body []byte) (transcript []byte) {
 	if len(body) > maxOutgoingMessageLen {
 		return nil
 	}
@@ -270,7 +270,7 @@ func (t *handshakeTransport) queueMessage(epoch uint16, typ handshakeType, body 
 // queueChangeCipherSpec appends a ChangeCipherSpec to the flight being
 // built, with the same new-flight rule as queueMessage. It does not use a
 // message_seq.
-func (t *handshakeTransport) queueChangeCipherSpec(epoch uint16) {
+func (t *handshakeTransport) queueChangeCipherSpec(epoch uint64) {
 	t.prepare()
 	t.appendFlight(flightEntry{epoch: epoch, ccs: true})
 }
@@ -306,14 +306,14 @@ func (t *handshakeTransport) appendFlight(e flightEntry) {
 // fragment after the overheads (impossible for mtu ≥ minMTU and a real
 // cipher suite), records carry one byte each and exceed the MTU rather than
 // loop.
-func (t *handshakeTransport) flightDatagrams(overhead func(epoch uint16) int) [][]outRecord {
+func (t *handshakeTransport) flightDatagrams(overhead func(epoch uint64) int) [][]outRecord {
 	return t.appendFlightDatagrams(nil, overhead)
 }
 
 // appendFlightDatagrams is flightDatagrams appending to dgs, so that a
 // caller that only ranges over the datagrams can keep the list on the
 // stack.
-func (t *handshakeTransport) appendFlightDatagrams(dgs [][]outRecord, overhead func(epoch uint16) int) [][]outRecord {
+func (t *handshakeTransport) appendFlightDatagrams(dgs [][]outRecord, overhead func(epoch uint64) int) [][]outRecord {
 	// The records of all datagrams go in one slice, which is cut into
 	// datagrams at the end: one allocation for the records (more only if
 	// fragmentation adds records) instead of a growing slice per datagram.
@@ -391,7 +391,7 @@ func (t *handshakeTransport) appendFlightDatagrams(dgs [][]outRecord, overhead f
 // (RFC 5246 §7.1). It is shared: never modify it.
 var changeCipherSpecBody = []byte{1}
 
-func recordOverhead(overhead func(epoch uint16) int, epoch uint16) int {
+func recordOverhead(overhead func(epoch uint64) int, epoch uint64) int {
 	if overhead == nil {
 		return 0
 	}
@@ -478,7 +478,7 @@ func (t *handshakeTransport) finalFlight() {
 // dropped and the reason for the last one, for the caller's counters. It
 // never returns an error that would end the handshake, since epoch-0
 // records can be forged by anyone who knows the addresses.
-func (t *handshakeTransport) handleRecord(epoch uint16, payload []byte, now time.Time) (resend bool, dropped int, reason string) {
+func (t *handshakeTransport) handleRecord(epoch uint64, payload []byte, now time.Time) (resend bool, dropped int, reason string) {
 	if len(payload) == 0 {
 		return false, 1, fragEmptyRecord
 	}
@@ -570,7 +570,7 @@ func (t *handshakeTransport) inWindow(seq uint32) bool {
 // handleFragment applies one parsed fragment. h passed unmarshal, so
 // offset+fragmentLength ≤ length ≤ maxHandshakeMessageLen and
 // len(frag) == fragmentLength.
-func (t *handshakeTransport) handleFragment(epoch uint16, h *handshakeHeader, frag []byte) (fragmentStatus, string) {
+func (t *handshakeTransport) handleFragment(epoch uint64, h *handshakeHeader, frag []byte) (fragmentStatus, string) {
 	seq := uint32(h.messageSeq)
 	if seq < t.recvSeq {
 		return fragmentOld, ""
@@ -707,7 +707,7 @@ func (t *handshakeTransport) bufferedBytes() int { return t.buffered }
 
 // peekMessage reports the type and epoch of the next message in
 // message_seq order if it is complete, without taking it.
-func (t *handshakeTransport) peekMessage() (typ handshakeType, epoch uint16, ok bool) {
+func (t *handshakeTransport) peekMessage() (typ handshakeType, epoch uint64, ok bool) {
 	if t.recvSeq > 0xffff {
 		return 0, 0, false
 	}

@@ -169,7 +169,7 @@ func (c *Conn) clientHandshake(ctx context.Context) error {
 		// A stateless server numbers its records afresh after the
 		// cookie exchange; handshake messages are deduplicated by
 		// message_seq, so epoch 0's window can start over.
-		c.rl.read[0].window.Reset()
+		c.rl.resetReplay(0)
 		hs.transcript = hs.transcript[:0]
 		if err := c.writeHandshake(hs, hello); err != nil {
 			return err
@@ -327,8 +327,7 @@ func (hs *handshakeState) processServerHello(msg inMessage) error {
 	if sh.hasConnectionID {
 		// RFC 9146 §3: from epoch 1 on, each side sends the CID the
 		// other asked for.
-		c.rl.readCID = hs.hello.connectionID
-		c.rl.writeCID = slices.Clone(sh.connectionID)
+		c.rl.setConnectionIDs(hs.hello.connectionID, slices.Clone(sh.connectionID))
 	}
 	return hs.processServerSRTP()
 }

@@ -350,7 +350,7 @@ func (hs *handshakeState) restartWithoutTicket() error {
 	initialRTO, minRTO := c.config.retransmitTimeouts()
 	c.hs = newHandshakeTransport(c.config.mtu(), initialRTO, minRTO)
 	c.hs.setInitialRTT(rtt)
-	c.rl.read[0].window.Reset()
+	c.rl.resetReplay(0)
 	hs.transcript = hs.transcript[:0]
 	if err := c.writeHandshake(hs, hello); err != nil {
 		return err

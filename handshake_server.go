@@ -242,8 +242,7 @@ func (hs *handshakeState) processClientHello() error {
 		// other asked for.
 		sh.hasConnectionID = true
 		sh.connectionID = cid
-		c.rl.readCID = cid
-		c.rl.writeCID = slices.Clone(ch.connectionID)
+		c.rl.setConnectionIDs(cid, slices.Clone(ch.connectionID))
 	}
 	hs.serverHello = sh
 	return nil

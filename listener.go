@@ -512,7 +512,7 @@ func (l *Listener) handleHello(d []byte, ap netip.AddrPort, existing *listenerCo
 	}
 	// Our records continue from the ClientHello's record sequence number,
 	// as the stateless HelloVerifyRequest used it (RFC 6347 §4.2.1).
-	c.rl.write[0].seq = hdr.seq
+	c.rl.setWriteSeq(0, hdr.seq)
 	l.table.add(ap, cio)
 	cio.deliver(d, ap)
 	l.stats.handshakesStarted.Add(1)
