@@ -43,6 +43,10 @@ const (
 type Conn struct {
 	config   *Config
 	isClient bool
+	// vers is the negotiated protocol version, set once where the version
+	// is decided (the client's processServerHello, the server's
+	// processClientHello) and read everywhere else; 0 before.
+	vers     uint16
 	io       datagramIO
 	listener *Listener // set for connections accepted by a Listener
 	// activity stamps the last authenticated record from the peer, for
@@ -295,7 +299,7 @@ func (c *Conn) ConnectionState() ConnectionState {
 	c.handshakeMu.Lock()
 	defer c.handshakeMu.Unlock()
 	cs := ConnectionState{
-		Version:           VersionDTLS12,
+		Version:           c.vers,
 		HandshakeComplete: c.handshakeComplete.Load(),
 	}
 	if !cs.HandshakeComplete {

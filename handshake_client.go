@@ -276,6 +276,7 @@ func (hs *handshakeState) processServerHello(msg inMessage) error {
 	if sh.vers != VersionDTLS12 {
 		return c.fail(alertProtocolVersion, fmt.Errorf("dtls: server chose version %#x; only DTLS 1.2 is supported", sh.vers))
 	}
+	c.vers = sh.vers
 	if !slices.Contains(hs.hello.cipherSuites, sh.cipherSuite) {
 		return c.fail(alertIllegalParameter, fmt.Errorf("dtls: server chose cipher suite %s, which we did not offer", CipherSuiteName(sh.cipherSuite)))
 	}
@@ -488,7 +489,7 @@ func (hs *handshakeState) processServerKeyExchange(skx *serverKeyExchangeMsg) er
 			return c.fail(alertIllegalParameter, fmt.Errorf("dtls: server signed with %v, which we did not offer", skx.signatureAlgorithm))
 		}
 		signedMsg := slices.Concat(hs.hello.random, hs.serverHello.random, skx.ecdhParams())
-		if err := verifyHandshakeSignature(VersionDTLS12, skx.signatureAlgorithm, hs.peerKey, signedMsg, skx.signature); err != nil {
+		if err := verifyHandshakeSignature(c.vers, skx.signatureAlgorithm, hs.peerKey, signedMsg, skx.signature); err != nil {
 			return c.fail(alertDecryptError, err)
 		}
 		c.state.sigScheme = skx.signatureAlgorithm
@@ -549,7 +550,7 @@ func (hs *handshakeState) sendClientFlight() error {
 		if err != nil {
 			return c.fail(alertInternalError, err)
 		}
-		scheme, err := selectSignatureScheme(VersionDTLS12, signer, hs.certRequest.supportedSignatureAlgorithms)
+		scheme, err := selectSignatureScheme(c.vers, signer, hs.certRequest.supportedSignatureAlgorithms)
 		if err != nil {
 			return c.fail(alertHandshakeFailure, err)
 		}
@@ -578,7 +579,7 @@ func (c *Conn) clientCertificate(cr *certificateRequestMsg) *tls.Certificate {
 		if err != nil {
 			continue
 		}
-		if _, err := selectSignatureScheme(VersionDTLS12, signer, cr.supportedSignatureAlgorithms); err == nil {
+		if _, err := selectSignatureScheme(c.vers, signer, cr.supportedSignatureAlgorithms); err == nil {
 			return cert
 		}
 	}
@@ -709,7 +710,7 @@ func (hs *handshakeState) verifyConnection() error {
 		return nil
 	}
 	cs := ConnectionState{
-		Version:              VersionDTLS12,
+		Version:              c.vers,
 		CipherSuite:          hs.suite.id,
 		NegotiatedProtocol:   hs.serverHello.alpnProtocol,
 		ServerName:           hs.hello.serverName,

@@ -53,7 +53,7 @@ func (hs *handshakeState) newSessionState() *sessionState {
 	c := hs.c
 	s := &sessionState{
 		isClient:         c.isClient,
-		version:          VersionDTLS12,
+		version:          c.vers,
 		cipherSuite:      hs.suite.id,
 		createdAt:        uint64(c.config.time().Unix()),
 		masterSecret:     hs.masterSecret,
@@ -137,7 +137,7 @@ func (hs *handshakeState) checkForResumption() bool {
 	}
 	// A client's state never resumes on a server, whatever store it
 	// came through (pion CVE-2026-135390).
-	if s == nil || s.isClient || s.version != VersionDTLS12 || !s.ems || s.expired(now) {
+	if s == nil || s.isClient || s.version != c.vers || !s.ems || s.expired(now) {
 		return false
 	}
 	if s.serverName != ch.serverName {
@@ -365,7 +365,7 @@ func (hs *handshakeState) restartWithoutTicket() error {
 func (c *Conn) sessionUsable(cs *ClientSessionState, hello *clientHelloMsg) bool {
 	s := cs.state
 	now := c.config.time()
-	if !s.isClient || s.version != VersionDTLS12 || !s.ems || s.expired(now) {
+	if !s.isClient || s.version != hello.vers || !s.ems || s.expired(now) {
 		return false
 	}
 	if cs.lifetime > 0 && !now.Before(cs.receivedAt.Add(cs.lifetime)) {

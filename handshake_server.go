@@ -138,7 +138,7 @@ func (hs *handshakeState) selectSuite() *cipherSuite {
 			if isRSAKey(signer.Public()) != (s.kx == kxECDHERSA) {
 				continue
 			}
-			if _, err := selectSignatureScheme(VersionDTLS12, signer, hs.hello.supportedSignatureAlgorithms); err != nil {
+			if _, err := selectSignatureScheme(c.vers, signer, hs.hello.supportedSignatureAlgorithms); err != nil {
 				continue
 			}
 		}
@@ -182,6 +182,7 @@ func (hs *handshakeState) processClientHello() error {
 	if !offersDTLS12(ch.vers) {
 		return c.fail(alertProtocolVersion, fmt.Errorf("dtls: client offered version %#x; DTLS 1.2 is required", ch.vers))
 	}
+	c.vers = VersionDTLS12
 	if !slices.Contains(ch.compressionMethods, compressionNone) {
 		return c.fail(alertIllegalParameter, errors.New("dtls: client does not support uncompressed connections"))
 	}
@@ -204,7 +205,7 @@ func (hs *handshakeState) processClientHello() error {
 	}
 
 	sh := &serverHelloMsg{
-		vers:                         VersionDTLS12,
+		vers:                         c.vers,
 		random:                       make([]byte, randomLen),
 		cipherSuite:                  hs.suite.id,
 		extendedMasterSecret:         hs.ems,
@@ -292,7 +293,7 @@ func (hs *handshakeState) serverCertificate() (*tls.Certificate, error) {
 		if err != nil {
 			continue
 		}
-		if _, err := selectSignatureScheme(VersionDTLS12, signer, hs.hello.supportedSignatureAlgorithms); err == nil {
+		if _, err := selectSignatureScheme(c.vers, signer, hs.hello.supportedSignatureAlgorithms); err == nil {
 			return cert, nil
 		}
 	}
@@ -350,7 +351,7 @@ func (hs *handshakeState) sendServerFlight() error {
 		if err != nil {
 			return c.fail(alertInternalError, err)
 		}
-		scheme, err := selectSignatureScheme(VersionDTLS12, signer, hs.hello.supportedSignatureAlgorithms)
+		scheme, err := selectSignatureScheme(c.vers, signer, hs.hello.supportedSignatureAlgorithms)
 		if err != nil {
 			return c.fail(alertHandshakeFailure, err)
 		}
@@ -483,7 +484,7 @@ func (hs *handshakeState) readClientFlight() error {
 		if !slices.Contains(hs.certRequest.supportedSignatureAlgorithms, cv.signatureAlgorithm) {
 			return c.fail(alertIllegalParameter, errors.New("dtls: client signed with an unrequested scheme"))
 		}
-		if err := verifyHandshakeSignature(VersionDTLS12, cv.signatureAlgorithm, hs.peerKey, hs.transcript, cv.signature); err != nil {
+		if err := verifyHandshakeSignature(c.vers, cv.signatureAlgorithm, hs.peerKey, hs.transcript, cv.signature); err != nil {
 			return c.fail(alertDecryptError, err)
 		}
 		hs.addTranscript(msg)
