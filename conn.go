@@ -298,31 +298,39 @@ func isTimeout(err error) bool {
 func (c *Conn) ConnectionState() ConnectionState {
 	c.handshakeMu.Lock()
 	defer c.handshakeMu.Unlock()
-	cs := ConnectionState{
-		Version:           c.vers,
-		HandshakeComplete: c.handshakeComplete.Load(),
+	if !c.handshakeComplete.Load() {
+		return ConnectionState{Version: c.vers}
 	}
-	if !cs.HandshakeComplete {
-		return cs
-	}
-	s := &c.state
-	cs.CipherSuite = s.suite.id
-	cs.NegotiatedProtocol = s.alpn
-	cs.ServerName = s.serverName
-	cs.PeerCertificates = s.peerCertificates
-	cs.VerifiedChains = s.verifiedChains
-	cs.ExtendedMasterSecret = s.ems
-	cs.PSKIdentity = s.pskIdentity
-	cs.PSKIdentityHint = s.pskIdentityHint
-	cs.CurveID = s.curveID
-	cs.SignatureScheme = s.sigScheme
-	cs.SRTPProtectionProfile = s.srtpProfile
-	cs.PeerPublicKey = s.peerPublicKey
-	cs.LocalConnectionID = c.rl.readCID
-	cs.RemoteConnectionID = c.rl.writeCID
-	cs.DidResume = s.didResume
+	cs := c.state.connectionState(c.vers, c.rl)
+	cs.HandshakeComplete = true
 	cs.ekm = c.ekm
 	return cs
+}
+
+// connectionState builds the public view of negotiated state s, for
+// ConnectionState once the handshake is complete and for
+// Config.VerifyConnection before it is: the one place a ConnectionState
+// is made. The Connection IDs come from the record layer, which uses
+// them.
+func (s *connState) connectionState(vers uint16, rl *recordLayer) ConnectionState {
+	return ConnectionState{
+		Version:               vers,
+		CipherSuite:           s.suite.id,
+		NegotiatedProtocol:    s.alpn,
+		ServerName:            s.serverName,
+		PeerCertificates:      s.peerCertificates,
+		VerifiedChains:        s.verifiedChains,
+		ExtendedMasterSecret:  s.ems,
+		PSKIdentity:           s.pskIdentity,
+		PSKIdentityHint:       s.pskIdentityHint,
+		CurveID:               s.curveID,
+		SignatureScheme:       s.sigScheme,
+		SRTPProtectionProfile: s.srtpProfile,
+		PeerPublicKey:         s.peerPublicKey,
+		LocalConnectionID:     rl.readCID,
+		RemoteConnectionID:    rl.writeCID,
+		DidResume:             s.didResume,
+	}
 }
 
 func (c *Conn) ekm(label string, context []byte, length int) ([]byte, error) {
@@ -858,18 +866,6 @@ func (c *Conn) readChangeCipherSpec(ctx context.Context) error {
 		}
 	}
 	c.expectCCS = false
-	return nil
-}
-
-// writeHandshake queues a message into the flight being built and adds it
-// to the transcript.
-func (c *Conn) writeHandshake(hs *handshakeState, msg handshakeMessage) error {
-	body, err := msg.marshal()
-	if err != nil {
-		return c.sendAlert(alertInternalError)
-	}
-	t := c.hs.queueMessage(c.rl.writeCur, msg.messageType(), body)
-	hs.transcript = append(hs.transcript, t...)
 	return nil
 }
 

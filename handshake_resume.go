@@ -28,7 +28,7 @@ import (
 // resumable: by a ticket when the client asked for one, otherwise by a
 // session ID in the server's cache. Sessions without the extended master
 // secret are never resumable (RFC 7627 §5.3).
-func (hs *handshakeState) prepareNewSession() error {
+func (hs *serverHandshakeState) prepareNewSession() error {
 	c := hs.c
 	if !hs.ems {
 		return nil
@@ -59,10 +59,10 @@ func (hs *handshakeState) newSessionState() *sessionState {
 		masterSecret:     hs.masterSecret,
 		ems:              hs.ems,
 		serverName:       hs.hello.serverName,
-		peerCertificates: c.state.peerCertificates,
-		verifiedChains:   c.state.verifiedChains,
+		peerCertificates: hs.state.peerCertificates,
+		verifiedChains:   hs.state.verifiedChains,
 		alpn:             hs.serverHello.alpnProtocol,
-		srtpProfile:      c.state.srtpProfile,
+		srtpProfile:      hs.state.srtpProfile,
 		clientAuth:       c.config.ClientAuth,
 	}
 	if hs.suite.kx.isPSK() {
@@ -75,7 +75,7 @@ func (hs *handshakeState) newSessionState() *sessionState {
 // server's ChangeCipherSpec (RFC 5077 §3.3). In a full handshake it is
 // built after the client's Finished was verified, client authentication
 // included, so that no ticket exists for a handshake that failed.
-func (hs *handshakeState) sendSessionTicket() error {
+func (hs *serverHandshakeState) sendSessionTicket() error {
 	c := hs.c
 	if !hs.issueTicket {
 		return nil
@@ -95,12 +95,12 @@ func (hs *handshakeState) sendSessionTicket() error {
 	}
 	// Without a ticket (a huge certificate chain, a failing Rand) the
 	// message is still due, empty (RFC 5077 §3.3).
-	return c.writeHandshake(hs, nst)
+	return hs.writeHandshake(nst)
 }
 
 // cacheNewSession puts the session of a completed full handshake in the
 // server's cache under the ID the ServerHello announced.
-func (hs *handshakeState) cacheNewSession() {
+func (hs *serverHandshakeState) cacheNewSession() {
 	if len(hs.serverHello.sessionID) == 0 || hs.issueTicket {
 		return
 	}
@@ -112,7 +112,7 @@ func (hs *handshakeState) cacheNewSession() {
 // where a full handshake with the current Config would give the same
 // guarantees; anything else falls back to a full handshake, never to an
 // error.
-func (hs *handshakeState) checkForResumption() bool {
+func (hs *serverHandshakeState) checkForResumption() bool {
 	c := hs.c
 	ch := hs.hello
 	if !hs.ems {
@@ -216,7 +216,7 @@ func certPool(certs []*x509.Certificate) *x509.CertPool {
 // doResumeHandshake runs the server's side of an abbreviated handshake:
 // ServerHello [NewSessionTicket] ChangeCipherSpec Finished, retransmitted
 // until the client's ChangeCipherSpec and Finished arrive.
-func (hs *handshakeState) doResumeHandshake() error {
+func (hs *serverHandshakeState) doResumeHandshake() error {
 	c := hs.c
 	s := hs.session
 	hs.suite = cipherSuiteByID(s.cipherSuite)
@@ -233,15 +233,13 @@ func (hs *handshakeState) doResumeHandshake() error {
 	sh.ticketSupported = hs.issueTicket
 	hs.masterSecret = s.masterSecret
 	hs.pskIdentity = s.pskIdentity
-	hs.peerCerts = s.peerCertificates
-	c.state.peerCertificates = s.peerCertificates
-	c.state.verifiedChains = s.verifiedChains
-	c.state.didResume = true
-	if w := c.config.KeyLogWriter; w != nil {
-		writeKeyLog(w, hs.hello.random, hs.masterSecret)
-	}
+	hs.state.peerCertificates = s.peerCertificates
+	hs.state.peerCertificates = s.peerCertificates
+	hs.state.verifiedChains = s.verifiedChains
+	hs.state.didResume = true
+	hs.logMasterSecret()
 
-	if err := c.writeHandshake(hs, sh); err != nil {
+	if err := hs.writeHandshake(sh); err != nil {
 		return err
 	}
 	if err := hs.sendSessionTicket(); err != nil {
@@ -278,7 +276,7 @@ func (c *Conn) clientSessionCacheKey() string {
 // loadSession offers a cached session in the ClientHello, by ticket or by
 // session ID, if the current Config would accept the server it was made
 // with.
-func (hs *handshakeState) loadSession() error {
+func (hs *clientHandshakeState) loadSession() error {
 	c := hs.c
 	hello := hs.hello
 	cache := c.config.ClientSessionCache
@@ -323,7 +321,7 @@ func (hs *handshakeState) loadSession() error {
 // ticketSpansDatagrams reports whether the ClientHello carries a session
 // ticket that makes it, with a cookie, longer than one datagram: it will
 // be fragmented, which not every server reassembles.
-func (hs *handshakeState) ticketSpansDatagrams() bool {
+func (hs *clientHandshakeState) ticketSpansDatagrams() bool {
 	c, hello := hs.c, hs.hello
 	if len(hello.sessionTicket) == 0 {
 		return false
@@ -339,7 +337,7 @@ func (hs *handshakeState) ticketSpansDatagrams() bool {
 // restartWithoutTicket starts the handshake over with a ClientHello that
 // offers no session: the fragmented one that offered a ticket got no
 // answer. The new ClientHello has a new random and is a new first flight.
-func (hs *handshakeState) restartWithoutTicket() error {
+func (hs *clientHandshakeState) restartWithoutTicket() error {
 	c, hello := hs.c, hs.hello
 	hello.sessionTicket, hello.sessionID, hello.cookie = nil, nil, nil
 	hs.clientSession, hs.session = nil, nil
@@ -352,7 +350,7 @@ func (hs *handshakeState) restartWithoutTicket() error {
 	c.hs.setInitialRTT(rtt)
 	c.rl.resetReplay(0)
 	hs.transcript = hs.transcript[:0]
-	if err := c.writeHandshake(hs, hello); err != nil {
+	if err := hs.writeHandshake(hello); err != nil {
 		return err
 	}
 	return c.sendFlight(false, "")
@@ -395,7 +393,7 @@ func (c *Conn) sessionUsable(cs *ClientSessionState, hello *clientHelloMsg) bool
 
 // serverResumed reports whether the ServerHello resumes the session we
 // offered: it echoes our non-empty session ID.
-func (hs *handshakeState) serverResumed() (bool, error) {
+func (hs *clientHandshakeState) serverResumed() (bool, error) {
 	c := hs.c
 	sh := hs.serverHello
 	if hs.session == nil || len(sh.sessionID) == 0 || !bytes.Equal(sh.sessionID, hs.hello.sessionID) {
@@ -413,20 +411,18 @@ func (hs *handshakeState) serverResumed() (bool, error) {
 // doResumeClient runs the client's side of an abbreviated handshake after
 // the ServerHello: [NewSessionTicket] ChangeCipherSpec Finished from the
 // server, then our ChangeCipherSpec and Finished, the final flight.
-func (hs *handshakeState) doResumeClient() error {
+func (hs *clientHandshakeState) doResumeClient() error {
 	c := hs.c
 	s := hs.session
 	hs.masterSecret = s.masterSecret
-	hs.peerCerts = s.peerCertificates
-	c.state.peerCertificates = s.peerCertificates
-	c.state.verifiedChains = s.verifiedChains
+	hs.state.peerCertificates = s.peerCertificates
+	hs.state.peerCertificates = s.peerCertificates
+	hs.state.verifiedChains = s.verifiedChains
 	if hs.suite.kx.isPSK() {
 		hs.pskIdentity = s.pskIdentity
 	}
-	c.state.didResume = true
-	if w := c.config.KeyLogWriter; w != nil {
-		writeKeyLog(w, hs.hello.random, hs.masterSecret)
-	}
+	hs.state.didResume = true
+	hs.logMasterSecret()
 	if err := hs.readSessionTicket(); err != nil {
 		return err
 	}
@@ -452,7 +448,7 @@ func (hs *handshakeState) doResumeClient() error {
 // ServerHello. It comes just before the server's ChangeCipherSpec, so the
 // read keys go in first and a ChangeCipherSpec that overtakes the ticket
 // is kept.
-func (hs *handshakeState) readSessionTicket() error {
+func (hs *clientHandshakeState) readSessionTicket() error {
 	c := hs.c
 	if !hs.serverHello.ticketSupported {
 		return nil
@@ -482,13 +478,13 @@ func (hs *handshakeState) readSessionTicket() error {
 // storeSession puts the session of a completed handshake in the
 // ClientSessionCache: only now, after the server's Finished, is it known
 // to be genuine.
-func (hs *handshakeState) storeSession() {
+func (hs *clientHandshakeState) storeSession() {
 	c := hs.c
 	cache := c.config.ClientSessionCache
 	if cache == nil {
 		return
 	}
-	resumed := c.state.didResume
+	resumed := hs.state.didResume
 	cs := &ClientSessionState{receivedAt: c.config.time(), rtt: c.hs.rtt.smoothedRTT()}
 	switch {
 	case resumed:

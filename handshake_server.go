@@ -12,8 +12,19 @@ import (
 	"slices"
 )
 
+// serverHandshakeState is the server's side of a DTLS 1.2 handshake: the
+// shared handshakeState and what only a server keeps.
+type serverHandshakeState struct {
+	handshakeState
+
+	// Resumption (handshake_resume.go).
+	session     *sessionState // the session being resumed
+	issueTicket bool          // NewSessionTicket is due
+	renewTicket bool          // the resumed ticket's key is not the newest
+}
+
 func (c *Conn) serverHandshake(ctx context.Context) error {
-	hs := &handshakeState{c: c, ctx: ctx, transcript: make([]byte, 0, initialTranscriptCap)}
+	hs := &serverHandshakeState{handshakeState: newHandshakeState(c, ctx)}
 	hello, err := hs.readClientHello()
 	if err != nil {
 		return err
@@ -54,7 +65,6 @@ func (c *Conn) serverHandshake(ctx context.Context) error {
 		return err
 	}
 	hs.finish()
-	c.state.peerCertificates = hs.peerCerts
 	hs.cacheNewSession()
 	return nil
 }
@@ -62,7 +72,7 @@ func (c *Conn) serverHandshake(ctx context.Context) error {
 // readClientHello reads ClientHellos until one carries a valid cookie. A
 // Listener checked the cookie before creating the Conn; a Conn made by
 // Server does the exchange itself.
-func (hs *handshakeState) readClientHello() (*clientHelloMsg, error) {
+func (hs *serverHandshakeState) readClientHello() (*clientHelloMsg, error) {
 	c := hs.c
 	var cookies *cookieGenerator
 	for hvrs := 0; ; hvrs++ {
@@ -100,7 +110,7 @@ func (hs *handshakeState) readClientHello() (*clientHelloMsg, error) {
 		// sequence number are not used: fixed, a recorded handshake
 		// replays byte for byte.
 		hvr := &helloVerifyRequestMsg{vers: VersionDTLS12, cookie: cookies.generate(nil, cookies.epoch, addr, 0, hello)}
-		if err := c.writeHandshake(hs, hvr); err != nil {
+		if err := hs.writeHandshake(hvr); err != nil {
 			return nil, err
 		}
 		hs.transcript = hs.transcript[:0]
@@ -112,7 +122,7 @@ func (hs *handshakeState) readClientHello() (*clientHelloMsg, error) {
 }
 
 // serverSuites is the server's preference list.
-func (hs *handshakeState) selectSuite() *cipherSuite {
+func (hs *serverHandshakeState) selectSuite() *cipherSuite {
 	c := hs.c
 	for _, s := range c.enabledSuites() {
 		if !slices.Contains(hs.hello.cipherSuites, s.id) {
@@ -147,7 +157,7 @@ func (hs *handshakeState) selectSuite() *cipherSuite {
 	return nil
 }
 
-func (hs *handshakeState) selectCurve() (tls.CurveID, bool) {
+func (hs *serverHandshakeState) selectCurve() (tls.CurveID, bool) {
 	for _, id := range hs.c.config.curvePreferences() {
 		if _, ok := curveForID(id); ok && slices.Contains(hs.hello.supportedCurves, id) {
 			return id, true
@@ -176,7 +186,7 @@ func offersDTLS12(clientVersion uint16) bool {
 	return clientVersion <= VersionDTLS12
 }
 
-func (hs *handshakeState) processClientHello() error {
+func (hs *serverHandshakeState) processClientHello() error {
 	c := hs.c
 	ch := hs.hello
 	if !offersDTLS12(ch.vers) {
@@ -269,7 +279,7 @@ func (c *Conn) newConnectionID() ([]byte, error) {
 }
 
 // serverCertificate returns the certificate for this ClientHello, or nil.
-func (hs *handshakeState) serverCertificate() (*tls.Certificate, error) {
+func (hs *serverHandshakeState) serverCertificate() (*tls.Certificate, error) {
 	c := hs.c
 	if f := c.config.GetCertificate; f != nil {
 		cert, err := f(&ClientHelloInfo{
@@ -302,7 +312,7 @@ func (hs *handshakeState) serverCertificate() (*tls.Certificate, error) {
 
 // sendServerFlight sends ServerHello [Certificate] [ServerKeyExchange]
 // [CertificateRequest] ServerHelloDone.
-func (hs *handshakeState) sendServerFlight() error {
+func (hs *serverHandshakeState) sendServerFlight() error {
 	c := hs.c
 	kx := hs.suite.kx
 	// RFC 6066 §3: a server that uses the client's server_name to choose
@@ -315,7 +325,7 @@ func (hs *handshakeState) sendServerFlight() error {
 	// empty extension (v3.1.15's extension.ServerName requires a name
 	// list) and time out.
 	hs.serverHello.serverNameAck = hs.hello.serverName != "" && c.config.GetCertificate != nil
-	if err := c.writeHandshake(hs, hs.serverHello); err != nil {
+	if err := hs.writeHandshake(hs.serverHello); err != nil {
 		return err
 	}
 	if kx.usesCertificates() {
@@ -323,7 +333,7 @@ func (hs *handshakeState) sendServerFlight() error {
 		if err != nil {
 			return c.fail(alertInternalError, err)
 		}
-		if err := c.writeHandshake(hs, cm); err != nil {
+		if err := hs.writeHandshake(cm); err != nil {
 			return err
 		}
 	}
@@ -362,10 +372,10 @@ func (hs *handshakeState) sendServerFlight() error {
 		}
 		skx.signatureAlgorithm = scheme
 		skx.signature = sig
-		c.state.sigScheme = scheme
+		hs.state.sigScheme = scheme
 	}
 	if sendSKX {
-		if err := c.writeHandshake(hs, skx); err != nil {
+		if err := hs.writeHandshake(skx); err != nil {
 			return err
 		}
 	}
@@ -379,11 +389,11 @@ func (hs *handshakeState) sendServerFlight() error {
 			cr.certificateAuthorities = c.config.ClientCAs.Subjects() //nolint:staticcheck
 		}
 		hs.certRequest = cr
-		if err := c.writeHandshake(hs, cr); err != nil {
+		if err := hs.writeHandshake(cr); err != nil {
 			return err
 		}
 	}
-	if err := c.writeHandshake(hs, &serverHelloDoneMsg{}); err != nil {
+	if err := hs.writeHandshake(&serverHelloDoneMsg{}); err != nil {
 		return err
 	}
 	return c.sendFlight(false, "")
@@ -398,7 +408,7 @@ const (
 
 // readClientFlight reads [Certificate] ClientKeyExchange
 // [CertificateVerify].
-func (hs *handshakeState) readClientFlight() error {
+func (hs *serverHandshakeState) readClientFlight() error {
 	c := hs.c
 	kx := hs.suite.kx
 	msg, err := c.readHandshake(hs.ctx)
@@ -492,7 +502,7 @@ func (hs *handshakeState) readClientFlight() error {
 	return nil
 }
 
-func (hs *handshakeState) verifyClientCertificate(raw [][]byte) error {
+func (hs *serverHandshakeState) verifyClientCertificate(raw [][]byte) error {
 	c := hs.c
 	if len(raw) == 0 {
 		if c.config.ClientAuth == tls.RequireAnyClientCert || c.config.ClientAuth == tls.RequireAndVerifyClientCert {
