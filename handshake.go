@@ -141,8 +141,12 @@ func (hs *handshakeState) parseHandshakeMsg(msg inMessage, want handshakeType, u
 }
 
 // unexpectedMessage fails the handshake on a message of type got where
-// one of type want belongs.
+// one of type want belongs. A server names the Certificate it waits for
+// the client's, as the one it sent is the same type.
 func (hs *handshakeState) unexpectedMessage(want, got handshakeType) error {
+	if want == typeCertificate && !hs.c.isClient {
+		return hs.c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: expected client Certificate, got %v", got))
+	}
 	return hs.c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: expected %v, got %v", want, got))
 }
 

@@ -81,8 +81,8 @@ func (c *Conn) clientHandshake(ctx context.Context) error {
 			return c.fail(alertUnexpectedMessage, errors.New("dtls: too many HelloVerifyRequests"))
 		}
 		hvr := new(helloVerifyRequestMsg)
-		if !hvr.unmarshal(msg.body) {
-			return c.fail(alertDecodeError, errors.New("dtls: malformed HelloVerifyRequest"))
+		if err := hs.parseHandshakeMsg(msg, typeHelloVerifyRequest, hvr.unmarshal); err != nil {
+			return err
 		}
 		if hvr.vers != VersionDTLS10 && hvr.vers != VersionDTLS12 {
 			return c.fail(alertProtocolVersion, fmt.Errorf("dtls: HelloVerifyRequest version %#x", hvr.vers))
@@ -188,12 +188,9 @@ func implementedCurves(prefs []tls.CurveID) []tls.CurveID {
 
 func (hs *clientHandshakeState) processServerHello(msg inMessage) error {
 	c := hs.c
-	if msg.typ != typeServerHello {
-		return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: expected ServerHello, got %v", msg.typ))
-	}
 	sh := new(serverHelloMsg)
-	if !sh.unmarshal(msg.body) {
-		return c.fail(alertDecodeError, errors.New("dtls: malformed ServerHello"))
+	if err := hs.parseHandshakeMsg(msg, typeServerHello, sh.unmarshal); err != nil {
+		return err
 	}
 	hs.addTranscript(msg)
 	hs.serverHello = sh
@@ -267,12 +264,9 @@ func (hs *clientHandshakeState) readServerFlight() error {
 		return err
 	}
 	if kx.usesCertificates() {
-		if msg.typ != typeCertificate {
-			return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: expected Certificate, got %v", msg.typ))
-		}
 		cm := &certificateMsg{rawPublicKey: hs.serverRPK}
-		if !cm.unmarshal(msg.body) {
-			return c.fail(alertDecodeError, errors.New("dtls: malformed Certificate"))
+		if err := hs.parseHandshakeMsg(msg, typeCertificate, cm.unmarshal); err != nil {
+			return err
 		}
 		hs.addTranscript(msg)
 		if hs.serverRPK {
@@ -289,8 +283,8 @@ func (hs *clientHandshakeState) readServerFlight() error {
 	}
 	if msg.typ == typeServerKeyExchange {
 		skx := &serverKeyExchangeMsg{kind: kx}
-		if !skx.unmarshal(msg.body) {
-			return c.fail(alertDecodeError, errors.New("dtls: malformed ServerKeyExchange"))
+		if err := hs.parseHandshakeMsg(msg, typeServerKeyExchange, skx.unmarshal); err != nil {
+			return err
 		}
 		hs.addTranscript(msg)
 		if err := hs.processServerKeyExchange(skx); err != nil {
@@ -300,15 +294,15 @@ func (hs *clientHandshakeState) readServerFlight() error {
 			return err
 		}
 	} else if kx.isECDHE() {
-		return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: expected ServerKeyExchange, got %v", msg.typ))
+		return hs.unexpectedMessage(typeServerKeyExchange, msg.typ)
 	}
 	if msg.typ == typeCertificateRequest {
 		if !kx.usesCertificates() {
 			return c.fail(alertUnexpectedMessage, errors.New("dtls: CertificateRequest under a PSK suite"))
 		}
 		cr := new(certificateRequestMsg)
-		if !cr.unmarshal(msg.body) {
-			return c.fail(alertDecodeError, errors.New("dtls: malformed CertificateRequest"))
+		if err := hs.parseHandshakeMsg(msg, typeCertificateRequest, cr.unmarshal); err != nil {
+			return err
 		}
 		hs.addTranscript(msg)
 		hs.certRequest = cr
@@ -316,11 +310,9 @@ func (hs *clientHandshakeState) readServerFlight() error {
 			return err
 		}
 	}
-	if msg.typ != typeServerHelloDone {
-		return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: expected ServerHelloDone, got %v", msg.typ))
-	}
-	if len(msg.body) != 0 {
-		return c.fail(alertDecodeError, errors.New("dtls: malformed ServerHelloDone"))
+	var done serverHelloDoneMsg
+	if err := hs.parseHandshakeMsg(msg, typeServerHelloDone, done.unmarshal); err != nil {
+		return err
 	}
 	hs.addTranscript(msg)
 	return nil

@@ -456,19 +456,13 @@ func (hs *clientHandshakeState) readSessionTicket() error {
 	if err := hs.installPeerKeys(false); err != nil {
 		return err
 	}
-	msg, err := c.readHandshake(hs.ctx)
+	nst := new(newSessionTicketMsg)
+	msg, err := hs.readHandshakeMsg(typeNewSessionTicket, nst.unmarshal)
 	if err != nil {
 		return err
 	}
-	if msg.typ != typeNewSessionTicket {
-		return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: expected NewSessionTicket, got %v", msg.typ))
-	}
 	if msg.epoch != c.rl.readCur-1 {
 		return c.fail(alertUnexpectedMessage, errors.New("dtls: NewSessionTicket after ChangeCipherSpec"))
-	}
-	nst := new(newSessionTicketMsg)
-	if !nst.unmarshal(msg.body) {
-		return c.fail(alertDecodeError, errors.New("dtls: malformed NewSessionTicket"))
 	}
 	hs.addTranscript(msg)
 	hs.ticket = nst

@@ -76,16 +76,10 @@ func (hs *serverHandshakeState) readClientHello() (*clientHelloMsg, error) {
 	c := hs.c
 	var cookies *cookieGenerator
 	for hvrs := 0; ; hvrs++ {
-		msg, err := c.readHandshake(hs.ctx)
+		hello := new(clientHelloMsg)
+		msg, err := hs.readHandshakeMsg(typeClientHello, hello.unmarshal)
 		if err != nil {
 			return nil, err
-		}
-		if msg.typ != typeClientHello {
-			return nil, c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: expected ClientHello, got %v", msg.typ))
-		}
-		hello := new(clientHelloMsg)
-		if !hello.unmarshal(msg.body) {
-			return nil, c.fail(alertDecodeError, errors.New("dtls: malformed ClientHello"))
 		}
 		if c.listener != nil || c.config.InsecureSkipHelloVerify {
 			hs.addTranscript(msg)
@@ -417,12 +411,9 @@ func (hs *serverHandshakeState) readClientFlight() error {
 	}
 	var clientCerts [][]byte
 	if hs.certRequest != nil {
-		if msg.typ != typeCertificate {
-			return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: expected client Certificate, got %v", msg.typ))
-		}
 		cm := &certificateMsg{rawPublicKey: hs.clientRPK}
-		if !cm.unmarshal(msg.body) {
-			return c.fail(alertDecodeError, errors.New("dtls: malformed Certificate"))
+		if err := hs.parseHandshakeMsg(msg, typeCertificate, cm.unmarshal); err != nil {
+			return err
 		}
 		hs.addTranscript(msg)
 		clientCerts = cm.certificates
@@ -438,12 +429,9 @@ func (hs *serverHandshakeState) readClientFlight() error {
 			return err
 		}
 	}
-	if msg.typ != typeClientKeyExchange {
-		return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: expected ClientKeyExchange, got %v", msg.typ))
-	}
 	ckx := &clientKeyExchangeMsg{kind: kx}
-	if !ckx.unmarshal(msg.body) {
-		return c.fail(alertDecodeError, errors.New("dtls: malformed ClientKeyExchange"))
+	if err := hs.parseHandshakeMsg(msg, typeClientKeyExchange, ckx.unmarshal); err != nil {
+		return err
 	}
 	hs.addTranscript(msg)
 	if kx.isECDHE() {
@@ -475,21 +463,15 @@ func (hs *serverHandshakeState) readClientFlight() error {
 		if err := hs.installPeerKeys(true); err != nil {
 			return err
 		}
-		msg, err := c.readHandshake(hs.ctx)
+		cv := new(certificateVerifyMsg)
+		msg, err := hs.readHandshakeMsg(typeCertificateVerify, cv.unmarshal)
 		if err != nil {
 			return err
-		}
-		if msg.typ != typeCertificateVerify {
-			return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: expected CertificateVerify, got %v", msg.typ))
 		}
 		if msg.epoch == c.rl.readCur {
 			// wolfSSL CVE-2023-6937: only the Finished comes under
 			// the new keys.
 			return c.fail(alertUnexpectedMessage, errors.New("dtls: CertificateVerify protected by the new keys"))
-		}
-		cv := new(certificateVerifyMsg)
-		if !cv.unmarshal(msg.body) {
-			return c.fail(alertDecodeError, errors.New("dtls: malformed CertificateVerify"))
 		}
 		if !slices.Contains(hs.certRequest.supportedSignatureAlgorithms, cv.signatureAlgorithm) {
 			return c.fail(alertIllegalParameter, errors.New("dtls: client signed with an unrequested scheme"))
