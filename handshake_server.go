@@ -69,29 +69,30 @@ func (c *Conn) serverHandshake(ctx context.Context) error {
 	return nil
 }
 
-// readClientHello reads ClientHellos until one carries a valid cookie. A
-// Listener checked the cookie before creating the Conn; a Conn made by
-// Server does the exchange itself.
+// readClientHello reads ClientHellos until one passes the hello gate
+// (hello_gate.go). A Listener's gate admitted the ClientHello before the
+// Conn existed; a Conn made by Server has its own gate, made on the first
+// ClientHello, and sends the HelloVerifyRequest as a flight.
 func (hs *serverHandshakeState) readClientHello() (*clientHelloMsg, error) {
 	c := hs.c
-	var cookies *cookieGenerator
+	var gate *helloGate
 	for hvrs := 0; ; hvrs++ {
 		hello := new(clientHelloMsg)
 		msg, err := hs.readHandshakeMsg(typeClientHello, hello.unmarshal)
 		if err != nil {
 			return nil, err
 		}
-		if c.listener != nil || c.config.InsecureSkipHelloVerify {
+		if c.listener != nil {
 			hs.addTranscript(msg)
 			return hello, nil
 		}
-		if cookies == nil {
-			if cookies, err = newCookieGenerator(c.config.rand(), c.config.time()); err != nil {
+		if gate == nil {
+			if gate, err = newHelloGate(c.config); err != nil {
 				return nil, err
 			}
 		}
 		addr := addrPort(c.io.remoteAddr())
-		if cookies.verify(c.config.time(), addr, hello, hello.cookie) {
+		if gate.admit(c.config.time(), addr, hello) {
 			hs.transcript = hs.transcript[:0]
 			hs.addTranscript(msg)
 			return hello, nil
@@ -99,12 +100,7 @@ func (hs *serverHandshakeState) readClientHello() (*clientHelloMsg, error) {
 		if hvrs == maxHelloVerifyRequests {
 			return nil, c.fail(alertHandshakeFailure, errors.New("dtls: client does not return our cookie"))
 		}
-		// This Conn's transport measures the round trip itself (the
-		// HelloVerifyRequest is a flight), so the cookie's timestamp and
-		// sequence number are not used: fixed, a recorded handshake
-		// replays byte for byte.
-		hvr := &helloVerifyRequestMsg{vers: VersionDTLS12, cookie: cookies.generate(nil, cookies.epoch, addr, 0, hello)}
-		if err := hs.writeHandshake(hvr); err != nil {
+		if err := hs.writeHandshake(gate.helloVerifyRequest(addr, hello)); err != nil {
 			return nil, err
 		}
 		hs.transcript = hs.transcript[:0]
