@@ -266,7 +266,9 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 			c.io.release()
 		}
 		c.handshakeComplete.Store(true)
-		c.trace(&TraceEvent{Kind: TraceHandshakeDone, Reason: c.state.suite.name})
+		if c.config.Tracer != nil {
+			c.trace(&TraceEvent{Kind: TraceHandshakeDone, Reason: c.state.suite.name})
+		}
 		return nil
 	}
 	if hctx.Err() != nil && isTimeout(err) {
@@ -285,7 +287,9 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 		err = c.fail(alertBadRecordMAC, fmt.Errorf("%w; %d of the peer's protected records failed authentication (wrong PSK?)", err, n))
 	}
 	c.handshakeErr = err
-	c.trace(&TraceEvent{Kind: TraceHandshakeFailed, Reason: err.Error()})
+	if c.config.Tracer != nil {
+		c.trace(&TraceEvent{Kind: TraceHandshakeFailed, Reason: err.Error()})
+	}
 	return err
 }
 
@@ -520,7 +524,9 @@ func (c *Conn) readDatagram(ctx context.Context, userDeadline bool) ([]byte, err
 		if isTimeout(err) && armed {
 			now := c.config.time()
 			if c.hs.timerFired(now) {
-				c.trace(&TraceEvent{Kind: TraceTimerFired})
+				if c.config.Tracer != nil {
+					c.trace(&TraceEvent{Kind: TraceTimerFired})
+				}
 				if c.hs.retransmitLimitReached() {
 					return nil, fmt.Errorf("dtls: handshake gave up: flight %d unanswered after %d retransmissions: %w", c.flights, maxRetransmissions, os.ErrDeadlineExceeded)
 				}
@@ -833,7 +839,9 @@ func (c *Conn) readHandshake(ctx context.Context) (inMessage, error) {
 // ChangeCipherSpec that overtook the ticket is not dropped.
 func (c *Conn) installPeerKeys(keys *epochKeys) error {
 	c.rl.installReadKeys(keys)
-	c.trace(&TraceEvent{Kind: TraceEpochChanged, Epoch: c.rl.readCur, Reason: "read"})
+	if c.config.Tracer != nil {
+		c.trace(&TraceEvent{Kind: TraceEpochChanged, Epoch: c.rl.readCur, Reason: "read"})
+	}
 	c.expectCCS = true
 	future := c.future
 	c.future = nil
@@ -874,7 +882,9 @@ func (c *Conn) readChangeCipherSpec(ctx context.Context) error {
 func (c *Conn) writeChangeCipherSpec(keys *epochKeys) {
 	c.hs.queueChangeCipherSpec(c.rl.writeCur)
 	c.rl.installWriteKeys(keys)
-	c.trace(&TraceEvent{Kind: TraceEpochChanged, Epoch: c.rl.writeCur, Reason: "write"})
+	if c.config.Tracer != nil {
+		c.trace(&TraceEvent{Kind: TraceEpochChanged, Epoch: c.rl.writeCur, Reason: "write"})
+	}
 }
 
 // sendFlight seals and sends the current flight.
@@ -1002,6 +1012,9 @@ func (c *Conn) fatal() error {
 	return nil
 }
 
+// trace delivers ev to the Tracer. Callers check c.config.Tracer first:
+// the event escapes to the heap, so one built without the check costs an
+// allocation even when there is no Tracer.
 func (c *Conn) trace(ev *TraceEvent) {
 	if c.config.Tracer == nil {
 		return
