@@ -976,7 +976,7 @@ func (c *Conn) sendAlertLocked(level uint8, a alert) {
 		c.trace(&TraceEvent{Kind: TraceAlertSent, Alert: uint8(a), Epoch: c.rl.writeCur})
 		c.trace(&TraceEvent{Kind: TraceDatagramSent, Length: len(buf), Datagram: buf})
 	}
-	c.io.writeDatagram(buf)
+	_ = c.io.writeDatagram(buf) // not returned, as said above
 }
 
 // fail sends a fatal alert and returns err (or the alert when err is nil),

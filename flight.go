@@ -53,8 +53,9 @@ const (
 	maxRetainedRTO = time.Second
 
 	// maxMTU is the largest MTU the transport fragments to: the largest
-	// UDP payload over IPv4. Larger values are clamped.
-	maxMTU = 65507
+	// UDP payload over IPv4, which is also the most we read. Larger values
+	// are clamped.
+	maxMTU = maxDatagramSize
 
 	// maxFragmentLen is the most handshake message bytes we put in one
 	// record: the record plaintext limit (2^14, RFC 6347 §4.1) less the
@@ -118,14 +119,7 @@ type handshakeTransport struct {
 // minRetransmitTimeout, or initialRTO if that is lower); both are capped at
 // maxRetransmitTimeout.
 func newHandshakeTransport(mtu int, initialRTO, minRTO time.Duration) *handshakeTransport {
-	switch {
-	case mtu == 0:
-		mtu = defaultMTU
-	case mtu < minMTU:
-		mtu = minMTU
-	case mtu > maxMTU:
-		mtu = maxMTU
-	}
+	mtu = clampMTU(mtu)
 	if initialRTO <= 0 {
 		initialRTO = defaultRetransmitTimeout
 	}

@@ -229,10 +229,12 @@ func (hs *handshakeState) deriveMasterSecret() {
 
 // logMasterSecret writes the master secret to Config.KeyLogWriter, if
 // any: after a full handshake derived it, or when a resumed one takes it
-// from its session.
+// from its session. A failing writer does not fail the handshake: the key
+// log is a debugging aid outside the protocol, and the writer's owner
+// sees its own error.
 func (hs *handshakeState) logMasterSecret() {
 	if w := hs.c.config.KeyLogWriter; w != nil {
-		writeKeyLog(w, hs.hello.random, hs.masterSecret)
+		_ = writeKeyLog(w, hs.hello.random, hs.masterSecret)
 	}
 }
 

@@ -2,8 +2,6 @@ package dtls
 
 import (
 	"bytes"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -166,23 +164,15 @@ func (hs *serverHandshakeState) checkForResumption() bool {
 	// where one is required, nor an unverified one where verification
 	// is required.
 	hasCerts := len(s.peerCertificates) > 0
-	switch c.config.ClientAuth {
-	case tls.RequireAnyClientCert, tls.RequireAndVerifyClientCert:
-		if !hasCerts {
-			return false
-		}
+	if c.config.requiresClientCert() && !hasCerts {
+		return false
 	}
 	if hasCerts {
 		if now.After(s.peerCertificates[0].NotAfter) {
 			return false
 		}
-		if s.chainsVerified && len(s.verifiedChains) == 0 && c.config.ClientAuth >= tls.VerifyClientCertIfGiven && c.config.ClientAuth != tls.RequireAnyClientCert {
-			chains, err := s.peerCertificates[0].Verify(x509.VerifyOptions{
-				Roots:         c.config.ClientCAs,
-				CurrentTime:   now,
-				Intermediates: certPool(s.peerCertificates[1:]),
-				KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-			})
+		if s.chainsVerified && len(s.verifiedChains) == 0 && c.config.verifiesClientCert() {
+			chains, err := c.config.verifyClientChain(s.peerCertificates, now)
 			if err != nil {
 				return false
 			}
@@ -190,7 +180,7 @@ func (hs *serverHandshakeState) checkForResumption() bool {
 			rebuilt.verifiedChains = chains
 			s = &rebuilt
 		}
-		if c.config.ClientAuth >= tls.VerifyClientCertIfGiven && c.config.ClientAuth != tls.RequireAnyClientCert && len(s.verifiedChains) == 0 {
+		if c.config.verifiesClientCert() && len(s.verifiedChains) == 0 {
 			return false
 		}
 	}
@@ -203,14 +193,6 @@ func (hs *serverHandshakeState) checkForResumption() bool {
 	}
 	hs.session = s
 	return true
-}
-
-func certPool(certs []*x509.Certificate) *x509.CertPool {
-	p := x509.NewCertPool()
-	for _, c := range certs {
-		p.AddCert(c)
-	}
-	return p
 }
 
 // doResumeHandshake runs the server's side of an abbreviated handshake:

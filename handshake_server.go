@@ -483,7 +483,7 @@ func (hs *serverHandshakeState) readClientFlight() error {
 func (hs *serverHandshakeState) verifyClientCertificate(raw [][]byte) error {
 	c := hs.c
 	if len(raw) == 0 {
-		if c.config.ClientAuth == tls.RequireAnyClientCert || c.config.ClientAuth == tls.RequireAndVerifyClientCert {
+		if c.config.requiresClientCert() {
 			return c.fail(alertBadCertificate, errors.New("dtls: client didn't provide a certificate"))
 		}
 		return nil
@@ -500,14 +500,8 @@ func (hs *serverHandshakeState) verifyClientCertificate(raw [][]byte) error {
 		}
 	}
 	var chains [][]*x509.Certificate
-	if c.config.ClientAuth >= tls.VerifyClientCertIfGiven && c.config.ClientAuth != tls.RequireAnyClientCert {
-		opts := x509.VerifyOptions{
-			Roots:         c.config.ClientCAs,
-			CurrentTime:   c.config.time(),
-			Intermediates: intermediatePool(certs[1:]),
-			KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-		}
-		chains, err = certs[0].Verify(opts)
+	if c.config.verifiesClientCert() {
+		chains, err = c.config.verifyClientChain(certs, c.config.time())
 		if err != nil {
 			return c.fail(alertBadCertificate, &tls.CertificateVerificationError{UnverifiedCertificates: certs, Err: err})
 		}

@@ -114,7 +114,7 @@ func (hs *handshakeState) verifyRawPublicKey(raw [][]byte, fromServer bool) erro
 		if fromServer {
 			return c.fail(alertBadCertificate, errors.New("dtls: server sent no raw public key"))
 		}
-		if c.config.ClientAuth == tls.RequireAnyClientCert || c.config.ClientAuth == tls.RequireAndVerifyClientCert {
+		if c.config.requiresClientCert() {
 			return c.fail(alertBadCertificate, errors.New("dtls: client didn't provide a raw public key"))
 		}
 		return nil
@@ -153,7 +153,7 @@ func (hs *handshakeState) verifyRawPublicKey(raw [][]byte, fromServer bool) erro
 		if fromServer && !c.config.InsecureSkipVerify {
 			return c.fail(alertBadCertificate, errors.New("dtls: cannot verify the server's raw public key: set PeerPublicKeys or VerifyPeerCertificate"))
 		}
-		if !fromServer && c.config.ClientAuth >= tls.VerifyClientCertIfGiven && c.config.ClientAuth != tls.RequireAnyClientCert {
+		if !fromServer && c.config.verifiesClientCert() {
 			return c.fail(alertBadCertificate, errors.New("dtls: cannot verify the client's raw public key: set PeerPublicKeys or VerifyPeerCertificate"))
 		}
 	}
