@@ -26,7 +26,7 @@ import (
 //     serverHandshakeStateTLS13 in handshake_client_tls13.go and
 //     handshake_server_tls13.go, on a key_schedule.go. Messages and
 //     extensions they share with 1.2 stay in handshake_messages.go;
-//     readHandshakeMsg and parseHandshakeMsg serve both.
+//     Conn.readHandshakeMsg and parseHandshakeMsg serve both.
 //   - The record layer (record.go) keeps a table of 64-bit epochs
 //     (maxEpochs), which 1.3 fills with epochs 0, 2, 3 and N through
 //     installReadEpoch/installWriteEpoch; the unified header is parsed
@@ -114,12 +114,12 @@ func (hs *handshakeState) writeHandshake(msg handshakeMessage) error {
 // message to fill (parseHandshakeMsg). It does not add the message to
 // the transcript: CertificateVerify and Finished are checked against the
 // transcript before them.
-func (hs *handshakeState) readHandshakeMsg(want handshakeType, unmarshal func([]byte) bool) (inMessage, error) {
-	msg, err := hs.c.readHandshake(hs.ctx)
+func (c *Conn) readHandshakeMsg(ctx context.Context, want handshakeType, unmarshal func([]byte) bool) (inMessage, error) {
+	msg, err := c.readHandshake(ctx)
 	if err != nil {
 		return msg, err
 	}
-	return msg, hs.parseHandshakeMsg(msg, want, unmarshal)
+	return msg, c.parseHandshakeMsg(msg, want, unmarshal)
 }
 
 // parseHandshakeMsg is the one place where a message of the wrong type
@@ -130,12 +130,12 @@ func (hs *handshakeState) readHandshakeMsg(want handshakeType, unmarshal func([]
 // It takes the message's unmarshal method value rather than the message
 // as an interface: the message is often on the caller's stack, and an
 // interface call would move it to the heap, an allocation per message.
-func (hs *handshakeState) parseHandshakeMsg(msg inMessage, want handshakeType, unmarshal func([]byte) bool) error {
+func (c *Conn) parseHandshakeMsg(msg inMessage, want handshakeType, unmarshal func([]byte) bool) error {
 	if msg.typ != want {
-		return hs.unexpectedMessage(want, msg.typ)
+		return c.unexpectedMessage(want, msg.typ)
 	}
 	if !unmarshal(msg.body) {
-		return hs.c.fail(alertDecodeError, fmt.Errorf("dtls: malformed %v", msg.typ))
+		return c.fail(alertDecodeError, fmt.Errorf("dtls: malformed %v", msg.typ))
 	}
 	return nil
 }
@@ -143,11 +143,11 @@ func (hs *handshakeState) parseHandshakeMsg(msg inMessage, want handshakeType, u
 // unexpectedMessage fails the handshake on a message of type got where
 // one of type want belongs. A server names the Certificate it waits for
 // the client's, as the one it sent is the same type.
-func (hs *handshakeState) unexpectedMessage(want, got handshakeType) error {
-	if want == typeCertificate && !hs.c.isClient {
-		return hs.c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: expected client Certificate, got %v", got))
+func (c *Conn) unexpectedMessage(want, got handshakeType) error {
+	if want == typeCertificate && !c.isClient {
+		return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: expected client Certificate, got %v", got))
 	}
-	return hs.c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: expected %v, got %v", want, got))
+	return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: expected %v, got %v", want, got))
 }
 
 // enabledSuites is the client's offer, or the server's preference, when
@@ -306,7 +306,7 @@ func (hs *handshakeState) readFinished(fromClient bool) error {
 	var want [finishedVerifyLen]byte
 	fillFinishedVerifyData(hs.suite.hash, want[:], hs.masterSecret, fromClient, hs.transcriptHash(th[:0]))
 	fin := new(finishedMsg)
-	msg, err := hs.readHandshakeMsg(typeFinished, fin.unmarshal)
+	msg, err := c.readHandshakeMsg(hs.ctx, typeFinished, fin.unmarshal)
 	if err != nil {
 		return err
 	}

@@ -81,7 +81,7 @@ func (c *Conn) clientHandshake(ctx context.Context) error {
 			return c.fail(alertUnexpectedMessage, errors.New("dtls: too many HelloVerifyRequests"))
 		}
 		hvr := new(helloVerifyRequestMsg)
-		if err := hs.parseHandshakeMsg(msg, typeHelloVerifyRequest, hvr.unmarshal); err != nil {
+		if err := c.parseHandshakeMsg(msg, typeHelloVerifyRequest, hvr.unmarshal); err != nil {
 			return err
 		}
 		if hvr.vers != VersionDTLS10 && hvr.vers != VersionDTLS12 {
@@ -189,7 +189,7 @@ func implementedCurves(prefs []tls.CurveID) []tls.CurveID {
 func (hs *clientHandshakeState) processServerHello(msg inMessage) error {
 	c := hs.c
 	sh := new(serverHelloMsg)
-	if err := hs.parseHandshakeMsg(msg, typeServerHello, sh.unmarshal); err != nil {
+	if err := c.parseHandshakeMsg(msg, typeServerHello, sh.unmarshal); err != nil {
 		return err
 	}
 	hs.addTranscript(msg)
@@ -265,7 +265,7 @@ func (hs *clientHandshakeState) readServerFlight() error {
 	}
 	if kx.usesCertificates() {
 		cm := &certificateMsg{rawPublicKey: hs.serverRPK}
-		if err := hs.parseHandshakeMsg(msg, typeCertificate, cm.unmarshal); err != nil {
+		if err := c.parseHandshakeMsg(msg, typeCertificate, cm.unmarshal); err != nil {
 			return err
 		}
 		hs.addTranscript(msg)
@@ -283,7 +283,7 @@ func (hs *clientHandshakeState) readServerFlight() error {
 	}
 	if msg.typ == typeServerKeyExchange {
 		skx := &serverKeyExchangeMsg{kind: kx}
-		if err := hs.parseHandshakeMsg(msg, typeServerKeyExchange, skx.unmarshal); err != nil {
+		if err := c.parseHandshakeMsg(msg, typeServerKeyExchange, skx.unmarshal); err != nil {
 			return err
 		}
 		hs.addTranscript(msg)
@@ -294,14 +294,14 @@ func (hs *clientHandshakeState) readServerFlight() error {
 			return err
 		}
 	} else if kx.isECDHE() {
-		return hs.unexpectedMessage(typeServerKeyExchange, msg.typ)
+		return c.unexpectedMessage(typeServerKeyExchange, msg.typ)
 	}
 	if msg.typ == typeCertificateRequest {
 		if !kx.usesCertificates() {
 			return c.fail(alertUnexpectedMessage, errors.New("dtls: CertificateRequest under a PSK suite"))
 		}
 		cr := new(certificateRequestMsg)
-		if err := hs.parseHandshakeMsg(msg, typeCertificateRequest, cr.unmarshal); err != nil {
+		if err := c.parseHandshakeMsg(msg, typeCertificateRequest, cr.unmarshal); err != nil {
 			return err
 		}
 		hs.addTranscript(msg)
@@ -311,7 +311,7 @@ func (hs *clientHandshakeState) readServerFlight() error {
 		}
 	}
 	var done serverHelloDoneMsg
-	if err := hs.parseHandshakeMsg(msg, typeServerHelloDone, done.unmarshal); err != nil {
+	if err := c.parseHandshakeMsg(msg, typeServerHelloDone, done.unmarshal); err != nil {
 		return err
 	}
 	hs.addTranscript(msg)

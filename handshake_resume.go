@@ -439,7 +439,7 @@ func (hs *clientHandshakeState) readSessionTicket() error {
 		return err
 	}
 	nst := new(newSessionTicketMsg)
-	msg, err := hs.readHandshakeMsg(typeNewSessionTicket, nst.unmarshal)
+	msg, err := c.readHandshakeMsg(hs.ctx, typeNewSessionTicket, nst.unmarshal)
 	if err != nil {
 		return err
 	}

@@ -78,7 +78,7 @@ func (hs *serverHandshakeState) readClientHello() (*clientHelloMsg, error) {
 	var gate *helloGate
 	for hvrs := 0; ; hvrs++ {
 		hello := new(clientHelloMsg)
-		msg, err := hs.readHandshakeMsg(typeClientHello, hello.unmarshal)
+		msg, err := c.readHandshakeMsg(hs.ctx, typeClientHello, hello.unmarshal)
 		if err != nil {
 			return nil, err
 		}
@@ -408,7 +408,7 @@ func (hs *serverHandshakeState) readClientFlight() error {
 	var clientCerts [][]byte
 	if hs.certRequest != nil {
 		cm := &certificateMsg{rawPublicKey: hs.clientRPK}
-		if err := hs.parseHandshakeMsg(msg, typeCertificate, cm.unmarshal); err != nil {
+		if err := c.parseHandshakeMsg(msg, typeCertificate, cm.unmarshal); err != nil {
 			return err
 		}
 		hs.addTranscript(msg)
@@ -426,7 +426,7 @@ func (hs *serverHandshakeState) readClientFlight() error {
 		}
 	}
 	ckx := &clientKeyExchangeMsg{kind: kx}
-	if err := hs.parseHandshakeMsg(msg, typeClientKeyExchange, ckx.unmarshal); err != nil {
+	if err := c.parseHandshakeMsg(msg, typeClientKeyExchange, ckx.unmarshal); err != nil {
 		return err
 	}
 	hs.addTranscript(msg)
@@ -460,7 +460,7 @@ func (hs *serverHandshakeState) readClientFlight() error {
 			return err
 		}
 		cv := new(certificateVerifyMsg)
-		msg, err := hs.readHandshakeMsg(typeCertificateVerify, cv.unmarshal)
+		msg, err := c.readHandshakeMsg(hs.ctx, typeCertificateVerify, cv.unmarshal)
 		if err != nil {
 			return err
 		}
