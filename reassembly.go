@@ -53,18 +53,21 @@ func (m *inMessage) appendTranscript(b []byte) []byte {
 
 // inReassembly is a peer message being reassembled, or complete and not yet
 // taken by nextMessage.
+//
+// Its fields are ordered, and missing is 32 bits, so that it stays 64
+// bytes with a 64-bit epoch: a connection keeps maxReorderMessages of them.
 type inReassembly struct {
-	used  bool
-	typ   handshakeType
-	epoch uint64
-	seq   uint16
-	body  []byte // len(body) is the declared length
+	epoch   uint64
+	used    bool
+	typ     handshakeType
+	seq     uint16
+	missing int32  // body bytes not yet received; at most maxHandshakeMessageLen
+	body    []byte // len(body) is the declared length
 	// have has one bit per body byte, set once the byte arrived. It is nil
 	// when the message arrived whole or is complete: a bitmap bounds the
 	// bookkeeping by the message length whatever the number, order and
 	// overlap of fragments.
-	have    []byte
-	missing int // body bytes not yet received
+	have []byte
 }
 
 func (r *inReassembly) cost() int { return len(r.body) + len(r.have) }
@@ -200,7 +203,7 @@ func (t *reassembler) handleFragment(epoch uint64, h *handshakeHeader, frag []by
 			return fragmentAccepted, ""
 		}
 		r.have = make([]byte, bitmapLen(h.length))
-		r.missing = int(h.length)
+		r.missing = int32(h.length)
 	}
 
 	// All fragments of a message agree on type, length and epoch (GnuTLS

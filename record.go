@@ -220,35 +220,47 @@ func additionalDataCID(ad []byte, seq64 uint64, version uint16, cid []byte, inne
 // replaces its oldest epoch; the caller discards epochs it is done with.
 const maxEpochs = 5
 
+// inlineEpochs is how many epochs a direction holds without an
+// allocation: the two of DTLS 1.2, so that a 1.2 connection (and an idle
+// one, which keeps its record layer) costs no more than before epochs
+// had a table; the others are allocated the first time a third epoch is
+// installed.
+const inlineEpochs = 2
+
+// noEpoch marks a free slot. RFC 9147 §4.2.1 has a connection end before
+// its epoch would wrap, so the largest 64-bit value is never installed.
+const noEpoch = ^uint64(0)
+
 // writeEpoch is the write side of one epoch.
 type writeEpoch struct {
-	valid bool
-	epoch uint64
+	epoch uint64     // noEpoch: a free slot
 	keys  *epochKeys // nil in epoch 0
 	seq   uint64     // next sequence number
 }
 
 // readEpoch is the read side of one epoch.
 type readEpoch struct {
-	valid  bool
-	epoch  uint64
+	epoch  uint64 // noEpoch: a free slot
 	keys   *epochKeys
 	window replay.Window
 }
 
 // recordLayer holds both directions of a connection's record layer: a
-// small table of epochs on each side (maxEpochs), the current write epoch
-// and the highest read epoch. Code is append-style: it owns no buffers.
-// The handshake changes it only through its methods (install, discard,
-// resetReplay, setWriteSeq, setConnectionIDs), never by writing fields.
+// small table of epochs on each side (maxEpochs, inlineEpochs of them
+// inline), the current write epoch and the highest read epoch. Code is
+// append-style: it owns no buffers. The handshake changes it only through
+// its methods (install, discard, resetReplay, setWriteSeq,
+// setConnectionIDs), never by writing fields.
 type recordLayer struct {
 	version    uint16 // record version we write
 	replaySize int
 
-	writeCur uint64 // current write epoch
-	write    [maxEpochs]writeEpoch
-	readCur  uint64 // highest installed read epoch
-	read     [maxEpochs]readEpoch
+	writeCur  uint64 // current write epoch
+	write     [inlineEpochs]writeEpoch
+	writeMore *[maxEpochs - inlineEpochs]writeEpoch // nil until needed
+	readCur   uint64                                // highest installed read epoch
+	read      [inlineEpochs]readEpoch
+	readMore  *[maxEpochs - inlineEpochs]readEpoch // nil until needed
 
 	// Connection IDs (RFC 9146), set when the hellos negotiated them and
 	// used in every epoch after 0. writeCID is the peer's: we put it in
@@ -266,18 +278,50 @@ type recordLayer struct {
 
 func newRecordLayer(replaySize int) *recordLayer {
 	rl := &recordLayer{version: VersionDTLS12, replaySize: replaySize}
-	rl.write[0] = writeEpoch{valid: true}
-	rl.read[0] = readEpoch{valid: true}
+	rl.write[0] = writeEpoch{epoch: 0}
+	rl.write[1] = writeEpoch{epoch: noEpoch}
+	rl.read[0] = readEpoch{epoch: 0}
 	rl.read[0].window.Init(replaySize)
+	rl.read[1] = readEpoch{epoch: noEpoch}
 	return rl
 }
 
 var errSequenceExhausted = errors.New("dtls: record sequence numbers exhausted; the connection must be closed")
 
+// writeAt returns write slot i < maxEpochs, or nil for an overflow slot
+// not allocated yet.
+func (rl *recordLayer) writeAt(i int) *writeEpoch {
+	if i < inlineEpochs {
+		return &rl.write[i]
+	}
+	if rl.writeMore == nil {
+		return nil
+	}
+	return &rl.writeMore[i-inlineEpochs]
+}
+
+// readAt is writeAt for the read side.
+func (rl *recordLayer) readAt(i int) *readEpoch {
+	if i < inlineEpochs {
+		return &rl.read[i]
+	}
+	if rl.readMore == nil {
+		return nil
+	}
+	return &rl.readMore[i-inlineEpochs]
+}
+
 // writeState returns the write side of epoch, or nil.
 func (rl *recordLayer) writeState(epoch uint64) *writeEpoch {
-	for i := range rl.write {
-		if w := &rl.write[i]; w.valid && w.epoch == epoch {
+	if epoch == noEpoch {
+		return nil // the mark of a free slot
+	}
+	for i := range maxEpochs {
+		w := rl.writeAt(i)
+		if w == nil {
+			break
+		}
+		if w.epoch == epoch {
 			return w
 		}
 	}
@@ -286,8 +330,15 @@ func (rl *recordLayer) writeState(epoch uint64) *writeEpoch {
 
 // readState returns the read side of epoch, or nil.
 func (rl *recordLayer) readState(epoch uint64) *readEpoch {
-	for i := range rl.read {
-		if r := &rl.read[i]; r.valid && r.epoch == epoch {
+	if epoch == noEpoch {
+		return nil // the mark of a free slot
+	}
+	for i := range maxEpochs {
+		r := rl.readAt(i)
+		if r == nil {
+			break
+		}
+		if r.epoch == epoch {
 			return r
 		}
 	}
@@ -295,34 +346,51 @@ func (rl *recordLayer) readState(epoch uint64) *readEpoch {
 }
 
 // writeSlot returns the slot for a new write epoch: a free one, or the
-// one holding the oldest epoch.
+// one holding the oldest epoch. The overflow slots are allocated the
+// first time the inline ones are all in use.
 func (rl *recordLayer) writeSlot() *writeEpoch {
-	slot := &rl.write[0]
-	for i := range rl.write {
-		w := &rl.write[i]
-		if !w.valid {
+	var oldest *writeEpoch
+	for i := range maxEpochs {
+		w := rl.writeAt(i)
+		if w == nil {
+			more := new([maxEpochs - inlineEpochs]writeEpoch)
+			for j := range more {
+				more[j].epoch = noEpoch
+			}
+			rl.writeMore = more
+			return &more[0]
+		}
+		if w.epoch == noEpoch {
 			return w
 		}
-		if w.epoch < slot.epoch {
-			slot = w
+		if oldest == nil || w.epoch < oldest.epoch {
+			oldest = w
 		}
 	}
-	return slot
+	return oldest
 }
 
 // readSlot is writeSlot for the read side.
 func (rl *recordLayer) readSlot() *readEpoch {
-	slot := &rl.read[0]
-	for i := range rl.read {
-		r := &rl.read[i]
-		if !r.valid {
+	var oldest *readEpoch
+	for i := range maxEpochs {
+		r := rl.readAt(i)
+		if r == nil {
+			more := new([maxEpochs - inlineEpochs]readEpoch)
+			for j := range more {
+				more[j].epoch = noEpoch
+			}
+			rl.readMore = more
+			return &more[0]
+		}
+		if r.epoch == noEpoch {
 			return r
 		}
-		if r.epoch < slot.epoch {
-			slot = r
+		if oldest == nil || r.epoch < oldest.epoch {
+			oldest = r
 		}
 	}
-	return slot
+	return oldest
 }
 
 // installWriteKeys moves the write side to the next epoch with keys.
@@ -333,7 +401,11 @@ func (rl *recordLayer) installWriteKeys(keys *epochKeys) {
 // installWriteEpoch makes epoch, protected by keys, the current write
 // epoch. Its sequence numbers start at 0.
 func (rl *recordLayer) installWriteEpoch(epoch uint64, keys *epochKeys) {
-	*rl.writeSlot() = writeEpoch{valid: true, epoch: epoch, keys: keys}
+	w := rl.writeState(epoch)
+	if w == nil {
+		w = rl.writeSlot()
+	}
+	*w = writeEpoch{epoch: epoch, keys: keys}
 	rl.writeCur = epoch
 }
 
@@ -343,12 +415,15 @@ func (rl *recordLayer) installReadKeys(keys *epochKeys) {
 }
 
 // installReadEpoch accepts records of epoch, protected by keys, with a
-// fresh replay window; it becomes the highest read epoch.
+// fresh replay window; readCur becomes epoch if it is higher.
 func (rl *recordLayer) installReadEpoch(epoch uint64, keys *epochKeys) {
-	r := rl.readSlot()
-	*r = readEpoch{valid: true, epoch: epoch, keys: keys}
+	r := rl.readState(epoch)
+	if r == nil {
+		r = rl.readSlot()
+	}
+	*r = readEpoch{epoch: epoch, keys: keys}
 	r.window.Init(rl.replaySize)
-	rl.readCur = epoch
+	rl.readCur = max(rl.readCur, epoch)
 }
 
 // resetReplay empties the replay window of read epoch epoch: a stateless
@@ -610,6 +685,6 @@ func (rl *recordLayer) accepted(hdr *recordHeader, seq64 uint64, newest bool) {
 // longer accepted (tinydtls CVE-2021-42146: epoch reuse).
 func (rl *recordLayer) discardReadEpoch(epoch uint64) {
 	if r := rl.readState(epoch); r != nil && epoch != rl.readCur {
-		*r = readEpoch{}
+		*r = readEpoch{epoch: noEpoch}
 	}
 }

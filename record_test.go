@@ -377,4 +377,11 @@ func TestRecordEpochTable(t *testing.T) {
 	if r.readState(0) != nil || r.readState(2) == nil || r.readState(n+1) == nil {
 		t.Error("a full table did not replace its oldest epoch")
 	}
+
+	// DTLS 1.2's two epochs fit in the inline slots: no table is
+	// allocated for them.
+	w12, r12 := testRecordPair(t, kind, 64)
+	if w12.writeMore != nil || r12.readMore != nil {
+		t.Error("epochs 0 and 1 allocated overflow slots")
+	}
 }
