@@ -33,7 +33,10 @@ import (
 //     beside the 1.2 header, told apart by its first byte.
 //   - The handshake transport's reassembly (reassembly.go) and RTT
 //     estimator (rtt.go) are shared; 1.2's whole-flight retransmission is
-//     flight.go, and 1.3's ACK-driven one goes in ack.go.
+//     flight.go, and 1.3's ACK-driven one goes in ack.go. The transcript
+//     is not shared: 1.2 hashes the 12-byte DTLS header
+//     (inMessage.appendTranscript), 1.3 the 4-byte TLS one (RFC 9147
+//     §5.2; bc-java #1468 got this wrong).
 //   - The stateless hello gate (hello_gate.go) makes and checks the
 //     cookie; a 1.3 HelloRetryRequest carries the same cookie.
 //   - handlePostHandshakeMessage (conn.go) gets the 1.3 branch for
