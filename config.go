@@ -112,7 +112,8 @@ type Config struct {
 	InsecureUnknownPSKIdentityAlert bool
 
 	// MTU is the largest UDP payload, in bytes, the handshake sends.
-	// Flights are fragmented to it. If 0, 1200 is used.
+	// Flights are fragmented to it. If 0, 1200 is used; values below 128
+	// or above 65507 (the largest UDP payload over IPv4) are clamped.
 	MTU int
 
 	// RetransmitTimeout is the initial flight retransmission timeout (1.5
@@ -434,13 +435,24 @@ func (c *Config) time() time.Time {
 }
 
 func (c *Config) mtu() int {
-	if c == nil || c.MTU == 0 {
+	if c == nil {
 		return defaultMTU
 	}
-	if c.MTU < minMTU {
+	return clampMTU(c.MTU)
+}
+
+// clampMTU is the one place an MTU is bounded: 0 means defaultMTU, and
+// other values are clamped to [minMTU, maxMTU].
+func clampMTU(mtu int) int {
+	switch {
+	case mtu == 0:
+		return defaultMTU
+	case mtu < minMTU:
 		return minMTU
+	case mtu > maxMTU:
+		return maxMTU
 	}
-	return c.MTU
+	return mtu
 }
 
 // retransmitTimeouts returns the initial retransmission timeout, when no

@@ -493,7 +493,7 @@ func TestResumptionTicketLargerThanMTU(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		hs := &handshakeState{c: c, hello: hello}
+		hs := &clientHandshakeState{handshakeState: handshakeState{c: c, hello: hello}}
 		if err := hs.loadSession(); err != nil {
 			t.Fatal(err)
 		}

@@ -36,7 +36,7 @@ func (c *Conn) offerRawPublicKeys(hello *clientHelloMsg) {
 // processCertificateTypes checks the server's choice of certificate types
 // against what we offered. Without server_certificate_type the server
 // sends X.509 (RFC 7250 §4.2), which a raw-key-only client refuses.
-func (hs *handshakeState) processCertificateTypes(sh *serverHelloMsg) error {
+func (hs *clientHandshakeState) processCertificateTypes(sh *serverHelloMsg) error {
 	c := hs.c
 	if sh.hasServerCertType && !slices.Contains(hs.hello.serverCertTypes, sh.serverCertType) ||
 		sh.hasClientCertType && !slices.Contains(hs.hello.clientCertTypes, sh.clientCertType) {
@@ -59,7 +59,7 @@ func (hs *handshakeState) processCertificateTypes(sh *serverHelloMsg) error {
 // extensions, once the suite is chosen. A server without RawPublicKey
 // ignores them, as one that predates RFC 7250 would, and leaves the
 // client to decide.
-func (hs *handshakeState) selectCertificateTypes(sh *serverHelloMsg) error {
+func (hs *serverHandshakeState) selectCertificateTypes(sh *serverHelloMsg) error {
 	c := hs.c
 	ch := hs.hello
 	if !hs.suite.kx.usesCertificates() || !c.config.RawPublicKey {
@@ -120,7 +120,7 @@ func (hs *handshakeState) verifyRawPublicKey(raw [][]byte, fromServer bool) erro
 		if fromServer {
 			return c.fail(alertBadCertificate, errors.New("dtls: server sent no raw public key"))
 		}
-		if c.config.ClientAuth == tls.RequireAnyClientCert || c.config.ClientAuth == tls.RequireAndVerifyClientCert {
+		if c.config.requiresClientCert() {
 			return c.fail(alertBadCertificate, errors.New("dtls: client didn't provide a raw public key"))
 		}
 		return nil
@@ -159,12 +159,12 @@ func (hs *handshakeState) verifyRawPublicKey(raw [][]byte, fromServer bool) erro
 		if fromServer && !c.config.InsecureSkipVerify {
 			return c.fail(alertBadCertificate, errors.New("dtls: cannot verify the server's raw public key: set PeerPublicKeys or VerifyPeerCertificate"))
 		}
-		if !fromServer && c.config.ClientAuth >= tls.VerifyClientCertIfGiven && c.config.ClientAuth != tls.RequireAnyClientCert {
+		if !fromServer && c.config.verifiesClientCert() {
 			return c.fail(alertBadCertificate, errors.New("dtls: cannot verify the client's raw public key: set PeerPublicKeys or VerifyPeerCertificate"))
 		}
 	}
 	hs.peerKey = pub
-	c.state.peerPublicKey = pub
+	hs.state.peerPublicKey = pub
 	return nil
 }
 

@@ -291,7 +291,7 @@ type analysis struct {
 	flight    [2]int
 	lastFrom  int                   // side that sent the last handshake datagram, -1 at first
 	sentFrags [2]map[[3]uint32]bool // (seq, offset, length) of fragments already sent
-	epochs    [2]map[uint16]*epochRecords
+	epochs    [2]map[uint64]*epochRecords
 
 	messages   []string // "client ClientHello seq=0" in order, first copies only
 	retransmit [2]int
@@ -357,7 +357,7 @@ func newAnalysis(client, server netip.AddrPort) *analysis {
 	a := &analysis{ladder: ladder.NewLimited(maxLadderEvents), lastFrom: -1, client: client, server: server}
 	for i := range a.sentFrags {
 		a.sentFrags[i] = map[[3]uint32]bool{}
-		a.epochs[i] = map[uint16]*epochRecords{}
+		a.epochs[i] = map[uint64]*epochRecords{}
 	}
 	return a
 }
@@ -439,7 +439,7 @@ func (a *analysis) datagram(d capture.Datagram, secrets map[string][]byte) {
 	rest := d.Payload
 	for len(rest) >= 13 {
 		typ := rest[0]
-		epoch := binary.BigEndian.Uint16(rest[3:5])
+		epoch := uint64(binary.BigEndian.Uint16(rest[3:5]))
 		seq := uint64(binary.BigEndian.Uint16(rest[5:7]))<<32 | uint64(binary.BigEndian.Uint32(rest[7:11]))
 		n := int(binary.BigEndian.Uint16(rest[11:13]))
 		if typ == 25 || 13+n > len(rest) {
@@ -497,7 +497,7 @@ func (a *analysis) scanFragments(from int, b []byte) (n int, allRepeated bool) {
 	return n, allRepeated && n > 0
 }
 
-func (a *analysis) record(t time.Time, from int, typ uint8, epoch uint16, seq uint64, rec []byte, secrets map[string][]byte) {
+func (a *analysis) record(t time.Time, from int, typ uint8, epoch uint64, seq uint64, rec []byte, secrets map[string][]byte) {
 	to := 1 - from
 	if e := a.epochs[from][epoch]; e != nil {
 		dup, gapFrom, gapTo := e.see(seq)
@@ -558,7 +558,7 @@ func (a *analysis) record(t time.Time, from int, typ uint8, epoch uint16, seq ui
 }
 
 // handshake reads the fragments of one plaintext handshake record.
-func (a *analysis) handshake(t time.Time, from int, epoch uint16, b []byte) {
+func (a *analysis) handshake(t time.Time, from int, epoch uint64, b []byte) {
 	for len(b) >= 12 {
 		ht := b[0]
 		length := uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])

@@ -138,7 +138,7 @@ type arrow struct {
 	dropReason string
 
 	contentType uint8
-	epoch       uint16
+	epoch       uint64
 	seq         uint64
 	hasSeq      bool // the sender traced the record itself, not only its content
 	length      int
@@ -194,7 +194,7 @@ func (l *Ladder) build() *diagram {
 	var st [2]sideState
 	type key struct {
 		from  side
-		epoch uint16
+		epoch uint64
 		seq   uint64
 	}
 	unmatched := map[key][]*arrow{} // sent records awaiting their receipt
@@ -398,7 +398,7 @@ func (d *diagram) peerAlert(ev *dtls.TraceEvent, order int, at time.Duration) {
 
 // lastPeerRecord finds the latest record of content type ct and the given
 // epoch that arrived from the peer and was not dropped.
-func (d *diagram) lastPeerRecord(ct uint8, epoch uint16) *arrow {
+func (d *diagram) lastPeerRecord(ct uint8, epoch uint64) *arrow {
 	for i := len(d.arrows) - 1; i >= 0; i-- {
 		a := d.arrows[i]
 		if a.from != d.local && a.contentType == ct && a.epoch == epoch && a.outcome == received {
@@ -410,7 +410,7 @@ func (d *diagram) lastPeerRecord(ct uint8, epoch uint16) *arrow {
 
 // lastReceived finds the arrow of a record already received, which the
 // handshake transport may then refuse.
-func lastReceived(arrows []*arrow, from side, epoch uint16, seq uint64) *arrow {
+func lastReceived(arrows []*arrow, from side, epoch uint64, seq uint64) *arrow {
 	for i := len(arrows) - 1; i >= 0; i-- {
 		a := arrows[i]
 		if a.from == from && a.hasSeq && a.epoch == epoch && a.seq == seq && a.outcome == received {

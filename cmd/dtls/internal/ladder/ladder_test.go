@@ -65,17 +65,17 @@ func (s *sim) flight(sd side, n int, retransmit string) {
 }
 
 // hs emits a record holding one handshake fragment.
-func (s *sim) hs(sd side, epoch uint16, seq uint64, typ uint8, mseq uint16, off, n, total uint32, flight int) {
+func (s *sim) hs(sd side, epoch uint64, seq uint64, typ uint8, mseq uint16, off, n, total uint32, flight int) {
 	s.emit(sd, dtls.TraceEvent{Kind: dtls.TraceRecordSent, Epoch: epoch, Seq: seq, ContentType: contentHandshake, Length: int(12 + n)})
 	s.emit(sd, dtls.TraceEvent{Kind: dtls.TraceHandshakeSent, Epoch: epoch, HandshakeType: typ, MessageSeq: mseq,
 		FragmentOffset: off, FragmentLength: n, MessageLength: total, Flight: flight})
 }
 
-func (s *sim) msg(sd side, epoch uint16, seq uint64, typ uint8, mseq uint16, n uint32, flight int) {
+func (s *sim) msg(sd side, epoch uint64, seq uint64, typ uint8, mseq uint16, n uint32, flight int) {
 	s.hs(sd, epoch, seq, typ, mseq, 0, n, n, flight)
 }
 
-func (s *sim) record(sd side, epoch uint16, seq uint64, ct uint8, n int) {
+func (s *sim) record(sd side, epoch uint64, seq uint64, ct uint8, n int) {
 	s.emit(sd, dtls.TraceEvent{Kind: dtls.TraceRecordSent, Epoch: epoch, Seq: seq, ContentType: ct, Length: n})
 }
 
@@ -91,15 +91,15 @@ func (s *sim) recvDatagram(sd side, n int) {
 	s.emit(sd, dtls.TraceEvent{Kind: dtls.TraceDatagramReceived, Length: n, Datagram: make([]byte, n)})
 }
 
-func (s *sim) recv(sd side, epoch uint16, seq uint64, ct uint8, n int) {
+func (s *sim) recv(sd side, epoch uint64, seq uint64, ct uint8, n int) {
 	s.emit(sd, dtls.TraceEvent{Kind: dtls.TraceRecordReceived, Epoch: epoch, Seq: seq, ContentType: ct, Length: n})
 }
 
-func (s *sim) drop(sd side, epoch uint16, seq uint64, ct uint8, reason string) {
+func (s *sim) drop(sd side, epoch uint64, seq uint64, ct uint8, reason string) {
 	s.emit(sd, dtls.TraceEvent{Kind: dtls.TraceRecordDropped, Epoch: epoch, Seq: seq, ContentType: ct, Reason: reason})
 }
 
-func (s *sim) took(sd side, epoch uint16, typ uint8, mseq uint16, n uint32) {
+func (s *sim) took(sd side, epoch uint64, typ uint8, mseq uint16, n uint32) {
 	s.emit(sd, dtls.TraceEvent{Kind: dtls.TraceHandshakeReceived, Epoch: epoch, HandshakeType: typ, MessageSeq: mseq, MessageLength: n, FragmentLength: n})
 }
 
