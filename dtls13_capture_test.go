@@ -1,0 +1,390 @@
+package dtls
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"os"
+	"strings"
+	"testing"
+)
+
+// The DTLS 1.3 pieces against real traffic: handshakes between wolfSSL
+// 5.9.2's example client and server (testdata/dtls13, with the key log
+// wolfSSL wrote), decoded with nothing but this package's 1.3 code. It
+// checks, against an implementation that is not ours:
+//
+//   - the unified header, record number decryption (AES and ChaCha20),
+//     sequence reconstruction, the per-record nonce and the AEAD
+//     additional data, and the DTLSInnerPlaintext: every encrypted record
+//     opens with keys derived from wolfSSL's traffic secrets by
+//     deriveTrafficKeys13 (the "dtls13" labels);
+//   - the transcript with TLS-style headers and message_hash after a
+//     HelloRetryRequest, CertificateVerify's signed content, and the
+//     Finished MAC of both sides (finishedKey13 with "dtls13");
+//   - the parsers of ClientHello (both), HelloRetryRequest, ServerHello,
+//     EncryptedExtensions, Certificate, CertificateVerify, Finished,
+//     NewSessionTicket and ACK, on wolfSSL's bytes;
+//   - X25519MLKEM768's share sizes as wolfSSL sends them.
+
+type captured13 struct {
+	datagrams []struct {
+		fromClient bool
+		b          []byte
+	}
+	keylog map[string][]byte
+}
+
+func loadCapture13(t *testing.T, name string) *captured13 {
+	t.Helper()
+	f, err := os.Open("testdata/dtls13/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	c := &captured13{keylog: map[string][]byte{}}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) == 0 || strings.HasPrefix(fields[0], "#") {
+			continue
+		}
+		switch fields[0] {
+		case "C", "S":
+			b, err := hex.DecodeString(fields[1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.datagrams = append(c.datagrams, struct {
+				fromClient bool
+				b          []byte
+			}{fields[0] == "C", b})
+		case "K":
+			secret, err := hex.DecodeString(fields[3])
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.keylog[fields[1]] = secret
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+type message13 struct {
+	fromClient bool
+	typ        handshakeType
+	body       []byte
+}
+
+// reassembly13 rebuilds the handshake messages of one direction from their
+// fragments, in message_seq order.
+type reassembly13 struct {
+	next    uint16
+	pending map[uint16]*struct {
+		typ  handshakeType
+		buf  []byte
+		have int
+	}
+}
+
+func (r *reassembly13) add(t *testing.T, b []byte, fromClient bool, out *[]message13) {
+	t.Helper()
+	if r.pending == nil {
+		r.pending = map[uint16]*struct {
+			typ  handshakeType
+			buf  []byte
+			have int
+		}{}
+	}
+	for len(b) > 0 {
+		var h handshakeHeader
+		if !h.unmarshal(b) || len(b) < handshakeHeaderLen+int(h.fragmentLength) {
+			t.Fatalf("bad handshake fragment %x", b)
+		}
+		frag := b[handshakeHeaderLen : handshakeHeaderLen+int(h.fragmentLength)]
+		b = b[handshakeHeaderLen+int(h.fragmentLength):]
+		if h.messageSeq < r.next {
+			continue // a retransmission
+		}
+		p := r.pending[h.messageSeq]
+		if p == nil {
+			p = &struct {
+				typ  handshakeType
+				buf  []byte
+				have int
+			}{typ: h.typ, buf: make([]byte, h.length)}
+			r.pending[h.messageSeq] = p
+		}
+		copy(p.buf[h.fragmentOffset:], frag)
+		p.have += len(frag) // wolfSSL's fragments on loopback do not overlap
+		for {
+			q := r.pending[r.next]
+			if q == nil || q.have < len(q.buf) {
+				break
+			}
+			*out = append(*out, message13{fromClient, q.typ, q.buf})
+			delete(r.pending, r.next)
+			r.next++
+		}
+	}
+}
+
+func TestDTLS13WolfSSLCapture(t *testing.T) {
+	for _, tc := range []struct {
+		file     string
+		suite    uint16
+		group    tls.CurveID
+		hrrGroup tls.CurveID // 0: the HelloRetryRequest asks for the cookie only
+		shares   [2]int      // client and server key_exchange lengths
+	}{
+		// wolfSSL's client sends an empty key_share rather than fragment
+		// the first ClientHello, and the server's HelloRetryRequest asks
+		// for the hybrid group along with the cookie.
+		{"wolfssl-x25519mlkem768-aes256gcm.txt", suiteTLSAES256GCMSHA384, groupX25519MLKEM768, groupX25519MLKEM768, [2]int{1216, 1120}},
+		// A P-256 share in the first ClientHello: the HelloRetryRequest
+		// carries only the cookie.
+		{"wolfssl-p256-chacha20.txt", suiteTLSChaCha20Poly1305SHA256, groupSecp256r1, 0, [2]int{65, 65}},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			checkCapture13(t, loadCapture13(t, tc.file), tc.suite, tc.group, tc.hrrGroup, tc.shares)
+		})
+	}
+}
+
+func checkCapture13(t *testing.T, c *captured13, wantSuite uint16, wantGroup, hrrGroup tls.CurveID, shares [2]int) {
+	var (
+		msgs        []message13
+		reasm       [2]reassembly13 // [0] server, [1] client
+		suite       *cipherSuite13
+		keys        = map[[2]uint64]*epochKeys13{} // {fromClient, epoch}
+		expected    = map[[2]uint64]uint64{}
+		curEpoch    = [2]uint64{2, 2}
+		sent        [2]map[recordNumber]bool
+		acks        [2][]recordNumber
+		appData     [2][]byte
+		alerts      [2][]byte
+		encrypted   int
+		secretNames = map[[2]uint64]string{
+			{0, 2}: "SERVER_HANDSHAKE_TRAFFIC_SECRET", {1, 2}: "CLIENT_HANDSHAKE_TRAFFIC_SECRET",
+			{0, 3}: "SERVER_TRAFFIC_SECRET_0", {1, 3}: "CLIENT_TRAFFIC_SECRET_0",
+		}
+	)
+	sent[0], sent[1] = map[recordNumber]bool{}, map[recordNumber]bool{}
+	for _, d := range c.datagrams {
+		dir := 0
+		if d.fromClient {
+			dir = 1
+		}
+		b := bytes.Clone(d.b)
+		for len(b) > 0 {
+			switch classifyRecord(b[0]) {
+			case classPlaintext:
+				hdr, body, rest, reason := nextRecord(b)
+				if reason != dropNone || hdr.epoch != 0 || hdr.typ != recordTypeHandshake {
+					t.Fatalf("plaintext record %+v: %v", hdr, reason)
+				}
+				sent[dir][recordNumber{0, hdr.seq}] = true
+				reasm[dir].add(t, body, d.fromClient, &msgs)
+				b = rest
+			case classCiphertext13:
+				if suite == nil {
+					t.Fatal("encrypted record before the ServerHello")
+				}
+				h, hdr, body, rest, reason := parseUnifiedHeader(b, 0)
+				if reason != dropNone {
+					t.Fatalf("unified header %x: %v", b[:min(len(b), 8)], reason)
+				}
+				epoch := reconstructEpoch(curEpoch[dir], h.epochBits)
+				ke := [2]uint64{uint64(dir), epoch}
+				k := keys[ke]
+				if k == nil {
+					secret := c.keylog[secretNames[ke]]
+					if secret == nil {
+						t.Fatalf("no secret for direction %d epoch %d", dir, epoch)
+					}
+					var err error
+					if k, err = newEpochKeys13(suite, epoch, secret); err != nil {
+						t.Fatal(err)
+					}
+					keys[ke] = k
+				}
+				curEpoch[dir] = max(curEpoch[dir], epoch)
+				k.unmaskSeq(&h, hdr, body)
+				seq := reconstructSeq(expected[ke], h.seqBits, h.seqLen)
+				typ, content, _, reason := k.openRecord13(hdr, body, seq)
+				if reason != dropNone {
+					t.Fatalf("record %d of epoch %d from dir %d: %v", seq, epoch, dir, reason)
+				}
+				encrypted++
+				expected[ke] = max(expected[ke], seq+1)
+				sent[dir][recordNumber{epoch, seq}] = true
+				switch typ {
+				case recordTypeHandshake:
+					reasm[dir].add(t, content, d.fromClient, &msgs)
+				case recordTypeACK:
+					rns, ok := parseACK(content, nil)
+					if !ok {
+						t.Fatalf("ACK %x does not parse", content)
+					}
+					acks[dir] = append(acks[dir], rns...)
+				case recordTypeApplicationData:
+					appData[dir] = append(appData[dir], content...)
+				case recordTypeAlert:
+					alerts[dir] = append(alerts[dir], content...)
+				default:
+					t.Fatalf("inner content type %v", typ)
+				}
+				b = rest
+			default:
+				t.Fatalf("record with first byte %#x", b[0])
+			}
+		}
+		// The ServerHello decides the suite for what follows.
+		if suite == nil {
+			for _, m := range msgs {
+				if m.typ != typeServerHello {
+					continue
+				}
+				var sh serverHelloMsg13
+				if sh.unmarshal(m.body) && !sh.isHelloRetryRequest() {
+					suite = cipherSuite13ByID(sh.cipherSuite)
+				}
+			}
+		}
+	}
+	if encrypted < 8 {
+		t.Fatalf("only %d encrypted records", encrypted)
+	}
+
+	// The handshake, message by message.
+	wantTypes := []struct {
+		fromClient bool
+		typ        handshakeType
+	}{
+		{true, typeClientHello}, {false, typeServerHello}, {true, typeClientHello}, {false, typeServerHello},
+		{false, typeEncryptedExtensions}, {false, typeCertificate}, {false, typeCertificateVerify},
+		{false, typeFinished}, {true, typeFinished}, {false, typeNewSessionTicket},
+	}
+	if len(msgs) != len(wantTypes) {
+		for _, m := range msgs {
+			t.Logf("client %v: %v (%d bytes)", m.fromClient, m.typ, len(m.body))
+		}
+		t.Fatalf("%d messages, want %d", len(msgs), len(wantTypes))
+	}
+	for i, w := range wantTypes {
+		if msgs[i].fromClient != w.fromClient || msgs[i].typ != w.typ {
+			t.Fatalf("message %d: client %v %v, want client %v %v", i, msgs[i].fromClient, msgs[i].typ, w.fromClient, w.typ)
+		}
+	}
+	var ch1, ch2 clientHelloMsg13
+	var hrr, sh serverHelloMsg13
+	var ee encryptedExtensionsMsg13
+	var cert certificateMsg13
+	var cv certificateVerifyMsg
+	var sFin, cFin finishedMsg
+	var nst newSessionTicketMsg13
+	for i, m := range []handshakeMessage{&ch1, &hrr, &ch2, &sh, &ee, &cert, &cv, &sFin, &cFin, &nst} {
+		if !m.unmarshal(msgs[i].body) {
+			t.Fatalf("message %d (%v) does not parse: %x", i, msgs[i].typ, msgs[i].body)
+		}
+	}
+	for _, ch := range []*clientHelloMsg13{&ch1, &ch2} {
+		if ch.vers != VersionDTLS12 || len(ch.cookie) != 0 || !slicesContains(ch.supportedVersions, VersionDTLS13) || !ch.hasKeyShare || ch.pskNotLast {
+			t.Errorf("ClientHello: version %#x legacy cookie %x versions %x key_share %v", ch.vers, ch.cookie, ch.supportedVersions, ch.hasKeyShare)
+		}
+	}
+	if !hrr.isHelloRetryRequest() || len(hrr.cookie) == 0 || hrr.selectedGroup != hrrGroup || hrr.supportedVersion != VersionDTLS13 {
+		t.Errorf("HelloRetryRequest: %+v", hrr)
+	}
+	var share []byte
+	for _, ks := range ch2.keyShares {
+		if ks.group == wantGroup {
+			share = ks.data
+		}
+	}
+	if !bytes.Equal(ch2.cookieExt, hrr.cookie) || len(share) != shares[0] ||
+		hrrGroup != 0 && len(ch2.keyShares) != 1 {
+		t.Errorf("second ClientHello: cookie %v, key shares %+v", bytes.Equal(ch2.cookieExt, hrr.cookie), ch2.keyShares)
+	}
+	if sh.isHelloRetryRequest() || sh.vers != VersionDTLS12 || sh.supportedVersion != VersionDTLS13 ||
+		sh.cipherSuite != wantSuite || sh.serverShare.group != wantGroup || len(sh.serverShare.data) != shares[1] ||
+		len(sh.sessionIDEcho) != 0 {
+		t.Errorf("ServerHello: version %#x/%#x suite %#x share %v/%d", sh.vers, sh.supportedVersion, sh.cipherSuite, sh.serverShare.group, len(sh.serverShare.data))
+	}
+	if len(cert.context) != 0 || len(cert.entries) != 1 {
+		t.Fatalf("Certificate: context %x, %d entries", cert.context, len(cert.entries))
+	}
+	leaf, err := x509.ParseCertificate(cert.entries[0].data)
+	if err != nil || leaf.Subject.CommonName != "dtls-go test" {
+		t.Fatalf("certificate: %v %v", err, leaf)
+	}
+	if nst.lifetime == 0 || len(nst.label) == 0 {
+		t.Errorf("NewSessionTicket: %+v", nst)
+	}
+
+	// The transcript (RFC 9147 §5.2, RFC 8446 §4.4.1): ClientHello1
+	// replaced by message_hash, then every message with a 4-byte header.
+	th := suite.hash.New()
+	th.Write(messageHash13(suite.hash, msgs[0].body))
+	sum := func() []byte { return th.Sum(nil) }
+	for i := 1; i <= 5; i++ { // HRR .. Certificate
+		th.Write(appendTranscriptMessage13(nil, msgs[i].typ, msgs[i].body))
+	}
+	// CertificateVerify signs the transcript through Certificate.
+	if cv.signatureAlgorithm != tls.ECDSAWithP256AndSHA256 {
+		t.Fatalf("CertificateVerify with %v", cv.signatureAlgorithm)
+	}
+	digest := sha256Sum(signedMessage13(true, sum()))
+	if !ecdsa.VerifyASN1(leaf.PublicKey.(*ecdsa.PublicKey), digest, cv.signature) {
+		t.Error("server CertificateVerify does not verify over signedMessage13")
+	}
+	th.Write(appendTranscriptMessage13(nil, msgs[6].typ, msgs[6].body))
+	if len(sFin.verifyData) != suite.hash.Size() ||
+		!verifyFinished13(suite.hash, labelPrefixDTLS13, c.keylog["SERVER_HANDSHAKE_TRAFFIC_SECRET"], sum(), sFin.verifyData) {
+		t.Error("server Finished does not verify")
+	}
+	th.Write(appendTranscriptMessage13(nil, msgs[7].typ, msgs[7].body))
+	if !verifyFinished13(suite.hash, labelPrefixDTLS13, c.keylog["CLIENT_HANDSHAKE_TRAFFIC_SECRET"], sum(), cFin.verifyData) {
+		t.Error("client Finished does not verify")
+	}
+
+	// ACKs name only records the other side sent (RFC 9147 §7).
+	for dir := range 2 {
+		if len(acks[dir]) == 0 {
+			t.Errorf("direction %d sent no ACK", dir)
+		}
+		for _, rn := range acks[dir] {
+			if !sent[1-dir][rn] {
+				t.Errorf("direction %d ACKs %+v, never sent", dir, rn)
+			}
+		}
+	}
+	if !bytes.Contains(appData[1], []byte("hello wolfssl!")) || !bytes.Contains(appData[0], []byte("I hear you fa shizzle!")) {
+		t.Errorf("application data: client %q, server %q", appData[1], appData[0])
+	}
+	if !bytes.Equal(alerts[1], []byte{1, 0}) && !bytes.Equal(alerts[0], []byte{1, 0}) {
+		t.Errorf("no close_notify: %x %x", alerts[0], alerts[1])
+	}
+}
+
+func slicesContains(list []uint16, v uint16) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func sha256Sum(b []byte) []byte {
+	s := sha256.Sum256(b)
+	return s[:]
+}
