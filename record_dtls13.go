@@ -13,6 +13,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"slices"
+
+	"github.com/dtls-go/dtls/internal/replay"
 )
 
 // The first byte of a DTLSCiphertext unified header (RFC 9147 §4):
@@ -445,4 +447,102 @@ func (k *epochKeys13) openRecord13(hdr, body []byte, seq uint64) (typ recordType
 		return 0, nil, usageOK, dropBadContentType
 	}
 	return recordType(pt[i]), pt[:i:i], usageOK, dropNone
+}
+
+// maxReadEpochs13 bounds the epochs one direction holds read keys for at
+// once. The unified header carries the low two bits of the epoch (RFC
+// 9147 §4), so at most four epochs can be told apart; that is also all a
+// connection needs: epoch 2 (kept to re-ACK a retransmitted client
+// Finished), the current application epoch, the next one after a
+// KeyUpdate, and epoch 1 until 0-RTT ends.
+const maxReadEpochs13 = 4
+
+// readEpoch13 is the read side of one epoch: its keys, the replay window
+// (RFC 9147 §4.5.1) and the next expected sequence number, from which the
+// full sequence number of a record is reconstructed.
+type readEpoch13 struct {
+	keys     *epochKeys13
+	window   replay.Window
+	expected uint64 // highest authenticated sequence number + 1; 0 before any
+}
+
+// readEpochs13 is the receive path of DTLS 1.3 records for one direction:
+// up to maxReadEpochs13 epochs, indexed by the epoch's low two bits. The
+// epoch a record names is the held epoch with those bits, which is the
+// reconstruction of RFC 9147 §4.2.2 (the candidate closest to the
+// current epoch) restricted to the epochs we have keys for; a record of
+// any other epoch cannot be decrypted and is dropped.
+type readEpochs13 struct {
+	slots      [maxReadEpochs13]readEpoch13
+	cidLen     int // the length of the CID we asked the peer to use
+	windowSize int
+}
+
+func newReadEpochs13(cidLen, windowSize int) *readEpochs13 {
+	return &readEpochs13{cidLen: cidLen, windowSize: windowSize}
+}
+
+// install adds the read keys of an epoch. It takes the slot of the epoch
+// four below, which must be gone by then; an epoch older than the one in
+// its slot is refused.
+func (r *readEpochs13) install(keys *epochKeys13) error {
+	s := &r.slots[keys.epoch&uhEpochMask]
+	if s.keys != nil && s.keys.epoch >= keys.epoch {
+		return errors.New("dtls: read epoch installed out of order")
+	}
+	s.keys = keys
+	s.window.Init(r.windowSize)
+	s.expected = 0
+	return nil
+}
+
+// discard forgets an epoch's read keys (RFC 9147 §4.2.1: old epochs are
+// kept only as long as records of them may still be in flight).
+func (r *readEpochs13) discard(epoch uint64) {
+	s := &r.slots[epoch&uhEpochMask]
+	if s.keys != nil && s.keys.epoch == epoch {
+		*s = readEpoch13{}
+	}
+}
+
+// has reports whether epoch's read keys are installed.
+func (r *readEpochs13) has(epoch uint64) bool {
+	s := &r.slots[epoch&uhEpochMask]
+	return s.keys != nil && s.keys.epoch == epoch
+}
+
+// open reads the first DTLSCiphertext of datagram: header, epoch lookup,
+// record number decryption, sequence reconstruction, replay check,
+// authentication and decryption (in place), and then the replay window.
+// A record that fails any step is dropped with a reason and changes no
+// state, except that an authentication failure counts against the key's
+// integrity limit (state tells the caller when that asks for a KeyUpdate
+// or the end of the connection). rest is what follows in the datagram;
+// nil when the header was unusable, since record boundaries are lost.
+func (r *readEpochs13) open(datagram []byte) (rn recordNumber, typ recordType, content, rest []byte, state usage13, reason dropReason) {
+	h, hdr, body, rest, reason := parseUnifiedHeader(datagram, r.cidLen)
+	if reason != dropNone {
+		return rn, 0, nil, nil, usageOK, reason
+	}
+	s := &r.slots[h.epochBits]
+	if s.keys == nil {
+		return rn, 0, nil, rest, usageOK, dropUnknownEpoch
+	}
+	s.keys.unmaskSeq(&h, hdr, body)
+	rn = recordNumber{epoch: s.keys.epoch, seq: reconstructSeq(s.expected, h.seqBits, h.seqLen)}
+	switch s.window.Check(rn.seq) {
+	case replay.Duplicate:
+		return rn, 0, nil, rest, usageOK, dropReplayed
+	case replay.TooOld:
+		return rn, 0, nil, rest, usageOK, dropTooOld
+	}
+	typ, content, state, reason = s.keys.openRecord13(hdr, body, rn.seq)
+	if reason != dropNone {
+		return rn, 0, nil, rest, state, reason
+	}
+	s.window.Accept(rn.seq)
+	if rn.seq >= s.expected && rn.seq < maxSequence13 {
+		s.expected = rn.seq + 1
+	}
+	return rn, typ, content, rest, usageOK, dropNone
 }

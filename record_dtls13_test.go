@@ -215,7 +215,7 @@ func TestNonceKAT(t *testing.T) {
 // for suite from a fixed secret.
 func testEpochKeys13(t testing.TB, suite *cipherSuite13, epoch uint64) (send, recv *epochKeys13) {
 	t.Helper()
-	secret := bytes.Repeat([]byte{0x5a}, suite.hash.Size())
+	secret := bytes.Repeat([]byte{0x5a ^ byte(epoch)}, suite.hash.Size())
 	var err error
 	if send, err = newEpochKeys13(suite, epoch, secret); err != nil {
 		t.Fatal(err)
@@ -442,13 +442,17 @@ func TestSealRecord13Allocs(t *testing.T) {
 	send, recv := testEpochKeys13(t, cipherSuites13[0], 3)
 	buf := make([]byte, 0, 2048)
 	content := make([]byte, 1000)
+	r := newReadEpochs13(0, defaultReplayWindow)
+	if err := r.install(recv); err != nil {
+		t.Fatal(err)
+	}
 	var seq uint64
 	allocs := testing.AllocsPerRun(100, func() {
 		rec, err := send.sealRecord13(buf[:0], nil, seq, recordTypeApplicationData, content, 0, true, true)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, _, _, _, reason := openDatagram13(recv, rec, 0, seq); reason != dropNone {
+		if _, _, _, _, _, reason := r.open(rec); reason != dropNone {
 			t.Fatal(reason)
 		}
 		seq++
@@ -522,4 +526,87 @@ func FuzzOpenRecord13(f *testing.F) {
 			t.Fatalf("round trip: %v %v seq %d", reason, typ, gotSeq)
 		}
 	})
+}
+
+func TestReadEpochs13(t *testing.T) {
+	suite := cipherSuites13[0]
+	send2, recv2 := testEpochKeys13(t, suite, 2)
+	secret3 := bytes.Repeat([]byte{0x33}, 32)
+	send3, _ := newEpochKeys13(suite, 3, secret3)
+	recv3, _ := newEpochKeys13(suite, 3, secret3)
+	r := newReadEpochs13(0, 64)
+	if err := r.install(recv2); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.install(recv3); err != nil {
+		t.Fatal(err)
+	}
+	seal := func(k *epochKeys13, seq uint64, msg string) []byte {
+		t.Helper()
+		rec, err := k.sealRecord13(nil, nil, seq, recordTypeApplicationData, []byte(msg), 0, true, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rec
+	}
+	open := func(rec []byte) (recordNumber, string, dropReason) {
+		rn, _, content, _, _, reason := r.open(bytes.Clone(rec))
+		return rn, string(content), reason
+	}
+	// In order, out of order, both epochs interleaved.
+	for _, tc := range []struct {
+		k   *epochKeys13
+		seq uint64
+	}{{send2, 0}, {send3, 0}, {send3, 2}, {send2, 1}, {send3, 1}, {send3, 300}, {send3, 299}, {send3, 30000}} {
+		msg := fmt.Sprintf("e%d s%d", tc.k.epoch, tc.seq)
+		rn, got, reason := open(seal(tc.k, tc.seq, msg))
+		if reason != dropNone || got != msg || rn != (recordNumber{tc.k.epoch, tc.seq}) {
+			t.Fatalf("%s: %v %q %+v", msg, reason, got, rn)
+		}
+	}
+	// Replays and records left of the window.
+	if _, _, reason := open(seal(send3, 30000, "again")); reason != dropReplayed {
+		t.Errorf("replay: %v", reason)
+	}
+	if _, _, reason := open(seal(send3, 30000-100, "old")); reason != dropTooOld {
+		t.Errorf("left of the window: %v", reason)
+	}
+	// A forged record does not move the window or the expected number.
+	forged := seal(send3, 30010, "forged")
+	forged[len(forged)-1] ^= 1
+	if _, _, reason := open(forged); reason != dropBadMAC {
+		t.Errorf("forged: %v", reason)
+	}
+	if _, got, reason := open(seal(send3, 30001, "next")); reason != dropNone || got != "next" {
+		t.Errorf("after a forgery: %v", reason)
+	}
+	// Epochs without keys: 0 (plaintext never has a unified header), 1.
+	send1, _ := testEpochKeys13(t, suite, 1)
+	if _, _, reason := open(seal(send1, 0, "early")); reason != dropUnknownEpoch {
+		t.Errorf("epoch 1 without keys: %v", reason)
+	}
+	// Epoch 6 takes epoch 2's slot; epoch 2's records no longer open.
+	send6, recv6 := testEpochKeys13(t, suite, 6)
+	if err := r.install(recv6); err != nil {
+		t.Fatal(err)
+	}
+	if r.has(2) || !r.has(6) || !r.has(3) {
+		t.Fatal("slots after installing epoch 6")
+	}
+	if _, _, reason := open(seal(send2, 5, "stale")); reason != dropBadMAC {
+		t.Errorf("epoch 2 record after epoch 6: %v", reason)
+	}
+	if rn, _, reason := open(seal(send6, 0, "six")); reason != dropNone || rn.epoch != 6 {
+		t.Errorf("epoch 6: %v %+v", reason, rn)
+	}
+	if err := r.install(recv2); err == nil {
+		t.Error("epoch 2 reinstalled over epoch 6")
+	}
+	r.discard(3)
+	if r.has(3) {
+		t.Error("discard")
+	}
+	if _, _, reason := open(seal(send3, 30002, "gone")); reason != dropUnknownEpoch {
+		t.Errorf("discarded epoch: %v", reason)
+	}
 }
