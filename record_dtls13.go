@@ -6,7 +6,72 @@ package dtls
 // reconstruction, the DTLSInnerPlaintext with its padding, AEAD protection
 // with the per-record nonce, and the AEAD limits of §4.5.3.
 //
-// Nothing here is wired into Conn yet.
+// Nothing here is wired into Conn yet. How the DTLS 1.3 pieces (this
+// file, key_schedule_dtls13.go, ack_dtls13.go, keyshare_dtls13.go,
+// cipher_suites_dtls13.go, handshake_messages_dtls13.go) are meant to plug
+// into the refactored Conn:
+//
+// Demultiplexing. The read loop splits a datagram record by record and
+// sends each by classifyRecord: classPlaintext to the 1.2 header code
+// (epoch 0 in both versions: ClientHello, HelloRetryRequest, ServerHello,
+// plaintext alerts, and ACKs before any keys); classCID12 to the 1.2 CID
+// path, only on a 1.2 connection; classCiphertext13 to readEpochs13.open,
+// only once 1.3 is negotiated (dropped before). The version is decided
+// once, from the ServerHello's supported_versions (client) or the
+// ClientHello's (Listener), and selects the record path for the life of
+// the connection.
+//
+// Epoch table. Each direction keeps its epochs as full 64-bit numbers:
+// 0 (plaintext: the 1.2 header code with version 0xfefd), 1 (0-RTT:
+// client write, server read, dropped when the first epoch-3 record
+// authenticates), 2 (handshake), 3 (application_traffic_secret_0), and
+// after KeyUpdates N-1 and N. The read side is readEpochs13: four slots
+// by the epoch's low bits, so the live set {2, 3, N-1, N} (or {1, 2, 3})
+// always fits; installing epoch N+4 evicts N, which RFC 9147 §8's "one
+// KeyUpdate outstanding" and the ACK round trip before switching keep
+// long gone. The server keeps epoch 2's read keys for 2×MSL after the
+// handshake to take, and re-ACK, a retransmitted client Finished; the
+// Conn's timer discards it. The write side is one epochKeys13 plus its
+// next sequence number; the new write epoch is installed only when the
+// KeyUpdate and everything before it is ACKed (erratum 8047), and the
+// sender watches usage.sealState(): usageKeyUpdate starts a KeyUpdate,
+// usageExhausted stops sending. A failed authentication's usage13 of
+// usageKeyUpdate sends KeyUpdate(update_requested); usageExhausted closes
+// the connection (§4.5.3), the one case where bad records are not silent.
+//
+// ACKs (§7). The handshake transport (flight.go after the refactor,
+// sans-I/O as now) remembers, for every handshake record it sends, the
+// recordNumber and the fragments it carried; parseACK marks those
+// fragments done, and the retransmission timer resends only what no ACK
+// named, in new records. On the receive side it lists the recordNumbers
+// of handshake records it processed or buffered (bounded by
+// maxACKRecordNumbers) and sends them in an ACK: at once when a flight is
+// complete and we have nothing to send (our next flight is the implicit
+// ACK), else when the ACK timer, a quarter of the retransmission timeout
+// (BoringSSL's choice), fires after a gap. An ACK goes in the current
+// write epoch, never epoch 1 (epoch 0 then; erratum 8107), and only once
+// 1.3 is known. message_seq never resets, and the transcript hashes
+// messages with appendTranscriptMessage13's 4-byte header.
+//
+// HelloRetryRequest and the Listener's hello gate. The gate that answers
+// a 1.2 ClientHello with a HelloVerifyRequest answers a 1.3 one (parsed by
+// clientHelloMsg13, fragmented or not, through the same bounded
+// pre-cookie pool, with no cryptography) with a stateless
+// HelloRetryRequest. Its cookie is sealed under the gate's rotating cookie
+// key (cookie.go) over Hash(ClientHello1), the chosen suite and group,
+// the client address, the time and the key id. selected_group asks for
+// X25519MLKEM768 when the client supports it but sent no share for it,
+// so the post-quantum group costs no round trip beyond the cookie's; the
+// HRR stays within 3× the bytes received. A second ClientHello whose
+// cookie opens (constant time, same address, age below maxCookieRTT)
+// creates the connection; only then do the key exchange and ML-KEM run,
+// and the transcript starts with messageHash13 of the hash from the
+// cookie followed by the HelloRetryRequest rebuilt byte for byte from the
+// cookie's fields.
+//
+// Key schedule. The handshake state keeps the keySchedule13 stages; each
+// traffic secret becomes an epoch through newEpochKeys13 and a key log
+// line (CLIENT_HANDSHAKE_TRAFFIC_SECRET and the rest).
 
 import (
 	"crypto/cipher"
