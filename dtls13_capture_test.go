@@ -39,7 +39,7 @@ type captured13 struct {
 	keylog map[string][]byte
 }
 
-func loadCapture13(t *testing.T, name string) *captured13 {
+func loadCapture13(t testing.TB, name string) *captured13 {
 	t.Helper()
 	f, err := os.Open("testdata/dtls13/" + name)
 	if err != nil {
@@ -388,3 +388,6 @@ func sha256Sum(b []byte) []byte {
 	s := sha256.Sum256(b)
 	return s[:]
 }
+
+// captureFiles13 are the captures in testdata/dtls13, also fuzz seeds.
+var captureFiles13 = []string{"wolfssl-x25519mlkem768-aes256gcm.txt", "wolfssl-p256-chacha20.txt"}

@@ -536,6 +536,23 @@ func FuzzHandshakeMessages13(f *testing.F) {
 		}
 		f.Add(uint8(i), b)
 	}
+	// wolfSSL's ClientHellos and ServerHellos (plaintext, unfragmented
+	// records only), as the ClientHello and ServerHello codecs.
+	for _, name := range captureFiles13 {
+		for _, d := range loadCapture13(f, name).datagrams {
+			hdr, body, _, reason := nextRecord(d.b)
+			var h handshakeHeader
+			if reason != dropNone || hdr.typ != recordTypeHandshake || !h.unmarshal(body) ||
+				h.fragmentLength != h.length || int(h.length) != len(body)-handshakeHeaderLen {
+				continue
+			}
+			which := uint8(0)
+			if h.typ == typeServerHello {
+				which = 1
+			}
+			f.Add(which, body[handshakeHeaderLen:])
+		}
+	}
 	f.Fuzz(func(t *testing.T, which uint8, body []byte) {
 		newMsg := message13Codecs[int(which)%len(message13Codecs)]
 		m := newMsg()

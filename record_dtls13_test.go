@@ -471,6 +471,14 @@ func FuzzUnifiedHeader(f *testing.F) {
 	f.Add(append(appendUnifiedHeader(nil, []byte{1, 2, 3}, 3, 1, false, false, 0), body...), uint8(3))
 	f.Add([]byte{0x2f, 0, 0, 0, 0}, uint8(0))
 	f.Add([]byte{0x3c, 0xff}, uint8(8))
+	// wolfSSL's encrypted records, as sent.
+	for _, name := range captureFiles13 {
+		for _, d := range loadCapture13(f, name).datagrams {
+			if classifyRecord(d.b[0]) == classCiphertext13 {
+				f.Add(d.b, uint8(0))
+			}
+		}
+	}
 	f.Fuzz(func(t *testing.T, datagram []byte, cidLen uint8) {
 		n := int(cidLen) % 17
 		for len(datagram) > 0 {
