@@ -172,6 +172,7 @@ func checkCapture13(t *testing.T, c *captured13, wantSuite uint16, wantGroup, hr
 		appData     [2][]byte
 		alerts      [2][]byte
 		encrypted   int
+		tables      [2]*readEpochs13
 		secretNames = map[[2]uint64]string{
 			{0, 2}: "SERVER_HANDSHAKE_TRAFFIC_SECRET", {1, 2}: "CLIENT_HANDSHAKE_TRAFFIC_SECRET",
 			{0, 3}: "SERVER_TRAFFIC_SECRET_0", {1, 3}: "CLIENT_TRAFFIC_SECRET_0",
@@ -198,6 +199,22 @@ func checkCapture13(t *testing.T, c *captured13, wantSuite uint16, wantGroup, hr
 				if suite == nil {
 					t.Fatal("encrypted record before the ServerHello")
 				}
+				// The same record through readEpochs13, on a copy (both
+				// decrypt in place); compared with the step-by-step path
+				// below.
+				if tables[dir] == nil {
+					tables[dir] = newReadEpochs13(0, defaultReplayWindow)
+					for _, epoch := range []uint64{2, 3} {
+						k, err := newEpochKeys13(suite, epoch, c.keylog[secretNames[[2]uint64{uint64(dir), epoch}]])
+						if err != nil {
+							t.Fatal(err)
+						}
+						if err := tables[dir].install(k); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+				rnT, typT, contentT, restT, _, reasonT := tables[dir].open(bytes.Clone(b))
 				h, hdr, body, rest, reason := parseUnifiedHeader(b, 0)
 				if reason != dropNone {
 					t.Fatalf("unified header %x: %v", b[:min(len(b), 8)], reason)
@@ -222,6 +239,10 @@ func checkCapture13(t *testing.T, c *captured13, wantSuite uint16, wantGroup, hr
 				typ, content, _, reason := k.openRecord13(hdr, body, seq)
 				if reason != dropNone {
 					t.Fatalf("record %d of epoch %d from dir %d: %v", seq, epoch, dir, reason)
+				}
+				if reasonT != dropNone || rnT != (recordNumber{epoch, seq}) || typT != typ ||
+					!bytes.Equal(contentT, content) || len(restT) != len(rest) {
+					t.Fatalf("readEpochs13: %v %+v %v, step by step: {%d %d} %v", reasonT, rnT, typT, epoch, seq, typ)
 				}
 				encrypted++
 				expected[ke] = max(expected[ke], seq+1)
