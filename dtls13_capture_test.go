@@ -159,7 +159,18 @@ func TestDTLS13WolfSSLCapture(t *testing.T) {
 	}
 }
 
-func checkCapture13(t *testing.T, c *captured13, wantSuite uint16, wantGroup, hrrGroup tls.CurveID, shares [2]int) {
+// decoded13 is what decodeCapture13 found in a capture.
+type decoded13 struct {
+	msgs    []message13
+	suite   *cipherSuite13
+	sent    [2]map[recordNumber]bool // [0] server, [1] client
+	acks    [2][]recordNumber
+	appData [2][]byte
+	alerts  [2][]byte
+}
+
+// decodeCapture13 decrypts and reassembles a capture with the key log.
+func decodeCapture13(t *testing.T, c *captured13) *decoded13 {
 	var (
 		msgs        []message13
 		reasm       [2]reassembly13 // [0] server, [1] client
@@ -284,7 +295,12 @@ func checkCapture13(t *testing.T, c *captured13, wantSuite uint16, wantGroup, hr
 	if encrypted < 8 {
 		t.Fatalf("only %d encrypted records", encrypted)
 	}
+	return &decoded13{msgs: msgs, suite: suite, sent: sent, acks: acks, appData: appData, alerts: alerts}
+}
 
+func checkCapture13(t *testing.T, c *captured13, wantSuite uint16, wantGroup, hrrGroup tls.CurveID, shares [2]int) {
+	d := decodeCapture13(t, c)
+	msgs, suite := d.msgs, d.suite
 	// The handshake, message by message.
 	wantTypes := []struct {
 		fromClient bool
@@ -377,23 +393,7 @@ func checkCapture13(t *testing.T, c *captured13, wantSuite uint16, wantGroup, hr
 		t.Error("client Finished does not verify")
 	}
 
-	// ACKs name only records the other side sent (RFC 9147 §7).
-	for dir := range 2 {
-		if len(acks[dir]) == 0 {
-			t.Errorf("direction %d sent no ACK", dir)
-		}
-		for _, rn := range acks[dir] {
-			if !sent[1-dir][rn] {
-				t.Errorf("direction %d ACKs %+v, never sent", dir, rn)
-			}
-		}
-	}
-	if !bytes.Contains(appData[1], []byte("hello wolfssl!")) || !bytes.Contains(appData[0], []byte("I hear you fa shizzle!")) {
-		t.Errorf("application data: client %q, server %q", appData[1], appData[0])
-	}
-	if !bytes.Equal(alerts[1], []byte{1, 0}) && !bytes.Equal(alerts[0], []byte{1, 0}) {
-		t.Errorf("no close_notify: %x %x", alerts[0], alerts[1])
-	}
+	checkRecords13(t, d)
 }
 
 func slicesContains(list []uint16, v uint16) bool {
@@ -411,4 +411,133 @@ func sha256Sum(b []byte) []byte {
 }
 
 // captureFiles13 are the captures in testdata/dtls13, also fuzz seeds.
-var captureFiles13 = []string{"wolfssl-x25519mlkem768-aes256gcm.txt", "wolfssl-p256-chacha20.txt"}
+var captureFiles13 = []string{"wolfssl-x25519mlkem768-aes256gcm.txt", "wolfssl-p256-chacha20.txt", "wolfssl-psk-aes128gcm.txt"}
+
+// checkRecords13 checks the non-handshake records of a capture: ACKs name
+// only records the other side sent, the application data went both ways,
+// and a close_notify ended it.
+func checkRecords13(t *testing.T, d *decoded13) {
+	t.Helper()
+	for dir := range 2 {
+		if len(d.acks[dir]) == 0 {
+			t.Errorf("direction %d sent no ACK", dir)
+		}
+		for _, rn := range d.acks[dir] {
+			if !d.sent[1-dir][rn] {
+				t.Errorf("direction %d ACKs %+v, never sent", dir, rn)
+			}
+		}
+	}
+	if !bytes.Contains(d.appData[1], []byte("hello wolfssl!")) || !bytes.Contains(d.appData[0], []byte("I hear you fa shizzle!")) {
+		t.Errorf("application data: client %q, server %q", d.appData[1], d.appData[0])
+	}
+	if !bytes.Equal(d.alerts[1], []byte{1, 0}) && !bytes.Equal(d.alerts[0], []byte{1, 0}) {
+		t.Errorf("no close_notify: %x %x", d.alerts[0], d.alerts[1])
+	}
+}
+
+// TestDTLS13WolfSSLPSKKeySchedule runs the whole key schedule against
+// wolfSSL: in an external-PSK handshake without (EC)DHE (psk_ke) every
+// secret follows from the PSK and the transcript, so the binders wolfSSL's
+// client sent, and the traffic secrets in its key log, must be exactly
+// what keySchedule13 derives with the "dtls13" labels. It covers the Early
+// Secret, "ext binder", "derived", the Handshake and Master Secrets, the
+// four traffic secrets, and the binder over a truncated ClientHello, in
+// both ClientHellos (the second after a HelloRetryRequest, over
+// message_hash).
+func TestDTLS13WolfSSLPSKKeySchedule(t *testing.T) {
+	c := loadCapture13(t, "wolfssl-psk-aes128gcm.txt")
+	d := decodeCapture13(t, c)
+	checkRecords13(t, d)
+	msgs, suite := d.msgs, d.suite
+	want := []handshakeType{typeClientHello, typeServerHello, typeClientHello, typeServerHello,
+		typeEncryptedExtensions, typeFinished, typeFinished, typeNewSessionTicket}
+	if len(msgs) != len(want) {
+		t.Fatalf("%d messages, want %d", len(msgs), len(want))
+	}
+	for i, typ := range want {
+		if msgs[i].typ != typ {
+			t.Fatalf("message %d is %v, want %v", i, msgs[i].typ, typ)
+		}
+	}
+	var ch1, ch2 clientHelloMsg13
+	var hrr, sh serverHelloMsg13
+	if !ch1.unmarshal(msgs[0].body) || !hrr.unmarshal(msgs[1].body) || !ch2.unmarshal(msgs[2].body) || !sh.unmarshal(msgs[3].body) {
+		t.Fatal("hellos do not parse")
+	}
+	if suite.id != suiteTLSAES128GCMSHA256 || !hrr.isHelloRetryRequest() || !sh.hasSelectedIdentity ||
+		sh.selectedIdentity != 0 || sh.serverShare.group != 0 || len(ch2.pskIdentities) != 1 ||
+		!containsUint8(ch2.pskModes, pskModePlain) {
+		t.Fatalf("not a psk_ke handshake: suite %#x, identity %v/%d, share %v", suite.id, sh.hasSelectedIdentity, sh.selectedIdentity, sh.serverShare.group)
+	}
+	h := suite.hash
+	psk := bytes.Repeat([]byte{0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef}, 4)
+	early, err := newEarlySecret13(h, psk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	binderKey, err := early.binderKey(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The binder's transcript: the ClientHello up to its binders, with
+	// the message length of the whole ClientHello (RFC 8446 §4.2.11.2).
+	truncated := func(ch *clientHelloMsg13, body []byte) []byte {
+		tr, err := ch.truncatedForBinders(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append([]byte{byte(typeClientHello), byte(len(body) >> 16), byte(len(body) >> 8), byte(len(body))}, tr...)
+	}
+	th := h.New()
+	th.Write(truncated(&ch1, msgs[0].body))
+	if !verifyFinished13(h, labelPrefixDTLS13, binderKey, th.Sum(nil), ch1.pskBinders[0]) {
+		t.Error("first ClientHello's binder does not verify")
+	}
+	th.Reset()
+	th.Write(messageHash13(h, msgs[0].body))
+	th.Write(appendTranscriptMessage13(nil, msgs[1].typ, msgs[1].body))
+	th.Write(truncated(&ch2, msgs[2].body))
+	if !verifyFinished13(h, labelPrefixDTLS13, binderKey, th.Sum(nil), ch2.pskBinders[0]) {
+		t.Error("second ClientHello's binder does not verify")
+	}
+
+	// The traffic secrets. psk_ke: no (EC)DHE input to the Handshake Secret.
+	hs, err := early.handshakeSecret(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	th.Reset()
+	th.Write(messageHash13(h, msgs[0].body))
+	for _, m := range msgs[1:4] {
+		th.Write(appendTranscriptMessage13(nil, m.typ, m.body))
+	}
+	check := func(label string) func([]byte, error) {
+		return func(got []byte, err error) {
+			t.Helper()
+			if err != nil || !bytes.Equal(got, c.keylog[label]) {
+				t.Errorf("%s = %x (%v), wolfSSL's key log says %x", label, got, err, c.keylog[label])
+			}
+		}
+	}
+	check("CLIENT_HANDSHAKE_TRAFFIC_SECRET")(hs.clientHandshakeTrafficSecret(th.Sum(nil)))
+	check("SERVER_HANDSHAKE_TRAFFIC_SECRET")(hs.serverHandshakeTrafficSecret(th.Sum(nil)))
+	ms, err := hs.masterSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range msgs[4:6] { // EncryptedExtensions, server Finished
+		th.Write(appendTranscriptMessage13(nil, m.typ, m.body))
+	}
+	check("CLIENT_TRAFFIC_SECRET_0")(ms.clientApplicationTrafficSecret(th.Sum(nil)))
+	check("SERVER_TRAFFIC_SECRET_0")(ms.serverApplicationTrafficSecret(th.Sum(nil)))
+}
+
+func containsUint8(list []uint8, v uint8) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
