@@ -152,6 +152,11 @@ func TestDTLS13WolfSSLCapture(t *testing.T) {
 		// A P-256 share in the first ClientHello: the HelloRetryRequest
 		// carries only the cookie.
 		{"wolfssl-p256-chacha20.txt", suiteTLSChaCha20Poly1305SHA256, groupSecp256r1, 0, [2]int{65, 65}},
+		// CCM through internal/ccm, and CCM_8, whose 8-byte tag makes
+		// wolfSSL pad short records (a close_notify) to the 16-byte RNE
+		// sample.
+		{"wolfssl-p256-aes128ccm.txt", suiteTLSAES128CCMSHA256, groupSecp256r1, 0, [2]int{65, 65}},
+		{"wolfssl-p256-aes128ccm8.txt", suiteTLSAES128CCM8SHA256, groupSecp256r1, 0, [2]int{65, 65}},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			checkCapture13(t, loadCapture13(t, tc.file), tc.suite, tc.group, tc.hrrGroup, tc.shares)
@@ -411,7 +416,8 @@ func sha256Sum(b []byte) []byte {
 }
 
 // captureFiles13 are the captures in testdata/dtls13, also fuzz seeds.
-var captureFiles13 = []string{"wolfssl-x25519mlkem768-aes256gcm.txt", "wolfssl-p256-chacha20.txt", "wolfssl-psk-aes128gcm.txt"}
+var captureFiles13 = []string{"wolfssl-x25519mlkem768-aes256gcm.txt", "wolfssl-p256-chacha20.txt",
+	"wolfssl-p256-aes128ccm.txt", "wolfssl-p256-aes128ccm8.txt", "wolfssl-psk-aes128gcm.txt"}
 
 // checkRecords13 checks the non-handshake records of a capture: ACKs name
 // only records the other side sent, the application data went both ways,
