@@ -43,8 +43,8 @@ var errACKTooLong = errors.New("dtls: ACK with too many record numbers")
 
 // appendACK appends the ACK body listing rns to dst. It refuses more than
 // maxACKRecordNumbers entries; the caller chooses which to send (the
-// newest, RFC 9147 §7: "implementations SHOULD ... ACK ... the most
-// recent").
+// newest: an ACK that cannot name everything should name what the peer
+// sent last).
 func appendACK(dst []byte, rns []recordNumber) ([]byte, error) {
 	if len(rns) > maxACKRecordNumbers {
 		return dst, errACKTooLong

@@ -65,10 +65,10 @@ const (
 	aeadCCM8IntegrityLimit = 1 << 7
 	// aeadKeyUpdateNum/aeadKeyUpdateDen is the fraction of a limit at
 	// which a sender (for sealed records) or a receiver (for failed ones,
-	// with update_requested) starts a KeyUpdate: RFC 9147 §4.5.3 asks for
-	// the update "before reaching this limit", and a KeyUpdate needs a
-	// round trip to be ACKed before the new keys replace the old, so it
-	// starts with an eighth of the budget left.
+	// with update_requested) starts a KeyUpdate: RFC 9147 §4.5.3 wants the
+	// update before the limit is reached, and a KeyUpdate needs a round
+	// trip to be ACKed before the new keys replace the old, so it starts
+	// with an eighth of the budget left.
 	aeadKeyUpdateNum, aeadKeyUpdateDen = 7, 8
 )
 

@@ -112,15 +112,16 @@ const (
 	// type and padding): RFC 8446 §5.4 "The full encoded TLSInnerPlaintext
 	// MUST NOT exceed 2^14 + 1 octets."
 	maxInnerPlaintext13 = 1<<14 + 1
-	// maxEpoch13 is the largest epoch we use. RFC 9147 §4 (with erratum
-	// 8047) caps epochs at 2^48-1 so that an epoch and a sequence number
-	// fit the 1.2-shaped fields (ACKs carry 64 bits, but the key update
-	// path never gets near this: 2^16 KeyUpdates already take years).
+	// maxEpoch13 is the largest epoch we use: 2^48-1, the bound RFC 9147
+	// §8 with errata 8047 and 8050 puts on epochs (DTLS13-NOTES §1). ACKs
+	// carry 64 bits, but the key update path never gets near it: a
+	// KeyUpdate needs an ACKed round trip, so even 2^16 of them take hours.
 	maxEpoch13 = 1<<48 - 1
 	// maxSequence13 is the largest sequence number in an epoch: the
-	// nonce takes 64 bits (RFC 9147 §4, "Implementations MUST NOT allow
-	// the ... sequence number to wrap"); in practice the AEAD limits end
-	// an epoch long before.
+	// nonce takes all 64 bits, which must not wrap (RFC 8446 §5.3: an
+	// implementation that would need to wrap "MUST either rekey ... or
+	// terminate the connection"); in practice the AEAD limits end an
+	// epoch long before.
 	maxSequence13 = 1<<64 - 1
 )
 
@@ -236,9 +237,9 @@ func parseUnifiedHeader(datagram []byte, cidLen int) (h unifiedHeader, hdr, body
 // sequence number seq with the sequence number in clear: the AEAD's
 // additional data is this header as written (RFC 9147 §4), and
 // sealRecord13 masks the sequence number afterwards. seq16 picks the
-// 16-bit form, which RFC 9147 §4 recommends ("Implementations SHOULD use
-// the 16-bit sequence number" unless they know the peer's window is
-// small); withLength includes the length field, which every record but the
+// 16-bit form: RFC 9147 §4 allows both, and only the 16-bit one lets the
+// receiver reconstruct across a gap of more than 2^7 records (2^15 with
+// it). withLength includes the length field, which every record but the
 // last of a datagram needs. cid must be the length the peer asked for.
 func appendUnifiedHeader(dst []byte, cid []byte, epoch, seq uint64, seq16, withLength bool, length int) []byte {
 	first := byte(uhFixedBits) | byte(epoch&uhEpochMask)
@@ -265,9 +266,9 @@ func appendUnifiedHeader(dst []byte, cid []byte, epoch, seq uint64, seq16, withL
 }
 
 // reconstruct returns the value closest to expected whose low bits bits
-// equal low (RFC 9147 §4.2.2: "the receiver ... reconstructs the sequence
-// number ... by picking the one closest to the expected value", the
-// algorithm of RFC 9000 Appendix A.3). max bounds the result: a candidate
+// equal low: RFC 9147 §4.2.2 has the receiver pick the full sequence
+// number closest to the one it expects, which is the algorithm of RFC
+// 9000 Appendix A.3 (ties go to the larger value). max bounds the result: a candidate
 // above it is not taken. expected is the next value the receiver expects:
 // one more than the highest authenticated one so far.
 func reconstruct(expected, low uint64, bits uint, max uint64) uint64 {
@@ -337,9 +338,9 @@ func (u *aeadUsage13) sealState() usage13 { return checkLimit(u.sealed, u.confid
 func (u *aeadUsage13) noteSealed() { u.sealed++ }
 
 // noteFailed counts a record that failed authentication and reports the
-// state: RFC 9147 §4.5.3 "If the total number of records that fail
-// authentication exceeds the integrity limit, the connection MUST be
-// closed" (the RFC's one exception to dropping bad records silently).
+// state: once the failures reach the integrity limit, RFC 9147 §4.5.3
+// has the connection closed (the one exception to dropping bad records
+// silently), with a KeyUpdate requested before that point.
 func (u *aeadUsage13) noteFailed() usage13 {
 	u.failed++
 	return checkLimit(u.failed, u.integrityLimit)
