@@ -84,7 +84,12 @@ func TestWolfSSL13SelfInterop(t *testing.T) {
 		{"ECDHE-cert", nil, []string{"SSL cipher suite is TLS_AES_256_GCM_SHA384"}},
 		{"X25519MLKEM768", []string{"--pqc", "X25519MLKEM768"}, []string{"SSL curve name is X25519MLKEM768"}},
 		{"AES128-CCM", []string{"-l", "TLS13-AES128-CCM-SHA256"}, []string{"SSL cipher suite is TLS_AES_128_CCM_SHA256"}},
+		{"ChaCha20", []string{"-l", "TLS13-CHACHA20-POLY1305-SHA256"}, []string{"SSL cipher suite is TLS_CHACHA20_POLY1305_SHA256"}},
+		{"AES128-CCM8", []string{"-l", "TLS13-AES128-CCM-8-SHA256"}, []string{"SSL cipher suite is TLS_AES_128_CCM_8_SHA256"}},
 		{"PSK", []string{"-s", "-l", "TLS13-AES128-GCM-SHA256"}, []string{"SSL cipher suite is TLS_AES_128_GCM_SHA256"}},
+		// RFC 9146 CIDs in DTLS 1.3 (the argument is the CID's bytes as
+		// text).
+		{"CID", []string{"--cid", "dtls"}, []string{"CID extension was negotiated"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
