@@ -144,22 +144,26 @@ func TestDTLS13WolfSSLCapture(t *testing.T) {
 		group    tls.CurveID
 		hrrGroup tls.CurveID // 0: the HelloRetryRequest asks for the cookie only
 		shares   [2]int      // client and server key_exchange lengths
+		cid      string      // the CID both sides asked for, if any
 	}{
 		// wolfSSL's client sends an empty key_share rather than fragment
 		// the first ClientHello, and the server's HelloRetryRequest asks
 		// for the hybrid group along with the cookie.
-		{"wolfssl-x25519mlkem768-aes256gcm.txt", suiteTLSAES256GCMSHA384, groupX25519MLKEM768, groupX25519MLKEM768, [2]int{1216, 1120}},
+		{"wolfssl-x25519mlkem768-aes256gcm.txt", suiteTLSAES256GCMSHA384, groupX25519MLKEM768, groupX25519MLKEM768, [2]int{1216, 1120}, ""},
 		// A P-256 share in the first ClientHello: the HelloRetryRequest
 		// carries only the cookie.
-		{"wolfssl-p256-chacha20.txt", suiteTLSChaCha20Poly1305SHA256, groupSecp256r1, 0, [2]int{65, 65}},
+		{"wolfssl-p256-chacha20.txt", suiteTLSChaCha20Poly1305SHA256, groupSecp256r1, 0, [2]int{65, 65}, ""},
 		// CCM through internal/ccm, and CCM_8, whose 8-byte tag makes
 		// wolfSSL pad short records (a close_notify) to the 16-byte RNE
 		// sample.
-		{"wolfssl-p256-aes128ccm.txt", suiteTLSAES128CCMSHA256, groupSecp256r1, 0, [2]int{65, 65}},
-		{"wolfssl-p256-aes128ccm8.txt", suiteTLSAES128CCM8SHA256, groupSecp256r1, 0, [2]int{65, 65}},
+		{"wolfssl-p256-aes128ccm.txt", suiteTLSAES128CCMSHA256, groupSecp256r1, 0, [2]int{65, 65}, ""},
+		{"wolfssl-p256-aes128ccm8.txt", suiteTLSAES128CCM8SHA256, groupSecp256r1, 0, [2]int{65, 65}, ""},
+		// Connection IDs: every encrypted record carries the C bit and
+		// the receiver's 4-byte CID.
+		{"wolfssl-cid-aes256gcm.txt", suiteTLSAES256GCMSHA384, groupSecp256r1, 0, [2]int{65, 65}, "dtls"},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
-			checkCapture13(t, loadCapture13(t, tc.file), tc.suite, tc.group, tc.hrrGroup, tc.shares)
+			checkCapture13(t, loadCapture13(t, tc.file), tc.suite, tc.group, tc.hrrGroup, tc.shares, tc.cid)
 		})
 	}
 }
@@ -175,7 +179,7 @@ type decoded13 struct {
 }
 
 // decodeCapture13 decrypts and reassembles a capture with the key log.
-func decodeCapture13(t *testing.T, c *captured13) *decoded13 {
+func decodeCapture13(t *testing.T, c *captured13, cidLen int) *decoded13 {
 	var (
 		msgs        []message13
 		reasm       [2]reassembly13 // [0] server, [1] client
@@ -219,7 +223,7 @@ func decodeCapture13(t *testing.T, c *captured13) *decoded13 {
 				// decrypt in place); compared with the step-by-step path
 				// below.
 				if tables[dir] == nil {
-					tables[dir] = newReadEpochs13(0, defaultReplayWindow)
+					tables[dir] = newReadEpochs13(cidLen, defaultReplayWindow)
 					for _, epoch := range []uint64{2, 3} {
 						k, err := newEpochKeys13(suite, epoch, c.keylog[secretNames[[2]uint64{uint64(dir), epoch}]])
 						if err != nil {
@@ -231,7 +235,7 @@ func decodeCapture13(t *testing.T, c *captured13) *decoded13 {
 					}
 				}
 				rnT, typT, contentT, restT, _, reasonT := tables[dir].open(bytes.Clone(b))
-				h, hdr, body, rest, reason := parseUnifiedHeader(b, 0)
+				h, hdr, body, rest, reason := parseUnifiedHeader(b, cidLen)
 				if reason != dropNone {
 					t.Fatalf("unified header %x: %v", b[:min(len(b), 8)], reason)
 				}
@@ -303,8 +307,8 @@ func decodeCapture13(t *testing.T, c *captured13) *decoded13 {
 	return &decoded13{msgs: msgs, suite: suite, sent: sent, acks: acks, appData: appData, alerts: alerts}
 }
 
-func checkCapture13(t *testing.T, c *captured13, wantSuite uint16, wantGroup, hrrGroup tls.CurveID, shares [2]int) {
-	d := decodeCapture13(t, c)
+func checkCapture13(t *testing.T, c *captured13, wantSuite uint16, wantGroup, hrrGroup tls.CurveID, shares [2]int, cid string) {
+	d := decodeCapture13(t, c, len(cid))
 	msgs, suite := d.msgs, d.suite
 	// The handshake, message by message.
 	wantTypes := []struct {
@@ -360,6 +364,14 @@ func checkCapture13(t *testing.T, c *captured13, wantSuite uint16, wantGroup, hr
 		sh.cipherSuite != wantSuite || sh.serverShare.group != wantGroup || len(sh.serverShare.data) != shares[1] ||
 		len(sh.sessionIDEcho) != 0 {
 		t.Errorf("ServerHello: version %#x/%#x suite %#x share %v/%d", sh.vers, sh.supportedVersion, sh.cipherSuite, sh.serverShare.group, len(sh.serverShare.data))
+	}
+	// connection_id travels in the ClientHello and ServerHello in 1.3 too.
+	if cid != "" && (!ch2.hasConnectionID || string(ch2.connectionID) != cid ||
+		!sh.hasConnectionID || string(sh.connectionID) != cid) {
+		t.Errorf("connection_id: client %v %q, server %v %q", ch2.hasConnectionID, ch2.connectionID, sh.hasConnectionID, sh.connectionID)
+	}
+	if cid == "" && (ch2.hasConnectionID || sh.hasConnectionID) {
+		t.Error("connection_id without CIDs")
 	}
 	if len(cert.context) != 0 || len(cert.entries) != 1 {
 		t.Fatalf("Certificate: context %x, %d entries", cert.context, len(cert.entries))
@@ -417,7 +429,8 @@ func sha256Sum(b []byte) []byte {
 
 // captureFiles13 are the captures in testdata/dtls13, also fuzz seeds.
 var captureFiles13 = []string{"wolfssl-x25519mlkem768-aes256gcm.txt", "wolfssl-p256-chacha20.txt",
-	"wolfssl-p256-aes128ccm.txt", "wolfssl-p256-aes128ccm8.txt", "wolfssl-psk-aes128gcm.txt"}
+	"wolfssl-p256-aes128ccm.txt", "wolfssl-p256-aes128ccm8.txt", "wolfssl-psk-aes128gcm.txt",
+	"wolfssl-cid-aes256gcm.txt"}
 
 // checkRecords13 checks the non-handshake records of a capture: ACKs name
 // only records the other side sent, the application data went both ways,
@@ -453,7 +466,7 @@ func checkRecords13(t *testing.T, d *decoded13) {
 // message_hash).
 func TestDTLS13WolfSSLPSKKeySchedule(t *testing.T) {
 	c := loadCapture13(t, "wolfssl-psk-aes128gcm.txt")
-	d := decodeCapture13(t, c)
+	d := decodeCapture13(t, c, 0)
 	checkRecords13(t, d)
 	msgs, suite := d.msgs, d.suite
 	want := []handshakeType{typeClientHello, typeServerHello, typeClientHello, typeServerHello,
