@@ -475,7 +475,11 @@ func FuzzUnifiedHeader(f *testing.F) {
 	for _, name := range captureFiles13 {
 		for _, d := range loadCapture13(f, name).datagrams {
 			if classifyRecord(d.b[0]) == classCiphertext13 {
-				f.Add(d.b, uint8(len(d.b[:1])*4*int(d.b[0]&uhCIDBit>>4))) // 4: the CID capture's length
+				cidLen := uint8(0)
+				if d.b[0]&uhCIDBit != 0 {
+					cidLen = 4 // the CID capture's "dtls"
+				}
+				f.Add(d.b, cidLen)
 			}
 		}
 	}
