@@ -25,15 +25,20 @@ package dtls
 // 0 (plaintext: the 1.2 header code with version 0xfefd), 1 (0-RTT:
 // client write, server read, dropped when the first epoch-3 record
 // authenticates), 2 (handshake), 3 (application_traffic_secret_0), and
-// after KeyUpdates N-1 and N. The read side is readEpochs13: four slots
-// by the epoch's low bits, so the live set {2, 3, N-1, N} (or {1, 2, 3})
-// always fits; installing epoch N+4 evicts N, which RFC 9147 §8's "one
-// KeyUpdate outstanding" and the ACK round trip before switching keep
-// long gone. The server keeps epoch 2's read keys for 2×MSL after the
-// handshake to take, and re-ACK, a retransmitted client Finished; the
-// Conn's timer discards it. The write side is one epochKeys13 plus its
-// next sequence number; the new write epoch is installed only when the
-// KeyUpdate and everything before it is ACKed (erratum 8047), and the
+// after KeyUpdates N-1 and N. The refactored recordLayer (main, issue 11)
+// already holds such a table (maxEpochs = 5, slots not indexed by low
+// bits); the 1.3 path should live in it rather than beside it: its read
+// and write slots take an epochKeys13 (or epochKeys gains the masker and
+// the usage counters), and the unified header's two epoch bits pick the
+// held epoch that reconstructEpoch finds closest to the highest read
+// epoch. readEpochs13 below is that logic standing alone (four slots by
+// the low bits, which the live set {2, 3, N-1, N} or {1, 2, 3} always
+// fits), tested on wolfSSL's records; fold it into recordLayer's read
+// side when wiring. The server keeps epoch 2's read keys for 2×MSL after
+// the handshake to take, and re-ACK, a retransmitted client Finished;
+// the Conn's timer discards it. The write side is one epochKeys13 plus
+// its next sequence number; the new write epoch is installed only when
+// the KeyUpdate and everything before it is ACKed (erratum 8047), and the
 // sender watches usage.sealState(): usageKeyUpdate starts a KeyUpdate,
 // usageExhausted stops sending. A failed authentication's usage13 of
 // usageKeyUpdate sends KeyUpdate(update_requested); usageExhausted closes
