@@ -62,9 +62,10 @@ package dtls
 // a 1.2 ClientHello with a HelloVerifyRequest answers a 1.3 one (parsed by
 // clientHelloMsg13, fragmented or not, through the same bounded
 // pre-cookie pool, with no cryptography) with a stateless
-// HelloRetryRequest. Its cookie is sealed under the gate's rotating cookie
-// key (hello_gate.go after the refactor) over Hash(ClientHello1), the chosen suite and group,
-// the client address, the time and the key id. selected_group asks for
+// HelloRetryRequest. Its cookie is sealed under the gate's rotating
+// cookie key (hello_gate.go after the refactor) over Hash(ClientHello1),
+// the chosen suite and group, the client address, the time and the key
+// id. selected_group asks for
 // X25519MLKEM768 when the client supports it but sent no share for it,
 // so the post-quantum group costs no round trip beyond the cookie's; the
 // HRR stays within 3× the bytes received. A second ClientHello whose
