@@ -192,6 +192,20 @@ type Config struct {
 	// MKI.
 	SRTPMKI []byte
 
+	// HandshakeOutcome, if not nil, is called by a Listener when a
+	// server handshake ends, completed or failed, with the peer's
+	// address, the error (errors.Is-able: ErrUnknownPSKIdentity,
+	// ErrBadCertificate, ErrHandshakeTimeout; AlertError for an alert
+	// from the peer), the PSK identity or certificate the peer presented
+	// and how long the handshake took: a cheap, typed way to log and
+	// count handshakes, which a Tracer does only by seeing every packet.
+	// HandshakeOutcome explains why this is a callback. It runs in the
+	// handshake's goroutine, concurrently for different peers, before a
+	// completed connection is queued for Accept: it should return soon.
+	// It is not called for connections of Dial, Client or Server, whose
+	// caller gets the error from Handshake.
+	HandshakeOutcome func(HandshakeOutcome)
+
 	// Listener limits. A Listener (Listen, NewListener) bounds what
 	// peers can make it hold. The zero value of each field below means
 	// the default it states; Listen and NewListener refuse a negative
@@ -316,7 +330,16 @@ type ConnectionState struct {
 	CurveID               tls.CurveID
 	SignatureScheme       tls.SignatureScheme
 	PeerPublicKey         crypto.PublicKey // the peer's raw public key (RFC 7250); nil with X.509
-	ekm                   func(label string, context []byte, length int) ([]byte, error)
+	// HandshakeStart is when the handshake started: on a client, when
+	// Handshake (or the first Read or Write) began; on a Listener's
+	// connection, when the ClientHello with a valid cookie arrived (the
+	// stateless cookie exchange before it is not counted). It is read
+	// from the system clock, not Config.Time.
+	HandshakeStart time.Time
+	// HandshakeDuration is how long the handshake took, from
+	// HandshakeStart to its completion, on the monotonic clock.
+	HandshakeDuration time.Duration
+	ekm               func(label string, context []byte, length int) ([]byte, error)
 }
 
 // ExportKeyingMaterial returns length bytes of keying material derived

@@ -56,6 +56,13 @@ type Conn struct {
 	hs                *handshakeTransport
 	rl                *recordLayer
 	state             connState
+	// hsStart is when the handshake started (a Listener sets it when the
+	// cookie-verified ClientHello arrives), hsDuration how long it took
+	// to complete or fail, for ConnectionState and HandshakeOutcome.
+	hsStart    time.Time
+	hsDuration time.Duration
+	// alertSent is the fatal alert we sent, plus one; 0 if none.
+	alertSent atomic.Uint32
 
 	// in guards the read side after the handshake.
 	in        sync.Mutex
@@ -235,6 +242,10 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 	}
 	c.in.Lock()
 	defer c.in.Unlock()
+	if c.hsStart.IsZero() {
+		c.hsStart = time.Now()
+	}
+	defer func() { c.hsDuration = time.Since(c.hsStart) }()
 
 	deadline := c.config.time().Add(c.config.handshakeTimeout())
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
@@ -280,6 +291,8 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 		// RFC 6347 §4.1.2.7 names for it.
 		err = c.fail(alertBadRecordMAC, fmt.Errorf("%w; %d of the peer's protected records failed authentication (wrong PSK?)", err, n))
 	}
+	a := c.alertSent.Load()
+	err = classifyHandshakeError(err, alert(a-1), a != 0)
 	c.handshakeErr = err
 	c.trace(&TraceEvent{Kind: TraceHandshakeFailed, Reason: err.Error()})
 	return err
@@ -297,6 +310,8 @@ func (c *Conn) ConnectionState() ConnectionState {
 	cs := ConnectionState{
 		Version:           VersionDTLS12,
 		HandshakeComplete: c.handshakeComplete.Load(),
+		HandshakeStart:    c.hsStart,
+		HandshakeDuration: c.hsDuration,
 	}
 	if !cs.HandshakeComplete {
 		return cs
@@ -979,6 +994,7 @@ func (c *Conn) fail(a alert, err error) error {
 	if !c.fatalErr.CompareAndSwap(nil, &err) {
 		return c.fatal()
 	}
+	c.alertSent.Store(uint32(a) + 1)
 	c.out.Lock()
 	defer c.out.Unlock()
 	c.sendAlertLocked(alertLevelError, a)

@@ -446,6 +446,7 @@ func (hs *handshakeState) readClientFlight() error {
 	if kx.isPSK() {
 		psk, err := c.config.PSK(ckx.pskIdentity)
 		if err != nil || len(psk) == 0 {
+			c.state.pskIdentity = append([]byte(nil), ckx.pskIdentity...) // for HandshakeOutcome
 			return c.fail(alertUnknownPSKIdentity, fmt.Errorf("dtls: unknown PSK identity %q", ckx.pskIdentity))
 		}
 		hs.pskIdentity = append([]byte(nil), ckx.pskIdentity...)

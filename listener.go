@@ -2,6 +2,9 @@ package dtls
 
 import (
 	"context"
+	"crypto"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -151,10 +154,21 @@ type Listener struct {
 	ctx       context.Context // cancelled by Close: aborts handshakes
 	cancel    context.CancelFunc
 	accept    chan *Conn
-	done      chan struct{}
+	done      chan struct{} // closed by Close
 	closeOnce sync.Once
 	wg        sync.WaitGroup
 	stats     listenerCounters
+
+	// Shutdown. stopAccept, closed by Shutdown or Close, ends Accept.
+	// draining, set by Shutdown under mu, stops new handshakes (admit
+	// reads it under mu) and makes handshakes that complete end with a
+	// close_notify instead of going to Accept. handshaking counts the
+	// serve goroutines: admit adds under mu while not draining, so that
+	// once draining is set it only goes down, and Shutdown can wait.
+	stopAccept     chan struct{}
+	stopAcceptOnce sync.Once
+	draining       atomic.Bool
+	handshaking    sync.WaitGroup
 
 	// Limits, from the Config with defaults filled in.
 	queueLen      int
@@ -221,7 +235,8 @@ func Listen(network, laddr string, config *Config) (*Listener, error) {
 }
 
 // NewListener serves DTLS on pc. The Listener owns pc: closing it closes
-// pc, which ends the connections it accepted too. It refuses a Config
+// pc, which ends the connections it accepted too (Shutdown tells their
+// peers, Close does not). It refuses a Config
 // whose Listener limits make no sense (see Config), and asks the kernel
 // for a receive buffer of Config.ReceiveBufferSize.
 func NewListener(pc net.PacketConn, config *Config) (*Listener, error) {
@@ -243,6 +258,8 @@ func NewListener(pc net.PacketConn, config *Config) (*Listener, error) {
 		accept:  make(chan *Conn, config.acceptBacklog()),
 		scratch: make([]byte, maxDatagramSize),
 		done:    make(chan struct{}),
+
+		stopAccept: make(chan struct{}),
 	}
 	l.udp, _ = pc.(*net.UDPConn)
 	l.sizeReceiveBuffer()
@@ -286,14 +303,105 @@ func (l *Listener) sizeReceiveBuffer() {
 }
 
 // Accept waits for and returns the next connection whose handshake
-// completed. The net.Conn is a *Conn.
+// completed. The net.Conn is a *Conn. Once Shutdown or Close has been
+// called it returns net.ErrClosed, as a net.Listener does.
 func (l *Listener) Accept() (net.Conn, error) {
+	return l.AcceptContext(context.Background())
+}
+
+// AcceptContext is Accept that also returns, with ctx.Err(), when ctx is
+// done before a connection is ready.
+func (l *Listener) AcceptContext(ctx context.Context) (net.Conn, error) {
+	// A stopped Listener returns no connection, even one still queued:
+	// Shutdown has sent it a close_notify.
+	select {
+	case <-l.stopAccept:
+		return nil, net.ErrClosed
+	default:
+	}
 	select {
 	case c := <-l.accept:
 		return c, nil
-	case <-l.done:
+	case <-l.stopAccept:
 		return nil, net.ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
+}
+
+func (l *Listener) stopAccepting() {
+	l.stopAcceptOnce.Do(func() { close(l.stopAccept) })
+}
+
+// Shutdown shuts the Listener down gracefully, as net/http's
+// Server.Shutdown does a server: it stops accepting (Accept returns
+// net.ErrClosed) and answers no new ClientHello; it ends every
+// established connection, accepted or waiting for Accept, with a
+// close_notify, so that each peer sees the end at once (its Read returns
+// io.EOF) rather than after a timeout; it lets the handshakes in progress
+// finish, and ends those that complete the same way. The connections'
+// own Read and Write return ErrListenerClosed. Then it closes the
+// Listener and its socket, and returns Close's error.
+//
+// If ctx is done first, Shutdown closes the Listener at once (see Close:
+// the handshakes still in progress are aborted without an alert) and
+// returns ctx.Err(). The handshakes left are bounded by
+// Config.HandshakeTimeout, and by a quarter of it without progress, so a
+// ctx that allows that much time always sees them end.
+//
+// Shutdown returns when every goroutine of the Listener has ended. It
+// may be called more than once, and with or after Close.
+func (l *Listener) Shutdown(ctx context.Context) error {
+	l.mu.Lock()
+	l.draining.Store(true)
+	l.mu.Unlock()
+	l.stopAccepting()
+	l.endEstablished()
+	handshakesDone := make(chan struct{})
+	go func() {
+		l.handshaking.Wait() // nothing adds once draining is set
+		close(handshakesDone)
+	}()
+	select {
+	case <-handshakesDone:
+	case <-ctx.Done():
+		l.Close()
+		<-handshakesDone // Close waited for the handshakes to end
+		return ctx.Err()
+	}
+	// A handshake that completed while draining ended its own
+	// connection with a close_notify (serve); this catches one that
+	// was established just before draining was set.
+	l.endEstablished()
+	return l.Close()
+}
+
+// endEstablished ends every established connection with a close_notify
+// and ErrListenerClosed, and forgets it.
+func (l *Listener) endEstablished() {
+	l.mu.Lock()
+	ended := make([]*listenerConnIO, 0, len(l.conns))
+	for cio := range l.conns {
+		ended = append(ended, cio)
+		l.forgetLocked(cio)
+	}
+	l.mu.Unlock()
+	for _, cio := range ended {
+		l.endWithCloseNotify(cio, ErrListenerClosed)
+	}
+}
+
+// endWithCloseNotify sends a close_notify on an established connection,
+// unless it is closed or failed already, and ends it with err, which its
+// Read and Write then return.
+func (l *Listener) endWithCloseNotify(cio *listenerConnIO, err error) {
+	c := cio.conn
+	c.out.Lock()
+	if !c.closed.Load() && !cio.isDone() && c.fatal() == nil {
+		c.sendAlertLocked(alertLevelWarning, alertCloseNotify)
+	}
+	c.out.Unlock()
+	cio.shutdownWith(err)
 }
 
 // Addr returns the listener's local address.
@@ -308,14 +416,17 @@ func (l *Listener) isClosed() bool {
 	}
 }
 
-// Close stops the listener: it aborts the handshakes in progress, ends
-// every connection it accepted or holds for Accept (their Read and Write
-// return ErrListenerClosed; no close_notify is sent) and closes the
-// socket. It waits for the listener's goroutines to end. Accept then
-// returns net.ErrClosed.
+// Close stops the listener at once: it aborts the handshakes in progress
+// (their peers are sent nothing), ends every connection it accepted or
+// holds for Accept without sending a close_notify (their Read and Write
+// return ErrListenerClosed; their peers notice only by their own
+// timeouts) and closes the socket. It waits for the listener's goroutines
+// to end. Accept then returns net.ErrClosed. Shutdown is the graceful
+// way, which tells every peer.
 func (l *Listener) Close() error {
 	var err error
 	l.closeOnce.Do(func() {
+		l.stopAccepting()
 		close(l.done)
 		l.cancel()
 		err = l.pc.Close()
@@ -388,7 +499,7 @@ func (l *Listener) readLoop() {
 			// association: the client may have restarted on the same
 			// port (RFC 6347 §4.2.8). Handled unless it is the
 			// association's own ClientHello again.
-			if byAddr && looksLikeClientHello(d) {
+			if byAddr && looksLikeClientHello(d) && !l.draining.Load() {
 				if l.handleHello(d, ap, cio, len(d)) {
 					continue
 				}
@@ -400,6 +511,12 @@ func (l *Listener) readLoop() {
 				}
 			}
 			cio.deliver(d, ap)
+			continue
+		}
+		if l.draining.Load() {
+			// Shutting down: no new peer, not even a stateless
+			// HelloVerifyRequest.
+			l.drop(dropListenerClosed, ap, n)
 			continue
 		}
 		if !l.handleHello(d, ap, nil, len(d)) && !l.handleHelloFragments(d, ap, nil) {
@@ -502,6 +619,7 @@ func (l *Listener) handleHello(d []byte, ap netip.AddrPort, existing *listenerCo
 	}
 	copy(cio.helloRandom[:], ch.random)
 	c := newConn(cio, l.config, false)
+	c.hsStart = time.Now()
 	c.hs.setInitialRTT(l.cookies.roundTrip(now, hdr.seq, ch.cookie)) // RFC 9147 §5.8.2: the cookie round trip
 	c.listener = l
 	cio.conn = c
@@ -596,6 +714,7 @@ func (l *Listener) traceStatelessExchange(now time.Time, ap netip.AddrPort, ch [
 
 func (l *Listener) serve(c *Conn) {
 	defer l.wg.Done()
+	defer l.handshaking.Done()
 	err := c.HandshakeContext(l.ctx)
 	cio := c.io.(*listenerConnIO)
 	var evicted *listenerConnIO
@@ -618,12 +737,14 @@ func (l *Listener) serve(c *Conn) {
 	}
 	if err != nil {
 		l.stats.handshakesFailed.Add(1)
+		l.reportOutcome(c, err)
 		c.Close()
 		return
 	}
 	l.stats.handshakesCompleted.Add(1)
-	if l.isClosed() {
-		c.Close()
+	l.reportOutcome(c, nil)
+	if l.isClosed() || l.draining.Load() {
+		c.Close() // with a close_notify: the handshake completed
 		return
 	}
 	// The backlog is full when the application accepts more slowly than
@@ -639,6 +760,76 @@ func (l *Listener) serve(c *Conn) {
 		}
 		c.Close()
 	}
+}
+
+// HandshakeOutcome describes a handshake that a Listener ran to its end,
+// completed or failed, for Config.HandshakeOutcome.
+//
+// Why a callback rather than an Accept that returns connections before
+// their handshake, as crypto/tls's Listener does: the Listener runs
+// handshakes itself so that it can bound them (MaxHandshakes,
+// MaxHandshakesPerSource, the stall timeout, AcceptBacklog) against
+// peers that get past the cookie, which costs an attacker only a round
+// trip. Handing out connections before their handshake would move that
+// job, and a goroutine per handshake, to every application, and let
+// unauthenticated connections fill the Accept backlog. The callback costs
+// nothing when nil, sees failures that never reach Accept, and leaves
+// Accept returning only authenticated peers.
+type HandshakeOutcome struct {
+	// RemoteAddr is the peer's address.
+	RemoteAddr net.Addr
+	// Start is when the ClientHello with a valid cookie arrived, and
+	// Duration how long the handshake ran from then, as in
+	// ConnectionState.HandshakeStart and HandshakeDuration.
+	Start    time.Time
+	Duration time.Duration
+	// Err is nil when the handshake completed. Otherwise it says why it
+	// failed and matches (errors.Is) ErrUnknownPSKIdentity,
+	// ErrBadCertificate or ErrHandshakeTimeout when one applies, an
+	// AlertError when the peer sent a fatal alert (errors.As), and
+	// context.Canceled when the Listener was closed during the handshake.
+	Err error
+	// PSKIdentity is the identity the client sent with a PSK suite, also
+	// when the handshake failed because Config.PSK did not know it.
+	PSKIdentity []byte
+	// PeerCertificates is the client's certificate chain, when it sent
+	// one and the handshake got that far: also a chain that failed
+	// verification (Err then wraps a *tls.CertificateVerificationError
+	// with the chain).
+	PeerCertificates []*x509.Certificate
+	// PeerPublicKey is the client's raw public key (RFC 7250), when it
+	// authenticated with one.
+	PeerPublicKey crypto.PublicKey
+	// State is the connection's state when the handshake completed; its
+	// HandshakeComplete is false when Err is not nil.
+	State ConnectionState
+}
+
+// reportOutcome calls Config.HandshakeOutcome, if set, for c's handshake,
+// which ended with err. It runs in c's serve goroutine, after the
+// handshake, when no one else uses c.
+func (l *Listener) reportOutcome(c *Conn, err error) {
+	f := l.config.HandshakeOutcome
+	if f == nil {
+		return
+	}
+	o := HandshakeOutcome{
+		RemoteAddr:       c.RemoteAddr(),
+		Start:            c.hsStart,
+		Duration:         c.hsDuration,
+		Err:              err,
+		PSKIdentity:      c.state.pskIdentity,
+		PeerCertificates: c.state.peerCertificates,
+		PeerPublicKey:    c.state.peerPublicKey,
+	}
+	var cve *tls.CertificateVerificationError
+	if len(o.PeerCertificates) == 0 && errors.As(err, &cve) {
+		o.PeerCertificates = cve.UnverifiedCertificates
+	}
+	if err == nil {
+		o.State = c.ConnectionState()
+	}
+	f(o)
 }
 
 // forget drops everything the Listener keeps for cio: its handshake slot
@@ -672,13 +863,7 @@ func (l *Listener) longestIdleLocked() *listenerConnIO {
 // under MaxConnections. Its peer is probably there, so it gets a
 // close_notify and may handshake again at once.
 func (l *Listener) evict(cio *listenerConnIO) {
-	c := cio.conn
-	c.out.Lock()
-	if !c.closed.Load() && !cio.isDone() {
-		c.sendAlertLocked(alertLevelWarning, alertCloseNotify)
-	}
-	c.out.Unlock()
-	cio.shutdownWith(ErrEvicted)
+	l.endWithCloseNotify(cio, ErrEvicted)
 	l.stats.evicted.Add(1)
 	if l.config.Tracer != nil {
 		l.traceEvent(TraceListenerEvent, cio.peer.Load().ap, 0, "evicted for MaxConnections")
@@ -709,7 +894,7 @@ func (l *Listener) admit(cio *listenerConnIO) (listenerDrop, bool) {
 	cio.src = sourcePrefix(cio.peer.Load().ap.Addr())
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.isClosed() {
+	if l.isClosed() || l.draining.Load() {
 		return dropListenerClosed, false
 	}
 	if l.perSource[cio.src] >= l.maxPerSource {
@@ -728,6 +913,7 @@ func (l *Listener) admit(cio *listenerConnIO) (listenerDrop, bool) {
 	}
 	l.handshakes[cio] = struct{}{}
 	l.perSource[cio.src]++
+	l.handshaking.Add(1) // its serve goroutine's; under mu, while not draining
 	return 0, true
 }
 
