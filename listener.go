@@ -787,7 +787,8 @@ type HandshakeOutcome struct {
 	// failed and matches (errors.Is) ErrUnknownPSKIdentity,
 	// ErrBadCertificate or ErrHandshakeTimeout when one applies, an
 	// AlertError when the peer sent a fatal alert (errors.As), and
-	// context.Canceled when the Listener was closed during the handshake.
+	// ErrListenerClosed when the Listener was closed during the
+	// handshake.
 	Err error
 	// PSKIdentity is the identity the client sent with a PSK suite, also
 	// when the handshake failed because Config.PSK did not know it.
