@@ -445,7 +445,7 @@ func (c *Conn) Read(b []byte) (int, error) {
 func (c *Conn) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
-		if c.handshakeComplete.Load() && c.fatal() == nil {
+		if c.handshakeComplete.Load() && c.fatal() == nil && !c.endedByListener() {
 			c.out.Lock()
 			c.sendAlertLocked(alertLevelWarning, alertCloseNotify)
 			c.out.Unlock()

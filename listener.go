@@ -391,6 +391,14 @@ func (l *Listener) endEstablished() {
 	}
 }
 
+// endedByListener reports whether c is a Listener's connection that the
+// Listener ended (Shutdown, eviction, idle timeout, a restarted peer,
+// Close): its Close then has nothing to send, nor a socket to send on.
+func (c *Conn) endedByListener() bool {
+	cio, ok := c.io.(*listenerConnIO)
+	return ok && cio.isDone()
+}
+
 // endWithCloseNotify sends a close_notify on an established connection,
 // unless it is closed or failed already, and ends it with err, which its
 // Read and Write then return.
