@@ -171,6 +171,20 @@ type Config struct {
 	// from its cache), a client does not ask for them.
 	SessionTicketsDisabled bool
 
+	// SessionCacheSize bounds the sessions a server keeps for resumption
+	// by session ID (RFC 5246 §7.3); the least recently used is evicted.
+	// Each holds a master secret and the client's certificate chain, if
+	// any: a few KB. Tickets need no server memory. If 0, 1024; at most
+	// 262144. Listen refuses a negative or larger value.
+	SessionCacheSize int
+
+	// SessionLifetime bounds how long after its full handshake a session
+	// may be resumed, by ID or ticket, on either side; a server sends it
+	// as the ticket lifetime hint (RFC 5077 §5.6). If 0, 24 hours, the
+	// limit RFC 5246 §F.1.4 suggests; at most 7 days (RFC 8446 §4.6.1's
+	// limit for tickets). Listen refuses a negative or longer value.
+	SessionLifetime time.Duration
+
 	// ClientSessionCache, on a client, keeps sessions for resumption,
 	// keyed by ServerName or, without one, the server's address, with the
 	// round-trip time measured on the connection that made them, which

@@ -89,7 +89,7 @@ func (hs *handshakeState) sendSessionTicket() error {
 	if plain, err := s.marshal(); err == nil {
 		if ticket, err := c.config.sealTicket(plain); err == nil && len(ticket) <= 0xffff {
 			nst.ticket = ticket
-			left := time.Unix(int64(s.createdAt), 0).Add(maxSessionLifetime).Sub(now)
+			left := time.Unix(int64(s.createdAt), 0).Add(c.config.sessionLifetime()).Sub(now)
 			nst.lifetimeHint = uint32(max(left, time.Second) / time.Second)
 		}
 	}
@@ -137,7 +137,7 @@ func (hs *handshakeState) checkForResumption() bool {
 	}
 	// A client's state never resumes on a server, whatever store it
 	// came through (pion CVE-2026-135390).
-	if s == nil || s.isClient || s.version != VersionDTLS12 || !s.ems || s.expired(now) {
+	if s == nil || s.isClient || s.version != VersionDTLS12 || !s.ems || s.expired(now, c.config.sessionLifetime()) {
 		return false
 	}
 	if s.serverName != ch.serverName {
@@ -365,7 +365,7 @@ func (hs *handshakeState) restartWithoutTicket() error {
 func (c *Conn) sessionUsable(cs *ClientSessionState, hello *clientHelloMsg) bool {
 	s := cs.state
 	now := c.config.time()
-	if !s.isClient || s.version != VersionDTLS12 || !s.ems || s.expired(now) {
+	if !s.isClient || s.version != VersionDTLS12 || !s.ems || s.expired(now, c.config.sessionLifetime()) {
 		return false
 	}
 	if cs.lifetime > 0 && !now.Before(cs.receivedAt.Add(cs.lifetime)) {

@@ -1087,6 +1087,7 @@ func (c *Config) checkListenerLimits() error {
 		{"MaxQueuedBytes", c.MaxQueuedBytes},
 		{"AcceptBacklog", c.AcceptBacklog},
 		{"MaxConnections", c.MaxConnections},
+		{"SessionCacheSize", c.SessionCacheSize},
 	} {
 		if f.v < 0 {
 			return fmt.Errorf("dtls: Config.%s is negative (%d); 0 means the default", f.name, f.v)
@@ -1099,6 +1100,12 @@ func (c *Config) checkListenerLimits() error {
 		return fmt.Errorf("dtls: Config.AcceptBacklog (%d) is more than %d", c.AcceptBacklog, maxAcceptBacklog)
 	case c.MaxQueuedDatagrams > maxQueuedDatagramsLimit:
 		return fmt.Errorf("dtls: Config.MaxQueuedDatagrams (%d) is more than %d", c.MaxQueuedDatagrams, maxQueuedDatagramsLimit)
+	case c.SessionCacheSize > maxServerSessions:
+		return fmt.Errorf("dtls: Config.SessionCacheSize (%d) is more than %d", c.SessionCacheSize, maxServerSessions)
+	case c.SessionLifetime < 0:
+		return fmt.Errorf("dtls: Config.SessionLifetime is negative (%v); 0 means the default", c.SessionLifetime)
+	case c.SessionLifetime > maxSessionLifetime:
+		return fmt.Errorf("dtls: Config.SessionLifetime (%v) is more than %v", c.SessionLifetime, maxSessionLifetime)
 	}
 	return nil
 }
