@@ -365,9 +365,13 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 	select {
 	case <-handshakesDone:
 	case <-ctx.Done():
-		l.Close()
-		<-handshakesDone // Close waited for the handshakes to end
-		return ctx.Err()
+		select {
+		case <-handshakesDone: // both ready: nothing was cut short
+		default:
+			l.Close()
+			<-handshakesDone // Close waited for the handshakes to end
+			return ctx.Err()
+		}
 	}
 	// A handshake that completed while draining ended its own
 	// connection with a close_notify (serve); this catches one that
