@@ -47,6 +47,14 @@ import (
 // (shutdownWith), ends its connection: its Read and Write return that
 // reason (ErrIdleTimeout, ErrEvicted, ErrPeerRestarted, ErrListenerClosed).
 //
+// Shutdown. Shutdown sets draining under mu, after which admit starts no
+// handshake and the reader answers no new ClientHello; it ends the
+// established connections with a close_notify, waits (serving, drained)
+// for the serve goroutines, each of which ends a connection that
+// completed meanwhile the same way instead of queueing it for Accept,
+// then closes. Close is the abrupt end, and what Shutdown falls back on
+// when its ctx ends.
+//
 // Limits. Before a cookie, nothing per peer but the hello pool (limits in
 // hello_pool.go). After it: a handshake slot (MaxHandshakes,
 // MaxHandshakesPerSource, the stall timeout, HandshakeTimeout), a queue
@@ -162,13 +170,10 @@ type Listener struct {
 	// Shutdown. stopAccept, closed by Shutdown or Close, ends Accept.
 	// draining, set by Shutdown under mu, stops new handshakes (admit
 	// reads it under mu) and makes handshakes that complete end with a
-	// close_notify instead of going to Accept. handshaking counts the
-	// serve goroutines: admit adds under mu while not draining, so that
-	// once draining is set it only goes down, and Shutdown can wait.
+	// close_notify instead of going to Accept.
 	stopAccept     chan struct{}
 	stopAcceptOnce sync.Once
 	draining       atomic.Bool
-	handshaking    sync.WaitGroup
 
 	// Limits, from the Config with defaults filled in.
 	queueLen      int
@@ -194,6 +199,12 @@ type Listener struct {
 	handshakes map[*listenerConnIO]struct{}
 	perSource  map[netip.Prefix]int
 	conns      map[*listenerConnIO]struct{}
+	// serving counts the serve goroutines, which outlive their
+	// handshake slot; admit adds one while not draining, so that once
+	// draining is set it only goes down. drained, made by Shutdown when
+	// it has to wait, is closed when serving reaches 0.
+	serving int
+	drained chan struct{}
 
 	rcvbuf       int  // the socket's receive buffer, as the kernel granted it; 0 if unknown
 	rcvbufCapped bool // less than Config.ReceiveBufferSize
@@ -354,23 +365,23 @@ func (l *Listener) stopAccepting() {
 func (l *Listener) Shutdown(ctx context.Context) error {
 	l.mu.Lock()
 	l.draining.Store(true)
+	if l.serving > 0 && l.drained == nil {
+		l.drained = make(chan struct{})
+	}
+	drained := l.drained // nil: no handshake to wait for
 	l.mu.Unlock()
 	l.stopAccepting()
 	l.endEstablished()
-	handshakesDone := make(chan struct{})
-	go func() {
-		l.handshaking.Wait() // nothing adds once draining is set
-		close(handshakesDone)
-	}()
-	select {
-	case <-handshakesDone:
-	case <-ctx.Done():
+	if drained != nil {
 		select {
-		case <-handshakesDone: // both ready: nothing was cut short
-		default:
-			l.Close()
-			<-handshakesDone // Close waited for the handshakes to end
-			return ctx.Err()
+		case <-drained:
+		case <-ctx.Done():
+			select {
+			case <-drained: // both ready: nothing was cut short
+			default:
+				l.Close() // aborts the handshakes and waits for them
+				return ctx.Err()
+			}
 		}
 	}
 	// A handshake that completed while draining ended its own
@@ -726,7 +737,7 @@ func (l *Listener) traceStatelessExchange(now time.Time, ap netip.AddrPort, ch [
 
 func (l *Listener) serve(c *Conn) {
 	defer l.wg.Done()
-	defer l.handshaking.Done()
+	defer l.doneServing()
 	err := c.HandshakeContext(l.ctx)
 	cio := c.io.(*listenerConnIO)
 	var evicted *listenerConnIO
@@ -845,6 +856,17 @@ func (l *Listener) reportOutcome(c *Conn, err error) {
 	f(o)
 }
 
+// doneServing counts a serve goroutine out, and tells a Shutdown waiting
+// for the last one.
+func (l *Listener) doneServing() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.serving--; l.serving == 0 && l.drained != nil {
+		close(l.drained)
+		l.drained = nil
+	}
+}
+
 // forget drops everything the Listener keeps for cio: its handshake slot
 // or its place among the established connections, and its routes.
 func (l *Listener) forget(cio *listenerConnIO) {
@@ -926,7 +948,7 @@ func (l *Listener) admit(cio *listenerConnIO) (listenerDrop, bool) {
 	}
 	l.handshakes[cio] = struct{}{}
 	l.perSource[cio.src]++
-	l.handshaking.Add(1) // its serve goroutine's; under mu, while not draining
+	l.serving++ // its serve goroutine, which handleHello starts
 	return 0, true
 }
 
