@@ -283,8 +283,9 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 			err = fmt.Errorf("dtls: handshake timed out: %w", os.ErrDeadlineExceeded)
 		}
 	}
-	if n := c.drops[dropBadMAC].Load(); n > 0 && isTimeout(err) {
-		// The handshake timed out or gave up retransmitting, and
+	if n := c.drops[dropBadMAC].Load(); n > 0 && (isTimeout(err) || errors.Is(err, errHandshakeStalled)) {
+		// The handshake timed out, gave up retransmitting or was ended
+		// by its Listener for making no progress, and
 		// handleRecord had dropped protected records that failed
 		// authentication instead of ending the handshake on the first:
 		// say so, the likely cause, and tell the peer with the alert

@@ -197,6 +197,13 @@ type listenerConnIO struct {
 	done        chan struct{}
 	err         error // why done was closed: set before
 	once        sync.Once
+	// stalled is closed when the Listener ends the handshake for making
+	// no progress (errHandshakeStalled). Unlike done it leaves writes
+	// working, so that the Conn can still tell the peer why it failed:
+	// a bad_record_mac after records that failed authentication (a
+	// wrong PSK) instead of silence. The Conn then closes the io.
+	stalled   chan struct{}
+	stallOnce sync.Once
 	// src is the source prefix the per-source handshake limit counts
 	// the peer under, fixed when the handshake starts.
 	src netip.Prefix
@@ -232,6 +239,7 @@ func newListenerConnIO(l *Listener, ap netip.AddrPort) *listenerConnIO {
 		queue:    make(chan queuedDatagram, l.queueLen),
 		intr:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
+		stalled:  make(chan struct{}),
 	}
 	c.setPeer(ap)
 	return c
@@ -301,6 +309,8 @@ func (c *listenerConnIO) readDatagram(deadline time.Time) ([]byte, error) {
 		return nil, errInterrupted
 	case <-c.done:
 		return nil, c.err
+	case <-c.stalled:
+		return nil, errHandshakeStalled
 	case <-timeout:
 		return nil, errTimeout
 	}
@@ -368,6 +378,12 @@ func (c *listenerConnIO) shutdownWith(err error) {
 		c.err = err
 		close(c.done)
 	})
+}
+
+// stall ends the handshake in progress: the reader gets
+// errHandshakeStalled, writers still work.
+func (c *listenerConnIO) stall() {
+	c.stallOnce.Do(func() { close(c.stalled) })
 }
 
 func (c *listenerConnIO) close() error {

@@ -972,7 +972,13 @@ func (l *Listener) mostStalledLocked(now int64, src netip.Prefix, onlySrc bool) 
 // endHandshakeLocked ends a handshake in progress with err, which its
 // Conn's reader then sees, and frees its slot at once.
 func (l *Listener) endHandshakeLocked(cio *listenerConnIO, err error) {
-	cio.shutdownWith(err)
+	if err == errHandshakeStalled {
+		// Its goroutine ends it and may send an alert first; the slot
+		// and the table entry are freed now.
+		cio.stall()
+	} else {
+		cio.shutdownWith(err)
+	}
 	l.releaseSlotLocked(cio)
 	l.table.remove(cio)
 	if err == errHandshakeEvicted {

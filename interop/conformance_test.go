@@ -62,25 +62,8 @@ const (
 // conformanceFeatures are the cells, in matrix order.
 var conformanceFeatures = []string{"P384", "Renegotiation", "FragmentedClientHello"}
 
-// waitingFor names, by "<peer>/<role>/<feature>" or "<feature>", the
-// branch whose fix a cell needs while that branch is not yet merged: such
-// a cell skips with "waiting for <branch>". Delete the entry once the
-// branch is on main.
-var waitingFor = map[string]string{
-	"Renegotiation": "conn (renegotiation refused with a warning, not answered by retransmitting)",
-	// mbedTLS's client never fragments its ClientHello: that cell is n.a.
-	"OpenSSL/server/FragmentedClientHello": "listener (a ClientHello reassembled before the cookie check)",
-	"GnuTLS/server/FragmentedClientHello":  "listener (a ClientHello reassembled before the cookie check)",
-}
-
-// runConformanceCell runs one cell with its time bound, unless it waits
-// for another branch.
+// runConformanceCell runs one cell with its time bound.
 func runConformanceCell(t *testing.T, peer, role, feature string, cell func(ctx context.Context, t *testing.T)) {
-	for _, k := range []string{peer + "/" + role + "/" + feature, feature} {
-		if b, ok := waitingFor[k]; ok {
-			t.Skip("waiting for " + b)
-		}
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), caseTimeout)
 	defer cancel()
 	cell(ctx, t)

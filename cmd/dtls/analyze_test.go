@@ -78,14 +78,19 @@ func TestAnalyzeOpenSSLCapture(t *testing.T) {
 
 	psk := "000102030405060708090a0b0c0d0e0f"
 	srv := exec.CommandContext(ctx, openssl, "s_server", "-dtls1_2", "-accept", fmt.Sprintf("127.0.0.1:%d", port),
-		"-nocert", "-psk", psk, "-psk_identity", "id", "-cipher", "PSK-AES128-CCM8", "-naccept", "1", "-quiet")
+		"-nocert", "-psk", psk, "-psk_identity", "id", "-cipher", "PSK-AES128-CCM8", "-naccept", "1")
 	srv.WaitDelay = 5 * time.Second
 	srvIn, _ := srv.StdinPipe()
+	srvOut, _ := srv.StdoutPipe()
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer srv.Process.Kill()
-	time.Sleep(300 * time.Millisecond)
+	// s_server prints ACCEPT once its socket is bound; a client sent
+	// before that is refused (a fixed sleep was not enough on a loaded
+	// machine).
+	waitForLine(t, srvOut, "ACCEPT", 20*time.Second)
+	go io.Copy(io.Discard, srvOut)
 	cli := exec.CommandContext(ctx, openssl, "s_client", "-dtls1_2", "-connect", fmt.Sprintf("127.0.0.1:%d", port),
 		"-psk", psk, "-psk_identity", "id", "-cipher", "PSK-AES128-CCM8", "-keylogfile", keylog, "-quiet", "-no_ign_eof")
 	cli.Stdin = strings.NewReader("hello from s_client\n")
