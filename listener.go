@@ -150,7 +150,10 @@ const (
 // a ClientHello without a valid cookie with a stateless HelloVerifyRequest
 // (RFC 6347 §4.2.1), runs each cookie-verified handshake in its own
 // goroutine so that a slow peer delays no one else, and hands out
-// connections whose handshake completed from Accept.
+// connections whose handshake completed from Accept. Config.HandshakeOutcome
+// reports every handshake it ran, completed or failed; Stats counts what
+// it did and dropped; Shutdown stops it gracefully, telling every peer,
+// and Close at once.
 type Listener struct {
 	pc      net.PacketConn
 	udp     *net.UDPConn // pc, when it is one: its AddrPort calls do not allocate
