@@ -9,9 +9,11 @@ import (
 	"crypto/rsa"
 	"crypto/sha512"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"time"
 )
 
 // Limits on peer keys, so a peer cannot make us burn CPU on enormous RSA
@@ -253,4 +255,29 @@ func certificateSigner(cert *tls.Certificate) (crypto.Signer, error) {
 		return nil, errors.New("dtls: certificate private key does not implement crypto.Signer")
 	}
 	return s, nil
+}
+
+// requiresClientCert reports whether a server's ClientAuth fails a client
+// that sends no certificate (or raw public key).
+func (c *Config) requiresClientCert() bool {
+	return c.ClientAuth == tls.RequireAnyClientCert || c.ClientAuth == tls.RequireAndVerifyClientCert
+}
+
+// verifiesClientCert reports whether a server's ClientAuth verifies the
+// certificate (or raw public key) a client sends.
+func (c *Config) verifiesClientCert() bool {
+	return c.ClientAuth >= tls.VerifyClientCertIfGiven && c.ClientAuth != tls.RequireAnyClientCert
+}
+
+// verifyClientChain verifies a client's certificate chain, leaf first,
+// against ClientCAs at now, for client authentication: the one set of
+// options for a full handshake and for a resumed session whose chains
+// must be rebuilt.
+func (c *Config) verifyClientChain(certs []*x509.Certificate, now time.Time) ([][]*x509.Certificate, error) {
+	return certs[0].Verify(x509.VerifyOptions{
+		Roots:         c.ClientCAs,
+		CurrentTime:   now,
+		Intermediates: intermediatePool(certs[1:]),
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	})
 }

@@ -35,7 +35,7 @@ func (w *wireConn) Read(b []byte) (int, error) {
 
 // recordTypes lists the outer content types and epochs of the records in
 // datagrams, parsing tls12_cid headers with cidLen.
-func recordTypes(dgrams [][]byte, cidLen int) (types []recordType, epochs []uint16) {
+func recordTypes(dgrams [][]byte, cidLen int) (types []recordType, epochs []uint64) {
 	for _, d := range dgrams {
 		for len(d) > 0 {
 			hdr, _, rest, reason := nextRecordCID(d, cidLen)

@@ -3,8 +3,11 @@ package dtls
 import (
 	"crypto"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
+	"fmt"
 	"io"
 	"time"
 )
@@ -39,7 +42,10 @@ type Config struct {
 	RootCAs *x509.CertPool
 
 	// ServerName is checked against the server's certificate and sent in
-	// the server_name extension (unless it is an IP address).
+	// the server_name extension (unless it is an IP address). A client
+	// needs it to verify a certificate; a client with a PSK,
+	// InsecureSkipVerify, or RawPublicKey with PeerPublicKeys or
+	// VerifyPeerCertificate does not.
 	ServerName string
 
 	// InsecureSkipVerify makes a client accept any server certificate.
@@ -92,8 +98,22 @@ type Config struct {
 	// PSK suites. If empty, no hint is sent with plain PSK.
 	PSKIdentityHint []byte
 
+	// InsecureUnknownPSKIdentityAlert makes a server answer a
+	// psk_identity that PSK does not know (PSK returns an error or an
+	// empty key) with an unknown_psk_identity alert as soon as the
+	// ClientKeyExchange arrives. By default the server hides whether an
+	// identity exists, as RFC 4279 §2 allows: it goes on with a random
+	// key, so that the handshake fails at the client's Finished with
+	// decrypt_error, as it does for a known identity with a wrong key,
+	// and a client cannot enumerate identities by their alerts. The
+	// server's own error still says the identity was unknown. The alert
+	// is for debugging a deployment; it tells anyone which identities
+	// exist.
+	InsecureUnknownPSKIdentityAlert bool
+
 	// MTU is the largest UDP payload, in bytes, the handshake sends.
-	// Flights are fragmented to it. If 0, 1200 is used.
+	// Flights are fragmented to it. If 0, 1200 is used; values below 128
+	// or above 65507 (the largest UDP payload over IPv4) are clamped.
 	MTU int
 
 	// RetransmitTimeout is the initial flight retransmission timeout (1.5
@@ -158,7 +178,17 @@ type Config struct {
 	// it is in PeerPublicKeys or VerifyPeerCertificate accepts it (which
 	// then sees the DER SubjectPublicKeyInfo as rawCerts[0] and no
 	// chains), or, without either, with InsecureSkipVerify on a client or
-	// a ClientAuth below VerifyClientCertIfGiven on a server.
+	// a ClientAuth below VerifyClientCertIfGiven on a server. Such a
+	// client needs no ServerName: PeerPublicKeys or
+	// VerifyPeerCertificate is its verification.
+	//
+	// Sessions made with raw keys resume (ClientSessionCache, tickets,
+	// session IDs), bound to the peer's key: ConnectionState reports it
+	// on a resumed connection too, and a session resumes only where the
+	// Config would accept that key again, so removing a key from
+	// PeerPublicKeys revokes its sessions. VerifyPeerCertificate is not
+	// called again on resumption (as in crypto/tls); VerifyConnection
+	// is.
 	RawPublicKey bool
 
 	// PeerPublicKeys, if not empty, pins the raw public keys (RFC 7250) a
@@ -296,6 +326,68 @@ type Config struct {
 	resumption *serverResumption
 }
 
+// minServerRSAKeyBits is the smallest RSA key a server accepts in
+// Config.Certificates. crypto/rsa refuses to sign with a key below 1024
+// bits since Go 1.24 (https://go.dev/pkg/crypto/rsa#hdr-Minimum_key_size:
+// "crypto/rsa: 512-bit keys are insecure"), so a server with one fails
+// every certificate handshake; GODEBUG=rsa1024min=0 lifts that, but such a
+// key can be factored by anyone with a few hours of computing, so we
+// refuse it regardless. Peers want more: our own clients (like OpenSSL at
+// its default security level 2) refuse server keys below minRSAKeyBits
+// (2048).
+const minServerRSAKeyBits = 1024
+
+// hiddenPSKLen is the length of the random key a server uses in place of
+// the PSK of an identity it does not know (see
+// Config.InsecureUnknownPSKIdentityAlert): 32 bytes, as long as a strong
+// real key.
+const hiddenPSKLen = 32
+
+// checkServer reports a server Config that cannot complete any handshake,
+// so that Listen and NewListener fail at once instead of every handshake
+// failing later: it has no credential at all (no Certificates,
+// GetCertificate or PSK), or one of Certificates has a private key that
+// cannot sign (not a crypto.Signer, or an RSA key below
+// minServerRSAKeyBits). A Certificates entry with only a PrivateKey is a
+// raw public key (RawPublicKey) and passes.
+func (c *Config) checkServer() error {
+	if c == nil || len(c.Certificates) == 0 && c.GetCertificate == nil && c.PSK == nil {
+		return errors.New("dtls: a server Config needs a credential: Certificates, GetCertificate or PSK")
+	}
+	for i := range c.Certificates {
+		cert := &c.Certificates[i]
+		signer, ok := cert.PrivateKey.(crypto.Signer)
+		if !ok {
+			return fmt.Errorf("dtls: Config.Certificates[%d] has no private key that can sign (a crypto.Signer)", i)
+		}
+		if k, ok := signer.Public().(*rsa.PublicKey); ok && k.N.BitLen() < minServerRSAKeyBits {
+			return fmt.Errorf("dtls: Config.Certificates[%d] has a %d-bit RSA key; at least %d bits are needed (crypto/rsa refuses to sign with less; clients, ours included, want 2048)", i, k.N.BitLen(), minServerRSAKeyBits)
+		}
+	}
+	return nil
+}
+
+// checkClient reports a client Config with no way to authenticate a
+// server: a PSK; a certificate verified against ServerName; with
+// RawPublicKey, PeerPublicKeys (pinning) or VerifyPeerCertificate; or
+// InsecureSkipVerify. With RawPublicKey and no PSK, ServerName alone does
+// not do: a raw key carries no name, and such a client accepts no X.509
+// certificate.
+func (c *Config) checkClient() error {
+	switch {
+	case c.PSK != nil || c.InsecureSkipVerify:
+		return nil
+	case c.RawPublicKey:
+		if len(c.PeerPublicKeys) > 0 || c.VerifyPeerCertificate != nil {
+			return nil
+		}
+		return errors.New("dtls: cannot verify the server's raw public key: a RawPublicKey client needs PeerPublicKeys or VerifyPeerCertificate, or InsecureSkipVerify, or a PSK")
+	case c.ServerName != "":
+		return nil
+	}
+	return errors.New("dtls: the client cannot verify the server: set ServerName (certificates), RawPublicKey with PeerPublicKeys (raw public keys), a PSK, or InsecureSkipVerify")
+}
+
 // RandomCIDGenerator returns a ConnectionIDGenerator of random CIDs of
 // size bytes from crypto/rand. A size of 0 is OnlySendCIDGenerator.
 func RandomCIDGenerator(size int) func() []byte {
@@ -380,13 +472,24 @@ func (c *Config) time() time.Time {
 }
 
 func (c *Config) mtu() int {
-	if c == nil || c.MTU == 0 {
+	if c == nil {
 		return defaultMTU
 	}
-	if c.MTU < minMTU {
+	return clampMTU(c.MTU)
+}
+
+// clampMTU is the one place an MTU is bounded: 0 means defaultMTU, and
+// other values are clamped to [minMTU, maxMTU].
+func clampMTU(mtu int) int {
+	switch {
+	case mtu == 0:
+		return defaultMTU
+	case mtu < minMTU:
 		return minMTU
+	case mtu > maxMTU:
+		return maxMTU
 	}
-	return c.MTU
+	return mtu
 }
 
 // retransmitTimeouts returns the initial retransmission timeout, when no

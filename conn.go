@@ -43,6 +43,10 @@ const (
 type Conn struct {
 	config   *Config
 	isClient bool
+	// vers is the negotiated protocol version, set once where the version
+	// is decided (the client's processServerHello, the server's
+	// processClientHello) and read everywhere else; 0 before.
+	vers     uint16
 	io       datagramIO
 	listener *Listener // set for connections accepted by a Listener
 	// activity stamps the last authenticated record from the peer, for
@@ -90,7 +94,7 @@ type Conn struct {
 	blockedReads atomic.Int32 // reads waiting in c.io, for SetReadDeadline
 	closed       atomic.Bool
 	closeOnce    sync.Once
-	expansionFn  func(uint16) int
+	expansionFn  func(uint64) int
 
 	// fatalErr is the connection's first fatal error: an alert we sent or
 	// one we received. RFC 5246 §7.2.2 ends the connection there, so
@@ -99,6 +103,12 @@ type Conn struct {
 	fatalErr atomic.Pointer[error]
 
 	drops [numDropReasons]atomic.Uint64
+
+	// unknownPSKIdentity, on a server, says that the client's PSK
+	// identity was unknown and the handshake went on with a random key
+	// (Config.InsecureUnknownPSKIdentityAlert): the handshake's error
+	// says so, though the client is not told.
+	unknownPSKIdentity error
 }
 
 // connState is what the handshake negotiated.
@@ -139,7 +149,9 @@ func newConn(io datagramIO, config *Config, isClient bool) *Conn {
 
 // Client returns a DTLS client over conn, which must be a connected
 // datagram socket (such as a *net.UDPConn from net.DialUDP). The config
-// needs ServerName or InsecureSkipVerify, or a PSK.
+// needs a way to authenticate the server: ServerName (certificates), with
+// RawPublicKey PeerPublicKeys or VerifyPeerCertificate (raw public keys),
+// a PSK, or InsecureSkipVerify.
 func Client(conn net.Conn, config *Config) *Conn {
 	return newConn(newNetConnIO(conn), config, true)
 }
@@ -148,7 +160,9 @@ func Client(conn net.Conn, config *Config) *Conn {
 // peer is the one client. To serve many clients on one socket, use
 // NewListener or Listen.
 func Server(conn net.Conn, config *Config) *Conn {
-	return newConn(newNetConnIO(conn), config, false)
+	c := newConn(newNetConnIO(conn), config, false)
+	c.handshakeErr = c.config.checkServer() // Handshake returns it
+	return c
 }
 
 // Dial connects to a DTLS server at addr over UDP ("udp", "udp4", "udp6")
@@ -273,7 +287,9 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 			c.io.release()
 		}
 		c.handshakeComplete.Store(true)
-		c.trace(&TraceEvent{Kind: TraceHandshakeDone, Reason: c.state.suite.name})
+		if c.config.Tracer != nil {
+			c.trace(&TraceEvent{Kind: TraceHandshakeDone, Reason: c.state.suite.name})
+		}
 		return nil
 	}
 	if hctx.Err() != nil && isTimeout(err) {
@@ -292,10 +308,15 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 		// RFC 6347 §4.1.2.7 names for it.
 		err = c.fail(alertBadRecordMAC, fmt.Errorf("%w; %d of the peer's protected records failed authentication (wrong PSK?)", err, n))
 	}
+	if c.unknownPSKIdentity != nil {
+		err = fmt.Errorf("%w; %w (the client was not told: RFC 4279 §2)", err, c.unknownPSKIdentity)
+	}
 	a := c.alertSent.Load()
 	err = classifyHandshakeError(err, alert(a-1), a != 0)
 	c.handshakeErr = err
-	c.trace(&TraceEvent{Kind: TraceHandshakeFailed, Reason: err.Error()})
+	if c.config.Tracer != nil {
+		c.trace(&TraceEvent{Kind: TraceHandshakeFailed, Reason: err.Error()})
+	}
 	return err
 }
 
@@ -308,33 +329,40 @@ func isTimeout(err error) bool {
 func (c *Conn) ConnectionState() ConnectionState {
 	c.handshakeMu.Lock()
 	defer c.handshakeMu.Unlock()
-	cs := ConnectionState{
-		Version:           VersionDTLS12,
-		HandshakeComplete: c.handshakeComplete.Load(),
-		HandshakeStart:    c.hsStart,
-		HandshakeDuration: c.hsDuration,
+	if !c.handshakeComplete.Load() {
+		return ConnectionState{Version: c.vers, HandshakeStart: c.hsStart, HandshakeDuration: c.hsDuration}
 	}
-	if !cs.HandshakeComplete {
-		return cs
-	}
-	s := &c.state
-	cs.CipherSuite = s.suite.id
-	cs.NegotiatedProtocol = s.alpn
-	cs.ServerName = s.serverName
-	cs.PeerCertificates = s.peerCertificates
-	cs.VerifiedChains = s.verifiedChains
-	cs.ExtendedMasterSecret = s.ems
-	cs.PSKIdentity = s.pskIdentity
-	cs.PSKIdentityHint = s.pskIdentityHint
-	cs.CurveID = s.curveID
-	cs.SignatureScheme = s.sigScheme
-	cs.SRTPProtectionProfile = s.srtpProfile
-	cs.PeerPublicKey = s.peerPublicKey
-	cs.LocalConnectionID = c.rl.readCID
-	cs.RemoteConnectionID = c.rl.writeCID
-	cs.DidResume = s.didResume
+	cs := c.state.connectionState(c.vers, c.rl)
+	cs.HandshakeComplete = true
+	cs.HandshakeStart, cs.HandshakeDuration = c.hsStart, c.hsDuration
 	cs.ekm = c.ekm
 	return cs
+}
+
+// connectionState builds the public view of negotiated state s, for
+// ConnectionState once the handshake is complete and for
+// Config.VerifyConnection before it is: the one place a ConnectionState
+// is made. The Connection IDs come from the record layer, which uses
+// them.
+func (s *connState) connectionState(vers uint16, rl *recordLayer) ConnectionState {
+	return ConnectionState{
+		Version:               vers,
+		CipherSuite:           s.suite.id,
+		NegotiatedProtocol:    s.alpn,
+		ServerName:            s.serverName,
+		PeerCertificates:      s.peerCertificates,
+		VerifiedChains:        s.verifiedChains,
+		ExtendedMasterSecret:  s.ems,
+		PSKIdentity:           s.pskIdentity,
+		PSKIdentityHint:       s.pskIdentityHint,
+		CurveID:               s.curveID,
+		SignatureScheme:       s.sigScheme,
+		SRTPProtectionProfile: s.srtpProfile,
+		PeerPublicKey:         s.peerPublicKey,
+		LocalConnectionID:     rl.readCID,
+		RemoteConnectionID:    rl.writeCID,
+		DidResume:             s.didResume,
+	}
 }
 
 func (c *Conn) ekm(label string, context []byte, length int) ([]byte, error) {
@@ -524,7 +552,9 @@ func (c *Conn) readDatagram(ctx context.Context, userDeadline bool) ([]byte, err
 		if isTimeout(err) && armed {
 			now := c.config.time()
 			if c.hs.timerFired(now) {
-				c.trace(&TraceEvent{Kind: TraceTimerFired})
+				if c.config.Tracer != nil {
+					c.trace(&TraceEvent{Kind: TraceTimerFired})
+				}
 				if c.hs.retransmitLimitReached() {
 					return nil, fmt.Errorf("dtls: handshake gave up: flight %d unanswered after %d retransmissions: %w", c.flights, maxRetransmissions, os.ErrDeadlineExceeded)
 				}
@@ -837,7 +867,9 @@ func (c *Conn) readHandshake(ctx context.Context) (inMessage, error) {
 // ChangeCipherSpec that overtook the ticket is not dropped.
 func (c *Conn) installPeerKeys(keys *epochKeys) error {
 	c.rl.installReadKeys(keys)
-	c.trace(&TraceEvent{Kind: TraceEpochChanged, Epoch: c.rl.readCur, Reason: "read"})
+	if c.config.Tracer != nil {
+		c.trace(&TraceEvent{Kind: TraceEpochChanged, Epoch: c.rl.readCur, Reason: "read"})
+	}
 	c.expectCCS = true
 	future := c.future
 	c.future = nil
@@ -873,24 +905,14 @@ func (c *Conn) readChangeCipherSpec(ctx context.Context) error {
 	return nil
 }
 
-// writeHandshake queues a message into the flight being built and adds it
-// to the transcript.
-func (c *Conn) writeHandshake(hs *handshakeState, msg handshakeMessage) error {
-	body, err := msg.marshal()
-	if err != nil {
-		return c.sendAlert(alertInternalError)
-	}
-	t := c.hs.queueMessage(c.rl.writeCur, msg.messageType(), body)
-	hs.transcript = append(hs.transcript, t...)
-	return nil
-}
-
 // writeChangeCipherSpec queues a ChangeCipherSpec and moves the write side
 // to the next epoch.
 func (c *Conn) writeChangeCipherSpec(keys *epochKeys) {
 	c.hs.queueChangeCipherSpec(c.rl.writeCur)
 	c.rl.installWriteKeys(keys)
-	c.trace(&TraceEvent{Kind: TraceEpochChanged, Epoch: c.rl.writeCur, Reason: "write"})
+	if c.config.Tracer != nil {
+		c.trace(&TraceEvent{Kind: TraceEpochChanged, Epoch: c.rl.writeCur, Reason: "write"})
+	}
 }
 
 // sendFlight seals and sends the current flight.
@@ -982,7 +1004,7 @@ func (c *Conn) sendAlertLocked(level uint8, a alert) {
 		c.trace(&TraceEvent{Kind: TraceAlertSent, Alert: uint8(a), Epoch: c.rl.writeCur})
 		c.trace(&TraceEvent{Kind: TraceDatagramSent, Length: len(buf), Datagram: buf})
 	}
-	c.io.writeDatagram(buf)
+	_ = c.io.writeDatagram(buf) // not returned, as said above
 }
 
 // fail sends a fatal alert and returns err (or the alert when err is nil),
@@ -1019,6 +1041,9 @@ func (c *Conn) fatal() error {
 	return nil
 }
 
+// trace delivers ev to the Tracer. Callers check c.config.Tracer first:
+// the event escapes to the heap, so one built without the check costs an
+// allocation even when there is no Tracer.
 func (c *Conn) trace(ev *TraceEvent) {
 	if c.config.Tracer == nil {
 		return

@@ -37,6 +37,15 @@
 // 12 times. Flights are fragmented to Config.MTU
 // (1200 bytes by default) and reassembled within named limits.
 //
+// Listen, NewListener and Server refuse a Config with which no handshake
+// can succeed: no Certificates, GetCertificate or PSK, or a certificate
+// key that cannot sign (an RSA key below 1024 bits). A PSK server does not
+// tell a client whether an identity exists (RFC 4279 §2): an unknown one
+// fails like a wrong key, unless Config.InsecureUnknownPSKIdentityAlert.
+// With raw public keys (Config.RawPublicKey, RFC 7250) a client verifies
+// the server by its pinned key (Config.PeerPublicKeys) and needs no
+// ServerName, and sessions resume bound to the peer's key.
+//
 // Implemented: ECDHE_ECDSA, ECDHE_RSA, PSK and ECDHE_PSK key exchanges with
 // AES-GCM, ChaCha20-Poly1305, AES-CCM and AES-CCM_8 (see CipherSuites);
 // X25519, P-256 and P-384; the extended master secret (required by

@@ -240,7 +240,7 @@ func TestMaxHandshakesInProgress(t *testing.T) {
 		template, _ := clientHelloDatagram(t, nil)
 		withCookie := func(ap netip.AddrPort) []byte {
 			_, ch, _, _ := parseInitialClientHello(template)
-			ch.cookie = l.cookies.generate(nil, time.Now(), ap, 0, ch)
+			ch.cookie = l.gate.cookies.generate(nil, time.Now(), ap, 0, ch)
 			return wrapClientHello(t, ch)
 		}
 		conns := func() int {
@@ -315,12 +315,12 @@ func TestPeerBufferLimits(t *testing.T) {
 		to := net.UDPAddrFromAddrPort(lossServerAddr)
 		template, _ := clientHelloDatagram(t, nil)
 		_, ch, _, _ := parseInitialClientHello(template)
-		ch.cookie = l.cookies.generate(nil, time.Now(), lossClientAddr, 0, ch)
+		ch.cookie = l.gate.cookies.generate(nil, time.Now(), lossClientAddr, 0, ch)
 		client.WriteTo(wrapClientHello(t, ch), to)
 		synctest.Wait()
 
 		seq := uint64(1)
-		record := func(typ recordType, epoch uint16, payload []byte) []byte {
+		record := func(typ recordType, epoch uint64, payload []byte) []byte {
 			seq++
 			d := appendRecordHeader(nil, typ, VersionDTLS12, epoch, seq, len(payload))
 			return append(d, payload...)

@@ -45,9 +45,11 @@ func (e *endedError) Is(target error) bool { return target == net.ErrClosed }
 // applies. A fatal alert from the peer is an AlertError instead
 // (errors.As, or errors.Is(err, AlertError(n)) for one alert).
 var (
-	// ErrUnknownPSKIdentity: the peer offered a PSK identity that
-	// Config.PSK knows no key for, and was sent unknown_psk_identity
-	// (RFC 4279 §2).
+	// ErrUnknownPSKIdentity: the client offered a PSK identity that
+	// Config.PSK knows no key for. By default the server does not tell it
+	// (RFC 4279 §2): the handshake goes on as with a wrong key and fails
+	// when the client's Finished does not authenticate, and its error
+	// matches this as well as the failure it ended with.
 	ErrUnknownPSKIdentity = errors.New("dtls: unknown PSK identity")
 
 	// ErrBadCertificate: the peer's certificate chain or raw public key
@@ -81,6 +83,8 @@ func (e *handshakeError) Unwrap() []error { return []error{e.err, e.cause} }
 func classifyHandshakeError(err error, sent alert, sentAny bool) error {
 	var cause error
 	switch {
+	case errors.Is(err, ErrUnknownPSKIdentity):
+		return err // it says so already, whatever ended the handshake after
 	case sentAny && sent == alertUnknownPSKIdentity:
 		cause = ErrUnknownPSKIdentity
 	case sentAny && isCertificateAlert(sent):

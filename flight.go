@@ -1,15 +1,15 @@
 package dtls
 
-import (
-	"bytes"
-	"time"
-)
+import "time"
 
 // This file is the DTLS 1.2 handshake transport (RFC 6347 §4.2.2-§4.2.4):
-// it fragments our flights to the MTU, reassembles and reorders the peer's
-// handshake messages, and keeps the retransmission deadline. It is
-// sans-I/O: no goroutines, no timers, no sockets. Every call that depends
-// on time takes now, so tests drive it with a virtual clock.
+// it fragments our flights to the MTU, retransmits them whole, and keeps
+// the retransmission deadline. The peer's messages are reassembled and
+// reordered by the reassembler it embeds (reassembly.go), and round trips
+// are estimated by rttStats (rtt.go); both are shared with DTLS 1.3, whose
+// ACK-driven transport goes beside this one. It is sans-I/O: no
+// goroutines, no timers, no sockets. Every call that depends on time takes
+// now, so tests drive it with a virtual clock.
 //
 // The caller (the handshake state machine and the record layer) seals and
 // sends what appendFlightDatagrams returns, opens records and hands handshake
@@ -53,8 +53,9 @@ const (
 	maxRetainedRTO = time.Second
 
 	// maxMTU is the largest MTU the transport fragments to: the largest
-	// UDP payload over IPv4. Larger values are clamped.
-	maxMTU = 65507
+	// UDP payload over IPv4, which is also the most we read. Larger values
+	// are clamped.
+	maxMTU = maxDatagramSize
 
 	// maxFragmentLen is the most handshake message bytes we put in one
 	// record: the record plaintext limit (2^14, RFC 6347 §4.1) less the
@@ -66,80 +67,21 @@ const (
 	maxOutgoingMessageLen = 1<<24 - 1
 )
 
-// Reasons handleRecord gives for a dropped fragment, for the caller's
-// counters and the Tracer. Each names the advisory class it defends.
-const (
-	fragEmptyRecord       = "empty handshake record"
-	fragTruncatedHeader   = "truncated handshake header"
-	fragBadHeader         = "invalid handshake header"              // length > maxHandshakeMessageLen or offset+fragment_length > length
-	fragTruncatedFragment = "fragment shorter than fragment_length" //
-	fragTooFarAhead       = "message_seq beyond reorder window"     // tinydtls #273
-	fragEmptyFragment     = "zero-length fragment of a non-empty message"
-	fragInconsistent      = "fragment disagrees with its message's type, length or epoch"
-	fragOverlapMismatch   = "overlapping fragment with different bytes"
-	fragBufferFull        = "handshake reassembly buffer full"
-)
-
 // outRecord is one record the caller must seal and send.
 type outRecord struct {
-	epoch uint16
+	epoch uint64
 	typ   recordType // recordTypeHandshake or recordTypeChangeCipherSpec
 	data  []byte     // plaintext payload: handshake header (12 bytes) + fragment, or {1} for ChangeCipherSpec
 }
 
-// inMessage is one complete, in-order handshake message from the peer.
-type inMessage struct {
-	epoch uint16 // epoch all of its fragments arrived in
-	typ   handshakeType
-	seq   uint16
-	body  []byte // the reassembled body (owned by the caller after nextMessage)
-}
-
-// transcript returns header+body as it enters the DTLS 1.2 handshake hash:
-// the 12-byte header with fragment_offset 0 and fragment_length = length
-// (RFC 6347 §4.2.6), whatever fragmentation the message arrived in.
-func (m *inMessage) transcript() []byte {
-	return m.appendTranscript(make([]byte, 0, handshakeHeaderLen+len(m.body)))
-}
-
-// appendTranscript appends what transcript returns to b.
-func (m *inMessage) appendTranscript(b []byte) []byte {
-	h := handshakeHeader{
-		typ:            m.typ,
-		length:         uint32(len(m.body)),
-		messageSeq:     m.seq,
-		fragmentLength: uint32(len(m.body)),
-	}
-	b = h.appendTo(b)
-	return append(b, m.body...)
-}
-
 // flightEntry is one message, or a ChangeCipherSpec, of our current flight.
 type flightEntry struct {
-	epoch      uint16
+	epoch      uint64
 	ccs        bool
 	typ        handshakeType
 	seq        uint16
 	transcript []byte // header with offset 0 + body; the body is transcript[handshakeHeaderLen:]
 }
-
-// inReassembly is a peer message being reassembled, or complete and not yet
-// taken by nextMessage.
-type inReassembly struct {
-	used  bool
-	typ   handshakeType
-	epoch uint16
-	seq   uint16
-	body  []byte // len(body) is the declared length
-	// have has one bit per body byte, set once the byte arrived. It is nil
-	// when the message arrived whole or is complete: a bitmap bounds the
-	// bookkeeping by the message length whatever the number, order and
-	// overlap of fragments.
-	have    []byte
-	missing int // body bytes not yet received
-}
-
-func (r *inReassembly) cost() int { return len(r.body) + len(r.have) }
 
 // handshakeTransport is the sans-I/O DTLS 1.2 handshake transport. It is
 // not safe for concurrent use.
@@ -165,11 +107,9 @@ type handshakeTransport struct {
 	// and from setInitialRTT.
 	rtt rttStats
 
-	// Incoming. recvSeq is the next message_seq to deliver; it is wider
-	// than message_seq so that it cannot wrap back into the window.
-	recvSeq  uint32
-	in       [maxReorderMessages]inReassembly // indexed by message_seq % maxReorderMessages
-	buffered int                              // bytes held in in[], ≤ maxHandshakeBuffered
+	// Incoming: the peer's messages, reassembled and in order
+	// (reassembly.go).
+	reassembler
 }
 
 // newHandshakeTransport returns a transport that fragments to mtu bytes of
@@ -179,14 +119,7 @@ type handshakeTransport struct {
 // minRetransmitTimeout, or initialRTO if that is lower); both are capped at
 // maxRetransmitTimeout.
 func newHandshakeTransport(mtu int, initialRTO, minRTO time.Duration) *handshakeTransport {
-	switch {
-	case mtu == 0:
-		mtu = defaultMTU
-	case mtu < minMTU:
-		mtu = minMTU
-	case mtu > maxMTU:
-		mtu = maxMTU
-	}
+	mtu = clampMTU(mtu)
 	if initialRTO <= 0 {
 		initialRTO = defaultRetransmitTimeout
 	}
@@ -221,13 +154,7 @@ func (t *handshakeTransport) setInitialRTT(rtt time.Duration) {
 // discarded.
 func (t *handshakeTransport) startAt(sendSeq, recvSeq uint16) {
 	t.sendSeq = sendSeq
-	t.recvSeq = uint32(recvSeq)
-	for i := range t.in {
-		r := &t.in[i]
-		if r.used && !t.inWindow(uint32(r.seq)) {
-			t.release(r)
-		}
-	}
+	t.expectAt(recvSeq)
 }
 
 // prepare moves to PREPARING (RFC 6347 §4.2.4) when the current flight was
@@ -248,7 +175,7 @@ func (t *handshakeTransport) prepare() {
 // and the peer's next flight started arriving begins a new flight,
 // discarding the old one (RFC 6347 §4.2.4, PREPARING). A body too long for
 // the 24-bit length field is refused: nothing is queued and nil returned.
-func (t *handshakeTransport) queueMessage(epoch uint16, typ handshakeType, body []byte) (transcript []byte) {
+func (t *handshakeTransport) queueMessage(epoch uint64, typ handshakeType, body []byte) (transcript []byte) {
 	if len(body) > maxOutgoingMessageLen {
 		return nil
 	}
@@ -270,7 +197,7 @@ func (t *handshakeTransport) queueMessage(epoch uint16, typ handshakeType, body 
 // queueChangeCipherSpec appends a ChangeCipherSpec to the flight being
 // built, with the same new-flight rule as queueMessage. It does not use a
 // message_seq.
-func (t *handshakeTransport) queueChangeCipherSpec(epoch uint16) {
+func (t *handshakeTransport) queueChangeCipherSpec(epoch uint64) {
 	t.prepare()
 	t.appendFlight(flightEntry{epoch: epoch, ccs: true})
 }
@@ -306,14 +233,14 @@ func (t *handshakeTransport) appendFlight(e flightEntry) {
 // fragment after the overheads (impossible for mtu ≥ minMTU and a real
 // cipher suite), records carry one byte each and exceed the MTU rather than
 // loop.
-func (t *handshakeTransport) flightDatagrams(overhead func(epoch uint16) int) [][]outRecord {
+func (t *handshakeTransport) flightDatagrams(overhead func(epoch uint64) int) [][]outRecord {
 	return t.appendFlightDatagrams(nil, overhead)
 }
 
 // appendFlightDatagrams is flightDatagrams appending to dgs, so that a
 // caller that only ranges over the datagrams can keep the list on the
 // stack.
-func (t *handshakeTransport) appendFlightDatagrams(dgs [][]outRecord, overhead func(epoch uint16) int) [][]outRecord {
+func (t *handshakeTransport) appendFlightDatagrams(dgs [][]outRecord, overhead func(epoch uint64) int) [][]outRecord {
 	// The records of all datagrams go in one slice, which is cut into
 	// datagrams at the end: one allocation for the records (more only if
 	// fragmentation adds records) instead of a growing slice per datagram.
@@ -391,7 +318,7 @@ func (t *handshakeTransport) appendFlightDatagrams(dgs [][]outRecord, overhead f
 // (RFC 5246 §7.1). It is shared: never modify it.
 var changeCipherSpecBody = []byte{1}
 
-func recordOverhead(overhead func(epoch uint16) int, epoch uint16) int {
+func recordOverhead(overhead func(epoch uint64) int, epoch uint64) int {
 	if overhead == nil {
 		return 0
 	}
@@ -478,43 +405,8 @@ func (t *handshakeTransport) finalFlight() {
 // dropped and the reason for the last one, for the caller's counters. It
 // never returns an error that would end the handshake, since epoch-0
 // records can be forged by anyone who knows the addresses.
-func (t *handshakeTransport) handleRecord(epoch uint16, payload []byte, now time.Time) (resend bool, dropped int, reason string) {
-	if len(payload) == 0 {
-		return false, 1, fragEmptyRecord
-	}
-	var old, moved bool
-	// Every iteration consumes at least handshakeHeaderLen bytes or stops,
-	// so no input can loop (pion CVE-2022-29190).
-	for len(payload) > 0 {
-		var h handshakeHeader
-		if len(payload) < handshakeHeaderLen {
-			dropped, reason = dropped+1, fragTruncatedHeader
-			break
-		}
-		// unmarshal rejects length > maxHandshakeMessageLen and
-		// fragment_offset+fragment_length > length. The framing of the
-		// rest of the record cannot be trusted after a bad header.
-		if !h.unmarshal(payload) {
-			dropped, reason = dropped+1, fragBadHeader
-			break
-		}
-		end := handshakeHeaderLen + int(h.fragmentLength)
-		if len(payload) < end {
-			dropped, reason = dropped+1, fragTruncatedFragment
-			break
-		}
-		frag := payload[handshakeHeaderLen:end]
-		payload = payload[end:]
-
-		switch st, why := t.handleFragment(epoch, &h, frag); st {
-		case fragmentOld:
-			old = true
-		case fragmentAccepted:
-			moved = true
-		case fragmentDropped:
-			dropped, reason = dropped+1, why
-		}
-	}
+func (t *handshakeTransport) handleRecord(epoch uint64, payload []byte, now time.Time) (resend bool, dropped int, reason string) {
+	old, moved, dropped, reason := t.addRecord(epoch, payload)
 	if moved {
 		t.peerAdvanced(now)
 	}
@@ -553,167 +445,4 @@ func (t *handshakeTransport) rtoEstimate() time.Duration {
 		return d
 	}
 	return t.initialRTO
-}
-
-type fragmentStatus uint8
-
-const (
-	fragmentAccepted fragmentStatus = iota // stored, or a duplicate of stored bytes
-	fragmentOld                            // message_seq already delivered: the peer retransmitted
-	fragmentDropped
-)
-
-func (t *handshakeTransport) inWindow(seq uint32) bool {
-	return seq >= t.recvSeq && seq-t.recvSeq < maxReorderMessages
-}
-
-// handleFragment applies one parsed fragment. h passed unmarshal, so
-// offset+fragmentLength ≤ length ≤ maxHandshakeMessageLen and
-// len(frag) == fragmentLength.
-func (t *handshakeTransport) handleFragment(epoch uint16, h *handshakeHeader, frag []byte) (fragmentStatus, string) {
-	seq := uint32(h.messageSeq)
-	if seq < t.recvSeq {
-		return fragmentOld, ""
-	}
-	// Only a bounded window of future messages is buffered (tinydtls #273).
-	if !t.inWindow(seq) {
-		return fragmentDropped, fragTooFarAhead
-	}
-	// A zero-length fragment carries nothing and must not be able to
-	// complete a message (GnuTLS CVE-2026-33845, OpenSSL CVE-2014-3507).
-	// The one legitimate zero-length fragment is the whole of a
-	// zero-length message, which has offset 0.
-	if h.fragmentLength == 0 && h.length != 0 {
-		return fragmentDropped, fragEmptyFragment
-	}
-
-	r := &t.in[seq%maxReorderMessages]
-	if r.used && uint32(r.seq) != seq {
-		t.release(r) // cannot happen: slots are released as the window moves
-	}
-	if !r.used {
-		whole := h.fragmentOffset == 0 && h.fragmentLength == h.length
-		cost := int(h.length)
-		if !whole {
-			cost += bitmapLen(h.length)
-		}
-		// Nothing is allocated unless the declared length fits in the
-		// budget (OpenSSL CVE-2026-95690, pion CVE-2022-29189 and
-		// CVE-2026-135392).
-		if !t.makeRoom(seq, cost) {
-			return fragmentDropped, fragBufferFull
-		}
-		// The caller reuses the datagram buffer, so the fragment is
-		// copied; a message that arrives whole is copied exactly once.
-		*r = inReassembly{
-			used:  true,
-			typ:   h.typ,
-			epoch: epoch,
-			seq:   h.messageSeq,
-			body:  make([]byte, h.length),
-		}
-		t.buffered += cost
-		if whole {
-			copy(r.body, frag)
-			return fragmentAccepted, ""
-		}
-		r.have = make([]byte, bitmapLen(h.length))
-		r.missing = int(h.length)
-	}
-
-	// All fragments of a message agree on type, length and epoch (GnuTLS
-	// CVE-2026-33846; wolfSSL CVE-2023-6937: a message must not span a key
-	// change).
-	if r.typ != h.typ || uint32(len(r.body)) != h.length || r.epoch != epoch {
-		return fragmentDropped, fragInconsistent
-	}
-
-	off, end := int(h.fragmentOffset), int(h.fragmentOffset+h.fragmentLength)
-	if r.have == nil { // complete: every byte is held
-		if !bytes.Equal(r.body[off:end], frag) {
-			return fragmentDropped, fragOverlapMismatch
-		}
-		return fragmentAccepted, ""
-	}
-	// Overlaps are legal (RFC 6347 §4.2.3), but the first writer wins: a
-	// fragment that contradicts bytes we hold is dropped whole.
-	for i := off; i < end; i++ {
-		if r.have[i>>3]&(1<<(i&7)) != 0 && r.body[i] != frag[i-off] {
-			return fragmentDropped, fragOverlapMismatch
-		}
-	}
-	for i := off; i < end; i++ {
-		if r.have[i>>3]&(1<<(i&7)) == 0 {
-			r.have[i>>3] |= 1 << (i & 7)
-			r.body[i] = frag[i-off]
-			r.missing--
-		}
-	}
-	if r.missing == 0 {
-		t.buffered -= len(r.have)
-		r.have = nil
-	}
-	return fragmentAccepted, ""
-}
-
-func bitmapLen(length uint32) int { return int(length+7) / 8 }
-
-// makeRoom ensures cost more bytes fit in maxHandshakeBuffered, evicting
-// buffered messages further ahead than seq, furthest first: the message we
-// need next always finds room (maxHandshakeMessageLen plus its bitmap is
-// below maxHandshakeBuffered), and the peer retransmits what was evicted.
-func (t *handshakeTransport) makeRoom(seq uint32, cost int) bool {
-	for t.buffered+cost > maxHandshakeBuffered {
-		var victim *inReassembly
-		for i := range t.in {
-			r := &t.in[i]
-			if r.used && uint32(r.seq) > seq && (victim == nil || r.seq > victim.seq) {
-				victim = r
-			}
-		}
-		if victim == nil {
-			return false
-		}
-		t.release(victim)
-	}
-	return true
-}
-
-func (t *handshakeTransport) release(r *inReassembly) {
-	t.buffered -= r.cost()
-	*r = inReassembly{}
-}
-
-// nextMessage returns the next complete message in message_seq order, if
-// any. Its body is handed over to the caller.
-func (t *handshakeTransport) nextMessage() (inMessage, bool) {
-	if t.recvSeq > 0xffff {
-		return inMessage{}, false
-	}
-	r := &t.in[t.recvSeq%maxReorderMessages]
-	if !r.used || uint32(r.seq) != t.recvSeq || r.have != nil {
-		return inMessage{}, false
-	}
-	m := inMessage{epoch: r.epoch, typ: r.typ, seq: r.seq, body: r.body}
-	t.release(r)
-	t.recvSeq++
-	return m, true
-}
-
-// bufferedBytes returns the bytes held for incomplete and not yet delivered
-// peer messages (bodies and reassembly bitmaps); it never exceeds
-// maxHandshakeBuffered.
-func (t *handshakeTransport) bufferedBytes() int { return t.buffered }
-
-// peekMessage reports the type and epoch of the next message in
-// message_seq order if it is complete, without taking it.
-func (t *handshakeTransport) peekMessage() (typ handshakeType, epoch uint16, ok bool) {
-	if t.recvSeq > 0xffff {
-		return 0, 0, false
-	}
-	r := &t.in[t.recvSeq%maxReorderMessages]
-	if !r.used || uint32(r.seq) != t.recvSeq || r.have != nil {
-		return 0, 0, false
-	}
-	return r.typ, r.epoch, true
 }

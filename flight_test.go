@@ -53,7 +53,7 @@ func flatten(dgs [][]outRecord) []outRecord {
 	return recs
 }
 
-func datagramSize(dg []outRecord, overhead func(uint16) int) int {
+func datagramSize(dg []outRecord, overhead func(uint64) int) int {
 	n := 0
 	for _, r := range dg {
 		n += recordHeaderLen + recordOverhead(overhead, r.epoch) + len(r.data)
@@ -78,7 +78,7 @@ func feed(t *testing.T, rx *handshakeTransport, recs []outRecord, now time.Time)
 }
 
 type sentMessage struct {
-	epoch      uint16
+	epoch      uint64
 	typ        handshakeType
 	body       []byte
 	transcript []byte
@@ -148,7 +148,7 @@ func TestFlightFragmentation(t *testing.T) {
 	for _, mtu := range []int{1200, 300, minMTU} {
 		for _, ov := range []int{0, 24, 29} {
 			t.Run(fmt.Sprintf("mtu=%d/overhead=%d", mtu, ov), func(t *testing.T) {
-				overhead := func(uint16) int { return ov }
+				overhead := func(uint64) int { return ov }
 				tx := newHandshakeTransport(mtu, 0, 0)
 				var sent []sentMessage
 				for i, n := range sizes {
@@ -248,7 +248,7 @@ func TestFlightPacking(t *testing.T) {
 		}
 	})
 	t.Run("ChangeCipherSpec in the middle of a flight keeps its place", func(t *testing.T) {
-		overhead := func(epoch uint16) int {
+		overhead := func(epoch uint64) int {
 			if epoch == 0 {
 				return 0
 			}
@@ -320,7 +320,7 @@ func TestFlightPacking(t *testing.T) {
 		tx := newHandshakeTransport(minMTU, 0, 0)
 		tx.queueMessage(0, typeCertificate, testBody(300, 3))
 		tx.queueMessage(0, typeServerHelloDone, nil)
-		recs := flatten(tx.flightDatagrams(func(uint16) int { return 1 << 30 }))
+		recs := flatten(tx.flightDatagrams(func(uint64) int { return 1 << 30 }))
 		rx := newHandshakeTransport(minMTU, 0, 0)
 		feed(t, rx, recs, t0)
 		if got := drain(rx); len(got) != 2 {
@@ -672,12 +672,12 @@ func TestFlightFinalFlight(t *testing.T) {
 }
 
 type testRecord struct {
-	epoch uint16
+	epoch uint64
 	data  []byte
 }
 
 func rec(data ...[]byte) testRecord { return testRecord{0, bytes.Join(data, nil)} }
-func recEpoch(epoch uint16, data ...[]byte) testRecord {
+func recEpoch(epoch uint64, data ...[]byte) testRecord {
 	return testRecord{epoch, bytes.Join(data, nil)}
 }
 
@@ -983,7 +983,7 @@ func FuzzReassembler(f *testing.F) {
 	tx.queueMessage(0, typeServerHelloDone, nil)
 	tx.queueChangeCipherSpec(0)
 	tx.queueMessage(1, typeFinished, testBody(12, 3))
-	recs := flatten(tx.flightDatagrams(func(e uint16) int { return 29 * int(e) }))
+	recs := flatten(tx.flightDatagrams(func(e uint64) int { return 29 * int(e) }))
 	encode := func(rs []outRecord) []byte {
 		var b []byte
 		for _, r := range rs {
@@ -1017,7 +1017,7 @@ func FuzzReassembler(f *testing.F) {
 			data = data[n:]
 			now = now.Add(time.Duration(ctl>>2) * 10 * time.Millisecond)
 
-			resend, dropped, reason := rx.handleRecord(uint16(ctl&3), payload, now)
+			resend, dropped, reason := rx.handleRecord(uint64(ctl&3), payload, now)
 			if (dropped > 0) != (reason != "") || dropped < 0 {
 				t.Fatalf("dropped %d with reason %q", dropped, reason)
 			}

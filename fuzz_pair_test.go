@@ -48,10 +48,10 @@ func FuzzEstablishedPair(f *testing.F) {
 // would send (ClientHello, HelloVerifyRequest, HelloRequest), alone and
 // several to a datagram.
 func establishedPairSeeds(t testing.TB) map[string][]byte {
-	protected := func(typ recordType, epoch uint16, seq uint64, n int) []byte {
+	protected := func(typ recordType, epoch uint64, seq uint64, n int) []byte {
 		return append(appendRecordHeader(nil, typ, VersionDTLS12, epoch, seq, n), bytes.Repeat([]byte{0xa5}, n)...)
 	}
-	cidRecord := func(cid []byte, epoch uint16, n int) []byte {
+	cidRecord := func(cid []byte, epoch uint64, n int) []byte {
 		return append(appendRecordHeaderCID(nil, recordTypeTLS12CID, VersionDTLS12, epoch, 9, cid, n), bytes.Repeat([]byte{0x5a}, n)...)
 	}
 	ch := mustClientHello(t)

@@ -2,8 +2,6 @@ package dtls
 
 import (
 	"bytes"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -28,7 +26,7 @@ import (
 // resumable: by a ticket when the client asked for one, otherwise by a
 // session ID in the server's cache. Sessions without the extended master
 // secret are never resumable (RFC 7627 §5.3).
-func (hs *handshakeState) prepareNewSession() error {
+func (hs *serverHandshakeState) prepareNewSession() error {
 	c := hs.c
 	if !hs.ems {
 		return nil
@@ -53,17 +51,23 @@ func (hs *handshakeState) newSessionState() *sessionState {
 	c := hs.c
 	s := &sessionState{
 		isClient:         c.isClient,
-		version:          VersionDTLS12,
+		version:          c.vers,
 		cipherSuite:      hs.suite.id,
 		createdAt:        uint64(c.config.time().Unix()),
 		masterSecret:     hs.masterSecret,
 		ems:              hs.ems,
 		serverName:       hs.hello.serverName,
-		peerCertificates: c.state.peerCertificates,
-		verifiedChains:   c.state.verifiedChains,
+		peerCertificates: hs.state.peerCertificates,
+		verifiedChains:   hs.state.verifiedChains,
 		alpn:             hs.serverHello.alpnProtocol,
-		srtpProfile:      c.state.srtpProfile,
+		srtpProfile:      hs.state.srtpProfile,
 		clientAuth:       c.config.ClientAuth,
+	}
+	if pub := hs.state.peerPublicKey; pub != nil {
+		// RFC 7250 leaves resumption as it is: the session is bound to
+		// the peer's raw key as it would be to its certificate.
+		s.peerPublicKey = pub
+		s.keyVerified = c.config.rawKeyVerified()
 	}
 	if hs.suite.kx.isPSK() {
 		s.pskIdentity = hs.pskIdentity
@@ -75,7 +79,7 @@ func (hs *handshakeState) newSessionState() *sessionState {
 // server's ChangeCipherSpec (RFC 5077 §3.3). In a full handshake it is
 // built after the client's Finished was verified, client authentication
 // included, so that no ticket exists for a handshake that failed.
-func (hs *handshakeState) sendSessionTicket() error {
+func (hs *serverHandshakeState) sendSessionTicket() error {
 	c := hs.c
 	if !hs.issueTicket {
 		return nil
@@ -95,12 +99,12 @@ func (hs *handshakeState) sendSessionTicket() error {
 	}
 	// Without a ticket (a huge certificate chain, a failing Rand) the
 	// message is still due, empty (RFC 5077 §3.3).
-	return c.writeHandshake(hs, nst)
+	return hs.writeHandshake(nst)
 }
 
 // cacheNewSession puts the session of a completed full handshake in the
 // server's cache under the ID the ServerHello announced.
-func (hs *handshakeState) cacheNewSession() {
+func (hs *serverHandshakeState) cacheNewSession() {
 	if len(hs.serverHello.sessionID) == 0 || hs.issueTicket {
 		return
 	}
@@ -112,7 +116,7 @@ func (hs *handshakeState) cacheNewSession() {
 // where a full handshake with the current Config would give the same
 // guarantees; anything else falls back to a full handshake, never to an
 // error.
-func (hs *handshakeState) checkForResumption() bool {
+func (hs *serverHandshakeState) checkForResumption() bool {
 	c := hs.c
 	ch := hs.hello
 	if !hs.ems {
@@ -137,7 +141,7 @@ func (hs *handshakeState) checkForResumption() bool {
 	}
 	// A client's state never resumes on a server, whatever store it
 	// came through (pion CVE-2026-135390).
-	if s == nil || s.isClient || s.version != VersionDTLS12 || !s.ems || s.expired(now, c.config.sessionLifetime()) {
+	if s == nil || s.isClient || s.version != c.vers || !s.ems || s.expired(now, c.config.sessionLifetime()) {
 		return false
 	}
 	if s.serverName != ch.serverName {
@@ -166,23 +170,18 @@ func (hs *handshakeState) checkForResumption() bool {
 	// where one is required, nor an unverified one where verification
 	// is required.
 	hasCerts := len(s.peerCertificates) > 0
-	switch c.config.ClientAuth {
-	case tls.RequireAnyClientCert, tls.RequireAndVerifyClientCert:
-		if !hasCerts {
-			return false
-		}
+	if c.config.requiresClientCert() && !hasCerts && s.peerPublicKey == nil {
+		return false
+	}
+	if s.peerPublicKey != nil && !c.config.rawKeyResumable(s, false) {
+		return false
 	}
 	if hasCerts {
 		if now.After(s.peerCertificates[0].NotAfter) {
 			return false
 		}
-		if s.chainsVerified && len(s.verifiedChains) == 0 && c.config.ClientAuth >= tls.VerifyClientCertIfGiven && c.config.ClientAuth != tls.RequireAnyClientCert {
-			chains, err := s.peerCertificates[0].Verify(x509.VerifyOptions{
-				Roots:         c.config.ClientCAs,
-				CurrentTime:   now,
-				Intermediates: certPool(s.peerCertificates[1:]),
-				KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-			})
+		if s.chainsVerified && len(s.verifiedChains) == 0 && c.config.verifiesClientCert() {
+			chains, err := c.config.verifyClientChain(s.peerCertificates, now)
 			if err != nil {
 				return false
 			}
@@ -190,7 +189,7 @@ func (hs *handshakeState) checkForResumption() bool {
 			rebuilt.verifiedChains = chains
 			s = &rebuilt
 		}
-		if c.config.ClientAuth >= tls.VerifyClientCertIfGiven && c.config.ClientAuth != tls.RequireAnyClientCert && len(s.verifiedChains) == 0 {
+		if c.config.verifiesClientCert() && len(s.verifiedChains) == 0 {
 			return false
 		}
 	}
@@ -205,18 +204,10 @@ func (hs *handshakeState) checkForResumption() bool {
 	return true
 }
 
-func certPool(certs []*x509.Certificate) *x509.CertPool {
-	p := x509.NewCertPool()
-	for _, c := range certs {
-		p.AddCert(c)
-	}
-	return p
-}
-
 // doResumeHandshake runs the server's side of an abbreviated handshake:
 // ServerHello [NewSessionTicket] ChangeCipherSpec Finished, retransmitted
 // until the client's ChangeCipherSpec and Finished arrive.
-func (hs *handshakeState) doResumeHandshake() error {
+func (hs *serverHandshakeState) doResumeHandshake() error {
 	c := hs.c
 	s := hs.session
 	hs.suite = cipherSuiteByID(s.cipherSuite)
@@ -233,15 +224,18 @@ func (hs *handshakeState) doResumeHandshake() error {
 	sh.ticketSupported = hs.issueTicket
 	hs.masterSecret = s.masterSecret
 	hs.pskIdentity = s.pskIdentity
-	hs.peerCerts = s.peerCertificates
-	c.state.peerCertificates = s.peerCertificates
-	c.state.verifiedChains = s.verifiedChains
-	c.state.didResume = true
-	if w := c.config.KeyLogWriter; w != nil {
-		writeKeyLog(w, hs.hello.random, hs.masterSecret)
-	}
+	hs.state.peerCertificates = s.peerCertificates
+	hs.state.verifiedChains = s.verifiedChains
+	hs.state.peerPublicKey = s.peerPublicKey
+	hs.peerKey = s.peerPublicKey
+	hs.state.didResume = true
+	hs.logMasterSecret()
+	// No certificate is sent when resuming, so no certificate types
+	// are negotiated: the session's apply (GnuTLS leaves them out of a
+	// resuming ServerHello too).
+	sh.hasServerCertType, sh.hasClientCertType = false, false
 
-	if err := c.writeHandshake(hs, sh); err != nil {
+	if err := hs.writeHandshake(sh); err != nil {
 		return err
 	}
 	if err := hs.sendSessionTicket(); err != nil {
@@ -278,7 +272,7 @@ func (c *Conn) clientSessionCacheKey() string {
 // loadSession offers a cached session in the ClientHello, by ticket or by
 // session ID, if the current Config would accept the server it was made
 // with.
-func (hs *handshakeState) loadSession() error {
+func (hs *clientHandshakeState) loadSession() error {
 	c := hs.c
 	hello := hs.hello
 	cache := c.config.ClientSessionCache
@@ -323,7 +317,7 @@ func (hs *handshakeState) loadSession() error {
 // ticketSpansDatagrams reports whether the ClientHello carries a session
 // ticket that makes it, with a cookie, longer than one datagram: it will
 // be fragmented, which not every server reassembles.
-func (hs *handshakeState) ticketSpansDatagrams() bool {
+func (hs *clientHandshakeState) ticketSpansDatagrams() bool {
 	c, hello := hs.c, hs.hello
 	if len(hello.sessionTicket) == 0 {
 		return false
@@ -339,7 +333,7 @@ func (hs *handshakeState) ticketSpansDatagrams() bool {
 // restartWithoutTicket starts the handshake over with a ClientHello that
 // offers no session: the fragmented one that offered a ticket got no
 // answer. The new ClientHello has a new random and is a new first flight.
-func (hs *handshakeState) restartWithoutTicket() error {
+func (hs *clientHandshakeState) restartWithoutTicket() error {
 	c, hello := hs.c, hs.hello
 	hello.sessionTicket, hello.sessionID, hello.cookie = nil, nil, nil
 	hs.clientSession, hs.session = nil, nil
@@ -350,9 +344,9 @@ func (hs *handshakeState) restartWithoutTicket() error {
 	initialRTO, minRTO := c.config.retransmitTimeouts()
 	c.hs = newHandshakeTransport(c.config.mtu(), initialRTO, minRTO)
 	c.hs.setInitialRTT(rtt)
-	c.rl.read[0].window.Reset()
+	c.rl.resetReplay(0)
 	hs.transcript = hs.transcript[:0]
-	if err := c.writeHandshake(hs, hello); err != nil {
+	if err := hs.writeHandshake(hello); err != nil {
 		return err
 	}
 	return c.sendFlight(false, "")
@@ -365,7 +359,7 @@ func (hs *handshakeState) restartWithoutTicket() error {
 func (c *Conn) sessionUsable(cs *ClientSessionState, hello *clientHelloMsg) bool {
 	s := cs.state
 	now := c.config.time()
-	if !s.isClient || s.version != VersionDTLS12 || !s.ems || s.expired(now, c.config.sessionLifetime()) {
+	if !s.isClient || s.version != hello.vers || !s.ems || s.expired(now, c.config.sessionLifetime()) {
 		return false
 	}
 	if cs.lifetime > 0 && !now.Before(cs.receivedAt.Add(cs.lifetime)) {
@@ -381,7 +375,16 @@ func (c *Conn) sessionUsable(cs *ClientSessionState, hello *clientHelloMsg) bool
 	if suite.kx.isPSK() && (c.config.PSK == nil || !bytes.Equal(s.pskIdentity, c.config.PSKIdentity)) {
 		return false
 	}
-	if suite.kx.usesCertificates() && !c.config.InsecureSkipVerify {
+	if suite.kx.usesCertificates() && c.config.RawPublicKey != (s.peerPublicKey != nil) {
+		// A raw-key client accepts only raw keys, and a session made
+		// with one resumes only where raw keys are on.
+		return false
+	}
+	if s.peerPublicKey != nil {
+		if !c.config.rawKeyResumable(s, true) {
+			return false
+		}
+	} else if suite.kx.usesCertificates() && !c.config.InsecureSkipVerify {
 		if len(s.verifiedChains) == 0 || len(s.peerCertificates) == 0 {
 			return false
 		}
@@ -395,7 +398,7 @@ func (c *Conn) sessionUsable(cs *ClientSessionState, hello *clientHelloMsg) bool
 
 // serverResumed reports whether the ServerHello resumes the session we
 // offered: it echoes our non-empty session ID.
-func (hs *handshakeState) serverResumed() (bool, error) {
+func (hs *clientHandshakeState) serverResumed() (bool, error) {
 	c := hs.c
 	sh := hs.serverHello
 	if hs.session == nil || len(sh.sessionID) == 0 || !bytes.Equal(sh.sessionID, hs.hello.sessionID) {
@@ -413,20 +416,19 @@ func (hs *handshakeState) serverResumed() (bool, error) {
 // doResumeClient runs the client's side of an abbreviated handshake after
 // the ServerHello: [NewSessionTicket] ChangeCipherSpec Finished from the
 // server, then our ChangeCipherSpec and Finished, the final flight.
-func (hs *handshakeState) doResumeClient() error {
+func (hs *clientHandshakeState) doResumeClient() error {
 	c := hs.c
 	s := hs.session
 	hs.masterSecret = s.masterSecret
-	hs.peerCerts = s.peerCertificates
-	c.state.peerCertificates = s.peerCertificates
-	c.state.verifiedChains = s.verifiedChains
+	hs.state.peerCertificates = s.peerCertificates
+	hs.state.verifiedChains = s.verifiedChains
+	hs.state.peerPublicKey = s.peerPublicKey
+	hs.peerKey = s.peerPublicKey
 	if hs.suite.kx.isPSK() {
 		hs.pskIdentity = s.pskIdentity
 	}
-	c.state.didResume = true
-	if w := c.config.KeyLogWriter; w != nil {
-		writeKeyLog(w, hs.hello.random, hs.masterSecret)
-	}
+	hs.state.didResume = true
+	hs.logMasterSecret()
 	if err := hs.readSessionTicket(); err != nil {
 		return err
 	}
@@ -452,7 +454,7 @@ func (hs *handshakeState) doResumeClient() error {
 // ServerHello. It comes just before the server's ChangeCipherSpec, so the
 // read keys go in first and a ChangeCipherSpec that overtakes the ticket
 // is kept.
-func (hs *handshakeState) readSessionTicket() error {
+func (hs *clientHandshakeState) readSessionTicket() error {
 	c := hs.c
 	if !hs.serverHello.ticketSupported {
 		return nil
@@ -460,19 +462,13 @@ func (hs *handshakeState) readSessionTicket() error {
 	if err := hs.installPeerKeys(false); err != nil {
 		return err
 	}
-	msg, err := c.readHandshake(hs.ctx)
+	nst := new(newSessionTicketMsg)
+	msg, err := c.readHandshakeMsg(hs.ctx, typeNewSessionTicket, nst.unmarshal)
 	if err != nil {
 		return err
 	}
-	if msg.typ != typeNewSessionTicket {
-		return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: expected NewSessionTicket, got %v", msg.typ))
-	}
 	if msg.epoch != c.rl.readCur-1 {
 		return c.fail(alertUnexpectedMessage, errors.New("dtls: NewSessionTicket after ChangeCipherSpec"))
-	}
-	nst := new(newSessionTicketMsg)
-	if !nst.unmarshal(msg.body) {
-		return c.fail(alertDecodeError, errors.New("dtls: malformed NewSessionTicket"))
 	}
 	hs.addTranscript(msg)
 	hs.ticket = nst
@@ -482,13 +478,13 @@ func (hs *handshakeState) readSessionTicket() error {
 // storeSession puts the session of a completed handshake in the
 // ClientSessionCache: only now, after the server's Finished, is it known
 // to be genuine.
-func (hs *handshakeState) storeSession() {
+func (hs *clientHandshakeState) storeSession() {
 	c := hs.c
 	cache := c.config.ClientSessionCache
 	if cache == nil {
 		return
 	}
-	resumed := c.state.didResume
+	resumed := hs.state.didResume
 	cs := &ClientSessionState{receivedAt: c.config.time(), rtt: c.hs.rtt.smoothedRTT()}
 	switch {
 	case resumed:

@@ -12,8 +12,19 @@ import (
 	"slices"
 )
 
+// serverHandshakeState is the server's side of a DTLS 1.2 handshake: the
+// shared handshakeState and what only a server keeps.
+type serverHandshakeState struct {
+	handshakeState
+
+	// Resumption (handshake_resume.go).
+	session     *sessionState // the session being resumed
+	issueTicket bool          // NewSessionTicket is due
+	renewTicket bool          // the resumed ticket's key is not the newest
+}
+
 func (c *Conn) serverHandshake(ctx context.Context) error {
-	hs := &handshakeState{c: c, ctx: ctx, transcript: make([]byte, 0, initialTranscriptCap)}
+	hs := &serverHandshakeState{handshakeState: newHandshakeState(c, ctx)}
 	hello, err := hs.readClientHello()
 	if err != nil {
 		return err
@@ -54,40 +65,34 @@ func (c *Conn) serverHandshake(ctx context.Context) error {
 		return err
 	}
 	hs.finish()
-	c.state.peerCertificates = hs.peerCerts
 	hs.cacheNewSession()
 	return nil
 }
 
-// readClientHello reads ClientHellos until one carries a valid cookie. A
-// Listener checked the cookie before creating the Conn; a Conn made by
-// Server does the exchange itself.
-func (hs *handshakeState) readClientHello() (*clientHelloMsg, error) {
+// readClientHello reads ClientHellos until one passes the hello gate
+// (hello_gate.go). A Listener's gate admitted the ClientHello before the
+// Conn existed; a Conn made by Server has its own gate, made on the first
+// ClientHello, and sends the HelloVerifyRequest as a flight.
+func (hs *serverHandshakeState) readClientHello() (*clientHelloMsg, error) {
 	c := hs.c
-	var cookies *cookieGenerator
+	var gate *helloGate
 	for hvrs := 0; ; hvrs++ {
-		msg, err := c.readHandshake(hs.ctx)
+		hello := new(clientHelloMsg)
+		msg, err := c.readHandshakeMsg(hs.ctx, typeClientHello, hello.unmarshal)
 		if err != nil {
 			return nil, err
 		}
-		if msg.typ != typeClientHello {
-			return nil, c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: expected ClientHello, got %v", msg.typ))
-		}
-		hello := new(clientHelloMsg)
-		if !hello.unmarshal(msg.body) {
-			return nil, c.fail(alertDecodeError, errors.New("dtls: malformed ClientHello"))
-		}
-		if c.listener != nil || c.config.InsecureSkipHelloVerify {
+		if c.listener != nil {
 			hs.addTranscript(msg)
 			return hello, nil
 		}
-		if cookies == nil {
-			if cookies, err = newCookieGenerator(c.config.rand(), c.config.time()); err != nil {
+		if gate == nil {
+			if gate, err = newHelloGate(c.config); err != nil {
 				return nil, err
 			}
 		}
 		addr := addrPort(c.io.remoteAddr())
-		if cookies.verify(c.config.time(), addr, hello, hello.cookie) {
+		if gate.admit(c.config.time(), addr, hello) {
 			hs.transcript = hs.transcript[:0]
 			hs.addTranscript(msg)
 			return hello, nil
@@ -95,12 +100,7 @@ func (hs *handshakeState) readClientHello() (*clientHelloMsg, error) {
 		if hvrs == maxHelloVerifyRequests {
 			return nil, c.fail(alertHandshakeFailure, errors.New("dtls: client does not return our cookie"))
 		}
-		// This Conn's transport measures the round trip itself (the
-		// HelloVerifyRequest is a flight), so the cookie's timestamp and
-		// sequence number are not used: fixed, a recorded handshake
-		// replays byte for byte.
-		hvr := &helloVerifyRequestMsg{vers: VersionDTLS12, cookie: cookies.generate(nil, cookies.epoch, addr, 0, hello)}
-		if err := c.writeHandshake(hs, hvr); err != nil {
+		if err := hs.writeHandshake(gate.helloVerifyRequest(addr, hello)); err != nil {
 			return nil, err
 		}
 		hs.transcript = hs.transcript[:0]
@@ -112,7 +112,7 @@ func (hs *handshakeState) readClientHello() (*clientHelloMsg, error) {
 }
 
 // serverSuites is the server's preference list.
-func (hs *handshakeState) selectSuite() *cipherSuite {
+func (hs *serverHandshakeState) selectSuite() *cipherSuite {
 	c := hs.c
 	for _, s := range c.enabledSuites() {
 		if !slices.Contains(hs.hello.cipherSuites, s.id) {
@@ -138,7 +138,7 @@ func (hs *handshakeState) selectSuite() *cipherSuite {
 			if isRSAKey(signer.Public()) != (s.kx == kxECDHERSA) {
 				continue
 			}
-			if _, err := selectSignatureScheme(VersionDTLS12, signer, hs.hello.supportedSignatureAlgorithms); err != nil {
+			if _, err := selectSignatureScheme(c.vers, signer, hs.hello.supportedSignatureAlgorithms); err != nil {
 				continue
 			}
 		}
@@ -147,7 +147,7 @@ func (hs *handshakeState) selectSuite() *cipherSuite {
 	return nil
 }
 
-func (hs *handshakeState) selectCurve() (tls.CurveID, bool) {
+func (hs *serverHandshakeState) selectCurve() (tls.CurveID, bool) {
 	for _, id := range hs.c.config.curvePreferences() {
 		if _, ok := curveForID(id); ok && slices.Contains(hs.hello.supportedCurves, id) {
 			return id, true
@@ -176,12 +176,13 @@ func offersDTLS12(clientVersion uint16) bool {
 	return clientVersion <= VersionDTLS12
 }
 
-func (hs *handshakeState) processClientHello() error {
+func (hs *serverHandshakeState) processClientHello() error {
 	c := hs.c
 	ch := hs.hello
 	if !offersDTLS12(ch.vers) {
 		return c.fail(alertProtocolVersion, fmt.Errorf("dtls: client offered version %#x; DTLS 1.2 is required", ch.vers))
 	}
+	c.vers = VersionDTLS12
 	if !slices.Contains(ch.compressionMethods, compressionNone) {
 		return c.fail(alertIllegalParameter, errors.New("dtls: client does not support uncompressed connections"))
 	}
@@ -204,7 +205,7 @@ func (hs *handshakeState) processClientHello() error {
 	}
 
 	sh := &serverHelloMsg{
-		vers:                         VersionDTLS12,
+		vers:                         c.vers,
 		random:                       make([]byte, randomLen),
 		cipherSuite:                  hs.suite.id,
 		extendedMasterSecret:         hs.ems,
@@ -242,8 +243,7 @@ func (hs *handshakeState) processClientHello() error {
 		// other asked for.
 		sh.hasConnectionID = true
 		sh.connectionID = cid
-		c.rl.readCID = cid
-		c.rl.writeCID = slices.Clone(ch.connectionID)
+		c.rl.setConnectionIDs(cid, slices.Clone(ch.connectionID))
 	}
 	hs.serverHello = sh
 	return nil
@@ -269,7 +269,7 @@ func (c *Conn) newConnectionID() ([]byte, error) {
 }
 
 // serverCertificate returns the certificate for this ClientHello, or nil.
-func (hs *handshakeState) serverCertificate() (*tls.Certificate, error) {
+func (hs *serverHandshakeState) serverCertificate() (*tls.Certificate, error) {
 	c := hs.c
 	if f := c.config.GetCertificate; f != nil {
 		cert, err := f(&ClientHelloInfo{
@@ -293,7 +293,7 @@ func (hs *handshakeState) serverCertificate() (*tls.Certificate, error) {
 		if err != nil {
 			continue
 		}
-		if _, err := selectSignatureScheme(VersionDTLS12, signer, hs.hello.supportedSignatureAlgorithms); err == nil {
+		if _, err := selectSignatureScheme(c.vers, signer, hs.hello.supportedSignatureAlgorithms); err == nil {
 			return cert, nil
 		}
 	}
@@ -302,7 +302,7 @@ func (hs *handshakeState) serverCertificate() (*tls.Certificate, error) {
 
 // sendServerFlight sends ServerHello [Certificate] [ServerKeyExchange]
 // [CertificateRequest] ServerHelloDone.
-func (hs *handshakeState) sendServerFlight() error {
+func (hs *serverHandshakeState) sendServerFlight() error {
 	c := hs.c
 	kx := hs.suite.kx
 	// RFC 6066 §3: a server that uses the client's server_name to choose
@@ -315,7 +315,7 @@ func (hs *handshakeState) sendServerFlight() error {
 	// empty extension (v3.1.15's extension.ServerName requires a name
 	// list) and time out.
 	hs.serverHello.serverNameAck = hs.hello.serverName != "" && c.config.GetCertificate != nil
-	if err := c.writeHandshake(hs, hs.serverHello); err != nil {
+	if err := hs.writeHandshake(hs.serverHello); err != nil {
 		return err
 	}
 	if kx.usesCertificates() {
@@ -323,7 +323,7 @@ func (hs *handshakeState) sendServerFlight() error {
 		if err != nil {
 			return c.fail(alertInternalError, err)
 		}
-		if err := c.writeHandshake(hs, cm); err != nil {
+		if err := hs.writeHandshake(cm); err != nil {
 			return err
 		}
 	}
@@ -351,7 +351,7 @@ func (hs *handshakeState) sendServerFlight() error {
 		if err != nil {
 			return c.fail(alertInternalError, err)
 		}
-		scheme, err := selectSignatureScheme(VersionDTLS12, signer, hs.hello.supportedSignatureAlgorithms)
+		scheme, err := selectSignatureScheme(c.vers, signer, hs.hello.supportedSignatureAlgorithms)
 		if err != nil {
 			return c.fail(alertHandshakeFailure, err)
 		}
@@ -362,10 +362,10 @@ func (hs *handshakeState) sendServerFlight() error {
 		}
 		skx.signatureAlgorithm = scheme
 		skx.signature = sig
-		c.state.sigScheme = scheme
+		hs.state.sigScheme = scheme
 	}
 	if sendSKX {
-		if err := c.writeHandshake(hs, skx); err != nil {
+		if err := hs.writeHandshake(skx); err != nil {
 			return err
 		}
 	}
@@ -379,11 +379,11 @@ func (hs *handshakeState) sendServerFlight() error {
 			cr.certificateAuthorities = c.config.ClientCAs.Subjects() //nolint:staticcheck
 		}
 		hs.certRequest = cr
-		if err := c.writeHandshake(hs, cr); err != nil {
+		if err := hs.writeHandshake(cr); err != nil {
 			return err
 		}
 	}
-	if err := c.writeHandshake(hs, &serverHelloDoneMsg{}); err != nil {
+	if err := hs.writeHandshake(&serverHelloDoneMsg{}); err != nil {
 		return err
 	}
 	return c.sendFlight(false, "")
@@ -398,7 +398,7 @@ const (
 
 // readClientFlight reads [Certificate] ClientKeyExchange
 // [CertificateVerify].
-func (hs *handshakeState) readClientFlight() error {
+func (hs *serverHandshakeState) readClientFlight() error {
 	c := hs.c
 	kx := hs.suite.kx
 	msg, err := c.readHandshake(hs.ctx)
@@ -407,12 +407,9 @@ func (hs *handshakeState) readClientFlight() error {
 	}
 	var clientCerts [][]byte
 	if hs.certRequest != nil {
-		if msg.typ != typeCertificate {
-			return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: expected client Certificate, got %v", msg.typ))
-		}
 		cm := &certificateMsg{rawPublicKey: hs.clientRPK}
-		if !cm.unmarshal(msg.body) {
-			return c.fail(alertDecodeError, errors.New("dtls: malformed Certificate"))
+		if err := c.parseHandshakeMsg(msg, typeCertificate, cm.unmarshal); err != nil {
+			return err
 		}
 		hs.addTranscript(msg)
 		clientCerts = cm.certificates
@@ -428,12 +425,9 @@ func (hs *handshakeState) readClientFlight() error {
 			return err
 		}
 	}
-	if msg.typ != typeClientKeyExchange {
-		return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: expected ClientKeyExchange, got %v", msg.typ))
-	}
 	ckx := &clientKeyExchangeMsg{kind: kx}
-	if !ckx.unmarshal(msg.body) {
-		return c.fail(alertDecodeError, errors.New("dtls: malformed ClientKeyExchange"))
+	if err := c.parseHandshakeMsg(msg, typeClientKeyExchange, ckx.unmarshal); err != nil {
+		return err
 	}
 	hs.addTranscript(msg)
 	if kx.isECDHE() {
@@ -446,8 +440,21 @@ func (hs *handshakeState) readClientFlight() error {
 	if kx.isPSK() {
 		psk, err := c.config.PSK(ckx.pskIdentity)
 		if err != nil || len(psk) == 0 {
+			unknown := fmt.Errorf("%w %q", ErrUnknownPSKIdentity, ckx.pskIdentity)
 			c.state.pskIdentity = append([]byte(nil), ckx.pskIdentity...) // for HandshakeOutcome
-			return c.fail(alertUnknownPSKIdentity, fmt.Errorf("dtls: unknown PSK identity %q", ckx.pskIdentity))
+			if c.config.InsecureUnknownPSKIdentityAlert {
+				return c.fail(alertUnknownPSKIdentity, unknown)
+			}
+			// RFC 4279 §2: a server that hides whether an identity
+			// exists "MAY continue the protocol as if the PSK identity
+			// existed but the key was incorrect". With a random key the
+			// client's Finished fails to authenticate, exactly as with a
+			// known identity and a wrong key.
+			psk = make([]byte, hiddenPSKLen)
+			if _, err := io.ReadFull(c.config.rand(), psk); err != nil {
+				return c.fail(alertInternalError, err)
+			}
+			c.unknownPSKIdentity = unknown
 		}
 		hs.pskIdentity = append([]byte(nil), ckx.pskIdentity...)
 		if kx == kxECDHEPSK {
@@ -466,26 +473,20 @@ func (hs *handshakeState) readClientFlight() error {
 		if err := hs.installPeerKeys(true); err != nil {
 			return err
 		}
-		msg, err := c.readHandshake(hs.ctx)
+		cv := new(certificateVerifyMsg)
+		msg, err := c.readHandshakeMsg(hs.ctx, typeCertificateVerify, cv.unmarshal)
 		if err != nil {
 			return err
-		}
-		if msg.typ != typeCertificateVerify {
-			return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: expected CertificateVerify, got %v", msg.typ))
 		}
 		if msg.epoch == c.rl.readCur {
 			// wolfSSL CVE-2023-6937: only the Finished comes under
 			// the new keys.
 			return c.fail(alertUnexpectedMessage, errors.New("dtls: CertificateVerify protected by the new keys"))
 		}
-		cv := new(certificateVerifyMsg)
-		if !cv.unmarshal(msg.body) {
-			return c.fail(alertDecodeError, errors.New("dtls: malformed CertificateVerify"))
-		}
 		if !slices.Contains(hs.certRequest.supportedSignatureAlgorithms, cv.signatureAlgorithm) {
 			return c.fail(alertIllegalParameter, errors.New("dtls: client signed with an unrequested scheme"))
 		}
-		if err := verifyHandshakeSignature(VersionDTLS12, cv.signatureAlgorithm, hs.peerKey, hs.transcript, cv.signature); err != nil {
+		if err := verifyHandshakeSignature(c.vers, cv.signatureAlgorithm, hs.peerKey, hs.transcript, cv.signature); err != nil {
 			return c.fail(alertDecryptError, err)
 		}
 		hs.addTranscript(msg)
@@ -493,10 +494,10 @@ func (hs *handshakeState) readClientFlight() error {
 	return nil
 }
 
-func (hs *handshakeState) verifyClientCertificate(raw [][]byte) error {
+func (hs *serverHandshakeState) verifyClientCertificate(raw [][]byte) error {
 	c := hs.c
 	if len(raw) == 0 {
-		if c.config.ClientAuth == tls.RequireAnyClientCert || c.config.ClientAuth == tls.RequireAndVerifyClientCert {
+		if c.config.requiresClientCert() {
 			return c.fail(alertBadCertificate, errors.New("dtls: client didn't provide a certificate"))
 		}
 		return nil
@@ -513,14 +514,8 @@ func (hs *handshakeState) verifyClientCertificate(raw [][]byte) error {
 		}
 	}
 	var chains [][]*x509.Certificate
-	if c.config.ClientAuth >= tls.VerifyClientCertIfGiven && c.config.ClientAuth != tls.RequireAnyClientCert {
-		opts := x509.VerifyOptions{
-			Roots:         c.config.ClientCAs,
-			CurrentTime:   c.config.time(),
-			Intermediates: intermediatePool(certs[1:]),
-			KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-		}
-		chains, err = certs[0].Verify(opts)
+	if c.config.verifiesClientCert() {
+		chains, err = c.config.verifyClientChain(certs, c.config.time())
 		if err != nil {
 			return c.fail(alertBadCertificate, &tls.CertificateVerificationError{UnverifiedCertificates: certs, Err: err})
 		}

@@ -18,6 +18,7 @@ import (
 	"math/big"
 	mrand "math/rand/v2"
 	"net"
+	"reflect"
 	"runtime"
 	"strings"
 	"sync"
@@ -281,7 +282,9 @@ func TestHandshakeFailures(t *testing.T) {
 			c.PSK = func([]byte) ([]byte, error) { return []byte("wrong key!"), nil }
 			return c
 		}(), pskConfig(), "bad record MAC"},
-		{"unknown identity", func() *Config { c := pskConfig(); c.PSKIdentity = []byte("mallory"); return c }(), pskConfig(), "unknown PSK identity"},
+		// Told from a wrong key only with InsecureUnknownPSKIdentityAlert
+		// (psk_probe_test.go).
+		{"unknown identity", func() *Config { c := pskConfig(); c.PSKIdentity = []byte("mallory"); return c }(), pskConfig(), "bad record MAC"},
 		{"VerifyConnection refuses", &Config{RootCAs: p256.pool, ServerName: "dtls.test", VerifyConnection: func(ConnectionState) error { return errors.New("no thanks") }}, &Config{Certificates: []tls.Certificate{p256.tls}}, "no thanks"},
 	}
 	for _, tt := range tests {
@@ -290,7 +293,11 @@ func TestHandshakeFailures(t *testing.T) {
 			// client's Finished, which fails authentication: it then
 			// sends bad_record_mac, which the client must still be
 			// waiting for.
-			tt.server.HandshakeTimeout = 1 * time.Second
+			// The server's timeout is below the Listener's janitor
+			// interval (1 s), so that the handshake times out (and
+			// sends the alert) before the janitor can end it as
+			// stalled, which sends nothing.
+			tt.server.HandshakeTimeout = 500 * time.Millisecond
 			tt.client.HandshakeTimeout = 3 * time.Second
 			l, _ := echoServer(t, tt.server, nil)
 			c, err := Dial("udp", l.Addr().String(), tt.client)
@@ -612,4 +619,47 @@ func BenchmarkRecords1000(b *testing.B) {
 	b.StopTimer()
 	c.Close()
 	b.ReportMetric(float64(<-got)/float64(b.N)*100, "%delivered")
+}
+
+// TestVerifyConnectionState checks that Config.VerifyConnection sees, on
+// each side, the ConnectionState that ConnectionState returns once the
+// handshake is complete (but for HandshakeComplete): one builder makes
+// both, from what the handshake negotiated.
+func TestVerifyConnectionState(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	p256 := certs(t)["p256"]
+	var seen [2]ConnectionState // client, server
+	var calls [2]int
+	verify := func(side int) func(ConnectionState) error {
+		return func(cs ConnectionState) error {
+			seen[side] = cs
+			calls[side]++
+			return nil
+		}
+	}
+	cid := func() []byte { return []byte{1, 2, 3, 4} }
+	server := &Config{Certificates: []tls.Certificate{p256.tls}, NextProtos: []string{"x"},
+		ConnectionIDGenerator: cid, VerifyConnection: verify(1)}
+	client := &Config{RootCAs: p256.pool, ServerName: "dtls.test", NextProtos: []string{"x"},
+		ConnectionIDGenerator: func() []byte { return []byte{9} }, VerifyConnection: verify(0)}
+	l, states := echoServer(t, server, nil)
+	defer l.Close()
+	c := dialEcho(t, l, client)
+	got := [2]ConnectionState{c.ConnectionState(), serverState(t, states)}
+	for side, name := range []string{"client", "server"} {
+		if calls[side] != 1 {
+			t.Fatalf("%s: VerifyConnection called %d times", name, calls[side])
+		}
+		v, cs := seen[side], got[side]
+		if v.HandshakeComplete || !cs.HandshakeComplete {
+			t.Errorf("%s: HandshakeComplete %v in VerifyConnection, %v after", name, v.HandshakeComplete, cs.HandshakeComplete)
+		}
+		cs.HandshakeComplete, cs.ekm, v.ekm = false, nil, nil
+		if !reflect.DeepEqual(v, cs) {
+			t.Errorf("%s: VerifyConnection saw\n%+v\nConnectionState is\n%+v", name, v, cs)
+		}
+		if cs.Version != VersionDTLS12 || cs.NegotiatedProtocol != "x" || len(cs.LocalConnectionID) == 0 || cs.SignatureScheme == 0 {
+			t.Errorf("%s: incomplete state %+v", name, cs)
+		}
+	}
 }

@@ -175,6 +175,171 @@ func freeUDPPort(t *testing.T) string {
 func TestGnuTLS(t *testing.T) {
 	t.Run("client/RPK", testGnuTLSRawPublicKeyServer)
 	t.Run("server/RPK", testGnuTLSRawPublicKeyClient)
+	t.Run("client/RPK-resumption", testGnuTLSRawPublicKeyServerResumption)
+	t.Run("server/RPK-resumption", testGnuTLSRawPublicKeyClientResumption)
+}
+
+// startGnuTLSServ starts gnutls-serv with raw keys on a free port, and
+// returns it and the port.
+func startGnuTLSServ(ctx context.Context, t *testing.T, serv string, args ...string) (*gnutlsProc, string) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		port := freeUDPPort(t)
+		p := startGnuTLS(ctx, t, serv, append([]string{"--udp", "--echo", "--port", port, "--priority", gnutlsRPKPriority}, args...)...)
+		if p.waitFor(ctx, "listening") {
+			return p, port
+		}
+		if attempt == 3 || ctx.Err() != nil {
+			t.Fatalf("gnutls-serv did not start:\n%s", p.output())
+		}
+	}
+}
+
+// testGnuTLSRawPublicKeyServerResumption: our raw-key client resumes its
+// session with gnutls-serv (by ticket, then by session ID), without a
+// ServerName, and the resumed connection still reports the server's key.
+// gnutls-serv leaves the certificate types out of a resuming ServerHello.
+func testGnuTLSRawPublicKeyServerResumption(t *testing.T) {
+	serv := requireGnuTLS(t, "gnutls-serv")
+	for _, mode := range []string{"ticket", "id"} {
+		t.Run(mode, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), gnutlsRPKTimeout)
+			defer cancel()
+			dir := t.TempDir()
+			srvKey, srvPub, srvPriv := rpkKeyFiles(t, dir, "server")
+			_, _, cliPriv := rpkKeyFiles(t, dir, "client")
+			p, port := startGnuTLSServ(ctx, t, serv, "--rawpkkeyfile", srvKey, "--rawpkfile", srvPub, "--require-client-cert")
+			defer func() {
+				if t.Failed() {
+					t.Logf("gnutls-serv:\n%s", p.output())
+				}
+			}()
+			cfg := &dtls.Config{
+				RawPublicKey:           true,
+				PeerPublicKeys:         []crypto.PublicKey{srvPriv.Public()},
+				Certificates:           []tls.Certificate{{PrivateKey: cliPriv}},
+				ClientSessionCache:     dtls.NewLRUClientSessionCache(4),
+				SessionTicketsDisabled: mode == "id",
+				HandshakeTimeout:       10 * time.Second,
+			}
+			for i := range 2 {
+				raw, err := net.Dial("udp", "127.0.0.1:"+port)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c := dtls.Client(raw, cfg) // no ServerName: the pinned key verifies
+				// gnutls-serv prints its banner before the socket is
+				// ready on some builds: the first handshake may retry.
+				err = c.HandshakeContext(ctx)
+				for retry := 0; err != nil && i == 0 && retry < 4; retry++ {
+					raw.Close()
+					time.Sleep(200 * time.Millisecond)
+					if raw, err = net.Dial("udp", "127.0.0.1:"+port); err != nil {
+						t.Fatal(err)
+					}
+					c = dtls.Client(raw, cfg)
+					err = c.HandshakeContext(ctx)
+				}
+				if err != nil {
+					t.Fatalf("handshake %d: %v", i+1, err)
+				}
+				cs := c.ConnectionState()
+				if cs.DidResume != (i == 1) {
+					t.Errorf("handshake %d: DidResume %v", i+1, cs.DidResume)
+				}
+				if !srvPriv.PublicKey.Equal(cs.PeerPublicKey) {
+					t.Errorf("handshake %d: peer key %T", i+1, cs.PeerPublicKey)
+				}
+				if _, err := c.Write([]byte(gnutlsRPKLine)); err != nil {
+					t.Fatal(err)
+				}
+				c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				buf := make([]byte, 1000)
+				n, err := c.Read(buf)
+				if err != nil || string(buf[:n]) != gnutlsRPKLine {
+					t.Fatalf("handshake %d: echo %q %v", i+1, buf[:n], err)
+				}
+				c.Close()
+			}
+		})
+	}
+}
+
+// testGnuTLSRawPublicKeyClientResumption: gnutls-cli --resume, with a raw
+// key, resumes its session with our Listener, which requires and pins
+// the client's raw key, by ticket and by session ID.
+func testGnuTLSRawPublicKeyClientResumption(t *testing.T) {
+	cli := requireGnuTLS(t, "gnutls-cli")
+	for _, mode := range []string{"ticket", "id"} {
+		t.Run(mode, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), gnutlsRPKTimeout)
+			defer cancel()
+			dir := t.TempDir()
+			_, _, srvPriv := rpkKeyFiles(t, dir, "server")
+			cliKey, cliPub, cliPriv := rpkKeyFiles(t, dir, "client")
+			l, err := dtls.Listen("udp", "127.0.0.1:0", &dtls.Config{
+				RawPublicKey:     true,
+				Certificates:     []tls.Certificate{{PrivateKey: srvPriv}},
+				ClientAuth:       tls.RequireAndVerifyClientCert,
+				PeerPublicKeys:   []crypto.PublicKey{cliPriv.Public()},
+				HandshakeTimeout: 10 * time.Second,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			states := make(chan dtls.ConnectionState, 2)
+			go func() {
+				for {
+					nc, err := l.Accept()
+					if err != nil {
+						return
+					}
+					c := nc.(*dtls.Conn)
+					states <- c.ConnectionState()
+					go func() {
+						defer c.Close()
+						buf := make([]byte, 1000)
+						for {
+							n, err := c.Read(buf)
+							if err != nil {
+								return
+							}
+							c.Write(buf[:n])
+						}
+					}()
+				}
+			}()
+			args := []string{"--udp", "--port", fmt.Sprint(l.Addr().(*net.UDPAddr).Port), "--priority", gnutlsRPKPriority,
+				"--rawpkkeyfile", cliKey, "--rawpkfile", cliPub, "--insecure", "--resume"}
+			if mode == "id" {
+				args = append(args, "--noticket")
+			}
+			p := startGnuTLS(ctx, t, cli, append(args, "127.0.0.1")...)
+			if !p.waitFor(ctx, "This is a resumed session") {
+				t.Fatalf("gnutls-cli did not resume:\n%s", p.output())
+			}
+			for i := range 2 {
+				select {
+				case st := <-states:
+					if st.DidResume != (i == 1) {
+						t.Errorf("connection %d: DidResume %v", i+1, st.DidResume)
+					}
+					if !cliPriv.PublicKey.Equal(st.PeerPublicKey) {
+						t.Errorf("connection %d: server saw client key %T", i+1, st.PeerPublicKey)
+					}
+				case <-ctx.Done():
+					t.Fatalf("connection %d not accepted:\n%s", i+1, p.output())
+				}
+			}
+			if _, err := io.WriteString(p.stdin, gnutlsRPKLine+"\n"); err != nil {
+				t.Fatal(err)
+			}
+			if !p.waitFor(ctx, gnutlsRPKLine) {
+				t.Fatalf("gnutls-cli did not print the echo on the resumed session:\n%s", p.output())
+			}
+		})
+	}
 }
 
 // testGnuTLSRawPublicKeyServer: our client, with a raw key of its own,

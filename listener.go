@@ -155,10 +155,10 @@ const (
 // it did and dropped; Shutdown stops it gracefully, telling every peer,
 // and Close at once.
 type Listener struct {
-	pc      net.PacketConn
-	udp     *net.UDPConn // pc, when it is one: its AddrPort calls do not allocate
-	config  *Config
-	cookies *cookieGenerator
+	pc     net.PacketConn
+	udp    *net.UDPConn // pc, when it is one: its AddrPort calls do not allocate
+	config *Config
+	gate   *helloGate // the cookie check, shared with Server (hello_gate.go)
 
 	table *connTable
 
@@ -251,23 +251,28 @@ func Listen(network, laddr string, config *Config) (*Listener, error) {
 // NewListener serves DTLS on pc. The Listener owns pc: closing it closes
 // pc, which ends the connections it accepted too (Shutdown tells their
 // peers, Close does not). It refuses a Config
-// whose Listener limits make no sense (see Config), and asks the kernel
-// for a receive buffer of Config.ReceiveBufferSize.
+// with which no handshake can succeed (no Certificates, GetCertificate or
+// PSK; a certificate key that cannot sign, such as an RSA key below 1024
+// bits) and one whose Listener limits make no sense (see Config), and
+// asks the kernel for a receive buffer of Config.ReceiveBufferSize.
 func NewListener(pc net.PacketConn, config *Config) (*Listener, error) {
 	if config == nil {
 		config = &Config{}
 	}
+	if err := config.checkServer(); err != nil {
+		return nil, err
+	}
 	if err := config.checkListenerLimits(); err != nil {
 		return nil, err
 	}
-	cookies, err := newCookieGenerator(config.rand(), config.time())
+	gate, err := newHelloGate(config)
 	if err != nil {
 		return nil, err
 	}
 	l := &Listener{
 		pc:      pc,
 		config:  config,
-		cookies: cookies,
+		gate:    gate,
 		table:   newConnTable(),
 		accept:  make(chan *Conn, config.acceptBacklog()),
 		scratch: make([]byte, maxDatagramSize),
@@ -611,9 +616,8 @@ func (l *Listener) handleHello(d []byte, ap netip.AddrPort, existing *listenerCo
 		return false
 	}
 	now := l.config.time()
-	if !l.config.InsecureSkipHelloVerify && !l.cookies.verify(now, ap, ch, ch.cookie) {
-		var cookie [cookieLen]byte
-		hvr := appendHelloVerifyRequest(l.hvrScratch[:0], hdr.seq, msgSeq, l.cookies.generate(cookie[:0], now, ap, hdr.seq, ch))
+	if !l.gate.admit(now, ap, ch) {
+		hvr := l.gate.appendHelloVerifyRequest(l.hvrScratch[:0], now, ap, hdr.seq, msgSeq, ch)
 		// Never answer with more than was sent: no amplification.
 		if len(hvr) <= received {
 			if l.config.Tracer != nil {
@@ -646,7 +650,7 @@ func (l *Listener) handleHello(d []byte, ap netip.AddrPort, existing *listenerCo
 	copy(cio.helloRandom[:], ch.random)
 	c := newConn(cio, l.config, false)
 	c.hsStart = time.Now()
-	c.hs.setInitialRTT(l.cookies.roundTrip(now, hdr.seq, ch.cookie)) // RFC 9147 §5.8.2: the cookie round trip
+	c.hs.setInitialRTT(l.gate.roundTrip(now, hdr.seq, ch.cookie)) // RFC 9147 §5.8.2: the cookie round trip
 	c.listener = l
 	cio.conn = c
 	c.activity = &cio.activity
@@ -656,7 +660,7 @@ func (l *Listener) handleHello(d []byte, ap netip.AddrPort, existing *listenerCo
 	}
 	// Our records continue from the ClientHello's record sequence number,
 	// as the stateless HelloVerifyRequest used it (RFC 6347 §4.2.1).
-	c.rl.write[0].seq = hdr.seq
+	c.rl.setWriteSeq(0, hdr.seq)
 	l.table.add(ap, cio)
 	cio.deliver(d, ap)
 	l.stats.handshakesStarted.Add(1)
@@ -1192,16 +1196,4 @@ func parseInitialClientHelloInto(d []byte, ch *clientHelloMsg) (recordHeader, ui
 		return hdr, 0, false
 	}
 	return hdr, hh.messageSeq, true
-}
-
-// appendHelloVerifyRequest builds a whole HelloVerifyRequest record. Its
-// record sequence number is the ClientHello's (RFC 6347 §4.2.1), so that
-// no state is needed to number it.
-func appendHelloVerifyRequest(dst []byte, recordSeq uint64, msgSeq uint16, cookie []byte) []byte {
-	bodyLen := 3 + len(cookie) // server_version, cookie<0..2^8-1>
-	h := handshakeHeader{typ: typeHelloVerifyRequest, length: uint32(bodyLen), messageSeq: msgSeq, fragmentLength: uint32(bodyLen)}
-	dst = appendRecordHeader(dst, recordTypeHandshake, VersionDTLS12, 0, recordSeq, handshakeHeaderLen+bodyLen)
-	dst = h.appendTo(dst)
-	dst = append(dst, byte(VersionDTLS12>>8), byte(VersionDTLS12&0xff), byte(len(cookie)))
-	return append(dst, cookie...)
 }

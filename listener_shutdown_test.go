@@ -404,9 +404,29 @@ func TestHandshakeOutcome(t *testing.T) {
 		{"unknown PSK identity", func() (*Config, *Config) {
 			cc, sc := psk()
 			cc.PSKIdentity = []byte("intruder")
+			// Not told to the client (RFC 4279 §2), the handshake
+			// fails as with a wrong key: the server gives up after a
+			// quarter of this without an authenticated Finished.
+			sc.HandshakeTimeout = 2 * time.Second
 			return cc, sc
 		}, func(t *testing.T, o HandshakeOutcome, clientErr error) {
 			if !errors.Is(o.Err, ErrUnknownPSKIdentity) || errors.Is(o.Err, ErrBadCertificate) || errors.Is(o.Err, ErrHandshakeTimeout) {
+				t.Errorf("server: %v, want ErrUnknownPSKIdentity", o.Err)
+			}
+			if string(o.PSKIdentity) != "intruder" {
+				t.Errorf("outcome PSK identity %q", o.PSKIdentity)
+			}
+			if clientErr == nil || errors.Is(clientErr, AlertError(alertUnknownPSKIdentity)) {
+				t.Errorf("client: %v, want a failure that does not say the identity is unknown", clientErr)
+			}
+		}},
+		{"unknown PSK identity, told", func() (*Config, *Config) {
+			cc, sc := psk()
+			cc.PSKIdentity = []byte("intruder")
+			sc.InsecureUnknownPSKIdentityAlert = true
+			return cc, sc
+		}, func(t *testing.T, o HandshakeOutcome, clientErr error) {
+			if !errors.Is(o.Err, ErrUnknownPSKIdentity) || errors.Is(o.Err, ErrHandshakeTimeout) {
 				t.Errorf("server: %v, want ErrUnknownPSKIdentity", o.Err)
 			}
 			if string(o.PSKIdentity) != "intruder" {

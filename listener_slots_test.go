@@ -17,7 +17,7 @@ func cookieHello(t testing.TB, l *Listener, ap netip.AddrPort, i int) []byte {
 	template, _ := clientHelloDatagram(t, nil)
 	_, ch, _, _ := parseInitialClientHello(template)
 	ch.random[0], ch.random[1], ch.random[2] = byte(i>>16), byte(i>>8), byte(i)
-	ch.cookie = l.cookies.generate(nil, time.Now(), ap, 0, ch)
+	ch.cookie = l.gate.cookies.generate(nil, time.Now(), ap, 0, ch)
 	return wrapClientHello(t, ch)
 }
 

@@ -100,7 +100,7 @@ type mbPeer struct {
 	hvr        bool             // server: demand a cookie first
 
 	rl         *recordLayer
-	curEpoch   uint16              // epoch of what we send: 1 after our CCS
+	curEpoch   uint64              // epoch of what we send: 1 after our CCS
 	rx         *handshakeTransport // reassembles what the other side sends
 	sendSeq    uint16
 	transcript []byte
@@ -168,7 +168,7 @@ func (p *mbPeer) send(flight string, items []mbItem) error {
 	for _, it := range items {
 		epoch := p.curEpoch
 		if it.epoch >= 0 {
-			epoch = uint16(it.epoch)
+			epoch = uint64(it.epoch)
 		}
 		if it.recSeq >= 0 {
 			if w := p.rl.writeState(epoch); w != nil {
@@ -230,7 +230,7 @@ func (p *mbPeer) send(flight string, items []mbItem) error {
 				rec = append(rec, data...)
 				fe := epoch
 				if f.epoch >= 0 {
-					fe = uint16(f.epoch)
+					fe = uint64(f.epoch)
 				}
 				if dgram, err = p.rl.seal(dgram, fe, recordTypeHandshake, rec); err != nil {
 					break

@@ -768,7 +768,15 @@ func mbRows() []mbRow {
 			wantErr: "invalid ECDHE public key", wantAlert: int(alertIllegalParameter)},
 		// mbedTLS CVE-2026-50580: a long identity in an ECDHE-PSK
 		// ClientKeyExchange.
+		// By default an unknown identity is not told from a wrong key
+		// (RFC 4279 §2): the handshake goes on with a random key, the
+		// peer's Finished fails authentication, and the handshake ends
+		// as with a wrong key. Our error still names the identity.
 		{name: "ECDHE_PSK ClientKeyExchange with a 60000-byte identity", ours: oursServer, suite: ecdhePSK,
+			peer:    func(p *mbPeer) { p.identity = bytes.Repeat([]byte{'i'}, 60000) },
+			wantErr: "unknown PSK identity", wantAlert: int(alertBadRecordMAC)},
+		{name: "ECDHE_PSK ClientKeyExchange with a 60000-byte identity, InsecureUnknownPSKIdentityAlert", ours: oursServer, suite: ecdhePSK,
+			config:  func(c *Config) { c.InsecureUnknownPSKIdentityAlert = true },
 			peer:    func(p *mbPeer) { p.identity = bytes.Repeat([]byte{'i'}, 60000) },
 			wantErr: "unknown PSK identity", wantAlert: int(alertUnknownPSKIdentity)},
 		{name: "ECDHE_PSK ClientKeyExchange identity length past its end", ours: oursServer, suite: ecdhePSK,

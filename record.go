@@ -12,7 +12,7 @@ import (
 type recordHeader struct {
 	typ     recordType
 	version uint16
-	epoch   uint16
+	epoch   uint64 // 16 bits on the wire in DTLS 1.2
 	seq     uint64 // 48 bits
 	length  uint16
 	// cid is the Connection ID of a tls12_cid record (RFC 9146 §4),
@@ -24,6 +24,11 @@ type recordHeader struct {
 	newest bool
 }
 
+// maxEpoch12 is the largest epoch a DTLS 1.2 record header can carry: the
+// field is 16 bits (RFC 6347 §4.1). Epochs are 64-bit inside the package,
+// as DTLS 1.3 counts them (RFC 9147 §4.2.1).
+const maxEpoch12 = 1<<16 - 1
+
 // parseRecordHeader reads a record header from the start of b.
 func parseRecordHeader(b []byte) (h recordHeader, ok bool) {
 	if len(b) < recordHeaderLen {
@@ -31,7 +36,7 @@ func parseRecordHeader(b []byte) (h recordHeader, ok bool) {
 	}
 	h.typ = recordType(b[0])
 	h.version = binary.BigEndian.Uint16(b[1:3])
-	h.epoch = binary.BigEndian.Uint16(b[3:5])
+	h.epoch = uint64(binary.BigEndian.Uint16(b[3:5]))
 	h.seq = uint64(b[5])<<40 | uint64(b[6])<<32 | uint64(binary.BigEndian.Uint32(b[7:11]))
 	h.length = binary.BigEndian.Uint16(b[11:13])
 	return h, true
@@ -40,7 +45,7 @@ func parseRecordHeader(b []byte) (h recordHeader, ok bool) {
 // appendRecordHeaderCID appends a record header with a CID between
 // sequence_number and length, as tls12_cid records carry it, or a plain
 // header when cid is nil.
-func appendRecordHeaderCID(b []byte, typ recordType, version, epoch uint16, seq uint64, cid []byte, length int) []byte {
+func appendRecordHeaderCID(b []byte, typ recordType, version uint16, epoch, seq uint64, cid []byte, length int) []byte {
 	if cid == nil {
 		return appendRecordHeader(b, typ, version, epoch, seq, length)
 	}
@@ -51,7 +56,7 @@ func appendRecordHeaderCID(b []byte, typ recordType, version, epoch uint16, seq 
 	return append(b, byte(length>>8), byte(length))
 }
 
-func appendRecordHeader(b []byte, typ recordType, version, epoch uint16, seq uint64, length int) []byte {
+func appendRecordHeader(b []byte, typ recordType, version uint16, epoch, seq uint64, length int) []byte {
 	return append(b, byte(typ), byte(version>>8), byte(version),
 		byte(epoch>>8), byte(epoch),
 		byte(seq>>40), byte(seq>>32), byte(seq>>24), byte(seq>>16), byte(seq>>8), byte(seq),
@@ -204,34 +209,58 @@ func additionalDataCID(ad []byte, seq64 uint64, version uint16, cid []byte, inne
 	return ad
 }
 
+// maxEpochs bounds the epochs the record layer holds keys for in each
+// direction. DTLS 1.2 needs two: a flight spans the key change
+// (ClientKeyExchange in epoch 0, Finished in epoch 1) and either may be
+// retransmitted. DTLS 1.3 (RFC 9147 §6.1, §8) needs up to five at once:
+// epoch 0 for the hellos until the handshake ends, epoch 2 until the
+// peer's Finished is acknowledged, epoch 3 and, after a KeyUpdate to N,
+// N−1 for records still in flight beside N. Epochs are not indexed by
+// epoch&1: 0 and 2, or 2 and N, would share a slot. A full table
+// replaces its oldest epoch; the caller discards epochs it is done with.
+const maxEpochs = 5
+
+// inlineEpochs is how many epochs a direction holds without an
+// allocation: the two of DTLS 1.2, so that a 1.2 connection (and an idle
+// one, which keeps its record layer) costs no more than before epochs
+// had a table; the others are allocated the first time a third epoch is
+// installed.
+const inlineEpochs = 2
+
+// noEpoch marks a free slot. RFC 9147 §4.2.1 has a connection end before
+// its epoch would wrap, so the largest 64-bit value is never installed.
+const noEpoch = ^uint64(0)
+
 // writeEpoch is the write side of one epoch.
 type writeEpoch struct {
-	valid bool
-	epoch uint16
+	epoch uint64     // noEpoch: a free slot
 	keys  *epochKeys // nil in epoch 0
 	seq   uint64     // next sequence number
 }
 
 // readEpoch is the read side of one epoch.
 type readEpoch struct {
-	valid  bool
-	epoch  uint16
+	epoch  uint64 // noEpoch: a free slot
 	keys   *epochKeys
 	window replay.Window
 }
 
-// recordLayer holds both directions of a connection's record layer. It keeps
-// the current and the previous epoch on each side: a DTLS 1.2 flight spans
-// the key change (ClientKeyExchange in epoch 0, Finished in epoch 1), and
-// either may be retransmitted. Code is append-style: it owns no buffers.
+// recordLayer holds both directions of a connection's record layer: a
+// small table of epochs on each side (maxEpochs, inlineEpochs of them
+// inline), the current write epoch and the highest read epoch. Code is
+// append-style: it owns no buffers. The handshake changes it only through
+// its methods (install, discard, resetReplay, setWriteSeq,
+// setConnectionIDs), never by writing fields.
 type recordLayer struct {
 	version    uint16 // record version we write
 	replaySize int
 
-	writeCur uint16 // current write epoch
-	write    [2]writeEpoch
-	readCur  uint16 // highest installed read epoch
-	read     [2]readEpoch
+	writeCur  uint64 // current write epoch
+	write     [inlineEpochs]writeEpoch
+	writeMore *[maxEpochs - inlineEpochs]writeEpoch // nil until needed
+	readCur   uint64                                // highest installed read epoch
+	read      [inlineEpochs]readEpoch
+	readMore  *[maxEpochs - inlineEpochs]readEpoch // nil until needed
 
 	// Connection IDs (RFC 9146), set when the hellos negotiated them and
 	// used in every epoch after 0. writeCID is the peer's: we put it in
@@ -249,41 +278,183 @@ type recordLayer struct {
 
 func newRecordLayer(replaySize int) *recordLayer {
 	rl := &recordLayer{version: VersionDTLS12, replaySize: replaySize}
-	rl.write[0] = writeEpoch{valid: true}
-	rl.read[0] = readEpoch{valid: true}
+	rl.write[0] = writeEpoch{epoch: 0}
+	rl.write[1] = writeEpoch{epoch: noEpoch}
+	rl.read[0] = readEpoch{epoch: 0}
 	rl.read[0].window.Init(replaySize)
+	rl.read[1] = readEpoch{epoch: noEpoch}
 	return rl
 }
 
 var errSequenceExhausted = errors.New("dtls: record sequence numbers exhausted; the connection must be closed")
 
-// writeState returns the write side of epoch, or nil.
-func (rl *recordLayer) writeState(epoch uint16) *writeEpoch {
-	w := &rl.write[epoch&1]
-	if !w.valid || w.epoch != epoch {
+// writeAt returns write slot i < maxEpochs, or nil for an overflow slot
+// not allocated yet.
+func (rl *recordLayer) writeAt(i int) *writeEpoch {
+	if i < inlineEpochs {
+		return &rl.write[i]
+	}
+	if rl.writeMore == nil {
 		return nil
 	}
-	return w
+	return &rl.writeMore[i-inlineEpochs]
+}
+
+// readAt is writeAt for the read side.
+func (rl *recordLayer) readAt(i int) *readEpoch {
+	if i < inlineEpochs {
+		return &rl.read[i]
+	}
+	if rl.readMore == nil {
+		return nil
+	}
+	return &rl.readMore[i-inlineEpochs]
+}
+
+// writeState returns the write side of epoch, or nil.
+func (rl *recordLayer) writeState(epoch uint64) *writeEpoch {
+	if epoch == noEpoch {
+		return nil // the mark of a free slot
+	}
+	for i := range maxEpochs {
+		w := rl.writeAt(i)
+		if w == nil {
+			break
+		}
+		if w.epoch == epoch {
+			return w
+		}
+	}
+	return nil
+}
+
+// readState returns the read side of epoch, or nil.
+func (rl *recordLayer) readState(epoch uint64) *readEpoch {
+	if epoch == noEpoch {
+		return nil // the mark of a free slot
+	}
+	for i := range maxEpochs {
+		r := rl.readAt(i)
+		if r == nil {
+			break
+		}
+		if r.epoch == epoch {
+			return r
+		}
+	}
+	return nil
+}
+
+// writeSlot returns the slot for a new write epoch: a free one, or the
+// one holding the oldest epoch. The overflow slots are allocated the
+// first time the inline ones are all in use.
+func (rl *recordLayer) writeSlot() *writeEpoch {
+	var oldest *writeEpoch
+	for i := range maxEpochs {
+		w := rl.writeAt(i)
+		if w == nil {
+			more := new([maxEpochs - inlineEpochs]writeEpoch)
+			for j := range more {
+				more[j].epoch = noEpoch
+			}
+			rl.writeMore = more
+			return &more[0]
+		}
+		if w.epoch == noEpoch {
+			return w
+		}
+		if oldest == nil || w.epoch < oldest.epoch {
+			oldest = w
+		}
+	}
+	return oldest
+}
+
+// readSlot is writeSlot for the read side.
+func (rl *recordLayer) readSlot() *readEpoch {
+	var oldest *readEpoch
+	for i := range maxEpochs {
+		r := rl.readAt(i)
+		if r == nil {
+			more := new([maxEpochs - inlineEpochs]readEpoch)
+			for j := range more {
+				more[j].epoch = noEpoch
+			}
+			rl.readMore = more
+			return &more[0]
+		}
+		if r.epoch == noEpoch {
+			return r
+		}
+		if oldest == nil || r.epoch < oldest.epoch {
+			oldest = r
+		}
+	}
+	return oldest
 }
 
 // installWriteKeys moves the write side to the next epoch with keys.
 func (rl *recordLayer) installWriteKeys(keys *epochKeys) {
-	rl.writeCur++
-	rl.write[rl.writeCur&1] = writeEpoch{valid: true, epoch: rl.writeCur, keys: keys}
+	rl.installWriteEpoch(rl.writeCur+1, keys)
+}
+
+// installWriteEpoch makes epoch, protected by keys, the current write
+// epoch. Its sequence numbers start at 0.
+func (rl *recordLayer) installWriteEpoch(epoch uint64, keys *epochKeys) {
+	w := rl.writeState(epoch)
+	if w == nil {
+		w = rl.writeSlot()
+	}
+	*w = writeEpoch{epoch: epoch, keys: keys}
+	rl.writeCur = epoch
 }
 
 // installReadKeys accepts records of the next epoch with keys.
 func (rl *recordLayer) installReadKeys(keys *epochKeys) {
-	rl.readCur++
-	r := &rl.read[rl.readCur&1]
-	*r = readEpoch{valid: true, epoch: rl.readCur, keys: keys}
+	rl.installReadEpoch(rl.readCur+1, keys)
+}
+
+// installReadEpoch accepts records of epoch, protected by keys, with a
+// fresh replay window; readCur becomes epoch if it is higher.
+func (rl *recordLayer) installReadEpoch(epoch uint64, keys *epochKeys) {
+	r := rl.readState(epoch)
+	if r == nil {
+		r = rl.readSlot()
+	}
+	*r = readEpoch{epoch: epoch, keys: keys}
 	r.window.Init(rl.replaySize)
+	rl.readCur = max(rl.readCur, epoch)
+}
+
+// resetReplay empties the replay window of read epoch epoch: a stateless
+// server numbers its records afresh after the cookie exchange (RFC 6347
+// §4.2.1), and handshake messages are deduplicated by message_seq.
+func (rl *recordLayer) resetReplay(epoch uint64) {
+	if r := rl.readState(epoch); r != nil {
+		r.window.Reset()
+	}
+}
+
+// setWriteSeq sets the next sequence number of write epoch epoch: a
+// Listener's connection continues from the record sequence number its
+// stateless HelloVerifyRequest used (RFC 6347 §4.2.1).
+func (rl *recordLayer) setWriteSeq(epoch, seq uint64) {
+	if w := rl.writeState(epoch); w != nil {
+		w.seq = seq
+	}
+}
+
+// setConnectionIDs installs the negotiated Connection IDs (RFC 9146 §3):
+// read is ours, which the peer's protected records must carry, and write
+// is the peer's, which ours carry, from the first epoch with keys on.
+func (rl *recordLayer) setConnectionIDs(read, write []byte) {
+	rl.readCID, rl.writeCID = read, write
 }
 
 // expansion returns the bytes protection adds to a record payload of epoch
 // (explicit nonce and tag, and with a CID the CID and the inner content
 // type), not counting the 13 bytes of a plain record header.
-func (rl *recordLayer) expansion(epoch uint16) int {
+func (rl *recordLayer) expansion(epoch uint64) int {
 	if w := rl.writeState(epoch); w != nil {
 		n := w.keys.overhead()
 		if w.keys != nil && len(rl.writeCID) > 0 {
@@ -297,9 +468,9 @@ func (rl *recordLayer) expansion(epoch uint16) int {
 // seal appends one record of typ carrying payload, protected with the keys
 // of epoch, to dst. It refuses to reuse a sequence number: when the 48-bit
 // space of an epoch is exhausted the connection must end (RFC 6347 §4.1).
-func (rl *recordLayer) seal(dst []byte, epoch uint16, typ recordType, payload []byte) ([]byte, error) {
+func (rl *recordLayer) seal(dst []byte, epoch uint64, typ recordType, payload []byte) ([]byte, error) {
 	w := rl.writeState(epoch)
-	if w == nil {
+	if w == nil || epoch > maxEpoch12 {
 		return dst, errors.New("dtls: internal error: no keys for epoch")
 	}
 	if len(payload) > maxPlaintext {
@@ -310,7 +481,7 @@ func (rl *recordLayer) seal(dst []byte, epoch uint16, typ recordType, payload []
 	}
 	seq := w.seq
 	w.seq++
-	seq64 := uint64(epoch)<<48 | seq
+	seq64 := epoch<<48 | seq
 	k := w.keys
 	length := len(payload)
 	if k != nil {
@@ -336,8 +507,8 @@ func (rl *recordLayer) seal(dst []byte, epoch uint16, typ recordType, payload []
 // header, and the real content type inside the encrypted
 // DTLSInnerPlaintext (content ‖ type, no padding). The inner plaintext is
 // built in dst and sealed in place.
-func (rl *recordLayer) sealCID(dst []byte, k *epochKeys, epoch uint16, seq uint64, typ recordType, payload []byte) []byte {
-	seq64 := uint64(epoch)<<48 | seq
+func (rl *recordLayer) sealCID(dst []byte, k *epochKeys, epoch, seq uint64, typ recordType, payload []byte) []byte {
+	seq64 := epoch<<48 | seq
 	innerLen := len(payload) + 1
 	dst = appendRecordHeaderCID(dst, recordTypeTLS12CID, rl.version, epoch, seq, rl.writeCID, innerLen+k.overhead())
 	nonce := &k.nonceBuf
@@ -405,11 +576,11 @@ func (rl *recordLayer) open(hdr *recordHeader, body []byte) ([]byte, dropReason)
 		// ClientHello (RFC 6347 §4.1), so 1.0 is tolerated in epoch 0 only.
 		return nil, dropBadVersion
 	}
-	if hdr.epoch == rl.readCur+1 && rl.readCur != 0xffff {
+	if hdr.epoch == rl.readCur+1 {
 		return nil, dropFutureEpoch
 	}
-	r := &rl.read[hdr.epoch&1]
-	if !r.valid || r.epoch != hdr.epoch {
+	r := rl.readState(hdr.epoch)
+	if r == nil {
 		return nil, dropUnknownEpoch
 	}
 	isCID := hdr.typ == recordTypeTLS12CID
@@ -425,7 +596,7 @@ func (rl *recordLayer) open(hdr *recordHeader, body []byte) ([]byte, dropReason)
 	case replay.TooOld:
 		return nil, dropTooOld
 	}
-	seq64 := uint64(hdr.epoch)<<48 | hdr.seq
+	seq64 := hdr.epoch<<48 | hdr.seq
 	newest := !rl.anyRead || seq64 > rl.newestRead
 	k := r.keys
 	if k == nil {
@@ -455,7 +626,7 @@ func (k *epochKeys) open(hdr *recordHeader, body []byte) ([]byte, dropReason) {
 		return nil, dropBadLength
 	}
 	isCID := hdr.typ == recordTypeTLS12CID
-	seq64 := uint64(hdr.epoch)<<48 | hdr.seq
+	seq64 := hdr.epoch<<48 | hdr.seq
 	nonce := &k.nonceBuf
 	if k.explicitLen > 0 {
 		copy(nonce[:4], k.iv[:4])
@@ -512,9 +683,8 @@ func (rl *recordLayer) accepted(hdr *recordHeader, seq64 uint64, newest bool) {
 
 // discardReadEpoch forgets an old read epoch, so that its records are no
 // longer accepted (tinydtls CVE-2021-42146: epoch reuse).
-func (rl *recordLayer) discardReadEpoch(epoch uint16) {
-	r := &rl.read[epoch&1]
-	if r.valid && r.epoch == epoch && epoch != rl.readCur {
-		*r = readEpoch{}
+func (rl *recordLayer) discardReadEpoch(epoch uint64) {
+	if r := rl.readState(epoch); r != nil && epoch != rl.readCur {
+		*r = readEpoch{epoch: noEpoch}
 	}
 }

@@ -312,3 +312,76 @@ func FuzzRecordOpen(f *testing.F) {
 		}
 	})
 }
+
+// TestRecordEpochTable checks that the record layer holds the epochs DTLS
+// 1.3 needs at once (0, 2, 3, N−1 and N after KeyUpdates), which two slots
+// indexed by epoch&1 could not: each opens only its own records, a
+// discarded epoch opens nothing, and a full table gives up its oldest.
+func TestRecordEpochTable(t *testing.T) {
+	kind := aeadAES128GCM
+	p := aeadTable[kind]
+	keys := func(b byte) *epochKeys {
+		k, err := newEpochKeys(kind, bytes.Repeat([]byte{b}, p.keyLen), bytes.Repeat([]byte{b}, p.fixedIVLen))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	r := newRecordLayer(64)
+	const n = 9
+	// Handshake keys (2), application keys (3), then KeyUpdates to n:
+	// as a 1.3 reader does, each update discards the epoch before the
+	// previous one, but 2 and 3 stay until the caller is done with them.
+	for e := uint64(2); e <= n; e++ {
+		if e-2 > 3 {
+			r.discardReadEpoch(e - 2)
+		}
+		r.installReadEpoch(e, keys(byte(e)))
+	}
+	if r.readCur != n {
+		t.Fatalf("current read epoch %d, want %d", r.readCur, n)
+	}
+	held := []uint64{0, 2, 3, n - 1, n}
+	for _, e := range held {
+		if r.readState(e) == nil {
+			t.Errorf("read epoch %d not held", e)
+		}
+	}
+	w2 := newRecordLayer(64)
+	for _, e := range held[1:] {
+		w2.installWriteEpoch(e, keys(byte(e)))
+	}
+	for _, e := range held {
+		rec, err := w2.seal(nil, e, recordTypeApplicationData, []byte("epoch"))
+		if err != nil {
+			t.Fatalf("seal in epoch %d: %v", e, err)
+		}
+		hdr, body, _, reason := nextRecord(rec)
+		if reason != dropNone || hdr.epoch != e {
+			t.Fatalf("epoch %d: header %+v, %v", e, hdr, reason)
+		}
+		if e == 0 {
+			continue // plaintext application data is the Conn's to refuse
+		}
+		if got, reason := r.open(&hdr, body); reason != dropNone || string(got) != "epoch" {
+			t.Errorf("open in epoch %d: %q, %v", e, got, reason)
+		}
+	}
+	for _, e := range []uint64{1, 4, 5, 6, 7} {
+		if r.readState(e) != nil {
+			t.Errorf("read epoch %d held after discard", e)
+		}
+	}
+	// A sixth epoch replaces the oldest, 0.
+	r.installReadEpoch(n+1, keys(n+1))
+	if r.readState(0) != nil || r.readState(2) == nil || r.readState(n+1) == nil {
+		t.Error("a full table did not replace its oldest epoch")
+	}
+
+	// DTLS 1.2's two epochs fit in the inline slots: no table is
+	// allocated for them.
+	w12, r12 := testRecordPair(t, kind, 64)
+	if w12.writeMore != nil || r12.readMore != nil {
+		t.Error("epochs 0 and 1 allocated overflow slots")
+	}
+}

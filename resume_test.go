@@ -530,6 +530,10 @@ func FuzzParseSessionState(f *testing.F) {
 		masterSecret: bytes.Repeat([]byte{1}, masterSecretLen), ems: true, serverName: "x", pskIdentity: []byte("id")}
 	b, _ := s.marshal()
 	f.Add(b)
+	_, pub := rpkKey(f, "p256")
+	s.peerPublicKey, s.keyVerified = pub, true
+	b, _ = s.marshal()
+	f.Add(b)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s := parseSessionState(data)
 		if s == nil {
@@ -563,7 +567,7 @@ func TestResumptionTicketLargerThanMTU(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		hs := &handshakeState{c: c, hello: hello}
+		hs := &clientHandshakeState{handshakeState: handshakeState{c: c, hello: hello}}
 		if err := hs.loadSession(); err != nil {
 			t.Fatal(err)
 		}

@@ -1,6 +1,7 @@
 package dtls
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -35,7 +36,7 @@ func (c *Conn) offerRawPublicKeys(hello *clientHelloMsg) {
 // processCertificateTypes checks the server's choice of certificate types
 // against what we offered. Without server_certificate_type the server
 // sends X.509 (RFC 7250 §4.2), which a raw-key-only client refuses.
-func (hs *handshakeState) processCertificateTypes(sh *serverHelloMsg) error {
+func (hs *clientHandshakeState) processCertificateTypes(sh *serverHelloMsg) error {
 	c := hs.c
 	if sh.hasServerCertType && !slices.Contains(hs.hello.serverCertTypes, sh.serverCertType) ||
 		sh.hasClientCertType && !slices.Contains(hs.hello.clientCertTypes, sh.clientCertType) {
@@ -43,7 +44,12 @@ func (hs *handshakeState) processCertificateTypes(sh *serverHelloMsg) error {
 	}
 	hs.serverRPK = sh.hasServerCertType && sh.serverCertType == certificateTypeRawPublicKey
 	hs.clientRPK = sh.hasClientCertType && sh.clientCertType == certificateTypeRawPublicKey
-	if c.config.RawPublicKey && !hs.serverRPK && hs.suite.kx.usesCertificates() {
+	// A server resuming our session (it echoes the session ID we
+	// offered) may leave the certificate types out, as GnuTLS does: the
+	// session's apply, and we offered only a raw-key session
+	// (sessionUsable).
+	resuming := hs.session != nil && len(sh.sessionID) > 0 && bytes.Equal(sh.sessionID, hs.hello.sessionID)
+	if c.config.RawPublicKey && !hs.serverRPK && hs.suite.kx.usesCertificates() && !resuming {
 		return c.fail(alertUnsupportedCertificate, errors.New("dtls: server does not authenticate with a raw public key (RFC 7250)"))
 	}
 	return nil
@@ -53,7 +59,7 @@ func (hs *handshakeState) processCertificateTypes(sh *serverHelloMsg) error {
 // extensions, once the suite is chosen. A server without RawPublicKey
 // ignores them, as one that predates RFC 7250 would, and leaves the
 // client to decide.
-func (hs *handshakeState) selectCertificateTypes(sh *serverHelloMsg) error {
+func (hs *serverHandshakeState) selectCertificateTypes(sh *serverHelloMsg) error {
 	c := hs.c
 	ch := hs.hello
 	if !hs.suite.kx.usesCertificates() || !c.config.RawPublicKey {
@@ -114,7 +120,7 @@ func (hs *handshakeState) verifyRawPublicKey(raw [][]byte, fromServer bool) erro
 		if fromServer {
 			return c.fail(alertBadCertificate, errors.New("dtls: server sent no raw public key"))
 		}
-		if c.config.ClientAuth == tls.RequireAnyClientCert || c.config.ClientAuth == tls.RequireAndVerifyClientCert {
+		if c.config.requiresClientCert() {
 			return c.fail(alertBadCertificate, errors.New("dtls: client didn't provide a raw public key"))
 		}
 		return nil
@@ -153,13 +159,42 @@ func (hs *handshakeState) verifyRawPublicKey(raw [][]byte, fromServer bool) erro
 		if fromServer && !c.config.InsecureSkipVerify {
 			return c.fail(alertBadCertificate, errors.New("dtls: cannot verify the server's raw public key: set PeerPublicKeys or VerifyPeerCertificate"))
 		}
-		if !fromServer && c.config.ClientAuth >= tls.VerifyClientCertIfGiven && c.config.ClientAuth != tls.RequireAnyClientCert {
+		if !fromServer && c.config.verifiesClientCert() {
 			return c.fail(alertBadCertificate, errors.New("dtls: cannot verify the client's raw public key: set PeerPublicKeys or VerifyPeerCertificate"))
 		}
 	}
 	hs.peerKey = pub
-	c.state.peerPublicKey = pub
+	hs.state.peerPublicKey = pub
 	return nil
+}
+
+// rawKeyResumable reports whether a session made with the peer's raw
+// public key s.peerPublicKey may resume under this Config: raw keys must
+// still be on, the key still pinned if PeerPublicKeys is set and, where
+// the peer's key must be verified (always for a client's view of the
+// server without InsecureSkipVerify; for a server, from
+// VerifyClientCertIfGiven on), verified when the session was made.
+// VerifyPeerCertificate is not called again, as crypto/tls does not call
+// it on resumption; VerifyConnection is.
+func (c *Config) rawKeyResumable(s *sessionState, ofServer bool) bool {
+	if !c.RawPublicKey || s.peerPublicKey == nil {
+		return false
+	}
+	if keys := c.PeerPublicKeys; len(keys) > 0 {
+		return slices.ContainsFunc(keys, func(k crypto.PublicKey) bool { return publicKeysEqual(k, s.peerPublicKey) })
+	}
+	mustVerify := !c.InsecureSkipVerify
+	if !ofServer {
+		mustVerify = c.ClientAuth >= tls.VerifyClientCertIfGiven && c.ClientAuth != tls.RequireAnyClientCert
+	}
+	return !mustVerify || c.VerifyPeerCertificate != nil && s.keyVerified
+}
+
+// rawKeyVerified reports whether a peer's raw public key that passed
+// verifyRawPublicKey was verified, rather than only accepted: it is
+// then pinned or accepted by VerifyPeerCertificate.
+func (c *Config) rawKeyVerified() bool {
+	return len(c.PeerPublicKeys) > 0 || c.VerifyPeerCertificate != nil
 }
 
 // publicKeysEqual compares keys with their Equal methods, which every key

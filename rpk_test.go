@@ -45,7 +45,7 @@ func TestCertificateMsgRawPublicKey(t *testing.T) {
 }
 
 // rpkKey returns a key for raw public key tests by type.
-func rpkKey(t *testing.T, kind string) (tls.Certificate, crypto.PublicKey) {
+func rpkKey(t testing.TB, kind string) (tls.Certificate, crypto.PublicKey) {
 	tc := certs(t)[kind]
 	signer := tc.tls.PrivateKey.(crypto.Signer)
 	// A tls.Certificate with only the private key is enough.

@@ -84,7 +84,7 @@ func (c *Conn) SRTPKeys() (*SRTPKeys, error) {
 // out of its ServerHello and the handshake goes on without SRTP. The
 // client's MKI is echoed only by a server that accepts MKIs (a non-empty
 // Config.SRTPMKI); an empty one tells the client not to use them.
-func (hs *handshakeState) negotiateSRTP() error {
+func (hs *serverHandshakeState) negotiateSRTP() error {
 	c := hs.c
 	ch := hs.hello
 	if len(ch.srtpProtectionProfiles) == 0 || len(c.config.SRTPProtectionProfiles) == 0 {
@@ -100,8 +100,8 @@ func (hs *handshakeState) negotiateSRTP() error {
 		if len(c.config.SRTPMKI) > 0 {
 			sh.srtpMKI = slices.Clone(ch.srtpMKI)
 		}
-		c.state.srtpProfile = p
-		c.state.srtpMKI = sh.srtpMKI
+		hs.state.srtpProfile = p
+		hs.state.srtpMKI = sh.srtpMKI
 		return nil
 	}
 	return nil
@@ -109,7 +109,7 @@ func (hs *handshakeState) negotiateSRTP() error {
 
 // processServerSRTP checks the server's use_srtp answer: one profile
 // that we offered, and an MKI that is empty or ours (RFC 5764 §4.1.2).
-func (hs *handshakeState) processServerSRTP() error {
+func (hs *clientHandshakeState) processServerSRTP() error {
 	c := hs.c
 	sh := hs.serverHello
 	if !sh.hasSRTP {
@@ -121,7 +121,7 @@ func (hs *handshakeState) processServerSRTP() error {
 	if len(sh.srtpMKI) > 0 && !bytes.Equal(sh.srtpMKI, hs.hello.srtpMKI) {
 		return c.fail(alertIllegalParameter, errors.New("dtls: server's SRTP MKI differs from ours"))
 	}
-	c.state.srtpProfile = sh.srtpProtectionProfile
-	c.state.srtpMKI = slices.Clone(sh.srtpMKI)
+	hs.state.srtpProfile = sh.srtpProtectionProfile
+	hs.state.srtpMKI = slices.Clone(sh.srtpMKI)
 	return nil
 }

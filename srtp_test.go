@@ -170,9 +170,9 @@ func TestSRTPClientChecks(t *testing.T) {
 			}
 			c := Client(raw, &Config{InsecureSkipVerify: true})
 			defer c.Close()
-			hs := &handshakeState{c: c, ctx: context.Background(),
+			hs := &clientHandshakeState{handshakeState: handshakeState{c: c, ctx: context.Background(),
 				hello:       &clientHelloMsg{srtpProtectionProfiles: []uint16{SRTP_AES128_CM_HMAC_SHA1_80}, srtpMKI: []byte{7}},
-				serverHello: &serverHelloMsg{hasSRTP: true, srtpProtectionProfile: tt.profile, srtpMKI: tt.mki}}
+				serverHello: &serverHelloMsg{hasSRTP: true, srtpProtectionProfile: tt.profile, srtpMKI: tt.mki}}}
 			err = hs.processServerSRTP()
 			if (err == nil) != tt.ok {
 				t.Fatalf("processServerSRTP: %v, want ok=%v", err, tt.ok)

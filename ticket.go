@@ -1,7 +1,9 @@
 package dtls
 
 import (
+	"bytes"
 	"container/list"
+	"crypto"
 	"crypto/sha512"
 	"crypto/subtle"
 	"crypto/tls"
@@ -58,7 +60,10 @@ const (
 	// sessionIDLen is the length of the session IDs a server assigns.
 	sessionIDLen = 32
 	// sessionStateFormat versions our serialization of sessionState.
-	sessionStateFormat = 1
+	// Format 2 added the peer's raw public key (RFC 7250); a ticket of
+	// another format does not parse, and its client gets a full
+	// handshake.
+	sessionStateFormat = 2
 )
 
 // sessionState is what resuming a session needs: the negotiated
@@ -81,10 +86,17 @@ type sessionState struct {
 	// fit in one datagram. A server that needs the chains builds them
 	// again against its current ClientCAs.
 	chainsVerified bool
-	pskIdentity    []byte
-	alpn           string
-	srtpProfile    uint16
-	clientAuth     tls.ClientAuthType // the server's policy when the session was made
+	// peerPublicKey is the peer's raw public key (RFC 7250), nil with
+	// X.509 or PSK: a session made with one resumes only where the
+	// Config would accept that key again. keyVerified is set when it
+	// was verified (pinned in PeerPublicKeys or accepted by
+	// VerifyPeerCertificate), not merely accepted.
+	peerPublicKey crypto.PublicKey
+	keyVerified   bool
+	pskIdentity   []byte
+	alpn          string
+	srtpProfile   uint16
+	clientAuth    tls.ClientAuthType // the server's policy when the session was made
 }
 
 // marshal serializes a server's session state for a ticket.
@@ -107,7 +119,7 @@ func (s *sessionState) marshal() ([]byte, error) {
 	}
 	addBytes8(b, []byte(s.serverName))
 	addCertList(b, s.peerCertificates)
-	if len(s.verifiedChains) > 0 || s.chainsVerified {
+	if len(s.verifiedChains) > 0 || s.chainsVerified || s.keyVerified {
 		b.AddUint8(1)
 	} else {
 		b.AddUint8(0)
@@ -116,6 +128,14 @@ func (s *sessionState) marshal() ([]byte, error) {
 	addBytes8(b, []byte(s.alpn))
 	b.AddUint16(s.srtpProfile)
 	b.AddUint8(uint8(s.clientAuth))
+	var spki []byte
+	if s.peerPublicKey != nil {
+		var err error
+		if spki, err = x509.MarshalPKIXPublicKey(s.peerPublicKey); err != nil {
+			return nil, err
+		}
+	}
+	addBytes16(b, spki)
 	return b.Bytes()
 }
 
@@ -142,18 +162,36 @@ func parseSessionState(data []byte) *sessionState {
 		!in.ReadUint8(&ems) || ems > 1 ||
 		!readBytes8(&in, &name) ||
 		!readCertList(&in, &s.peerCertificates) ||
-		!in.ReadUint8(&verified) || verified > 1 ||
-		verified == 1 && len(s.peerCertificates) == 0 {
+		!in.ReadUint8(&verified) || verified > 1 {
 		return nil
 	}
+	var spki []byte
 	if !readBytes16(&in, &s.pskIdentity) || !readBytes8(&in, &alpn) ||
-		!in.ReadUint16(&s.srtpProfile) || !in.ReadUint8(&clientAuth) || !in.Empty() {
+		!in.ReadUint16(&s.srtpProfile) || !in.ReadUint8(&clientAuth) ||
+		!readBytes16(&in, &spki) || !in.Empty() {
+		return nil
+	}
+	if len(spki) > 0 {
+		if len(s.peerCertificates) > 0 {
+			return nil // a certificate chain or a raw key, not both
+		}
+		pub, err := x509.ParsePKIXPublicKey(spki)
+		if err != nil || checkPeerKeySize(pub) != nil {
+			return nil
+		}
+		// Only the encoding marshal writes, so that a state has one.
+		if der, err := x509.MarshalPKIXPublicKey(pub); err != nil || !bytes.Equal(der, spki) {
+			return nil
+		}
+		s.peerPublicKey = pub
+		s.keyVerified = verified == 1
+	} else if verified == 1 && len(s.peerCertificates) == 0 {
 		return nil
 	}
 	s.isClient = role == 1
 	s.masterSecret = master
 	s.ems = ems == 1
-	s.chainsVerified = verified == 1
+	s.chainsVerified = verified == 1 && len(s.peerCertificates) > 0
 	s.serverName = string(name)
 	s.alpn = string(alpn)
 	s.clientAuth = tls.ClientAuthType(clientAuth)

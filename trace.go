@@ -68,7 +68,7 @@ type TraceEvent struct {
 	Local  netip.AddrPort
 	Remote netip.AddrPort
 
-	Epoch       uint16
+	Epoch       uint64 // 16 bits on a DTLS 1.2 record; 64 as DTLS 1.3 counts epochs
 	Seq         uint64 // record sequence number
 	ContentType uint8  // record content type
 	Length      int    // bytes in the datagram, record payload or message

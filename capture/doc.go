@@ -12,7 +12,9 @@
 //	config.Tracer = w.Tracer(nil)
 //
 // ReadFile goes the other way: it returns the UDP datagrams of a capture
-// and the key log lines found in its Decryption Secrets Blocks.
+// and the key log lines found in its Decryption Secrets Blocks. Scan does
+// the same one datagram at a time, in memory that does not grow with the
+// file.
 //
 // The package imports only the standard library and package dtls.
 package capture

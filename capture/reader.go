@@ -2,6 +2,7 @@ package capture
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -71,7 +72,7 @@ type Datagram struct {
 	Payload  []byte
 }
 
-// ErrFormat is wrapped by every error that ReadFile returns for a
+// ErrFormat is wrapped by every error that ReadFile and Scan return for a
 // malformed file.
 var ErrFormat = errors.New("capture: malformed capture file")
 
@@ -88,25 +89,55 @@ func formatError(format string, args ...any) error {
 // cannot be walked. The payload of a first fragment or of a packet cut by
 // the snapshot length is what the capture holds. Malformed framing is an
 // error; the datagrams read before it are returned with it.
+//
+// ReadFile holds the whole capture in memory; Scan reads it one datagram
+// at a time.
 func ReadFile(r io.Reader) (datagrams []Datagram, keyLog []byte, err error) {
-	br := bufio.NewReader(r)
+	keyLog, err = Scan(r, func(d Datagram) error {
+		d.Payload = bytes.Clone(d.Payload)
+		datagrams = append(datagrams, d)
+		return nil
+	})
+	return datagrams, keyLog, err
+}
+
+// Scan reads a capture as ReadFile does, but calls yield with each UDP
+// datagram in file order instead of keeping them, so that its memory does
+// not grow with the file: it holds one packet or pcapng block at a time
+// (at most 16 MiB, for a block) and the key log (at most 16 MiB). The
+// Payload passed to yield is valid only until yield returns; yield copies
+// what it keeps. An error from yield stops Scan, which returns it.
+//
+// Decryption Secrets Blocks may come after the packets they decrypt (a
+// capture is written as traffic happens): the key log Scan returns is
+// that of the whole file, complete only once Scan has returned.
+func Scan(r io.Reader, yield func(Datagram) error) (keyLog []byte, err error) {
+	br, ok := r.(*bufio.Reader)
+	if !ok {
+		br = bufio.NewReader(r)
+	}
 	magic, err := br.Peek(4)
 	if err != nil {
-		return nil, nil, formatError("file too short: %v", err)
+		return nil, formatError("file too short: %v", err)
 	}
-	rd := &fileReader{r: br}
+	rd := &fileReader{r: br, yield: yield}
 	if binary.LittleEndian.Uint32(magic) == blockTypeSHB {
 		err = rd.readPcapng()
 	} else {
 		err = rd.readPcap()
 	}
-	return rd.datagrams, rd.keyLog, err
+	if err == nil {
+		err = rd.yieldErr
+	}
+	return rd.keyLog, err
 }
 
 type fileReader struct {
-	r         *bufio.Reader
-	datagrams []Datagram
-	keyLog    []byte
+	r        *bufio.Reader
+	yield    func(Datagram) error
+	yieldErr error // yield's error, which stops the reading
+	keyLog   []byte
+	block    []byte // a pcapng block, reused
 }
 
 func (rd *fileReader) full(b []byte) error {
@@ -175,7 +206,9 @@ func (rd *fileReader) readPcap() error {
 		if err := rd.full(buf); err != nil {
 			return err
 		}
-		rd.packet(time.Unix(int64(sec), int64(frac)), link, buf)
+		if rd.packet(time.Unix(int64(sec), int64(frac)), link, buf) != nil {
+			return nil
+		}
 	}
 }
 
@@ -227,7 +260,10 @@ func (rd *fileReader) readPcapng() error {
 		if total < 12 || total%4 != 0 || total > maxBlockLen {
 			return formatError("bad block length %d", total)
 		}
-		body := make([]byte, total-8)
+		if cap(rd.block) < int(total-8) {
+			rd.block = make([]byte, total-8)
+		}
+		body := rd.block[:total-8]
 		if err := rd.full(body); err != nil {
 			return err
 		}
@@ -298,7 +334,9 @@ func (rd *fileReader) readPcapng() error {
 				return formatError("bad captured length %d", caplen)
 			}
 			ifc := &ifaces[id]
-			rd.packet(ifc.time(ts), ifc.link, body[20:20+caplen])
+			if rd.packet(ifc.time(ts), ifc.link, body[20:20+caplen]) != nil {
+				return nil
+			}
 		case blockTypeSPB:
 			if len(body) < 4 {
 				return formatError("short simple packet block")
@@ -314,7 +352,9 @@ func (rd *fileReader) readPcapng() error {
 			if n > uint64(len(body)-4) || n > maxSnapLen {
 				return formatError("bad simple packet length %d", n)
 			}
-			rd.packet(time.Time{}, ifc.link, body[4:4+n])
+			if rd.packet(time.Time{}, ifc.link, body[4:4+n]) != nil {
+				return nil
+			}
 		case blockTypeDSB:
 			if len(body) < 8 {
 				return formatError("short decryption secrets block")
@@ -388,39 +428,40 @@ func (ifc *pcapngInterface) time(ts uint64) time.Time {
 	return time.Unix(int64(sec)+ifc.offset, int64(nsec))
 }
 
-// packet decodes one captured frame of the given link type and keeps it if
-// it is a UDP datagram.
-func (rd *fileReader) packet(t time.Time, link uint32, b []byte) {
+// packet decodes one captured frame of the given link type and, if it is
+// a UDP datagram, passes it to yield. It returns yield's error, also kept
+// in rd.yieldErr.
+func (rd *fileReader) packet(t time.Time, link uint32, b []byte) error {
 	var ethType uint16
 	switch link {
 	case linkTypeEthernet:
 		if len(b) < 14 {
-			return
+			return nil
 		}
 		ethType = binary.BigEndian.Uint16(b[12:])
 		b = b[14:]
 		for i := 0; i < maxVLANTags && (ethType == etherTypeVLAN || ethType == etherTypeQinQ || ethType == etherTypeQinQ2); i++ {
 			if len(b) < 4 {
-				return
+				return nil
 			}
 			ethType = binary.BigEndian.Uint16(b[2:])
 			b = b[4:]
 		}
 	case linkTypeSLL:
 		if len(b) < 16 {
-			return
+			return nil
 		}
 		ethType = binary.BigEndian.Uint16(b[14:])
 		b = b[16:]
 	case linkTypeSLL2:
 		if len(b) < 20 {
-			return
+			return nil
 		}
 		ethType = binary.BigEndian.Uint16(b[0:])
 		b = b[20:]
 	case linkTypeNull, linkTypeLoop:
 		if len(b) < 4 {
-			return
+			return nil
 		}
 		// The family is in the writer's host order for NULL, network
 		// order for LOOP; accept either, as libpcap does.
@@ -434,12 +475,12 @@ func (rd *fileReader) packet(t time.Time, link uint32, b []byte) {
 		case 10, 24, 28, 30: // AF_INET6 on Linux, NetBSD/OpenBSD, FreeBSD, Darwin
 			ethType = etherTypeIPv6
 		default:
-			return
+			return nil
 		}
 		b = b[4:]
 	case linkTypeRaw, linkTypeDLTRaw, linkTypeDLTRaw14:
 		if len(b) == 0 {
-			return
+			return nil
 		}
 		switch b[0] >> 4 {
 		case 4:
@@ -447,14 +488,14 @@ func (rd *fileReader) packet(t time.Time, link uint32, b []byte) {
 		case 6:
 			ethType = etherTypeIPv6
 		default:
-			return
+			return nil
 		}
 	case linkTypeIPv4:
 		ethType = etherTypeIPv4
 	case linkTypeIPv6:
 		ethType = etherTypeIPv6
 	default:
-		return
+		return nil
 	}
 	var src, dst netip.Addr
 	var udp []byte
@@ -465,21 +506,22 @@ func (rd *fileReader) packet(t time.Time, link uint32, b []byte) {
 		src, dst, udp = ipv6UDP(b)
 	}
 	if len(udp) < udpHeaderLen {
-		return
+		return nil
 	}
 	n := int(binary.BigEndian.Uint16(udp[4:]))
 	if n < udpHeaderLen {
-		return
+		return nil
 	}
 	if n > len(udp) {
 		n = len(udp) // cut by the snapshot length or a first fragment
 	}
-	rd.datagrams = append(rd.datagrams, Datagram{
+	rd.yieldErr = rd.yield(Datagram{
 		Time:    t,
 		Src:     netip.AddrPortFrom(src, binary.BigEndian.Uint16(udp[0:])),
 		Dst:     netip.AddrPortFrom(dst, binary.BigEndian.Uint16(udp[2:])),
-		Payload: append([]byte(nil), udp[udpHeaderLen:n]...),
+		Payload: udp[udpHeaderLen:n],
 	})
+	return rd.yieldErr
 }
 
 // ipv4UDP returns the addresses and the UDP segment of an IPv4 packet, or a

@@ -338,3 +338,51 @@ func FuzzReadFile(f *testing.F) {
 		}
 	})
 }
+
+// TestScan: Scan yields the datagrams ReadFile returns, one at a time and
+// in order, returns the key log of the whole file (a Decryption Secrets
+// Block after the packets included), and stops at yield's error.
+func TestScan(t *testing.T) {
+	le := binary.LittleEndian
+	file := cat(pcapngSHB(le), pcapngIDB(le, linkTypeRaw, 9, 0),
+		pcapngEPB(le, 0, 1, ipPacket(t, v4src, v4dst, "one")),
+		pcapngEPB(le, 0, 2, ipPacket(t, v4dst, v4src, "two")),
+		pcapngEPB(le, 0, 3, ipPacket(t, v4src, v4dst, "three")),
+		pcapngDSB(le, secretsTypeTLS, "CLIENT_RANDOM aa bb\n"))
+	want, wantKeys, err := ReadFile(bytes.NewReader(file))
+	if err != nil || len(want) != 3 {
+		t.Fatalf("ReadFile: %d datagrams, %v", len(want), err)
+	}
+	var got []string
+	keys, err := Scan(bytes.NewReader(file), func(d Datagram) error {
+		got = append(got, string(d.Payload)) // a copy: Payload is reused
+		return nil
+	})
+	if err != nil || !bytes.Equal(keys, wantKeys) || string(keys) != "CLIENT_RANDOM aa bb\n" {
+		t.Fatalf("Scan: key log %q, %v; want %q", keys, err, wantKeys)
+	}
+	for i, d := range want {
+		if got[i] != string(d.Payload) {
+			t.Errorf("datagram %d: Scan %q, ReadFile %q", i, got[i], d.Payload)
+		}
+	}
+	stop := errors.New("enough")
+	n := 0
+	_, err = Scan(bytes.NewReader(file), func(Datagram) error {
+		n++
+		if n == 2 {
+			return stop
+		}
+		return nil
+	})
+	if err != stop || n != 2 {
+		t.Errorf("yield's error: Scan returned %v after %d datagrams; want it after 2", err, n)
+	}
+	// A classic pcap too.
+	n = 0
+	_, err = Scan(bytes.NewReader(pcapFile(le, false, linkTypeRaw, time.Unix(1, 0),
+		ipPacket(t, v4src, v4dst, "a"), ipPacket(t, v4src, v4dst, "b"))), func(Datagram) error { n++; return stop })
+	if err != stop || n != 1 {
+		t.Errorf("pcap: Scan returned %v after %d datagrams; want %v after 1", err, n, stop)
+	}
+}

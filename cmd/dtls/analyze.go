@@ -40,12 +40,34 @@ time each flight took. It prints a ladder per conversation. With a key log
 the protected handshake messages and alerts too.
 `
 
-// Limits on what analyze keeps, so a huge capture cannot exhaust memory.
+// Limits on what analyze keeps, so that its memory does not grow with the
+// capture: it reads the file twice, a datagram at a time (capture.Scan),
+// and keeps only per-conversation state, each part bounded here: at most
+// maxConversations × (maxLadderEvents × 216 bytes + a few tens of KB),
+// about 30 MB, plus the key log (at most 2 × 16 MiB).
 const (
 	// maxConversations bounds the UDP address pairs reported.
 	maxConversations = 64
 	// maxKeyLogFile bounds a -keylog file.
 	maxKeyLogFile = 16 << 20
+	// maxLadderEvents bounds the events one conversation's ladder keeps,
+	// 216 bytes each: a handshake takes a hundred or so, and each
+	// datagram after it about six; later ones are counted as omitted.
+	maxLadderEvents = 2048
+	// maxFragmentsTracked bounds the handshake fragments remembered per
+	// side, by which retransmissions are recognised.
+	maxFragmentsTracked = 4096
+	// maxEpochsTracked bounds the epochs per side whose record numbers
+	// are followed for gaps and duplicates (a DTLS 1.2 connection uses
+	// two).
+	maxEpochsTracked = 8
+	// dupWindow is how far behind the newest record of its epoch a
+	// record is still recognised as a duplicate, in records (a multiple
+	// of 64).
+	dupWindow = 1024
+	// maxListed bounds each list of the report (messages, flights,
+	// gaps); the rest are counted.
+	maxListed = 256
 )
 
 type analyzeOptions struct {
@@ -98,7 +120,14 @@ func analyze(o *analyzeOptions, out io.Writer) error {
 		return err
 	}
 	defer f.Close()
-	dgrams, keyLog, err := capture.ReadFile(bufio.NewReader(f))
+	// First pass: the key log, which Decryption Secrets Blocks may give
+	// after the packets it decrypts, and the conversations, with their
+	// client: whoever sent the first ClientHello.
+	convs := &conversations{index: map[[2]netip.AddrPort]*conversation{}}
+	keyLog, err := capture.Scan(bufio.NewReader(f), func(d capture.Datagram) error {
+		convs.learn(d)
+		return nil
+	})
 	if err != nil {
 		return err
 	}
@@ -113,16 +142,32 @@ func analyze(o *analyzeOptions, out io.Writer) error {
 		keyLog = append(append(keyLog, '\n'), b...)
 	}
 	secrets := parseKeyLog(keyLog)
-	convs := conversations(dgrams)
-	if len(convs) == 0 {
+	if len(convs.list) == 0 {
 		fmt.Fprintln(out, "no DTLS traffic found")
 		return nil
 	}
-	for i, c := range convs {
+	// Second pass: each datagram goes to its conversation's analysis.
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	for _, c := range convs.list {
+		c.a = newAnalysis(c.client, c.server)
+	}
+	_, err = capture.Scan(bufio.NewReader(f), func(d capture.Datagram) error {
+		if c := convs.of(&d); c != nil {
+			c.a.datagram(d, secrets)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for i, c := range convs.list {
 		if i > 0 {
 			fmt.Fprintln(out)
 		}
-		a := c.analyze(secrets)
+		a := c.a
+		a.finish()
 		a.report(out)
 		if o.svg != "" {
 			name := o.svg
@@ -163,35 +208,55 @@ func parseKeyLog(b []byte) map[string][]byte {
 	return m
 }
 
-// conversation is the datagrams between two UDP endpoints.
+// conversation is the DTLS traffic between two UDP endpoints.
 type conversation struct {
-	a, b   netip.AddrPort
-	dgrams []capture.Datagram
+	// client is the sender of the first ClientHello, else of the first
+	// datagram.
+	client, server netip.AddrPort
+	sawHello       bool
+	a              *analysis // made for the second pass
 }
 
-func conversations(dgrams []capture.Datagram) []*conversation {
-	index := map[[2]netip.AddrPort]*conversation{}
-	var out []*conversation
-	for _, d := range dgrams {
-		if !looksLikeDTLS(d.Payload) {
-			continue
-		}
-		k := [2]netip.AddrPort{d.Src, d.Dst}
-		if d.Dst.Addr().Less(d.Src.Addr()) || (d.Dst.Addr() == d.Src.Addr() && d.Dst.Port() < d.Src.Port()) {
-			k = [2]netip.AddrPort{d.Dst, d.Src}
-		}
-		c := index[k]
-		if c == nil {
-			if len(out) == maxConversations {
-				continue
-			}
-			c = &conversation{a: d.Src, b: d.Dst}
-			index[k] = c
-			out = append(out, c)
-		}
-		c.dgrams = append(c.dgrams, d)
+// conversations finds the conversations of a capture, in the order of
+// their first datagram, at most maxConversations of them.
+type conversations struct {
+	index map[[2]netip.AddrPort]*conversation
+	list  []*conversation
+}
+
+func convKey(d *capture.Datagram) [2]netip.AddrPort {
+	if d.Dst.Addr().Less(d.Src.Addr()) || (d.Dst.Addr() == d.Src.Addr() && d.Dst.Port() < d.Src.Port()) {
+		return [2]netip.AddrPort{d.Dst, d.Src}
 	}
-	return out
+	return [2]netip.AddrPort{d.Src, d.Dst}
+}
+
+// learn notes a datagram of the first pass.
+func (cs *conversations) learn(d capture.Datagram) {
+	if !looksLikeDTLS(d.Payload) {
+		return
+	}
+	k := convKey(&d)
+	c := cs.index[k]
+	if c == nil {
+		if len(cs.list) == maxConversations {
+			return
+		}
+		c = &conversation{client: d.Src, server: d.Dst}
+		cs.index[k] = c
+		cs.list = append(cs.list, c)
+	}
+	if !c.sawHello && len(d.Payload) > 25 && d.Payload[0] == ctHandshake && d.Payload[13] == hsClientHello {
+		c.client, c.server, c.sawHello = d.Src, d.Dst, true
+	}
+}
+
+// of returns the conversation of a datagram, or nil.
+func (cs *conversations) of(d *capture.Datagram) *conversation {
+	if !looksLikeDTLS(d.Payload) {
+		return nil
+	}
+	return cs.index[convKey(d)]
 }
 
 // looksLikeDTLS checks for a DTLS record header at the start.
@@ -211,11 +276,13 @@ const (
 	hsFinished    = 20
 )
 
-// analysis is one conversation turned into trace events.
+// analysis is one conversation turned into trace events, a datagram at a
+// time, keeping only state bounded by the limits above.
 type analysis struct {
 	client, server netip.AddrPort
 	ladder         *ladder.Ladder
-	start          time.Time
+	start, last    time.Time
+	started        bool
 
 	decrypter *dtls.RecordDecrypter
 	suite     uint16
@@ -224,8 +291,7 @@ type analysis struct {
 	flight    [2]int
 	lastFrom  int                   // side that sent the last handshake datagram, -1 at first
 	sentFrags [2]map[[3]uint32]bool // (seq, offset, length) of fragments already sent
-	lastSeq   [2]map[uint16]uint64  // highest record sequence number per epoch
-	seenRec   [2]map[uint64]bool    // epoch<<48|seq seen
+	epochs    [2]map[uint64]*epochRecords
 
 	messages   []string // "client ClientHello seq=0" in order, first copies only
 	retransmit [2]int
@@ -234,6 +300,48 @@ type analysis struct {
 	finished   [2]bool
 	flights    []flightSpan
 	undecrypt  int
+	// Entries of the lists above past maxListed, and records or
+	// fragments past maxEpochsTracked or maxFragmentsTracked.
+	moreMessages, moreGaps, moreFlights int
+	untracked                           int
+}
+
+// epochRecords follows the record numbers one side sent in one epoch: the
+// newest, and which of the dupWindow up to it were seen.
+type epochRecords struct {
+	newest uint64
+	seen   [dupWindow / 64]uint64 // bit seq%dupWindow
+}
+
+// see records seq and reports whether it is a duplicate (within dupWindow
+// of the newest) and, when it is past the newest, the range of records
+// missing before it (gapTo is 0 if none).
+func (e *epochRecords) see(seq uint64) (dup bool, gapFrom, gapTo uint64) {
+	bit := func(s uint64) (*uint64, uint64) {
+		i := s % dupWindow
+		return &e.seen[i/64], 1 << (i % 64)
+	}
+	switch {
+	case seq > e.newest:
+		if seq > e.newest+1 {
+			gapFrom, gapTo = e.newest+1, seq-1
+		}
+		if seq-e.newest >= dupWindow {
+			e.seen = [dupWindow / 64]uint64{}
+		} else {
+			for s := e.newest + 1; s <= seq; s++ {
+				w, b := bit(s)
+				*w &^= b
+			}
+		}
+		e.newest = seq
+	case e.newest-seq >= dupWindow:
+		return false, 0, 0 // too old to tell
+	}
+	w, b := bit(seq)
+	dup = *w&b != 0
+	*w |= b
+	return dup, gapFrom, gapTo
 }
 
 type flightSpan struct {
@@ -245,31 +353,32 @@ type flightSpan struct {
 
 func sideName(s int) string { return [...]string{"client", "server"}[s] }
 
-func (c *conversation) analyze(secrets map[string][]byte) *analysis {
-	a := &analysis{ladder: ladder.New(), lastFrom: -1}
-	a.client, a.server = c.a, c.b
-	// The client is whoever sent the first ClientHello.
-	for _, d := range c.dgrams {
-		if len(d.Payload) > 25 && d.Payload[0] == ctHandshake && d.Payload[13] == hsClientHello {
-			a.client, a.server = d.Src, d.Dst
-			break
-		}
-	}
+func newAnalysis(client, server netip.AddrPort) *analysis {
+	a := &analysis{ladder: ladder.NewLimited(maxLadderEvents), lastFrom: -1, client: client, server: server}
 	for i := range a.sentFrags {
 		a.sentFrags[i] = map[[3]uint32]bool{}
-		a.lastSeq[i] = map[uint16]uint64{}
-		a.seenRec[i] = map[uint64]bool{}
-	}
-	a.start = c.dgrams[0].Time
-	for _, d := range c.dgrams {
-		a.datagram(d, secrets)
-	}
-	for s := range 2 {
-		if a.finished[s] {
-			a.emit(s, dtls.TraceEvent{Kind: dtls.TraceHandshakeDone, Time: c.dgrams[len(c.dgrams)-1].Time, Reason: dtls.CipherSuiteName(a.suite)})
-		}
+		a.epochs[i] = map[uint64]*epochRecords{}
 	}
 	return a
+}
+
+// finish ends the analysis once every datagram was seen.
+func (a *analysis) finish() {
+	for s := range 2 {
+		if a.finished[s] {
+			a.emit(s, dtls.TraceEvent{Kind: dtls.TraceHandshakeDone, Time: a.last, Reason: dtls.CipherSuiteName(a.suite)})
+		}
+	}
+}
+
+// markSent remembers a fragment that side s sent, up to
+// maxFragmentsTracked.
+func (a *analysis) markSent(s int, k [3]uint32) {
+	if len(a.sentFrags[s]) >= maxFragmentsTracked && !a.sentFrags[s][k] {
+		a.untracked++
+		return
+	}
+	a.sentFrags[s][k] = true
 }
 
 // emit adds an event seen by side s.
@@ -284,6 +393,10 @@ func (a *analysis) emit(s int, ev dtls.TraceEvent) {
 }
 
 func (a *analysis) datagram(d capture.Datagram, secrets map[string][]byte) {
+	if !a.started {
+		a.start, a.started = d.Time, true
+	}
+	a.last = d.Time
 	from := 1
 	if d.Src == a.client {
 		from = 0
@@ -300,7 +413,11 @@ func (a *analysis) datagram(d capture.Datagram, secrets map[string][]byte) {
 		if a.lastFrom != from {
 			if !repeated {
 				a.flight[from]++
-				a.flights = append(a.flights, flightSpan{side: from, number: a.flight[from], start: d.Time, end: d.Time})
+				if len(a.flights) < maxListed {
+					a.flights = append(a.flights, flightSpan{side: from, number: a.flight[from], start: d.Time, end: d.Time})
+				} else {
+					a.moreFlights++
+				}
 				a.emit(from, dtls.TraceEvent{Kind: dtls.TraceFlightSent, Time: d.Time, Flight: a.flight[from]})
 			} else {
 				a.retransmit[from]++
@@ -322,7 +439,7 @@ func (a *analysis) datagram(d capture.Datagram, secrets map[string][]byte) {
 	rest := d.Payload
 	for len(rest) >= 13 {
 		typ := rest[0]
-		epoch := binary.BigEndian.Uint16(rest[3:5])
+		epoch := uint64(binary.BigEndian.Uint16(rest[3:5]))
 		seq := uint64(binary.BigEndian.Uint16(rest[5:7]))<<32 | uint64(binary.BigEndian.Uint32(rest[7:11]))
 		n := int(binary.BigEndian.Uint16(rest[11:13]))
 		if typ == 25 || 13+n > len(rest) {
@@ -380,18 +497,26 @@ func (a *analysis) scanFragments(from int, b []byte) (n int, allRepeated bool) {
 	return n, allRepeated && n > 0
 }
 
-func (a *analysis) record(t time.Time, from int, typ uint8, epoch uint16, seq uint64, rec []byte, secrets map[string][]byte) {
+func (a *analysis) record(t time.Time, from int, typ uint8, epoch uint64, seq uint64, rec []byte, secrets map[string][]byte) {
 	to := 1 - from
-	key := uint64(epoch)<<48 | seq
-	if a.seenRec[from][key] {
-		a.duplicates++
-	}
-	a.seenRec[from][key] = true
-	if last, ok := a.lastSeq[from][epoch]; ok && seq > last+1 {
-		a.gaps = append(a.gaps, fmt.Sprintf("%s epoch %d: records %d..%d not in the capture", sideName(from), epoch, last+1, seq-1))
-	}
-	if last, ok := a.lastSeq[from][epoch]; !ok || seq > last {
-		a.lastSeq[from][epoch] = seq
+	if e := a.epochs[from][epoch]; e != nil {
+		dup, gapFrom, gapTo := e.see(seq)
+		if dup {
+			a.duplicates++
+		}
+		if gapTo > 0 {
+			if len(a.gaps) < maxListed {
+				a.gaps = append(a.gaps, fmt.Sprintf("%s epoch %d: records %d..%d not in the capture", sideName(from), epoch, gapFrom, gapTo))
+			} else {
+				a.moreGaps++
+			}
+		}
+	} else if len(a.epochs[from]) < maxEpochsTracked {
+		e := &epochRecords{newest: seq}
+		e.see(seq)
+		a.epochs[from][epoch] = e
+	} else {
+		a.untracked++
 	}
 	body := rec[13:]
 	plain := body
@@ -416,13 +541,12 @@ func (a *analysis) record(t time.Time, from int, typ uint8, epoch uint16, seq ui
 	switch typ {
 	case ctHandshake:
 		if plain == nil {
-			k := [3]uint32{0xffffffff, uint32(epoch), uint32(len(body))}
-			a.sentFrags[from][k] = true
+			a.markSent(from, [3]uint32{0xffffffff, uint32(epoch), uint32(len(body))})
 			a.emit(from, dtls.TraceEvent{Kind: dtls.TraceHandshakeSent, Time: t, Epoch: epoch, HandshakeType: 255, Flight: a.flight[from]})
 			break
 		}
 		if encrypted {
-			a.sentFrags[from][[3]uint32{0xffffffff, uint32(epoch), uint32(len(body))}] = true
+			a.markSent(from, [3]uint32{0xffffffff, uint32(epoch), uint32(len(body))})
 		}
 		a.handshake(t, from, epoch, plain)
 	case ctAlert:
@@ -434,7 +558,7 @@ func (a *analysis) record(t time.Time, from int, typ uint8, epoch uint16, seq ui
 }
 
 // handshake reads the fragments of one plaintext handshake record.
-func (a *analysis) handshake(t time.Time, from int, epoch uint16, b []byte) {
+func (a *analysis) handshake(t time.Time, from int, epoch uint64, b []byte) {
 	for len(b) >= 12 {
 		ht := b[0]
 		length := uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
@@ -448,10 +572,12 @@ func (a *analysis) handshake(t time.Time, from int, epoch uint16, b []byte) {
 		b = b[12+fl:]
 		k := [3]uint32{uint32(seq), off, fl}
 		first := !a.sentFrags[from][k]
-		a.sentFrags[from][k] = true
+		a.markSent(from, k)
 		a.emit(from, dtls.TraceEvent{Kind: dtls.TraceHandshakeSent, Time: t, Epoch: epoch, HandshakeType: ht, MessageSeq: seq,
 			FragmentOffset: off, FragmentLength: fl, MessageLength: length, Flight: a.flight[from]})
-		if first && off == 0 {
+		if first && off == 0 && len(a.messages) >= maxListed {
+			a.moreMessages++
+		} else if first && off == 0 {
 			a.messages = append(a.messages, fmt.Sprintf("%-6s %-18s seq=%d len=%d epoch=%d", sideName(from), dtls.HandshakeTypeName(ht), seq, length, epoch))
 		}
 		switch {
@@ -479,8 +605,11 @@ func (a *analysis) report(out io.Writer) {
 	for _, m := range a.messages {
 		fmt.Fprintf(out, "  %s\n", m)
 	}
+	if a.moreMessages > 0 {
+		fmt.Fprintf(out, "  (%d more not listed)\n", a.moreMessages)
+	}
 	sort.SliceStable(a.flights, func(i, j int) bool { return a.flights[i].start.Before(a.flights[j].start) })
-	fmt.Fprintf(out, "flights: %d\n", len(a.flights))
+	fmt.Fprintf(out, "flights: %d\n", len(a.flights)+a.moreFlights)
 	for i, f := range a.flights {
 		took := ""
 		if i+1 < len(a.flights) {
@@ -488,15 +617,24 @@ func (a *analysis) report(out io.Writer) {
 		}
 		fmt.Fprintf(out, "  %s flight %d at +%v%s\n", sideName(f.side), f.number, f.start.Sub(a.start).Round(time.Microsecond), took)
 	}
+	if a.moreFlights > 0 {
+		fmt.Fprintf(out, "  (%d more not listed)\n", a.moreFlights)
+	}
 	fmt.Fprintf(out, "retransmissions: client %d, server %d\n", a.retransmit[0], a.retransmit[1])
 	fmt.Fprintf(out, "duplicate records: %d\n", a.duplicates)
 	if len(a.gaps) == 0 {
 		fmt.Fprintln(out, "gaps: none")
 	} else {
-		fmt.Fprintf(out, "gaps: %d\n", len(a.gaps))
+		fmt.Fprintf(out, "gaps: %d\n", len(a.gaps)+a.moreGaps)
 		for _, g := range a.gaps {
 			fmt.Fprintf(out, "  %s\n", g)
 		}
+		if a.moreGaps > 0 {
+			fmt.Fprintf(out, "  (%d more not listed)\n", a.moreGaps)
+		}
+	}
+	if a.untracked > 0 {
+		fmt.Fprintf(out, "records or fragments past analyze's bounds, not checked for retransmissions, gaps or duplicates: %d\n", a.untracked)
 	}
 	if a.undecrypt > 0 {
 		fmt.Fprintf(out, "encrypted records not decrypted: %d (give -keylog)\n", a.undecrypt)

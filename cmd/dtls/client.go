@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/dtls-go/dtls"
@@ -33,7 +34,9 @@ Connects, sends each line of standard input (without its line ending) as
 one datagram, and prints each datagram received as a line on standard
 output. Empty lines are not sent. At the end of input it waits -wait for
 outstanding replies, sends close_notify and exits 0. A failed handshake
-exits 1 with the alert or error on stderr. From -v 2 it prints a ladder
+exits 1 with the alert or error on stderr, and so does a server that
+closes the connection (close_notify) before all the input was sent and
+as many datagrams came back as were sent: an echo that was cut short. From -v 2 it prints a ladder
 diagram of the handshake on stderr when it ends.
 `
 
@@ -78,7 +81,7 @@ func parseClientFlags(args []string, w io.Writer) (*clientOptions, error) {
 	if o.caFile != "" && o.insecure {
 		return nil, usageErrorf("-ca and -insecure exclude each other")
 	}
-	if set["psk-identity"] && o.pskHex == "" {
+	if set["psk-identity"] && !o.pskSet {
 		return nil, usageErrorf("-psk-identity needs -psk")
 	}
 	if o.wait < 0 {
@@ -168,7 +171,9 @@ func runClient(ctx context.Context, args []string, std stdio) int {
 // ends (then waits for replies and closes), the peer closes, or ctx ends.
 func talk(ctx context.Context, conn *dtls.Conn, wait time.Duration, p *tracefmt.Printer, std stdio) int {
 	received := make(chan error, 1)
-	go func() { received <- printDatagrams(conn, std.out) }()
+	var got atomic.Int64 // datagrams received
+	go func() { received <- printDatagrams(conn, std.out, &got) }()
+	sent, inputDone := 0, false
 
 	// Reading stdin blocks with no way to cancel it, so it gets its own
 	// goroutine; stop lets it go once we are done.
@@ -203,8 +208,16 @@ func talk(ctx context.Context, conn *dtls.Conn, wait time.Duration, p *tracefmt.
 	// peerDone reports how the reader ended before we closed.
 	peerDone := func(err error) int {
 		if errors.Is(err, io.EOF) {
-			p.Printf(tracefmt.LevelSummary, "connection closed by peer (close_notify)")
 			conn.Close()
+			if n := int(got.Load()); !inputDone || n < sent {
+				left := ""
+				if !inputDone {
+					left = ", before the end of the input"
+				}
+				fmt.Fprintf(std.err, "dtls client: the server closed the connection (close_notify) after %d replies to %d datagrams sent%s\n", n, sent, left)
+				return exitError
+			}
+			p.Printf(tracefmt.LevelSummary, "connection closed by peer (close_notify)")
 			return exitOK
 		}
 		fmt.Fprintf(std.err, "dtls client: read: %v\n", err)
@@ -222,11 +235,13 @@ func talk(ctx context.Context, conn *dtls.Conn, wait time.Duration, p *tracefmt.
 				fmt.Fprintf(std.err, "dtls client: write: %v\n", err)
 				return finish(exitError)
 			}
+			sent++
 		case err := <-inputErr:
 			if err != nil {
 				fmt.Fprintf(std.err, "dtls client: reading input: %v\n", err)
 				return finish(exitError)
 			}
+			inputDone = true
 			t := time.NewTimer(wait)
 			defer t.Stop()
 			select {
@@ -246,8 +261,8 @@ func talk(ctx context.Context, conn *dtls.Conn, wait time.Duration, p *tracefmt.
 }
 
 // printDatagrams prints each datagram read from c as one line, until Read
-// fails, and returns that error.
-func printDatagrams(c net.Conn, w io.Writer) error {
+// fails, and returns that error. It counts the datagrams in count.
+func printDatagrams(c net.Conn, w io.Writer, count *atomic.Int64) error {
 	buf := make([]byte, maxDatagram+1)
 	out := bufio.NewWriter(w)
 	for {
@@ -255,6 +270,7 @@ func printDatagrams(c net.Conn, w io.Writer) error {
 		if err != nil {
 			return err
 		}
+		count.Add(1)
 		d := bytes.TrimSuffix(buf[:n], []byte("\n"))
 		d = bytes.TrimSuffix(d, []byte("\r"))
 		out.Write(d)

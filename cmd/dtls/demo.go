@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	mrand "math/rand/v2"
 	"net"
 	"os"
@@ -65,7 +67,7 @@ func parseDemoFlags(args []string, w io.Writer) (*demoOptions, error) {
 	o := &demoOptions{}
 	fs := newFlagSet("demo", demoSynopsis, w)
 	loss := fs.String("loss", "0", "drop this share of datagrams in each direction: 0.3 or 30%")
-	fs.IntVar(&o.mtu, "mtu", 0, "path MTU for the handshake, in bytes of UDP payload (0: the library's 1200)")
+	fs.IntVar(&o.mtu, "mtu", 0, "path MTU for the handshake, in bytes of UDP payload, 128 to 65507 (0: the library's 1200)")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the lossy channel, for repeatable runs")
 	fs.BoolVar(&o.psk, "psk", false, "use a pre-shared key (TLS_PSK_WITH_AES_128_CCM_8) instead of an ECDSA certificate")
 	fs.StringVar(&o.out, "out", "", "folder for handshake.pcapng, handshake.svg and keylog.txt")
@@ -78,8 +80,8 @@ func parseDemoFlags(args []string, w io.Writer) (*demoOptions, error) {
 		return nil, err
 	}
 	o.loss = p
-	if o.mtu != 0 && o.mtu < 128 {
-		return nil, usageErrorf("-mtu %d: at least 128", o.mtu)
+	if err := checkMTU(o.mtu); err != nil {
+		return nil, err
 	}
 	if o.messages < 0 || o.messages > 100 {
 		return nil, usageErrorf("-messages %d: between 0 and 100", o.messages)
@@ -126,12 +128,14 @@ func demo(ctx context.Context, o *demoOptions, std stdio) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	pcapFile, err := os.Create(filepath.Join(dir, "handshake.pcapng"))
+	// The capture and the key log hold the session keys: readable by
+	// their owner only, as `dtls server -pcap` and -keylog make them.
+	pcapFile, err := createPrivate(filepath.Join(dir, "handshake.pcapng"))
 	if err != nil {
 		return err
 	}
 	defer pcapFile.Close()
-	keylogFile, err := os.Create(filepath.Join(dir, "keylog.txt"))
+	keylogFile, err := createPrivate(filepath.Join(dir, "keylog.txt"))
 	if err != nil {
 		return err
 	}
@@ -270,6 +274,15 @@ func demo(ctx context.Context, o *demoOptions, std stdio) error {
 	fmt.Fprintf(std.out, "wrote %s, %s and %s\n", filepath.Join(dir, "handshake.pcapng"), svgPath, filepath.Join(dir, "keylog.txt"))
 	fmt.Fprintf(std.out, "try: tshark -r %s\n", filepath.Join(dir, "handshake.pcapng"))
 	return hsErr
+}
+
+// createPrivate creates or truncates a file that only its owner may read
+// (0600). A file that existed keeps its mode, so it is made afresh.
+func createPrivate(name string) (*os.File, error) {
+	if err := os.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	return os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 }
 
 // demoConfigs returns the server's and the client's configuration: an

@@ -114,6 +114,29 @@ func TestDemoCapturedHandshakeDecrypts(t *testing.T) {
 	}
 }
 
+// TestDemoLossFreeLosesNothing: without loss the demo calls no record
+// lost. The server's close_notify, sent after the client closed, is "not
+// read", which is what happened.
+func TestDemoLossFreeLosesNothing(t *testing.T) {
+	dir, out := runDemoForTest(t, "-messages", "1")
+	svg, err := os.ReadFile(filepath.Join(dir, "handshake.svg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range map[string]string{"ladder": out, "SVG": string(svg)} {
+		if !strings.Contains(s, "not read: client closed") {
+			t.Errorf("%s does not say the server's close_notify was not read:\n%s", name, s)
+		}
+	}
+	if strings.Contains(out, "lost") {
+		t.Errorf("loss-free ladder calls a record lost:\n%s", out)
+	}
+	// The SVG's legend says "lost" once; no arrow may.
+	if n := strings.Count(string(svg), ">lost<"); n != 1 {
+		t.Errorf("loss-free SVG says lost %d times, want once (the legend)", n)
+	}
+}
+
 func TestDemoLossShowsRetransmissions(t *testing.T) {
 	// Seed 3 at 30% loss and MTU 300 loses part of the server's flight
 	// (checked when this test was written); any seed that loses a

@@ -18,6 +18,20 @@ import (
 // over IPv4 carries at most 65507 bytes.
 const maxUDPPayload = 65507
 
+// minMTU is the smallest -mtu: the library raises a smaller Config.MTU to
+// it (a record and handshake header and an AEAD tag must leave room for
+// some payload), so a smaller value is refused rather than silently
+// changed.
+const minMTU = 128
+
+// checkMTU is the one check of -mtu, for every command that has it.
+func checkMTU(mtu int) error {
+	if mtu != 0 && (mtu < minMTU || mtu > maxUDPPayload) {
+		return usageErrorf("-mtu %d: want 0 (the library's default, 1200) or a UDP payload size from %d to %d", mtu, minMTU, maxUDPPayload)
+	}
+	return nil
+}
+
 // errUsage marks an error in the command line, as opposed to a failure of
 // the operation: the former exits with exitUsage.
 var errUsage = errors.New("usage error")
@@ -44,6 +58,7 @@ func exitCode(err error) int {
 // commonFlags are the flags the server and the client share.
 type commonFlags struct {
 	pskHex      string
+	pskSet      bool // -psk was given, perhaps empty
 	pskIdentity string
 	ciphers     string
 	mtu         int
@@ -57,10 +72,13 @@ type commonFlags struct {
 }
 
 func (c *commonFlags) register(fs *flag.FlagSet, pskIdentityHelp string) {
-	fs.StringVar(&c.pskHex, "psk", "", "pre-shared key in `HEX`; enables the PSK suites")
+	fs.Func("psk", "pre-shared key in `HEX` (not empty); enables the PSK suites", func(v string) error {
+		c.pskHex, c.pskSet = v, true
+		return nil
+	})
 	fs.StringVar(&c.pskIdentity, "psk-identity", c.pskIdentity, pskIdentityHelp)
 	fs.StringVar(&c.ciphers, "ciphers", "", "comma-separated `LIST` of IANA cipher suite names, in preference order (default: the library's list)")
-	fs.IntVar(&c.mtu, "mtu", 0, "largest UDP payload, `N` bytes, the handshake sends; flights are fragmented to it (0: library default, 1200)")
+	fs.IntVar(&c.mtu, "mtu", 0, "largest UDP payload, `N` bytes (128 to 65507), the handshake sends; flights are fragmented to it (0: library default, 1200)")
 	fs.StringVar(&c.keylog, "keylog", "", "append NSS key log lines (for Wireshark/tshark) to `FILE`; weakens security")
 	fs.StringVar(&c.pcap, "pcap", "", "write every datagram sent and received to `FILE` as pcapng, with the session keys inside (tshark -r FILE decrypts it); weakens security")
 	fs.IntVar(&c.verbosity, "v", 0, "debug `LEVEL` on stderr: 0 silent, 1 handshake result and alerts, 2 + a ladder diagram of each handshake when it ends, 3 + live lines for its messages, flights, timers, epochs and drops, 4 + every record and datagram")
@@ -71,10 +89,15 @@ func (c *commonFlags) resolve() error {
 	if c.verbosity < tracefmt.LevelSilent || c.verbosity > tracefmt.MaxLevel {
 		return usageErrorf("-v %d: want a level from 0 to %d", c.verbosity, tracefmt.MaxLevel)
 	}
-	if c.mtu < 0 || c.mtu > maxUDPPayload {
-		return usageErrorf("-mtu %d: want 0 (default) or a UDP payload size up to %d", c.mtu, maxUDPPayload)
+	if err := checkMTU(c.mtu); err != nil {
+		return err
 	}
-	if c.pskHex != "" {
+	if c.pskSet {
+		// An empty -psk "" is refused, not taken for no -psk: a
+		// server would then fall back to a certificate.
+		if c.pskHex == "" {
+			return usageErrorf("-psk is empty: give the key as hex digits, or leave -psk out for a certificate")
+		}
 		k, err := hex.DecodeString(c.pskHex)
 		if err != nil || len(k) == 0 {
 			return usageErrorf("-psk: want the key as hex digits, e.g. -psk 0102030405060708090a0b0c0d0e0f10")

@@ -570,9 +570,8 @@ func (s *syncBuffer) String() string {
 
 // TestServerShutdownTellsClients is what `dtls server` does on SIGINT or
 // SIGTERM (its ctx ends): Listener.Shutdown sends the connected client a
-// close_notify, so that the client exits at once, well before its -wait,
-// saying the peer closed. Before it, a client with an unknown PSK
-// identity is logged by the server with the cause.
+// close_notify, so that the client, whose input is still open, exits at
+// once saying the server closed the connection, rather than waiting.
 func TestServerShutdownTellsClients(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -582,17 +581,12 @@ func TestServerShutdownTellsClients(t *testing.T) {
 	srvErr := &syncBuffer{}
 	listening := make(chan string, 1)
 	connected := make(chan struct{}, 1)
-	refused := make(chan struct{}, 1)
 	srvErr.onLine = func(l string) {
 		if a, ok := strings.CutPrefix(l, "listening on "); ok {
 			listening <- a
 		}
 		if strings.Contains(l, ": connected in ") {
 			connected <- struct{}{}
-		}
-		// At -v 1 from the Tracer's handshake-failed event.
-		if strings.Contains(l, "handshake failed after ") && strings.Contains(l, `unknown PSK identity "intruder"`) {
-			refused <- struct{}{}
 		}
 	}
 	srvDone := make(chan int, 1)
@@ -614,26 +608,14 @@ func TestServerShutdownTellsClients(t *testing.T) {
 		t.Logf("server stderr:\n%s", srvErr.String())
 	}()
 
-	var out, cliErr strings.Builder
+	var cliErr strings.Builder
 	pskArgs := []string{"-psk", key, "-ciphers", "TLS_PSK_WITH_AES_128_CCM_8"}
-	code := runClient(ctx, append([]string{"-connect", addr, "-psk-identity", "intruder"}, pskArgs...),
-		stdio{strings.NewReader("hello\n"), &out, &cliErr})
-	if code == exitOK {
-		t.Errorf("a client with an unknown identity exited 0")
-	}
-	select {
-	case <-refused:
-	case <-ctx.Done():
-		t.Errorf("the server did not log the failed handshake with its cause")
-	}
 
-	// A client that waits for replies for a minute: the server's
-	// shutdown, not its -wait, ends it.
+	// A client whose input stays open: only the server's shutdown ends
+	// it.
 	in, inW := io.Pipe()
 	defer inW.Close()
 	cliDone := make(chan int, 1)
-	out.Reset()
-	cliErr.Reset()
 	var cliErrMu sync.Mutex
 	go func() {
 		var b strings.Builder
@@ -654,7 +636,8 @@ func TestServerShutdownTellsClients(t *testing.T) {
 	case code := <-cliDone:
 		cliErrMu.Lock()
 		defer cliErrMu.Unlock()
-		if code != exitOK || !strings.Contains(cliErr.String(), "connection closed by peer (close_notify)") {
+		// Its input is still open: an echo cut short, exit 1.
+		if code != exitError || !strings.Contains(cliErr.String(), "the server closed the connection (close_notify)") {
 			t.Errorf("client exited %d; stderr:\n%s", code, cliErr.String())
 		}
 	case <-ctx.Done():

@@ -91,7 +91,7 @@ func parseServerFlags(args []string, w io.Writer) (*serverOptions, error) {
 	if (o.certFile == "") != (o.keyFile == "") {
 		return nil, usageErrorf("-cert and -key go together")
 	}
-	if o.pskIdentity != "" && o.pskHex == "" {
+	if o.pskIdentity != "" && !o.pskSet {
 		return nil, usageErrorf("-psk-identity needs -psk")
 	}
 	if o.idleTimeout < 0 {

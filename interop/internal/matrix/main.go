@@ -63,6 +63,7 @@ var (
 		{"P384", "P-384 certificates"},
 		{"Renegotiation", "renegotiation refused"},
 		{"FragmentedClientHello", "fragmented ClientHello"},
+		{"RPK-resumption", "raw-key resumption"},
 	}
 	roles = []struct{ key, name string }{
 		{"client", "our client"},
@@ -265,7 +266,11 @@ func render(w io.Writer, cells map[cellKey]*cell, versions map[string]string, no
 	fmt.Fprintf(w, "own choice (the observations say): go on, end the connection, or retry.\n")
 	fmt.Fprintf(w, "*fragmented ClientHello*: our server gets the peer's ClientHello split over\n")
 	fmt.Fprintf(w, "datagrams at a small MTU; our client sends its own split at MTU 128. A relay\n")
-	fmt.Fprintf(w, "between the two sides checks that the ClientHello really was fragmented.\n\n")
+	fmt.Fprintf(w, "between the two sides checks that the ClientHello really was fragmented.\n")
+	fmt.Fprintf(w, "*raw-key resumption*: a session authenticated by raw public keys (RFC 7250),\n")
+	fmt.Fprintf(w, "client key included, resumes by ticket and by session ID, and the resumed\n")
+	fmt.Fprintf(w, "connection still reports the peer's key; our client pins the server's key\n")
+	fmt.Fprintf(w, "and sets no ServerName.\n\n")
 	if renderTable(w, cells, conformanceFeatures, counts, true) {
 		failed = true
 	}

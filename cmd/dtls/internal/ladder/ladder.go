@@ -33,6 +33,9 @@ import (
 	"github.com/dtls-go/dtls"
 )
 
+// alertCloseNotify is the close_notify alert (RFC 5246 §7.2.1).
+const alertCloseNotify = 0
+
 // Record content types (RFC 6347 §4.1).
 const (
 	contentCCS       = 20
@@ -51,12 +54,18 @@ const maxEvents = 100_000
 type Ladder struct {
 	mu       sync.Mutex
 	events   []dtls.TraceEvent
+	limit    int // events kept; 0 means maxEvents
 	omitted  int
 	oneSided bool
 }
 
 // New returns an empty Ladder for the events of both ends of a connection.
 func New() *Ladder { return &Ladder{} }
+
+// NewLimited is New keeping at most limit events (at most maxEvents), for
+// a program that holds many ladders at once: each event takes about 200
+// bytes.
+func NewLimited(limit int) *Ladder { return &Ladder{limit: min(max(limit, 1), maxEvents)} }
 
 // NewOneSided returns an empty Ladder for the events of one end of a
 // connection, as its own Tracer reports them. It is explicit rather than
@@ -72,7 +81,11 @@ func (l *Ladder) Add(ev *dtls.TraceEvent) {
 	e.Datagram = nil
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if len(l.events) >= maxEvents {
+	limit := l.limit
+	if limit == 0 {
+		limit = maxEvents
+	}
+	if len(l.events) >= limit {
 		l.omitted++
 		return
 	}
@@ -104,7 +117,15 @@ const (
 	received
 	dropped
 	unknown // sent, and the one-sided ladder cannot know what became of it
+	// unread: no receipt, but the receiver had closed its end (sent its
+	// close_notify) before the record was sent, so it no longer read:
+	// not a loss. A server's answer to the client's close_notify is one.
+	unread
 )
+
+// stopsShort reports whether an arrow is drawn short of the receiver: no
+// event shows the record arriving.
+func (a *arrow) stopsShort() bool { return a.outcome == lost || a.outcome == unread }
 
 // arrow is one record from one side to the other.
 type arrow struct {
@@ -117,7 +138,7 @@ type arrow struct {
 	dropReason string
 
 	contentType uint8
-	epoch       uint16
+	epoch       uint64
 	seq         uint64
 	hasSeq      bool // the sender traced the record itself, not only its content
 	length      int
@@ -173,11 +194,15 @@ func (l *Ladder) build() *diagram {
 	var st [2]sideState
 	type key struct {
 		from  side
-		epoch uint16
+		epoch uint64
 		seq   uint64
 	}
 	unmatched := map[key][]*arrow{} // sent records awaiting their receipt
-	var noSeq [2][]*arrow           // arrows traced without a record (awaiting by content type)
+	// closedAt is when each side sent its close_notify, after which it
+	// reads nothing more; closed says whether it did.
+	var closedAt [2]time.Duration
+	var closed [2]bool
+	var noSeq [2][]*arrow // arrows traced without a record (awaiting by content type)
 
 	for i := range events {
 		ev := &events[i]
@@ -241,6 +266,9 @@ func (l *Ladder) build() *diagram {
 				ss.last = a
 			}
 			a.labels = append(a.labels, "Alert "+dtls.AlertName(ev.Alert))
+			if ev.Alert == alertCloseNotify && !closed[s] {
+				closed[s], closedAt[s] = true, at
+			}
 		case dtls.TraceRecordReceived, dtls.TraceRecordDropped:
 			if d.oneSided {
 				d.peerRecord(ev, i, at)
@@ -303,6 +331,9 @@ func (l *Ladder) build() *diagram {
 	for _, a := range d.arrows {
 		if d.oneSided && a.from == d.local && a.outcome == lost {
 			a.outcome = unknown
+		}
+		if to := 1 - a.from; a.outcome == lost && closed[to] && a.sent >= closedAt[to] {
+			a.outcome = unread
 		}
 		if len(a.labels) == 0 {
 			if d.oneSided && a.from != d.local {
@@ -367,7 +398,7 @@ func (d *diagram) peerAlert(ev *dtls.TraceEvent, order int, at time.Duration) {
 
 // lastPeerRecord finds the latest record of content type ct and the given
 // epoch that arrived from the peer and was not dropped.
-func (d *diagram) lastPeerRecord(ct uint8, epoch uint16) *arrow {
+func (d *diagram) lastPeerRecord(ct uint8, epoch uint64) *arrow {
 	for i := len(d.arrows) - 1; i >= 0; i-- {
 		a := d.arrows[i]
 		if a.from != d.local && a.contentType == ct && a.epoch == epoch && a.outcome == received {
@@ -379,7 +410,7 @@ func (d *diagram) lastPeerRecord(ct uint8, epoch uint16) *arrow {
 
 // lastReceived finds the arrow of a record already received, which the
 // handshake transport may then refuse.
-func lastReceived(arrows []*arrow, from side, epoch uint16, seq uint64) *arrow {
+func lastReceived(arrows []*arrow, from side, epoch uint64, seq uint64) *arrow {
 	for i := len(arrows) - 1; i >= 0; i-- {
 		a := arrows[i]
 		if a.from == from && a.hasSeq && a.epoch == epoch && a.seq == seq && a.outcome == received {
@@ -446,6 +477,8 @@ func (a *arrow) outcomeText(oneSided bool) string {
 	switch a.outcome {
 	case lost:
 		s = "lost"
+	case unread:
+		s = "not read: " + (1 - a.from).String() + " closed"
 	case received:
 		s = fmt.Sprintf("%d", a.recv.Microseconds())
 	case dropped:

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -28,7 +29,6 @@ const (
 	hsServerHelloDone    = 14
 	hsClientKeyExchange  = 16
 	hsFinished           = 20
-	alertCloseNotify     = 0
 )
 
 // sim emits TraceEvents the way a Conn does, for both ends of one
@@ -65,17 +65,17 @@ func (s *sim) flight(sd side, n int, retransmit string) {
 }
 
 // hs emits a record holding one handshake fragment.
-func (s *sim) hs(sd side, epoch uint16, seq uint64, typ uint8, mseq uint16, off, n, total uint32, flight int) {
+func (s *sim) hs(sd side, epoch uint64, seq uint64, typ uint8, mseq uint16, off, n, total uint32, flight int) {
 	s.emit(sd, dtls.TraceEvent{Kind: dtls.TraceRecordSent, Epoch: epoch, Seq: seq, ContentType: contentHandshake, Length: int(12 + n)})
 	s.emit(sd, dtls.TraceEvent{Kind: dtls.TraceHandshakeSent, Epoch: epoch, HandshakeType: typ, MessageSeq: mseq,
 		FragmentOffset: off, FragmentLength: n, MessageLength: total, Flight: flight})
 }
 
-func (s *sim) msg(sd side, epoch uint16, seq uint64, typ uint8, mseq uint16, n uint32, flight int) {
+func (s *sim) msg(sd side, epoch uint64, seq uint64, typ uint8, mseq uint16, n uint32, flight int) {
 	s.hs(sd, epoch, seq, typ, mseq, 0, n, n, flight)
 }
 
-func (s *sim) record(sd side, epoch uint16, seq uint64, ct uint8, n int) {
+func (s *sim) record(sd side, epoch uint64, seq uint64, ct uint8, n int) {
 	s.emit(sd, dtls.TraceEvent{Kind: dtls.TraceRecordSent, Epoch: epoch, Seq: seq, ContentType: ct, Length: n})
 }
 
@@ -91,15 +91,15 @@ func (s *sim) recvDatagram(sd side, n int) {
 	s.emit(sd, dtls.TraceEvent{Kind: dtls.TraceDatagramReceived, Length: n, Datagram: make([]byte, n)})
 }
 
-func (s *sim) recv(sd side, epoch uint16, seq uint64, ct uint8, n int) {
+func (s *sim) recv(sd side, epoch uint64, seq uint64, ct uint8, n int) {
 	s.emit(sd, dtls.TraceEvent{Kind: dtls.TraceRecordReceived, Epoch: epoch, Seq: seq, ContentType: ct, Length: n})
 }
 
-func (s *sim) drop(sd side, epoch uint16, seq uint64, ct uint8, reason string) {
+func (s *sim) drop(sd side, epoch uint64, seq uint64, ct uint8, reason string) {
 	s.emit(sd, dtls.TraceEvent{Kind: dtls.TraceRecordDropped, Epoch: epoch, Seq: seq, ContentType: ct, Reason: reason})
 }
 
-func (s *sim) took(sd side, epoch uint16, typ uint8, mseq uint16, n uint32) {
+func (s *sim) took(sd side, epoch uint64, typ uint8, mseq uint16, n uint32) {
 	s.emit(sd, dtls.TraceEvent{Kind: dtls.TraceHandshakeReceived, Epoch: epoch, HandshakeType: typ, MessageSeq: mseq, MessageLength: n, FragmentLength: n})
 }
 
@@ -397,5 +397,50 @@ func TestAddCopies(t *testing.T) {
 	ev.Kind = dtls.TraceTimerFired
 	if l.events[0].Kind != dtls.TraceDatagramSent || l.events[0].Datagram != nil {
 		t.Error("Add must copy the event and drop its Datagram")
+	}
+}
+
+// TestCloseNotifyAfterPeerClosed: a record sent after the receiver sent
+// its close_notify, with no receipt, is "not read", not lost: the
+// receiver no longer reads. One sent before that and never received is
+// still lost.
+func TestCloseNotifyAfterPeerClosed(t *testing.T) {
+	s := newSim()
+	s.record(server, 1, 1, contentAppData, 32) // lost on the way
+	s.at(100)
+	s.emit(client, dtls.TraceEvent{Kind: dtls.TraceAlertSent, Epoch: 1, Alert: alertCloseNotify})
+	s.record(client, 1, 5, contentAlert, 2)
+	s.at(200)
+	s.recv(server, 1, 5, contentAlert, 2)
+	s.emit(server, dtls.TraceEvent{Kind: dtls.TraceAlertSent, Epoch: 1, Alert: alertCloseNotify})
+	s.record(server, 1, 2, contentAlert, 2)
+	l := ladderOf(s.events)
+
+	d := l.build()
+	var outcomes []outcome
+	for _, a := range d.arrows {
+		outcomes = append(outcomes, a.outcome)
+	}
+	if want := []outcome{lost, received, unread}; !slices.Equal(outcomes, want) {
+		t.Errorf("outcomes %v, want %v (lost, received, unread)", outcomes, want)
+	}
+	var text, svg bytes.Buffer
+	if err := l.Text(&text); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.SVG(&svg); err != nil {
+		t.Fatal(err)
+	}
+	// The SVG's legend says "lost" once more.
+	for _, o := range []struct {
+		name, out, lost string
+		want            int
+	}{{"text", text.String(), "  lost", 1}, {"SVG", svg.String(), ">lost<", 2}} {
+		if !strings.Contains(o.out, "not read: client closed") {
+			t.Errorf("%s does not say the close_notify was not read:\n%s", o.name, o.out)
+		}
+		if n := strings.Count(o.out, o.lost); n != o.want {
+			t.Errorf("%s has %q %d times, want %d:\n%s", o.name, o.lost, n, o.want, o.out)
+		}
 	}
 }

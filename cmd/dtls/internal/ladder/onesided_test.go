@@ -12,7 +12,7 @@ import (
 )
 
 // alertIn emits the alert that a record just received carried.
-func (s *sim) alertIn(sd side, epoch uint16, a uint8) {
+func (s *sim) alertIn(sd side, epoch uint64, a uint8) {
 	s.emit(sd, dtls.TraceEvent{Kind: dtls.TraceAlertReceived, Epoch: epoch, Alert: a})
 }
 

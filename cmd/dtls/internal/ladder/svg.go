@@ -63,7 +63,7 @@ func (l *Ladder) SVG(w io.Writer) error {
 		pts = append(pts, point{order: a.order, at: a.sent, arrow: a})
 		// One-sided, an arrow is drawn at one moment: when this end sent
 		// or received its record.
-		if a.outcome != lost && !d.oneSided {
+		if !a.stopsShort() && !d.oneSided {
 			pts = append(pts, point{order: a.recvOrder, at: a.recv, arrow: a, recv: true})
 		}
 	}
@@ -195,12 +195,12 @@ func svgArrow(b *strings.Builder, a *arrow, y0, y1 int) {
 		x0, x1 = x1, x0
 	}
 	fy0, fy1 := float64(y0), float64(y1)
-	if a.outcome == lost {
+	if a.stopsShort() {
 		x1 = x0 + (x1-x0)*svgLostFrac
 		fy1 = fy0 + svgRowHeight*0.6
 	}
 	dash := ""
-	if a.outcome == lost {
+	if a.stopsShort() {
 		dash = ` stroke-dasharray="6 3"`
 	}
 	fmt.Fprintf(b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="1.6"%s/>`+"\n", x0, fy0, x1, fy1, colour, dash)
@@ -212,6 +212,13 @@ func svgArrow(b *strings.Builder, a *arrow, y0, y1 int) {
 			anchor, tx = "end", x1-10
 		}
 		fmt.Fprintf(b, `<text x="%.1f" y="%.1f" text-anchor="%s" fill="#222222" font-size="11" %s>lost</text>`+"\n", tx, fy1+4, anchor, halo)
+	case unread:
+		// Not lost: the receiver had closed. No cross, and the reason.
+		anchor, tx := "start", x1+6
+		if a.from == server {
+			anchor, tx = "end", x1-6
+		}
+		fmt.Fprintf(b, `<text x="%.1f" y="%.1f" text-anchor="%s" fill="#222222" font-size="11" %s>%s</text>`+"\n", tx, fy1+4, anchor, halo, esc(a.outcomeText(false)))
 	default:
 		// The head, along the line.
 		dx, dy := x1-x0, fy1-fy0

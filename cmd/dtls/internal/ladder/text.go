@@ -21,8 +21,9 @@ const (
 // Text writes the ladder for a terminal: one line per record and per
 // note, in send order. The left column is the send time and the right
 // one the receive time, both in microseconds since the first event.
-// A lost record's arrow stops short in a ×; a dropped one ends in a ✗ on
-// the receiver's lifeline; retransmitted records begin with ↻.
+// A lost record's arrow stops short in a ×, and one sent after the
+// receiver had closed (sent its close_notify) stops short in a ·, "not
+// read"; a dropped one ends in a ✗ on the receiver's lifeline; retransmitted records begin with ↻.
 //
 // One-sided, the side the events came from is marked "(this end)" and the
 // time column is when that end sent or received the record; there is no
@@ -94,9 +95,11 @@ func arrowLane(a *arrow) string {
 		end = "✗"
 	case lost:
 		head = "×"
+	case unread:
+		head = "·"
 	}
 	var dash, pad string
-	if a.outcome == lost {
+	if a.stopsShort() {
 		short := min(textLostGap, n-2)
 		dash, pad = strings.Repeat("─", n-short), strings.Repeat(" ", short)
 	} else {
