@@ -443,7 +443,8 @@ type ConnectionState struct {
 	// from the system clock, not Config.Time.
 	HandshakeStart time.Time
 	// HandshakeDuration is how long the handshake took, from
-	// HandshakeStart to its completion, on the monotonic clock.
+	// HandshakeStart to its completion, on the monotonic clock; 0 in
+	// VerifyConnection, before it completed.
 	HandshakeDuration time.Duration
 	ekm               func(label string, context []byte, length int) ([]byte, error)
 }
