@@ -201,6 +201,20 @@ type Config struct {
 	// from its cache), a client does not ask for them.
 	SessionTicketsDisabled bool
 
+	// SessionCacheSize bounds the sessions a server keeps for resumption
+	// by session ID (RFC 5246 §7.3); the least recently used is evicted.
+	// Each holds a master secret and the client's certificate chain, if
+	// any: a few KB. Tickets need no server memory. If 0, 1024; at most
+	// 262144. Listen refuses a negative or larger value.
+	SessionCacheSize int
+
+	// SessionLifetime bounds how long after its full handshake a session
+	// may be resumed, by ID or ticket, on either side; a server sends it
+	// as the ticket lifetime hint (RFC 5077 §5.6). If 0, 24 hours, the
+	// limit RFC 5246 §F.1.4 suggests; at most 7 days (RFC 8446 §4.6.1's
+	// limit for tickets). Listen refuses a negative or longer value.
+	SessionLifetime time.Duration
+
 	// ClientSessionCache, on a client, keeps sessions for resumption,
 	// keyed by ServerName or, without one, the server's address, with the
 	// round-trip time measured on the connection that made them, which
@@ -221,6 +235,20 @@ type Config struct {
 	// client that MKIs will be used; otherwise it answers with an empty
 	// MKI.
 	SRTPMKI []byte
+
+	// HandshakeOutcome, if not nil, is called by a Listener when a
+	// server handshake ends, completed or failed, with the peer's
+	// address, the error (errors.Is-able: ErrUnknownPSKIdentity,
+	// ErrBadCertificate, ErrHandshakeTimeout; AlertError for an alert
+	// from the peer), the PSK identity or certificate the peer presented
+	// and how long the handshake took: a cheap, typed way to log and
+	// count handshakes, which a Tracer does only by seeing every packet.
+	// HandshakeOutcome explains why this is a callback. It runs in the
+	// handshake's goroutine, concurrently for different peers, before a
+	// completed connection is queued for Accept: it should return soon.
+	// It is not called for connections of Dial, Client or Server, whose
+	// caller gets the error from Handshake.
+	HandshakeOutcome func(HandshakeOutcome)
 
 	// Listener limits. A Listener (Listen, NewListener) bounds what
 	// peers can make it hold. The zero value of each field below means
@@ -408,7 +436,17 @@ type ConnectionState struct {
 	CurveID               tls.CurveID
 	SignatureScheme       tls.SignatureScheme
 	PeerPublicKey         crypto.PublicKey // the peer's raw public key (RFC 7250); nil with X.509
-	ekm                   func(label string, context []byte, length int) ([]byte, error)
+	// HandshakeStart is when the handshake started: on a client, when
+	// Handshake (or the first Read or Write) began; on a Listener's
+	// connection, when the ClientHello with a valid cookie arrived (the
+	// stateless cookie exchange before it is not counted). It is read
+	// from the system clock, not Config.Time.
+	HandshakeStart time.Time
+	// HandshakeDuration is how long the handshake took, from
+	// HandshakeStart to its completion, on the monotonic clock; 0 in
+	// VerifyConnection, before it completed.
+	HandshakeDuration time.Duration
+	ekm               func(label string, context []byte, length int) ([]byte, error)
 }
 
 // ExportKeyingMaterial returns length bytes of keying material derived

@@ -60,6 +60,13 @@ type Conn struct {
 	hs                *handshakeTransport
 	rl                *recordLayer
 	state             connState
+	// hsStart is when the handshake started (a Listener sets it when the
+	// cookie-verified ClientHello arrives), hsDuration how long it took
+	// to complete or fail, for ConnectionState and HandshakeOutcome.
+	hsStart    time.Time
+	hsDuration time.Duration
+	// alertSent is the fatal alert we sent, plus one; 0 if none.
+	alertSent atomic.Uint32
 
 	// in guards the read side after the handshake.
 	in        sync.Mutex
@@ -249,6 +256,10 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 	}
 	c.in.Lock()
 	defer c.in.Unlock()
+	if c.hsStart.IsZero() {
+		c.hsStart = time.Now()
+	}
+	defer func() { c.hsDuration = time.Since(c.hsStart) }()
 
 	deadline := c.config.time().Add(c.config.handshakeTimeout())
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
@@ -300,6 +311,8 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 	if c.unknownPSKIdentity != nil {
 		err = fmt.Errorf("%w; %w (the client was not told: RFC 4279 §2)", err, c.unknownPSKIdentity)
 	}
+	a := c.alertSent.Load()
+	err = classifyHandshakeError(err, alert(a-1), a != 0)
 	c.handshakeErr = err
 	if c.config.Tracer != nil {
 		c.trace(&TraceEvent{Kind: TraceHandshakeFailed, Reason: err.Error()})
@@ -317,10 +330,11 @@ func (c *Conn) ConnectionState() ConnectionState {
 	c.handshakeMu.Lock()
 	defer c.handshakeMu.Unlock()
 	if !c.handshakeComplete.Load() {
-		return ConnectionState{Version: c.vers}
+		return ConnectionState{Version: c.vers, HandshakeStart: c.hsStart, HandshakeDuration: c.hsDuration}
 	}
 	cs := c.state.connectionState(c.vers, c.rl)
 	cs.HandshakeComplete = true
+	cs.HandshakeStart, cs.HandshakeDuration = c.hsStart, c.hsDuration
 	cs.ekm = c.ekm
 	return cs
 }
@@ -460,7 +474,7 @@ func (c *Conn) Read(b []byte) (int, error) {
 func (c *Conn) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
-		if c.handshakeComplete.Load() && c.fatal() == nil {
+		if c.handshakeComplete.Load() && c.fatal() == nil && !c.endedByListener() {
 			c.out.Lock()
 			c.sendAlertLocked(alertLevelWarning, alertCloseNotify)
 			c.out.Unlock()
@@ -1003,6 +1017,7 @@ func (c *Conn) fail(a alert, err error) error {
 	if !c.fatalErr.CompareAndSwap(nil, &err) {
 		return c.fatal()
 	}
+	c.alertSent.Store(uint32(a) + 1)
 	c.out.Lock()
 	defer c.out.Unlock()
 	c.sendAlertLocked(alertLevelError, a)

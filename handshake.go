@@ -361,7 +361,9 @@ func (hs *handshakeState) verifyConnection() error {
 		return nil
 	}
 	s := hs.negotiated()
-	if err := f(s.connectionState(c.vers, c.rl)); err != nil {
+	cs := s.connectionState(c.vers, c.rl)
+	cs.HandshakeStart = c.hsStart // its duration is not known yet
+	if err := f(cs); err != nil {
 		return c.fail(alertBadCertificate, err)
 	}
 	return nil

@@ -93,7 +93,7 @@ func (hs *serverHandshakeState) sendSessionTicket() error {
 	if plain, err := s.marshal(); err == nil {
 		if ticket, err := c.config.sealTicket(plain); err == nil && len(ticket) <= 0xffff {
 			nst.ticket = ticket
-			left := time.Unix(int64(s.createdAt), 0).Add(maxSessionLifetime).Sub(now)
+			left := time.Unix(int64(s.createdAt), 0).Add(c.config.sessionLifetime()).Sub(now)
 			nst.lifetimeHint = uint32(max(left, time.Second) / time.Second)
 		}
 	}
@@ -141,7 +141,7 @@ func (hs *serverHandshakeState) checkForResumption() bool {
 	}
 	// A client's state never resumes on a server, whatever store it
 	// came through (pion CVE-2026-135390).
-	if s == nil || s.isClient || s.version != c.vers || !s.ems || s.expired(now) {
+	if s == nil || s.isClient || s.version != c.vers || !s.ems || s.expired(now, c.config.sessionLifetime()) {
 		return false
 	}
 	if s.serverName != ch.serverName {
@@ -359,7 +359,7 @@ func (hs *clientHandshakeState) restartWithoutTicket() error {
 func (c *Conn) sessionUsable(cs *ClientSessionState, hello *clientHelloMsg) bool {
 	s := cs.state
 	now := c.config.time()
-	if !s.isClient || s.version != hello.vers || !s.ems || s.expired(now) {
+	if !s.isClient || s.version != hello.vers || !s.ems || s.expired(now, c.config.sessionLifetime()) {
 		return false
 	}
 	if cs.lifetime > 0 && !now.Before(cs.receivedAt.Add(cs.lifetime)) {

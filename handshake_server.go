@@ -440,7 +440,8 @@ func (hs *serverHandshakeState) readClientFlight() error {
 	if kx.isPSK() {
 		psk, err := c.config.PSK(ckx.pskIdentity)
 		if err != nil || len(psk) == 0 {
-			unknown := fmt.Errorf("dtls: unknown PSK identity %q", ckx.pskIdentity)
+			unknown := fmt.Errorf("%w %q", ErrUnknownPSKIdentity, ckx.pskIdentity)
+			c.state.pskIdentity = append([]byte(nil), ckx.pskIdentity...) // for HandshakeOutcome
 			if c.config.InsecureUnknownPSKIdentityAlert {
 				return c.fail(alertUnknownPSKIdentity, unknown)
 			}

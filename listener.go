@@ -2,6 +2,9 @@ package dtls
 
 import (
 	"context"
+	"crypto"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -43,6 +46,14 @@ import (
 // A listenerConnIO's done channel, closed once with the reason
 // (shutdownWith), ends its connection: its Read and Write return that
 // reason (ErrIdleTimeout, ErrEvicted, ErrPeerRestarted, ErrListenerClosed).
+//
+// Shutdown. Shutdown sets draining under mu, after which admit starts no
+// handshake and the reader answers no new ClientHello; it ends the
+// established connections with a close_notify, waits (serving, drained)
+// for the serve goroutines, each of which ends a connection that
+// completed meanwhile the same way instead of queueing it for Accept,
+// then closes. Close is the abrupt end, and what Shutdown falls back on
+// when its ctx ends.
 //
 // Limits. Before a cookie, nothing per peer but the hello pool (limits in
 // hello_pool.go). After it: a handshake slot (MaxHandshakes,
@@ -139,7 +150,10 @@ const (
 // a ClientHello without a valid cookie with a stateless HelloVerifyRequest
 // (RFC 6347 §4.2.1), runs each cookie-verified handshake in its own
 // goroutine so that a slow peer delays no one else, and hands out
-// connections whose handshake completed from Accept.
+// connections whose handshake completed from Accept. Config.HandshakeOutcome
+// reports every handshake it ran, completed or failed; Stats counts what
+// it did and dropped; Shutdown stops it gracefully, telling every peer,
+// and Close at once.
 type Listener struct {
 	pc     net.PacketConn
 	udp    *net.UDPConn // pc, when it is one: its AddrPort calls do not allocate
@@ -151,10 +165,18 @@ type Listener struct {
 	ctx       context.Context // cancelled by Close: aborts handshakes
 	cancel    context.CancelFunc
 	accept    chan *Conn
-	done      chan struct{}
+	done      chan struct{} // closed by Close
 	closeOnce sync.Once
 	wg        sync.WaitGroup
 	stats     listenerCounters
+
+	// Shutdown. stopAccept, closed by Shutdown or Close, ends Accept.
+	// draining, set by Shutdown under mu, stops new handshakes (admit
+	// reads it under mu) and makes handshakes that complete end with a
+	// close_notify instead of going to Accept.
+	stopAccept     chan struct{}
+	stopAcceptOnce sync.Once
+	draining       atomic.Bool
 
 	// Limits, from the Config with defaults filled in.
 	queueLen      int
@@ -180,6 +202,12 @@ type Listener struct {
 	handshakes map[*listenerConnIO]struct{}
 	perSource  map[netip.Prefix]int
 	conns      map[*listenerConnIO]struct{}
+	// serving counts the serve goroutines, which outlive their
+	// handshake slot; admit adds one while not draining, so that once
+	// draining is set it only goes down. drained, made by Shutdown when
+	// it has to wait, is closed when serving reaches 0.
+	serving int
+	drained chan struct{}
 
 	rcvbuf       int  // the socket's receive buffer, as the kernel granted it; 0 if unknown
 	rcvbufCapped bool // less than Config.ReceiveBufferSize
@@ -221,7 +249,8 @@ func Listen(network, laddr string, config *Config) (*Listener, error) {
 }
 
 // NewListener serves DTLS on pc. The Listener owns pc: closing it closes
-// pc, which ends the connections it accepted too. It refuses a Config
+// pc, which ends the connections it accepted too (Shutdown tells their
+// peers, Close does not). It refuses a Config
 // with which no handshake can succeed (no Certificates, GetCertificate or
 // PSK; a certificate key that cannot sign, such as an RSA key below 1024
 // bits) and one whose Listener limits make no sense (see Config), and
@@ -248,6 +277,8 @@ func NewListener(pc net.PacketConn, config *Config) (*Listener, error) {
 		accept:  make(chan *Conn, config.acceptBacklog()),
 		scratch: make([]byte, maxDatagramSize),
 		done:    make(chan struct{}),
+
+		stopAccept: make(chan struct{}),
 	}
 	l.udp, _ = pc.(*net.UDPConn)
 	l.sizeReceiveBuffer()
@@ -291,14 +322,117 @@ func (l *Listener) sizeReceiveBuffer() {
 }
 
 // Accept waits for and returns the next connection whose handshake
-// completed. The net.Conn is a *Conn.
+// completed. The net.Conn is a *Conn. Once Shutdown or Close has been
+// called it returns net.ErrClosed, as a net.Listener does.
 func (l *Listener) Accept() (net.Conn, error) {
+	return l.AcceptContext(context.Background())
+}
+
+// AcceptContext is Accept that also returns, with ctx.Err(), when ctx is
+// done before a connection is ready.
+func (l *Listener) AcceptContext(ctx context.Context) (net.Conn, error) {
+	// A stopped Listener returns no connection, even one still queued:
+	// Shutdown has sent it a close_notify.
+	select {
+	case <-l.stopAccept:
+		return nil, net.ErrClosed
+	default:
+	}
 	select {
 	case c := <-l.accept:
 		return c, nil
-	case <-l.done:
+	case <-l.stopAccept:
 		return nil, net.ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
+}
+
+func (l *Listener) stopAccepting() {
+	l.stopAcceptOnce.Do(func() { close(l.stopAccept) })
+}
+
+// Shutdown shuts the Listener down gracefully, as net/http's
+// Server.Shutdown does a server: it stops accepting (Accept returns
+// net.ErrClosed) and answers no new ClientHello; it ends every
+// established connection, accepted or waiting for Accept, with a
+// close_notify, so that each peer sees the end at once (its Read returns
+// io.EOF) rather than after a timeout; it lets the handshakes in progress
+// finish, and ends those that complete the same way. The connections'
+// own Read and Write return ErrListenerClosed. Then it closes the
+// Listener and its socket, and returns Close's error.
+//
+// If ctx is done first, Shutdown closes the Listener at once (see Close:
+// the handshakes still in progress are aborted without an alert) and
+// returns ctx.Err(). The handshakes left are bounded by
+// Config.HandshakeTimeout, and by a quarter of it without progress, so a
+// ctx that allows that much time always sees them end.
+//
+// Shutdown returns when every goroutine of the Listener has ended. It
+// may be called more than once, and with or after Close.
+func (l *Listener) Shutdown(ctx context.Context) error {
+	l.mu.Lock()
+	l.draining.Store(true)
+	if l.serving > 0 && l.drained == nil {
+		l.drained = make(chan struct{})
+	}
+	drained := l.drained // nil: no handshake to wait for
+	l.mu.Unlock()
+	l.stopAccepting()
+	l.endEstablished()
+	if drained != nil {
+		select {
+		case <-drained:
+		case <-ctx.Done():
+			select {
+			case <-drained: // both ready: nothing was cut short
+			default:
+				l.Close() // aborts the handshakes and waits for them
+				return ctx.Err()
+			}
+		}
+	}
+	// A handshake that completed while draining ended its own
+	// connection with a close_notify (serve); this catches one that
+	// was established just before draining was set.
+	l.endEstablished()
+	return l.Close()
+}
+
+// endEstablished ends every established connection with a close_notify
+// and ErrListenerClosed, and forgets it.
+func (l *Listener) endEstablished() {
+	l.mu.Lock()
+	ended := make([]*listenerConnIO, 0, len(l.conns))
+	for cio := range l.conns {
+		ended = append(ended, cio)
+		l.forgetLocked(cio)
+	}
+	l.mu.Unlock()
+	for _, cio := range ended {
+		l.endWithCloseNotify(cio, ErrListenerClosed)
+	}
+}
+
+// endedByListener reports whether c is a Listener's connection that the
+// Listener ended (Shutdown, eviction, idle timeout, a restarted peer,
+// Close): its Close then has nothing to send, nor a socket to send on.
+func (c *Conn) endedByListener() bool {
+	cio, ok := c.io.(*listenerConnIO)
+	return ok && cio.isDone()
+}
+
+// endWithCloseNotify sends a close_notify on an established connection,
+// unless it is closed or failed already, and ends it with err, which its
+// Read and Write then return.
+func (l *Listener) endWithCloseNotify(cio *listenerConnIO, err error) {
+	c := cio.conn
+	c.out.Lock()
+	if !c.closed.Load() && !cio.isDone() && c.fatal() == nil {
+		c.sendAlertLocked(alertLevelWarning, alertCloseNotify)
+	}
+	c.out.Unlock()
+	cio.shutdownWith(err)
 }
 
 // Addr returns the listener's local address.
@@ -313,14 +447,17 @@ func (l *Listener) isClosed() bool {
 	}
 }
 
-// Close stops the listener: it aborts the handshakes in progress, ends
-// every connection it accepted or holds for Accept (their Read and Write
-// return ErrListenerClosed; no close_notify is sent) and closes the
-// socket. It waits for the listener's goroutines to end. Accept then
-// returns net.ErrClosed.
+// Close stops the listener at once: it aborts the handshakes in progress
+// (their peers are sent nothing), ends every connection it accepted or
+// holds for Accept without sending a close_notify (their Read and Write
+// return ErrListenerClosed; their peers notice only by their own
+// timeouts) and closes the socket. It waits for the listener's goroutines
+// to end. Accept then returns net.ErrClosed. Shutdown is the graceful
+// way, which tells every peer.
 func (l *Listener) Close() error {
 	var err error
 	l.closeOnce.Do(func() {
+		l.stopAccepting()
 		close(l.done)
 		l.cancel()
 		err = l.pc.Close()
@@ -393,7 +530,7 @@ func (l *Listener) readLoop() {
 			// association: the client may have restarted on the same
 			// port (RFC 6347 §4.2.8). Handled unless it is the
 			// association's own ClientHello again.
-			if byAddr && looksLikeClientHello(d) {
+			if byAddr && looksLikeClientHello(d) && !l.draining.Load() {
 				if l.handleHello(d, ap, cio, len(d)) {
 					continue
 				}
@@ -405,6 +542,12 @@ func (l *Listener) readLoop() {
 				}
 			}
 			cio.deliver(d, ap)
+			continue
+		}
+		if l.draining.Load() {
+			// Shutting down: no new peer, not even a stateless
+			// HelloVerifyRequest.
+			l.drop(dropListenerClosed, ap, n)
 			continue
 		}
 		if !l.handleHello(d, ap, nil, len(d)) && !l.handleHelloFragments(d, ap, nil) {
@@ -506,6 +649,7 @@ func (l *Listener) handleHello(d []byte, ap netip.AddrPort, existing *listenerCo
 	}
 	copy(cio.helloRandom[:], ch.random)
 	c := newConn(cio, l.config, false)
+	c.hsStart = time.Now()
 	c.hs.setInitialRTT(l.gate.roundTrip(now, hdr.seq, ch.cookie)) // RFC 9147 §5.8.2: the cookie round trip
 	c.listener = l
 	cio.conn = c
@@ -600,6 +744,7 @@ func (l *Listener) traceStatelessExchange(now time.Time, ap netip.AddrPort, ch [
 
 func (l *Listener) serve(c *Conn) {
 	defer l.wg.Done()
+	defer l.doneServing()
 	err := c.HandshakeContext(l.ctx)
 	cio := c.io.(*listenerConnIO)
 	var evicted *listenerConnIO
@@ -622,12 +767,14 @@ func (l *Listener) serve(c *Conn) {
 	}
 	if err != nil {
 		l.stats.handshakesFailed.Add(1)
+		l.reportOutcome(c, err)
 		c.Close()
 		return
 	}
 	l.stats.handshakesCompleted.Add(1)
-	if l.isClosed() {
-		c.Close()
+	l.reportOutcome(c, nil)
+	if l.isClosed() || l.draining.Load() {
+		c.Close() // with a close_notify: the handshake completed
 		return
 	}
 	// The backlog is full when the application accepts more slowly than
@@ -642,6 +789,88 @@ func (l *Listener) serve(c *Conn) {
 			l.traceEvent(TraceListenerEvent, c.io.(*listenerConnIO).peer.Load().ap, 0, "accept backlog full")
 		}
 		c.Close()
+	}
+}
+
+// HandshakeOutcome describes a handshake that a Listener ran to its end,
+// completed or failed, for Config.HandshakeOutcome.
+//
+// Why a callback rather than an Accept that returns connections before
+// their handshake, as crypto/tls's Listener does: the Listener runs
+// handshakes itself so that it can bound them (MaxHandshakes,
+// MaxHandshakesPerSource, the stall timeout, AcceptBacklog) against
+// peers that get past the cookie, which costs an attacker only a round
+// trip. Handing out connections before their handshake would move that
+// job, and a goroutine per handshake, to every application, and let
+// unauthenticated connections fill the Accept backlog. The callback costs
+// nothing when nil, sees failures that never reach Accept, and leaves
+// Accept returning only authenticated peers.
+type HandshakeOutcome struct {
+	// RemoteAddr is the peer's address.
+	RemoteAddr net.Addr
+	// Start is when the ClientHello with a valid cookie arrived, and
+	// Duration how long the handshake ran from then, as in
+	// ConnectionState.HandshakeStart and HandshakeDuration.
+	Start    time.Time
+	Duration time.Duration
+	// Err is nil when the handshake completed. Otherwise it says why it
+	// failed and matches (errors.Is) ErrUnknownPSKIdentity,
+	// ErrBadCertificate or ErrHandshakeTimeout when one applies, an
+	// AlertError when the peer sent a fatal alert (errors.As), and
+	// ErrListenerClosed when the Listener was closed during the
+	// handshake.
+	Err error
+	// PSKIdentity is the identity the client sent with a PSK suite, also
+	// when the handshake failed because Config.PSK did not know it.
+	PSKIdentity []byte
+	// PeerCertificates is the client's certificate chain, when it sent
+	// one and the handshake got that far: also a chain that failed
+	// verification (Err then wraps a *tls.CertificateVerificationError
+	// with the chain).
+	PeerCertificates []*x509.Certificate
+	// PeerPublicKey is the client's raw public key (RFC 7250), when it
+	// authenticated with one.
+	PeerPublicKey crypto.PublicKey
+	// State is the connection's state when the handshake completed; its
+	// HandshakeComplete is false when Err is not nil.
+	State ConnectionState
+}
+
+// reportOutcome calls Config.HandshakeOutcome, if set, for c's handshake,
+// which ended with err. It runs in c's serve goroutine, after the
+// handshake, when no one else uses c.
+func (l *Listener) reportOutcome(c *Conn, err error) {
+	f := l.config.HandshakeOutcome
+	if f == nil {
+		return
+	}
+	o := HandshakeOutcome{
+		RemoteAddr:       c.RemoteAddr(),
+		Start:            c.hsStart,
+		Duration:         c.hsDuration,
+		Err:              err,
+		PSKIdentity:      c.state.pskIdentity,
+		PeerCertificates: c.state.peerCertificates,
+		PeerPublicKey:    c.state.peerPublicKey,
+	}
+	var cve *tls.CertificateVerificationError
+	if len(o.PeerCertificates) == 0 && errors.As(err, &cve) {
+		o.PeerCertificates = cve.UnverifiedCertificates
+	}
+	if err == nil {
+		o.State = c.ConnectionState()
+	}
+	f(o)
+}
+
+// doneServing counts a serve goroutine out, and tells a Shutdown waiting
+// for the last one.
+func (l *Listener) doneServing() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.serving--; l.serving == 0 && l.drained != nil {
+		close(l.drained)
+		l.drained = nil
 	}
 }
 
@@ -676,13 +905,7 @@ func (l *Listener) longestIdleLocked() *listenerConnIO {
 // under MaxConnections. Its peer is probably there, so it gets a
 // close_notify and may handshake again at once.
 func (l *Listener) evict(cio *listenerConnIO) {
-	c := cio.conn
-	c.out.Lock()
-	if !c.closed.Load() && !cio.isDone() {
-		c.sendAlertLocked(alertLevelWarning, alertCloseNotify)
-	}
-	c.out.Unlock()
-	cio.shutdownWith(ErrEvicted)
+	l.endWithCloseNotify(cio, ErrEvicted)
 	l.stats.evicted.Add(1)
 	if l.config.Tracer != nil {
 		l.traceEvent(TraceListenerEvent, cio.peer.Load().ap, 0, "evicted for MaxConnections")
@@ -713,7 +936,7 @@ func (l *Listener) admit(cio *listenerConnIO) (listenerDrop, bool) {
 	cio.src = sourcePrefix(cio.peer.Load().ap.Addr())
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.isClosed() {
+	if l.isClosed() || l.draining.Load() {
 		return dropListenerClosed, false
 	}
 	if l.perSource[cio.src] >= l.maxPerSource {
@@ -732,6 +955,7 @@ func (l *Listener) admit(cio *listenerConnIO) (listenerDrop, bool) {
 	}
 	l.handshakes[cio] = struct{}{}
 	l.perSource[cio.src]++
+	l.serving++ // its serve goroutine, which handleHello starts
 	return 0, true
 }
 
@@ -902,6 +1126,7 @@ func (c *Config) checkListenerLimits() error {
 		{"MaxQueuedBytes", c.MaxQueuedBytes},
 		{"AcceptBacklog", c.AcceptBacklog},
 		{"MaxConnections", c.MaxConnections},
+		{"SessionCacheSize", c.SessionCacheSize},
 	} {
 		if f.v < 0 {
 			return fmt.Errorf("dtls: Config.%s is negative (%d); 0 means the default", f.name, f.v)
@@ -914,6 +1139,12 @@ func (c *Config) checkListenerLimits() error {
 		return fmt.Errorf("dtls: Config.AcceptBacklog (%d) is more than %d", c.AcceptBacklog, maxAcceptBacklog)
 	case c.MaxQueuedDatagrams > maxQueuedDatagramsLimit:
 		return fmt.Errorf("dtls: Config.MaxQueuedDatagrams (%d) is more than %d", c.MaxQueuedDatagrams, maxQueuedDatagramsLimit)
+	case c.SessionCacheSize > maxServerSessions:
+		return fmt.Errorf("dtls: Config.SessionCacheSize (%d) is more than %d", c.SessionCacheSize, maxServerSessions)
+	case c.SessionLifetime < 0:
+		return fmt.Errorf("dtls: Config.SessionLifetime is negative (%v); 0 means the default", c.SessionLifetime)
+	case c.SessionLifetime > maxSessionLifetime:
+		return fmt.Errorf("dtls: Config.SessionLifetime (%v) is more than %v", c.SessionLifetime, maxSessionLifetime)
 	}
 	return nil
 }

@@ -417,6 +417,10 @@ func TestListenerLimitsValidated(t *testing.T) {
 		{func(c *Config) { c.AcceptBacklog = -1 }, "AcceptBacklog"},
 		{func(c *Config) { c.AcceptBacklog = 1 << 30 }, "AcceptBacklog"},
 		{func(c *Config) { c.MaxConnections = -5 }, "MaxConnections"},
+		{func(c *Config) { c.SessionCacheSize = -1 }, "SessionCacheSize"},
+		{func(c *Config) { c.SessionCacheSize = maxServerSessions + 1 }, "SessionCacheSize"},
+		{func(c *Config) { c.SessionLifetime = -time.Second }, "SessionLifetime"},
+		{func(c *Config) { c.SessionLifetime = maxSessionLifetime + time.Second }, "SessionLifetime"},
 	} {
 		_, sc := configsFor(t, suiteCase{TLS_PSK_WITH_AES_128_CCM_8, ""})
 		tc.set(sc)

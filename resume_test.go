@@ -160,7 +160,7 @@ func TestResumptionAutomaticTicketKeys(t *testing.T) {
 	if plain, newest := cfg.openTicket(ticket); string(plain) != "state" || newest {
 		t.Fatalf("ticket under the previous automatic key: %q newest=%v", plain, newest)
 	}
-	advance(ticketKeyLifetime)
+	advance(ticketKeyRotation + defaultSessionLifetime)
 	if plain, _ := cfg.openTicket(ticket); plain != nil {
 		t.Fatal("ticket opened after its key's lifetime")
 	}
@@ -298,7 +298,7 @@ func TestResumptionRefused(t *testing.T) {
 	// An expired session is not offered, and not accepted.
 	cs = cachedClientSession(t, cc.ClientSessionCache, "a.test")
 	old := *cs.state
-	old.createdAt -= uint64(maxSessionLifetime / time.Second)
+	old.createdAt -= uint64(defaultSessionLifetime / time.Second)
 	cc.ClientSessionCache.Put("a.test", &ClientSessionState{ticket: cs.ticket, state: &old, receivedAt: cs.receivedAt})
 	if c, _ := dialOnce(t, l, states, cc); c.DidResume {
 		t.Fatal("expired session resumed")
@@ -339,22 +339,96 @@ func TestServerSessionCacheBounded(t *testing.T) {
 	cfg := &Config{}
 	now := time.Now()
 	s := &sessionState{version: VersionDTLS12, ems: true, createdAt: uint64(now.Unix())}
-	for i := 0; i < maxServerSessions+10; i++ {
+	for i := 0; i < defaultServerSessions+10; i++ {
 		cfg.cacheSession([]byte(fmt.Sprint(i)), s)
 	}
 	r := cfg.resumptionState()
-	if r.lru.Len() != maxServerSessions || len(r.sessions) != maxServerSessions {
-		t.Fatalf("cache holds %d/%d sessions, bound %d", r.lru.Len(), len(r.sessions), maxServerSessions)
+	if r.lru.Len() != defaultServerSessions || len(r.sessions) != defaultServerSessions {
+		t.Fatalf("cache holds %d/%d sessions, bound %d", r.lru.Len(), len(r.sessions), defaultServerSessions)
 	}
 	if cfg.cachedSessionFor([]byte("0"), now) != nil {
 		t.Fatal("least recently used session not evicted")
 	}
-	if cfg.cachedSessionFor([]byte(fmt.Sprint(maxServerSessions+9)), now) == nil {
+	if cfg.cachedSessionFor([]byte(fmt.Sprint(defaultServerSessions+9)), now) == nil {
 		t.Fatal("newest session missing")
 	}
-	if cfg.cachedSessionFor([]byte(fmt.Sprint(maxServerSessions+9)), now.Add(maxSessionLifetime)) != nil {
+	if cfg.cachedSessionFor([]byte(fmt.Sprint(defaultServerSessions+9)), now.Add(defaultSessionLifetime)) != nil {
 		t.Fatal("expired session returned")
 	}
+}
+
+// TestServerSessionCacheConfigured: Config.SessionCacheSize and
+// SessionLifetime replace the defaults of the session ID cache, the
+// expiry of sessions and the ticket lifetime hint, and the automatic
+// ticket keys last as long as the sessions they seal.
+func TestServerSessionCacheConfigured(t *testing.T) {
+	now := time.Now()
+	cfg := &Config{SessionCacheSize: 10, SessionLifetime: time.Hour, Time: func() time.Time { return now }}
+	s := &sessionState{version: VersionDTLS12, ems: true, createdAt: uint64(now.Unix())}
+	for i := range 15 {
+		cfg.cacheSession([]byte(fmt.Sprint(i)), s)
+	}
+	if r := cfg.resumptionState(); r.lru.Len() != 10 {
+		t.Fatalf("cache holds %d sessions, want SessionCacheSize 10", r.lru.Len())
+	}
+	if cfg.cachedSessionFor([]byte("14"), now.Add(59*time.Minute)) == nil {
+		t.Fatal("a session within SessionLifetime was not found")
+	}
+	if cfg.cachedSessionFor([]byte("14"), now.Add(time.Hour)) != nil {
+		t.Fatal("a session past SessionLifetime was returned")
+	}
+	if got := (&Config{SessionLifetime: 30 * 24 * time.Hour}).sessionLifetime(); got != maxSessionLifetime {
+		t.Errorf("SessionLifetime of 30 days gives %v, want the %v bound", got, maxSessionLifetime)
+	}
+
+	ticket, err := cfg.sealTicket([]byte("state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(ticketKeyRotation + 59*time.Minute)
+	if plain, newest := cfg.openTicket(ticket); string(plain) != "state" || newest {
+		t.Fatalf("a ticket within the previous key's lifetime: %q, newest %v", plain, newest)
+	}
+	// Keys are pruned when the next one is made; by then the first is
+	// past its rotation plus SessionLifetime. (A session in a ticket
+	// expires by its own creation time in any case.)
+	now = now.Add(ticketKeyRotation)
+	if plain, _ := cfg.openTicket(ticket); plain != nil {
+		t.Fatal("a ticket opened after its key's rotation plus SessionLifetime")
+	}
+
+	// The hint a server sends.
+	cc, sc := configsFor(t, suiteCase{TLS_PSK_WITH_AES_128_CCM_8, ""})
+	sc.SessionLifetime = 2 * time.Hour
+	var hint uint32
+	l, _ := echoServer(t, sc, nil)
+	cache := &hintCache{ClientSessionCache: NewLRUClientSessionCache(1)}
+	cc.ClientSessionCache = cache
+	c, err := Dial("udp", l.Addr().String(), cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exchange(t, c, "hello")
+	c.Close()
+	if cs := cache.last; cs == nil {
+		t.Fatal("no session cached")
+	} else {
+		hint = uint32(cs.lifetime / time.Second)
+	}
+	if hint == 0 || hint > 2*3600 || hint < 2*3600-60 {
+		t.Errorf("ticket lifetime hint %d s, want about SessionLifetime (7200 s)", hint)
+	}
+}
+
+// hintCache remembers the last session put in it.
+type hintCache struct {
+	ClientSessionCache
+	last *ClientSessionState
+}
+
+func (h *hintCache) Put(key string, cs *ClientSessionState) {
+	h.last = cs
+	h.ClientSessionCache.Put(key, cs)
 }
 
 func TestResumptionLossy(t *testing.T) {

@@ -27,22 +27,31 @@ import (
 // certificate does not resume where one is required.
 
 const (
-	// maxSessionLifetime bounds how long after its full handshake a
+	// defaultSessionLifetime bounds how long after its full handshake a
 	// session may be resumed, by ID or by ticket, and is the
-	// ticket_lifetime_hint we send (RFC 5077 §5.6 asks for a bounded
-	// lifetime; RFC 5246 §F.1.4 suggests at most 24 hours).
-	maxSessionLifetime = 24 * time.Hour
+	// ticket_lifetime_hint we send, unless Config.SessionLifetime says
+	// otherwise (RFC 5077 §5.6 asks for a bounded lifetime; RFC 5246
+	// §F.1.4 suggests at most 24 hours).
+	defaultSessionLifetime = 24 * time.Hour
+	// maxSessionLifetime is the longest Config.SessionLifetime allowed:
+	// the 7 days RFC 8446 §4.6.1 allows a TLS 1.3 ticket, since a longer
+	// one keeps a master secret usable, and a stolen ticket key useful,
+	// for longer still.
+	maxSessionLifetime = 7 * 24 * time.Hour
 	// ticketKeyRotation is how often the automatic ticket key changes
-	// when no keys were set with SetSessionTicketKeys.
+	// when no keys were set with SetSessionTicketKeys. An automatic key
+	// still decrypts for the session lifetime after it stopped sealing:
+	// a ticket issued just before a rotation stays usable for its whole
+	// lifetime.
 	ticketKeyRotation = 24 * time.Hour
-	// ticketKeyLifetime is how long an automatic key still decrypts
-	// after it was made: a ticket issued just before a rotation stays
-	// usable for its whole lifetime.
-	ticketKeyLifetime = ticketKeyRotation + maxSessionLifetime
-	// maxServerSessions bounds the server's session ID cache (per
-	// Config). The least recently used session is evicted; each entry
-	// holds a master secret and the client's certificate chain, if any.
-	maxServerSessions = 1024
+	// defaultServerSessions bounds the server's session ID cache (per
+	// Config) unless Config.SessionCacheSize says otherwise. The least
+	// recently used session is evicted; each entry holds a master
+	// secret and the client's certificate chain, if any (a few KB).
+	defaultServerSessions = 1024
+	// maxServerSessions is the largest Config.SessionCacheSize allowed:
+	// about a gigabyte of sessions with certificate chains at worst.
+	maxServerSessions = 1 << 18
 	// defaultClientSessionCacheCapacity is NewLRUClientSessionCache's
 	// capacity for a capacity below 1.
 	defaultClientSessionCacheCapacity = 64
@@ -211,9 +220,25 @@ func readCertList(s *cryptobyte.String, out *[]*x509.Certificate) bool {
 // expired reports whether a session made at createdAt may no longer be
 // resumed at now. A creation time in the future (a clock that went
 // backwards, or a forged state) counts as expired.
-func (s *sessionState) expired(now time.Time) bool {
+func (s *sessionState) expired(now time.Time, lifetime time.Duration) bool {
 	created := time.Unix(int64(s.createdAt), 0)
-	return now.Before(created.Add(-time.Minute)) || !now.Before(created.Add(maxSessionLifetime))
+	return now.Before(created.Add(-time.Minute)) || !now.Before(created.Add(lifetime))
+}
+
+// sessionLifetime is Config.SessionLifetime with its default and bound.
+func (c *Config) sessionLifetime() time.Duration {
+	if c == nil || c.SessionLifetime <= 0 {
+		return defaultSessionLifetime
+	}
+	return min(c.SessionLifetime, maxSessionLifetime)
+}
+
+// sessionCacheSize is Config.SessionCacheSize with its default and bound.
+func (c *Config) sessionCacheSize() int {
+	if c == nil || c.SessionCacheSize <= 0 {
+		return defaultServerSessions
+	}
+	return min(c.SessionCacheSize, maxServerSessions)
 }
 
 // ticketKey is one key that seals and opens tickets. A ticket is
@@ -301,7 +326,7 @@ func (c *Config) ticketKeys(now time.Time) ([]ticketKey, error) {
 		}
 		keys := []ticketKey{newTicketKey(secret, now)}
 		for _, k := range r.autoKeys {
-			if now.Before(k.created.Add(ticketKeyLifetime)) && !now.Before(k.created) {
+			if now.Before(k.created.Add(ticketKeyRotation+c.sessionLifetime())) && !now.Before(k.created) {
 				keys = append(keys, k)
 			}
 		}
@@ -377,7 +402,7 @@ func (c *Config) cacheSession(id []byte, s *sessionState) {
 		return
 	}
 	r.sessions[string(id)] = r.lru.PushFront(&cachedSession{id: string(id), state: s})
-	for r.lru.Len() > maxServerSessions {
+	for r.lru.Len() > c.sessionCacheSize() {
 		e := r.lru.Back()
 		delete(r.sessions, e.Value.(*cachedSession).id)
 		r.lru.Remove(e)
@@ -395,7 +420,7 @@ func (c *Config) cachedSessionFor(id []byte, now time.Time) *sessionState {
 		return nil
 	}
 	s := e.Value.(*cachedSession).state
-	if s.expired(now) {
+	if s.expired(now, c.sessionLifetime()) {
 		delete(r.sessions, string(id))
 		r.lru.Remove(e)
 		return nil

@@ -84,7 +84,7 @@ func TestParseServerFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	if o.listen != "127.0.0.1:4433" || o.once || o.verbosity != 0 || o.psk != nil || o.suites != nil || o.mtu != 0 ||
-		o.idleTimeout != 5*time.Minute || o.maxConns != 10000 {
+		o.idleTimeout != 5*time.Minute || o.maxConns != 10000 || o.shutdownTimeout != 5*time.Second {
 		t.Errorf("defaults: %+v", o)
 	}
 	o, err = parseServerFlags([]string{"-idle-timeout", "90s", "-max-conns", "50"}, io.Discard)
@@ -117,6 +117,7 @@ func TestParseServerFlags(t *testing.T) {
 		{"-idle-timeout", "-1s"},
 		{"-idle-timeout", "soon"},
 		{"-max-conns", "0"},
+		{"-shutdown-timeout", "-1s"},
 		{"stray"},
 	} {
 		if _, err := parseServerFlags(args, io.Discard); !errors.Is(err, errUsage) {
@@ -565,4 +566,88 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestServerShutdownTellsClients is what `dtls server` does on SIGINT or
+// SIGTERM (its ctx ends): Listener.Shutdown sends the connected client a
+// close_notify, so that the client, whose input is still open, exits at
+// once saying the server closed the connection, rather than waiting.
+func TestServerShutdownTellsClients(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srvCtx, stopServer := context.WithCancel(ctx)
+	defer stopServer()
+	const key = "00112233445566778899aabbccddeeff"
+	srvErr := &syncBuffer{}
+	listening := make(chan string, 1)
+	connected := make(chan struct{}, 1)
+	srvErr.onLine = func(l string) {
+		if a, ok := strings.CutPrefix(l, "listening on "); ok {
+			listening <- a
+		}
+		if strings.Contains(l, ": connected in ") {
+			connected <- struct{}{}
+		}
+	}
+	srvDone := make(chan int, 1)
+	go func() {
+		srvDone <- runServer(srvCtx, []string{"-listen", "127.0.0.1:0", "-v", "1", "-psk", key, "-psk-identity", "dev1"},
+			stdio{strings.NewReader(""), io.Discard, srvErr})
+	}()
+	var addr string
+	select {
+	case addr = <-listening:
+	case code := <-srvDone:
+		t.Fatalf("server exited with %d before listening", code)
+	case <-ctx.Done():
+		t.Fatal("server not listening in time")
+	}
+	defer func() {
+		stopServer()
+		<-srvDone
+		t.Logf("server stderr:\n%s", srvErr.String())
+	}()
+
+	var cliErr strings.Builder
+	pskArgs := []string{"-psk", key, "-ciphers", "TLS_PSK_WITH_AES_128_CCM_8"}
+
+	// A client whose input stays open: only the server's shutdown ends
+	// it.
+	in, inW := io.Pipe()
+	defer inW.Close()
+	cliDone := make(chan int, 1)
+	var cliErrMu sync.Mutex
+	go func() {
+		var b strings.Builder
+		code := runClient(ctx, append([]string{"-connect", addr, "-psk-identity", "dev1", "-wait", "1m", "-v", "1"}, pskArgs...),
+			stdio{in, io.Discard, &b})
+		cliErrMu.Lock()
+		cliErr.WriteString(b.String())
+		cliErrMu.Unlock()
+		cliDone <- code
+	}()
+	select {
+	case <-connected:
+	case <-ctx.Done():
+		t.Fatal("the client did not connect")
+	}
+	stopServer() // as SIGTERM does
+	select {
+	case code := <-cliDone:
+		cliErrMu.Lock()
+		defer cliErrMu.Unlock()
+		// Its input is still open: an echo cut short, exit 1.
+		if code != exitError || !strings.Contains(cliErr.String(), "the server closed the connection (close_notify)") {
+			t.Errorf("client exited %d; stderr:\n%s", code, cliErr.String())
+		}
+	case <-ctx.Done():
+		t.Fatal("the client did not see the server shut down")
+	}
+	if code := <-srvDone; code != exitOK {
+		t.Errorf("server exited with %d", code)
+	}
+	srvDone <- exitOK // for the deferred wait
+	if !strings.Contains(srvErr.String(), "closed: the server is shutting down") {
+		t.Error("the server did not say why the connection ended")
+	}
 }

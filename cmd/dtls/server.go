@@ -25,7 +25,7 @@ func init() {
 
 const serverSynopsis = `server [-listen ADDR] [-cert FILE -key FILE] [-psk HEX [-psk-identity ID]]
        [-ciphers LIST] [-mtu N] [-idle-timeout DURATION] [-max-conns N] [-once]
-       [-keylog FILE] [-pcap FILE] [-v LEVEL]
+       [-shutdown-timeout DURATION] [-keylog FILE] [-pcap FILE] [-v LEVEL]
 
 Accepts DTLS 1.2 connections and echoes every datagram back on each, one
 goroutine per connection. Without -cert and -psk it makes a self-signed
@@ -38,9 +38,13 @@ A connection whose peer sends nothing for -idle-timeout ends (NATs may
 forget an idle UDP mapping after 5 minutes, RFC 4787), and at -max-conns
 connections a new one ends the longest-idle one, whose peer is sent a
 close_notify: a peer that vanishes leaves neither a connection nor a
-goroutine behind. At -v 1 it says why each connection ended, and prints
-the listener's counters (drops by reason, handshakes, evictions) when it
-exits.
+goroutine behind. At -v 1 it logs each handshake, completed or failed,
+says why each connection ended, and prints the listener's counters (drops by reason, handshakes, evictions)
+when it exits.
+
+On SIGINT or SIGTERM it shuts down gracefully (Listener.Shutdown): it
+stops accepting, lets handshakes in progress finish for up to
+-shutdown-timeout, and sends every connection's peer a close_notify.
 `
 
 // maxDatagram is the read buffer of an echo loop: a record's payload is at
@@ -54,6 +58,8 @@ type serverOptions struct {
 	once        bool
 	idleTimeout time.Duration
 	maxConns    int
+	// shutdownTimeout bounds the graceful shutdown on SIGINT/SIGTERM.
+	shutdownTimeout time.Duration
 	commonFlags
 }
 
@@ -62,6 +68,10 @@ type serverOptions struct {
 const (
 	defaultIdleTimeout = 5 * time.Minute
 	defaultMaxConns    = 10000
+	// defaultShutdownTimeout is how long a shutdown waits for handshakes
+	// in progress: a peer that is there finishes within a few round
+	// trips, or a retransmission or two.
+	defaultShutdownTimeout = 5 * time.Second
 )
 
 func parseServerFlags(args []string, w io.Writer) (*serverOptions, error) {
@@ -73,6 +83,7 @@ func parseServerFlags(args []string, w io.Writer) (*serverOptions, error) {
 	fs.BoolVar(&o.once, "once", false, "exit (status 0) after the first connection ends, by close_notify or error")
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", defaultIdleTimeout, "end a connection whose peer sent nothing for `DURATION` (0: never)")
 	fs.IntVar(&o.maxConns, "max-conns", defaultMaxConns, "keep at most `N` connections, ending the longest-idle one for a new one")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "on SIGINT/SIGTERM, wait up to `DURATION` for handshakes in progress")
 	o.register(fs, "PSK identity `ID` to accept (default: any)")
 	if err := parseArgs(fs, args); err != nil {
 		return nil, err
@@ -88,6 +99,9 @@ func parseServerFlags(args []string, w io.Writer) (*serverOptions, error) {
 	}
 	if o.maxConns < 1 {
 		return nil, usageErrorf("-max-conns %d: at least 1", o.maxConns)
+	}
+	if o.shutdownTimeout < 0 {
+		return nil, usageErrorf("-shutdown-timeout %v is negative", o.shutdownTimeout)
 	}
 	if err := o.resolve(); err != nil {
 		return nil, err
@@ -122,12 +136,12 @@ func serverConfig(o *serverOptions, p *tracefmt.Printer) (*dtls.Config, io.Close
 		key, want := o.psk, o.pskIdentity
 		cfg.PSK = func(identity []byte) ([]byte, error) {
 			if want != "" && string(identity) != want {
-				p.Printf(tracefmt.LevelSummary, "unknown PSK identity %q", identity)
 				return nil, fmt.Errorf("unknown PSK identity %q", identity)
 			}
 			return key, nil
 		}
 	}
+
 	closer, err := o.applyTo(cfg, p)
 	if err != nil {
 		return nil, nil, err
@@ -163,31 +177,27 @@ func runServer(ctx context.Context, args []string, std stdio) int {
 	if st := l.Stats(); st.ReceiveBufferCapped {
 		p.Printf(tracefmt.LevelSummary, "socket receive buffer: %d bytes, less than asked for (raise net.core.rmem_max on Linux)", st.ReceiveBufferSize)
 	}
-	code := serve(ctx, l, o.once, p, std.err)
+	code := serve(ctx, l, o.once, o.shutdownTimeout, p, std.err)
 	p.Printf(tracefmt.LevelSummary, "listener: %s", describeStats(l.Stats()))
 	return code
 }
 
 // serve accepts connections until ctx is done, the listener fails or, with
 // once, the first connection has ended.
-func serve(ctx context.Context, l *dtls.Listener, once bool, p *tracefmt.Printer, stderr io.Writer) int {
+func serve(ctx context.Context, l *dtls.Listener, once bool, shutdownTimeout time.Duration, p *tracefmt.Printer, stderr io.Writer) int {
 	var (
 		wg       sync.WaitGroup
 		firstEnd = make(chan struct{})
-		mu       sync.Mutex
-		conns    = map[net.Conn]struct{}{}
-		stopping bool
 	)
-	// Closing the listener unblocks Accept; closing the connections
-	// unblocks their echo loops (and sends close_notify).
+	// Shutdown unblocks Accept, lets handshakes in progress finish and
+	// sends every connection's peer a close_notify, which ends their
+	// echo loops (Read returns dtls.ErrListenerClosed).
 	shutdown := sync.OnceFunc(func() {
-		l.Close()
-		mu.Lock()
-		stopping = true
-		for c := range conns {
-			c.Close()
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		if err := l.Shutdown(sctx); err != nil {
+			p.Printf(tracefmt.LevelSummary, "shutdown: %v; handshakes still in progress were aborted", err)
 		}
-		mu.Unlock()
 	})
 	returned := make(chan struct{})
 	go func() {
@@ -223,20 +233,9 @@ func serve(ctx context.Context, l *dtls.Listener, once bool, p *tracefmt.Printer
 			c.Close()
 			continue
 		}
-		mu.Lock()
-		if stopping {
-			mu.Unlock()
-			c.Close()
-			continue
-		}
-		conns[c] = struct{}{}
-		mu.Unlock()
 		first := accepted == 1
 		wg.Go(func() {
 			echo(ctx, c, p, stderr)
-			mu.Lock()
-			delete(conns, c)
-			mu.Unlock()
 			c.Close()
 			if first && once {
 				close(firstEnd)
@@ -251,15 +250,9 @@ func echo(ctx context.Context, c net.Conn, p *tracefmt.Printer, stderr io.Writer
 	if a := c.RemoteAddr(); a != nil {
 		peer = a.String()
 	}
-	if dc, ok := c.(*dtls.Conn); ok {
-		if err := dc.HandshakeContext(ctx); err != nil {
-			if ctx.Err() == nil { // not our own shutdown
-				fmt.Fprintf(stderr, "dtls server: %s: handshake failed: %v\n", peer, err)
-			}
-			return
-		}
+	if dc, ok := c.(*dtls.Conn); ok { // Accept returns it handshaken
 		st := dc.ConnectionState()
-		p.Printf(tracefmt.LevelSummary, "%s: connected, %s", peer, describeState(&st))
+		p.Printf(tracefmt.LevelSummary, "%s: connected in %v, %s", peer, st.HandshakeDuration.Round(time.Microsecond), describeState(&st))
 	}
 	buf := make([]byte, maxDatagram)
 	for {
@@ -274,6 +267,8 @@ func echo(ctx context.Context, c net.Conn, p *tracefmt.Printer, stderr io.Writer
 				p.Printf(tracefmt.LevelSummary, "%s: closed: evicted, the longest idle at -max-conns", peer)
 			case errors.Is(err, dtls.ErrPeerRestarted):
 				p.Printf(tracefmt.LevelSummary, "%s: closed: the peer started a new connection from the same port", peer)
+			case errors.Is(err, dtls.ErrListenerClosed):
+				p.Printf(tracefmt.LevelSummary, "%s: closed: the server is shutting down", peer)
 			case errors.Is(err, net.ErrClosed) || ctx.Err() != nil:
 			default:
 				fmt.Fprintf(stderr, "dtls server: %s: %v\n", peer, err)
