@@ -37,6 +37,7 @@ const (
 	alertUnrecognizedName       alert = 112
 	alertUnknownPSKIdentity     alert = 115
 	alertNoApplicationProtocol  alert = 120
+	alertCertificateRequired    alert = 116 // RFC 8446 §6.2, DTLS 1.3
 )
 
 var alertText = map[alert]string{
@@ -65,6 +66,7 @@ var alertText = map[alert]string{
 	alertUnrecognizedName:       "unrecognized name",
 	alertUnknownPSKIdentity:     "unknown PSK identity",
 	alertNoApplicationProtocol:  "no application protocol",
+	alertCertificateRequired:    "certificate required",
 }
 
 func (e alert) String() string {

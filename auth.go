@@ -96,6 +96,11 @@ func schemesForKey(vers uint16, pub crypto.PublicKey) []tls.SignatureScheme {
 	case ed25519.PublicKey:
 		return ed25519Schemes
 	case *rsa.PublicKey:
+		if vers == VersionDTLS13 {
+			// RFC 8446 §4.4.3: RSA signatures in CertificateVerify
+			// MUST use RSASSA-PSS; PKCS #1 v1.5 is for certificates.
+			return rsaSchemes[:3]
+		}
 		return rsaSchemes
 	}
 	return nil

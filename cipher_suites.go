@@ -144,12 +144,20 @@ func CipherSuiteName(id uint16) string {
 	if s := cipherSuiteByID(id); s != nil {
 		return s.name
 	}
+	if s := cipherSuite13ByID(id); s != nil {
+		return s.name
+	}
 	return fmt.Sprintf("0x%04X", id)
 }
 
 // CipherSuiteByName returns the id of an implemented suite by its IANA name.
 func CipherSuiteByName(name string) (uint16, bool) {
 	for _, s := range cipherSuites {
+		if s.name == name {
+			return s.id, true
+		}
+	}
+	for _, s := range cipherSuites13 {
 		if s.name == name {
 			return s.id, true
 		}

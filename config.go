@@ -75,8 +75,22 @@ type Config struct {
 	CipherSuites []uint16
 
 	// CurvePreferences lists the ECDHE groups in preference order
-	// (X25519, P-256, P-384). If nil, the default is X25519, P-256, P-384.
+	// (X25519, P-256, P-384; in DTLS 1.3 also X25519MLKEM768). If nil,
+	// the default is X25519, P-256, P-384. A DTLS 1.3 client sends a
+	// key share for the first group only, so that its ClientHello fits
+	// one datagram; a server that wants another group asks for it with
+	// a HelloRetryRequest (RFC 8446 §4.1.4).
 	CurvePreferences []tls.CurveID
+
+	// MinVersion and MaxVersion bound the protocol versions: VersionDTLS12
+	// or VersionDTLS13. Zero means VersionDTLS12 for MinVersion and
+	// VersionDTLS12 for MaxVersion: DTLS 1.3 (RFC 9147) is opt-in until
+	// its interop cells all pass (README). With MaxVersion VersionDTLS13
+	// a client offers both versions (supported_versions) and a server
+	// answers a ClientHello offering 1.3 with 1.3, others with 1.2 and the
+	// downgrade sentinel of RFC 8446 §4.1.3 in its random.
+	MinVersion uint16
+	MaxVersion uint16
 
 	// NextProtos is the list of ALPN protocols, in preference order.
 	NextProtos []string
@@ -354,6 +368,9 @@ func (c *Config) checkServer() error {
 	if c == nil || len(c.Certificates) == 0 && c.GetCertificate == nil && c.PSK == nil {
 		return errors.New("dtls: a server Config needs a credential: Certificates, GetCertificate or PSK")
 	}
+	if err := c.checkVersions(); err != nil {
+		return err
+	}
 	for i := range c.Certificates {
 		cert := &c.Certificates[i]
 		signer, ok := cert.PrivateKey.(crypto.Signer)
@@ -374,6 +391,9 @@ func (c *Config) checkServer() error {
 // not do: a raw key carries no name, and such a client accepts no X.509
 // certificate.
 func (c *Config) checkClient() error {
+	if err := c.checkVersions(); err != nil {
+		return err
+	}
 	switch {
 	case c.PSK != nil || c.InsecureSkipVerify:
 		return nil
@@ -531,6 +551,46 @@ func (c *Config) handshakeTimeout() time.Duration {
 }
 
 var defaultCurvePreferences = []tls.CurveID{tls.X25519, tls.CurveP256, tls.CurveP384}
+
+// minVersion and maxVersion are MinVersion and MaxVersion with their
+// defaults; checkVersions reports values that are not DTLS versions we
+// speak.
+func (c *Config) minVersion() uint16 {
+	if c == nil || c.MinVersion == 0 {
+		return VersionDTLS12
+	}
+	return c.MinVersion
+}
+
+func (c *Config) maxVersion() uint16 {
+	if c == nil || c.MaxVersion == 0 {
+		return defaultMaxVersion
+	}
+	return c.MaxVersion
+}
+
+// defaultMaxVersion is MaxVersion's default: DTLS 1.2 until the 1.3
+// interop matrix passes (issue 12).
+const defaultMaxVersion = VersionDTLS12
+
+// supports reports whether the Config enables protocol version vers.
+// DTLS versions count down (1.2 is 0xfefd, 1.3 0xfefc), so the range
+// test is reversed.
+func (c *Config) supports(vers uint16) bool {
+	return vers <= c.minVersion() && vers >= c.maxVersion()
+}
+
+func (c *Config) checkVersions() error {
+	for _, v := range []uint16{c.MinVersion, c.MaxVersion} {
+		if v != 0 && v != VersionDTLS12 && v != VersionDTLS13 {
+			return fmt.Errorf("dtls: Config version %#04x is not VersionDTLS12 or VersionDTLS13", v)
+		}
+	}
+	if c.minVersion() < c.maxVersion() {
+		return errors.New("dtls: Config.MinVersion is newer than MaxVersion")
+	}
+	return nil
+}
 
 func (c *Config) curvePreferences() []tls.CurveID {
 	if c == nil || len(c.CurvePreferences) == 0 {

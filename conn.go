@@ -109,6 +109,15 @@ type Conn struct {
 	// (Config.InsecureUnknownPSKIdentityAlert): the handshake's error
 	// says so, though the client is not told.
 	unknownPSKIdentity error
+
+	// offered13: a client whose ClientHello offered DTLS 1.3, which
+	// keeps early unified-header records until it knows the version.
+	offered13 bool
+	// gate is the cookie gate of a Conn made by Server (hello_gate.go).
+	gate *helloGate
+	// lastACK is when a DTLS 1.3 server last re-ACKed a retransmitted
+	// client flight, for minResendInterval.
+	lastACK time.Time
 }
 
 // connState is what the handshake negotiated.
@@ -130,6 +139,22 @@ type connState struct {
 	peerPublicKey    crypto.PublicKey // raw public key (RFC 7250)
 	srtpMKI          []byte
 	didResume        bool
+
+	// DTLS 1.3: the suite (suite is nil then) and the exporter master
+	// secret (RFC 8446 §7.5).
+	suite13        *cipherSuite13
+	exporterSecret []byte
+}
+
+// suiteName names the negotiated suite.
+func (s *connState) suiteName() string {
+	if s.suite13 != nil {
+		return s.suite13.name
+	}
+	if s.suite != nil {
+		return s.suite.name
+	}
+	return ""
 }
 
 func newConn(io datagramIO, config *Config, isClient bool) *Conn {
@@ -282,13 +307,18 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 	if err == nil {
 		// Our last flight needs no timer now: the peer's last flight
 		// arrived whole. It is still resent if the peer repeats its own.
-		c.hs.finalFlight()
+		// A DTLS 1.3 client's last flight is the exception: the server
+		// ACKs it, and until then it is retransmitted (RFC 9147 §5.8.3),
+		// by Read.
+		if c.vers != VersionDTLS13 || !c.isClient {
+			c.hs.finalFlight()
+		}
 		if len(c.pending) == 0 {
 			c.io.release()
 		}
 		c.handshakeComplete.Store(true)
 		if c.config.Tracer != nil {
-			c.trace(&TraceEvent{Kind: TraceHandshakeDone, Reason: c.state.suite.name})
+			c.trace(&TraceEvent{Kind: TraceHandshakeDone, Reason: c.state.suiteName(), Version: c.vers})
 		}
 		return nil
 	}
@@ -345,9 +375,15 @@ func (c *Conn) ConnectionState() ConnectionState {
 // is made. The Connection IDs come from the record layer, which uses
 // them.
 func (s *connState) connectionState(vers uint16, rl *recordLayer) ConnectionState {
+	var suite uint16
+	if s.suite13 != nil {
+		suite = s.suite13.id
+	} else if s.suite != nil {
+		suite = s.suite.id
+	}
 	return ConnectionState{
 		Version:               vers,
-		CipherSuite:           s.suite.id,
+		CipherSuite:           suite,
 		NegotiatedProtocol:    s.alpn,
 		ServerName:            s.serverName,
 		PeerCertificates:      s.peerCertificates,
@@ -367,6 +403,10 @@ func (s *connState) connectionState(vers uint16, rl *recordLayer) ConnectionStat
 
 func (c *Conn) ekm(label string, context []byte, length int) ([]byte, error) {
 	s := &c.state
+	if s.suite13 != nil {
+		// RFC 8446 §7.5, with the dtls13 label prefix (RFC 9147 §5.9).
+		return exportKeyingMaterial13(s.suite13.hash, labelPrefixDTLS13, s.exporterSecret, label, context, length)
+	}
 	if !s.ems && !c.config.InsecureAllowNoExtendedMasterSecret {
 		return nil, errors.New("dtls: exporter needs the extended master secret")
 	}
@@ -497,6 +537,9 @@ func (c *Conn) readRecord(ctx context.Context, userDeadline bool) ([]byte, error
 		}
 		c.pending = d
 	}
+	if len(c.pending) > 0 && classifyRecord(c.pending[0]) == classCiphertext13 {
+		return c.readRecord13()
+	}
 	hdr, body, rest, reason := nextRecordCID(c.pending, len(c.rl.readCID))
 	if reason != dropNone {
 		c.pending = nil
@@ -551,9 +594,19 @@ func (c *Conn) readDatagram(ctx context.Context, userDeadline bool) ([]byte, err
 		}
 		if isTimeout(err) && armed {
 			now := c.config.time()
+			if err := c.ackTimer(now); err != nil {
+				return nil, err
+			}
 			if c.hs.timerFired(now) {
 				if c.config.Tracer != nil {
 					c.trace(&TraceEvent{Kind: TraceTimerFired})
+				}
+				if c.hs.retransmitLimitReached() && c.handshakeComplete.Load() {
+					// A DTLS 1.3 client's final flight that the
+					// server never ACKed: the handshake is done,
+					// so stop resending rather than fail.
+					c.hs.finalFlight()
+					return nil, nil
 				}
 				if c.hs.retransmitLimitReached() {
 					return nil, fmt.Errorf("dtls: handshake gave up: flight %d unanswered after %d retransmissions: %w", c.flights, maxRetransmissions, os.ErrDeadlineExceeded)
@@ -624,9 +677,16 @@ func (c *Conn) handleRecord(hdr recordHeader, body []byte) ([]byte, error) {
 		c.drop(reason, hdr)
 		return nil, nil
 	}
+	return c.handleOpened(hdr, data)
+}
+
+// handleOpened processes a record that the record layer opened (1.2 or,
+// from readRecord13, 1.3).
+func (c *Conn) handleOpened(hdr recordHeader, data []byte) ([]byte, error) {
 	if c.config.Tracer != nil {
-		c.trace(&TraceEvent{Kind: TraceRecordReceived, Epoch: hdr.epoch, Seq: hdr.seq, ContentType: uint8(hdr.typ), Length: len(data)})
+		c.trace(&TraceEvent{Kind: TraceRecordReceived, Epoch: hdr.epoch, Seq: hdr.seq, ContentType: uint8(hdr.typ), Length: len(data), Version: hdr.version})
 	}
+	is13 := c.vers == VersionDTLS13
 	if c.activity != nil && hdr.epoch > 0 {
 		c.activity.touch() // authenticated: the peer is there (idle timeout)
 	}
@@ -639,16 +699,30 @@ func (c *Conn) handleRecord(hdr recordHeader, body []byte) ([]byte, error) {
 	}
 	switch hdr.typ {
 	case recordTypeHandshake:
+		if is13 || c.offered13 && c.vers == 0 {
+			if c.handshakeComplete.Load() {
+				return nil, c.handlePostHandshake13(hdr, data)
+			}
+			return nil, c.handleHandshakeRecord13(hdr, data)
+		}
 		if c.handshakeComplete.Load() {
 			return nil, c.handlePostHandshakeMessage(hdr, data)
 		}
 		return nil, c.handleHandshakeRecord(hdr, data)
+	case recordTypeACK:
+		return nil, c.handleACK(hdr, data)
 	case recordTypeChangeCipherSpec:
+		if is13 {
+			// No ChangeCipherSpec in DTLS 1.3 (RFC 9147 §5; the TLS
+			// middlebox-compatibility one is not sent).
+			c.drop(dropBadContentType, hdr)
+			return nil, nil
+		}
 		return nil, c.handleChangeCipherSpec(hdr, data)
 	case recordTypeAlert:
 		return nil, c.handleAlert(hdr, data)
 	case recordTypeApplicationData:
-		if hdr.epoch == 0 {
+		if hdr.epoch == 0 || is13 && hdr.epoch < 3 {
 			// Plaintext application data is never accepted (pion
 			// CVE-2019-20786, wolfSSL CVE-2020-24585). During the
 			// handshake it is dropped rather than answered with a fatal
@@ -921,6 +995,7 @@ func (c *Conn) sendFlight(retransmit bool, why string) error {
 	defer c.out.Unlock()
 	if !retransmit {
 		c.flights++
+		c.hs.implicitACK() // DTLS 1.3: our flight acknowledges the peer's
 	}
 	now := c.config.time()
 	if c.config.Tracer != nil {
@@ -939,6 +1014,13 @@ func (c *Conn) sendFlight(retransmit bool, why string) error {
 			buf, err = c.rl.seal(buf, rec.epoch, rec.typ, rec.data)
 			if err != nil {
 				return err
+			}
+			if rec.epoch != 0 && c.vers == VersionDTLS13 || c.hs.ack13 != nil && rec.epoch == 0 {
+				rn := c.rl.lastSealed
+				if rec.epoch == 0 {
+					rn = recordNumber{0, c.rl.writeState(0).seq - 1}
+				}
+				c.hs.noteSent13(rn, rec.entry, rec.off, rec.off+uint32(len(rec.data)-handshakeHeaderLen))
 			}
 			if c.config.Tracer != nil {
 				c.traceRecordSent(buf[start:], len(rec.data))
@@ -980,8 +1062,15 @@ func (c *Conn) traceRecordSent(rec []byte, plainLen int) {
 	if c.config.Tracer == nil {
 		return
 	}
-	hdr, _ := parseRecordHeader(rec)
-	c.trace(&TraceEvent{Kind: TraceRecordSent, Epoch: hdr.epoch, Seq: hdr.seq, ContentType: uint8(hdr.typ), Length: plainLen})
+	var hdr recordHeader
+	if classifyRecord(rec[0]) == classCiphertext13 {
+		// The unified header hides the type and sequence number: the
+		// record layer remembers what it sealed.
+		hdr = recordHeader{typ: c.rl.lastSealedType, version: VersionDTLS13, epoch: c.rl.lastSealed.epoch, seq: c.rl.lastSealed.seq}
+	} else {
+		hdr, _ = parseRecordHeader(rec)
+	}
+	c.trace(&TraceEvent{Kind: TraceRecordSent, Epoch: hdr.epoch, Seq: hdr.seq, ContentType: uint8(hdr.typ), Length: plainLen, Version: hdr.version})
 	if hdr.typ == recordTypeApplicationData {
 		c.trace(&TraceEvent{Kind: TraceDatagramSent, Length: len(rec), Datagram: rec})
 	}

@@ -72,6 +72,10 @@ type outRecord struct {
 	epoch uint64
 	typ   recordType // recordTypeHandshake or recordTypeChangeCipherSpec
 	data  []byte     // plaintext payload: handshake header (12 bytes) + fragment, or {1} for ChangeCipherSpec
+	// entry is the flight entry the fragment belongs to and off its
+	// offset in the body, for DTLS 1.3 ACKs (transport_dtls13.go).
+	entry int
+	off   uint32
 }
 
 // flightEntry is one message, or a ChangeCipherSpec, of our current flight.
@@ -110,6 +114,9 @@ type handshakeTransport struct {
 	// Incoming: the peer's messages, reassembled and in order
 	// (reassembly.go).
 	reassembler
+
+	// ack13 is the DTLS 1.3 ACK state (transport_dtls13.go); nil in 1.2.
+	ack13 *transport13
 }
 
 // newHandshakeTransport returns a transport that fragments to mtu bytes of
@@ -167,6 +174,9 @@ func (t *handshakeTransport) prepare() {
 	t.flight = nil // not reused: the caller may still hold datagrams that alias it
 	t.sent, t.peerMoved, t.final, t.timerArmed = false, false, false, false
 	t.sendCount = 0
+	if t.ack13 != nil {
+		t.ack13.newFlight()
+	}
 }
 
 // queueMessage appends a handshake message to the flight being built and
@@ -257,7 +267,8 @@ func (t *handshakeTransport) appendFlightDatagrams(dgs [][]outRecord, overhead f
 			start, used = len(recs), 0
 		}
 	}
-	for _, e := range t.flight {
+	var spansBuf [4]span
+	for ei, e := range t.flight {
 		perRecord := recordHeaderLen + recordOverhead(overhead, e.epoch)
 		if e.ccs {
 			if used+perRecord+1 > t.mtu {
@@ -269,39 +280,44 @@ func (t *handshakeTransport) appendFlightDatagrams(dgs [][]outRecord, overhead f
 		}
 		perRecord += handshakeHeaderLen
 		body := e.transcript[handshakeHeaderLen:]
-		if len(recs) > start && used+perRecord+len(body) > t.mtu && perRecord+len(body) <= t.mtu {
-			flush()
-		}
-		for off := 0; ; {
-			room := min(t.mtu-used-perRecord, maxFragmentLen)
-			if room < 1 && (room < 0 || off < len(body)) {
-				if len(recs) > start {
-					flush()
-					continue
-				}
-				room = 1 // an empty datagram cannot hold the overheads: still make progress
+		// The parts of the body still to send: all of it, but for what
+		// DTLS 1.3 ACKs covered.
+		for _, sp := range t.pendingSpans(spansBuf[:0], ei, uint32(len(body))) {
+			end := int(sp.end)
+			if len(recs) > start && used+perRecord+end-int(sp.off) > t.mtu && perRecord+end-int(sp.off) <= t.mtu {
+				flush()
 			}
-			n := min(room, len(body)-off)
-			// A message that fits whole is sent as its transcript bytes,
-			// whose header already says offset 0 and the full length.
-			data := e.transcript
-			if n < len(body) {
-				h := handshakeHeader{
-					typ:            e.typ,
-					length:         uint32(len(body)),
-					messageSeq:     e.seq,
-					fragmentOffset: uint32(off),
-					fragmentLength: uint32(n),
+			for off := int(sp.off); ; {
+				room := min(t.mtu-used-perRecord, maxFragmentLen)
+				if room < 1 && (room < 0 || off < end) {
+					if len(recs) > start {
+						flush()
+						continue
+					}
+					room = 1 // an empty datagram cannot hold the overheads: still make progress
 				}
-				data = make([]byte, 0, handshakeHeaderLen+n)
-				data = h.appendTo(data)
-				data = append(data, body[off:off+n]...)
-			}
-			recs = append(recs, outRecord{epoch: e.epoch, typ: recordTypeHandshake, data: data})
-			used += perRecord + n
-			off += n
-			if off >= len(body) {
-				break
+				n := min(room, end-off)
+				// A message that fits whole is sent as its transcript bytes,
+				// whose header already says offset 0 and the full length.
+				data := e.transcript
+				if n < len(body) {
+					h := handshakeHeader{
+						typ:            e.typ,
+						length:         uint32(len(body)),
+						messageSeq:     e.seq,
+						fragmentOffset: uint32(off),
+						fragmentLength: uint32(n),
+					}
+					data = make([]byte, 0, handshakeHeaderLen+n)
+					data = h.appendTo(data)
+					data = append(data, body[off:off+n]...)
+				}
+				recs = append(recs, outRecord{epoch: e.epoch, typ: recordTypeHandshake, data: data, entry: ei, off: uint32(off)})
+				used += perRecord + n
+				off += n
+				if off >= end {
+					break
+				}
 			}
 		}
 	}
@@ -338,7 +354,7 @@ func (t *handshakeTransport) flightSent(now time.Time) {
 	if t.sendCount == 1 {
 		t.firstSent = now
 	}
-	if t.final {
+	if t.final || t.ack13 != nil && t.ack13.allAcked {
 		t.timerArmed = false
 		return
 	}
@@ -353,6 +369,9 @@ func (t *handshakeTransport) flightSent(now time.Time) {
 // deadline returns the retransmission deadline, ok=false when no timer is
 // armed.
 func (t *handshakeTransport) deadline() (time.Time, bool) {
+	if a := t.ack13; a != nil && a.ackArmed && (!t.timerArmed || a.ackAt.Before(t.timerAt)) {
+		return a.ackAt, true // the DTLS 1.3 ACK timer (transport_dtls13.go)
+	}
 	return t.timerAt, t.timerArmed
 }
 

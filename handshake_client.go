@@ -27,6 +27,20 @@ type clientHandshakeState struct {
 	clientSession *ClientSessionState  // the cached session offered
 	cacheKey      string               // its ClientSessionCache key
 	ticket        *newSessionTicketMsg // the ticket the server sent
+
+	// offered13: our ClientHello offered DTLS 1.3 as well, so a 1.2
+	// ServerHello must not carry the downgrade sentinel; hs13 is the
+	// 1.3 handshake that takes over if the server chooses 1.3.
+	offered13 bool
+	hs13      *clientHandshakeState13
+}
+
+// writeHello queues our ClientHello, the 1.3 form when we offer 1.3.
+func (hs *clientHandshakeState) writeHello() error {
+	if hs.hs13 != nil {
+		return hs.hs13.writeHello(&hs.handshakeState)
+	}
+	return hs.writeHandshake(hs.hello)
 }
 
 func (c *Conn) clientHandshake(ctx context.Context) error {
@@ -42,7 +56,18 @@ func (c *Conn) clientHandshake(ctx context.Context) error {
 	if err := hs.loadSession(); err != nil {
 		return err
 	}
-	if err := hs.writeHandshake(hello); err != nil {
+	if c.offers13() {
+		// The 1.3 ClientHello is the 1.2 one with the 1.3 extensions;
+		// hs.hello points into it, so that what the 1.2 steps below
+		// change (a cookie, a dropped ticket) is sent either way.
+		if hs.hs13, err = c.offer13(hello); err != nil {
+			return err
+		}
+		hs.hello = &hs.hs13.hello.clientHelloMsg
+		hello = hs.hello
+		hs.offered13 = true
+	}
+	if err := hs.writeHello(); err != nil {
 		return err
 	}
 	if err := c.sendFlight(false, ""); err != nil {
@@ -77,6 +102,20 @@ func (c *Conn) clientHandshake(ctx context.Context) error {
 		if msg.typ != typeHelloVerifyRequest {
 			break
 		}
+		if c.offered13 {
+			// A 1.2 server (RFC 9147 §5.3: 1.3 has no
+			// HelloVerifyRequest); the ClientHello with its cookie
+			// may no longer get 1.3 (a 1.3 server refuses a
+			// legacy_cookie), so it offers 1.2 alone.
+			hs.hs13.hello.supportedVersions = nil
+			hs.hs13.hello.hasKeyShare = false
+			hs.hs13.hello.keyShares = nil
+			hs.offered13 = false
+			c.offered13 = false
+			if !c.config.supports(VersionDTLS12) {
+				return c.fail(alertProtocolVersion, errors.New("dtls: server speaks DTLS 1.2 only; Config.MinVersion requires 1.3"))
+			}
+		}
 		if hvrs == maxHelloVerifyRequests {
 			return c.fail(alertUnexpectedMessage, errors.New("dtls: too many HelloVerifyRequests"))
 		}
@@ -95,7 +134,7 @@ func (c *Conn) clientHandshake(ctx context.Context) error {
 		// message_seq, so epoch 0's window can start over.
 		c.rl.resetReplay(0)
 		hs.transcript = hs.transcript[:0]
-		if err := hs.writeHandshake(hello); err != nil {
+		if err := hs.writeHello(); err != nil {
 			return err
 		}
 		if err := c.sendFlight(false, ""); err != nil {
@@ -103,6 +142,11 @@ func (c *Conn) clientHandshake(ctx context.Context) error {
 		}
 	}
 
+	if hs.hs13 != nil && c.offered13 {
+		if sh, ok := is13(msg); ok {
+			return hs.hs13.handshake(ctx, msg, sh)
+		}
+	}
 	if err := hs.processServerHello(msg); err != nil {
 		return err
 	}
@@ -148,7 +192,7 @@ func (c *Conn) makeClientHello() (*clientHelloMsg, error) {
 	for _, s := range suites {
 		hello.cipherSuites = append(hello.cipherSuites, s.id)
 	}
-	if len(hello.cipherSuites) == 0 {
+	if len(hello.cipherSuites) == 0 && !(c.offers13() && len(c.enabledSuites13()) > 0) {
 		return nil, errors.New("dtls: no cipher suite enabled for the configured credentials")
 	}
 	if n := c.config.ServerName; n != "" && net.ParseIP(n) == nil {
@@ -196,6 +240,17 @@ func (hs *clientHandshakeState) processServerHello(msg inMessage) error {
 	hs.serverHello = sh
 	if sh.vers != VersionDTLS12 {
 		return c.fail(alertProtocolVersion, fmt.Errorf("dtls: server chose version %#x; only DTLS 1.2 is supported", sh.vers))
+	}
+	if !c.config.supports(VersionDTLS12) {
+		return c.fail(alertProtocolVersion, errors.New("dtls: server chose DTLS 1.2; Config.MinVersion requires 1.3"))
+	}
+	if hs.offered13 {
+		// RFC 8446 §4.1.3: a 1.3 client that gets 1.2 from a server
+		// that marked the random as a downgrade "MUST abort the
+		// handshake with an illegal_parameter alert".
+		if downgradeProtected(sh.random) {
+			return c.fail(alertIllegalParameter, errors.New("dtls: downgrade from DTLS 1.3 detected (RFC 8446 §4.1.3 sentinel in ServerHello.random)"))
+		}
 	}
 	c.vers = sh.vers
 	if !slices.Contains(hs.hello.cipherSuites, sh.cipherSuite) {

@@ -29,6 +29,9 @@ func (c *Conn) serverHandshake(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if ch13, ok := c.select13(hello); ok {
+		return c.serverHandshake13(ctx, ch13)
+	}
 	hs.hello = hello
 	if err := hs.processClientHello(); err != nil {
 		return err
@@ -86,8 +89,13 @@ func (hs *serverHandshakeState) readClientHello() (*clientHelloMsg, error) {
 			hs.addTranscript(msg)
 			return hello, nil
 		}
+		if _, ok := c.select13(hello); ok {
+			// DTLS 1.3 has no HelloVerifyRequest: its cookie travels
+			// in a HelloRetryRequest (serverHandshake13).
+			return hello, nil
+		}
 		if gate == nil {
-			if gate, err = newHelloGate(c.config); err != nil {
+			if gate, err = c.helloGate(); err != nil {
 				return nil, err
 			}
 		}
@@ -109,6 +117,22 @@ func (hs *serverHandshakeState) readClientHello() (*clientHelloMsg, error) {
 			return nil, err
 		}
 	}
+}
+
+// helloGate returns the cookie gate of a Conn made by Server, made on
+// first use (a Listener's connections use the Listener's).
+func (c *Conn) helloGate() (*helloGate, error) {
+	if c.listener != nil {
+		return c.listener.gate, nil
+	}
+	if c.gate == nil {
+		g, err := newHelloGate(c.config)
+		if err != nil {
+			return nil, err
+		}
+		c.gate = g
+	}
+	return c.gate, nil
 }
 
 // serverSuites is the server's preference list.
@@ -182,6 +206,9 @@ func (hs *serverHandshakeState) processClientHello() error {
 	if !offersDTLS12(ch.vers) {
 		return c.fail(alertProtocolVersion, fmt.Errorf("dtls: client offered version %#x; DTLS 1.2 is required", ch.vers))
 	}
+	if !c.config.supports(VersionDTLS12) {
+		return c.fail(alertProtocolVersion, errors.New("dtls: client does not offer DTLS 1.3, which Config.MinVersion requires"))
+	}
 	c.vers = VersionDTLS12
 	if !slices.Contains(ch.compressionMethods, compressionNone) {
 		return c.fail(alertIllegalParameter, errors.New("dtls: client does not support uncompressed connections"))
@@ -213,6 +240,13 @@ func (hs *serverHandshakeState) processClientHello() error {
 	}
 	if _, err := io.ReadFull(c.config.rand(), sh.random); err != nil {
 		return c.fail(alertInternalError, err)
+	}
+	if c.config.supports(VersionDTLS13) {
+		// RFC 8446 §4.1.3: a server that supports 1.3 and negotiates
+		// 1.2 says so in the last eight bytes of its random, which a
+		// 1.3-capable client checks: an attacker who stripped 1.3 from
+		// the ClientHello cannot also change the signed random.
+		copy(sh.random[randomLen-len(downgradeCanaryTLS12):], downgradeCanaryTLS12)
 	}
 	if hs.suite.kx.isECDHE() && len(ch.supportedPoints) > 0 {
 		if !slices.Contains(ch.supportedPoints, pointFormatUncompressed) {

@@ -83,3 +83,21 @@ func appendHelloVerifyRequest(dst []byte, recordSeq uint64, msgSeq uint16, cooki
 	dst = append(dst, byte(VersionDTLS12>>8), byte(VersionDTLS12&0xff), byte(len(cookie)))
 	return append(dst, cookie...)
 }
+
+// helloRetryCookie returns the cookie of a DTLS 1.3 HelloRetryRequest
+// (RFC 9147 §5.1, RFC 8446 §4.2.2) for a ClientHello from addr, or nil
+// when the check is off. It is the HelloVerifyRequest's cookie: the
+// fields it covers (version, random, suites, compression) are ones the
+// second ClientHello must repeat unchanged (RFC 8446 §4.1.2).
+func (g *helloGate) helloRetryCookie(now time.Time, addr netip.AddrPort, ch *clientHelloMsg) []byte {
+	if g.cookies == nil {
+		return nil
+	}
+	return g.cookies.generate(nil, now, addr, 0, ch)
+}
+
+// admit13 is admit for a second DTLS 1.3 ClientHello, whose cookie is in
+// the cookie extension rather than legacy_cookie.
+func (g *helloGate) admit13(now time.Time, addr netip.AddrPort, ch *clientHelloMsg, cookie []byte) bool {
+	return g.cookies == nil || g.cookies.verify(now, addr, ch, cookie)
+}

@@ -23,6 +23,30 @@ var keyLogMutex sync.Mutex
 // with a single Write call, so that a writer shared with other programs or
 // connections sees whole lines.
 func writeKeyLog(w io.Writer, clientRandom, masterSecret []byte) error {
+	return writeKeyLogLine(w, keyLogLabel, clientRandom, masterSecret)
+}
+
+// The NSS key log labels of the (D)TLS 1.3 secrets: Wireshark's and our
+// analyzer's names for them.
+const (
+	keyLogClientHandshake = "CLIENT_HANDSHAKE_TRAFFIC_SECRET"
+	keyLogServerHandshake = "SERVER_HANDSHAKE_TRAFFIC_SECRET"
+	keyLogClientTraffic   = "CLIENT_TRAFFIC_SECRET_0"
+	keyLogServerTraffic   = "SERVER_TRAFFIC_SECRET_0"
+	keyLogExporter        = "EXPORTER_SECRET"
+)
+
+// logSecret13 writes a DTLS 1.3 secret to Config.KeyLogWriter, if any. A
+// failing writer does not fail the handshake (see logMasterSecret).
+func (c *Conn) logSecret13(label string, clientRandom, secret []byte) {
+	if w := c.config.KeyLogWriter; w != nil {
+		_ = writeKeyLogLine(w, label, clientRandom, secret)
+	}
+}
+
+// writeKeyLogLine writes "<label> <client_random hex> <secret hex>\n" in
+// one Write.
+func writeKeyLogLine(w io.Writer, keyLogLabel string, clientRandom, masterSecret []byte) error {
 	line := make([]byte, 0, len(keyLogLabel)+1+2*len(clientRandom)+1+2*len(masterSecret)+1)
 	line = append(line, keyLogLabel...)
 	line = append(line, ' ')

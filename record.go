@@ -233,16 +233,23 @@ const noEpoch = ^uint64(0)
 
 // writeEpoch is the write side of one epoch.
 type writeEpoch struct {
-	epoch uint64     // noEpoch: a free slot
-	keys  *epochKeys // nil in epoch 0
-	seq   uint64     // next sequence number
+	epoch  uint64       // noEpoch: a free slot
+	keys   *epochKeys   // nil in epoch 0 and in DTLS 1.3 epochs
+	keys13 *epochKeys13 // a DTLS 1.3 epoch ≥ 1: unified-header records
+	seq    uint64       // next sequence number
 }
 
 // readEpoch is the read side of one epoch.
 type readEpoch struct {
 	epoch  uint64 // noEpoch: a free slot
 	keys   *epochKeys
+	keys13 *epochKeys13 // a DTLS 1.3 epoch ≥ 1 (open13)
 	window replay.Window
+	// expected is one more than the highest sequence number that
+	// authenticated in a DTLS 1.3 epoch: the value the 8- or 16-bit
+	// sequence number of a unified header is reconstructed around
+	// (RFC 9147 §4.2.2).
+	expected uint64
 }
 
 // recordLayer holds both directions of a connection's record layer: a
@@ -269,6 +276,11 @@ type recordLayer struct {
 	// means plain RFC 6347 records in that direction.
 	writeCID []byte
 	readCID  []byte
+
+	// lastSealed names the last DTLS 1.3 record seal13 wrote, for the
+	// transport's record of what an ACK may name and for the Tracer.
+	lastSealed     recordNumber
+	lastSealedType recordType
 
 	// newestRead is epoch ‖ sequence_number of the newest record that
 	// authenticated, valid when anyRead.
@@ -409,6 +421,58 @@ func (rl *recordLayer) installWriteEpoch(epoch uint64, keys *epochKeys) {
 	rl.writeCur = epoch
 }
 
+// installWriteEpoch13 makes epoch, protected by the DTLS 1.3 keys13,
+// the current write epoch: its records get the unified header.
+func (rl *recordLayer) installWriteEpoch13(keys *epochKeys13) {
+	w := rl.writeState(keys.epoch)
+	if w == nil {
+		w = rl.writeSlot()
+	}
+	*w = writeEpoch{epoch: keys.epoch, keys13: keys}
+	rl.writeCur = keys.epoch
+}
+
+// installReadEpoch13 accepts DTLS 1.3 records of keys.epoch. The unified
+// header names an epoch by its low two bits, so an epoch that shares
+// them with an older one replaces it (RFC 9147 §4.2.2 leaves at most
+// four epochs distinguishable; a connection holds 0, 2, 3 and, after a
+// KeyUpdate, N−1 and N).
+func (rl *recordLayer) installReadEpoch13(keys *epochKeys13) {
+	for i := range maxEpochs {
+		r := rl.readAt(i)
+		if r == nil {
+			break
+		}
+		if r.keys13 != nil && r.epoch != keys.epoch && r.epoch&uhEpochMask == keys.epoch&uhEpochMask {
+			*r = readEpoch{epoch: noEpoch}
+		}
+	}
+	r := rl.readState(keys.epoch)
+	if r == nil {
+		r = rl.readSlot()
+	}
+	*r = readEpoch{epoch: keys.epoch, keys13: keys}
+	r.window.Init(rl.replaySize)
+	rl.readCur = max(rl.readCur, keys.epoch)
+}
+
+// readState13 returns the DTLS 1.3 read epoch whose low two bits are
+// bits, or nil: the reconstruction of RFC 9147 §4.2.2 (the epoch closest
+// to the current one) restricted to the epochs we hold keys for, which
+// installReadEpoch13 keeps distinct in their low bits.
+func (rl *recordLayer) readState13(bits uint8) *readEpoch {
+	for i := range maxEpochs {
+		r := rl.readAt(i)
+		if r == nil {
+			break
+		}
+		if r.keys13 != nil && uint8(r.epoch&uhEpochMask) == bits {
+			return r
+		}
+	}
+	return nil
+}
+
 // installReadKeys accepts records of the next epoch with keys.
 func (rl *recordLayer) installReadKeys(keys *epochKeys) {
 	rl.installReadEpoch(rl.readCur+1, keys)
@@ -455,7 +519,11 @@ func (rl *recordLayer) setConnectionIDs(read, write []byte) {
 // (explicit nonce and tag, and with a CID the CID and the inner content
 // type), not counting the 13 bytes of a plain record header.
 func (rl *recordLayer) expansion(epoch uint64) int {
-	if w := rl.writeState(epoch); w != nil {
+	if w := rl.writeState(epoch); w != nil && w.keys13 != nil {
+		// A unified header instead of the 13-byte one the callers
+		// count, the inner content type and the tag.
+		return max(0, w.keys13.overhead(len(rl.writeCID))-recordHeaderLen)
+	} else if w != nil {
 		n := w.keys.overhead()
 		if w.keys != nil && len(rl.writeCID) > 0 {
 			n += len(rl.writeCID) + 1
@@ -470,6 +538,9 @@ func (rl *recordLayer) expansion(epoch uint64) int {
 // space of an epoch is exhausted the connection must end (RFC 6347 §4.1).
 func (rl *recordLayer) seal(dst []byte, epoch uint64, typ recordType, payload []byte) ([]byte, error) {
 	w := rl.writeState(epoch)
+	if w != nil && w.keys13 != nil {
+		return rl.seal13(dst, w, typ, payload)
+	}
 	if w == nil || epoch > maxEpoch12 {
 		return dst, errors.New("dtls: internal error: no keys for epoch")
 	}
@@ -501,6 +572,72 @@ func (rl *recordLayer) seal(dst []byte, epoch uint64, typ recordType, payload []
 		dst = append(dst, nonce[4:12]...)
 	}
 	return k.aead.Seal(dst, nonce[:], payload, ad[:]), nil
+}
+
+// seal13 appends one DTLS 1.3 record of w's epoch (RFC 9147 §4): the
+// unified header with a 16-bit sequence number and a length, so that
+// records can share a datagram in any order, sealed and with its
+// sequence number encrypted (sealRecord13).
+func (rl *recordLayer) seal13(dst []byte, w *writeEpoch, typ recordType, payload []byte) ([]byte, error) {
+	if len(payload) > maxPlaintext {
+		return dst, errors.New("dtls: record payload too large")
+	}
+	if w.seq > maxSequenceNumber {
+		return dst, errSequenceExhausted
+	}
+	out, err := w.keys13.sealRecord13(dst, rl.writeCID, w.seq, typ, payload, 0, true, true)
+	if err != nil {
+		return dst, err
+	}
+	rl.lastSealed, rl.lastSealedType = recordNumber{epoch: w.epoch, seq: w.seq}, typ
+	w.seq++
+	return out, nil
+}
+
+// open13 reads the first DTLSCiphertext of datagram (RFC 9147 §4): the
+// unified header, the epoch among those held, record number decryption,
+// sequence number reconstruction, the replay check, then authentication
+// and decryption in place. Like open it never fails the connection: a
+// bad record is a drop reason, and changes nothing but the key's count of
+// authentication failures, whose usage13 the caller acts on (§4.5.3).
+// rest is what follows the record; nil when the header was unusable. The
+// header returned carries the inner content type and the full epoch and
+// sequence number.
+func (rl *recordLayer) open13(datagram []byte) (hdr recordHeader, data, rest []byte, state usage13, reason dropReason) {
+	h, hb, body, rest, reason := parseUnifiedHeader(datagram, len(rl.readCID))
+	hdr.version = VersionDTLS13
+	if reason != dropNone {
+		return hdr, nil, nil, usageOK, reason
+	}
+	hdr.cid = h.cid
+	r := rl.readState13(h.epochBits)
+	if r == nil {
+		hdr.epoch = uint64(h.epochBits)
+		return hdr, nil, rest, usageOK, dropUnknownEpoch
+	}
+	k := r.keys13
+	k.unmaskSeq(&h, hb, body)
+	hdr.epoch = r.epoch
+	hdr.seq = reconstructSeq(r.expected, h.seqBits, h.seqLen)
+	switch r.window.Check(hdr.seq) {
+	case replay.Duplicate:
+		return hdr, nil, rest, usageOK, dropReplayed
+	case replay.TooOld:
+		return hdr, nil, rest, usageOK, dropTooOld
+	}
+	typ, content, state, reason := k.openRecord13(hb, body, hdr.seq)
+	if reason != dropNone {
+		return hdr, nil, rest, state, reason
+	}
+	r.window.Accept(hdr.seq)
+	if hdr.seq >= r.expected && hdr.seq < maxSequence13 {
+		r.expected = hdr.seq + 1
+	}
+	hdr.typ = typ
+	if len(content) > maxPlaintext {
+		return hdr, nil, rest, usageOK, dropBadLength
+	}
+	return hdr, content, rest, usageOK, dropNone
 }
 
 // sealCID appends a tls12_cid record (RFC 9146 §4): the peer's CID in the

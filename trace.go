@@ -28,6 +28,8 @@ const (
 	TraceHandshakeFailed                          // the handshake failed (Reason: the error)
 	TraceDatagramDropped                          // a Listener discarded a datagram before any connection took it (Reason, Length, Remote: its source)
 	TraceListenerEvent                            // a Listener ended or refused something for a peer (Reason: "idle timeout", "evicted", "handshake stalled"...)
+	TraceACKSent                                  // DTLS 1.3: we sent an ACK (Epoch, Length: how many record numbers, Records)
+	TraceACKReceived                              // DTLS 1.3: an ACK authenticated (Epoch, Seq, Length, Records)
 )
 
 var traceKindNames = map[TraceKind]string{
@@ -49,6 +51,8 @@ var traceKindNames = map[TraceKind]string{
 	TraceHandshakeFailed:     "handshake failed",
 	TraceDatagramDropped:     "datagram dropped",
 	TraceListenerEvent:       "listener event",
+	TraceACKSent:             "ACK sent",
+	TraceACKReceived:         "ACK received",
 }
 
 func (k TraceKind) String() string {
@@ -85,6 +89,19 @@ type TraceEvent struct {
 	Reason  string
 
 	Datagram []byte // the datagram, for DatagramSent/DatagramReceived
+
+	// Version is the protocol version of the record (VersionDTLS13 for a
+	// unified-header record) on RecordSent and RecordReceived, and the
+	// negotiated one on HandshakeDone; 0 where not known.
+	Version uint16
+	// Records lists the record numbers an ACK names (ACKSent, ACKReceived).
+	Records []TraceRecordNumber
+}
+
+// TraceRecordNumber names a DTLS 1.3 record: its full epoch and sequence
+// number (RFC 9147 §7's RecordNumber).
+type TraceRecordNumber struct {
+	Epoch, Seq uint64
 }
 
 // HandshakeTypeName returns the name of a handshake message type

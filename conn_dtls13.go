@@ -1,0 +1,254 @@
+package dtls
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// The DTLS 1.3 parts of a Conn's record handling (RFC 9147 §4, §7): the
+// unified-header receive path beside the 1.2 one (one record layer, one
+// epoch table: recordLayer.open13), ACKs sent and received, and the
+// handshake records that arrive after the handshake.
+
+// readRecord13 processes the first record of c.pending, a DTLSCiphertext
+// (its first byte is 001xxxxx). Before DTLS 1.3 is negotiated such a
+// record cannot be opened: a client that offered 1.3 keeps a few (the
+// server's encrypted flight overtaking its ServerHello), anything else
+// drops the rest of the datagram, whose record boundaries it cannot know.
+func (c *Conn) readRecord13() ([]byte, error) {
+	if c.vers != VersionDTLS13 {
+		if c.vers == 0 && c.offered13 && !c.handshakeComplete.Load() && len(c.future) < maxFutureRecords {
+			c.future = append(c.future, slices.Clone(c.pending))
+		} else {
+			c.drop(dropBadHeader, recordHeader{})
+		}
+		c.pending = nil
+		return nil, nil
+	}
+	rec := c.pending
+	hdr, data, rest, state, reason := c.rl.open13(c.pending)
+	c.pending = rest
+	if reason == dropUnknownEpoch && !c.handshakeComplete.Load() && len(c.future) < maxFutureRecords {
+		// An epoch whose keys we do not have yet (the server's
+		// handshake records ahead of its ServerHello, the client's
+		// application data ahead of its Finished): kept until they are
+		// installed (installReadEpoch13 replays them).
+		c.future = append(c.future, slices.Clone(rec[:len(rec)-len(rest)]))
+		return nil, nil
+	}
+	if reason != dropNone {
+		if state == usageExhausted {
+			// RFC 9147 §4.5.3: past the integrity limit of the key the
+			// connection must end; the one case a bad record is not
+			// silent.
+			return nil, c.fail(alertBadRecordMAC, errors.New("dtls: too many records failed authentication (AEAD integrity limit)"))
+		}
+		c.drop(reason, hdr)
+		return nil, nil
+	}
+	return c.handleOpened(hdr, data)
+}
+
+// installReadEpoch13 starts reading an epoch and replays the records of
+// it that arrived early.
+func (c *Conn) installReadEpoch13(keys *epochKeys13) error {
+	c.rl.installReadEpoch13(keys)
+	if c.config.Tracer != nil {
+		c.trace(&TraceEvent{Kind: TraceEpochChanged, Epoch: keys.epoch, Reason: "read"})
+	}
+	future := c.future
+	c.future = nil
+	saved := c.pending
+	for _, d := range future {
+		c.pending = d
+		for len(c.pending) > 0 {
+			var err error
+			if classifyRecord(c.pending[0]) == classCiphertext13 {
+				_, err = c.readRecord13()
+			} else {
+				_, err = c.readRecord(nil, false)
+			}
+			if err != nil {
+				c.pending = saved
+				return err
+			}
+		}
+	}
+	c.pending = saved
+	return nil
+}
+
+// installWriteEpoch13 makes keys the current write epoch.
+func (c *Conn) installWriteEpoch13(keys *epochKeys13) {
+	c.rl.installWriteEpoch13(keys)
+	if c.config.Tracer != nil {
+		c.trace(&TraceEvent{Kind: TraceEpochChanged, Epoch: keys.epoch, Reason: "write"})
+	}
+}
+
+// handleHandshakeRecord13 hands a DTLS 1.3 handshake record to the
+// transport and notes it for the next ACK (RFC 9147 §7: records "processed
+// or buffered"; records whose every fragment was refused are not).
+func (c *Conn) handleHandshakeRecord13(hdr recordHeader, data []byte) error {
+	now := c.config.time()
+	resend, dropped, why := c.hs.handleRecord(hdr.epoch, data, now)
+	if dropped > 0 {
+		c.drops[dropBadHandshake].Add(uint64(dropped))
+		if c.config.Tracer != nil {
+			c.trace(&TraceEvent{Kind: TraceRecordDropped, Epoch: hdr.epoch, Seq: hdr.seq, ContentType: uint8(hdr.typ), Reason: why})
+		}
+	}
+	if hdr.epoch != 0 || c.vers == VersionDTLS13 {
+		c.hs.noteReceived13(recordNumber{hdr.epoch, hdr.seq}, now)
+	}
+	if resend {
+		return c.sendFlight(true, "peer repeated")
+	}
+	return nil
+}
+
+// handlePostHandshake13 takes a handshake record after a DTLS 1.3
+// handshake. A retransmission of the peer's last flight (its Finished
+// went unacknowledged: our ACK, or our flight, was lost) is answered with
+// an ACK by the server, which keeps the client's epoch-2 keys for it
+// (RFC 9147 §5.8.3, §7), and with our final flight by the client.
+// NewSessionTicket is acknowledged and not used: we do not resume 1.3
+// sessions yet. KeyUpdate, NewConnectionId and RequestConnectionId are
+// not implemented: they end the connection with unexpected_message
+// rather than leave the peer with keys we do not follow.
+func (c *Conn) handlePostHandshake13(hdr recordHeader, data []byte) error {
+	now := c.config.time()
+	if hdr.epoch < 3 {
+		if _, _, _, ok := parseFragment(data); !ok {
+			c.drop(dropBadHandshake, hdr)
+			return nil
+		}
+		if !c.isClient {
+			c.hs.noteReceived13(recordNumber{hdr.epoch, hdr.seq}, now)
+			if now.Sub(c.lastACK) >= minResendInterval {
+				c.lastACK = now
+				return c.sendACK()
+			}
+			return nil
+		}
+		return c.handleHandshakeRecord13(hdr, data)
+	}
+	typ, _, _, ok := parseFragment(data)
+	if !ok {
+		c.drop(dropBadHandshake, hdr)
+		return nil
+	}
+	switch typ {
+	case typeNewSessionTicket:
+		if !c.isClient {
+			return c.fail(alertUnexpectedMessage, errors.New("dtls: NewSessionTicket from a client"))
+		}
+		// Reassembled and discarded; ACKed at once so that the server
+		// stops sending it.
+		if err := c.handleHandshakeRecord13(hdr, data); err != nil {
+			return err
+		}
+		for {
+			m, ok := c.hs.nextMessage()
+			if !ok {
+				break
+			}
+			if m.typ != typeNewSessionTicket {
+				return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: unexpected %v after the handshake", m.typ))
+			}
+		}
+		return c.sendACK()
+	}
+	return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: %v after the DTLS 1.3 handshake is not supported", typ))
+}
+
+// parseFragment reads the type, message_seq and fragment range of the
+// first handshake fragment in data.
+func parseFragment(data []byte) (typ handshakeType, seq uint16, length uint32, ok bool) {
+	var h handshakeHeader
+	if !h.unmarshal(data) {
+		return 0, 0, 0, false
+	}
+	return h.typ, h.messageSeq, h.length, true
+}
+
+// handleACK takes an ACK record (RFC 9147 §7). An ACK in epoch 0 is
+// unauthenticated: it may only speed up nothing, so it is dropped once
+// we have keys (erratum 8107 has ACKs sent in the epoch of the records
+// they acknowledge or later). A malformed protected one is a
+// decode_error.
+func (c *Conn) handleACK(hdr recordHeader, data []byte) error {
+	if c.vers != VersionDTLS13 {
+		c.drop(dropBadContentType, hdr)
+		return nil
+	}
+	var buf [16]recordNumber
+	rns, ok := parseACK(data, buf[:0])
+	if !ok {
+		if hdr.epoch == 0 {
+			c.drop(dropMalformed, hdr)
+			return nil
+		}
+		return c.fail(alertDecodeError, errors.New("dtls: malformed ACK"))
+	}
+	if hdr.epoch == 0 && c.rl.readCur >= 2 {
+		c.drop(dropEpoch0AfterHandshake, hdr)
+		return nil
+	}
+	if c.config.Tracer != nil {
+		c.trace(&TraceEvent{Kind: TraceACKReceived, Epoch: hdr.epoch, Seq: hdr.seq, Length: len(rns), Records: traceRecordNumbers(rns)})
+	}
+	if c.hs.handleACK(rns) && c.handshakeComplete.Load() {
+		c.hs.finalFlight() // our last flight is acknowledged: nothing to resend
+	}
+	return nil
+}
+
+// sendACK sends an ACK for the peer's handshake records noted since the
+// last one, in the current write epoch (RFC 9147 §7 with erratum 8107:
+// never epoch 1; epoch 0 before we have keys).
+func (c *Conn) sendACK() error {
+	rns := c.hs.takeACK()
+	if len(rns) > maxACKRecordNumbers {
+		rns = rns[len(rns)-maxACKRecordNumbers:]
+	}
+	c.out.Lock()
+	defer c.out.Unlock()
+	var body [2 + 16*recordNumberLen]byte
+	payload, err := appendACK(body[:0], rns)
+	if err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	epoch := c.rl.writeCur
+	if epoch == 1 {
+		epoch = 0
+	}
+	buf, err := c.rl.seal(c.outBuffer(recordHeaderLen+len(payload)+c.rl.expansion(epoch)), epoch, recordTypeACK, payload)
+	if err != nil {
+		return err
+	}
+	if c.config.Tracer != nil {
+		c.trace(&TraceEvent{Kind: TraceACKSent, Epoch: epoch, Length: len(rns), Records: traceRecordNumbers(rns)})
+		c.trace(&TraceEvent{Kind: TraceDatagramSent, Length: len(buf), Datagram: buf})
+	}
+	return c.io.writeDatagram(buf)
+}
+
+// traceRecordNumbers copies record numbers for a TraceEvent.
+func traceRecordNumbers(rns []recordNumber) []TraceRecordNumber {
+	out := make([]TraceRecordNumber, len(rns))
+	for i, rn := range rns {
+		out[i] = TraceRecordNumber{Epoch: rn.epoch, Seq: rn.seq}
+	}
+	return out
+}
+
+// ackTimer sends the ACK that the ACK timer asked for, if it expired.
+func (c *Conn) ackTimer(now time.Time) error {
+	if !c.hs.ackDue(now) {
+		return nil
+	}
+	return c.sendACK()
+}

@@ -1,0 +1,631 @@
+package dtls
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"hash"
+	"slices"
+)
+
+// The client's DTLS 1.3 handshake (RFC 9147 §5, RFC 8446 §4), entered
+// from clientHandshake when the server's answer to a ClientHello that
+// offered 1.3 selects it. The ClientHello itself is built and sent by the
+// 1.2 code with the 1.3 extensions added here (offer13), so that a 1.2
+// server, its HelloVerifyRequest included, is answered as before.
+
+// clientHandshakeState13 is one DTLS 1.3 handshake's client state.
+type clientHandshakeState13 struct {
+	c     *Conn
+	ctx   context.Context
+	hello *clientHelloMsg13
+	// chBody is the ClientHello body as last sent, for the transcript.
+	chBody   []byte
+	keyShare *keySharePrivate13
+
+	suite       *cipherSuite13
+	transcript  hash.Hash
+	serverHello *serverHelloMsg13
+
+	hsSecret                       *keySchedule13
+	clientHSSecret, serverHSSecret []byte
+	master                         *keySchedule13
+	clientAPSecret, serverAPSecret []byte
+
+	peerKey any
+	certReq *certificateRequestMsg13
+	sentHRR bool
+	state   connState
+}
+
+// offers13 reports whether this client offers DTLS 1.3: enabled by
+// MaxVersion, and with credentials the 1.3 handshake implements
+// (certificates; PSKs, raw public keys and DTLS-SRTP are 1.2-only here).
+func (c *Conn) offers13() bool {
+	cfg := c.config
+	return cfg.supports(VersionDTLS13) && cfg.PSK == nil && !cfg.RawPublicKey &&
+		len(cfg.SRTPProtectionProfiles) == 0 && cfg.ConnectionIDGenerator == nil
+}
+
+// enabledSuites13 is the 1.3 suite list: Config.CipherSuites' 1.3 ids in
+// its order, or our default order without CCM_8 (RFC 9147 Appendix B.3
+// asks for safeguards we leave to whoever names it).
+func (c *Conn) enabledSuites13() []*cipherSuite13 {
+	var out []*cipherSuite13
+	if ids := c.config.CipherSuites; len(ids) > 0 {
+		for _, id := range ids {
+			if s := cipherSuite13ByID(id); s != nil {
+				out = append(out, s)
+			}
+		}
+		if len(out) > 0 {
+			return out
+		}
+	}
+	for _, s := range cipherSuites13 {
+		if !s.ccm8 {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// groups13 is our key exchange groups for 1.3 in preference order: the
+// configured ones we implement for 1.3 (X25519MLKEM768 among them when
+// named).
+func (c *Conn) groups13() []tls.CurveID {
+	var out []tls.CurveID
+	for _, id := range c.config.curvePreferences() {
+		if keyShareSupported(id) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// offer13 turns the 1.2 ClientHello into one that offers DTLS 1.3 too:
+// supported_versions (1.3 first), the 1.3 suites before the 1.2 ones, the
+// hybrid group in supported_groups when configured, and one key share,
+// for our first group. One share keeps the ClientHello in one datagram
+// (an X25519MLKEM768 share is 1216 bytes); a server preferring another
+// group asks for it in a HelloRetryRequest, which its cookie exchange
+// costs anyway (DTLS13-NOTES §3).
+func (c *Conn) offer13(hello *clientHelloMsg) (*clientHandshakeState13, error) {
+	hs := &clientHandshakeState13{c: c}
+	m := &clientHelloMsg13{clientHelloMsg: *hello}
+	m.supportedVersions = []uint16{VersionDTLS13}
+	if c.config.supports(VersionDTLS12) {
+		m.supportedVersions = append(m.supportedVersions, VersionDTLS12)
+	}
+	suites := make([]uint16, 0, len(hello.cipherSuites)+len(cipherSuites13))
+	for _, s := range c.enabledSuites13() {
+		suites = append(suites, s.id)
+	}
+	if c.config.supports(VersionDTLS12) {
+		suites = append(suites, hello.cipherSuites...)
+	}
+	m.cipherSuites = suites
+	groups := c.groups13()
+	if len(groups) == 0 {
+		return nil, errors.New("dtls: no DTLS 1.3 key exchange group in Config.CurvePreferences")
+	}
+	m.supportedCurves = groups
+	if !c.config.supports(VersionDTLS12) {
+		m.supportedPoints = nil
+		m.extendedMasterSecret = false
+		m.secureRenegotiationSupported = false
+	}
+	m.supportedSignatureAlgorithms = supportedSignatureAlgorithms
+	// RFC 9147 §5.3: a DTLS 1.3 ClientHello carries no legacy session id
+	// for the server to echo.
+	m.sessionID = nil
+	if err := hs.newKeyShare(m, groups[0]); err != nil {
+		return nil, err
+	}
+	hs.hello = m
+	c.offered13 = true
+	return hs, nil
+}
+
+// newKeyShare makes our key share for group and puts it in the hello.
+func (hs *clientHandshakeState13) newKeyShare(m *clientHelloMsg13, group tls.CurveID) error {
+	priv, share, err := generateKeyShare13(hs.c.config.rand(), group)
+	if err != nil {
+		return err
+	}
+	hs.keyShare = priv
+	m.hasKeyShare = true
+	m.keyShares = []keyShare13{{group: group, data: share}}
+	return nil
+}
+
+// writeHello queues the ClientHello (1.3 form) and keeps its body.
+func (hs *clientHandshakeState13) writeHello(hs12 *handshakeState) error {
+	c := hs.c
+	body, err := hs.hello.marshal()
+	if err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	hs.chBody = body
+	t := c.hs.queueMessage(c.rl.writeCur, typeClientHello, body)
+	if t == nil {
+		return c.fail(alertInternalError, errors.New("dtls: ClientHello too long"))
+	}
+	hs12.transcript = append(hs12.transcript, t...)
+	return nil
+}
+
+func (hs *clientHandshakeState13) addTranscript(typ handshakeType, body []byte) {
+	hs.transcript.Write(appendTranscriptMessage13(nil, typ, body))
+}
+
+func (hs *clientHandshakeState13) transcriptHash() []byte {
+	return hs.transcript.Sum(nil)
+}
+
+// is13 reports whether a ServerHello-typed message selects DTLS 1.3 (a
+// 1.3 ServerHello or a HelloRetryRequest).
+func is13(msg inMessage) (*serverHelloMsg13, bool) {
+	sh := new(serverHelloMsg13)
+	if msg.typ != typeServerHello || !sh.unmarshal(msg.body) {
+		return nil, false
+	}
+	return sh, sh.supportedVersion == VersionDTLS13
+}
+
+// handshake runs the rest of a 1.3 handshake from the server's first
+// answer, a ServerHello or HelloRetryRequest that selected 1.3.
+func (hs *clientHandshakeState13) handshake(ctx context.Context, msg inMessage, sh *serverHelloMsg13) error {
+	c := hs.c
+	hs.ctx = ctx
+	c.vers = VersionDTLS13
+	c.hs.enable13()
+	if sh.isHelloRetryRequest() {
+		if err := hs.processHRR(msg, sh); err != nil {
+			return err
+		}
+		var err error
+		if msg, err = c.readHandshake(ctx); err != nil {
+			return err
+		}
+		var ok bool
+		if sh, ok = is13(msg); !ok || sh.isHelloRetryRequest() {
+			if msg.typ == typeServerHello && sh != nil && sh.isHelloRetryRequest() {
+				// RFC 8446 §4.1.4: a second HelloRetryRequest is an
+				// unexpected_message.
+				return c.fail(alertUnexpectedMessage, errors.New("dtls: second HelloRetryRequest"))
+			}
+			return c.fail(alertIllegalParameter, errors.New("dtls: server changed its version after a HelloRetryRequest"))
+		}
+	}
+	if err := hs.processServerHello(msg, sh); err != nil {
+		return err
+	}
+	if err := hs.readServerParameters(); err != nil {
+		return err
+	}
+	if err := hs.readServerCertificate(); err != nil {
+		return err
+	}
+	if err := hs.readServerFinished(); err != nil {
+		return err
+	}
+	if err := hs.sendClientFinished(); err != nil {
+		return err
+	}
+	c.state = hs.state
+	c.peerFinished = true
+	return nil
+}
+
+// checkServerHelloFields checks what a ServerHello and a
+// HelloRetryRequest share (RFC 8446 §4.1.3, RFC 9147 §5.3).
+func (hs *clientHandshakeState13) checkServerHelloFields(sh *serverHelloMsg13) error {
+	c := hs.c
+	if sh.vers != VersionDTLS12 {
+		return c.fail(alertIllegalParameter, fmt.Errorf("dtls: 1.3 ServerHello with legacy_version %#x", sh.vers))
+	}
+	if len(sh.sessionIDEcho) != 0 {
+		// RFC 9147 §5.3: legacy_session_id_echo is empty in DTLS 1.3.
+		return c.fail(alertIllegalParameter, errors.New("dtls: 1.3 ServerHello echoes a session id"))
+	}
+	if sh.compressionMethod != compressionNone {
+		return c.fail(alertIllegalParameter, errors.New("dtls: server chose compression"))
+	}
+	suite := cipherSuite13ByID(sh.cipherSuite)
+	if suite == nil || !slices.Contains(hs.hello.cipherSuites, sh.cipherSuite) {
+		return c.fail(alertIllegalParameter, fmt.Errorf("dtls: server chose cipher suite %s, which we did not offer for 1.3", CipherSuiteName(sh.cipherSuite)))
+	}
+	if hs.suite != nil && hs.suite != suite {
+		// RFC 8446 §4.1.4: the ServerHello's suite must be the HRR's.
+		return c.fail(alertIllegalParameter, errors.New("dtls: server changed its cipher suite after a HelloRetryRequest"))
+	}
+	hs.suite = suite
+	for _, e := range sh.extensions {
+		switch e {
+		case extensionSupportedVersions, extensionKeyShare:
+		case extensionCookie:
+			if !sh.isHelloRetryRequest() {
+				return c.fail(alertUnsupportedExtension, errors.New("dtls: cookie in a ServerHello"))
+			}
+		default:
+			return c.fail(alertUnsupportedExtension, fmt.Errorf("dtls: server sent extension %d in its hello, which we did not offer", e))
+		}
+	}
+	return nil
+}
+
+// processHRR answers a HelloRetryRequest (RFC 8446 §4.1.4) with a second
+// ClientHello: the same but for the requested key share and the cookie.
+func (hs *clientHandshakeState13) processHRR(msg inMessage, hrr *serverHelloMsg13) error {
+	c := hs.c
+	if err := hs.checkServerHelloFields(hrr); err != nil {
+		return err
+	}
+	hs.transcript = hs.suite.hash.New()
+	// The transcript starts with message_hash(ClientHello1) (§4.4.1).
+	hs.transcript.Write(messageHash13(hs.suite.hash, appendTranscriptMessage13(nil, typeClientHello, hs.chBody)))
+	hs.addTranscript(typeServerHello, msg.body)
+	changed := len(hrr.cookie) > 0
+	hs.hello.cookieExt = slices.Clone(hrr.cookie)
+	if g := hrr.selectedGroup; g != 0 {
+		if !slices.Contains(hs.hello.supportedCurves, g) || g == hs.keyShare.group {
+			// §4.1.4: a group we did not offer, or the one we sent a
+			// share for, is an illegal_parameter.
+			return c.fail(alertIllegalParameter, fmt.Errorf("dtls: HelloRetryRequest asks for group %v", g))
+		}
+		if err := hs.newKeyShare(hs.hello, g); err != nil {
+			return c.fail(alertInternalError, err)
+		}
+		changed = true
+	}
+	if !changed {
+		// §4.1.4: an HRR that would not change the ClientHello.
+		return c.fail(alertIllegalParameter, errors.New("dtls: HelloRetryRequest changes nothing"))
+	}
+	hs.sentHRR = true
+	var hs12 handshakeState
+	if err := hs.writeHello(&hs12); err != nil {
+		return err
+	}
+	hs.addTranscript(typeClientHello, hs.chBody)
+	return c.sendFlight(false, "")
+}
+
+func (hs *clientHandshakeState13) processServerHello(msg inMessage, sh *serverHelloMsg13) error {
+	c := hs.c
+	if err := hs.checkServerHelloFields(sh); err != nil {
+		return err
+	}
+	if msg.epoch != 0 {
+		return c.fail(alertUnexpectedMessage, errors.New("dtls: ServerHello not in epoch 0"))
+	}
+	if sh.serverShare.group != hs.keyShare.group {
+		return c.fail(alertIllegalParameter, fmt.Errorf("dtls: server key share for group %v, not the one we sent", sh.serverShare.group))
+	}
+	if sh.hasSelectedIdentity {
+		return c.fail(alertIllegalParameter, errors.New("dtls: server selected a PSK we did not offer"))
+	}
+	hs.serverHello = sh
+	if hs.transcript == nil {
+		hs.transcript = hs.suite.hash.New()
+		hs.addTranscript(typeClientHello, hs.chBody)
+	}
+	hs.addTranscript(typeServerHello, msg.body)
+	shared, err := hs.keyShare.clientSharedSecret(sh.serverShare.data)
+	if err != nil {
+		return c.fail(alertIllegalParameter, err)
+	}
+	early, err := newEarlySecret13(hs.suite.hash, nil)
+	if err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	if hs.hsSecret, err = early.handshakeSecret(shared); err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	th := hs.transcriptHash()
+	if hs.clientHSSecret, err = hs.hsSecret.clientHandshakeTrafficSecret(th); err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	if hs.serverHSSecret, err = hs.hsSecret.serverHandshakeTrafficSecret(th); err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	c.logSecret13(keyLogClientHandshake, hs.hello.random, hs.clientHSSecret)
+	c.logSecret13(keyLogServerHandshake, hs.hello.random, hs.serverHSSecret)
+	wk, err := newEpochKeys13(hs.suite, 2, hs.clientHSSecret)
+	if err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	rk, err := newEpochKeys13(hs.suite, 2, hs.serverHSSecret)
+	if err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	hs.state.curveID = hs.keyShare.group
+	hs.state.suite13 = hs.suite
+	hs.state.clientRandom = hs.hello.random
+	hs.state.serverRandom = sh.random
+	hs.state.serverName = hs.hello.serverName
+	c.installWriteEpoch13(wk)
+	return c.installReadEpoch13(rk)
+}
+
+// readHandshake13 reads the next message, which must be protected by the
+// handshake keys (epoch 2): RFC 8446 §5.1, a message spanning a key
+// change is refused (wolfSSL CVE-2023-6937).
+func (c *Conn) readHandshake13(ctx context.Context, epoch uint64) (inMessage, error) {
+	msg, err := c.readHandshake(ctx)
+	if err != nil {
+		return msg, err
+	}
+	if msg.epoch != epoch {
+		return msg, c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: %v in epoch %d, not %d", msg.typ, msg.epoch, epoch))
+	}
+	return msg, nil
+}
+
+// readServerParameters reads EncryptedExtensions and, if any, the
+// CertificateRequest.
+func (hs *clientHandshakeState13) readServerParameters() error {
+	c := hs.c
+	ee := new(encryptedExtensionsMsg13)
+	msg, err := c.readHandshake13(hs.ctx, 2)
+	if err != nil {
+		return err
+	}
+	if err := c.parseHandshakeMsg(msg, typeEncryptedExtensions, ee.unmarshal); err != nil {
+		return err
+	}
+	hs.addTranscript(msg.typ, msg.body)
+	for _, e := range ee.extensions {
+		switch e {
+		case extensionServerName:
+			if hs.hello.serverName == "" {
+				return c.fail(alertUnsupportedExtension, errors.New("dtls: server acknowledged a server_name we did not send"))
+			}
+		case extensionALPN:
+			if !slices.Contains(hs.hello.alpnProtocols, ee.alpnProtocol) {
+				return c.fail(alertIllegalParameter, errors.New("dtls: server chose an unoffered ALPN protocol"))
+			}
+		case extensionSupportedCurves:
+			// RFC 8446 §4.2.7: the server's preference, for later
+			// connections; informational.
+		default:
+			return c.fail(alertUnsupportedExtension, fmt.Errorf("dtls: server sent extension %d, which we did not offer", e))
+		}
+	}
+	hs.state.alpn = ee.alpnProtocol
+	return nil
+}
+
+// readServerCertificate reads [CertificateRequest] Certificate
+// CertificateVerify.
+func (hs *clientHandshakeState13) readServerCertificate() error {
+	c := hs.c
+	msg, err := c.readHandshake13(hs.ctx, 2)
+	if err != nil {
+		return err
+	}
+	if msg.typ == typeCertificateRequest {
+		cr := new(certificateRequestMsg13)
+		if err := c.parseHandshakeMsg(msg, typeCertificateRequest, cr.unmarshal); err != nil {
+			return err
+		}
+		if len(cr.context) != 0 {
+			// RFC 8446 §4.3.2: empty in the handshake.
+			return c.fail(alertIllegalParameter, errors.New("dtls: CertificateRequest in the handshake with a context"))
+		}
+		hs.addTranscript(msg.typ, msg.body)
+		hs.certReq = cr
+		if msg, err = c.readHandshake13(hs.ctx, 2); err != nil {
+			return err
+		}
+	}
+	cm := new(certificateMsg13)
+	if err := c.parseHandshakeMsg(msg, typeCertificate, cm.unmarshal); err != nil {
+		return err
+	}
+	hs.addTranscript(msg.typ, msg.body)
+	if len(cm.context) != 0 {
+		return c.fail(alertIllegalParameter, errors.New("dtls: server Certificate with a request context"))
+	}
+	raw := make([][]byte, len(cm.entries))
+	for i, e := range cm.entries {
+		raw[i] = e.data
+	}
+	if err := hs.verifyServerCertificate(raw); err != nil {
+		return err
+	}
+	cv := new(certificateVerifyMsg)
+	if msg, err = c.readHandshake13(hs.ctx, 2); err != nil {
+		return err
+	}
+	if err := c.parseHandshakeMsg(msg, typeCertificateVerify, cv.unmarshal); err != nil {
+		return err
+	}
+	if !slices.Contains(hs.hello.supportedSignatureAlgorithms, cv.signatureAlgorithm) {
+		return c.fail(alertIllegalParameter, fmt.Errorf("dtls: server signed with %v, which we did not offer", cv.signatureAlgorithm))
+	}
+	signed := signedMessage13(true, hs.transcriptHash())
+	if err := verifyHandshakeSignature(VersionDTLS13, cv.signatureAlgorithm, hs.peerKey, signed, cv.signature); err != nil {
+		return c.fail(alertDecryptError, err)
+	}
+	hs.state.sigScheme = cv.signatureAlgorithm
+	hs.addTranscript(msg.typ, msg.body)
+	return nil
+}
+
+// verifyServerCertificate checks the server's chain as the 1.2 client
+// does, without 1.2's tie between the key and the suite.
+func (hs *clientHandshakeState13) verifyServerCertificate(raw [][]byte) error {
+	c := hs.c
+	if len(raw) == 0 {
+		return c.fail(alertDecodeError, errors.New("dtls: server sent no certificate"))
+	}
+	h12 := handshakeState{c: c}
+	certs, err := h12.parsePeerChain(raw, "server")
+	if err != nil {
+		return err
+	}
+	var chains [][]*x509.Certificate
+	if !c.config.InsecureSkipVerify {
+		opts := x509.VerifyOptions{
+			Roots:         c.config.RootCAs,
+			CurrentTime:   c.config.time(),
+			DNSName:       c.config.ServerName,
+			Intermediates: intermediatePool(certs[1:]),
+		}
+		if chains, err = certs[0].Verify(opts); err != nil {
+			return c.fail(alertBadCertificate, &tls.CertificateVerificationError{UnverifiedCertificates: certs, Err: err})
+		}
+	}
+	if err := h12.acceptPeerChain(raw, certs, chains); err != nil {
+		return err
+	}
+	hs.peerKey = h12.peerKey
+	hs.state.peerCertificates = certs
+	hs.state.verifiedChains = chains
+	return nil
+}
+
+// readServerFinished checks the server's Finished and derives the
+// application secrets.
+func (hs *clientHandshakeState13) readServerFinished() error {
+	c := hs.c
+	fin := new(finishedMsg)
+	msg, err := c.readHandshake13(hs.ctx, 2)
+	if err != nil {
+		return err
+	}
+	if err := c.parseHandshakeMsg(msg, typeFinished, fin.unmarshal); err != nil {
+		return err
+	}
+	if !verifyFinished13(hs.suite.hash, labelPrefixDTLS13, hs.serverHSSecret, hs.transcriptHash(), fin.verifyData) {
+		return c.fail(alertDecryptError, errors.New("dtls: server's Finished is wrong"))
+	}
+	hs.addTranscript(msg.typ, msg.body)
+	if typ, _, ok := c.hs.peekMessage(); ok {
+		return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: %v after the server's Finished", typ))
+	}
+	if hs.master, err = hs.hsSecret.masterSecret(); err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	th := hs.transcriptHash()
+	if hs.clientAPSecret, err = hs.master.clientApplicationTrafficSecret(th); err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	if hs.serverAPSecret, err = hs.master.serverApplicationTrafficSecret(th); err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	if hs.state.exporterSecret, err = hs.master.exporterMasterSecret(th); err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	c.logSecret13(keyLogClientTraffic, hs.hello.random, hs.clientAPSecret)
+	c.logSecret13(keyLogServerTraffic, hs.hello.random, hs.serverAPSecret)
+	c.logSecret13(keyLogExporter, hs.hello.random, hs.state.exporterSecret)
+	rk, err := newEpochKeys13(hs.suite, 3, hs.serverAPSecret)
+	if err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	return c.installReadEpoch13(rk)
+}
+
+// sendClientFinished sends [Certificate CertificateVerify] Finished in
+// epoch 2 and moves the write side to epoch 3. The flight is
+// retransmitted until the server ACKs it.
+func (hs *clientHandshakeState13) sendClientFinished() error {
+	c := hs.c
+	if hs.certReq != nil {
+		if err := hs.sendClientCertificate(); err != nil {
+			return err
+		}
+	}
+	if f := c.config.VerifyConnection; f != nil {
+		cs := hs.state.connectionState(c.vers, c.rl)
+		cs.HandshakeStart = c.hsStart
+		if err := f(cs); err != nil {
+			return c.fail(alertBadCertificate, err)
+		}
+	}
+	vd, err := finishedVerifyData13(hs.suite.hash, labelPrefixDTLS13, hs.clientHSSecret, hs.transcriptHash())
+	if err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	if err := hs.writeHandshake(&finishedMsg{verifyData: vd}); err != nil {
+		return err
+	}
+	if err := c.sendFlight(false, ""); err != nil {
+		return err
+	}
+	wk, err := newEpochKeys13(hs.suite, 3, hs.clientAPSecret)
+	if err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	c.installWriteEpoch13(wk)
+	return nil
+}
+
+// writeHandshake queues a message in the current write epoch and adds it
+// to the 1.3 transcript.
+func (hs *clientHandshakeState13) writeHandshake(msg handshakeMessage) error {
+	return writeHandshake13(hs.c, hs.transcript, msg)
+}
+
+func writeHandshake13(c *Conn, transcript hash.Hash, msg handshakeMessage) error {
+	body, err := msg.marshal()
+	if err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	if c.hs.queueMessage(c.rl.writeCur, msg.messageType(), body) == nil {
+		return c.fail(alertInternalError, errors.New("dtls: handshake message too long"))
+	}
+	transcript.Write(appendTranscriptMessage13(nil, msg.messageType(), body))
+	return nil
+}
+
+// sendClientCertificate answers a CertificateRequest (RFC 8446 §4.4.2):
+// our certificate and CertificateVerify, or an empty Certificate when we
+// have none that fits.
+func (hs *clientHandshakeState13) sendClientCertificate() error {
+	c := hs.c
+	cert := c.clientCertificate(&certificateRequestMsg{supportedSignatureAlgorithms: hs.certReq.supportedSignatureAlgorithms})
+	cm := &certificateMsg13{}
+	if cert != nil {
+		for _, der := range cert.Certificate {
+			cm.entries = append(cm.entries, certificateEntry13{data: der})
+		}
+	}
+	if err := hs.writeHandshake(cm); err != nil {
+		return err
+	}
+	if cert == nil {
+		return nil
+	}
+	return signCertificateVerify13(c, hs.transcript, cert, hs.certReq.supportedSignatureAlgorithms, false)
+}
+
+// signCertificateVerify13 queues our CertificateVerify over the
+// transcript so far (RFC 8446 §4.4.3).
+func signCertificateVerify13(c *Conn, transcript hash.Hash, cert *tls.Certificate, peer []tls.SignatureScheme, server bool) error {
+	signer, err := certificateSigner(cert)
+	if err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	scheme, err := selectSignatureScheme(VersionDTLS13, signer, peer)
+	if err != nil {
+		return c.fail(alertHandshakeFailure, err)
+	}
+	sig, err := signHandshake(c.config.rand(), signer, scheme, signedMessage13(server, transcript.Sum(nil)))
+	if err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	return writeHandshake13(c, transcript, &certificateVerifyMsg{signatureAlgorithm: scheme, signature: sig})
+}
+
+// downgradeProtected reports whether random carries a downgrade sentinel.
+func downgradeProtected(random []byte) bool {
+	tail := random[len(random)-len(downgradeCanaryTLS12):]
+	return bytes.Equal(tail, downgradeCanaryTLS12) || bytes.Equal(tail, downgradeCanaryTLS11)
+}

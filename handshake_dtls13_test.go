@@ -1,0 +1,208 @@
+package dtls
+
+import (
+	"crypto/tls"
+	"net"
+	"testing"
+)
+
+// connectedPair returns a server and a client Conn over two connected
+// loopback UDP sockets.
+func connectedPair(t *testing.T, cc, sc *Config) (cli, srv *Conn) {
+	t.Helper()
+	a, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := net.DialUDP("udp", nil, a.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	sa, err := net.DialUDP("udp", a.LocalAddr().(*net.UDPAddr), b.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Client(b, cc), Server(sa, sc)
+}
+
+// run13 completes a handshake between cc and sc over connected sockets,
+// echoes msgs, and returns both sides' states.
+func run13(t *testing.T, cc, sc *Config, msgs ...string) (ConnectionState, ConnectionState) {
+	t.Helper()
+	cli, srv := connectedPair(t, cc, sc)
+	defer cli.Close()
+	defer srv.Close()
+	errc := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 1<<14)
+		for range msgs {
+			n, err := srv.Read(buf)
+			if err == nil {
+				_, err = srv.Write(buf[:n])
+			}
+			if err != nil {
+				errc <- err
+				return
+			}
+		}
+		errc <- srv.Handshake()
+	}()
+	if err := cli.Handshake(); err != nil {
+		t.Fatalf("client handshake: %v", err)
+	}
+	exchange(t, cli, msgs...)
+	if err := <-errc; err != nil {
+		t.Fatalf("server: %v", err)
+	}
+	return cli.ConnectionState(), srv.ConnectionState()
+}
+
+func configs13(t *testing.T, cert string) (cc, sc *Config) {
+	tc := certs(t)[cert]
+	sc = &Config{Certificates: []tls.Certificate{tc.tls}, MaxVersion: VersionDTLS13}
+	cc = &Config{RootCAs: tc.pool, ServerName: "dtls.test", MaxVersion: VersionDTLS13}
+	return cc, sc
+}
+
+func TestHandshake13Basic(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	cc, sc := configs13(t, "p256")
+	ccs, scs := run13(t, cc, sc, "hello 1.3", "again")
+	if ccs.Version != VersionDTLS13 || scs.Version != VersionDTLS13 {
+		t.Fatalf("versions %#x %#x", ccs.Version, scs.Version)
+	}
+	if ccs.CipherSuite != suiteTLSAES128GCMSHA256 {
+		t.Errorf("suite %s", CipherSuiteName(ccs.CipherSuite))
+	}
+}
+
+func TestHandshake13EverySuite(t *testing.T) {
+	for _, s := range cipherSuites13 {
+		t.Run(s.name, func(t *testing.T) {
+			cc, sc := configs13(t, "p256")
+			cc.CipherSuites = []uint16{s.id}
+			sc.CipherSuites = []uint16{s.id}
+			ccs, scs := run13(t, cc, sc, "x", string(make([]byte, 1000)))
+			if ccs.CipherSuite != s.id || scs.CipherSuite != s.id || ccs.Version != VersionDTLS13 {
+				t.Fatalf("got %s %s version %#x", CipherSuiteName(ccs.CipherSuite), CipherSuiteName(scs.CipherSuite), ccs.Version)
+			}
+			a, err := ccs.ExportKeyingMaterial("EXPERIMENTAL test", nil, 32)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := scs.ExportKeyingMaterial("EXPERIMENTAL test", nil, 32)
+			if string(a) != string(b) {
+				t.Fatal("exporters differ")
+			}
+		})
+	}
+}
+
+func TestHandshake13CertificateKinds(t *testing.T) {
+	for _, kind := range []string{"p256", "p384", "ed25519", "rsa"} {
+		t.Run(kind, func(t *testing.T) {
+			cc, sc := configs13(t, kind)
+			ccs, _ := run13(t, cc, sc, "x")
+			if ccs.Version != VersionDTLS13 {
+				t.Fatalf("version %#x", ccs.Version)
+			}
+			if kind == "rsa" && ccs.SignatureScheme != tls.PSSWithSHA256 {
+				t.Errorf("RSA signed with %v, want RSA-PSS", ccs.SignatureScheme)
+			}
+		})
+	}
+}
+
+func TestHandshake13Groups(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		client, server []tls.CurveID
+	}{
+		{"X25519", nil, nil},
+		{"P-256", []tls.CurveID{tls.CurveP256}, nil},
+		{"P-384 by HRR", []tls.CurveID{tls.X25519, tls.CurveP384}, []tls.CurveID{tls.CurveP384}},
+		{"X25519MLKEM768", []tls.CurveID{groupX25519MLKEM768}, []tls.CurveID{groupX25519MLKEM768}},
+		{"X25519MLKEM768 by HRR", []tls.CurveID{tls.X25519, groupX25519MLKEM768}, []tls.CurveID{groupX25519MLKEM768, tls.X25519}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cc, sc := configs13(t, "p256")
+			cc.CurvePreferences, sc.CurvePreferences = tc.client, tc.server
+			ccs, scs := run13(t, cc, sc, "x")
+			want := tls.X25519
+			if tc.server != nil {
+				want = tc.server[0]
+			} else if tc.client != nil {
+				want = tc.client[0]
+			}
+			if ccs.CurveID != want || scs.CurveID != want {
+				t.Fatalf("group %v/%v, want %v", ccs.CurveID, scs.CurveID, want)
+			}
+		})
+	}
+}
+
+func TestHandshake13ClientAuth(t *testing.T) {
+	cc, sc := configs13(t, "p256")
+	ct := certs(t)["ed25519"]
+	cc.Certificates = []tls.Certificate{ct.tls}
+	sc.ClientAuth = tls.RequireAndVerifyClientCert
+	sc.ClientCAs = ct.pool
+	_, scs := run13(t, cc, sc, "x")
+	if len(scs.PeerCertificates) != 1 {
+		t.Fatalf("server saw %d client certificates", len(scs.PeerCertificates))
+	}
+	// Without a certificate the server refuses.
+	cc2, sc2 := configs13(t, "p256")
+	sc2.ClientAuth = tls.RequireAnyClientCert
+	cli, srv := connectedPair(t, cc2, sc2)
+	defer cli.Close()
+	defer srv.Close()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Handshake() }()
+	cli.Handshake()
+	if err := <-errc; err == nil {
+		t.Fatal("server accepted a client without a certificate")
+	}
+}
+
+func TestHandshake13VersionNegotiation(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		cmin, cmax uint16
+		smin, smax uint16
+		want       uint16 // 0: must fail
+	}{
+		{"both 1.3", 0, VersionDTLS13, 0, VersionDTLS13, VersionDTLS13},
+		{"client 1.2 only", 0, 0, 0, VersionDTLS13, VersionDTLS12},
+		{"server 1.2 only", 0, VersionDTLS13, 0, 0, VersionDTLS12},
+		{"client 1.3 only, server 1.2", VersionDTLS13, VersionDTLS13, 0, 0, 0},
+		{"server 1.3 only, client 1.2", 0, 0, VersionDTLS13, VersionDTLS13, 0},
+		{"both 1.3 only", VersionDTLS13, VersionDTLS13, VersionDTLS13, VersionDTLS13, VersionDTLS13},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cc, sc := configs13(t, "p256")
+			cc.MinVersion, cc.MaxVersion = tc.cmin, tc.cmax
+			sc.MinVersion, sc.MaxVersion = tc.smin, tc.smax
+			cli, srv := connectedPair(t, cc, sc)
+			defer cli.Close()
+			defer srv.Close()
+			errc := make(chan error, 1)
+			go func() { errc <- srv.Handshake() }()
+			cerr := cli.Handshake()
+			serr := <-errc
+			if tc.want == 0 {
+				if cerr == nil || serr == nil {
+					t.Fatalf("handshake succeeded: client %v, server %v", cerr, serr)
+				}
+				return
+			}
+			if cerr != nil || serr != nil {
+				t.Fatalf("client %v, server %v", cerr, serr)
+			}
+			if v := cli.ConnectionState().Version; v != tc.want {
+				t.Fatalf("version %#x, want %#x", v, tc.want)
+			}
+		})
+	}
+}

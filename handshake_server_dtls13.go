@@ -1,0 +1,506 @@
+package dtls
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"slices"
+)
+
+// The server's DTLS 1.3 handshake (RFC 9147 §5, RFC 8446 §4), entered
+// from serverHandshake when select13 chose 1.3 for the ClientHello.
+
+// serverHandshakeState13 is one DTLS 1.3 handshake's server state.
+type serverHandshakeState13 struct {
+	c      *Conn
+	ctx    context.Context
+	hello  *clientHelloMsg13
+	suite  *cipherSuite13
+	group  tls.CurveID
+	cert   *tls.Certificate
+	shared []byte
+
+	transcript     hash.Hash
+	hsSecret       *keySchedule13
+	clientHSSecret []byte
+	serverHSSecret []byte
+	master         *keySchedule13
+	clientAPSecret []byte
+	serverAPSecret []byte
+	requestCert    bool
+	state          connState
+}
+
+// select13 reports whether a ClientHello gets DTLS 1.3 from this server,
+// the one place the server decides the version (RFC 8446 §4.2.1: the
+// highest version in supported_versions that we support; legacy_version
+// is ignored then). A ClientHello with a legacy_cookie answered a
+// HelloVerifyRequest, which only a 1.2 server sends, and does not get 1.3
+// (RFC 9147 §5.3 has a 1.3 server refuse a non-empty legacy_cookie).
+// A server needs a certificate for 1.3 here: PSKs and raw public keys
+// are 1.2-only so far.
+func (c *Conn) select13(hello *clientHelloMsg) (*clientHelloMsg13, bool) {
+	cfg := c.config
+	if !cfg.supports(VersionDTLS13) || len(hello.cookie) != 0 || cfg.RawPublicKey ||
+		len(cfg.Certificates) == 0 && cfg.GetCertificate == nil {
+		return nil, false
+	}
+	ch := new(clientHelloMsg13)
+	if !ch.unmarshal(hello.original) || !slices.Contains(ch.supportedVersions, VersionDTLS13) {
+		return nil, false
+	}
+	return ch, true
+}
+
+// serverHandshake13 runs a DTLS 1.3 handshake from the first ClientHello.
+func (c *Conn) serverHandshake13(ctx context.Context, ch *clientHelloMsg13) error {
+	hs := &serverHandshakeState13{c: c, ctx: ctx, hello: ch}
+	c.vers = VersionDTLS13
+	c.hs.enable13()
+	if err := hs.processClientHello(); err != nil {
+		return err
+	}
+	if err := hs.sendServerFlight(); err != nil {
+		return err
+	}
+	if err := hs.readClientFlight(); err != nil {
+		return err
+	}
+	c.state = hs.state
+	c.peerFinished = true
+	// RFC 9147 §5.8.3, §7: the client's last flight gets an explicit
+	// ACK; its epoch-2 keys stay installed to ACK it again if the client
+	// retransmits (handlePostHandshake13).
+	c.hs.finalFlight()
+	return c.sendACK()
+}
+
+// processClientHello chooses suite, group and certificate, and runs the
+// HelloRetryRequest when the client's key share does not fit or its
+// address is not yet proven.
+func (hs *serverHandshakeState13) processClientHello() error {
+	c := hs.c
+	ch := hs.hello
+	if !slices.Equal(ch.compressionMethods, []uint8{compressionNone}) {
+		return c.fail(alertIllegalParameter, errors.New("dtls: 1.3 ClientHello with compression"))
+	}
+	for _, s := range c.enabledSuites13() {
+		if slices.Contains(ch.cipherSuites, s.id) {
+			hs.suite = s
+			break
+		}
+	}
+	if hs.suite == nil {
+		return c.fail(alertHandshakeFailure, errors.New("dtls: no DTLS 1.3 cipher suite supported by both client and server"))
+	}
+	if len(ch.pskIdentities) > 0 && !ch.pskNotLast {
+		// We offer no PSK in 1.3 yet and ignore the client's (RFC 8446
+		// §4.2.11: the server may decline); tickets are not issued.
+	}
+	if ch.pskNotLast {
+		return c.fail(alertIllegalParameter, errors.New("dtls: pre_shared_key is not the last extension"))
+	}
+	cert, err := hs.certificate()
+	if err != nil {
+		return err
+	}
+	hs.cert = cert
+	// Our most preferred group the client supports; among those with a
+	// share from the client, the one we prefer most, so that no round
+	// trip is spent when the client guessed one we accept.
+	groups := c.groups13()
+	var want tls.CurveID
+	var share []byte
+	for _, g := range groups {
+		if !slices.Contains(ch.supportedCurves, g) {
+			continue
+		}
+		if want == 0 {
+			want = g
+		}
+		for _, ks := range ch.keyShares {
+			if ks.group == g && share == nil {
+				hs.group, share = g, ks.data
+			}
+		}
+	}
+	if want == 0 {
+		return c.fail(alertHandshakeFailure, errors.New("dtls: no key exchange group supported by both client and server"))
+	}
+	hs.transcript = hs.suite.hash.New()
+	// The address check and the key share: one HelloRetryRequest for
+	// both (RFC 9147 §5.1).
+	// When the cookie costs a HelloRetryRequest anyway, it also asks for
+	// our preferred group if the client's share is for another, so that
+	// X25519MLKEM768 costs no extra round trip (DTLS13-NOTES §3).
+	gate := !c.config.InsecureSkipHelloVerify && c.listener == nil
+	if gate && hs.group != want {
+		hs.group, share = want, nil
+	}
+	if gate || share == nil {
+		if share == nil {
+			hs.group = want
+		}
+		if err := hs.helloRetry(share == nil); err != nil {
+			return err
+		}
+		ch = hs.hello
+		share = nil
+		for _, ks := range ch.keyShares {
+			if ks.group == hs.group {
+				share = ks.data
+			}
+		}
+		if share == nil || len(ch.keyShares) != 1 {
+			// RFC 8446 §4.1.2: the second ClientHello carries exactly
+			// the share the HelloRetryRequest asked for.
+			return c.fail(alertIllegalParameter, errors.New("dtls: second ClientHello without the requested key share"))
+		}
+	} else {
+		hs.transcript.Write(appendTranscriptMessage13(nil, typeClientHello, ch.original))
+	}
+	// The address is proven (or the Listener proved it): now the key
+	// exchange, ML-KEM included, may cost us work.
+	serverShare, shared, err := serverKeyShare13(c.config.rand(), hs.group, share)
+	if err != nil {
+		return c.fail(alertIllegalParameter, err)
+	}
+	hs.shared = shared
+	sh := &serverHelloMsg13{
+		vers:             VersionDTLS12,
+		random:           make([]byte, randomLen),
+		cipherSuite:      hs.suite.id,
+		supportedVersion: VersionDTLS13,
+		serverShare:      keyShare13{group: hs.group, data: serverShare},
+	}
+	if _, err := io.ReadFull(c.config.rand(), sh.random); err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	if err := writeHandshake13(c, hs.transcript, sh); err != nil {
+		return err
+	}
+	hs.state.suite13 = hs.suite
+	hs.state.curveID = hs.group
+	hs.state.clientRandom = ch.random
+	hs.state.serverRandom = sh.random
+	hs.state.serverName = ch.serverName
+	return hs.deriveHandshakeKeys()
+}
+
+// helloRetry sends a HelloRetryRequest, with a cookie from the hello
+// gate (hello_gate.go) when the address is to be checked and
+// selected_group when askGroup, and reads the second ClientHello, which
+// must return the cookie.
+func (hs *serverHandshakeState13) helloRetry(askGroup bool) error {
+	c := hs.c
+	ch1 := hs.hello
+	addr := addrPort(c.io.remoteAddr())
+	gate, err := c.helloGate()
+	if err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	hrr := &serverHelloMsg13{
+		vers:             VersionDTLS12,
+		random:           helloRetryRequestRandom,
+		cipherSuite:      hs.suite.id,
+		supportedVersion: VersionDTLS13,
+		cookie:           gate.helloRetryCookie(c.config.time(), addr, &ch1.clientHelloMsg),
+	}
+	if askGroup {
+		hrr.selectedGroup = hs.group
+	}
+	// RFC 8446 §4.4.1: the transcript restarts with message_hash of the
+	// first ClientHello.
+	hs.transcript.Write(messageHash13(hs.suite.hash, appendTranscriptMessage13(nil, typeClientHello, ch1.original)))
+	if err := writeHandshake13(c, hs.transcript, hrr); err != nil {
+		return err
+	}
+	// Not retransmitted on a timer: resent when the first ClientHello
+	// repeats, as a stateless server would.
+	c.hs.finalFlight()
+	if err := c.sendFlight(false, ""); err != nil {
+		return err
+	}
+	ch2 := new(clientHelloMsg13)
+	msg, err := c.readHandshakeMsg(hs.ctx, typeClientHello, ch2.unmarshal)
+	if err != nil {
+		return err
+	}
+	if len(hrr.cookie) > 0 && !gate.admit13(c.config.time(), addr, &ch2.clientHelloMsg, ch2.cookieExt) {
+		// RFC 8446 §4.2.2 / RFC 9147 §5.1: a cookie that does not
+		// verify.
+		return c.fail(alertIllegalParameter, errors.New("dtls: second ClientHello does not return our cookie"))
+	}
+	if !slices.Equal(ch2.cipherSuites, ch1.cipherSuites) || !slices.Equal(ch2.supportedVersions, ch1.supportedVersions) ||
+		string(ch2.random) != string(ch1.random) {
+		return c.fail(alertIllegalParameter, errors.New("dtls: second ClientHello changed more than the HelloRetryRequest asked"))
+	}
+	hs.transcript.Write(appendTranscriptMessage13(nil, typeClientHello, msg.body))
+	hs.hello = ch2
+	return nil
+}
+
+// certificate picks our certificate for the ClientHello: GetCertificate,
+// or the first of Config.Certificates with a 1.3 signature scheme the
+// client accepts.
+func (hs *serverHandshakeState13) certificate() (*tls.Certificate, error) {
+	c := hs.c
+	ch := hs.hello
+	if f := c.config.GetCertificate; f != nil {
+		cert, err := f(&ClientHelloInfo{
+			CipherSuites:      ch.cipherSuites,
+			ServerName:        ch.serverName,
+			SupportedCurves:   ch.supportedCurves,
+			SignatureSchemes:  ch.supportedSignatureAlgorithms,
+			SupportedProtos:   ch.alpnProtocols,
+			SupportedVersions: ch.supportedVersions,
+		})
+		if err != nil {
+			return nil, c.fail(alertInternalError, err)
+		}
+		if cert != nil {
+			return cert, nil
+		}
+	}
+	for i := range c.config.Certificates {
+		cert := &c.config.Certificates[i]
+		signer, err := certificateSigner(cert)
+		if err != nil {
+			continue
+		}
+		if _, err := selectSignatureScheme(VersionDTLS13, signer, ch.supportedSignatureAlgorithms); err == nil {
+			return cert, nil
+		}
+	}
+	return nil, c.fail(alertHandshakeFailure, errors.New("dtls: no certificate with a signature scheme the client supports"))
+}
+
+// deriveHandshakeKeys derives the handshake traffic secrets from the
+// transcript through ServerHello and installs epoch 2 both ways: our
+// ServerHello was queued in epoch 0 before the switch.
+func (hs *serverHandshakeState13) deriveHandshakeKeys() error {
+	c := hs.c
+	early, err := newEarlySecret13(hs.suite.hash, nil)
+	if err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	if hs.hsSecret, err = early.handshakeSecret(hs.shared); err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	th := hs.transcript.Sum(nil)
+	if hs.clientHSSecret, err = hs.hsSecret.clientHandshakeTrafficSecret(th); err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	if hs.serverHSSecret, err = hs.hsSecret.serverHandshakeTrafficSecret(th); err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	c.logSecret13(keyLogClientHandshake, hs.hello.random, hs.clientHSSecret)
+	c.logSecret13(keyLogServerHandshake, hs.hello.random, hs.serverHSSecret)
+	wk, err := newEpochKeys13(hs.suite, 2, hs.serverHSSecret)
+	if err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	rk, err := newEpochKeys13(hs.suite, 2, hs.clientHSSecret)
+	if err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	c.installWriteEpoch13(wk)
+	return c.installReadEpoch13(rk)
+}
+
+// sendServerFlight sends EncryptedExtensions, [CertificateRequest],
+// Certificate, CertificateVerify and Finished in epoch 2, behind the
+// ServerHello, and derives the application secrets.
+func (hs *serverHandshakeState13) sendServerFlight() error {
+	c := hs.c
+	ch := hs.hello
+	ee := &encryptedExtensionsMsg13{}
+	if len(ch.alpnProtocols) > 0 && len(c.config.NextProtos) > 0 {
+		for _, p := range c.config.NextProtos {
+			if slices.Contains(ch.alpnProtocols, p) {
+				ee.alpnProtocol = p
+				break
+			}
+		}
+		if ee.alpnProtocol == "" {
+			return c.fail(alertNoApplicationProtocol, errors.New("dtls: client offered no ALPN protocol the server supports"))
+		}
+	}
+	// RFC 6066 §3, as in 1.2: acknowledged when the name chose the
+	// certificate.
+	ee.serverNameAck = ch.serverName != "" && c.config.GetCertificate != nil
+	hs.state.alpn = ee.alpnProtocol
+	if err := writeHandshake13(c, hs.transcript, ee); err != nil {
+		return err
+	}
+	if c.config.ClientAuth >= tls.RequestClientCert {
+		hs.requestCert = true
+		cr := &certificateRequestMsg13{supportedSignatureAlgorithms: supportedSignatureAlgorithms13()}
+		if err := writeHandshake13(c, hs.transcript, cr); err != nil {
+			return err
+		}
+	}
+	cm := &certificateMsg13{}
+	for _, der := range hs.cert.Certificate {
+		cm.entries = append(cm.entries, certificateEntry13{data: der})
+	}
+	if err := writeHandshake13(c, hs.transcript, cm); err != nil {
+		return err
+	}
+	if err := signCertificateVerify13(c, hs.transcript, hs.cert, ch.supportedSignatureAlgorithms, true); err != nil {
+		return err
+	}
+	vd, err := finishedVerifyData13(hs.suite.hash, labelPrefixDTLS13, hs.serverHSSecret, hs.transcript.Sum(nil))
+	if err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	if err := writeHandshake13(c, hs.transcript, &finishedMsg{verifyData: vd}); err != nil {
+		return err
+	}
+	if err := c.sendFlight(false, ""); err != nil {
+		return err
+	}
+	if hs.master, err = hs.hsSecret.masterSecret(); err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	th := hs.transcript.Sum(nil)
+	if hs.clientAPSecret, err = hs.master.clientApplicationTrafficSecret(th); err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	if hs.serverAPSecret, err = hs.master.serverApplicationTrafficSecret(th); err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	if hs.state.exporterSecret, err = hs.master.exporterMasterSecret(th); err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	c.logSecret13(keyLogClientTraffic, hs.hello.random, hs.clientAPSecret)
+	c.logSecret13(keyLogServerTraffic, hs.hello.random, hs.serverAPSecret)
+	c.logSecret13(keyLogExporter, hs.hello.random, hs.state.exporterSecret)
+	wk, err := newEpochKeys13(hs.suite, 3, hs.serverAPSecret)
+	if err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	// Our flight's retransmissions keep their epochs (0 and 2); what we
+	// send from now on is epoch 3 (RFC 8446 §4.4.4: the server may send
+	// data after its Finished).
+	c.installWriteEpoch13(wk)
+	return nil
+}
+
+// supportedSignatureAlgorithms13 is our signature_algorithms without the
+// PKCS #1 v1.5 schemes, which a 1.3 CertificateVerify may not use (RFC
+// 8446 §4.2.3).
+func supportedSignatureAlgorithms13() []tls.SignatureScheme {
+	var out []tls.SignatureScheme
+	for _, s := range supportedSignatureAlgorithms {
+		switch s {
+		case tls.PKCS1WithSHA256, tls.PKCS1WithSHA384, tls.PKCS1WithSHA512, tls.PKCS1WithSHA1, tls.ECDSAWithSHA1:
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// readClientFlight reads [Certificate CertificateVerify] Finished in
+// epoch 2, then installs the client's epoch-3 keys.
+func (hs *serverHandshakeState13) readClientFlight() error {
+	c := hs.c
+	msg, err := c.readHandshake13(hs.ctx, 2)
+	if err != nil {
+		return err
+	}
+	if hs.requestCert {
+		if msg, err = hs.readClientCertificate(msg); err != nil {
+			return err
+		}
+	} else if msg.typ == typeCertificate {
+		return c.fail(alertUnexpectedMessage, errors.New("dtls: client Certificate we did not ask for"))
+	}
+	fin := new(finishedMsg)
+	if err := c.parseHandshakeMsg(msg, typeFinished, fin.unmarshal); err != nil {
+		return err
+	}
+	if !verifyFinished13(hs.suite.hash, labelPrefixDTLS13, hs.clientHSSecret, hs.transcript.Sum(nil), fin.verifyData) {
+		return c.fail(alertDecryptError, errors.New("dtls: client's Finished is wrong"))
+	}
+	hs.addTranscript(msg)
+	if typ, _, ok := c.hs.peekMessage(); ok {
+		return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: %v after the client's Finished", typ))
+	}
+	if f := c.config.VerifyConnection; f != nil {
+		cs := hs.state.connectionState(c.vers, c.rl)
+		cs.HandshakeStart = c.hsStart
+		if err := f(cs); err != nil {
+			return c.fail(alertBadCertificate, err)
+		}
+	}
+	rk, err := newEpochKeys13(hs.suite, 3, hs.clientAPSecret)
+	if err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	return c.installReadEpoch13(rk)
+}
+
+func (hs *serverHandshakeState13) addTranscript(msg inMessage) {
+	hs.transcript.Write(appendTranscriptMessage13(nil, msg.typ, msg.body))
+}
+
+// readClientCertificate reads the client's Certificate and, for a
+// non-empty one, its CertificateVerify, and returns the next message.
+func (hs *serverHandshakeState13) readClientCertificate(msg inMessage) (inMessage, error) {
+	c := hs.c
+	cm := new(certificateMsg13)
+	if err := c.parseHandshakeMsg(msg, typeCertificate, cm.unmarshal); err != nil {
+		return msg, err
+	}
+	hs.addTranscript(msg)
+	if len(cm.context) != 0 {
+		return msg, c.fail(alertIllegalParameter, errors.New("dtls: client Certificate with a context we did not send"))
+	}
+	if len(cm.entries) == 0 {
+		if c.config.requiresClientCert() {
+			return msg, c.fail(alertCertificateRequired, errors.New("dtls: client sent no certificate"))
+		}
+		return c.readHandshake13(hs.ctx, 2)
+	}
+	raw := make([][]byte, len(cm.entries))
+	for i, e := range cm.entries {
+		raw[i] = e.data
+	}
+	h12 := handshakeState{c: c}
+	certs, err := h12.parsePeerChain(raw, "client")
+	if err != nil {
+		return msg, err
+	}
+	var chains [][]*x509.Certificate
+	if c.config.verifiesClientCert() {
+		if chains, err = c.config.verifyClientChain(certs, c.config.time()); err != nil {
+			return msg, c.fail(alertBadCertificate, err)
+		}
+	}
+	if err := h12.acceptPeerChain(raw, certs, chains); err != nil {
+		return msg, err
+	}
+	hs.state.peerCertificates = certs
+	hs.state.verifiedChains = chains
+	cv := new(certificateVerifyMsg)
+	if msg, err = c.readHandshake13(hs.ctx, 2); err != nil {
+		return msg, err
+	}
+	if err := c.parseHandshakeMsg(msg, typeCertificateVerify, cv.unmarshal); err != nil {
+		return msg, err
+	}
+	if !slices.Contains(supportedSignatureAlgorithms13(), cv.signatureAlgorithm) {
+		return msg, c.fail(alertIllegalParameter, fmt.Errorf("dtls: client signed with %v, which we did not ask for", cv.signatureAlgorithm))
+	}
+	if err := verifyHandshakeSignature(VersionDTLS13, cv.signatureAlgorithm, certs[0].PublicKey, signedMessage13(false, hs.transcript.Sum(nil)), cv.signature); err != nil {
+		return msg, c.fail(alertDecryptError, err)
+	}
+	hs.addTranscript(msg)
+	return c.readHandshake13(hs.ctx, 2)
+}

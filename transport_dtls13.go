@@ -1,0 +1,242 @@
+package dtls
+
+import "time"
+
+// The DTLS 1.3 additions to the handshake transport (RFC 9147 §5.8, §7):
+// the same flights, fragmentation, reassembly and RFC 6298 timer as DTLS
+// 1.2 (flight.go, reassembly.go, rtt.go), plus
+//
+//   - on the send side, a record of which fragment of which message each
+//     handshake record we sent carried, so that an ACK marks those bytes
+//     as received and a retransmission resends only the rest, in new
+//     records (§7.1); once every byte of a flight is ACKed its timer
+//     stops (§5.8.1);
+//   - on the receive side, the record numbers of the peer's handshake
+//     records we processed, which an ACK names: at once where RFC 9147
+//     asks for one (the server after the client's final flight), or when
+//     the ACK timer, a quarter of the retransmission timeout (BoringSSL's
+//     choice; §7.1 leaves it open), fires while a flight of the peer is
+//     incomplete. Our next flight is the implicit ACK of the peer's and
+//     clears the list.
+//
+// A 1.2 connection never allocates this state (handshakeTransport.ack13
+// stays nil) and its flights are unchanged.
+
+const (
+	// maxSentRecords13 bounds the handshake records of one flight we
+	// remember for ACKs: a flight of a few messages over a small MTU,
+	// with its retransmissions. When full, the oldest are forgotten; an
+	// ACK naming them is then ignored, and their bytes are sent again.
+	maxSentRecords13 = 128
+	// maxAckSpans13 bounds the acknowledged byte ranges kept per message:
+	// ACKs of fragments arrive in any order, adjacent ranges merge, and a
+	// message is cut into at most a few dozen fragments.
+	maxAckSpans13 = 32
+	// ackDelayDiv: the ACK timer is the retransmission timeout over this
+	// (RFC 9147 §7.1 asks for an ACK "when it has received a partial
+	// flight" after a delay; BoringSSL waits a quarter of its timeout).
+	ackDelayDiv = 4
+)
+
+// span is the byte range [off, end) of a message body.
+type span struct{ off, end uint32 }
+
+// sentRecord13 says what one handshake record we sent carried.
+type sentRecord13 struct {
+	rn       recordNumber
+	entry    int // index in the flight
+	off, end uint32
+}
+
+// transport13 is the ACK state of a DTLS 1.3 handshake transport.
+type transport13 struct {
+	sent  []sentRecord13
+	acked [maxFlightEntries13][]span // per flight entry
+	// allAcked: every byte of the current flight was ACKed, so it is not
+	// retransmitted (the peer's next flight may still be missing).
+	allAcked bool
+
+	recv     []recordNumber // the peer's handshake records to ACK
+	ackArmed bool
+	ackAt    time.Time
+}
+
+// maxFlightEntries13 is the most messages of a DTLS 1.3 flight of ours:
+// the server's ServerHello, EncryptedExtensions, CertificateRequest,
+// Certificate, CertificateVerify and Finished.
+const maxFlightEntries13 = 6
+
+// enable13 switches the transport to DTLS 1.3 ACK handling.
+func (t *handshakeTransport) enable13() {
+	if t.ack13 == nil {
+		t.ack13 = new(transport13)
+	}
+}
+
+// newFlight13 forgets the ACK state of a flight that was replaced.
+func (a *transport13) newFlight() {
+	a.sent = a.sent[:0]
+	for i := range a.acked {
+		a.acked[i] = a.acked[i][:0]
+	}
+	a.allAcked = false
+}
+
+// pendingSpans returns the parts of entry i's body of length n that no
+// ACK covered, appended to dst: all of it in DTLS 1.2.
+func (t *handshakeTransport) pendingSpans(dst []span, i int, n uint32) []span {
+	if t.ack13 == nil || i >= maxFlightEntries13 || len(t.ack13.acked[i]) == 0 {
+		return append(dst, span{0, n})
+	}
+	off := uint32(0)
+	for _, s := range t.ack13.acked[i] { // sorted, disjoint
+		if s.off > off {
+			dst = append(dst, span{off, s.off})
+		}
+		off = max(off, s.end)
+	}
+	if off < n {
+		dst = append(dst, span{off, n})
+	}
+	if n == 0 && len(dst) == 0 {
+		return dst
+	}
+	return dst
+}
+
+// noteSent records that the handshake record rn carried bytes [off, end)
+// of flight entry i.
+func (t *handshakeTransport) noteSent13(rn recordNumber, i int, off, end uint32) {
+	a := t.ack13
+	if a == nil {
+		return
+	}
+	if len(a.sent) == maxSentRecords13 {
+		copy(a.sent, a.sent[1:])
+		a.sent = a.sent[:len(a.sent)-1]
+	}
+	a.sent = append(a.sent, sentRecord13{rn: rn, entry: i, off: off, end: end})
+}
+
+// handleACK marks the records an ACK names as received. It reports
+// whether the whole flight is now acknowledged, and then stops the
+// retransmission timer (RFC 9147 §7.1: a sender "MUST NOT retransmit"
+// ACKed records, and once all are ACKed the flight is done). Record
+// numbers we never sent, or forgot, are ignored.
+func (t *handshakeTransport) handleACK(rns []recordNumber) (all bool) {
+	a := t.ack13
+	if a == nil || len(t.flight) == 0 {
+		return false
+	}
+	for _, rn := range rns {
+		for j := range a.sent {
+			if a.sent[j].rn == rn {
+				s := a.sent[j]
+				a.addSpan(s.entry, span{s.off, s.end})
+			}
+		}
+	}
+	for i, e := range t.flight {
+		if e.ccs {
+			continue
+		}
+		n := uint32(len(e.transcript) - handshakeHeaderLen)
+		if i >= maxFlightEntries13 {
+			return false
+		}
+		sp := a.acked[i]
+		if n == 0 {
+			if len(sp) == 0 {
+				return false
+			}
+			continue
+		}
+		if len(sp) != 1 || sp[0].off != 0 || sp[0].end < n {
+			return false
+		}
+	}
+	a.allAcked = true
+	t.timerArmed = false
+	return true
+}
+
+// addSpan merges s into entry i's sorted list of acknowledged spans.
+func (a *transport13) addSpan(i int, s span) {
+	if i < 0 || i >= maxFlightEntries13 {
+		return
+	}
+	list := a.acked[i]
+	out := list[:0:0]
+	out = make([]span, 0, len(list)+1)
+	placed := false
+	for _, x := range list {
+		switch {
+		case x.end < s.off:
+			out = append(out, x)
+		case s.end < x.off:
+			if !placed {
+				out = append(out, s)
+				placed = true
+			}
+			out = append(out, x)
+		default: // overlapping or adjacent: merge into s
+			s = span{min(s.off, x.off), max(s.end, x.end)}
+		}
+	}
+	if !placed {
+		out = append(out, s)
+	}
+	if len(out) > maxAckSpans13 {
+		return // too fragmented to track: the bytes are sent again
+	}
+	a.acked[i] = out
+}
+
+// noteReceived13 records a handshake record of the peer to ACK and arms
+// the ACK timer.
+func (t *handshakeTransport) noteReceived13(rn recordNumber, now time.Time) {
+	a := t.ack13
+	if a == nil {
+		return
+	}
+	for _, r := range a.recv {
+		if r == rn {
+			return
+		}
+	}
+	if len(a.recv) < maxACKRecordNumbers {
+		a.recv = append(a.recv, rn)
+	}
+	if !a.ackArmed {
+		a.ackArmed = true
+		a.ackAt = now.Add(max(t.rto/ackDelayDiv, time.Millisecond))
+	}
+}
+
+// takeACK returns the record numbers to ACK and clears them and the ACK
+// timer; the slice is valid until the next noteReceived13.
+func (t *handshakeTransport) takeACK() []recordNumber {
+	a := t.ack13
+	if a == nil {
+		return nil
+	}
+	rns := a.recv
+	a.recv = a.recv[:0]
+	a.ackArmed = false
+	return rns
+}
+
+// implicitACK clears the records to ACK: our next flight acknowledges
+// the peer's (RFC 9147 §7.1).
+func (t *handshakeTransport) implicitACK() {
+	if a := t.ack13; a != nil {
+		a.recv = a.recv[:0]
+		a.ackArmed = false
+	}
+}
+
+// ackDue reports whether the ACK timer has expired at now.
+func (t *handshakeTransport) ackDue(now time.Time) bool {
+	a := t.ack13
+	return a != nil && a.ackArmed && !now.Before(a.ackAt)
+}
