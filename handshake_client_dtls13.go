@@ -53,9 +53,11 @@ func (c *Conn) offers13() bool {
 // enabledSuites13 is the 1.3 suite list: Config.CipherSuites' 1.3 ids in
 // its order, or our default order without CCM_8 (RFC 9147 Appendix B.3
 // asks for safeguards we leave to whoever names it).
-func (c *Conn) enabledSuites13() []*cipherSuite13 {
+func (c *Conn) enabledSuites13() []*cipherSuite13 { return c.config.suites13() }
+
+func (cfg *Config) suites13() []*cipherSuite13 {
 	var out []*cipherSuite13
-	if ids := c.config.CipherSuites; len(ids) > 0 {
+	if ids := cfg.CipherSuites; len(ids) > 0 {
 		for _, id := range ids {
 			if s := cipherSuite13ByID(id); s != nil {
 				out = append(out, s)
@@ -76,9 +78,11 @@ func (c *Conn) enabledSuites13() []*cipherSuite13 {
 // groups13 is our key exchange groups for 1.3 in preference order: the
 // configured ones we implement for 1.3 (X25519MLKEM768 among them when
 // named).
-func (c *Conn) groups13() []tls.CurveID {
+func (c *Conn) groups13() []tls.CurveID { return c.config.groups13() }
+
+func (cfg *Config) groups13() []tls.CurveID {
 	var out []tls.CurveID
-	for _, id := range c.config.curvePreferences() {
+	for _, id := range cfg.curvePreferences() {
 		if keyShareSupported(id) {
 			out = append(out, id)
 		}
@@ -267,7 +271,7 @@ func (hs *clientHandshakeState13) processHRR(msg inMessage, hrr *serverHelloMsg1
 	}
 	hs.transcript = hs.suite.hash.New()
 	// The transcript starts with message_hash(ClientHello1) (§4.4.1).
-	hs.transcript.Write(messageHash13(hs.suite.hash, appendTranscriptMessage13(nil, typeClientHello, hs.chBody)))
+	hs.transcript.Write(messageHash13(hs.suite.hash, hs.chBody))
 	hs.addTranscript(typeServerHello, msg.body)
 	changed := len(hrr.cookie) > 0
 	hs.hello.cookieExt = slices.Clone(hrr.cookie)

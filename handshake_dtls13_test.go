@@ -206,3 +206,56 @@ func TestHandshake13VersionNegotiation(t *testing.T) {
 		})
 	}
 }
+
+// TestHandshake13Listener runs 1.3 through a Listener, whose cookie
+// exchange is a stateless HelloRetryRequest, for each group choice.
+func TestHandshake13Listener(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	for _, tc := range []struct {
+		name           string
+		client, server []tls.CurveID
+	}{
+		{"X25519", nil, nil},
+		{"X25519MLKEM768 asked by the HRR", []tls.CurveID{tls.X25519, groupX25519MLKEM768}, []tls.CurveID{groupX25519MLKEM768, tls.X25519}},
+		{"P-384", []tls.CurveID{tls.CurveP384}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cc, sc := configs13(t, "p256")
+			cc.CurvePreferences, sc.CurvePreferences = tc.client, tc.server
+			l, states := echoServer(t, sc, nil)
+			c, err := Dial("udp", l.Addr().String(), cc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			exchange(t, c, "through the listener", "twice")
+			st := <-states
+			cs := c.ConnectionState()
+			if cs.Version != VersionDTLS13 || st.Version != VersionDTLS13 {
+				t.Fatalf("versions %#x/%#x", cs.Version, st.Version)
+			}
+			want := tls.X25519
+			if tc.server != nil {
+				want = tc.server[0]
+			} else if tc.client != nil {
+				want = tc.client[0]
+			}
+			if cs.CurveID != want || st.CurveID != want {
+				t.Fatalf("group %v/%v, want %v", cs.CurveID, st.CurveID, want)
+			}
+		})
+	}
+	// A 1.2-only client gets 1.2 from the same Listener.
+	cc, sc := configs13(t, "p256")
+	cc.MaxVersion = VersionDTLS12
+	l, _ := echoServer(t, sc, nil)
+	c, err := Dial("udp", l.Addr().String(), cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	exchange(t, c, "1.2")
+	if v := c.ConnectionState().Version; v != VersionDTLS12 {
+		t.Fatalf("version %#x", v)
+	}
+}

@@ -88,8 +88,19 @@ func (hs *serverHandshakeState13) processClientHello() error {
 	if !slices.Equal(ch.compressionMethods, []uint8{compressionNone}) {
 		return c.fail(alertIllegalParameter, errors.New("dtls: 1.3 ClientHello with compression"))
 	}
+	var stateless *hrrParams
+	if len(ch.cookieExt) > 0 && c.listener != nil {
+		// The second ClientHello after the Listener's stateless
+		// HelloRetryRequest: the cookie (verified by the Listener,
+		// and again here) says what that HelloRetryRequest chose.
+		p, ok := c.listener.gate.open13(c.config.time(), addrPort(c.io.remoteAddr()), &ch.clientHelloMsg, ch.cookieExt)
+		if !ok {
+			return c.fail(alertIllegalParameter, errors.New("dtls: ClientHello with a cookie that does not verify"))
+		}
+		stateless = &p
+	}
 	for _, s := range c.enabledSuites13() {
-		if slices.Contains(ch.cipherSuites, s.id) {
+		if slices.Contains(ch.cipherSuites, s.id) && (stateless == nil || s.id == stateless.suite) {
 			hs.suite = s
 			break
 		}
@@ -97,10 +108,8 @@ func (hs *serverHandshakeState13) processClientHello() error {
 	if hs.suite == nil {
 		return c.fail(alertHandshakeFailure, errors.New("dtls: no DTLS 1.3 cipher suite supported by both client and server"))
 	}
-	if len(ch.pskIdentities) > 0 && !ch.pskNotLast {
-		// We offer no PSK in 1.3 yet and ignore the client's (RFC 8446
-		// §4.2.11: the server may decline); tickets are not issued.
-	}
+	// Offered PSKs are ignored: no 1.3 PSK or ticket is implemented yet,
+	// and RFC 8446 §4.2.11 lets the server decline them.
 	if ch.pskNotLast {
 		return c.fail(alertIllegalParameter, errors.New("dtls: pre_shared_key is not the last extension"))
 	}
@@ -132,35 +141,34 @@ func (hs *serverHandshakeState13) processClientHello() error {
 		return c.fail(alertHandshakeFailure, errors.New("dtls: no key exchange group supported by both client and server"))
 	}
 	hs.transcript = hs.suite.hash.New()
-	// The address check and the key share: one HelloRetryRequest for
-	// both (RFC 9147 §5.1).
-	// When the cookie costs a HelloRetryRequest anyway, it also asks for
-	// our preferred group if the client's share is for another, so that
-	// X25519MLKEM768 costs no extra round trip (DTLS13-NOTES §3).
-	gate := !c.config.InsecureSkipHelloVerify && c.listener == nil
-	if gate && hs.group != want {
-		hs.group, share = want, nil
-	}
-	if gate || share == nil {
-		if share == nil {
-			hs.group = want
+	switch {
+	case stateless != nil:
+		// After a Listener's stateless HelloRetryRequest.
+		if err := hs.continueAfterHRR(stateless); err != nil {
+			return err
 		}
-		if err := hs.helloRetry(share == nil); err != nil {
+		hs.group = stateless.group
+		if share = keyShareFor(ch, hs.group); share == nil || stateless.askedGroup && len(ch.keyShares) != 1 {
+			// RFC 8446 §4.1.2: the second ClientHello carries the
+			// share the HelloRetryRequest asked for (and only it).
+			return c.fail(alertIllegalParameter, errors.New("dtls: second ClientHello without the requested key share"))
+		}
+	case !c.config.InsecureSkipHelloVerify && c.listener == nil || share == nil:
+		// The address check (a Conn made by Server) and the key share:
+		// one HelloRetryRequest for both (RFC 9147 §5.1). When the
+		// cookie costs a HelloRetryRequest anyway, it also asks for our
+		// preferred group if the client's share is for another, so that
+		// X25519MLKEM768 costs no extra round trip (DTLS13-NOTES §3).
+		ask := hs.group != want
+		hs.group = want
+		if err := hs.helloRetry(ask); err != nil {
 			return err
 		}
 		ch = hs.hello
-		share = nil
-		for _, ks := range ch.keyShares {
-			if ks.group == hs.group {
-				share = ks.data
-			}
-		}
-		if share == nil || len(ch.keyShares) != 1 {
-			// RFC 8446 §4.1.2: the second ClientHello carries exactly
-			// the share the HelloRetryRequest asked for.
+		if share = keyShareFor(ch, hs.group); share == nil || ask && len(ch.keyShares) != 1 {
 			return c.fail(alertIllegalParameter, errors.New("dtls: second ClientHello without the requested key share"))
 		}
-	} else {
+	default:
 		hs.transcript.Write(appendTranscriptMessage13(nil, typeClientHello, ch.original))
 	}
 	// The address is proven (or the Listener proved it): now the key
@@ -215,7 +223,7 @@ func (hs *serverHandshakeState13) helloRetry(askGroup bool) error {
 	}
 	// RFC 8446 §4.4.1: the transcript restarts with message_hash of the
 	// first ClientHello.
-	hs.transcript.Write(messageHash13(hs.suite.hash, appendTranscriptMessage13(nil, typeClientHello, ch1.original)))
+	hs.transcript.Write(messageHash13(hs.suite.hash, ch1.original))
 	if err := writeHandshake13(c, hs.transcript, hrr); err != nil {
 		return err
 	}
@@ -241,6 +249,37 @@ func (hs *serverHandshakeState13) helloRetry(askGroup bool) error {
 	}
 	hs.transcript.Write(appendTranscriptMessage13(nil, typeClientHello, msg.body))
 	hs.hello = ch2
+	return nil
+}
+
+// keyShareFor returns the client's key share for group, or nil.
+func keyShareFor(ch *clientHelloMsg13, group tls.CurveID) []byte {
+	for _, ks := range ch.keyShares {
+		if ks.group == group {
+			return ks.data
+		}
+	}
+	return nil
+}
+
+// continueAfterHRR starts the transcript of a handshake whose
+// HelloRetryRequest a Listener sent statelessly (RFC 8446 §4.4.1):
+// message_hash with the first ClientHello's hash from the cookie, the
+// HelloRetryRequest rebuilt from the cookie's fields, and the second
+// ClientHello.
+func (hs *serverHandshakeState13) continueAfterHRR(p *hrrParams) error {
+	c := hs.c
+	if len(p.chHash) != hs.suite.hash.Size() {
+		return c.fail(alertIllegalParameter, errors.New("dtls: cookie of another cipher suite"))
+	}
+	mh := []byte{byte(typeMessageHash), 0, 0, byte(len(p.chHash))}
+	hs.transcript.Write(append(mh, p.chHash...))
+	body, err := helloRetryRequest13(*p, hs.hello.cookieExt).marshal()
+	if err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	hs.transcript.Write(appendTranscriptMessage13(nil, typeServerHello, body))
+	hs.transcript.Write(appendTranscriptMessage13(nil, typeClientHello, hs.hello.original))
 	return nil
 }
 

@@ -2,6 +2,7 @@ package dtls
 
 import (
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -100,4 +101,107 @@ func (g *helloGate) helloRetryCookie(now time.Time, addr netip.AddrPort, ch *cli
 // the cookie extension rather than legacy_cookie.
 func (g *helloGate) admit13(now time.Time, addr netip.AddrPort, ch *clientHelloMsg, cookie []byte) bool {
 	return g.cookies == nil || g.cookies.verify(now, addr, ch, cookie)
+}
+
+// check13 is the gate for a ClientHello that may get DTLS 1.3 from a
+// Listener (RFC 9147 §5.1): one that offers 1.3 to a server that would
+// choose it (is13) is answered statelessly with a HelloRetryRequest
+// carrying a cookie (appended to dst as a whole record, with the
+// ClientHello's record sequence number and message_seq, like the
+// HelloVerifyRequest), unless it returns a valid cookie (admitted). The
+// HelloRetryRequest also asks for our preferred group when the client's
+// key share is for another. Nothing here does any cryptography beyond
+// the cookie's HMAC: the key exchange, ML-KEM included, waits for the
+// connection the admitted ClientHello starts.
+func (g *helloGate) check13(dst []byte, now time.Time, addr netip.AddrPort, recordSeq uint64, msgSeq uint16, config *Config, ch *clientHelloMsg) (answer []byte, admitted, is13 bool) {
+	if !config.supports(VersionDTLS13) || len(ch.cookie) != 0 || config.RawPublicKey ||
+		len(config.Certificates) == 0 && config.GetCertificate == nil {
+		return dst, false, false
+	}
+	ch13 := new(clientHelloMsg13)
+	if !ch13.unmarshal(ch.original) || !slices.Contains(ch13.supportedVersions, VersionDTLS13) {
+		return dst, false, false
+	}
+	if g.cookies == nil {
+		return dst, true, true // the check is off: the connection decides
+	}
+	if len(ch13.cookieExt) > 0 {
+		_, ok := g.cookies.verify13(now, addr, ch, ch13.cookieExt)
+		return dst, ok, true
+	}
+	p, ok := hrrParamsFor(config, ch13)
+	if !ok {
+		return dst, false, false // nothing in common for 1.3: 1.2 may do
+	}
+	var cookie [maxCookie13Len]byte
+	suite := cipherSuite13ByID(p.suite)
+	h := suite.hash.New()
+	h.Write(appendTranscriptMessage13(nil, typeClientHello, ch.original))
+	var sum [64]byte
+	p.chHash = h.Sum(sum[:0])
+	hrr := helloRetryRequest13(p, g.cookies.generate13(cookie[:0], now, addr, recordSeq, p, ch))
+	body, err := hrr.marshal()
+	if err != nil {
+		return dst, false, true
+	}
+	hh := handshakeHeader{typ: typeServerHello, length: uint32(len(body)), messageSeq: msgSeq, fragmentLength: uint32(len(body))}
+	dst = appendRecordHeader(dst, recordTypeHandshake, VersionDTLS12, 0, recordSeq, handshakeHeaderLen+len(body))
+	dst = hh.appendTo(dst)
+	return append(dst, body...), false, true
+}
+
+// hrrParamsFor chooses the suite and group of a HelloRetryRequest as the
+// connection would (serverHandshakeState13.processClientHello): our first
+// suite and group that the client offers; askedGroup when the client sent
+// no share for that group.
+func hrrParamsFor(config *Config, ch *clientHelloMsg13) (hrrParams, bool) {
+	var p hrrParams
+	for _, s := range config.suites13() {
+		if slices.Contains(ch.cipherSuites, s.id) {
+			p.suite = s.id
+			break
+		}
+	}
+	for _, g := range config.groups13() {
+		if slices.Contains(ch.supportedCurves, g) {
+			p.group = g
+			break
+		}
+	}
+	if p.suite == 0 || p.group == 0 {
+		return p, false
+	}
+	p.askedGroup = true
+	for _, ks := range ch.keyShares {
+		if ks.group == p.group {
+			p.askedGroup = false
+		}
+	}
+	return p, true
+}
+
+// helloRetryRequest13 is the HelloRetryRequest for p with cookie: the
+// gate sends it, and the connection rebuilds it byte for byte for its
+// transcript (RFC 8446 §4.4.1).
+func helloRetryRequest13(p hrrParams, cookie []byte) *serverHelloMsg13 {
+	hrr := &serverHelloMsg13{
+		vers:             VersionDTLS12,
+		random:           helloRetryRequestRandom,
+		cipherSuite:      p.suite,
+		supportedVersion: VersionDTLS13,
+		cookie:           cookie,
+	}
+	if p.askedGroup {
+		hrr.selectedGroup = p.group
+	}
+	return hrr
+}
+
+// open13 returns what the cookie of an admitted second ClientHello
+// carries, for the connection.
+func (g *helloGate) open13(now time.Time, addr netip.AddrPort, ch *clientHelloMsg, cookie []byte) (hrrParams, bool) {
+	if g.cookies == nil {
+		return hrrParams{}, false
+	}
+	return g.cookies.verify13(now, addr, ch, cookie)
 }

@@ -616,15 +616,23 @@ func (l *Listener) handleHello(d []byte, ap netip.AddrPort, existing *listenerCo
 		return false
 	}
 	now := l.config.time()
-	if !l.gate.admit(now, ap, ch) {
-		hvr := l.gate.appendHelloVerifyRequest(l.hvrScratch[:0], now, ap, hdr.seq, msgSeq, ch)
-		// Never answer with more than was sent: no amplification.
-		if len(hvr) <= received {
+	// DTLS 1.3's cookie comes in a HelloRetryRequest (check13), 1.2's
+	// in a HelloVerifyRequest.
+	hvr, admitted, is13 := l.gate.check13(l.hvrScratch[:0], now, ap, hdr.seq, msgSeq, l.config, ch)
+	if !is13 {
+		if admitted = l.gate.admit(now, ap, ch); !admitted {
+			hvr = l.gate.appendHelloVerifyRequest(l.hvrScratch[:0], now, ap, hdr.seq, msgSeq, ch)
+		}
+	}
+	if !admitted {
+		// Never answer with more than was sent: no amplification. A
+		// 1.3 cookie that does not verify gets no answer.
+		if len(hvr) > 0 && len(hvr) <= received {
 			if l.config.Tracer != nil {
 				l.traceStatelessExchange(now, ap, d, hdr, msgSeq, hvr)
 			}
 			l.writeTo(hvr, ap)
-		} else {
+		} else if len(hvr) > 0 {
 			l.drop(dropNoAmplification, ap, len(d))
 		}
 		l.hvrScratch = hvr
@@ -738,7 +746,7 @@ func (l *Listener) traceStatelessExchange(now time.Time, ap netip.AddrPort, ch [
 	emit(TraceEvent{Kind: TraceHandshakeReceived, HandshakeType: uint8(typeClientHello), MessageSeq: msgSeq, MessageLength: uint32(chLen), FragmentLength: uint32(chLen)})
 	emit(TraceEvent{Kind: TraceFlightSent, Flight: 1, Reason: "stateless"})
 	emit(TraceEvent{Kind: TraceRecordSent, Seq: chHdr.seq, ContentType: uint8(recordTypeHandshake), Length: len(hvr) - recordHeaderLen})
-	emit(TraceEvent{Kind: TraceHandshakeSent, HandshakeType: uint8(typeHelloVerifyRequest), MessageSeq: msgSeq, MessageLength: uint32(hvrLen), FragmentLength: uint32(hvrLen), Flight: 1})
+	emit(TraceEvent{Kind: TraceHandshakeSent, HandshakeType: hvr[recordHeaderLen], MessageSeq: msgSeq, MessageLength: uint32(hvrLen), FragmentLength: uint32(hvrLen), Flight: 1})
 	emit(TraceEvent{Kind: TraceDatagramSent, Length: len(hvr), Datagram: hvr})
 }
 
