@@ -33,7 +33,7 @@ const (
 	// timer, at most maxRetransmitTimeout; older is a replay.
 	maxHRRCookieAge = maxRetransmitTimeout
 	// cookie13Domain separates 1.3 cookie tags from 1.2 ones.
-	cookie13Domain = 0x13
+	cookie13Domain     = 0x13
 	cookie13AskedGroup = 1
 )
 
