@@ -92,11 +92,11 @@ func (cfg *Config) groups13() []tls.CurveID {
 
 // offer13 turns the 1.2 ClientHello into one that offers DTLS 1.3 too:
 // supported_versions (1.3 first), the 1.3 suites before the 1.2 ones, the
-// hybrid group in supported_groups when configured, and one key share,
-// for our first group. One share keeps the ClientHello in one datagram
-// (an X25519MLKEM768 share is 1216 bytes); a server preferring another
-// group asks for it in a HelloRetryRequest, which its cookie exchange
-// costs anyway (DTLS13-NOTES §3).
+// hybrid group in supported_groups when configured, and one key share
+// (firstShareGroup). One classical share keeps the ClientHello in one
+// datagram (an X25519MLKEM768 share is 1216 bytes); a server preferring
+// another group asks for it in a HelloRetryRequest, which its cookie
+// exchange costs anyway (DTLS13-NOTES §3).
 func (c *Conn) offer13(hello *clientHelloMsg) (*clientHandshakeState13, error) {
 	hs := &clientHandshakeState13{c: c}
 	m := &clientHelloMsg13{clientHelloMsg: *hello}
@@ -126,12 +126,28 @@ func (c *Conn) offer13(hello *clientHelloMsg) (*clientHandshakeState13, error) {
 	// RFC 9147 §5.3: a DTLS 1.3 ClientHello carries no legacy session id
 	// for the server to echo.
 	m.sessionID = nil
-	if err := hs.newKeyShare(m, groups[0]); err != nil {
+	if err := hs.newKeyShare(m, firstShareGroup(groups)); err != nil {
 		return nil, err
 	}
 	hs.hello = m
 	c.offered13 = true
 	return hs, nil
+}
+
+// firstShareGroup is the group of the one key share in our first
+// ClientHello: the first group whose share keeps the ClientHello in one
+// datagram, so not X25519MLKEM768's 1216 bytes when a classical group is
+// configured too. wolfSSL refuses a fragmented first ClientHello
+// (wolfSSL #9266), and no server reassembles one before checking the
+// address; a server that prefers the hybrid asks for it in the
+// HelloRetryRequest that its cookie costs anyway (DTLS13-NOTES §3).
+func firstShareGroup(groups []tls.CurveID) tls.CurveID {
+	for _, g := range groups {
+		if g != groupX25519MLKEM768 {
+			return g
+		}
+	}
+	return groups[0]
 }
 
 // newKeyShare makes our key share for group and puts it in the hello.

@@ -466,6 +466,7 @@ type want struct {
 	srtp       uint16 // non-zero: the negotiated SRTP protection profile
 	alpn       string // the negotiated ALPN protocol, "" for none
 	resumed    bool   // the handshake resumed a session
+	v13        bool   // DTLS 1.3 (no extended master secret there)
 }
 
 func (w want) check(st dtls.ConnectionState) error {
@@ -473,7 +474,12 @@ func (w want) check(st dtls.ConnectionState) error {
 	if !st.HandshakeComplete {
 		errs = append(errs, errors.New("HandshakeComplete is false"))
 	}
-	if st.Version != dtls.VersionDTLS12 {
+	if w.v13 {
+		if st.Version != dtls.VersionDTLS13 {
+			errs = append(errs, fmt.Errorf("Version %#x, want DTLS 1.3", st.Version))
+		}
+		w.noEMS = true // RFC 8446 has no extended master secret: its key schedule covers the transcript
+	} else if st.Version != dtls.VersionDTLS12 {
 		errs = append(errs, fmt.Errorf("Version %#x, want DTLS 1.2", st.Version))
 	}
 	if w.suite != 0 && st.CipherSuite != w.suite {

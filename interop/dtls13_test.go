@@ -1,0 +1,326 @@
+package interop_test
+
+// DTLS 1.3 cells (issue 12): our client and our Listener, with
+// MaxVersion VersionDTLS13, against wolfSSL 5.9's example programs (built
+// by .ci/wolfssl) and pion/dtls v4 in process, both roles, data both
+// ways. Cells are TestDTLS13/<peer>/<client|server>/<feature>, where the
+// role is ours.
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dtls-go/dtls"
+	pion4 "github.com/pion/dtls/v4"
+	pion4suite "github.com/pion/dtls/v4/pkg/crypto/ciphersuite"
+	pion4proto "github.com/pion/dtls/v4/pkg/protocol"
+)
+
+// x25519MLKEM768 is the hybrid group's IANA id.
+const x25519MLKEM768 tls.CurveID = 0x11ec
+
+// cell13 is one DTLS 1.3 cell's configuration.
+type cell13 struct {
+	name       string
+	suite      uint16      // 0: the peers' defaults
+	rsa        bool        // the server presents an RSA-2048 certificate (RSA-PSS signatures)
+	clientAuth bool        // the server requires and verifies a client certificate
+	ourGroups  []tls.CurveID
+	mtu        int
+	// wolfSSL-only flags for both programs, and pion's own groups.
+	wolfArgs   []string
+	wolfClient []string // for wolfSSL's client only
+	pionHybrid bool     // pion offers X25519MLKEM768 (its default) and is asked for it
+}
+
+var cells13 = []cell13{
+	{name: "ECDSA-P256"},
+	{name: "RSA", rsa: true},
+	{name: "AES256-GCM", suite: 0x1302, wolfArgs: []string{"-l", "TLS13-AES256-GCM-SHA384"}},
+	{name: "ChaCha20", suite: 0x1303, wolfArgs: []string{"-l", "TLS13-CHACHA20-POLY1305-SHA256"}},
+	{name: "AES128-CCM", suite: 0x1304, wolfArgs: []string{"-l", "TLS13-AES128-CCM-SHA256"}},
+	{name: "X25519MLKEM768", ourGroups: []tls.CurveID{x25519MLKEM768, tls.X25519}, wolfArgs: []string{"--pqc", "X25519MLKEM768"}, pionHybrid: true},
+	{name: "HRR", ourGroups: []tls.CurveID{tls.CurveP384, tls.X25519}, wolfClient: []string{"-J"}},
+	{name: "ClientAuth", clientAuth: true},
+	{name: "MTU300", mtu: 300, wolfArgs: []string{"-u", "300"}},
+}
+
+func (c cell13) ourConfig(pki *testPKI, client bool) *dtls.Config {
+	cfg := &dtls.Config{MaxVersion: dtls.VersionDTLS13, MTU: c.mtu, CurvePreferences: c.ourGroups}
+	if c.suite != 0 {
+		cfg.CipherSuites = []uint16{c.suite}
+	}
+	if client {
+		cfg.RootCAs, cfg.ServerName = pki.roots, "localhost"
+		if c.clientAuth {
+			cfg.Certificates = []tls.Certificate{pki.client}
+		}
+		return cfg
+	}
+	cfg.Certificates = []tls.Certificate{pki.server}
+	if c.rsa {
+		cfg.Certificates = []tls.Certificate{pki.rsaServer}
+	}
+	if c.clientAuth {
+		cfg.ClientAuth, cfg.ClientCAs = tls.RequireAndVerifyClientCert, pki.roots
+	}
+	return cfg
+}
+
+func (c cell13) want() want {
+	w := want{v13: true, suite: c.suite}
+	return w
+}
+
+func TestDTLS13(t *testing.T) {
+	t.Run("wolfSSL-13", func(t *testing.T) {
+		dir := wolfssl13Dir(t)
+		sh := requirePeer(t, "sh", "sh")
+		pki := newTestPKI(t)
+		for _, role := range []string{"client", "server"} {
+			t.Run(role, func(t *testing.T) {
+				for _, c := range cells13 {
+					t.Run(c.name, func(t *testing.T) {
+						if role == "client" && len(c.wolfClient) > 0 {
+							notApplicable(t, "a wolfSSL client option; our client's first key share is our first group, which the cell's server takes")
+						}
+						ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+						defer cancel()
+						if role == "client" {
+							wolfServer13(ctx, t, sh, dir, pki, c)
+						} else {
+							wolfClient13(ctx, t, sh, dir, pki, c)
+						}
+					})
+				}
+			})
+		}
+	})
+	t.Run("PionV4-13", func(t *testing.T) {
+		pki := newTestPKI(t)
+		for _, role := range []string{"client", "server"} {
+			t.Run(role, func(t *testing.T) {
+				for _, c := range cells13 {
+					t.Run(c.name, func(t *testing.T) {
+						if c.suite == 0x1304 {
+							notApplicable(t, "pion/dtls v4 has no TLS_AES_128_CCM_SHA256")
+						}
+						if c.name == "HRR" && role == "server" {
+							// pion's client sends an X25519 share;
+							// our server prefers P-384 and asks.
+						}
+						ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+						defer cancel()
+						if role == "client" {
+							pionServer13(ctx, t, pki, c)
+						} else {
+							pionClient13(ctx, t, pki, c)
+						}
+					})
+				}
+			})
+		}
+	})
+}
+
+// wolfServer13: wolfSSL's example server, our client.
+func wolfServer13(ctx context.Context, t *testing.T, sh, dir string, pki *testPKI, c cell13) {
+	work := wolfssl13Workdir(t, dir)
+	cert, key := pki.serverCert, pki.serverKey
+	if c.rsa {
+		cert, key = pki.rsaServerCert, pki.rsaServerKey
+	}
+	args := []string{"-v", "4", "-c", cert, "-k", key}
+	if c.clientAuth {
+		args = append(args, "-A", pki.caFile)
+	} else {
+		args = append(args, "-d")
+	}
+	args = append(args, c.wolfArgs...)
+	if !contains(args, "-u") {
+		args = append(args, "-u")
+	}
+	srv, port := startServerProc(ctx, t, sh, func(port int) []string {
+		return inDir(work, filepath13(dir, "server"), append([]string{"-p", strconv.Itoa(port)}, args...)...)
+	})
+	cfg := c.ourConfig(pki, true)
+	conn, err := dtls.DialContext(ctx, "udp", addrOf(port), cfg)
+	if err != nil {
+		t.Fatalf("DialContext: %v\nwolfSSL server:\n%s", err, srv.output())
+	}
+	defer conn.Close()
+	if err := c.want().check(conn.ConnectionState()); err != nil {
+		t.Error(err)
+	}
+	if _, err := conn.Write([]byte(goLine)); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(exitWait))
+	buf := make([]byte, 1<<14)
+	n, err := conn.Read(buf)
+	if err != nil {
+		t.Fatalf("Read: %v\nwolfSSL server:\n%s", err, srv.output())
+	}
+	if got := strings.TrimRight(string(buf[:n]), "\x00\n"); got != "I hear you fa shizzle!" {
+		t.Errorf("wolfSSL answered %q", got)
+	}
+	conn.Close()
+	srv.waitExit(t, 0)
+	out := srv.output()
+	if !strings.Contains(out, "SSL version is DTLSv1.3") {
+		t.Errorf("wolfSSL server output:\n%s", out)
+	}
+}
+
+// wolfClient13: wolfSSL's example client, our Listener.
+func wolfClient13(ctx context.Context, t *testing.T, sh, dir string, pki *testPKI, c cell13) {
+	work := wolfssl13Workdir(t, dir)
+	l := listen(t, c.ourConfig(pki, false))
+	res := serveEcho(ctx, l, c.want(), false)
+	args := []string{"-v", "4", "-h", "127.0.0.1", "-p", strconv.Itoa(listenerPort(l)), "-A", pki.caFile}
+	if c.clientAuth {
+		args = append(args, "-c", pki.clientCert, "-k", pki.clientKey)
+	}
+	args = append(args, c.wolfArgs...)
+	args = append(args, c.wolfClient...)
+	if !contains(args, "-u") {
+		args = append(args, "-u")
+	}
+	cl := startProc(ctx, t, sh, inDir(work, filepath13(dir, "client"), args...)...)
+	cl.waitExit(t, 0)
+	out := cl.output()
+	if !strings.Contains(out, "SSL version is DTLSv1.3") || !strings.Contains(out, "hello wolfssl!") {
+		t.Errorf("wolfSSL client output:\n%s", out)
+	}
+	waitEcho(ctx, t, res, true)
+}
+
+func filepath13(dir, prog string) string { return dir + "/" + prog }
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// pion4Options13 is pion v4's configuration for a 1.3 cell: 1.3 only,
+// so that a cell cannot pass on 1.2.
+func pion4Options13(c cell13, pki *testPKI, client bool) []pion4.Option {
+	opts := []pion4.Option{pion4.WithMinVersion(pion4proto.Version1_3), pion4.WithMaxVersion(pion4proto.Version1_3)}
+	if c.suite != 0 {
+		opts = append(opts, pion4.WithCipherSuites(pion4suite.ID(c.suite)))
+	}
+	if c.mtu != 0 {
+		opts = append(opts, pion4.WithMTU(c.mtu))
+	}
+	if client {
+		opts = append(opts, pion4.WithRootCAs(pki.roots), pion4.WithServerName("localhost"))
+		if c.clientAuth {
+			opts = append(opts, pion4.WithCertificates(pki.client))
+		}
+		return opts
+	}
+	cert := pki.server
+	if c.rsa {
+		cert = pki.rsaServer
+	}
+	return append(opts, pion4.WithCertificates(cert))
+}
+
+// pionServer13: pion's server echoes one datagram; our client.
+func pionServer13(ctx context.Context, t *testing.T, pki *testPKI, c cell13) {
+	opts := pion4Options13(c, pki, false)
+	sopts := make([]pion4.ServerOption, 0, len(opts)+2)
+	for _, o := range opts {
+		sopts = append(sopts, o)
+	}
+	if c.clientAuth {
+		sopts = append(sopts, pion4.WithClientAuth(pion4.RequireAndVerifyClientCert), pion4.WithClientCAs(pki.roots))
+	}
+	l, err := pion4.ListenAddr("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, sopts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	errc := make(chan error, 1)
+	go func() {
+		nc, err := l.Accept()
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer nc.Close()
+		conn := nc.(*pion4.Conn)
+		if err := conn.HandshakeContext(ctx); err != nil {
+			errc <- fmt.Errorf("pion server handshake: %w", err)
+			return
+		}
+		if st, _ := conn.ConnectionState(); st.NegotiatedVersion() != pion4proto.Version1_3 {
+			errc <- fmt.Errorf("pion negotiated %v", st.NegotiatedVersion())
+			return
+		}
+		buf := make([]byte, 1<<14)
+		n, err := conn.Read(buf)
+		if err == nil {
+			_, err = conn.Write(buf[:n])
+		}
+		errc <- err
+	}()
+	dialAndExchange(ctx, t, l.Addr().String(), c.ourConfig(pki, true), c.want(), goLine, goLine)
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Error(err)
+		}
+	case <-ctx.Done():
+		t.Fatal("pion server did not finish")
+	}
+}
+
+// pionClient13: pion's client writes one datagram and reads it back; our
+// Listener echoes.
+func pionClient13(ctx context.Context, t *testing.T, pki *testPKI, c cell13) {
+	l := listen(t, c.ourConfig(pki, false))
+	res := serveEcho(ctx, l, c.want(), false)
+	opts := pion4Options13(c, pki, true)
+	copts := make([]pion4.ClientOption, 0, len(opts))
+	for _, o := range opts {
+		copts = append(copts, o)
+	}
+	conn, err := pion4.Dial("udp", l.Addr().(*net.UDPAddr), copts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.HandshakeContext(ctx); err != nil {
+		conn.Close()
+		t.Fatalf("pion client handshake: %v", err)
+	}
+	if st, _ := conn.ConnectionState(); st.NegotiatedVersion() != pion4proto.Version1_3 {
+		t.Errorf("pion negotiated %v", st.NegotiatedVersion())
+	}
+	if _, err := conn.Write([]byte(pionLine)); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(exitWait))
+	buf := make([]byte, 1<<14)
+	n, err := conn.Read(buf)
+	if err != nil && !errors.Is(err, io.EOF) {
+		t.Fatalf("pion Read: %v", err)
+	}
+	if string(buf[:n]) != pionLine {
+		t.Errorf("pion read %q", buf[:n])
+	}
+	conn.Close()
+	waitEcho(ctx, t, res, true)
+}
