@@ -2,8 +2,15 @@ package dtls
 
 import (
 	"crypto/tls"
+	"errors"
+	"fmt"
 	"net"
+	"os"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/dtls-go/dtls/internal/netsim"
 )
 
 // connectedPair returns a server and a client Conn over two connected
@@ -259,3 +266,51 @@ func TestHandshake13Listener(t *testing.T) {
 		t.Fatalf("version %#x", v)
 	}
 }
+
+// TestLoss13 runs DTLS 1.3 handshakes through the loss table's lossy
+// network (loss_test.go) at 0, 10, 30 and 50% loss each way: every seed
+// must complete, within a bounded number of datagrams, and the rows are
+// logged beside the 1.2 ones for LOSS.md.
+func TestLoss13(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	seeds := lossSeeds()
+	for _, mtu := range []int{0, 200} {
+		for _, loss := range []float64{0, 0.1, 0.3, 0.5} {
+			row := lossRow{suiteCase{TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, "p256"}, mtu, loss}
+			t.Run(fmt.Sprintf("DTLS 1.3/MTU %d/loss %.0f%%", mtu, loss*100), func(t *testing.T) {
+				cc, sc := lossConfigs(t, row.suite)
+				cc.CipherSuites, sc.CipherSuites = nil, nil
+				cc.MinVersion, cc.MaxVersion = VersionDTLS13, VersionDTLS13
+				sc.MaxVersion = VersionDTLS13
+				cc.MTU, sc.MTU = mtu, mtu
+				cc.HandshakeTimeout, sc.HandshakeTimeout = 30*time.Minute, 30*time.Minute
+				link := netsim.Link{Loss: loss, Delay: lossDelay, MTU: mtu}
+				results := make([]lossResult, seeds)
+				for seed := range seeds {
+					r := lossHandshake(t, link, uint64(seed)+1, cc, sc)
+					results[seed] = r
+					if err := r.err; err != nil && !(errors.Is(err, os.ErrDeadlineExceeded) && strings.Contains(err.Error(), "gave up") && r.took > defaultHandshakeTimeout) {
+						t.Errorf("seed %d: %v after %v", seed+1, err, r.took)
+					}
+					// Bounded retransmission: each side sends each of
+					// its flights at most maxRetransmissions+1 times,
+					// plus ACKs and answers to the peer's repeats.
+					if r.toServer > maxLossDatagrams13 || r.toClient > maxLossDatagrams13 {
+						t.Errorf("seed %d: %d datagrams to the server, %d to the client", seed+1, r.toServer, r.toClient)
+					}
+				}
+				s := summarize(row, results)
+				t.Log(strings.Replace(s.String(), CipherSuiteName(row.suite.suite), "DTLS 1.3 TLS_AES_128_GCM_SHA256", 1))
+				if loss == 0 && mtu == 0 && (s.failed > 0 || s.toServer > 3.5 || s.toClient > 2.5) {
+					// No loss: CH1, CH2, client Finished; HRR, server
+					// flight (one or more datagrams), ACK.
+					t.Errorf("no loss: %s", s)
+				}
+			})
+		}
+	}
+}
+
+// maxLossDatagrams13 bounds what one side sends in one handshake of
+// TestLoss13.
+const maxLossDatagrams13 = 200
