@@ -110,7 +110,10 @@ func (c *Conn) clientHandshake(ctx context.Context) error {
 			hs.hs13.hello.supportedVersions = nil
 			hs.hs13.hello.hasKeyShare = false
 			hs.hs13.hello.keyShares = nil
-			hs.offered13 = false
+			// hs.offered13 stays: the first ClientHello offered 1.3,
+			// so a 1.2 ServerHello from a 1.3-capable server is a
+			// downgrade (a 1.3 server sends no HelloVerifyRequest to
+			// a ClientHello offering 1.3 unless 1.3 was stripped).
 			c.offered13 = false
 			if !c.config.supports(VersionDTLS12) {
 				return c.fail(alertProtocolVersion, errors.New("dtls: server speaks DTLS 1.2 only; Config.MinVersion requires 1.3"))

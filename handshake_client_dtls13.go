@@ -123,9 +123,9 @@ func (c *Conn) offer13(hello *clientHelloMsg) (*clientHandshakeState13, error) {
 		m.secureRenegotiationSupported = false
 	}
 	m.supportedSignatureAlgorithms = supportedSignatureAlgorithms
-	// RFC 9147 §5.3: a DTLS 1.3 ClientHello carries no legacy session id
-	// for the server to echo.
-	m.sessionID = nil
+	// legacy_session_id stays what the 1.2 code put there: the cached
+	// 1.2 session's id, which RFC 8446 §4.1.2 (kept by RFC 9147 §5.3)
+	// has a client send, or empty. A 1.3 server does not echo it.
 	if err := hs.newKeyShare(m, firstShareGroup(groups)); err != nil {
 		return nil, err
 	}

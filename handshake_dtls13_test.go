@@ -1,12 +1,14 @@
 package dtls
 
 import (
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -314,3 +316,67 @@ func TestLoss13(t *testing.T) {
 // maxLossDatagrams13 bounds what one side sends in one handshake of
 // TestLoss13.
 const maxLossDatagrams13 = 200
+
+// downgradeRelay forwards datagrams between a client and addr, replacing
+// DTLS 1.3 in the client's supported_versions with 1.2, as an attacker
+// stripping 1.3 would. It returns the address to dial.
+func downgradeRelay(t *testing.T, addr net.Addr) string {
+	t.Helper()
+	front, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := net.DialUDP("udp", nil, addr.(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { front.Close(); back.Close() })
+	var client atomic.Pointer[net.UDPAddr]
+	go func() {
+		buf := make([]byte, 65536)
+		for {
+			n, from, err := front.ReadFromUDP(buf)
+			if err != nil {
+				return
+			}
+			client.Store(from)
+			d := bytes.ReplaceAll(buf[:n], []byte{0x00, 0x2b, 0x00, 0x05, 0x04, 0xfe, 0xfc, 0xfe, 0xfd}, []byte{0x00, 0x2b, 0x00, 0x05, 0x04, 0xfe, 0xfd, 0xfe, 0xfd})
+			back.Write(d)
+		}
+	}()
+	go func() {
+		buf := make([]byte, 65536)
+		for {
+			n, err := back.Read(buf)
+			if err != nil {
+				return
+			}
+			if to := client.Load(); to != nil {
+				front.WriteToUDP(buf[:n], to)
+			}
+		}
+	}()
+	return front.LocalAddr().String()
+}
+
+func TestHandshake13DowngradeSentinel(t *testing.T) {
+	cc, sc := configs13(t, "p256")
+	l, _ := echoServer(t, sc, nil)
+	cc.HandshakeTimeout = 5 * time.Second
+	_, err := Dial("udp", downgradeRelay(t, l.Addr()), cc)
+	if err == nil || !strings.Contains(err.Error(), "downgrade") {
+		t.Fatalf("stripped 1.3 not detected: %v", err)
+	}
+	// Without 1.3 on the server, the same relay changes nothing.
+	cc, sc = configs13(t, "p256")
+	sc.MaxVersion = VersionDTLS12
+	l, _ = echoServer(t, sc, nil)
+	c, err := Dial("udp", downgradeRelay(t, l.Addr()), cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if v := c.ConnectionState().Version; v != VersionDTLS12 {
+		t.Fatalf("version %#x", v)
+	}
+}
