@@ -54,7 +54,9 @@ func (c *Conn) readRecord13() ([]byte, error) {
 // installReadEpoch13 starts reading an epoch and replays the records of
 // it that arrived early.
 func (c *Conn) installReadEpoch13(keys *epochKeys13) error {
-	c.rl.installReadEpoch13(keys)
+	if err := c.rl.installReadEpoch13(keys); err != nil {
+		return c.fail(alertInternalError, err)
+	}
 	if c.config.Tracer != nil {
 		c.trace(&TraceEvent{Kind: TraceEpochChanged, Epoch: keys.epoch, Reason: "read"})
 	}

@@ -192,7 +192,7 @@ func decodeCapture13(t *testing.T, c *captured13, cidLen int) *decoded13 {
 		appData     [2][]byte
 		alerts      [2][]byte
 		encrypted   int
-		tables      [2]*readEpochs13
+		tables      [2]*recordLayer
 		secretNames = map[[2]uint64]string{
 			{0, 2}: "SERVER_HANDSHAKE_TRAFFIC_SECRET", {1, 2}: "CLIENT_HANDSHAKE_TRAFFIC_SECRET",
 			{0, 3}: "SERVER_TRAFFIC_SECRET_0", {1, 3}: "CLIENT_TRAFFIC_SECRET_0",
@@ -219,22 +219,20 @@ func decodeCapture13(t *testing.T, c *captured13, cidLen int) *decoded13 {
 				if suite == nil {
 					t.Fatal("encrypted record before the ServerHello")
 				}
-				// The same record through readEpochs13, on a copy (both
+				// The same record through the record layer, on a copy (both
 				// decrypt in place); compared with the step-by-step path
 				// below.
 				if tables[dir] == nil {
-					tables[dir] = newReadEpochs13(cidLen, defaultReplayWindow)
+					tables[dir] = newReadTable13(cidLen, defaultReplayWindow)
 					for _, epoch := range []uint64{2, 3} {
 						k, err := newEpochKeys13(suite, epoch, c.keylog[secretNames[[2]uint64{uint64(dir), epoch}]])
 						if err != nil {
 							t.Fatal(err)
 						}
-						if err := tables[dir].install(k); err != nil {
-							t.Fatal(err)
-						}
+						tables[dir].installReadEpoch13(k)
 					}
 				}
-				rnT, typT, contentT, restT, _, reasonT := tables[dir].open(bytes.Clone(b))
+				rnT, typT, contentT, restT, _, reasonT := openTable13(tables[dir], bytes.Clone(b))
 				h, hdr, body, rest, reason := parseUnifiedHeader(b, cidLen)
 				if reason != dropNone {
 					t.Fatalf("unified header %x: %v", b[:min(len(b), 8)], reason)
@@ -262,7 +260,7 @@ func decodeCapture13(t *testing.T, c *captured13, cidLen int) *decoded13 {
 				}
 				if reasonT != dropNone || rnT != (recordNumber{epoch, seq}) || typT != typ ||
 					!bytes.Equal(contentT, content) || len(restT) != len(rest) {
-					t.Fatalf("readEpochs13: %v %+v %v, step by step: {%d %d} %v", reasonT, rnT, typT, epoch, seq, typ)
+					t.Fatalf("open13: %v %+v %v, step by step: {%d %d} %v", reasonT, rnT, typT, epoch, seq, typ)
 				}
 				encrypted++
 				expected[ke] = max(expected[ke], seq+1)

@@ -437,13 +437,17 @@ func (rl *recordLayer) installWriteEpoch13(keys *epochKeys13) {
 // them with an older one replaces it (RFC 9147 §4.2.2 leaves at most
 // four epochs distinguishable; a connection holds 0, 2, 3 and, after a
 // KeyUpdate, N−1 and N).
-func (rl *recordLayer) installReadEpoch13(keys *epochKeys13) {
+// An epoch older than the one holding its low bits is refused.
+func (rl *recordLayer) installReadEpoch13(keys *epochKeys13) error {
 	for i := range maxEpochs {
 		r := rl.readAt(i)
 		if r == nil {
 			break
 		}
-		if r.keys13 != nil && r.epoch != keys.epoch && r.epoch&uhEpochMask == keys.epoch&uhEpochMask {
+		if r.keys13 != nil && r.epoch&uhEpochMask == keys.epoch&uhEpochMask {
+			if r.epoch > keys.epoch {
+				return errors.New("dtls: internal error: read epoch installed out of order")
+			}
 			*r = readEpoch{epoch: noEpoch}
 		}
 	}
@@ -454,6 +458,7 @@ func (rl *recordLayer) installReadEpoch13(keys *epochKeys13) {
 	*r = readEpoch{epoch: keys.epoch, keys13: keys}
 	r.window.Init(rl.replaySize)
 	rl.readCur = max(rl.readCur, keys.epoch)
+	return nil
 }
 
 // readState13 returns the DTLS 1.3 read epoch whose low two bits are

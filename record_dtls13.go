@@ -6,74 +6,73 @@ package dtls
 // reconstruction, the DTLSInnerPlaintext with its padding, AEAD protection
 // with the per-record nonce, and the AEAD limits of §4.5.3.
 //
-// Nothing here is wired into Conn yet. How the DTLS 1.3 pieces (this
-// file, key_schedule_dtls13.go, ack_dtls13.go, keyshare_dtls13.go,
-// cipher_suites_dtls13.go, handshake_messages_dtls13.go) are meant to plug
-// into the refactored Conn:
+// How these pieces (this file, key_schedule_dtls13.go, ack_dtls13.go,
+// keyshare_dtls13.go, cipher_suites_dtls13.go,
+// handshake_messages_dtls13.go) plug into the Conn, as built (issue 12;
+// what is not built yet is marked so):
 //
-// Demultiplexing. The read loop splits a datagram record by record and
-// sends each by classifyRecord: classPlaintext to the 1.2 header code
-// (epoch 0 in both versions: ClientHello, HelloRetryRequest, ServerHello,
-// plaintext alerts, and ACKs before any keys); classCID12 to the 1.2 CID
-// path, only on a 1.2 connection; classCiphertext13 to readEpochs13.open,
-// only once 1.3 is negotiated (dropped before). The version is decided
-// once, from the ServerHello's supported_versions (client) or the
-// ClientHello's (Listener), and selects the record path for the life of
+// Demultiplexing. The read loop (Conn.readRecord) splits a datagram
+// record by record by its first byte (classifyRecord): plaintext records
+// to the 1.2 header code (epoch 0 in both versions: ClientHello,
+// HelloRetryRequest, ServerHello, plaintext alerts, and ACKs before any
+// keys); tls12_cid to the 1.2 CID path; unified headers to
+// Conn.readRecord13 and recordLayer.open13, only once 1.3 is negotiated
+// (a client that offered 1.3 keeps a few until its ServerHello; anything
+// else drops them). The version is decided once, from the ServerHello's
+// supported_versions (client) or the ClientHello's (select13, and the
+// Listener's hello gate), and selects the record path for the life of
 // the connection.
 //
-// Epoch table. Each direction keeps its epochs as full 64-bit numbers:
-// 0 (plaintext: the 1.2 header code with version 0xfefd), 1 (0-RTT:
-// client write, server read, dropped when the first epoch-3 record
-// authenticates), 2 (handshake), 3 (application_traffic_secret_0), and
-// after KeyUpdates N-1 and N. The refactored recordLayer (main, issue 11)
-// already holds such a table (maxEpochs = 5, slots not indexed by low
-// bits); the 1.3 path should live in it rather than beside it: its read
-// and write slots take an epochKeys13 (or epochKeys gains the masker and
-// the usage counters), and the unified header's two epoch bits pick the
-// held epoch that reconstructEpoch finds closest to the highest read
-// epoch. readEpochs13 below is that logic standing alone (four slots by
-// the low bits, which the live set {2, 3, N-1, N} or {1, 2, 3} always
-// fits), tested on wolfSSL's records; fold it into recordLayer's read
-// side when wiring. The server keeps epoch 2's read keys for 2×MSL after
-// the handshake to take, and re-ACK, a retransmitted client Finished;
-// the Conn's timer discards it. The write side is one epochKeys13 plus
-// its next sequence number; the new write epoch is installed only when
-// the KeyUpdate and everything before it is ACKed (erratum 8047), and the
-// sender watches usage.sealState(): usageKeyUpdate starts a KeyUpdate,
-// usageExhausted stops sending. A failed authentication's usage13 of
-// usageKeyUpdate sends KeyUpdate(update_requested); usageExhausted closes
+// Epoch table. There is one receive path: recordLayer's table of 64-bit
+// epochs (record.go, maxEpochs), whose slots take an epochKeys13 for a
+// 1.3 epoch (installReadEpoch13, installWriteEpoch13). The unified
+// header's two epoch bits pick the held epoch with those low bits
+// (readState13): installReadEpoch13 keeps the held epochs distinct in
+// them, the reconstruction of RFC 9147 §4.2.2 restricted to the epochs we
+// have keys for, and each slot reconstructs sequence numbers around its
+// own expected value. A 1.3 connection holds 0, 2 and 3: the server keeps
+// epoch 2's read keys after the handshake to take, and re-ACK, a
+// retransmitted client Finished. Not built yet: KeyUpdate (epochs N−1
+// and N, the new write epoch installed only once the KeyUpdate is ACKed,
+// erratum 8047), sending KeyUpdate at usageKeyUpdate, and 0-RTT (epoch
+// 1). A key past its integrity limit (usageExhausted on failures) closes
 // the connection (§4.5.3), the one case where bad records are not silent.
 //
-// ACKs (§7). The handshake transport (flight.go after the refactor,
-// sans-I/O as now) remembers, for every handshake record it sends, the
-// recordNumber and the fragments it carried; parseACK marks those
-// fragments done, and the retransmission timer resends only what no ACK
-// named, in new records. On the receive side it lists the recordNumbers
-// of handshake records it processed or buffered (bounded by
-// maxACKRecordNumbers) and sends them in an ACK: at once when a flight is
-// complete and we have nothing to send (our next flight is the implicit
-// ACK), else when the ACK timer, a quarter of the retransmission timeout
-// (BoringSSL's choice), fires after a gap. An ACK goes in the current
-// write epoch, never epoch 1 (epoch 0 then; erratum 8107), and only once
-// 1.3 is known. message_seq never resets, and the transcript hashes
-// messages with appendTranscriptMessage13's 4-byte header.
+// ACKs (§7), built in transport_dtls13.go and conn_dtls13.go. The
+// handshake transport (flight.go, sans-I/O) remembers, for every
+// handshake record it sends, the recordNumber and the byte range of the
+// message it carried; an ACK marks those bytes received, a retransmission
+// resends only the rest, in new records, and a flight ACKed in full stops
+// its timer. On the receive side it lists the recordNumbers of the
+// peer's handshake records it processed (bounded by maxACKRecordNumbers)
+// and ACKs them when the ACK timer, a quarter of the retransmission
+// timeout (BoringSSL's choice), fires while the peer's flight is
+// incomplete; our next flight is the implicit ACK and clears the list.
+// The server ACKs the client's final flight at once. An ACK goes in the
+// current write epoch, never epoch 1 (epoch 0 then; erratum 8107), and
+// only once 1.3 is known. message_seq never resets, and the transcript
+// hashes messages with appendTranscriptMessage13's 4-byte header.
 //
-// HelloRetryRequest and the Listener's hello gate. The gate that answers
-// a 1.2 ClientHello with a HelloVerifyRequest answers a 1.3 one (parsed by
-// clientHelloMsg13, fragmented or not, through the same bounded
-// pre-cookie pool, with no cryptography) with a stateless
-// HelloRetryRequest. Its cookie is sealed under the gate's rotating
-// cookie key (hello_gate.go after the refactor) over Hash(ClientHello1),
-// the chosen suite and group, the client address, the time and the key
-// id. selected_group asks for
-// X25519MLKEM768 when the client supports it but sent no share for it,
-// so the post-quantum group costs no round trip beyond the cookie's; the
-// HRR stays within 3× the bytes received. A second ClientHello whose
-// cookie opens (constant time, same address, age below maxCookieRTT)
-// creates the connection; only then do the key exchange and ML-KEM run,
-// and the transcript starts with messageHash13 of the hash from the
-// cookie followed by the HelloRetryRequest rebuilt byte for byte from the
-// cookie's fields.
+// HelloRetryRequest and the hello gate (hello_gate.go, cookie_dtls13.go).
+// The Listener's gate answers a first ClientHello that offers 1.3 (parsed
+// by clientHelloMsg13, fragmented or not, through the same bounded
+// pre-cookie pool, with no cryptography but the cookie's HMAC) with a
+// stateless HelloRetryRequest, never larger than what the client sent.
+// Its cookie is HMAC'd under the gate's rotating cookie keys (current and
+// previous tried, so no key id is carried) over Hash(ClientHello1), the
+// chosen suite and group, the client address, the time and the
+// ClientHello fields the second one repeats. selected_group asks for our
+// preferred group (X25519MLKEM768 when configured first) when the
+// client's share is for another, so the post-quantum group costs no round
+// trip beyond the cookie's. A second ClientHello whose cookie verifies
+// (constant time, same address, younger than maxHRRCookieAge) creates
+// the connection; only then do the key exchange and ML-KEM run, and the
+// transcript starts with message_hash of the hash from the cookie
+// followed by the HelloRetryRequest rebuilt byte for byte from the
+// cookie's fields. A Conn made by Server sends the same cookie in a
+// HelloRetryRequest of its own flight. Not built yet: AEAD-sealed
+// cookies, 3× amplification accounting (the gate answers with at most
+// 1×).
 //
 // Key schedule. The handshake state keeps the keySchedule13 stages; each
 // traffic secret becomes an epoch through newEpochKeys13 and a key log
@@ -84,8 +83,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"slices"
-
-	"github.com/dtls-go/dtls/internal/replay"
 )
 
 // The first byte of a DTLSCiphertext unified header (RFC 9147 §4):
@@ -519,102 +516,4 @@ func (k *epochKeys13) openRecord13(hdr, body []byte, seq uint64) (typ recordType
 		return 0, nil, usageOK, dropBadContentType
 	}
 	return recordType(pt[i]), pt[:i:i], usageOK, dropNone
-}
-
-// maxReadEpochs13 bounds the epochs one direction holds read keys for at
-// once. The unified header carries the low two bits of the epoch (RFC
-// 9147 §4), so at most four epochs can be told apart; that is also all a
-// connection needs: epoch 2 (kept to re-ACK a retransmitted client
-// Finished), the current application epoch, the next one after a
-// KeyUpdate, and epoch 1 until 0-RTT ends.
-const maxReadEpochs13 = 4
-
-// readEpoch13 is the read side of one epoch: its keys, the replay window
-// (RFC 9147 §4.5.1) and the next expected sequence number, from which the
-// full sequence number of a record is reconstructed.
-type readEpoch13 struct {
-	keys     *epochKeys13
-	window   replay.Window
-	expected uint64 // highest authenticated sequence number + 1; 0 before any
-}
-
-// readEpochs13 is the receive path of DTLS 1.3 records for one direction:
-// up to maxReadEpochs13 epochs, indexed by the epoch's low two bits. The
-// epoch a record names is the held epoch with those bits, which is the
-// reconstruction of RFC 9147 §4.2.2 (the candidate closest to the
-// current epoch) restricted to the epochs we have keys for; a record of
-// any other epoch cannot be decrypted and is dropped.
-type readEpochs13 struct {
-	slots      [maxReadEpochs13]readEpoch13
-	cidLen     int // the length of the CID we asked the peer to use
-	windowSize int
-}
-
-func newReadEpochs13(cidLen, windowSize int) *readEpochs13 {
-	return &readEpochs13{cidLen: cidLen, windowSize: windowSize}
-}
-
-// install adds the read keys of an epoch. It takes the slot of the epoch
-// four below, which must be gone by then; an epoch older than the one in
-// its slot is refused.
-func (r *readEpochs13) install(keys *epochKeys13) error {
-	s := &r.slots[keys.epoch&uhEpochMask]
-	if s.keys != nil && s.keys.epoch >= keys.epoch {
-		return errors.New("dtls: read epoch installed out of order")
-	}
-	s.keys = keys
-	s.window.Init(r.windowSize)
-	s.expected = 0
-	return nil
-}
-
-// discard forgets an epoch's read keys (RFC 9147 §4.2.1: old epochs are
-// kept only as long as records of them may still be in flight).
-func (r *readEpochs13) discard(epoch uint64) {
-	s := &r.slots[epoch&uhEpochMask]
-	if s.keys != nil && s.keys.epoch == epoch {
-		*s = readEpoch13{}
-	}
-}
-
-// has reports whether epoch's read keys are installed.
-func (r *readEpochs13) has(epoch uint64) bool {
-	s := &r.slots[epoch&uhEpochMask]
-	return s.keys != nil && s.keys.epoch == epoch
-}
-
-// open reads the first DTLSCiphertext of datagram: header, epoch lookup,
-// record number decryption, sequence reconstruction, replay check,
-// authentication and decryption (in place), and then the replay window.
-// A record that fails any step is dropped with a reason and changes no
-// state, except that an authentication failure counts against the key's
-// integrity limit (state tells the caller when that asks for a KeyUpdate
-// or the end of the connection). rest is what follows in the datagram;
-// nil when the header was unusable, since record boundaries are lost.
-func (r *readEpochs13) open(datagram []byte) (rn recordNumber, typ recordType, content, rest []byte, state usage13, reason dropReason) {
-	h, hdr, body, rest, reason := parseUnifiedHeader(datagram, r.cidLen)
-	if reason != dropNone {
-		return rn, 0, nil, nil, usageOK, reason
-	}
-	s := &r.slots[h.epochBits]
-	if s.keys == nil {
-		return rn, 0, nil, rest, usageOK, dropUnknownEpoch
-	}
-	s.keys.unmaskSeq(&h, hdr, body)
-	rn = recordNumber{epoch: s.keys.epoch, seq: reconstructSeq(s.expected, h.seqBits, h.seqLen)}
-	switch s.window.Check(rn.seq) {
-	case replay.Duplicate:
-		return rn, 0, nil, rest, usageOK, dropReplayed
-	case replay.TooOld:
-		return rn, 0, nil, rest, usageOK, dropTooOld
-	}
-	typ, content, state, reason = s.keys.openRecord13(hdr, body, rn.seq)
-	if reason != dropNone {
-		return rn, 0, nil, rest, state, reason
-	}
-	s.window.Accept(rn.seq)
-	if rn.seq >= s.expected && rn.seq < maxSequence13 {
-		s.expected = rn.seq + 1
-	}
-	return rn, typ, content, rest, usageOK, dropNone
 }

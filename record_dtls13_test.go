@@ -443,17 +443,15 @@ func TestSealRecord13Allocs(t *testing.T) {
 		send, recv := testEpochKeys13(t, suite, 3)
 		buf := make([]byte, 0, 2048)
 		content := make([]byte, 1000)
-		r := newReadEpochs13(0, defaultReplayWindow)
-		if err := r.install(recv); err != nil {
-			t.Fatal(err)
-		}
+		r := newReadTable13(0, defaultReplayWindow)
+		r.installReadEpoch13(recv)
 		var seq uint64
 		allocs := testing.AllocsPerRun(100, func() {
 			rec, err := send.sealRecord13(buf[:0], nil, seq, recordTypeApplicationData, content, 0, true, true)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, _, _, _, _, reason := r.open(rec); reason != dropNone {
+			if _, _, _, _, _, reason := openTable13(r, rec); reason != dropNone {
 				t.Fatal(reason)
 			}
 			seq++
@@ -465,15 +463,13 @@ func TestSealRecord13Allocs(t *testing.T) {
 }
 
 // BenchmarkRecord13 seals and opens 1000-byte records through
-// sealRecord13 and readEpochs13, per suite.
+// sealRecord13 and the record layer's open13, per suite.
 func BenchmarkRecord13(b *testing.B) {
 	for _, suite := range cipherSuites13 {
 		b.Run(suite.name, func(b *testing.B) {
 			send, recv := testEpochKeys13(b, suite, 3)
-			r := newReadEpochs13(0, defaultReplayWindow)
-			if err := r.install(recv); err != nil {
-				b.Fatal(err)
-			}
+			r := newReadTable13(0, defaultReplayWindow)
+			r.installReadEpoch13(recv)
 			buf := make([]byte, 0, 2048)
 			content := make([]byte, 1000)
 			b.SetBytes(int64(len(content)))
@@ -484,7 +480,7 @@ func BenchmarkRecord13(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				if _, _, _, _, _, reason := r.open(rec); reason != dropNone {
+				if _, _, _, _, _, reason := openTable13(r, rec); reason != dropNone {
 					b.Fatal(reason)
 				}
 				seq++
@@ -577,13 +573,9 @@ func TestReadEpochs13(t *testing.T) {
 	secret3 := bytes.Repeat([]byte{0x33}, 32)
 	send3, _ := newEpochKeys13(suite, 3, secret3)
 	recv3, _ := newEpochKeys13(suite, 3, secret3)
-	r := newReadEpochs13(0, 64)
-	if err := r.install(recv2); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.install(recv3); err != nil {
-		t.Fatal(err)
-	}
+	r := newReadTable13(0, 64)
+	r.installReadEpoch13(recv2)
+	r.installReadEpoch13(recv3)
 	seal := func(k *epochKeys13, seq uint64, msg string) []byte {
 		t.Helper()
 		rec, err := k.sealRecord13(nil, nil, seq, recordTypeApplicationData, []byte(msg), 0, true, true)
@@ -593,7 +585,7 @@ func TestReadEpochs13(t *testing.T) {
 		return rec
 	}
 	open := func(rec []byte) (recordNumber, string, dropReason) {
-		rn, _, content, _, _, reason := r.open(bytes.Clone(rec))
+		rn, _, content, _, _, reason := openTable13(r, bytes.Clone(rec))
 		return rn, string(content), reason
 	}
 	// In order, out of order, both epochs interleaved.
@@ -630,10 +622,11 @@ func TestReadEpochs13(t *testing.T) {
 	}
 	// Epoch 6 takes epoch 2's slot; epoch 2's records no longer open.
 	send6, recv6 := testEpochKeys13(t, suite, 6)
-	if err := r.install(recv6); err != nil {
+	if err := r.installReadEpoch13(recv6); err != nil {
 		t.Fatal(err)
 	}
-	if r.has(2) || !r.has(6) || !r.has(3) {
+	has := func(e uint64) bool { rs := r.readState(e); return rs != nil && rs.keys13 != nil }
+	if has(2) || !has(6) || !has(3) {
 		t.Fatal("slots after installing epoch 6")
 	}
 	if _, _, reason := open(seal(send2, 5, "stale")); reason != dropBadMAC {
@@ -642,14 +635,30 @@ func TestReadEpochs13(t *testing.T) {
 	if rn, _, reason := open(seal(send6, 0, "six")); reason != dropNone || rn.epoch != 6 {
 		t.Errorf("epoch 6: %v %+v", reason, rn)
 	}
-	if err := r.install(recv2); err == nil {
+	if err := r.installReadEpoch13(recv2); err == nil {
 		t.Error("epoch 2 reinstalled over epoch 6")
 	}
-	r.discard(3)
-	if r.has(3) {
+	r.discardReadEpoch(3)
+	if has(3) {
 		t.Error("discard")
 	}
 	if _, _, reason := open(seal(send3, 30002, "gone")); reason != dropUnknownEpoch {
 		t.Errorf("discarded epoch: %v", reason)
 	}
+}
+
+// newReadTable13 is a record layer that reads DTLS 1.3 records with a CID
+// of cidLen bytes (the epochs are installed by the caller).
+func newReadTable13(cidLen, window int) *recordLayer {
+	rl := newRecordLayer(window)
+	if cidLen > 0 {
+		rl.setConnectionIDs(make([]byte, cidLen), nil)
+	}
+	return rl
+}
+
+// openTable13 is open13 with the record number split out.
+func openTable13(rl *recordLayer, datagram []byte) (rn recordNumber, typ recordType, content, rest []byte, state usage13, reason dropReason) {
+	hdr, content, rest, state, reason := rl.open13(datagram)
+	return recordNumber{hdr.epoch, hdr.seq}, hdr.typ, content, rest, state, reason
 }
