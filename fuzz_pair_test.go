@@ -3,6 +3,7 @@ package dtls
 import (
 	"bytes"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"flag"
 	"fmt"
@@ -24,7 +25,13 @@ func FuzzEstablishedPair(f *testing.F) {
 	cc.ConnectionIDGenerator = RandomCIDGenerator(4)
 	sc.ConnectionIDGenerator = RandomCIDGenerator(8)
 	withCID := newPipePair(f, cc, sc)
-	pairs := []*pipePair{plain, withCID}
+	// A DTLS 1.3 pair: the unified-header path, ACKs, and the server's
+	// kept epoch-2 keys.
+	tc := certs(f)["p256"]
+	sc13 := &Config{Certificates: []tls.Certificate{tc.tls}, MaxVersion: VersionDTLS13}
+	cc13 := &Config{RootCAs: tc.pool, ServerName: "dtls.test", MinVersion: VersionDTLS13, MaxVersion: VersionDTLS13}
+	v13 := newPipePair(f, cc13, sc13)
+	pairs := []*pipePair{plain, withCID, v13}
 	f.Fuzz(func(t *testing.T, d []byte) {
 		for i, p := range pairs {
 			for _, toClient := range []bool{true, false} {
@@ -96,6 +103,22 @@ func establishedPairSeeds(t testing.TB) map[string][]byte {
 		"cid epoch 0":               cidRecord(bytes.Repeat([]byte{1}, 8), 0, 10),
 		"cid truncated":             cidRecord(bytes.Repeat([]byte{1}, 8), 1, 40)[:15],
 	}
+	// DTLS 1.3: unified headers of each epoch's low bits, with and
+	// without length, 8- and 16-bit sequence numbers, a CID bit, too
+	// short for the record number mask; ACKs in the clear and garbled.
+	for bits := range 4 {
+		for _, first := range []byte{0x2c, 0x28, 0x24, 0x20, 0x3c} {
+			b := []byte{first | byte(bits), 0, byte(bits), 0, 40}
+			seeds[fmt.Sprintf("unified %#x", first|byte(bits))] = append(b, bytes.Repeat([]byte{0xc3}, 40)...)
+		}
+	}
+	seeds["unified short"] = []byte{0x2e, 0, 1, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8}
+	seeds["unified truncated"] = []byte{0x2e, 0}
+	ack, _ := appendACK(nil, []recordNumber{{2, 0}, {2, 1}, {3, 0}, {0, 1}})
+	seeds["ack epoch 0"] = plainRecord(recordTypeACK, 121, ack)
+	seeds["ack empty"] = plainRecord(recordTypeACK, 122, []byte{0, 0})
+	seeds["ack malformed"] = plainRecord(recordTypeACK, 123, []byte{0, 17, 1})
+	seeds["1.2 header epoch 3"] = append(appendRecordHeader(nil, recordTypeACK, VersionDTLS12, 3, 0x8a00007b, 3), 0, 17, 1)
 	seeds["several records"] = bytes.Join([][]byte{seeds["ccs two bytes"], seeds["alert fatal"], seeds["client hello seq 4"], seeds["epoch 1 alert"]}, nil)
 	seeds["alert behind a bad record"] = append(bytes.Clone(seeds["epoch 1 short"]), seeds["alert fatal"]...)
 	return seeds

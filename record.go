@@ -725,6 +725,12 @@ func (rl *recordLayer) open(hdr *recordHeader, body []byte) ([]byte, dropReason)
 	if r == nil {
 		return nil, dropUnknownEpoch
 	}
+	if r.keys13 != nil {
+		// A DTLS 1.3 epoch's records have the unified header (open13):
+		// one with the 1.2 header naming it is not ours to open, and
+		// must not pass as plaintext for want of 1.2 keys.
+		return nil, dropBadHeader
+	}
 	isCID := hdr.typ == recordTypeTLS12CID
 	if r.keys == nil && isCID || r.keys != nil && isCID != (len(rl.readCID) > 0) ||
 		isCID && string(hdr.cid) != string(rl.readCID) {
