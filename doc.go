@@ -1,5 +1,7 @@
 // Package dtls implements DTLS 1.2 (RFC 6347), TLS for datagram transports,
-// in pure Go on the standard library's cryptography.
+// in pure Go on the standard library's cryptography, and DTLS 1.3 (RFC
+// 9147) when Config.MaxVersion is VersionDTLS13: the default is DTLS 1.2
+// until the 1.3 side resumes sessions (see README for what 1.3 lacks).
 //
 // The API follows crypto/tls. A client dials:
 //
@@ -17,8 +19,9 @@
 //	}
 //
 // The listener answers every ClientHello without a valid cookie with a
-// stateless HelloVerifyRequest and keeps no state for that peer, so spoofed
-// floods cost it one HMAC each. What peers can make it hold is bounded by
+// stateless HelloVerifyRequest (a HelloRetryRequest with a cookie for one
+// that gets DTLS 1.3) and keeps no state for that peer, so spoofed floods
+// cost it one HMAC each. What peers can make it hold is bounded by
 // the Config fields under "Listener limits" (handshakes in progress, in
 // all and per source; queued datagrams and bytes per connection; the
 // Accept backlog; established connections; an idle timeout, 5 minutes by
