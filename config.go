@@ -83,12 +83,14 @@ type Config struct {
 	CurvePreferences []tls.CurveID
 
 	// MinVersion and MaxVersion bound the protocol versions: VersionDTLS12
-	// or VersionDTLS13. Zero means VersionDTLS12 for MinVersion and
-	// VersionDTLS12 for MaxVersion: DTLS 1.3 (RFC 9147) is opt-in until
-	// its interop cells all pass (README). With MaxVersion VersionDTLS13
-	// a client offers both versions (supported_versions) and a server
-	// answers a ClientHello offering 1.3 with 1.3, others with 1.2 and the
-	// downgrade sentinel of RFC 8446 §4.1.3 in its random.
+	// or VersionDTLS13. Zero means VersionDTLS12 for both: DTLS 1.3 (RFC
+	// 9147) is opt-in until it resumes sessions (README lists what it
+	// lacks). With MaxVersion VersionDTLS13 a client offers both versions
+	// (supported_versions) when its credentials are certificates (with a
+	// PSK, raw public keys, SRTP or CIDs it offers 1.2 only), and a server
+	// with a certificate answers a ClientHello offering 1.3 with 1.3,
+	// others with 1.2 and the downgrade sentinel of RFC 8446 §4.1.3 in its
+	// random, which a client that offered 1.3 checks.
 	MinVersion uint16
 	MaxVersion uint16
 

@@ -13,8 +13,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -38,6 +41,7 @@ type cell13 struct {
 	// wolfSSL-only flags for both programs, and pion's own groups.
 	wolfArgs   []string
 	wolfClient []string // for wolfSSL's client only
+	wolfServer []string // for wolfSSL's server only
 	pionHybrid bool     // pion offers X25519MLKEM768 (its default) and is asked for it
 }
 
@@ -50,8 +54,9 @@ var cells13 = []cell13{
 	{name: "X25519MLKEM768", ourGroups: []tls.CurveID{x25519MLKEM768, tls.X25519}, wolfArgs: []string{"--pqc", "X25519MLKEM768"}, pionHybrid: true},
 	// HRR: as a server we prefer P-384, for which a peer's first
 	// ClientHello has no share (wolfSSL's client is told to send none);
-	// as a client the Listener's own HRR is the one under test.
-	{name: "HRR", ourGroups: []tls.CurveID{tls.CurveP384, tls.X25519}, wolfClient: []string{"-J"}},
+	// as a client we answer wolfSSL's server's cookie HRR (-J) and
+	// pion's.
+	{name: "HRR", ourGroups: []tls.CurveID{tls.CurveP384, tls.X25519}, wolfClient: []string{"-J"}, wolfServer: []string{"-J"}},
 	{name: "ClientAuth", clientAuth: true},
 	{name: "MTU300", mtu: 300, wolfArgs: []string{"-u", "300"}},
 }
@@ -78,6 +83,46 @@ func (c cell13) ourConfig(pki *testPKI, client bool) *dtls.Config {
 	return cfg
 }
 
+// helloCounter counts ServerHello-type messages (ServerHello and
+// HelloRetryRequest) our side received or sent, so that a cell that must
+// go through a HelloRetryRequest can check it did.
+type helloCounter struct {
+	mu       sync.Mutex
+	received int
+	sent     int
+}
+
+func (h *helloCounter) trace(ev *dtls.TraceEvent) {
+	if ev.HandshakeType != 2 { // server_hello
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case ev.Kind == dtls.TraceHandshakeReceived:
+		h.received++
+	case ev.Kind == dtls.TraceHandshakeSent && ev.FragmentOffset == 0:
+		h.sent++
+	}
+}
+
+// check fails the test unless a HelloRetryRequest preceded the
+// ServerHello, for the cells whose point that is.
+func (h *helloCounter) check(t *testing.T, c cell13, client bool) {
+	if c.name != "HRR" && c.name != "X25519MLKEM768" {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := h.sent
+	if client {
+		n = h.received
+	}
+	if n < 2 {
+		t.Errorf("%d ServerHello-type messages: no HelloRetryRequest", n)
+	}
+}
+
 func (c cell13) want() want {
 	w := want{v13: true, suite: c.suite}
 	return w
@@ -87,14 +132,15 @@ func TestDTLS13(t *testing.T) {
 	t.Run("wolfSSL-13", func(t *testing.T) {
 		dir := wolfssl13Dir(t)
 		sh := requirePeer(t, "sh", "sh")
+		if b, err := os.ReadFile(filepath.Join(dir, "stamp")); err == nil {
+			first, _, _ := strings.Cut(string(b), "\n")
+			logVersion(t, "wolfSSL-13", "wolfSSL "+first+" (examples/client, examples/server; .ci/wolfssl)")
+		}
 		pki := newTestPKI(t)
 		for _, role := range []string{"client", "server"} {
 			t.Run(role, func(t *testing.T) {
 				for _, c := range cells13 {
 					t.Run(c.name, func(t *testing.T) {
-						if role == "client" && len(c.wolfClient) > 0 {
-							notApplicable(t, "a wolfSSL client option; our client's first key share is our first group, which the cell's server takes")
-						}
 						ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 						defer cancel()
 						if role == "client" {
@@ -108,6 +154,7 @@ func TestDTLS13(t *testing.T) {
 		}
 	})
 	t.Run("PionV4-13", func(t *testing.T) {
+		logVersion(t, "PionV4-13", pionModuleVersion(t, "github.com/pion/dtls/v4"))
 		pki := newTestPKI(t)
 		for _, role := range []string{"client", "server"} {
 			t.Run(role, func(t *testing.T) {
@@ -144,6 +191,7 @@ func wolfServer13(ctx context.Context, t *testing.T, sh, dir string, pki *testPK
 		args = append(args, "-d")
 	}
 	args = append(args, c.wolfArgs...)
+	args = append(args, c.wolfServer...)
 	if !contains(args, "-u") {
 		args = append(args, "-u")
 	}
@@ -151,6 +199,9 @@ func wolfServer13(ctx context.Context, t *testing.T, sh, dir string, pki *testPK
 		return inDir(work, filepath13(dir, "server"), append([]string{"-p", strconv.Itoa(port)}, args...)...)
 	})
 	cfg := c.ourConfig(pki, true)
+	var hc helloCounter
+	cfg.Tracer = hc.trace
+	defer hc.check(t, c, true)
 	conn, err := dtls.DialContext(ctx, "udp", addrOf(port), cfg)
 	if err != nil {
 		t.Fatalf("DialContext: %v\nwolfSSL server:\n%s", err, srv.output())
@@ -182,7 +233,11 @@ func wolfServer13(ctx context.Context, t *testing.T, sh, dir string, pki *testPK
 // wolfClient13: wolfSSL's example client, our Listener.
 func wolfClient13(ctx context.Context, t *testing.T, sh, dir string, pki *testPKI, c cell13) {
 	work := wolfssl13Workdir(t, dir)
-	l := listen(t, c.ourConfig(pki, false))
+	cfg := c.ourConfig(pki, false)
+	var hc helloCounter
+	cfg.Tracer = hc.trace
+	defer hc.check(t, c, false)
+	l := listen(t, cfg)
 	res := serveEcho(ctx, l, c.want(), false)
 	args := []string{"-v", "4", "-h", "127.0.0.1", "-p", strconv.Itoa(listenerPort(l)), "-A", pki.caFile}
 	if c.clientAuth {
@@ -276,7 +331,11 @@ func pionServer13(ctx context.Context, t *testing.T, pki *testPKI, c cell13) {
 		}
 		errc <- err
 	}()
-	dialAndExchange(ctx, t, l.Addr().String(), c.ourConfig(pki, true), c.want(), goLine, goLine)
+	cfg := c.ourConfig(pki, true)
+	var hc helloCounter
+	cfg.Tracer = hc.trace
+	defer hc.check(t, c, true)
+	dialAndExchange(ctx, t, l.Addr().String(), cfg, c.want(), goLine, goLine)
 	select {
 	case err := <-errc:
 		if err != nil {
@@ -290,7 +349,11 @@ func pionServer13(ctx context.Context, t *testing.T, pki *testPKI, c cell13) {
 // pionClient13: pion's client writes one datagram and reads it back; our
 // Listener echoes.
 func pionClient13(ctx context.Context, t *testing.T, pki *testPKI, c cell13) {
-	l := listen(t, c.ourConfig(pki, false))
+	cfg := c.ourConfig(pki, false)
+	var hc helloCounter
+	cfg.Tracer = hc.trace
+	defer hc.check(t, c, false)
+	l := listen(t, cfg)
 	res := serveEcho(ctx, l, c.want(), false)
 	opts := pion4Options13(c, pki, true)
 	copts := make([]pion4.ClientOption, 0, len(opts))
