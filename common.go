@@ -85,6 +85,16 @@ func (t handshakeType) String() string {
 		return "ClientKeyExchange"
 	case typeFinished:
 		return "Finished"
+	case typeEncryptedExtensions:
+		return "EncryptedExtensions"
+	case typeKeyUpdate:
+		return "KeyUpdate"
+	case typeRequestConnectionID:
+		return "RequestConnectionId"
+	case typeNewConnectionID:
+		return "NewConnectionId"
+	case typeMessageHash:
+		return "message_hash"
 	}
 	return "unknown"
 }

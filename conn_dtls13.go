@@ -232,6 +232,7 @@ func (c *Conn) sendACK() error {
 		return err
 	}
 	if c.config.Tracer != nil {
+		c.traceRecordSent(buf, len(payload))
 		c.trace(&TraceEvent{Kind: TraceACKSent, Epoch: epoch, Length: len(rns), Records: traceRecordNumbers(rns)})
 		c.trace(&TraceEvent{Kind: TraceDatagramSent, Length: len(buf), Datagram: buf})
 	}

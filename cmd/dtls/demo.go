@@ -61,6 +61,7 @@ type demoOptions struct {
 	psk      bool
 	out      string
 	messages int
+	version  uint16
 }
 
 func parseDemoFlags(args []string, w io.Writer) (*demoOptions, error) {
@@ -72,8 +73,17 @@ func parseDemoFlags(args []string, w io.Writer) (*demoOptions, error) {
 	fs.BoolVar(&o.psk, "psk", false, "use a pre-shared key (TLS_PSK_WITH_AES_128_CCM_8) instead of an ECDSA certificate")
 	fs.StringVar(&o.out, "out", "", "folder for handshake.pcapng, handshake.svg and keylog.txt")
 	fs.IntVar(&o.messages, "messages", 3, "application messages to echo after the handshake")
+	version := fs.String("version", "1.2", "DTLS version: 1.2, or 1.3 (RFC 9147; certificates only, with -psk the handshake stays 1.2)")
 	if err := parseArgs(fs, args); err != nil {
 		return nil, err
+	}
+	switch *version {
+	case "1.2":
+		o.version = dtls.VersionDTLS12
+	case "1.3":
+		o.version = dtls.VersionDTLS13
+	default:
+		return nil, usageErrorf("-version %q: 1.2 or 1.3", *version)
 	}
 	p, err := parseLoss(*loss)
 	if err != nil {
@@ -163,6 +173,7 @@ func demo(ctx context.Context, o *demoOptions, std stdio) error {
 		c.Tracer = tracer
 		c.KeyLogWriter = keylog
 		c.MTU = o.mtu
+		c.MaxVersion = o.version
 	}
 
 	// The channel: two loopback sockets, each dropping o.loss of what it
@@ -272,7 +283,12 @@ func demo(ctx context.Context, o *demoOptions, std stdio) error {
 		fmt.Fprintf(std.out, "channel: %.0f%% loss each way, seed %d\n", o.loss*100, o.seed)
 	}
 	fmt.Fprintf(std.out, "wrote %s, %s and %s\n", filepath.Join(dir, "handshake.pcapng"), svgPath, filepath.Join(dir, "keylog.txt"))
-	fmt.Fprintf(std.out, "try: tshark -r %s\n", filepath.Join(dir, "handshake.pcapng"))
+	if o.version == dtls.VersionDTLS13 {
+		// tshark 4.0 (Debian 12) does not dissect DTLS 1.3.
+		fmt.Fprintf(std.out, "try: go run ./cmd/dtls analyze %s\n", filepath.Join(dir, "handshake.pcapng"))
+	} else {
+		fmt.Fprintf(std.out, "try: tshark -r %s\n", filepath.Join(dir, "handshake.pcapng"))
+	}
 	return hsErr
 }
 

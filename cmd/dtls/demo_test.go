@@ -162,3 +162,15 @@ func TestParseLoss(t *testing.T) {
 		}
 	}
 }
+
+func TestDemoDTLS13(t *testing.T) {
+	_, out := runDemoForTest(t, "-version", "1.3", "-messages", "1")
+	for _, s := range []string{"EncryptedExtensions", "CertificateVerify", "Finished seq=2 e2", "ACK e3", "ApplicationData 9B e3", "done: TLS_AES_128_GCM_SHA256", "dtls analyze"} {
+		if !strings.Contains(out, s) {
+			t.Errorf("demo output lacks %q:\n%s", s, out)
+		}
+	}
+	if strings.Contains(out, "unknown") {
+		t.Errorf("the ladder names something unknown:\n%s", out)
+	}
+}
