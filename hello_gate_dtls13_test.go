@@ -1,0 +1,163 @@
+package dtls
+
+import (
+	"bytes"
+	"crypto/tls"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+// clientHello13 returns a first ClientHello offering DTLS 1.3 as our
+// client makes it, parsed as the Listener parses it, and its datagram.
+func clientHello13(t testing.TB) (*clientHelloMsg, []byte) {
+	tc := certs(t)["p256"]
+	c := Client(nil, &Config{RootCAs: tc.pool, ServerName: "dtls.test", MaxVersion: VersionDTLS13})
+	hello, err := c.makeClientHello()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs13, err := c.offer13(hello)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := hs13.hello.marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := handshakeHeader{typ: typeClientHello, length: uint32(len(body)), fragmentLength: uint32(len(body))}
+	d := appendRecordHeader(nil, recordTypeHandshake, VersionDTLS12, 0, 0, handshakeHeaderLen+len(body))
+	d = append(h.appendTo(d), body...)
+	_, ch, _, ok := parseInitialClientHello(d)
+	if !ok {
+		t.Fatal("our 1.3 ClientHello does not parse")
+	}
+	return ch, d
+}
+
+// secondHello13 is ch with the cookie extension set, as a client answers
+// a HelloRetryRequest, parsed back.
+func secondHello13(t testing.TB, ch *clientHelloMsg, cookie []byte, mutate func(*clientHelloMsg13)) *clientHelloMsg {
+	m := new(clientHelloMsg13)
+	if !m.unmarshal(ch.original) {
+		t.Fatal("unmarshal")
+	}
+	m.cookieExt = cookie
+	if mutate != nil {
+		mutate(m)
+	}
+	body, err := m.marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := new(clientHelloMsg)
+	if !out.unmarshal(body) {
+		t.Fatal("second ClientHello does not parse")
+	}
+	return out
+}
+
+// TestHelloGate13 checks the stateless HelloRetryRequest cookie: it
+// admits the second ClientHello from the same address within its
+// lifetime, and nothing else (RFC 9147 §5.1; the misbehaving rows of
+// issue 12: a cookie from another address or expired, a ClientHello2
+// that changes what the cookie covers).
+func TestHelloGate13(t *testing.T) {
+	tc := certs(t)["p256"]
+	now := time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC)
+	cfg := &Config{Certificates: []tls.Certificate{tc.tls}, MaxVersion: VersionDTLS13, Time: func() time.Time { return now }}
+	g, err := newHelloGate(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := netip.MustParseAddrPort("192.0.2.1:5000")
+	ch, d := clientHello13(t)
+	hrr, admitted, is13 := g.check13(nil, now, addr, 7, 0, cfg, ch)
+	if !is13 || admitted || len(hrr) == 0 {
+		t.Fatalf("first ClientHello: is13 %v admitted %v answer %d bytes", is13, admitted, len(hrr))
+	}
+	if len(hrr) > len(d) {
+		t.Errorf("HelloRetryRequest of %d bytes answers a ClientHello of %d", len(hrr), len(d))
+	}
+	rh, body, _, reason := nextRecord(hrr)
+	if reason != dropNone || rh.seq != 7 {
+		t.Fatalf("HRR record %+v %v", rh, reason)
+	}
+	sh := new(serverHelloMsg13)
+	if !sh.unmarshal(body[handshakeHeaderLen:]) || !sh.isHelloRetryRequest() || sh.supportedVersion != VersionDTLS13 || len(sh.cookie) == 0 {
+		t.Fatalf("not a 1.3 HelloRetryRequest: %+v", sh)
+	}
+	cookie := sh.cookie
+	ok := func(ch2 *clientHelloMsg, at time.Time, from netip.AddrPort) bool {
+		_, admitted, is13 := g.check13(nil, at, from, 8, 1, cfg, ch2)
+		return is13 && admitted
+	}
+	if !ok(secondHello13(t, ch, cookie, nil), now.Add(time.Second), addr) {
+		t.Fatal("the second ClientHello with our cookie is refused")
+	}
+	p, good := g.open13(now, addr, secondHello13(t, ch, cookie, nil), cookie)
+	if !good || p.suite != suiteTLSAES128GCMSHA256 || p.group != tls.X25519 || p.askedGroup || len(p.chHash) != 32 {
+		t.Fatalf("cookie carries %+v", p)
+	}
+	for _, tc := range []struct {
+		name string
+		ch2  *clientHelloMsg
+		at   time.Time
+		from netip.AddrPort
+	}{
+		{"another address", secondHello13(t, ch, cookie, nil), now, netip.MustParseAddrPort("192.0.2.2:5000")},
+		{"another port", secondHello13(t, ch, cookie, nil), now, netip.MustParseAddrPort("192.0.2.1:5001")},
+		{"expired", secondHello13(t, ch, cookie, nil), now.Add(maxHRRCookieAge + time.Second), addr},
+		{"another random", secondHello13(t, ch, cookie, func(m *clientHelloMsg13) { m.random = bytes.Repeat([]byte{9}, randomLen) }), now, addr},
+		{"other suites", secondHello13(t, ch, cookie, func(m *clientHelloMsg13) { m.cipherSuites = m.cipherSuites[1:] }), now, addr},
+		{"tampered cookie", secondHello13(t, ch, append(bytes.Clone(cookie[:len(cookie)-1]), cookie[len(cookie)-1]^1), nil), now, addr},
+		{"truncated cookie", secondHello13(t, ch, cookie[:len(cookie)-1], nil), now, addr},
+		{"1.2 cookie length", secondHello13(t, ch, cookie[:cookieLen], nil), now, addr},
+	} {
+		if ok(tc.ch2, tc.at, tc.from) {
+			t.Errorf("%s: admitted", tc.name)
+		}
+	}
+	// A ClientHello that does not offer 1.3 is left to the 1.2 gate.
+	if _, _, is13 := g.check13(nil, now, addr, 0, 0, &Config{Certificates: cfg.Certificates}, ch); is13 {
+		t.Error("1.3 chosen by a server without MaxVersion 1.3")
+	}
+}
+
+// TestSpoofedClientHello13Flood is TestSpoofedClientHelloFlood with
+// ClientHellos that offer DTLS 1.3: each gets a stateless
+// HelloRetryRequest no larger than itself, and no state is kept.
+func TestSpoofedClientHello13Flood(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	total := 20_000
+	if testing.Short() || raceEnabled {
+		total = 5_000
+	}
+	const warm = 500
+	_, d := clientHello13(t)
+	f := newFloodPacketConn(t, total+warm, warm)
+	f.template = d
+	tc := certs(t)["p256"]
+	l, err := NewListener(f, &Config{Certificates: []tls.Certificate{tc.tls}, MaxVersion: VersionDTLS13})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	<-f.warmed
+	before := heapInUse()
+	close(f.resume)
+	<-f.done
+	growth := int64(heapInUse()) - int64(before)
+	if growth > floodHeapBound {
+		t.Errorf("heap grew by %d bytes over %d spoofed 1.3 ClientHellos, want < %d", growth, total, floodHeapBound)
+	}
+	if got := f.answers.Load(); got != int64(total+warm) {
+		t.Errorf("%d HelloRetryRequests for %d ClientHellos", got, total+warm)
+	}
+	if n := f.tooLarge.Load(); n > 0 {
+		t.Errorf("%d answers larger than the ClientHello", n)
+	}
+	if conns := l.table.len(); conns != 0 || l.Stats().Handshaking != 0 {
+		t.Errorf("%d connections and %d handshakes after a flood without cookies", conns, l.Stats().Handshaking)
+	}
+}
