@@ -3,6 +3,7 @@ package dtls
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -39,15 +40,26 @@ type clientHandshakeState13 struct {
 	certReq *certificateRequestMsg13
 	sentHRR bool
 	state   connState
+
+	// External PSK (RFC 8446 §4.2.11): the key we offer, and whether
+	// the server selected it.
+	psk     []byte
+	usedPSK bool
+	// trPrefix is what the transcript holds before the ClientHello being
+	// written: message_hash(ClientHello1) and the HelloRetryRequest after
+	// one, for the PSK binder (§4.2.11.2).
+	trPrefix []byte
 }
 
 // offers13 reports whether this client offers DTLS 1.3: enabled by
 // MaxVersion, and with credentials the 1.3 handshake implements
-// (certificates; PSKs, raw public keys and DTLS-SRTP are 1.2-only here).
+// (certificates, an external PSK; raw public keys, DTLS-SRTP and CIDs
+// are 1.2-only here).
 func (c *Conn) offers13() bool {
 	cfg := c.config
-	return cfg.supports(VersionDTLS13) && cfg.PSK == nil && !cfg.RawPublicKey &&
-		len(cfg.SRTPProtectionProfiles) == 0 && cfg.ConnectionIDGenerator == nil
+	return cfg.supports(VersionDTLS13) && !cfg.RawPublicKey &&
+		len(cfg.SRTPProtectionProfiles) == 0 && cfg.ConnectionIDGenerator == nil &&
+		(cfg.PSK == nil || len(cfg.PSKIdentity) > 0)
 }
 
 // enabledSuites13 is the 1.3 suite list: Config.CipherSuites' 1.3 ids in
@@ -129,6 +141,19 @@ func (c *Conn) offer13(hello *clientHelloMsg) (*clientHandshakeState13, error) {
 	if err := hs.newKeyShare(m, firstShareGroup(groups)); err != nil {
 		return nil, err
 	}
+	if c.config.PSK != nil {
+		// An external PSK (RFC 8446 §4.2.11), SHA-256 as §4.2.11 has
+		// it when nothing else is agreed; psk_dhe_ke first, for
+		// forward secrecy. There is no hint in 1.3: PSK gets nil.
+		psk, err := c.config.PSK(nil)
+		if err != nil || len(psk) == 0 {
+			return nil, fmt.Errorf("dtls: no PSK for DTLS 1.3: %v", err)
+		}
+		hs.psk = psk
+		m.pskModes = []uint8{pskModeDHE, pskModePlain}
+		m.pskIdentities = []pskIdentity13{{label: c.config.PSKIdentity}}
+		m.pskBinders = [][]byte{make([]byte, crypto.SHA256.Size())}
+	}
 	hs.hello = m
 	c.offered13 = true
 	return hs, nil
@@ -169,6 +194,11 @@ func (hs *clientHandshakeState13) writeHello(hs12 *handshakeState) error {
 	if err != nil {
 		return c.fail(alertInternalError, err)
 	}
+	if len(hs.hello.pskIdentities) > 0 {
+		if body, err = hs.bindPSK(body); err != nil {
+			return c.fail(alertInternalError, err)
+		}
+	}
 	hs.chBody = body
 	t := c.hs.queueMessage(c.rl.writeCur, typeClientHello, body)
 	if t == nil {
@@ -176,6 +206,42 @@ func (hs *clientHandshakeState13) writeHello(hs12 *handshakeState) error {
 	}
 	hs12.transcript = append(hs12.transcript, t...)
 	return nil
+}
+
+// bindPSK fills the PSK binder of the marshaled ClientHello body (RFC
+// 8446 §4.2.11.2): an HMAC under the binder key over the transcript up to
+// the binders list, hs.trPrefix included.
+func (hs *clientHandshakeState13) bindPSK(body []byte) ([]byte, error) {
+	truncated, err := hs.hello.truncatedForBinders(body)
+	if err != nil {
+		return nil, err
+	}
+	binder, err := pskBinder13(hs.psk, hs.trPrefix, truncated, len(body))
+	if err != nil {
+		return nil, err
+	}
+	hs.hello.pskBinders = [][]byte{binder}
+	return hs.hello.marshal()
+}
+
+// pskBinder13 is the binder of an external SHA-256 PSK over prefix and a
+// ClientHello truncated before its binders, whose whole body is bodyLen
+// bytes: the TLS-style header in the transcript carries the full length
+// (RFC 8446 §4.2.11.2).
+func pskBinder13(psk, prefix, truncated []byte, bodyLen int) ([]byte, error) {
+	early, err := newEarlySecret13(crypto.SHA256, psk)
+	if err != nil {
+		return nil, err
+	}
+	bk, err := early.binderKey(true)
+	if err != nil {
+		return nil, err
+	}
+	h := crypto.SHA256.New()
+	h.Write(prefix)
+	h.Write([]byte{byte(typeClientHello), byte(bodyLen >> 16), byte(bodyLen >> 8), byte(bodyLen)})
+	h.Write(truncated)
+	return finishedVerifyData13(crypto.SHA256, labelPrefixDTLS13, bk, h.Sum(nil))
 }
 
 func (hs *clientHandshakeState13) addTranscript(typ handshakeType, body []byte) {
@@ -267,6 +333,10 @@ func (hs *clientHandshakeState13) checkServerHelloFields(sh *serverHelloMsg13) e
 	for _, e := range sh.extensions {
 		switch e {
 		case extensionSupportedVersions, extensionKeyShare:
+		case extensionPreSharedKey:
+			if sh.isHelloRetryRequest() || len(hs.hello.pskIdentities) == 0 {
+				return c.fail(alertUnsupportedExtension, errors.New("dtls: server selected a PSK we did not offer"))
+			}
 		case extensionCookie:
 			if !sh.isHelloRetryRequest() {
 				return c.fail(alertUnsupportedExtension, errors.New("dtls: cookie in a ServerHello"))
@@ -287,8 +357,13 @@ func (hs *clientHandshakeState13) processHRR(msg inMessage, hrr *serverHelloMsg1
 	}
 	hs.transcript = hs.suite.hash.New()
 	// The transcript starts with message_hash(ClientHello1) (§4.4.1).
-	hs.transcript.Write(messageHash13(hs.suite.hash, hs.chBody))
-	hs.addTranscript(typeServerHello, msg.body)
+	hs.trPrefix = messageHash13(hs.suite.hash, hs.chBody)
+	hs.trPrefix = appendTranscriptMessage13(hs.trPrefix, typeServerHello, msg.body)
+	hs.transcript.Write(hs.trPrefix)
+	if len(hs.hello.pskIdentities) > 0 && hs.suite.hash != crypto.SHA256 {
+		// Our PSK's hash is SHA-256: it cannot go with this suite.
+		hs.hello.pskIdentities, hs.hello.pskBinders, hs.hello.pskModes = nil, nil, nil
+	}
 	changed := len(hrr.cookie) > 0
 	hs.hello.cookieExt = slices.Clone(hrr.cookie)
 	if g := hrr.selectedGroup; g != 0 {
@@ -323,11 +398,28 @@ func (hs *clientHandshakeState13) processServerHello(msg inMessage, sh *serverHe
 	if msg.epoch != 0 {
 		return c.fail(alertUnexpectedMessage, errors.New("dtls: ServerHello not in epoch 0"))
 	}
-	if sh.serverShare.group != hs.keyShare.group {
-		return c.fail(alertIllegalParameter, fmt.Errorf("dtls: server key share for group %v, not the one we sent", sh.serverShare.group))
-	}
+	var psk []byte
 	if sh.hasSelectedIdentity {
-		return c.fail(alertIllegalParameter, errors.New("dtls: server selected a PSK we did not offer"))
+		// RFC 8446 §4.2.11: an index into our identities, and the
+		// suite's hash must be the PSK's.
+		if int(sh.selectedIdentity) >= len(hs.hello.pskIdentities) || hs.suite.hash != crypto.SHA256 {
+			return c.fail(alertIllegalParameter, errors.New("dtls: server selected a PSK we did not offer, or with another hash"))
+		}
+		psk, hs.usedPSK = hs.psk, true
+		hs.state.pskIdentity = hs.hello.pskIdentities[sh.selectedIdentity].label
+	}
+	var shared []byte
+	switch {
+	case sh.serverShare.group == 0 && hs.usedPSK && slices.Contains(hs.hello.pskModes, pskModePlain):
+		// psk_ke: no key exchange (§4.2.9).
+	case sh.serverShare.group != hs.keyShare.group:
+		return c.fail(alertIllegalParameter, fmt.Errorf("dtls: server key share for group %v, not the one we sent", sh.serverShare.group))
+	default:
+		var err error
+		if shared, err = hs.keyShare.clientSharedSecret(sh.serverShare.data); err != nil {
+			return c.fail(alertIllegalParameter, err)
+		}
+		hs.state.curveID = hs.keyShare.group
 	}
 	hs.serverHello = sh
 	if hs.transcript == nil {
@@ -335,11 +427,7 @@ func (hs *clientHandshakeState13) processServerHello(msg inMessage, sh *serverHe
 		hs.addTranscript(typeClientHello, hs.chBody)
 	}
 	hs.addTranscript(typeServerHello, msg.body)
-	shared, err := hs.keyShare.clientSharedSecret(sh.serverShare.data)
-	if err != nil {
-		return c.fail(alertIllegalParameter, err)
-	}
-	early, err := newEarlySecret13(hs.suite.hash, nil)
+	early, err := newEarlySecret13(hs.suite.hash, psk)
 	if err != nil {
 		return c.fail(alertInternalError, err)
 	}
@@ -363,7 +451,6 @@ func (hs *clientHandshakeState13) processServerHello(msg inMessage, sh *serverHe
 	if err != nil {
 		return c.fail(alertInternalError, err)
 	}
-	hs.state.curveID = hs.keyShare.group
 	hs.state.suite13 = hs.suite
 	hs.state.clientRandom = hs.hello.random
 	hs.state.serverRandom = sh.random
@@ -424,6 +511,11 @@ func (hs *clientHandshakeState13) readServerParameters() error {
 // CertificateVerify.
 func (hs *clientHandshakeState13) readServerCertificate() error {
 	c := hs.c
+	if hs.usedPSK {
+		// The PSK authenticates the server: no Certificate (RFC 8446
+		// §4.4.2: sent only when authenticating with a certificate).
+		return nil
+	}
 	msg, err := c.readHandshake13(hs.ctx, 2)
 	if err != nil {
 		return err

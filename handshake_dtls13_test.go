@@ -380,3 +380,58 @@ func TestHandshake13DowngradeSentinel(t *testing.T) {
 		t.Fatalf("version %#x", v)
 	}
 }
+
+func psk13Configs() (cc, sc *Config) {
+	cc, sc = pskConfig(), pskConfig()
+	cc.MaxVersion, sc.MaxVersion = VersionDTLS13, VersionDTLS13
+	return cc, sc
+}
+
+func TestHandshake13PSK(t *testing.T) {
+	t.Run("Server", func(t *testing.T) {
+		cc, sc := psk13Configs()
+		ccs, scs := run13(t, cc, sc, "psk")
+		if ccs.Version != VersionDTLS13 || string(ccs.PSKIdentity) != "client1" || string(scs.PSKIdentity) != "client1" || len(ccs.PeerCertificates) != 0 {
+			t.Fatalf("client %+v server %+v", ccs, scs)
+		}
+		if ccs.CurveID != tls.X25519 {
+			t.Errorf("psk_dhe_ke expected, group %v", ccs.CurveID)
+		}
+	})
+	t.Run("Listener", func(t *testing.T) {
+		cc, sc := psk13Configs()
+		l, states := echoServer(t, sc, nil)
+		c, err := Dial("udp", l.Addr().String(), cc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		exchange(t, c, "psk through the listener")
+		if st := <-states; st.Version != VersionDTLS13 || string(st.PSKIdentity) != "client1" {
+			t.Fatalf("server state %+v", st)
+		}
+	})
+	t.Run("HRR for the group", func(t *testing.T) {
+		cc, sc := psk13Configs()
+		sc.CurvePreferences = []tls.CurveID{tls.CurveP384}
+		ccs, _ := run13(t, cc, sc, "psk")
+		if ccs.CurveID != tls.CurveP384 || string(ccs.PSKIdentity) != "client1" {
+			t.Fatalf("%+v", ccs)
+		}
+	})
+	t.Run("wrong key", func(t *testing.T) {
+		cc, sc := psk13Configs()
+		cc.PSK = func([]byte) ([]byte, error) { return []byte("another key, same identity"), nil }
+		cc.HandshakeTimeout = 3 * time.Second
+		cli, srv := connectedPair(t, cc, sc)
+		defer cli.Close()
+		defer srv.Close()
+		errc := make(chan error, 1)
+		go func() { errc <- srv.Handshake() }()
+		cerr := cli.Handshake()
+		serr := <-errc
+		if serr == nil || !strings.Contains(serr.Error(), "binder") || cerr == nil {
+			t.Fatalf("client %v, server %v", cerr, serr)
+		}
+	})
+}

@@ -2,6 +2,8 @@ package dtls
 
 import (
 	"context"
+	"crypto"
+	"crypto/hmac"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -33,6 +35,12 @@ type serverHandshakeState13 struct {
 	serverAPSecret []byte
 	requestCert    bool
 	state          connState
+
+	// psk is the external PSK the client's binder proved (RFC 8446
+	// §4.2.11), or nil; trPrefix is the transcript before the
+	// ClientHello it binds (message_hash and the HelloRetryRequest).
+	psk      []byte
+	trPrefix []byte
 }
 
 // select13 reports whether a ClientHello gets DTLS 1.3 from this server,
@@ -41,12 +49,12 @@ type serverHandshakeState13 struct {
 // is ignored then). A ClientHello with a legacy_cookie answered a
 // HelloVerifyRequest, which only a 1.2 server sends, and does not get 1.3
 // (RFC 9147 §5.3 has a 1.3 server refuse a non-empty legacy_cookie).
-// A server needs a certificate for 1.3 here: PSKs and raw public keys
-// are 1.2-only so far.
+// A server needs a certificate or an external PSK for 1.3 here: raw
+// public keys are 1.2-only so far.
 func (c *Conn) select13(hello *clientHelloMsg) (*clientHelloMsg13, bool) {
 	cfg := c.config
 	if !cfg.supports(VersionDTLS13) || len(hello.cookie) != 0 || cfg.RawPublicKey ||
-		len(cfg.Certificates) == 0 && cfg.GetCertificate == nil {
+		len(cfg.Certificates) == 0 && cfg.GetCertificate == nil && cfg.PSK == nil {
 		return nil, false
 	}
 	ch := new(clientHelloMsg13)
@@ -99,25 +107,13 @@ func (hs *serverHandshakeState13) processClientHello() error {
 		}
 		stateless = &p
 	}
-	for _, s := range c.enabledSuites13() {
-		if slices.Contains(ch.cipherSuites, s.id) && (stateless == nil || s.id == stateless.suite) {
-			hs.suite = s
-			break
-		}
-	}
+	hs.suite = selectSuite13(c.config, ch, stateless)
 	if hs.suite == nil {
 		return c.fail(alertHandshakeFailure, errors.New("dtls: no DTLS 1.3 cipher suite supported by both client and server"))
 	}
-	// Offered PSKs are ignored: no 1.3 PSK or ticket is implemented yet,
-	// and RFC 8446 §4.2.11 lets the server decline them.
 	if ch.pskNotLast {
 		return c.fail(alertIllegalParameter, errors.New("dtls: pre_shared_key is not the last extension"))
 	}
-	cert, err := hs.certificate()
-	if err != nil {
-		return err
-	}
-	hs.cert = cert
 	// Our most preferred group the client supports; among those with a
 	// share from the client, the one we prefer most, so that no round
 	// trip is spent when the client guessed one we accept.
@@ -171,19 +167,39 @@ func (hs *serverHandshakeState13) processClientHello() error {
 	default:
 		hs.transcript.Write(appendTranscriptMessage13(nil, typeClientHello, ch.original))
 	}
-	// The address is proven (or the Listener proved it): now the key
-	// exchange, ML-KEM included, may cost us work.
-	serverShare, shared, err := serverKeyShare13(c.config.rand(), hs.group, share)
-	if err != nil {
-		return c.fail(alertIllegalParameter, err)
+	// The address is proven (or the Listener proved it): now the PSK
+	// binder and the key exchange, ML-KEM included, may cost us work.
+	dhe := true
+	if err := hs.acceptPSK(); err != nil {
+		return err
 	}
-	hs.shared = shared
+	if hs.psk != nil {
+		hs.state.pskIdentity = hs.hello.pskIdentities[0].label
+		// psk_dhe_ke when the client allows it (forward secrecy),
+		// else psk_ke (RFC 8446 §4.2.9).
+		dhe = slices.Contains(hs.hello.pskModes, pskModeDHE)
+	} else {
+		cert, err := hs.certificate()
+		if err != nil {
+			return err
+		}
+		hs.cert = cert
+	}
 	sh := &serverHelloMsg13{
-		vers:             VersionDTLS12,
-		random:           make([]byte, randomLen),
-		cipherSuite:      hs.suite.id,
-		supportedVersion: VersionDTLS13,
-		serverShare:      keyShare13{group: hs.group, data: serverShare},
+		vers:                VersionDTLS12,
+		random:              make([]byte, randomLen),
+		cipherSuite:         hs.suite.id,
+		supportedVersion:    VersionDTLS13,
+		hasSelectedIdentity: hs.psk != nil,
+	}
+	if dhe {
+		serverShare, shared, err := serverKeyShare13(c.config.rand(), hs.group, share)
+		if err != nil {
+			return c.fail(alertIllegalParameter, err)
+		}
+		hs.shared = shared
+		sh.serverShare = keyShare13{group: hs.group, data: serverShare}
+		hs.state.curveID = hs.group
 	}
 	if _, err := io.ReadFull(c.config.rand(), sh.random); err != nil {
 		return c.fail(alertInternalError, err)
@@ -192,7 +208,6 @@ func (hs *serverHandshakeState13) processClientHello() error {
 		return err
 	}
 	hs.state.suite13 = hs.suite
-	hs.state.curveID = hs.group
 	hs.state.clientRandom = ch.random
 	hs.state.serverRandom = sh.random
 	hs.state.serverName = ch.serverName
@@ -223,7 +238,13 @@ func (hs *serverHandshakeState13) helloRetry(askGroup bool) error {
 	}
 	// RFC 8446 §4.4.1: the transcript restarts with message_hash of the
 	// first ClientHello.
-	hs.transcript.Write(messageHash13(hs.suite.hash, ch1.original))
+	hs.trPrefix = messageHash13(hs.suite.hash, ch1.original)
+	hs.transcript.Write(hs.trPrefix)
+	hrrBody, err := hrr.marshal()
+	if err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	hs.trPrefix = appendTranscriptMessage13(hs.trPrefix, typeServerHello, hrrBody)
 	if err := writeHandshake13(c, hs.transcript, hrr); err != nil {
 		return err
 	}
@@ -252,6 +273,59 @@ func (hs *serverHandshakeState13) helloRetry(askGroup bool) error {
 	return nil
 }
 
+// selectSuite13 is our first 1.3 suite that the client offers (the one
+// a stateless HelloRetryRequest chose, after one); when the client offers
+// an external PSK we can use, a SHA-256 suite, the PSK's hash (RFC 8446
+// §4.2.11), if there is one.
+func selectSuite13(cfg *Config, ch *clientHelloMsg13, stateless *hrrParams) *cipherSuite13 {
+	var first *cipherSuite13
+	for _, s := range cfg.suites13() {
+		if !slices.Contains(ch.cipherSuites, s.id) || stateless != nil && s.id != stateless.suite {
+			continue
+		}
+		if cfg.PSK == nil || len(ch.pskIdentities) == 0 || s.hash == crypto.SHA256 {
+			return s
+		}
+		if first == nil {
+			first = s
+		}
+	}
+	return first
+}
+
+// acceptPSK takes the client's first PSK identity if Config.PSK knows it,
+// the suite's hash is the PSK's (SHA-256), and the client allows a mode:
+// its binder must then verify (RFC 8446 §4.2.11.2: otherwise the server
+// "MUST abort the handshake"; decrypt_error). An unknown identity is
+// declined, and the handshake goes on with a certificate if we have one.
+func (hs *serverHandshakeState13) acceptPSK() error {
+	c := hs.c
+	ch := hs.hello
+	if c.config.PSK == nil || len(ch.pskIdentities) == 0 || len(ch.pskModes) == 0 || hs.suite.hash != crypto.SHA256 {
+		return nil
+	}
+	key, err := c.config.PSK(ch.pskIdentities[0].label)
+	if err != nil || len(key) == 0 {
+		return nil
+	}
+	truncated, err := ch.truncatedForBinders(ch.original)
+	if err != nil {
+		return c.fail(alertDecodeError, err)
+	}
+	want, err := pskBinder13(key, hs.trPrefix, truncated, len(ch.original))
+	if err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	if !hmac.Equal(want, ch.pskBinders[0]) {
+		return c.fail(alertDecryptError, errors.New("dtls: the client's PSK binder does not verify (wrong PSK?)"))
+	}
+	if !slices.Contains(ch.pskModes, pskModeDHE) && !slices.Contains(ch.pskModes, pskModePlain) {
+		return nil
+	}
+	hs.psk = key
+	return nil
+}
+
 // keyShareFor returns the client's key share for group, or nil.
 func keyShareFor(ch *clientHelloMsg13, group tls.CurveID) []byte {
 	for _, ks := range ch.keyShares {
@@ -273,12 +347,12 @@ func (hs *serverHandshakeState13) continueAfterHRR(p *hrrParams) error {
 		return c.fail(alertIllegalParameter, errors.New("dtls: cookie of another cipher suite"))
 	}
 	mh := []byte{byte(typeMessageHash), 0, 0, byte(len(p.chHash))}
-	hs.transcript.Write(append(mh, p.chHash...))
 	body, err := helloRetryRequest13(*p, hs.hello.cookieExt).marshal()
 	if err != nil {
 		return c.fail(alertInternalError, err)
 	}
-	hs.transcript.Write(appendTranscriptMessage13(nil, typeServerHello, body))
+	hs.trPrefix = appendTranscriptMessage13(append(mh, p.chHash...), typeServerHello, body)
+	hs.transcript.Write(hs.trPrefix)
 	hs.transcript.Write(appendTranscriptMessage13(nil, typeClientHello, hs.hello.original))
 	return nil
 }
@@ -323,7 +397,7 @@ func (hs *serverHandshakeState13) certificate() (*tls.Certificate, error) {
 // ServerHello was queued in epoch 0 before the switch.
 func (hs *serverHandshakeState13) deriveHandshakeKeys() error {
 	c := hs.c
-	early, err := newEarlySecret13(hs.suite.hash, nil)
+	early, err := newEarlySecret13(hs.suite.hash, hs.psk)
 	if err != nil {
 		return c.fail(alertInternalError, err)
 	}
@@ -376,6 +450,11 @@ func (hs *serverHandshakeState13) sendServerFlight() error {
 	if err := writeHandshake13(c, hs.transcript, ee); err != nil {
 		return err
 	}
+	if hs.psk != nil {
+		// The PSK authenticates both sides: no certificates, and no
+		// CertificateRequest (RFC 8446 §4.3.2).
+		return hs.sendServerFinished()
+	}
 	if c.config.ClientAuth >= tls.RequestClientCert {
 		hs.requestCert = true
 		cr := &certificateRequestMsg13{supportedSignatureAlgorithms: supportedSignatureAlgorithms13()}
@@ -393,6 +472,13 @@ func (hs *serverHandshakeState13) sendServerFlight() error {
 	if err := signCertificateVerify13(c, hs.transcript, hs.cert, ch.supportedSignatureAlgorithms, true); err != nil {
 		return err
 	}
+	return hs.sendServerFinished()
+}
+
+// sendServerFinished sends our Finished with the flight, and derives the
+// application secrets.
+func (hs *serverHandshakeState13) sendServerFinished() error {
+	c := hs.c
 	vd, err := finishedVerifyData13(hs.suite.hash, labelPrefixDTLS13, hs.serverHSSecret, hs.transcript.Sum(nil))
 	if err != nil {
 		return c.fail(alertInternalError, err)

@@ -115,7 +115,7 @@ func (g *helloGate) admit13(now time.Time, addr netip.AddrPort, ch *clientHelloM
 // connection the admitted ClientHello starts.
 func (g *helloGate) check13(dst []byte, now time.Time, addr netip.AddrPort, recordSeq uint64, msgSeq uint16, config *Config, ch *clientHelloMsg) (answer []byte, admitted, is13 bool) {
 	if !config.supports(VersionDTLS13) || len(ch.cookie) != 0 || config.RawPublicKey ||
-		len(config.Certificates) == 0 && config.GetCertificate == nil {
+		len(config.Certificates) == 0 && config.GetCertificate == nil && config.PSK == nil {
 		return dst, false, false
 	}
 	ch13 := new(clientHelloMsg13)
@@ -156,11 +156,8 @@ func (g *helloGate) check13(dst []byte, now time.Time, addr netip.AddrPort, reco
 // no share for that group.
 func hrrParamsFor(config *Config, ch *clientHelloMsg13) (hrrParams, bool) {
 	var p hrrParams
-	for _, s := range config.suites13() {
-		if slices.Contains(ch.cipherSuites, s.id) {
-			p.suite = s.id
-			break
-		}
+	if s := selectSuite13(config, ch, nil); s != nil {
+		p.suite = s.id
 	}
 	for _, g := range config.groups13() {
 		if slices.Contains(ch.supportedCurves, g) {
