@@ -86,9 +86,10 @@ type Config struct {
 	// or VersionDTLS13. Zero means VersionDTLS12 for both: DTLS 1.3 (RFC
 	// 9147) is opt-in until it resumes sessions (README lists what it
 	// lacks). With MaxVersion VersionDTLS13 a client offers both versions
-	// (supported_versions) when its credentials are certificates (with a
-	// PSK, raw public keys, SRTP or CIDs it offers 1.2 only), and a server
-	// with a certificate answers a ClientHello offering 1.3 with 1.3,
+	// (supported_versions) unless it uses raw public keys, SRTP or CIDs
+	// (1.2 only so far; a PSK is offered in 1.3 as an external PSK with
+	// PSKIdentity, Config.PSK called with a nil hint), and a server with
+	// a certificate or a PSK answers a ClientHello offering 1.3 with 1.3,
 	// others with 1.2 and the downgrade sentinel of RFC 8446 §4.1.3 in its
 	// random, which a client that offered 1.3 checks.
 	MinVersion uint16

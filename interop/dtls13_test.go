@@ -43,6 +43,17 @@ type cell13 struct {
 	wolfClient []string // for wolfSSL's client only
 	wolfServer []string // for wolfSSL's server only
 	pionHybrid bool     // pion offers X25519MLKEM768 (its default) and is asked for it
+	psk        bool     // an external PSK (psk_dhe_ke), no certificates
+	pskKE      bool     // the peer allows psk_ke only: no (EC)DHE
+}
+
+// wolfPSKIdentity and wolfPSK are wolfSSL's example programs' built-in
+// PSK (PEERS.md); with --openssl-psk its client sends the identity as is.
+const wolfPSKIdentity = "Client_identity"
+
+var wolfPSK = []byte{
+	0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef,
+	0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef,
 }
 
 var cells13 = []cell13{
@@ -58,6 +69,8 @@ var cells13 = []cell13{
 	// pion's.
 	{name: "HRR", ourGroups: []tls.CurveID{tls.CurveP384, tls.X25519}, wolfClient: []string{"-J"}, wolfServer: []string{"-J"}},
 	{name: "ClientAuth", clientAuth: true},
+	{name: "PSK", psk: true, suite: 0x1301, wolfArgs: []string{"-s", "-l", "TLS13-AES128-GCM-SHA256"}, wolfClient: []string{"--openssl-psk"}},
+	{name: "PSK-psk_ke", psk: true, pskKE: true, suite: 0x1301, wolfArgs: []string{"-s", "-K", "-l", "TLS13-AES128-GCM-SHA256"}, wolfClient: []string{"--openssl-psk"}},
 	{name: "MTU300", mtu: 300, wolfArgs: []string{"-u", "300"}},
 }
 
@@ -65,6 +78,21 @@ func (c cell13) ourConfig(pki *testPKI, client bool) *dtls.Config {
 	cfg := &dtls.Config{MaxVersion: dtls.VersionDTLS13, MTU: c.mtu, CurvePreferences: c.ourGroups}
 	if c.suite != 0 {
 		cfg.CipherSuites = []uint16{c.suite}
+	}
+	if c.psk {
+		cfg.MinVersion = dtls.VersionDTLS13
+		if client {
+			cfg.PSKIdentity = []byte(wolfPSKIdentity)
+			cfg.PSK = func([]byte) ([]byte, error) { return wolfPSK, nil }
+			return cfg
+		}
+		cfg.PSK = func(id []byte) ([]byte, error) {
+			if string(id) != wolfPSKIdentity {
+				return nil, fmt.Errorf("unknown PSK identity %q", id)
+			}
+			return wolfPSK, nil
+		}
+		return cfg
 	}
 	if client {
 		cfg.RootCAs, cfg.ServerName = pki.roots, "localhost"
@@ -125,6 +153,10 @@ func (h *helloCounter) check(t *testing.T, c cell13, client bool) {
 
 func (c cell13) want() want {
 	w := want{v13: true, suite: c.suite}
+	if c.psk {
+		w.pskID = wolfPSKIdentity
+	}
+	w.noGroup = c.pskKE
 	return w
 }
 
@@ -163,6 +195,9 @@ func TestDTLS13(t *testing.T) {
 						if c.suite == 0x1304 {
 							notApplicable(t, "pion/dtls v4 has no TLS_AES_128_CCM_SHA256")
 						}
+						if c.pskKE {
+							notApplicable(t, "pion/dtls v4 has no option for psk_ke alone")
+						}
 						ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 						defer cancel()
 						if role == "client" {
@@ -185,6 +220,9 @@ func wolfServer13(ctx context.Context, t *testing.T, sh, dir string, pki *testPK
 		cert, key = pki.rsaServerCert, pki.rsaServerKey
 	}
 	args := []string{"-v", "4", "-c", cert, "-k", key}
+	if c.psk {
+		args = []string{"-v", "4"}
+	}
 	if c.clientAuth {
 		args = append(args, "-A", pki.caFile)
 	} else {
@@ -277,6 +315,20 @@ func pion4Options13(c cell13, pki *testPKI, client bool) []pion4.Option {
 	}
 	if c.mtu != 0 {
 		opts = append(opts, pion4.WithMTU(c.mtu))
+	}
+	if c.psk {
+		return append(opts, pion4.WithPSK(
+			func() ([]pion4.PSK, error) {
+				return []pion4.PSK{{Identity: []byte(wolfPSKIdentity), Key: wolfPSK}}, nil
+			},
+			func(ids [][]byte) (*pion4.PSK, error) {
+				for _, id := range ids {
+					if string(id) == wolfPSKIdentity {
+						return &pion4.PSK{Identity: id, Key: wolfPSK}, nil
+					}
+				}
+				return nil, errors.New("unknown identity")
+			}))
 	}
 	if client {
 		opts = append(opts, pion4.WithRootCAs(pki.roots), pion4.WithServerName("localhost"))

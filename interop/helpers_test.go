@@ -467,6 +467,8 @@ type want struct {
 	alpn       string // the negotiated ALPN protocol, "" for none
 	resumed    bool   // the handshake resumed a session
 	v13        bool   // DTLS 1.3 (no extended master secret there)
+	pskID      string // non-empty: PSKIdentity must be this (a peer's own identity)
+	noGroup    bool   // no key exchange group (DTLS 1.3 psk_ke)
 }
 
 func (w want) check(st dtls.ConnectionState) error {
@@ -487,6 +489,12 @@ func (w want) check(st dtls.ConnectionState) error {
 	}
 	if !w.noEMS && !st.ExtendedMasterSecret {
 		errs = append(errs, errors.New("extended master secret not negotiated"))
+	}
+	if w.noGroup && st.CurveID != 0 {
+		errs = append(errs, fmt.Errorf("key exchange over %v, want none (psk_ke)", st.CurveID))
+	}
+	if w.pskID != "" && string(st.PSKIdentity) != w.pskID {
+		errs = append(errs, fmt.Errorf("PSKIdentity %q, want %q", st.PSKIdentity, w.pskID))
 	}
 	if w.psk && string(st.PSKIdentity) != pskIdentity {
 		errs = append(errs, fmt.Errorf("PSKIdentity %q, want %q", st.PSKIdentity, pskIdentity))

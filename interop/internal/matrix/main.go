@@ -79,6 +79,8 @@ var (
 		{"X25519MLKEM768", "X25519MLKEM768"},
 		{"HRR", "HelloRetryRequest"},
 		{"ClientAuth", "client auth"},
+		{"PSK", "PSK (psk_dhe_ke)"},
+		{"PSK-psk_ke", "PSK (psk_ke)"},
 		{"MTU300", "MTU 300"},
 	}
 	roles = []struct{ key, name string }{
@@ -302,7 +304,8 @@ func render(w io.Writer, cells map[cellKey]*cell, versions map[string]string, no
 	fmt.Fprintf(w, "columns pin both sides to it; *HelloRetryRequest*: our server prefers P-384, which\n")
 	fmt.Fprintf(w, "the peer's first ClientHello has no share for (wolfSSL's client sends none);\n")
 	fmt.Fprintf(w, "*X25519MLKEM768*: the hybrid group, asked for by our server's HelloRetryRequest and\n")
-	fmt.Fprintf(w, "answered by our client after one (its first key share is classical).\n\n")
+	fmt.Fprintf(w, "answered by our client after one (its first key share is classical); *PSK*: an\n")
+	fmt.Fprintf(w, "external PSK, no certificates, with (EC)DHE or (psk_ke: the peer allows only that) without.\n\n")
 	if renderPeerTable(w, cells, peers13, features13, counts, false) {
 		failed = true
 	}
