@@ -378,10 +378,22 @@ func pionServer13(ctx context.Context, t *testing.T, pki *testPKI, c cell13) {
 		}
 		buf := make([]byte, 1<<14)
 		n, err := conn.Read(buf)
-		if err == nil {
-			_, err = conn.Write(buf[:n])
+		if err != nil {
+			errc <- fmt.Errorf("pion server Read: %w", err)
+			return
 		}
-		errc <- err
+		if _, err = conn.Write(buf[:n]); err != nil && !errors.Is(err, context.Canceled) {
+			errc <- fmt.Errorf("pion server Write: %w", err)
+			return
+		} else if err != nil {
+			// pion v4's 1.3 Write hands the record to its state
+			// machine and waits; when our close_notify, sent after
+			// we read the echo, closes the connection first, it
+			// returns context.Canceled though the record went out
+			// (dialAndExchange checked it arrived).
+			t.Logf("interop-note: pion v4's DTLS 1.3 server Write can return %v after its record was delivered, when the peer closes at once", err)
+		}
+		errc <- nil
 	}()
 	cfg := c.ourConfig(pki, true)
 	var hc helloCounter
