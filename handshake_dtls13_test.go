@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -434,4 +435,122 @@ func TestHandshake13PSK(t *testing.T) {
 			t.Fatalf("client %v, server %v", cerr, serr)
 		}
 	})
+}
+
+// dropConn drops the next datagram written after drop is set.
+type dropConn struct {
+	net.Conn
+	drop    atomic.Bool
+	dropped atomic.Int32
+}
+
+func (d *dropConn) Write(b []byte) (int, error) {
+	if d.drop.CompareAndSwap(true, false) {
+		d.dropped.Add(1)
+		return len(b), nil
+	}
+	return d.Conn.Write(b)
+}
+
+// TestHandshake13ReACK loses the server's ACK of the client's final
+// flight: the client retransmits its Finished (epoch 2) from Read, and the
+// server, which kept the client's epoch-2 keys, ACKs it again, after which
+// the client stops retransmitting (RFC 9147 §5.8.3, §7).
+func TestHandshake13ReACK(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	cc, sc := configs13(t, "p256")
+	var mu sync.Mutex
+	count := map[string]int{}
+	var sconn *dropConn
+	sc.Tracer = func(ev *TraceEvent) {
+		if ev.Kind == TraceACKSent {
+			mu.Lock()
+			count["server ACK"]++
+			first := count["server ACK"] == 1
+			mu.Unlock()
+			if first {
+				sconn.drop.Store(true)
+			}
+		}
+	}
+	cc.Tracer = func(ev *TraceEvent) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch ev.Kind {
+		case TraceFlightRetransmitted:
+			count["client retransmit"]++
+		case TraceACKReceived:
+			count["client ACK received"]++
+		}
+	}
+	a, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := net.DialUDP("udp", nil, a.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	sa, err := net.DialUDP("udp", a.LocalAddr().(*net.UDPAddr), b.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sconn = &dropConn{Conn: sa}
+	cli, srv := Client(b, cc), Server(sconn, sc)
+	defer cli.Close()
+	defer srv.Close()
+	done := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 100)
+		srv.SetReadDeadline(time.Now().Add(20 * time.Second))
+		n, err := srv.Read(buf) // answers the retransmitted Finished meanwhile
+		if err == nil {
+			_, err = srv.Write(buf[:n])
+		}
+		done <- err
+	}()
+	if err := cli.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	// The client's Read drives its retransmission timer until the ACK.
+	cli.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 100)
+	readErr := make(chan error, 1)
+	go func() { _, err := cli.Read(buf); readErr <- err }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		got := count["client ACK received"]
+		mu.Unlock()
+		if got > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := cli.Write([]byte("after the re-ACK")); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-readErr; err != nil {
+		t.Fatalf("client Read: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("server: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if sconn.dropped.Load() != 1 || count["client retransmit"] < 1 || count["server ACK"] < 2 || count["client ACK received"] < 1 {
+		t.Fatalf("dropped %d, %v", sconn.dropped.Load(), count)
+	}
+	retransmits := count["client retransmit"]
+	mu.Unlock()
+	// Reading on drives the timer: nothing may be resent now.
+	cli.SetReadDeadline(time.Now().Add(1500 * time.Millisecond))
+	if _, err := cli.Read(buf); !isTimeout(err) {
+		t.Errorf("client Read: %v", err)
+	}
+	mu.Lock()
+	if count["client retransmit"] != retransmits {
+		t.Errorf("the client retransmitted after the ACK: %v", count)
+	}
 }
