@@ -19,9 +19,16 @@ func TestConnRecordPathAllocs(t *testing.T) {
 		{TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, "p256"},
 		{TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, "p256"},
 		{TLS_PSK_WITH_AES_128_CCM_8, ""},
+		{suiteTLSAES128GCMSHA256, "p256"},
+		{suiteTLSChaCha20Poly1305SHA256, "p256"},
 	} {
 		t.Run(CipherSuiteName(sc.suite), func(t *testing.T) {
 			cc, scfg := configsFor(t, sc)
+			if sc.suite == suiteTLSAES128GCMSHA256 || sc.suite == suiteTLSChaCha20Poly1305SHA256 {
+				// DTLS 1.3: the unified-header record path.
+				cc, scfg = configs13(t, "p256")
+				cc.CipherSuites, scfg.CipherSuites = []uint16{sc.suite}, []uint16{sc.suite}
+			}
 			l, err := Listen("udp", "127.0.0.1:0", scfg)
 			if err != nil {
 				t.Fatal(err)
