@@ -554,3 +554,51 @@ func TestHandshake13ReACK(t *testing.T) {
 		t.Errorf("the client retransmitted after the ACK: %v", count)
 	}
 }
+
+// BenchmarkHandshake13 measures whole DTLS 1.3 handshakes through a
+// Listener over loopback (its stateless HelloRetryRequest included), for
+// ECDSA P-256 with X25519, with X25519MLKEM768 (asked for in that
+// HelloRetryRequest: no extra round trip), and an external PSK.
+func BenchmarkHandshake13(b *testing.B) {
+	tc := certs(b)["p256"]
+	for _, bc := range []struct {
+		name   string
+		groups []tls.CurveID
+		psk    bool
+	}{
+		{"ECDSA", nil, false},
+		{"ECDSA-X25519MLKEM768", []tls.CurveID{groupX25519MLKEM768, tls.X25519}, false},
+		{"PSK", nil, true},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			sc := &Config{Certificates: []tls.Certificate{tc.tls}, MaxVersion: VersionDTLS13, CurvePreferences: bc.groups}
+			cc := &Config{RootCAs: tc.pool, ServerName: "dtls.test", MinVersion: VersionDTLS13, MaxVersion: VersionDTLS13, CurvePreferences: bc.groups}
+			if bc.psk {
+				cc, sc = psk13Configs()
+				cc.MinVersion = VersionDTLS13
+			}
+			l, err := Listen("udp", "127.0.0.1:0", sc)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer l.Close()
+			go func() {
+				for {
+					c, err := l.Accept()
+					if err != nil {
+						return
+					}
+					c.Close()
+				}
+			}()
+			b.ReportAllocs()
+			for b.Loop() {
+				c, err := Dial("udp", l.Addr().String(), cc)
+				if err != nil {
+					b.Fatal(err)
+				}
+				c.Close()
+			}
+		})
+	}
+}
