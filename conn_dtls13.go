@@ -177,27 +177,20 @@ func parseFragment(data []byte) (typ handshakeType, seq uint16, length uint32, o
 }
 
 // handleACK takes an ACK record (RFC 9147 §7). An ACK in epoch 0 is
-// unauthenticated: it may only speed up nothing, so it is dropped once
-// we have keys (erratum 8107 has ACKs sent in the epoch of the records
-// they acknowledge or later). A malformed protected one is a
-// decode_error.
+// dropped: it is unauthenticated, and acting on it would let anyone who
+// knows the addresses stop our retransmissions (an off-path attacker must
+// not be able to stall a handshake). Our epoch-0 flights (ClientHello,
+// HelloRetryRequest, ServerHello) are acknowledged by the peer's next
+// flight anyway. A malformed protected ACK is a decode_error.
 func (c *Conn) handleACK(hdr recordHeader, data []byte) error {
-	if c.vers != VersionDTLS13 {
+	if c.vers != VersionDTLS13 || hdr.epoch == 0 {
 		c.drop(dropBadContentType, hdr)
 		return nil
 	}
 	var buf [16]recordNumber
 	rns, ok := parseACK(data, buf[:0])
 	if !ok {
-		if hdr.epoch == 0 {
-			c.drop(dropMalformed, hdr)
-			return nil
-		}
 		return c.fail(alertDecodeError, errors.New("dtls: malformed ACK"))
-	}
-	if hdr.epoch == 0 && c.rl.readCur >= 2 {
-		c.drop(dropEpoch0AfterHandshake, hdr)
-		return nil
 	}
 	if c.config.Tracer != nil {
 		c.trace(&TraceEvent{Kind: TraceACKReceived, Epoch: hdr.epoch, Seq: hdr.seq, Length: len(rns), Records: traceRecordNumbers(rns)})
