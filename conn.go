@@ -113,6 +113,10 @@ type Conn struct {
 	// offered13: a client whose ClientHello offered DTLS 1.3, which
 	// keeps early unified-header records until it knows the version.
 	offered13 bool
+	// keyUpdatePending: we sent a KeyUpdate and switch our write keys
+	// once it is ACKed (RFC 9147 §8).
+	keyUpdatePending bool
+
 	// gate is the cookie gate of a Conn made by Server (hello_gate.go).
 	gate *helloGate
 	// lastACK is when a DTLS 1.3 server last re-ACKed a retransmitted
@@ -144,6 +148,10 @@ type connState struct {
 	// secret (RFC 8446 §7.5).
 	suite13        *cipherSuite13
 	exporterSecret []byte
+	// ourSecret and peerSecret are the current application traffic
+	// secrets of each direction, from which KeyUpdate derives the next
+	// (RFC 8446 §7.2).
+	ourSecret, peerSecret []byte
 }
 
 // suiteName names the negotiated suite.

@@ -117,9 +117,9 @@ func (c *Conn) handleHandshakeRecord13(hdr recordHeader, data []byte) error {
 // an ACK by the server, which keeps the client's epoch-2 keys for it
 // (RFC 9147 §5.8.3, §7), and with our final flight by the client.
 // NewSessionTicket is acknowledged and not used: we do not resume 1.3
-// sessions yet. KeyUpdate, NewConnectionId and RequestConnectionId are
-// not implemented: they end the connection with unexpected_message
-// rather than leave the peer with keys we do not follow.
+// sessions yet. KeyUpdate is handleKeyUpdate. NewConnectionId and
+// RequestConnectionId are not implemented: they end the connection with
+// unexpected_message.
 func (c *Conn) handlePostHandshake13(hdr recordHeader, data []byte) error {
 	now := c.config.time()
 	if hdr.epoch < 3 {
@@ -143,6 +143,8 @@ func (c *Conn) handlePostHandshake13(hdr recordHeader, data []byte) error {
 		return nil
 	}
 	switch typ {
+	case typeKeyUpdate:
+		return c.handleKeyUpdate(hdr, data)
 	case typeNewSessionTicket:
 		if !c.isClient {
 			return c.fail(alertUnexpectedMessage, errors.New("dtls: NewSessionTicket from a client"))
@@ -197,6 +199,101 @@ func (c *Conn) handleACK(hdr recordHeader, data []byte) error {
 	}
 	if c.hs.handleACK(rns) && c.handshakeComplete.Load() {
 		c.hs.finalFlight() // our last flight is acknowledged: nothing to resend
+		if c.keyUpdatePending {
+			return c.updateWriteKeys()
+		}
+	}
+	return nil
+}
+
+// handleKeyUpdate takes the peer's KeyUpdate (RFC 8446 §4.6.3, RFC 9147
+// §8): from the next epoch on, its records use the next traffic secret;
+// the old epoch's keys stay for records still in flight. The KeyUpdate is
+// ACKed; if it asks for one, we send our own, and switch our write keys
+// only once that is ACKed (§8, erratum 8047).
+func (c *Conn) handleKeyUpdate(hdr recordHeader, data []byte) error {
+	if err := c.handleHandshakeRecord13(hdr, data); err != nil {
+		return err
+	}
+	for {
+		m, ok := c.hs.nextMessage()
+		if !ok {
+			break
+		}
+		ku := new(keyUpdateMsg13)
+		if err := c.parseHandshakeMsg(m, typeKeyUpdate, ku.unmarshal); err != nil {
+			return err
+		}
+		if !ku.valid() {
+			return c.fail(alertIllegalParameter, errors.New("dtls: KeyUpdate with an invalid request_update"))
+		}
+		if m.epoch != c.rl.readCur {
+			// A KeyUpdate in an older epoch than the one it moves
+			// from (its own update already happened).
+			return c.fail(alertUnexpectedMessage, errors.New("dtls: KeyUpdate not in the current epoch"))
+		}
+		s := &c.state
+		next, err := nextTrafficSecret13(s.suite13.hash, labelPrefixDTLS13, s.peerSecret)
+		if err != nil {
+			return c.fail(alertInternalError, err)
+		}
+		keys, err := newEpochKeys13(s.suite13, c.rl.readCur+1, next)
+		if err != nil {
+			return c.fail(alertInternalError, err)
+		}
+		if err := c.installReadEpoch13(keys); err != nil {
+			return err
+		}
+		s.peerSecret = next
+		if ku.requestUpdate == keyUpdateRequested && !c.keyUpdatePending {
+			// The ACK first: the peer's own update waits for it.
+			if err := c.sendACK(); err != nil {
+				return err
+			}
+			if err := c.sendKeyUpdate(); err != nil {
+				return err
+			}
+		}
+	}
+	if a := c.hs.ack13; a != nil && len(a.recv) == 0 {
+		return nil // ACKed above, before our own KeyUpdate
+	}
+	return c.sendACK()
+}
+
+// sendKeyUpdate sends KeyUpdate(update_not_requested) in our current
+// epoch, retransmitted until ACKed.
+func (c *Conn) sendKeyUpdate() error {
+	c.hs.startPostHandshakeFlight()
+	body, _ := (&keyUpdateMsg13{requestUpdate: keyUpdateNotRequested}).marshal()
+	if c.hs.queueMessage(c.rl.writeCur, typeKeyUpdate, body) == nil {
+		return c.fail(alertInternalError, errors.New("dtls: KeyUpdate not queued"))
+	}
+	c.keyUpdatePending = true
+	return c.sendFlight(false, "KeyUpdate")
+}
+
+// updateWriteKeys moves our write side to the next epoch once our
+// KeyUpdate is ACKed.
+func (c *Conn) updateWriteKeys() error {
+	s := &c.state
+	next, err := nextTrafficSecret13(s.suite13.hash, labelPrefixDTLS13, s.ourSecret)
+	if err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	c.out.Lock()
+	keys, err := newEpochKeys13(s.suite13, c.rl.writeCur+1, next)
+	if err == nil {
+		c.rl.installWriteEpoch13(keys)
+	}
+	c.out.Unlock()
+	if err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	s.ourSecret = next
+	c.keyUpdatePending = false
+	if c.config.Tracer != nil {
+		c.trace(&TraceEvent{Kind: TraceEpochChanged, Epoch: keys.epoch, Reason: "write"})
 	}
 	return nil
 }

@@ -631,6 +631,7 @@ func (hs *clientHandshakeState13) readServerFinished() error {
 	if hs.serverAPSecret, err = hs.master.serverApplicationTrafficSecret(th); err != nil {
 		return c.fail(alertInternalError, err)
 	}
+	hs.state.ourSecret, hs.state.peerSecret = hs.clientAPSecret, hs.serverAPSecret
 	if hs.state.exporterSecret, err = hs.master.exporterMasterSecret(th); err != nil {
 		return c.fail(alertInternalError, err)
 	}

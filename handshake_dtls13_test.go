@@ -602,3 +602,61 @@ func BenchmarkHandshake13(b *testing.B) {
 		})
 	}
 }
+
+// TestKeyUpdate13 sends a KeyUpdate from our client to our server: the
+// client keeps writing in epoch 3 until the server's ACK, then moves to
+// epoch 4, which the server reads (RFC 9147 §8). The interop cells cover
+// a peer's KeyUpdate with update_requested.
+func TestKeyUpdate13(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	cc, sc := configs13(t, "p256")
+	cli, srv := connectedPair(t, cc, sc)
+	defer cli.Close()
+	defer srv.Close()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Handshake() }()
+	if err := cli.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	// Let the client take the server's ACK of its Finished first.
+	cli.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	buf := make([]byte, 100)
+	cli.Read(buf)
+	if err := cli.sendKeyUpdate(); err != nil {
+		t.Fatal(err)
+	}
+	if cli.rl.writeCur != 3 {
+		t.Fatalf("write epoch %d before the ACK", cli.rl.writeCur)
+	}
+	got := make(chan string, 1)
+	go func() {
+		srv.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, err := srv.Read(buf)
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		got <- string(buf[:n])
+	}()
+	// The client's Read takes the ACK.
+	deadline := time.Now().Add(5 * time.Second)
+	for cli.rl.writeCur != 4 && time.Now().Before(deadline) {
+		cli.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		cli.Read(make([]byte, 100))
+	}
+	if cli.rl.writeCur != 4 {
+		t.Fatalf("write epoch %d after the ACK", cli.rl.writeCur)
+	}
+	if _, err := cli.Write([]byte("in epoch 4")); err != nil {
+		t.Fatal(err)
+	}
+	if s := <-got; s != "in epoch 4" {
+		t.Fatalf("server read %q", s)
+	}
+	if srv.rl.readCur != 4 {
+		t.Errorf("server read epoch %d", srv.rl.readCur)
+	}
+}

@@ -499,6 +499,7 @@ func (hs *serverHandshakeState13) sendServerFinished() error {
 	if hs.serverAPSecret, err = hs.master.serverApplicationTrafficSecret(th); err != nil {
 		return c.fail(alertInternalError, err)
 	}
+	hs.state.ourSecret, hs.state.peerSecret = hs.serverAPSecret, hs.clientAPSecret
 	if hs.state.exporterSecret, err = hs.master.exporterMasterSecret(th); err != nil {
 		return c.fail(alertInternalError, err)
 	}

@@ -32,10 +32,10 @@ package dtls
 // have keys for, and each slot reconstructs sequence numbers around its
 // own expected value. A 1.3 connection holds 0, 2 and 3: the server keeps
 // epoch 2's read keys after the handshake to take, and re-ACK, a
-// retransmitted client Finished. Not built yet: KeyUpdate (epochs N−1
-// and N, the new write epoch installed only once the KeyUpdate is ACKed,
-// erratum 8047), sending KeyUpdate at usageKeyUpdate, and 0-RTT (epoch
-// 1). A key past its integrity limit (usageExhausted on failures) closes
+// retransmitted client Finished. A peer's KeyUpdate adds read epoch N+1
+// beside N; ours (sent when the peer asks) moves the write side only once
+// it is ACKed (erratum 8047; Conn.handleKeyUpdate). Not built yet:
+// sending a KeyUpdate of our own at usageKeyUpdate, and 0-RTT (epoch 1). A key past its integrity limit (usageExhausted on failures) closes
 // the connection (§4.5.3), the one case where bad records are not silent.
 //
 // ACKs (§7), built in transport_dtls13.go and conn_dtls13.go. The

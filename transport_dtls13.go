@@ -104,6 +104,19 @@ func (t *handshakeTransport) pendingSpans(dst []span, i int, n uint32) []span {
 	return dst
 }
 
+// startPostHandshakeFlight drops the last flight of the handshake, which
+// the peer's post-handshake message implicitly acknowledges, so that a
+// post-handshake message (our KeyUpdate) starts a flight of its own with
+// a running timer.
+func (t *handshakeTransport) startPostHandshakeFlight() {
+	t.flight = nil
+	t.sent, t.peerMoved, t.final, t.timerArmed = false, false, false, false
+	t.sendCount = 0
+	if t.ack13 != nil {
+		t.ack13.newFlight()
+	}
+}
+
 // noteSent records that the handshake record rn carried bytes [off, end)
 // of flight entry i.
 func (t *handshakeTransport) noteSent13(rn recordNumber, i int, off, end uint32) {

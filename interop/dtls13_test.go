@@ -45,6 +45,7 @@ type cell13 struct {
 	pionHybrid bool     // pion offers X25519MLKEM768 (its default) and is asked for it
 	psk        bool     // an external PSK (psk_dhe_ke), no certificates
 	pskKE      bool     // the peer allows psk_ke only: no (EC)DHE
+	keyUpdate  bool     // the peer updates its keys (and asks us to) after the handshake
 }
 
 // wolfPSKIdentity and wolfPSK are wolfSSL's example programs' built-in
@@ -72,6 +73,7 @@ var cells13 = []cell13{
 	{name: "PSK", psk: true, suite: 0x1301, wolfArgs: []string{"-s", "-l", "TLS13-AES128-GCM-SHA256"}, wolfClient: []string{"--openssl-psk"}},
 	{name: "PSK-psk_ke", psk: true, pskKE: true, suite: 0x1301, wolfArgs: []string{"-s", "-K", "-l", "TLS13-AES128-GCM-SHA256"}, wolfClient: []string{"--openssl-psk"}},
 	{name: "MTU300", mtu: 300, wolfArgs: []string{"-u", "300"}},
+	{name: "KeyUpdate", keyUpdate: true, wolfClient: []string{"-I"}, wolfServer: []string{"-U"}},
 }
 
 func (c cell13) ourConfig(pki *testPKI, client bool) *dtls.Config {
@@ -118,14 +120,23 @@ type helloCounter struct {
 	mu       sync.Mutex
 	received int
 	sent     int
+	// The highest read and write epochs, for the KeyUpdate cells.
+	readEpoch, writeEpoch uint64
 }
 
 func (h *helloCounter) trace(ev *dtls.TraceEvent) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if ev.Kind == dtls.TraceEpochChanged {
+		if ev.Reason == "read" {
+			h.readEpoch = max(h.readEpoch, ev.Epoch)
+		} else {
+			h.writeEpoch = max(h.writeEpoch, ev.Epoch)
+		}
+	}
 	if ev.HandshakeType != 2 { // server_hello
 		return
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
 	switch {
 	case ev.Kind == dtls.TraceHandshakeReceived:
 		h.received++
@@ -137,11 +148,17 @@ func (h *helloCounter) trace(ev *dtls.TraceEvent) {
 // check fails the test unless a HelloRetryRequest preceded the
 // ServerHello, for the cells whose point that is.
 func (h *helloCounter) check(t *testing.T, c cell13, client bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if c.keyUpdate && h.readEpoch < 4 {
+		t.Errorf("the peer's KeyUpdate did not move our read side past epoch 3 (read %d, write %d)", h.readEpoch, h.writeEpoch)
+	}
+	if c.keyUpdate {
+		t.Logf("after the KeyUpdate: read epoch %d, write epoch %d", h.readEpoch, h.writeEpoch)
+	}
 	if c.name != "HRR" && c.name != "X25519MLKEM768" {
 		return
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
 	n := h.sent
 	if client {
 		n = h.received
@@ -376,6 +393,12 @@ func pionServer13(ctx context.Context, t *testing.T, pki *testPKI, c cell13) {
 			errc <- fmt.Errorf("pion negotiated %v", st.NegotiatedVersion())
 			return
 		}
+		if c.keyUpdate {
+			if err := conn.UpdateKeys(ctx, pion4.KeyUpdateOptions{RequestPeerUpdate: true}); err != nil {
+				errc <- fmt.Errorf("pion UpdateKeys: %w", err)
+				return
+			}
+		}
 		buf := make([]byte, 1<<14)
 		n, err := conn.Read(buf)
 		if err != nil {
@@ -434,6 +457,11 @@ func pionClient13(ctx context.Context, t *testing.T, pki *testPKI, c cell13) {
 	}
 	if st, _ := conn.ConnectionState(); st.NegotiatedVersion() != pion4proto.Version1_3 {
 		t.Errorf("pion negotiated %v", st.NegotiatedVersion())
+	}
+	if c.keyUpdate {
+		if err := conn.UpdateKeys(ctx, pion4.KeyUpdateOptions{RequestPeerUpdate: true}); err != nil {
+			t.Fatalf("pion UpdateKeys: %v", err)
+		}
 	}
 	if _, err := conn.Write([]byte(pionLine)); err != nil {
 		t.Fatal(err)

@@ -82,6 +82,7 @@ var (
 		{"PSK", "PSK (psk_dhe_ke)"},
 		{"PSK-psk_ke", "PSK (psk_ke)"},
 		{"MTU300", "MTU 300"},
+		{"KeyUpdate", "KeyUpdate"},
 	}
 	roles = []struct{ key, name string }{
 		{"client", "our client"},
