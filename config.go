@@ -321,6 +321,16 @@ type Config struct {
 	// buffer as it is.
 	ReceiveBufferSize int
 
+	// ListenerSockets is the number of sockets Listen binds to its
+	// address on Linux, with SO_REUSEPORT, each read by its own
+	// goroutine: the kernel spreads peers over them by address, so that
+	// receiving scales with cores, and all of them share one table of
+	// connections, so that a peer whose address or port changes still
+	// reaches its connection. If 0, GOMAXPROCS when Listen is called; at
+	// most 64. Elsewhere, and with NewListener, a Listener has one
+	// socket. ReceiveBufferSize applies to each socket.
+	ListenerSockets int
+
 	// resumption is a server's ticket keys and session cache, created on
 	// first use and shared by Clones.
 	resumption *serverResumption

@@ -80,6 +80,9 @@ type ListenerStats struct {
 	ReceiveBufferSize int
 	// ReceiveBufferCapped says the kernel granted less than asked.
 	ReceiveBufferCapped bool
+	// Sockets is the number of sockets the Listener reads, each with
+	// its own goroutine (Config.ListenerSockets).
+	Sockets int
 
 	// BacklogFull counts connections closed, with a close_notify, right
 	// after their handshake because Config.AcceptBacklog connections
@@ -116,6 +119,7 @@ func (l *Listener) Stats() ListenerStats {
 		MovesRefused:        l.stats.movesRefused.Load(),
 		ReceiveBufferSize:   l.rcvbuf,
 		ReceiveBufferCapped: l.rcvbufCapped,
+		Sockets:             len(l.socks),
 		BacklogFull:         l.stats.backlogFull.Load(),
 		HandshakesStalled:   l.stats.handshakesStalled.Load(),
 		HandshakesEvicted:   l.stats.handshakesEvicted.Load(),
