@@ -22,6 +22,9 @@ type listenerSocket struct {
 	l   *Listener
 	pc  net.PacketConn
 	udp *net.UDPConn // pc, when it is one: its AddrPort calls do not allocate
+	// batch reads several datagrams per system call, where it can
+	// (batchReader); nil, the reader uses readFrom and scratch.
+	batch *batchReader
 
 	// scratch is the reader's receive buffer, large enough for any
 	// datagram; what a connection queues is copied out of it into a
@@ -43,6 +46,9 @@ type listenerSocket struct {
 func newListenerSocket(l *Listener, pc net.PacketConn) *listenerSocket {
 	s := &listenerSocket{l: l, pc: pc, scratch: make([]byte, maxDatagramSize)}
 	s.udp, _ = pc.(*net.UDPConn)
+	if s.batch = newBatchReader(pc); s.batch != nil {
+		s.scratch = nil
+	}
 	return s
 }
 
@@ -84,7 +90,27 @@ func (s *listenerSocket) readLoop() {
 	l := s.l
 	defer l.wg.Done()
 	for {
-		n, ap, err := s.readFrom(s.scratch)
+		var err error
+		if s.batch != nil {
+			var n int
+			if n, err = s.batch.read(); err == nil {
+				s.received.Add(uint64(n))
+				for i := range n {
+					d, ap := s.batch.datagram(i)
+					if !ap.IsValid() {
+						continue // not from an IP address: nothing to answer
+					}
+					s.route(d, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+				}
+			}
+		} else {
+			var n int
+			var ap netip.AddrPort
+			if n, ap, err = s.readFrom(s.scratch); err == nil {
+				s.received.Add(1)
+				s.route(s.scratch[:n], netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+			}
+		}
 		if err != nil {
 			select {
 			case <-l.done:
@@ -98,8 +124,6 @@ func (s *listenerSocket) readLoop() {
 			go l.Close()
 			return
 		}
-		s.received.Add(1)
-		s.route(s.scratch[:n], netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
 	}
 }
 

@@ -2,7 +2,10 @@
 
 package dtls
 
-import "net"
+import (
+	"net"
+	"net/netip"
+)
 
 // listenUDP binds one UDP socket to a: SO_REUSEPORT spreads datagrams
 // over sockets only on Linux (elsewhere it lets sockets share a port, or
@@ -15,3 +18,14 @@ func listenUDP(network string, a *net.UDPAddr, n int) ([]net.PacketConn, error) 
 	}
 	return []net.PacketConn{pc}, nil
 }
+
+// batchReader reads several datagrams per system call where the system
+// has one for it (recvmmsg on Linux); here a Listener's sockets are read
+// one datagram at a time, and newBatchReader returns nil.
+type batchReader struct{}
+
+func newBatchReader(net.PacketConn) *batchReader { return nil }
+
+func (*batchReader) read() (int, error) { return 0, net.ErrClosed }
+
+func (*batchReader) datagram(int) ([]byte, netip.AddrPort) { return nil, netip.AddrPort{} }
