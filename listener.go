@@ -17,38 +17,72 @@ import (
 
 // A Listener's design, in short.
 //
-// The datagram path. The reader goroutine (readLoop) reads each datagram
-// into one scratch buffer and looks it up in the connTable, under a read
-// lock: by the CID of a tls12_cid record, else by source address. A
-// datagram for a connection is copied into a pooled buffer of its size
-// class and queued for it (listenerConnIO.deliver, in io.go) without
-// blocking; a full queue drops it. The connection's reader (the handshake
-// goroutine, then the application's Read) takes it, opens its records in
-// place and gives the buffer back. A datagram from an address without a
-// connection can only be a ClientHello: one without a valid cookie gets a
-// stateless HelloVerifyRequest (handleHello), a fragment of one waits in
-// the helloPool until it is whole, and one with a valid cookie gets a
+// Sockets. Listen binds Config.ListenerSockets sockets (GOMAXPROCS by
+// default) to one address with SO_REUSEPORT on Linux; the kernel hashes
+// each datagram's addresses onto one of them, so one peer's datagrams go
+// to one socket while its address stays the same. Each socket has its own
+// reader goroutine (listenerSocket.readLoop, listener_socket.go), and all
+// of them route through one connTable, which refers to no socket: a peer
+// whose address changes (a NAT rebinding, a CID migration, RFC 9146 §6)
+// lands on whichever socket the hash picks and still reaches its
+// connection. A connection sends on the socket its ClientHello arrived
+// on; all are bound to the same address, so the peer sees replies come
+// from where it sends. NewListener, and Listen elsewhere than Linux, have
+// one socket.
+//
+// The datagram path. A socket's reader takes up to recvBatch datagrams
+// per recvmmsg(2) on Linux (one per read elsewhere) and looks each up in
+// the connTable, under a read lock: by the CID of a tls12_cid record,
+// else by source address. A datagram for a connection is copied into a
+// pooled buffer of its size class and queued for it
+// (listenerConnIO.deliver, in io.go) without blocking; a full queue drops
+// it. The connection's reader (the handshake goroutine, then the
+// application's Read) takes it, opens its records in place and gives the
+// buffer back. A datagram from an address without a connection can only
+// be a ClientHello: one without a valid cookie gets a stateless
+// HelloVerifyRequest (handleHello), a fragment of one waits in the
+// helloPool until it is whole, and one with a valid cookie gets a
 // handshake slot (admit) and a Conn.
 //
-// Goroutines. The reader; one janitor, which once a second ends stalled
-// handshakes and idle connections and advances the coarse clock that
-// connections stamp their peer's last record with; and one per handshake
-// in progress (serve), which hands the Conn to Accept and ends. An
-// established connection has no goroutine of its own. The reader never
+// Why a reader per socket and a queue per connection, and not a Read
+// that reads the socket itself (leader/follower, where a blocked Read
+// takes the socket, keeps what is its own and queues the rest). With many
+// peers, a datagram is read by a goroutine other than the one whose Read
+// returns it in either design: the leader is one connection among many,
+// so the wake-up per record that the queue costs remains, and what
+// scaling across cores needs is several readers, cheap reads (recvmmsg)
+// and a table that readers share without waiting for one another. What
+// leader/follower saves is the hop when one peer's Read is the only one
+// waiting (a lone echo: about 2 µs of a round trip here, BENCHMARKS.md),
+// and only if that Read keeps the socket between its calls; a Read that
+// keeps it while its application is busy elsewhere leaves every other
+// peer unread, so it would need a timer to hand the socket on, a way for
+// other sockets' readers, Close, deadlines and the stall timeout to wake
+// a Read blocked in the kernel, and a standby reader for ClientHellos and
+// for connections nobody reads. That is not done: the queue keeps one
+// simple owner per socket, bounded per connection, and the hop is the
+// measured price (BENCHMARKS.md, the receive path).
+//
+// Goroutines. A reader per socket; one janitor, which once a second ends
+// stalled handshakes and idle connections and advances the coarse clock
+// that connections stamp their peer's last record with; and one per
+// handshake in progress (serve), which hands the Conn to Accept and ends.
+// An established connection has no goroutine of its own. A reader never
 // waits for anything a peer controls: queues and the Accept backlog are
 // sent to without blocking, and the locks it takes (the table's read lock
-// per datagram; mu, the cookie generator's once per ClientHello) are held
-// briefly by their other users.
+// per datagram; mu, the cookie generator's and hellosMu once per
+// ClientHello or fragment of one) are held briefly by their other users.
 //
-// Ownership. The reader alone uses scratch, helloScratch, hvrScratch,
-// hellos and helloBuf. mu guards the handshake slots and the established
+// Ownership. A socket's reader alone uses its scratch, batch,
+// helloScratch, hvrScratch and helloBuf. hellosMu guards hellos, one pool
+// for every socket. mu guards the handshake slots and the established
 // connections; the table has its own lock, taken after mu, never before.
 // A listenerConnIO's done channel, closed once with the reason
 // (shutdownWith), ends its connection: its Read and Write return that
 // reason (ErrIdleTimeout, ErrEvicted, ErrPeerRestarted, ErrListenerClosed).
 //
 // Shutdown. Shutdown sets draining under mu, after which admit starts no
-// handshake and the reader answers no new ClientHello; it ends the
+// handshake and the readers answer no new ClientHello; it ends the
 // established connections with a close_notify, waits (serving, drained)
 // for the serve goroutines, each of which ends a connection that
 // completed meanwhile the same way instead of queueing it for Accept,

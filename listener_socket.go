@@ -9,9 +9,9 @@ import (
 
 // maxListenerSockets bounds Config.ListenerSockets, and the default
 // (GOMAXPROCS): each socket holds a reader goroutine, a receive buffer of
-// Config.ReceiveBufferSize in the kernel and a scratch buffer of
-// maxDatagramSize, so 64 of them cost 4 MiB of scratch and, full, 256 MiB
-// of kernel buffers at the 4 MiB default.
+// Config.ReceiveBufferSize in the kernel (256 MiB for 64 sockets, full, at
+// the 4 MiB default) and its reader's buffers (recvBatch datagrams of the
+// largest size on Linux, mostly untouched address space).
 const maxListenerSockets = 64
 
 // listenerSocket is one of a Listener's sockets, all bound to the same
@@ -26,8 +26,9 @@ type listenerSocket struct {
 	// (batchReader); nil, the reader uses readFrom and scratch.
 	batch *batchReader
 
-	// scratch is the reader's receive buffer, large enough for any
-	// datagram; what a connection queues is copied out of it into a
+	// scratch is the reader's receive buffer when it reads one datagram
+	// at a time (batch is nil), large enough for any datagram; what a
+	// connection queues is copied out of it (or out of batch's) into a
 	// buffer of the datagram's size class.
 	scratch []byte
 	// Scratch for handleHello, which only this socket's reader runs:
