@@ -215,6 +215,13 @@ func main() {
 	p("\nOur client's idle connection, for comparison: %s.\n", num(s.med("IdleConn", "dtls-go", "our-client-B/conn"), "B"))
 
 	concurrencySection(p, s, false)
+	if *multicore != "" {
+		ms, err := parseProcs(*multicore, true)
+		if err != nil {
+			log.Fatal(err)
+		}
+		multicoreSection(p, ms, false)
+	}
 
 	if *notes != "" {
 		nb, err := os.ReadFile(*notes)
@@ -249,14 +256,6 @@ func main() {
 	p("  accepted connections; then the clients' sockets are closed without close_notify and, after GC, the\n")
 	p("  growth of heap + goroutine stacks and of goroutines since before the first connection is divided by\n")
 	p("  the number of connections.\n")
-
-	if *multicore != "" {
-		ms, err := parseProcs(*multicore, true)
-		if err != nil {
-			log.Fatal(err)
-		}
-		multicoreSection(p, ms, false)
-	}
 
 	if *bstat != "" {
 		bs, err := os.ReadFile(*bstat)
