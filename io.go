@@ -267,8 +267,13 @@ func (c *listenerConnIO) deliver(d []byte, from netip.AddrPort) {
 		return
 	}
 	size := datagramClassSize(len(d))
-	// At least one datagram is always taken, whatever MaxQueuedBytes.
-	if len(c.queue) > 0 && int(c.queued.Load())+size > c.l.queueBytes {
+	// The bytes are reserved before the check, so that the readers of
+	// several sockets delivering to one connection at once (a peer whose
+	// datagrams arrive on two sockets while its address changes) cannot
+	// together go past MaxQueuedBytes. At least one datagram is always
+	// taken, whatever MaxQueuedBytes.
+	if n := c.queued.Add(int64(size)); len(c.queue) > 0 && n > int64(c.l.queueBytes) {
+		c.queued.Add(-int64(size))
 		c.l.drop(dropQueueBytes, from, len(d))
 		return
 	}
@@ -281,8 +286,8 @@ func (c *listenerConnIO) deliver(d []byte, from netip.AddrPort) {
 	}
 	select {
 	case c.queue <- queuedDatagram{bp, len(d), fp}:
-		c.queued.Add(int64(size))
 	default:
+		c.queued.Add(-int64(size))
 		putDatagramBuf(bp)
 		c.l.drop(dropQueueFull, from, len(d))
 	}

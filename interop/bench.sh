@@ -28,4 +28,5 @@ done
 go run golang.org/x/perf/cmd/benchstat@latest -col /impl "$tmp/bench.txt" >"$tmp/benchstat.txt"
 go run ./bench/report -in "$tmp/bench.txt" -benchstat "$tmp/benchstat.txt" -multicore "$tmp/multicore.txt" -notes bench/notes.md -out ../BENCHMARKS.md
 cp "$tmp/bench.txt" bench/last-run.txt
+cp "$tmp/multicore.txt" bench/last-run-multicore.txt
 echo "wrote ../BENCHMARKS.md and bench/last-run.txt" >&2
