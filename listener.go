@@ -59,9 +59,13 @@ import (
 // peer unread, so it would need a timer to hand the socket on, a way for
 // other sockets' readers, Close, deadlines and the stall timeout to wake
 // a Read blocked in the kernel, and a standby reader for ClientHellos and
-// for connections nobody reads. That is not done: the queue keeps one
-// simple owner per socket, bounded per connection, and the hop is the
-// measured price (BENCHMARKS.md, the receive path).
+// for connections nobody reads. Go also lets one goroutine at a time
+// wait in a socket's read (the descriptor's read lock), which only a
+// deadline interrupts: a Read that wants the socket while the standby
+// reader waits in it has to push it out with SetReadDeadline, a wake-up
+// of its own, in place of the one it saves. That is not done: the queue
+// keeps one simple owner per socket, bounded per connection, and the hop
+// is the measured price (BENCHMARKS.md, the receive path).
 //
 // Goroutines. A reader per socket; one janitor, which once a second ends
 // stalled handshakes and idle connections and advances the coarse clock
