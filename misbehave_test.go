@@ -2,13 +2,9 @@ package dtls
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/dtls-go/dtls/internal/dtlstest"
 )
 
 // The misbehaving-peer table. Each row names what the scripted peer
@@ -219,30 +217,16 @@ var (
 // 16384-bit RSA modulus that nobody has the key for: a random odd number.
 // It is signed by a P-256 key, so making it costs nothing; the peer's
 // CertificateVerify or ServerKeyExchange is never checked against it.
-func hugeRSACert(t testing.TB) *testCert {
+func hugeRSACert() *testCert {
 	hugeRSAOnce.Do(func() {
 		n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 16384))
 		n.SetBit(n, 16383, 1)
 		n.SetBit(n, 0, 1)
-		pub := &rsa.PublicKey{N: n, E: 65537}
-		signer, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		tmpl := &x509.Certificate{
-			SerialNumber:          big.NewInt(2),
-			Subject:               pkix.Name{CommonName: "dtls.test"},
-			DNSNames:              []string{"dtls.test"},
-			NotBefore:             time.Now().Add(-time.Hour),
-			NotAfter:              time.Now().Add(24 * time.Hour),
-			KeyUsage:              x509.KeyUsageDigitalSignature,
-			ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-			BasicConstraintsValid: true,
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, signer)
-		if err != nil {
-			t.Fatal(err)
-		}
-		// The private key is the P-256 one: whoever uses it signs with
-		// a key that does not match, which our side must never get to.
-		hugeRSA = &testCert{tls: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: signer}}
+		// The private key is the P-256 one that signs: whoever uses it
+		// signs with a key that does not match, which our side must
+		// never get to.
+		c := dtlstest.SelfSigned(dtlstest.NoTest(), dtlstest.Spec{Serial: 2, PublicKey: &rsa.PublicKey{N: n, E: 65537}})
+		hugeRSA = &testCert{tls: tls.Certificate{Certificate: c.TLS.Certificate, PrivateKey: c.Key}}
 	})
 	return hugeRSA
 }

@@ -41,3 +41,14 @@ func LookPath(tb testing.TB, bin string) string {
 	}
 	return path
 }
+
+// NoTest returns a testing.TB for helpers that are called where no test is
+// at hand, such as a table row's closure: Fatal and Fatalf panic, and any
+// other method but Helper must not be called.
+func NoTest() testing.TB { return noTest{} }
+
+type noTest struct{ testing.TB }
+
+func (noTest) Helper()                           {}
+func (noTest) Fatal(args ...any)                 { panic(fmt.Sprint(args...)) }
+func (noTest) Fatalf(format string, args ...any) { panic(fmt.Sprintf(format, args...)) }
