@@ -13,8 +13,8 @@ package dtls_test
 // bytes on the wire therefore fails the test, and -update shows it as a
 // diff of the transcript in review.
 //
-// Determinism. Our side draws from three sources of randomness and
-// one clock:
+// Determinism. Our side draws from two sources of randomness and from
+// a clock:
 //   - Config.Rand: randoms, session IDs, cookie secret, ticket nonces;
 //     the test sets a seeded ChaCha8.
 //   - crypto/ecdh and crypto/ecdsa key generation and ECDSA signing: since
