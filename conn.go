@@ -265,7 +265,10 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 	}
 	defer func() { c.hsDuration = time.Since(c.hsStart) }()
 
-	deadline := c.config.time().Add(c.config.handshakeTimeout())
+	// The transport's clocks (this deadline, the retransmission timer)
+	// run on the wall clock, as the socket's deadlines do: Config.Time is
+	// for certificates, sessions and cookies, as in crypto/tls.
+	deadline := time.Now().Add(c.config.handshakeTimeout())
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
@@ -560,7 +563,7 @@ func (c *Conn) readDatagram(ctx context.Context, userDeadline bool) ([]byte, err
 			return nil, ErrIdleTimeout
 		}
 		if isTimeout(err) && armed {
-			now := c.config.time()
+			now := time.Now()
 			if c.hs.timerFired(now) {
 				if c.config.Tracer != nil {
 					c.trace(&TraceEvent{Kind: TraceTimerFired})
@@ -685,7 +688,7 @@ func (c *Conn) handleRecord(hdr recordHeader, body []byte) ([]byte, error) {
 // reassembles the peer's messages and reports a repeated flight of the
 // peer, answered by resending ours.
 func (c *Conn) handleHandshakeRecord(hdr recordHeader, data []byte) error {
-	resend, dropped, why := c.hs.handleRecord(hdr.epoch, data, c.config.time())
+	resend, dropped, why := c.hs.handleRecord(hdr.epoch, data, time.Now())
 	if dropped > 0 {
 		c.drops[dropBadHandshake].Add(uint64(dropped))
 		if c.config.Tracer != nil {
@@ -945,7 +948,7 @@ func (c *Conn) sendFlight(retransmit bool, why string) error {
 	if !retransmit {
 		c.flights++
 	}
-	now := c.config.time()
+	now := time.Now()
 	if c.config.Tracer != nil {
 		kind := TraceFlightSent
 		if retransmit {
