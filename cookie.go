@@ -86,6 +86,13 @@ type cookieGenerator struct {
 	previous hash.Hash // HMAC keyed with the secret before it; nil if expired
 	input    []byte    // scratch for the MAC input
 	sum      []byte    // scratch for a computed cookie, cap cookieLen
+
+	// A fleet member's generator (fleet.go) derives its keys from
+	// Config.FleetSecret instead of drawing them: rand, rotateAt,
+	// current and previous are then unused.
+	fleet     *fleetKeys
+	clock     func() time.Time
+	fleetMACs [fleetCookieKeyCache]fleetCookieKey
 }
 
 // newCookieGenerator returns a generator whose first secret, drawn from
@@ -183,9 +190,12 @@ func (g *cookieGenerator) generate(dst []byte, now time.Time, addr netip.AddrPor
 	binary.BigEndian.PutUint16(header[4:6], uint16(recordSeq))
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.rotateLocked(now)
 	g.input = appendCookieInput(g.input[:0], header[:], addr, ch)
 	dst = append(dst, header[:]...)
+	if g.fleet != nil {
+		return append(dst, g.macLocked(g.fleetMakerLocked(now))...)
+	}
+	g.rotateLocked(now)
 	return append(dst, g.macLocked(g.current)...)
 }
 
@@ -199,8 +209,13 @@ func (g *cookieGenerator) verify(now time.Time, addr netip.AddrPort, ch *clientH
 	header, tag := cookie[:cookieHeaderLen], cookie[cookieHeaderLen:]
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.rotateLocked(now)
 	g.input = appendCookieInput(g.input[:0], header, addr, ch)
+	if g.fleet != nil {
+		// The timestamp, covered by the tag, picks the one key to try.
+		h := g.fleetVerifierLocked(now, header)
+		return h != nil && hmac.Equal(tag, g.macLocked(h))
+	}
+	g.rotateLocked(now)
 	// Check both secrets whatever the first result, so that the time taken
 	// does not say which secret made the cookie.
 	ok := hmac.Equal(tag, g.macLocked(g.current))

@@ -271,6 +271,9 @@ type serverResumption struct {
 	autoKeys []ticketKey // automatic keys, newest first, when keys is empty
 	sessions map[string]*list.Element
 	lru      list.List // of *cachedSession, most recently used first
+
+	fleetPeriod int64       // the period fleetKeys were derived for
+	fleetKeys   []ticketKey // derived from Config.FleetSecret (fleet.go)
 }
 
 type cachedSession struct {
@@ -297,7 +300,8 @@ func (c *Config) resumptionState() *serverResumption {
 // Servers behind one address share tickets by sharing keys. Each key must
 // be random, and secret: it protects the master secrets of every session
 // it sealed. With no keys, the server goes back to its own keys, made at
-// random and rotated daily. It may be called while the Config is in use.
+// random and rotated daily, or derived from Config.FleetSecret. It may be
+// called while the Config is in use.
 func (c *Config) SetSessionTicketKeys(keys [][32]byte) {
 	now := c.time()
 	var ks []ticketKey
@@ -318,6 +322,9 @@ func (c *Config) ticketKeys(now time.Time) ([]ticketKey, error) {
 	defer r.mu.Unlock()
 	if len(r.keys) > 0 {
 		return r.keys, nil
+	}
+	if c.FleetSecret != nil {
+		return r.fleetTicketKeysLocked(c, now) // fleet.go
 	}
 	if len(r.autoKeys) == 0 || !now.Before(r.autoKeys[0].created.Add(ticketKeyRotation)) || now.Before(r.autoKeys[0].created) {
 		var secret [32]byte
