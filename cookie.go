@@ -18,7 +18,10 @@ import (
 //
 // made is when the cookie was made, in microseconds since the generator
 // was created, modulo 2^32 (it wraps every 71 minutes, far beyond the
-// longest a cookie is accepted, 2×cookieSecretLifetime). The two fields
+// longest a cookie is accepted, 2×cookieSecretLifetime); in a fleet
+// (fleet.go), since the Unix epoch, so that every server reads it alike,
+// and a sample from a cookie another server made includes the offset
+// between the two clocks. The two fields
 // let the Listener, which keeps no state before the cookie returns, take
 // the time from the HelloVerifyRequest to the ClientHello that returns the
 // cookie as a round-trip sample (RFC 9147 §5.8.2's "external
