@@ -20,7 +20,7 @@ func fleetTestSecret() []byte {
 	return s
 }
 
-func newFleetTestGate(t *testing.T, secret []byte, now func() time.Time) *helloGate {
+func newFleetTestGate(t testing.TB, secret []byte, now func() time.Time) *helloGate {
 	t.Helper()
 	g, err := newHelloGate(&Config{FleetSecret: secret, Time: now})
 	if err != nil {
@@ -420,4 +420,37 @@ func BenchmarkFleetCookieGenerateVerify(b *testing.B) {
 			b.Fatal("cookie rejected")
 		}
 	}
+}
+
+// FuzzFleetCookieVerify checks that arbitrary cookie bytes, checked at
+// arbitrary times around the one a valid cookie was made, never verify but
+// for that cookie within its window, and never panic: the timestamp that
+// picks the key is attacker-chosen.
+func FuzzFleetCookieVerify(f *testing.F) {
+	g := newFleetTestGate(f, fleetTestSecret(), time.Now).cookies
+	valid := g.generate(nil, cookieTestTime, cookieTestAddr, 0, cookieTestHello())
+	f.Add(valid, int64(0))
+	f.Add(valid, int64(fleetCookieLifetime))
+	f.Add([]byte{}, int64(0))
+	f.Add(make([]byte, cookieLen), int64(-1))
+	f.Fuzz(func(t *testing.T, cookie []byte, offset int64) {
+		now := cookieTestTime.Add(time.Duration(offset))
+		if g.verify(now, cookieTestAddr, cookieTestHello(), cookie) {
+			if !bytes.Equal(cookie, valid) {
+				t.Fatalf("fuzzer forged a cookie: %x", cookie)
+			}
+			if age := now.Sub(cookieTestTime); age < -fleetMaxClockSkew || age >= fleetCookieLifetime {
+				t.Fatalf("cookie accepted %v after it was made", age)
+			}
+		}
+		n := 0
+		for _, k := range g.fleetMACs {
+			if k.mac != nil {
+				n++
+			}
+		}
+		if n > fleetCookieKeyCache {
+			t.Fatalf("%d keys cached", n)
+		}
+	})
 }
