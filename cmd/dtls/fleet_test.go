@@ -285,6 +285,7 @@ func dialFleet(t *testing.T, front string, cfg *dtls.Config) *dtls.Conn {
 // new port, so the test dials until a connection lands elsewhere (each
 // does with probability 2/3; 30 tries).
 func TestFleetNginxTicketOnAnotherServer(t *testing.T) {
+	needNginx(t) // before starting servers it would not use
 	servers := startFleet(t)
 	stream, script := readmeFleet(t)
 	front, _ := startNginx(t, stream, map[string]string{"dtls_route.js": script}, servers)
@@ -393,6 +394,7 @@ func (r *rebindingRelay) rebind() int {
 // chance with probability 3^-8 if the CID routing did not work. nginx's
 // log must also show each session going to the connection's server.
 func TestFleetNginxCIDRebinding(t *testing.T) {
+	needNginx(t) // before starting servers it would not use
 	servers := startFleet(t)
 	stream, script := readmeFleet(t)
 	front, errorLog := startNginx(t, stream, map[string]string{"dtls_route.js": script}, servers)
@@ -479,6 +481,7 @@ func (c *helloCounter) Write(b []byte) (int, error) {
 // servers from one address, as a source-preserving balancer would (the
 // cookie is bound to the address the server sees).
 func TestFleetNginxHelloOnTwoServers(t *testing.T) {
+	needNginx(t) // before starting servers it would not use
 	servers := startFleet(t)
 	stream, script := readmeFleet(t)
 	for _, r := range [][2]string{
