@@ -1,10 +1,12 @@
 package dtls
 
 import (
+	"bytes"
 	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -199,7 +201,11 @@ func (g *cookieGenerator) fixedStamp() time.Time {
 // sealing key first, derived once per period.
 func (r *serverResumption) fleetTicketKeysLocked(c *Config, now time.Time) ([]ticketKey, error) {
 	period := fleetPeriod(now.UnixMicro(), fleetTicketPeriod)
-	if len(r.fleetKeys) > 0 && r.fleetPeriod == period {
+	lifetime := c.sessionLifetime()
+	// Clones of a Config share its resumption state but may differ in
+	// secret or lifetime: the cache holds for the ones it was made for.
+	if len(r.fleetKeys) > 0 && r.fleetPeriod == period && r.fleetLifetime == lifetime &&
+		subtle.ConstantTimeCompare(r.fleetSecret, c.FleetSecret) == 1 {
 		return r.fleetKeys, nil
 	}
 	f, err := c.fleet()
@@ -209,13 +215,14 @@ func (r *serverResumption) fleetTicketKeysLocked(c *Config, now time.Time) ([]ti
 	// A ticket sealed in period m is live until at most the end of m plus
 	// the session lifetime: keep the periods back to that, and one more
 	// for a sealer whose clock ran ahead across a boundary.
-	back := int64((c.sessionLifetime()+fleetTicketPeriod-1)/fleetTicketPeriod) + 1
+	back := int64((lifetime+fleetTicketPeriod-1)/fleetTicketPeriod) + 1
 	keys := make([]ticketKey, 0, back+2)
 	keys = append(keys, fleetTicketKey(f, period), fleetTicketKey(f, period+1))
 	for p := period - 1; p >= period-back; p-- {
 		keys = append(keys, fleetTicketKey(f, p))
 	}
 	r.fleetPeriod, r.fleetKeys = period, keys
+	r.fleetLifetime, r.fleetSecret = lifetime, bytes.Clone(c.FleetSecret)
 	return keys, nil
 }
 

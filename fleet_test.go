@@ -454,3 +454,28 @@ func FuzzFleetCookieVerify(f *testing.F) {
 		}
 	})
 }
+
+// TestFleetTicketKeysClone: a Clone shares its resumption state with the
+// original, but a clone given another FleetSecret or SessionLifetime gets
+// its own keys.
+func TestFleetTicketKeysClone(t *testing.T) {
+	now := func() time.Time { return cookieTestTime }
+	a := &Config{FleetSecret: fleetTestSecret(), Time: now}
+	ticket, err := a.sealTicket([]byte("state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := a.Clone()
+	b.FleetSecret = bytes.Repeat([]byte{1}, 32)
+	if plain, _ := b.openTicket(ticket); plain != nil {
+		t.Error("a clone with another secret opened the original's ticket")
+	}
+	c := a.Clone()
+	c.SessionLifetime = maxSessionLifetime
+	if keys, _ := c.ticketKeys(now()); len(keys) != 10 {
+		t.Errorf("a clone with a 7-day lifetime has %d keys, want 10", len(keys))
+	}
+	if plain, _ := a.openTicket(ticket); string(plain) != "state" {
+		t.Error("the original no longer opens its own ticket")
+	}
+}

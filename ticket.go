@@ -272,8 +272,12 @@ type serverResumption struct {
 	sessions map[string]*list.Element
 	lru      list.List // of *cachedSession, most recently used first
 
-	fleetPeriod int64       // the period fleetKeys were derived for
-	fleetKeys   []ticketKey // derived from Config.FleetSecret (fleet.go)
+	// Keys derived from Config.FleetSecret (fleet.go), for one period,
+	// secret and session lifetime.
+	fleetKeys     []ticketKey
+	fleetPeriod   int64
+	fleetSecret   []byte
+	fleetLifetime time.Duration
 }
 
 type cachedSession struct {
