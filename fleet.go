@@ -263,6 +263,9 @@ const (
 // sequence_number(6), and the server id is the CID's first len(serverID)
 // bytes. Any other datagram (a ClientHello, or a record of a peer without
 // a CID) carries no server id and is routed by the client's address.
+// (DTLS 1.3's unified header, RFC 9147 §4, puts the CID right after its
+// first byte, 001CSLEE with C set; this package does not use CIDs with
+// 1.3 yet.)
 // "Running a fleet" in the README shows an nginx configuration that does
 // both.
 //
