@@ -417,6 +417,23 @@ func TestFleetNginxCIDRebinding(t *testing.T) {
 			t.Errorf("server %d logged %d connections, want %d", i+1, s.connected(), want)
 		}
 	}
+	// A datagram whose CID names no server of the fleet goes nowhere,
+	// and nginx goes on.
+	forger, err := net.Dial("udp", front)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer forger.Close()
+	forged := append([]byte{25, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 9, 9}, make([]byte, 40)...)
+	if _, err := forger.Write(forged); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "nginx refusing the forged CID's session", func() bool {
+		b, _ := os.ReadFile(errorLog)
+		return strings.Contains(string(b), `no port in upstream "dtls_server_9"`)
+	})
+	echoOnce(t, c, "after a forged CID")
+
 	// nginx logs, for each session, the client and then the upstream:
 	//   *N udp client 127.0.0.1:PORT connected to FRONT
 	//   *N udp proxy 127.0.0.1:X connected to SERVER
