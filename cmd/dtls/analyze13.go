@@ -270,6 +270,27 @@ func parseHello(client bool, body []byte) (*hello, bool) {
 	return h, true
 }
 
+// hasExtension reports whether an extensions block (a uint16-prefixed
+// list, as EncryptedExtensions are) holds extension typ.
+func hasExtension(b []byte, typ uint16) bool {
+	s := cryptobyte.String(b)
+	var exts cryptobyte.String
+	if !s.ReadUint16LengthPrefixed(&exts) {
+		return false
+	}
+	for !exts.Empty() {
+		var t uint16
+		var e cryptobyte.String
+		if !exts.ReadUint16(&t) || !exts.ReadUint16LengthPrefixed(&e) {
+			return false
+		}
+		if t == typ {
+			return true
+		}
+	}
+	return false
+}
+
 // helloAssembler rebuilds one side's plaintext hellos from their
 // fragments, one message at a time, up to maxHelloLen bytes.
 type helloAssembler struct {
@@ -320,6 +341,9 @@ type params13 struct {
 	pskIDs       int
 	pskChosen    int
 	earlyData    bool
+	// earlyAccepted: the EncryptedExtensions carried early_data (RFC
+	// 8446 §4.2.10); seenEE: they were read.
+	earlyAccepted, seenEE bool
 }
 
 // apply takes in a parsed hello; it reports whether a ServerHello (not a
@@ -335,7 +359,9 @@ func (p *params13) apply(client bool, h *hello) bool {
 		}
 		p.clientRandom, p.offered13, p.shares = h.random, h.offers13, h.shares
 		p.hasCID[0], p.cid[0] = h.hasCID, h.cid
-		p.pskIDs, p.earlyData = h.pskIDs, h.earlyData
+		// A ClientHello after a HelloRetryRequest carries no early_data
+		// (RFC 8446 §4.2.10): the first one's offer stands.
+		p.pskIDs, p.earlyData = h.pskIDs, p.earlyData || h.earlyData
 		return false
 	}
 	if h.hrr {
@@ -487,8 +513,17 @@ type analysis13 struct {
 	// carried remembers what each side's handshake records carried, by
 	// record number, up to maxHandshakeRecords per side.
 	carried [2]map[[2]uint64]string
-	acks    []string
-	moreACK int
+	// firstRecord is the record that first carried each handshake
+	// fragment a side sent (up to maxFragmentsTracked), and ackedBy the
+	// ACK that named each of a side's records (up to
+	// maxHandshakeRecords): with them a resent fragment is traced to
+	// its first record and to whether an ACK had already covered it.
+	firstRecord [2]map[[3]uint32][2]uint64
+	ackedBy     [2]map[[2]uint64]string
+	acks        []string
+	moreACK     int
+	resent      []string
+	moreResent  int
 	// noKeys counts records with no secret for their epoch; failed,
 	// records that did not open with the secret they had; unparsed,
 	// datagrams whose records could not all be parsed.
@@ -518,8 +553,10 @@ func (a *analysis) start13(p *params13) {
 		a.v13.p = *p
 		a.v13.p.clientRandom = slices.Clone(p.clientRandom)
 	}
-	for i := range a.v13.carried {
+	for i := range 2 {
 		a.v13.carried[i] = map[[2]uint64]string{}
+		a.v13.firstRecord[i] = map[[3]uint32][2]uint64{}
+		a.v13.ackedBy[i] = map[[2]uint64]string{}
 	}
 }
 
@@ -675,7 +712,7 @@ func (a *analysis) record13(t time.Time, from int, r *rec13, keys *keyLog) {
 	case ctHandshake:
 		var names []string
 		var events []dtls.TraceEvent
-		a.handshake13(t, from, r.epoch, r.body, &names, &events, keys)
+		a.handshake13(t, from, [2]uint64{r.epoch, r.seq}, r.body, &names, &events, keys)
 		label := strings.Join(names, ", ")
 		if len(v.carried[from]) < maxHandshakeRecords {
 			v.carried[from][[2]uint64{r.epoch, r.seq}] = label
@@ -718,8 +755,9 @@ func (a *analysis) emitLabeled(s int, ev dtls.TraceEvent, label string) {
 // handshake13 reads the fragments of one plaintext or decrypted 1.3
 // handshake record: the names for its label, the trace events, the
 // message list, and the hellos' parameters.
-func (a *analysis) handshake13(t time.Time, from int, epoch uint64, b []byte, names *[]string, events *[]dtls.TraceEvent, keys *keyLog) {
+func (a *analysis) handshake13(t time.Time, from int, rn [2]uint64, b []byte, names *[]string, events *[]dtls.TraceEvent, keys *keyLog) {
 	v := &a.v13
+	epoch := rn[0]
 	for len(b) >= 12 {
 		ht := b[0]
 		length := uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
@@ -753,6 +791,11 @@ func (a *analysis) handshake13(t time.Time, from int, epoch uint64, b []byte, na
 			name += fmt.Sprintf(" [%d+%d/%d]", off, fl, length)
 		}
 		*names = append(*names, name)
+		if orig, ok := v.firstRecord[from][k]; !first && ok && orig != rn {
+			a.noteResent(from, rn, orig, name)
+		} else if first && len(v.firstRecord[from]) < maxFragmentsTracked {
+			v.firstRecord[from][k] = rn
+		}
 		*events = append(*events, dtls.TraceEvent{Kind: dtls.TraceHandshakeSent, Time: t, Epoch: epoch, HandshakeType: ht, MessageSeq: seq,
 			FragmentOffset: off, FragmentLength: fl, MessageLength: length, Flight: a.flight[from]})
 		if first && off == 0 && len(a.messages) >= maxListed {
@@ -773,6 +816,9 @@ func (a *analysis) handshake13(t time.Time, from int, epoch uint64, b []byte, na
 					}
 				}
 			}
+		case ht == hsEncryptedExtensions && from == 1 && off == 0 && fl == length:
+			v.p.seenEE = true
+			v.p.earlyAccepted = hasExtension(frag, extEarlyData)
 		case ht == hsFinished:
 			a.finished[from] = true
 		}
@@ -804,6 +850,9 @@ func (a *analysis) ack(t time.Time, from int, r *rec13) string {
 			if !ok {
 				what = "not seen in the capture"
 			}
+			if _, seen := v.ackedBy[1-from][rn]; !seen && len(v.ackedBy[1-from]) < maxHandshakeRecords {
+				v.ackedBy[1-from][rn] = sideName(from) + " " + recordNumber(r.epoch, r.seq)
+			}
 			parts = append(parts, recordNumber(rn[0], rn[1])+" ("+what+")")
 		}
 		list := "nothing (empty ACK)"
@@ -814,6 +863,23 @@ func (a *analysis) ack(t time.Time, from int, r *rec13) string {
 			t.Sub(a.start).Round(time.Microsecond), list))
 	}
 	return "ACK(" + compactRecordNumbers(rns) + ")"
+}
+
+// noteResent lists a handshake fragment that side from sent again in
+// record rn, first sent in record orig.
+func (a *analysis) noteResent(from int, rn, orig [2]uint64, name string) {
+	v := &a.v13
+	if len(v.resent) >= maxListed {
+		v.moreResent++
+		return
+	}
+	line := fmt.Sprintf("%s %s resends %s, first sent in %s", sideName(from), recordNumber(rn[0], rn[1]), name, recordNumber(orig[0], orig[1]))
+	if by, ok := v.ackedBy[from][orig]; ok {
+		line += ", which " + by + " had acknowledged"
+	} else {
+		line += ", not acknowledged"
+	}
+	v.resent = append(v.resent, line)
 }
 
 // compactRecordNumbers writes record numbers as epochs with runs of
@@ -888,7 +954,14 @@ func (a *analysis) report13(out io.Writer) {
 		fmt.Fprintf(out, "PSK: identities offered %d, %s\n", p.pskIDs, chosen)
 	}
 	if p.earlyData {
-		fmt.Fprintln(out, "early data: offered")
+		answer := "EncryptedExtensions not read"
+		switch {
+		case p.seenEE && p.earlyAccepted:
+			answer = "accepted"
+		case p.seenEE:
+			answer = "rejected"
+		}
+		fmt.Fprintf(out, "early data: offered, %s\n", answer)
 	}
 	if p.hasCID[0] && p.hasCID[1] {
 		fmt.Fprintf(out, "connection IDs: client's records carry %q, server's %q\n", hex.EncodeToString(p.cid[1]), hex.EncodeToString(p.cid[0]))
@@ -926,6 +999,15 @@ func (a *analysis) report13(out io.Writer) {
 		}
 		if v.moreACK > 0 {
 			fmt.Fprintf(out, "  (%d more not listed)\n", v.moreACK)
+		}
+	}
+	if len(v.resent) > 0 {
+		fmt.Fprintf(out, "resent handshake fragments: %d\n", len(v.resent)+v.moreResent)
+		for _, l := range v.resent {
+			fmt.Fprintf(out, "  %s\n", l)
+		}
+		if v.moreResent > 0 {
+			fmt.Fprintf(out, "  (%d more not listed)\n", v.moreResent)
 		}
 	}
 	if v.noKeys > 0 {

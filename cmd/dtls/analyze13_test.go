@@ -2,11 +2,23 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"encoding/hex"
+	"encoding/xml"
+	"flag"
+	"fmt"
+	"io"
+	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -73,12 +85,554 @@ func writeCapture13(t testing.TB, name string) (pcap, keylog string) {
 	return pcap, keylog
 }
 
-func TestAnalyze13Dump(t *testing.T) {
-	for _, n := range []string{"wolfssl-x25519mlkem768-aes256gcm.txt", "wolfssl-cid-aes256gcm.txt", "wolfssl-psk-aes128gcm.txt"} {
-		p, k := writeCapture13(t, n)
-		t.Log(runAnalyzeForTest(t, p, "-keylog", k))
-		if n == "wolfssl-cid-aes256gcm.txt" {
-			t.Log(runAnalyzeForTest(t, p))
+var updateGolden = flag.Bool("update", false, "rewrite testdata/analyze13/*.golden")
+
+// checkGolden compares got with testdata/analyze13/name, or rewrites it
+// under -update.
+func checkGolden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", "analyze13", name)
+	if *updateGolden {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
 		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs from the golden file (go test -run %s -update if intended); got:\n%s", path, t.Name(), got)
+	}
+}
+
+// messageList returns the "messages (first transmission)" section as
+// "side Name seq=N epoch=E" lines.
+func messageList(out string) []string {
+	_, rest, _ := strings.Cut(out, "messages (first transmission):\n")
+	var list []string
+	for l := range strings.Lines(rest) {
+		f := strings.Fields(l)
+		if !strings.HasPrefix(l, "  ") || len(f) != 5 {
+			break
+		}
+		list = append(list, f[0]+" "+f[1]+" "+f[2]+" "+f[4])
+	}
+	return list
+}
+
+// TestAnalyze13Captures analyzes each wolfSSL DTLS 1.3 handshake of
+// testdata/dtls13 with its key log: the whole report against a golden
+// file, and the parts that matter spelt out, so that a golden file
+// rewritten by mistake still fails.
+func TestAnalyze13Captures(t *testing.T) {
+	full := []string{
+		"client ClientHello seq=0 epoch=0", "server HelloRetryRequest seq=0 epoch=0",
+		"client ClientHello seq=1 epoch=0", "server ServerHello seq=1 epoch=0",
+		"server EncryptedExtensions seq=2 epoch=2", "server Certificate seq=3 epoch=2",
+		"server CertificateVerify seq=4 epoch=2", "server Finished seq=5 epoch=2",
+		"client Finished seq=2 epoch=2", "server NewSessionTicket seq=6 epoch=3",
+	}
+	psk := []string{
+		"client ClientHello seq=0 epoch=0", "server HelloRetryRequest seq=0 epoch=0",
+		"client ClientHello seq=1 epoch=0", "server ServerHello seq=1 epoch=0",
+		"server EncryptedExtensions seq=2 epoch=2", "server Finished seq=3 epoch=2",
+		"client Finished seq=2 epoch=2", "server NewSessionTicket seq=4 epoch=3",
+	}
+	for _, tc := range []struct {
+		file     string
+		messages []string
+		want     []string // lines or parts of lines
+	}{
+		{"wolfssl-x25519mlkem768-aes256gcm.txt", full, []string{
+			"cipher suite: TLS_AES_256_GCM_SHA384",
+			"key exchange: X25519MLKEM768\n",
+			"HelloRetryRequest: asked for a key share for X25519MLKEM768 (first ClientHello's key shares: none; second's: X25519MLKEM768)",
+			// The second ClientHello, with its 1216-byte hybrid share,
+			// in two records.
+			"│ F2 ClientHello seq=1 [0+1375/1485] e0 s1 ─",
+			"│ F2 ClientHello seq=1 [1375+110/1485] e0 s2 ─",
+			"─ F2 EncryptedExtensions seq=2 e2 s0 │",
+			"─ F2 Finished seq=5 e2 s3 │",
+			"│ F3 Finished seq=2 e2 s0 ─",
+			"─ ACK(e2 s0) e3 s0 │",
+			"│ ACK(e3 s1) e3 s1 ─",
+			"─ Alert close notify e3 s3 │",
+		}},
+		{"wolfssl-p256-chacha20.txt", full, []string{
+			"cipher suite: TLS_CHACHA20_POLY1305_SHA256",
+			"key exchange: secp256r1\n",
+			"HelloRetryRequest: asked for a cookie",
+		}},
+		{"wolfssl-p256-aes128ccm.txt", full, []string{"cipher suite: TLS_AES_128_CCM_SHA256", "key exchange: secp256r1\n"}},
+		{"wolfssl-p256-aes128ccm8.txt", full, []string{"cipher suite: TLS_AES_128_CCM_8_SHA256", "key exchange: secp256r1\n"}},
+		{"wolfssl-psk-aes128gcm.txt", psk, []string{
+			"cipher suite: TLS_AES_128_GCM_SHA256",
+			"key exchange: PSK only (psk_ke)",
+			"PSK: identities offered 1, identity 0 selected",
+			"acks server e3 s1 (NewSessionTicket seq=4)",
+		}},
+		{"wolfssl-cid-aes256gcm.txt", full, []string{
+			"cipher suite: TLS_AES_256_GCM_SHA384",
+			`connection IDs: client's records carry "64746c73", server's "64746c73"`,
+			"─ F2 Certificate seq=3 e2 s1 │",
+		}},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			pcap, keylog := writeCapture13(t, tc.file)
+			out := runAnalyzeForTest(t, pcap, "-keylog", keylog)
+			checkGolden(t, strings.TrimSuffix(tc.file, ".txt")+".golden", out)
+			want := append([]string{
+				"version: DTLS 1.3",
+				"key log: CLIENT_HANDSHAKE_TRAFFIC_SECRET, SERVER_HANDSHAKE_TRAFFIC_SECRET, CLIENT_TRAFFIC_SECRET_0, SERVER_TRAFFIC_SECRET_0\n",
+				"client encrypted epochs: 2, 3\n", "server encrypted epochs: 2, 3\n",
+				"ACKs: 2\n",
+				"server e3 s0 at +", "acks client e2 s0 (Finished seq=2)",
+				"acks server e3 s1 (NewSessionTicket seq=",
+				"─ ApplicationData 22B e3 s2 │", // "I hear you fa shizzle!"
+				"│ ApplicationData 14B e3 s0 ─", // "hello wolfssl!"
+				"retransmissions: client 0, server 0", "gaps: none",
+				"handshake: complete (both Finished seen)",
+			}, tc.want...)
+			for _, w := range want {
+				if !strings.Contains(out, w) {
+					t.Errorf("report lacks %q", w)
+				}
+			}
+			if got := messageList(out); !slices.Equal(got, tc.messages) {
+				t.Errorf("messages:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.messages, "\n"))
+			}
+			if t.Failed() {
+				t.Log(out)
+			}
+		})
+	}
+}
+
+// TestAnalyze13WithoutKeys: with no key log, analyze shows the hellos in
+// full, each encrypted record's length, epoch bits and CID, and says the
+// keys are missing.
+func TestAnalyze13WithoutKeys(t *testing.T) {
+	pcap, _ := writeCapture13(t, "wolfssl-cid-aes256gcm.txt")
+	out := runAnalyzeForTest(t, pcap)
+	checkGolden(t, "wolfssl-cid-aes256gcm-nokeys.golden", out)
+	for _, w := range []string{
+		"─ F2 ServerHello seq=1 e0 s1 │",
+		"─ encrypted 450B, epoch bits 2 cid 64746c73 │", // the Certificate
+		"│ encrypted 77B, epoch bits 2 cid 64746c73 ─",   // the client's Finished
+		"cipher suite: TLS_AES_256_GCM_SHA384",
+		"key exchange: secp256r1\n",
+		"key log: no DTLS 1.3 secrets for client random 5f20e173c31adc5556099e56d76f31f9ebe4ef8b730a4c390ecec787d922faea: keys missing, give -keylog",
+		"client encrypted epochs: not decrypted with low bits 2, 3",
+		"encrypted records without keys: 11",
+		"handshake: Finished messages encrypted; completion not verified",
+	} {
+		if !strings.Contains(out, w) {
+			t.Errorf("report lacks %q:\n%s", w, out)
+		}
+	}
+}
+
+// TestAnalyze13KeysInCapture: the 1.3 secrets may come in a Decryption
+// Secrets Block of the capture itself instead of -keylog, with the same
+// result.
+func TestAnalyze13KeysInCapture(t *testing.T) {
+	pcap, keylog := writeCapture13(t, "wolfssl-p256-chacha20.txt")
+	want := runAnalyzeForTest(t, pcap, "-keylog", keylog)
+	keys, err := os.ReadFile(keylog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same packets after a Decryption Secrets Block.
+	withDSB := filepath.Join(t.TempDir(), "dsb.pcapng")
+	f, err := os.Create(withDSB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w := capture.NewWriter(f)
+	if _, err := w.KeyLogWriter().Write(keys); err != nil {
+		t.Fatal(err)
+	}
+	in, err := os.Open(pcap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	if _, err := capture.Scan(in, func(d capture.Datagram) error { return w.WritePacket(d.Time, d.Src, d.Dst, d.Payload) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := runAnalyzeForTest(t, withDSB); got != want {
+		t.Errorf("with the key log in the capture:\n%s\nwith -keylog:\n%s", got, want)
+	}
+}
+
+// TestAnalyze13SVG draws a 1.3 handshake: the labels of the ladder's
+// arrows are in the picture, ACKs in their own colour and legend.
+func TestAnalyze13SVG(t *testing.T) {
+	pcap, keylog := writeCapture13(t, "wolfssl-x25519mlkem768-aes256gcm.txt")
+	svg := filepath.Join(t.TempDir(), "ladder.svg")
+	runAnalyzeForTest(t, pcap, "-keylog", keylog, "-svg", svg)
+	b, err := os.ReadFile(svg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := xml.NewDecoder(bytes.NewReader(b))
+	var texts []string
+	inText := false
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("SVG does not parse: %v", err)
+		}
+		switch tok := tok.(type) {
+		case xml.StartElement:
+			inText = tok.Name.Local == "text"
+		case xml.CharData:
+			if inText {
+				texts = append(texts, string(tok))
+			}
+		case xml.EndElement:
+			inText = false
+		}
+	}
+	all := strings.Join(texts, "\n")
+	for _, w := range []string{"F2 EncryptedExtensions seq=2 e2 s0", "F2 CertificateVerify seq=4 e2 s2", "ACK(e2 s0) e3 s0",
+		"F3 NewSessionTicket seq=6 e3 s1", "Alert close notify e3 s3", "ACK"} {
+		if !slices.Contains(texts, w) {
+			t.Errorf("SVG has no text %q; it has:\n%s", w, all)
+		}
+	}
+	if !bytes.Contains(b, []byte(`stroke="#00838f"`)) {
+		t.Error("no ACK arrow in the ACK colour")
+	}
+}
+
+// wolfSSL13Dir finds the wolfSSL 5.9 build with DTLS 1.3 that .ci/wolfssl
+// makes: $DTLS_WOLFSSL13, else the newest build in its default cache.
+// Missing, it skips the test, or fails it under CI=true.
+func wolfSSL13Dir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("DTLS_WOLFSSL13")
+	if dir == "" {
+		if cache, err := os.UserCacheDir(); err == nil {
+			if dirs, _ := filepath.Glob(filepath.Join(cache, "dtls-go", "wolfssl13-*")); len(dirs) > 0 {
+				dir = dirs[len(dirs)-1]
+			}
+		}
+	}
+	for _, p := range []string{"server", "client"} {
+		if st, err := os.Stat(filepath.Join(dir, p)); dir == "" || err != nil || st.Mode()&0o111 == 0 {
+			msg := "wolfSSL with DTLS 1.3 not built (run .ci/wolfssl, or set DTLS_WOLFSSL13)"
+			if os.Getenv("CI") == "true" {
+				t.Fatal(msg + " under CI=true")
+			}
+			t.Skip(msg)
+		}
+	}
+	return dir
+}
+
+// wolfSSL13Run runs wolfSSL's example program bin in work (where it finds
+// ./certs and writes ./sslkeylog.log).
+func wolfSSL13Cmd(ctx context.Context, work, bin string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Dir = work
+	cmd.WaitDelay = 5 * time.Second
+	return cmd
+}
+
+// startWolfSSL13Server starts wolfSSL's example server on port and waits
+// until its socket is bound (it prints nothing before a client comes).
+func startWolfSSL13Server(ctx context.Context, t *testing.T, dir, work string, port int, args ...string) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	srv := wolfSSL13Cmd(ctx, work, filepath.Join(dir, "server"), append([]string{"-u", "-v", "4", "-p", strconv.Itoa(port), "-d"}, args...)...)
+	var out bytes.Buffer
+	srv.Stdout, srv.Stderr = &out, &out
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
+	for i := 0; !udpPortBound(port); i++ {
+		if i == 500 {
+			t.Fatalf("wolfSSL server did not bind port %d in 10 s: %s", port, out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return srv, &out
+}
+
+// udpPortBound reports whether a UDP socket is bound to port, from the
+// kernel's socket tables; without them (not Linux) it waits a moment and
+// says yes.
+func udpPortBound(port int) bool {
+	want := fmt.Sprintf(":%04X", port)
+	found := false
+	for _, f := range []string{"/proc/net/udp", "/proc/net/udp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		found = true
+		for l := range strings.Lines(string(b)) {
+			if fields := strings.Fields(l); len(fields) > 2 && strings.HasSuffix(fields[1], want) {
+				return true
+			}
+		}
+	}
+	if !found {
+		time.Sleep(300 * time.Millisecond)
+	}
+	return !found
+}
+
+func TestAnalyzeWolfSSL13Capture(t *testing.T) {
+	dir := wolfSSL13Dir(t)
+	tshark := needTshark(t)
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("capturing on loopback needs root")
+		}
+		t.Skip("capturing on loopback needs root")
+	}
+	work := t.TempDir()
+	if err := os.Symlink(filepath.Join(dir, "certs"), filepath.Join(work, "certs")); err != nil {
+		t.Fatal(err)
+	}
+	pcap := filepath.Join(work, "wolfssl13.pcapng")
+	port := freeUDPPort(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	capCmd := startCapture(ctx, t, tshark, port, pcap)
+
+	common := []string{"--pqc", "X25519MLKEM768"}
+	srv, srvOut := startWolfSSL13Server(ctx, t, dir, work, port, append([]string{"-r", "-0"}, common...)...)
+	cli := wolfSSL13Cmd(ctx, work, filepath.Join(dir, "client"), append([]string{"-u", "-v", "4", "-h", "127.0.0.1", "-p", strconv.Itoa(port), "-d", "-I", "-r", "-0"}, common...)...)
+	if out, err := cli.CombinedOutput(); err != nil {
+		t.Fatalf("wolfSSL client: %v\n%s", err, out)
+	}
+	if err := srv.Wait(); err != nil {
+		t.Fatalf("wolfSSL server: %v\n%s", err, srvOut)
+	}
+	time.Sleep(500 * time.Millisecond) // let tshark write the last packets
+	capCmd.Process.Signal(os.Interrupt)
+	capCmd.Wait()
+
+	out := runAnalyzeForTest(t, pcap, "-keylog", filepath.Join(work, "sslkeylog.log"), "-svg", filepath.Join(work, "ladder.svg"))
+	first, second, ok := strings.Cut(out, "\nconversation ")
+	if !ok || strings.Contains(second, "\nconversation ") {
+		t.Fatalf("want two conversations (full handshake, resumption):\n%s", out)
+	}
+	// Either may retransmit on a loaded machine; the checks allow it.
+	check := func(name, report string, want []string, wantRE []string) {
+		t.Helper()
+		for _, w := range append([]string{
+			"version: DTLS 1.3", "cipher suite: TLS_AES_256_GCM_SHA384",
+			"HelloRetryRequest: asked for a key share for X25519MLKEM768",
+			"─ F2 EncryptedExtensions seq=2 e2 s0 │",
+			"handshake: complete (both Finished seen)",
+		}, want...) {
+			if !strings.Contains(report, w) {
+				t.Errorf("%s: report lacks %q", name, w)
+			}
+		}
+		for _, re := range append([]string{
+			`acks client e2 s\d+ \(Finished seq=2\)`,
+			`─ ACK\(e2 s\d+\) e3 s\d+ │`,
+		}, wantRE...) {
+			if !regexp.MustCompile(re).MatchString(report) {
+				t.Errorf("%s: report does not match %s", name, re)
+			}
+		}
+		for _, bad := range []string{"without keys", "did not open", "no DTLS record"} {
+			if strings.Contains(report, bad) {
+				t.Errorf("%s: report says %q", name, bad)
+			}
+		}
+	}
+	// The full handshake, with a KeyUpdate from each side (-I, -U) that
+	// moves both into epoch 4, each KeyUpdate ACKed.
+	check("full handshake", first, []string{
+		"key exchange: X25519MLKEM768\n",
+		"client encrypted epochs: 2, 3, 4 (1 KeyUpdate)", "server encrypted epochs: 2, 3, 4 (1 KeyUpdate)",
+	}, []string{
+		`│ F\d KeyUpdate\(update_requested\) seq=3 e3 s\d+ ─`,
+		`─ (↻ )?F\d KeyUpdate\(update_not_requested\) seq=\d+ e3 s\d+ │`,
+		`acks client e3 s\d+ \(KeyUpdate\(update_requested\) seq=3\)`,
+		`acks server e3 s\d+ \(KeyUpdate\(update_not_requested\) seq=\d+\)`,
+		`│ ApplicationData 14B e4 s\d+ ─`,
+		`─ Alert close notify e4 s\d+ │`,
+	})
+	// The resumption, with 0-RTT data in epoch 1 under the early traffic
+	// secret.
+	check("resumption", second, []string{
+		"key exchange: X25519MLKEM768 with a PSK (psk_dhe_ke)",
+		"PSK: identities offered 1, identity 0 selected",
+		"key log: CLIENT_EARLY_TRAFFIC_SECRET, CLIENT_HANDSHAKE_TRAFFIC_SECRET",
+		"client encrypted epochs: 1, 2, 3\n",
+		"│ ApplicationData 14B e1 s0 ─",
+		"early data: offered, rejected", // the HelloRetryRequest refuses it (RFC 8446 §4.2.10)
+	}, nil)
+	for _, svg := range []string{"ladder.svg", "ladder-2.svg"} {
+		if b, err := os.ReadFile(filepath.Join(work, svg)); err != nil || !bytes.Contains(b, []byte("EncryptedExtensions seq=2 e2 s0")) {
+			t.Errorf("%s: %v, or no EncryptedExtensions in it", svg, err)
+		}
+	}
+	if t.Failed() {
+		t.Log(out)
+	}
+}
+
+// startCapture starts tshark writing what crosses UDP port on loopback to
+// pcap, and returns once it has seen a probe datagram sent to that port
+// (tshark prints "Capturing on" a moment before its filter catches
+// anything; the probe is no DTLS, and analyze ignores it).
+func startCapture(ctx context.Context, t *testing.T, tshark string, port int, pcap string) *exec.Cmd {
+	t.Helper()
+	capCmd := exec.CommandContext(ctx, tshark, "-i", "lo", "-f", fmt.Sprintf("udp port %d", port), "-w", pcap, "-P", "-l")
+	capOut, _ := capCmd.StdoutPipe()
+	capCmd.Stderr = io.Discard
+	capCmd.WaitDelay = 5 * time.Second
+	if err := capCmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { capCmd.Process.Kill(); capCmd.Wait() })
+	seen := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(capOut)
+		if sc.Scan() {
+			close(seen)
+		}
+		io.Copy(io.Discard, capOut)
+	}()
+	probe, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Close()
+	for i := 0; ; i++ {
+		probe.Write([]byte("capture probe"))
+		select {
+		case <-seen:
+			return capCmd
+		case <-time.After(100 * time.Millisecond):
+		}
+		if i == 300 {
+			t.Fatal("tshark captured no probe in 30 s")
+		}
+	}
+}
+
+// TestAnalyzeWolfSSL13Loss puts a UDP relay between wolfSSL's client and
+// server that loses the first copy of the server's fourth datagram (its
+// Certificate), and records what the server's link carries: the records
+// as the server sent them and the client's datagrams as they reached it.
+// DTLS 1.3's ACKs (RFC 9147 §7) should tell the server which records
+// arrived, and it should resend only the lost one: analyze must show the
+// ACK naming the records around the gap, and the Certificate sent again
+// under a new record number.
+func TestAnalyzeWolfSSL13Loss(t *testing.T) {
+	dir := wolfSSL13Dir(t)
+	work := t.TempDir()
+	if err := os.Symlink(filepath.Join(dir, "certs"), filepath.Join(work, "certs")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	port := freeUDPPort(t)
+	_, srvOut := startWolfSSL13Server(ctx, t, dir, work, port)
+	server := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port))
+
+	pcap := filepath.Join(work, "loss.pcapng")
+	f, err := os.Create(pcap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w := capture.NewWriter(f)
+	front, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(server))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientAddr := make(chan netip.AddrPort, 1)
+	var wg sync.WaitGroup
+	wg.Go(func() { // client to server
+		buf := make([]byte, 1<<16)
+		for first := true; ; first = false {
+			n, from, err := front.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			if first {
+				clientAddr <- from
+			}
+			w.WritePacket(time.Now(), from, server, buf[:n])
+			back.Write(buf[:n])
+		}
+	})
+	wg.Go(func() { // server to client, losing datagram 4 once
+		buf := make([]byte, 1<<16)
+		var to netip.AddrPort
+		for i := 1; ; i++ {
+			n, err := back.Read(buf)
+			if err != nil {
+				return
+			}
+			if !to.IsValid() {
+				to = <-clientAddr
+			}
+			w.WritePacket(time.Now(), server, to, buf[:n])
+			if i != 4 {
+				front.WriteToUDPAddrPort(buf[:n], to)
+			}
+		}
+	})
+	cli := wolfSSL13Cmd(ctx, work, filepath.Join(dir, "client"), "-u", "-v", "4", "-h", "127.0.0.1",
+		"-p", strconv.Itoa(front.LocalAddr().(*net.UDPAddr).Port), "-d")
+	out, err := cli.CombinedOutput()
+	front.Close()
+	back.Close()
+	wg.Wait()
+	if err != nil {
+		t.Fatalf("wolfSSL client: %v\n%s\nserver:\n%s", err, out, srvOut)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	report := runAnalyzeForTest(t, pcap, "-keylog", filepath.Join(work, "sslkeylog.log"))
+	// The client's ACK names what arrived around the gap, not the lost
+	// record; the server resends just that fragment, in a new record.
+	ackRE := regexp.MustCompile(`(?m)^  client e2 s\d+ at \S+ acks server .*$`)
+	ack := ackRE.FindString(report)
+	if !strings.Contains(ack, "e2 s0 (EncryptedExtensions seq=2)") || !strings.Contains(ack, "e2 s2 (Certificate seq=3 [1366+1191/2557])") ||
+		strings.Contains(ack, "e2 s1 (") {
+		t.Errorf("no client ACK of the records around the lost one: %q", ack)
+	}
+	for _, re := range []string{
+		`─ ↻ F2 Certificate seq=3 \[0\+1366/2557\] e2 s\d+ │`,
+		`server e2 s\d+ resends Certificate seq=3 \[0\+1366/2557\], first sent in e2 s1, not acknowledged`,
+		`retransmissions: client \d+, server [1-9]`,
+		`handshake: complete \(both Finished seen\)`,
+	} {
+		if !regexp.MustCompile(re).MatchString(report) {
+			t.Errorf("report does not match %s", re)
+		}
+	}
+	if t.Failed() {
+		t.Log(report)
 	}
 }
