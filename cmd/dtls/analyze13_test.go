@@ -223,7 +223,7 @@ func TestAnalyze13WithoutKeys(t *testing.T) {
 	for _, w := range []string{
 		"─ F2 ServerHello seq=1 e0 s1 │",
 		"─ encrypted 450B, epoch bits 2 cid 64746c73 │", // the Certificate
-		"│ encrypted 77B, epoch bits 2 cid 64746c73 ─",   // the client's Finished
+		"│ encrypted 77B, epoch bits 2 cid 64746c73 ─",  // the client's Finished
 		"cipher suite: TLS_AES_256_GCM_SHA384",
 		"key exchange: secp256r1\n",
 		"key log: no DTLS 1.3 secrets for client random 5f20e173c31adc5556099e56d76f31f9ebe4ef8b730a4c390ecec787d922faea: keys missing, give -keylog",
