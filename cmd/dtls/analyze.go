@@ -30,20 +30,26 @@ func init() {
 
 const analyzeSynopsis = `analyze FILE [-keylog FILE] [-svg FILE]
 
-Reads a pcap or pcapng capture of any DTLS traffic (tshark's capture of
-OpenSSL talking to mbedTLS, say), groups it by UDP address pair, and
-reconstructs each handshake: records, epochs, messages, fragments,
-flights, retransmissions, gaps in the record numbers, duplicates, and the
-time each flight took. It prints a ladder per conversation. With a key log
+Reads a pcap or pcapng capture of any DTLS 1.2 or 1.3 traffic (tshark's
+capture of OpenSSL talking to mbedTLS, or of wolfSSL and pion doing DTLS
+1.3, say), groups it by UDP address pair, and reconstructs each
+handshake: records, epochs, messages, fragments, flights,
+retransmissions, gaps in the record numbers, duplicates, and the time
+each flight took. It prints a ladder per conversation. With a key log
 (from -keylog, or a Decryption Secrets Block in the capture) it decrypts
-the protected handshake messages and alerts too.
+the protected handshake messages and alerts too; for DTLS 1.3 also the
+record numbers, ACKs (and which records each acknowledged), KeyUpdates
+and application data, in any epoch. Without one, a DTLS 1.3 conversation
+shows its hellos and each encrypted record's length and epoch bits.
 `
 
 // Limits on what analyze keeps, so that its memory does not grow with the
 // capture: it reads the file twice, a datagram at a time (capture.Scan),
 // and keeps only per-conversation state, each part bounded here: at most
 // maxConversations × (maxLadderEvents × 216 bytes + a few tens of KB),
-// about 30 MB, plus the key log (at most 2 × 16 MiB).
+// about 30 MB, plus the key log (at most 2 × 16 MiB). DTLS 1.3 adds, per
+// conversation, two hellos being reassembled (maxHelloLen each) and the
+// bounded maps of analyze13.go.
 const (
 	// maxConversations bounds the UDP address pairs reported.
 	maxConversations = 64
@@ -76,7 +82,7 @@ type analyzeOptions struct {
 func parseAnalyzeFlags(args []string, w io.Writer) (*analyzeOptions, error) {
 	o := &analyzeOptions{}
 	fs := newFlagSet("analyze", analyzeSynopsis, w)
-	fs.StringVar(&o.keylog, "keylog", "", "NSS key log file (CLIENT_RANDOM lines) to decrypt with")
+	fs.StringVar(&o.keylog, "keylog", "", "NSS key log file to decrypt with (CLIENT_RANDOM lines for DTLS 1.2; CLIENT_HANDSHAKE_TRAFFIC_SECRET and the other traffic secrets for 1.3)")
 	fs.StringVar(&o.svg, "svg", "", "write the ladder as SVG to this file (FILE-N.svg for the Nth conversation after the first)")
 	// Accept the capture file before or after the flags.
 	var rest []string

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/xml"
 	"flag"
@@ -634,5 +635,241 @@ func TestAnalyzeWolfSSL13Loss(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Log(report)
+	}
+}
+
+// capture13 reads one of testdata/dtls13's captures: its datagrams (from
+// the client or not) and its key log lines.
+func capture13(t testing.TB, name string) (datagrams [][]byte, fromClient []bool, keylog []byte) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "dtls13", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for l := range strings.Lines(string(b)) {
+		f := strings.Fields(l)
+		if len(f) < 2 {
+			continue
+		}
+		switch f[0] {
+		case "C", "S":
+			d, err := hex.DecodeString(f[1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			datagrams, fromClient = append(datagrams, d), append(fromClient, f[0] == "C")
+		case "K":
+			keylog = append(keylog, strings.Join(f[1:], " ")+"\n"...)
+		}
+	}
+	return datagrams, fromClient, keylog
+}
+
+// TestAnalyze13BoundedMemory: a long DTLS 1.3 capture (eight
+// conversations, each a wolfSSL handshake followed by its application
+// data records over and over) streams through analyze in bounded memory,
+// as the DTLS 1.2 one of TestAnalyzeBoundedMemory does, every record
+// decrypted on the way.
+func TestAnalyze13BoundedMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes a 16 MiB capture")
+	}
+	dgs, fromClient, keylog := capture13(t, "wolfssl-p256-aes128ccm.txt")
+	dir := t.TempDir()
+	path, keys := filepath.Join(dir, "big13.pcapng"), filepath.Join(dir, "keylog.txt")
+	if err := os.WriteFile(keys, keylog, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := capture.NewWriter(f)
+	server := netip.MustParseAddrPort("10.1.0.1:5684")
+	at := time.Date(2026, 12, 3, 8, 0, 0, 0, time.UTC)
+	write := func(conv, i int) {
+		client := netip.AddrPortFrom(netip.MustParseAddr("10.0.0.1"), uint16(40000+conv))
+		src, dst := client, server
+		if !fromClient[i] {
+			src, dst = server, client
+		}
+		at = at.Add(100 * time.Microsecond)
+		if err := w.WritePacket(at, src, dst, dgs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The handshake runs to the server's NewSessionTicket; the rest
+	// (data, ACK, alerts) repeats.
+	const convs, handshake = 8, 11
+	for c := range convs {
+		for i := range handshake {
+			write(c, i)
+		}
+	}
+	var written int64
+	for written < 16<<20 {
+		for c := range convs {
+			for i := handshake; i < len(dgs); i++ {
+				write(c, i)
+				written += int64(len(dgs[i]) + 60)
+			}
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	var out strings.Builder
+	peak := peakHeap(func() { err = analyze(&analyzeOptions{file: path, keylog: keys}, &out) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("peak heap %.1f MiB over a 16 MiB DTLS 1.3 capture", float64(peak)/(1<<20))
+	if peak > 40<<20 {
+		t.Errorf("analyze peaked at %.1f MiB of heap on a 16 MiB DTLS 1.3 capture; want it bounded well below 40 MiB", float64(peak)/(1<<20))
+	}
+	s := out.String()
+	if n := strings.Count(s, "version: DTLS 1.3"); n != convs {
+		t.Errorf("%d DTLS 1.3 conversations reported, want %d", n, convs)
+	}
+	if n := strings.Count(s, "handshake: complete (both Finished seen)"); n != convs {
+		t.Errorf("%d complete handshakes, want %d", n, convs)
+	}
+	if !strings.Contains(s, "later events omitted") || strings.Contains(s, "did not open") || strings.Contains(s, "without keys") {
+		t.Errorf("report:\n%s", s[:min(len(s), 4000)])
+	}
+}
+
+// FuzzAnalyze13 feeds arbitrary datagrams, from either side, to the
+// analysis of a DTLS 1.3 conversation that holds the keys of a wolfSSL
+// handshake (after that handshake, so that encrypted records are opened
+// and their contents parsed), and to the first pass's hello reader. It
+// must not panic, and the report and ladder must render.
+func FuzzAnalyze13(f *testing.F) {
+	var seeds [][]byte
+	for _, name := range []string{"wolfssl-x25519mlkem768-aes256gcm.txt", "wolfssl-cid-aes256gcm.txt"} {
+		dgs, _, _ := capture13(f, name)
+		seeds = append(seeds, dgs...)
+	}
+	for i, s := range seeds {
+		f.Add(s, i%2 == 0)
+	}
+	dgs, fromClient, keylog := capture13(f, "wolfssl-p256-chacha20.txt")
+	keys := parseKeyLog(keylog)
+	client, server := netip.MustParseAddrPort("127.0.0.1:40001"), netip.MustParseAddrPort("127.0.0.1:11111")
+	datagram := func(b []byte, c bool) capture.Datagram {
+		if c {
+			return capture.Datagram{Src: client, Dst: server, Payload: b}
+		}
+		return capture.Datagram{Src: server, Dst: client, Payload: b}
+	}
+	f.Fuzz(func(t *testing.T, b []byte, c bool) {
+		conv := &conversation{client: client, server: server}
+		a := newAnalysis(client, server)
+		for i, d := range dgs {
+			dg := datagram(d, fromClient[i])
+			conv.learnHellos(&dg)
+			a.datagram(dg, keys)
+		}
+		dg := datagram(b, c)
+		conv.learnHellos(&dg)
+		a.datagram(dg, keys)
+		a.datagram(dg, keys)
+		a.finish()
+		a.report(io.Discard)
+		a.ladder.Text(io.Discard)
+	})
+}
+
+func TestCompactRecordNumbers(t *testing.T) {
+	for _, tc := range []struct {
+		in   [][2]uint64
+		want string
+	}{
+		{nil, ""},
+		{[][2]uint64{{2, 0}}, "e2 s0"},
+		{[][2]uint64{{0, 1}, {2, 0}, {2, 2}, {2, 3}, {2, 4}}, "e0 s1; e2 s0,2-4"},
+		{[][2]uint64{{3, 7}, {3, 8}, {4, 0}, {3, 9}}, "e3 s7-8; e4 s0; e3 s9"},
+		{[][2]uint64{{1 << 40, 1<<64 - 1}}, "e1099511627776 s18446744073709551615"},
+	} {
+		if got := compactRecordNumbers(tc.in); got != tc.want {
+			t.Errorf("compactRecordNumbers(%v) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// TestHelloAssembler: fragments in any order, overlapping or repeated,
+// make the message once; one past maxHelloLen, or past its own length,
+// is refused.
+func TestHelloAssembler(t *testing.T) {
+	msg := make([]byte, 1000)
+	for i := range msg {
+		msg[i] = byte(i)
+	}
+	var h helloAssembler
+	for _, r := range [][2]int{{500, 1000}, {0, 300}, {200, 450}, {0, 10}} {
+		if got := h.add(hsClientHello, 1000, 1, uint32(r[0]), msg[r[0]:r[1]]); got != nil {
+			t.Fatalf("complete after %v", r)
+		}
+	}
+	if got := h.add(hsClientHello, 1000, 1, 440, msg[440:510]); !bytes.Equal(got, msg) {
+		t.Fatalf("reassembled %d bytes, not the message", len(got))
+	}
+	// A fragment of another message starts over.
+	h.add(hsClientHello, 1000, 2, 0, msg[:500])
+	if got := h.add(hsClientHello, 1000, 1, 500, msg[500:]); got != nil {
+		t.Fatal("fragments of two messages made one")
+	}
+	if h.add(hsClientHello, maxHelloLen+1, 3, 0, make([]byte, 10)) != nil || h.add(hsClientHello, 10, 3, 5, make([]byte, 6)) != nil {
+		t.Fatal("an oversized fragment was taken")
+	}
+}
+
+// TestParseHello reads wolfSSL's hellos, and does not fail on truncated
+// ones.
+func TestParseHello(t *testing.T) {
+	dgs, _, _ := capture13(t, "wolfssl-cid-aes256gcm.txt")
+	body := func(d []byte) []byte { return d[13+12:] } // one record, one whole message
+	ch, ok := parseHello(true, body(dgs[2]))
+	if !ok || !ch.offers13 || !ch.hasCID || string(ch.cid) != "dtls" || !ch.cookie ||
+		!slices.Equal(ch.shares, []tls.CurveID{tls.CurveP256, 256}) || len(ch.random) != 32 {
+		t.Errorf("second ClientHello: %+v", ch)
+	}
+	hrr, ok := parseHello(false, body(dgs[1]))
+	if !ok || !hrr.hrr || !hrr.cookie || hrr.selected != versionDTLS13 || hrr.suite != 0x1302 {
+		t.Errorf("HelloRetryRequest: %+v", hrr)
+	}
+	sh, ok := parseHello(false, body(dgs[3]))
+	if !ok || sh.hrr || sh.selected != versionDTLS13 || sh.suite != 0x1302 || sh.group != tls.CurveP256 ||
+		!sh.hasCID || string(sh.cid) != "dtls" || sh.pskChosen != -1 {
+		t.Errorf("ServerHello: %+v", sh)
+	}
+	full := body(dgs[2])
+	for n := range len(full) {
+		h, ok := parseHello(true, full[:n])
+		if ok != (n >= 2+32+1) || ok && len(h.random) != 32 {
+			t.Fatalf("ClientHello cut to %d bytes: %v %+v", n, ok, h)
+		}
+	}
+}
+
+// TestParseKeyLog13 takes the 1.3 labels by client random, skips
+// malformed lines, and keeps 1.2's CLIENT_RANDOM apart.
+func TestParseKeyLog13(t *testing.T) {
+	cr := strings.Repeat("ab", 32)
+	k := parseKeyLog([]byte(strings.Join([]string{
+		"# comment",
+		"CLIENT_HANDSHAKE_TRAFFIC_SECRET " + cr + " " + strings.Repeat("01", 32),
+		"SERVER_TRAFFIC_SECRET_0 " + cr + " " + strings.Repeat("02", 48),
+		"CLIENT_TRAFFIC_SECRET_0 " + cr + " " + strings.Repeat("03", 20), // wrong length
+		"CLIENT_TRAFFIC_SECRET_0 " + cr[2:] + " " + strings.Repeat("03", 32),
+		"UNKNOWN_SECRET " + cr + " " + strings.Repeat("04", 32),
+		"CLIENT_RANDOM " + cr + " " + strings.Repeat("05", 48),
+		"EXPORTER_SECRET " + cr + " zz",
+	}, "\n")))
+	m := k.tls13[string(bytes.Repeat([]byte{0xab}, 32))]
+	if len(k.tls13) != 1 || len(m) != 2 || len(m[labelClientHandshake]) != 32 || len(m[labelServerTraffic]) != 48 ||
+		len(k.master) != 1 {
+		t.Errorf("key log: %d 1.3 randoms, %v, %d 1.2 masters", len(k.tls13), m, len(k.master))
 	}
 }
