@@ -157,8 +157,14 @@ func analyze(o *analyzeOptions, out io.Writer) error {
 	}
 	for _, c := range convs.list {
 		c.a = newAnalysis(c.client, c.server)
-		if c.p13.is13 {
+		switch {
+		case c.p13.is13:
 			c.a.start13(&c.p13)
+		case c.settled:
+			// A ServerHello chose DTLS 1.2 (or below): no 1.3 record
+			// can follow, and a datagram that looks like one is not
+			// taken for it.
+			c.a.is12, c.a.offered13 = true, c.p13.offered13
 		}
 		c.hellos = [2]helloAssembler{}
 	}
@@ -311,6 +317,9 @@ type analysis struct {
 	untracked                           int
 
 	v13 analysis13 // DTLS 1.3 conversations
+	// is12: the first pass saw a ServerHello choose DTLS 1.2;
+	// offered13: the ClientHello before it offered 1.3.
+	is12, offered13 bool
 }
 
 // epochRecords follows the record numbers one side sent in one epoch: the
@@ -412,7 +421,7 @@ func (a *analysis) datagram(d capture.Datagram, keys *keyLog) {
 	a.emit(from, dtls.TraceEvent{Kind: dtls.TraceDatagramSent, Time: d.Time, Length: len(d.Payload)})
 	a.emit(to, dtls.TraceEvent{Kind: dtls.TraceDatagramReceived, Time: d.Time, Length: len(d.Payload)})
 
-	if a.v13.on || len(d.Payload) > 0 && isUnified(d.Payload[0]) {
+	if a.v13.on || !a.is12 && len(d.Payload) > 0 && isUnified(d.Payload[0]) {
 		if !a.v13.on {
 			a.start13(nil)
 		}
@@ -619,6 +628,9 @@ func (a *analysis) report(out io.Writer) {
 	fmt.Fprintf(out, "conversation %v (client) <-> %v (server)\n\n", a.client, a.server)
 	a.ladder.Text(out)
 	fmt.Fprintln(out)
+	if a.offered13 {
+		fmt.Fprintln(out, "version: DTLS 1.2 (the client offered DTLS 1.3)")
+	}
 	if a.v13.on {
 		a.report13(out)
 	} else if a.suite != 0 {

@@ -534,27 +534,23 @@ func startCapture(ctx context.Context, t *testing.T, tshark string, port int, pc
 	}
 }
 
-// TestAnalyzeWolfSSL13Loss puts a UDP relay between wolfSSL's client and
-// server that loses the first copy of the server's fourth datagram (its
-// Certificate), and records what the server's link carries: the records
-// as the server sent them and the client's datagrams as they reached it.
-// DTLS 1.3's ACKs (RFC 9147 §7) should tell the server which records
-// arrived, and it should resend only the lost one: analyze must show the
-// ACK naming the records around the gap, and the Certificate sent again
-// under a new record number.
-func TestAnalyzeWolfSSL13Loss(t *testing.T) {
-	dir := wolfSSL13Dir(t)
+// relayWolfSSL runs wolfSSL's server (with srvArgs) and client (with
+// cliArgs) through a UDP relay that loses the server's datagrams for
+// which lose(n) holds (n counts from 1), records what the server's link
+// carries (the server's datagrams as sent, the client's as they reached
+// it) in a pcapng, and returns analyze's report of it with wolfSSL's key
+// log.
+func relayWolfSSL(ctx context.Context, t *testing.T, dir string, srvArgs, cliArgs []string, lose func(int) bool) string {
+	t.Helper()
 	work := t.TempDir()
 	if err := os.Symlink(filepath.Join(dir, "certs"), filepath.Join(work, "certs")); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	port := freeUDPPort(t)
-	_, srvOut := startWolfSSL13Server(ctx, t, dir, work, port)
+	_, srvOut := startWolfSSL13Server(ctx, t, dir, work, port, srvArgs...)
 	server := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port))
 
-	pcap := filepath.Join(work, "loss.pcapng")
+	pcap := filepath.Join(work, "relay.pcapng")
 	f, err := os.Create(pcap)
 	if err != nil {
 		t.Fatal(err)
@@ -585,7 +581,7 @@ func TestAnalyzeWolfSSL13Loss(t *testing.T) {
 			back.Write(buf[:n])
 		}
 	})
-	wg.Go(func() { // server to client, losing datagram 4 once
+	wg.Go(func() { // server to client
 		buf := make([]byte, 1<<16)
 		var to netip.AddrPort
 		for i := 1; ; i++ {
@@ -594,17 +590,20 @@ func TestAnalyzeWolfSSL13Loss(t *testing.T) {
 				return
 			}
 			if !to.IsValid() {
-				to = <-clientAddr
+				select {
+				case to = <-clientAddr:
+				case <-ctx.Done():
+					return
+				}
 			}
 			w.WritePacket(time.Now(), server, to, buf[:n])
-			if i != 4 {
+			if !lose(i) {
 				front.WriteToUDPAddrPort(buf[:n], to)
 			}
 		}
 	})
-	cli := wolfSSL13Cmd(ctx, work, filepath.Join(dir, "client"), "-u", "-v", "4", "-h", "127.0.0.1",
-		"-p", strconv.Itoa(front.LocalAddr().(*net.UDPAddr).Port), "-d")
-	out, err := cli.CombinedOutput()
+	args := append(slices.Clone(cliArgs), "-h", "127.0.0.1", "-p", strconv.Itoa(front.LocalAddr().(*net.UDPAddr).Port), "-d")
+	out, err := wolfSSL13Cmd(ctx, work, filepath.Join(dir, "client"), args...).CombinedOutput()
 	front.Close()
 	back.Close()
 	wg.Wait()
@@ -614,7 +613,49 @@ func TestAnalyzeWolfSSL13Loss(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	report := runAnalyzeForTest(t, pcap, "-keylog", filepath.Join(work, "sslkeylog.log"))
+	return runAnalyzeForTest(t, pcap, "-keylog", filepath.Join(work, "sslkeylog.log"))
+}
+
+// TestAnalyzeWolfSSL13Downgrade: a client that offers DTLS 1.3 and 1.2
+// (wolfSSL's -v d) meets a 1.2-only server. analyze follows the 1.2
+// handshake, decrypts it with the CLIENT_RANDOM line, and says that 1.3
+// was offered.
+func TestAnalyzeWolfSSL13Downgrade(t *testing.T) {
+	dir := wolfSSL13Dir(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	report := relayWolfSSL(ctx, t, dir, []string{"-v", "3"}, []string{"-u", "-v", "d"}, func(int) bool { return false })
+	for _, w := range []string{
+		"version: DTLS 1.2 (the client offered DTLS 1.3)",
+		"server ServerHelloDone",
+		"cipher suite: TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+		"handshake: complete (both Finished seen)",
+	} {
+		if !strings.Contains(report, w) {
+			t.Errorf("report lacks %q", w)
+		}
+	}
+	if strings.Contains(report, "version: DTLS 1.3") || strings.Contains(report, "not decrypted") {
+		t.Error("taken for DTLS 1.3, or not decrypted")
+	}
+	if t.Failed() {
+		t.Log(report)
+	}
+}
+
+// TestAnalyzeWolfSSL13Loss puts a UDP relay between wolfSSL's client and
+// server that loses the first copy of the server's fourth datagram (its
+// Certificate), and records what the server's link carries: the records
+// as the server sent them and the client's datagrams as they reached it.
+// DTLS 1.3's ACKs (RFC 9147 §7) should tell the server which records
+// arrived, and it should resend only the lost one: analyze must show the
+// ACK naming the records around the gap, and the Certificate sent again
+// under a new record number.
+func TestAnalyzeWolfSSL13Loss(t *testing.T) {
+	dir := wolfSSL13Dir(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	report := relayWolfSSL(ctx, t, dir, nil, []string{"-u", "-v", "4"}, func(i int) bool { return i == 4 })
 	// The client's ACK names what arrived around the gap, not the lost
 	// record; the server resends just that fragment, in a new record.
 	ackRE := regexp.MustCompile(`(?m)^  client e2 s\d+ at \S+ acks server .*$`)
