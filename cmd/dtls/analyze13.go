@@ -329,7 +329,7 @@ func (h *helloAssembler) add(typ uint8, length uint32, seq uint16, off uint32, f
 type params13 struct {
 	clientRandom []byte
 	offered13    bool
-	is13         bool // the ServerHello selected DTLS 1.3
+	is13         bool // the ServerHello (or a HelloRetryRequest) selected DTLS 1.3
 	suite        uint16
 	group        tls.CurveID
 	shares       []tls.CurveID // of the last ClientHello
@@ -339,7 +339,8 @@ type params13 struct {
 	hasCID       [2]bool // [0] the client sent connection_id, [1] the server
 	cid          [2][]byte
 	pskIDs       int
-	pskChosen    int
+	pskChosen    int  // selected_identity, -1 for none; valid once sawSH
+	sawSH        bool // a ServerHello (not a HelloRetryRequest) was applied
 	earlyData    bool
 	// earlyAccepted: the EncryptedExtensions carried early_data (RFC
 	// 8446 §4.2.10); seenEE: they were read.
@@ -365,13 +366,16 @@ func (p *params13) apply(client bool, h *hello) bool {
 		return false
 	}
 	if h.hrr {
+		// A HelloRetryRequest exists only in (D)TLS 1.3, and names the
+		// version it retries for (RFC 8446 §4.1.4).
 		p.hrr, p.hrrGroup = true, h.group
+		p.is13 = p.is13 || h.selected == versionDTLS13
 		return false
 	}
 	p.is13 = h.selected == versionDTLS13
 	p.suite, p.group = h.suite, h.group
 	p.hasCID[1], p.cid[1] = h.hasCID, h.cid
-	p.pskChosen = h.pskChosen
+	p.pskChosen, p.sawSH = h.pskChosen, true
 	return true
 }
 
@@ -528,6 +532,7 @@ type analysis13 struct {
 	// records that did not open with the secret they had; unparsed,
 	// datagrams whose records could not all be parsed.
 	noKeys, failed, unparsed int
+	ciphertexts              int // records with a unified header
 	keyUpdates               [2]int
 	epochs                   [2][]uint64 // epochs each side used, in order, up to maxEpochsTracked
 	hiddenEpochs             [2][]uint8  // the low bits of epochs not decrypted
@@ -615,6 +620,7 @@ func (a *analysis) datagram13(d capture.Datagram, keys *keyLog, from int) {
 				v.unparsed++
 				break
 			}
+			v.ciphertexts++
 			rec := rec13{unified: &r, openErr: err, length: r.CiphertextLen}
 			if r.Decrypted {
 				rec.typ, rec.epoch, rec.seq, rec.known, rec.body = r.ContentType, r.Epoch, r.Seq, true, r.Content
@@ -920,8 +926,9 @@ func (a *analysis) report13(out io.Writer) {
 	if p.suite != 0 {
 		fmt.Fprintf(out, "cipher suite: %s\n", suiteName(p.suite))
 	}
-	kx := "not seen"
+	kx := "not seen (no ServerHello)"
 	switch {
+	case !p.sawSH:
 	case p.group != 0 && p.pskChosen >= 0:
 		kx = groupName(p.group) + " with a PSK (psk_dhe_ke)"
 	case p.group != 0:
@@ -948,7 +955,9 @@ func (a *analysis) report13(out io.Writer) {
 	}
 	if p.pskIDs > 0 {
 		chosen := "none selected"
-		if p.pskChosen >= 0 {
+		if !p.sawSH {
+			chosen = "no ServerHello"
+		} else if p.pskChosen >= 0 {
 			chosen = fmt.Sprintf("identity %d selected", p.pskChosen)
 		}
 		fmt.Fprintf(out, "PSK: identities offered %d, %s\n", p.pskIDs, chosen)
@@ -967,6 +976,8 @@ func (a *analysis) report13(out io.Writer) {
 		fmt.Fprintf(out, "connection IDs: client's records carry %q, server's %q\n", hex.EncodeToString(p.cid[1]), hex.EncodeToString(p.cid[0]))
 	}
 	switch {
+	case v.ciphertexts == 0 && len(v.secrets) == 0:
+		// Nothing encrypted: no secrets needed.
 	case p.clientRandom == nil:
 		fmt.Fprintln(out, "key log: no ClientHello seen, so no secrets looked up")
 	case len(v.secrets) == 0:
@@ -975,6 +986,9 @@ func (a *analysis) report13(out io.Writer) {
 		fmt.Fprintf(out, "key log: %s\n", strings.Join(v.secrets, ", "))
 	}
 	for s := range 2 {
+		if v.ciphertexts == 0 {
+			break
+		}
 		var es []string
 		for _, e := range v.epochs[s] {
 			es = append(es, fmt.Sprint(e))

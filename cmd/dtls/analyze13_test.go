@@ -32,7 +32,11 @@ import (
 // paths.
 func writeCapture13(t testing.TB, name string) (pcap, keylog string) {
 	t.Helper()
-	in, err := os.Open(filepath.Join("..", "..", "testdata", "dtls13", name))
+	path := filepath.Join("..", "..", "testdata", "dtls13", name)
+	if strings.HasPrefix(name, "pion-") { // captures of our own
+		path = filepath.Join("testdata", "analyze13", name)
+	}
+	in, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -912,5 +916,48 @@ func TestParseKeyLog13(t *testing.T) {
 	if len(k.tls13) != 1 || len(m) != 2 || len(m[labelClientHandshake]) != 32 || len(m[labelServerTraffic]) != 48 ||
 		len(k.master) != 1 {
 		t.Errorf("key log: %d 1.3 randoms, %v, %d 1.2 masters", len(k.tls13), m, len(k.master))
+	}
+}
+
+// TestAnalyze13Pion analyzes pion/dtls v4 against wolfSSL: a complete
+// handshake decrypted with pion's key log, and one where wolfSSL never
+// answers pion's fragmented second ClientHello.
+func TestAnalyze13Pion(t *testing.T) {
+	for _, tc := range []struct {
+		file string
+		want []string
+	}{
+		{"pion-wolfssl-x25519.txt", []string{
+			"version: DTLS 1.3", "cipher suite: TLS_AES_256_GCM_SHA384", "key exchange: x25519\n",
+			"key log: CLIENT_HANDSHAKE_TRAFFIC_SECRET, SERVER_HANDSHAKE_TRAFFIC_SECRET, CLIENT_TRAFFIC_SECRET_0, SERVER_TRAFFIC_SECRET_0, EXPORTER_SECRET",
+			"│ ApplicationData 15B e3 s0 ─", // "hello from pion"
+			"acks client e2 s0 (Finished seq=2)",
+			"handshake: complete (both Finished seen)",
+		}},
+		{"pion-wolfssl-x25519mlkem768-stall.txt", []string{
+			"version: DTLS 1.3",
+			"─ F1 HelloRetryRequest seq=0 e0 s0 │",
+			"│ ↻ F2 ClientHello seq=1 [1175+270/1445] e0 s6 ─",
+			"HelloRetryRequest: asked for a key share for X25519MLKEM768 (first ClientHello's key shares: x25519; second's: X25519MLKEM768)",
+			"retransmissions: client 4, server 0",
+			"handshake: incomplete in this capture",
+		}},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			pcap, keylog := writeCapture13(t, tc.file)
+			out := runAnalyzeForTest(t, pcap, "-keylog", keylog)
+			checkGolden(t, strings.TrimSuffix(tc.file, ".txt")+".golden", out)
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("report lacks %q", w)
+				}
+			}
+			if strings.Contains(out, "key log:") != strings.Contains(tc.file, "x25519.txt") {
+				t.Error("a key log line where nothing was encrypted, or none where it was")
+			}
+			if t.Failed() {
+				t.Log(out)
+			}
+		})
 	}
 }
