@@ -1,10 +1,11 @@
 package main
 
 // DTLS 1.3 (RFC 9147) in analyze. A conversation is 1.3 when its
-// ServerHello selects 0xfefc in supported_versions (RFC 8446 §4.2.1,
-// RFC 9147 §5.3), learnt in the first pass so that the second pass treats
-// every datagram of it as 1.3 from the start, or when a record with a
-// unified header turns up. Its ClientHello, HelloRetryRequest and
+// ServerHello or HelloRetryRequest selects 0xfefc in supported_versions
+// (RFC 8446 §4.2.1, §4.1.4; RFC 9147 §5.3), learnt in the first pass so
+// that the second pass treats every datagram of it as 1.3 from the start,
+// or when a record with a unified header turns up in a conversation whose
+// version no ServerHello settled. Its ClientHello, HelloRetryRequest and
 // ServerHello are plaintext; everything after is a DTLSCiphertext whose
 // content type, epoch (but its two low bits) and sequence number are
 // hidden. With the conversation's traffic secrets from a key log (NSS
@@ -57,9 +58,10 @@ const (
 const versionDTLS13 = 0xfefc
 
 // Handshake and content types of DTLS 1.3 that analyze names itself
-// (RFC 8446 §4, RFC 9147 §5.1, §7, §9).
+// (RFC 8446 §4; RFC 9147 §7 for ACK, §9 for the CID messages).
+// EndOfEarlyData is not used in DTLS 1.3 (RFC 9147 §5.6), but a peer that
+// sends one should see it named.
 const (
-	hsNewSessionTicket    = 4
 	hsEndOfEarlyData      = 5
 	hsEncryptedExtensions = 8
 	hsRequestConnectionID = 9
