@@ -716,6 +716,12 @@ func (a *analysis) record13(t time.Time, from int, r *rec13, keys *keyLog) {
 		v.epochs[from] = append(v.epochs[from], r.epoch)
 	}
 	rn := recordNumber(r.epoch, r.seq)
+	if r.unified != nil && r.unified.Padding > 0 {
+		// Zeros after the content type (RFC 8446 §5.4), such as a
+		// CCM_8 sender adds to reach the 16-byte sample of record number
+		// encryption (RFC 9147 §4.2.3).
+		rn += fmt.Sprintf(" +%dB padding", r.unified.Padding)
+	}
 	switch r.typ {
 	case ctHandshake:
 		var names []string

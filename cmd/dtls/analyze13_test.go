@@ -174,7 +174,10 @@ func TestAnalyze13Captures(t *testing.T) {
 			"HelloRetryRequest: asked for a cookie",
 		}},
 		{"wolfssl-p256-aes128ccm.txt", full, []string{"cipher suite: TLS_AES_128_CCM_SHA256", "key exchange: secp256r1\n"}},
-		{"wolfssl-p256-aes128ccm8.txt", full, []string{"cipher suite: TLS_AES_128_CCM_8_SHA256", "key exchange: secp256r1\n"}},
+		// CCM_8's 8-byte tag leaves a close_notify's ciphertext short of
+		// the 16-byte RNE sample: wolfSSL pads it.
+		{"wolfssl-p256-aes128ccm8.txt", full, []string{"cipher suite: TLS_AES_128_CCM_8_SHA256", "key exchange: secp256r1\n",
+			"─ Alert close notify e3 s3 +5B padding │"}},
 		{"wolfssl-psk-aes128gcm.txt", psk, []string{
 			"cipher suite: TLS_AES_128_GCM_SHA256",
 			"key exchange: PSK only (psk_ke)",
