@@ -215,6 +215,26 @@ type Config struct {
 	// limit for tickets). Listen refuses a negative or longer value.
 	SessionLifetime time.Duration
 
+	// FleetSecret, if not nil, makes a server one of a fleet: every
+	// server, and every socket of one server, given the same secret
+	// verifies the HelloVerifyRequest cookies the others make and
+	// resumes the session tickets they issue, with no shared store, so
+	// a balancer may send any datagram of a client to any of them. The
+	// cookie and ticket keys are then derived from it, with HKDF-SHA256
+	// (RFC 5869), for each period of the wall clock, and change at the
+	// same instant on every server: a cookie key every 5 minutes (a
+	// cookie is accepted for 5 minutes after it was made, whichever key
+	// made it), a ticket key every UTC day (a key opens tickets for
+	// SessionLifetime after its day ends). The servers' clocks must
+	// agree within a minute. It must be at least 32 random bytes,
+	// generated once for the fleet and kept as secret as a ticket key:
+	// it protects the master secret of every ticket. Changing it
+	// invalidates every cookie and ticket made with the old one (clients
+	// then make a full handshake). Keys set with SetSessionTicketKeys
+	// take precedence for tickets. See "Running a fleet" in the README,
+	// and ServerIDCIDGenerator for Connection IDs a balancer can route.
+	FleetSecret []byte
+
 	// ClientSessionCache, on a client, keeps sessions for resumption,
 	// keyed by ServerName or, without one, the server's address, with the
 	// round-trip time measured on the connection that made them, which
