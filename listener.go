@@ -640,7 +640,19 @@ func (s *listenerSocket) handleHello(d []byte, ap netip.AddrPort, existing *list
 	// Our records continue from the ClientHello's record sequence number,
 	// as the stateless HelloVerifyRequest used it (RFC 6347 §4.2.1).
 	c.rl.setWriteSeq(0, hdr.seq)
-	l.table.add(ap, cio)
+	if !l.table.add(ap, cio) {
+		// Another socket's reader started a handshake for this address
+		// at the same moment (a peer's address reaches one socket, so
+		// only if the sockets changed): that one goes on, this one
+		// gives its slot back.
+		l.mu.Lock()
+		l.releaseSlotLocked(cio)
+		l.mu.Unlock()
+		l.doneServing()
+		cio.shutdown()
+		l.drop(dropAddressTaken, ap, len(d))
+		return true
+	}
 	cio.deliver(d, ap)
 	l.stats.handshakesStarted.Add(1)
 	l.wg.Add(1)

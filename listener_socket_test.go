@@ -193,3 +193,50 @@ func TestBatchReaderNoAllocs(t *testing.T) {
 		t.Errorf("%.1f allocations per batch read", allocs)
 	}
 }
+
+// TestListenerAddressTaken checks the race of two sockets' readers that
+// both start a handshake for one address: the one that finds the address
+// taken in the table gives its handshake slot back and counts a drop,
+// and the connection that holds the address keeps it.
+func TestListenerAddressTaken(t *testing.T) {
+	_, scfg := configsFor(t, suiteCase{TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, "p256"})
+	scfg.InsecureSkipHelloVerify = true // any parseable ClientHello starts a handshake
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := NewListener(pc, scfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ap := cookieTestAddr
+	holder := newListenerConnIO(l, l.socks[0], ap)
+	if !l.table.add(ap, holder) {
+		t.Fatal("could not route the address")
+	}
+	body, err := cookieTestHello().marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hh := handshakeHeader{typ: typeClientHello, length: uint32(len(body)), fragmentLength: uint32(len(body))}
+	d := appendRecordHeader(nil, recordTypeHandshake, VersionDTLS12, 0, 0, handshakeHeaderLen+len(body))
+	d = append(hh.appendTo(d), body...)
+	if !l.socks[0].handleHello(d, ap, nil, len(d)) {
+		t.Fatal("the ClientHello was not handled")
+	}
+	st := l.Stats()
+	if st.Dropped["address taken"] != 1 || st.Handshaking != 0 || st.HandshakesStarted != 0 {
+		t.Fatalf("stats %+v: want one \"address taken\" drop and no handshake", st)
+	}
+	l.mu.Lock()
+	serving := l.serving
+	l.mu.Unlock()
+	if serving != 0 {
+		t.Fatalf("%d serve goroutines counted, want 0", serving)
+	}
+	if got := l.table.byAddress(ap); got != holder {
+		t.Fatal("the address changed hands")
+	}
+	l.table.remove(holder)
+}
