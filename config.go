@@ -147,7 +147,9 @@ type Config struct {
 
 	// Tracer, if not nil, receives every datagram, record, drop, handshake
 	// message, flight, timer and epoch event of the connections made with
-	// this Config, synchronously. It costs nothing when nil.
+	// this Config, synchronously. It costs nothing when nil. It is called
+	// from every connection's goroutines and from each of a Listener's
+	// socket readers, so it must be safe for concurrent use.
 	Tracer func(*TraceEvent)
 
 	// HandshakeTimeout bounds a handshake that has no deadline or context
