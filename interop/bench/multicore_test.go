@@ -353,6 +353,8 @@ func childSend(file, addr string, round int) error {
 	}
 	msgs := make([]ipv4.Message, recvBatch)
 	parent := os.Getppid()
+	// Whatever happens here, the server is not left stopped.
+	defer syscall.Kill(parent, syscall.SIGCONT)
 	in := bufio.NewReader(os.Stdin)
 	for left := true; left; {
 		if _, err := in.ReadByte(); err != nil {
