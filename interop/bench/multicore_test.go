@@ -1,3 +1,5 @@
+//go:build linux
+
 package bench
 
 // Scaling across cores (issue 14): the receive path for established
