@@ -164,7 +164,9 @@ type Config struct {
 
 	// Tracer, if not nil, receives every datagram, record, drop, handshake
 	// message, flight, timer and epoch event of the connections made with
-	// this Config, synchronously. It costs nothing when nil.
+	// this Config, synchronously. It costs nothing when nil. It is called
+	// from every connection's goroutines and from each of a Listener's
+	// socket readers, so it must be safe for concurrent use.
 	Tracer func(*TraceEvent)
 
 	// HandshakeTimeout bounds a handshake that has no deadline or context
@@ -231,6 +233,26 @@ type Config struct {
 	// limit RFC 5246 §F.1.4 suggests; at most 7 days (RFC 8446 §4.6.1's
 	// limit for tickets). Listen refuses a negative or longer value.
 	SessionLifetime time.Duration
+
+	// FleetSecret, if not nil, makes a server one of a fleet: every
+	// server, and every socket of one server, given the same secret
+	// verifies the HelloVerifyRequest cookies the others make and
+	// resumes the session tickets they issue, with no shared store, so
+	// a balancer may send any datagram of a client to any of them. The
+	// cookie and ticket keys are then derived from it, with HKDF-SHA256
+	// (RFC 5869), for each period of the wall clock, and change at the
+	// same instant on every server: a cookie key every 5 minutes (a
+	// cookie is accepted for 5 minutes after it was made, whichever key
+	// made it), a ticket key every UTC day (a key opens tickets for
+	// SessionLifetime after its day ends). The servers' clocks must
+	// agree within a minute. It must be at least 32 random bytes,
+	// generated once for the fleet and kept as secret as a ticket key:
+	// it protects the master secret of every ticket. Changing it
+	// invalidates every cookie and ticket made with the old one (clients
+	// then make a full handshake). Keys set with SetSessionTicketKeys
+	// take precedence for tickets. See "Running a fleet" in the README,
+	// and ServerIDCIDGenerator for Connection IDs a balancer can route.
+	FleetSecret []byte
 
 	// ClientSessionCache, on a client, keeps sessions for resumption,
 	// keyed by ServerName or, without one, the server's address, with the
@@ -337,6 +359,16 @@ type Config struct {
 	// what it granted. If 0, 4 MiB; a negative value leaves the socket's
 	// buffer as it is.
 	ReceiveBufferSize int
+
+	// ListenerSockets is the number of sockets Listen binds to its
+	// address on Linux, with SO_REUSEPORT, each read by its own
+	// goroutine: the kernel spreads peers over them by address, so that
+	// receiving scales with cores, and all of them share one table of
+	// connections, so that a peer whose address or port changes still
+	// reaches its connection. If 0, GOMAXPROCS when Listen is called; at
+	// most 64. Elsewhere, and with NewListener, a Listener has one
+	// socket. ReceiveBufferSize applies to each socket.
+	ListenerSockets int
 
 	// resumption is a server's ticket keys and session cache, created on
 	// first use and shared by Clones.

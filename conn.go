@@ -73,6 +73,10 @@ type Conn struct {
 	pending   []byte // records of the current datagram not yet processed
 	readErr   error  // sticky: io.EOF after close_notify
 	earlyData [][]byte
+	// peerClosedEarly: a protected close_notify arrived before the
+	// handshake completed (handleAlert); it takes effect after.
+	peerClosedEarly bool
+
 	future    [][]byte // next-epoch records waiting for keys
 	peerCCS   bool     // the peer's ChangeCipherSpec has arrived
 	expectCCS bool     // a ChangeCipherSpec from the peer is due
@@ -294,7 +298,10 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 	}
 	defer func() { c.hsDuration = time.Since(c.hsStart) }()
 
-	deadline := c.config.time().Add(c.config.handshakeTimeout())
+	// The transport's clocks (this deadline, the retransmission timer)
+	// run on the wall clock, as the socket's deadlines do: Config.Time is
+	// for certificates, sessions and cookies, as in crypto/tls.
+	deadline := time.Now().Add(c.config.handshakeTimeout())
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
@@ -325,6 +332,9 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 			c.io.release()
 		}
 		c.handshakeComplete.Store(true)
+		if c.peerClosedEarly {
+			c.readErr = io.EOF // the peer's close_notify that came first
+		}
 		if c.config.Tracer != nil {
 			c.trace(&TraceEvent{Kind: TraceHandshakeDone, Reason: c.state.suiteName(), Version: c.vers})
 		}
@@ -336,6 +346,9 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 		} else {
 			err = fmt.Errorf("dtls: handshake timed out: %w", os.ErrDeadlineExceeded)
 		}
+	}
+	if c.peerClosedEarly && (isTimeout(err) || errors.Is(err, errHandshakeStalled)) {
+		err = fmt.Errorf("%w (its close_notify arrived, the rest of its last flight did not): %w", errPeerClosedDuringHandshake, err)
 	}
 	if n := c.drops[dropBadMAC].Load(); n > 0 && (isTimeout(err) || errors.Is(err, errHandshakeStalled)) {
 		// The handshake timed out, gave up retransmitting or was ended
@@ -601,7 +614,7 @@ func (c *Conn) readDatagram(ctx context.Context, userDeadline bool) ([]byte, err
 			return nil, ErrIdleTimeout
 		}
 		if isTimeout(err) && armed {
-			now := c.config.time()
+			now := time.Now()
 			if err := c.ackTimer(now); err != nil {
 				return nil, err
 			}
@@ -757,7 +770,7 @@ func (c *Conn) handleOpened(hdr recordHeader, data []byte) ([]byte, error) {
 // reassembles the peer's messages and reports a repeated flight of the
 // peer, answered by resending ours.
 func (c *Conn) handleHandshakeRecord(hdr recordHeader, data []byte) error {
-	resend, dropped, why := c.hs.handleRecord(hdr.epoch, data, c.config.time())
+	resend, dropped, why := c.hs.handleRecord(hdr.epoch, data, time.Now())
 	if dropped > 0 {
 		c.drops[dropBadHandshake].Add(uint64(dropped))
 		if c.config.Tracer != nil {
@@ -899,9 +912,22 @@ func (c *Conn) handleAlert(hdr recordHeader, data []byte) error {
 		c.trace(&TraceEvent{Kind: TraceAlertReceived, Alert: uint8(a), Epoch: hdr.epoch})
 	}
 	if a == alertCloseNotify {
+		if !c.handshakeComplete.Load() && hdr.epoch > 0 {
+			// A protected close_notify before our handshake completed:
+			// the peer sends nothing under the new keys before its
+			// Finished, so this alert overtook that Finished (datagrams
+			// reorder, and early records are replayed in arrival order).
+			// Ending the handshake here would fail one that is about to
+			// complete, as a Listener's Shutdown right after a handshake
+			// showed. Hold it: once the Finished is read the connection
+			// is established and at EOF; if it never comes, the
+			// handshake's error says the peer closed.
+			c.peerClosedEarly = true
+			return nil
+		}
 		c.readErr = io.EOF
 		if !c.handshakeComplete.Load() {
-			return errors.New("dtls: peer closed the connection during the handshake")
+			return errPeerClosedDuringHandshake
 		}
 		return io.EOF
 	}
@@ -1005,7 +1031,7 @@ func (c *Conn) sendFlight(retransmit bool, why string) error {
 		c.flights++
 		c.hs.implicitACK() // DTLS 1.3: our flight acknowledges the peer's
 	}
-	now := c.config.time()
+	now := time.Now()
 	if c.config.Tracer != nil {
 		kind := TraceFlightSent
 		if retransmit {

@@ -94,7 +94,7 @@ func (c *Conn) installWriteEpoch13(keys *epochKeys13) {
 // transport and notes it for the next ACK (RFC 9147 §7: records "processed
 // or buffered"; records whose every fragment was refused are not).
 func (c *Conn) handleHandshakeRecord13(hdr recordHeader, data []byte) error {
-	now := c.config.time()
+	now := time.Now()
 	resend, dropped, why := c.hs.handleRecord(hdr.epoch, data, now)
 	if dropped > 0 {
 		c.drops[dropBadHandshake].Add(uint64(dropped))
@@ -121,7 +121,7 @@ func (c *Conn) handleHandshakeRecord13(hdr recordHeader, data []byte) error {
 // RequestConnectionId are not implemented: they end the connection with
 // unexpected_message.
 func (c *Conn) handlePostHandshake13(hdr recordHeader, data []byte) error {
-	now := c.config.time()
+	now := time.Now()
 	if hdr.epoch < 3 {
 		if _, _, _, ok := parseFragment(data); !ok {
 			c.drop(dropBadHandshake, hdr)

@@ -18,7 +18,10 @@ import (
 //
 // made is when the cookie was made, in microseconds since the generator
 // was created, modulo 2^32 (it wraps every 71 minutes, far beyond the
-// longest a cookie is accepted, 2×cookieSecretLifetime). The two fields
+// longest a cookie is accepted, 2×cookieSecretLifetime); in a fleet
+// (fleet.go), since the Unix epoch, so that every server reads it alike,
+// and a sample from a cookie another server made includes the offset
+// between the two clocks. The two fields
 // let the Listener, which keeps no state before the cookie returns, take
 // the time from the HelloVerifyRequest to the ClientHello that returns the
 // cookie as a round-trip sample (RFC 9147 §5.8.2's "external
@@ -86,6 +89,13 @@ type cookieGenerator struct {
 	previous hash.Hash // HMAC keyed with the secret before it; nil if expired
 	input    []byte    // scratch for the MAC input
 	sum      []byte    // scratch for a computed cookie, cap cookieLen
+
+	// A fleet member's generator (fleet.go) derives its keys from
+	// Config.FleetSecret instead of drawing them: rand, rotateAt,
+	// current and previous are then unused.
+	fleet     *fleetKeys
+	clock     func() time.Time
+	fleetMACs [fleetCookieKeyCache]fleetCookieKey
 }
 
 // newCookieGenerator returns a generator whose first secret, drawn from
@@ -183,9 +193,12 @@ func (g *cookieGenerator) generate(dst []byte, now time.Time, addr netip.AddrPor
 	binary.BigEndian.PutUint16(header[4:6], uint16(recordSeq))
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.rotateLocked(now)
 	g.input = appendCookieInput(g.input[:0], header[:], addr, ch)
 	dst = append(dst, header[:]...)
+	if g.fleet != nil {
+		return append(dst, g.macLocked(g.fleetMakerLocked(now))...)
+	}
+	g.rotateLocked(now)
 	return append(dst, g.macLocked(g.current)...)
 }
 
@@ -199,8 +212,13 @@ func (g *cookieGenerator) verify(now time.Time, addr netip.AddrPort, ch *clientH
 	header, tag := cookie[:cookieHeaderLen], cookie[cookieHeaderLen:]
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.rotateLocked(now)
 	g.input = appendCookieInput(g.input[:0], header, addr, ch)
+	if g.fleet != nil {
+		// The timestamp, covered by the tag, picks the one key to try.
+		h := g.fleetVerifierLocked(now, header)
+		return h != nil && hmac.Equal(tag, g.macLocked(h))
+	}
+	g.rotateLocked(now)
 	// Check both secrets whatever the first result, so that the time taken
 	// does not say which secret made the cookie.
 	ok := hmac.Equal(tag, g.macLocked(g.current))

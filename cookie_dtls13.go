@@ -60,9 +60,14 @@ func (g *cookieGenerator) generate13(dst []byte, now time.Time, addr netip.AddrP
 	dst = append(dst, p.chHash...)
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.rotateLocked(now)
 	g.input = append(g.input[:0], cookie13Domain)
 	g.input = appendCookieInput(g.input, dst[start:], addr, ch)
+	if g.fleet != nil {
+		// A fleet member (fleet.go): the key of the current period,
+		// which every member derives alike.
+		return append(dst, g.macLocked(g.fleetMakerLocked(now))...)
+	}
+	g.rotateLocked(now)
 	return append(dst, g.macLocked(g.current)...)
 }
 
@@ -81,12 +86,19 @@ func (g *cookieGenerator) verify13(now time.Time, addr netip.AddrPort, ch *clien
 	}
 	header, tag := cookie[:cookie13FixedLen+hl], cookie[cookie13FixedLen+hl:]
 	g.mu.Lock()
-	g.rotateLocked(now)
 	g.input = append(g.input[:0], cookie13Domain)
 	g.input = appendCookieInput(g.input, header, addr, ch)
-	ok := hmac.Equal(tag, g.macLocked(g.current))
-	if g.previous != nil {
-		ok = hmac.Equal(tag, g.macLocked(g.previous)) || ok
+	var ok bool
+	if g.fleet != nil {
+		// The timestamp, covered by the tag, picks the one key to try.
+		h := g.fleetVerifierLocked(now, header)
+		ok = h != nil && hmac.Equal(tag, g.macLocked(h))
+	} else {
+		g.rotateLocked(now)
+		ok = hmac.Equal(tag, g.macLocked(g.current))
+		if g.previous != nil {
+			ok = hmac.Equal(tag, g.macLocked(g.previous)) || ok
+		}
 	}
 	age := time.Duration(g.ticks(now)-binary.BigEndian.Uint32(cookie[0:4])) * time.Microsecond
 	g.mu.Unlock()

@@ -26,10 +26,13 @@
 // all and per source; queued datagrams and bytes per connection; the
 // Accept backlog; established connections; an idle timeout, 5 minutes by
 // default), and Listener.Stats counts what it dropped and why.
-// Listener.Shutdown stops it gracefully, telling every peer with a
-// close_notify; Config.HandshakeOutcome reports each server handshake,
-// completed or failed, with a cause that errors.Is can match
-// (ErrUnknownPSKIdentity, ErrBadCertificate, ErrHandshakeTimeout).
+// On Linux, Listen reads its address through several sockets
+// (Config.ListenerSockets, GOMAXPROCS by default) bound with SO_REUSEPORT,
+// which share one table of connections. Listener.Shutdown stops it
+// gracefully, telling every peer with a close_notify;
+// Config.HandshakeOutcome reports each server handshake, completed or
+// failed, with a cause that errors.Is can match (ErrUnknownPSKIdentity,
+// ErrBadCertificate, ErrHandshakeTimeout).
 //
 // Handshakes are retransmitted with exponential backoff (RFC 6347
 // §4.2.4.1, RFC 9147 §5.8.2): the timer starts at 1 s, or 400 ms for

@@ -368,7 +368,7 @@ func BenchmarkBogusClientHello(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		f.lastLen = len(f.template)
-		l.handleHello(f.template, ap, nil, len(f.template))
+		l.socks[0].handleHello(f.template, ap, nil, len(f.template))
 	}
 	if f.tooLarge.Load() > 0 {
 		b.Fatal("answer larger than the ClientHello")

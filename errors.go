@@ -8,6 +8,9 @@ import (
 
 var errHandshakeNotComplete = errors.New("dtls: handshake not complete")
 
+// errPeerClosedDuringHandshake: the peer's close_notify ended a handshake.
+var errPeerClosedDuringHandshake = errors.New("dtls: peer closed the connection during the handshake")
+
 // Errors that Read and Write return once a connection was ended for one of
 // these reasons rather than closed by its own side. Each also matches
 // net.ErrClosed (errors.Is), so that code written for "the connection is

@@ -126,3 +126,101 @@ func ExampleListener_Shutdown() {
 	// server: true
 	// accept: use of closed network connection
 }
+
+// A server sets the Listener's limits in its Config (Listen checks them)
+// and reads what happened from Listener.Stats: handshakes, connections,
+// and every datagram it dropped, by reason.
+func ExampleListener_Stats() {
+	key := []byte("sixteen byte key")
+	psk := func([]byte) ([]byte, error) { return key, nil }
+	l, err := dtls.Listen("udp", "127.0.0.1:0", &dtls.Config{
+		PSK:                    psk,
+		CipherSuites:           []uint16{dtls.TLS_PSK_WITH_AES_128_CCM_8},
+		MaxHandshakes:          64, // in progress at once
+		MaxHandshakesPerSource: 8,  // from one IPv4 address or IPv6 /64
+		MaxConnections:         1000,
+		IdleTimeout:            10 * time.Minute,
+		AcceptBacklog:          32,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan struct{})
+	go func() {
+		if c, err := l.Accept(); err == nil {
+			c.Read(make([]byte, 100)) // io.EOF after the client's close_notify
+			c.Close()
+		}
+		close(accepted)
+	}()
+
+	c, err := dtls.Dial("udp", l.Addr().String(), &dtls.Config{
+		PSK: psk, PSKIdentity: []byte("device-1"), CipherSuites: []uint16{dtls.TLS_PSK_WITH_AES_128_CCM_8},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	c.Close()
+	<-accepted
+
+	s := l.Stats()
+	fmt.Println("started:", s.HandshakesStarted, "completed:", s.HandshakesCompleted, "failed:", s.HandshakesFailed)
+	fmt.Println("connections now:", s.Connections)
+	// Output:
+	// started: 1 completed: 1 failed: 0
+	// connections now: 0
+}
+
+// A handler tells why its connection ended from Read's error: the peer
+// closed (io.EOF), went silent for Config.IdleTimeout (ErrIdleTimeout),
+// came back from the same address as a new connection (ErrPeerRestarted),
+// or the Listener was closed or shut down (ErrListenerClosed). Each of
+// these also matches net.ErrClosed.
+func ExampleErrIdleTimeout() {
+	key := []byte("sixteen byte key")
+	psk := func([]byte) ([]byte, error) { return key, nil }
+	l, err := dtls.Listen("udp", "127.0.0.1:0", &dtls.Config{
+		PSK:          psk,
+		CipherSuites: []uint16{dtls.TLS_PSK_WITH_AES_128_CCM_8},
+		// Short for the example; the Listener never ends a connection
+		// sooner than HandshakeTimeout.
+		HandshakeTimeout: 500 * time.Millisecond,
+		IdleTimeout:      500 * time.Millisecond,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer l.Close()
+	why := make(chan string)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			log.Fatal(err)
+		}
+		_, err = c.Read(make([]byte, 100))
+		switch {
+		case errors.Is(err, io.EOF):
+			why <- "the peer closed"
+		case errors.Is(err, dtls.ErrIdleTimeout):
+			why <- "idle timeout"
+		case errors.Is(err, dtls.ErrPeerRestarted):
+			why <- "the peer restarted"
+		case errors.Is(err, dtls.ErrListenerClosed):
+			why <- "the listener closed"
+		default:
+			why <- err.Error()
+		}
+	}()
+
+	// A device that handshakes, then goes silent without a close_notify.
+	c, err := dtls.Dial("udp", l.Addr().String(), &dtls.Config{
+		PSK: psk, PSKIdentity: []byte("device-1"), CipherSuites: []uint16{dtls.TLS_PSK_WITH_AES_128_CCM_8},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(<-why)
+	c.Close()
+	// Output: idle timeout
+}

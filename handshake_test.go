@@ -4,18 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	mrand "math/rand/v2"
 	"net"
 	"reflect"
@@ -24,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/dtls-go/dtls/internal/dtlstest"
 )
 
 // testCert is a self-signed certificate for "dtls.test".
@@ -37,41 +32,27 @@ var (
 	testCerts     map[string]*testCert
 )
 
+// makeTestCert returns a self-signed certificate for "dtls.test"; t may
+// be nil where no test is at hand.
 func makeTestCert(t testing.TB, key crypto.Signer) *testCert {
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "dtls.test"},
-		DNSNames:              []string{"dtls.test"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
+	if t == nil {
+		t = dtlstest.NoTest()
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return &testCert{tls: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool: pool}
+	c := dtlstest.SelfSigned(t, dtlstest.Spec{Key: key, IsCA: true})
+	return &testCert{tls: c.TLS, pool: c.Pool}
 }
 
 // certs returns the test certificates by key type: "p256", "p384",
-// "ed25519", "rsa".
+// "ed25519", "rsa". They are valid at the real time and at a synctest
+// bubble's virtual time.
 func certs(t testing.TB) map[string]*testCert {
 	testCertsOnce.Do(func() {
-		p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-		_, ed, _ := ed25519.GenerateKey(rand.Reader)
-		rk, _ := rsa.GenerateKey(rand.Reader, 2048)
-		testCerts = map[string]*testCert{
-			"p256":    makeTestCert(t, p256),
-			"p384":    makeTestCert(t, p384),
-			"ed25519": makeTestCert(t, ed),
-			"rsa":     makeTestCert(t, rk),
+		if t == nil {
+			t = dtlstest.NoTest()
+		}
+		testCerts = map[string]*testCert{}
+		for _, kind := range []string{dtlstest.P256, dtlstest.P384, dtlstest.Ed25519, dtlstest.RSA} {
+			testCerts[kind] = makeTestCert(t, dtlstest.NewKey(t, kind))
 		}
 	})
 	return testCerts

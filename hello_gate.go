@@ -24,10 +24,18 @@ type helloGate struct {
 }
 
 // newHelloGate returns the gate for config. It draws the cookie secret
-// from config's Rand, unless InsecureSkipHelloVerify turns the check off.
+// from config's Rand, or derives it from Config.FleetSecret, unless
+// InsecureSkipHelloVerify turns the check off.
 func newHelloGate(config *Config) (*helloGate, error) {
+	fleet, err := config.fleet()
+	if err != nil {
+		return nil, err
+	}
 	if config.InsecureSkipHelloVerify {
 		return &helloGate{}, nil
+	}
+	if fleet != nil { // cookie keys derived from Config.FleetSecret (fleet.go)
+		return &helloGate{cookies: newFleetCookieGenerator(fleet, config.time)}, nil
 	}
 	cookies, err := newCookieGenerator(config.rand(), config.time())
 	if err != nil {
@@ -59,9 +67,10 @@ func (g *helloGate) appendHelloVerifyRequest(dst []byte, now time.Time, addr net
 // Server sends, in a flight of its own, to a ClientHello from addr that
 // admit refused. That Conn's transport measures the round trip itself,
 // so the cookie's timestamp and sequence number are not used: fixed, a
-// recorded handshake replays byte for byte.
+// recorded handshake replays byte for byte (but for a fleet member,
+// whose cookie another server may check: fixedStamp).
 func (g *helloGate) helloVerifyRequest(addr netip.AddrPort, ch *clientHelloMsg) *helloVerifyRequestMsg {
-	return &helloVerifyRequestMsg{vers: VersionDTLS12, cookie: g.cookies.generate(nil, g.cookies.epoch, addr, 0, ch)}
+	return &helloVerifyRequestMsg{vers: VersionDTLS12, cookie: g.cookies.generate(nil, g.cookies.fixedStamp(), addr, 0, ch)}
 }
 
 // roundTrip returns the round-trip sample that an admitted ClientHello's

@@ -161,3 +161,45 @@ func TestSpoofedClientHello13Flood(t *testing.T) {
 		t.Errorf("%d connections and %d handshakes after a flood without cookies", conns, l.Stats().Handshaking)
 	}
 }
+
+// TestHelloGate13Fleet: in a fleet (Config.FleetSecret) one server's 1.3
+// HelloRetryRequest cookie is accepted by another's gate, as 1.2's are.
+func TestHelloGate13Fleet(t *testing.T) {
+	tc := certs(t)["p256"]
+	now := time.Now()
+	secret := bytes.Repeat([]byte{0x5e}, 32)
+	newGate := func() (*helloGate, *Config) {
+		cfg := &Config{Certificates: []tls.Certificate{tc.tls}, MaxVersion: VersionDTLS13, FleetSecret: secret}
+		g, err := newHelloGate(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g, cfg
+	}
+	g1, cfg := newGate()
+	g2, _ := newGate()
+	other, _ := newGate()
+	addr := netip.MustParseAddrPort("192.0.2.1:5000")
+	ch, _ := clientHello13(t)
+	hrr, _, is13 := g1.check13(nil, now, addr, 0, 0, cfg, ch)
+	_, body, _, _ := nextRecord(hrr)
+	sh := new(serverHelloMsg13)
+	if !is13 || !sh.unmarshal(body[handshakeHeaderLen:]) || len(sh.cookie) == 0 {
+		t.Fatal("no HelloRetryRequest with a cookie")
+	}
+	ch2 := secondHello13(t, ch, sh.cookie, nil)
+	if _, admitted, _ := g2.check13(nil, now.Add(time.Second), addr, 1, 1, cfg, ch2); !admitted {
+		t.Fatal("another fleet member refuses the cookie")
+	}
+	if _, admitted, _ := other.check13(nil, now.Add(time.Second), netip.MustParseAddrPort("192.0.2.9:5000"), 1, 1, cfg, ch2); admitted {
+		t.Fatal("cookie accepted from another address")
+	}
+	cfg2 := &Config{Certificates: cfg.Certificates, MaxVersion: VersionDTLS13, FleetSecret: bytes.Repeat([]byte{0x17}, 32)}
+	g3, err := newHelloGate(cfg2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, admitted, _ := g3.check13(nil, now.Add(time.Second), addr, 1, 1, cfg2, ch2); admitted {
+		t.Fatal("a server with another FleetSecret accepts the cookie")
+	}
+}

@@ -15,8 +15,6 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -32,6 +30,7 @@ import (
 	"time"
 
 	"github.com/dtls-go/dtls"
+	"github.com/dtls-go/dtls/internal/dtlstest"
 )
 
 const (
@@ -45,14 +44,7 @@ const (
 
 func requireGnuTLS(t *testing.T, name string) string {
 	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s not found under CI=true (.ci/run must install gnutls-bin): %v", name, err)
-		}
-		t.Skipf("%s not found: %v", name, err)
-	}
-	return path
+	return dtlstest.LookPath(t, name) // Debian's gnutls-bin
 }
 
 // rpkKeyFiles writes a fresh P-256 key as PKCS #8 and its public half as
@@ -60,10 +52,7 @@ func requireGnuTLS(t *testing.T, name string) string {
 // --rawpkfile take.
 func rpkKeyFiles(t *testing.T, dir, name string) (keyFile, pubFile string, key *ecdsa.PrivateKey) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key = dtlstest.NewKey(t, dtlstest.P256).(*ecdsa.PrivateKey)
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		t.Fatal(err)

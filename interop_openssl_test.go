@@ -21,18 +21,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -45,6 +40,7 @@ import (
 	"time"
 
 	"github.com/dtls-go/dtls"
+	"github.com/dtls-go/dtls/internal/dtlstest"
 )
 
 const (
@@ -388,13 +384,7 @@ func (d *datagramSizes) check(t *testing.T, mtu int, weAreClient bool) {
 // there is none, or failing it under CI.
 func requireOpenSSL(t *testing.T) string {
 	t.Helper()
-	path, err := exec.LookPath("openssl")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("openssl not found under CI=true (.ci/run must install it): %v", err)
-		}
-		t.Skipf("openssl not found: %v", err)
-	}
+	path := dtlstest.LookPath(t, "openssl")
 	out, err := exec.Command(path, "version").Output()
 	if err != nil {
 		t.Fatalf("openssl version: %v", err)
@@ -598,67 +588,17 @@ type testPKI struct {
 func newTestPKI(t *testing.T) *testPKI {
 	t.Helper()
 	dir := t.TempDir()
-	now := time.Now()
-	newKey := func() *ecdsa.PrivateKey {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
-	caKey, leafKey := newKey(), newKey()
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "dtls-go interop test CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leafTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "localhost"},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, ca, &leafKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(leafKey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca := dtlstest.NewCA(t, dtlstest.Spec{CommonName: "dtls-go interop test CA"})
+	leaf := ca.Issue(t, dtlstest.Spec{Names: []string{"localhost", "127.0.0.1"}})
 	p := &testPKI{
 		caFile:   filepath.Join(dir, "ca.pem"),
 		certFile: filepath.Join(dir, "cert.pem"),
 		keyFile:  filepath.Join(dir, "key.pem"),
-		roots:    x509.NewCertPool(),
-		cert:     tls.Certificate{Certificate: [][]byte{leafDER}, PrivateKey: leafKey},
+		roots:    ca.Pool,
+		cert:     tls.Certificate{Certificate: leaf.TLS.Certificate, PrivateKey: leaf.Key},
 	}
-	p.roots.AddCert(ca)
-	for file, block := range map[string]*pem.Block{
-		p.caFile:   {Type: "CERTIFICATE", Bytes: caDER},
-		p.certFile: {Type: "CERTIFICATE", Bytes: leafDER},
-		p.keyFile:  {Type: "PRIVATE KEY", Bytes: keyDER},
-	} {
-		if err := os.WriteFile(file, pem.EncodeToMemory(block), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	ca.WriteFile(t, p.caFile)
+	leaf.WriteFiles(t, p.certFile, p.keyFile)
 	return p
 }
 

@@ -180,6 +180,11 @@ func (n *netConnIO) close() error         { return n.conn.Close() }
 // queue filled by the listener's reader.
 type listenerConnIO struct {
 	l *Listener
+	// sock is the socket we send on: the one the handshake's ClientHello
+	// arrived on. Every socket of a Listener is bound to the same
+	// address, so the peer sees our datagrams come from where it sends,
+	// whichever socket its own land on later.
+	sock *listenerSocket
 	// peer is where we send, and the address the Listener routes from.
 	// It moves (RFC 9146 §6) in the Conn's reader while writers and
 	// RemoteAddr read it, hence the atomic pointer.
@@ -232,9 +237,10 @@ type peerAddr struct {
 	raddr *net.UDPAddr
 }
 
-func newListenerConnIO(l *Listener, ap netip.AddrPort) *listenerConnIO {
+func newListenerConnIO(l *Listener, s *listenerSocket, ap netip.AddrPort) *listenerConnIO {
 	c := &listenerConnIO{
 		l:        l,
+		sock:     s,
 		activity: activity{clock: &l.clock},
 		queue:    make(chan queuedDatagram, l.queueLen),
 		intr:     make(chan struct{}, 1),
@@ -261,8 +267,13 @@ func (c *listenerConnIO) deliver(d []byte, from netip.AddrPort) {
 		return
 	}
 	size := datagramClassSize(len(d))
-	// At least one datagram is always taken, whatever MaxQueuedBytes.
-	if len(c.queue) > 0 && int(c.queued.Load())+size > c.l.queueBytes {
+	// The bytes are reserved before the check, so that the readers of
+	// several sockets delivering to one connection at once (a peer whose
+	// datagrams arrive on two sockets while its address changes) cannot
+	// together go past MaxQueuedBytes. At least one datagram is always
+	// taken, whatever MaxQueuedBytes.
+	if n := c.queued.Add(int64(size)); len(c.queue) > 0 && n > int64(c.l.queueBytes) {
+		c.queued.Add(-int64(size))
 		c.l.drop(dropQueueBytes, from, len(d))
 		return
 	}
@@ -275,8 +286,8 @@ func (c *listenerConnIO) deliver(d []byte, from netip.AddrPort) {
 	}
 	select {
 	case c.queue <- queuedDatagram{bp, len(d), fp}:
-		c.queued.Add(int64(size))
 	default:
+		c.queued.Add(-int64(size))
 		putDatagramBuf(bp)
 		c.l.drop(dropQueueFull, from, len(d))
 	}
@@ -335,7 +346,7 @@ func (c *listenerConnIO) writeDatagram(b []byte) error {
 	if c.isDone() {
 		return c.err
 	}
-	return c.l.writeTo(b, c.peer.Load().ap)
+	return c.sock.writeTo(b, c.peer.Load().ap)
 }
 
 // followPeer moves the peer to the source of the current datagram
@@ -356,7 +367,7 @@ func (c *listenerConnIO) followPeer() {
 	}
 }
 
-func (c *listenerConnIO) localAddr() net.Addr  { return c.l.pc.LocalAddr() }
+func (c *listenerConnIO) localAddr() net.Addr  { return c.sock.pc.LocalAddr() }
 func (c *listenerConnIO) remoteAddr() net.Addr { return c.peer.Load().raddr }
 
 func (c *listenerConnIO) isDone() bool {

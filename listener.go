@@ -17,38 +17,76 @@ import (
 
 // A Listener's design, in short.
 //
-// The datagram path. The reader goroutine (readLoop) reads each datagram
-// into one scratch buffer and looks it up in the connTable, under a read
-// lock: by the CID of a tls12_cid record, else by source address. A
-// datagram for a connection is copied into a pooled buffer of its size
-// class and queued for it (listenerConnIO.deliver, in io.go) without
-// blocking; a full queue drops it. The connection's reader (the handshake
-// goroutine, then the application's Read) takes it, opens its records in
-// place and gives the buffer back. A datagram from an address without a
-// connection can only be a ClientHello: one without a valid cookie gets a
-// stateless HelloVerifyRequest (handleHello), a fragment of one waits in
-// the helloPool until it is whole, and one with a valid cookie gets a
+// Sockets. Listen binds Config.ListenerSockets sockets (GOMAXPROCS by
+// default) to one address with SO_REUSEPORT on Linux; the kernel hashes
+// each datagram's addresses onto one of them, so one peer's datagrams go
+// to one socket while its address stays the same. Each socket has its own
+// reader goroutine (listenerSocket.readLoop, listener_socket.go), and all
+// of them route through one connTable, which refers to no socket: a peer
+// whose address changes (a NAT rebinding, a CID migration, RFC 9146 §6)
+// lands on whichever socket the hash picks and still reaches its
+// connection. A connection sends on the socket its ClientHello arrived
+// on; all are bound to the same address, so the peer sees replies come
+// from where it sends. NewListener, and Listen elsewhere than Linux, have
+// one socket.
+//
+// The datagram path. A socket's reader takes up to recvBatch datagrams
+// per recvmmsg(2) on Linux (one per read elsewhere) and looks each up in
+// the connTable, under a read lock: by the CID of a tls12_cid record,
+// else by source address. A datagram for a connection is copied into a
+// pooled buffer of its size class and queued for it
+// (listenerConnIO.deliver, in io.go) without blocking; a full queue drops
+// it. The connection's reader (the handshake goroutine, then the
+// application's Read) takes it, opens its records in place and gives the
+// buffer back. A datagram from an address without a connection can only
+// be a ClientHello: one without a valid cookie gets a stateless
+// HelloVerifyRequest (handleHello), a fragment of one waits in the
+// helloPool until it is whole, and one with a valid cookie gets a
 // handshake slot (admit) and a Conn.
 //
-// Goroutines. The reader; one janitor, which once a second ends stalled
-// handshakes and idle connections and advances the coarse clock that
-// connections stamp their peer's last record with; and one per handshake
-// in progress (serve), which hands the Conn to Accept and ends. An
-// established connection has no goroutine of its own. The reader never
+// Why a reader per socket and a queue per connection, and not a Read
+// that reads the socket itself (leader/follower, where a blocked Read
+// takes the socket, keeps what is its own and queues the rest). With many
+// peers, a datagram is read by a goroutine other than the one whose Read
+// returns it in either design: the leader is one connection among many,
+// so the wake-up per record that the queue costs remains, and what
+// scaling across cores needs is several readers, cheap reads (recvmmsg)
+// and a table that readers share without waiting for one another. What
+// leader/follower saves is the hop when one peer's Read is the only one
+// waiting (a lone echo: about 2 µs of a round trip here, BENCHMARKS.md),
+// and only if that Read keeps the socket between its calls; a Read that
+// keeps it while its application is busy elsewhere leaves every other
+// peer unread, so it would need a timer to hand the socket on, a way for
+// other sockets' readers, Close, deadlines and the stall timeout to wake
+// a Read blocked in the kernel, and a standby reader for ClientHellos and
+// for connections nobody reads. Go also lets one goroutine at a time
+// wait in a socket's read (the descriptor's read lock), which only a
+// deadline interrupts: a Read that wants the socket while the standby
+// reader waits in it has to push it out with SetReadDeadline, a wake-up
+// of its own, in place of the one it saves. That is not done: the queue
+// keeps one simple owner per socket, bounded per connection, and the hop
+// is the measured price (BENCHMARKS.md, the receive path).
+//
+// Goroutines. A reader per socket; one janitor, which once a second ends
+// stalled handshakes and idle connections and advances the coarse clock
+// that connections stamp their peer's last record with; and one per
+// handshake in progress (serve), which hands the Conn to Accept and ends.
+// An established connection has no goroutine of its own. A reader never
 // waits for anything a peer controls: queues and the Accept backlog are
 // sent to without blocking, and the locks it takes (the table's read lock
-// per datagram; mu, the cookie generator's once per ClientHello) are held
-// briefly by their other users.
+// per datagram; mu, the cookie generator's and hellosMu once per
+// ClientHello or fragment of one) are held briefly by their other users.
 //
-// Ownership. The reader alone uses scratch, helloScratch, hvrScratch,
-// hellos and helloBuf. mu guards the handshake slots and the established
+// Ownership. A socket's reader alone uses its scratch, batch,
+// helloScratch, hvrScratch and helloBuf. hellosMu guards hellos, one pool
+// for every socket. mu guards the handshake slots and the established
 // connections; the table has its own lock, taken after mu, never before.
 // A listenerConnIO's done channel, closed once with the reason
 // (shutdownWith), ends its connection: its Read and Write return that
 // reason (ErrIdleTimeout, ErrEvicted, ErrPeerRestarted, ErrListenerClosed).
 //
 // Shutdown. Shutdown sets draining under mu, after which admit starts no
-// handshake and the reader answers no new ClientHello; it ends the
+// handshake and the readers answer no new ClientHello; it ends the
 // established connections with a close_notify, waits (serving, drained)
 // for the serve goroutines, each of which ends a connection that
 // completed meanwhile the same way instead of queueing it for Accept,
@@ -155,8 +193,8 @@ const (
 // it did and dropped; Shutdown stops it gracefully, telling every peer,
 // and Close at once.
 type Listener struct {
-	pc     net.PacketConn
-	udp    *net.UDPConn // pc, when it is one: its AddrPort calls do not allocate
+	pc     net.PacketConn    // the first socket, whose address Addr returns
+	socks  []*listenerSocket // every socket, each with its reader
 	config *Config
 	gate   *helloGate // the cookie check, shared with Server (hello_gate.go)
 
@@ -209,40 +247,37 @@ type Listener struct {
 	serving int
 	drained chan struct{}
 
-	rcvbuf       int  // the socket's receive buffer, as the kernel granted it; 0 if unknown
+	rcvbuf       int  // the first socket's receive buffer, as the kernel granted it; 0 if unknown
 	rcvbufCapped bool // less than Config.ReceiveBufferSize
 
-	// scratch is the reader's receive buffer, large enough for any
-	// datagram; what a connection queues is copied out of it into a
-	// buffer of the datagram's size class.
-	scratch []byte
-
-	// Scratch for handleHello, which only the reader goroutine runs:
-	// a spoofed ClientHello costs no garbage for its message struct or
-	// its HelloVerifyRequest (TestSpoofedClientHelloFlood,
-	// BenchmarkBogusClientHello).
-	helloScratch clientHelloMsg
-	hvrScratch   []byte
-	// hellos reassembles fragmented ClientHellos before the cookie, and
-	// helloBuf holds one reassembled as a whole record; the reader owns
-	// both.
+	// hellos reassembles fragmented ClientHellos before the cookie, for
+	// every socket's reader: one pool, so that its limits (hello_pool.go)
+	// hold for the Listener whatever the number of sockets. hellosMu
+	// guards it; fragmented ClientHellos are rare enough for one lock.
+	hellosMu sync.Mutex
 	hellos   helloPool
-	helloBuf []byte
 }
 
-// Listen listens for DTLS on a UDP address.
+// Listen listens for DTLS on a UDP address. On Linux it binds
+// Config.ListenerSockets sockets to it (GOMAXPROCS by default) with
+// SO_REUSEPORT, each read by its own goroutine: the kernel spreads
+// peers over them by address, and every socket reaches every
+// connection, so a peer whose address changes keeps its session
+// whichever socket its datagrams land on. Elsewhere it binds one.
 func Listen(network, laddr string, config *Config) (*Listener, error) {
 	a, err := net.ResolveUDPAddr(network, laddr)
 	if err != nil {
 		return nil, err
 	}
-	pc, err := net.ListenUDP(network, a)
+	pcs, err := listenUDP(network, a, config.listenerSockets())
 	if err != nil {
 		return nil, err
 	}
-	l, err := NewListener(pc, config)
+	l, err := newListener(pcs, config)
 	if err != nil {
-		pc.Close()
+		for _, pc := range pcs {
+			pc.Close()
+		}
 		return nil, err
 	}
 	return l, nil
@@ -254,8 +289,15 @@ func Listen(network, laddr string, config *Config) (*Listener, error) {
 // with which no handshake can succeed (no Certificates, GetCertificate or
 // PSK; a certificate key that cannot sign, such as an RSA key below 1024
 // bits) and one whose Listener limits make no sense (see Config), and
-// asks the kernel for a receive buffer of Config.ReceiveBufferSize.
+// asks the kernel for a receive buffer of Config.ReceiveBufferSize. It
+// reads pc from one goroutine, whatever Config.ListenerSockets says.
 func NewListener(pc net.PacketConn, config *Config) (*Listener, error) {
+	return newListener([]net.PacketConn{pc}, config)
+}
+
+// newListener serves DTLS on pcs, sockets bound to one address, with a
+// reader for each.
+func newListener(pcs []net.PacketConn, config *Config) (*Listener, error) {
 	if config == nil {
 		config = &Config{}
 	}
@@ -270,18 +312,19 @@ func NewListener(pc net.PacketConn, config *Config) (*Listener, error) {
 		return nil, err
 	}
 	l := &Listener{
-		pc:      pc,
-		config:  config,
-		gate:    gate,
-		table:   newConnTable(),
-		accept:  make(chan *Conn, config.acceptBacklog()),
-		scratch: make([]byte, maxDatagramSize),
-		done:    make(chan struct{}),
+		pc:     pcs[0],
+		config: config,
+		gate:   gate,
+		table:  newConnTable(),
+		accept: make(chan *Conn, config.acceptBacklog()),
+		done:   make(chan struct{}),
 
 		stopAccept: make(chan struct{}),
 	}
-	l.udp, _ = pc.(*net.UDPConn)
-	l.sizeReceiveBuffer()
+	for _, pc := range pcs {
+		l.socks = append(l.socks, newListenerSocket(l, pc))
+	}
+	l.sizeReceiveBuffers()
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	l.queueLen, l.queueBytes = config.maxQueuedDatagrams(), config.maxQueuedBytes()
 	l.maxHandshakes, l.maxPerSource = config.maxHandshakes(), config.maxHandshakesPerSource()
@@ -297,24 +340,30 @@ func NewListener(pc net.PacketConn, config *Config) (*Listener, error) {
 	l.handshakes = make(map[*listenerConnIO]struct{})
 	l.conns = make(map[*listenerConnIO]struct{})
 	l.perSource = make(map[netip.Prefix]int)
-	l.wg.Add(2)
-	go l.readLoop()
+	l.wg.Add(1 + len(l.socks))
+	for _, s := range l.socks {
+		go s.readLoop()
+	}
 	go l.janitor()
 	return l, nil
 }
 
-// sizeReceiveBuffer asks for Config.ReceiveBufferSize on the socket, if
-// it can set one, and records what the kernel granted.
-func (l *Listener) sizeReceiveBuffer() {
+// sizeReceiveBuffers asks for Config.ReceiveBufferSize on each socket,
+// if it can set one, and records what the kernel granted the first.
+func (l *Listener) sizeReceiveBuffers() {
 	want := l.config.receiveBufferSize()
-	sc, ok := l.pc.(syscall.Conn)
-	if !ok {
-		return
+	for i, s := range l.socks {
+		sc, ok := s.pc.(syscall.Conn)
+		if !ok {
+			continue
+		}
+		if rb, ok := s.pc.(interface{ SetReadBuffer(int) error }); ok && want > 0 {
+			rb.SetReadBuffer(want)
+		}
+		if i == 0 {
+			l.rcvbuf = receiveBufferSize(sc)
+		}
 	}
-	if rb, ok := l.pc.(interface{ SetReadBuffer(int) error }); ok && want > 0 {
-		rb.SetReadBuffer(want)
-	}
-	l.rcvbuf = receiveBufferSize(sc)
 	l.rcvbufCapped = want > 0 && l.rcvbuf > 0 && l.rcvbuf < want
 	if l.rcvbufCapped && l.config.Tracer != nil {
 		l.traceEvent(TraceListenerEvent, netip.AddrPort{}, l.rcvbuf, "socket receive buffer capped by the kernel")
@@ -460,7 +509,11 @@ func (l *Listener) Close() error {
 		l.stopAccepting()
 		close(l.done)
 		l.cancel()
-		err = l.pc.Close()
+		for _, s := range l.socks {
+			if cerr := s.pc.Close(); err == nil {
+				err = cerr
+			}
+		}
 		l.mu.Lock()
 		for cio := range l.handshakes {
 			cio.shutdownWith(ErrListenerClosed)
@@ -483,81 +536,6 @@ func (l *Listener) Close() error {
 		}
 	})
 	return err
-}
-
-func (l *Listener) readFrom(b []byte) (int, netip.AddrPort, error) {
-	if l.udp != nil {
-		return l.udp.ReadFromUDPAddrPort(b)
-	}
-	n, a, err := l.pc.ReadFrom(b)
-	if err != nil {
-		return 0, netip.AddrPort{}, err
-	}
-	return n, addrPort(a), nil
-}
-
-func (l *Listener) writeTo(b []byte, ap netip.AddrPort) error {
-	if l.udp != nil {
-		_, err := l.udp.WriteToUDPAddrPort(b, ap)
-		return err
-	}
-	_, err := l.pc.WriteTo(b, net.UDPAddrFromAddrPort(ap))
-	return err
-}
-
-func (l *Listener) readLoop() {
-	defer l.wg.Done()
-	for {
-		n, ap, err := l.readFrom(l.scratch)
-		if err != nil {
-			select {
-			case <-l.done:
-				return
-			default:
-			}
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
-				continue
-			}
-			// The socket is gone: stop serving.
-			go l.Close()
-			return
-		}
-		ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-		d := l.scratch[:n]
-		cio, byAddr := l.table.lookup(d, ap)
-		if cio != nil {
-			// A fresh ClientHello from the address of an existing
-			// association: the client may have restarted on the same
-			// port (RFC 6347 §4.2.8). Handled unless it is the
-			// association's own ClientHello again.
-			if byAddr && looksLikeClientHello(d) && !l.draining.Load() {
-				if l.handleHello(d, ap, cio, len(d)) {
-					continue
-				}
-				// A fragment: the association takes it (its own
-				// ClientHello retransmitted), and the pool too, in
-				// case it is a new one.
-				if l.handleHelloFragments(d, ap, cio) && cio.isDone() {
-					continue // it was new, and ended the association
-				}
-			}
-			cio.deliver(d, ap)
-			continue
-		}
-		if l.draining.Load() {
-			// Shutting down: no new peer, not even a stateless
-			// HelloVerifyRequest.
-			l.drop(dropListenerClosed, ap, n)
-			continue
-		}
-		if !l.handleHello(d, ap, nil, len(d)) && !l.handleHelloFragments(d, ap, nil) {
-			if isHandshakeRecord(d) {
-				l.drop(dropBadHello, ap, n)
-			} else {
-				l.drop(dropUnknownPeer, ap, n)
-			}
-		}
-	}
 }
 
 // isHandshakeRecord reports whether d starts with an epoch-0 handshake
@@ -609,8 +587,9 @@ func (l *Listener) movePeer(cio *listenerConnIO, newAP netip.AddrPort) {
 // received is the number of bytes the peer sent for this ClientHello
 // (more than len(d) when it was reassembled from fragments): the
 // HelloVerifyRequest is never larger.
-func (l *Listener) handleHello(d []byte, ap netip.AddrPort, existing *listenerConnIO, received int) bool {
-	ch := &l.helloScratch
+func (s *listenerSocket) handleHello(d []byte, ap netip.AddrPort, existing *listenerConnIO, received int) bool {
+	l := s.l
+	ch := &s.helloScratch
 	hdr, msgSeq, ok := parseInitialClientHelloInto(d, ch)
 	if !ok {
 		return false
@@ -618,10 +597,10 @@ func (l *Listener) handleHello(d []byte, ap netip.AddrPort, existing *listenerCo
 	now := l.config.time()
 	// DTLS 1.3's cookie comes in a HelloRetryRequest (check13), 1.2's
 	// in a HelloVerifyRequest.
-	hvr, admitted, is13 := l.gate.check13(l.hvrScratch[:0], now, ap, hdr.seq, msgSeq, l.config, ch)
+	hvr, admitted, is13 := l.gate.check13(s.hvrScratch[:0], now, ap, hdr.seq, msgSeq, l.config, ch)
 	if !is13 {
 		if admitted = l.gate.admit(now, ap, ch); !admitted {
-			hvr = l.gate.appendHelloVerifyRequest(l.hvrScratch[:0], now, ap, hdr.seq, msgSeq, ch)
+			hvr = l.gate.appendHelloVerifyRequest(s.hvrScratch[:0], now, ap, hdr.seq, msgSeq, ch)
 		}
 	}
 	if !admitted {
@@ -631,11 +610,11 @@ func (l *Listener) handleHello(d []byte, ap netip.AddrPort, existing *listenerCo
 			if l.config.Tracer != nil {
 				l.traceStatelessExchange(now, ap, d, hdr, msgSeq, hvr)
 			}
-			l.writeTo(hvr, ap)
+			s.writeTo(hvr, ap)
 		} else if len(hvr) > 0 {
 			l.drop(dropNoAmplification, ap, len(d))
 		}
-		l.hvrScratch = hvr
+		s.hvrScratch = hvr
 		return true
 	}
 	if existing != nil {
@@ -650,7 +629,7 @@ func (l *Listener) handleHello(d []byte, ap netip.AddrPort, existing *listenerCo
 			l.traceEvent(TraceListenerEvent, ap, 0, "peer restarted")
 		}
 	}
-	cio := newListenerConnIO(l, ap)
+	cio := newListenerConnIO(l, s, ap)
 	if reason, ok := l.admit(cio); !ok {
 		l.drop(reason, ap, len(d))
 		return true
@@ -669,7 +648,19 @@ func (l *Listener) handleHello(d []byte, ap netip.AddrPort, existing *listenerCo
 	// Our records continue from the ClientHello's record sequence number,
 	// as the stateless HelloVerifyRequest used it (RFC 6347 §4.2.1).
 	c.rl.setWriteSeq(0, hdr.seq)
-	l.table.add(ap, cio)
+	if !l.table.add(ap, cio) {
+		// Another socket's reader started a handshake for this address
+		// at the same moment (a peer's address reaches one socket, so
+		// only if the sockets changed): that one goes on, this one
+		// gives its slot back.
+		l.mu.Lock()
+		l.releaseSlotLocked(cio)
+		l.mu.Unlock()
+		l.doneServing()
+		cio.shutdown()
+		l.drop(dropAddressTaken, ap, len(d))
+		return true
+	}
 	cio.deliver(d, ap)
 	l.stats.handshakesStarted.Add(1)
 	l.wg.Add(1)
@@ -683,7 +674,8 @@ func (l *Listener) handleHello(d []byte, ap netip.AddrPort, existing *listenerCo
 // every datagram that carried its fragments as the budget for an answer,
 // and a Conn it starts gets the whole message in one record. It reports
 // whether d carried a ClientHello fragment.
-func (l *Listener) handleHelloFragments(d []byte, ap netip.AddrPort, existing *listenerConnIO) bool {
+func (s *listenerSocket) handleHelloFragments(d []byte, ap netip.AddrPort, existing *listenerConnIO) bool {
+	l := s.l
 	found := false
 	budget := len(d) // counted once, for the first fragment
 	for rest := d; len(rest) > 0; {
@@ -707,21 +699,27 @@ func (l *Listener) handleHelloFragments(d []byte, ap netip.AddrPort, existing *l
 				continue
 			}
 			found = true
+			l.hellosMu.Lock()
 			e, evicted := l.hellos.add(l.nanotime(), ap, hdr.seq, &h, frag, budget)
+			var whole []byte
+			var received int
+			if e != nil {
+				hh := handshakeHeader{typ: typeClientHello, length: h.length, messageSeq: e.msgSeq, fragmentLength: h.length}
+				whole = appendRecordHeader(s.helloBuf[:0], recordTypeHandshake, hdr.version, 0, e.recordSeq, handshakeHeaderLen+len(e.body))
+				whole = append(hh.appendTo(whole), e.body...)
+				s.helloBuf = whole
+				received = e.received
+				l.hellos.release(e)
+			}
+			l.hellosMu.Unlock()
 			budget = 0
 			for range evicted {
 				l.drop(dropHelloIncomplete, ap, 0)
 			}
-			if e == nil {
+			if whole == nil {
 				continue
 			}
-			hh := handshakeHeader{typ: typeClientHello, length: h.length, messageSeq: e.msgSeq, fragmentLength: h.length}
-			whole := appendRecordHeader(l.helloBuf[:0], recordTypeHandshake, hdr.version, 0, e.recordSeq, handshakeHeaderLen+len(e.body))
-			whole = append(hh.appendTo(whole), e.body...)
-			l.helloBuf = whole
-			received := e.received
-			l.hellos.release(e)
-			if !l.handleHello(whole, ap, existing, received) && existing == nil {
+			if !s.handleHello(whole, ap, existing, received) && existing == nil {
 				l.drop(dropBadHello, ap, len(whole))
 			}
 			return true
@@ -1135,6 +1133,7 @@ func (c *Config) checkListenerLimits() error {
 		{"AcceptBacklog", c.AcceptBacklog},
 		{"MaxConnections", c.MaxConnections},
 		{"SessionCacheSize", c.SessionCacheSize},
+		{"ListenerSockets", c.ListenerSockets},
 	} {
 		if f.v < 0 {
 			return fmt.Errorf("dtls: Config.%s is negative (%d); 0 means the default", f.name, f.v)
@@ -1143,6 +1142,8 @@ func (c *Config) checkListenerLimits() error {
 	switch {
 	case c.MaxHandshakes > 0 && c.MaxHandshakesPerSource > c.MaxHandshakes:
 		return fmt.Errorf("dtls: Config.MaxHandshakesPerSource (%d) is more than MaxHandshakes (%d)", c.MaxHandshakesPerSource, c.MaxHandshakes)
+	case c.ListenerSockets > maxListenerSockets:
+		return fmt.Errorf("dtls: Config.ListenerSockets (%d) is more than %d", c.ListenerSockets, maxListenerSockets)
 	case c.AcceptBacklog > maxAcceptBacklog:
 		return fmt.Errorf("dtls: Config.AcceptBacklog (%d) is more than %d", c.AcceptBacklog, maxAcceptBacklog)
 	case c.MaxQueuedDatagrams > maxQueuedDatagramsLimit:

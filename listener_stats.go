@@ -21,6 +21,7 @@ const (
 	dropNoAmplification                     // a HelloVerifyRequest would have been larger than the ClientHello
 	dropListenerClosed                      // the Listener was closing
 	dropHelloIncomplete                     // a fragmented ClientHello given up before it was whole (pool full, or expired); once per message
+	dropAddressTaken                        // a cookie-verified ClientHello whose address another socket's reader gave a connection at the same moment
 	numListenerDrops
 )
 
@@ -35,6 +36,7 @@ var listenerDropNames = [numListenerDrops]string{
 	dropNoAmplification: "hello too short to answer",
 	dropListenerClosed:  "listener closed",
 	dropHelloIncomplete: "incomplete hello",
+	dropAddressTaken:    "address taken",
 }
 
 func (r listenerDrop) String() string {
@@ -51,7 +53,10 @@ type ListenerStats struct {
 	// "connection closed", "handshake limit", "handshake limit per
 	// source", "unknown peer", "bad hello", "hello too short to
 	// answer", "listener closed", "incomplete hello" (a fragmented
-	// ClientHello given up before it was whole: one count per message).
+	// ClientHello given up before it was whole: one count per message),
+	// "address taken" (a cookie-verified ClientHello whose address got a
+	// connection through another of the Listener's sockets at the same
+	// moment).
 	// Records a connection discards are in its Conn.Stats.
 	Dropped map[string]uint64
 
@@ -80,6 +85,9 @@ type ListenerStats struct {
 	ReceiveBufferSize int
 	// ReceiveBufferCapped says the kernel granted less than asked.
 	ReceiveBufferCapped bool
+	// Sockets is the number of sockets the Listener reads, each with
+	// its own goroutine (Config.ListenerSockets).
+	Sockets int
 
 	// BacklogFull counts connections closed, with a close_notify, right
 	// after their handshake because Config.AcceptBacklog connections
@@ -116,6 +124,7 @@ func (l *Listener) Stats() ListenerStats {
 		MovesRefused:        l.stats.movesRefused.Load(),
 		ReceiveBufferSize:   l.rcvbuf,
 		ReceiveBufferCapped: l.rcvbufCapped,
+		Sockets:             len(l.socks),
 		BacklogFull:         l.stats.backlogFull.Load(),
 		HandshakesStalled:   l.stats.handshakesStalled.Load(),
 		HandshakesEvicted:   l.stats.handshakesEvicted.Load(),

@@ -377,6 +377,11 @@ func TestListenerQueueBytes(t *testing.T) {
 		}
 		defer l.Close()
 		c := simDial(t, n, lossClientAddr, cc)
+		// The client is done when the server's Finished arrives; the
+		// server's handshake goroutine may still hold the buffer of the
+		// client's last flight, which counts against MaxQueuedBytes
+		// until it is released. Let it finish first.
+		synctest.Wait()
 		for range 10 {
 			if _, err := c.Write(make([]byte, 300)); err != nil { // a 512-byte class each
 				t.Fatal(err)

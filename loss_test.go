@@ -2,15 +2,9 @@ package dtls
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
-	"math/big"
 	mrand "math/rand/v2"
 	"net/netip"
 	"os"
@@ -21,6 +15,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/dtls-go/dtls/internal/dtlstest"
 	"github.com/dtls-go/dtls/internal/netsim"
 )
 
@@ -171,29 +166,8 @@ func lossConfigs(t testing.TB, sc suiteCase) (client, server *Config) {
 		return client, server
 	}
 	lossCertOnce.Do(func() {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber:          big.NewInt(2),
-			Subject:               pkix.Name{CommonName: "dtls.test"},
-			DNSNames:              []string{"dtls.test"},
-			NotBefore:             time.Date(1999, 1, 1, 0, 0, 0, 0, time.UTC),
-			NotAfter:              time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC),
-			KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-			ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-			BasicConstraintsValid: true,
-			IsCA:                  true,
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		leaf, _ := x509.ParseCertificate(der)
-		pool := x509.NewCertPool()
-		pool.AddCert(leaf)
-		lossCertVal = &testCert{tls: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool: pool}
+		c := dtlstest.SelfSigned(t, dtlstest.Spec{Serial: 2, IsCA: true})
+		lossCertVal = &testCert{tls: c.TLS, pool: c.Pool}
 	})
 	server.Certificates = []tls.Certificate{lossCertVal.tls}
 	client.RootCAs = lossCertVal.pool

@@ -8,8 +8,10 @@ import (
 	"time"
 )
 
-// This file is an in-memory datagram link for tests that need no sockets:
-// the misbehaving-peer harness and the handshake fuzz targets. Each Write is
+// This file is an in-memory datagram link for tests that need no sockets
+// and want to see every datagram sent (tap): the handshake fuzz targets
+// and the hostile-network tests. The misbehaving-peer table runs on
+// internal/netsim in a synctest bubble instead. Each Write is
 // one datagram; each Read returns one. Like UDP, a datagram that finds the
 // receiver's queue full, or the receiver closed, is lost without an error.
 

@@ -646,10 +646,10 @@ func mbRows() []mbRow {
 		// pion CVE-2026-135391: an oversized RSA key is refused before any
 		// work is done with it.
 		{name: "server certificate with a 16384-bit RSA key", ours: oursClient, suite: TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-			peer:    func(p *mbPeer) { p.cert = &hugeRSACert(nil).tls },
+			peer:    func(p *mbPeer) { p.cert = &hugeRSACert().tls },
 			wantErr: "RSA key of 16384 bits refused", wantAlert: int(alertBadCertificate)},
 		{name: "client certificate with a 16384-bit RSA key", ours: oursServer, suite: ecdsaSuite, config: clientAuth,
-			peer:    func(p *mbPeer) { p.cert = &hugeRSACert(nil).tls },
+			peer:    func(p *mbPeer) { p.cert = &hugeRSACert().tls },
 			wantErr: "RSA key of 16384 bits refused", wantAlert: int(alertBadCertificate)},
 
 		// ---- CertificateVerify ----

@@ -2,23 +2,24 @@ package dtls
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
 	"math/big"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
+
+	"github.com/dtls-go/dtls/internal/dtlstest"
+	"github.com/dtls-go/dtls/internal/netsim"
 )
 
 // The misbehaving-peer table. Each row names what the scripted peer
@@ -38,16 +39,16 @@ import (
 
 // Ours is the side of the library under test.
 const (
-	oursServer   = "Server"   // Server over an in-memory pipe (does its own cookie exchange)
-	oursListener = "Listener" // a Listener on a loopback UDP socket
-	oursClient   = "Client"   // Client over an in-memory pipe
+	oursServer   = "Server"   // Server on a netsim Conn (does its own cookie exchange)
+	oursListener = "Listener" // a Listener on a netsim PacketConn
+	oursClient   = "Client"   // Client on a netsim Conn
 )
 
 const (
 	mbNoAlert   = -1 // our side must send no fatal alert
 	mbTimeout   = "handshake timed out"
 	mbSucceeds  = ""
-	mbShortWait = 300 * time.Millisecond // HandshakeTimeout of rows that time out
+	mbShortWait = 300 * time.Millisecond // HandshakeTimeout of rows that time out (virtual time)
 )
 
 type mbRow struct {
@@ -219,39 +220,33 @@ var (
 // 16384-bit RSA modulus that nobody has the key for: a random odd number.
 // It is signed by a P-256 key, so making it costs nothing; the peer's
 // CertificateVerify or ServerKeyExchange is never checked against it.
-func hugeRSACert(t testing.TB) *testCert {
+func hugeRSACert() *testCert {
 	hugeRSAOnce.Do(func() {
 		n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 16384))
 		n.SetBit(n, 16383, 1)
 		n.SetBit(n, 0, 1)
-		pub := &rsa.PublicKey{N: n, E: 65537}
-		signer, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		tmpl := &x509.Certificate{
-			SerialNumber:          big.NewInt(2),
-			Subject:               pkix.Name{CommonName: "dtls.test"},
-			DNSNames:              []string{"dtls.test"},
-			NotBefore:             time.Now().Add(-time.Hour),
-			NotAfter:              time.Now().Add(24 * time.Hour),
-			KeyUsage:              x509.KeyUsageDigitalSignature,
-			ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-			BasicConstraintsValid: true,
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, signer)
-		if err != nil {
-			t.Fatal(err)
-		}
-		// The private key is the P-256 one: whoever uses it signs with
-		// a key that does not match, which our side must never get to.
-		hugeRSA = &testCert{tls: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: signer}}
+		// The private key is the P-256 one that signs: whoever uses it
+		// signs with a key that does not match, which our side must
+		// never get to.
+		c := dtlstest.SelfSigned(dtlstest.NoTest(), dtlstest.Spec{Serial: 2, PublicKey: &rsa.PublicKey{N: n, E: 65537}})
+		hugeRSA = &testCert{tls: tls.Certificate{Certificate: c.TLS.Certificate, PrivateKey: c.Key}}
 	})
 	return hugeRSA
 }
 
 // ---- the runner ----
 
+// mbOursAddr and mbPeerAddr are our side's and the scripted peer's
+// addresses on the simulated network; fixed, so cookies (which bind the
+// address) are the same in every run.
+var (
+	mbOursAddr = netip.MustParseAddrPort("10.0.0.1:5684")
+	mbPeerAddr = netip.MustParseAddrPort("10.0.0.2:40000")
+)
+
+// runMBRow runs one row; call it inside a synctest bubble.
 func runMBRow(t *testing.T, row mbRow) *mbResult {
 	t.Helper()
-	checkNoGoroutineLeak(t)
 	res := &mbResult{}
 	var mu sync.Mutex
 	suite := row.suite
@@ -293,12 +288,15 @@ func runMBRow(t *testing.T, row mbRow) *mbResult {
 		row.config(cfg)
 	}
 
-	// The link.
+	// The link: a perfect one on the simulated network. Every row runs
+	// in a synctest bubble (TestMisbehavingPeer), so the waits below and
+	// our side's timers cost no real time.
+	simnet := netsim.New(1, netsim.Link{})
 	var ourConn, peerConn net.Conn
 	var l *Listener
 	switch row.ours {
 	case oursListener:
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		pc, err := simnet.ListenPacket(mbOursAddr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -316,11 +314,11 @@ func runMBRow(t *testing.T, row mbRow) *mbResult {
 			t.Fatal(err)
 		}
 		res.listener = l
-		uc, err := net.DialUDP("udp", nil, pc.LocalAddr().(*net.UDPAddr))
+		pconn, err := simnet.Dial(mbPeerAddr, mbOursAddr)
 		if err != nil {
 			t.Fatal(err)
 		}
-		peerConn = uc
+		peerConn = pconn
 		defer func() {
 			mu.Lock()
 			defer mu.Unlock()
@@ -333,7 +331,14 @@ func runMBRow(t *testing.T, row mbRow) *mbResult {
 			}
 		}()
 	default:
-		a, b := mbPipe()
+		a, err := simnet.Dial(mbOursAddr, mbPeerAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := simnet.Dial(mbPeerAddr, mbOursAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
 		ourConn, peerConn = a, b
 	}
 
@@ -535,12 +540,21 @@ func checkMBRow(t *testing.T, row mbRow, res *mbResult) {
 	}
 }
 
+// testMBRow runs a row and checks its outcome in a synctest bubble, so
+// that waits for timeouts cost no real time and every run is the same.
+// Besides synctest's own check that nothing in the bubble is left
+// blocked, no goroutine may be left behind.
+func testMBRow(t *testing.T, row mbRow) {
+	t.Helper()
+	checkNoGoroutineLeak(t)
+	synctest.Test(t, func(t *testing.T) {
+		checkMBRow(t, row, runMBRow(t, row))
+	})
+}
+
 func TestMisbehavingPeer(t *testing.T) {
 	for _, row := range mbRows() {
-		t.Run(row.ours+"/"+row.name, func(t *testing.T) {
-			res := runMBRow(t, row)
-			checkMBRow(t, row, res)
-		})
+		t.Run(row.ours+"/"+row.name, func(t *testing.T) { testMBRow(t, row) })
 	}
 }
 

@@ -271,6 +271,13 @@ type serverResumption struct {
 	autoKeys []ticketKey // automatic keys, newest first, when keys is empty
 	sessions map[string]*list.Element
 	lru      list.List // of *cachedSession, most recently used first
+
+	// Keys derived from Config.FleetSecret (fleet.go), for one period,
+	// secret and session lifetime.
+	fleetKeys     []ticketKey
+	fleetPeriod   int64
+	fleetSecret   []byte
+	fleetLifetime time.Duration
 }
 
 type cachedSession struct {
@@ -297,7 +304,8 @@ func (c *Config) resumptionState() *serverResumption {
 // Servers behind one address share tickets by sharing keys. Each key must
 // be random, and secret: it protects the master secrets of every session
 // it sealed. With no keys, the server goes back to its own keys, made at
-// random and rotated daily. It may be called while the Config is in use.
+// random and rotated daily, or derived from Config.FleetSecret. It may be
+// called while the Config is in use.
 func (c *Config) SetSessionTicketKeys(keys [][32]byte) {
 	now := c.time()
 	var ks []ticketKey
@@ -318,6 +326,9 @@ func (c *Config) ticketKeys(now time.Time) ([]ticketKey, error) {
 	defer r.mu.Unlock()
 	if len(r.keys) > 0 {
 		return r.keys, nil
+	}
+	if c.FleetSecret != nil {
+		return r.fleetTicketKeysLocked(c, now) // fleet.go
 	}
 	if len(r.autoKeys) == 0 || !now.Before(r.autoKeys[0].created.Add(ticketKeyRotation)) || now.Before(r.autoKeys[0].created) {
 		var secret [32]byte

@@ -8,20 +8,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/dtls-go/dtls/internal/dtlstest"
 )
 
 // tshark returns the path of tshark, skipping the test when it is missing,
 // or failing it under CI=true, where a missing peer tool is a failure.
 func tshark(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("tshark")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("tshark is missing (install the tshark package); required under CI=true")
-		}
-		t.Skip("tshark not found")
-	}
-	return p
+	return dtlstest.LookPath(t, "tshark")
 }
 
 // checksumGood is tshark's value of ip.checksum.status and

@@ -16,13 +16,17 @@ trap 'rm -rf "$tmp"' EXIT
 go test -c -o "$tmp/bench.test" ./bench
 for i in $(seq "$COUNT"); do
 	echo "run $i of $COUNT" >&2
-	"$tmp/bench.test" -test.run '^$' -test.bench 'Handshake|Echo|OneWay' -test.benchtime "$BENCHTIME" >>"$tmp/bench.txt"
+	"$tmp/bench.test" -test.run '^$' -test.bench 'Handshake(ECDSA|PSK)|Echo|OneWay' -test.benchtime "$BENCHTIME" >>"$tmp/bench.txt"
 	# A concurrency iteration is a burst of 1 to 512 handshakes.
 	"$tmp/bench.test" -test.run '^$' -test.bench 'Concurrent' -test.benchtime 3x >>"$tmp/bench.txt"
 	# The idle measurement opens 1000 connections whatever b.N is.
 	"$tmp/bench.test" -test.run '^$' -test.bench 'IdleConn' -test.benchtime 1x >>"$tmp/bench.txt"
+	# Scaling across cores: the same benchmarks at GOMAXPROCS 1 and 2,
+	# back to back, the load in a child process (multicore_test.go).
+	"$tmp/bench.test" -test.run '^$' -test.bench 'Receive|HandshakeCPU' -test.cpu 1,2 >>"$tmp/multicore.txt"
 done
 go run golang.org/x/perf/cmd/benchstat@latest -col /impl "$tmp/bench.txt" >"$tmp/benchstat.txt"
-go run ./bench/report -in "$tmp/bench.txt" -benchstat "$tmp/benchstat.txt" -notes bench/notes.md -out ../BENCHMARKS.md
+go run ./bench/report -in "$tmp/bench.txt" -benchstat "$tmp/benchstat.txt" -multicore "$tmp/multicore.txt" -notes bench/notes.md -out ../BENCHMARKS.md
 cp "$tmp/bench.txt" bench/last-run.txt
+cp "$tmp/multicore.txt" bench/last-run-multicore.txt
 echo "wrote ../BENCHMARKS.md and bench/last-run.txt" >&2

@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/dtls-go/dtls"
+	"github.com/dtls-go/dtls/internal/dtlstest"
 )
 
 // CoAP message format (RFC 7252 §3).
@@ -540,7 +541,7 @@ func newRPKKey(t *testing.T, name string) *rpkKey {
 		t.Fatal(err)
 	}
 	f := filepath.Join(t.TempDir(), name+"-rpk.pem")
-	writePEM(t, f, "EC PRIVATE KEY", der)
+	dtlstest.WritePEM(t, f, "EC PRIVATE KEY", der)
 	return &rpkKey{key: k, file: f}
 }
 

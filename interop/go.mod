@@ -8,6 +8,7 @@ require (
 	github.com/dtls-go/dtls v0.0.0-00010101000000-000000000000
 	github.com/pion/dtls/v3 v3.1.15
 	github.com/pion/dtls/v4 v4.0.1
+	golang.org/x/net v0.62.0
 )
 
 require (

@@ -13,19 +13,12 @@ package interop_test
 import (
 	"bufio"
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -37,6 +30,7 @@ import (
 	"time"
 
 	"github.com/dtls-go/dtls"
+	"github.com/dtls-go/dtls/internal/dtlstest"
 )
 
 const (
@@ -86,13 +80,7 @@ func skipCell(t *testing.T, notYetWhy, naWhy string) {
 // the interop tests. It logs the peer's version for the matrix.
 func requirePeer(t *testing.T, peer, bin string, versionArgs ...string) string {
 	t.Helper()
-	path, err := exec.LookPath(bin)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s not found under CI=true (.ci/run must install it): %v", bin, err)
-		}
-		t.Skipf("%s not found: %v", bin, err)
-	}
+	path := dtlstest.LookPath(t, bin)
 	if versionArgs != nil {
 		out, _ := exec.Command(path, versionArgs...).CombinedOutput()
 		first, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
@@ -371,89 +359,31 @@ const rsaKeyBits = 2048
 func newTestPKI(t *testing.T) *testPKI {
 	t.Helper()
 	dir := t.TempDir()
-	now := time.Now()
-	newCurveKey := func(c elliptic.Curve) *ecdsa.PrivateKey {
-		k, err := ecdsa.GenerateKey(c, rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
-	newKey := func() *ecdsa.PrivateKey { return newCurveKey(elliptic.P256()) }
-	caKey := newKey()
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "dtls-go interop test CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &testPKI{caFile: filepath.Join(dir, "ca.pem"), roots: x509.NewCertPool()}
-	p.roots.AddCert(ca)
-	writePEM(t, p.caFile, "CERTIFICATE", caDER)
+	ca := dtlstest.NewCA(t, dtlstest.Spec{CommonName: "dtls-go interop test CA"})
+	p := &testPKI{caFile: filepath.Join(dir, "ca.pem"), roots: ca.Pool}
+	ca.WriteFile(t, p.caFile)
 
-	leaf := func(serial int64, k crypto.Signer, name string, usage x509.ExtKeyUsage, certFile, keyFile string) tls.Certificate {
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial),
-			Subject:      pkix.Name{CommonName: name},
-			NotBefore:    now.Add(-time.Hour),
-			NotAfter:     now.Add(24 * time.Hour),
-			KeyUsage:     x509.KeyUsageDigitalSignature,
-			ExtKeyUsage:  []x509.ExtKeyUsage{usage},
-			DNSNames:     []string{name},
-		}
+	leaf := func(serial int64, kind, name string, usage x509.ExtKeyUsage, certFile, keyFile string) tls.Certificate {
+		names := []string{name}
 		if usage == x509.ExtKeyUsageServerAuth {
-			tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
+			names = append(names, "127.0.0.1")
 		}
-		if _, ok := k.(*rsa.PrivateKey); ok {
-			// ECDHE-RSA signs with the key; RSA key exchange, which
-			// would need KeyEncipherment, is not offered by anyone here.
-			tmpl.KeyUsage |= x509.KeyUsageKeyEncipherment
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, k.Public(), caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keyDER, err := x509.MarshalPKCS8PrivateKey(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		writePEM(t, certFile, "CERTIFICATE", der)
-		writePEM(t, keyFile, "PRIVATE KEY", keyDER)
-		return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: k}
+		c := ca.Issue(t, dtlstest.Spec{Key: dtlstest.NewKey(t, kind), Serial: serial, Names: names,
+			ExtKeyUsage: []x509.ExtKeyUsage{usage}})
+		c.WriteFiles(t, certFile, keyFile)
+		return tls.Certificate{Certificate: c.TLS.Certificate, PrivateKey: c.Key}
 	}
 	p.serverCert, p.serverKey = filepath.Join(dir, "server.pem"), filepath.Join(dir, "server.key")
 	p.clientCert, p.clientKey = filepath.Join(dir, "client.pem"), filepath.Join(dir, "client.key")
-	p.server = leaf(2, newKey(), "localhost", x509.ExtKeyUsageServerAuth, p.serverCert, p.serverKey)
-	p.client = leaf(3, newKey(), "dtls-go-client", x509.ExtKeyUsageClientAuth, p.clientCert, p.clientKey)
-	rsaKey, err := rsa.GenerateKey(rand.Reader, rsaKeyBits)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p.server = leaf(2, dtlstest.P256, "localhost", x509.ExtKeyUsageServerAuth, p.serverCert, p.serverKey)
+	p.client = leaf(3, dtlstest.P256, "dtls-go-client", x509.ExtKeyUsageClientAuth, p.clientCert, p.clientKey)
 	p.rsaServerCert, p.rsaServerKey = filepath.Join(dir, "server-rsa.pem"), filepath.Join(dir, "server-rsa.key")
-	p.rsaServer = leaf(4, rsaKey, "localhost", x509.ExtKeyUsageServerAuth, p.rsaServerCert, p.rsaServerKey)
+	p.rsaServer = leaf(4, dtlstest.RSA, "localhost", x509.ExtKeyUsageServerAuth, p.rsaServerCert, p.rsaServerKey)
 	p.p384ServerCert, p.p384ServerKey = filepath.Join(dir, "server-p384.pem"), filepath.Join(dir, "server-p384.key")
 	p.p384ClientCert, p.p384ClientKey = filepath.Join(dir, "client-p384.pem"), filepath.Join(dir, "client-p384.key")
-	p.p384Server = leaf(5, newCurveKey(elliptic.P384()), "localhost", x509.ExtKeyUsageServerAuth, p.p384ServerCert, p.p384ServerKey)
-	p.p384Client = leaf(6, newCurveKey(elliptic.P384()), "dtls-go-client", x509.ExtKeyUsageClientAuth, p.p384ClientCert, p.p384ClientKey)
+	p.p384Server = leaf(5, dtlstest.P384, "localhost", x509.ExtKeyUsageServerAuth, p.p384ServerCert, p.p384ServerKey)
+	p.p384Client = leaf(6, dtlstest.P384, "dtls-go-client", x509.ExtKeyUsageClientAuth, p.p384ClientCert, p.p384ClientKey)
 	return p
-}
-
-func writePEM(t *testing.T, file, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // want is what a matrix cell expects of our side's ConnectionState.

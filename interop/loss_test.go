@@ -15,14 +15,9 @@ package interop_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
-	"math/big"
 	"net"
 	"net/netip"
 	"os"
@@ -34,6 +29,7 @@ import (
 	"time"
 
 	"github.com/dtls-go/dtls"
+	"github.com/dtls-go/dtls/internal/dtlstest"
 	"github.com/dtls-go/dtls/internal/netsim"
 	pion4 "github.com/pion/dtls/v4"
 	pion4suite "github.com/pion/dtls/v4/pkg/crypto/ciphersuite"
@@ -60,38 +56,25 @@ type lossImpl struct {
 	run  func(t *testing.T, n *netsim.Network) error
 }
 
-// lossCert is an ECDSA P-256 certificate valid at synctest's virtual time
+// lossCert returns an ECDSA P-256 certificate valid at synctest's virtual time
 // (2000-01-01).
-var lossCert = sync.OnceValues(func() (tls.Certificate, *x509.CertPool) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		panic(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(3),
-		Subject:               pkix.Name{CommonName: "dtls.test"},
-		DNSNames:              []string{"dtls.test"},
-		NotBefore:             time.Date(1999, 1, 1, 0, 0, 0, 0, time.UTC),
-		NotAfter:              time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		panic(err)
-	}
-	leaf, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
-})
+var (
+	lossCertOnce sync.Once
+	lossCertVal  *dtlstest.Cert
+)
+
+func lossCert(tb testing.TB) (tls.Certificate, *x509.CertPool) {
+	lossCertOnce.Do(func() {
+		lossCertVal = dtlstest.SelfSigned(tb, dtlstest.Spec{Serial: 3, IsCA: true,
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	})
+	return lossCertVal.TLS, lossCertVal.Pool
+}
 
 // oursLoss is dtls-go with a RetransmitTimeout (0: the defaults).
 func oursLoss(name string, rto time.Duration) lossImpl {
 	return lossImpl{name, func(t *testing.T, n *netsim.Network) error {
-		cert, pool := lossCert()
+		cert, pool := lossCert(t)
 		scfg := &dtls.Config{
 			Certificates:      []tls.Certificate{cert},
 			CipherSuites:      []uint16{dtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256},
@@ -132,7 +115,7 @@ func oursLoss(name string, rto time.Duration) lossImpl {
 // pionLoss is pion/dtls v4 with its defaults (1 s flight interval,
 // doubling), DTLS 1.2 and the same suite.
 var pionLoss = lossImpl{"pion/dtls v4.0.1", func(t *testing.T, n *netsim.Network) error {
-	cert, pool := lossCert()
+	cert, pool := lossCert(t)
 	common := []pion4.Option{
 		pion4.WithCipherSuites(pion4suite.ID(dtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)),
 		pion4.WithExtendedMasterSecret(pion4.RequireExtendedMasterSecret),

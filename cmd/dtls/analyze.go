@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -31,20 +30,26 @@ func init() {
 
 const analyzeSynopsis = `analyze FILE [-keylog FILE] [-svg FILE]
 
-Reads a pcap or pcapng capture of any DTLS traffic (tshark's capture of
-OpenSSL talking to mbedTLS, say), groups it by UDP address pair, and
-reconstructs each handshake: records, epochs, messages, fragments,
-flights, retransmissions, gaps in the record numbers, duplicates, and the
-time each flight took. It prints a ladder per conversation. With a key log
+Reads a pcap or pcapng capture of any DTLS 1.2 or 1.3 traffic (tshark's
+capture of OpenSSL talking to mbedTLS, or of wolfSSL and pion doing DTLS
+1.3, say), groups it by UDP address pair, and reconstructs each
+handshake: records, epochs, messages, fragments, flights,
+retransmissions, gaps in the record numbers, duplicates, and the time
+each flight took. It prints a ladder per conversation. With a key log
 (from -keylog, or a Decryption Secrets Block in the capture) it decrypts
-the protected handshake messages and alerts too.
+the protected handshake messages and alerts too; for DTLS 1.3 also the
+record numbers, ACKs (and which records each acknowledged), KeyUpdates
+and application data, in any epoch. Without one, a DTLS 1.3 conversation
+shows its hellos and each encrypted record's length and epoch bits.
 `
 
 // Limits on what analyze keeps, so that its memory does not grow with the
 // capture: it reads the file twice, a datagram at a time (capture.Scan),
 // and keeps only per-conversation state, each part bounded here: at most
 // maxConversations × (maxLadderEvents × 216 bytes + a few tens of KB),
-// about 30 MB, plus the key log (at most 2 × 16 MiB).
+// about 30 MB, plus the key log (at most 2 × 16 MiB). DTLS 1.3 adds, per
+// conversation, two hellos being reassembled (maxHelloLen each) and the
+// bounded maps of analyze13.go.
 const (
 	// maxConversations bounds the UDP address pairs reported.
 	maxConversations = 64
@@ -77,7 +82,7 @@ type analyzeOptions struct {
 func parseAnalyzeFlags(args []string, w io.Writer) (*analyzeOptions, error) {
 	o := &analyzeOptions{}
 	fs := newFlagSet("analyze", analyzeSynopsis, w)
-	fs.StringVar(&o.keylog, "keylog", "", "NSS key log file (CLIENT_RANDOM lines) to decrypt with")
+	fs.StringVar(&o.keylog, "keylog", "", "NSS key log file to decrypt with (CLIENT_RANDOM lines for DTLS 1.2; CLIENT_HANDSHAKE_TRAFFIC_SECRET and the other traffic secrets for 1.3)")
 	fs.StringVar(&o.svg, "svg", "", "write the ladder as SVG to this file (FILE-N.svg for the Nth conversation after the first)")
 	// Accept the capture file before or after the flags.
 	var rest []string
@@ -141,7 +146,7 @@ func analyze(o *analyzeOptions, out io.Writer) error {
 		}
 		keyLog = append(append(keyLog, '\n'), b...)
 	}
-	secrets := parseKeyLog(keyLog)
+	keys := parseKeyLog(keyLog)
 	if len(convs.list) == 0 {
 		fmt.Fprintln(out, "no DTLS traffic found")
 		return nil
@@ -152,10 +157,20 @@ func analyze(o *analyzeOptions, out io.Writer) error {
 	}
 	for _, c := range convs.list {
 		c.a = newAnalysis(c.client, c.server)
+		switch {
+		case c.p13.is13:
+			c.a.start13(&c.p13)
+		case c.settled:
+			// A ServerHello chose DTLS 1.2 (or below): no 1.3 record
+			// can follow, and a datagram that looks like one is not
+			// taken for it.
+			c.a.is12, c.a.offered13 = true, c.p13.offered13
+		}
+		c.hellos = [2]helloAssembler{}
 	}
 	_, err = capture.Scan(bufio.NewReader(f), func(d capture.Datagram) error {
 		if c := convs.of(&d); c != nil {
-			c.a.datagram(d, secrets)
+			c.a.datagram(d, keys)
 		}
 		return nil
 	})
@@ -191,23 +206,6 @@ func analyze(o *analyzeOptions, out io.Writer) error {
 	return nil
 }
 
-// parseKeyLog reads NSS key log lines: CLIENT_RANDOM <random> <master>.
-func parseKeyLog(b []byte) map[string][]byte {
-	m := map[string][]byte{}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) != 3 || f[0] != "CLIENT_RANDOM" {
-			continue
-		}
-		cr, err1 := hex.DecodeString(f[1])
-		ms, err2 := hex.DecodeString(f[2])
-		if err1 == nil && err2 == nil && len(cr) == 32 && len(ms) == 48 {
-			m[string(cr)] = ms
-		}
-	}
-	return m
-}
-
 // conversation is the DTLS traffic between two UDP endpoints.
 type conversation struct {
 	// client is the sender of the first ClientHello, else of the first
@@ -215,6 +213,11 @@ type conversation struct {
 	client, server netip.AddrPort
 	sawHello       bool
 	a              *analysis // made for the second pass
+	// The first pass follows the hellos until a ServerHello settles
+	// the version (p13.is13 for DTLS 1.3), the suite and the CIDs.
+	hellos  [2]helloAssembler
+	p13     params13
+	settled bool
 }
 
 // conversations finds the conversations of a capture, in the order of
@@ -234,6 +237,11 @@ func convKey(d *capture.Datagram) [2]netip.AddrPort {
 // learn notes a datagram of the first pass.
 func (cs *conversations) learn(d capture.Datagram) {
 	if !looksLikeDTLS(d.Payload) {
+		// DTLS 1.3 ciphertext in a conversation that a DTLSPlaintext
+		// record began.
+		if c := cs.of(&d); c != nil {
+			c.learnHellos(&d)
+		}
 		return
 	}
 	k := convKey(&d)
@@ -249,11 +257,14 @@ func (cs *conversations) learn(d capture.Datagram) {
 	if !c.sawHello && len(d.Payload) > 25 && d.Payload[0] == ctHandshake && d.Payload[13] == hsClientHello {
 		c.client, c.server, c.sawHello = d.Src, d.Dst, true
 	}
+	c.learnHellos(&d)
 }
 
-// of returns the conversation of a datagram, or nil.
+// of returns the conversation of a datagram, or nil: a datagram that
+// starts with a DTLS record header, or with a DTLS 1.3 unified header in
+// a conversation already known.
 func (cs *conversations) of(d *capture.Datagram) *conversation {
-	if !looksLikeDTLS(d.Payload) {
+	if !looksLikeDTLS(d.Payload) && (len(d.Payload) == 0 || !isUnified(d.Payload[0])) {
 		return nil
 	}
 	return cs.index[convKey(d)]
@@ -304,6 +315,11 @@ type analysis struct {
 	// fragments past maxEpochsTracked or maxFragmentsTracked.
 	moreMessages, moreGaps, moreFlights int
 	untracked                           int
+
+	v13 analysis13 // DTLS 1.3 conversations
+	// is12: the first pass saw a ServerHello choose DTLS 1.2;
+	// offered13: the ClientHello before it offered 1.3.
+	is12, offered13 bool
 }
 
 // epochRecords follows the record numbers one side sent in one epoch: the
@@ -366,7 +382,7 @@ func newAnalysis(client, server netip.AddrPort) *analysis {
 func (a *analysis) finish() {
 	for s := range 2 {
 		if a.finished[s] {
-			a.emit(s, dtls.TraceEvent{Kind: dtls.TraceHandshakeDone, Time: a.last, Reason: dtls.CipherSuiteName(a.suite)})
+			a.emit(s, dtls.TraceEvent{Kind: dtls.TraceHandshakeDone, Time: a.last, Reason: suiteName(a.suite)})
 		}
 	}
 }
@@ -392,7 +408,7 @@ func (a *analysis) emit(s int, ev dtls.TraceEvent) {
 	a.ladder.Add(&ev)
 }
 
-func (a *analysis) datagram(d capture.Datagram, secrets map[string][]byte) {
+func (a *analysis) datagram(d capture.Datagram, keys *keyLog) {
 	if !a.started {
 		a.start, a.started = d.Time, true
 	}
@@ -405,36 +421,15 @@ func (a *analysis) datagram(d capture.Datagram, secrets map[string][]byte) {
 	a.emit(from, dtls.TraceEvent{Kind: dtls.TraceDatagramSent, Time: d.Time, Length: len(d.Payload)})
 	a.emit(to, dtls.TraceEvent{Kind: dtls.TraceDatagramReceived, Time: d.Time, Length: len(d.Payload)})
 
-	// A datagram that carries handshake fragments starts a new flight when
-	// the other side spoke last, and is a retransmission when every
-	// fragment in it was sent before.
-	frags, repeated := a.scanFragments(from, d.Payload)
-	if frags > 0 {
-		if a.lastFrom != from {
-			if !repeated {
-				a.flight[from]++
-				if len(a.flights) < maxListed {
-					a.flights = append(a.flights, flightSpan{side: from, number: a.flight[from], start: d.Time, end: d.Time})
-				} else {
-					a.moreFlights++
-				}
-				a.emit(from, dtls.TraceEvent{Kind: dtls.TraceFlightSent, Time: d.Time, Flight: a.flight[from]})
-			} else {
-				a.retransmit[from]++
-				a.emit(from, dtls.TraceEvent{Kind: dtls.TraceFlightRetransmitted, Time: d.Time, Flight: a.flight[from], Reason: "seen again"})
-			}
-		} else if repeated && frags > 0 {
-			a.retransmit[from]++
-			a.emit(from, dtls.TraceEvent{Kind: dtls.TraceFlightRetransmitted, Time: d.Time, Flight: a.flight[from], Reason: "seen again"})
+	if a.v13.on || !a.is12 && len(d.Payload) > 0 && isUnified(d.Payload[0]) {
+		if !a.v13.on {
+			a.start13(nil)
 		}
-		a.lastFrom = from
-		for i := len(a.flights) - 1; i >= 0; i-- {
-			if a.flights[i].side == from {
-				a.flights[i].end = d.Time
-				break
-			}
-		}
+		a.datagram13(d, keys, from)
+		return
 	}
+	frags, repeated := a.scanFragments(from, d.Payload)
+	a.flightStep(d.Time, from, frags, repeated)
 
 	rest := d.Payload
 	for len(rest) >= 13 {
@@ -449,7 +444,36 @@ func (a *analysis) datagram(d capture.Datagram, secrets map[string][]byte) {
 		}
 		rec := rest[:13+n]
 		rest = rest[13+n:]
-		a.record(d.Time, from, typ, epoch, seq, rec, secrets)
+		a.record(d.Time, from, typ, epoch, seq, rec, keys.master)
+	}
+}
+
+// flightStep follows flights: a datagram that carries handshake fragments
+// starts a new flight when the other side spoke last, and is a
+// retransmission when every fragment in it was sent before.
+func (a *analysis) flightStep(t time.Time, from, frags int, repeated bool) {
+	if frags == 0 {
+		return
+	}
+	switch {
+	case a.lastFrom != from && !repeated:
+		a.flight[from]++
+		if len(a.flights) < maxListed {
+			a.flights = append(a.flights, flightSpan{side: from, number: a.flight[from], start: t, end: t})
+		} else {
+			a.moreFlights++
+		}
+		a.emit(from, dtls.TraceEvent{Kind: dtls.TraceFlightSent, Time: t, Flight: a.flight[from]})
+	case repeated:
+		a.retransmit[from]++
+		a.emit(from, dtls.TraceEvent{Kind: dtls.TraceFlightRetransmitted, Time: t, Flight: a.flight[from], Reason: "seen again"})
+	}
+	a.lastFrom = from
+	for i := len(a.flights) - 1; i >= 0; i-- {
+		if a.flights[i].side == from {
+			a.flights[i].end = t
+			break
+		}
 	}
 }
 
@@ -499,25 +523,7 @@ func (a *analysis) scanFragments(from int, b []byte) (n int, allRepeated bool) {
 
 func (a *analysis) record(t time.Time, from int, typ uint8, epoch uint64, seq uint64, rec []byte, secrets map[string][]byte) {
 	to := 1 - from
-	if e := a.epochs[from][epoch]; e != nil {
-		dup, gapFrom, gapTo := e.see(seq)
-		if dup {
-			a.duplicates++
-		}
-		if gapTo > 0 {
-			if len(a.gaps) < maxListed {
-				a.gaps = append(a.gaps, fmt.Sprintf("%s epoch %d: records %d..%d not in the capture", sideName(from), epoch, gapFrom, gapTo))
-			} else {
-				a.moreGaps++
-			}
-		}
-	} else if len(a.epochs[from]) < maxEpochsTracked {
-		e := &epochRecords{newest: seq}
-		e.see(seq)
-		a.epochs[from][epoch] = e
-	} else {
-		a.untracked++
-	}
+	a.trackRecord(from, epoch, seq)
 	body := rec[13:]
 	plain := body
 	encrypted := epoch > 0
@@ -555,6 +561,30 @@ func (a *analysis) record(t time.Time, from int, typ uint8, epoch uint64, seq ui
 		}
 	}
 	a.emit(to, dtls.TraceEvent{Kind: dtls.TraceRecordReceived, Time: t, Epoch: epoch, Seq: seq, ContentType: typ, Length: len(body)})
+}
+
+// trackRecord follows the record numbers of one side's epoch for gaps
+// and duplicates.
+func (a *analysis) trackRecord(from int, epoch, seq uint64) {
+	if e := a.epochs[from][epoch]; e != nil {
+		dup, gapFrom, gapTo := e.see(seq)
+		if dup {
+			a.duplicates++
+		}
+		if gapTo > 0 {
+			if len(a.gaps) < maxListed {
+				a.gaps = append(a.gaps, fmt.Sprintf("%s epoch %d: records %d..%d not in the capture", sideName(from), epoch, gapFrom, gapTo))
+			} else {
+				a.moreGaps++
+			}
+		}
+	} else if len(a.epochs[from]) < maxEpochsTracked {
+		e := &epochRecords{newest: seq}
+		e.see(seq)
+		a.epochs[from][epoch] = e
+	} else {
+		a.untracked++
+	}
 }
 
 // handshake reads the fragments of one plaintext handshake record.
@@ -598,8 +628,13 @@ func (a *analysis) report(out io.Writer) {
 	fmt.Fprintf(out, "conversation %v (client) <-> %v (server)\n\n", a.client, a.server)
 	a.ladder.Text(out)
 	fmt.Fprintln(out)
-	if a.suite != 0 {
-		fmt.Fprintf(out, "cipher suite: %s\n", dtls.CipherSuiteName(a.suite))
+	if a.offered13 {
+		fmt.Fprintln(out, "version: DTLS 1.2 (the client offered DTLS 1.3)")
+	}
+	if a.v13.on {
+		a.report13(out)
+	} else if a.suite != 0 {
+		fmt.Fprintf(out, "cipher suite: %s\n", suiteName(a.suite))
 	}
 	fmt.Fprintf(out, "messages (first transmission):\n")
 	for _, m := range a.messages {
@@ -642,7 +677,7 @@ func (a *analysis) report(out io.Writer) {
 	switch {
 	case a.finished[0] && a.finished[1]:
 		fmt.Fprintln(out, "handshake: complete (both Finished seen)")
-	case a.undecrypt > 0:
+	case a.undecrypt > 0 || a.v13.noKeys+a.v13.failed > 0:
 		fmt.Fprintln(out, "handshake: Finished messages encrypted; completion not verified")
 	default:
 		fmt.Fprintln(out, "handshake: incomplete in this capture")

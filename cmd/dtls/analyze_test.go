@@ -19,6 +19,7 @@ import (
 
 	"github.com/dtls-go/dtls"
 	"github.com/dtls-go/dtls/capture"
+	"github.com/dtls-go/dtls/internal/dtlstest"
 )
 
 func runAnalyzeForTest(t *testing.T, args ...string) string {
@@ -46,18 +47,9 @@ func flightCount(t *testing.T, out string) int {
 // root (to capture), openssl and tshark; under CI=true their absence fails.
 func TestAnalyzeOpenSSLCapture(t *testing.T) {
 	tshark := needTshark(t)
-	openssl, err := exec.LookPath("openssl")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("openssl missing")
-		}
-		t.Skip("openssl missing")
-	}
+	openssl := dtlstest.LookPath(t, "openssl")
 	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("capturing on loopback needs root")
-		}
-		t.Skip("capturing on loopback needs root")
+		dtlstest.Missing(t, "capturing on loopback needs root")
 	}
 	dir := t.TempDir()
 	pcap := filepath.Join(dir, "openssl.pcapng")

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dtls-go/dtls/internal/dtlstest"
 )
 
 func runDemoForTest(t *testing.T, args ...string) (dir, out string) {
@@ -35,14 +37,7 @@ func runDemoForTest(t *testing.T, args ...string) (dir, out string) {
 // under CI=true where it fails.
 func needTshark(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("tshark")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("tshark is not installed; CI must install it (.ci/run)")
-		}
-		t.Skip("tshark not installed")
-	}
-	return p
+	return dtlstest.LookPath(t, "tshark")
 }
 
 // tsharkFields runs tshark with no option but the fields to print: the

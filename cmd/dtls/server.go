@@ -3,11 +3,14 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,7 +28,8 @@ func init() {
 
 const serverSynopsis = `server [-listen ADDR] [-cert FILE -key FILE] [-psk HEX [-psk-identity ID]]
        [-ciphers LIST] [-mtu N] [-idle-timeout DURATION] [-max-conns N] [-once]
-       [-shutdown-timeout DURATION] [-keylog FILE] [-pcap FILE] [-v LEVEL]
+       [-shutdown-timeout DURATION] [-fleet-secret-file FILE]
+       [-cid N [-server-id HEX]] [-keylog FILE] [-pcap FILE] [-v LEVEL]
 
 Accepts DTLS 1.2 connections and echoes every datagram back on each, one
 goroutine per connection. Without -cert and -psk it makes a self-signed
@@ -45,6 +49,15 @@ when it exits.
 On SIGINT or SIGTERM it shuts down gracefully (Listener.Shutdown): it
 stops accepting, lets handshakes in progress finish for up to
 -shutdown-timeout, and sends every connection's peer a close_notify.
+
+Several servers behind one balancer (see "Running a fleet" in the
+README) share -fleet-secret-file: each then accepts the others'
+HelloVerifyRequest cookies and resumes their session tickets. The file
+holds the secret as hex digits, at least 64 (32 bytes), made once for the
+fleet, e.g. with: openssl rand -hex 32. With -cid N the server hands out
+N-byte Connection IDs (RFC 9146), random, or led by -server-id, a
+different one on each server, by which the balancer routes a client
+whose address changed.
 `
 
 // maxDatagram is the read buffer of an echo loop: a record's payload is at
@@ -60,6 +73,12 @@ type serverOptions struct {
 	maxConns    int
 	// shutdownTimeout bounds the graceful shutdown on SIGINT/SIGTERM.
 	shutdownTimeout time.Duration
+	// fleetSecretFile holds Config.FleetSecret in hex.
+	fleetSecretFile string
+	cidLen          int    // -cid: 0 for no CIDs
+	serverIDHex     string // -server-id
+	fleetSecret     []byte // set by parseServerFlags from fleetSecretFile
+	serverID        []byte // set by parseServerFlags from serverIDHex
 	commonFlags
 }
 
@@ -72,6 +91,9 @@ const (
 	// in progress: a peer that is there finishes within a few round
 	// trips, or a retransmission or two.
 	defaultShutdownTimeout = 5 * time.Second
+	// minFleetSecret is the shortest fleet secret, in bytes, that the
+	// library accepts (Config.FleetSecret).
+	minFleetSecret = 32
 )
 
 func parseServerFlags(args []string, w io.Writer) (*serverOptions, error) {
@@ -84,6 +106,9 @@ func parseServerFlags(args []string, w io.Writer) (*serverOptions, error) {
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", defaultIdleTimeout, "end a connection whose peer sent nothing for `DURATION` (0: never)")
 	fs.IntVar(&o.maxConns, "max-conns", defaultMaxConns, "keep at most `N` connections, ending the longest-idle one for a new one")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "on SIGINT/SIGTERM, wait up to `DURATION` for handshakes in progress")
+	fs.StringVar(&o.fleetSecretFile, "fleet-secret-file", "", "read the fleet's shared secret (hex, at least 32 bytes) from `FILE`: cookies and session tickets then work across the servers that share it")
+	fs.IntVar(&o.cidLen, "cid", 0, "hand out `N`-byte Connection IDs, 1 to 255 (0: none)")
+	fs.StringVar(&o.serverIDHex, "server-id", "", "with -cid, start every Connection ID with these `HEX` bytes, which name this server to the balancer")
 	o.register(fs, "PSK identity `ID` to accept (default: any)")
 	if err := parseArgs(fs, args); err != nil {
 		return nil, err
@@ -102,6 +127,33 @@ func parseServerFlags(args []string, w io.Writer) (*serverOptions, error) {
 	}
 	if o.shutdownTimeout < 0 {
 		return nil, usageErrorf("-shutdown-timeout %v is negative", o.shutdownTimeout)
+	}
+	if o.cidLen < 0 || o.cidLen > 255 {
+		return nil, usageErrorf("-cid %d: want a length from 1 to 255, or 0 for none", o.cidLen)
+	}
+	if o.serverIDHex != "" {
+		id, err := hex.DecodeString(o.serverIDHex)
+		if err != nil || len(id) == 0 {
+			return nil, usageErrorf("-server-id %q: want hex digits, e.g. -server-id 01", o.serverIDHex)
+		}
+		if o.cidLen == 0 {
+			return nil, usageErrorf("-server-id needs -cid")
+		}
+		if _, err := dtls.ServerIDCIDGenerator(id, o.cidLen); err != nil {
+			return nil, usageErrorf("-server-id %s -cid %d: %v", o.serverIDHex, o.cidLen, err)
+		}
+		o.serverID = id
+	}
+	if o.fleetSecretFile != "" {
+		b, err := os.ReadFile(o.fleetSecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("-fleet-secret-file: %w", err)
+		}
+		secret, err := hex.DecodeString(strings.TrimSpace(string(b)))
+		if err != nil || len(secret) < minFleetSecret {
+			return nil, usageErrorf("-fleet-secret-file %s: want at least %d hex digits (%d bytes), e.g. from openssl rand -hex 32", o.fleetSecretFile, 2*minFleetSecret, minFleetSecret)
+		}
+		o.fleetSecret = secret
 	}
 	if err := o.resolve(); err != nil {
 		return nil, err
@@ -140,6 +192,18 @@ func serverConfig(o *serverOptions, p *tracefmt.Printer) (*dtls.Config, io.Close
 			}
 			return key, nil
 		}
+	}
+
+	cfg.FleetSecret = o.fleetSecret
+	switch {
+	case o.serverID != nil:
+		gen, err := dtls.ServerIDCIDGenerator(o.serverID, o.cidLen)
+		if err != nil {
+			return nil, nil, err
+		}
+		cfg.ConnectionIDGenerator = gen
+	case o.cidLen > 0:
+		cfg.ConnectionIDGenerator = dtls.RandomCIDGenerator(o.cidLen)
 	}
 
 	closer, err := o.applyTo(cfg, p)
@@ -315,6 +379,12 @@ func describeState(st *dtls.ConnectionState) string {
 	}
 	if st.ExtendedMasterSecret {
 		s += ", extended master secret"
+	}
+	if st.DidResume {
+		s += ", resumed"
+	}
+	if len(st.LocalConnectionID) > 0 {
+		s += fmt.Sprintf(", CID %x", st.LocalConnectionID)
 	}
 	return s
 }

@@ -9,9 +9,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -23,6 +21,7 @@ import (
 	"github.com/dtls-go/dtls"
 	"github.com/dtls-go/dtls/examples/coapdemo"
 	"github.com/dtls-go/dtls/examples/coapdtls"
+	"github.com/dtls-go/dtls/internal/dtlstest"
 	"github.com/plgd-dev/go-coap/v3/dtls/server"
 	"github.com/plgd-dev/go-coap/v3/options"
 	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
@@ -82,56 +81,33 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// makePKI makes the CA and the two leaves with dtlstest; the keys are
+// written as SEC 1 "EC PRIVATE KEY" PEM, which every libcoap backend reads.
 func makePKI(dir string) (*testPKI, error) {
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "dtls-go test CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, caKey.Public(), caKey)
-	if err != nil {
-		return nil, err
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	p := &testPKI{roots: x509.NewCertPool()}
-	p.roots.AddCert(ca)
+	tb := dtlstest.NoTest() // made once for the package, not for one test
+	ca := dtlstest.NewCA(tb, dtlstest.Spec{})
+	p := &testPKI{roots: ca.Pool}
 	p.caFile = filepath.Join(dir, "ca.pem")
-	if err := writePEM(p.caFile, "CERTIFICATE", caDER); err != nil {
+	if err := writePEM(p.caFile, "CERTIFICATE", ca.Cert.Raw); err != nil {
 		return nil, err
 	}
 	leaf := func(serial int64, cn string, usage x509.ExtKeyUsage) (tls.Certificate, string, string, error) {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			return tls.Certificate{}, "", "", err
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
-			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-			DNSNames: []string{cn}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, k.Public(), caKey)
-		if err != nil {
-			return tls.Certificate{}, "", "", err
-		}
-		kder, err := x509.MarshalECPrivateKey(k)
+		c := ca.Issue(tb, dtlstest.Spec{Serial: serial, Names: []string{cn, "127.0.0.1"},
+			ExtKeyUsage: []x509.ExtKeyUsage{usage}})
+		kder, err := x509.MarshalECPrivateKey(c.Key.(*ecdsa.PrivateKey))
 		if err != nil {
 			return tls.Certificate{}, "", "", err
 		}
 		cf, kf := filepath.Join(dir, cn+".pem"), filepath.Join(dir, cn+"-key.pem")
-		if err := writePEM(cf, "CERTIFICATE", der); err != nil {
+		if err := writePEM(cf, "CERTIFICATE", c.TLS.Certificate[0]); err != nil {
 			return tls.Certificate{}, "", "", err
 		}
 		if err := writePEM(kf, "EC PRIVATE KEY", kder); err != nil {
 			return tls.Certificate{}, "", "", err
 		}
-		return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: k}, cf, kf, nil
+		return tls.Certificate{Certificate: c.TLS.Certificate, PrivateKey: c.Key}, cf, kf, nil
 	}
+	var err error
 	if p.server, p.serverCert, p.serverKey, err = leaf(2, "localhost", x509.ExtKeyUsageServerAuth); err != nil {
 		return nil, err
 	}

@@ -6,7 +6,8 @@
 // The server side needs only an adapter: go-coap's DTLS server
 // (github.com/plgd-dev/go-coap/v3/dtls/server) serves any listener with
 // AcceptWithContext(ctx) (net.Conn, error) and Close() error, and
-// NewListener gives a *dtls.Listener that method.
+// NewListener gives a *dtls.Listener that method, a thin layer over
+// dtls.Listener.AcceptContext.
 //
 //	l, _ := dtls.Listen("udp", ":5684", cfg)
 //	srv := coapdtls.NewServer(options.WithMux(router))
@@ -25,7 +26,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"sync"
 	"time"
 
 	"github.com/dtls-go/dtls"
@@ -49,77 +49,32 @@ func NewServer(opts ...server.Option) *server.Server {
 // Listener adapts a *dtls.Listener to go-coap's server.Listener.
 type Listener struct {
 	l *dtls.Listener
-
-	start   sync.Once
-	conns   chan net.Conn // unbuffered: a connection waits in acceptLoop until taken
-	failed  chan struct{} // closed when Accept failed, with err set
-	err     error
-	done    chan struct{} // closed by Close
-	closing sync.Once
 }
 
 var _ server.Listener = (*Listener)(nil)
 
 // NewListener wraps l. The Listener owns l from then on: Close closes it.
 func NewListener(l *dtls.Listener) *Listener {
-	return &Listener{l: l, conns: make(chan net.Conn), failed: make(chan struct{}), done: make(chan struct{})}
+	return &Listener{l: l}
 }
 
 // AcceptWithContext returns the next connection whose handshake completed,
-// or an error when ctx ends or the listener is closed. A closed listener
-// gives an error that matches io.EOF (go-coap's net.ErrListenerIsClosed,
-// which ends Serve) and net.ErrClosed.
-//
-// dtls.Listener.Accept takes no context, so one goroutine accepts on
-// behalf of all callers; a connection accepted after its caller's context
-// ended waits for the next caller, and is closed by Close if none comes.
+// or an error when ctx ends or the listener is closed. A closed (or shut
+// down) listener gives an error that matches io.EOF (go-coap's
+// net.ErrListenerIsClosed, which ends Serve) and net.ErrClosed.
 func (a *Listener) AcceptWithContext(ctx context.Context) (net.Conn, error) {
-	a.start.Do(func() { go a.acceptLoop() })
-	select {
-	case c := <-a.conns:
-		return c, nil
-	case <-a.failed:
-		return nil, a.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-a.done:
-		return nil, errListenerClosed
+	c, err := a.l.AcceptContext(ctx)
+	if err != nil && errors.Is(err, net.ErrClosed) {
+		err = fmt.Errorf("coapdtls: %w (%w)", coapnet.ErrListenerIsClosed, err)
 	}
+	return c, err
 }
 
-var errListenerClosed = fmt.Errorf("coapdtls: %w (%w)", coapnet.ErrListenerIsClosed, net.ErrClosed)
-
-// acceptLoop runs dtls.Listener.Accept until it fails, which it does only
-// once the dtls.Listener is closed (by Close or directly): every caller
-// from then on gets the error.
-func (a *Listener) acceptLoop() {
-	for {
-		c, err := a.l.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				err = fmt.Errorf("%w: %w", coapnet.ErrListenerIsClosed, err)
-			}
-			a.err = err
-			close(a.failed)
-			return
-		}
-		select {
-		case a.conns <- c:
-		case <-a.done:
-			c.Close()
-			return
-		}
-	}
-}
-
-// Close closes the dtls.Listener, which ends its connections.
+// Close closes the dtls.Listener, which ends its connections without a
+// close_notify; call the dtls.Listener's Shutdown first for a graceful
+// stop.
 func (a *Listener) Close() error {
-	var err error
-	a.closing.Do(func() {
-		close(a.done)
-		err = a.l.Close()
-	})
-	return err
+	return a.l.Close()
 }
 
 // Addr is the address the dtls.Listener serves.

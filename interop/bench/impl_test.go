@@ -6,19 +6,15 @@ package bench
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
 	"net"
 	"net/netip"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/dtls-go/dtls"
+	"github.com/dtls-go/dtls/internal/dtlstest"
 	pion3 "github.com/pion/dtls/v3"
 	pion4 "github.com/pion/dtls/v4"
 	pion4suite "github.com/pion/dtls/v4/pkg/crypto/ciphersuite"
@@ -58,31 +54,9 @@ var (
 
 func setupPKI(tb testing.TB) {
 	pkiOnce.Do(func() {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			panic(err)
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber:          big.NewInt(1),
-			Subject:               pkix.Name{CommonName: "localhost"},
-			DNSNames:              []string{"localhost"},
-			IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-			NotBefore:             time.Now().Add(-time.Hour),
-			NotAfter:              time.Now().Add(24 * time.Hour),
-			KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-			ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-			BasicConstraintsValid: true,
-			IsCA:                  true,
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-		if err != nil {
-			panic(err)
-		}
-		leaf, _ := x509.ParseCertificate(der)
-		roots = x509.NewCertPool()
-		roots.AddCert(leaf)
-		cert = tls.Certificate{Certificate: [][]byte{der}, PrivateKey: k, Leaf: leaf}
-		certKey = k
+		c := dtlstest.SelfSigned(tb, dtlstest.Spec{Names: []string{"localhost", "127.0.0.1"}, IsCA: true,
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+		cert, roots, certKey = c.TLS, c.Pool, c.Key.(*ecdsa.PrivateKey)
 	})
 }
 

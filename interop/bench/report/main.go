@@ -24,9 +24,13 @@ import (
 // samples[benchmark][impl][unit] holds every value of the runs.
 type samples map[string]map[string]map[string][]float64
 
-var lineRE = regexp.MustCompile(`^Benchmark(\w+)/impl=([\w.-]+?)(?:-\d+)?\s+\d+\s+(.*)$`)
+var lineRE = regexp.MustCompile(`^Benchmark(\w+)/impl=([\w.-]+?)(?:-(\d+))?\s+\d+\s+(.*)$`)
 
-func parse(file string) (samples, error) {
+func parse(file string) (samples, error) { return parseProcs(file, false) }
+
+// parseProcs is parse that, if procs, keeps the GOMAXPROCS of each
+// sample in its impl: "dtls-go@2" (-cpu 1,2 runs).
+func parseProcs(file string, procs bool) (samples, error) {
 	f, err := os.Open(file)
 	if err != nil {
 		return nil, err
@@ -39,7 +43,14 @@ func parse(file string) (samples, error) {
 		if m == nil {
 			continue
 		}
-		fields := strings.Fields(m[3])
+		if procs {
+			n := m[3]
+			if n == "" {
+				n = "1"
+			}
+			m[2] += "@" + n
+		}
+		fields := strings.Fields(m[4])
 		for i := 0; i+1 < len(fields); i += 2 {
 			v, err := strconv.ParseFloat(fields[i], 64)
 			if err != nil {
@@ -113,7 +124,21 @@ func main() {
 	notes := flag.String("notes", "", "hand-written notes (Markdown) to include after the table")
 	out := flag.String("out", "BENCHMARKS.md", "file to write")
 	concurrencyOnly := flag.Bool("concurrency", false, "write only the concurrency section (from a run of the Concurrent benchmarks alone) to -out")
+	multicore := flag.String("multicore", "", "output of the Receive and HandshakeCPU benchmarks run with -cpu 1,2, for the section on scaling across cores")
+	multicoreOnly := flag.Bool("multicoreonly", false, "write only the section on scaling across cores (from -multicore) to -out")
 	flag.Parse()
+	if *multicoreOnly {
+		ms, err := parseProcs(*multicore, true)
+		if err != nil {
+			log.Fatal(err)
+		}
+		var b strings.Builder
+		multicoreSection(func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }, ms, true)
+		if err := os.WriteFile(*out, []byte(b.String()), 0o644); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
 	s, err := parse(*in)
 	if err != nil {
 		log.Fatal(err)
@@ -190,6 +215,13 @@ func main() {
 	p("\nOur client's idle connection, for comparison: %s.\n", num(s.med("IdleConn", "dtls-go", "our-client-B/conn"), "B"))
 
 	concurrencySection(p, s, false)
+	if *multicore != "" {
+		ms, err := parseProcs(*multicore, true)
+		if err != nil {
+			log.Fatal(err)
+		}
+		multicoreSection(p, ms, false)
+	}
 
 	if *notes != "" {
 		nb, err := os.ReadFile(*notes)
@@ -309,4 +341,56 @@ func versions() string {
 		}
 	}
 	return strings.Join(vs, ", ")
+}
+
+// spread returns the smallest and largest sample.
+func (s samples) spread(bench, impl, unit string) (lo, hi float64) {
+	v := s[bench][impl][unit]
+	if len(v) == 0 {
+		return math.NaN(), math.NaN()
+	}
+	return slices.Min(v), slices.Max(v)
+}
+
+// multicoreSection writes the section on scaling across cores from runs
+// with -cpu 1,2 (impls named "name@procs").
+func multicoreSection(p func(string, ...any), s samples, standalone bool) {
+	p("\n## Scaling across cores (GOMAXPROCS 1 and 2)\n\n")
+	runs := s.n("Receive", "dtls-go@1", "records/s")
+	if standalone {
+		p("Measured %s on %s, %s CPUs (`nproc`), %s, %s; %d runs (medians, min–max in brackets).\n",
+			time.Now().UTC().Format("2006-01-02 15:04 UTC"), cpuModel(), nproc(), runtime.Version(), versions(), runs)
+		p("The machine's two cores were shared with other engineers' work throughout. Rerun:\n\n")
+		p("    cd interop && go test -c -o b.test ./bench && for i in 1 2 3 4 5; do ./b.test -test.run '^$' -test.bench 'Receive|HandshakeCPU' -test.cpu 1,2 >>mc.txt; done && go run ./bench/report -multicoreonly -multicore mc.txt -out mc.md\n\n")
+	}
+	p("**Receive path.** 256 established connections (PSK, AES-128-CCM_8, 100-byte records), each read by its own\n")
+	p("goroutine; records sealed in advance, sent from each peer's address by a child process that stops the server\n")
+	p("(SIGSTOP), fills its sockets' receive buffers and lets it go, so that the sender does not compete with the\n")
+	p("drain; timed from the moment the server continues to the last record read. `dtls-go` has GOMAXPROCS sockets\n")
+	p("(SO_REUSEPORT), `dtls-go-1socket` one. CPU is the server process's (getrusage) per record delivered; cores\n")
+	p("is that CPU time over the drain time, the cores the server actually got (other work on the machine took\n")
+	p("the rest). The last column is derived, not measured: the ratio two free cores would give at the measured\n")
+	p("CPU per record, 2 × CPU/record at 1 ÷ CPU/record at 2, if nothing serialized.\n\n")
+	p("| server | records/s, GOMAXPROCS 1 | GOMAXPROCS 2 | ratio (goal ≥ 1.7) | CPU/record, 1 | CPU/record, 2 | cores, 1 | cores, 2 | derived ratio |\n|---|---|---|---|---|---|---|---|---|\n")
+	for _, impl := range []string{"dtls-go", "dtls-go-1socket"} {
+		r1, r2 := s.med("Receive", impl+"@1", "records/s"), s.med("Receive", impl+"@2", "records/s")
+		lo1, hi1 := s.spread("Receive", impl+"@1", "records/s")
+		lo2, hi2 := s.spread("Receive", impl+"@2", "records/s")
+		c1, c2 := s.med("Receive", impl+"@1", "server-CPU-ns/record"), s.med("Receive", impl+"@2", "server-CPU-ns/record")
+		k1lo, k1hi := s.spread("Receive", impl+"@1", "server-cores")
+		k2lo, k2hi := s.spread("Receive", impl+"@2", "server-cores")
+		p("| %s | %.0fk [%.0f–%.0fk] | %.0fk [%.0f–%.0fk] | %.2f× | %s | %s | %.2f [%.2f–%.2f] | %.2f [%.2f–%.2f] | %.2f× |\n", impl,
+			r1/1e3, lo1/1e3, hi1/1e3, r2/1e3, lo2/1e3, hi2/1e3, r2/r1, dur(c1), dur(c2),
+			s.med("Receive", impl+"@1", "server-cores"), k1lo, k1hi, s.med("Receive", impl+"@2", "server-cores"), k2lo, k2hi, 2*c1/c2)
+	}
+	p("\n**Server CPU time per full handshake.** ECDHE-ECDSA with the cookie exchange; 200 handshakes per iteration,\n")
+	p("16 at a time, by our client in a child process limited to one core; the server's process CPU time\n")
+	p("(getrusage) per handshake.\n\n")
+	p("| server | GOMAXPROCS 1 | GOMAXPROCS 2 | growth (goal ≤ 1.0) |\n|---|---|---|---|\n")
+	for _, impl := range []string{"dtls-go", "pion-v4"} {
+		c1, c2 := s.med("HandshakeCPU", impl+"@1", "server-CPU-µs/hs"), s.med("HandshakeCPU", impl+"@2", "server-CPU-µs/hs")
+		lo1, hi1 := s.spread("HandshakeCPU", impl+"@1", "server-CPU-µs/hs")
+		lo2, hi2 := s.spread("HandshakeCPU", impl+"@2", "server-CPU-µs/hs")
+		p("| %s | %.0f µs [%.0f–%.0f] | %.0f µs [%.0f–%.0f] | %.2f× |\n", impl, c1, lo1, hi1, c2, lo2, hi2, c2/c1)
+	}
 }

@@ -42,6 +42,7 @@ const (
 	contentAlert     = 21
 	contentHandshake = 22
 	contentAppData   = 23
+	contentACK       = 26 // DTLS 1.3 (RFC 9147 §7)
 )
 
 // maxEvents bounds the events a Ladder keeps, so a long-lived connection
@@ -54,7 +55,8 @@ const maxEvents = 100_000
 type Ladder struct {
 	mu       sync.Mutex
 	events   []dtls.TraceEvent
-	limit    int // events kept; 0 means maxEvents
+	labels   map[int]string // by index in events: labels given with AddLabeled
+	limit    int            // events kept; 0 means maxEvents
 	omitted  int
 	oneSided bool
 }
@@ -90,6 +92,28 @@ func (l *Ladder) Add(ev *dtls.TraceEvent) {
 		return
 	}
 	l.events = append(l.events, e)
+}
+
+// AddLabeled is Add for a TraceRecordSent event whose record the caller
+// describes better than the events that follow it can: a DTLS 1.3 ACK
+// with the record numbers it lists, an encrypted record that could not
+// be opened. The arrow's label is label in place of its content and
+// epoch; the flight number and the retransmission mark still come from
+// the events.
+func (l *Ladder) AddLabeled(ev *dtls.TraceEvent, label string) {
+	l.mu.Lock()
+	limit := l.limit
+	if limit == 0 {
+		limit = maxEvents
+	}
+	if len(l.events) < limit && label != "" {
+		if l.labels == nil {
+			l.labels = map[int]string{}
+		}
+		l.labels[len(l.events)] = label
+	}
+	l.mu.Unlock()
+	l.Add(ev)
 }
 
 // side indexes the two columns.
@@ -145,6 +169,7 @@ type arrow struct {
 	flight      int
 	retransmit  string // the reason, for a retransmitted flight's records
 	labels      []string
+	custom      string // the label given with AddLabeled, in place of labels and epoch
 }
 
 // note is an event drawn on one side only: a timer, a stray drop, the end.
@@ -167,22 +192,37 @@ type diagram struct {
 	local    side // the side whose events a one-sided diagram shows
 }
 
-func (l *Ladder) snapshot() ([]dtls.TraceEvent, int) {
+// snapshot returns the events in time order (stable: equal times keep
+// their order of arrival), each with its AddLabeled label or "".
+func (l *Ladder) snapshot() ([]dtls.TraceEvent, []string, int) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	return slices.Clone(l.events), l.omitted
+	events, omitted := slices.Clone(l.events), l.omitted
+	labels := make([]string, len(events))
+	for i, s := range l.labels {
+		labels[i] = s
+	}
+	l.mu.Unlock()
+	// Events of the two sides reach Add in nearly, but not always, time
+	// order.
+	idx := make([]int, len(events))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(a, b int) int { return events[a].Time.Compare(events[b].Time) })
+	sorted, sortedLabels := make([]dtls.TraceEvent, len(events)), make([]string, len(events))
+	for i, j := range idx {
+		sorted[i], sortedLabels[i] = events[j], labels[j]
+	}
+	return sorted, sortedLabels, omitted
 }
 
 // build pairs the events into arrows and notes.
 func (l *Ladder) build() *diagram {
-	events, omitted := l.snapshot()
+	events, custom, omitted := l.snapshot()
 	d := &diagram{omitted: omitted, hasEvent: len(events) > 0}
 	if len(events) == 0 {
 		return d
 	}
-	// Events of the two sides reach Add in nearly, but not always, time
-	// order; sort stably so that equal times keep their order of arrival.
-	slices.SortStableFunc(events, func(a, b dtls.TraceEvent) int { return a.Time.Compare(b.Time) })
 	start := events[0].Time
 	d.local = sideOf(&events[0])
 	d.oneSided = l.oneSided && !slices.ContainsFunc(events, func(e dtls.TraceEvent) bool { return sideOf(&e) != d.local })
@@ -237,12 +277,15 @@ func (l *Ladder) build() *diagram {
 			// gets its sequence number here.
 			if a := ss.last; ev.ContentType == contentAlert && a != nil && !a.hasSeq && a.contentType == contentAlert && a.epoch == ev.Epoch {
 				a.seq, a.hasSeq, a.length = ev.Seq, true, ev.Length
+				if custom[i] != "" {
+					a.custom = custom[i]
+				}
 				noSeq[s] = slices.DeleteFunc(noSeq[s], func(x *arrow) bool { return x == a })
 				unmatched[key{s, a.epoch, a.seq}] = append(unmatched[key{s, a.epoch, a.seq}], a)
 				break
 			}
 			a := newArrow(ev.ContentType)
-			a.seq, a.hasSeq, a.length = ev.Seq, true, ev.Length
+			a.seq, a.hasSeq, a.length, a.custom = ev.Seq, true, ev.Length, custom[i]
 			unmatched[key{s, a.epoch, a.seq}] = append(unmatched[key{s, a.epoch, a.seq}], a)
 			ss.last = a
 		case dtls.TraceHandshakeSent:
@@ -454,6 +497,9 @@ func recordLabel(a *arrow) string {
 // label is the arrow's text: its content, epoch and flight.
 func (a *arrow) label() string {
 	s := strings.Join(a.labels, ", ") + fmt.Sprintf(" e%d", a.epoch)
+	if a.custom != "" {
+		s = a.custom
+	}
 	if a.flight != 0 && (a.contentType == contentHandshake || a.contentType == contentCCS) {
 		s = fmt.Sprintf("F%d %s", a.flight, s)
 	}
@@ -498,6 +544,8 @@ func (a *arrow) class() string {
 		return "data"
 	case a.contentType == contentCCS:
 		return "ccs"
+	case a.contentType == contentACK:
+		return "ack"
 	}
 	return "hs"
 }
@@ -505,8 +553,7 @@ func (a *arrow) class() string {
 // Log writes one line per event, in time order, with times in
 // microseconds since the first event: the -v rendering.
 func (l *Ladder) Log(w io.Writer) error {
-	events, omitted := l.snapshot()
-	slices.SortStableFunc(events, func(a, b dtls.TraceEvent) int { return a.Time.Compare(b.Time) })
+	events, _, omitted := l.snapshot()
 	var start time.Time
 	if len(events) > 0 {
 		start = events[0].Time

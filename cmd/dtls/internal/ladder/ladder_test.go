@@ -444,3 +444,57 @@ func TestCloseNotifyAfterPeerClosed(t *testing.T) {
 		}
 	}
 }
+
+// TestAddLabeled: a record added with a label is drawn with it in place
+// of its content and epoch (still with its flight and retransmission
+// marks, in text and SVG), even when the events reach the ladder out of
+// time order; a label past the ladder's limit is dropped with its event.
+func TestAddLabeled(t *testing.T) {
+	s := newSim()
+	l := New()
+	add := func(ev dtls.TraceEvent, label string) {
+		ev.Time = s.t0.Add(s.now)
+		ev.Local, ev.Remote = s.addr[client], s.addr[server]
+		if !ev.Client {
+			ev.Local, ev.Remote = ev.Remote, ev.Local
+		}
+		if label != "" {
+			l.AddLabeled(&ev, label)
+		} else {
+			l.Add(&ev)
+		}
+	}
+	// The server's ACK is added before the client's Finished that it
+	// answers, but happens after it.
+	s.at(300)
+	add(dtls.TraceEvent{Kind: dtls.TraceRecordSent, Epoch: 3, Seq: 0, ContentType: 26, Length: 18}, "ACK(e2 s0) e3 s0")
+	add(dtls.TraceEvent{Kind: dtls.TraceRecordReceived, Client: true, Epoch: 3, Seq: 0, ContentType: 26, Length: 18}, "")
+	s.at(100)
+	add(dtls.TraceEvent{Kind: dtls.TraceFlightRetransmitted, Client: true, Flight: 3, Reason: "seen again"}, "")
+	add(dtls.TraceEvent{Kind: dtls.TraceRecordSent, Client: true, Epoch: 2, Seq: 0, ContentType: contentHandshake, Length: 61}, "Finished seq=2 e2 s0")
+	add(dtls.TraceEvent{Kind: dtls.TraceHandshakeSent, Client: true, Epoch: 2, HandshakeType: hsFinished, MessageSeq: 2, FragmentLength: 48, MessageLength: 48, Flight: 3}, "")
+	add(dtls.TraceEvent{Kind: dtls.TraceRecordReceived, Epoch: 2, Seq: 0, ContentType: contentHandshake, Length: 61}, "")
+	text := string(render(t, l.Text))
+	for _, want := range []string{"│ ↻ F3 Finished seq=2 e2 s0 ─", "─ ACK(e2 s0) e3 s0 │"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("text lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Index(text, "Finished") > strings.Index(text, "ACK(") {
+		t.Errorf("the ACK is drawn before the record it answers:\n%s", text)
+	}
+	svg := string(render(t, l.SVG))
+	for _, want := range []string{"↻ F3 Finished seq=2 e2 s0 (seen again)", "ACK(e2 s0) e3 s0", `stroke="#00838f"`, ">ACK</text>"} {
+		if !strings.Contains(svg, want) {
+			t.Errorf("SVG lacks %q", want)
+		}
+	}
+
+	small := NewLimited(1)
+	ev := dtls.TraceEvent{Kind: dtls.TraceRecordSent, Time: s.t0, Client: true, ContentType: 26}
+	small.AddLabeled(&ev, "first")
+	small.AddLabeled(&ev, "second")
+	if len(small.labels) != 1 || small.labels[0] != "first" || small.omitted != 1 {
+		t.Errorf("limited ladder kept labels %v, omitted %d", small.labels, small.omitted)
+	}
+}

@@ -35,6 +35,7 @@ var svgColour = map[string]string{
 	"data":  "#2e7d32",
 	"alert": "#c62828",
 	"retx":  "#e07b00",
+	"ack":   "#00838f",
 }
 
 const (
@@ -156,10 +157,14 @@ func (l *Ladder) SVG(w io.Writer) error {
 
 	// Legend.
 	lx, ly := 20, bottom+26
-	for _, e := range []struct{ class, text string }{
+	legend := []struct{ class, text string }{
 		{"hs", "handshake"}, {"ccs", "ChangeCipherSpec"}, {"data", "application data"},
 		{"alert", "alert"}, {"retx", "↻ retransmission"},
-	} {
+	}
+	if slices.ContainsFunc(d.arrows, func(a *arrow) bool { return a.class() == "ack" }) {
+		legend = append(legend, struct{ class, text string }{"ack", "ACK"})
+	}
+	for _, e := range legend {
 		fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="2"/>`+"\n", lx, ly, lx+22, ly, svgColour[e.class])
 		fmt.Fprintf(&b, `<text x="%d" y="%d">%s</text>`+"\n", lx+28, ly+4, esc(e.text))
 		lx += 40 + 8*len([]rune(e.text))
