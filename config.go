@@ -215,9 +215,11 @@ type Config struct {
 	// (*ecdsa.PublicKey, ed25519.PublicKey, *rsa.PublicKey).
 	PeerPublicKeys []crypto.PublicKey
 
-	// SessionTicketsDisabled turns off RFC 5077 session tickets: a server
-	// neither issues nor accepts them (it still resumes sessions by ID
-	// from its cache), a client does not ask for them.
+	// SessionTicketsDisabled turns off session tickets, RFC 5077's in
+	// DTLS 1.2 and NewSessionTicket in DTLS 1.3: a server neither issues
+	// nor accepts them (it still resumes 1.2 sessions by ID from its
+	// cache; 1.3 has no other resumption), a client neither asks for
+	// nor offers them.
 	SessionTicketsDisabled bool
 
 	// SessionCacheSize bounds the sessions a server keeps for resumption
@@ -229,7 +231,8 @@ type Config struct {
 
 	// SessionLifetime bounds how long after its full handshake a session
 	// may be resumed, by ID or ticket, on either side; a server sends it
-	// as the ticket lifetime hint (RFC 5077 §5.6). If 0, 24 hours, the
+	// as the ticket lifetime hint (RFC 5077 §5.6) and, less the time since
+	// the full handshake, as a DTLS 1.3 ticket_lifetime (RFC 8446 §4.6.1). If 0, 24 hours, the
 	// limit RFC 5246 §F.1.4 suggests; at most 7 days (RFC 8446 §4.6.1's
 	// limit for tickets). Listen refuses a negative or longer value.
 	SessionLifetime time.Duration
@@ -254,8 +257,10 @@ type Config struct {
 	// and ServerIDCIDGenerator for Connection IDs a balancer can route.
 	FleetSecret []byte
 
-	// ClientSessionCache, on a client, keeps sessions for resumption,
-	// keyed by ServerName or, without one, the server's address, with the
+	// ClientSessionCache, on a client, keeps sessions for resumption, one
+	// per server, DTLS 1.2 or 1.3 (the latest handshake's; a session is
+	// offered only to a handshake of its version), keyed by ServerName
+	// or, without one, the server's address, with the
 	// round-trip time measured on the connection that made them, which
 	// starts the retransmission timer of the next handshake with that
 	// server (see RetransmitTimeout). If nil, the client does not resume

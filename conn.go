@@ -126,6 +126,9 @@ type Conn struct {
 	// lastACK is when a DTLS 1.3 server last re-ACKed a retransmitted
 	// client flight, for minResendInterval.
 	lastACK time.Time
+	// sessionCacheKey is a client's ClientSessionCache key, where a DTLS
+	// 1.3 NewSessionTicket is stored after the handshake.
+	sessionCacheKey string
 }
 
 // connState is what the handshake negotiated.
@@ -156,6 +159,12 @@ type connState struct {
 	// secrets of each direction, from which KeyUpdate derives the next
 	// (RFC 8446 §7.2).
 	ourSecret, peerSecret []byte
+	// resumptionSecret is the resumption_master_secret (RFC 8446 §7.1)
+	// from which the PSKs of tickets are derived; sessionCreatedAt the
+	// Unix time of the full handshake whose authentication a resumed
+	// session carries (0: this one), which a new ticket keeps.
+	resumptionSecret []byte
+	sessionCreatedAt uint64
 }
 
 // suiteName names the negotiated suite.
@@ -325,7 +334,9 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 		// A DTLS 1.3 client's last flight is the exception: the server
 		// ACKs it, and until then it is retransmitted (RFC 9147 §5.8.3),
 		// by Read.
-		if c.vers != VersionDTLS13 || !c.isClient {
+		// A 1.3 server marked its flight final itself, and may have
+		// started one of post-handshake messages (NewSessionTicket).
+		if c.vers != VersionDTLS13 {
 			c.hs.finalFlight()
 		}
 		if len(c.pending) == 0 {

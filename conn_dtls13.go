@@ -116,8 +116,7 @@ func (c *Conn) handleHandshakeRecord13(hdr recordHeader, data []byte) error {
 // went unacknowledged: our ACK, or our flight, was lost) is answered with
 // an ACK by the server, which keeps the client's epoch-2 keys for it
 // (RFC 9147 §5.8.3, §7), and with our final flight by the client.
-// NewSessionTicket is acknowledged and not used: we do not resume 1.3
-// sessions yet. KeyUpdate is handleKeyUpdate. NewConnectionId and
+// NewSessionTicket is stored for resumption and acknowledged. KeyUpdate is handleKeyUpdate. NewConnectionId and
 // RequestConnectionId are not implemented: they end the connection with
 // unexpected_message.
 func (c *Conn) handlePostHandshake13(hdr recordHeader, data []byte) error {
@@ -149,7 +148,8 @@ func (c *Conn) handlePostHandshake13(hdr recordHeader, data []byte) error {
 		if !c.isClient {
 			return c.fail(alertUnexpectedMessage, errors.New("dtls: NewSessionTicket from a client"))
 		}
-		// Reassembled and discarded; ACKed at once so that the server
+		// Reassembled, stored in the ClientSessionCache
+		// (resume_dtls13.go) and ACKed at once so that the server
 		// stops sending it.
 		if err := c.handleHandshakeRecord13(hdr, data); err != nil {
 			return err
@@ -161,6 +161,9 @@ func (c *Conn) handlePostHandshake13(hdr recordHeader, data []byte) error {
 			}
 			if m.typ != typeNewSessionTicket {
 				return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: unexpected %v after the handshake", m.typ))
+			}
+			if err := c.handleNewSessionTicket13(m); err != nil {
+				return err
 			}
 		}
 		return c.sendACK()

@@ -1,7 +1,7 @@
 // Package dtls implements DTLS 1.2 (RFC 6347), TLS for datagram transports,
 // in pure Go on the standard library's cryptography, and DTLS 1.3 (RFC
 // 9147) when Config.MaxVersion is VersionDTLS13: the default is DTLS 1.2
-// until the 1.3 side resumes sessions (see README for what 1.3 lacks).
+// for now (see README for what 1.3 lacks).
 //
 // The API follows crypto/tls. A client dials:
 //

@@ -27,6 +27,7 @@ type clientHandshakeState struct {
 	clientSession *ClientSessionState  // the cached session offered
 	cacheKey      string               // its ClientSessionCache key
 	ticket        *newSessionTicketMsg // the ticket the server sent
+	cached13      *ClientSessionState  // a cached DTLS 1.3 session, offered only to a 1.3 server
 
 	// offered13: our ClientHello offered DTLS 1.3 as well, so a 1.2
 	// ServerHello must not carry the downgrade sentinel; hs13 is the
@@ -60,7 +61,7 @@ func (c *Conn) clientHandshake(ctx context.Context) error {
 		// The 1.3 ClientHello is the 1.2 one with the 1.3 extensions;
 		// hs.hello points into it, so that what the 1.2 steps below
 		// change (a cookie, a dropped ticket) is sent either way.
-		if hs.hs13, err = c.offer13(hello); err != nil {
+		if hs.hs13, err = c.offer13(hello, hs.cached13); err != nil {
 			return err
 		}
 		hs.hello = &hs.hs13.hello.clientHelloMsg

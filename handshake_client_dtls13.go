@@ -41,9 +41,10 @@ type clientHandshakeState13 struct {
 	sentHRR bool
 	state   connState
 
-	// External PSK (RFC 8446 §4.2.11): the key we offer, and whether
-	// the server selected it.
-	psk     []byte
+	// The PSKs we offer (RFC 8446 §4.2.11), in the order of the
+	// ClientHello's identities: a ticket (resume_dtls13.go) and the
+	// external PSK; and whether the server selected one.
+	psks    []offeredPSK13
 	usedPSK bool
 	// trPrefix is what the transcript holds before the ClientHello being
 	// written: message_hash(ClientHello1) and the HelloRetryRequest after
@@ -109,7 +110,7 @@ func (cfg *Config) groups13() []tls.CurveID {
 // datagram (an X25519MLKEM768 share is 1216 bytes); a server preferring
 // another group asks for it in a HelloRetryRequest, which its cookie
 // exchange costs anyway (DTLS13-NOTES §3).
-func (c *Conn) offer13(hello *clientHelloMsg) (*clientHandshakeState13, error) {
+func (c *Conn) offer13(hello *clientHelloMsg, cached *ClientSessionState) (*clientHandshakeState13, error) {
 	hs := &clientHandshakeState13{c: c}
 	m := &clientHelloMsg13{clientHelloMsg: *hello}
 	m.supportedVersions = []uint16{VersionDTLS13}
@@ -141,6 +142,9 @@ func (c *Conn) offer13(hello *clientHelloMsg) (*clientHandshakeState13, error) {
 	if err := hs.newKeyShare(m, firstShareGroup(groups)); err != nil {
 		return nil, err
 	}
+	// A ticket from an earlier 1.3 connection first (resumption,
+	// psk_dhe_ke only: a resumed session keeps forward secrecy).
+	hs.offerTicket(m, cached)
 	if c.config.PSK != nil {
 		// An external PSK (RFC 8446 §4.2.11), SHA-256 as §4.2.11 has
 		// it when nothing else is agreed; psk_dhe_ke first, for
@@ -149,10 +153,10 @@ func (c *Conn) offer13(hello *clientHelloMsg) (*clientHandshakeState13, error) {
 		if err != nil || len(psk) == 0 {
 			return nil, fmt.Errorf("dtls: no PSK for DTLS 1.3: %v", err)
 		}
-		hs.psk = psk
+		hs.psks = append(hs.psks, offeredPSK13{key: psk, hash: crypto.SHA256, external: true})
 		m.pskModes = []uint8{pskModeDHE, pskModePlain}
-		m.pskIdentities = []pskIdentity13{{label: c.config.PSKIdentity}}
-		m.pskBinders = [][]byte{make([]byte, crypto.SHA256.Size())}
+		m.pskIdentities = append(m.pskIdentities, pskIdentity13{label: c.config.PSKIdentity})
+		m.pskBinders = append(m.pskBinders, make([]byte, crypto.SHA256.Size()))
 	}
 	hs.hello = m
 	c.offered13 = true
@@ -208,40 +212,43 @@ func (hs *clientHandshakeState13) writeHello(hs12 *handshakeState) error {
 	return nil
 }
 
-// bindPSK fills the PSK binder of the marshaled ClientHello body (RFC
-// 8446 §4.2.11.2): an HMAC under the binder key over the transcript up to
-// the binders list, hs.trPrefix included.
+// bindPSK fills the PSK binders of the marshaled ClientHello body (RFC
+// 8446 §4.2.11.2): each an HMAC under its PSK's binder key over the
+// transcript up to the binders list, hs.trPrefix included. The binders
+// keep their lengths, so the truncated body they cover does not change.
 func (hs *clientHandshakeState13) bindPSK(body []byte) ([]byte, error) {
 	truncated, err := hs.hello.truncatedForBinders(body)
 	if err != nil {
 		return nil, err
 	}
-	binder, err := pskBinder13(hs.psk, hs.trPrefix, truncated, len(body))
-	if err != nil {
-		return nil, err
+	binders := make([][]byte, len(hs.psks))
+	for i, p := range hs.psks {
+		if binders[i], err = pskBinder13(p.hash, p.external, p.key, hs.trPrefix, truncated, len(body)); err != nil {
+			return nil, err
+		}
 	}
-	hs.hello.pskBinders = [][]byte{binder}
+	hs.hello.pskBinders = binders
 	return hs.hello.marshal()
 }
 
-// pskBinder13 is the binder of an external SHA-256 PSK over prefix and a
-// ClientHello truncated before its binders, whose whole body is bodyLen
-// bytes: the TLS-style header in the transcript carries the full length
-// (RFC 8446 §4.2.11.2).
-func pskBinder13(psk, prefix, truncated []byte, bodyLen int) ([]byte, error) {
-	early, err := newEarlySecret13(crypto.SHA256, psk)
+// pskBinder13 is the binder of a PSK of hash h (external, or resumption)
+// over prefix and a ClientHello truncated before its binders, whose whole
+// body is bodyLen bytes: the TLS-style header in the transcript carries
+// the full length (RFC 8446 §4.2.11.2).
+func pskBinder13(h crypto.Hash, external bool, psk, prefix, truncated []byte, bodyLen int) ([]byte, error) {
+	early, err := newEarlySecret13(h, psk)
 	if err != nil {
 		return nil, err
 	}
-	bk, err := early.binderKey(true)
+	bk, err := early.binderKey(external)
 	if err != nil {
 		return nil, err
 	}
-	h := crypto.SHA256.New()
-	h.Write(prefix)
-	h.Write([]byte{byte(typeClientHello), byte(bodyLen >> 16), byte(bodyLen >> 8), byte(bodyLen)})
-	h.Write(truncated)
-	return finishedVerifyData13(crypto.SHA256, labelPrefixDTLS13, bk, h.Sum(nil))
+	th := h.New()
+	th.Write(prefix)
+	th.Write([]byte{byte(typeClientHello), byte(bodyLen >> 16), byte(bodyLen >> 8), byte(bodyLen)})
+	th.Write(truncated)
+	return finishedVerifyData13(h, labelPrefixDTLS13, bk, th.Sum(nil))
 }
 
 func (hs *clientHandshakeState13) addTranscript(typ handshakeType, body []byte) {
@@ -360,10 +367,9 @@ func (hs *clientHandshakeState13) processHRR(msg inMessage, hrr *serverHelloMsg1
 	hs.trPrefix = messageHash13(hs.suite.hash, hs.chBody)
 	hs.trPrefix = appendTranscriptMessage13(hs.trPrefix, typeServerHello, msg.body)
 	hs.transcript.Write(hs.trPrefix)
-	if len(hs.hello.pskIdentities) > 0 && hs.suite.hash != crypto.SHA256 {
-		// Our PSK's hash is SHA-256: it cannot go with this suite.
-		hs.hello.pskIdentities, hs.hello.pskBinders, hs.hello.pskModes = nil, nil, nil
-	}
+	// RFC 8446 §4.1.4: the second ClientHello keeps only the PSKs whose
+	// hash is that of the suite the HelloRetryRequest chose.
+	hs.keepPSKsFor(hs.suite.hash)
 	changed := len(hrr.cookie) > 0
 	hs.hello.cookieExt = slices.Clone(hrr.cookie)
 	if g := hrr.selectedGroup; g != 0 {
@@ -402,11 +408,16 @@ func (hs *clientHandshakeState13) processServerHello(msg inMessage, sh *serverHe
 	if sh.hasSelectedIdentity {
 		// RFC 8446 §4.2.11: an index into our identities, and the
 		// suite's hash must be the PSK's.
-		if int(sh.selectedIdentity) >= len(hs.hello.pskIdentities) || hs.suite.hash != crypto.SHA256 {
+		i := int(sh.selectedIdentity)
+		if i >= len(hs.psks) || hs.suite.hash != hs.psks[i].hash {
 			return c.fail(alertIllegalParameter, errors.New("dtls: server selected a PSK we did not offer, or with another hash"))
 		}
-		psk, hs.usedPSK = hs.psk, true
-		hs.state.pskIdentity = hs.hello.pskIdentities[sh.selectedIdentity].label
+		psk, hs.usedPSK = hs.psks[i].key, true
+		if cs := hs.psks[i].session; cs != nil {
+			hs.resumed(cs)
+		} else {
+			hs.state.pskIdentity = hs.hello.pskIdentities[i].label
+		}
 	}
 	var shared []byte
 	switch {
@@ -668,6 +679,11 @@ func (hs *clientHandshakeState13) sendClientFinished() error {
 	}
 	if err := hs.writeHandshake(&finishedMsg{verifyData: vd}); err != nil {
 		return err
+	}
+	// RFC 8446 §7.1: the resumption master secret covers the transcript
+	// through the client's Finished; tickets derive their PSKs from it.
+	if hs.state.resumptionSecret, err = hs.master.resumptionMasterSecret(hs.transcriptHash()); err != nil {
+		return c.fail(alertInternalError, err)
 	}
 	if err := c.sendFlight(false, ""); err != nil {
 		return err

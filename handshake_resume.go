@@ -165,33 +165,9 @@ func (hs *serverHandshakeState) checkForResumption() bool {
 	if suite.kx.usesCertificates() && hs.cert == nil {
 		return false
 	}
-	// Client authentication is never skipped by resuming (pion
-	// CVE-2026-135389): a session without a certificate does not resume
-	// where one is required, nor an unverified one where verification
-	// is required.
-	hasCerts := len(s.peerCertificates) > 0
-	if c.config.requiresClientCert() && !hasCerts && s.peerPublicKey == nil {
+	s, ok := c.config.resumableClientAuth(s, now)
+	if !ok {
 		return false
-	}
-	if s.peerPublicKey != nil && !c.config.rawKeyResumable(s, false) {
-		return false
-	}
-	if hasCerts {
-		if now.After(s.peerCertificates[0].NotAfter) {
-			return false
-		}
-		if s.chainsVerified && len(s.verifiedChains) == 0 && c.config.verifiesClientCert() {
-			chains, err := c.config.verifyClientChain(s.peerCertificates, now)
-			if err != nil {
-				return false
-			}
-			rebuilt := *s
-			rebuilt.verifiedChains = chains
-			s = &rebuilt
-		}
-		if c.config.verifiesClientCert() && len(s.verifiedChains) == 0 {
-			return false
-		}
 	}
 	var srtp uint16
 	if hs.serverHello.hasSRTP {
@@ -202,6 +178,40 @@ func (hs *serverHandshakeState) checkForResumption() bool {
 	}
 	hs.session = s
 	return true
+}
+
+// resumableClientAuth applies a server's client-authentication policy to
+// a session it might resume, in 1.2 and 1.3, and returns the session with
+// its client chains rebuilt when they must be. Client authentication is
+// never skipped by resuming (pion CVE-2026-135389): a session without a
+// certificate does not resume where one is required, nor an unverified
+// one where verification is required.
+func (cfg *Config) resumableClientAuth(s *sessionState, now time.Time) (*sessionState, bool) {
+	hasCerts := len(s.peerCertificates) > 0
+	if cfg.requiresClientCert() && !hasCerts && s.peerPublicKey == nil {
+		return nil, false
+	}
+	if s.peerPublicKey != nil && !cfg.rawKeyResumable(s, false) {
+		return nil, false
+	}
+	if hasCerts {
+		if now.After(s.peerCertificates[0].NotAfter) {
+			return nil, false
+		}
+		if s.chainsVerified && len(s.verifiedChains) == 0 && cfg.verifiesClientCert() {
+			chains, err := cfg.verifyClientChain(s.peerCertificates, now)
+			if err != nil {
+				return nil, false
+			}
+			rebuilt := *s
+			rebuilt.verifiedChains = chains
+			s = &rebuilt
+		}
+		if cfg.verifiesClientCert() && len(s.verifiedChains) == 0 {
+			return nil, false
+		}
+	}
+	return s, true
 }
 
 // doResumeHandshake runs the server's side of an abbreviated handshake:
@@ -287,6 +297,13 @@ func (hs *clientHandshakeState) loadSession() error {
 		// trip: RFC 9147 §5.8.2 starts the timer at 1.5 times it, whether
 		// or not the session can be resumed.
 		c.hs.setInitialRTT(cs.rtt)
+	}
+	c.sessionCacheKey = hs.cacheKey
+	if ok && cs != nil && cs.state != nil && cs.state.version == VersionDTLS13 {
+		// A DTLS 1.3 ticket goes in the pre_shared_key extension of a
+		// ClientHello that offers 1.3 (offer13), never in a 1.2 one.
+		hs.cached13 = cs
+		return nil
 	}
 	if !ok || cs == nil || cs.state == nil || !c.sessionUsable(cs, hello) {
 		return nil

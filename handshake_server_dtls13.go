@@ -41,6 +41,10 @@ type serverHandshakeState13 struct {
 	// ClientHello it binds (message_hash and the HelloRetryRequest).
 	psk      []byte
 	trPrefix []byte
+	// pskIndex is the identity of psk in the ClientHello; session the
+	// ticket's session when psk is a resumption PSK (resume_dtls13.go).
+	pskIndex int
+	session  *sessionState
 }
 
 // select13 reports whether a ClientHello gets DTLS 1.3 from this server,
@@ -84,7 +88,10 @@ func (c *Conn) serverHandshake13(ctx context.Context, ch *clientHelloMsg13) erro
 	// ACK; its epoch-2 keys stay installed to ACK it again if the client
 	// retransmits (handlePostHandshake13).
 	c.hs.finalFlight()
-	return c.sendACK()
+	if err := c.sendACK(); err != nil {
+		return err
+	}
+	return c.sendSessionTicket13()
 }
 
 // processClientHello chooses suite, group and certificate, and runs the
@@ -173,8 +180,12 @@ func (hs *serverHandshakeState13) processClientHello() error {
 	if err := hs.acceptPSK(); err != nil {
 		return err
 	}
+	if hs.session != nil {
+		hs.resumed()
+	} else if hs.psk != nil {
+		hs.state.pskIdentity = hs.hello.pskIdentities[hs.pskIndex].label
+	}
 	if hs.psk != nil {
-		hs.state.pskIdentity = hs.hello.pskIdentities[0].label
 		// psk_dhe_ke when the client allows it (forward secrecy),
 		// else psk_ke (RFC 8446 §4.2.9).
 		dhe = slices.Contains(hs.hello.pskModes, pskModeDHE)
@@ -191,6 +202,7 @@ func (hs *serverHandshakeState13) processClientHello() error {
 		cipherSuite:         hs.suite.id,
 		supportedVersion:    VersionDTLS13,
 		hasSelectedIdentity: hs.psk != nil,
+		selectedIdentity:    uint16(hs.pskIndex),
 	}
 	if dhe {
 		serverShare, shared, err := serverKeyShare13(c.config.rand(), hs.group, share)
@@ -293,36 +305,48 @@ func selectSuite13(cfg *Config, ch *clientHelloMsg13, stateless *hrrParams) *cip
 	return first
 }
 
-// acceptPSK takes the client's first PSK identity if Config.PSK knows it,
-// the suite's hash is the PSK's (SHA-256), and the client allows a mode:
-// its binder must then verify (RFC 8446 §4.2.11.2: otherwise the server
-// "MUST abort the handshake"; decrypt_error). An unknown identity is
-// declined, and the handshake goes on with a certificate if we have one.
+// acceptPSK takes the first PSK the client offers that we can use: a
+// ticket of ours that may resume here (resume_dtls13.go), or an identity
+// Config.PSK knows, either of the suite's hash (RFC 8446 §4.2.11) and
+// with a mode the client allows. Its binder must then verify (RFC 8446
+// §4.2.11.2: otherwise the server "MUST abort the handshake";
+// decrypt_error). A PSK we cannot use is declined: the handshake goes on
+// with the next, or with a certificate if we have one.
 func (hs *serverHandshakeState13) acceptPSK() error {
 	c := hs.c
 	ch := hs.hello
-	if c.config.PSK == nil || len(ch.pskIdentities) == 0 || len(ch.pskModes) == 0 || hs.suite.hash != crypto.SHA256 {
+	if len(ch.pskIdentities) == 0 || !slices.Contains(ch.pskModes, pskModeDHE) && !slices.Contains(ch.pskModes, pskModePlain) {
 		return nil
 	}
-	key, err := c.config.PSK(ch.pskIdentities[0].label)
-	if err != nil || len(key) == 0 {
+	for i, id := range ch.pskIdentities {
+		var key []byte
+		var session *sessionState
+		external := false
+		if session = hs.ticketSession(id); session != nil {
+			key = session.masterSecret
+		} else if c.config.PSK != nil && hs.suite.hash == crypto.SHA256 {
+			k, err := c.config.PSK(id.label)
+			if err != nil || len(k) == 0 {
+				continue
+			}
+			key, external = k, true
+		} else {
+			continue
+		}
+		truncated, err := ch.truncatedForBinders(ch.original)
+		if err != nil {
+			return c.fail(alertDecodeError, err)
+		}
+		want, err := pskBinder13(hs.suite.hash, external, key, hs.trPrefix, truncated, len(ch.original))
+		if err != nil {
+			return c.fail(alertInternalError, err)
+		}
+		if !hmac.Equal(want, ch.pskBinders[i]) {
+			return c.fail(alertDecryptError, errors.New("dtls: the client's PSK binder does not verify (wrong PSK?)"))
+		}
+		hs.psk, hs.pskIndex, hs.session = key, i, session
 		return nil
 	}
-	truncated, err := ch.truncatedForBinders(ch.original)
-	if err != nil {
-		return c.fail(alertDecodeError, err)
-	}
-	want, err := pskBinder13(key, hs.trPrefix, truncated, len(ch.original))
-	if err != nil {
-		return c.fail(alertInternalError, err)
-	}
-	if !hmac.Equal(want, ch.pskBinders[0]) {
-		return c.fail(alertDecryptError, errors.New("dtls: the client's PSK binder does not verify (wrong PSK?)"))
-	}
-	if !slices.Contains(ch.pskModes, pskModeDHE) && !slices.Contains(ch.pskModes, pskModePlain) {
-		return nil
-	}
-	hs.psk = key
 	return nil
 }
 
@@ -555,6 +579,10 @@ func (hs *serverHandshakeState13) readClientFlight() error {
 		return c.fail(alertDecryptError, errors.New("dtls: client's Finished is wrong"))
 	}
 	hs.addTranscript(msg)
+	// RFC 8446 §7.1: through the client's Finished.
+	if hs.state.resumptionSecret, err = hs.master.resumptionMasterSecret(hs.transcript.Sum(nil)); err != nil {
+		return c.fail(alertInternalError, err)
+	}
 	if typ, _, ok := c.hs.peekMessage(); ok {
 		return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: %v after the client's Finished", typ))
 	}

@@ -17,7 +17,7 @@ func clientHello13(t testing.TB) (*clientHelloMsg, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs13, err := c.offer13(hello)
+	hs13, err := c.offer13(hello, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -64,6 +64,12 @@ const (
 	// another format does not parse, and its client gets a full
 	// handshake.
 	sessionStateFormat = 2
+	// sessionStateFormat13 is the format of a DTLS 1.3 state: format 2
+	// with the resumption PSK in place of the master secret (Hash.length
+	// bytes) and the ticket's age_add at the end (RFC 8446 §4.6.1). A
+	// 1.2 state keeps format 2, so 1.2 tickets still open on servers
+	// that predate 1.3 resumption.
+	sessionStateFormat13 = 3
 )
 
 // sessionState is what resuming a session needs: the negotiated
@@ -97,12 +103,19 @@ type sessionState struct {
 	alpn          string
 	srtpProfile   uint16
 	clientAuth    tls.ClientAuthType // the server's policy when the session was made
+	// ageAdd is a DTLS 1.3 ticket's ticket_age_add (RFC 8446 §4.6.1),
+	// with which the server recovers the ticket age the client reports.
+	ageAdd uint32
 }
 
 // marshal serializes a server's session state for a ticket.
 func (s *sessionState) marshal() ([]byte, error) {
 	b := cryptobyte.NewBuilder(nil)
-	b.AddUint16(sessionStateFormat)
+	format := uint16(sessionStateFormat)
+	if s.version == VersionDTLS13 {
+		format = sessionStateFormat13
+	}
+	b.AddUint16(format)
 	if s.isClient {
 		b.AddUint8(1)
 	} else {
@@ -136,6 +149,9 @@ func (s *sessionState) marshal() ([]byte, error) {
 		}
 	}
 	addBytes16(b, spki)
+	if format == sessionStateFormat13 {
+		b.AddUint32(s.ageAdd)
+	}
 	return b.Bytes()
 }
 
@@ -154,11 +170,12 @@ func parseSessionState(data []byte) *sessionState {
 	var format uint16
 	var role, ems, verified, clientAuth uint8
 	var master, name, alpn []byte
-	if !in.ReadUint16(&format) || format != sessionStateFormat ||
+	if !in.ReadUint16(&format) || format != sessionStateFormat && format != sessionStateFormat13 ||
 		!in.ReadUint8(&role) || role > 1 ||
-		!in.ReadUint16(&s.version) || !in.ReadUint16(&s.cipherSuite) ||
+		!in.ReadUint16(&s.version) || (s.version == VersionDTLS13) != (format == sessionStateFormat13) ||
+		!in.ReadUint16(&s.cipherSuite) ||
 		!in.ReadUint64(&s.createdAt) ||
-		!readBytes8(&in, &master) || len(master) != masterSecretLen ||
+		!readBytes8(&in, &master) ||
 		!in.ReadUint8(&ems) || ems > 1 ||
 		!readBytes8(&in, &name) ||
 		!readCertList(&in, &s.peerCertificates) ||
@@ -168,7 +185,16 @@ func parseSessionState(data []byte) *sessionState {
 	var spki []byte
 	if !readBytes16(&in, &s.pskIdentity) || !readBytes8(&in, &alpn) ||
 		!in.ReadUint16(&s.srtpProfile) || !in.ReadUint8(&clientAuth) ||
-		!readBytes16(&in, &spki) || !in.Empty() {
+		!readBytes16(&in, &spki) ||
+		format == sessionStateFormat13 && !in.ReadUint32(&s.ageAdd) || !in.Empty() {
+		return nil
+	}
+	if format == sessionStateFormat13 {
+		// The resumption PSK is Hash.length bytes of the suite's hash.
+		if cs := cipherSuite13ByID(s.cipherSuite); cs == nil || len(master) != cs.hash.Size() || ems != 0 {
+			return nil
+		}
+	} else if len(master) != masterSecretLen {
 		return nil
 	}
 	if len(spki) > 0 {
@@ -447,7 +473,7 @@ func (c *Config) cachedSessionFor(id []byte, now time.Time) *sessionState {
 // ClientSessionCache stores it. Nothing of it but the ticket or session ID
 // is sent to the server.
 type ClientSessionState struct {
-	ticket     []byte // RFC 5077 ticket, or nil
+	ticket     []byte // RFC 5077 ticket, or a DTLS 1.3 ticket (state.version 1.3), or nil
 	sessionID  []byte // the server's session ID, when there is no ticket
 	state      *sessionState
 	receivedAt time.Time

@@ -1,0 +1,311 @@
+package dtls
+
+import (
+	"crypto"
+	"encoding/binary"
+	"errors"
+	"io"
+	"slices"
+	"time"
+)
+
+// DTLS 1.3 session resumption (RFC 8446 §2.2, §4.2.11, §4.6.1; RFC 9147
+// §5.8.4, where NewSessionTicket is a post-handshake message that is
+// ACKed and retransmitted until it is).
+//
+// After a handshake completes, a server sends one NewSessionTicket in
+// epoch 3: a ticket sealed with the same keys as its 1.2 tickets
+// (ticket.go: SetSessionTicketKeys, the rotating automatic keys,
+// FleetSecret) that holds the resumption PSK
+//
+//	HKDF-Expand-Label(resumption_master_secret, "resumption", ticket_nonce, Hash.length)
+//
+// with what the handshake authenticated. A client keeps it in its
+// ClientSessionCache, under the key a 1.2 session of the same server
+// would have; a later ClientHello that offers 1.3 offers it as a
+// pre_shared_key with psk_dhe_ke (forward secrecy: psk_ke is offered
+// only beside an external PSK, for which it always was). A 1.2 session in
+// the cache is never offered as a 1.3 PSK, nor a 1.3 one to a 1.2
+// server: whichever handshake completes last replaces the entry.
+//
+// A server resumes only where a full handshake with its current Config
+// would give the same guarantees (the 1.2 rules: resumableClientAuth, the
+// same server name, an external PSK identity still known); a ticket it
+// cannot open or use gets a full handshake, a wrong binder the
+// decrypt_error RFC 8446 §4.2.11.2 asks for.
+
+// offeredPSK13 is one PSK a client offers: its key and hash, whether it is
+// external (the binder key's label), and the cached session of a ticket.
+type offeredPSK13 struct {
+	key      []byte
+	hash     crypto.Hash
+	external bool
+	session  *ClientSessionState
+}
+
+// offerTicket adds the cached 1.3 session's ticket to the ClientHello, if
+// the Config would still accept the server it was made with.
+func (hs *clientHandshakeState13) offerTicket(m *clientHelloMsg13, cs *ClientSessionState) {
+	c := hs.c
+	if cs == nil || c.config.SessionTicketsDisabled || !c.sessionUsable13(cs, m) {
+		return
+	}
+	s := cs.state
+	suite := cipherSuite13ByID(s.cipherSuite)
+	// RFC 8446 §4.2.11.1: the age in milliseconds, plus ticket_age_add
+	// modulo 2^32.
+	age := c.config.time().Sub(cs.receivedAt) / time.Millisecond
+	hs.psks = append(hs.psks, offeredPSK13{key: s.masterSecret, hash: suite.hash, session: cs})
+	m.pskIdentities = append(m.pskIdentities, pskIdentity13{label: cs.ticket, obfuscatedTicketAge: uint32(age) + s.ageAdd})
+	m.pskBinders = append(m.pskBinders, make([]byte, suite.hash.Size()))
+	m.pskModes = []uint8{pskModeDHE}
+}
+
+// sessionUsable13 reports whether a cached 1.3 session may be offered: a
+// live client session for a suite hash we offer, made with the same
+// server name and authenticating the server as this Config would (the
+// same external PSK identity, or a certificate valid for ServerName).
+func (c *Conn) sessionUsable13(cs *ClientSessionState, m *clientHelloMsg13) bool {
+	s := cs.state
+	now := c.config.time()
+	if s == nil || !s.isClient || s.version != VersionDTLS13 || len(cs.ticket) == 0 || s.expired(now, c.config.sessionLifetime()) {
+		return false
+	}
+	if cs.lifetime <= 0 || !now.Before(cs.receivedAt.Add(cs.lifetime)) || now.Before(cs.receivedAt) {
+		return false
+	}
+	if s.serverName != m.serverName {
+		return false
+	}
+	suite := cipherSuite13ByID(s.cipherSuite)
+	if suite == nil || len(s.masterSecret) != suite.hash.Size() {
+		return false
+	}
+	hashOffered := false
+	for _, cs := range c.enabledSuites13() {
+		hashOffered = hashOffered || cs.hash == suite.hash
+	}
+	if !hashOffered {
+		return false
+	}
+	if len(s.pskIdentity) > 0 {
+		// Made with an external PSK: offered only with the same one.
+		return c.config.PSK != nil && string(s.pskIdentity) == string(c.config.PSKIdentity)
+	}
+	if c.config.InsecureSkipVerify {
+		return true
+	}
+	if len(s.verifiedChains) == 0 || len(s.peerCertificates) == 0 {
+		return false
+	}
+	leaf := s.peerCertificates[0]
+	return !now.After(leaf.NotAfter) && leaf.VerifyHostname(c.config.ServerName) == nil
+}
+
+// keepPSKsFor keeps the offered PSKs of hash h (after a
+// HelloRetryRequest chose a suite): the binders of the others could not
+// be computed over the new transcript, and the server could not select
+// them.
+func (hs *clientHandshakeState13) keepPSKsFor(h crypto.Hash) {
+	m := hs.hello
+	var psks []offeredPSK13
+	var ids []pskIdentity13
+	var binders [][]byte
+	for i, p := range hs.psks {
+		if p.hash == h {
+			psks = append(psks, p)
+			ids = append(ids, m.pskIdentities[i])
+			binders = append(binders, m.pskBinders[i])
+		}
+	}
+	hs.psks, m.pskIdentities, m.pskBinders = psks, ids, binders
+	if len(psks) == 0 {
+		m.pskModes = nil
+	}
+}
+
+// resumed takes over what the session of the ticket the server accepted
+// authenticated.
+func (hs *clientHandshakeState13) resumed(cs *ClientSessionState) {
+	s := cs.state
+	hs.state.didResume = true
+	hs.state.peerCertificates = s.peerCertificates
+	hs.state.verifiedChains = s.verifiedChains
+	hs.state.pskIdentity = s.pskIdentity
+	hs.state.sessionCreatedAt = s.createdAt
+}
+
+// ticketSession opens a PSK identity as one of our tickets and returns
+// its session if it may resume here, or nil.
+func (hs *serverHandshakeState13) ticketSession(id pskIdentity13) *sessionState {
+	c := hs.c
+	if c.config.SessionTicketsDisabled {
+		return nil
+	}
+	plain, _ := c.config.openTicket(id.label)
+	if plain == nil {
+		return nil
+	}
+	s := parseSessionState(plain)
+	now := c.config.time()
+	lifetime := c.config.sessionLifetime()
+	if s == nil || s.isClient || s.version != VersionDTLS13 || s.expired(now, lifetime) {
+		return nil
+	}
+	// The age the client reports (RFC 8446 §4.2.11.1) must be within
+	// the lifetime too: a client that kept the ticket longer than we
+	// allowed gets a full handshake.
+	if age := time.Duration(id.obfuscatedTicketAge-s.ageAdd) * time.Millisecond; age > lifetime {
+		return nil
+	}
+	// RFC 8446 §4.6.1: a ticket resumes only with a suite of the same
+	// KDF hash.
+	suite := cipherSuite13ByID(s.cipherSuite)
+	if suite == nil || suite.hash != hs.suite.hash {
+		return nil
+	}
+	if s.serverName != hs.hello.serverName {
+		return nil
+	}
+	if len(s.pskIdentity) > 0 {
+		// The identity must still be known: removing a PSK revokes its
+		// sessions too.
+		if c.config.PSK == nil {
+			return nil
+		}
+		if psk, err := c.config.PSK(s.pskIdentity); err != nil || len(psk) == 0 {
+			return nil
+		}
+	} else if len(c.config.Certificates) == 0 && c.config.GetCertificate == nil {
+		return nil // a certificate session where we no longer have one
+	}
+	s, ok := c.config.resumableClientAuth(s, now)
+	if !ok {
+		return nil
+	}
+	return s
+}
+
+// resumed takes over what the ticket's session authenticated.
+func (hs *serverHandshakeState13) resumed() {
+	s := hs.session
+	hs.state.didResume = true
+	hs.state.peerCertificates = s.peerCertificates
+	hs.state.verifiedChains = s.verifiedChains
+	hs.state.pskIdentity = s.pskIdentity
+	hs.state.sessionCreatedAt = s.createdAt
+}
+
+// sendSessionTicket13 sends a NewSessionTicket after the handshake,
+// retransmitted until the client ACKs it (RFC 9147 §5.8.4). A failure to
+// make one (a Rand that fails, a chain too long for a ticket) leaves the
+// connection without a ticket, not broken.
+func (c *Conn) sendSessionTicket13() error {
+	if c.config.SessionTicketsDisabled {
+		return nil
+	}
+	s := &c.state
+	now := c.config.time()
+	created := s.sessionCreatedAt
+	if created == 0 {
+		created = uint64(now.Unix())
+	}
+	left := time.Unix(int64(created), 0).Add(c.config.sessionLifetime()).Sub(now)
+	if left < time.Second {
+		return nil
+	}
+	var rnd [4]byte
+	if _, err := io.ReadFull(c.config.rand(), rnd[:]); err != nil {
+		return nil
+	}
+	// One ticket per connection: its nonce need only be unique on the
+	// connection (RFC 8446 §4.6.1).
+	nonce := []byte{0}
+	psk, err := resumptionPSK13(s.suite13.hash, labelPrefixDTLS13, s.resumptionSecret, nonce)
+	if err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	state := &sessionState{
+		version:          VersionDTLS13,
+		cipherSuite:      s.suite13.id,
+		createdAt:        created,
+		masterSecret:     psk,
+		serverName:       s.serverName,
+		peerCertificates: s.peerCertificates,
+		verifiedChains:   s.verifiedChains,
+		pskIdentity:      s.pskIdentity,
+		alpn:             s.alpn,
+		clientAuth:       c.config.ClientAuth,
+		ageAdd:           binary.BigEndian.Uint32(rnd[:]),
+	}
+	plain, err := state.marshal()
+	if err != nil {
+		return nil
+	}
+	ticket, err := c.config.sealTicket(plain)
+	if err != nil || len(ticket) > 0xffff {
+		return nil
+	}
+	nst := &newSessionTicketMsg13{
+		lifetime: uint32(min(left, maxSessionLifetime) / time.Second),
+		ageAdd:   state.ageAdd,
+		nonce:    nonce,
+		label:    ticket,
+	}
+	body, err := nst.marshal()
+	if err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	c.hs.startPostHandshakeFlight()
+	if c.hs.queueMessage(c.rl.writeCur, typeNewSessionTicket, body) == nil {
+		return nil
+	}
+	return c.sendFlight(false, "NewSessionTicket")
+}
+
+// handleNewSessionTicket13 stores a server's NewSessionTicket in the
+// ClientSessionCache: the session of this connection, with the PSK the
+// ticket names. A ticket with lifetime 0 is discarded (RFC 8446 §4.6.1).
+func (c *Conn) handleNewSessionTicket13(m inMessage) error {
+	nst := new(newSessionTicketMsg13)
+	if err := c.parseHandshakeMsg(m, typeNewSessionTicket, nst.unmarshal); err != nil {
+		return err
+	}
+	if m.epoch < 3 {
+		return c.fail(alertUnexpectedMessage, errors.New("dtls: NewSessionTicket before the application epoch"))
+	}
+	cache := c.config.ClientSessionCache
+	if cache == nil || c.config.SessionTicketsDisabled || nst.lifetime == 0 {
+		return nil
+	}
+	s := &c.state
+	psk, err := resumptionPSK13(s.suite13.hash, labelPrefixDTLS13, s.resumptionSecret, nst.nonce)
+	if err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	now := c.config.time()
+	created := s.sessionCreatedAt
+	if created == 0 {
+		created = uint64(now.Unix())
+	}
+	cache.Put(c.sessionCacheKey, &ClientSessionState{
+		ticket: slices.Clone(nst.label),
+		state: &sessionState{
+			isClient:         true,
+			version:          VersionDTLS13,
+			cipherSuite:      s.suite13.id,
+			createdAt:        created,
+			masterSecret:     psk,
+			serverName:       s.serverName,
+			peerCertificates: s.peerCertificates,
+			verifiedChains:   s.verifiedChains,
+			pskIdentity:      s.pskIdentity,
+			alpn:             s.alpn,
+			ageAdd:           nst.ageAdd,
+		},
+		receivedAt: now,
+		lifetime:   time.Duration(nst.lifetime) * time.Second,
+		rtt:        c.hs.rtt.smoothedRTT(),
+	})
+	return nil
+}

@@ -1,0 +1,238 @@
+package dtls
+
+import (
+	"crypto/tls"
+	"errors"
+	"testing"
+	"time"
+)
+
+// resume13Pair runs a handshake and an echo over connected sockets; the
+// echo makes the client read the server's NewSessionTicket.
+func resume13Pair(t *testing.T, cc, sc *Config) (cli, srv ConnectionState) {
+	t.Helper()
+	return run13(t, cc, sc, "ticket?", "again")
+}
+
+// cached13 returns the 1.3 session cached for the client config, or nil.
+func cached13(cc *Config, key string) *ClientSessionState {
+	cs, ok := cc.ClientSessionCache.Get(key)
+	if !ok || cs == nil || cs.state == nil || cs.state.version != VersionDTLS13 {
+		return nil
+	}
+	return cs
+}
+
+func TestResume13Conn(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	for _, suite := range []uint16{suiteTLSAES128GCMSHA256, suiteTLSAES256GCMSHA384} {
+		t.Run(CipherSuiteName(suite), func(t *testing.T) {
+			cc, sc := configs13(t, "p256")
+			sc.CipherSuites = []uint16{suite}
+			cc.ClientSessionCache = NewLRUClientSessionCache(4)
+			c1, s1 := resume13Pair(t, cc, sc)
+			if c1.DidResume || s1.DidResume {
+				t.Fatal("first handshake resumed")
+			}
+			if cached13(cc, "dtls.test") == nil {
+				t.Fatal("no 1.3 ticket cached after the first handshake")
+			}
+			c2, s2 := resume13Pair(t, cc, sc)
+			if !c2.DidResume || !s2.DidResume {
+				t.Fatalf("second handshake did not resume: client %v server %v", c2.DidResume, s2.DidResume)
+			}
+			if c2.Version != VersionDTLS13 || c2.CipherSuite != suite {
+				t.Fatalf("version %#x suite %s", c2.Version, CipherSuiteName(c2.CipherSuite))
+			}
+			if len(c2.PeerCertificates) == 0 || !c2.PeerCertificates[0].Equal(c1.PeerCertificates[0]) || len(c2.VerifiedChains) == 0 {
+				t.Fatal("server certificate not restored on resumption")
+			}
+			// psk_dhe_ke: the resumed handshake still has a key exchange.
+			if c2.CurveID == 0 || s2.CurveID == 0 {
+				t.Fatal("resumption without (EC)DHE: psk_ke was used")
+			}
+			// The resumed connection issues a new ticket, which resumes too.
+			c3, s3 := resume13Pair(t, cc, sc)
+			if !c3.DidResume || !s3.DidResume {
+				t.Fatal("third handshake did not resume")
+			}
+		})
+	}
+}
+
+func TestResume13ClientAuth(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	tc := certs(t)["p256"]
+	cc, sc := configs13(t, "p256")
+	sc.ClientAuth = tls.RequireAndVerifyClientCert
+	sc.ClientCAs = tc.pool
+	cc.Certificates = []tls.Certificate{tc.tls}
+	cc.ClientSessionCache = NewLRUClientSessionCache(4)
+	resume13Pair(t, cc, sc)
+	c2, s2 := resume13Pair(t, cc, sc)
+	if !c2.DidResume || !s2.DidResume {
+		t.Fatal("did not resume")
+	}
+	if len(s2.PeerCertificates) == 0 || len(s2.VerifiedChains) == 0 {
+		t.Fatal("client certificate not restored on the server")
+	}
+}
+
+func TestResume13Listener(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	for _, tc := range []struct {
+		name           string
+		client, server []tls.CurveID
+	}{
+		{"X25519", nil, nil},
+		// The HelloRetryRequest asks for another group: the second
+		// ClientHello's binder covers the new transcript.
+		{"HRR for X25519MLKEM768", []tls.CurveID{tls.X25519, groupX25519MLKEM768}, []tls.CurveID{groupX25519MLKEM768, tls.X25519}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cc, sc := configs13(t, "p256")
+			cc.CurvePreferences, sc.CurvePreferences = tc.client, tc.server
+			cc.ClientSessionCache = NewLRUClientSessionCache(4)
+			l, states := echoServer(t, sc, nil)
+			c1, _ := dialOnce(t, l, states, cc)
+			if c1.DidResume {
+				t.Fatal("first handshake resumed")
+			}
+			if cached13(cc, "dtls.test") == nil {
+				t.Fatal("no ticket cached")
+			}
+			c2, s2 := dialOnce(t, l, states, cc)
+			if !c2.DidResume || !s2.DidResume || c2.Version != VersionDTLS13 {
+				t.Fatalf("did not resume over 1.3: %v %v %#x", c2.DidResume, s2.DidResume, c2.Version)
+			}
+			if len(c2.PeerCertificates) == 0 {
+				t.Fatal("server certificate not restored")
+			}
+		})
+	}
+}
+
+// A ticket the server cannot open (tampered, or sealed by a key it no
+// longer has) gets a full handshake (RFC 8446 §4.2.11: the server ignores
+// a PSK it cannot use).
+func TestResume13TamperedTicket(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	cc, sc := configs13(t, "p256")
+	cc.ClientSessionCache = NewLRUClientSessionCache(4)
+	resume13Pair(t, cc, sc)
+	cs := cached13(cc, "dtls.test")
+	if cs == nil {
+		t.Fatal("no ticket")
+	}
+	bad := *cs
+	bad.ticket = append([]byte(nil), cs.ticket...)
+	bad.ticket[len(bad.ticket)-1] ^= 1
+	cc.ClientSessionCache.Put("dtls.test", &bad)
+	c2, s2 := resume13Pair(t, cc, sc)
+	if c2.DidResume || s2.DidResume {
+		t.Fatal("resumed with a tampered ticket")
+	}
+	// The full handshake brought a fresh ticket that resumes.
+	c3, _ := resume13Pair(t, cc, sc)
+	if !c3.DidResume {
+		t.Fatal("fresh ticket did not resume")
+	}
+}
+
+// A binder that does not verify ends the handshake with decrypt_error
+// (RFC 8446 §4.2.11.2: the server "MUST abort").
+func TestResume13BadBinder(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	cc, sc := configs13(t, "p256")
+	cc.ClientSessionCache = NewLRUClientSessionCache(4)
+	resume13Pair(t, cc, sc)
+	cs := cached13(cc, "dtls.test")
+	if cs == nil {
+		t.Fatal("no ticket")
+	}
+	bad := *cs
+	st := *cs.state
+	st.masterSecret = append([]byte(nil), st.masterSecret...)
+	st.masterSecret[0] ^= 1 // the client's PSK no longer matches the ticket's
+	bad.state = &st
+	cc.ClientSessionCache.Put("dtls.test", &bad)
+	cli, srv := connectedPair(t, cc, sc)
+	defer cli.Close()
+	defer srv.Close()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Handshake() }()
+	cerr := cli.Handshake()
+	serr := <-errc
+	if serr == nil || cerr == nil {
+		t.Fatalf("handshake with a bad binder: client %v, server %v", cerr, serr)
+	}
+	var ae AlertError
+	if !errors.As(cerr, &ae) || alert(ae) != alertDecryptError {
+		t.Fatalf("client error %v, want a decrypt_error alert", cerr)
+	}
+}
+
+// An expired ticket is not offered by the client, and refused by the
+// server if it is: a full handshake either way.
+func TestResume13Expired(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	now := time.Now()
+	clock := func() time.Time { return now }
+	cc, sc := configs13(t, "p256")
+	cc.Time, sc.Time = clock, clock
+	sc.SessionLifetime = time.Hour
+	cc.ClientSessionCache = NewLRUClientSessionCache(4)
+	resume13Pair(t, cc, sc)
+	cs := cached13(cc, "dtls.test")
+	if cs == nil {
+		t.Fatal("no ticket")
+	}
+	if cs.lifetime > time.Hour || cs.lifetime < time.Hour-time.Second {
+		t.Fatalf("ticket lifetime %v, want the server's SessionLifetime", cs.lifetime)
+	}
+	now = now.Add(time.Hour + time.Second)
+	c2, s2 := resume13Pair(t, cc, sc)
+	if c2.DidResume || s2.DidResume {
+		t.Fatal("resumed an expired ticket")
+	}
+	// The server refuses it on its own too: a client that offers a
+	// ticket past its lifetime.
+	cs = cached13(cc, "dtls.test")
+	stale := *cs
+	stale.lifetime = 365 * 24 * time.Hour
+	stale.receivedAt = now
+	cc.ClientSessionCache.Put("dtls.test", &stale)
+	now = now.Add(2 * time.Hour)
+	c3, s3 := resume13Pair(t, cc, sc)
+	if c3.DidResume || s3.DidResume {
+		t.Fatal("server resumed a ticket past its SessionLifetime")
+	}
+}
+
+// A cache shared by a 1.2-only and a 1.3 client: neither offers the
+// other's session, and each still resumes its own version.
+func TestResume13SharedCache(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	cc13, sc := configs13(t, "p256")
+	cache := NewLRUClientSessionCache(4)
+	cc13.ClientSessionCache = cache
+	cc12 := cc13.Clone()
+	cc12.MaxVersion = VersionDTLS12
+	resume13Pair(t, cc13, sc)
+	c, _ := resume13Pair(t, cc12, sc)
+	if c.DidResume || c.Version != VersionDTLS12 {
+		t.Fatalf("1.2 client after a 1.3 ticket: resumed %v version %#x", c.DidResume, c.Version)
+	}
+	c, _ = resume13Pair(t, cc12, sc)
+	if !c.DidResume || c.Version != VersionDTLS12 {
+		t.Fatalf("1.2 client did not resume its 1.2 session: %v %#x", c.DidResume, c.Version)
+	}
+	c, _ = resume13Pair(t, cc13, sc)
+	if c.DidResume || c.Version != VersionDTLS13 {
+		t.Fatalf("1.3 client with a 1.2 session: resumed %v version %#x", c.DidResume, c.Version)
+	}
+	c, _ = resume13Pair(t, cc13, sc)
+	if !c.DidResume {
+		t.Fatal("1.3 client did not resume its 1.3 session")
+	}
+}
