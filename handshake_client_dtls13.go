@@ -158,6 +158,12 @@ func (c *Conn) offer13(hello *clientHelloMsg, cached *ClientSessionState) (*clie
 		m.pskIdentities = append(m.pskIdentities, pskIdentity13{label: c.config.PSKIdentity})
 		m.pskBinders = append(m.pskBinders, make([]byte, crypto.SHA256.Size()))
 	}
+	if len(m.pskModes) == 0 && c.config.ClientSessionCache != nil && !c.config.SessionTicketsDisabled {
+		// RFC 8446 §4.2.9: the modes also say which tickets we can use;
+		// a server sends none to a client that lists no mode (crypto/tls,
+		// pion), so a client that would store one lists psk_dhe_ke.
+		m.pskModes = []uint8{pskModeDHE}
+	}
 	hs.hello = m
 	c.offered13 = true
 	return hs, nil

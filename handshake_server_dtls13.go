@@ -91,6 +91,11 @@ func (c *Conn) serverHandshake13(ctx context.Context, ch *clientHelloMsg13) erro
 	if err := c.sendACK(); err != nil {
 		return err
 	}
+	// RFC 8446 §4.2.9: no ticket the client's modes do not allow (it
+	// listed none: it keeps no tickets).
+	if len(hs.hello.pskModes) == 0 {
+		return nil
+	}
 	return c.sendSessionTicket13()
 }
 

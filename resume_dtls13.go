@@ -119,8 +119,10 @@ func (hs *clientHandshakeState13) keepPSKsFor(h crypto.Hash) {
 		}
 	}
 	hs.psks, m.pskIdentities, m.pskBinders = psks, ids, binders
-	if len(psks) == 0 {
-		m.pskModes = nil
+	if len(psks) == 0 && len(m.pskModes) > 0 {
+		// No PSK left to offer: the modes still say which tickets we
+		// can use (offer13).
+		m.pskModes = []uint8{pskModeDHE}
 	}
 }
 

@@ -219,9 +219,6 @@ func TestDTLS13(t *testing.T) {
 						if c.pskKE {
 							notApplicable(t, "pion/dtls v4 has no option for psk_ke alone")
 						}
-						if c.resume {
-							notApplicable(t, "pion/dtls v4.0.1 cells for 1.3 resumption not written yet")
-						}
 						ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 						defer cancel()
 						if role == "client" {
@@ -363,6 +360,9 @@ func pion4Options13(c cell13, pki *testPKI, client bool) []pion4.Option {
 	if c.mtu != 0 {
 		opts = append(opts, pion4.WithMTU(c.mtu))
 	}
+	if c.resume {
+		opts = append(opts, pion4.WithSessionStore(&pionSessionStore{m: map[string]pion4.Session{}}))
+	}
 	if c.psk {
 		return append(opts, pion4.WithPSK(
 			func() ([]pion4.PSK, error) {
@@ -391,6 +391,42 @@ func pion4Options13(c cell13, pki *testPKI, client bool) []pion4.Option {
 	return append(opts, pion4.WithCertificates(cert))
 }
 
+// pionSessionStore is an in-memory pion SessionStore: the client's
+// tickets by server name, the server's sessions by ticket identity.
+type pionSessionStore struct {
+	mu sync.Mutex
+	m  map[string]pion4.Session
+}
+
+func (s *pionSessionStore) Set(key []byte, sess pion4.Session) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[string(key)] = sess
+	return nil
+}
+
+func (s *pionSessionStore) Get(key []byte) (pion4.Session, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m[string(key)], nil
+}
+
+func (s *pionSessionStore) Del(key []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, string(key))
+	return nil
+}
+
+// rounds is how many connections a cell makes: two when the second
+// resumes the first's session.
+func (c cell13) rounds() int {
+	if c.resume {
+		return 2
+	}
+	return 1
+}
+
 // pionServer13: pion's server echoes one datagram; our client.
 func pionServer13(ctx context.Context, t *testing.T, pki *testPKI, c cell13) {
 	opts := pion4Options13(c, pki, false)
@@ -408,6 +444,40 @@ func pionServer13(ctx context.Context, t *testing.T, pki *testPKI, c cell13) {
 	defer l.Close()
 	errc := make(chan error, 1)
 	go func() {
+		for range c.rounds() {
+			if err := pionServe13(ctx, t, l, c); err != nil {
+				errc <- err
+				return
+			}
+		}
+		errc <- nil
+	}()
+	cfg := c.ourConfig(pki, true)
+	if c.resume {
+		cfg.ClientSessionCache = dtls.NewLRUClientSessionCache(1)
+	}
+	var hc helloCounter
+	cfg.Tracer = hc.trace
+	defer hc.check(t, c, true)
+	for i := range c.rounds() {
+		w := c.want()
+		w.resumed = i == 1
+		dialAndExchange(ctx, t, l.Addr().String(), cfg, w, goLine, goLine)
+	}
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Error(err)
+		}
+	case <-ctx.Done():
+		t.Fatal("pion server did not finish")
+	}
+}
+
+// pionServe13 is one connection of pion's server: it echoes a datagram.
+func pionServe13(ctx context.Context, t *testing.T, l net.Listener, c cell13) error {
+	errc := make(chan error, 1)
+	func() {
 		nc, err := l.Accept()
 		if err != nil {
 			errc <- err
@@ -448,19 +518,7 @@ func pionServer13(ctx context.Context, t *testing.T, pki *testPKI, c cell13) {
 		}
 		errc <- nil
 	}()
-	cfg := c.ourConfig(pki, true)
-	var hc helloCounter
-	cfg.Tracer = hc.trace
-	defer hc.check(t, c, true)
-	dialAndExchange(ctx, t, l.Addr().String(), cfg, c.want(), goLine, goLine)
-	select {
-	case err := <-errc:
-		if err != nil {
-			t.Error(err)
-		}
-	case <-ctx.Done():
-		t.Fatal("pion server did not finish")
-	}
+	return <-errc
 }
 
 // pionClient13: pion's client writes one datagram and reads it back; our
@@ -471,8 +529,17 @@ func pionClient13(ctx context.Context, t *testing.T, pki *testPKI, c cell13) {
 	cfg.Tracer = hc.trace
 	defer hc.check(t, c, false)
 	l := listen(t, cfg)
-	res := serveEcho(ctx, l, c.want(), false)
-	opts := pion4Options13(c, pki, true)
+	opts := pion4Options13(c, pki, true) // one session store for both rounds
+	for i := range c.rounds() {
+		w := c.want()
+		w.resumed = i == 1
+		pionClientRound13(ctx, t, l, opts, c, w)
+	}
+}
+
+// pionClientRound13 is one connection of pion's client to our Listener.
+func pionClientRound13(ctx context.Context, t *testing.T, l *dtls.Listener, opts []pion4.Option, c cell13, w want) {
+	res := serveEcho(ctx, l, w, false)
 	copts := make([]pion4.ClientOption, 0, len(opts))
 	for _, o := range opts {
 		copts = append(copts, o)

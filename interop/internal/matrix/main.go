@@ -83,6 +83,7 @@ var (
 		{"PSK-psk_ke", "PSK (psk_ke)"},
 		{"MTU300", "MTU 300"},
 		{"KeyUpdate", "KeyUpdate"},
+		{"Resume", "resumption (ticket)"},
 	}
 	roles = []struct{ key, name string }{
 		{"client", "our client"},
