@@ -3,6 +3,7 @@ package dtls
 import (
 	"crypto/tls"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -234,5 +235,84 @@ func TestResume13SharedCache(t *testing.T) {
 	c, _ = resume13Pair(t, cc13, sc)
 	if !c.DidResume {
 		t.Fatal("1.3 client did not resume its 1.3 session")
+	}
+}
+
+// TestResume13TicketRetransmitted loses the server's NewSessionTicket: the
+// server resends it on its timer until the client ACKs it (RFC 9147
+// §5.8.4, §7), and the ticket then resumes.
+func TestResume13TicketRetransmitted(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	cc, sc := configs13(t, "p256")
+	cc.ClientSessionCache = NewLRUClientSessionCache(4)
+	var sconn *dropConn
+	var acks atomic.Int32
+	sc.Tracer = func(ev *TraceEvent) {
+		// The server's first ACK is the one of the client's Finished;
+		// the datagram after it is the NewSessionTicket.
+		if ev.Kind == TraceACKSent && acks.Add(1) == 1 {
+			sconn.drop.Store(true)
+		}
+	}
+	cli, srv := connectedPair(t, cc, sc)
+	sconn = &dropConn{Conn: srv.io.(*netConnIO).conn}
+	srv.io.(*netConnIO).conn = sconn
+	defer cli.Close()
+	defer srv.Close()
+	done := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 1<<14)
+		for {
+			if _, err := srv.Read(buf); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	if err := cli.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for cached13(cc, "dtls.test") == nil && time.Now().Before(deadline) {
+		cli.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		var buf [64]byte
+		if _, err := cli.Read(buf[:]); err != nil && !isTimeout(err) {
+			t.Fatalf("client Read: %v", err)
+		}
+	}
+	if sconn.dropped.Load() != 1 {
+		t.Fatalf("%d datagrams dropped, want the one NewSessionTicket", sconn.dropped.Load())
+	}
+	if cached13(cc, "dtls.test") == nil {
+		t.Fatal("the lost NewSessionTicket was not retransmitted")
+	}
+	cli.Close()
+	srv.Close()
+	<-done // after the close, the server's Read ends with EOF or an error
+	c2, s2 := resume13Pair(t, cc, sc)
+	if !c2.DidResume || !s2.DidResume {
+		t.Fatal("the retransmitted ticket did not resume")
+	}
+}
+
+// Servers that share ticket keys (SetSessionTicketKeys, as with
+// FleetSecret) resume each other's 1.3 tickets; one with other keys makes
+// a full handshake.
+func TestResume13SharedTicketKeys(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	cc, sa := configs13(t, "p256")
+	cc.ClientSessionCache = NewLRUClientSessionCache(4)
+	sb := sa.Clone()
+	sc := sa.Clone()
+	key := [32]byte{1, 2, 3}
+	sa.SetSessionTicketKeys([][32]byte{key})
+	sb.SetSessionTicketKeys([][32]byte{key})
+	sc.SetSessionTicketKeys([][32]byte{{4, 5, 6}})
+	resume13Pair(t, cc, sa)
+	if c, s := resume13Pair(t, cc, sb); !c.DidResume || !s.DidResume {
+		t.Fatal("a server with the same ticket key did not resume")
+	}
+	if c, s := resume13Pair(t, cc, sc); c.DidResume || s.DidResume {
+		t.Fatal("a server with another ticket key resumed")
 	}
 }
