@@ -316,3 +316,65 @@ func TestResume13SharedTicketKeys(t *testing.T) {
 		t.Fatal("a server with another ticket key resumed")
 	}
 }
+
+func TestSessionState13RoundTrip(t *testing.T) {
+	s := &sessionState{version: VersionDTLS13, cipherSuite: suiteTLSAES128GCMSHA256, createdAt: 7,
+		masterSecret: make([]byte, 32), serverName: "dtls.test", alpn: "coap", ageAdd: 12345}
+	b, err := s.marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := parseSessionState(b)
+	if p == nil || p.version != VersionDTLS13 || p.ageAdd != 12345 || p.alpn != "coap" || len(p.masterSecret) != 32 {
+		t.Fatalf("parsed %+v", p)
+	}
+	// A PSK whose length is not the suite's hash size does not parse.
+	s.cipherSuite = suiteTLSAES256GCMSHA384
+	if b, _ = s.marshal(); parseSessionState(b) != nil {
+		t.Fatal("a 32-byte PSK parsed for a SHA-384 suite")
+	}
+	// A 1.2 state keeps format 2: it has no age_add.
+	s12 := &sessionState{version: VersionDTLS12, cipherSuite: TLS_PSK_WITH_AES_128_CCM_8, masterSecret: make([]byte, masterSecretLen), ems: true}
+	if b, _ = s12.marshal(); b[0] != 0 || b[1] != sessionStateFormat || parseSessionState(b) == nil {
+		t.Fatalf("1.2 state format %x", b[:2])
+	}
+}
+
+// A session made with an external PSK resumes with its ticket and keeps
+// reporting the PSK identity; a server that no longer knows the identity
+// makes a full handshake instead.
+func TestResume13ExternalPSK(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	cc, sc := psk13Configs()
+	cc.ClientSessionCache = NewLRUClientSessionCache(4)
+	cc.ServerName = "psk.test"
+	c1, _ := resume13Pair(t, cc, sc)
+	if c1.DidResume {
+		t.Fatal("first handshake resumed")
+	}
+	c2, s2 := resume13Pair(t, cc, sc)
+	if !c2.DidResume || !s2.DidResume {
+		t.Fatal("did not resume")
+	}
+	if string(s2.PSKIdentity) != string(cc.PSKIdentity) || string(c2.PSKIdentity) != string(cc.PSKIdentity) {
+		t.Fatalf("PSK identity %q / %q after resumption", c2.PSKIdentity, s2.PSKIdentity)
+	}
+	known := sc.PSK
+	sc.PSK = func(id []byte) ([]byte, error) {
+		if string(id) == string(cc.PSKIdentity) {
+			return nil, errors.New("revoked")
+		}
+		return known(id)
+	}
+	cc.PSK = func([]byte) ([]byte, error) { return []byte("unused: the handshake fails"), nil }
+	cc.HandshakeTimeout, sc.HandshakeTimeout = 2*time.Second, 2*time.Second
+	cli, srv := connectedPair(t, cc, sc)
+	defer cli.Close()
+	defer srv.Close()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Handshake() }()
+	cli.Handshake()
+	if err := <-errc; err == nil || srv.ConnectionState().DidResume {
+		t.Fatalf("a revoked PSK identity resumed (server error %v)", err)
+	}
+}

@@ -534,6 +534,11 @@ func FuzzParseSessionState(f *testing.F) {
 	s.peerPublicKey, s.keyVerified = pub, true
 	b, _ = s.marshal()
 	f.Add(b)
+	// A DTLS 1.3 state (format 3: resumption PSK, age_add).
+	s13 := &sessionState{version: VersionDTLS13, cipherSuite: suiteTLSAES256GCMSHA384, createdAt: 1,
+		masterSecret: bytes.Repeat([]byte{2}, 48), serverName: "x", alpn: "coap", ageAdd: 0xdeadbeef}
+	b, _ = s13.marshal()
+	f.Add(b)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s := parseSessionState(data)
 		if s == nil {
