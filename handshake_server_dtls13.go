@@ -320,6 +320,12 @@ func selectSuite13(cfg *Config, ch *clientHelloMsg13, stateless *hrrParams) *cip
 func (hs *serverHandshakeState13) acceptPSK() error {
 	c := hs.c
 	ch := hs.hello
+	if len(ch.pskIdentities) > 0 && len(ch.pskModes) == 0 {
+		// RFC 8446 §4.2.9: "If clients offer "pre_shared_key" without a
+		// "psk_key_exchange_modes" extension, servers MUST abort the
+		// handshake."
+		return c.fail(alertMissingExtension, errors.New("dtls: pre_shared_key without psk_key_exchange_modes"))
+	}
 	if len(ch.pskIdentities) == 0 || !slices.Contains(ch.pskModes, pskModeDHE) && !slices.Contains(ch.pskModes, pskModePlain) {
 		return nil
 	}

@@ -378,3 +378,19 @@ func TestResume13ExternalPSK(t *testing.T) {
 		t.Fatalf("a revoked PSK identity resumed (server error %v)", err)
 	}
 }
+
+// RFC 8446 §4.2.9: a pre_shared_key without psk_key_exchange_modes ends
+// the handshake with missing_extension.
+func TestPSKWithoutModes13(t *testing.T) {
+	cc, sc := configs13(t, "p256")
+	cli, srv := connectedPair(t, cc, sc)
+	defer cli.Close()
+	defer srv.Close()
+	hs := &serverHandshakeState13{c: srv, suite: cipherSuite13ByID(suiteTLSAES128GCMSHA256), hello: &clientHelloMsg13{
+		pskIdentities: []pskIdentity13{{label: []byte("ticket")}},
+		pskBinders:    [][]byte{make([]byte, 32)},
+	}}
+	if err := hs.acceptPSK(); err == nil || srv.alertSent.Load() != uint32(alertMissingExtension)+1 {
+		t.Fatalf("error %v, alert sent %d", err, srv.alertSent.Load())
+	}
+}
