@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"net"
 	"slices"
 	"strings"
@@ -80,6 +81,14 @@ func TestALPN(t *testing.T) {
 // TestALPNNoOverlap: a client whose protocols the server supports none of
 // gets no_application_protocol (RFC 7301 §3.2), and its error says so.
 func TestALPNNoOverlap(t *testing.T) {
+	for _, v := range []uint16{VersionDTLS12, VersionDTLS13} {
+		t.Run(fmt.Sprintf("%#04x", v), func(t *testing.T) { testALPNNoOverlap(t, v) })
+	}
+}
+
+// testALPNNoOverlap: in DTLS 1.3 too, the server's no_application_protocol
+// reaches the client (it is sent before any key, in the clear).
+func testALPNNoOverlap(t *testing.T, vers uint16) {
 	checkNoGoroutineLeak(t)
 	p256 := certs(t)["p256"]
 	var mu sync.Mutex
@@ -88,6 +97,7 @@ func TestALPNNoOverlap(t *testing.T) {
 		Certificates:     []tls.Certificate{p256.tls},
 		NextProtos:       []string{"h2", "coap"},
 		HandshakeTimeout: alpnSNITimeout,
+		MaxVersion:       vers,
 		Tracer: func(ev *TraceEvent) {
 			if ev.Kind == TraceAlertSent {
 				mu.Lock()
@@ -97,7 +107,7 @@ func TestALPNNoOverlap(t *testing.T) {
 		},
 	}, nil)
 	c, err := Dial("udp", l.Addr().String(), &Config{RootCAs: p256.pool, ServerName: "dtls.test",
-		NextProtos: []string{"http/1.1"}, HandshakeTimeout: alpnSNITimeout})
+		NextProtos: []string{"http/1.1"}, HandshakeTimeout: alpnSNITimeout, MaxVersion: vers})
 	if err == nil {
 		c.Close()
 		t.Fatal("handshake succeeded without a common ALPN protocol")

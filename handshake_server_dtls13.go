@@ -108,6 +108,9 @@ func (hs *serverHandshakeState13) processClientHello() error {
 	if !slices.Equal(ch.compressionMethods, []uint8{compressionNone}) {
 		return c.fail(alertIllegalParameter, errors.New("dtls: 1.3 ClientHello with compression"))
 	}
+	if err := hs.selectALPN(); err != nil {
+		return err
+	}
 	var stateless *hrrParams
 	if len(ch.cookieExt) > 0 && c.listener != nil {
 		// The second ClientHello after the Listener's stateless
@@ -460,28 +463,35 @@ func (hs *serverHandshakeState13) deriveHandshakeKeys() error {
 	return c.installReadEpoch13(rk)
 }
 
+// selectALPN chooses the application protocol (RFC 7301 §3.2) before any
+// key is derived, so that a client with none in common is told in the
+// clear, which it can read: a no_application_protocol alert under
+// handshake keys would reach a client that has not seen the ServerHello
+// yet, which drops it and times out.
+func (hs *serverHandshakeState13) selectALPN() error {
+	c, ch := hs.c, hs.hello
+	if len(ch.alpnProtocols) == 0 || len(c.config.NextProtos) == 0 {
+		return nil
+	}
+	for _, p := range c.config.NextProtos {
+		if slices.Contains(ch.alpnProtocols, p) {
+			hs.state.alpn = p
+			return nil
+		}
+	}
+	return c.fail(alertNoApplicationProtocol, errors.New("dtls: client offered no ALPN protocol the server supports"))
+}
+
 // sendServerFlight sends EncryptedExtensions, [CertificateRequest],
 // Certificate, CertificateVerify and Finished in epoch 2, behind the
 // ServerHello, and derives the application secrets.
 func (hs *serverHandshakeState13) sendServerFlight() error {
 	c := hs.c
 	ch := hs.hello
-	ee := &encryptedExtensionsMsg13{}
-	if len(ch.alpnProtocols) > 0 && len(c.config.NextProtos) > 0 {
-		for _, p := range c.config.NextProtos {
-			if slices.Contains(ch.alpnProtocols, p) {
-				ee.alpnProtocol = p
-				break
-			}
-		}
-		if ee.alpnProtocol == "" {
-			return c.fail(alertNoApplicationProtocol, errors.New("dtls: client offered no ALPN protocol the server supports"))
-		}
-	}
+	ee := &encryptedExtensionsMsg13{alpnProtocol: hs.state.alpn} // chosen by selectALPN
 	// RFC 6066 §3, as in 1.2: acknowledged when the name chose the
 	// certificate.
 	ee.serverNameAck = ch.serverName != "" && c.config.GetCertificate != nil
-	hs.state.alpn = ee.alpnProtocol
 	if err := writeHandshake13(c, hs.transcript, ee); err != nil {
 		return err
 	}
