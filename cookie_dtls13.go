@@ -29,9 +29,18 @@ const (
 	// transcript hash.
 	maxCookie13Len = cookie13FixedLen + 48 + cookieTagLen
 	// maxHRRCookieAge bounds how long after the HelloRetryRequest its
-	// cookie is accepted: a client answers within its retransmission
-	// timer, at most maxRetransmitTimeout; older is a replay.
-	maxHRRCookieAge = maxRetransmitTimeout
+	// cookie is accepted: as long as a 1.2 cookie (cookie.go), the most
+	// its keys live. A client does not answer within one retransmission
+	// timer: it sends its second ClientHello, cookie and all, again on
+	// every expiry of its timer, which backs off to 60 s
+	// (maxRetransmitTimeout), for up to maxRetransmissions (about 8
+	// minutes from 1 s), and it cannot get a fresh cookie, since a
+	// second HelloRetryRequest aborts the handshake (RFC 8446 §4.1.4).
+	// The former limit of maxRetransmitTimeout refused, silently and
+	// for good, every handshake whose second ClientHello was lost for
+	// more than a minute (LOSS.md, MTU 200, 50% loss). A replay within
+	// the window still needs the client's address, as with 1.2.
+	maxHRRCookieAge = 2 * cookieSecretLifetime
 	// cookie13Domain separates 1.3 cookie tags from 1.2 ones.
 	cookie13Domain     = 0x13
 	cookie13AskedGroup = 1

@@ -95,6 +95,12 @@ func TestHelloGate13(t *testing.T) {
 	if !ok(secondHello13(t, ch, cookie, nil), now.Add(time.Second), addr) {
 		t.Fatal("the second ClientHello with our cookie is refused")
 	}
+	// The client sends the same second ClientHello on every expiry of its
+	// timer, which backs off to 60 s: minutes later its cookie still
+	// counts (LOSS.md, MTU 200, 50% loss).
+	if !ok(secondHello13(t, ch, cookie, nil), now.Add(4*time.Minute), addr) {
+		t.Fatal("the second ClientHello, retransmitted 4 minutes after the HelloRetryRequest, is refused")
+	}
 	p, good := g.open13(now, addr, secondHello13(t, ch, cookie, nil), cookie)
 	if !good || p.suite != suiteTLSAES128GCMSHA256 || p.group != tls.X25519 || p.askedGroup || len(p.chHash) != 32 {
 		t.Fatalf("cookie carries %+v", p)

@@ -30,9 +30,18 @@ const (
 	// oldest entry, so that it cannot crowd out others.
 	helloPoolPerSource = 4
 	// helloFragmentLifetime is how long an incomplete ClientHello is
-	// kept: long enough for the client's first retransmission (RFC 9147
-	// §5.8.2: 1 s) to fill a hole left by a lost fragment.
-	helloFragmentLifetime = 2 * time.Second
+	// kept after its last fragment arrived: long enough for the client's
+	// next retransmission to fill a hole left by a lost fragment, however
+	// far its timer has backed off. RFC 6347 §4.2.4.1 and RFC 9147
+	// §5.8.2 double the timer up to 60 s (maxRetransmitTimeout); the
+	// margin covers the path's delay. Counting from the first fragment
+	// with a 2 s lifetime (as before) let only the first retransmission
+	// combine with what arrived earlier: at MTU 200 and 50% loss, where a
+	// DTLS 1.3 ClientHello with its cookie takes two datagrams, one
+	// handshake in ten then lost every later attempt's lone fragment and
+	// gave up (LOSS.md). The pool's size, not the lifetime, bounds the
+	// memory: a flood evicts the oldest entries as before.
+	helloFragmentLifetime = maxRetransmitTimeout + 5*time.Second
 )
 
 // helloPool reassembles fragmented ClientHellos that arrive before the
@@ -52,6 +61,7 @@ type helloEntry struct {
 	msgSeq    uint16
 	recordSeq uint64 // the highest record sequence number of its fragments
 	created   int64  // when the first fragment arrived (Listener.nanotime)
+	last      int64  // when the last fragment arrived, for helloFragmentLifetime
 	received  int    // bytes of the datagrams that carried its fragments
 	body      []byte // len(body) is the declared length; the buffer is reused
 	have      []byte // one bit per body byte received
@@ -77,7 +87,7 @@ func (p *helloPool) add(now int64, from netip.AddrPort, recordSeq uint64, h *han
 	perSource := 0
 	for i := range p.entries {
 		x := &p.entries[i]
-		if x.used && now-x.created > int64(helloFragmentLifetime) {
+		if x.used && now-x.last > int64(helloFragmentLifetime) {
 			x.used = false
 			evicted++
 		}
@@ -113,6 +123,7 @@ func (p *helloPool) add(now int64, from netip.AddrPort, recordSeq uint64, h *han
 		}
 		e.start(now, from, src, h)
 	}
+	e.last = now
 	e.received += datagramLen
 	e.recordSeq = max(e.recordSeq, recordSeq)
 	off := int(h.fragmentOffset)

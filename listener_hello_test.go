@@ -167,6 +167,47 @@ func TestHelloPoolBounds(t *testing.T) {
 	}
 }
 
+// TestHelloPoolLateFragment: a hole in a ClientHello is filled by a
+// retransmission that comes long after the first fragment, as it does
+// once the client's timer has backed off; the lifetime counts from the
+// last fragment. With a 2 s lifetime counted from the first fragment, a
+// DTLS 1.3 ClientHello with its cookie, two datagrams at MTU 200, failed
+// in one handshake in ten at 50% loss (LOSS.md).
+func TestHelloPoolLateFragment(t *testing.T) {
+	var p helloPool
+	from := netip.MustParseAddrPort("192.0.2.1:5000")
+	frag := make([]byte, 100)
+	add := func(at time.Duration, off uint32) *helloEntry {
+		h := handshakeHeader{typ: typeClientHello, length: 300, messageSeq: 1, fragmentOffset: off, fragmentLength: 100}
+		e, evicted := p.add(int64(at), from, 0, &h, frag, 120)
+		if evicted != 0 {
+			t.Fatalf("at %v: %d entries evicted", at, evicted)
+		}
+		return e
+	}
+	// The first fragment, then the second 31 s later (the retransmission
+	// after the 1, 2, 4, 8 and 16 s timers), the third a further 60 s
+	// later (the timer at its maximum).
+	add(0, 0)
+	if add(31*time.Second, 100) != nil {
+		t.Fatal("completed with a fragment missing")
+	}
+	e := add(91*time.Second, 200)
+	if e == nil {
+		t.Fatal("the last fragment did not complete the ClientHello")
+	}
+	if e.received != 3*120 {
+		t.Errorf("received %d bytes, want %d", e.received, 3*120)
+	}
+	p.release(e)
+	// An entry idle for longer than the lifetime is forgotten.
+	add(0, 0)
+	h := handshakeHeader{typ: typeClientHello, length: 300, messageSeq: 1, fragmentOffset: 100, fragmentLength: 100}
+	if _, evicted := p.add(int64(helloFragmentLifetime)+1, from, 0, &h, frag, 120); evicted != 1 {
+		t.Errorf("after the lifetime: %d evicted, want 1", evicted)
+	}
+}
+
 // TestResumptionFragmentedHello: at MTU 256 a ClientHello that carries a
 // session ticket does not fit one datagram. The client used to leave the
 // ticket out, so sessions never resumed at small MTUs; now it offers it

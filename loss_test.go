@@ -382,3 +382,27 @@ func TestLossDuplicationReordering(t *testing.T) {
 		})
 	}
 }
+
+// TestLoss13SmallMTUSeeds replays seeds of the DTLS 1.3 row at MTU 200
+// and 50% loss that gave up on the client's second flight: its
+// ClientHello with the HelloRetryRequest cookie takes two datagrams
+// there. In seeds 1, 9 and 25 the two fragments never arrived in the
+// same attempt, and the Listener forgot a lone fragment after 2 s,
+// before the backed-off retransmission brought the other; in seed 141
+// the ClientHello completed only after its cookie had passed the former
+// 60 s limit, and was dropped on every later attempt. Each must now
+// complete (the virtual clock makes the seeds repeatable).
+func TestLoss13SmallMTUSeeds(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	cc, sc := lossConfigs(t, suiteCase{TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, "p256"})
+	cc.CipherSuites, sc.CipherSuites = nil, nil
+	cc.MinVersion, cc.MaxVersion, sc.MaxVersion = VersionDTLS13, VersionDTLS13, VersionDTLS13
+	cc.MTU, sc.MTU = 200, 200
+	cc.HandshakeTimeout, sc.HandshakeTimeout = 30*time.Minute, 30*time.Minute
+	link := netsim.Link{Loss: 0.5, Delay: lossDelay, MTU: 200}
+	for _, seed := range []uint64{1, 9, 25, 141} {
+		if r := lossHandshake(t, link, seed, cc, sc); r.err != nil {
+			t.Errorf("seed %d: %v after %v", seed, r.err, r.took)
+		}
+	}
+}
