@@ -1,6 +1,9 @@
 package dtls
 
-import "time"
+import (
+	"bytes"
+	"time"
+)
 
 // Protocol versions as they appear on the wire. DTLS versions count down
 // (RFC 6347 §4.1): DTLS 1.0 is 0xfeff, DTLS 1.2 is 0xfefd.
@@ -59,6 +62,21 @@ const (
 	typeFinished           handshakeType = 20
 )
 
+// traceTypeHelloRetryRequest is what a Tracer sees as the HandshakeType
+// of a DTLS 1.3 HelloRetryRequest, on the wire a ServerHello with a
+// special random (RFC 8446 §4.1.3): RFC 8446's registry reserves 6,
+// hello_retry_request, for it, and no message is sent with that type.
+const traceTypeHelloRetryRequest handshakeType = 6
+
+// traceHandshakeType is the HandshakeType a Tracer sees for a message of
+// wire type t whose body (or first fragment) is body.
+func traceHandshakeType(t handshakeType, body []byte) uint8 {
+	if t == typeServerHello && len(body) >= 2+32 && bytes.Equal(body[2:2+32], helloRetryRequestRandom) {
+		return uint8(traceTypeHelloRetryRequest)
+	}
+	return uint8(t)
+}
+
 func (t handshakeType) String() string {
 	switch t {
 	case typeHelloRequest:
@@ -69,6 +87,8 @@ func (t handshakeType) String() string {
 		return "ServerHello"
 	case typeHelloVerifyRequest:
 		return "HelloVerifyRequest"
+	case traceTypeHelloRetryRequest:
+		return "HelloRetryRequest"
 	case typeNewSessionTicket:
 		return "NewSessionTicket"
 	case typeCertificate:

@@ -966,7 +966,7 @@ func (c *Conn) readHandshake(ctx context.Context) (inMessage, error) {
 				c.io.(*listenerConnIO).handshakeProgress() // for the stall timeout
 			}
 			if c.config.Tracer != nil {
-				c.trace(&TraceEvent{Kind: TraceHandshakeReceived, Epoch: m.epoch, HandshakeType: uint8(m.typ), MessageSeq: m.seq, MessageLength: uint32(len(m.body)), FragmentLength: uint32(len(m.body))})
+				c.trace(&TraceEvent{Kind: TraceHandshakeReceived, Epoch: m.epoch, HandshakeType: traceHandshakeType(m.typ, m.body), MessageSeq: m.seq, MessageLength: uint32(len(m.body)), FragmentLength: uint32(len(m.body))})
 			}
 			return m, nil
 		}
@@ -1072,7 +1072,7 @@ func (c *Conn) sendFlight(retransmit bool, why string) error {
 				if rec.typ == recordTypeHandshake {
 					var h handshakeHeader
 					if h.unmarshal(rec.data) {
-						c.trace(&TraceEvent{Kind: TraceHandshakeSent, Epoch: rec.epoch, HandshakeType: uint8(h.typ), MessageSeq: h.messageSeq, FragmentOffset: h.fragmentOffset, FragmentLength: h.fragmentLength, MessageLength: h.length, Flight: c.flights})
+						c.trace(&TraceEvent{Kind: TraceHandshakeSent, Epoch: rec.epoch, HandshakeType: traceHandshakeType(h.typ, rec.data[handshakeHeaderLen:]), MessageSeq: h.messageSeq, FragmentOffset: h.fragmentOffset, FragmentLength: h.fragmentLength, MessageLength: h.length, Flight: c.flights})
 					}
 				}
 			}

@@ -744,7 +744,7 @@ func (l *Listener) traceStatelessExchange(now time.Time, ap netip.AddrPort, ch [
 	emit(TraceEvent{Kind: TraceHandshakeReceived, HandshakeType: uint8(typeClientHello), MessageSeq: msgSeq, MessageLength: uint32(chLen), FragmentLength: uint32(chLen)})
 	emit(TraceEvent{Kind: TraceFlightSent, Flight: 1, Reason: "stateless"})
 	emit(TraceEvent{Kind: TraceRecordSent, Seq: chHdr.seq, ContentType: uint8(recordTypeHandshake), Length: len(hvr) - recordHeaderLen})
-	emit(TraceEvent{Kind: TraceHandshakeSent, HandshakeType: hvr[recordHeaderLen], MessageSeq: msgSeq, MessageLength: uint32(hvrLen), FragmentLength: uint32(hvrLen), Flight: 1})
+	emit(TraceEvent{Kind: TraceHandshakeSent, HandshakeType: traceHandshakeType(handshakeType(hvr[recordHeaderLen]), hvr[recordHeaderLen+handshakeHeaderLen:]), MessageSeq: msgSeq, MessageLength: uint32(hvrLen), FragmentLength: uint32(hvrLen), Flight: 1})
 	emit(TraceEvent{Kind: TraceDatagramSent, Length: len(hvr), Datagram: hvr})
 }
 

@@ -77,6 +77,10 @@ type TraceEvent struct {
 	ContentType uint8  // record content type
 	Length      int    // bytes in the datagram, record payload or message
 
+	// HandshakeType is the message's msg_type, except that a DTLS 1.3
+	// HelloRetryRequest (a ServerHello on the wire) is reported as 6,
+	// the code RFC 8446 reserves for hello_retry_request, so that
+	// HandshakeTypeName names it.
 	HandshakeType  uint8
 	MessageSeq     uint16
 	FragmentOffset uint32
