@@ -138,7 +138,9 @@ func (h *helloCounter) trace(ev *dtls.TraceEvent) {
 			h.writeEpoch = max(h.writeEpoch, ev.Epoch)
 		}
 	}
-	if ev.HandshakeType != 2 { // server_hello
+	// server_hello, or a HelloRetryRequest, which the Tracer reports as
+	// hello_retry_request (6): both ServerHello-type messages.
+	if ev.HandshakeType != 2 && ev.HandshakeType != 6 {
 		return
 	}
 	switch {
