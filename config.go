@@ -170,7 +170,7 @@ type Config struct {
 	Tracer func(*TraceEvent)
 
 	// HandshakeTimeout bounds a handshake that has no deadline or context
-	// deadline of its own. If 0, 60 s is used.
+	// deadline of its own. If zero or negative, 60 s is used.
 	HandshakeTimeout time.Duration
 
 	// ConnectionIDGenerator, if not nil, turns on Connection IDs
