@@ -407,14 +407,17 @@ func (k *epochKeys13) nonce(seq uint64) []byte {
 	return k.nonceBuf[:]
 }
 
-// minInnerPlaintext13 is the shortest DTLSInnerPlaintext that yields an
+// minInnerPlaintext is the shortest DTLSInnerPlaintext that yields an
 // encrypted_record of at least rneSampleLen bytes with this key's tag.
 func (k *epochKeys13) minInnerPlaintext() int {
 	return max(1, rneSampleLen-k.aead.Overhead())
 }
 
-// overhead13 is what a record adds to its content: header, content type,
-// tag, and the padding that short records need.
+// overhead is what a record adds to its content: the longest header
+// (16-bit sequence number and length), the inner content type and the
+// tag. It leaves out the padding that minInnerPlaintext adds to very short
+// records (only with CCM_8's 8-byte tag), which never matters for sizing
+// records to the MTU.
 func (k *epochKeys13) overhead(cidLen int) int {
 	return 1 + cidLen + 2 + 2 + 1 + k.aead.Overhead()
 }
