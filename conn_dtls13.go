@@ -171,8 +171,8 @@ func (c *Conn) handlePostHandshake13(hdr recordHeader, data []byte) error {
 	return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: %v after the DTLS 1.3 handshake is not supported", typ))
 }
 
-// parseFragment reads the type, message_seq and fragment range of the
-// first handshake fragment in data.
+// parseFragment reads the type, message_seq and whole-message length of
+// the first handshake fragment in data.
 func parseFragment(data []byte) (typ handshakeType, seq uint16, length uint32, ok bool) {
 	var h handshakeHeader
 	if !h.unmarshal(data) {
