@@ -796,15 +796,7 @@ func (m *certificateRequestMsg) marshal() ([]byte, error) {
 	b := cryptobyte.NewBuilder(nil)
 	addBytes8(b, m.certificateTypes)
 	addUint16List(b, m.supportedSignatureAlgorithms)
-	b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
-		for _, ca := range m.certificateAuthorities {
-			if len(ca) == 0 {
-				b.SetError(errors.New("dtls: empty distinguished name in CertificateRequest"))
-				return
-			}
-			addBytes16(b, ca)
-		}
-	})
+	addNonEmptyBytes16List(b, m.certificateAuthorities, "dtls: empty distinguished name in CertificateRequest")
 	return b.Bytes()
 }
 
@@ -1018,6 +1010,21 @@ func addBytes8(b *cryptobyte.Builder, v []byte) {
 	}
 	b.AddUint8(uint8(len(v)))
 	b.AddBytes(v)
+}
+
+// addNonEmptyBytes16List writes a uint16-length-prefixed list of
+// opaque<1..2^16-1> items (DistinguishedName, SerializedSCT); an empty
+// item fails the builder with the error text emptyErr.
+func addNonEmptyBytes16List(b *cryptobyte.Builder, list [][]byte, emptyErr string) {
+	b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
+		for _, v := range list {
+			if len(v) == 0 {
+				b.SetError(errors.New(emptyErr))
+				return
+			}
+			addBytes16(b, v)
+		}
+	})
 }
 
 func addBytes16(b *cryptobyte.Builder, v []byte) {

@@ -757,15 +757,7 @@ func (m *certificateRequestMsg13) marshal() ([]byte, error) {
 			// certificate_authorities: DistinguishedName
 			// authorities<3..2^16-1>, each opaque<1..2^16-1> (§4.2.4).
 			addExtension(exts, scratch, extensionCertificateAuthorities, func(b *cryptobyte.Builder) {
-				b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
-					for _, dn := range m.certificateAuthorities {
-						if len(dn) == 0 {
-							b.SetError(errors.New("dtls: empty distinguished name"))
-							return
-						}
-						addBytes16(b, dn)
-					}
-				})
+				addNonEmptyBytes16List(b, m.certificateAuthorities, "dtls: empty distinguished name")
 			})
 		}
 	})
@@ -870,15 +862,7 @@ func (m *certificateMsg13) marshal() ([]byte, error) {
 				}
 				if len(e.scts) > 0 {
 					addExtension(exts, scratch, extensionSCT, func(b *cryptobyte.Builder) {
-						b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
-							for _, sct := range e.scts {
-								if len(sct) == 0 {
-									b.SetError(errors.New("dtls: empty SCT"))
-									return
-								}
-								addBytes16(b, sct)
-							}
-						})
+						addNonEmptyBytes16List(b, e.scts, "dtls: empty SCT")
 					})
 				}
 			})
