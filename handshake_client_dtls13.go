@@ -638,23 +638,12 @@ func (hs *clientHandshakeState13) readServerFinished() error {
 	if typ, _, ok := c.hs.peekMessage(); ok {
 		return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: %v after the server's Finished", typ))
 	}
-	if hs.master, err = hs.hsSecret.masterSecret(); err != nil {
-		return c.fail(alertInternalError, err)
-	}
-	th := hs.transcriptHash()
-	if hs.clientAPSecret, err = hs.master.clientApplicationTrafficSecret(th); err != nil {
-		return c.fail(alertInternalError, err)
-	}
-	if hs.serverAPSecret, err = hs.master.serverApplicationTrafficSecret(th); err != nil {
+	hs.master, hs.clientAPSecret, hs.serverAPSecret, hs.state.exporterSecret, err =
+		c.applicationSecrets13(hs.hsSecret, hs.transcriptHash(), hs.hello.random)
+	if err != nil {
 		return c.fail(alertInternalError, err)
 	}
 	hs.state.ourSecret, hs.state.peerSecret = hs.clientAPSecret, hs.serverAPSecret
-	if hs.state.exporterSecret, err = hs.master.exporterMasterSecret(th); err != nil {
-		return c.fail(alertInternalError, err)
-	}
-	c.logSecret13(keyLogClientTraffic, hs.hello.random, hs.clientAPSecret)
-	c.logSecret13(keyLogServerTraffic, hs.hello.random, hs.serverAPSecret)
-	c.logSecret13(keyLogExporter, hs.hello.random, hs.state.exporterSecret)
 	rk, err := newEpochKeys13(hs.suite, 3, hs.serverAPSecret)
 	if err != nil {
 		return c.fail(alertInternalError, err)
@@ -763,4 +752,28 @@ func signCertificateVerify13(c *Conn, transcript hash.Hash, cert *tls.Certificat
 func downgradeProtected(random []byte) bool {
 	tail := random[len(random)-len(downgradeCanaryTLS12):]
 	return bytes.Equal(tail, downgradeCanaryTLS12) || bytes.Equal(tail, downgradeCanaryTLS11)
+}
+
+// applicationSecrets13 derives the master secret and, from the transcript
+// hash th through the server's Finished, the client and server
+// application traffic secrets and the exporter master secret (RFC 8446
+// §7.1), and writes the three secrets to the key log. Client and server
+// share it; only which secret is "ours" differs.
+func (c *Conn) applicationSecrets13(hsSecret *keySchedule13, th, random []byte) (master *keySchedule13, clientAP, serverAP, exporter []byte, err error) {
+	if master, err = hsSecret.masterSecret(); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if clientAP, err = master.clientApplicationTrafficSecret(th); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if serverAP, err = master.serverApplicationTrafficSecret(th); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if exporter, err = master.exporterMasterSecret(th); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	c.logSecret13(keyLogClientTraffic, random, clientAP)
+	c.logSecret13(keyLogServerTraffic, random, serverAP)
+	c.logSecret13(keyLogExporter, random, exporter)
+	return master, clientAP, serverAP, exporter, nil
 }

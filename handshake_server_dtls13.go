@@ -534,23 +534,12 @@ func (hs *serverHandshakeState13) sendServerFinished() error {
 	if err := c.sendFlight(false, ""); err != nil {
 		return err
 	}
-	if hs.master, err = hs.hsSecret.masterSecret(); err != nil {
-		return c.fail(alertInternalError, err)
-	}
-	th := hs.transcript.Sum(nil)
-	if hs.clientAPSecret, err = hs.master.clientApplicationTrafficSecret(th); err != nil {
-		return c.fail(alertInternalError, err)
-	}
-	if hs.serverAPSecret, err = hs.master.serverApplicationTrafficSecret(th); err != nil {
+	hs.master, hs.clientAPSecret, hs.serverAPSecret, hs.state.exporterSecret, err =
+		c.applicationSecrets13(hs.hsSecret, hs.transcript.Sum(nil), hs.hello.random)
+	if err != nil {
 		return c.fail(alertInternalError, err)
 	}
 	hs.state.ourSecret, hs.state.peerSecret = hs.serverAPSecret, hs.clientAPSecret
-	if hs.state.exporterSecret, err = hs.master.exporterMasterSecret(th); err != nil {
-		return c.fail(alertInternalError, err)
-	}
-	c.logSecret13(keyLogClientTraffic, hs.hello.random, hs.clientAPSecret)
-	c.logSecret13(keyLogServerTraffic, hs.hello.random, hs.serverAPSecret)
-	c.logSecret13(keyLogExporter, hs.hello.random, hs.state.exporterSecret)
 	wk, err := newEpochKeys13(hs.suite, 3, hs.serverAPSecret)
 	if err != nil {
 		return c.fail(alertInternalError, err)
