@@ -373,6 +373,11 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 	if c.unknownPSKIdentity != nil {
 		err = fmt.Errorf("%w; %w (the client was not told: RFC 4279 §2)", err, c.unknownPSKIdentity)
 	}
+	if n, ok := c.io.(*netConnIO); ok && n.refused.Load() && isTimeout(err) {
+		// An ICMP unreachable does not end a handshake (isICMPRefused),
+		// but it is the likely reason this one timed out.
+		err = fmt.Errorf("%w (the peer's address answered with ICMP unreachable: is a server listening there?)", err)
+	}
 	a := c.alertSent.Load()
 	err = classifyHandshakeError(err, alert(a-1), a != 0)
 	c.handshakeErr = err

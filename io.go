@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -118,7 +119,32 @@ type netConnIO struct {
 	interrupted atomic.Bool
 	mu          sync.Mutex // serializes deadline changes
 	deadline    time.Time
+	// refused is set when the socket reported ECONNREFUSED: an ICMP
+	// port unreachable from the peer's address (see isICMPRefused).
+	refused atomic.Bool
 }
+
+// isICMPRefused reports whether err is the error a connected UDP socket
+// returns after an ICMP port (or host) unreachable arrived for it.
+//
+// Such an error is not allowed to end anything: ICMP is unauthenticated
+// and an off-path attacker who guesses the 4-tuple can forge it, and the
+// project's rule (README, "Security notes and limits") is that nothing
+// sent without keys ends a connection or a handshake where the RFCs leave
+// a choice. RFC 8085 §5.2 asks UDP applications to validate ICMP
+// messages against off-path injection, and a socket error carries
+// nothing to validate. The socket error is reported once per ICMP message,
+// so skipping it costs one system call per message the attacker sends,
+// as any datagram would. What remains is a hint: a handshake that then
+// times out says that the peer's address refused (see refusedHint).
+func isICMPRefused(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH)
+}
+
+// maxRefusedRetries bounds how often one write is retried after the
+// socket reported an earlier ICMP error instead of sending it (Linux
+// reports a pending error on the next send, which then sends nothing).
+const maxRefusedRetries = 2
 
 func newNetConnIO(conn net.Conn) *netConnIO {
 	return &netConnIO{conn: conn}
@@ -142,14 +168,25 @@ func (n *netConnIO) readDatagram(deadline time.Time) ([]byte, error) {
 	if n.buf == nil {
 		n.buf = datagramBufs.Get().(*[]byte)
 	}
-	k, err := n.conn.Read(*n.buf)
-	if err != nil {
-		if n.interrupted.Swap(false) {
-			return nil, errInterrupted
+	for {
+		k, err := n.conn.Read(*n.buf)
+		if err != nil && isICMPRefused(err) {
+			// Not an end (see isICMPRefused): read on, until the
+			// deadline as before.
+			n.refused.Store(true)
+			if n.interrupted.Swap(false) {
+				return nil, errInterrupted
+			}
+			continue
 		}
-		return nil, err
+		if err != nil {
+			if n.interrupted.Swap(false) {
+				return nil, errInterrupted
+			}
+			return nil, err
+		}
+		return (*n.buf)[:k], nil
 	}
-	return (*n.buf)[:k], nil
 }
 
 func (n *netConnIO) release() {
@@ -169,6 +206,13 @@ func (n *netConnIO) interrupt() {
 
 func (n *netConnIO) writeDatagram(b []byte) error {
 	_, err := n.conn.Write(b)
+	for i := 0; err != nil && isICMPRefused(err) && i < maxRefusedRetries; i++ {
+		n.refused.Store(true)
+		_, err = n.conn.Write(b)
+	}
+	if err != nil && isICMPRefused(err) {
+		return nil // as a datagram lost on the way: the timers resend it
+	}
 	return err
 }
 
