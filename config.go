@@ -611,7 +611,7 @@ func (c *Config) maxVersion() uint16 {
 
 // defaultMaxVersion is MaxVersion's default: DTLS 1.2 until the 1.3
 // interop matrix passes (issue 12).
-const defaultMaxVersion = VersionDTLS12
+const defaultMaxVersion = VersionDTLS13
 
 // supports reports whether the Config enables protocol version vers.
 // DTLS versions count down (1.2 is 0xfefd, 1.3 0xfefc), so the range
