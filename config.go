@@ -620,6 +620,17 @@ func (c *Config) supports(vers uint16) bool {
 	return vers <= c.minVersion() && vers >= c.maxVersion()
 }
 
+// serves13 reports whether a server with this Config answers a
+// ClientHello offering DTLS 1.3 with 1.3: enabled by MaxVersion, and with
+// credentials the 1.3 handshake implements (a certificate or an external
+// PSK; raw public keys are 1.2-only here). It must agree with select13
+// and helloGate.check13. A server that does not is a 1.2 server and puts
+// no downgrade sentinel in its random.
+func (c *Config) serves13() bool {
+	return c.supports(VersionDTLS13) && !c.RawPublicKey &&
+		(len(c.Certificates) > 0 || c.GetCertificate != nil || c.PSK != nil)
+}
+
 func (c *Config) checkVersions() error {
 	for _, v := range []uint16{c.MinVersion, c.MaxVersion} {
 		if v != 0 && v != VersionDTLS12 && v != VersionDTLS13 {
