@@ -370,7 +370,7 @@ func ExampleNewSlogTracer() {
 	echoOnce(l)
 
 	conn, err := dtls.Dial("udp", l.Addr().String(), &dtls.Config{
-		PSK:          psk,
+		PSK:         psk,
 		PSKIdentity: []byte("device-42"),
 		Tracer:      dtls.NewSlogTracer(logger.With("device", "device-42")),
 	})
