@@ -65,6 +65,12 @@ func (c *Conn) select13(hello *clientHelloMsg) (*clientHelloMsg13, bool) {
 	if !ch.unmarshal(hello.original) || !slices.Contains(ch.supportedVersions, VersionDTLS13) {
 		return nil, false
 	}
+	// As the Listener's gate (check13) decides: a ClientHello with no
+	// 1.3 suite or group in common with us gets 1.2, the best version
+	// that can succeed.
+	if _, ok := hrrParamsFor(cfg, ch); !ok {
+		return nil, false
+	}
 	return ch, true
 }
 
