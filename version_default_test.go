@@ -6,8 +6,8 @@ import (
 	"testing"
 )
 
-// Helpers for tests that run once per protocol version, now that DTLS 1.3
-// is the default and tests of 1.2 behaviour pin MaxVersion.
+// Helpers and tests for DTLS 1.3 as the default version; tests of 1.2
+// behaviour pin MaxVersion VersionDTLS12 where they build their Configs.
 
 // versionName names a version for subtest names.
 func versionName(vers uint16) string {
@@ -18,16 +18,6 @@ func versionName(vers uint16) string {
 		return "1.3"
 	}
 	return "unknown"
-}
-
-// pin12 sets MaxVersion to DTLS 1.2 on each config and returns the first:
-// for tests of what only 1.2 has (HelloVerifyRequest, renegotiation,
-// session IDs, 1.2 record formats, recorded 1.2 handshakes).
-func pin12(cfgs ...*Config) *Config {
-	for _, c := range cfgs {
-		c.MaxVersion = VersionDTLS12
-	}
-	return cfgs[0]
 }
 
 // TestStaleRecord13DuringHandshake is TestStaleEpoch1AlertDuringHandshake
