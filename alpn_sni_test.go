@@ -131,6 +131,8 @@ func testALPNNoOverlap(t *testing.T, vers uint16) {
 // leaves no room for it). A proxy between the two rewrites the server's
 // choice "proto-a" into "proto-z" in the plaintext ServerHello; the
 // client must stop there, before the Finished would expose the change.
+// DTLS 1.2 only: in 1.3 the choice travels in the encrypted
+// EncryptedExtensions, out of a proxy's reach.
 func TestALPNUnofferedProtocol(t *testing.T) {
 	checkNoGoroutineLeak(t)
 	p256 := certs(t)["p256"]
@@ -139,7 +141,7 @@ func TestALPNUnofferedProtocol(t *testing.T) {
 	var mu sync.Mutex
 	var sent []uint8
 	c, err := Dial("udp", proxy.String(), &Config{RootCAs: p256.pool, ServerName: "dtls.test",
-		NextProtos: []string{"proto-a", "proto-b"}, HandshakeTimeout: alpnSNITimeout,
+		NextProtos: []string{"proto-a", "proto-b"}, HandshakeTimeout: alpnSNITimeout, MaxVersion: VersionDTLS12,
 		Tracer: func(ev *TraceEvent) {
 			if ev.Kind == TraceAlertSent {
 				mu.Lock()
@@ -333,47 +335,67 @@ func TestSNIGetCertificateError(t *testing.T) {
 	}
 }
 
-// TestSNIClientHelloInfo: GetCertificate sees what the client offered.
+// TestSNIClientHelloInfo: GetCertificate sees what the client offered, in
+// both versions. A 1.3 ClientHello lists the 1.3 suites first (our
+// defaults: CipherSuites' 1.2 ids do not restrict 1.3, as in crypto/tls)
+// and both versions in supported_versions.
 func TestSNIClientHelloInfo(t *testing.T) {
 	checkNoGoroutineLeak(t)
-	cert := sniCert(t, "info.test")
-	h := &helloRecorder{pick: func(*ClientHelloInfo) (*tls.Certificate, error) { return &cert.tls, nil }}
-	l, _ := echoServer(t, &Config{GetCertificate: h.getCertificate, NextProtos: []string{"coap"}}, nil)
-	suites := []uint16{TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}
-	curves := []tls.CurveID{tls.CurveP384, tls.X25519}
-	protos := []string{"h2", "coap"}
-	c := dialEcho(t, l, &Config{RootCAs: cert.pool, ServerName: "info.test", CipherSuites: suites, CurvePreferences: curves, NextProtos: protos})
-	if got := c.ConnectionState().NegotiatedProtocol; got != "coap" {
-		t.Errorf("negotiated %q, want coap", got)
-	}
-	info := h.last(t)
-	// The client may add signalling values (the renegotiation SCSV).
-	var offered []uint16
-	for _, s := range info.CipherSuites {
-		if s != scsvRenegotiation {
-			offered = append(offered, s)
-		}
-	}
-	if !slices.Equal(offered, suites) {
-		t.Errorf("CipherSuites %x, want %x", info.CipherSuites, suites)
-	}
-	if info.ServerName != "info.test" {
-		t.Errorf("ServerName %q", info.ServerName)
-	}
-	if !slices.Equal(info.SupportedCurves, curves) {
-		t.Errorf("SupportedCurves %v, want %v", info.SupportedCurves, curves)
-	}
-	if !slices.Equal(info.SignatureSchemes, supportedSignatureAlgorithms) {
-		t.Errorf("SignatureSchemes %v, want %v", info.SignatureSchemes, supportedSignatureAlgorithms)
-	}
-	if !slices.Contains(info.SignatureSchemes, tls.ECDSAWithP256AndSHA256) {
-		t.Errorf("SignatureSchemes %v lack ecdsa_secp256r1_sha256", info.SignatureSchemes)
-	}
-	if !slices.Equal(info.SupportedProtos, protos) {
-		t.Errorf("SupportedProtos %q, want %q", info.SupportedProtos, protos)
-	}
-	if !slices.Equal(info.SupportedVersions, []uint16{VersionDTLS12}) {
-		t.Errorf("SupportedVersions %x", info.SupportedVersions)
+	for _, vers := range []uint16{VersionDTLS12, VersionDTLS13} {
+		t.Run(versionName(vers), func(t *testing.T) {
+			cert := sniCert(t, "info.test")
+			h := &helloRecorder{pick: func(*ClientHelloInfo) (*tls.Certificate, error) { return &cert.tls, nil }}
+			l, _ := echoServer(t, &Config{GetCertificate: h.getCertificate, NextProtos: []string{"coap"}}, nil)
+			suites := []uint16{TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}
+			curves := []tls.CurveID{tls.CurveP384, tls.X25519}
+			protos := []string{"h2", "coap"}
+			c := dialEcho(t, l, &Config{RootCAs: cert.pool, ServerName: "info.test", CipherSuites: suites, CurvePreferences: curves, NextProtos: protos, MaxVersion: vers})
+			if got := c.ConnectionState().NegotiatedProtocol; got != "coap" {
+				t.Errorf("negotiated %q, want coap", got)
+			}
+			if got := c.ConnectionState().Version; got != vers {
+				t.Errorf("version %#x, want %#x", got, vers)
+			}
+			wantSuites, wantVersions, wantSchemes := suites, []uint16{VersionDTLS12}, supportedSignatureAlgorithms
+			if vers == VersionDTLS13 {
+				wantSuites = nil
+				for _, s := range (&Config{}).suites13() {
+					wantSuites = append(wantSuites, s.id)
+				}
+				wantSuites = append(wantSuites, suites...)
+				wantVersions = []uint16{VersionDTLS13, VersionDTLS12}
+				wantSchemes = nil // the 1.3 ClientHello's list; checked below
+			}
+			info := h.last(t)
+			// The client may add signalling values (the renegotiation SCSV).
+			var offered []uint16
+			for _, s := range info.CipherSuites {
+				if s != scsvRenegotiation {
+					offered = append(offered, s)
+				}
+			}
+			if !slices.Equal(offered, wantSuites) {
+				t.Errorf("CipherSuites %x, want %x", info.CipherSuites, wantSuites)
+			}
+			if info.ServerName != "info.test" {
+				t.Errorf("ServerName %q", info.ServerName)
+			}
+			if !slices.Equal(info.SupportedCurves, curves) {
+				t.Errorf("SupportedCurves %v, want %v", info.SupportedCurves, curves)
+			}
+			if wantSchemes != nil && !slices.Equal(info.SignatureSchemes, wantSchemes) {
+				t.Errorf("SignatureSchemes %v, want %v", info.SignatureSchemes, wantSchemes)
+			}
+			if !slices.Contains(info.SignatureSchemes, tls.ECDSAWithP256AndSHA256) {
+				t.Errorf("SignatureSchemes %v lack ecdsa_secp256r1_sha256", info.SignatureSchemes)
+			}
+			if !slices.Equal(info.SupportedProtos, protos) {
+				t.Errorf("SupportedProtos %q, want %q", info.SupportedProtos, protos)
+			}
+			if !slices.Equal(info.SupportedVersions, wantVersions) {
+				t.Errorf("SupportedVersions %x, want %x", info.SupportedVersions, wantVersions)
+			}
+		})
 	}
 }
 

@@ -83,15 +83,19 @@ type Config struct {
 	CurvePreferences []tls.CurveID
 
 	// MinVersion and MaxVersion bound the protocol versions: VersionDTLS12
-	// or VersionDTLS13. Zero means VersionDTLS12 for both: DTLS 1.3 (RFC
-	// 9147) is opt-in until it resumes sessions (README lists what it
-	// lacks). With MaxVersion VersionDTLS13 a client offers both versions
-	// (supported_versions) unless it uses raw public keys, SRTP or CIDs
-	// (1.2 only so far; a PSK is offered in 1.3 as an external PSK with
-	// PSKIdentity, Config.PSK called with a nil hint), and a server with
-	// a certificate or a PSK answers a ClientHello offering 1.3 with 1.3,
-	// others with 1.2 and the downgrade sentinel of RFC 8446 §4.1.3 in its
-	// random, which a client that offered 1.3 checks.
+	// or VersionDTLS13. Zero means VersionDTLS12 for MinVersion and
+	// VersionDTLS13 (RFC 9147) for MaxVersion: 1.3 by default, 1.2 with a
+	// 1.2 peer. DTLS 1.3 lacks 0-RTT, post-handshake authentication, a
+	// KeyUpdate of our own and Connection ID updates (README lists the
+	// rest). With MaxVersion VersionDTLS13 a client offers both versions
+	// (supported_versions) unless it uses raw public keys, SRTP or CIDs,
+	// which negotiate 1.2 (a PSK is offered in 1.3 as an external PSK
+	// with PSKIdentity, Config.PSK called with a nil hint). A server with
+	// a certificate or a PSK and without RawPublicKey answers a
+	// ClientHello offering 1.3 with 1.3 when they have a 1.3 suite and
+	// group in common; it answers others with 1.2 and the downgrade
+	// sentinel of RFC 8446 §4.1.3 in its random, which a client that
+	// offered 1.3 checks. Other servers speak 1.2 alone, without it.
 	MinVersion uint16
 	MaxVersion uint16
 
@@ -609,15 +613,26 @@ func (c *Config) maxVersion() uint16 {
 	return c.MaxVersion
 }
 
-// defaultMaxVersion is MaxVersion's default: DTLS 1.2 until the 1.3
-// interop matrix passes (issue 12).
-const defaultMaxVersion = VersionDTLS12
+// defaultMaxVersion is MaxVersion's default: DTLS 1.3, on both sides
+// (issue 12).
+const defaultMaxVersion = VersionDTLS13
 
 // supports reports whether the Config enables protocol version vers.
 // DTLS versions count down (1.2 is 0xfefd, 1.3 0xfefc), so the range
 // test is reversed.
 func (c *Config) supports(vers uint16) bool {
 	return vers <= c.minVersion() && vers >= c.maxVersion()
+}
+
+// serves13 reports whether a server with this Config answers a
+// ClientHello offering DTLS 1.3 with 1.3: enabled by MaxVersion, and with
+// credentials the 1.3 handshake implements (a certificate or an external
+// PSK; raw public keys are 1.2-only here). It must agree with select13
+// and helloGate.check13. A server that does not is a 1.2 server and puts
+// no downgrade sentinel in its random.
+func (c *Config) serves13() bool {
+	return c.supports(VersionDTLS13) && !c.RawPublicKey &&
+		(len(c.Certificates) > 0 || c.GetCertificate != nil || c.PSK != nil)
 }
 
 func (c *Config) checkVersions() error {

@@ -1,9 +1,11 @@
-// Package dtls implements DTLS 1.2 (RFC 6347), TLS for datagram transports,
-// in pure Go on the standard library's cryptography, and DTLS 1.3 (RFC
-// 9147) when Config.MaxVersion is VersionDTLS13: the default is DTLS 1.2
-// for now. DTLS 1.3 resumes sessions with tickets (RFC 8446 §4.6.1) but
-// has no 0-RTT, and raw public keys, DTLS-SRTP and Connection IDs are
-// used only over DTLS 1.2 (see README for the rest it lacks).
+// Package dtls implements DTLS 1.3 (RFC 9147) and DTLS 1.2 (RFC 6347),
+// TLS for datagram transports, in pure Go on the standard library's
+// cryptography. Both sides speak 1.3 by default and fall back to 1.2 with
+// a 1.2 peer (Config.MaxVersion VersionDTLS12 keeps a side on 1.2).
+// DTLS 1.3 resumes sessions with tickets (RFC 8446 §4.6.1) but has no
+// 0-RTT, no post-handshake authentication, no KeyUpdate of our own and no
+// Connection ID updates; configurations that use raw public keys,
+// DTLS-SRTP or Connection IDs negotiate 1.2 (see README for the rest).
 //
 // The API follows crypto/tls. A client dials:
 //

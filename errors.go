@@ -103,11 +103,13 @@ func classifyHandshakeError(err error, sent alert, sentAny bool) error {
 }
 
 // isCertificateAlert reports whether a is an alert RFC 5246 §7.2.2 gives
-// for a certificate the sender refused.
+// for a certificate the sender refused, or RFC 8446 §6.2's
+// certificate_required, with which a 1.3 server refuses a client that
+// sent none (a 1.2 server sends bad_certificate then).
 func isCertificateAlert(a alert) bool {
 	switch a {
 	case alertBadCertificate, alertUnsupportedCertificate, alertCertificateRevoked,
-		alertCertificateExpired, alertCertificateUnknown, alertUnknownCA:
+		alertCertificateExpired, alertCertificateUnknown, alertUnknownCA, alertCertificateRequired:
 		return true
 	}
 	return false

@@ -21,7 +21,10 @@ import (
 )
 
 // A PSK server and client on loopback, as a CoAP device and gateway might
-// use them (RFC 7252 §9.1.3.1 mandates TLS_PSK_WITH_AES_128_CCM_8).
+// use them: RFC 7252 §9.1.3.1 mandates TLS_PSK_WITH_AES_128_CCM_8, a DTLS
+// 1.2 suite, so this client stays on 1.2 (by default a client offers 1.3
+// too, where a PSK gets TLS_AES_128_GCM_SHA256 unless CipherSuites names
+// another 1.3 suite).
 func Example() {
 	psk := func([]byte) ([]byte, error) { return []byte("sixteen byte key"), nil }
 	l, err := dtls.Listen("udp", "127.0.0.1:0", &dtls.Config{PSK: psk})
@@ -44,6 +47,7 @@ func Example() {
 		PSK:          psk,
 		PSKIdentity:  []byte("device-42"),
 		CipherSuites: []uint16{dtls.TLS_PSK_WITH_AES_128_CCM_8},
+		MaxVersion:   dtls.VersionDTLS12,
 	})
 	if err != nil {
 		log.Fatal(err)
@@ -104,6 +108,7 @@ func selfSigned() (tls.Certificate, *x509.CertPool) {
 }
 
 // A client that verifies the server's certificate, as crypto/tls does.
+// Both sides speak DTLS 1.3 by default.
 func ExampleDial() {
 	cert, roots := selfSigned()
 	l, err := dtls.Listen("udp", "127.0.0.1:0", &dtls.Config{Certificates: []tls.Certificate{cert}})
@@ -126,7 +131,7 @@ func ExampleDial() {
 	}
 	st := conn.ConnectionState()
 	fmt.Println(string(buf[:n]), dtls.CipherSuiteName(st.CipherSuite), st.PeerCertificates[0].Subject.CommonName)
-	// Output: HELLO TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 localhost
+	// Output: HELLO TLS_AES_128_GCM_SHA256 localhost
 }
 
 // A server for many peers on one UDP socket: Accept returns each
@@ -278,8 +283,10 @@ func ExampleRandomCIDGenerator() {
 	// Output: we send a 8-byte CID, we receive a 0-byte one
 }
 
-// A key log in the NSS format, for Wireshark or tshark to decrypt a
-// capture: one CLIENT_RANDOM line per handshake.
+// A key log in the NSS format, for Wireshark or tshark (or dtls analyze,
+// for DTLS 1.3) to decrypt a capture: a DTLS 1.3 handshake logs its
+// traffic secrets (CLIENT_HANDSHAKE_TRAFFIC_SECRET first), a 1.2 one a
+// CLIENT_RANDOM line with its master secret.
 func ExampleConfig_keyLogWriter() {
 	psk := func([]byte) ([]byte, error) { return []byte("sixteen byte key"), nil }
 	l, err := dtls.Listen("udp", "127.0.0.1:0", &dtls.Config{PSK: psk})
@@ -300,14 +307,15 @@ func ExampleConfig_keyLogWriter() {
 	}
 	defer conn.Close()
 	fields := strings.Fields(keyLog.String())
-	fmt.Println(fields[0], len(fields[1])/2, "byte client random,", len(fields[2])/2, "byte master secret")
-	// Output: CLIENT_RANDOM 32 byte client random, 48 byte master secret
+	fmt.Println(fields[0], len(fields[1])/2, "byte client random,", len(fields[2])/2, "byte secret")
+	// Output: CLIENT_HANDSHAKE_TRAFFIC_SECRET 32 byte client random, 32 byte secret
 }
 
 // The Tracer sees each datagram, record, handshake message, flight and
 // timer; here the handshake messages the client takes in, in order. With
-// a PSK and no suite set, the default is ECDHE-PSK: the server's
-// ServerKeyExchange carries its ECDHE share.
+// a PSK and the defaults, that is DTLS 1.3 with psk_dhe_ke: a
+// HelloRetryRequest carrying the Listener's cookie (the address check),
+// then the server's flight, whose ServerHello carries its ECDHE share.
 func ExampleConfig_tracer() {
 	psk := func([]byte) ([]byte, error) { return []byte("sixteen byte key"), nil }
 	l, err := dtls.Listen("udp", "127.0.0.1:0", &dtls.Config{PSK: psk})
@@ -332,12 +340,11 @@ func ExampleConfig_tracer() {
 	defer conn.Close()
 	fmt.Println(dtls.CipherSuiteName(conn.ConnectionState().CipherSuite))
 	// Output:
-	// HelloVerifyRequest
+	// HelloRetryRequest
 	// ServerHello
-	// ServerKeyExchange
-	// ServerHelloDone
+	// EncryptedExtensions
 	// Finished
-	// TLS_ECDHE_PSK_WITH_AES_128_GCM_SHA256
+	// TLS_AES_128_GCM_SHA256
 }
 
 // Handshakes in a server's log, the way the rest of its code logs. Here
@@ -363,16 +370,15 @@ func ExampleNewSlogTracer() {
 	echoOnce(l)
 
 	conn, err := dtls.Dial("udp", l.Addr().String(), &dtls.Config{
-		PSK:          psk,
-		PSKIdentity:  []byte("device-42"),
-		CipherSuites: []uint16{dtls.TLS_PSK_WITH_AES_128_CCM_8},
-		Tracer:       dtls.NewSlogTracer(logger.With("device", "device-42")),
+		PSK:         psk,
+		PSKIdentity: []byte("device-42"),
+		Tracer:      dtls.NewSlogTracer(logger.With("device", "device-42")),
 	})
 	if err != nil {
 		log.Fatal(err)
 	}
 	conn.Close()
 	// Output:
-	// level=INFO msg="handshake done" device=device-42 side=client suite=TLS_PSK_WITH_AES_128_CCM_8
+	// level=INFO msg="handshake done" device=device-42 side=client suite=TLS_AES_128_GCM_SHA256
 	// level=INFO msg="alert sent" device=device-42 side=client alert="close notify"
 }

@@ -257,10 +257,13 @@ func (hs *clientHandshakeState) processServerHello(msg inMessage) error {
 		}
 	}
 	c.vers = sh.vers
-	if !slices.Contains(hs.hello.cipherSuites, sh.cipherSuite) {
+	// A ClientHello offering 1.3 lists the 1.3 suites too: a 1.2
+	// ServerHello choosing one of them chose a suite we did not offer
+	// for 1.2, and cipherSuiteByID knows only the 1.2 ones.
+	hs.suite = cipherSuiteByID(sh.cipherSuite)
+	if hs.suite == nil || !slices.Contains(hs.hello.cipherSuites, sh.cipherSuite) {
 		return c.fail(alertIllegalParameter, fmt.Errorf("dtls: server chose cipher suite %s, which we did not offer", CipherSuiteName(sh.cipherSuite)))
 	}
-	hs.suite = cipherSuiteByID(sh.cipherSuite)
 	if sh.compressionMethod != compressionNone {
 		return c.fail(alertIllegalParameter, errors.New("dtls: server chose compression"))
 	}

@@ -183,11 +183,14 @@ func TestHandshake13VersionNegotiation(t *testing.T) {
 		smin, smax uint16
 		want       uint16 // 0: must fail
 	}{
+		{"defaults", 0, 0, 0, 0, VersionDTLS13},
 		{"both 1.3", 0, VersionDTLS13, 0, VersionDTLS13, VersionDTLS13},
-		{"client 1.2 only", 0, 0, 0, VersionDTLS13, VersionDTLS12},
-		{"server 1.2 only", 0, VersionDTLS13, 0, 0, VersionDTLS12},
-		{"client 1.3 only, server 1.2", VersionDTLS13, VersionDTLS13, 0, 0, 0},
-		{"server 1.3 only, client 1.2", 0, 0, VersionDTLS13, VersionDTLS13, 0},
+		{"client 1.2 only", 0, VersionDTLS12, 0, VersionDTLS13, VersionDTLS12},
+		{"server 1.2 only", 0, VersionDTLS13, 0, VersionDTLS12, VersionDTLS12},
+		{"client 1.2 only, server default", 0, VersionDTLS12, 0, 0, VersionDTLS12},
+		{"server 1.2 only, client default", 0, 0, 0, VersionDTLS12, VersionDTLS12},
+		{"client 1.3 only, server 1.2", VersionDTLS13, VersionDTLS13, 0, VersionDTLS12, 0},
+		{"server 1.3 only, client 1.2", 0, VersionDTLS12, VersionDTLS13, VersionDTLS13, 0},
 		{"both 1.3 only", VersionDTLS13, VersionDTLS13, VersionDTLS13, VersionDTLS13, VersionDTLS13},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -241,7 +241,7 @@ func (hs *serverHandshakeState) processClientHello() error {
 	if _, err := io.ReadFull(c.config.rand(), sh.random); err != nil {
 		return c.fail(alertInternalError, err)
 	}
-	if c.config.supports(VersionDTLS13) {
+	if c.config.serves13() {
 		// RFC 8446 §4.1.3: a server that supports 1.3 and negotiates
 		// 1.2 says so in the last eight bytes of its random, which a
 		// 1.3-capable client checks: an attacker who stripped 1.3 from

@@ -65,6 +65,12 @@ func (c *Conn) select13(hello *clientHelloMsg) (*clientHelloMsg13, bool) {
 	if !ch.unmarshal(hello.original) || !slices.Contains(ch.supportedVersions, VersionDTLS13) {
 		return nil, false
 	}
+	// As the Listener's gate (check13) decides: a ClientHello with no
+	// 1.3 suite or group in common with us gets 1.2, the best version
+	// that can succeed.
+	if _, ok := hrrParamsFor(cfg, ch); !ok {
+		return nil, false
+	}
 	return ch, true
 }
 
@@ -332,6 +338,7 @@ func (hs *serverHandshakeState13) acceptPSK() error {
 	if len(ch.pskIdentities) == 0 || !slices.Contains(ch.pskModes, pskModeDHE) && !slices.Contains(ch.pskModes, pskModePlain) {
 		return nil
 	}
+	var unknown []byte // an identity Config.PSK does not know
 	for i, id := range ch.pskIdentities {
 		var key []byte
 		var session *sessionState
@@ -341,6 +348,7 @@ func (hs *serverHandshakeState13) acceptPSK() error {
 		} else if c.config.PSK != nil && hs.suite.hash == crypto.SHA256 {
 			k, err := c.config.PSK(id.label)
 			if err != nil || len(k) == 0 {
+				unknown = id.label
 				continue
 			}
 			key, external = k, true
@@ -360,6 +368,21 @@ func (hs *serverHandshakeState13) acceptPSK() error {
 		}
 		hs.psk, hs.pskIndex, hs.session = key, i, session
 		return nil
+	}
+	if unknown != nil && len(c.config.Certificates) == 0 && c.config.GetCertificate == nil {
+		// No certificate to fall back on: the PSK handshake fails.
+		// RFC 8446 §6.2 makes unknown_psk_identity optional ("servers
+		// MAY instead choose to send a decrypt_error alert"): by
+		// default the client gets the decrypt_error of a wrong binder
+		// and cannot tell which identities exist (as RFC 4279 §2 has
+		// it for 1.2); the error names the identity.
+		err := fmt.Errorf("%w %q", ErrUnknownPSKIdentity, unknown)
+		c.state.pskIdentity = slices.Clone(unknown) // for HandshakeOutcome
+		if c.config.InsecureUnknownPSKIdentityAlert {
+			return c.fail(alertUnknownPSKIdentity, err)
+		}
+		c.unknownPSKIdentity = err
+		return c.fail(alertDecryptError, errors.New("dtls: the client offered no PSK we know"))
 	}
 	return nil
 }
@@ -644,7 +667,7 @@ func (hs *serverHandshakeState13) readClientCertificate(msg inMessage) (inMessag
 	var chains [][]*x509.Certificate
 	if c.config.verifiesClientCert() {
 		if chains, err = c.config.verifyClientChain(certs, c.config.time()); err != nil {
-			return msg, c.fail(alertBadCertificate, err)
+			return msg, c.fail(alertBadCertificate, &tls.CertificateVerificationError{UnverifiedCertificates: certs, Err: err})
 		}
 	}
 	if err := h12.acceptPeerChain(raw, certs, chains); err != nil {

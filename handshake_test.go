@@ -198,6 +198,7 @@ func TestHandshakeEverySuite(t *testing.T) {
 	for _, sc := range allSuiteCases() {
 		t.Run(CipherSuiteName(sc.suite), func(t *testing.T) {
 			cc, sc2 := configsFor(t, sc)
+			cc.MaxVersion = VersionDTLS12 // the 1.2 suites; 1.3's: TestHandshake13EverySuite
 			l, states := echoServer(t, sc2, nil)
 			c, err := Dial("udp", l.Addr().String(), cc)
 			if err != nil {
@@ -250,46 +251,73 @@ func TestHandshakeFailures(t *testing.T) {
 	checkNoGoroutineLeak(t)
 	p256 := certs(t)["p256"]
 	other := certs(t)["p384"]
+	certServer := func() *Config { return &Config{Certificates: []tls.Certificate{p256.tls}} }
 	tests := []struct {
 		name           string
-		client, server *Config
-		want           string
+		client, server func() *Config
+		// want is what the client's error mentions in 1.2 and 1.3; an
+		// empty one skips that version.
+		want12, want13 string
 	}{
-		{"unknown CA", &Config{RootCAs: other.pool, ServerName: "dtls.test"}, &Config{Certificates: []tls.Certificate{p256.tls}}, "certificate"},
-		{"wrong name", &Config{RootCAs: p256.pool, ServerName: "other.test"}, &Config{Certificates: []tls.Certificate{p256.tls}}, "certificate"},
-		{"no common suite", &Config{RootCAs: p256.pool, ServerName: "dtls.test", CipherSuites: []uint16{TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256}}, &Config{Certificates: []tls.Certificate{p256.tls}}, "handshake failure"},
+		{"unknown CA", func() *Config { return &Config{RootCAs: other.pool, ServerName: "dtls.test"} }, certServer, "certificate", "certificate"},
+		{"wrong name", func() *Config { return &Config{RootCAs: p256.pool, ServerName: "other.test"} }, certServer, "certificate", "certificate"},
+		// CipherSuites' 1.2 ids do not restrict 1.3 (as in crypto/tls).
+		{"no common suite", func() *Config {
+			return &Config{RootCAs: p256.pool, ServerName: "dtls.test", CipherSuites: []uint16{TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256}}
+		}, certServer, "handshake failure", ""},
+		{"no common 1.3 suite", func() *Config {
+			return &Config{RootCAs: p256.pool, ServerName: "dtls.test", CipherSuites: []uint16{suiteTLSAES256GCMSHA384}}
+		}, func() *Config {
+			return &Config{Certificates: []tls.Certificate{p256.tls}, CipherSuites: []uint16{suiteTLSAES128GCMSHA256}}
+		}, "", "handshake failure"},
+		// 1.2 knows a wrong PSK when the client's Finished fails to
+		// authenticate (bad_record_mac), 1.3 by the binder
+		// (decrypt_error).
 		{"wrong PSK", func() *Config {
 			c := pskConfig()
 			c.PSK = func([]byte) ([]byte, error) { return []byte("wrong key!"), nil }
 			return c
-		}(), pskConfig(), "bad record MAC"},
+		}, pskConfig, "bad record MAC", "error decrypting message"},
 		// Told from a wrong key only with InsecureUnknownPSKIdentityAlert
 		// (psk_probe_test.go).
-		{"unknown identity", func() *Config { c := pskConfig(); c.PSKIdentity = []byte("mallory"); return c }(), pskConfig(), "bad record MAC"},
-		{"VerifyConnection refuses", &Config{RootCAs: p256.pool, ServerName: "dtls.test", VerifyConnection: func(ConnectionState) error { return errors.New("no thanks") }}, &Config{Certificates: []tls.Certificate{p256.tls}}, "no thanks"},
+		{"unknown identity", func() *Config { c := pskConfig(); c.PSKIdentity = []byte("mallory"); return c }, pskConfig, "bad record MAC", "error decrypting message"},
+		{"VerifyConnection refuses", func() *Config {
+			return &Config{RootCAs: p256.pool, ServerName: "dtls.test", VerifyConnection: func(ConnectionState) error { return errors.New("no thanks") }}
+		}, certServer, "no thanks", "no thanks"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			// A wrong PSK is known only when the server gives up on the
-			// client's Finished, which fails authentication: it then
-			// sends bad_record_mac, which the client must still be
-			// waiting for.
-			// The server's timeout is below the Listener's janitor
-			// interval (1 s), so that the handshake times out (and
-			// sends the alert) before the janitor can end it as
-			// stalled, which sends nothing.
-			tt.server.HandshakeTimeout = 500 * time.Millisecond
-			tt.client.HandshakeTimeout = 3 * time.Second
-			l, _ := echoServer(t, tt.server, nil)
-			c, err := Dial("udp", l.Addr().String(), tt.client)
-			if err == nil {
-				c.Close()
-				t.Fatal("handshake succeeded")
+		for _, vers := range []uint16{VersionDTLS12, VersionDTLS13} {
+			want := tt.want12
+			if vers == VersionDTLS13 {
+				want = tt.want13
 			}
-			if !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("error %q does not mention %q", err, tt.want)
+			if want == "" {
+				continue
 			}
-		})
+			t.Run(tt.name+"/"+versionName(vers), func(t *testing.T) {
+				client, server := tt.client(), tt.server()
+				client.MaxVersion = vers
+				// A wrong PSK is known in 1.2 only when the server
+				// gives up on the client's Finished, which fails
+				// authentication: it then sends bad_record_mac, which
+				// the client must still be waiting for.
+				// The server's timeout is below the Listener's janitor
+				// interval (1 s), so that the handshake times out (and
+				// sends the alert) before the janitor can end it as
+				// stalled, which sends nothing.
+				server.HandshakeTimeout = 500 * time.Millisecond
+				client.HandshakeTimeout = 3 * time.Second
+				l, _ := echoServer(t, server, nil)
+				c, err := Dial("udp", l.Addr().String(), client)
+				if err == nil {
+					c.Close()
+					t.Fatal("handshake succeeded")
+				}
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not mention %q", err, want)
+				}
+			})
+		}
 	}
 }
 
@@ -307,10 +335,25 @@ func TestHandshakeClientAuth(t *testing.T) {
 	if st := <-states; len(st.PeerCertificates) != 1 || len(st.VerifiedChains) != 1 {
 		t.Errorf("server did not see the client certificate: %+v", st)
 	}
-	// Without a certificate the handshake fails.
-	_, err = Dial("udp", l.Addr().String(), &Config{RootCAs: p256.pool, ServerName: "dtls.test", HandshakeTimeout: 3 * time.Second})
+	// Without a certificate the handshake fails: in 1.2 at the client's
+	// Dial (the server's Finished never comes), in 1.3 at its first Read
+	// (its handshake ends with its own Finished, RFC 8446 §2; the
+	// server's certificate_required alert, RFC 8446 §4.4.2.4, follows).
+	_, err = Dial("udp", l.Addr().String(), &Config{RootCAs: p256.pool, ServerName: "dtls.test", HandshakeTimeout: 3 * time.Second, MaxVersion: VersionDTLS12})
 	if err == nil {
-		t.Fatal("handshake without a client certificate succeeded")
+		t.Fatal("1.2 handshake without a client certificate succeeded")
+	}
+	c13, err := Dial("udp", l.Addr().String(), &Config{RootCAs: p256.pool, ServerName: "dtls.test", HandshakeTimeout: 3 * time.Second})
+	if err == nil {
+		defer c13.Close()
+		if v := c13.ConnectionState().Version; v != VersionDTLS13 {
+			t.Fatalf("version %#x, want 1.3", v)
+		}
+		c13.SetReadDeadline(time.Now().Add(3 * time.Second))
+		_, err = c13.Read(make([]byte, 10))
+	}
+	if !errors.Is(err, AlertError(alertCertificateRequired)) {
+		t.Fatalf("1.3 without a client certificate: %v, want the peer's certificate_required alert", err)
 	}
 }
 

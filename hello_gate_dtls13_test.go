@@ -124,9 +124,13 @@ func TestHelloGate13(t *testing.T) {
 			t.Errorf("%s: admitted", tc.name)
 		}
 	}
-	// A ClientHello that does not offer 1.3 is left to the 1.2 gate.
-	if _, _, is13 := g.check13(nil, now, addr, 0, 0, &Config{Certificates: cfg.Certificates}, ch); is13 {
-		t.Error("1.3 chosen by a server without MaxVersion 1.3")
+	// A server that does not speak 1.3 leaves the ClientHello to the 1.2
+	// gate; one with the default MaxVersion speaks it.
+	if _, _, is13 := g.check13(nil, now, addr, 0, 0, &Config{Certificates: cfg.Certificates, MaxVersion: VersionDTLS12}, ch); is13 {
+		t.Error("1.3 chosen by a server with MaxVersion 1.2")
+	}
+	if _, _, is13 := g.check13(nil, now, addr, 0, 0, &Config{Certificates: cfg.Certificates}, ch); !is13 {
+		t.Error("1.3 not chosen by a server with the default MaxVersion")
 	}
 }
 

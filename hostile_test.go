@@ -55,6 +55,11 @@ func newPipePair(t testing.TB, cc, sc *Config) *pipePair {
 	}
 	cc, sc = cc.Clone(), sc.Clone()
 	cc.Tracer, sc.Tracer = tracer, tracer
+	if cc.MaxVersion == 0 {
+		// sealFrom writes 1.2 records: a pair gets 1.3 only when its
+		// caller asks for it.
+		cc.MaxVersion = VersionDTLS12
+	}
 	a, b := mbPipe()
 	a.tap = func([]byte) { p.serverSent.Add(1) }
 	b.tap = func([]byte) { p.clientSent.Add(1) }
@@ -398,6 +403,7 @@ func TestWrongPSKDiagnosis(t *testing.T) {
 				sraw, _ := n.Dial(lossServerAddr, lossClientAddr)
 				craw, _ := n.Dial(lossClientAddr, lossServerAddr)
 				cc, sc := configsFor(t, suiteCase{TLS_PSK_WITH_AES_128_GCM_SHA256, ""})
+				cc.MaxVersion = VersionDTLS12 // 1.3 knows at once: below
 				cc.PSK = func([]byte) ([]byte, error) { return []byte("wrong key!"), nil }
 				sc.HandshakeTimeout, cc.HandshakeTimeout = tc.serverTimeout, tc.clientTimeout
 				sc.RetransmitTimeout, cc.RetransmitTimeout = tc.serverTimer, tc.clientTimer
@@ -418,6 +424,32 @@ func TestWrongPSKDiagnosis(t *testing.T) {
 			})
 		})
 	}
+	// In 1.3 the PSK binder (RFC 8446 §4.2.11.2) tells a wrong key in the
+	// ClientHello, which only the key's holder can make: the server ends
+	// the handshake at once with decrypt_error, and says why.
+	t.Run("1.3 binder", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			n := netsim.New(1, netsim.Link{Delay: 10 * time.Millisecond})
+			sraw, _ := n.Dial(lossServerAddr, lossClientAddr)
+			craw, _ := n.Dial(lossClientAddr, lossServerAddr)
+			cc, sc := configsFor(t, suiteCase{TLS_PSK_WITH_AES_128_GCM_SHA256, ""})
+			cc.PSK = func([]byte) ([]byte, error) { return []byte("wrong key!"), nil }
+			s, c := Server(sraw, sc), Client(craw, cc)
+			serr := make(chan error, 1)
+			go func() { serr <- s.Handshake() }()
+			cerr := c.Handshake()
+			err := <-serr
+			s.Close()
+			c.Close()
+			if err == nil || errors.Is(err, os.ErrDeadlineExceeded) || !strings.Contains(err.Error(), "wrong PSK?") {
+				t.Errorf("server: %v, want the binder failure at once", err)
+			}
+			var ae AlertError
+			if !errors.As(cerr, &ae) || alert(ae) != alertDecryptError {
+				t.Errorf("client: %v, want the server's decrypt_error", cerr)
+			}
+		})
+	})
 }
 
 // TestFinalFlightResent: the last flight of a handshake is lost once; the
@@ -433,6 +465,9 @@ func TestFinalFlightResent(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			cc, sc := configsFor(t, suiteCase{TLS_PSK_WITH_AES_128_GCM_SHA256, ""})
+			// 1.2's flights (dropFinishedConn reads 1.2 records); 1.3's
+			// lost final flight is TestHandshake13ReACK.
+			cc.MaxVersion = VersionDTLS12
 			cc.ClientSessionCache = NewLRUClientSessionCache(4)
 			cc.RetransmitTimeout, sc.RetransmitTimeout = 50*time.Millisecond, 50*time.Millisecond
 			if resume {

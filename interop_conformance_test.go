@@ -397,14 +397,15 @@ func appendServerHelloExtension(body []byte, id uint16, data []byte) []byte {
 // TestSNINotAcknowledgedOnResumption: RFC 6066 §3, "When resuming a
 // session, the server MUST NOT include a server_name extension in the
 // server hello." Our client and server over loopback; the client's Tracer
-// hands over the plaintext ServerHellos.
+// hands over the plaintext ServerHellos. DTLS 1.2: a 1.3 server
+// acknowledges the name in its encrypted EncryptedExtensions.
 func TestSNINotAcknowledgedOnResumption(t *testing.T) {
 	p256 := certs(t)["p256"]
 	l, _ := echoServer(t, &Config{GetCertificate: func(*ClientHelloInfo) (*tls.Certificate, error) { return &p256.tls, nil }}, nil)
 	cache := NewLRUClientSessionCache(4)
 	for i, wantAck := range []bool{true, false} {
 		var hellos []*serverHelloMsg
-		cfg := &Config{RootCAs: p256.pool, ServerName: "dtls.test", ClientSessionCache: cache,
+		cfg := &Config{RootCAs: p256.pool, ServerName: "dtls.test", ClientSessionCache: cache, MaxVersion: VersionDTLS12,
 			Tracer: func(ev *TraceEvent) {
 				if ev.Kind == TraceDatagramReceived {
 					hellos = append(hellos, serverHellosIn(ev.Datagram)...)

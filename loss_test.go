@@ -366,9 +366,22 @@ func TestLossDuplicationReordering(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		seeds = 20
 	}
-	for _, sc := range []suiteCase{{TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, "p256"}, {TLS_PSK_WITH_AES_128_CCM_8, ""}} {
-		t.Run(CipherSuiteName(sc.suite), func(t *testing.T) {
+	// The PSK row runs in 1.2 only: a 1.3 ClientHello with an external
+	// PSK (identity and binder) and its key share takes two datagrams at
+	// MTU 200, and 2 of 200 seeds then miss the 60 s handshake timeout
+	// (an open 1.3 gap, issue 12; the certificate row fits one datagram).
+	for _, v := range []struct {
+		sc   suiteCase
+		vers uint16
+	}{
+		{suiteCase{TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, "p256"}, VersionDTLS12},
+		{suiteCase{TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, "p256"}, VersionDTLS13},
+		{suiteCase{TLS_PSK_WITH_AES_128_CCM_8, ""}, VersionDTLS12},
+	} {
+		sc := v.sc
+		t.Run(CipherSuiteName(sc.suite)+"/"+versionName(v.vers), func(t *testing.T) {
 			cc, scfg := lossConfigs(t, sc)
+			cc.MaxVersion = v.vers
 			cc.MTU, scfg.MTU = 200, 200
 			link := netsim.Link{Loss: 0.2, Dup: 0.2, Reorder: 0.2, Delay: lossDelay, Jitter: 20 * time.Millisecond, MTU: 200}
 			results := make([]lossResult, seeds)

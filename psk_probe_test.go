@@ -46,55 +46,73 @@ func pskProbe(t *testing.T, server, client *Config) (clientErr error, serverErr 
 }
 
 // TestUnknownPSKIdentityHidden: by default a client cannot tell an unknown
-// PSK identity from a known one with a wrong key (RFC 4279 §2): the server
-// answers both the same way, while its own error names the identity.
+// PSK identity from a known one with a wrong key (RFC 4279 §2; RFC 8446
+// §6.2 lets a 1.3 server send decrypt_error for both): the server answers
+// both the same way, while its own error names the identity. In 1.2 that
+// is bad_record_mac once the client's Finished fails to authenticate, in
+// 1.3 the decrypt_error of a binder that does not verify.
 func TestUnknownPSKIdentityHidden(t *testing.T) {
 	checkNoGoroutineLeak(t)
-	unknown := pskConfig()
-	unknown.PSKIdentity = []byte("mallory")
-	wrongKey := pskConfig()
-	wrongKey.PSK = func([]byte) ([]byte, error) { return []byte("wrong key, same length"), nil }
+	for _, v := range []struct {
+		name string
+		vers uint16
+		want alert
+	}{{"1.2", VersionDTLS12, alertBadRecordMAC}, {"1.3", VersionDTLS13, alertDecryptError}} {
+		t.Run(v.name, func(t *testing.T) {
+			pinned := func(c *Config) *Config { c.MaxVersion = v.vers; return c }
+			unknown := pinned(pskConfig())
+			unknown.PSKIdentity = []byte("mallory")
+			wrongKey := pinned(pskConfig())
+			wrongKey.PSK = func([]byte) ([]byte, error) { return []byte("wrong key, same length"), nil }
 
-	uErr, uServer, uAlerts := pskProbe(t, pskConfig(), unknown)
-	wErr, wServer, wAlerts := pskProbe(t, pskConfig(), wrongKey)
-	t.Logf("unknown identity: client %q, server alerts %v", uErr, uAlerts)
-	t.Logf("wrong key: client %q, server alerts %v", wErr, wAlerts)
-	if strings.Contains(uErr.Error(), "unknown PSK identity") {
-		t.Errorf("the client learned the identity is unknown: %v", uErr)
-	}
-	if !slices.Equal(uAlerts, wAlerts) || !slices.Equal(uAlerts, []alert{alertBadRecordMAC}) {
-		t.Errorf("server alerts: unknown identity %v, wrong key %v; want both [%v]", uAlerts, wAlerts, alertBadRecordMAC)
-	}
-	// The client receives the same alert either way.
-	for _, err := range []error{uErr, wErr} {
-		if !strings.Contains(err.Error(), "peer sent alert: bad record MAC") {
-			t.Errorf("client error %q does not carry %v", err, alertBadRecordMAC)
-		}
-	}
-	if !strings.Contains(uServer, `unknown PSK identity "mallory"`) {
-		t.Errorf("server error %q does not name the unknown identity", uServer)
-	}
-	if strings.Contains(wServer, "unknown PSK identity") {
-		t.Errorf("server error %q calls a wrong key an unknown identity", wServer)
+			uErr, uServer, uAlerts := pskProbe(t, pinned(pskConfig()), unknown)
+			wErr, wServer, wAlerts := pskProbe(t, pinned(pskConfig()), wrongKey)
+			t.Logf("unknown identity: client %q, server alerts %v", uErr, uAlerts)
+			t.Logf("wrong key: client %q, server alerts %v", wErr, wAlerts)
+			if strings.Contains(uErr.Error(), "unknown PSK identity") {
+				t.Errorf("the client learned the identity is unknown: %v", uErr)
+			}
+			if !slices.Equal(uAlerts, wAlerts) || !slices.Equal(uAlerts, []alert{v.want}) {
+				t.Errorf("server alerts: unknown identity %v, wrong key %v; want both [%v]", uAlerts, wAlerts, v.want)
+			}
+			// The client receives the same alert either way.
+			for _, err := range []error{uErr, wErr} {
+				if !strings.Contains(err.Error(), "peer sent alert: "+v.want.String()) {
+					t.Errorf("client error %q does not carry %v", err, v.want)
+				}
+			}
+			if !strings.Contains(uServer, `unknown PSK identity "mallory"`) {
+				t.Errorf("server error %q does not name the unknown identity", uServer)
+			}
+			if strings.Contains(wServer, "unknown PSK identity") {
+				t.Errorf("server error %q calls a wrong key an unknown identity", wServer)
+			}
+		})
 	}
 }
 
 // TestUnknownPSKIdentityAlert: InsecureUnknownPSKIdentityAlert restores the
-// explicit unknown_psk_identity alert, for debugging.
+// explicit unknown_psk_identity alert, for debugging, in both versions.
 func TestUnknownPSKIdentityAlert(t *testing.T) {
 	checkNoGoroutineLeak(t)
-	server := pskConfig()
-	server.InsecureUnknownPSKIdentityAlert = true
-	client := pskConfig()
-	client.PSKIdentity = []byte("mallory")
-	err, serverErr, alerts := pskProbe(t, server, client)
-	if !strings.Contains(err.Error(), "unknown PSK identity") {
-		t.Errorf("client error %q, want the unknown_psk_identity alert", err)
-	}
-	if !slices.Equal(alerts, []alert{alertUnknownPSKIdentity}) {
-		t.Errorf("server sent %v, want [%v]", alerts, alertUnknownPSKIdentity)
-	}
-	if !strings.Contains(serverErr, `unknown PSK identity "mallory"`) {
-		t.Errorf("server error %q", serverErr)
+	for _, vers := range []uint16{VersionDTLS12, VersionDTLS13} {
+		t.Run(versionName(vers), func(t *testing.T) {
+			server := pskConfig()
+			server.InsecureUnknownPSKIdentityAlert = true
+			server.MaxVersion = vers
+			client := pskConfig()
+			client.PSKIdentity = []byte("mallory")
+			client.MaxVersion = vers
+			err, serverErr, alerts := pskProbe(t, server, client)
+			if !strings.Contains(err.Error(), "unknown PSK identity") {
+				t.Errorf("client error %q, want the unknown_psk_identity alert", err)
+			}
+			if !slices.Equal(alerts, []alert{alertUnknownPSKIdentity}) {
+				t.Errorf("server sent %v, want [%v]", alerts, alertUnknownPSKIdentity)
+			}
+			if !strings.Contains(serverErr, `unknown PSK identity "mallory"`) {
+				t.Errorf("server error %q", serverErr)
+			}
+		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	mrand "math/rand/v2"
 	"net"
@@ -52,6 +53,9 @@ func TestResumption(t *testing.T) {
 		for _, mode := range []string{"ticket", "id"} {
 			t.Run(fmt.Sprintf("%s/%s", CipherSuiteName(sc.suite), mode), func(t *testing.T) {
 				cc, scfg := configsFor(t, sc)
+				// 1.2 session IDs and RFC 5077 tickets; 1.3's
+				// tickets are resume_dtls13_test.go's.
+				cc.MaxVersion = VersionDTLS12
 				if mode == "id" {
 					scfg.SessionTicketsDisabled = true
 				}
@@ -202,10 +206,15 @@ func TestResumptionClientAuth(t *testing.T) {
 	lOpen, sOpen := echoServer(t, open, nil)
 	lStrict, sStrict := echoServer(t, strict, nil)
 
-	for _, mode := range []string{"ticket", "id"} {
-		t.Run(mode, func(t *testing.T) {
+	// Session IDs are DTLS 1.2's; tickets are tried in both versions.
+	for _, m := range []struct {
+		mode string
+		vers uint16
+	}{{"ticket", VersionDTLS12}, {"ticket", VersionDTLS13}, {"id", VersionDTLS12}} {
+		mode := m.mode
+		t.Run(mode+"/"+versionName(m.vers), func(t *testing.T) {
 			cache := NewLRUClientSessionCache(4)
-			noCert := &Config{RootCAs: p256.pool, ServerName: "dtls.test", ClientSessionCache: cache, HandshakeTimeout: 3 * time.Second}
+			noCert := &Config{RootCAs: p256.pool, ServerName: "dtls.test", ClientSessionCache: cache, HandshakeTimeout: 3 * time.Second, MaxVersion: m.vers}
 			dialOnce(t, lOpen, sOpen, noCert)
 			if mode == "id" {
 				// Both servers share one session cache, as clones of
@@ -236,6 +245,20 @@ func TestResumptionClientAuth(t *testing.T) {
 			// handshake it falls back to fails for want of a
 			// certificate.
 			c, err := Dial("udp", lStrict.Addr().String(), noCert)
+			if err == nil && m.vers == VersionDTLS13 {
+				// A 1.3 client's handshake ends with its own
+				// Finished: it must not have resumed, and the
+				// server's certificate_required alert ends it.
+				if c.ConnectionState().DidResume {
+					c.Close()
+					t.Fatal("session without a client certificate resumed on a server that requires one")
+				}
+				c.SetReadDeadline(time.Now().Add(3 * time.Second))
+				_, err = c.Read(make([]byte, 10))
+				if !errors.Is(err, AlertError(alertCertificateRequired)) {
+					t.Errorf("1.3 full handshake without a certificate: %v, want certificate_required", err)
+				}
+			}
 			if err == nil {
 				c.Close()
 				t.Fatal("session without a client certificate resumed on a server that requires one")
@@ -264,6 +287,7 @@ func TestResumptionRefused(t *testing.T) {
 	cc, scfg := configsFor(t, suiteCase{TLS_PSK_WITH_AES_128_CCM_8, ""})
 	cc.CipherSuites = []uint16{TLS_PSK_WITH_AES_128_CCM_8, TLS_PSK_WITH_AES_128_GCM_SHA256}
 	scfg.CipherSuites = []uint16{TLS_PSK_WITH_AES_128_CCM_8, TLS_PSK_WITH_AES_128_GCM_SHA256}
+	cc.MaxVersion = VersionDTLS12 // 1.2 suites; 1.3: TestResume13* (resume_dtls13_test.go)
 	scfg.SetSessionTicketKeys([][32]byte{{7}})
 	cc.ClientSessionCache = NewLRUClientSessionCache(4)
 	cc.ServerName = "a.test"

@@ -28,7 +28,7 @@ func init() {
 
 const clientSynopsis = `client [-connect ADDR] [-ca FILE | -insecure] [-servername NAME]
        [-psk HEX [-psk-identity ID]] [-ciphers LIST] [-mtu N] [-keylog FILE] [-pcap FILE]
-       [-v LEVEL] [-wait DURATION]
+       [-version 1.2|1.3] [-v LEVEL] [-wait DURATION]
 
 Connects, sends each line of standard input (without its line ending) as
 one datagram, and prints each datagram received as a line on standard

@@ -30,15 +30,18 @@ func init() {
 	})
 }
 
-const demoSynopsis = `demo [-loss P] [-mtu N] [-seed S] [-psk] [-out DIR] [-messages N]
+const demoSynopsis = `demo [-loss P] [-mtu N] [-seed S] [-psk] [-version 1.2|1.3] [-out DIR] [-messages N]
 
 Runs a DTLS server and client in this process over loopback, through a
 seeded lossy channel when -loss is above 0, does a handshake and echoes a
-few messages. Prints a ladder diagram of every flight, message,
-retransmission and drop, and writes to DIR:
+few messages: DTLS 1.3 by default, as the library, or 1.2 with
+-version 1.2. Prints a ladder diagram of every flight, message,
+retransmission, ACK and drop, and writes to DIR:
 
   handshake.pcapng  the datagrams as UDP, with the session keys embedded:
-                    tshark -r DIR/handshake.pcapng decrypts it as it is
+                    dtls analyze DIR/handshake.pcapng decrypts it (tshark
+                    -r DIR/handshake.pcapng too for 1.2; tshark 4.0 does
+                    not dissect 1.3)
   handshake.svg     the ladder as a picture
   keylog.txt        the NSS key log (for tools that want it separately)
 
@@ -70,10 +73,10 @@ func parseDemoFlags(args []string, w io.Writer) (*demoOptions, error) {
 	loss := fs.String("loss", "0", "drop this share of datagrams in each direction: 0.3 or 30%")
 	fs.IntVar(&o.mtu, "mtu", 0, "path MTU for the handshake, in bytes of UDP payload, 128 to 65507 (0: the library's 1200)")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the lossy channel, for repeatable runs")
-	fs.BoolVar(&o.psk, "psk", false, "use a pre-shared key (TLS_PSK_WITH_AES_128_CCM_8) instead of an ECDSA certificate")
+	fs.BoolVar(&o.psk, "psk", false, "use a pre-shared key (in 1.2 TLS_PSK_WITH_AES_128_CCM_8, in 1.3 an external PSK with ECDHE) instead of an ECDSA certificate")
 	fs.StringVar(&o.out, "out", "", "folder for handshake.pcapng, handshake.svg and keylog.txt")
 	fs.IntVar(&o.messages, "messages", 3, "application messages to echo after the handshake")
-	version := fs.String("version", "1.2", "DTLS version: 1.2, or 1.3 (RFC 9147; certificates only, with -psk the handshake stays 1.2)")
+	version := fs.String("version", "1.3", "DTLS version: 1.3 (RFC 9147, the library's default) or 1.2 (RFC 6347)")
 	if err := parseArgs(fs, args); err != nil {
 		return nil, err
 	}

@@ -70,8 +70,9 @@ func TestDemoCapturedHandshakeDecrypts(t *testing.T) {
 		args []string
 		want []string // handshake types tshark must decode
 	}{
-		{"ecdsa", nil, []string{"1", "3", "2", "11", "12", "14", "16", "20"}},
-		{"psk", []string{"-psk"}, []string{"1", "3", "2", "12", "14", "16", "20"}},
+		// DTLS 1.2: tshark 4.0 does not dissect 1.3.
+		{"ecdsa", []string{"-version", "1.2"}, []string{"1", "3", "2", "11", "12", "14", "16", "20"}},
+		{"psk", []string{"-psk", "-version", "1.2"}, []string{"1", "3", "2", "12", "14", "16", "20"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir, out := runDemoForTest(t, tc.args...)

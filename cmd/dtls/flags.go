@@ -65,10 +65,12 @@ type commonFlags struct {
 	keylog      string
 	pcap        string
 	verbosity   int
+	version     string
 
 	// Set by resolve.
-	psk    []byte
-	suites []uint16
+	psk        []byte
+	suites     []uint16
+	maxVersion uint16 // 0: the library's default, DTLS 1.3
 }
 
 func (c *commonFlags) register(fs *flag.FlagSet, pskIdentityHelp string) {
@@ -82,6 +84,7 @@ func (c *commonFlags) register(fs *flag.FlagSet, pskIdentityHelp string) {
 	fs.StringVar(&c.keylog, "keylog", "", "append NSS key log lines (for Wireshark/tshark) to `FILE`; weakens security")
 	fs.StringVar(&c.pcap, "pcap", "", "write every datagram sent and received to `FILE` as pcapng, with the session keys inside (tshark -r FILE decrypts it); weakens security")
 	fs.IntVar(&c.verbosity, "v", 0, "debug `LEVEL` on stderr: 0 silent, 1 handshake result and alerts, 2 + a ladder diagram of each handshake when it ends, 3 + live lines for its messages, flights, timers, epochs and drops, 4 + every record and datagram")
+	fs.StringVar(&c.version, "version", "1.3", "highest DTLS `VERSION`: 1.3 (the library's default; 1.2 peers get 1.2) or 1.2")
 }
 
 // resolve checks the shared flags and decodes their values.
@@ -91,6 +94,14 @@ func (c *commonFlags) resolve() error {
 	}
 	if err := checkMTU(c.mtu); err != nil {
 		return err
+	}
+	switch c.version {
+	case "1.3":
+		c.maxVersion = 0 // the library's default
+	case "1.2":
+		c.maxVersion = dtls.VersionDTLS12
+	default:
+		return usageErrorf("-version %q: 1.2 or 1.3", c.version)
 	}
 	if c.pskSet {
 		// An empty -psk "" is refused, not taken for no -psk: a
@@ -143,6 +154,7 @@ func parseCipherList(list string) ([]uint16, error) {
 func (c *commonFlags) applyTo(cfg *dtls.Config, p *tracefmt.Printer) (io.Closer, error) {
 	cfg.CipherSuites = c.suites
 	cfg.MTU = c.mtu
+	cfg.MaxVersion = c.maxVersion
 	cfg.Tracer = p.Tracer()
 	var closers closeAll
 	var keyLogs []io.Writer

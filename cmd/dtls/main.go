@@ -1,5 +1,5 @@
-// Command dtls is the command-line tool of the dtls-go library: a DTLS 1.2
-// echo server and a line-oriented client, the Go counterparts of mbedTLS's
+// Command dtls is the command-line tool of the dtls-go library: a DTLS 1.3
+// and 1.2 echo server and a line-oriented client, the Go counterparts of mbedTLS's
 // dtls_server and dtls_client sample programs.
 //
 //	dtls server [flags]   echo every datagram back to its sender
@@ -95,7 +95,7 @@ func dispatch(ctx context.Context, args []string, std stdio) int {
 }
 
 func usage(w io.Writer) {
-	fmt.Fprint(w, "dtls is a DTLS 1.2 tool built on github.com/dtls-go/dtls.\n\nUsage:\n\n\tdtls <command> [flags]\n\nCommands:\n\n")
+	fmt.Fprint(w, "dtls is a DTLS 1.3 and 1.2 tool built on github.com/dtls-go/dtls.\n\nUsage:\n\n\tdtls <command> [flags]\n\nCommands:\n\n")
 	for _, c := range commands {
 		fmt.Fprintf(w, "\t%-8s %s\n", c.name, c.summary)
 	}

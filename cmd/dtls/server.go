@@ -29,9 +29,9 @@ func init() {
 const serverSynopsis = `server [-listen ADDR] [-cert FILE -key FILE] [-psk HEX [-psk-identity ID]]
        [-ciphers LIST] [-mtu N] [-idle-timeout DURATION] [-max-conns N] [-once]
        [-shutdown-timeout DURATION] [-fleet-secret-file FILE]
-       [-cid N [-server-id HEX]] [-keylog FILE] [-pcap FILE] [-v LEVEL]
+       [-cid N [-server-id HEX]] [-keylog FILE] [-pcap FILE] [-version 1.2|1.3] [-v LEVEL]
 
-Accepts DTLS 1.2 connections and echoes every datagram back on each, one
+Accepts DTLS 1.3 and 1.2 connections and echoes every datagram back on each, one
 goroutine per connection. Without -cert and -psk it makes a self-signed
 ECDSA P-256 certificate (its SHA-256 fingerprint is printed at -v 1).
 Prints "listening on ADDR" to stderr once ready. From -v 2 it prints a

@@ -53,7 +53,11 @@ func (c *Credentials) ServerConfig() (*dtls.Config, error) {
 	switch {
 	case c.PSK != nil:
 		key, want := c.PSK, c.PSKIdentity
+		// RFC 7252 §9.1.3.1's suite is a DTLS 1.2 one: a PSK device
+		// stays on 1.2 (a 1.3 client would otherwise get
+		// TLS_AES_128_GCM_SHA256).
 		cfg.CipherSuites = []uint16{dtls.TLS_PSK_WITH_AES_128_CCM_8}
+		cfg.MaxVersion = dtls.VersionDTLS12
 		cfg.PSK = func(identity []byte) ([]byte, error) {
 			if want != nil && string(identity) != string(want) {
 				return nil, fmt.Errorf("coapdemo: unknown PSK identity %q", identity)
@@ -90,6 +94,7 @@ func (c *Credentials) ClientConfig() (*dtls.Config, error) {
 	case c.PSK != nil:
 		key := c.PSK
 		cfg.CipherSuites = []uint16{dtls.TLS_PSK_WITH_AES_128_CCM_8}
+		cfg.MaxVersion = dtls.VersionDTLS12 // as in ServerConfig
 		cfg.PSK = func([]byte) ([]byte, error) { return key, nil }
 		cfg.PSKIdentity = c.PSKIdentity
 		if cfg.PSKIdentity == nil {
