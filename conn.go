@@ -13,7 +13,6 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -663,15 +662,6 @@ func (c *Conn) readDatagram(ctx context.Context, userDeadline bool) ([]byte, err
 				return nil, cerr
 			}
 			return nil, nil // the deadline changed; read again
-		}
-		if errors.Is(err, syscall.ECONNREFUSED) && c.handshakeComplete.Load() {
-			// An ICMP port unreachable on a connected socket, for
-			// something we sent (an ACK of a DTLS 1.3 NewSessionTicket
-			// that arrived just before the server's close_notify, which
-			// is still queued behind the error). Off-path attackers can
-			// forge ICMP, so it does not end an established connection;
-			// before that, it fails a handshake quickly.
-			return nil, ctx.Err()
 		}
 		return nil, err
 	}
