@@ -46,18 +46,30 @@ func (t *connTable) lookup(d []byte, from netip.AddrPort) (cio *listenerConnIO, 
 }
 
 // lookupCIDLocked returns the connection whose CID the datagram's first
-// record carries, if it is a tls12_cid record. Only the CID lengths we
-// handed out are tried, each bounded by the datagram.
+// record carries, if it is a tls12_cid record (RFC 9146 §4) or a DTLS 1.3
+// unified header with the C bit set (RFC 9147 §4). Only the CID lengths
+// we handed out are tried, each bounded by the datagram.
 func (t *connTable) lookupCIDLocked(d []byte) *listenerConnIO {
-	if len(d) == 0 || recordType(d[0]) != recordTypeTLS12CID {
+	if len(d) == 0 {
+		return nil
+	}
+	// Where the CID starts: in a tls12_cid record where a plain record
+	// has its length field; in a unified header right after the first
+	// byte (001CSLEE), which is followed by at least a sequence number.
+	var off, after int
+	switch {
+	case recordType(d[0]) == recordTypeTLS12CID:
+		off, after = recordHeaderLen-2, 2
+	case d[0]&uhFixedMask == uhFixedBits && d[0]&uhCIDBit != 0:
+		off, after = 1, 1
+	default:
 		return nil
 	}
 	for _, n := range t.cidLens {
-		if len(d) < recordHeaderLen+n {
+		if len(d) < off+n+after {
 			continue
 		}
-		// The CID sits where a plain record has its length field.
-		if cio := t.byCID[string(d[recordHeaderLen-2:recordHeaderLen-2+n])]; cio != nil {
+		if cio := t.byCID[string(d[off:off+n])]; cio != nil {
 			return cio
 		}
 	}

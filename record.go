@@ -283,9 +283,11 @@ type recordLayer struct {
 	lastSealedType recordType
 
 	// newestRead is epoch ‖ sequence_number of the newest record that
-	// authenticated, valid when anyRead.
-	newestRead uint64
-	anyRead    bool
+	// authenticated, valid when anyRead; newestRead13 the same for DTLS
+	// 1.3, whose epochs and sequence numbers are 64 bits each.
+	newestRead   uint64
+	anyRead      bool
+	newestRead13 recordNumber
 }
 
 func newRecordLayer(replaySize int) *recordLayer {
@@ -614,6 +616,11 @@ func (rl *recordLayer) open13(datagram []byte) (hdr recordHeader, data, rest []b
 	if reason != dropNone {
 		return hdr, nil, nil, usageOK, reason
 	}
+	if string(h.cid) != string(rl.readCID) {
+		// Ours, and no other (RFC 9146 §3 with RFC 9147 §9): the
+		// Listener may have routed the datagram by address.
+		return hdr, nil, nil, usageOK, dropBadCID
+	}
 	hdr.cid = h.cid
 	r := rl.readState13(h.epochBits)
 	if r == nil {
@@ -637,6 +644,11 @@ func (rl *recordLayer) open13(datagram []byte) (hdr recordHeader, data, rest []b
 	r.window.Accept(hdr.seq)
 	if hdr.seq >= r.expected && hdr.seq < maxSequence13 {
 		r.expected = hdr.seq + 1
+	}
+	// The newest record yet (RFC 9146 §6: only it may move the peer).
+	n := recordNumber{hdr.epoch, hdr.seq}
+	if !rl.anyRead || n.epoch > rl.newestRead13.epoch || n.epoch == rl.newestRead13.epoch && n.seq > rl.newestRead13.seq {
+		hdr.newest, rl.newestRead13, rl.anyRead = true, n, true
 	}
 	hdr.typ = typ
 	if len(content) > maxPlaintext {
