@@ -84,6 +84,8 @@ var (
 		{"MTU300", "MTU 300"},
 		{"KeyUpdate", "KeyUpdate"},
 		{"Resume", "resumption (ticket)"},
+		{"CID", "connection ID"},
+		{"SRTP", "DTLS-SRTP"},
 	}
 	roles = []struct{ key, name string }{
 		{"client", "our client"},
