@@ -49,6 +49,7 @@ type cell13 struct {
 	resume     bool     // a second connection resumes the first's session with its ticket
 	cid        bool     // both sides ask for a cidLen-byte connection ID (RFC 9146 in 1.3)
 	srtp       bool     // both sides offer SRTP_AES128_CM_HMAC_SHA1_80 (use_srtp in EncryptedExtensions)
+	rpk        bool     // raw public keys (RFC 7250); no 1.3 peer here has them
 	// srtpKM carries the peer's SRTP keying material (its exporter, RFC
 	// 5764 §4.2) to the check of ours, in the SRTP cells; made per run.
 	srtpKM chan []byte
@@ -90,6 +91,10 @@ var cells13 = []cell13{
 	// DTLS-SRTP: use_srtp answered in EncryptedExtensions, the keys
 	// from the 1.3 exporter; both sides' keying material compared.
 	{name: "SRTP", srtp: true},
+	// Raw public keys in 1.3: neither peer implements them (GnuTLS,
+	// which does for 1.2, has no DTLS 1.3); our side is tested in
+	// handshake_ext_dtls13_test.go.
+	{name: "RPK", rpk: true},
 }
 
 func (c cell13) ourConfig(pki *testPKI, client bool) *dtls.Config {
@@ -229,6 +234,9 @@ func TestDTLS13(t *testing.T) {
 						if c.srtp {
 							notApplicable(t, "wolfSSL as .ci/wolfssl builds it has no use_srtp (no --enable-srtp)")
 						}
+						if c.rpk {
+							notApplicable(t, "wolfSSL as .ci/wolfssl builds it has no raw public keys (no --enable-rpk)")
+						}
 						ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 						defer cancel()
 						if role == "client" {
@@ -253,6 +261,9 @@ func TestDTLS13(t *testing.T) {
 						}
 						if c.pskKE {
 							notApplicable(t, "pion/dtls v4 has no option for psk_ke alone")
+						}
+						if c.rpk {
+							notApplicable(t, "pion/dtls v4 has no raw public keys (RFC 7250)")
 						}
 						ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 						defer cancel()

@@ -86,6 +86,7 @@ var (
 		{"Resume", "resumption (ticket)"},
 		{"CID", "connection ID"},
 		{"SRTP", "DTLS-SRTP"},
+		{"RPK", "raw public keys"},
 	}
 	roles = []struct{ key, name string }{
 		{"client", "our client"},
