@@ -86,10 +86,10 @@ type Config struct {
 	// or VersionDTLS13. Zero means VersionDTLS12 for both: DTLS 1.3 (RFC
 	// 9147) is opt-in until it resumes sessions (README lists what it
 	// lacks). With MaxVersion VersionDTLS13 a client offers both versions
-	// (supported_versions) unless it uses raw public keys, SRTP or CIDs
-	// (1.2 only so far; a PSK is offered in 1.3 as an external PSK with
-	// PSKIdentity, Config.PSK called with a nil hint), and a server with
-	// a certificate or a PSK answers a ClientHello offering 1.3 with 1.3,
+	// (supported_versions; a PSK is offered in 1.3 as an external PSK
+	// with PSKIdentity, Config.PSK called with a nil hint), and a server
+	// with a certificate (a key, with RawPublicKey) or a PSK answers a
+	// ClientHello offering 1.3 with 1.3,
 	// others with 1.2 and the downgrade sentinel of RFC 8446 §4.1.3 in its
 	// random, which a client that offered 1.3 checks.
 	MinVersion uint16
@@ -183,7 +183,10 @@ type Config struct {
 	// offer one. A Listener routes records by the CIDs it hands out and
 	// calls the generator again for a CID already in use; CIDs of one
 	// length (RandomCIDGenerator) route best. The CIDs are in
-	// ConnectionState.LocalConnectionID and RemoteConnectionID.
+	// ConnectionState.LocalConnectionID and RemoteConnectionID. DTLS 1.3
+	// negotiates them the same way (connection_id in ClientHello and
+	// ServerHello, RFC 9147 §9) and carries them in the unified header
+	// of every record from the handshake epoch on.
 	ConnectionIDGenerator func() []byte
 
 	// RawPublicKey turns on raw public keys (RFC 7250) with the
@@ -199,7 +202,10 @@ type Config struct {
 	// chains), or, without either, with InsecureSkipVerify on a client or
 	// a ClientAuth below VerifyClientCertIfGiven on a server. Such a
 	// client needs no ServerName: PeerPublicKeys or
-	// VerifyPeerCertificate is its verification.
+	// VerifyPeerCertificate is its verification. In DTLS 1.3 the
+	// certificate types are answered in EncryptedExtensions and the key
+	// travels as one SPKI CertificateEntry (RFC 8446 §4.4.2); the rules
+	// are the same.
 	//
 	// Sessions made with raw keys resume (ClientSessionCache, tickets,
 	// session IDs), bound to the peer's key: ConnectionState reports it
@@ -270,7 +276,10 @@ type Config struct {
 	// SRTPProtectionProfiles lists the DTLS-SRTP protection profiles
 	// (RFC 5764) in preference order: a client offers them, a server
 	// picks the first of its own that the client offered. If empty,
-	// use_srtp is neither offered nor accepted.
+	// use_srtp is neither offered nor accepted. In DTLS 1.3 the server
+	// answers in EncryptedExtensions and the keys (Conn.SRTPKeys) come
+	// from the 1.3 exporter (RFC 8446 §7.5 with the "dtls13" label
+	// prefix of RFC 9147 §5.9), as pion/dtls v4 derives them.
 	SRTPProtectionProfiles []uint16
 
 	// SRTPMKI is, on a client, the SRTP Master Key Identifier it offers
