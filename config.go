@@ -186,7 +186,11 @@ type Config struct {
 	// ConnectionState.LocalConnectionID and RemoteConnectionID. DTLS 1.3
 	// negotiates them the same way (connection_id in ClientHello and
 	// ServerHello, RFC 9147 §9) and carries them in the unified header
-	// of every record from the handshake epoch on.
+	// of every record from the handshake epoch on; after the handshake a
+	// peer's RequestConnectionId is answered automatically with spare
+	// CIDs from the generator (which must then keep to one length), at
+	// most 8 held per connection, and a CID of ours retires once the
+	// peer uses a newer one.
 	ConnectionIDGenerator func() []byte
 
 	// RawPublicKey turns on raw public keys (RFC 7250) with the
