@@ -27,6 +27,7 @@ const (
 	alertAccessDenied           alert = 49
 	alertDecodeError            alert = 50
 	alertDecryptError           alert = 51
+	alertTooManyCIDsRequested   alert = 52 // RFC 9147 §9
 	alertProtocolVersion        alert = 70
 	alertInsufficientSecurity   alert = 71
 	alertInternalError          alert = 80
@@ -57,6 +58,7 @@ var alertText = map[alert]string{
 	alertAccessDenied:           "access denied",
 	alertDecodeError:            "error decoding message",
 	alertDecryptError:           "error decrypting message",
+	alertTooManyCIDsRequested:   "too many CIDs requested",
 	alertProtocolVersion:        "protocol version not supported",
 	alertInsufficientSecurity:   "insufficient security level",
 	alertInternalError:          "internal error",

@@ -85,17 +85,15 @@ type Config struct {
 	// MinVersion and MaxVersion bound the protocol versions: VersionDTLS12
 	// or VersionDTLS13. Zero means VersionDTLS12 for MinVersion and
 	// VersionDTLS13 (RFC 9147) for MaxVersion: 1.3 by default, 1.2 with a
-	// 1.2 peer. DTLS 1.3 lacks 0-RTT, post-handshake authentication, a
-	// KeyUpdate of our own and Connection ID updates (README lists the
-	// rest). With MaxVersion VersionDTLS13 a client offers both versions
-	// (supported_versions) unless it uses raw public keys, SRTP or CIDs,
-	// which negotiate 1.2 (a PSK is offered in 1.3 as an external PSK
-	// with PSKIdentity, Config.PSK called with a nil hint). A server with
-	// a certificate or a PSK and without RawPublicKey answers a
-	// ClientHello offering 1.3 with 1.3 when they have a 1.3 suite and
-	// group in common; it answers others with 1.2 and the downgrade
-	// sentinel of RFC 8446 §4.1.3 in its random, which a client that
-	// offered 1.3 checks. Other servers speak 1.2 alone, without it.
+	// 1.2 peer (README lists what 1.3 lacks). With MaxVersion
+	// VersionDTLS13 a client offers both versions (supported_versions; a
+	// PSK is offered in 1.3 as an external PSK with PSKIdentity,
+	// Config.PSK called with a nil hint). A server with a certificate (a
+	// key, with RawPublicKey) or a PSK answers a ClientHello offering 1.3
+	// with 1.3 when they have a 1.3 suite and group in common; it answers
+	// others with 1.2 and the downgrade sentinel of RFC 8446 §4.1.3 in its
+	// random, which a client that offered 1.3 checks. Other servers speak
+	// 1.2 alone, without it.
 	MinVersion uint16
 	MaxVersion uint16
 
@@ -187,7 +185,14 @@ type Config struct {
 	// offer one. A Listener routes records by the CIDs it hands out and
 	// calls the generator again for a CID already in use; CIDs of one
 	// length (RandomCIDGenerator) route best. The CIDs are in
-	// ConnectionState.LocalConnectionID and RemoteConnectionID.
+	// ConnectionState.LocalConnectionID and RemoteConnectionID. DTLS 1.3
+	// negotiates them the same way (connection_id in ClientHello and
+	// ServerHello, RFC 9147 §9) and carries them in the unified header
+	// of every record from the handshake epoch on; after the handshake a
+	// peer's RequestConnectionId is answered automatically with spare
+	// CIDs from the generator (which must then keep to one length), at
+	// most 8 held per connection, and a CID of ours retires once the
+	// peer uses a newer one.
 	ConnectionIDGenerator func() []byte
 
 	// RawPublicKey turns on raw public keys (RFC 7250) with the
@@ -203,7 +208,10 @@ type Config struct {
 	// chains), or, without either, with InsecureSkipVerify on a client or
 	// a ClientAuth below VerifyClientCertIfGiven on a server. Such a
 	// client needs no ServerName: PeerPublicKeys or
-	// VerifyPeerCertificate is its verification.
+	// VerifyPeerCertificate is its verification. In DTLS 1.3 the
+	// certificate types are answered in EncryptedExtensions and the key
+	// travels as one SPKI CertificateEntry (RFC 8446 §4.4.2); the rules
+	// are the same.
 	//
 	// Sessions made with raw keys resume (ClientSessionCache, tickets,
 	// session IDs), bound to the peer's key: ConnectionState reports it
@@ -274,7 +282,10 @@ type Config struct {
 	// SRTPProtectionProfiles lists the DTLS-SRTP protection profiles
 	// (RFC 5764) in preference order: a client offers them, a server
 	// picks the first of its own that the client offered. If empty,
-	// use_srtp is neither offered nor accepted.
+	// use_srtp is neither offered nor accepted. In DTLS 1.3 the server
+	// answers in EncryptedExtensions and the keys (Conn.SRTPKeys) come
+	// from the 1.3 exporter (RFC 8446 §7.5 with the "dtls13" label
+	// prefix of RFC 9147 §5.9), as pion/dtls v4 derives them.
 	SRTPProtectionProfiles []uint16
 
 	// SRTPMKI is, on a client, the SRTP Master Key Identifier it offers
@@ -626,12 +637,12 @@ func (c *Config) supports(vers uint16) bool {
 
 // serves13 reports whether a server with this Config answers a
 // ClientHello offering DTLS 1.3 with 1.3: enabled by MaxVersion, and with
-// credentials the 1.3 handshake implements (a certificate or an external
-// PSK; raw public keys are 1.2-only here). It must agree with select13
-// and helloGate.check13. A server that does not is a 1.2 server and puts
+// credentials the 1.3 handshake implements (a certificate or, with
+// RawPublicKey, a key; or an external PSK). select13 and helloGate.check13
+// both decide through it. A server that does not is a 1.2 server and puts
 // no downgrade sentinel in its random.
 func (c *Config) serves13() bool {
-	return c.supports(VersionDTLS13) && !c.RawPublicKey &&
+	return c.supports(VersionDTLS13) &&
 		(len(c.Certificates) > 0 || c.GetCertificate != nil || c.PSK != nil)
 }
 

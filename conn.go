@@ -120,6 +120,9 @@ type Conn struct {
 	// keyUpdatePending: we sent a KeyUpdate and switch our write keys
 	// once it is ACKed (RFC 9147 §8).
 	keyUpdatePending bool
+	// cidSpares13 are the peer's spare CIDs from its NewConnectionId
+	// (cid_dtls13.go), at most maxSpareCIDs13; the reader's.
+	cidSpares13 [][]byte
 
 	// gate is the cookie gate of a Conn made by Server (hello_gate.go).
 	gate *helloGate
@@ -399,7 +402,11 @@ func (c *Conn) ConnectionState() ConnectionState {
 	if !c.handshakeComplete.Load() {
 		return ConnectionState{Version: c.vers, HandshakeStart: c.hsStart, HandshakeDuration: c.hsDuration}
 	}
+	// A DTLS 1.3 CID update changes the record layer's CIDs under the
+	// out lock (cid_dtls13.go).
+	c.out.Lock()
 	cs := c.state.connectionState(c.vers, c.rl)
+	c.out.Unlock()
 	cs.HandshakeComplete = true
 	cs.HandshakeStart, cs.HandshakeDuration = c.hsStart, c.hsDuration
 	cs.ekm = c.ekm

@@ -48,6 +48,9 @@ func (c *Conn) readRecord13() ([]byte, error) {
 		c.drop(reason, hdr)
 		return nil, nil
 	}
+	if hdr.cid != nil {
+		c.peerUsedCID13(hdr.cid)
+	}
 	return c.handleOpened(hdr, data)
 }
 
@@ -117,8 +120,7 @@ func (c *Conn) handleHandshakeRecord13(hdr recordHeader, data []byte) error {
 // an ACK by the server, which keeps the client's epoch-2 keys for it
 // (RFC 9147 §5.8.3, §7), and with our final flight by the client.
 // NewSessionTicket is stored for resumption and acknowledged. KeyUpdate is handleKeyUpdate. NewConnectionId and
-// RequestConnectionId are not implemented: they end the connection with
-// unexpected_message.
+// RequestConnectionId are handleCIDMessage13 (cid_dtls13.go).
 func (c *Conn) handlePostHandshake13(hdr recordHeader, data []byte) error {
 	now := time.Now()
 	if hdr.epoch < 3 {
@@ -144,6 +146,8 @@ func (c *Conn) handlePostHandshake13(hdr recordHeader, data []byte) error {
 	switch typ {
 	case typeKeyUpdate:
 		return c.handleKeyUpdate(hdr, data)
+	case typeNewConnectionID, typeRequestConnectionID:
+		return c.handleCIDMessage13(hdr, data, typ) // cid_dtls13.go
 	case typeNewSessionTicket:
 		if !c.isClient {
 			return c.fail(alertUnexpectedMessage, errors.New("dtls: NewSessionTicket from a client"))

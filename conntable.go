@@ -46,18 +46,30 @@ func (t *connTable) lookup(d []byte, from netip.AddrPort) (cio *listenerConnIO, 
 }
 
 // lookupCIDLocked returns the connection whose CID the datagram's first
-// record carries, if it is a tls12_cid record. Only the CID lengths we
-// handed out are tried, each bounded by the datagram.
+// record carries, if it is a tls12_cid record (RFC 9146 §4) or a DTLS 1.3
+// unified header with the C bit set (RFC 9147 §4). Only the CID lengths
+// we handed out are tried, each bounded by the datagram.
 func (t *connTable) lookupCIDLocked(d []byte) *listenerConnIO {
-	if len(d) == 0 || recordType(d[0]) != recordTypeTLS12CID {
+	if len(d) == 0 {
+		return nil
+	}
+	// Where the CID starts: in a tls12_cid record where a plain record
+	// has its length field; in a unified header right after the first
+	// byte (001CSLEE), which is followed by at least a sequence number.
+	var off, after int
+	switch {
+	case recordType(d[0]) == recordTypeTLS12CID:
+		off, after = recordHeaderLen-2, 2
+	case d[0]&uhFixedMask == uhFixedBits && d[0]&uhCIDBit != 0:
+		off, after = 1, 1
+	default:
 		return nil
 	}
 	for _, n := range t.cidLens {
-		if len(d) < recordHeaderLen+n {
+		if len(d) < off+n+after {
 			continue
 		}
-		// The CID sits where a plain record has its length field.
-		if cio := t.byCID[string(d[recordHeaderLen-2:recordHeaderLen-2+n])]; cio != nil {
+		if cio := t.byCID[string(d[off:off+n])]; cio != nil {
 			return cio
 		}
 	}
@@ -91,11 +103,26 @@ func (t *connTable) registerCID(cid []byte, cio *listenerConnIO) bool {
 		return false
 	}
 	t.byCID[string(cid)] = cio
-	cio.cid = string(cid)
+	cio.cids = append(cio.cids, string(cid))
 	if !slices.Contains(t.cidLens, len(cid)) {
 		t.cidLens = append(t.cidLens, len(cid))
 	}
 	return true
+}
+
+// retireCID stops routing cid to cio: a DTLS 1.3 CID the peer no
+// longer uses (cid_dtls13.go).
+func (t *connTable) retireCID(cid []byte, cio *listenerConnIO) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	i := slices.Index(cio.cids, string(cid))
+	if i < 0 {
+		return
+	}
+	cio.cids = slices.Delete(cio.cids, i, i+1)
+	if t.byCID[string(cid)] == cio {
+		delete(t.byCID, string(cid))
+	}
 }
 
 // move moves cio's peer to newAP: we send there from now on. The
@@ -135,8 +162,10 @@ func (t *connTable) remove(cio *listenerConnIO) {
 	if t.byAddr[ap] == cio {
 		delete(t.byAddr, ap)
 	}
-	if cio.cid != "" && t.byCID[cio.cid] == cio {
-		delete(t.byCID, cio.cid)
+	for _, cid := range cio.cids {
+		if t.byCID[cid] == cio {
+			delete(t.byCID, cid)
+		}
 	}
 }
 
@@ -154,10 +183,11 @@ func (t *connTable) snapshot(dst []*listenerConnIO) []*listenerConnIO {
 	for _, cio := range t.byAddr {
 		dst = append(dst, cio)
 	}
-	for _, cio := range t.byCID {
+	for cid, cio := range t.byCID {
 		// A connection is routed by address only from its peer's
-		// address; one that could not take that address is only here.
-		if t.byAddr[cio.peer.Load().ap] != cio {
+		// address; one that could not take that address is only here,
+		// once under each of its CIDs: counted under its first.
+		if t.byAddr[cio.peer.Load().ap] != cio && len(cio.cids) > 0 && cio.cids[0] == cid {
 			dst = append(dst, cio)
 		}
 	}

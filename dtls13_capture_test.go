@@ -224,6 +224,11 @@ func decodeCapture13(t *testing.T, c *captured13, cidLen int) *decoded13 {
 				// below.
 				if tables[dir] == nil {
 					tables[dir] = newReadTable13(cidLen, defaultReplayWindow)
+					if cidLen > 0 && len(b) > cidLen {
+						// The receiver's CID, as its first record
+						// carries it: open13 accepts no other.
+						tables[dir].readCID = bytes.Clone(b[1 : 1+cidLen])
+					}
 					for _, epoch := range []uint64{2, 3} {
 						k, err := newEpochKeys13(suite, epoch, c.keylog[secretNames[[2]uint64{uint64(dir), epoch}]])
 						if err != nil {

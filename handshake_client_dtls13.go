@@ -40,6 +40,9 @@ type clientHandshakeState13 struct {
 	certReq *certificateRequestMsg13
 	sentHRR bool
 	state   connState
+	// serverRPK and clientRPK: the server's EncryptedExtensions chose
+	// raw public keys (RFC 7250 §4.2) for its Certificate or ours.
+	serverRPK, clientRPK bool
 
 	// The PSKs we offer (RFC 8446 §4.2.11), in the order of the
 	// ClientHello's identities: a ticket (resume_dtls13.go) and the
@@ -54,13 +57,14 @@ type clientHandshakeState13 struct {
 
 // offers13 reports whether this client offers DTLS 1.3: enabled by
 // MaxVersion, and with credentials the 1.3 handshake implements
-// (certificates, an external PSK; raw public keys, DTLS-SRTP and CIDs
-// are 1.2-only here).
+// (certificates, raw public keys, an external PSK with an identity). Raw
+// public keys, DTLS-SRTP and CIDs go in the 1.3 handshake as in 1.2:
+// the ClientHello's extensions are shared, the server answers them in
+// EncryptedExtensions (certificate types, use_srtp) or its ServerHello
+// (connection_id).
 func (c *Conn) offers13() bool {
 	cfg := c.config
-	return cfg.supports(VersionDTLS13) && !cfg.RawPublicKey &&
-		len(cfg.SRTPProtectionProfiles) == 0 && cfg.ConnectionIDGenerator == nil &&
-		(cfg.PSK == nil || len(cfg.PSKIdentity) > 0)
+	return cfg.supports(VersionDTLS13) && (cfg.PSK == nil || len(cfg.PSKIdentity) > 0)
 }
 
 // enabledSuites13 is the 1.3 suite list: Config.CipherSuites' 1.3 ids in
@@ -354,6 +358,13 @@ func (hs *clientHandshakeState13) checkServerHelloFields(sh *serverHelloMsg13) e
 			if !sh.isHelloRetryRequest() {
 				return c.fail(alertUnsupportedExtension, errors.New("dtls: cookie in a ServerHello"))
 			}
+		case extensionConnectionID:
+			// RFC 9147 §9 and RFC 9146 §3: the server's CID is in its
+			// ServerHello, not in a HelloRetryRequest (RFC 8446 §4.1.4
+			// lists what that may carry).
+			if sh.isHelloRetryRequest() || !hs.hello.hasConnectionID {
+				return c.fail(alertUnsupportedExtension, errors.New("dtls: connection_id we did not offer, or in a HelloRetryRequest"))
+			}
 		default:
 			return c.fail(alertUnsupportedExtension, fmt.Errorf("dtls: server sent extension %d in its hello, which we did not offer", e))
 		}
@@ -439,6 +450,12 @@ func (hs *clientHandshakeState13) processServerHello(msg inMessage, sh *serverHe
 		hs.state.curveID = hs.keyShare.group
 	}
 	hs.serverHello = sh
+	if sh.hasConnectionID {
+		// RFC 9146 §3 for DTLS 1.3 (RFC 9147 §9): each side puts the
+		// CID the other asked for in every record protected from here
+		// on, the handshake epoch included; epoch-0 records carry none.
+		c.rl.setConnectionIDs(hs.hello.connectionID, slices.Clone(sh.connectionID))
+	}
 	if hs.transcript == nil {
 		hs.transcript = hs.suite.hash.New()
 		hs.addTranscript(typeClientHello, hs.chBody)
@@ -503,6 +520,14 @@ func (hs *clientHandshakeState13) readServerParameters() error {
 		return err
 	}
 	hs.addTranscript(msg.typ, msg.body)
+	return hs.checkEncryptedExtensions(ee)
+}
+
+// checkEncryptedExtensions checks the server's EncryptedExtensions
+// against our ClientHello and takes its answers: ALPN, use_srtp and the
+// certificate types.
+func (hs *clientHandshakeState13) checkEncryptedExtensions(ee *encryptedExtensionsMsg13) error {
+	c := hs.c
 	for _, e := range ee.extensions {
 		switch e {
 		case extensionServerName:
@@ -516,11 +541,41 @@ func (hs *clientHandshakeState13) readServerParameters() error {
 		case extensionSupportedCurves:
 			// RFC 8446 §4.2.7: the server's preference, for later
 			// connections; informational.
+		case extensionUseSRTP:
+			// RFC 5764 §4.1.1 in 1.3: the answer is in
+			// EncryptedExtensions (RFC 8446 §4.2's table).
+			if len(hs.hello.srtpProtectionProfiles) == 0 {
+				return c.fail(alertUnsupportedExtension, errors.New("dtls: server sent use_srtp, which we did not offer"))
+			}
+			if err := c.acceptServerSRTP(&hs.hello.clientHelloMsg, &hs.state, ee.srtpProtectionProfile, ee.srtpMKI); err != nil {
+				return err
+			}
+		case extensionServerCertType, extensionClientCertType:
+			// RFC 7250 §4.2 with RFC 8446 §4.2's table: both answers
+			// are in EncryptedExtensions in 1.3.
+			offered := hs.hello.serverCertTypes
+			chosen := ee.serverCertType
+			if e == extensionClientCertType {
+				offered, chosen = hs.hello.clientCertTypes, ee.clientCertType
+			}
+			if len(offered) == 0 {
+				return c.fail(alertUnsupportedExtension, fmt.Errorf("dtls: server sent certificate type extension %d, which we did not offer", e))
+			}
+			if !slices.Contains(offered, chosen) {
+				return c.fail(alertIllegalParameter, errors.New("dtls: server chose a certificate type we did not offer"))
+			}
 		default:
 			return c.fail(alertUnsupportedExtension, fmt.Errorf("dtls: server sent extension %d, which we did not offer", e))
 		}
 	}
 	hs.state.alpn = ee.alpnProtocol
+	hs.serverRPK = ee.hasServerCertType && ee.serverCertType == certificateTypeRawPublicKey
+	hs.clientRPK = ee.hasClientCertType && ee.clientCertType == certificateTypeRawPublicKey
+	if c.config.RawPublicKey && !hs.serverRPK && !hs.usedPSK {
+		// Without server_certificate_type the server sends X.509 (RFC
+		// 7250 §4.2), which a raw-key-only client refuses, as in 1.2.
+		return c.fail(alertUnsupportedCertificate, errors.New("dtls: server does not authenticate with a raw public key (RFC 7250)"))
+	}
 	return nil
 }
 
@@ -564,7 +619,12 @@ func (hs *clientHandshakeState13) readServerCertificate() error {
 	for i, e := range cm.entries {
 		raw[i] = e.data
 	}
-	if err := hs.verifyServerCertificate(raw); err != nil {
+	if hs.serverRPK {
+		err = hs.verifyServerRawPublicKey(raw)
+	} else {
+		err = hs.verifyServerCertificate(raw)
+	}
+	if err != nil {
 		return err
 	}
 	cv := new(certificateVerifyMsg)
@@ -616,6 +676,25 @@ func (hs *clientHandshakeState13) verifyServerCertificate(raw [][]byte) error {
 	hs.peerKey = h12.peerKey
 	hs.state.peerCertificates = certs
 	hs.state.verifiedChains = chains
+	return nil
+}
+
+// verifyServerRawPublicKey checks the server's raw public key (RFC 7250
+// §3 with RFC 8446 §4.4.2: one CertificateEntry holding a
+// SubjectPublicKeyInfo) as the 1.2 client does; in 1.3 the key's type is
+// bound by the CertificateVerify's signature scheme, not by the suite.
+func (hs *clientHandshakeState13) verifyServerRawPublicKey(raw [][]byte) error {
+	c := hs.c
+	if len(raw) > 1 {
+		// RFC 8446 §4.4.2: "no more than one CertificateEntry".
+		return c.fail(alertIllegalParameter, errors.New("dtls: server sent more than one raw public key"))
+	}
+	h12 := handshakeState{c: c}
+	if err := h12.verifyRawPublicKey(raw, true); err != nil {
+		return err
+	}
+	hs.peerKey = h12.peerKey
+	hs.state.peerPublicKey = h12.state.peerPublicKey
 	return nil
 }
 
@@ -715,11 +794,12 @@ func writeHandshake13(c *Conn, transcript hash.Hash, msg handshakeMessage) error
 func (hs *clientHandshakeState13) sendClientCertificate() error {
 	c := hs.c
 	cert := c.clientCertificate(&certificateRequestMsg{supportedSignatureAlgorithms: hs.certReq.supportedSignatureAlgorithms})
-	cm := &certificateMsg13{}
-	if cert != nil {
-		for _, der := range cert.Certificate {
-			cm.entries = append(cm.entries, certificateEntry13{data: der})
-		}
+	if cert != nil && !hs.clientRPK && len(cert.Certificate) == 0 {
+		cert = nil // a bare key, and the server wants X.509: an empty Certificate
+	}
+	cm, err := ourCertificateMsg13(cert, hs.clientRPK)
+	if err != nil {
+		return c.fail(alertInternalError, err)
 	}
 	if err := hs.writeHandshake(cm); err != nil {
 		return err

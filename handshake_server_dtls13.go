@@ -45,6 +45,13 @@ type serverHandshakeState13 struct {
 	// ticket's session when psk is a resumption PSK (resume_dtls13.go).
 	pskIndex int
 	session  *sessionState
+
+	// ee collects the EncryptedExtensions answers chosen with the
+	// ServerHello: certificate types (RFC 7250) and use_srtp (RFC 5764).
+	ee encryptedExtensionsMsg13
+	// serverRPK and clientRPK: raw public keys (RFC 7250) for our
+	// Certificate and for the client's.
+	serverRPK, clientRPK bool
 }
 
 // select13 reports whether a ClientHello gets DTLS 1.3 from this server,
@@ -53,12 +60,12 @@ type serverHandshakeState13 struct {
 // is ignored then). A ClientHello with a legacy_cookie answered a
 // HelloVerifyRequest, which only a 1.2 server sends, and does not get 1.3
 // (RFC 9147 §5.3 has a 1.3 server refuse a non-empty legacy_cookie).
-// A server needs a certificate or an external PSK for 1.3 here: raw
-// public keys are 1.2-only so far.
+// A server needs a certificate (or, with RawPublicKey, a key) or an
+// external PSK for 1.3; raw public keys, use_srtp and CIDs are answered
+// as in 1.2.
 func (c *Conn) select13(hello *clientHelloMsg) (*clientHelloMsg13, bool) {
 	cfg := c.config
-	if !cfg.supports(VersionDTLS13) || len(hello.cookie) != 0 || cfg.RawPublicKey ||
-		len(cfg.Certificates) == 0 && cfg.GetCertificate == nil && cfg.PSK == nil {
+	if !cfg.serves13() || len(hello.cookie) != 0 {
 		return nil, false
 	}
 	ch := new(clientHelloMsg13)
@@ -209,6 +216,15 @@ func (hs *serverHandshakeState13) processClientHello() error {
 			return err
 		}
 		hs.cert = cert
+		if err := hs.selectCertificateTypes(); err != nil {
+			return err
+		}
+	}
+	// use_srtp as in 1.2 (RFC 5764 §4.1.1), answered in
+	// EncryptedExtensions.
+	if p, mki, ok := c.config.selectSRTP(&ch.clientHelloMsg); ok {
+		hs.ee.hasSRTP, hs.ee.srtpProtectionProfile, hs.ee.srtpMKI = true, p, mki
+		hs.state.srtpProfile, hs.state.srtpMKI = p, mki
 	}
 	sh := &serverHelloMsg13{
 		vers:                VersionDTLS12,
@@ -229,6 +245,19 @@ func (hs *serverHandshakeState13) processClientHello() error {
 	}
 	if _, err := io.ReadFull(c.config.rand(), sh.random); err != nil {
 		return c.fail(alertInternalError, err)
+	}
+	if ch.hasConnectionID && c.config.ConnectionIDGenerator != nil {
+		// RFC 9146 §3, RFC 9147 §9: our CID in the ServerHello, and
+		// from the handshake epoch on each side sends the other's. The
+		// ServerHello itself goes out in epoch 0, without one. Under a
+		// Listener the CID is registered for routing here, after the
+		// cookie: no CID for an unproven address.
+		cid, err := c.newConnectionID()
+		if err != nil {
+			return c.fail(alertInternalError, err)
+		}
+		sh.hasConnectionID, sh.connectionID = true, cid
+		c.rl.setConnectionIDs(cid, slices.Clone(ch.connectionID))
 	}
 	if err := writeHandshake13(c, hs.transcript, sh); err != nil {
 		return err
@@ -453,6 +482,44 @@ func (hs *serverHandshakeState13) certificate() (*tls.Certificate, error) {
 	return nil, c.fail(alertHandshakeFailure, errors.New("dtls: no certificate with a signature scheme the client supports"))
 }
 
+// selectCertificateTypes answers the ClientHello's certificate type
+// extensions (RFC 7250 §4.2) as the 1.2 server does, in
+// EncryptedExtensions: raw public keys with a client that offers them,
+// X.509 with one that names only X.509. A server without RawPublicKey
+// ignores them, as one that predates RFC 7250 would.
+func (hs *serverHandshakeState13) selectCertificateTypes() error {
+	c := hs.c
+	ch := hs.hello
+	if !c.config.RawPublicKey {
+		return nil
+	}
+	ee := &hs.ee
+	switch {
+	case slices.Contains(ch.serverCertTypes, certificateTypeRawPublicKey):
+		hs.serverRPK = true
+		ee.hasServerCertType, ee.serverCertType = true, certificateTypeRawPublicKey
+	case len(ch.serverCertTypes) > 0 && !slices.Contains(ch.serverCertTypes, certificateTypeX509):
+		return c.fail(alertUnsupportedCertificate, errors.New("dtls: no server certificate type in common"))
+	case len(ch.serverCertTypes) > 0:
+		ee.hasServerCertType, ee.serverCertType = true, certificateTypeX509
+	}
+	if !hs.serverRPK && (hs.cert == nil || len(hs.cert.Certificate) == 0) {
+		return c.fail(alertUnsupportedCertificate, errors.New("dtls: the client wants an X.509 certificate and we have only a raw public key"))
+	}
+	// client_certificate_type goes only with a CertificateRequest
+	// (RFC 7250 §4.2).
+	if c.config.ClientAuth >= tls.RequestClientCert {
+		switch {
+		case slices.Contains(ch.clientCertTypes, certificateTypeRawPublicKey):
+			hs.clientRPK = true
+			ee.hasClientCertType, ee.clientCertType = true, certificateTypeRawPublicKey
+		case slices.Contains(ch.clientCertTypes, certificateTypeX509):
+			ee.hasClientCertType, ee.clientCertType = true, certificateTypeX509
+		}
+	}
+	return nil
+}
+
 // deriveHandshakeKeys derives the handshake traffic secrets from the
 // transcript through ServerHello and installs epoch 2 both ways: our
 // ServerHello was queued in epoch 0 before the switch.
@@ -511,7 +578,8 @@ func (hs *serverHandshakeState13) selectALPN() error {
 func (hs *serverHandshakeState13) sendServerFlight() error {
 	c := hs.c
 	ch := hs.hello
-	ee := &encryptedExtensionsMsg13{alpnProtocol: hs.state.alpn} // chosen by selectALPN
+	ee := &hs.ee
+	ee.alpnProtocol = hs.state.alpn // chosen by selectALPN
 	// RFC 6066 §3, as in 1.2: acknowledged when the name chose the
 	// certificate.
 	ee.serverNameAck = ch.serverName != "" && c.config.GetCertificate != nil
@@ -530,9 +598,9 @@ func (hs *serverHandshakeState13) sendServerFlight() error {
 			return err
 		}
 	}
-	cm := &certificateMsg13{}
-	for _, der := range hs.cert.Certificate {
-		cm.entries = append(cm.entries, certificateEntry13{data: der})
+	cm, err := ourCertificateMsg13(hs.cert, hs.serverRPK)
+	if err != nil {
+		return c.fail(alertInternalError, err)
 	}
 	if err := writeHandshake13(c, hs.transcript, cm); err != nil {
 		return err
@@ -660,22 +728,37 @@ func (hs *serverHandshakeState13) readClientCertificate(msg inMessage) (inMessag
 		raw[i] = e.data
 	}
 	h12 := handshakeState{c: c}
-	certs, err := h12.parsePeerChain(raw, "client")
-	if err != nil {
-		return msg, err
-	}
-	var chains [][]*x509.Certificate
-	if c.config.verifiesClientCert() {
-		if chains, err = c.config.verifyClientChain(certs, c.config.time()); err != nil {
-			return msg, c.fail(alertBadCertificate, &tls.CertificateVerificationError{UnverifiedCertificates: certs, Err: err})
+	var pub any
+	if hs.clientRPK {
+		if len(raw) > 1 {
+			// RFC 8446 §4.4.2: "no more than one CertificateEntry".
+			return msg, c.fail(alertIllegalParameter, errors.New("dtls: client sent more than one raw public key"))
 		}
+		if err := h12.verifyRawPublicKey(raw, false); err != nil {
+			return msg, err
+		}
+		pub = h12.peerKey
+		hs.state.peerPublicKey = h12.state.peerPublicKey
+	} else {
+		certs, err := h12.parsePeerChain(raw, "client")
+		if err != nil {
+			return msg, err
+		}
+		var chains [][]*x509.Certificate
+		if c.config.verifiesClientCert() {
+			if chains, err = c.config.verifyClientChain(certs, c.config.time()); err != nil {
+				return msg, c.fail(alertBadCertificate, &tls.CertificateVerificationError{UnverifiedCertificates: certs, Err: err})
+			}
+		}
+		if err := h12.acceptPeerChain(raw, certs, chains); err != nil {
+			return msg, err
+		}
+		hs.state.peerCertificates = certs
+		hs.state.verifiedChains = chains
+		pub = certs[0].PublicKey
 	}
-	if err := h12.acceptPeerChain(raw, certs, chains); err != nil {
-		return msg, err
-	}
-	hs.state.peerCertificates = certs
-	hs.state.verifiedChains = chains
 	cv := new(certificateVerifyMsg)
+	var err error
 	if msg, err = c.readHandshake13(hs.ctx, 2); err != nil {
 		return msg, err
 	}
@@ -685,7 +768,7 @@ func (hs *serverHandshakeState13) readClientCertificate(msg inMessage) (inMessag
 	if !slices.Contains(supportedSignatureAlgorithms13(), cv.signatureAlgorithm) {
 		return msg, c.fail(alertIllegalParameter, fmt.Errorf("dtls: client signed with %v, which we did not ask for", cv.signatureAlgorithm))
 	}
-	if err := verifyHandshakeSignature(VersionDTLS13, cv.signatureAlgorithm, certs[0].PublicKey, signedMessage13(false, hs.transcript.Sum(nil)), cv.signature); err != nil {
+	if err := verifyHandshakeSignature(VersionDTLS13, cv.signatureAlgorithm, pub, signedMessage13(false, hs.transcript.Sum(nil)), cv.signature); err != nil {
 		return msg, c.fail(alertDecryptError, err)
 	}
 	hs.addTranscript(msg)

@@ -123,8 +123,7 @@ func (g *helloGate) admit13(now time.Time, addr netip.AddrPort, ch *clientHelloM
 // the cookie's HMAC: the key exchange, ML-KEM included, waits for the
 // connection the admitted ClientHello starts.
 func (g *helloGate) check13(dst []byte, now time.Time, addr netip.AddrPort, recordSeq uint64, msgSeq uint16, config *Config, ch *clientHelloMsg) (answer []byte, admitted, is13 bool) {
-	if !config.supports(VersionDTLS13) || len(ch.cookie) != 0 || config.RawPublicKey ||
-		len(config.Certificates) == 0 && config.GetCertificate == nil && config.PSK == nil {
+	if !config.serves13() || len(ch.cookie) != 0 {
 		return dst, false, false
 	}
 	ch13 := new(clientHelloMsg13)

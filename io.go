@@ -233,7 +233,10 @@ type listenerConnIO struct {
 	// It moves (RFC 9146 §6) in the Conn's reader while writers and
 	// RemoteAddr read it, hence the atomic pointer.
 	peer atomic.Pointer[peerAddr]
-	cid  string // our CID registered with the Listener, guarded by the table's mu
+	// cids are our CIDs registered with the Listener, oldest first: the
+	// handshake's, then those a DTLS 1.3 NewConnectionId issued (RFC
+	// 9147 §9), at most maxIssuedCIDs13. Guarded by the table's mu.
+	cids []string
 	// helloRandom is the random of the ClientHello that created the
 	// association, to tell its retransmission from a new association on
 	// the same address (RFC 6347 §4.2.8).

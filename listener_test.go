@@ -161,7 +161,7 @@ func TestCIDMoveKeepsOthersAddress(t *testing.T) {
 		if err := simExchange(victim, "victim after", "and again"); err != nil {
 			t.Fatalf("the victim's datagrams no longer reach it: %v", err)
 		}
-		if got := l.table.byAddress(victimAddr); got == nil || got.cid != "" {
+		if got := l.table.byAddress(victimAddr); got == nil || len(got.cids) != 0 {
 			t.Fatalf("the victim's address is routed to %p", got)
 		}
 		if got := l.Stats().MovesRefused; got != 1 {

@@ -53,6 +53,10 @@ func TestMisbehaving13Server(t *testing.T) {
 			return &serverHelloMsg13{vers: VersionDTLS12, random: make([]byte, randomLen), cipherSuite: suiteTLSAES128GCMSHA256,
 				supportedVersion: VersionDTLS13, serverShare: ch.keyShares[0], hasSelectedIdentity: true}
 		}, alertUnsupportedExtension},
+		{"ServerHello with a connection_id we did not offer", func(n int, ch *clientHelloMsg13) *serverHelloMsg13 {
+			return &serverHelloMsg13{vers: VersionDTLS12, random: make([]byte, randomLen), cipherSuite: suiteTLSAES128GCMSHA256,
+				supportedVersion: VersionDTLS13, serverShare: ch.keyShares[0], hasConnectionID: true, connectionID: []byte{1, 2, 3, 4}}
+		}, alertUnsupportedExtension},
 		{"invalid X25519 share", func(n int, ch *clientHelloMsg13) *serverHelloMsg13 {
 			return &serverHelloMsg13{vers: VersionDTLS12, random: make([]byte, randomLen), cipherSuite: suiteTLSAES128GCMSHA256,
 				supportedVersion: VersionDTLS13, serverShare: keyShare13{group: ch.keyShares[0].group, data: make([]byte, 32)}}

@@ -276,6 +276,11 @@ type recordLayer struct {
 	// means plain RFC 6347 records in that direction.
 	writeCID []byte
 	readCID  []byte
+	// readCIDs13 are the other CIDs of ours a DTLS 1.3 peer may put in
+	// its records: those our NewConnectionId issued and not yet retired
+	// (cid_dtls13.go), all of readCID's length. Changed by the reader
+	// only, under the Conn's out lock.
+	readCIDs13 [][]byte
 
 	// lastSealed names the last DTLS 1.3 record seal13 wrote, for the
 	// transport's record of what an ACK may name and for the Tracer.
@@ -283,9 +288,11 @@ type recordLayer struct {
 	lastSealedType recordType
 
 	// newestRead is epoch ‖ sequence_number of the newest record that
-	// authenticated, valid when anyRead.
-	newestRead uint64
-	anyRead    bool
+	// authenticated, valid when anyRead; newestRead13 the same for DTLS
+	// 1.3, whose epochs and sequence numbers are 64 bits each.
+	newestRead   uint64
+	anyRead      bool
+	newestRead13 recordNumber
 }
 
 func newRecordLayer(replaySize int) *recordLayer {
@@ -614,6 +621,11 @@ func (rl *recordLayer) open13(datagram []byte) (hdr recordHeader, data, rest []b
 	if reason != dropNone {
 		return hdr, nil, nil, usageOK, reason
 	}
+	if string(h.cid) != string(rl.readCID) && !rl.issuedCID13(h.cid) {
+		// Ours, and no other (RFC 9146 §3 with RFC 9147 §9): the
+		// Listener may have routed the datagram by address.
+		return hdr, nil, nil, usageOK, dropBadCID
+	}
 	hdr.cid = h.cid
 	r := rl.readState13(h.epochBits)
 	if r == nil {
@@ -638,11 +650,26 @@ func (rl *recordLayer) open13(datagram []byte) (hdr recordHeader, data, rest []b
 	if hdr.seq >= r.expected && hdr.seq < maxSequence13 {
 		r.expected = hdr.seq + 1
 	}
+	// The newest record yet (RFC 9146 §6: only it may move the peer).
+	n := recordNumber{hdr.epoch, hdr.seq}
+	if !rl.anyRead || n.epoch > rl.newestRead13.epoch || n.epoch == rl.newestRead13.epoch && n.seq > rl.newestRead13.seq {
+		hdr.newest, rl.newestRead13, rl.anyRead = true, n, true
+	}
 	hdr.typ = typ
 	if len(content) > maxPlaintext {
 		return hdr, nil, rest, usageOK, dropBadLength
 	}
 	return hdr, content, rest, usageOK, dropNone
+}
+
+// issuedCID13 reports whether cid is one of readCIDs13.
+func (rl *recordLayer) issuedCID13(cid []byte) bool {
+	for _, c := range rl.readCIDs13 {
+		if string(c) == string(cid) {
+			return true
+		}
+	}
+	return false
 }
 
 // sealCID appends a tls12_cid record (RFC 9146 §4): the peer's CID in the

@@ -92,6 +92,14 @@ func (c *Conn) sessionUsable13(cs *ClientSessionState, m *clientHelloMsg13) bool
 		// Made with an external PSK: offered only with the same one.
 		return c.config.PSK != nil && string(s.pskIdentity) == string(c.config.PSKIdentity)
 	}
+	if c.config.RawPublicKey != (s.peerPublicKey != nil) {
+		// A raw-key session only where raw keys are on, and the other
+		// way round (as for 1.2 sessions, handshake_resume.go).
+		return false
+	}
+	if s.peerPublicKey != nil {
+		return c.config.rawKeyResumable(s, true)
+	}
 	if c.config.InsecureSkipVerify {
 		return true
 	}
@@ -133,6 +141,7 @@ func (hs *clientHandshakeState13) resumed(cs *ClientSessionState) {
 	hs.state.didResume = true
 	hs.state.peerCertificates = s.peerCertificates
 	hs.state.verifiedChains = s.verifiedChains
+	hs.state.peerPublicKey = s.peerPublicKey
 	hs.state.pskIdentity = s.pskIdentity
 	hs.state.sessionCreatedAt = s.createdAt
 }
@@ -194,6 +203,7 @@ func (hs *serverHandshakeState13) resumed() {
 	hs.state.didResume = true
 	hs.state.peerCertificates = s.peerCertificates
 	hs.state.verifiedChains = s.verifiedChains
+	hs.state.peerPublicKey = s.peerPublicKey
 	hs.state.pskIdentity = s.pskIdentity
 	hs.state.sessionCreatedAt = s.createdAt
 }
@@ -235,6 +245,8 @@ func (c *Conn) sendSessionTicket13() error {
 		serverName:       s.serverName,
 		peerCertificates: s.peerCertificates,
 		verifiedChains:   s.verifiedChains,
+		peerPublicKey:    s.peerPublicKey,
+		keyVerified:      s.peerPublicKey != nil && c.config.rawKeyVerified(),
 		pskIdentity:      s.pskIdentity,
 		alpn:             s.alpn,
 		clientAuth:       c.config.ClientAuth,
@@ -301,6 +313,8 @@ func (c *Conn) handleNewSessionTicket13(m inMessage) error {
 			serverName:       s.serverName,
 			peerCertificates: s.peerCertificates,
 			verifiedChains:   s.verifiedChains,
+			peerPublicKey:    s.peerPublicKey,
+			keyVerified:      s.peerPublicKey != nil && c.config.rawKeyVerified(),
 			pskIdentity:      s.pskIdentity,
 			alpn:             s.alpn,
 			ageAdd:           nst.ageAdd,

@@ -111,6 +111,22 @@ func ourCertificateMsg(cert *tls.Certificate, raw bool) (*certificateMsg, error)
 	return &certificateMsg{rawPublicKey: true, certificates: [][]byte{spki}}, nil
 }
 
+// ourCertificateMsg13 is the 1.3 Certificate we send (RFC 8446 §4.4.2):
+// a CertificateEntry per certificate of our chain or, with a raw public
+// key, one entry holding its SubjectPublicKeyInfo (RFC 7250 §3); empty
+// for a nil cert.
+func ourCertificateMsg13(cert *tls.Certificate, raw bool) (*certificateMsg13, error) {
+	m12, err := ourCertificateMsg(cert, raw)
+	if err != nil {
+		return nil, err
+	}
+	cm := &certificateMsg13{}
+	for _, der := range m12.certificates {
+		cm.entries = append(cm.entries, certificateEntry13{data: der})
+	}
+	return cm, nil
+}
+
 // verifyRawPublicKey checks the peer's raw public key (RFC 7250): it must
 // parse, have a usable type and size, and be pinned in PeerPublicKeys or
 // accepted by VerifyPeerCertificate. raw is empty when a client sent none.
@@ -132,13 +148,15 @@ func (hs *handshakeState) verifyRawPublicKey(raw [][]byte, fromServer bool) erro
 	if err := checkPeerKeySize(pub); err != nil {
 		return c.fail(alertBadCertificate, err)
 	}
+	// In 1.2 the suite names the server's key type; in 1.3 (hs.suite
+	// nil) the CertificateVerify's signature scheme binds it.
 	switch pub.(type) {
 	case *ecdsa.PublicKey, ed25519.PublicKey:
-		if fromServer && hs.suite.kx != kxECDHEECDSA {
+		if fromServer && hs.suite != nil && hs.suite.kx != kxECDHEECDSA {
 			return c.fail(alertUnsupportedCertificate, errors.New("dtls: server's raw public key does not match the cipher suite"))
 		}
 	default:
-		if !isRSAKey(pub) || fromServer && hs.suite.kx != kxECDHERSA {
+		if !isRSAKey(pub) || fromServer && hs.suite != nil && hs.suite.kx != kxECDHERSA {
 			return c.fail(alertUnsupportedCertificate, errors.New("dtls: peer's raw public key type is not supported here"))
 		}
 	}

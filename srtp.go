@@ -85,43 +85,59 @@ func (c *Conn) SRTPKeys() (*SRTPKeys, error) {
 // client's MKI is echoed only by a server that accepts MKIs (a non-empty
 // Config.SRTPMKI); an empty one tells the client not to use them.
 func (hs *serverHandshakeState) negotiateSRTP() error {
-	c := hs.c
-	ch := hs.hello
-	if len(ch.srtpProtectionProfiles) == 0 || len(c.config.SRTPProtectionProfiles) == 0 {
+	p, mki, ok := hs.c.config.selectSRTP(hs.hello)
+	if !ok {
 		return nil
 	}
-	for _, p := range c.config.SRTPProtectionProfiles {
-		if !slices.Contains(ch.srtpProtectionProfiles, p) {
-			continue
-		}
-		sh := hs.serverHello
-		sh.hasSRTP = true
-		sh.srtpProtectionProfile = p
-		if len(c.config.SRTPMKI) > 0 {
-			sh.srtpMKI = slices.Clone(ch.srtpMKI)
-		}
-		hs.state.srtpProfile = p
-		hs.state.srtpMKI = sh.srtpMKI
-		return nil
-	}
+	sh := hs.serverHello
+	sh.hasSRTP = true
+	sh.srtpProtectionProfile = p
+	sh.srtpMKI = mki
+	hs.state.srtpProfile = p
+	hs.state.srtpMKI = mki
 	return nil
 }
 
-// processServerSRTP checks the server's use_srtp answer: one profile
-// that we offered, and an MKI that is empty or ours (RFC 5764 §4.1.2).
+// selectSRTP is the server's use_srtp choice for a ClientHello, the same
+// in 1.2 and 1.3 (which answers in EncryptedExtensions): the profile and
+// the MKI to echo, or ok false without a common profile.
+func (cfg *Config) selectSRTP(ch *clientHelloMsg) (profile uint16, mki []byte, ok bool) {
+	if len(ch.srtpProtectionProfiles) == 0 || len(cfg.SRTPProtectionProfiles) == 0 {
+		return 0, nil, false
+	}
+	for _, p := range cfg.SRTPProtectionProfiles {
+		if !slices.Contains(ch.srtpProtectionProfiles, p) {
+			continue
+		}
+		if len(cfg.SRTPMKI) > 0 {
+			mki = slices.Clone(ch.srtpMKI)
+		}
+		return p, mki, true
+	}
+	return 0, nil, false
+}
+
+// processServerSRTP checks the server's use_srtp answer in its 1.2
+// ServerHello.
 func (hs *clientHandshakeState) processServerSRTP() error {
-	c := hs.c
 	sh := hs.serverHello
 	if !sh.hasSRTP {
 		return nil
 	}
-	if !slices.Contains(hs.hello.srtpProtectionProfiles, sh.srtpProtectionProfile) {
-		return c.fail(alertIllegalParameter, fmt.Errorf("dtls: server chose SRTP profile %#04x, which we did not offer", sh.srtpProtectionProfile))
+	return hs.c.acceptServerSRTP(hs.hello, &hs.state, sh.srtpProtectionProfile, sh.srtpMKI)
+}
+
+// acceptServerSRTP checks a server's use_srtp answer (in a 1.2
+// ServerHello or 1.3 EncryptedExtensions): one profile that we offered,
+// and an MKI that is empty or ours (RFC 5764 §4.1.2); and notes it in st.
+func (c *Conn) acceptServerSRTP(hello *clientHelloMsg, st *connState, profile uint16, mki []byte) error {
+	if !slices.Contains(hello.srtpProtectionProfiles, profile) {
+		return c.fail(alertIllegalParameter, fmt.Errorf("dtls: server chose SRTP profile %#04x, which we did not offer", profile))
 	}
-	if len(sh.srtpMKI) > 0 && !bytes.Equal(sh.srtpMKI, hs.hello.srtpMKI) {
+	if len(mki) > 0 && !bytes.Equal(mki, hello.srtpMKI) {
 		return c.fail(alertIllegalParameter, errors.New("dtls: server's SRTP MKI differs from ours"))
 	}
-	hs.state.srtpProfile = sh.srtpProtectionProfile
-	hs.state.srtpMKI = slices.Clone(sh.srtpMKI)
+	st.srtpProfile = profile
+	st.srtpMKI = slices.Clone(mki)
 	return nil
 }

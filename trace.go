@@ -30,6 +30,7 @@ const (
 	TraceListenerEvent                            // a Listener ended or refused something for a peer (Reason: "idle timeout", "evicted", "handshake stalled"...)
 	TraceACKSent                                  // DTLS 1.3: we sent an ACK (Epoch, Length: how many record numbers, Records)
 	TraceACKReceived                              // DTLS 1.3: an ACK authenticated (Epoch, Seq, Length, Records)
+	TraceCIDChanged                               // DTLS 1.3: CIDs issued, received or retired after the handshake (Reason)
 )
 
 var traceKindNames = map[TraceKind]string{
@@ -53,6 +54,7 @@ var traceKindNames = map[TraceKind]string{
 	TraceListenerEvent:       "listener event",
 	TraceACKSent:             "ACK sent",
 	TraceACKReceived:         "ACK received",
+	TraceCIDChanged:          "CID changed",
 }
 
 func (k TraceKind) String() string {

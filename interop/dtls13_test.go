@@ -47,6 +47,12 @@ type cell13 struct {
 	pskKE      bool     // the peer allows psk_ke only: no (EC)DHE
 	keyUpdate  bool     // the peer updates its keys (and asks us to) after the handshake
 	resume     bool     // a second connection resumes the first's session with its ticket
+	cid        bool     // both sides ask for a cidLen-byte connection ID (RFC 9146 in 1.3)
+	srtp       bool     // both sides offer SRTP_AES128_CM_HMAC_SHA1_80 (use_srtp in EncryptedExtensions)
+	rpk        bool     // raw public keys (RFC 7250); no 1.3 peer here has them
+	// srtpKM carries the peer's SRTP keying material (its exporter, RFC
+	// 5764 §4.2) to the check of ours, in the SRTP cells; made per run.
+	srtpKM chan []byte
 }
 
 // wolfPSKIdentity and wolfPSK are wolfSSL's example programs' built-in
@@ -78,12 +84,29 @@ var cells13 = []cell13{
 	// Resumption (RFC 8446 §4.6.1): the server's NewSessionTicket is
 	// offered as a pre_shared_key (psk_dhe_ke) in a second connection.
 	{name: "Resume", resume: true, wolfArgs: []string{"-r"}},
+	// Connection IDs in the unified header (RFC 9147 §9, RFC 9146).
+	// wolfSSL's programs take the CID they want to receive as a string
+	// (--cid), of cidLen bytes here.
+	{name: "CID", cid: true, wolfArgs: []string{"--cid", "wolf-cid"}},
+	// DTLS-SRTP: use_srtp answered in EncryptedExtensions, the keys
+	// from the 1.3 exporter; both sides' keying material compared.
+	{name: "SRTP", srtp: true},
+	// Raw public keys in 1.3: neither peer implements them (GnuTLS,
+	// which does for 1.2, has no DTLS 1.3); our side is tested in
+	// handshake_ext_dtls13_test.go.
+	{name: "RPK", rpk: true},
 }
 
 func (c cell13) ourConfig(pki *testPKI, client bool) *dtls.Config {
 	cfg := &dtls.Config{MaxVersion: dtls.VersionDTLS13, MTU: c.mtu, CurvePreferences: c.ourGroups}
 	if c.suite != 0 {
 		cfg.CipherSuites = []uint16{c.suite}
+	}
+	if c.cid {
+		cfg.ConnectionIDGenerator = dtls.RandomCIDGenerator(cidLen)
+	}
+	if c.srtp {
+		cfg.SRTPProtectionProfiles = []uint16{dtls.SRTP_AES128_CM_HMAC_SHA1_80}
 	}
 	if c.psk {
 		cfg.MinVersion = dtls.VersionDTLS13
@@ -180,8 +203,20 @@ func (c cell13) want() want {
 		w.pskID = wolfPSKIdentity
 	}
 	w.noGroup = c.pskKE
+	if c.cid {
+		w.cid = cidLen
+	}
+	if c.srtp {
+		w.srtp = dtls.SRTP_AES128_CM_HMAC_SHA1_80
+		w.srtpKM = c.srtpKM
+	}
 	return w
 }
+
+// srtpKeyingMaterialLen is the exporter output of
+// SRTP_AES128_CM_HMAC_SHA1_80: two 16-byte keys and two 14-byte salts
+// (RFC 5764 §4.2).
+const srtpKeyingMaterialLen = 2 * (16 + 14)
 
 func TestDTLS13(t *testing.T) {
 	t.Run("wolfSSL-13", func(t *testing.T) {
@@ -196,6 +231,12 @@ func TestDTLS13(t *testing.T) {
 			t.Run(role, func(t *testing.T) {
 				for _, c := range cells13 {
 					t.Run(c.name, func(t *testing.T) {
+						if c.srtp {
+							notApplicable(t, "wolfSSL as .ci/wolfssl builds it has no use_srtp (no --enable-srtp)")
+						}
+						if c.rpk {
+							notApplicable(t, "wolfSSL as .ci/wolfssl builds it has no raw public keys (no --enable-rpk)")
+						}
 						ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 						defer cancel()
 						if role == "client" {
@@ -220,6 +261,9 @@ func TestDTLS13(t *testing.T) {
 						}
 						if c.pskKE {
 							notApplicable(t, "pion/dtls v4 has no option for psk_ke alone")
+						}
+						if c.rpk {
+							notApplicable(t, "pion/dtls v4 has no raw public keys (RFC 7250)")
 						}
 						ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 						defer cancel()
@@ -275,7 +319,7 @@ func wolfServer13(ctx context.Context, t *testing.T, sh, dir string, pki *testPK
 	}
 	srv.waitExit(t, 0)
 	out := srv.output()
-	if !strings.Contains(out, "SSL version is DTLSv1.3") {
+	if !strings.Contains(out, "SSL version is DTLSv1.3") || c.cid && !strings.Contains(out, "CID extension was negotiated") {
 		t.Errorf("wolfSSL server output:\n%s", out)
 	}
 }
@@ -335,7 +379,8 @@ func wolfClient13(ctx context.Context, t *testing.T, sh, dir string, pki *testPK
 	}
 	cl.waitExit(t, 0)
 	out := cl.output()
-	if !strings.Contains(out, "SSL version is DTLSv1.3") || !strings.Contains(out, "hello wolfssl!") {
+	if !strings.Contains(out, "SSL version is DTLSv1.3") || !strings.Contains(out, "hello wolfssl!") ||
+		c.cid && !strings.Contains(out, "CID extension was negotiated") {
 		t.Errorf("wolfSSL client output:\n%s", out)
 	}
 	waitEcho(ctx, t, res, true)
@@ -361,6 +406,12 @@ func pion4Options13(c cell13, pki *testPKI, client bool) []pion4.Option {
 	}
 	if c.mtu != 0 {
 		opts = append(opts, pion4.WithMTU(c.mtu))
+	}
+	if c.cid {
+		opts = append(opts, pion4.WithConnectionID(pion4.RandomCIDGenerator(cidLen), pion4.CIDPathMigrationReject))
+	}
+	if c.srtp {
+		opts = append(opts, pion4.WithSRTPProtectionProfiles(pion4.SRTP_AES128_CM_HMAC_SHA1_80))
 	}
 	if c.resume {
 		opts = append(opts, pion4.WithSessionStore(&pionSessionStore{m: map[string]pion4.Session{}}))
@@ -431,6 +482,9 @@ func (c cell13) rounds() int {
 
 // pionServer13: pion's server echoes one datagram; our client.
 func pionServer13(ctx context.Context, t *testing.T, pki *testPKI, c cell13) {
+	if c.srtp {
+		c.srtpKM = make(chan []byte, c.rounds())
+	}
 	opts := pion4Options13(c, pki, false)
 	sopts := make([]pion4.ServerOption, 0, len(opts)+2)
 	for _, o := range opts {
@@ -495,6 +549,10 @@ func pionServe13(ctx context.Context, t *testing.T, l net.Listener, c cell13) er
 			errc <- fmt.Errorf("pion negotiated %v", st.NegotiatedVersion())
 			return
 		}
+		if err := pionSRTP13(conn, c); err != nil {
+			errc <- err
+			return
+		}
 		if c.keyUpdate {
 			if err := conn.UpdateKeys(ctx, pion4.KeyUpdateOptions{RequestPeerUpdate: true}); err != nil {
 				errc <- fmt.Errorf("pion UpdateKeys: %w", err)
@@ -523,9 +581,33 @@ func pionServe13(ctx context.Context, t *testing.T, l net.Listener, c cell13) er
 	return <-errc
 }
 
+// pionSRTP13 checks pion's side of an SRTP cell (its profile) and hands
+// its keying material to our side's check.
+func pionSRTP13(conn *pion4.Conn, c cell13) error {
+	if !c.srtp {
+		return nil
+	}
+	if p, ok := conn.SelectedSRTPProtectionProfile(); !ok || p != pion4.SRTP_AES128_CM_HMAC_SHA1_80 {
+		return fmt.Errorf("pion negotiated SRTP profile %#04x (%v)", p, ok)
+	}
+	st, ok := conn.ConnectionState()
+	if !ok {
+		return errors.New("pion: no connection state")
+	}
+	km, err := st.ExportKeyingMaterial("EXTRACTOR-dtls_srtp", nil, srtpKeyingMaterialLen)
+	if err != nil {
+		return fmt.Errorf("pion ExportKeyingMaterial: %w", err)
+	}
+	c.srtpKM <- km
+	return nil
+}
+
 // pionClient13: pion's client writes one datagram and reads it back; our
 // Listener echoes.
 func pionClient13(ctx context.Context, t *testing.T, pki *testPKI, c cell13) {
+	if c.srtp {
+		c.srtpKM = make(chan []byte, c.rounds())
+	}
 	cfg := c.ourConfig(pki, false)
 	var hc helloCounter
 	cfg.Tracer = hc.trace
@@ -556,6 +638,9 @@ func pionClientRound13(ctx context.Context, t *testing.T, l *dtls.Listener, opts
 	}
 	if st, _ := conn.ConnectionState(); st.NegotiatedVersion() != pion4proto.Version1_3 {
 		t.Errorf("pion negotiated %v", st.NegotiatedVersion())
+	}
+	if err := pionSRTP13(conn, c); err != nil {
+		t.Error(err)
 	}
 	if c.keyUpdate {
 		if err := conn.UpdateKeys(ctx, pion4.KeyUpdateOptions{RequestPeerUpdate: true}); err != nil {

@@ -12,6 +12,7 @@ package interop_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -399,6 +400,9 @@ type want struct {
 	v13        bool   // DTLS 1.3 (no extended master secret there)
 	pskID      string // non-empty: PSKIdentity must be this (a peer's own identity)
 	noGroup    bool   // no key exchange group (DTLS 1.3 psk_ke)
+	// srtpKM, if not nil, delivers the peer's SRTP keying material
+	// (RFC 5764 §4.2), which must equal ours.
+	srtpKM <-chan []byte
 }
 
 func (w want) check(st dtls.ConnectionState) error {
@@ -440,6 +444,17 @@ func (w want) check(st dtls.ConnectionState) error {
 	}
 	if w.cid != 0 && (len(st.LocalConnectionID) != w.cid || len(st.RemoteConnectionID) != w.cid) {
 		errs = append(errs, fmt.Errorf("connection IDs %x (local) and %x (remote), want %d bytes each", st.LocalConnectionID, st.RemoteConnectionID, w.cid))
+	}
+	if w.srtpKM != nil {
+		select {
+		case peer := <-w.srtpKM:
+			ours, err := st.ExportKeyingMaterial("EXTRACTOR-dtls_srtp", nil, len(peer))
+			if err != nil || !bytes.Equal(ours, peer) {
+				errs = append(errs, fmt.Errorf("SRTP keying material differs from the peer's (%v)", err))
+			}
+		case <-time.After(exitWait):
+			errs = append(errs, errors.New("no SRTP keying material from the peer"))
+		}
 	}
 	if w.peerCertCN != "" {
 		if len(st.PeerCertificates) == 0 {

@@ -84,6 +84,9 @@ var (
 		{"MTU300", "MTU 300"},
 		{"KeyUpdate", "KeyUpdate"},
 		{"Resume", "resumption (ticket)"},
+		{"CID", "connection ID"},
+		{"SRTP", "DTLS-SRTP"},
+		{"RPK", "raw public keys"},
 	}
 	roles = []struct{ key, name string }{
 		{"client", "our client"},

@@ -1,0 +1,356 @@
+package dtls
+
+import (
+	"bytes"
+	"errors"
+	"net/netip"
+	"os"
+	"testing"
+	"time"
+)
+
+// DTLS 1.3 CID updates (RFC 9147 §9, cid_dtls13.go): RequestConnectionId
+// answered with spare CIDs the Listener routes, old CIDs retired once the
+// peer moves on, cid_immediate, the bounds, and the rules whose violation
+// is an alert.
+
+// requestConnectionIDs13 plays a peer that asks for n CIDs (we do not
+// ask of our own accord).
+func (c *Conn) requestConnectionIDs13(n uint8) error {
+	body, _ := (&requestConnectionIDMsg13{numCIDs: n}).marshal()
+	c.hs.startPostHandshakeFlight()
+	if c.hs.queueMessage(c.rl.writeCur, typeRequestConnectionID, body) == nil {
+		return errors.New("not queued")
+	}
+	return c.sendFlight(false, "RequestConnectionId")
+}
+
+// sendNewConnectionID13 plays a peer that sends a NewConnectionId as
+// given, without taking the CIDs as its own.
+func (c *Conn) sendNewConnectionID13(cids [][]byte, usage uint8) error {
+	body, err := (&newConnectionIDMsg13{cids: cids, usage: usage}).marshal()
+	if err != nil {
+		return err
+	}
+	c.hs.startPostHandshakeFlight()
+	if c.hs.queueMessage(c.rl.writeCur, typeNewConnectionID, body) == nil {
+		return errors.New("not queued")
+	}
+	return c.sendFlight(false, "NewConnectionId")
+}
+
+// useSpare13 makes the i-th spare CID the peer gave us the one we send.
+func (c *Conn) useSpare13(i int) []byte {
+	c.out.Lock()
+	defer c.out.Unlock()
+	c.rl.writeCID = c.cidSpares13[i]
+	return c.rl.writeCID
+}
+
+// pump reads c until nothing arrives for a moment, so that it processes
+// what its peer sent; data read is returned.
+func pump(t *testing.T, c *Conn) ([]byte, error) {
+	t.Helper()
+	var got []byte
+	buf := make([]byte, 1<<14)
+	for range 50 {
+		c.SetReadDeadline(time.Now().Add(150 * time.Millisecond))
+		n, err := c.Read(buf)
+		got = append(got, buf[:n]...)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			c.SetReadDeadline(time.Time{})
+			return got, nil
+		}
+		if err != nil {
+			return got, err
+		}
+	}
+	t.Fatal("the peer keeps sending")
+	return nil, nil
+}
+
+// cidPair13 completes a 1.3 handshake between a client and a server
+// (Server over a connected socket, no Listener) with the given CID
+// generators, and leaves neither reading.
+func cidPair13(t *testing.T, clientGen, serverGen func() []byte) (cli, srv *Conn) {
+	t.Helper()
+	cc, sc := configs13(t, "p256")
+	cc.ConnectionIDGenerator, sc.ConnectionIDGenerator = clientGen, serverGen
+	cli, srv = connectedPair(t, cc, sc)
+	t.Cleanup(func() { cli.Close(); srv.Close() })
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Handshake() }()
+	if err := cli.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	// The ticket and the ACKs of both last flights.
+	if _, err := pump(t, cli); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pump(t, srv); err != nil {
+		t.Fatal(err)
+	}
+	return cli, srv
+}
+
+// TestCIDUpdate13Listener: a client asks our Listener for spare CIDs,
+// switches to them one after the other (moving to a new address on the
+// way) and the Listener routes each, retiring the older ones.
+func TestCIDUpdate13Listener(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	cc, scfg := configs13(t, "p256")
+	scfg.ConnectionIDGenerator = RandomCIDGenerator(8)
+	cc.ConnectionIDGenerator = OnlySendCIDGenerator()
+	var traced []string
+	tracer := make(chan string, 64)
+	scfg.Tracer = func(ev *TraceEvent) {
+		if ev.Kind == TraceCIDChanged {
+			select {
+			case tracer <- ev.Reason:
+			default:
+			}
+		}
+	}
+	l, conns := acceptOne(t, scfg)
+	nat := newNATProxy(t, l.Addr())
+	c, err := Dial("udp", nat.front.LocalAddr().String(), cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	exchange(t, c, "before")
+	srv := <-conns
+	first := srv.ConnectionState().LocalConnectionID
+
+	if err := c.requestConnectionIDs13(3); err != nil {
+		t.Fatal(err)
+	}
+	// The server's NewConnectionId arrives while we read.
+	for i := 0; i < 20 && len(c.cidSpares13) < 3; i++ {
+		if _, err := pump(t, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(c.cidSpares13) != 3 {
+		t.Fatalf("%d spare CIDs, want 3", len(c.cidSpares13))
+	}
+	spares := c.cidSpares13
+	for _, s := range spares {
+		if len(s) != 8 || bytes.Equal(s, first) {
+			t.Fatalf("spare CID %x (first %x)", s, first)
+		}
+		if cio, _ := l.table.lookup(append([]byte{uhFixedBits | uhCIDBit}, append(s, 0, 0)...), netip.AddrPort{}); cio == nil {
+			t.Fatalf("the Listener does not route spare CID %x", s)
+		}
+	}
+
+	// The second spare: the handshake CID and the first spare retire.
+	c.useSpare13(1)
+	exchange(t, c, "on the second spare")
+	waitFor(t, "the server to move to the second spare", func() bool {
+		return bytes.Equal(srv.ConnectionState().LocalConnectionID, spares[1])
+	})
+	for _, old := range [][]byte{first, spares[0]} {
+		l.table.mu.RLock()
+		cio := l.table.byCID[string(old)]
+		l.table.mu.RUnlock()
+		if cio != nil {
+			t.Errorf("retired CID %x still routed", old)
+		}
+	}
+	// A record with a retired CID is no longer routed (or, from the
+	// client's address, accepted).
+	c.out.Lock()
+	c.rl.writeCID = first
+	c.out.Unlock()
+	if _, err := c.Write([]byte("retired")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the retired CID's drop", func() bool { return srv.Stats().Dropped["bad connection ID"] > 0 })
+
+	// The third spare from a new address.
+	c.useSpare13(2)
+	second := nat.rebind()
+	exchange(t, c, "third spare, new port")
+	if !sameAddr(srv.RemoteAddr(), second) {
+		t.Fatalf("server did not follow the client: %v", srv.RemoteAddr())
+	}
+	if got := srv.ConnectionState().LocalConnectionID; !bytes.Equal(got, spares[2]) {
+		t.Errorf("server's CID %x, want %x", got, spares[2])
+	}
+	for len(tracer) > 0 {
+		traced = append(traced, <-tracer)
+	}
+	if len(traced) < 3 {
+		t.Errorf("Tracer saw %q", traced)
+	}
+}
+
+// TestCIDUpdate13TooMany: a peer that asks for more CIDs than
+// maxIssuedCIDs13 lets it hold gets too_many_cids_requested; a request
+// is answered with at most what fits.
+func TestCIDUpdate13TooMany(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	cli, srv := cidPair13(t, RandomCIDGenerator(4), RandomCIDGenerator(6))
+	if err := cli.requestConnectionIDs13(255); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pump(t, srv); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pump(t, cli); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(cli.cidSpares13); n != maxIssuedCIDs13-1 {
+		t.Fatalf("%d spares for a request of 255, want %d", n, maxIssuedCIDs13-1)
+	}
+	if _, err := pump(t, srv); err != nil { // the client's ACK
+		t.Fatal(err)
+	}
+	if err := cli.requestConnectionIDs13(1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pump(t, srv); err == nil || sentAlert(srv) != int(alertTooManyCIDsRequested) {
+		t.Fatalf("err %v, alert %d, want too_many_cids_requested", err, sentAlert(srv))
+	}
+	if _, err := pump(t, cli); err == nil {
+		t.Fatal("the client did not see the alert")
+	}
+}
+
+// TestCIDUpdate13Immediate: NewConnectionId(cid_immediate) switches the
+// CID the receiver sends at once; the sender accepts it.
+func TestCIDUpdate13Immediate(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	cli, srv := cidPair13(t, RandomCIDGenerator(4), RandomCIDGenerator(6))
+	old := cli.ConnectionState().RemoteConnectionID
+	if err := srv.issueConnectionIDs13(2, cidImmediate); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pump(t, cli); err != nil {
+		t.Fatal(err)
+	}
+	now := cli.ConnectionState().RemoteConnectionID
+	if bytes.Equal(now, old) || len(now) != 6 || len(cli.cidSpares13) != 1 {
+		t.Fatalf("client sends CID %x (was %x), %d spares", now, old, len(cli.cidSpares13))
+	}
+	if _, err := cli.Write([]byte("new CID")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := pump(t, srv)
+	if err != nil || string(got) != "new CID" {
+		t.Fatalf("server read %q, %v", got, err)
+	}
+	if cid := srv.ConnectionState().LocalConnectionID; !bytes.Equal(cid, now) {
+		t.Errorf("server's CID %x, want %x", cid, now)
+	}
+}
+
+// TestCIDUpdate13Misbehaving: NewConnectionId and RequestConnectionId
+// that RFC 9147 §9 forbids end the connection with its alert; a flood of
+// spare CIDs costs bounded memory.
+func TestCIDUpdate13Misbehaving(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	rows := []struct {
+		name                 string
+		clientGen, serverGen func() []byte
+		peer                 func(cli *Conn) error
+		want                 alert // 0: the connection survives
+	}{
+		{"NewConnectionId without CIDs negotiated", nil, nil,
+			func(c *Conn) error { return c.sendNewConnectionID13([][]byte{{1, 2, 3}}, cidSpare) }, alertUnexpectedMessage},
+		{"NewConnectionId from a peer receiving an empty CID", OnlySendCIDGenerator(), RandomCIDGenerator(4),
+			func(c *Conn) error { return c.sendNewConnectionID13([][]byte{{1, 2, 3}}, cidSpare) }, alertUnexpectedMessage},
+		{"RequestConnectionId from a peer sending an empty CID", RandomCIDGenerator(4), OnlySendCIDGenerator(),
+			func(c *Conn) error { return c.requestConnectionIDs13(1) }, alertUnexpectedMessage},
+		{"empty CID", RandomCIDGenerator(4), RandomCIDGenerator(4),
+			func(c *Conn) error { return c.sendNewConnectionID13([][]byte{{}}, cidSpare) }, alertIllegalParameter},
+		{"cid_immediate without a CID", RandomCIDGenerator(4), RandomCIDGenerator(4),
+			func(c *Conn) error { return c.sendNewConnectionID13(nil, cidImmediate) }, alertIllegalParameter},
+		{"NewConnectionId flood", RandomCIDGenerator(4), RandomCIDGenerator(4),
+			func(c *Conn) error {
+				for i := range 20 {
+					cids := make([][]byte, maxNewCIDs13)
+					for j := range cids {
+						cids[j] = []byte{byte(i), byte(j), 7, 7}
+					}
+					if err := c.sendNewConnectionID13(cids, cidSpare); err != nil {
+						return err
+					}
+				}
+				return nil
+			}, 0},
+	}
+	for _, row := range rows {
+		t.Run(row.name, func(t *testing.T) {
+			cli, srv := cidPair13(t, row.clientGen, row.serverGen)
+			if err := row.peer(cli); err != nil {
+				t.Fatal(err)
+			}
+			_, err := pump(t, srv)
+			if row.want == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n := len(srv.cidSpares13); n != maxSpareCIDs13 {
+					t.Errorf("%d spares kept, want the bound %d", n, maxSpareCIDs13)
+				}
+				exchangePair(t, cli, srv, "still up")
+				return
+			}
+			if err == nil || sentAlert(srv) != int(row.want) {
+				t.Fatalf("err %v, alert %d, want %v", err, sentAlert(srv), row.want)
+			}
+		})
+	}
+}
+
+// exchangePair sends msg from cli to srv, neither with a reader running.
+func exchangePair(t *testing.T, cli, srv *Conn, msg string) {
+	t.Helper()
+	if _, err := cli.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := pump(t, srv)
+	if err != nil || string(got) != msg {
+		t.Fatalf("read %q, %v", got, err)
+	}
+}
+
+// TestCIDUpdate13RetransmittedRequest: a RequestConnectionId that
+// arrives while a flight of ours awaits its ACK is left unACKed, and
+// answered when the peer repeats it.
+func TestCIDUpdate13RetransmittedRequest(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	cli, srv := cidPair13(t, RandomCIDGenerator(4), RandomCIDGenerator(4))
+	// A flight of the server's that the client does not ACK yet.
+	if err := srv.issueConnectionIDs13(1, cidSpare); err != nil {
+		t.Fatal(err)
+	}
+	if err := cli.requestConnectionIDs13(2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pump(t, srv); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(srv.rl.readCIDs13); n != 1 {
+		t.Fatalf("server issued %d CIDs with its NewConnectionId unACKed", n)
+	}
+	// The client takes the spare, ACKs it and retransmits its request
+	// (on its timer); the server answers it now.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(cli.cidSpares13) < 3 && time.Now().Before(deadline) {
+		if _, err := pump(t, cli); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pump(t, srv); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(cli.cidSpares13); n != 3 {
+		t.Fatalf("client holds %d spares, want 3", n)
+	}
+}
