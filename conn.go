@@ -123,6 +123,10 @@ type Conn struct {
 
 	// gate is the cookie gate of a Conn made by Server (hello_gate.go).
 	gate *helloGate
+	// admitted13 is what the cookie of the second DTLS 1.3 ClientHello
+	// that started a Listener's Conn carries, verified by the Listener
+	// (helloGate.check13); nil otherwise.
+	admitted13 *admission13
 	// lastACK is when a DTLS 1.3 server last re-ACKed a retransmitted
 	// client flight, for minResendInterval.
 	lastACK time.Time

@@ -87,6 +87,7 @@ type cookieGenerator struct {
 	rotateAt time.Time // when current stops making cookies
 	current  hash.Hash // HMAC keyed with the secret that makes cookies
 	previous hash.Hash // HMAC keyed with the secret before it; nil if expired
+	keyID    uint8     // current's key id, one more at every rotation (cookie_dtls13.go)
 	input    []byte    // scratch for the MAC input
 	sum      []byte    // scratch for a computed cookie, cap cookieLen
 
@@ -131,6 +132,7 @@ func (g *cookieGenerator) rotateLocked(now time.Time) {
 		g.rotateAt = now.Add(cookieSecretLifetime)
 	}
 	g.current = next
+	g.keyID++
 }
 
 // nextSecretLocked draws a fresh secret. crypto/rand does not fail, but an
@@ -215,7 +217,7 @@ func (g *cookieGenerator) verify(now time.Time, addr netip.AddrPort, ch *clientH
 	g.input = appendCookieInput(g.input[:0], header, addr, ch)
 	if g.fleet != nil {
 		// The timestamp, covered by the tag, picks the one key to try.
-		h := g.fleetVerifierLocked(now, header)
+		h, _ := g.fleetVerifierLocked(now, header, fleetCookieLifetime)
 		return h != nil && hmac.Equal(tag, g.macLocked(h))
 	}
 	g.rotateLocked(now)
@@ -233,10 +235,11 @@ func (g *cookieGenerator) verify(now time.Time, addr netip.AddrPort, ch *clientH
 // after the one the cookie answered (recordSeq one more): a client's
 // retransmission of that ClientHello would add its timer to the sample
 // (Karn's rule). It returns 0, no sample, otherwise, or for an answer
-// slower than maxCookieRTT. Call it only with a cookie verify accepted:
-// its header is then ours.
+// slower than maxCookieRTT. Call it only with a cookie verify (or, for
+// DTLS 1.3, verify13, whose cookies start with the same header)
+// accepted: its header is then ours.
 func (g *cookieGenerator) roundTrip(now time.Time, recordSeq uint64, cookie []byte) time.Duration {
-	if len(cookie) != cookieLen {
+	if len(cookie) < cookieHeaderLen {
 		return 0
 	}
 	if binary.BigEndian.Uint16(cookie[4:6])+1 != uint16(recordSeq) {

@@ -72,7 +72,7 @@ func TestHelloGate13(t *testing.T) {
 	}
 	addr := netip.MustParseAddrPort("192.0.2.1:5000")
 	ch, d := clientHello13(t)
-	hrr, admitted, is13 := g.check13(nil, now, addr, 7, 0, cfg, ch)
+	hrr, admitted, is13 := g.check13(nil, now, addr, 7, 0, cfg, ch, nil)
 	if !is13 || admitted || len(hrr) == 0 {
 		t.Fatalf("first ClientHello: is13 %v admitted %v answer %d bytes", is13, admitted, len(hrr))
 	}
@@ -89,7 +89,7 @@ func TestHelloGate13(t *testing.T) {
 	}
 	cookie := sh.cookie
 	ok := func(ch2 *clientHelloMsg, at time.Time, from netip.AddrPort) bool {
-		_, admitted, is13 := g.check13(nil, at, from, 8, 1, cfg, ch2)
+		_, admitted, is13 := g.check13(nil, at, from, 8, 1, cfg, ch2, nil)
 		return is13 && admitted
 	}
 	if !ok(secondHello13(t, ch, cookie, nil), now.Add(time.Second), addr) {
@@ -101,9 +101,20 @@ func TestHelloGate13(t *testing.T) {
 	if !ok(secondHello13(t, ch, cookie, nil), now.Add(4*time.Minute), addr) {
 		t.Fatal("the second ClientHello, retransmitted 4 minutes after the HelloRetryRequest, is refused")
 	}
-	p, good := g.open13(now, addr, secondHello13(t, ch, cookie, nil), cookie)
-	if !good || p.suite != suiteTLSAES128GCMSHA256 || p.group != tls.X25519 || p.askedGroup || len(p.chHash) != 32 {
+	var adm admission13
+	if _, admitted, _ := g.check13(nil, now, addr, 8, 1, cfg, secondHello13(t, ch, cookie, nil), &adm); !admitted {
+		t.Fatal("refused")
+	}
+	p := adm.params
+	want := clientHelloHash13(nil, cipherSuite13ByID(suiteTLSAES128GCMSHA256), ch.original)
+	if p.suite != suiteTLSAES128GCMSHA256 || p.group != tls.X25519 || p.askedGroup || !bytes.Equal(p.chHash, want) || !bytes.Equal(adm.cookie, cookie) {
 		t.Fatalf("cookie carries %+v", p)
+	}
+	if c := adm.clone(); !bytes.Equal(c.params.chHash, want) || &c.cookie[0] == &adm.cookie[0] {
+		t.Fatal("clone does not copy what the cookie carries")
+	}
+	if rtt := g.roundTrip(now.Add(30*time.Millisecond), 8, cookie); rtt != 30*time.Millisecond {
+		t.Errorf("round-trip sample from the 1.3 cookie: %v, want 30ms", rtt)
 	}
 	for _, tc := range []struct {
 		name string
@@ -125,7 +136,7 @@ func TestHelloGate13(t *testing.T) {
 		}
 	}
 	// A ClientHello that does not offer 1.3 is left to the 1.2 gate.
-	if _, _, is13 := g.check13(nil, now, addr, 0, 0, &Config{Certificates: cfg.Certificates}, ch); is13 {
+	if _, _, is13 := g.check13(nil, now, addr, 0, 0, &Config{Certificates: cfg.Certificates}, ch, nil); is13 {
 		t.Error("1.3 chosen by a server without MaxVersion 1.3")
 	}
 }
@@ -187,17 +198,17 @@ func TestHelloGate13Fleet(t *testing.T) {
 	other, _ := newGate()
 	addr := netip.MustParseAddrPort("192.0.2.1:5000")
 	ch, _ := clientHello13(t)
-	hrr, _, is13 := g1.check13(nil, now, addr, 0, 0, cfg, ch)
+	hrr, _, is13 := g1.check13(nil, now, addr, 0, 0, cfg, ch, nil)
 	_, body, _, _ := nextRecord(hrr)
 	sh := new(serverHelloMsg13)
 	if !is13 || !sh.unmarshal(body[handshakeHeaderLen:]) || len(sh.cookie) == 0 {
 		t.Fatal("no HelloRetryRequest with a cookie")
 	}
 	ch2 := secondHello13(t, ch, sh.cookie, nil)
-	if _, admitted, _ := g2.check13(nil, now.Add(time.Second), addr, 1, 1, cfg, ch2); !admitted {
+	if _, admitted, _ := g2.check13(nil, now.Add(time.Second), addr, 1, 1, cfg, ch2, nil); !admitted {
 		t.Fatal("another fleet member refuses the cookie")
 	}
-	if _, admitted, _ := other.check13(nil, now.Add(time.Second), netip.MustParseAddrPort("192.0.2.9:5000"), 1, 1, cfg, ch2); admitted {
+	if _, admitted, _ := other.check13(nil, now.Add(time.Second), netip.MustParseAddrPort("192.0.2.9:5000"), 1, 1, cfg, ch2, nil); admitted {
 		t.Fatal("cookie accepted from another address")
 	}
 	cfg2 := &Config{Certificates: cfg.Certificates, MaxVersion: VersionDTLS13, FleetSecret: bytes.Repeat([]byte{0x17}, 32)}
@@ -205,7 +216,7 @@ func TestHelloGate13Fleet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, admitted, _ := g3.check13(nil, now.Add(time.Second), addr, 1, 1, cfg2, ch2); admitted {
+	if _, admitted, _ := g3.check13(nil, now.Add(time.Second), addr, 1, 1, cfg2, ch2, nil); admitted {
 		t.Fatal("a server with another FleetSecret accepts the cookie")
 	}
 }

@@ -597,7 +597,8 @@ func (s *listenerSocket) handleHello(d []byte, ap netip.AddrPort, existing *list
 	now := l.config.time()
 	// DTLS 1.3's cookie comes in a HelloRetryRequest (check13), 1.2's
 	// in a HelloVerifyRequest.
-	hvr, admitted, is13 := l.gate.check13(s.hvrScratch[:0], now, ap, hdr.seq, msgSeq, l.config, ch)
+	var adm admission13
+	hvr, admitted, is13 := l.gate.check13(s.hvrScratch[:0], now, ap, hdr.seq, msgSeq, l.config, ch, &adm)
 	if !is13 {
 		if admitted = l.gate.admit(now, ap, ch); !admitted {
 			hvr = l.gate.appendHelloVerifyRequest(s.hvrScratch[:0], now, ap, hdr.seq, msgSeq, ch)
@@ -637,7 +638,14 @@ func (s *listenerSocket) handleHello(d []byte, ap netip.AddrPort, existing *list
 	copy(cio.helloRandom[:], ch.random)
 	c := newConn(cio, l.config, false)
 	c.hsStart = time.Now()
-	c.hs.setInitialRTT(l.gate.roundTrip(now, hdr.seq, ch.cookie)) // RFC 9147 §5.8.2: the cookie round trip
+	rttCookie := ch.cookie
+	if adm.cookie != nil {
+		// The Conn takes what the 1.3 cookie carries from here, checked
+		// once (hello_gate.go).
+		c.admitted13 = adm.clone()
+		rttCookie = c.admitted13.cookie
+	}
+	c.hs.setInitialRTT(l.gate.roundTrip(now, hdr.seq, rttCookie)) // RFC 9147 §5.8.2: the cookie round trip
 	c.listener = l
 	cio.conn = c
 	c.activity = &cio.activity
