@@ -220,3 +220,91 @@ func TestHelloGate13Fleet(t *testing.T) {
 		t.Fatal("a server with another FleetSecret accepts the cookie")
 	}
 }
+
+// TestCookie13KeyRotation: a 1.3 cookie made with our own key is accepted
+// after the key rotated once (the overlap), by the one key its key id
+// names, and refused once that key is gone or if its key id is changed.
+func TestCookie13KeyRotation(t *testing.T) {
+	start := time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC)
+	g, err := newCookieGenerator(&countingReader{}, start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := netip.MustParseAddrPort("192.0.2.1:5000")
+	ch, _ := clientHello13(t)
+	p := hrrParams{suite: suiteTLSAES128GCMSHA256, group: tls.X25519MLKEM768, askedGroup: true, chHash: bytes.Repeat([]byte{7}, 32)}
+	cookie := g.generate13(nil, start, addr, 3, p, ch)
+	if len(cookie) != cookie13FixedLen+32+cookieTagLen {
+		t.Fatalf("cookie of %d bytes", len(cookie))
+	}
+	check := func(c []byte, at time.Time) bool {
+		got, ok := g.verify13(at, addr, ch, c)
+		if ok && (got.suite != p.suite || got.group != p.group || !got.askedGroup || !bytes.Equal(got.chHash, p.chHash)) {
+			t.Fatalf("cookie carries %+v, made with %+v", got, p)
+		}
+		return ok
+	}
+	if !check(cookie, start.Add(time.Second)) {
+		t.Fatal("fresh cookie refused")
+	}
+	// One rotation later the key is the previous one, and still counts.
+	later := start.Add(cookieSecretLifetime + time.Minute)
+	if !check(cookie, later) {
+		t.Fatal("cookie refused after one rotation")
+	}
+	fresh := g.generate13(nil, later, addr, 3, p, ch)
+	if fresh[6] == cookie[6] {
+		t.Fatal("the key id did not change with the key")
+	}
+	// The key id picks the key: pointing it at the other live key fails.
+	forged := bytes.Clone(cookie)
+	forged[6] = fresh[6]
+	if check(forged, later) {
+		t.Fatal("a cookie with another key id is accepted")
+	}
+	// Two rotations later its key is gone.
+	if check(cookie, start.Add(2*cookieSecretLifetime+time.Minute)) {
+		t.Fatal("cookie accepted after its key expired")
+	}
+}
+
+// TestCookie13FleetClockSkew: in a fleet, a 1.3 cookie made by a server
+// whose clock runs up to fleetMaxClockSkew ahead, or up to
+// maxHRRCookieAge ago, is accepted by another member; one whose key id
+// does not name the period of its time is not.
+func TestCookie13FleetClockSkew(t *testing.T) {
+	f, err := (&Config{FleetSecret: bytes.Repeat([]byte{0x5e}, 32)}).fleet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 12, 3, 10, 2, 30, 0, time.UTC)
+	maker, checker := newFleetCookieGenerator(f, time.Now), newFleetCookieGenerator(f, time.Now)
+	addr := netip.MustParseAddrPort("[2001:db8::1]:5000")
+	ch, _ := clientHello13(t)
+	p := hrrParams{suite: suiteTLSAES256GCMSHA384, group: tls.X25519, chHash: bytes.Repeat([]byte{9}, 48)}
+	for _, tc := range []struct {
+		name string
+		made time.Duration // relative to now
+		ok   bool
+	}{
+		{"now", 0, true},
+		{"maker's clock ahead", fleetMaxClockSkew - time.Second, true},
+		{"too far ahead", fleetMaxClockSkew + time.Second, false},
+		{"4 minutes ago", -4 * time.Minute, true},
+		{"just within maxHRRCookieAge", -maxHRRCookieAge + time.Second, true},
+		{"expired", -maxHRRCookieAge - time.Second, false},
+	} {
+		cookie := maker.generate13(nil, now.Add(tc.made), addr, 0, p, ch)
+		got, ok := checker.verify13(now, addr, ch, cookie)
+		if ok != tc.ok {
+			t.Errorf("%s: accepted %v, want %v", tc.name, ok, tc.ok)
+		}
+		if ok && (got.suite != p.suite || !bytes.Equal(got.chHash, p.chHash)) {
+			t.Errorf("%s: carries %+v", tc.name, got)
+		}
+		cookie[6]++
+		if _, ok := checker.verify13(now, addr, ch, cookie); ok {
+			t.Errorf("%s: accepted with a key id that is not its period's", tc.name)
+		}
+	}
+}
