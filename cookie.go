@@ -89,6 +89,7 @@ type cookieGenerator struct {
 	previous hash.Hash // HMAC keyed with the secret before it; nil if expired
 	keyID    uint8     // current's key id, one more at every rotation (cookie_dtls13.go)
 	input    []byte    // scratch for the MAC input
+	macs     int64     // HMACs computed, for the tests (serverCryptoOps)
 	sum      []byte    // scratch for a computed cookie, cap cookieLen
 
 	// A fleet member's generator (fleet.go) derives its keys from
@@ -181,6 +182,7 @@ func (g *cookieGenerator) ticks(now time.Time) uint32 {
 // macLocked computes the cookie tag for g.input with the keyed HMAC h into
 // g.sum: the HMAC truncated to cookieTagLen bytes.
 func (g *cookieGenerator) macLocked(h hash.Hash) []byte {
+	g.macs++
 	h.Reset()
 	h.Write(g.input)
 	g.sum = h.Sum(g.sum[:0])

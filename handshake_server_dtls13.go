@@ -216,6 +216,9 @@ func (hs *serverHandshakeState13) processClientHello() error {
 		selectedIdentity:    uint16(hs.pskIndex),
 	}
 	if dhe {
+		if ops := c.cryptoOps(); ops != nil {
+			ops.keyExchanges.Add(1)
+		}
 		serverShare, shared, err := serverKeyShare13(c.config.rand(), hs.group, share)
 		if err != nil {
 			return c.fail(alertIllegalParameter, err)
@@ -350,6 +353,9 @@ func (hs *serverHandshakeState13) acceptPSK() error {
 		truncated, err := ch.truncatedForBinders(ch.original)
 		if err != nil {
 			return c.fail(alertDecodeError, err)
+		}
+		if ops := c.cryptoOps(); ops != nil {
+			ops.binders.Add(1)
 		}
 		want, err := pskBinder13(hs.suite.hash, external, key, hs.trPrefix, truncated, len(ch.original))
 		if err != nil {
@@ -512,6 +518,9 @@ func (hs *serverHandshakeState13) sendServerFlight() error {
 	}
 	if err := writeHandshake13(c, hs.transcript, cm); err != nil {
 		return err
+	}
+	if ops := c.cryptoOps(); ops != nil {
+		ops.signatures.Add(1)
 	}
 	if err := signCertificateVerify13(c, hs.transcript, hs.cert, ch.supportedSignatureAlgorithms, true); err != nil {
 		return err

@@ -3,6 +3,7 @@ package dtls
 import (
 	"net/netip"
 	"slices"
+	"sync/atomic"
 	"time"
 )
 
@@ -21,6 +22,28 @@ type helloGate struct {
 	// cookies makes and checks cookies; nil when the check is off
 	// (Config.InsecureSkipHelloVerify).
 	cookies *cookieGenerator
+	// ops counts the cryptography the server runs for its peers.
+	ops serverCryptoOps
+}
+
+// serverCryptoOps counts the cryptography a server (a Listener, through
+// its gate) runs for its peers: the cookie's (hashing a first DTLS 1.3
+// ClientHello into its cookie, and the HMAC) and what only a peer past the
+// cookie may cost it in DTLS 1.3 (the key exchange, ML-KEM included, the
+// CertificateVerify signature, PSK binders). The tests read it to show
+// that nothing but the cookie runs before a cookie verifies (dos_test.go),
+// by count rather than by time.
+type serverCryptoOps struct {
+	helloHashes, keyExchanges, signatures, binders atomic.Int64
+}
+
+// cryptoOps returns the counters of the gate a Listener's Conn shares, or
+// nil for a Conn made with Server, whose work is its own.
+func (c *Conn) cryptoOps() *serverCryptoOps {
+	if c.listener == nil {
+		return nil
+	}
+	return &c.listener.gate.ops
 }
 
 // newHelloGate returns the gate for config. It draws the cookie secret
@@ -146,6 +169,7 @@ func (g *helloGate) check13(dst []byte, now time.Time, addr netip.AddrPort, reco
 		return dst, false, false // nothing in common for 1.3: 1.2 may do
 	}
 	var sum [64]byte
+	g.ops.helloHashes.Add(1)
 	p.chHash = clientHelloHash13(sum[:0], cipherSuite13ByID(p.suite), ch.original)
 	var cookie [maxCookie13Len]byte
 	hrr := helloRetryRequest13(p, g.cookies.generate13(cookie[:0], now, addr, recordSeq, p, ch))

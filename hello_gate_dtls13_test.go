@@ -3,16 +3,30 @@ package dtls
 import (
 	"bytes"
 	"crypto/tls"
+	"encoding/binary"
+	"net"
 	"net/netip"
+	"slices"
+	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
+
+	"github.com/dtls-go/dtls/internal/netsim"
 )
 
 // clientHello13 returns a first ClientHello offering DTLS 1.3 as our
 // client makes it, parsed as the Listener parses it, and its datagram.
 func clientHello13(t testing.TB) (*clientHelloMsg, []byte) {
+	return clientHello13Groups(t, nil)
+}
+
+// clientHello13Groups is clientHello13 from a client with these
+// CurvePreferences: with X25519MLKEM768 alone, its key share is the
+// 1216-byte hybrid one.
+func clientHello13Groups(t testing.TB, groups []tls.CurveID) (*clientHelloMsg, []byte) {
 	tc := certs(t)["p256"]
-	c := Client(nil, &Config{RootCAs: tc.pool, ServerName: "dtls.test", MaxVersion: VersionDTLS13})
+	c := Client(nil, &Config{RootCAs: tc.pool, ServerName: "dtls.test", MaxVersion: VersionDTLS13, CurvePreferences: groups})
 	hello, err := c.makeClientHello()
 	if err != nil {
 		t.Fatal(err)
@@ -155,7 +169,8 @@ func TestSpoofedClientHello13Flood(t *testing.T) {
 	f := newFloodPacketConn(t, total+warm, warm)
 	f.template = d
 	tc := certs(t)["p256"]
-	l, err := NewListener(f, &Config{Certificates: []tls.Certificate{tc.tls}, MaxVersion: VersionDTLS13})
+	l, err := NewListener(f, &Config{Certificates: []tls.Certificate{tc.tls}, MaxVersion: VersionDTLS13,
+		CurvePreferences: []tls.CurveID{groupX25519MLKEM768, tls.X25519}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,4 +322,332 @@ func TestCookie13FleetClockSkew(t *testing.T) {
 			t.Errorf("%s: accepted with a key id that is not its period's", tc.name)
 		}
 	}
+}
+
+// floodScript13 is a PacketConn that plays spoofed first DTLS 1.3
+// ClientHellos to a Listener, from a new source address for each, in
+// these kinds, round robin:
+//
+//	0: whole, with an X25519 share (one datagram)
+//	1: with an X25519MLKEM768 share, in 300-byte fragments (five datagrams)
+//	2: with an X25519 share, in 40-byte fragments, last first
+//	3: with an X25519MLKEM768 share, fragmented, the last fragment missing
+//	4: whole, with a cookie extension the server never made
+//
+// It counts the bytes received from and sent to each address (the
+// Listener answers a peer while it handles that peer's last datagram,
+// before it reads the next peer's: one address at a time, so that the
+// counting allocates nothing), and pauses after warm peers for a heap
+// measurement.
+type floodScript13 struct {
+	t              testing.TB
+	x25519, hybrid []byte // whole first ClientHello records
+	forged         []byte
+	peers, warm    int
+	peer           int
+	queue          [][]byte
+	warmed, resume chan struct{}
+	done, closed   chan struct{}
+	closeOnce      sync.Once
+	mu             sync.Mutex
+	received, sent int // bytes from and to the current peer
+	totalIn        int // bytes from the peers that got an answer
+	totalOut       int
+	overLimit      int // peers sent more than 3× what they sent us
+	worst          float64
+	sentElsewhere  int // bytes sent to an address other than the current peer's
+	answers, hrrs  int
+	answeredKind   [5]int
+	lastAddr       netip.AddrPort
+}
+
+const floodKinds13 = 5
+
+func (f *floodScript13) ReadFrom(b []byte) (int, net.Addr, error) {
+	if len(f.queue) == 0 {
+		if f.peer == f.warm && f.warm > 0 {
+			close(f.warmed)
+			<-f.resume
+		}
+		if f.peer >= f.peers {
+			if f.peer == f.peers {
+				close(f.done)
+				f.peer++
+			}
+			<-f.closed
+			return 0, nil, net.ErrClosed
+		}
+		f.mu.Lock()
+		f.endPeerLocked()
+		f.mu.Unlock()
+		f.queue = f.datagrams(f.peer)
+		f.lastAddr = spoofedAddr(f.peer)
+		f.peer++
+	}
+	d := f.queue[0]
+	f.queue = f.queue[1:]
+	f.mu.Lock()
+	f.received += len(d)
+	f.mu.Unlock()
+	return copy(b, d), net.UDPAddrFromAddrPort(f.lastAddr), nil
+}
+
+// datagrams returns what peer i sends: its kind's ClientHello with a
+// random of its own.
+func (f *floodScript13) datagrams(i int) [][]byte {
+	var whole []byte
+	switch i % floodKinds13 {
+	case 1, 3:
+		whole = bytes.Clone(f.hybrid)
+	case 4:
+		whole = bytes.Clone(f.forged)
+	default:
+		whole = bytes.Clone(f.x25519)
+	}
+	binary.BigEndian.PutUint64(whole[recordHeaderLen+handshakeHeaderLen+2:], uint64(i))
+	t := f.t.(*testing.T)
+	switch i % floodKinds13 {
+	case 1:
+		return fragmentHello(t, whole, 300, 0)
+	case 2:
+		frags := fragmentHello(t, whole, 40, 0)
+		slices.Reverse(frags)
+		return frags
+	case 3:
+		frags := fragmentHello(t, whole, 300, 0)
+		return frags[:len(frags)-1]
+	}
+	return [][]byte{whole}
+}
+
+// endPeerLocked accounts for the peer whose datagrams were all read.
+func (f *floodScript13) endPeerLocked() {
+	if f.sent > 0 {
+		f.totalIn += f.received
+		f.totalOut += f.sent
+		if f.sent > 3*f.received {
+			f.overLimit++
+		}
+		f.worst = max(f.worst, float64(f.sent)/float64(f.received))
+	}
+	f.received, f.sent = 0, 0
+}
+
+func (f *floodScript13) WriteTo(b []byte, addr net.Addr) (int, error) {
+	ap := addr.(*net.UDPAddr).AddrPort()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if ap != f.lastAddr {
+		f.sentElsewhere += len(b)
+	}
+	f.sent += len(b)
+	f.answers++
+	if hdr, body, _, reason := nextRecord(b); reason == dropNone && hdr.typ == recordTypeHandshake && len(body) > handshakeHeaderLen {
+		sh := new(serverHelloMsg13)
+		if handshakeType(body[0]) == typeServerHello && sh.unmarshal(body[handshakeHeaderLen:]) && sh.isHelloRetryRequest() && len(sh.cookie) > 0 {
+			f.hrrs++
+		}
+	}
+	// Which kind of peer was answered: addresses are spoofedAddr(i).
+	a4 := ap.Addr().As4()
+	f.answeredKind[(int(a4[1])<<16|int(a4[2])<<8|int(a4[3]))%floodKinds13]++
+	return len(b), nil
+}
+
+func (f *floodScript13) Close() error {
+	f.closeOnce.Do(func() { close(f.closed) })
+	return nil
+}
+func (f *floodScript13) LocalAddr() net.Addr {
+	return net.UDPAddrFromAddrPort(netip.MustParseAddrPort("10.0.0.1:4433"))
+}
+func (f *floodScript13) SetDeadline(t time.Time) error      { return nil }
+func (f *floodScript13) SetReadDeadline(t time.Time) error  { return nil }
+func (f *floodScript13) SetWriteDeadline(t time.Time) error { return nil }
+
+// TestSpoofedClientHello13FragmentedFlood is issue 12's "Done when" for
+// the Listener: a flood of spoofed first ClientHellos offering DTLS 1.3,
+// whole and fragmented (hybrid X25519MLKEM768 shares included) from many
+// source addresses, leaves no connection state, answers each address
+// with at most 3 times the bytes it sent (RFC 9147 §5.1; the Listener in
+// fact never sends more than it received), and runs no cryptography but
+// the cookie's before a cookie verifies: the counters of the gate
+// (serverCryptoOps) show no key exchange, ML-KEM included, no signature
+// and no PSK binder, one ClientHello hash per HelloRetryRequest, and
+// HMACs only for cookies made or checked. Fragments go through the
+// bounded pre-cookie pool (hello_pool.go), which stays within its limits.
+func TestSpoofedClientHello13FragmentedFlood(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	peers := 10_000
+	if testing.Short() || raceEnabled {
+		peers = 2_000
+	}
+	const warm = 500
+	_, x25519 := clientHello13(t)
+	_, hybrid := clientHello13Groups(t, []tls.CurveID{groupX25519MLKEM768})
+	if len(hybrid) < 1216 {
+		t.Fatalf("hybrid ClientHello of %d bytes", len(hybrid))
+	}
+	ch, _ := clientHello13(t)
+	forgedCookie := bytes.Repeat([]byte{0xc0}, cookie13FixedLen+32+cookieTagLen)
+	m := new(clientHelloMsg13)
+	if !m.unmarshal(secondHello13(t, ch, forgedCookie, nil).original) {
+		t.Fatal("unmarshal")
+	}
+	body, err := m.marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := appendRecordHeader(nil, recordTypeHandshake, VersionDTLS12, 0, 1, handshakeHeaderLen+len(body))
+	forged = append((&handshakeHeader{typ: typeClientHello, length: uint32(len(body)), messageSeq: 1, fragmentLength: uint32(len(body))}).appendTo(forged), body...)
+
+	f := &floodScript13{
+		t: t, x25519: x25519, hybrid: hybrid, forged: forged, peers: warm + peers, warm: warm,
+		warmed: make(chan struct{}), resume: make(chan struct{}), done: make(chan struct{}), closed: make(chan struct{}),
+	}
+	tc := certs(t)["p256"]
+	l, err := NewListener(f, &Config{Certificates: []tls.Certificate{tc.tls}, MaxVersion: VersionDTLS13,
+		CurvePreferences: []tls.CurveID{groupX25519MLKEM768, tls.X25519}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	<-f.warmed
+	before := heapInUse()
+	close(f.resume)
+	<-f.done
+	// The reader handled the last datagram before it asked for the next.
+	growth := int64(heapInUse()) - int64(before)
+	if growth > floodHeapBound {
+		t.Errorf("heap grew by %d bytes over %d spoofed peers, want < %d", growth, peers, floodHeapBound)
+	}
+
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	total := warm + peers
+	perKind := func(k int) int { return (total - k + floodKinds13 - 1) / floodKinds13 }
+	wantHRRs := perKind(0) + perKind(1) + perKind(2)
+	if f.hrrs != wantHRRs || f.answers != wantHRRs {
+		t.Errorf("%d answers, %d of them HelloRetryRequests, for %d complete cookie-less ClientHellos", f.answers, f.hrrs, wantHRRs)
+	}
+	for k := 0; k < floodKinds13; k++ {
+		want := perKind(k)
+		if k >= 3 {
+			want = 0 // incomplete, or a cookie we never made: no answer
+		}
+		if f.answeredKind[k] != want {
+			t.Errorf("kind %d: %d answers, want %d", k, f.answeredKind[k], want)
+		}
+	}
+	f.endPeerLocked()
+	if f.overLimit > 0 || f.sentElsewhere > 0 {
+		t.Errorf("%d peers got more than 3× the bytes they sent (RFC 9147 §5.1); %d bytes went to an address that had not just sent", f.overLimit, f.sentElsewhere)
+	}
+	t.Logf("%d spoofed peers: %d answers, %d bytes sent for %d received from the answered peers; worst ratio %.2f",
+		total, f.answers, f.totalOut, f.totalIn, f.worst)
+
+	if conns := l.table.len(); conns != 0 || l.Stats().Handshaking != 0 || l.Stats().HandshakesStarted != 0 {
+		t.Errorf("%d connections, %d handshakes after a flood without cookies", conns, l.Stats().Handshaking)
+	}
+	ops := &l.gate.ops
+	if n := ops.keyExchanges.Load() + ops.signatures.Load() + ops.binders.Load(); n != 0 {
+		t.Errorf("before any cookie verified: %d key exchanges, %d signatures, %d PSK binders",
+			ops.keyExchanges.Load(), ops.signatures.Load(), ops.binders.Load())
+	}
+	if n := ops.helloHashes.Load(); n != int64(wantHRRs) {
+		t.Errorf("%d ClientHellos hashed for %d HelloRetryRequests", n, wantHRRs)
+	}
+	l.gate.cookies.mu.Lock()
+	macs := l.gate.cookies.macs
+	l.gate.cookies.mu.Unlock()
+	if macs < int64(wantHRRs) || macs > int64(wantHRRs+perKind(4)) {
+		t.Errorf("%d cookie HMACs for %d cookies made and %d forged ones checked", macs, wantHRRs, perKind(4))
+	}
+	l.hellosMu.Lock()
+	used, perSource := 0, map[netip.Prefix]int{}
+	for i := range l.hellos.entries {
+		if e := &l.hellos.entries[i]; e.used {
+			used++
+			perSource[e.src]++
+		}
+	}
+	l.hellosMu.Unlock()
+	if used > helloPoolEntries {
+		t.Errorf("%d ClientHellos in the pre-cookie pool, limit %d", used, helloPoolEntries)
+	}
+	for src, n := range perSource {
+		if n > helloPoolPerSource {
+			t.Errorf("%d pool entries for %v, limit %d", n, src, helloPoolPerSource)
+		}
+	}
+	if used == 0 {
+		t.Error("the incomplete hybrid ClientHellos left nothing in the pool: did fragments go through it?")
+	}
+}
+
+// TestHelloGate13CryptoAfterCookie is the positive control of
+// TestSpoofedClientHello13FragmentedFlood's counters: a fragmented first
+// ClientHello with an X25519MLKEM768 share costs a hash and an HMAC and
+// gets a HelloRetryRequest; only the second, with the cookie, costs the
+// key exchange (ML-KEM encapsulation) and the signature, once.
+func TestHelloGate13CryptoAfterCookie(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	synctest.Test(t, func(t *testing.T) {
+		n := netsim.New(1, netsim.Link{})
+		tc := certs(t)["p256"]
+		l := simListener(t, n, &Config{Certificates: []tls.Certificate{tc.tls}, MaxVersion: VersionDTLS13,
+			CurvePreferences: []tls.CurveID{groupX25519MLKEM768, tls.X25519}})
+		peer, err := n.ListenPacket(lossClientAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer peer.Close()
+		ch, whole := clientHello13Groups(t, []tls.CurveID{groupX25519MLKEM768})
+		for _, d := range fragmentHello(t, whole, 300, 0) {
+			peer.WriteToUDPAddrPort(d, lossServerAddr)
+		}
+		synctest.Wait()
+		buf := make([]byte, 4096)
+		peer.SetReadDeadline(time.Now().Add(time.Second))
+		k, _, err := peer.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("no HelloRetryRequest: %v", err)
+		}
+		_, body, _, _ := nextRecord(buf[:k])
+		hrr := new(serverHelloMsg13)
+		if !hrr.unmarshal(body[handshakeHeaderLen:]) || !hrr.isHelloRetryRequest() || len(hrr.cookie) == 0 {
+			t.Fatal("not a HelloRetryRequest with a cookie")
+		}
+		ops := &l.gate.ops
+		if ops.helloHashes.Load() != 1 || ops.keyExchanges.Load() != 0 || ops.signatures.Load() != 0 {
+			t.Fatalf("after the first ClientHello: %d hashes, %d key exchanges, %d signatures",
+				ops.helloHashes.Load(), ops.keyExchanges.Load(), ops.signatures.Load())
+		}
+		// The second ClientHello: the same, with the cookie.
+		m := new(clientHelloMsg13)
+		if !m.unmarshal(secondHello13(t, ch, hrr.cookie, nil).original) {
+			t.Fatal("unmarshal")
+		}
+		b2, err := m.marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ch2 := appendRecordHeader(nil, recordTypeHandshake, VersionDTLS12, 0, 10, handshakeHeaderLen+len(b2))
+		ch2 = append((&handshakeHeader{typ: typeClientHello, length: uint32(len(b2)), messageSeq: 1, fragmentLength: uint32(len(b2))}).appendTo(ch2), b2...)
+		for _, d := range fragmentHello(t, ch2, 300, 10) {
+			peer.WriteToUDPAddrPort(d, lossServerAddr)
+		}
+		synctest.Wait()
+		peer.SetReadDeadline(time.Now().Add(time.Second))
+		if k, _, err = peer.ReadFrom(buf); err != nil {
+			t.Fatalf("no ServerHello: %v", err)
+		}
+		if _, body, _, _ := nextRecord(buf[:k]); handshakeType(body[0]) != typeServerHello {
+			t.Fatalf("answer %x", buf[:min(k, 32)])
+		}
+		if ops.helloHashes.Load() != 1 || ops.keyExchanges.Load() != 1 || ops.signatures.Load() != 1 || l.Stats().HandshakesStarted != 1 {
+			t.Fatalf("after the second ClientHello: %d hashes, %d key exchanges, %d signatures, %d handshakes",
+				ops.helloHashes.Load(), ops.keyExchanges.Load(), ops.signatures.Load(), l.Stats().HandshakesStarted)
+		}
+	})
 }
