@@ -647,6 +647,15 @@ func (c *Conn) readDatagram(ctx context.Context, userDeadline bool) ([]byte, err
 				if c.hs.retransmitLimitReached() {
 					return nil, fmt.Errorf("dtls: handshake gave up: flight %d unanswered after %d retransmissions: %w", c.flights, maxRetransmissions, os.ErrDeadlineExceeded)
 				}
+				if !c.handshakeComplete.Load() && c.hs.flightACKDue() {
+					// DTLS 1.3: the peer has our flight and sent
+					// part of its own; an ACK of that part asks for
+					// the rest (transport_dtls13.go).
+					if err := c.sendFlightACK(); err != nil {
+						return nil, err
+					}
+					return nil, nil
+				}
 				if err := c.sendFlight(true, "timer"); err != nil {
 					return nil, err
 				}

@@ -651,3 +651,34 @@ func TestHelloGate13CryptoAfterCookie(t *testing.T) {
 		}
 	})
 }
+
+// TestHelloPoolSampleSeq: a ClientHello reassembled from the consecutive
+// records of one transmission gives its first record for the cookie's
+// round-trip sample (a second DTLS 1.3 ClientHello, whose cookie makes it
+// two datagrams at MTU 200, included); one pieced together from two
+// transmissions gives none (Karn's rule).
+func TestHelloPoolSampleSeq(t *testing.T) {
+	from := netip.MustParseAddrPort("192.0.2.1:5000")
+	frag := make([]byte, 100)
+	complete := func(seqs ...uint64) *helloEntry {
+		var p helloPool
+		var e *helloEntry
+		for i, seq := range seqs {
+			off := uint32(i % 2 * 100)
+			h := handshakeHeader{typ: typeClientHello, length: 200, messageSeq: 1, fragmentOffset: off, fragmentLength: 100}
+			e, _ = p.add(int64(i), from, seq, &h, frag, 120)
+		}
+		if e == nil {
+			t.Fatalf("records %v did not complete the ClientHello", seqs)
+		}
+		return e
+	}
+	if seq, ok := complete(2, 3).sampleSeq(); !ok || seq != 2 {
+		t.Errorf("one transmission (records 2, 3): sample from %d, %v; want 2, true", seq, ok)
+	}
+	// Record 3 was lost; the retransmission's second record (5) fills the
+	// hole: the first fragment came a timer earlier.
+	if _, ok := complete(2, 5).sampleSeq(); ok {
+		t.Error("a ClientHello from two transmissions gives a sample")
+	}
+}

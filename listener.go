@@ -588,6 +588,19 @@ func (l *Listener) movePeer(cio *listenerConnIO, newAP netip.AddrPort) {
 // (more than len(d) when it was reassembled from fragments): the
 // HelloVerifyRequest is never larger.
 func (s *listenerSocket) handleHello(d []byte, ap netip.AddrPort, existing *listenerConnIO, received int) bool {
+	return s.handleHelloSeq(d, ap, existing, received, rttSeqOwn)
+}
+
+// The rttSeq of handleHelloSeq: the record sequence number to time the
+// cookie's round trip from (cookieGenerator.roundTrip), or one of these.
+const (
+	rttSeqOwn  = -1 // the ClientHello record's own
+	rttSeqNone = -2 // no sample (helloEntry.sampleSeq)
+)
+
+// handleHelloSeq is handleHello for a ClientHello reassembled from
+// fragments, whose first record (rttSeq) is not its header's.
+func (s *listenerSocket) handleHelloSeq(d []byte, ap netip.AddrPort, existing *listenerConnIO, received int, rttSeq int64) bool {
 	l := s.l
 	ch := &s.helloScratch
 	hdr, msgSeq, ok := parseInitialClientHelloInto(d, ch)
@@ -645,7 +658,12 @@ func (s *listenerSocket) handleHello(d []byte, ap netip.AddrPort, existing *list
 		c.admitted13 = adm.clone()
 		rttCookie = c.admitted13.cookie
 	}
-	c.hs.setInitialRTT(l.gate.roundTrip(now, hdr.seq, rttCookie)) // RFC 9147 §5.8.2: the cookie round trip
+	if rttSeq == rttSeqOwn {
+		rttSeq = int64(hdr.seq)
+	}
+	if rttSeq >= 0 {
+		c.hs.setInitialRTT(l.gate.roundTrip(now, uint64(rttSeq), rttCookie)) // RFC 9147 §5.8.2: the cookie round trip
+	}
 	c.listener = l
 	cio.conn = c
 	c.activity = &cio.activity
@@ -711,7 +729,11 @@ func (s *listenerSocket) handleHelloFragments(d []byte, ap netip.AddrPort, exist
 			e, evicted := l.hellos.add(l.nanotime(), ap, hdr.seq, &h, frag, budget)
 			var whole []byte
 			var received int
+			rttSeq := int64(rttSeqNone)
 			if e != nil {
+				if seq, ok := e.sampleSeq(); ok {
+					rttSeq = int64(seq)
+				}
 				hh := handshakeHeader{typ: typeClientHello, length: h.length, messageSeq: e.msgSeq, fragmentLength: h.length}
 				whole = appendRecordHeader(s.helloBuf[:0], recordTypeHandshake, hdr.version, 0, e.recordSeq, handshakeHeaderLen+len(e.body))
 				whole = append(hh.appendTo(whole), e.body...)
@@ -727,7 +749,7 @@ func (s *listenerSocket) handleHelloFragments(d []byte, ap netip.AddrPort, exist
 			if whole == nil {
 				continue
 			}
-			if !s.handleHello(whole, ap, existing, received) && existing == nil {
+			if !s.handleHelloSeq(whole, ap, existing, received, rttSeq) && existing == nil {
 				l.drop(dropBadHello, ap, len(whole))
 			}
 			return true
