@@ -682,3 +682,38 @@ func TestHelloPoolSampleSeq(t *testing.T) {
 		t.Error("a ClientHello from two transmissions gives a sample")
 	}
 }
+
+// FuzzCookie13Verify: arbitrary bytes as a 1.3 cookie, from arbitrary
+// ports and at arbitrary ages, never verify unless they are the cookie
+// generate13 made for that address, and never panic; what a verified
+// cookie carries is what was put in.
+func FuzzCookie13Verify(f *testing.F) {
+	made := time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC)
+	g, err := newCookieGenerator(&countingReader{}, made)
+	if err != nil {
+		f.Fatal(err)
+	}
+	ch, _ := clientHello13(f)
+	addr := netip.MustParseAddrPort("192.0.2.1:5000")
+	p := hrrParams{suite: suiteTLSAES128GCMSHA256, group: tls.X25519, chHash: bytes.Repeat([]byte{3}, 32)}
+	valid := g.generate13(nil, made, addr, 1, p, ch)
+	f.Add(valid, uint16(5000), int64(0))
+	f.Add(valid, uint16(5001), int64(time.Second))
+	f.Add(valid[:len(valid)-1], uint16(5000), int64(0))
+	f.Add([]byte{}, uint16(0), int64(0))
+	f.Add(make([]byte, maxCookie13Len), uint16(5000), int64(maxHRRCookieAge))
+	f.Fuzz(func(t *testing.T, cookie []byte, port uint16, age int64) {
+		from := netip.AddrPortFrom(addr.Addr(), port)
+		at := made.Add(time.Duration(age))
+		got, ok := g.verify13(at, from, ch, cookie)
+		if !ok {
+			return
+		}
+		if !bytes.Equal(cookie, valid) || from != addr {
+			t.Fatalf("verify13 accepted %x from %v, which generate13 did not make", cookie, from)
+		}
+		if got.suite != p.suite || got.group != p.group || got.askedGroup || !bytes.Equal(got.chHash, p.chHash) {
+			t.Fatalf("cookie carries %+v", got)
+		}
+	})
+}
