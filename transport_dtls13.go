@@ -13,14 +13,18 @@ import (
 //     handshake record we sent carried, so that an ACK marks those bytes
 //     as received and a retransmission resends only the rest, in new
 //     records (§7.1); once every byte of a flight is ACKed its timer
-//     stops (§5.8.1);
+//     stops (§5.8.1), and an ACK that leaves part of it unacknowledged
+//     gets that part resent at once (§7.2; partialACKResend);
 //   - on the receive side, the record numbers of the peer's handshake
 //     records we processed, which an ACK names: at once where RFC 9147
 //     asks for one (the server after the client's final flight), or when
 //     the ACK timer, a quarter of the retransmission timeout (BoringSSL's
 //     choice; §7.1 leaves it open), fires while a flight of the peer is
 //     incomplete. Our next flight is the implicit ACK of the peer's and
-//     clears the list.
+//     clears the list. When our retransmission timer fires during the
+//     handshake while we hold authenticated records of the peer's next
+//     flight, the peer has ours: we ACK all of its records we have
+//     instead of resending (flightACKDue).
 //
 // A 1.2 connection never allocates this state (handshakeTransport.ack13
 // stays nil) and its flights are unchanged.
