@@ -126,6 +126,10 @@ type Conn struct {
 
 	// gate is the cookie gate of a Conn made by Server (hello_gate.go).
 	gate *helloGate
+	// admitted13 is what the cookie of the second DTLS 1.3 ClientHello
+	// that started a Listener's Conn carries, verified by the Listener
+	// (helloGate.check13); nil otherwise.
+	admitted13 *admission13
 	// lastACK is when a DTLS 1.3 server last re-ACKed a retransmitted
 	// client flight, for minResendInterval.
 	lastACK time.Time
@@ -654,6 +658,15 @@ func (c *Conn) readDatagram(ctx context.Context, userDeadline bool) ([]byte, err
 				}
 				if c.hs.retransmitLimitReached() {
 					return nil, fmt.Errorf("dtls: handshake gave up: flight %d unanswered after %d retransmissions: %w", c.flights, maxRetransmissions, os.ErrDeadlineExceeded)
+				}
+				if !c.handshakeComplete.Load() && c.hs.flightACKDue() {
+					// DTLS 1.3: the peer has our flight and sent
+					// part of its own; an ACK of that part asks for
+					// the rest (transport_dtls13.go).
+					if err := c.sendFlightACK(); err != nil {
+						return nil, err
+					}
+					return nil, nil
 				}
 				if err := c.sendFlight(true, "timer"); err != nil {
 					return nil, err

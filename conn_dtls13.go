@@ -204,11 +204,20 @@ func (c *Conn) handleACK(hdr recordHeader, data []byte) error {
 	if c.config.Tracer != nil {
 		c.trace(&TraceEvent{Kind: TraceACKReceived, Epoch: hdr.epoch, Seq: hdr.seq, Length: len(rns), Records: traceRecordNumbers(rns)})
 	}
-	if c.hs.handleACK(rns) && c.handshakeComplete.Load() {
+	all, progress := c.hs.handleACK(rns)
+	if all && c.handshakeComplete.Load() {
 		c.hs.finalFlight() // our last flight is acknowledged: nothing to resend
 		if c.keyUpdatePending {
 			return c.updateWriteKeys()
 		}
+	}
+	if !all && !c.handshakeComplete.Load() && c.hs.partialACKResend(progress, time.Now()) {
+		// RFC 9147 §7.2: an ACK that leaves part of our flight
+		// unacknowledged gets that part resent, now rather than when
+		// our timer fires (LOSS.md: a lost last datagram of the
+		// server's flight cost the client's timer and a resent
+		// ClientHello before).
+		return c.sendFlight(true, "partial ACK")
 	}
 	return nil
 }
@@ -309,7 +318,25 @@ func (c *Conn) updateWriteKeys() error {
 // last one, in the current write epoch (RFC 9147 §7 with erratum 8107:
 // never epoch 1; epoch 0 before we have keys).
 func (c *Conn) sendACK() error {
-	rns := c.hs.takeACK()
+	return c.sendACKOf(c.hs.takeACK())
+}
+
+// sendFlightACK sends, when our retransmission timer fires during the
+// handshake and the peer's next flight has begun (flightACKDue), an ACK
+// of every record of that flight we have, instead of our flight, and
+// rearms the timer as a retransmission would.
+func (c *Conn) sendFlightACK() error {
+	if err := c.sendACKOf(c.hs.takeFlightACK()); err != nil {
+		return err
+	}
+	c.out.Lock()
+	c.hs.flightSent(time.Now())
+	c.out.Unlock()
+	return nil
+}
+
+// sendACKOf sends an ACK of rns.
+func (c *Conn) sendACKOf(rns []recordNumber) error {
 	if len(rns) > maxACKRecordNumbers {
 		rns = rns[len(rns)-maxACKRecordNumbers:]
 	}

@@ -87,7 +87,9 @@ type cookieGenerator struct {
 	rotateAt time.Time // when current stops making cookies
 	current  hash.Hash // HMAC keyed with the secret that makes cookies
 	previous hash.Hash // HMAC keyed with the secret before it; nil if expired
+	keyID    uint8     // current's key id, one more at every rotation (cookie_dtls13.go)
 	input    []byte    // scratch for the MAC input
+	macs     int64     // HMACs computed, for the tests (serverCryptoOps)
 	sum      []byte    // scratch for a computed cookie, cap cookieLen
 
 	// A fleet member's generator (fleet.go) derives its keys from
@@ -131,6 +133,7 @@ func (g *cookieGenerator) rotateLocked(now time.Time) {
 		g.rotateAt = now.Add(cookieSecretLifetime)
 	}
 	g.current = next
+	g.keyID++
 }
 
 // nextSecretLocked draws a fresh secret. crypto/rand does not fail, but an
@@ -179,6 +182,7 @@ func (g *cookieGenerator) ticks(now time.Time) uint32 {
 // macLocked computes the cookie tag for g.input with the keyed HMAC h into
 // g.sum: the HMAC truncated to cookieTagLen bytes.
 func (g *cookieGenerator) macLocked(h hash.Hash) []byte {
+	g.macs++
 	h.Reset()
 	h.Write(g.input)
 	g.sum = h.Sum(g.sum[:0])
@@ -215,7 +219,7 @@ func (g *cookieGenerator) verify(now time.Time, addr netip.AddrPort, ch *clientH
 	g.input = appendCookieInput(g.input[:0], header, addr, ch)
 	if g.fleet != nil {
 		// The timestamp, covered by the tag, picks the one key to try.
-		h := g.fleetVerifierLocked(now, header)
+		h, _ := g.fleetVerifierLocked(now, header, fleetCookieLifetime)
 		return h != nil && hmac.Equal(tag, g.macLocked(h))
 	}
 	g.rotateLocked(now)
@@ -233,10 +237,11 @@ func (g *cookieGenerator) verify(now time.Time, addr netip.AddrPort, ch *clientH
 // after the one the cookie answered (recordSeq one more): a client's
 // retransmission of that ClientHello would add its timer to the sample
 // (Karn's rule). It returns 0, no sample, otherwise, or for an answer
-// slower than maxCookieRTT. Call it only with a cookie verify accepted:
-// its header is then ours.
+// slower than maxCookieRTT. Call it only with a cookie verify (or, for
+// DTLS 1.3, verify13, whose cookies start with the same header)
+// accepted: its header is then ours.
 func (g *cookieGenerator) roundTrip(now time.Time, recordSeq uint64, cookie []byte) time.Duration {
-	if len(cookie) != cookieLen {
+	if len(cookie) < cookieHeaderLen {
 		return 0
 	}
 	if binary.BigEndian.Uint16(cookie[4:6])+1 != uint16(recordSeq) {

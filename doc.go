@@ -25,7 +25,8 @@
 // The listener answers every ClientHello without a valid cookie with a
 // stateless HelloVerifyRequest (a HelloRetryRequest with a cookie for one
 // that gets DTLS 1.3) and keeps no state for that peer, so spoofed floods
-// cost it one HMAC each. What peers can make it hold is bounded by
+// cost it one HMAC each (and a hash of a 1.3 ClientHello into its
+// cookie). What peers can make it hold is bounded by
 // the Config fields under "Listener limits" (handshakes in progress, in
 // all and per source; queued datagrams and bytes per connection; the
 // Accept backlog; established connections; an idle timeout, 5 minutes by

@@ -47,10 +47,11 @@ const (
 	// server whose clock runs ahead does not lock the others out.
 	fleetMaxClockSkew = time.Minute
 	// fleetCookieKeyCache bounds the keyed HMACs a cookie generator keeps
-	// for fleet periods: a cookie is accepted for fleetCookieLifetime +
-	// fleetMaxClockSkew, which spans at most three periods; one more
+	// for fleet periods: a 1.2 cookie is accepted for fleetCookieLifetime
+	// + fleetMaxClockSkew, which spans at most three periods, a 1.3 one
+	// for maxHRRCookieAge + fleetMaxClockSkew, at most four; one more
 	// spare avoids thrashing at a boundary.
-	fleetCookieKeyCache = 4
+	fleetCookieKeyCache = 5
 	// fleetHKDFSalt is the HKDF-Extract salt (RFC 5869 §3.1): it names
 	// this use of the secret and the version of the derivation, so that
 	// the same secret used elsewhere yields unrelated keys.
@@ -166,18 +167,20 @@ func (g *cookieGenerator) fleetMakerLocked(now time.Time) hash.Hash {
 }
 
 // fleetVerifierLocked returns the HMAC that checks a cookie with header,
-// or nil if the cookie's timestamp says it is older than
-// fleetCookieLifetime or from further in the future than
+// and the period whose key it is, or nil if the cookie's timestamp says
+// it is older than lifetime (fleetCookieLifetime for a 1.2 cookie,
+// maxHRRCookieAge for a 1.3 one) or from further in the future than
 // fleetMaxClockSkew. The timestamp is 32 bits of microseconds, which wrap
 // every 71 minutes: read as a signed difference from now, it is exact
 // within ±35 minutes, far wider than the window accepted.
-func (g *cookieGenerator) fleetVerifierLocked(now time.Time, header []byte) hash.Hash {
+func (g *cookieGenerator) fleetVerifierLocked(now time.Time, header []byte, lifetime time.Duration) (hash.Hash, int64) {
 	nowMicro := now.UnixMicro()
 	age := int64(int32(uint32(nowMicro) - binary.BigEndian.Uint32(header[0:4])))
-	if age < -int64(fleetMaxClockSkew/time.Microsecond) || age >= int64(fleetCookieLifetime/time.Microsecond) {
-		return nil
+	if age < -int64(fleetMaxClockSkew/time.Microsecond) || age >= int64(lifetime/time.Microsecond) {
+		return nil, 0
 	}
-	return g.fleetMACLocked(fleetPeriod(nowMicro-age, fleetCookiePeriod))
+	period := fleetPeriod(nowMicro-age, fleetCookiePeriod)
+	return g.fleetMACLocked(period), period
 }
 
 // fixedStamp is the time a Conn made with Server stamps its cookies

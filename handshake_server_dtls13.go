@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/hmac"
+	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -127,13 +128,15 @@ func (hs *serverHandshakeState13) processClientHello() error {
 	var stateless *hrrParams
 	if len(ch.cookieExt) > 0 && c.listener != nil {
 		// The second ClientHello after the Listener's stateless
-		// HelloRetryRequest: the cookie (verified by the Listener,
-		// and again here) says what that HelloRetryRequest chose.
-		p, ok := c.listener.gate.open13(c.config.time(), addrPort(c.io.remoteAddr()), &ch.clientHelloMsg, ch.cookieExt)
-		if !ok {
+		// HelloRetryRequest: the cookie, which the Listener verified
+		// before it made this Conn (c.admitted13), says what that
+		// HelloRetryRequest chose. This is the ClientHello the
+		// Listener checked; the comparison only makes sure of it.
+		adm := c.admitted13
+		if adm == nil || subtle.ConstantTimeCompare(adm.cookie, ch.cookieExt) != 1 {
 			return c.fail(alertIllegalParameter, errors.New("dtls: ClientHello with a cookie that does not verify"))
 		}
-		stateless = &p
+		stateless = &adm.params
 	}
 	hs.suite = selectSuite13(c.config, ch, stateless)
 	if hs.suite == nil {
@@ -235,6 +238,9 @@ func (hs *serverHandshakeState13) processClientHello() error {
 		selectedIdentity:    uint16(hs.pskIndex),
 	}
 	if dhe {
+		if ops := c.cryptoOps(); ops != nil {
+			ops.keyExchanges.Add(1)
+		}
 		serverShare, shared, err := serverKeyShare13(c.config.rand(), hs.group, share)
 		if err != nil {
 			return c.fail(alertIllegalParameter, err)
@@ -270,9 +276,9 @@ func (hs *serverHandshakeState13) processClientHello() error {
 }
 
 // helloRetry sends a HelloRetryRequest, with a cookie from the hello
-// gate (hello_gate.go) when the address is to be checked and
-// selected_group when askGroup, and reads the second ClientHello, which
-// must return the cookie.
+// gate (hello_gate.go, in the format a Listener's has: cookie_dtls13.go)
+// when the address is to be checked and selected_group when askGroup,
+// and reads the second ClientHello, which must return the cookie.
 func (hs *serverHandshakeState13) helloRetry(askGroup bool) error {
 	c := hs.c
 	ch1 := hs.hello
@@ -281,19 +287,12 @@ func (hs *serverHandshakeState13) helloRetry(askGroup bool) error {
 	if err != nil {
 		return c.fail(alertInternalError, err)
 	}
-	hrr := &serverHelloMsg13{
-		vers:             VersionDTLS12,
-		random:           helloRetryRequestRandom,
-		cipherSuite:      hs.suite.id,
-		supportedVersion: VersionDTLS13,
-		cookie:           gate.helloRetryCookie(c.config.time(), addr, &ch1.clientHelloMsg),
-	}
-	if askGroup {
-		hrr.selectedGroup = hs.group
-	}
+	p := hrrParams{suite: hs.suite.id, group: hs.group, askedGroup: askGroup}
+	p.chHash = clientHelloHash13(nil, hs.suite, ch1.original)
+	hrr := helloRetryRequest13(p, gate.helloRetryCookie(c.config.time(), addr, p, &ch1.clientHelloMsg))
 	// RFC 8446 §4.4.1: the transcript restarts with message_hash of the
 	// first ClientHello.
-	hs.trPrefix = messageHash13(hs.suite.hash, ch1.original)
+	hs.trPrefix = appendTranscriptMessage13(nil, typeMessageHash, p.chHash)
 	hs.transcript.Write(hs.trPrefix)
 	hrrBody, err := hrr.marshal()
 	if err != nil {
@@ -314,10 +313,14 @@ func (hs *serverHandshakeState13) helloRetry(askGroup bool) error {
 	if err != nil {
 		return err
 	}
-	if len(hrr.cookie) > 0 && !gate.admit13(c.config.time(), addr, &ch2.clientHelloMsg, ch2.cookieExt) {
+	if len(hrr.cookie) > 0 {
 		// RFC 8446 §4.2.2 / RFC 9147 §5.1: a cookie that does not
-		// verify.
-		return c.fail(alertIllegalParameter, errors.New("dtls: second ClientHello does not return our cookie"))
+		// verify, or one of another HelloRetryRequest.
+		got, ok := gate.open13(c.config.time(), addr, &ch2.clientHelloMsg, ch2.cookieExt)
+		if !ok || got.suite != p.suite || got.group != p.group || got.askedGroup != p.askedGroup ||
+			subtle.ConstantTimeCompare(got.chHash, p.chHash) != 1 {
+			return c.fail(alertIllegalParameter, errors.New("dtls: second ClientHello does not return our cookie"))
+		}
 	}
 	if !slices.Equal(ch2.cipherSuites, ch1.cipherSuites) || !slices.Equal(ch2.supportedVersions, ch1.supportedVersions) ||
 		string(ch2.random) != string(ch1.random) {
@@ -388,6 +391,9 @@ func (hs *serverHandshakeState13) acceptPSK() error {
 		if err != nil {
 			return c.fail(alertDecodeError, err)
 		}
+		if ops := c.cryptoOps(); ops != nil {
+			ops.binders.Add(1)
+		}
 		want, err := pskBinder13(hs.suite.hash, external, key, hs.trPrefix, truncated, len(ch.original))
 		if err != nil {
 			return c.fail(alertInternalError, err)
@@ -436,12 +442,11 @@ func (hs *serverHandshakeState13) continueAfterHRR(p *hrrParams) error {
 	if len(p.chHash) != hs.suite.hash.Size() {
 		return c.fail(alertIllegalParameter, errors.New("dtls: cookie of another cipher suite"))
 	}
-	mh := []byte{byte(typeMessageHash), 0, 0, byte(len(p.chHash))}
 	body, err := helloRetryRequest13(*p, hs.hello.cookieExt).marshal()
 	if err != nil {
 		return c.fail(alertInternalError, err)
 	}
-	hs.trPrefix = appendTranscriptMessage13(append(mh, p.chHash...), typeServerHello, body)
+	hs.trPrefix = appendTranscriptMessage13(appendTranscriptMessage13(nil, typeMessageHash, p.chHash), typeServerHello, body)
 	hs.transcript.Write(hs.trPrefix)
 	hs.transcript.Write(appendTranscriptMessage13(nil, typeClientHello, hs.hello.original))
 	return nil
@@ -604,6 +609,9 @@ func (hs *serverHandshakeState13) sendServerFlight() error {
 	}
 	if err := writeHandshake13(c, hs.transcript, cm); err != nil {
 		return err
+	}
+	if ops := c.cryptoOps(); ops != nil {
+		ops.signatures.Add(1)
 	}
 	if err := signCertificateVerify13(c, hs.transcript, hs.cert, ch.supportedSignatureAlgorithms, true); err != nil {
 		return err

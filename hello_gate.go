@@ -3,6 +3,7 @@ package dtls
 import (
 	"net/netip"
 	"slices"
+	"sync/atomic"
 	"time"
 )
 
@@ -21,6 +22,28 @@ type helloGate struct {
 	// cookies makes and checks cookies; nil when the check is off
 	// (Config.InsecureSkipHelloVerify).
 	cookies *cookieGenerator
+	// ops counts the cryptography the server runs for its peers.
+	ops serverCryptoOps
+}
+
+// serverCryptoOps counts the cryptography a server (a Listener, through
+// its gate) runs for its peers: the cookie's (hashing a first DTLS 1.3
+// ClientHello into its cookie, and the HMAC) and what only a peer past the
+// cookie may cost it in DTLS 1.3 (the key exchange, ML-KEM included, the
+// CertificateVerify signature, PSK binders). The tests read it to show
+// that nothing but the cookie runs before a cookie verifies (dos_test.go),
+// by count rather than by time.
+type serverCryptoOps struct {
+	helloHashes, keyExchanges, signatures, binders atomic.Int64
+}
+
+// cryptoOps returns the counters of the gate a Listener's Conn shares, or
+// nil for a Conn made with Server, whose work is its own.
+func (c *Conn) cryptoOps() *serverCryptoOps {
+	if c.listener == nil {
+		return nil
+	}
+	return &c.listener.gate.ops
 }
 
 // newHelloGate returns the gate for config. It draws the cookie secret
@@ -94,22 +117,20 @@ func appendHelloVerifyRequest(dst []byte, recordSeq uint64, msgSeq uint16, cooki
 	return append(dst, cookie...)
 }
 
-// helloRetryCookie returns the cookie of a DTLS 1.3 HelloRetryRequest
-// (RFC 9147 §5.1, RFC 8446 §4.2.2) for a ClientHello from addr, or nil
-// when the check is off. It is the HelloVerifyRequest's cookie: the
-// fields it covers (version, random, suites, compression) are ones the
-// second ClientHello must repeat unchanged (RFC 8446 §4.1.2).
-func (g *helloGate) helloRetryCookie(now time.Time, addr netip.AddrPort, ch *clientHelloMsg) []byte {
-	if g.cookies == nil {
-		return nil
-	}
-	return g.cookies.generate(nil, now, addr, 0, ch)
+// admission13 is what check13 found in a second ClientHello that returns
+// a valid cookie: what the cookie carries (params, whose chHash aliases
+// the ClientHello) and the cookie itself. The Listener hands it to the
+// Conn it starts (clone), which so does not check the cookie again.
+type admission13 struct {
+	params hrrParams
+	cookie []byte
 }
 
-// admit13 is admit for a second DTLS 1.3 ClientHello, whose cookie is in
-// the cookie extension rather than legacy_cookie.
-func (g *helloGate) admit13(now time.Time, addr netip.AddrPort, ch *clientHelloMsg, cookie []byte) bool {
-	return g.cookies == nil || g.cookies.verify(now, addr, ch, cookie)
+// clone copies a so that it outlives the Listener's scratch buffers.
+func (a *admission13) clone() *admission13 {
+	c := &admission13{params: a.params, cookie: append([]byte(nil), a.cookie...)}
+	c.params.chHash = c.cookie[cookie13FixedLen : len(c.cookie)-cookieTagLen]
+	return c
 }
 
 // check13 is the gate for a ClientHello that may get DTLS 1.3 from a
@@ -117,12 +138,14 @@ func (g *helloGate) admit13(now time.Time, addr netip.AddrPort, ch *clientHelloM
 // choose it (is13) is answered statelessly with a HelloRetryRequest
 // carrying a cookie (appended to dst as a whole record, with the
 // ClientHello's record sequence number and message_seq, like the
-// HelloVerifyRequest), unless it returns a valid cookie (admitted). The
-// HelloRetryRequest also asks for our preferred group when the client's
-// key share is for another. Nothing here does any cryptography beyond
-// the cookie's HMAC: the key exchange, ML-KEM included, waits for the
+// HelloVerifyRequest), unless it returns a valid cookie (admitted, with
+// what the cookie carries in adm, aliasing ch; adm is nil when the check
+// is off). The HelloRetryRequest also asks for our preferred group when
+// the client's key share is for another. Nothing here does any
+// cryptography beyond hashing the ClientHello into the cookie and the
+// cookie's HMAC: the key exchange, ML-KEM included, waits for the
 // connection the admitted ClientHello starts.
-func (g *helloGate) check13(dst []byte, now time.Time, addr netip.AddrPort, recordSeq uint64, msgSeq uint16, config *Config, ch *clientHelloMsg) (answer []byte, admitted, is13 bool) {
+func (g *helloGate) check13(dst []byte, now time.Time, addr netip.AddrPort, recordSeq uint64, msgSeq uint16, config *Config, ch *clientHelloMsg, adm *admission13) (answer []byte, admitted, is13 bool) {
 	if !config.serves13() || len(ch.cookie) != 0 {
 		return dst, false, false
 	}
@@ -134,19 +157,20 @@ func (g *helloGate) check13(dst []byte, now time.Time, addr netip.AddrPort, reco
 		return dst, true, true // the check is off: the connection decides
 	}
 	if len(ch13.cookieExt) > 0 {
-		_, ok := g.cookies.verify13(now, addr, ch, ch13.cookieExt)
+		p, ok := g.cookies.verify13(now, addr, ch, ch13.cookieExt)
+		if ok && adm != nil {
+			*adm = admission13{params: p, cookie: ch13.cookieExt}
+		}
 		return dst, ok, true
 	}
 	p, ok := hrrParamsFor(config, ch13)
 	if !ok {
 		return dst, false, false // nothing in common for 1.3: 1.2 may do
 	}
-	var cookie [maxCookie13Len]byte
-	suite := cipherSuite13ByID(p.suite)
-	h := suite.hash.New()
-	h.Write(appendTranscriptMessage13(nil, typeClientHello, ch.original))
 	var sum [64]byte
-	p.chHash = h.Sum(sum[:0])
+	g.ops.helloHashes.Add(1)
+	p.chHash = clientHelloHash13(sum[:0], cipherSuite13ByID(p.suite), ch.original)
+	var cookie [maxCookie13Len]byte
 	hrr := helloRetryRequest13(p, g.cookies.generate13(cookie[:0], now, addr, recordSeq, p, ch))
 	body, err := hrr.marshal()
 	if err != nil {
@@ -156,6 +180,35 @@ func (g *helloGate) check13(dst []byte, now time.Time, addr netip.AddrPort, reco
 	dst = appendRecordHeader(dst, recordTypeHandshake, VersionDTLS12, 0, recordSeq, handshakeHeaderLen+len(body))
 	dst = hh.appendTo(dst)
 	return append(dst, body...), false, true
+}
+
+// clientHelloHash13 appends to dst Hash(ClientHello1) for the suite: the
+// hash that message_hash carries (RFC 8446 §4.4.1), of the message with
+// a TLS-style header (RFC 9147 §5.2), body being its body.
+func clientHelloHash13(dst []byte, suite *cipherSuite13, body []byte) []byte {
+	h := suite.hash.New()
+	h.Write(appendTranscriptMessage13(nil, typeClientHello, body))
+	return h.Sum(dst)
+}
+
+// helloRetryCookie returns the cookie of the HelloRetryRequest a Conn
+// made with Server sends for p to a first ClientHello from addr, or nil
+// when the check is off.
+func (g *helloGate) helloRetryCookie(now time.Time, addr netip.AddrPort, p hrrParams, ch *clientHelloMsg) []byte {
+	if g.cookies == nil {
+		return nil
+	}
+	return g.cookies.generate13(nil, now, addr, 0, p, ch)
+}
+
+// open13 is check13's verification for a Conn made with Server: it
+// reports whether cookie, in a second ClientHello from addr, is a valid
+// one, and returns what it carries.
+func (g *helloGate) open13(now time.Time, addr netip.AddrPort, ch *clientHelloMsg, cookie []byte) (hrrParams, bool) {
+	if g.cookies == nil {
+		return hrrParams{}, false
+	}
+	return g.cookies.verify13(now, addr, ch, cookie)
 }
 
 // hrrParamsFor chooses the suite and group of a HelloRetryRequest as the
@@ -200,13 +253,4 @@ func helloRetryRequest13(p hrrParams, cookie []byte) *serverHelloMsg13 {
 		hrr.selectedGroup = p.group
 	}
 	return hrr
-}
-
-// open13 returns what the cookie of an admitted second ClientHello
-// carries, for the connection.
-func (g *helloGate) open13(now time.Time, addr netip.AddrPort, ch *clientHelloMsg, cookie []byte) (hrrParams, bool) {
-	if g.cookies == nil {
-		return hrrParams{}, false
-	}
-	return g.cookies.verify13(now, addr, ch, cookie)
 }

@@ -60,6 +60,8 @@ type helloEntry struct {
 	src       netip.Prefix
 	msgSeq    uint16
 	recordSeq uint64 // the highest record sequence number of its fragments
+	firstSeq  uint64 // the lowest
+	fragments int    // fragments taken, duplicates included
 	created   int64  // when the first fragment arrived (Listener.nanotime)
 	last      int64  // when the last fragment arrived, for helloFragmentLifetime
 	received  int    // bytes of the datagrams that carried its fragments
@@ -125,6 +127,10 @@ func (p *helloPool) add(now int64, from netip.AddrPort, recordSeq uint64, h *han
 	}
 	e.last = now
 	e.received += datagramLen
+	if e.fragments == 0 || recordSeq < e.firstSeq {
+		e.firstSeq = recordSeq
+	}
+	e.fragments++
 	e.recordSeq = max(e.recordSeq, recordSeq)
 	off := int(h.fragmentOffset)
 	for i, b := range frag {
@@ -156,6 +162,17 @@ func (e *helloEntry) start(now int64, from netip.AddrPort, src netip.Prefix, h *
 	clear(e.have)
 	*e = helloEntry{used: true, from: from, src: src, msgSeq: h.messageSeq, created: now,
 		body: e.body, have: e.have, missing: n}
+}
+
+// sampleSeq returns the record sequence number of the first record of a
+// completed ClientHello, for the cookie's round-trip sample
+// (cookieGenerator.roundTrip), if its fragments came in consecutive
+// records, one each, as one transmission sends them; ok=false when they
+// came from several transmissions (some lost, or duplicated), whose
+// first record would time the client's retransmission timer too (Karn's
+// rule).
+func (e *helloEntry) sampleSeq() (seq uint64, ok bool) {
+	return e.firstSeq, e.recordSeq-e.firstSeq+1 == uint64(e.fragments)
 }
 
 // release frees an entry that add returned.

@@ -588,6 +588,19 @@ func (l *Listener) movePeer(cio *listenerConnIO, newAP netip.AddrPort) {
 // (more than len(d) when it was reassembled from fragments): the
 // HelloVerifyRequest is never larger.
 func (s *listenerSocket) handleHello(d []byte, ap netip.AddrPort, existing *listenerConnIO, received int) bool {
+	return s.handleHelloSeq(d, ap, existing, received, rttSeqOwn)
+}
+
+// The rttSeq of handleHelloSeq: the record sequence number to time the
+// cookie's round trip from (cookieGenerator.roundTrip), or one of these.
+const (
+	rttSeqOwn  = -1 // the ClientHello record's own
+	rttSeqNone = -2 // no sample (helloEntry.sampleSeq)
+)
+
+// handleHelloSeq is handleHello for a ClientHello reassembled from
+// fragments, whose first record (rttSeq) is not its header's.
+func (s *listenerSocket) handleHelloSeq(d []byte, ap netip.AddrPort, existing *listenerConnIO, received int, rttSeq int64) bool {
 	l := s.l
 	ch := &s.helloScratch
 	hdr, msgSeq, ok := parseInitialClientHelloInto(d, ch)
@@ -597,7 +610,8 @@ func (s *listenerSocket) handleHello(d []byte, ap netip.AddrPort, existing *list
 	now := l.config.time()
 	// DTLS 1.3's cookie comes in a HelloRetryRequest (check13), 1.2's
 	// in a HelloVerifyRequest.
-	hvr, admitted, is13 := l.gate.check13(s.hvrScratch[:0], now, ap, hdr.seq, msgSeq, l.config, ch)
+	var adm admission13
+	hvr, admitted, is13 := l.gate.check13(s.hvrScratch[:0], now, ap, hdr.seq, msgSeq, l.config, ch, &adm)
 	if !is13 {
 		if admitted = l.gate.admit(now, ap, ch); !admitted {
 			hvr = l.gate.appendHelloVerifyRequest(s.hvrScratch[:0], now, ap, hdr.seq, msgSeq, ch)
@@ -637,7 +651,19 @@ func (s *listenerSocket) handleHello(d []byte, ap netip.AddrPort, existing *list
 	copy(cio.helloRandom[:], ch.random)
 	c := newConn(cio, l.config, false)
 	c.hsStart = time.Now()
-	c.hs.setInitialRTT(l.gate.roundTrip(now, hdr.seq, ch.cookie)) // RFC 9147 §5.8.2: the cookie round trip
+	rttCookie := ch.cookie
+	if adm.cookie != nil {
+		// The Conn takes what the 1.3 cookie carries from here, checked
+		// once (hello_gate.go).
+		c.admitted13 = adm.clone()
+		rttCookie = c.admitted13.cookie
+	}
+	if rttSeq == rttSeqOwn {
+		rttSeq = int64(hdr.seq)
+	}
+	if rttSeq >= 0 {
+		c.hs.setInitialRTT(l.gate.roundTrip(now, uint64(rttSeq), rttCookie)) // RFC 9147 §5.8.2: the cookie round trip
+	}
 	c.listener = l
 	cio.conn = c
 	c.activity = &cio.activity
@@ -703,7 +729,11 @@ func (s *listenerSocket) handleHelloFragments(d []byte, ap netip.AddrPort, exist
 			e, evicted := l.hellos.add(l.nanotime(), ap, hdr.seq, &h, frag, budget)
 			var whole []byte
 			var received int
+			rttSeq := int64(rttSeqNone)
 			if e != nil {
+				if seq, ok := e.sampleSeq(); ok {
+					rttSeq = int64(seq)
+				}
 				hh := handshakeHeader{typ: typeClientHello, length: h.length, messageSeq: e.msgSeq, fragmentLength: h.length}
 				whole = appendRecordHeader(s.helloBuf[:0], recordTypeHandshake, hdr.version, 0, e.recordSeq, handshakeHeaderLen+len(e.body))
 				whole = append(hh.appendTo(whole), e.body...)
@@ -719,7 +749,7 @@ func (s *listenerSocket) handleHelloFragments(d []byte, ap netip.AddrPort, exist
 			if whole == nil {
 				continue
 			}
-			if !s.handleHello(whole, ap, existing, received) && existing == nil {
+			if !s.handleHelloSeq(whole, ap, existing, received, rttSeq) && existing == nil {
 				l.drop(dropBadHello, ap, len(whole))
 			}
 			return true

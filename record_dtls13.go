@@ -56,23 +56,26 @@ package dtls
 // HelloRetryRequest and the hello gate (hello_gate.go, cookie_dtls13.go).
 // The Listener's gate answers a first ClientHello that offers 1.3 (parsed
 // by clientHelloMsg13, fragmented or not, through the same bounded
-// pre-cookie pool, with no cryptography but the cookie's HMAC) with a
-// stateless HelloRetryRequest, never larger than what the client sent.
-// Its cookie is HMAC'd under the gate's rotating cookie keys (current and
-// previous tried, so no key id is carried) over Hash(ClientHello1), the
-// chosen suite and group, the client address, the time and the
-// ClientHello fields the second one repeats. selected_group asks for our
-// preferred group (X25519MLKEM768 when configured first) when the
-// client's share is for another, so the post-quantum group costs no round
-// trip beyond the cookie's. A second ClientHello whose cookie verifies
-// (constant time, same address, younger than maxHRRCookieAge) creates
-// the connection; only then do the key exchange and ML-KEM run, and the
-// transcript starts with message_hash of the hash from the cookie
+// pre-cookie pool, with no cryptography but hashing it into the cookie
+// and the cookie's HMAC) with a stateless HelloRetryRequest, never larger
+// than what the client sent. Its cookie, one format for the Listener and
+// a Conn made by Server, carries Hash(ClientHello1), the chosen suite and
+// group, the time and a key id in the clear, under an HMAC (nothing in it
+// is secret: cookie_dtls13.go says why no AEAD) with the gate's rotating
+// keys or, in a fleet, the period keys derived from Config.FleetSecret,
+// over those fields, the client address and the ClientHello fields the
+// second one repeats. selected_group asks for our preferred group
+// (X25519MLKEM768 when configured first) when the client's share is for
+// another, so the post-quantum group costs no round trip beyond the
+// cookie's. A second ClientHello whose cookie verifies (one HMAC, with
+// the key its key id names, compared in constant time; same address;
+// younger than maxHRRCookieAge) creates the connection, which takes what
+// the cookie carries from the Listener (Conn.admitted13) rather than
+// checking it again; only then do the key exchange and ML-KEM run, and
+// the transcript starts with message_hash of the hash from the cookie
 // followed by the HelloRetryRequest rebuilt byte for byte from the
 // cookie's fields. A Conn made by Server sends the same cookie in a
-// HelloRetryRequest of its own flight. Not built yet: AEAD-sealed
-// cookies, 3× amplification accounting (the gate answers with at most
-// 1×).
+// HelloRetryRequest of its own flight.
 //
 // Key schedule. The handshake state keeps the keySchedule13 stages; each
 // traffic secret becomes an epoch through newEpochKeys13 and a key log

@@ -18,7 +18,7 @@ const (
 	TraceHandshakeSent                            // a handshake fragment was sent (HandshakeType, MessageSeq, Fragment*)
 	TraceHandshakeReceived                        // a complete handshake message was taken in order
 	TraceFlightSent                               // our flight went out for the first time (Flight)
-	TraceFlightRetransmitted                      // our flight went out again (Flight, Reason: "timer" or "peer repeated")
+	TraceFlightRetransmitted                      // our flight went out again (Flight, Reason: "timer", "peer repeated" or, DTLS 1.3, "partial ACK")
 	TraceTimerArmed                               // the retransmission timer was armed (Timeout)
 	TraceTimerFired                               // the retransmission timer expired
 	TraceEpochChanged                             // read or write keys changed (Epoch, Reason: "read" or "write")

@@ -1,6 +1,9 @@
 package dtls
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // The DTLS 1.3 additions to the handshake transport (RFC 9147 §5.8, §7):
 // the same flights, fragmentation, reassembly and RFC 6298 timer as DTLS
@@ -10,14 +13,18 @@ import "time"
 //     handshake record we sent carried, so that an ACK marks those bytes
 //     as received and a retransmission resends only the rest, in new
 //     records (§7.1); once every byte of a flight is ACKed its timer
-//     stops (§5.8.1);
+//     stops (§5.8.1), and an ACK that leaves part of it unacknowledged
+//     gets that part resent at once (§7.2; partialACKResend);
 //   - on the receive side, the record numbers of the peer's handshake
 //     records we processed, which an ACK names: at once where RFC 9147
 //     asks for one (the server after the client's final flight), or when
 //     the ACK timer, a quarter of the retransmission timeout (BoringSSL's
 //     choice; §7.1 leaves it open), fires while a flight of the peer is
 //     incomplete. Our next flight is the implicit ACK of the peer's and
-//     clears the list.
+//     clears the list. When our retransmission timer fires during the
+//     handshake while we hold authenticated records of the peer's next
+//     flight, the peer has ours: we ACK all of its records we have
+//     instead of resending (flightACKDue).
 //
 // A 1.2 connection never allocates this state (handshakeTransport.ack13
 // stays nil) and its flights are unchanged.
@@ -59,6 +66,11 @@ type transport13 struct {
 	recv     []recordNumber // the peer's handshake records to ACK
 	ackArmed bool
 	ackAt    time.Time
+	// seen is every handshake record of the peer's current flight we
+	// processed (recv is those since our last ACK), for the ACK that
+	// replaces the retransmission of our flight once an authenticated
+	// part of the peer's next one arrived (flightACKDue).
+	seen []recordNumber
 }
 
 // maxFlightEntries13 is the most messages of a DTLS 1.3 flight of ours:
@@ -134,18 +146,19 @@ func (t *handshakeTransport) noteSent13(rn recordNumber, i int, off, end uint32)
 // handleACK marks the records an ACK names as received. It reports
 // whether the whole flight is now acknowledged, and then stops the
 // retransmission timer (RFC 9147 §7.1: a sender "MUST NOT retransmit"
-// ACKed records, and once all are ACKed the flight is done). Record
-// numbers we never sent, or forgot, are ignored.
-func (t *handshakeTransport) handleACK(rns []recordNumber) (all bool) {
+// ACKed records, and once all are ACKed the flight is done), and whether
+// the ACK covered bytes no earlier one did (progress). Record numbers we
+// never sent, or forgot, are ignored.
+func (t *handshakeTransport) handleACK(rns []recordNumber) (all, progress bool) {
 	a := t.ack13
 	if a == nil || len(t.flight) == 0 {
-		return false
+		return false, false
 	}
 	for _, rn := range rns {
 		for j := range a.sent {
 			if a.sent[j].rn == rn {
 				s := a.sent[j]
-				a.addSpan(s.entry, span{s.off, s.end})
+				progress = a.addSpan(s.entry, span{s.off, s.end}) || progress
 			}
 		}
 	}
@@ -155,30 +168,36 @@ func (t *handshakeTransport) handleACK(rns []recordNumber) (all bool) {
 		}
 		n := uint32(len(e.transcript) - handshakeHeaderLen)
 		if i >= maxFlightEntries13 {
-			return false
+			return false, progress
 		}
 		sp := a.acked[i]
 		if n == 0 {
 			if len(sp) == 0 {
-				return false
+				return false, progress
 			}
 			continue
 		}
 		if len(sp) != 1 || sp[0].off != 0 || sp[0].end < n {
-			return false
+			return false, progress
 		}
 	}
 	a.allAcked = true
 	t.timerArmed = false
-	return true
+	return true, progress
 }
 
-// addSpan merges s into entry i's sorted list of acknowledged spans.
-func (a *transport13) addSpan(i int, s span) {
+// addSpan merges s into entry i's sorted list of acknowledged spans. It
+// reports whether s covered bytes the list did not.
+func (a *transport13) addSpan(i int, s span) bool {
 	if i < 0 || i >= maxFlightEntries13 {
-		return
+		return false
 	}
 	list := a.acked[i]
+	for _, x := range list {
+		if x.off <= s.off && s.end <= x.end {
+			return false // already acknowledged
+		}
+	}
 	out := list[:0:0]
 	out = make([]span, 0, len(list)+1)
 	placed := false
@@ -200,9 +219,10 @@ func (a *transport13) addSpan(i int, s span) {
 		out = append(out, s)
 	}
 	if len(out) > maxAckSpans13 {
-		return // too fragmented to track: the bytes are sent again
+		return false // too fragmented to track: the bytes are sent again
 	}
 	a.acked[i] = out
+	return true
 }
 
 // noteReceived13 records a handshake record of the peer to ACK and arms
@@ -219,6 +239,9 @@ func (t *handshakeTransport) noteReceived13(rn recordNumber, now time.Time) {
 	}
 	if len(a.recv) < maxACKRecordNumbers {
 		a.recv = append(a.recv, rn)
+	}
+	if len(a.seen) < maxACKRecordNumbers && !slices.Contains(a.seen, rn) {
+		a.seen = append(a.seen, rn)
 	}
 	if !a.ackArmed {
 		a.ackArmed = true
@@ -244,8 +267,59 @@ func (t *handshakeTransport) takeACK() []recordNumber {
 func (t *handshakeTransport) implicitACK() {
 	if a := t.ack13; a != nil {
 		a.recv = a.recv[:0]
+		a.seen = a.seen[:0]
 		a.ackArmed = false
 	}
+}
+
+// flightACKDue reports whether, when our retransmission timer fires
+// during the handshake, an ACK should go out instead of our flight: an
+// authenticated record (epoch 2 or later) of the peer's next flight
+// arrived, so the peer has all of ours (it builds its flight only once
+// ours is complete: the flight is implicitly acknowledged, RFC 9147 §7),
+// and resending it would only tell the peer what an ACK of what we have
+// of its flight tells better: which of its records to resend (§7.1, §7.2).
+// An epoch-0 record does not count: anyone who knows the addresses can
+// forge one, and must not stop our retransmissions.
+func (t *handshakeTransport) flightACKDue() bool {
+	a := t.ack13
+	if a == nil || !t.peerMoved {
+		return false
+	}
+	for _, rn := range a.seen {
+		if rn.epoch >= 2 {
+			return true
+		}
+	}
+	return false
+}
+
+// takeFlightACK returns every record of the peer's current flight we
+// processed, for the ACK that flightACKDue asks for, and clears the ACK
+// timer, whose ACK this one includes.
+func (t *handshakeTransport) takeFlightACK() []recordNumber {
+	a := t.ack13
+	a.recv = a.recv[:0]
+	a.ackArmed = false
+	return a.seen
+}
+
+// partialACKResend reports whether an ACK that left the current flight
+// partly unacknowledged should make us resend the rest now (RFC 9147
+// §7.2 asks for that): when it acknowledged something new (progress;
+// bounded by the flight's records), or the last transmission was at
+// least minResendInterval ago (the peer's timer fired while it still
+// misses part of our flight: flightACKDue). It counts the resend as a
+// transmission.
+func (t *handshakeTransport) partialACKResend(progress bool, now time.Time) bool {
+	if t.ack13 == nil || len(t.flight) == 0 || !t.sent || t.final || t.ack13.allAcked {
+		return false
+	}
+	if !progress && now.Sub(t.lastSent) < minResendInterval {
+		return false
+	}
+	t.lastSent = now
+	return true
 }
 
 // ackDue reports whether the ACK timer has expired at now.

@@ -4,7 +4,8 @@ package interop_test
 // timer) and pion/dtls v4 (at its defaults) handshaking over the same
 // simulated lossy network, internal/netsim under testing/synctest, with
 // the same seeds, so that the times are virtual and repeatable and every
-// implementation meets the same loss pattern. Besides completion times it
+// implementation meets the same loss pattern; DTLS 1.2, and DTLS 1.3 for
+// dtls-go at its defaults and pion v4. Besides completion times it
 // counts the datagrams each side sent until the client's handshake
 // returned.
 //
@@ -71,8 +72,21 @@ func lossCert(tb testing.TB) (tls.Certificate, *x509.CertPool) {
 	return lossCertVal.TLS, lossCertVal.Pool
 }
 
-// oursLoss is dtls-go with a RetransmitTimeout (0: the defaults).
+// oursLoss is dtls-go with a RetransmitTimeout (0: the defaults), DTLS
+// 1.2 with TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256.
 func oursLoss(name string, rto time.Duration) lossImpl {
+	return oursLossVersion(name, rto, false)
+}
+
+// oursLoss13 is dtls-go at its defaults, the client DTLS 1.3 only, the
+// Listener 1.2 and 1.3 (TLS_AES_128_GCM_SHA256, the same ECDSA
+// certificate): the Listener's stateless HelloRetryRequest, then the 1.3
+// handshake with ACKs.
+func oursLoss13(name string) lossImpl {
+	return oursLossVersion(name, 0, true)
+}
+
+func oursLossVersion(name string, rto time.Duration, v13 bool) lossImpl {
 	return lossImpl{name, func(t *testing.T, n *netsim.Network) error {
 		cert, pool := lossCert(t)
 		scfg := &dtls.Config{
@@ -87,6 +101,13 @@ func oursLoss(name string, rto time.Duration) lossImpl {
 			CipherSuites:      []uint16{dtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256},
 			RetransmitTimeout: rto,
 			HandshakeTimeout:  lossDeadline,
+		}
+		if v13 {
+			scfg.CipherSuites, ccfg.CipherSuites = nil, nil
+			scfg.MaxVersion = dtls.VersionDTLS13
+			ccfg.MinVersion, ccfg.MaxVersion = dtls.VersionDTLS13, dtls.VersionDTLS13
+		} else {
+			scfg.MaxVersion, ccfg.MaxVersion = dtls.VersionDTLS12, dtls.VersionDTLS12
 		}
 		spc, err := n.ListenPacket(lossServer)
 		if err != nil {
@@ -114,13 +135,28 @@ func oursLoss(name string, rto time.Duration) lossImpl {
 
 // pionLoss is pion/dtls v4 with its defaults (1 s flight interval,
 // doubling), DTLS 1.2 and the same suite.
-var pionLoss = lossImpl{"pion/dtls v4.0.1", func(t *testing.T, n *netsim.Network) error {
+var pionLoss = pionLossWith("pion/dtls v4.0.1", []pion4.Option{
+	pion4.WithCipherSuites(pion4suite.ID(dtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)),
+	pion4.WithExtendedMasterSecret(pion4.RequireExtendedMasterSecret),
+	pion4.WithMaxVersion(pion4proto.Version1_2),
+})
+
+// pionLoss13 is pion/dtls v4 at its defaults with DTLS 1.3 only, and
+// TLS_AES_128_GCM_SHA256 with the same certificate.
+var pionLoss13 = pionLossWith("pion/dtls v4.0.1 DTLS 1.3", []pion4.Option{
+	pion4.WithCipherSuites(pion4suite.ID(0x1301)), // TLS_AES_128_GCM_SHA256
+	pion4.WithMinVersion(pion4proto.Version1_3),
+	pion4.WithMaxVersion(pion4proto.Version1_3),
+})
+
+func pionLossWith(name string, common []pion4.Option) lossImpl {
+	return lossImpl{name, func(t *testing.T, n *netsim.Network) error {
+		return runPionLoss(t, n, common)
+	}}
+}
+
+func runPionLoss(t *testing.T, n *netsim.Network, common []pion4.Option) error {
 	cert, pool := lossCert(t)
-	common := []pion4.Option{
-		pion4.WithCipherSuites(pion4suite.ID(dtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)),
-		pion4.WithExtendedMasterSecret(pion4.RequireExtendedMasterSecret),
-		pion4.WithMaxVersion(pion4proto.Version1_2),
-	}
 	sopts := []pion4.ServerOption{pion4.WithCertificates(cert)}
 	copts := []pion4.ClientOption{pion4.WithRootCAs(pool), pion4.WithServerName("dtls.test")}
 	for _, o := range common {
@@ -183,7 +219,7 @@ var pionLoss = lossImpl{"pion/dtls v4.0.1", func(t *testing.T, n *netsim.Network
 	mu.Unlock()
 	wg.Wait()
 	return err
-}}
+}
 
 func serveLoss(wg *sync.WaitGroup, l net.Listener) {
 	for {
@@ -278,7 +314,8 @@ func TestLossCompare(t *testing.T) {
 	if out != "" {
 		seeds = 1000
 	}
-	impls := []lossImpl{oursLoss("dtls-go (defaults)", 0), oursLoss("dtls-go (old 100 ms timer)", 100*time.Millisecond), pionLoss}
+	impls := []lossImpl{oursLoss("dtls-go (defaults)", 0), oursLoss("dtls-go (old 100 ms timer)", 100*time.Millisecond), pionLoss,
+		oursLoss13("dtls-go DTLS 1.3 (defaults)"), pionLoss13}
 	var rows []lossCompareRow
 	for _, loss := range []float64{0, 0.1, 0.3, 0.5} {
 		for _, im := range impls {
@@ -304,7 +341,7 @@ func TestLossCompare(t *testing.T) {
 		return
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, MTU 1200, %v one-way delay, loss in both directions, %d seeds per row, the same seeds for every implementation. Datagrams: mean per handshake, sent by each side until the client's handshake returned.\n\n", lossOneWay, seeds)
+	fmt.Fprintf(&b, "DTLS 1.2 rows: TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256. DTLS 1.3 rows: TLS_AES_128_GCM_SHA256 with the same ECDSA certificate (dtls-go: a 1.3-only client, a Listener that offers 1.2 and 1.3; pion: 1.3 only on both sides). MTU 1200, %v one-way delay, loss in both directions, %d seeds per row, the same seeds for every implementation. Datagrams: mean per handshake, sent by each side until the client's handshake returned.\n\n", lossOneWay, seeds)
 	b.WriteString("| implementation | loss | failed | >60 s | median | p90 | max | datagrams client→server | datagrams server→client |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {

@@ -1,0 +1,276 @@
+package dtls
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/dtls-go/dtls/internal/netsim"
+)
+
+// The DTLS 1.3 ACK rules that keep a lossy handshake from resending more
+// than was lost (RFC 9147 §7.1, §7.2; LOSS.md): a partial ACK makes the
+// sender resend the rest at once, and a side whose timer fires while it
+// holds part of the peer's next flight ACKs it rather than resending a
+// flight the peer already has.
+
+// dropPacketConn drops the datagrams its drop function picks, by their
+// index among those written (from 1).
+type dropPacketConn struct {
+	*netsim.PacketConn
+	mu   sync.Mutex
+	n    int
+	drop func(i int) bool
+}
+
+func (d *dropPacketConn) pick() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.n++
+	return d.drop(d.n)
+}
+
+func (d *dropPacketConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	if d.pick() {
+		return len(b), nil
+	}
+	return d.PacketConn.WriteTo(b, addr)
+}
+
+func (d *dropPacketConn) WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error) {
+	if d.pick() {
+		return len(b), nil
+	}
+	return d.PacketConn.WriteToUDPAddrPort(b, addr)
+}
+
+// dropConn13 is dropPacketConn for a client's connected socket.
+type dropConn13 struct {
+	*netsim.Conn
+	mu   sync.Mutex
+	n    int
+	drop func(i int) bool
+}
+
+func (d *dropConn13) Write(b []byte) (int, error) {
+	d.mu.Lock()
+	d.n++
+	drop := d.drop(d.n)
+	d.mu.Unlock()
+	if drop {
+		return len(b), nil
+	}
+	return d.Conn.Write(b)
+}
+
+// ackLossCounts is what the tracers saw.
+type ackLossCounts struct {
+	mu                    sync.Mutex
+	clientResent          int // client flights retransmitted
+	clientACKs            int
+	serverPartialResends  int
+	serverTimerResends    int
+	clientDatagrams       int
+	clientHandshakeReturn time.Duration
+}
+
+// runACKLoss runs a DTLS 1.3 handshake at MTU 200 (the server's flight
+// takes five datagrams) through a Listener on a lossless 20 ms path,
+// dropping the server's and the client's datagrams that the functions
+// pick.
+func runACKLoss(t *testing.T, dropServer, dropClient func(int) bool) *ackLossCounts {
+	var counts ackLossCounts
+	synctest.Test(t, func(t *testing.T) {
+		cc, sc := lossConfigs(t, suiteCase{TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, "p256"})
+		cc.CipherSuites, sc.CipherSuites = nil, nil
+		cc.MinVersion, cc.MaxVersion, sc.MaxVersion = VersionDTLS13, VersionDTLS13, VersionDTLS13
+		cc.MTU, sc.MTU = 200, 200
+		cc.Tracer = func(ev *TraceEvent) {
+			counts.mu.Lock()
+			defer counts.mu.Unlock()
+			switch ev.Kind {
+			case TraceFlightRetransmitted:
+				counts.clientResent++
+			case TraceACKSent:
+				counts.clientACKs++
+			case TraceDatagramSent:
+				counts.clientDatagrams++
+			}
+		}
+		sc.Tracer = func(ev *TraceEvent) {
+			counts.mu.Lock()
+			defer counts.mu.Unlock()
+			if ev.Kind == TraceFlightRetransmitted {
+				switch ev.Reason {
+				case "partial ACK":
+					counts.serverPartialResends++
+				case "timer":
+					counts.serverTimerResends++
+				}
+			}
+		}
+		n := netsim.New(1, netsim.Link{Delay: lossDelay, MTU: 200})
+		spc, err := n.ListenPacket(lossServerAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := NewListener(&dropPacketConn{PacketConn: spc, drop: dropServer}, sc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			for {
+				nc, err := l.Accept()
+				if err != nil {
+					return
+				}
+				wg.Go(func() {
+					defer nc.Close()
+					buf := make([]byte, 100)
+					for {
+						if _, err := nc.Read(buf); err != nil {
+							return
+						}
+					}
+				})
+			}
+		})
+		cc2, err := n.Dial(lossClientAddr, lossServerAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := Client(&dropConn13{Conn: cc2, drop: dropClient}, cc)
+		start := time.Now()
+		if err := c.HandshakeContext(context.Background()); err != nil {
+			t.Errorf("handshake: %v", err)
+		}
+		counts.mu.Lock()
+		counts.clientHandshakeReturn = time.Since(start)
+		counts.mu.Unlock()
+		c.Close()
+		l.Close()
+		wg.Wait()
+	})
+	return &counts
+}
+
+// TestACK13PartialFlight: the last datagram of the server's flight
+// (CertificateVerify and Finished) is lost. The client ACKs what it got,
+// and the server resends the rest on that ACK, before either timer:
+// the client never resends its ClientHello.
+func TestACK13PartialFlight(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	// Server datagrams: 1 the HelloRetryRequest, 2-6 its flight.
+	c := runACKLoss(t, func(i int) bool { return i == 6 }, func(int) bool { return false })
+	if c.serverPartialResends != 1 || c.clientResent != 0 || c.serverTimerResends != 0 {
+		t.Errorf("server resent %d times on a partial ACK and %d on its timer; client resent %d flights; want 1, 0, 0",
+			c.serverPartialResends, c.serverTimerResends, c.clientResent)
+	}
+	if c.clientACKs < 1 {
+		t.Error("the client did not ACK the partial flight")
+	}
+	// Without the ACK rules: the client's 100 ms timer, a resent
+	// ClientHello and the server's answer.
+	if c.clientHandshakeReturn >= 100*time.Millisecond {
+		t.Errorf("handshake took %v", c.clientHandshakeReturn)
+	}
+	t.Logf("client: %d datagrams, %d ACKs, %d flights resent, handshake %v; server: %d resends on a partial ACK, %d on its timer",
+		c.clientDatagrams, c.clientACKs, c.clientResent, c.clientHandshakeReturn, c.serverPartialResends, c.serverTimerResends)
+}
+
+// TestACK13TimerACKsInsteadOfResending: the same loss, and the client's
+// first ACK is lost too. When its retransmission timer fires, the client,
+// which holds authenticated records of the server's flight, sends an ACK
+// of them rather than its ClientHello again (the server has that: its
+// flight answers it), and the handshake completes.
+func TestACK13TimerACKsInsteadOfResending(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	// Client datagrams: 1 ClientHello, 2-3 the second ClientHello, 4 the
+	// first ACK.
+	c := runACKLoss(t, func(i int) bool { return i == 6 }, func(i int) bool { return i == 4 })
+	if c.clientResent != 0 {
+		t.Errorf("the client resent %d flights; want an ACK instead", c.clientResent)
+	}
+	if c.clientACKs < 2 {
+		t.Errorf("%d client ACKs; want the lost one and one on the timer", c.clientACKs)
+	}
+	t.Logf("client: %d datagrams, %d ACKs, %d flights resent, handshake %v; server: %d resends on a partial ACK, %d on its timer",
+		c.clientDatagrams, c.clientACKs, c.clientResent, c.clientHandshakeReturn, c.serverPartialResends, c.serverTimerResends)
+}
+
+// TestTransport13ACKRules checks the sans-I/O pieces: handleACK reports
+// progress, partialACKResend resends on progress or after
+// minResendInterval, and flightACKDue needs an authenticated record of
+// the peer's next flight.
+func TestTransport13ACKRules(t *testing.T) {
+	now := time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC)
+	tr := newHandshakeTransport(200, 0, 0)
+	tr.enable13()
+	tr.queueMessage(2, typeCertificate, make([]byte, 400))
+	var sent []recordNumber
+	seq := uint64(0)
+	for _, dg := range tr.appendFlightDatagrams(nil, func(uint64) int { return 21 }) {
+		for _, r := range dg {
+			rn := recordNumber{2, seq}
+			seq++
+			tr.noteSent13(rn, r.entry, r.off, r.off+uint32(len(r.data)-handshakeHeaderLen))
+			sent = append(sent, rn)
+		}
+	}
+	tr.flightSent(now)
+	if len(sent) < 3 {
+		t.Fatalf("%d records", len(sent))
+	}
+	if all, progress := tr.handleACK(sent[:1]); all || !progress {
+		t.Fatalf("first ACK: all %v progress %v", all, progress)
+	}
+	if !tr.partialACKResend(true, now) {
+		t.Error("no resend on a partial ACK that made progress")
+	}
+	if all, progress := tr.handleACK(sent[:1]); all || progress {
+		t.Fatalf("repeated ACK: all %v progress %v", all, progress)
+	}
+	if tr.partialACKResend(false, now.Add(minResendInterval/2)) {
+		t.Error("resend on a repeated ACK within minResendInterval")
+	}
+	if !tr.partialACKResend(false, now.Add(2*minResendInterval)) {
+		t.Error("no resend on a repeated ACK after minResendInterval")
+	}
+	if _, progress := tr.handleACK([]recordNumber{{2, 1000}}); progress {
+		t.Error("an ACK of a record never sent made progress")
+	}
+	if all, _ := tr.handleACK(sent); !all || tr.partialACKResend(true, now.Add(time.Second)) {
+		t.Error("a fully ACKed flight is resent")
+	}
+
+	// flightACKDue: the peer's next flight began.
+	tr2 := newHandshakeTransport(200, 0, 0)
+	tr2.enable13()
+	tr2.queueMessage(0, typeClientHello, make([]byte, 100))
+	tr2.appendFlightDatagrams(nil, func(uint64) int { return 0 })
+	tr2.flightSent(now)
+	tr2.peerMoved = true // as handleRecord sets it for a fragment of the next flight
+	tr2.noteReceived13(recordNumber{0, 5}, now)
+	if tr2.flightACKDue() {
+		t.Error("an epoch-0 record (forgeable) stops our retransmissions")
+	}
+	tr2.noteReceived13(recordNumber{2, 0}, now)
+	if !tr2.flightACKDue() {
+		t.Error("an authenticated record of the next flight does not turn the resend into an ACK")
+	}
+	if rns := tr2.takeFlightACK(); len(rns) != 2 {
+		t.Errorf("flight ACK names %v", rns)
+	}
+	if rns := tr2.takeFlightACK(); len(rns) != 2 {
+		t.Errorf("a second flight ACK names %v: it must repeat the whole flight", rns)
+	}
+	tr2.implicitACK()
+	if tr2.flightACKDue() {
+		t.Error("flightACKDue after our next flight")
+	}
+}
