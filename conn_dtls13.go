@@ -1,9 +1,13 @@
 package dtls
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
+	"os"
 	"slices"
+	"sync/atomic"
 	"time"
 )
 
@@ -39,21 +43,52 @@ func (c *Conn) readRecord13() ([]byte, error) {
 		return nil, nil
 	}
 	if reason != dropNone {
-		if state == usageExhausted {
-			// RFC 9147 §4.5.3: past the integrity limit of the key the
+		switch state {
+		case usageExhausted:
+			// RFC 9147 §4.5.3: at the integrity limit of the key the
 			// connection must end; the one case a bad record is not
 			// silent.
-			return nil, c.fail(alertBadRecordMAC, errors.New("dtls: too many records failed authentication (AEAD integrity limit)"))
+			return nil, c.fail(alertBadRecordMAC, fmt.Errorf("%w: %d records of epoch %d failed authentication", ErrAEADIntegrityLimit, c.rl.readFailures13(hdr.epoch), hdr.epoch))
+		case usageKeyUpdate:
+			// Close to it: ask the peer for new keys (§4.5.3), once
+			// per key.
+			if c.rl.markUpdateAsked13(hdr.epoch) {
+				c.ku.wanted.Or(kuWanted | kuRequestPeer)
+				if err := c.serviceKeyUpdate(); err != nil {
+					return nil, err
+				}
+			}
 		}
 		c.drop(reason, hdr)
 		return nil, nil
 	}
-	return c.handleOpened(hdr, data)
+	if c.ku.oldRead && hdr.epoch == c.rl.readCur {
+		// The first record of the peer's new epoch: the records of the
+		// old one are no longer needed (RFC 9147 §8).
+		c.rl.discardRead13Before(hdr.epoch)
+		c.ku.oldRead = false
+		if c.config.Tracer != nil {
+			c.trace(&TraceEvent{Kind: TraceEpochChanged, Epoch: hdr.epoch, Reason: "read old discarded"})
+		}
+	}
+	data, err := c.handleOpened(hdr, data)
+	if data != nil {
+		c.ku.peerCount = 0
+	}
+	return data, err
 }
+
+// ErrAEADIntegrityLimit is the error of a DTLS 1.3 connection that ended
+// because too many records failed authentication under one key: RFC 9147
+// §4.5.3 has a receiver close the connection at the AEAD's integrity
+// limit (2^36 records for AES-GCM and ChaCha20-Poly1305, 2^23.5 for
+// AES-CCM, 2^7 for AES-CCM_8), since past it forgeries may succeed.
+var ErrAEADIntegrityLimit = errors.New("dtls: AEAD integrity limit reached: too many records failed authentication")
 
 // installReadEpoch13 starts reading an epoch and replays the records of
 // it that arrived early.
 func (c *Conn) installReadEpoch13(keys *epochKeys13) error {
+	c.applyLimits13(keys)
 	if err := c.rl.installReadEpoch13(keys); err != nil {
 		return c.fail(alertInternalError, err)
 	}
@@ -84,6 +119,7 @@ func (c *Conn) installReadEpoch13(keys *epochKeys13) error {
 
 // installWriteEpoch13 makes keys the current write epoch.
 func (c *Conn) installWriteEpoch13(keys *epochKeys13) {
+	c.applyLimits13(keys)
 	c.rl.installWriteEpoch13(keys)
 	if c.config.Tracer != nil {
 		c.trace(&TraceEvent{Kind: TraceEpochChanged, Epoch: keys.epoch, Reason: "write"})
@@ -186,7 +222,10 @@ func parseFragment(data []byte) (typ handshakeType, seq uint16, length uint32, o
 // knows the addresses stop our retransmissions (an off-path attacker must
 // not be able to stall a handshake). Our epoch-0 flights (ClientHello,
 // HelloRetryRequest, ServerHello) are acknowledged by the peer's next
-// flight anyway. A malformed protected ACK is a decode_error.
+// flight anyway. A malformed protected ACK is a decode_error. Record
+// numbers we never sent are ignored (transport13.handleACK): an ACK can
+// only complete a flight of ours, so it cannot move our write keys for a
+// KeyUpdate that is not out, or not wholly ACKed.
 func (c *Conn) handleACK(hdr recordHeader, data []byte) error {
 	if c.vers != VersionDTLS13 || hdr.epoch == 0 {
 		c.drop(dropBadContentType, hdr)
@@ -202,22 +241,176 @@ func (c *Conn) handleACK(hdr recordHeader, data []byte) error {
 	}
 	if c.hs.handleACK(rns) && c.handshakeComplete.Load() {
 		c.hs.finalFlight() // our last flight is acknowledged: nothing to resend
-		if c.keyUpdatePending {
-			return c.updateWriteKeys()
+		if c.ku.pending {
+			// RFC 9147 §8 with erratum 8047: the KeyUpdate and every
+			// message before it are ACKed (it was sent only once the
+			// flight before it was, and is alone in its flight).
+			if err := c.updateWriteKeys(); err != nil {
+				return err
+			}
 		}
+		// A KeyUpdate that waited for this flight's ACK goes now.
+		return c.serviceKeyUpdate()
 	}
 	return nil
 }
 
+// KeyUpdate bounds and state (RFC 9147 §8, erratum 8047).
+const (
+	// maxReadEpochs13 bounds the application read epochs a DTLS 1.3
+	// connection holds: the newest, and the one before it until a record
+	// of the newest decrypts (RFC 9147 §8: the old keys stay for records
+	// still in flight). The peer may not send with newer keys before we
+	// ACK its KeyUpdate, so two suffice; installing a third discards the
+	// oldest. Epoch 2 (the server's, for re-ACKing a retransmitted client
+	// Finished) goes with the first KeyUpdate: erratum 8047 has the peer
+	// update only once all its earlier messages were ACKed.
+	maxReadEpochs13 = 2
+	// maxPeerKeyUpdates13 bounds the peer's KeyUpdates in a row without
+	// application data between them. Each costs us a key derivation and
+	// an ACK; an honest peer updates at the AEAD limits (millions of
+	// records) or when its application asks, and never needs this many
+	// back to back. BoringSSL's limit (kMaxKeyUpdates) is the same 32.
+	// Past it the connection ends with unexpected_message.
+	maxPeerKeyUpdates13 = 32
+	// keyUpdateWaitPoll is how often a Write that waits for new write
+	// keys (its key is at its confidentiality limit) checks Close, the
+	// write deadline and the connection's error while another goroutine
+	// reads.
+	keyUpdateWaitPoll = 20 * time.Millisecond
+)
+
+// Bits of keyUpdate13.wanted.
+const (
+	kuWanted      = 1 << iota // a KeyUpdate of ours is to be sent
+	kuRequestPeer             // with update_requested
+)
+
+// keyUpdate13 is a DTLS 1.3 connection's KeyUpdate state.
+type keyUpdate13 struct {
+	// Read side (c.in held):
+	pending   bool // our KeyUpdate is out and not yet ACKed: at most one (RFC 9147 §8)
+	oldRead   bool // the read epoch before readCur is still held
+	peerCount int  // the peer's KeyUpdates since its last application data
+
+	// wanted holds kuWanted|kuRequestPeer: UpdateKeys, Write at the
+	// limit and failed decryptions ask for a KeyUpdate here, from any
+	// goroutine; the read side sends it (serviceKeyUpdate).
+	wanted atomic.Uint32
+	// auto: Write asked for a KeyUpdate for the current write key.
+	auto atomic.Bool
+	// switched is closed when the write keys move on (c.out held);
+	// a Write at the confidentiality limit waits on it.
+	switched chan struct{}
+
+	// Counts for ConnectionState and tests: KeyUpdates we sent (first
+	// transmissions) and took from the peer.
+	sent, received atomic.Uint64
+
+	// testSealLimit and testFailLimit, when set (tests only, before
+	// the handshake), replace the suite's confidentiality and integrity
+	// limits of every application epoch.
+	testSealLimit, testFailLimit uint64
+}
+
+// applyLimits13 gives application keys the test limits, if any.
+func (c *Conn) applyLimits13(keys *epochKeys13) {
+	if keys.epoch < 3 {
+		return
+	}
+	if c.ku.testSealLimit != 0 {
+		keys.usage.confidentialityLimit = c.ku.testSealLimit
+	}
+	if c.ku.testFailLimit != 0 {
+		keys.usage.integrityLimit = c.ku.testFailLimit
+	}
+}
+
+// UpdateKeys sends a DTLS 1.3 KeyUpdate (RFC 8446 §4.6.3, RFC 9147 §8):
+// our sending keys move to the next traffic secret once the peer has
+// ACKed the KeyUpdate and every message before it (erratum 8047), and
+// with requestPeer the KeyUpdate asks the peer to update its own sending
+// keys as well (update_requested).
+//
+// The connection also updates its keys by itself before a key reaches the
+// usage limits of RFC 9147 §4.5.3, so most applications never call this;
+// it is for policies such as rekeying every hour. The name follows the
+// message and pion/dtls v4's method of the same name (crypto/tls and
+// quic-go expose none): it starts an update, it does not wait for it.
+//
+// At most one KeyUpdate of ours is outstanding: while one waits for its
+// ACK, or while an earlier post-handshake flight of ours does, the new
+// request is kept and sent after it (or merged into the one already
+// waiting to go). The ACK is taken by Read: as with every DTLS 1.3
+// post-handshake message, a connection that nobody reads keeps its old
+// keys (and a Write at the key's limit then reads for it). It fails
+// before the handshake completes and on DTLS 1.2.
+func (c *Conn) UpdateKeys(requestPeer bool) error {
+	if !c.handshakeComplete.Load() {
+		return errHandshakeNotComplete
+	}
+	if c.vers != VersionDTLS13 {
+		return errors.New("dtls: KeyUpdate needs DTLS 1.3")
+	}
+	if err := c.fatal(); err != nil {
+		return err
+	}
+	if c.closed.Load() {
+		return net.ErrClosed
+	}
+	return c.requestKeyUpdate(requestPeer)
+}
+
+// requestKeyUpdate asks for a KeyUpdate of ours. When no Read is in
+// progress it is sent here; otherwise the reader is woken and sends it.
+func (c *Conn) requestKeyUpdate(requestPeer bool) error {
+	v := uint32(kuWanted)
+	if requestPeer {
+		v |= kuRequestPeer
+	}
+	c.ku.wanted.Or(v)
+	if c.in.TryLock() {
+		defer c.in.Unlock()
+		return c.serviceKeyUpdate()
+	}
+	c.io.interrupt() // the Read holding c.in calls serviceKeyUpdate
+	return nil
+}
+
+// serviceKeyUpdate sends the KeyUpdate asked for, if any, once nothing
+// of ours waits for an ACK. Called with c.in held.
+func (c *Conn) serviceKeyUpdate() error {
+	v := c.ku.wanted.Load()
+	if v == 0 || c.vers != VersionDTLS13 || !c.handshakeComplete.Load() || c.fatal() != nil {
+		return nil
+	}
+	if c.ku.pending {
+		// The one outstanding moves our keys as well: a second would
+		// only wait behind it (RFC 9147 §8 allows one at a time).
+		c.ku.wanted.Store(0)
+		return nil
+	}
+	if c.hs.postHandshakeBusy() {
+		return nil // sent when that flight is ACKed (handleACK)
+	}
+	c.ku.wanted.Store(0)
+	return c.sendKeyUpdate(v&kuRequestPeer != 0)
+}
+
 // handleKeyUpdate takes the peer's KeyUpdate (RFC 8446 §4.6.3, RFC 9147
 // §8): from the next epoch on, its records use the next traffic secret;
-// the old epoch's keys stay for records still in flight. The KeyUpdate is
-// ACKed; if it asks for one, we send our own, and switch our write keys
-// only once that is ACKed (§8, erratum 8047).
+// the old epoch's keys stay until a record of the new one decrypts
+// (readRecord13). The KeyUpdate is ACKed; if it asks for one, we send
+// our own, and switch our write keys only once that is ACKed (§8,
+// erratum 8047). A KeyUpdate ends the peer's post-handshake messages in
+// its epoch (erratum 8047), so one found in an epoch older than the
+// newest is an unexpected_message; more than maxPeerKeyUpdates13 in a
+// row without application data end the connection the same way.
 func (c *Conn) handleKeyUpdate(hdr recordHeader, data []byte) error {
 	if err := c.handleHandshakeRecord13(hdr, data); err != nil {
 		return err
 	}
+	acked := false
 	for {
 		m, ok := c.hs.nextMessage()
 		if !ok {
@@ -231,9 +424,14 @@ func (c *Conn) handleKeyUpdate(hdr recordHeader, data []byte) error {
 			return c.fail(alertIllegalParameter, errors.New("dtls: KeyUpdate with an invalid request_update"))
 		}
 		if m.epoch != c.rl.readCur {
-			// A KeyUpdate in an older epoch than the one it moves
-			// from (its own update already happened).
-			return c.fail(alertUnexpectedMessage, errors.New("dtls: KeyUpdate not in the current epoch"))
+			// A message in the epoch a KeyUpdate already ended: the
+			// peer sent a second KeyUpdate before switching to the
+			// keys of its first.
+			return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: KeyUpdate in epoch %d, after the peer's KeyUpdate to epoch %d", m.epoch, c.rl.readCur))
+		}
+		c.ku.peerCount++
+		if c.ku.peerCount > maxPeerKeyUpdates13 {
+			return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: more than %d KeyUpdates from the peer without application data", maxPeerKeyUpdates13))
 		}
 		s := &c.state
 		next, err := nextTrafficSecret13(s.suite13.hash, labelPrefixDTLS13, s.peerSecret)
@@ -244,40 +442,64 @@ func (c *Conn) handleKeyUpdate(hdr recordHeader, data []byte) error {
 		if err != nil {
 			return c.fail(alertInternalError, err)
 		}
+		c.applyLimits13(keys)
 		if err := c.installReadEpoch13(keys); err != nil {
 			return err
 		}
+		c.rl.discardRead13Before(keys.epoch + 1 - maxReadEpochs13)
+		c.ku.oldRead = true
+		c.ku.received.Add(1)
 		s.peerSecret = next
-		if ku.requestUpdate == keyUpdateRequested && !c.keyUpdatePending {
-			// The ACK first: the peer's own update waits for it.
-			if err := c.sendACK(); err != nil {
-				return err
+		if ku.requestUpdate == keyUpdateRequested {
+			// RFC 8446 §4.6.3: answer with update_not_requested,
+			// unless an update of ours is already out or asked for.
+			if !acked {
+				// The ACK first, so that the peer's own update
+				// does not wait for ours.
+				if err := c.sendACK(); err != nil {
+					return err
+				}
+				acked = true
 			}
-			if err := c.sendKeyUpdate(); err != nil {
+			c.ku.wanted.Or(kuWanted)
+			if err := c.serviceKeyUpdate(); err != nil {
 				return err
 			}
 		}
 	}
-	if a := c.hs.ack13; a != nil && len(a.recv) == 0 {
+	if a := c.hs.ack13; a != nil && len(a.recv) == 0 && acked {
 		return nil // ACKed above, before our own KeyUpdate
 	}
 	return c.sendACK()
 }
 
-// sendKeyUpdate sends KeyUpdate(update_not_requested) in our current
-// epoch, retransmitted until ACKed.
-func (c *Conn) sendKeyUpdate() error {
+// sendKeyUpdate sends a KeyUpdate in our current epoch, as a flight of
+// its own, retransmitted until ACKed. Called with c.in held and no
+// flight of ours waiting for an ACK.
+func (c *Conn) sendKeyUpdate(requestPeer bool) error {
+	ku := &keyUpdateMsg13{requestUpdate: keyUpdateNotRequested}
+	if requestPeer {
+		ku.requestUpdate = keyUpdateRequested
+	}
+	body, err := ku.marshal()
+	if err != nil {
+		return c.fail(alertInternalError, err)
+	}
 	c.hs.startPostHandshakeFlight()
-	body, _ := (&keyUpdateMsg13{requestUpdate: keyUpdateNotRequested}).marshal()
 	if c.hs.queueMessage(c.rl.writeCur, typeKeyUpdate, body) == nil {
 		return c.fail(alertInternalError, errors.New("dtls: KeyUpdate not queued"))
 	}
-	c.keyUpdatePending = true
-	return c.sendFlight(false, "KeyUpdate")
+	c.ku.pending = true
+	c.ku.sent.Add(1)
+	why := "KeyUpdate"
+	if requestPeer {
+		why = "KeyUpdate(update_requested)"
+	}
+	return c.sendFlight(false, why)
 }
 
 // updateWriteKeys moves our write side to the next epoch once our
-// KeyUpdate is ACKed.
+// KeyUpdate is ACKed, and wakes Writes waiting for it.
 func (c *Conn) updateWriteKeys() error {
 	s := &c.state
 	next, err := nextTrafficSecret13(s.suite13.hash, labelPrefixDTLS13, s.ourSecret)
@@ -287,16 +509,116 @@ func (c *Conn) updateWriteKeys() error {
 	c.out.Lock()
 	keys, err := newEpochKeys13(s.suite13, c.rl.writeCur+1, next)
 	if err == nil {
+		c.applyLimits13(keys)
 		c.rl.installWriteEpoch13(keys)
+		c.ku.auto.Store(false)
+		if c.ku.switched != nil {
+			close(c.ku.switched)
+			c.ku.switched = nil
+		}
 	}
 	c.out.Unlock()
 	if err != nil {
 		return c.fail(alertInternalError, err)
 	}
 	s.ourSecret = next
-	c.keyUpdatePending = false
+	c.ku.pending = false
 	if c.config.Tracer != nil {
 		c.trace(&TraceEvent{Kind: TraceEpochChanged, Epoch: keys.epoch, Reason: "write"})
+	}
+	return nil
+}
+
+// keyUpdateDue13 reports, after Write sealed a record (c.out held),
+// whether the write key just passed aeadKeyUpdateNum/Den of its
+// confidentiality limit (RFC 9147 §4.5.3: update before the limit), once
+// per key.
+func (c *Conn) keyUpdateDue13() bool {
+	return c.vers == VersionDTLS13 && c.rl.writeUsage13() != usageOK && !c.ku.auto.Swap(true)
+}
+
+// waitWriteKeys13 waits until the write key may seal again: it is at its
+// confidentiality limit (RFC 9147 §4.5.3: it must not be used further)
+// and our KeyUpdate waits for its ACK. Records are never sealed past the
+// limit, nor dropped: Write waits. When no Read is in progress, it reads
+// the connection itself for the ACK (queuing application data for the
+// next Read); otherwise it waits for the reader to take the ACK. Close,
+// the write deadline and a fatal error end the wait. Called without
+// c.out.
+func (c *Conn) waitWriteKeys13() error {
+	for {
+		if err := c.fatal(); err != nil {
+			return err
+		}
+		if c.closed.Load() {
+			return net.ErrClosed
+		}
+		d := loadDeadline(&c.writeDeadline)
+		if !d.IsZero() && !time.Now().Before(d) {
+			return os.ErrDeadlineExceeded
+		}
+		c.out.Lock()
+		if c.rl.writeUsage13() != usageExhausted {
+			c.out.Unlock()
+			return nil
+		}
+		if c.ku.switched == nil {
+			c.ku.switched = make(chan struct{})
+		}
+		ch := c.ku.switched
+		c.out.Unlock()
+		if c.in.TryLock() {
+			err := c.pumpForKeyUpdate(d)
+			c.in.Unlock()
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		wait := keyUpdateWaitPoll
+		if !d.IsZero() {
+			wait = min(wait, time.Until(d))
+		}
+		t := time.NewTimer(max(wait, 0))
+		select {
+		case <-ch:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// pumpForKeyUpdate reads one datagram's worth of records for a Write
+// that waits for new write keys, with c.in held: the KeyUpdate (if it
+// still waits to go), its ACK, retransmissions. Application data found
+// is queued for Read, up to maxEarlyAppData records (then dropped, as a
+// full socket buffer would).
+func (c *Conn) pumpForKeyUpdate(deadline time.Time) error {
+	defer func() {
+		if len(c.pending) == 0 {
+			c.io.release()
+		}
+	}()
+	if err := c.serviceKeyUpdate(); err != nil {
+		return err
+	}
+	ctx := context.Background()
+	if !deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+		stop := context.AfterFunc(ctx, c.io.interrupt)
+		defer stop()
+	}
+	data, err := c.readRecord(ctx, false)
+	if err != nil {
+		if ctx.Err() != nil {
+			return os.ErrDeadlineExceeded
+		}
+		return err
+	}
+	if data != nil && len(c.earlyData) < maxEarlyAppData {
+		c.earlyData = append(c.earlyData, slices.Clone(data))
 	}
 	return nil
 }

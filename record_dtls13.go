@@ -356,6 +356,9 @@ type epochKeys13 struct {
 	iv    [aeadNonceLen13]byte
 	rne   *recordNumberMasker
 	usage aeadUsage13
+	// updateAsked: failures of this read key neared the integrity limit
+	// and we asked the peer for a KeyUpdate (once per key).
+	updateAsked bool
 	// Scratch, as in epochKeys: kept here so that it does not escape
 	// through the cipher.AEAD interface per record. One direction's lock
 	// guards it.
@@ -519,4 +522,48 @@ func (k *epochKeys13) openRecord13(hdr, body []byte, seq uint64) (typ recordType
 		return 0, nil, usageOK, dropBadContentType
 	}
 	return recordType(pt[i]), pt[:i:i], usageOK, dropNone
+}
+
+// writeUsage13 reports the confidentiality state of the current DTLS 1.3
+// write key (usageOK for DTLS 1.2 epochs and epoch 0).
+func (rl *recordLayer) writeUsage13() usage13 {
+	if w := rl.writeState(rl.writeCur); w != nil && w.keys13 != nil {
+		return w.keys13.usage.sealState()
+	}
+	return usageOK
+}
+
+// readFailures13 returns how many records of read epoch failed
+// authentication.
+func (rl *recordLayer) readFailures13(epoch uint64) uint64 {
+	if r := rl.readState(epoch); r != nil && r.keys13 != nil {
+		return r.keys13.usage.failed
+	}
+	return 0
+}
+
+// markUpdateAsked13 notes that we asked the peer to replace the keys of
+// read epoch epoch (their failures neared the integrity limit), and
+// reports whether this is the first time.
+func (rl *recordLayer) markUpdateAsked13(epoch uint64) bool {
+	r := rl.readState(epoch)
+	if r == nil || r.keys13 == nil || r.keys13.updateAsked {
+		return false
+	}
+	r.keys13.updateAsked = true
+	return true
+}
+
+// discardRead13Before drops the DTLS 1.3 read epochs older than epoch
+// (epoch 0's plaintext slot stays: it never opens protected records).
+func (rl *recordLayer) discardRead13Before(epoch uint64) {
+	for i := range maxEpochs {
+		r := rl.readAt(i)
+		if r == nil {
+			break
+		}
+		if r.keys13 != nil && r.epoch < epoch && r.epoch != rl.readCur {
+			*r = readEpoch{epoch: noEpoch}
+		}
+	}
 }

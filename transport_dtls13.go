@@ -253,3 +253,13 @@ func (t *handshakeTransport) ackDue(now time.Time) bool {
 	a := t.ack13
 	return a != nil && a.ackArmed && !now.Before(a.ackAt)
 }
+
+// postHandshakeBusy reports whether a flight of ours still waits for the
+// peer: a DTLS 1.3 client's final flight until the server ACKs it, a
+// NewSessionTicket or KeyUpdate until ACKed. A KeyUpdate of ours waits
+// for it (RFC 9147 §8 with erratum 8047: the new keys only once the
+// KeyUpdate and every message before it are ACKed, which holds when the
+// KeyUpdate starts a flight of its own after the last one was ACKed).
+func (t *handshakeTransport) postHandshakeBusy() bool {
+	return len(t.flight) > 0 && !t.final && (t.ack13 == nil || !t.ack13.allAcked)
+}
