@@ -1083,6 +1083,14 @@ func (c *Conn) sendFlight(retransmit bool, why string) error {
 			start := len(buf)
 			var err error
 			buf, err = c.rl.seal(buf, rec.epoch, rec.typ, rec.data)
+			if retransmit && errors.Is(err, errLimitReached) {
+				// A DTLS 1.3 key past its confidentiality limit
+				// (RFC 9147 §4.5.3) cannot resend its KeyUpdate; the
+				// timer runs on, and the retransmission limit ends
+				// the connection if no ACK comes.
+				c.hs.flightSent(now)
+				return nil
+			}
 			if err != nil {
 				return err
 			}

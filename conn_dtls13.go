@@ -62,20 +62,39 @@ func (c *Conn) readRecord13() ([]byte, error) {
 		c.drop(reason, hdr)
 		return nil, nil
 	}
-	if c.ku.oldRead && hdr.epoch == c.rl.readCur {
-		// The first record of the peer's new epoch: the records of the
-		// old one are no longer needed (RFC 9147 §8).
-		c.rl.discardRead13Before(hdr.epoch)
-		c.ku.oldRead = false
-		if c.config.Tracer != nil {
-			c.trace(&TraceEvent{Kind: TraceEpochChanged, Epoch: hdr.epoch, Reason: "read old discarded"})
-		}
+	if c.ku.oldRead {
+		c.retireOldReadEpoch13(hdr.epoch)
 	}
 	data, err := c.handleOpened(hdr, data)
 	if data != nil {
 		c.ku.peerCount = 0
 	}
 	return data, err
+}
+
+// retireOldReadEpoch13 discards the read epoch before the peer's newest
+// once a record of the newest decrypted (RFC 9147 §8: the old keys are
+// kept for records still in flight until then) and one retransmission
+// timeout more has passed: records the path reordered around the first
+// new one (the peer's last ACK or data in the old epoch) still open. A
+// third epoch replaces it earlier (maxReadEpochs13).
+func (c *Conn) retireOldReadEpoch13(epoch uint64) {
+	now := time.Now()
+	if c.ku.retireAt.IsZero() {
+		if epoch == c.rl.readCur {
+			c.ku.retireAt = now.Add(c.hs.rtoEstimate())
+		}
+		return
+	}
+	if now.Before(c.ku.retireAt) {
+		return
+	}
+	c.rl.discardRead13Before(c.rl.readCur)
+	c.ku.oldRead = false
+	c.ku.retireAt = time.Time{}
+	if c.config.Tracer != nil {
+		c.trace(&TraceEvent{Kind: TraceEpochChanged, Epoch: c.rl.readCur, Reason: "read old discarded"})
+	}
 }
 
 // ErrAEADIntegrityLimit is the error of a DTLS 1.3 connection that ended
@@ -240,6 +259,7 @@ func (c *Conn) handleACK(hdr recordHeader, data []byte) error {
 		c.trace(&TraceEvent{Kind: TraceACKReceived, Epoch: hdr.epoch, Seq: hdr.seq, Length: len(rns), Records: traceRecordNumbers(rns)})
 	}
 	if c.hs.handleACK(rns) && c.handshakeComplete.Load() {
+		c.hs.flightACKed(time.Now())
 		c.hs.finalFlight() // our last flight is acknowledged: nothing to resend
 		if c.ku.pending {
 			// RFC 9147 §8 with erratum 8047: the KeyUpdate and every
@@ -289,9 +309,10 @@ const (
 // keyUpdate13 is a DTLS 1.3 connection's KeyUpdate state.
 type keyUpdate13 struct {
 	// Read side (c.in held):
-	pending   bool // our KeyUpdate is out and not yet ACKed: at most one (RFC 9147 §8)
-	oldRead   bool // the read epoch before readCur is still held
-	peerCount int  // the peer's KeyUpdates since its last application data
+	pending   bool      // our KeyUpdate is out and not yet ACKed: at most one (RFC 9147 §8)
+	oldRead   bool      // the read epoch before readCur is still held
+	retireAt  time.Time // when it goes (retireOldReadEpoch13); zero until a record of readCur decrypted
+	peerCount int       // the peer's KeyUpdates since its last application data
 
 	// wanted holds kuWanted|kuRequestPeer: UpdateKeys, Write at the
 	// limit and failed decryptions ask for a KeyUpdate here, from any
@@ -447,7 +468,7 @@ func (c *Conn) handleKeyUpdate(hdr recordHeader, data []byte) error {
 			return err
 		}
 		c.rl.discardRead13Before(keys.epoch + 1 - maxReadEpochs13)
-		c.ku.oldRead = true
+		c.ku.oldRead, c.ku.retireAt = true, time.Time{}
 		c.ku.received.Add(1)
 		s.peerSecret = next
 		if ku.requestUpdate == keyUpdateRequested {
@@ -643,6 +664,11 @@ func (c *Conn) sendACK() error {
 		epoch = 0
 	}
 	buf, err := c.rl.seal(c.outBuffer(recordHeaderLen+len(payload)+c.rl.expansion(epoch)), epoch, recordTypeACK, payload)
+	if errors.Is(err, errLimitReached) {
+		// The write key is spent and our KeyUpdate not yet ACKed: the
+		// ACK is not sent, and the peer resends what it named.
+		return nil
+	}
 	if err != nil {
 		return err
 	}

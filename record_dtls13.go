@@ -334,6 +334,24 @@ func checkLimit(n, limit uint64) usage13 {
 	return usageOK
 }
 
+// aeadControlReserve bounds the records a write key keeps, below its
+// confidentiality limit, for ACKs and the retransmissions of our
+// KeyUpdate: application data stops that many records short of the limit
+// (a sixteenth of it when smaller), so that the KeyUpdate that retires
+// the key can still be resent and the peer's records ACKed while Write
+// waits for the new key. An ACK that would pass the limit is not sent.
+const aeadControlReserve = 1024
+
+// appSealState is sealState for application data, which leaves the
+// aeadControlReserve to the handshake transport.
+func (u *aeadUsage13) appSealState() usage13 {
+	reserve := min(u.confidentialityLimit/16, aeadControlReserve)
+	if u.sealed >= u.confidentialityLimit-reserve {
+		return usageExhausted
+	}
+	return checkLimit(u.sealed, u.confidentialityLimit)
+}
+
 // sealState reports whether the key may seal another record. It does not
 // count: noteSealed does, after a record went out.
 func (u *aeadUsage13) sealState() usage13 { return checkLimit(u.sealed, u.confidentialityLimit) }
@@ -525,10 +543,11 @@ func (k *epochKeys13) openRecord13(hdr, body []byte, seq uint64) (typ recordType
 }
 
 // writeUsage13 reports the confidentiality state of the current DTLS 1.3
-// write key (usageOK for DTLS 1.2 epochs and epoch 0).
+// write key for application data (usageOK for DTLS 1.2 epochs and epoch
+// 0).
 func (rl *recordLayer) writeUsage13() usage13 {
 	if w := rl.writeState(rl.writeCur); w != nil && w.keys13 != nil {
-		return w.keys13.usage.sealState()
+		return w.keys13.usage.appSealState()
 	}
 	return usageOK
 }

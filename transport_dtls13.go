@@ -263,3 +263,15 @@ func (t *handshakeTransport) ackDue(now time.Time) bool {
 func (t *handshakeTransport) postHandshakeBusy() bool {
 	return len(t.flight) > 0 && !t.final && (t.ack13 == nil || !t.ack13.allAcked)
 }
+
+// flightACKed updates the retransmission timeout when an ACK completed
+// our flight at now: an RTT sample when the flight went out once (Karn's
+// rule, RFC 6298 §3), and a timeout from the estimate rather than the
+// one the timer doubled, so that a post-handshake flight (KeyUpdate,
+// NewSessionTicket) after a lossy stretch starts from the path's RTT.
+func (t *handshakeTransport) flightACKed(now time.Time) {
+	if t.sendCount == 1 && !t.firstSent.IsZero() {
+		t.rtt.update(now.Sub(t.firstSent))
+	}
+	t.rto = t.rtoEstimate()
+}
