@@ -259,7 +259,7 @@ func (c *Conn) handleACK(hdr recordHeader, data []byte) error {
 		c.trace(&TraceEvent{Kind: TraceACKReceived, Epoch: hdr.epoch, Seq: hdr.seq, Length: len(rns), Records: traceRecordNumbers(rns)})
 	}
 	if c.hs.handleACK(rns) && c.handshakeComplete.Load() {
-		c.hs.flightACKed(time.Now())
+		c.hs.flightACKed()
 		c.hs.finalFlight() // our last flight is acknowledged: nothing to resend
 		if c.ku.pending {
 			// RFC 9147 §8 with erratum 8047: the KeyUpdate and every

@@ -262,9 +262,6 @@ func testAutoKeyUpdate(t *testing.T, suite uint16, loss float64, seed uint64, li
 		if !got {
 			if kuDebug {
 				kuDump(t)
-				for _, c := range []*Conn{cli, srv} {
-					t.Logf("pending=%v wanted=%d armed=%v at=%v flight=%d final=%v sendCount=%d badmac=%d unknown=%d writeCur=%d usage=%d", c.ku.pending, c.ku.wanted.Load(), c.hs.timerArmed, c.hs.timerAt.Format("05.000"), len(c.hs.flight), c.hs.final, c.hs.sendCount, c.drops[dropBadMAC].Load(), c.drops[dropUnknownEpoch].Load(), c.rl.writeCur, c.rl.writeUsage13())
-				}
 			}
 			if p := srvReadErr.Load(); p != nil {
 				t.Fatalf("record %d never echoed: server Read: %v", i, *p)

@@ -110,7 +110,12 @@ func (t *handshakeTransport) pendingSpans(dst []span, i int, n uint32) []span {
 // a running timer.
 func (t *handshakeTransport) startPostHandshakeFlight() {
 	t.flight = nil
-	t.sent, t.peerMoved, t.final, t.timerArmed = false, false, false, false
+	// peerMoved starts true: the peer's next post-handshake message (its
+	// own KeyUpdate, a ticket) is no answer to this flight, which only an
+	// ACK completes, so it must neither give an RTT sample (peerAdvanced
+	// would time it from our flight, perhaps minutes old) nor make us
+	// resend as a repeated flight of the peer would.
+	t.sent, t.peerMoved, t.final, t.timerArmed = false, true, false, false
 	t.sendCount = 0
 	if t.ack13 != nil {
 		t.ack13.newFlight()
@@ -264,14 +269,13 @@ func (t *handshakeTransport) postHandshakeBusy() bool {
 	return len(t.flight) > 0 && !t.final && (t.ack13 == nil || !t.ack13.allAcked)
 }
 
-// flightACKed updates the retransmission timeout when an ACK completed
-// our flight at now: an RTT sample when the flight went out once (Karn's
-// rule, RFC 6298 §3), and a timeout from the estimate rather than the
-// one the timer doubled, so that a post-handshake flight (KeyUpdate,
-// NewSessionTicket) after a lossy stretch starts from the path's RTT.
-func (t *handshakeTransport) flightACKed(now time.Time) {
-	if t.sendCount == 1 && !t.firstSent.IsZero() {
-		t.rtt.update(now.Sub(t.firstSent))
-	}
+// flightACKed resets the retransmission timeout when an ACK completed
+// our flight: from the estimate of the handshake's round trips rather
+// than the value the timer doubled, so that a post-handshake flight
+// (KeyUpdate, NewSessionTicket) after a lossy stretch starts from the
+// path's RTT. A post-handshake ACK gives no RTT sample: the peer may
+// take it late (an application that reads rarely), which would inflate
+// the estimate for good.
+func (t *handshakeTransport) flightACKed() {
 	t.rto = t.rtoEstimate()
 }
