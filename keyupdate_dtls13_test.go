@@ -406,3 +406,262 @@ func TestUpdateKeysErrors(t *testing.T) {
 		t.Error("UpdateKeys on DTLS 1.2 succeeded")
 	}
 }
+
+// settle lets a synctest bubble's network deliver what is in flight (a
+// few one-way delays of virtual time) and its goroutines act on it.
+func settle() { time.Sleep(5 * lossDelay) }
+
+// testSendRaw13 seals payload as one record of typ in c's current write
+// epoch and sends it: a misbehaving peer's own records, bypassing the
+// rules the Conn follows.
+func testSendRaw13(c *Conn, typ recordType, payload []byte) error {
+	c.out.Lock()
+	defer c.out.Unlock()
+	rec, err := c.rl.seal(nil, c.rl.writeCur, typ, payload)
+	if err != nil {
+		return err
+	}
+	return c.io.writeDatagram(rec)
+}
+
+// testSendKeyUpdate13 sends a KeyUpdate with request_update req as the
+// next handshake message of c, without waiting for anything.
+func testSendKeyUpdate13(c *Conn, req uint8) error {
+	h := handshakeHeader{typ: typeKeyUpdate, length: 1, messageSeq: c.hs.sendSeq, fragmentLength: 1}
+	c.hs.sendSeq++
+	return testSendRaw13(c, recordTypeHandshake, append(h.appendTo(nil), req))
+}
+
+// TestMisbehavingKeyUpdatePeer13: a client that breaks the KeyUpdate
+// rules against our server. Each row says what the server must do: end
+// the connection with the alert, or carry on (want 0) and pass check.
+func TestMisbehavingKeyUpdatePeer13(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// peer runs on the client, with its c.in held (no Read runs).
+		peer  func(t *testing.T, cli, srv *Conn)
+		want  alert // 0: the connection must survive
+		check func(t *testing.T, cli, srv *Conn, sk *kuCounter)
+	}{
+		{"KeyUpdate flood past the bound", func(t *testing.T, cli, srv *Conn) {
+			for range maxPeerKeyUpdates13 + 1 {
+				if err := testSendKeyUpdate13(cli, keyUpdateNotRequested); err != nil {
+					t.Fatal(err)
+				}
+				settle()
+				if err := cli.updateWriteKeys(); err != nil { // without waiting for the ACK
+					t.Fatal(err)
+				}
+			}
+		}, alertUnexpectedMessage, nil},
+		{"KeyUpdates up to the bound, then data", func(t *testing.T, cli, srv *Conn) {
+			for range maxPeerKeyUpdates13 {
+				testSendKeyUpdate13(cli, keyUpdateNotRequested)
+				settle()
+				cli.updateWriteKeys()
+			}
+			if err := testSendRaw13(cli, recordTypeApplicationData, []byte("after the updates")); err != nil {
+				t.Fatal(err)
+			}
+			settle()
+			for range maxPeerKeyUpdates13 {
+				testSendKeyUpdate13(cli, keyUpdateNotRequested)
+				settle()
+				cli.updateWriteKeys()
+			}
+		}, 0, func(t *testing.T, cli, srv *Conn, sk *kuCounter) {
+			if got := srv.ku.received.Load(); got != 2*maxPeerKeyUpdates13 {
+				t.Errorf("server took %d KeyUpdates, want %d", got, 2*maxPeerKeyUpdates13)
+			}
+		}},
+		{"second KeyUpdate before the first is ACKed", func(t *testing.T, cli, srv *Conn) {
+			testSendKeyUpdate13(cli, keyUpdateNotRequested)
+			testSendKeyUpdate13(cli, keyUpdateNotRequested) // same epoch
+		}, alertUnexpectedMessage, nil},
+		{"KeyUpdate with request_update 2", func(t *testing.T, cli, srv *Conn) {
+			testSendKeyUpdate13(cli, 2)
+		}, alertIllegalParameter, nil},
+		{"ACKs for post-handshake messages never sent", func(t *testing.T, cli, srv *Conn) {
+			if err := srv.UpdateKeys(false); err != nil { // goes when the server's Read runs
+				t.Fatal(err)
+			}
+			settle()
+			var fake []recordNumber
+			for seq := range uint64(40) {
+				fake = append(fake, recordNumber{3, 1000 + seq}, recordNumber{4, seq}, recordNumber{2, seq})
+			}
+			body, _ := appendACK(nil, fake)
+			testSendRaw13(cli, recordTypeACK, body)
+			settle()
+			if _, w, _ := srvKU(srv); len(w) != 0 {
+				t.Errorf("server moved its write keys on an ACK of records it never sent: %v", w)
+			}
+		}, 0, func(t *testing.T, cli, srv *Conn, sk *kuCounter) {
+			// The client's real ACK (its Read ran in the exchange)
+			// moved the server on.
+			if _, w, _ := sk.snapshot(); len(w) != 1 || w[0] != 4 {
+				t.Errorf("server write epochs %v after the real ACK, want [4]", w)
+			}
+		}},
+		{"epoch jump without KeyUpdate", func(t *testing.T, cli, srv *Conn) {
+			cli.updateWriteKeys()
+			testSendRaw13(cli, recordTypeApplicationData, []byte("in epoch 4 without KeyUpdate"))
+			settle()
+			if d := srv.drops[dropUnknownEpoch].Load(); d == 0 {
+				t.Error("the server did not drop the record of an epoch it has no keys for")
+			}
+			cli.rl.installWriteEpoch13(cli.rl.writeState(3).keys13) // back, to exchange below
+			cli.rl.writeCur = 3
+		}, 0, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				n := netsim.New(1, netsim.Link{Delay: lossDelay})
+				cc, sc := kuConfigs(t, suiteTLSAES128GCMSHA256, 1)
+				sk := newKUCounter()
+				sc.Tracer = sk.trace
+				cli, srv := kuPair(t, n, cc, sc, nil)
+				defer cli.Close()
+				defer srv.Close()
+				var srvErr atomic.Pointer[error]
+				var wg sync.WaitGroup
+				wg.Go(func() {
+					buf := make([]byte, 100)
+					for {
+						k, err := srv.Read(buf)
+						if err != nil {
+							srvErr.Store(&err)
+							return
+						}
+						srv.Write(buf[:k])
+					}
+				})
+				defer wg.Wait()
+				defer srv.Close()
+				settle()
+				cli.in.Lock()
+				tc.peer(t, cli, srv)
+				cli.in.Unlock()
+				settle()
+				got := alert(srv.alertSent.Load() - 1)
+				if tc.want != 0 {
+					if srv.alertSent.Load() == 0 || got != tc.want {
+						t.Fatalf("server alert %v (sent %v), want %v", got, srv.alertSent.Load() != 0, tc.want)
+					}
+					if p := srvErr.Load(); p == nil {
+						t.Error("server Read did not fail")
+					} else {
+						t.Logf("server: %v", *p)
+					}
+					return
+				}
+				if srv.alertSent.Load() != 0 {
+					t.Fatalf("server sent %v after %d KeyUpdates; drops %v", got, srv.ku.received.Load(), srv.Stats().Dropped)
+				}
+				// The connection still works both ways.
+				cli.SetReadDeadline(time.Now().Add(5 * time.Second))
+				if _, err := cli.Write([]byte("still there")); err != nil {
+					t.Fatal(err)
+				}
+				buf := make([]byte, 100)
+				for {
+					k, err := cli.Read(buf)
+					if err != nil {
+						t.Fatalf("client Read: %v", err)
+					}
+					if string(buf[:k]) == "still there" {
+						break
+					}
+				}
+				if tc.check != nil {
+					tc.check(t, cli, srv, sk)
+				}
+			})
+		})
+	}
+}
+
+// srvKU reads the server's KeyUpdate counts from its Tracer-less state:
+// KeyUpdates it sent and its write epoch changes are in its Tracer
+// (sc.Tracer), so this returns the write epochs past 3 from the record
+// layer under the write lock.
+func srvKU(c *Conn) (sent uint64, writes []uint64, cur uint64) {
+	c.out.Lock()
+	defer c.out.Unlock()
+	for e := uint64(4); e <= c.rl.writeCur; e++ {
+		writes = append(writes, e)
+	}
+	return c.ku.sent.Load(), writes, c.rl.writeCur
+}
+
+// TestIntegrityLimit13 sets the server's integrity limit to 16 records
+// and sends it forged DTLSCiphertext records (RFC 9147 §4.5.3): at 14
+// failures (7/8) it asks for a KeyUpdate with update_requested; 15 leave
+// it running; the 16th closes the connection with bad_record_mac and
+// ErrAEADIntegrityLimit.
+func TestIntegrityLimit13(t *testing.T) {
+	const limit = 16
+	synctest.Test(t, func(t *testing.T) {
+		n := netsim.New(1, netsim.Link{Delay: lossDelay})
+		cc, sc := kuConfigs(t, suiteTLSAES128GCMSHA256, 1)
+		sk := newKUCounter()
+		sc.Tracer = sk.trace
+		cli, srv := kuPair(t, n, cc, sc, func(cli, srv *Conn) { srv.ku.testFailLimit = limit })
+		defer cli.Close()
+		var srvErr atomic.Pointer[error]
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			buf := make([]byte, 100)
+			for {
+				if _, err := srv.Read(buf); err != nil {
+					srvErr.Store(&err)
+					return
+				}
+			}
+		})
+		defer wg.Wait()
+		defer srv.Close()
+		rng := mrand.New(mrand.NewPCG(1, 2))
+		forge := func() {
+			// Epoch bits 3, 16-bit sequence number, length, and 32
+			// bytes no key opens.
+			rec := []byte{0x2f, 0, 0, 0, 32}
+			for range 32 {
+				rec = append(rec, byte(rng.Uint32()))
+			}
+			n.Inject(lossClientAddr, lossServerAddr, rec)
+			settle()
+		}
+		for tries := 0; srv.drops[dropBadMAC].Load() < limit-1 && tries < 100; tries++ {
+			forge()
+		}
+		if got := srv.drops[dropBadMAC].Load(); got != limit-1 {
+			t.Fatalf("%d forgeries failed, want %d", got, limit-1)
+		}
+		if p := srvErr.Load(); p != nil {
+			t.Fatalf("server ended before the limit: %v", *p)
+		}
+		sk.mu.Lock()
+		req := sk.requested
+		sk.mu.Unlock()
+		if req != 1 {
+			t.Errorf("server sent %d KeyUpdate(update_requested), want 1 (at %d failures)", req, limit/aeadKeyUpdateDen*aeadKeyUpdateNum)
+		}
+		for tries := 0; srvErr.Load() == nil && tries < 100; tries++ {
+			forge()
+		}
+		p := srvErr.Load()
+		if p == nil || !errors.Is(*p, ErrAEADIntegrityLimit) {
+			t.Fatalf("server error %v, want ErrAEADIntegrityLimit", p)
+		}
+		if a := alert(srv.alertSent.Load() - 1); a != alertBadRecordMAC {
+			t.Errorf("server sent %v, want bad_record_mac", a)
+		}
+		if got := srv.drops[dropBadMAC].Load(); got != limit-1 {
+			// The record at the limit ends the connection instead of
+			// being counted as a drop.
+			t.Errorf("%d drops counted", got)
+		}
+		t.Logf("server: %v", *p)
+	})
+}
