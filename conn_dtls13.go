@@ -93,7 +93,7 @@ func (c *Conn) retireOldReadEpoch13(epoch uint64) {
 	c.ku.oldRead = false
 	c.ku.retireAt = time.Time{}
 	if c.config.Tracer != nil {
-		c.trace(&TraceEvent{Kind: TraceEpochChanged, Epoch: c.rl.readCur, Reason: "read old discarded"})
+		c.trace(&TraceEvent{Kind: TraceEpochChanged, Epoch: c.rl.readCur - 1, Reason: "read discarded"})
 	}
 }
 
@@ -411,11 +411,14 @@ func (c *Conn) serviceKeyUpdate() error {
 		c.ku.wanted.Store(0)
 		return nil
 	}
+	extend := false
 	if c.hs.postHandshakeBusy() {
-		return nil // sent when that flight is ACKed (handleACK)
+		if extend = c.hs.extendPostHandshakeFlight(); !extend {
+			return nil // sent when that flight is ACKed (handleACK)
+		}
 	}
 	c.ku.wanted.Store(0)
-	return c.sendKeyUpdate(v&kuRequestPeer != 0)
+	return c.sendKeyUpdate(v&kuRequestPeer != 0, extend)
 }
 
 // handleKeyUpdate takes the peer's KeyUpdate (RFC 8446 §4.6.3, RFC 9147
@@ -494,10 +497,11 @@ func (c *Conn) handleKeyUpdate(hdr recordHeader, data []byte) error {
 	return c.sendACK()
 }
 
-// sendKeyUpdate sends a KeyUpdate in our current epoch, as a flight of
-// its own, retransmitted until ACKed. Called with c.in held and no
-// flight of ours waiting for an ACK.
-func (c *Conn) sendKeyUpdate(requestPeer bool) error {
+// sendKeyUpdate sends a KeyUpdate in our current epoch, retransmitted
+// until ACKed: as a flight of its own, or with extend added to our
+// post-handshake flight still waiting for its ACK
+// (extendPostHandshakeFlight). Called with c.in held.
+func (c *Conn) sendKeyUpdate(requestPeer, extend bool) error {
 	ku := &keyUpdateMsg13{requestUpdate: keyUpdateNotRequested}
 	if requestPeer {
 		ku.requestUpdate = keyUpdateRequested
@@ -506,7 +510,9 @@ func (c *Conn) sendKeyUpdate(requestPeer bool) error {
 	if err != nil {
 		return c.fail(alertInternalError, err)
 	}
-	c.hs.startPostHandshakeFlight()
+	if !extend {
+		c.hs.startPostHandshakeFlight()
+	}
 	if c.hs.queueMessage(c.rl.writeCur, typeKeyUpdate, body) == nil {
 		return c.fail(alertInternalError, errors.New("dtls: KeyUpdate not queued"))
 	}

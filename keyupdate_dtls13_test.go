@@ -57,7 +57,7 @@ type kuCounter struct {
 	requested int // flights "KeyUpdate(update_requested)"
 	writes    []uint64
 	sealed    map[uint64]int
-	discards  int // "read old discarded"
+	discards  int // "read discarded"
 }
 
 func newKUCounter() *kuCounter {
@@ -85,7 +85,7 @@ func (k *kuCounter) trace(ev *TraceEvent) {
 			if ev.Epoch >= 4 {
 				k.writes = append(k.writes, ev.Epoch)
 			}
-		case "read old discarded":
+		case "read discarded":
 			k.discards++
 		}
 	case TraceRecordDropped, TraceRecordReceived, TraceACKReceived, TraceACKSent, TraceHandshakeReceived:

@@ -279,3 +279,24 @@ func (t *handshakeTransport) postHandshakeBusy() bool {
 func (t *handshakeTransport) flightACKed() {
 	t.rto = t.rtoEstimate()
 }
+
+// extendPostHandshakeFlight reopens our post-handshake flight that still
+// waits for its ACK (a NewSessionTicket) so that a KeyUpdate joins it,
+// and reports whether it did. RFC 9147 §8 with erratum 8047 lets the
+// KeyUpdate go before the ticket is ACKed, as long as the keys change
+// only once both are, which the flight's ACK state then says. A flight
+// of the handshake (the client's Finished, epoch 2) or one that holds a
+// KeyUpdate already is not reopened: the KeyUpdate waits for its ACK.
+func (t *handshakeTransport) extendPostHandshakeFlight() bool {
+	if t.ack13 == nil || len(t.flight) == 0 || len(t.flight) >= maxFlightEntries13 || t.final {
+		return false
+	}
+	for _, e := range t.flight {
+		if e.ccs || e.epoch < 3 || e.typ == typeKeyUpdate {
+			return false
+		}
+	}
+	t.sent, t.timerArmed, t.sendCount = false, false, 0
+	t.ack13.allAcked = false
+	return true
+}

@@ -46,6 +46,9 @@ type cell13 struct {
 	psk        bool     // an external PSK (psk_dhe_ke), no certificates
 	pskKE      bool     // the peer allows psk_ke only: no (EC)DHE
 	keyUpdate  bool     // the peer updates its keys (and asks us to) after the handshake
+	// ourKeyUpdate: we update our keys after the handshake and ask the
+	// peer to (Conn.UpdateKeys(true)); both directions must reach epoch 4.
+	ourKeyUpdate bool
 	resume     bool     // a second connection resumes the first's session with its ticket
 }
 
@@ -75,6 +78,9 @@ var cells13 = []cell13{
 	{name: "PSK-psk_ke", psk: true, pskKE: true, suite: 0x1301, wolfArgs: []string{"-s", "-K", "-l", "TLS13-AES128-GCM-SHA256"}, wolfClient: []string{"--openssl-psk"}},
 	{name: "MTU300", mtu: 300, wolfArgs: []string{"-u", "300"}},
 	{name: "KeyUpdate", keyUpdate: true, wolfClient: []string{"-I"}, wolfServer: []string{"-U"}},
+	// Our KeyUpdate with update_requested (Conn.UpdateKeys): the peer
+	// ACKs it (our write keys move only then) and answers with its own.
+	{name: "KeyUpdate-ours", ourKeyUpdate: true, wolfClient: []string{"-w"}},
 	// Resumption (RFC 8446 §4.6.1): the server's NewSessionTicket is
 	// offered as a pre_shared_key (psk_dhe_ke) in a second connection.
 	{name: "Resume", resume: true, wolfArgs: []string{"-r"}},
@@ -132,9 +138,10 @@ func (h *helloCounter) trace(ev *dtls.TraceEvent) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if ev.Kind == dtls.TraceEpochChanged {
-		if ev.Reason == "read" {
+		switch ev.Reason {
+		case "read":
 			h.readEpoch = max(h.readEpoch, ev.Epoch)
-		} else {
+		case "write":
 			h.writeEpoch = max(h.writeEpoch, ev.Epoch)
 		}
 	}
@@ -159,7 +166,10 @@ func (h *helloCounter) check(t *testing.T, c cell13, client bool) {
 	if c.keyUpdate && h.readEpoch < 4 {
 		t.Errorf("the peer's KeyUpdate did not move our read side past epoch 3 (read %d, write %d)", h.readEpoch, h.writeEpoch)
 	}
-	if c.keyUpdate {
+	if c.ourKeyUpdate && (h.writeEpoch < 4 || h.readEpoch < 4) {
+		t.Errorf("after our KeyUpdate(update_requested): write epoch %d (the peer's ACK moves it to 4), read epoch %d (the peer's answer moves it to 4)", h.writeEpoch, h.readEpoch)
+	}
+	if c.keyUpdate || c.ourKeyUpdate {
 		t.Logf("after the KeyUpdate: read epoch %d, write epoch %d", h.readEpoch, h.writeEpoch)
 	}
 	if c.name != "HRR" && c.name != "X25519MLKEM768" {
@@ -180,6 +190,7 @@ func (c cell13) want() want {
 		w.pskID = wolfPSKIdentity
 	}
 	w.noGroup = c.pskKE
+	w.updateKeys = c.ourKeyUpdate
 	return w
 }
 
@@ -292,6 +303,9 @@ func wolfClientRound13(ctx context.Context, t *testing.T, srv *proc, cfg *dtls.C
 	if err := w.check(conn.ConnectionState()); err != nil {
 		t.Error(err)
 	}
+	if err := startUpdateKeys13(conn, w); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := conn.Write([]byte(goLine)); err != nil {
 		t.Fatal(err)
 	}
@@ -304,6 +318,7 @@ func wolfClientRound13(ctx context.Context, t *testing.T, srv *proc, cfg *dtls.C
 	if got := strings.TrimRight(string(buf[:n]), "\x00\n"); got != "I hear you fa shizzle!" {
 		t.Errorf("wolfSSL answered %q", got)
 	}
+	afterExchange13(conn, w)
 }
 
 // wolfClient13: wolfSSL's example client, our Listener.
@@ -517,6 +532,17 @@ func pionServe13(ctx context.Context, t *testing.T, l net.Listener, c cell13) er
 			// returns context.Canceled though the record went out
 			// (dialAndExchange checked it arrived).
 			t.Logf("interop-note: pion v4's DTLS 1.3 server Write can return %v after its record was delivered, when the peer closes at once", err)
+		}
+		if c.ourKeyUpdate {
+			// Our KeyUpdate waits for pion's ACK of our Finished and
+			// may come after the echo: read on (pion takes it in
+			// Read) until our close_notify.
+			conn.SetReadDeadline(time.Now().Add(exitWait))
+			for {
+				if _, err := conn.Read(buf); err != nil {
+					break
+				}
+			}
 		}
 		errc <- nil
 	}()

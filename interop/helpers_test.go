@@ -399,6 +399,41 @@ type want struct {
 	v13        bool   // DTLS 1.3 (no extended master secret there)
 	pskID      string // non-empty: PSKIdentity must be this (a peer's own identity)
 	noGroup    bool   // no key exchange group (DTLS 1.3 psk_ke)
+	// updateKeys: our side sends a KeyUpdate(update_requested) after the
+	// handshake (DTLS 1.3, Conn.UpdateKeys) and reads on so that the
+	// peer's ACK and its own KeyUpdate arrive.
+	updateKeys bool
+}
+
+// afterExchange13 reads on for up to a second after a client's exchange
+// when w.updateKeys, so that the peer's ACK of our KeyUpdate (which moves
+// our write keys) and its KeyUpdate in answer are processed; it stops at
+// the peer's close_notify or any error.
+func afterExchange13(conn *dtls.Conn, w want) {
+	if !w.updateKeys {
+		return
+	}
+	buf := make([]byte, 1<<14)
+	for range 10 {
+		conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		if _, err := conn.Read(buf); err != nil {
+			var ne net.Error
+			if !errors.As(err, &ne) || !ne.Timeout() {
+				return
+			}
+		}
+	}
+}
+
+// startUpdateKeys13 sends our KeyUpdate when w asks for one.
+func startUpdateKeys13(conn *dtls.Conn, w want) error {
+	if !w.updateKeys {
+		return nil
+	}
+	if err := conn.UpdateKeys(true); err != nil {
+		return fmt.Errorf("UpdateKeys: %w", err)
+	}
+	return nil
 }
 
 func (w want) check(st dtls.ConnectionState) error {
@@ -529,6 +564,10 @@ func serveEchoConn(ctx context.Context, l *dtls.Listener, w want, greet bool, co
 		if conns != nil {
 			conns <- dc
 		}
+		if err := startUpdateKeys13(dc, w); err != nil {
+			r.err = fmt.Errorf("server: %w", err)
+			return
+		}
 		if greet {
 			if _, err := c.Write([]byte(goLine + "\n")); err != nil {
 				r.err = fmt.Errorf("server Write: %w", err)
@@ -584,6 +623,9 @@ func dialAndExchange(ctx context.Context, t *testing.T, addr string, cfg *dtls.C
 	if err := w.check(conn.ConnectionState()); err != nil {
 		t.Error(err)
 	}
+	if err := startUpdateKeys13(conn, w); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := conn.Write([]byte(line)); err != nil {
 		t.Fatalf("Write: %v", err)
 	}
@@ -596,6 +638,7 @@ func dialAndExchange(ctx context.Context, t *testing.T, addr string, cfg *dtls.C
 	if got := string(buf[:n]); got != reply {
 		t.Errorf("Read %q, want %q", got, reply)
 	}
+	afterExchange13(conn, w)
 	if err := conn.Close(); err != nil {
 		t.Errorf("Close: %v", err)
 	}
