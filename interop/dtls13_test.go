@@ -49,7 +49,7 @@ type cell13 struct {
 	// ourKeyUpdate: we update our keys after the handshake and ask the
 	// peer to (Conn.UpdateKeys(true)); both directions must reach epoch 4.
 	ourKeyUpdate bool
-	resume     bool     // a second connection resumes the first's session with its ticket
+	resume       bool // a second connection resumes the first's session with its ticket
 }
 
 // wolfPSKIdentity and wolfPSK are wolfSSL's example programs' built-in

@@ -82,7 +82,8 @@ var (
 		{"PSK", "PSK (psk_dhe_ke)"},
 		{"PSK-psk_ke", "PSK (psk_ke)"},
 		{"MTU300", "MTU 300"},
-		{"KeyUpdate", "KeyUpdate"},
+		{"KeyUpdate", "KeyUpdate (the peer's, update_requested)"},
+		{"KeyUpdate-ours", "KeyUpdate (ours, update_requested)"},
 		{"Resume", "resumption (ticket)"},
 	}
 	roles = []struct{ key, name string }{
