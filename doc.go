@@ -1,8 +1,10 @@
 // Package dtls implements DTLS 1.2 (RFC 6347), TLS for datagram transports,
 // in pure Go on the standard library's cryptography, and DTLS 1.3 (RFC
 // 9147) when Config.MaxVersion is VersionDTLS13: the default is DTLS 1.2
-// for now. DTLS 1.3 resumes sessions with tickets (RFC 8446 §4.6.1) but
-// has no 0-RTT, and raw public keys, DTLS-SRTP and Connection IDs are
+// for now. DTLS 1.3 resumes sessions with tickets (RFC 8446 §4.6.1),
+// updates its keys before the AEAD limits of RFC 9147 §4.5.3 by itself or
+// when asked (Conn.UpdateKeys), but has no 0-RTT, and raw public keys,
+// DTLS-SRTP and Connection IDs are
 // used only over DTLS 1.2 (see README for the rest it lacks).
 //
 // The API follows crypto/tls. A client dials:

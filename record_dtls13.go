@@ -34,9 +34,13 @@ package dtls
 // epoch 2's read keys after the handshake to take, and re-ACK, a
 // retransmitted client Finished. A peer's KeyUpdate adds read epoch N+1
 // beside N; ours (sent when the peer asks) moves the write side only once
-// it is ACKed (erratum 8047; Conn.handleKeyUpdate). Not built yet:
-// sending a KeyUpdate of our own at usageKeyUpdate, and 0-RTT (epoch 1). A key past its integrity limit (usageExhausted on failures) closes
-// the connection (§4.5.3), the one case where bad records are not silent.
+// it is ACKed (erratum 8047; Conn.handleKeyUpdate). Our own KeyUpdate
+// (Conn.UpdateKeys, or Write at usageKeyUpdate of the write key) follows
+// the same rule; the peer's old read epoch goes one retransmission
+// timeout after a record of its new one decrypts (maxReadEpochs13 in
+// conn_dtls13.go). Not built yet: 0-RTT (epoch 1). A key at its
+// integrity limit (usageExhausted on failures) closes the connection
+// (§4.5.3), the one case where bad records are not silent.
 //
 // ACKs (§7), built in transport_dtls13.go and conn_dtls13.go. The
 // handshake transport (flight.go, sans-I/O) remembers, for every
