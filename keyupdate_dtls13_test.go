@@ -665,3 +665,97 @@ func TestIntegrityLimit13(t *testing.T) {
 		t.Logf("server: %v", *p)
 	})
 }
+
+// TestUpdateKeysWhileReading13 calls UpdateKeys on a Listener's
+// connection while another goroutine's Read is blocked on it: the Read is
+// woken (the connection's interrupt), sends the KeyUpdate, and takes the
+// ACK; the server's write side and the client's read side reach epoch 4,
+// and the echo goes on.
+func TestUpdateKeysWhileReading13(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := netsim.New(1, netsim.Link{Delay: lossDelay})
+		cc, sc := kuConfigs(t, suiteTLSAES128GCMSHA256, 1)
+		ck, sk := newKUCounter(), newKUCounter()
+		cc.Tracer, sc.Tracer = ck.trace, sk.trace
+		spc, err := n.ListenPacket(lossServerAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := NewListener(spc, sc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		accepted := make(chan *Conn, 1)
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		wg.Go(func() {
+			nc, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c := nc.(*Conn)
+			defer c.Close()
+			if err := c.Handshake(); err != nil {
+				return
+			}
+			accepted <- c
+			buf := make([]byte, 100)
+			for {
+				k, err := c.Read(buf)
+				if err != nil {
+					return
+				}
+				c.Write(buf[:k])
+			}
+		})
+		cconn, err := n.Dial(lossClientAddr, lossServerAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cli := Client(cconn, cc)
+		defer cli.Close()
+		if err := cli.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		srv := <-accepted
+		buf := make([]byte, 100)
+		// The client's Read takes the server's ACK of its Finished and
+		// its ticket, so that the server is idle in Read.
+		cli.SetReadDeadline(time.Now().Add(time.Second))
+		cli.Read(buf)
+		if err := srv.UpdateKeys(true); err != nil {
+			t.Fatal(err)
+		}
+		for range 20 {
+			cli.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+			cli.Write([]byte("x"))
+			cli.Read(buf)
+			if _, sw, _ := sk.snapshot(); len(sw) == 1 {
+				if _, cw, _ := ck.snapshot(); len(cw) == 1 {
+					break
+				}
+			}
+		}
+		if kus, sw, _ := sk.snapshot(); kus != 1 || len(sw) != 1 || sw[0] != 4 {
+			t.Errorf("server: %d KeyUpdates, write epochs %v", kus, sw)
+		}
+		if kus, cw, _ := ck.snapshot(); kus != 1 || len(cw) != 1 || cw[0] != 4 {
+			t.Errorf("client: %d KeyUpdates, write epochs %v (it must answer update_requested)", kus, cw)
+		}
+		cli.SetReadDeadline(time.Now().Add(time.Second))
+		if _, err := cli.Write([]byte("after")); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			k, err := cli.Read(buf)
+			if err != nil {
+				t.Fatalf("echo after the KeyUpdates: %v", err)
+			}
+			if string(buf[:k]) == "after" {
+				break
+			}
+		}
+		cli.Close()
+	})
+}
