@@ -119,6 +119,9 @@ type Conn struct {
 	offered13 bool
 	// ku is the DTLS 1.3 KeyUpdate state (RFC 9147 §8; conn_dtls13.go).
 	ku keyUpdate13
+	// pha is the DTLS 1.3 post-handshake authentication state
+	// (posthandshake_auth_dtls13.go).
+	pha phaState13
 
 	// gate is the cookie gate of a Conn made by Server (hello_gate.go).
 	gate *helloGate
@@ -582,6 +585,12 @@ func (c *Conn) readRecord(ctx context.Context, userDeadline bool) ([]byte, error
 	if c.ku.wanted.Load() != 0 {
 		// A KeyUpdate that UpdateKeys or Write asked for (conn_dtls13.go).
 		if err := c.serviceKeyUpdate(); err != nil {
+			return nil, err
+		}
+	}
+	if c.pha.unsent.Load() {
+		// A RequestClientCertificate (posthandshake_auth_dtls13.go).
+		if err := c.serviceCertRequests(); err != nil {
 			return nil, err
 		}
 	}

@@ -197,31 +197,9 @@ func (c *Conn) handlePostHandshake13(hdr recordHeader, data []byte) error {
 		return nil
 	}
 	switch typ {
-	case typeKeyUpdate:
-		return c.handleKeyUpdate(hdr, data)
-	case typeNewSessionTicket:
-		if !c.isClient {
-			return c.fail(alertUnexpectedMessage, errors.New("dtls: NewSessionTicket from a client"))
-		}
-		// Reassembled, stored in the ClientSessionCache
-		// (resume_dtls13.go) and ACKed at once so that the server
-		// stops sending it.
-		if err := c.handleHandshakeRecord13(hdr, data); err != nil {
-			return err
-		}
-		for {
-			m, ok := c.hs.nextMessage()
-			if !ok {
-				break
-			}
-			if m.typ != typeNewSessionTicket {
-				return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: unexpected %v after the handshake", m.typ))
-			}
-			if err := c.handleNewSessionTicket13(m); err != nil {
-				return err
-			}
-		}
-		return c.sendACK()
+	case typeKeyUpdate, typeNewSessionTicket, typeCertificateRequest,
+		typeCertificate, typeCertificateVerify, typeFinished:
+		return c.handlePostHandshakeMessages13(hdr, data)
 	}
 	return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: %v after the DTLS 1.3 handshake is not supported", typ))
 }
@@ -269,8 +247,12 @@ func (c *Conn) handleACK(hdr recordHeader, data []byte) error {
 				return err
 			}
 		}
-		// A KeyUpdate that waited for this flight's ACK goes now.
-		return c.serviceKeyUpdate()
+		// A KeyUpdate, CertificateRequest or answer to one that waited
+		// for this flight's ACK goes now.
+		if err := c.serviceKeyUpdate(); err != nil {
+			return err
+		}
+		return c.serviceCertRequests()
 	}
 	return nil
 }
@@ -421,16 +403,13 @@ func (c *Conn) serviceKeyUpdate() error {
 	return c.sendKeyUpdate(v&kuRequestPeer != 0, extend)
 }
 
-// handleKeyUpdate takes the peer's KeyUpdate (RFC 8446 §4.6.3, RFC 9147
-// §8): from the next epoch on, its records use the next traffic secret;
-// the old epoch's keys stay until a record of the new one decrypts
-// (readRecord13). The KeyUpdate is ACKed; if it asks for one, we send
-// our own, and switch our write keys only once that is ACKed (§8,
-// erratum 8047). A KeyUpdate ends the peer's post-handshake messages in
-// its epoch (erratum 8047), so one found in an epoch older than the
-// newest is an unexpected_message; more than maxPeerKeyUpdates13 in a
-// row without application data end the connection the same way.
-func (c *Conn) handleKeyUpdate(hdr recordHeader, data []byte) error {
+// handlePostHandshakeMessages13 hands a post-handshake handshake record
+// to the transport and takes the messages it completes, in order:
+// KeyUpdate (handleKeyUpdate), NewSessionTicket (stored for resumption),
+// CertificateRequest and the client's answer to ours
+// (posthandshake_auth_dtls13.go). What it took is ACKed, unless a flight
+// of ours already acknowledged it.
+func (c *Conn) handlePostHandshakeMessages13(hdr recordHeader, data []byte) error {
 	if err := c.handleHandshakeRecord13(hdr, data); err != nil {
 		return err
 	}
@@ -440,61 +419,95 @@ func (c *Conn) handleKeyUpdate(hdr recordHeader, data []byte) error {
 		if !ok {
 			break
 		}
-		ku := new(keyUpdateMsg13)
-		if err := c.parseHandshakeMsg(m, typeKeyUpdate, ku.unmarshal); err != nil {
-			return err
-		}
-		if !ku.valid() {
-			return c.fail(alertIllegalParameter, errors.New("dtls: KeyUpdate with an invalid request_update"))
-		}
-		if m.epoch != c.rl.readCur {
-			// A message in the epoch a KeyUpdate already ended: the
-			// peer sent a second KeyUpdate before switching to the
-			// keys of its first.
-			return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: KeyUpdate in epoch %d, after the peer's KeyUpdate to epoch %d", m.epoch, c.rl.readCur))
-		}
-		c.ku.peerCount++
-		if c.ku.peerCount > maxPeerKeyUpdates13 {
-			return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: more than %d KeyUpdates from the peer without application data", maxPeerKeyUpdates13))
-		}
-		s := &c.state
-		next, err := nextTrafficSecret13(s.suite13.hash, labelPrefixDTLS13, s.peerSecret)
-		if err != nil {
-			return c.fail(alertInternalError, err)
-		}
-		keys, err := newEpochKeys13(s.suite13, c.rl.readCur+1, next)
-		if err != nil {
-			return c.fail(alertInternalError, err)
-		}
-		c.applyLimits13(keys)
-		if err := c.installReadEpoch13(keys); err != nil {
-			return err
-		}
-		c.rl.discardRead13Before(keys.epoch + 1 - maxReadEpochs13)
-		c.ku.oldRead, c.ku.retireAt = true, time.Time{}
-		c.ku.received.Add(1)
-		s.peerSecret = next
-		if ku.requestUpdate == keyUpdateRequested {
-			// RFC 8446 §4.6.3: answer with update_not_requested,
-			// unless an update of ours is already out or asked for.
-			if !acked {
-				// The ACK first, so that the peer's own update
-				// does not wait for ours.
-				if err := c.sendACK(); err != nil {
-					return err
-				}
-				acked = true
+		var err error
+		switch m.typ {
+		case typeKeyUpdate:
+			err = c.handleKeyUpdate(m, &acked)
+		case typeNewSessionTicket:
+			if !c.isClient {
+				return c.fail(alertUnexpectedMessage, errors.New("dtls: NewSessionTicket from a client"))
 			}
-			c.ku.wanted.Or(kuWanted)
-			if err := c.serviceKeyUpdate(); err != nil {
+			err = c.handleNewSessionTicket13(m)
+		case typeCertificateRequest:
+			err = c.handleCertRequest13(m)
+		case typeCertificate, typeCertificateVerify, typeFinished:
+			err = c.handleCertAnswer13(m)
+		default:
+			err = c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: unexpected %v after the handshake", m.typ))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if a := c.hs.ack13; a != nil && len(a.recv) > 0 {
+		if err := c.sendACK(); err != nil {
+			return err
+		}
+	}
+	// A client answers a queued CertificateRequest when it may.
+	return c.serviceCertRequests()
+}
+
+// handleKeyUpdate takes the peer's KeyUpdate (RFC 8446 §4.6.3, RFC 9147
+// §8): from the next epoch on, its records use the next traffic secret;
+// the old epoch's keys stay until a record of the new one decrypts
+// (readRecord13). The KeyUpdate is ACKed; if it asks for one, we send
+// our own, and switch our write keys only once that is ACKed (§8,
+// erratum 8047). A KeyUpdate ends the peer's post-handshake messages in
+// its epoch (erratum 8047), so one found in an epoch older than the
+// newest is an unexpected_message; more than maxPeerKeyUpdates13 in a
+// row without application data end the connection the same way. *acked
+// says whether the records taken so far were ACKed already.
+func (c *Conn) handleKeyUpdate(m inMessage, acked *bool) error {
+	ku := new(keyUpdateMsg13)
+	if err := c.parseHandshakeMsg(m, typeKeyUpdate, ku.unmarshal); err != nil {
+		return err
+	}
+	if !ku.valid() {
+		return c.fail(alertIllegalParameter, errors.New("dtls: KeyUpdate with an invalid request_update"))
+	}
+	if m.epoch != c.rl.readCur {
+		// A message in the epoch a KeyUpdate already ended: the peer
+		// sent a second KeyUpdate before switching to the keys of its
+		// first.
+		return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: KeyUpdate in epoch %d, after the peer's KeyUpdate to epoch %d", m.epoch, c.rl.readCur))
+	}
+	c.ku.peerCount++
+	if c.ku.peerCount > maxPeerKeyUpdates13 {
+		return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: more than %d KeyUpdates from the peer without application data", maxPeerKeyUpdates13))
+	}
+	s := &c.state
+	next, err := nextTrafficSecret13(s.suite13.hash, labelPrefixDTLS13, s.peerSecret)
+	if err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	keys, err := newEpochKeys13(s.suite13, c.rl.readCur+1, next)
+	if err != nil {
+		return c.fail(alertInternalError, err)
+	}
+	c.applyLimits13(keys)
+	if err := c.installReadEpoch13(keys); err != nil {
+		return err
+	}
+	c.rl.discardRead13Before(keys.epoch + 1 - maxReadEpochs13)
+	c.ku.oldRead, c.ku.retireAt = true, time.Time{}
+	c.ku.received.Add(1)
+	s.peerSecret = next
+	if ku.requestUpdate == keyUpdateRequested {
+		// RFC 8446 §4.6.3: answer with update_not_requested, unless an
+		// update of ours is already out or asked for.
+		if !*acked {
+			// The ACK first, so that the peer's own update does not
+			// wait for ours.
+			if err := c.sendACK(); err != nil {
 				return err
 			}
+			*acked = true
 		}
+		c.ku.wanted.Or(kuWanted)
+		return c.serviceKeyUpdate()
 	}
-	if a := c.hs.ack13; a != nil && len(a.recv) == 0 && acked {
-		return nil // ACKed above, before our own KeyUpdate
-	}
-	return c.sendACK()
+	return nil
 }
 
 // sendKeyUpdate sends a KeyUpdate in our current epoch, retransmitted
