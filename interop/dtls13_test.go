@@ -49,7 +49,11 @@ type cell13 struct {
 	// ourKeyUpdate: we update our keys after the handshake and ask the
 	// peer to (Conn.UpdateKeys(true)); both directions must reach epoch 4.
 	ourKeyUpdate bool
-	resume       bool // a second connection resumes the first's session with its ticket
+	// postAuth: post-handshake client authentication (RFC 8446 §4.6.2):
+	// our client answers the peer's CertificateRequest; our server
+	// requests a certificate (Conn.RequestClientCertificate).
+	postAuth bool
+	resume   bool // a second connection resumes the first's session with its ticket
 }
 
 // wolfPSKIdentity and wolfPSK are wolfSSL's example programs' built-in
@@ -81,6 +85,10 @@ var cells13 = []cell13{
 	// Our KeyUpdate with update_requested (Conn.UpdateKeys): the peer
 	// ACKs it (our write keys move only then) and answers with its own.
 	{name: "KeyUpdate-ours", ourKeyUpdate: true, wolfClient: []string{"-w"}},
+	// Post-handshake authentication: wolfSSL's -Q (built with
+	// --enable-postauth) requests a certificate after the handshake as a
+	// server and answers one as a client.
+	{name: "PostHandshakeAuth", postAuth: true, wolfServer: []string{"-Q"}, wolfClient: []string{"-Q"}},
 	// Resumption (RFC 8446 §4.6.1): the server's NewSessionTicket is
 	// offered as a pre_shared_key (psk_dhe_ke) in a second connection.
 	{name: "Resume", resume: true, wolfArgs: []string{"-r"}},
@@ -108,7 +116,7 @@ func (c cell13) ourConfig(pki *testPKI, client bool) *dtls.Config {
 	}
 	if client {
 		cfg.RootCAs, cfg.ServerName = pki.roots, "localhost"
-		if c.clientAuth {
+		if c.clientAuth || c.postAuth {
 			cfg.Certificates = []tls.Certificate{pki.client}
 		}
 		return cfg
@@ -119,6 +127,9 @@ func (c cell13) ourConfig(pki *testPKI, client bool) *dtls.Config {
 	}
 	if c.clientAuth {
 		cfg.ClientAuth, cfg.ClientCAs = tls.RequireAndVerifyClientCert, pki.roots
+	}
+	if c.postAuth {
+		cfg.ClientCAs = pki.roots // verified on request, none in the handshake
 	}
 	return cfg
 }
@@ -132,11 +143,17 @@ type helloCounter struct {
 	sent     int
 	// The highest read and write epochs, for the KeyUpdate cells.
 	readEpoch, writeEpoch uint64
+	// phaAnswers counts our client's answers to a post-handshake
+	// CertificateRequest.
+	phaAnswers int
 }
 
 func (h *helloCounter) trace(ev *dtls.TraceEvent) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if ev.Kind == dtls.TraceFlightSent && ev.Reason == "post-handshake authentication" {
+		h.phaAnswers++
+	}
 	if ev.Kind == dtls.TraceEpochChanged {
 		switch ev.Reason {
 		case "read":
@@ -169,6 +186,9 @@ func (h *helloCounter) check(t *testing.T, c cell13, client bool) {
 	if c.ourKeyUpdate && (h.writeEpoch < 4 || h.readEpoch < 4) {
 		t.Errorf("after our KeyUpdate(update_requested): write epoch %d (the peer's ACK moves it to 4), read epoch %d (the peer's answer moves it to 4)", h.writeEpoch, h.readEpoch)
 	}
+	if c.postAuth && client && h.phaAnswers == 0 {
+		t.Error("our client answered no post-handshake CertificateRequest")
+	}
 	if c.keyUpdate || c.ourKeyUpdate {
 		t.Logf("after the KeyUpdate: read epoch %d, write epoch %d", h.readEpoch, h.writeEpoch)
 	}
@@ -191,6 +211,7 @@ func (c cell13) want() want {
 	}
 	w.noGroup = c.pskKE
 	w.updateKeys = c.ourKeyUpdate
+	w.requestCert = c.postAuth
 	return w
 }
 
@@ -232,6 +253,9 @@ func TestDTLS13(t *testing.T) {
 						if c.pskKE {
 							notApplicable(t, "pion/dtls v4 has no option for psk_ke alone")
 						}
+						if c.postAuth {
+							notApplicable(t, "pion/dtls v4 has no post-handshake authentication (its handshake type is an enum stub)")
+						}
 						ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 						defer cancel()
 						if role == "client" {
@@ -257,7 +281,7 @@ func wolfServer13(ctx context.Context, t *testing.T, sh, dir string, pki *testPK
 	if c.psk {
 		args = []string{"-v", "4"}
 	}
-	if c.clientAuth {
+	if c.clientAuth || c.postAuth {
 		args = append(args, "-A", pki.caFile)
 	} else {
 		args = append(args, "-d")
@@ -331,7 +355,7 @@ func wolfClient13(ctx context.Context, t *testing.T, sh, dir string, pki *testPK
 	l := listen(t, cfg)
 	res := serveEcho(ctx, l, c.want(), false)
 	args := []string{"-v", "4", "-h", "127.0.0.1", "-p", strconv.Itoa(listenerPort(l)), "-A", pki.caFile}
-	if c.clientAuth {
+	if c.clientAuth || c.postAuth {
 		args = append(args, "-c", pki.clientCert, "-k", pki.clientKey)
 	}
 	args = append(args, c.wolfArgs...)

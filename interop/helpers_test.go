@@ -403,6 +403,10 @@ type want struct {
 	// handshake (DTLS 1.3, Conn.UpdateKeys) and reads on so that the
 	// peer's ACK and its own KeyUpdate arrive.
 	updateKeys bool
+	// requestCert: our server requests a client certificate after the
+	// handshake (DTLS 1.3, Conn.RequestClientCertificate) and must get
+	// one.
+	requestCert bool
 }
 
 // afterExchange13 reads on for up to a second after a client's exchange
@@ -567,6 +571,16 @@ func serveEchoConn(ctx context.Context, l *dtls.Listener, w want, greet bool, co
 		if err := startUpdateKeys13(dc, w); err != nil {
 			r.err = fmt.Errorf("server: %w", err)
 			return
+		}
+		if w.requestCert {
+			if err := dc.RequestClientCertificate(ctx); err != nil {
+				r.err = fmt.Errorf("server RequestClientCertificate: %w", err)
+				return
+			}
+			if n := len(dc.ConnectionState().PeerCertificates); n == 0 {
+				r.err = errors.New("server: no client certificate after RequestClientCertificate")
+				return
+			}
 		}
 		if greet {
 			if _, err := c.Write([]byte(goLine + "\n")); err != nil {

@@ -84,6 +84,7 @@ var (
 		{"MTU300", "MTU 300"},
 		{"KeyUpdate", "KeyUpdate (the peer's, update_requested)"},
 		{"KeyUpdate-ours", "KeyUpdate (ours, update_requested)"},
+		{"PostHandshakeAuth", "post-handshake client auth"},
 		{"Resume", "resumption (ticket)"},
 	}
 	roles = []struct{ key, name string }{
