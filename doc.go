@@ -3,7 +3,8 @@
 // 9147) when Config.MaxVersion is VersionDTLS13: the default is DTLS 1.2
 // for now. DTLS 1.3 resumes sessions with tickets (RFC 8446 §4.6.1),
 // updates its keys before the AEAD limits of RFC 9147 §4.5.3 by itself or
-// when asked (Conn.UpdateKeys), but has no 0-RTT, and raw public keys,
+// when asked (Conn.UpdateKeys), authenticates clients after the handshake
+// (Conn.RequestClientCertificate), but has no 0-RTT, and raw public keys,
 // DTLS-SRTP and Connection IDs are
 // used only over DTLS 1.2 (see README for the rest it lacks).
 //

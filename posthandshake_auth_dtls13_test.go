@@ -166,6 +166,31 @@ func TestPostHandshakeAuth13Refusals(t *testing.T) {
 			}
 		})
 	})
+	t.Run("CertificateRequest flood", func(t *testing.T) {
+		cc, sc := phaConfigs(t, true)
+		phaRun(t, cc, sc, false, func(t *testing.T, cli, srv *Conn) {
+			for i := range maxCertRequests13 + 2 {
+				testSendHandshake13(t, srv, typeCertificateRequest, &certificateRequestMsg13{context: []byte{byte(i + 1)}, supportedSignatureAlgorithms: supportedSignatureAlgorithms13()})
+			}
+			settle()
+			if a := alert(cli.alertSent.Load() - 1); cli.alertSent.Load() == 0 || a != alertUnexpectedMessage {
+				t.Errorf("client sent %v, want unexpected_message", a)
+			}
+		})
+	})
+	t.Run("answer with a context never sent", func(t *testing.T) {
+		cc, sc := phaConfigs(t, true)
+		phaRun(t, cc, sc, false, func(t *testing.T, cli, srv *Conn) {
+			// The client's Read sends nothing meanwhile: its message
+			// sequence is the test's to use.
+			testSendHandshake13(t, cli, typeCertificate, &certificateMsg13{context: []byte{9, 9}})
+			srv.SetReadDeadline(time.Now().Add(time.Second))
+			srv.Read(make([]byte, 10))
+			if a := alert(srv.alertSent.Load() - 1); srv.alertSent.Load() == 0 || a != alertIllegalParameter {
+				t.Errorf("server sent %v, want illegal_parameter", a)
+			}
+		})
+	})
 	t.Run("not on DTLS 1.2 nor a client", func(t *testing.T) {
 		c := Client(nil, &Config{})
 		c.handshakeComplete.Store(true)
@@ -174,4 +199,19 @@ func TestPostHandshakeAuth13Refusals(t *testing.T) {
 			t.Error("a client requested a certificate")
 		}
 	})
+}
+
+// testSendHandshake13 sends msg as c's next handshake message, in one
+// record of its current write epoch, outside any rule.
+func testSendHandshake13(t *testing.T, c *Conn, typ handshakeType, msg interface{ marshal() ([]byte, error) }) {
+	t.Helper()
+	body, err := msg.marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := handshakeHeader{typ: typ, length: uint32(len(body)), messageSeq: c.hs.sendSeq, fragmentLength: uint32(len(body))}
+	c.hs.sendSeq++
+	if err := testSendRaw13(c, recordTypeHandshake, append(h.appendTo(nil), body...)); err != nil {
+		t.Fatal(err)
+	}
 }
