@@ -321,7 +321,11 @@ func testAutoKeyUpdate(t *testing.T, suite uint16, loss float64, seed uint64, li
 		if min := total / int(limit); len(writes) < min {
 			t.Errorf("%s: %d KeyUpdates for %d records at limit %d", name, len(writes), total, limit)
 		}
-		t.Logf("%s: %d records in epochs 3..%d, %d KeyUpdates (one per %d..%d records)", name, total, last, len(writes), threshold, limit)
+		per := make([]int, 0, last-2)
+		for e := uint64(3); e <= last; e++ {
+			per = append(per, sealed[e])
+		}
+		t.Logf("%s: %d records in epochs 3..%d, %d KeyUpdates (one per %d..%d records): per epoch %v", name, total, last, len(writes), threshold, limit, per)
 	}
 }
 
