@@ -65,48 +65,6 @@ const (
 	maxSpareCIDs13 = 8
 )
 
-// handleCIDMessage13 takes a handshake record that starts a
-// NewConnectionId or RequestConnectionId fragment after a 1.3 handshake.
-// typ is the first fragment's type.
-func (c *Conn) handleCIDMessage13(hdr recordHeader, data []byte, typ handshakeType) error {
-	if typ == typeRequestConnectionID && !c.hs.final {
-		// A flight of ours awaits its ACK: leave the request unACKed
-		// and unprocessed; the peer retransmits it.
-		return nil
-	}
-	if err := c.handleHandshakeRecord13(hdr, data); err != nil {
-		return err
-	}
-	var issue int
-	for {
-		m, ok := c.hs.nextMessage()
-		if !ok {
-			break
-		}
-		switch m.typ {
-		case typeNewConnectionID:
-			if err := c.handleNewConnectionID13(m); err != nil {
-				return err
-			}
-		case typeRequestConnectionID:
-			n, err := c.handleRequestConnectionID13(m)
-			if err != nil {
-				return err
-			}
-			issue += n
-		default:
-			return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: unexpected %v after the handshake", m.typ))
-		}
-	}
-	if err := c.sendACK(); err != nil {
-		return err
-	}
-	if issue == 0 {
-		return nil
-	}
-	return c.issueConnectionIDs13(issue, cidSpare)
-}
-
 // handleNewConnectionID13 takes the peer's new CIDs.
 func (c *Conn) handleNewConnectionID13(m inMessage) error {
 	if len(c.rl.writeCID) == 0 {

@@ -66,7 +66,9 @@ type Config struct {
 	ClientAuth tls.ClientAuthType
 
 	// ClientCAs is the set of roots a server verifies client certificates
-	// against when ClientAuth asks for verification.
+	// against when ClientAuth asks for verification. In DTLS 1.3 it also
+	// verifies a certificate obtained after the handshake
+	// (Conn.RequestClientCertificate) when ClientAuth is NoClientCert.
 	ClientCAs *x509.CertPool
 
 	// CipherSuites lists the enabled suites, by IANA id, in preference

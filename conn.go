@@ -117,9 +117,11 @@ type Conn struct {
 	// offered13: a client whose ClientHello offered DTLS 1.3, which
 	// keeps early unified-header records until it knows the version.
 	offered13 bool
-	// keyUpdatePending: we sent a KeyUpdate and switch our write keys
-	// once it is ACKed (RFC 9147 §8).
-	keyUpdatePending bool
+	// ku is the DTLS 1.3 KeyUpdate state (RFC 9147 §8; conn_dtls13.go).
+	ku keyUpdate13
+	// pha is the DTLS 1.3 post-handshake authentication state
+	// (posthandshake_auth_dtls13.go).
+	pha phaState13
 	// cidSpares13 are the peer's spare CIDs from its NewConnectionId
 	// (cid_dtls13.go), at most maxSpareCIDs13; the reader's.
 	cidSpares13 [][]byte
@@ -506,14 +508,32 @@ func (c *Conn) Write(b []byte) (int, error) {
 		return 0, os.ErrDeadlineExceeded
 	}
 	c.out.Lock()
-	defer c.out.Unlock()
+	if c.vers == VersionDTLS13 && c.rl.writeUsage13() == usageExhausted {
+		// The key reached its limit before our KeyUpdate was ACKed:
+		// wait for the next key rather than seal past it or drop b.
+		c.out.Unlock()
+		if err := c.waitWriteKeys13(); err != nil {
+			return 0, err
+		}
+		c.out.Lock()
+	}
 	buf, err := c.rl.seal(c.outBuffer(recordHeaderLen+len(b)+c.rl.expansion(c.rl.writeCur)), c.rl.writeCur, recordTypeApplicationData, b)
 	if err != nil {
+		c.out.Unlock()
 		return 0, err
 	}
 	c.traceRecordSent(buf, len(b))
-	if err := c.io.writeDatagram(buf); err != nil {
+	err = c.io.writeDatagram(buf)
+	due := c.keyUpdateDue13()
+	c.out.Unlock()
+	if err != nil {
 		return 0, err
+	}
+	if due {
+		// RFC 9147 §4.5.3: update the keys before the limit.
+		if err := c.requestKeyUpdate(false); err != nil {
+			return 0, err
+		}
 	}
 	return len(b), nil
 }
@@ -578,6 +598,18 @@ func (c *Conn) Close() error {
 // next call), or nil when the record carried something else. Called with
 // c.in held.
 func (c *Conn) readRecord(ctx context.Context, userDeadline bool) ([]byte, error) {
+	if c.ku.wanted.Load() != 0 {
+		// A KeyUpdate that UpdateKeys or Write asked for (conn_dtls13.go).
+		if err := c.serviceKeyUpdate(); err != nil {
+			return nil, err
+		}
+	}
+	if c.pha.unsent.Load() {
+		// A RequestClientCertificate (posthandshake_auth_dtls13.go).
+		if err := c.serviceCertRequests(); err != nil {
+			return nil, err
+		}
+	}
 	if len(c.pending) == 0 {
 		d, err := c.readDatagram(ctx, userDeadline)
 		if err != nil || d == nil {
@@ -648,6 +680,9 @@ func (c *Conn) readDatagram(ctx context.Context, userDeadline bool) ([]byte, err
 			if c.hs.timerFired(now) {
 				if c.config.Tracer != nil {
 					c.trace(&TraceEvent{Kind: TraceTimerFired})
+				}
+				if c.hs.retransmitLimitReached() && c.ku.pending {
+					return nil, c.fail(alertInternalError, fmt.Errorf("dtls: KeyUpdate not acknowledged after %d retransmissions: %w", maxRetransmissions, os.ErrDeadlineExceeded))
 				}
 				if c.hs.retransmitLimitReached() && c.handshakeComplete.Load() {
 					// A DTLS 1.3 client's final flight that the
@@ -1082,6 +1117,14 @@ func (c *Conn) sendFlight(retransmit bool, why string) error {
 			start := len(buf)
 			var err error
 			buf, err = c.rl.seal(buf, rec.epoch, rec.typ, rec.data)
+			if retransmit && errors.Is(err, errLimitReached) {
+				// A DTLS 1.3 key past its confidentiality limit
+				// (RFC 9147 §4.5.3) cannot resend its KeyUpdate; the
+				// timer runs on, and the retransmission limit ends
+				// the connection if no ACK comes.
+				c.hs.flightSent(now)
+				return nil
+			}
 			if err != nil {
 				return err
 			}

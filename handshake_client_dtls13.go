@@ -117,6 +117,9 @@ func (cfg *Config) groups13() []tls.CurveID {
 func (c *Conn) offer13(hello *clientHelloMsg, cached *ClientSessionState) (*clientHandshakeState13, error) {
 	hs := &clientHandshakeState13{c: c}
 	m := &clientHelloMsg13{clientHelloMsg: *hello}
+	// post_handshake_auth (RFC 8446 §4.2.6) when we have a certificate
+	// to offer (posthandshake_auth_dtls13.go).
+	m.postHandshakeAuth = len(c.config.Certificates) > 0
 	m.supportedVersions = []uint16{VersionDTLS13}
 	if c.config.supports(VersionDTLS12) {
 		m.supportedVersions = append(m.supportedVersions, VersionDTLS12)
@@ -752,6 +755,9 @@ func (hs *clientHandshakeState13) sendClientFinished() error {
 		return c.fail(alertInternalError, err)
 	}
 	if err := hs.writeHandshake(&finishedMsg{verifyData: vd}); err != nil {
+		return err
+	}
+	if err := c.keepTranscript13(hs.hello.postHandshakeAuth, hs.transcript); err != nil {
 		return err
 	}
 	// RFC 8446 §7.1: the resumption master secret covers the transcript

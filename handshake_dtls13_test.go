@@ -628,7 +628,7 @@ func TestKeyUpdate13(t *testing.T) {
 	cli.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 	buf := make([]byte, 100)
 	cli.Read(buf)
-	if err := cli.sendKeyUpdate(); err != nil {
+	if err := cli.sendKeyUpdate(false, false); err != nil {
 		t.Fatal(err)
 	}
 	if cli.rl.writeCur != 3 {

@@ -688,6 +688,9 @@ func (hs *serverHandshakeState13) readClientFlight() error {
 		return c.fail(alertDecryptError, errors.New("dtls: client's Finished is wrong"))
 	}
 	hs.addTranscript(msg)
+	if err := c.keepTranscript13(hs.hello.postHandshakeAuth, hs.transcript); err != nil {
+		return err
+	}
 	// RFC 8446 §7.1: through the client's Finished.
 	if hs.state.resumptionSecret, err = hs.master.resumptionMasterSecret(hs.transcript.Sum(nil)); err != nil {
 		return c.fail(alertInternalError, err)

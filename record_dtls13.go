@@ -34,9 +34,13 @@ package dtls
 // epoch 2's read keys after the handshake to take, and re-ACK, a
 // retransmitted client Finished. A peer's KeyUpdate adds read epoch N+1
 // beside N; ours (sent when the peer asks) moves the write side only once
-// it is ACKed (erratum 8047; Conn.handleKeyUpdate). Not built yet:
-// sending a KeyUpdate of our own at usageKeyUpdate, and 0-RTT (epoch 1). A key past its integrity limit (usageExhausted on failures) closes
-// the connection (§4.5.3), the one case where bad records are not silent.
+// it is ACKed (erratum 8047; Conn.handleKeyUpdate). Our own KeyUpdate
+// (Conn.UpdateKeys, or Write at usageKeyUpdate of the write key) follows
+// the same rule; the peer's old read epoch goes one retransmission
+// timeout after a record of its new one decrypts (maxReadEpochs13 in
+// conn_dtls13.go). Not built yet: 0-RTT (epoch 1). A key at its
+// integrity limit (usageExhausted on failures) closes the connection
+// (§4.5.3), the one case where bad records are not silent.
 //
 // ACKs (§7), built in transport_dtls13.go and conn_dtls13.go. The
 // handshake transport (flight.go, sans-I/O) remembers, for every
@@ -337,6 +341,24 @@ func checkLimit(n, limit uint64) usage13 {
 	return usageOK
 }
 
+// aeadControlReserve bounds the records a write key keeps, below its
+// confidentiality limit, for ACKs and the retransmissions of our
+// KeyUpdate: application data stops that many records short of the limit
+// (a sixteenth of it when smaller), so that the KeyUpdate that retires
+// the key can still be resent and the peer's records ACKed while Write
+// waits for the new key. An ACK that would pass the limit is not sent.
+const aeadControlReserve = 1024
+
+// appSealState is sealState for application data, which leaves the
+// aeadControlReserve to the handshake transport.
+func (u *aeadUsage13) appSealState() usage13 {
+	reserve := min(u.confidentialityLimit/16, aeadControlReserve)
+	if u.sealed >= u.confidentialityLimit-reserve {
+		return usageExhausted
+	}
+	return checkLimit(u.sealed, u.confidentialityLimit)
+}
+
 // sealState reports whether the key may seal another record. It does not
 // count: noteSealed does, after a record went out.
 func (u *aeadUsage13) sealState() usage13 { return checkLimit(u.sealed, u.confidentialityLimit) }
@@ -359,6 +381,9 @@ type epochKeys13 struct {
 	iv    [aeadNonceLen13]byte
 	rne   *recordNumberMasker
 	usage aeadUsage13
+	// updateAsked: failures of this read key neared the integrity limit
+	// and we asked the peer for a KeyUpdate (once per key).
+	updateAsked bool
 	// Scratch, as in epochKeys: kept here so that it does not escape
 	// through the cipher.AEAD interface per record. One direction's lock
 	// guards it.
@@ -522,4 +547,49 @@ func (k *epochKeys13) openRecord13(hdr, body []byte, seq uint64) (typ recordType
 		return 0, nil, usageOK, dropBadContentType
 	}
 	return recordType(pt[i]), pt[:i:i], usageOK, dropNone
+}
+
+// writeUsage13 reports the confidentiality state of the current DTLS 1.3
+// write key for application data (usageOK for DTLS 1.2 epochs and epoch
+// 0).
+func (rl *recordLayer) writeUsage13() usage13 {
+	if w := rl.writeState(rl.writeCur); w != nil && w.keys13 != nil {
+		return w.keys13.usage.appSealState()
+	}
+	return usageOK
+}
+
+// readFailures13 returns how many records of read epoch failed
+// authentication.
+func (rl *recordLayer) readFailures13(epoch uint64) uint64 {
+	if r := rl.readState(epoch); r != nil && r.keys13 != nil {
+		return r.keys13.usage.failed
+	}
+	return 0
+}
+
+// markUpdateAsked13 notes that we asked the peer to replace the keys of
+// read epoch epoch (their failures neared the integrity limit), and
+// reports whether this is the first time.
+func (rl *recordLayer) markUpdateAsked13(epoch uint64) bool {
+	r := rl.readState(epoch)
+	if r == nil || r.keys13 == nil || r.keys13.updateAsked {
+		return false
+	}
+	r.keys13.updateAsked = true
+	return true
+}
+
+// discardRead13Before drops the DTLS 1.3 read epochs older than epoch
+// (epoch 0's plaintext slot stays: it never opens protected records).
+func (rl *recordLayer) discardRead13Before(epoch uint64) {
+	for i := range maxEpochs {
+		r := rl.readAt(i)
+		if r == nil {
+			break
+		}
+		if r.keys13 != nil && r.epoch < epoch && r.epoch != rl.readCur {
+			*r = readEpoch{epoch: noEpoch}
+		}
+	}
 }

@@ -113,6 +113,9 @@ func TestSRTPResumption(t *testing.T) {
 	sc.SRTPProtectionProfiles = []uint16{SRTP_AES128_CM_HMAC_SHA1_80}
 	cc.ClientSessionCache = NewLRUClientSessionCache(2)
 	cc.ServerName = "srtp.test" // one cache key across the listeners
+	// A 1.2 PSK suite: the session is a 1.2 one (1.3 resumes through
+	// tickets, TestResume13*).
+	cc.MaxVersion, sc.MaxVersion = VersionDTLS12, VersionDTLS12
 	c1, _ := srtpPair(t, cc, sc)
 	k1, err := c1.SRTPKeys()
 	if err != nil {

@@ -21,7 +21,7 @@ const (
 	TraceFlightRetransmitted                      // our flight went out again (Flight, Reason: "timer", "peer repeated" or, DTLS 1.3, "partial ACK")
 	TraceTimerArmed                               // the retransmission timer was armed (Timeout)
 	TraceTimerFired                               // the retransmission timer expired
-	TraceEpochChanged                             // read or write keys changed (Epoch, Reason: "read" or "write")
+	TraceEpochChanged                             // read or write keys changed (Epoch, Reason: "read" or "write"; DTLS 1.3 "read discarded": the peer's epoch before its KeyUpdate was dropped)
 	TraceAlertSent                                // we sent an alert (Alert)
 	TraceAlertReceived                            // the peer sent an alert (Alert)
 	TraceHandshakeDone                            // the handshake completed (Reason: the suite)

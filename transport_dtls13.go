@@ -122,7 +122,12 @@ func (t *handshakeTransport) pendingSpans(dst []span, i int, n uint32) []span {
 // a running timer.
 func (t *handshakeTransport) startPostHandshakeFlight() {
 	t.flight = nil
-	t.sent, t.peerMoved, t.final, t.timerArmed = false, false, false, false
+	// peerMoved starts true: the peer's next post-handshake message (its
+	// own KeyUpdate, a ticket) is no answer to this flight, which only an
+	// ACK completes, so it must neither give an RTT sample (peerAdvanced
+	// would time it from our flight, perhaps minutes old) nor make us
+	// resend as a repeated flight of the peer would.
+	t.sent, t.peerMoved, t.final, t.timerArmed = false, true, false, false
 	t.sendCount = 0
 	if t.ack13 != nil {
 		t.ack13.newFlight()
@@ -326,4 +331,46 @@ func (t *handshakeTransport) partialACKResend(progress bool, now time.Time) bool
 func (t *handshakeTransport) ackDue(now time.Time) bool {
 	a := t.ack13
 	return a != nil && a.ackArmed && !now.Before(a.ackAt)
+}
+
+// postHandshakeBusy reports whether a flight of ours still waits for the
+// peer: a DTLS 1.3 client's final flight until the server ACKs it, a
+// NewSessionTicket or KeyUpdate until ACKed. A KeyUpdate of ours waits
+// for it (RFC 9147 §8 with erratum 8047: the new keys only once the
+// KeyUpdate and every message before it are ACKed, which holds when the
+// KeyUpdate starts a flight of its own after the last one was ACKed).
+func (t *handshakeTransport) postHandshakeBusy() bool {
+	return len(t.flight) > 0 && !t.final && (t.ack13 == nil || !t.ack13.allAcked)
+}
+
+// flightACKed resets the retransmission timeout when an ACK completed
+// our flight: from the estimate of the handshake's round trips rather
+// than the value the timer doubled, so that a post-handshake flight
+// (KeyUpdate, NewSessionTicket) after a lossy stretch starts from the
+// path's RTT. A post-handshake ACK gives no RTT sample: the peer may
+// take it late (an application that reads rarely), which would inflate
+// the estimate for good.
+func (t *handshakeTransport) flightACKed() {
+	t.rto = t.rtoEstimate()
+}
+
+// extendPostHandshakeFlight reopens our post-handshake flight that still
+// waits for its ACK (a NewSessionTicket) so that a KeyUpdate joins it,
+// and reports whether it did. RFC 9147 §8 with erratum 8047 lets the
+// KeyUpdate go before the ticket is ACKed, as long as the keys change
+// only once both are, which the flight's ACK state then says. A flight
+// of the handshake (the client's Finished, epoch 2) or one that holds a
+// KeyUpdate already is not reopened: the KeyUpdate waits for its ACK.
+func (t *handshakeTransport) extendPostHandshakeFlight() bool {
+	if t.ack13 == nil || len(t.flight) == 0 || len(t.flight) >= maxFlightEntries13 || t.final {
+		return false
+	}
+	for _, e := range t.flight {
+		if e.ccs || e.epoch < 3 || e.typ == typeKeyUpdate {
+			return false
+		}
+	}
+	t.sent, t.timerArmed, t.sendCount = false, false, 0
+	t.ack13.allAcked = false
+	return true
 }

@@ -53,6 +53,13 @@ type cell13 struct {
 	// srtpKM carries the peer's SRTP keying material (its exporter, RFC
 	// 5764 §4.2) to the check of ours, in the SRTP cells; made per run.
 	srtpKM chan []byte
+	// ourKeyUpdate: we update our keys after the handshake and ask the
+	// peer to (Conn.UpdateKeys(true)); both directions must reach epoch 4.
+	ourKeyUpdate bool
+	// postAuth: post-handshake client authentication (RFC 8446 §4.6.2):
+	// our client answers the peer's CertificateRequest; our server
+	// requests a certificate (Conn.RequestClientCertificate).
+	postAuth bool
 }
 
 // wolfPSKIdentity and wolfPSK are wolfSSL's example programs' built-in
@@ -81,6 +88,13 @@ var cells13 = []cell13{
 	{name: "PSK-psk_ke", psk: true, pskKE: true, suite: 0x1301, wolfArgs: []string{"-s", "-K", "-l", "TLS13-AES128-GCM-SHA256"}, wolfClient: []string{"--openssl-psk"}},
 	{name: "MTU300", mtu: 300, wolfArgs: []string{"-u", "300"}},
 	{name: "KeyUpdate", keyUpdate: true, wolfClient: []string{"-I"}, wolfServer: []string{"-U"}},
+	// Our KeyUpdate with update_requested (Conn.UpdateKeys): the peer
+	// ACKs it (our write keys move only then) and answers with its own.
+	{name: "KeyUpdate-ours", ourKeyUpdate: true, wolfClient: []string{"-w"}},
+	// Post-handshake authentication: wolfSSL's -Q (built with
+	// --enable-postauth) requests a certificate after the handshake as a
+	// server and answers one as a client.
+	{name: "PostHandshakeAuth", postAuth: true, wolfServer: []string{"-Q"}, wolfClient: []string{"-Q"}},
 	// Resumption (RFC 8446 §4.6.1): the server's NewSessionTicket is
 	// offered as a pre_shared_key (psk_dhe_ke) in a second connection.
 	{name: "Resume", resume: true, wolfArgs: []string{"-r"}},
@@ -125,7 +139,7 @@ func (c cell13) ourConfig(pki *testPKI, client bool) *dtls.Config {
 	}
 	if client {
 		cfg.RootCAs, cfg.ServerName = pki.roots, "localhost"
-		if c.clientAuth {
+		if c.clientAuth || c.postAuth {
 			cfg.Certificates = []tls.Certificate{pki.client}
 		}
 		return cfg
@@ -136,6 +150,9 @@ func (c cell13) ourConfig(pki *testPKI, client bool) *dtls.Config {
 	}
 	if c.clientAuth {
 		cfg.ClientAuth, cfg.ClientCAs = tls.RequireAndVerifyClientCert, pki.roots
+	}
+	if c.postAuth {
+		cfg.ClientCAs = pki.roots // verified on request, none in the handshake
 	}
 	return cfg
 }
@@ -149,15 +166,22 @@ type helloCounter struct {
 	sent     int
 	// The highest read and write epochs, for the KeyUpdate cells.
 	readEpoch, writeEpoch uint64
+	// phaAnswers counts our client's answers to a post-handshake
+	// CertificateRequest.
+	phaAnswers int
 }
 
 func (h *helloCounter) trace(ev *dtls.TraceEvent) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if ev.Kind == dtls.TraceFlightSent && ev.Reason == "post-handshake authentication" {
+		h.phaAnswers++
+	}
 	if ev.Kind == dtls.TraceEpochChanged {
-		if ev.Reason == "read" {
+		switch ev.Reason {
+		case "read":
 			h.readEpoch = max(h.readEpoch, ev.Epoch)
-		} else {
+		case "write":
 			h.writeEpoch = max(h.writeEpoch, ev.Epoch)
 		}
 	}
@@ -182,7 +206,13 @@ func (h *helloCounter) check(t *testing.T, c cell13, client bool) {
 	if c.keyUpdate && h.readEpoch < 4 {
 		t.Errorf("the peer's KeyUpdate did not move our read side past epoch 3 (read %d, write %d)", h.readEpoch, h.writeEpoch)
 	}
-	if c.keyUpdate {
+	if c.ourKeyUpdate && (h.writeEpoch < 4 || h.readEpoch < 4) {
+		t.Errorf("after our KeyUpdate(update_requested): write epoch %d (the peer's ACK moves it to 4), read epoch %d (the peer's answer moves it to 4)", h.writeEpoch, h.readEpoch)
+	}
+	if c.postAuth && client && h.phaAnswers == 0 {
+		t.Error("our client answered no post-handshake CertificateRequest")
+	}
+	if c.keyUpdate || c.ourKeyUpdate {
 		t.Logf("after the KeyUpdate: read epoch %d, write epoch %d", h.readEpoch, h.writeEpoch)
 	}
 	if c.name != "HRR" && c.name != "X25519MLKEM768" {
@@ -210,6 +240,8 @@ func (c cell13) want() want {
 		w.srtp = dtls.SRTP_AES128_CM_HMAC_SHA1_80
 		w.srtpKM = c.srtpKM
 	}
+	w.updateKeys = c.ourKeyUpdate
+	w.requestCert = c.postAuth
 	return w
 }
 
@@ -265,6 +297,9 @@ func TestDTLS13(t *testing.T) {
 						if c.rpk {
 							notApplicable(t, "pion/dtls v4 has no raw public keys (RFC 7250)")
 						}
+						if c.postAuth {
+							notApplicable(t, "pion/dtls v4 has no post-handshake authentication (its handshake type is an enum stub)")
+						}
 						ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 						defer cancel()
 						if role == "client" {
@@ -290,7 +325,7 @@ func wolfServer13(ctx context.Context, t *testing.T, sh, dir string, pki *testPK
 	if c.psk {
 		args = []string{"-v", "4"}
 	}
-	if c.clientAuth {
+	if c.clientAuth || c.postAuth {
 		args = append(args, "-A", pki.caFile)
 	} else {
 		args = append(args, "-d")
@@ -336,6 +371,9 @@ func wolfClientRound13(ctx context.Context, t *testing.T, srv *proc, cfg *dtls.C
 	if err := w.check(conn.ConnectionState()); err != nil {
 		t.Error(err)
 	}
+	if err := startUpdateKeys13(conn, w); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := conn.Write([]byte(goLine)); err != nil {
 		t.Fatal(err)
 	}
@@ -348,6 +386,7 @@ func wolfClientRound13(ctx context.Context, t *testing.T, srv *proc, cfg *dtls.C
 	if got := strings.TrimRight(string(buf[:n]), "\x00\n"); got != "I hear you fa shizzle!" {
 		t.Errorf("wolfSSL answered %q", got)
 	}
+	afterExchange13(conn, w)
 }
 
 // wolfClient13: wolfSSL's example client, our Listener.
@@ -360,7 +399,7 @@ func wolfClient13(ctx context.Context, t *testing.T, sh, dir string, pki *testPK
 	l := listen(t, cfg)
 	res := serveEcho(ctx, l, c.want(), false)
 	args := []string{"-v", "4", "-h", "127.0.0.1", "-p", strconv.Itoa(listenerPort(l)), "-A", pki.caFile}
-	if c.clientAuth {
+	if c.clientAuth || c.postAuth {
 		args = append(args, "-c", pki.clientCert, "-k", pki.clientKey)
 	}
 	args = append(args, c.wolfArgs...)
@@ -575,6 +614,17 @@ func pionServe13(ctx context.Context, t *testing.T, l net.Listener, c cell13) er
 			// returns context.Canceled though the record went out
 			// (dialAndExchange checked it arrived).
 			t.Logf("interop-note: pion v4's DTLS 1.3 server Write can return %v after its record was delivered, when the peer closes at once", err)
+		}
+		if c.ourKeyUpdate {
+			// Our KeyUpdate waits for pion's ACK of our Finished and
+			// may come after the echo: read on (pion takes it in
+			// Read) until our close_notify.
+			conn.SetReadDeadline(time.Now().Add(exitWait))
+			for {
+				if _, err := conn.Read(buf); err != nil {
+					break
+				}
+			}
 		}
 		errc <- nil
 	}()

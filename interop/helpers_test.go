@@ -403,6 +403,45 @@ type want struct {
 	// srtpKM, if not nil, delivers the peer's SRTP keying material
 	// (RFC 5764 §4.2), which must equal ours.
 	srtpKM <-chan []byte
+	// updateKeys: our side sends a KeyUpdate(update_requested) after the
+	// handshake (DTLS 1.3, Conn.UpdateKeys) and reads on so that the
+	// peer's ACK and its own KeyUpdate arrive.
+	updateKeys bool
+	// requestCert: our server requests a client certificate after the
+	// handshake (DTLS 1.3, Conn.RequestClientCertificate) and must get
+	// one.
+	requestCert bool
+}
+
+// afterExchange13 reads on for up to a second after a client's exchange
+// when w.updateKeys, so that the peer's ACK of our KeyUpdate (which moves
+// our write keys) and its KeyUpdate in answer are processed; it stops at
+// the peer's close_notify or any error.
+func afterExchange13(conn *dtls.Conn, w want) {
+	if !w.updateKeys {
+		return
+	}
+	buf := make([]byte, 1<<14)
+	for range 10 {
+		conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		if _, err := conn.Read(buf); err != nil {
+			var ne net.Error
+			if !errors.As(err, &ne) || !ne.Timeout() {
+				return
+			}
+		}
+	}
+}
+
+// startUpdateKeys13 sends our KeyUpdate when w asks for one.
+func startUpdateKeys13(conn *dtls.Conn, w want) error {
+	if !w.updateKeys {
+		return nil
+	}
+	if err := conn.UpdateKeys(true); err != nil {
+		return fmt.Errorf("UpdateKeys: %w", err)
+	}
+	return nil
 }
 
 func (w want) check(st dtls.ConnectionState) error {
@@ -544,6 +583,20 @@ func serveEchoConn(ctx context.Context, l *dtls.Listener, w want, greet bool, co
 		if conns != nil {
 			conns <- dc
 		}
+		if err := startUpdateKeys13(dc, w); err != nil {
+			r.err = fmt.Errorf("server: %w", err)
+			return
+		}
+		if w.requestCert {
+			if err := dc.RequestClientCertificate(ctx); err != nil {
+				r.err = fmt.Errorf("server RequestClientCertificate: %w", err)
+				return
+			}
+			if n := len(dc.ConnectionState().PeerCertificates); n == 0 {
+				r.err = errors.New("server: no client certificate after RequestClientCertificate")
+				return
+			}
+		}
 		if greet {
 			if _, err := c.Write([]byte(goLine + "\n")); err != nil {
 				r.err = fmt.Errorf("server Write: %w", err)
@@ -599,6 +652,9 @@ func dialAndExchange(ctx context.Context, t *testing.T, addr string, cfg *dtls.C
 	if err := w.check(conn.ConnectionState()); err != nil {
 		t.Error(err)
 	}
+	if err := startUpdateKeys13(conn, w); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := conn.Write([]byte(line)); err != nil {
 		t.Fatalf("Write: %v", err)
 	}
@@ -611,6 +667,7 @@ func dialAndExchange(ctx context.Context, t *testing.T, addr string, cfg *dtls.C
 	if got := string(buf[:n]); got != reply {
 		t.Errorf("Read %q, want %q", got, reply)
 	}
+	afterExchange13(conn, w)
 	if err := conn.Close(); err != nil {
 		t.Errorf("Close: %v", err)
 	}

@@ -30,7 +30,7 @@ func init() {
 	})
 }
 
-const demoSynopsis = `demo [-loss P] [-mtu N] [-seed S] [-psk] [-version 1.2|1.3] [-out DIR] [-messages N]
+const demoSynopsis = `demo [-loss P] [-mtu N] [-seed S] [-psk] [-version 1.2|1.3 [-keyupdate]] [-out DIR] [-messages N]
 
 Runs a DTLS server and client in this process over loopback, through a
 seeded lossy channel when -loss is above 0, does a handshake and echoes a
@@ -65,6 +65,9 @@ type demoOptions struct {
 	out      string
 	messages int
 	version  uint16
+	// keyUpdate: DTLS 1.3, the client updates its keys (and asks the
+	// server to) before the messages.
+	keyUpdate bool
 }
 
 func parseDemoFlags(args []string, w io.Writer) (*demoOptions, error) {
@@ -76,6 +79,7 @@ func parseDemoFlags(args []string, w io.Writer) (*demoOptions, error) {
 	fs.BoolVar(&o.psk, "psk", false, "use a pre-shared key (in 1.2 TLS_PSK_WITH_AES_128_CCM_8, in 1.3 an external PSK with ECDHE) instead of an ECDSA certificate")
 	fs.StringVar(&o.out, "out", "", "folder for handshake.pcapng, handshake.svg and keylog.txt")
 	fs.IntVar(&o.messages, "messages", 3, "application messages to echo after the handshake")
+	fs.BoolVar(&o.keyUpdate, "keyupdate", false, "with -version 1.3: after the handshake the client sends a KeyUpdate asking the server for one too, and the ladder shows the ACKs and the epochs move")
 	version := fs.String("version", "1.3", "DTLS version: 1.3 (RFC 9147, the library's default) or 1.2 (RFC 6347)")
 	if err := parseArgs(fs, args); err != nil {
 		return nil, err
@@ -87,6 +91,9 @@ func parseDemoFlags(args []string, w io.Writer) (*demoOptions, error) {
 		o.version = dtls.VersionDTLS13
 	default:
 		return nil, usageErrorf("-version %q: 1.2 or 1.3", *version)
+	}
+	if o.keyUpdate && o.version != dtls.VersionDTLS13 {
+		return nil, usageErrorf("-keyupdate needs -version 1.3")
 	}
 	p, err := parseLoss(*loss)
 	if err != nil {
@@ -230,6 +237,11 @@ func demo(ctx context.Context, o *demoOptions, std stdio) error {
 	hsErr := conn.HandshakeContext(ctx)
 	elapsed := time.Since(start)
 	echoed := 0
+	if hsErr == nil && o.keyUpdate {
+		if err := conn.UpdateKeys(true); err != nil {
+			fmt.Fprintf(std.err, "dtls demo: KeyUpdate: %v\n", err)
+		}
+	}
 	if hsErr == nil {
 		buf := make([]byte, 1<<14)
 		for i := 1; i <= o.messages; i++ {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -168,5 +169,20 @@ func TestDemoDTLS13(t *testing.T) {
 	}
 	if strings.Contains(out, "unknown") {
 		t.Errorf("the ladder names something unknown:\n%s", out)
+	}
+}
+
+// TestDemoDTLS13KeyUpdate: with -keyupdate the ladder shows the client's
+// KeyUpdate (the ladder labels it by type), the server's answer,
+// the ACKs, and records of both sides in epoch 4.
+func TestDemoDTLS13KeyUpdate(t *testing.T) {
+	_, out := runDemoForTest(t, "-version", "1.3", "-keyupdate", "-messages", "3")
+	for _, s := range []string{"KeyUpdate seq=3 e3 ─", "─ F3 KeyUpdate seq=", "ACK e4 ─", "ApplicationData 9B e4 ─", "─ ApplicationData 9B e4"} {
+		if !strings.Contains(out, s) {
+			t.Errorf("demo output lacks %q:\n%s", s, out)
+		}
+	}
+	if _, err := parseDemoFlags([]string{"-keyupdate"}, io.Discard); err == nil {
+		t.Error("-keyupdate without -version 1.3 accepted")
 	}
 }
