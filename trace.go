@@ -30,6 +30,10 @@ const (
 	TraceListenerEvent                            // a Listener ended or refused something for a peer (Reason: "idle timeout", "evicted", "handshake stalled"...)
 	TraceACKSent                                  // DTLS 1.3: we sent an ACK (Epoch, Length: how many record numbers, Records)
 	TraceACKReceived                              // DTLS 1.3: an ACK authenticated (Epoch, Seq, Length, Records)
+	TraceRRCSent                                  // we sent a return_routability_check (RFC 9853; Reason: path_challenge, path_response or path_drop; Remote: where to)
+	TraceRRCReceived                              // a return_routability_check authenticated (Reason: its type; Remote: its source)
+	TracePathValidation                           // a return routability check of a new peer address started, progressed or ended (Remote: the new address; Reason)
+	TracePeerAddressChanged                       // we now send to the peer at a new address (Remote; Reason: validated, or unvalidated without rrc)
 )
 
 var traceKindNames = map[TraceKind]string{
@@ -53,6 +57,10 @@ var traceKindNames = map[TraceKind]string{
 	TraceListenerEvent:       "listener event",
 	TraceACKSent:             "ACK sent",
 	TraceACKReceived:         "ACK received",
+	TraceRRCSent:             "RRC sent",
+	TraceRRCReceived:         "RRC received",
+	TracePathValidation:      "path validation",
+	TracePeerAddressChanged:  "peer address changed",
 }
 
 func (k TraceKind) String() string {
