@@ -56,6 +56,7 @@ var (
 		{"SRTP", "use_srtp"},
 		{"Resumption", "resumption"},
 		{"ALPN", "ALPN"},
+		{"RRC", "return routability (RFC 9853, CID rebinding)"},
 	}
 	// conformanceFeatures are the second table's columns: cases real
 	// peers found (interop/conformance_test.go).
@@ -84,6 +85,7 @@ var (
 		{"MTU300", "MTU 300"},
 		{"KeyUpdate", "KeyUpdate"},
 		{"Resume", "resumption (ticket)"},
+		{"RRC", "return routability (RFC 9853, CID rebinding)"},
 	}
 	roles = []struct{ key, name string }{
 		{"client", "our client"},
