@@ -691,7 +691,7 @@ func (c *Conn) readDatagram(ctx context.Context, userDeadline bool) ([]byte, err
 		ev := &TraceEvent{Kind: TraceDatagramReceived, Length: len(d), Datagram: d}
 		if p, ok := c.io.(pathIO); ok {
 			if src, moved := p.source(); moved {
-				ev.Remote = src // from a new address of the peer
+				ev.Path = src // from a new address of the peer
 			}
 		}
 		c.trace(ev)
@@ -1227,9 +1227,7 @@ func (c *Conn) trace(ev *TraceEvent) {
 	ev.Time = c.config.time()
 	ev.Client = c.isClient
 	ev.Local = addrPort(c.io.localAddr())
-	if !ev.Remote.IsValid() { // path events name another address
-		ev.Remote = addrPort(c.io.remoteAddr())
-	}
+	ev.Remote = addrPort(c.io.remoteAddr())
 	c.config.Tracer(ev)
 }
 

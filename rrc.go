@@ -372,7 +372,7 @@ func (c *Conn) handleRRC(hdr recordHeader, data []byte) error {
 		}
 	}
 	if c.config.Tracer != nil {
-		c.trace(&TraceEvent{Kind: TraceRRCReceived, Epoch: hdr.epoch, Seq: hdr.seq, Remote: src, Reason: rrcTypeName(typ)})
+		c.trace(&TraceEvent{Kind: TraceRRCReceived, Epoch: hdr.epoch, Seq: hdr.seq, Path: src, Reason: rrcTypeName(typ)})
 	}
 	switch typ {
 	case rrcPathChallenge:
@@ -439,8 +439,8 @@ func (c *Conn) sendRRC(typ uint8, cookie *[rrcCookieLen]byte, ap netip.AddrPort)
 		return 0, err
 	}
 	if c.config.Tracer != nil {
-		c.trace(&TraceEvent{Kind: TraceRRCSent, Epoch: c.rl.writeCur, Remote: ap, Length: len(buf), Reason: rrcTypeName(typ)})
-		c.trace(&TraceEvent{Kind: TraceDatagramSent, Remote: ap, Length: len(buf), Datagram: buf})
+		c.trace(&TraceEvent{Kind: TraceRRCSent, Epoch: c.rl.writeCur, Path: ap, Length: len(buf), Reason: rrcTypeName(typ)})
+		c.trace(&TraceEvent{Kind: TraceDatagramSent, Path: ap, Length: len(buf), Datagram: buf})
 	}
 	if p, ok := c.io.(pathIO); ok && ap.IsValid() && ap != addrPort(c.io.remoteAddr()) {
 		return len(buf), p.writeDatagramTo(buf, ap)
@@ -451,6 +451,6 @@ func (c *Conn) sendRRC(typ uint8, cookie *[rrcCookieLen]byte, ap netip.AddrPort)
 // tracePath reports a path event about the address ap.
 func (c *Conn) tracePath(kind TraceKind, ap netip.AddrPort, why string) {
 	if c.config.Tracer != nil {
-		c.trace(&TraceEvent{Kind: kind, Remote: ap, Reason: why})
+		c.trace(&TraceEvent{Kind: kind, Path: ap, Reason: why})
 	}
 }

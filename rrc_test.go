@@ -38,7 +38,7 @@ func (p *pathEvents) count(kind TraceKind, reason string, ap netip.AddrPort) int
 	defer p.mu.Unlock()
 	n := 0
 	for _, ev := range p.events {
-		if ev.Kind == kind && strings.HasPrefix(ev.Reason, reason) && (!ap.IsValid() || ev.Remote == ap) {
+		if ev.Kind == kind && strings.HasPrefix(ev.Reason, reason) && (!ap.IsValid() || ev.Path == ap) {
 			n++
 		}
 	}
@@ -51,7 +51,7 @@ func (p *pathEvents) bytesTo(ap netip.AddrPort) int {
 	defer p.mu.Unlock()
 	n := 0
 	for _, ev := range p.events {
-		if ev.Kind == TraceRRCSent && ev.Remote == ap {
+		if ev.Kind == TraceRRCSent && ev.Path == ap {
 			n += ev.Length
 		}
 	}
@@ -63,7 +63,7 @@ func (p *pathEvents) String() string {
 	defer p.mu.Unlock()
 	var b strings.Builder
 	for _, ev := range p.events {
-		b.WriteString(ev.Kind.String() + " " + ev.Remote.String() + " " + ev.Reason + "\n")
+		b.WriteString(ev.Kind.String() + " " + ev.Path.String() + " " + ev.Reason + "\n")
 	}
 	return b.String()
 }
