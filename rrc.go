@@ -121,10 +121,12 @@ const (
 	// T/4 and one at 3T/4, the interval doubling. Each has a fresh cookie.
 	maxPathChallenges = 3
 	// maxPathValidations is how many validations a connection starts per
-	// pathValidationWindow. A peer that really moves needs one per move;
-	// records forwarded from other addresses by an attacker start the
-	// rest, each costing at most maxPathChallenges small records.
-	maxPathValidations   = 4
+	// pathValidationWindow. A peer that really moves needs one per move
+	// (a phone between networks may flap a few times); records forwarded
+	// from other addresses by an attacker start the rest, each costing
+	// at most maxPathChallenges small records within the
+	// anti-amplification limit of what that address sent.
+	maxPathValidations   = 16
 	pathValidationWindow = 10 * time.Second
 	// amplificationFactor is RFC 9853 §2's anti-amplification limit: to an
 	// unvalidated address we send at most three times the bytes that
