@@ -511,3 +511,206 @@ func TestRRCBounds(t *testing.T) {
 	var got []string
 	readUntil(t, c, "the echo", func() bool { return slices.Contains(got, "still home") }, &got)
 }
+
+// fakePath is a pathIO that records what a Conn sends where, for the
+// state machine's white-box tests: records are sealed in epoch 0, so
+// the test reads the cookies.
+type fakePath struct {
+	peer, src netip.AddrPort
+	sent      []sentDatagram
+	moved     []netip.AddrPort
+	followed  int
+}
+
+type sentDatagram struct {
+	to netip.AddrPort
+	b  []byte
+}
+
+func (f *fakePath) readDatagram(time.Time) ([]byte, error) { return nil, errTimeout }
+func (f *fakePath) writeDatagram(b []byte) error {
+	f.sent = append(f.sent, sentDatagram{f.peer, bytes.Clone(b)})
+	return nil
+}
+func (f *fakePath) writeDatagramTo(b []byte, ap netip.AddrPort) error {
+	f.sent = append(f.sent, sentDatagram{ap, bytes.Clone(b)})
+	return nil
+}
+func (f *fakePath) release()   {}
+func (f *fakePath) interrupt() {}
+func (f *fakePath) localAddr() net.Addr {
+	return net.UDPAddrFromAddrPort(netip.MustParseAddrPort("192.0.2.1:5684"))
+}
+func (f *fakePath) remoteAddr() net.Addr { return net.UDPAddrFromAddrPort(f.peer) }
+func (f *fakePath) close() error         { return nil }
+func (f *fakePath) followPeer()          { f.followed++; f.peer = f.src }
+func (f *fakePath) source() (netip.AddrPort, bool) {
+	return f.src, f.src.IsValid() && f.src != f.peer
+}
+func (f *fakePath) movePeerTo(ap netip.AddrPort) { f.moved = append(f.moved, ap); f.peer = ap }
+
+// take returns the RRC messages sent since the last call: where to, the
+// msg_type and the cookie.
+func (f *fakePath) take(t *testing.T) (out []struct {
+	to     netip.AddrPort
+	typ    uint8
+	cookie []byte
+}) {
+	t.Helper()
+	for _, d := range f.sent {
+		hdr, body, _, reason := nextRecord(d.b)
+		if reason != dropNone || hdr.typ != recordTypeRRC || len(body) != rrcMessageLen {
+			t.Fatalf("sent %x, not a plaintext RRC record", d.b)
+		}
+		out = append(out, struct {
+			to     netip.AddrPort
+			typ    uint8
+			cookie []byte
+		}{d.to, body[0], body[1:]})
+	}
+	f.sent = nil
+	return out
+}
+
+func newPathConn(policy RRCPolicy) (*Conn, *fakePath) {
+	f := &fakePath{peer: netip.MustParseAddrPort("198.51.100.1:40000")}
+	c := &Conn{config: &Config{ReturnRoutabilityCheck: policy}, io: f, rl: newRecordLayer(64), rrcNegotiated: true}
+	c.handshakeComplete.Store(true)
+	return c, f
+}
+
+// arrive makes the Conn see an authenticated, newest record of n bytes
+// from src.
+func arrive(c *Conn, f *fakePath, src netip.AddrPort, n int) {
+	f.src = src
+	c.dgramLen, c.dgramCounted = n, false
+	c.observePath(&recordHeader{newest: true, epoch: 1, cid: []byte{1}})
+}
+
+func rrcRecord(typ uint8, cookie []byte) (recordHeader, []byte) {
+	return recordHeader{typ: recordTypeRRC, epoch: 1}, append([]byte{typ}, cookie...)
+}
+
+// TestRRCEnhancedPathDrop: RFC 9853 §5.2. The first challenge goes to the
+// old address; a path_drop with its cookie starts the basic check on the
+// new one, whose path_response moves the peer. A path_response on the old
+// path instead keeps the peer; the timer T on the old path also falls
+// back to the basic check.
+func TestRRCEnhancedPathDrop(t *testing.T) {
+	old := netip.MustParseAddrPort("198.51.100.1:40000")
+	moved := netip.MustParseAddrPort("203.0.113.9:50000")
+
+	c, f := newPathConn(RRCEnhanced)
+	arrive(c, f, moved, 100)
+	sent := f.take(t)
+	if len(sent) != 1 || sent[0].to != old || sent[0].typ != rrcPathChallenge {
+		t.Fatalf("enhanced: sent %+v, want one challenge to the old address", sent)
+	}
+	// A path_drop with another cookie changes nothing.
+	c.handleRRC(rrcRecord(rrcPathDrop, make([]byte, 8)))
+	if s := f.take(t); len(s) != 0 || c.path.phase != pathProbeOld {
+		t.Fatalf("a path_drop with a wrong cookie: sent %+v, phase %d", s, c.path.phase)
+	}
+	c.handleRRC(rrcRecord(rrcPathDrop, sent[0].cookie))
+	sent2 := f.take(t)
+	if len(sent2) != 1 || sent2[0].to != moved || sent2[0].typ != rrcPathChallenge || bytes.Equal(sent2[0].cookie, sent[0].cookie) {
+		t.Fatalf("after path_drop: sent %+v, want a fresh challenge to the new address", sent2)
+	}
+	// The old path's cookie no longer counts.
+	c.handleRRC(rrcRecord(rrcPathResponse, sent[0].cookie))
+	if len(f.moved) != 0 {
+		t.Fatal("the old path's cookie moved the peer")
+	}
+	c.handleRRC(rrcRecord(rrcPathResponse, sent2[0].cookie))
+	if len(f.moved) != 1 || f.moved[0] != moved || c.path.phase != pathIdle {
+		t.Fatalf("moved %v, phase %d", f.moved, c.path.phase)
+	}
+
+	// The old path answers: stay.
+	c, f = newPathConn(RRCEnhanced)
+	arrive(c, f, moved, 100)
+	sent = f.take(t)
+	c.handleRRC(rrcRecord(rrcPathResponse, sent[0].cookie))
+	if len(f.moved) != 0 || c.path.phase != pathIdle || len(f.take(t)) != 0 {
+		t.Fatalf("old path answered: moved %v, phase %d", f.moved, c.path.phase)
+	}
+
+	// The old path is silent: after T, the basic check.
+	c, f = newPathConn(RRCEnhanced)
+	arrive(c, f, moved, 100)
+	f.take(t)
+	now := time.Now().Add(pathValidationTimeout + time.Millisecond)
+	c.pathTimer(now)
+	if s := f.take(t); len(s) != 1 || s[0].to != moved {
+		t.Fatalf("after T on the old path: sent %+v", s)
+	}
+}
+
+// TestRRCChallengeSchedule: the basic check sends at most
+// maxPathChallenges challenges, each with a fresh cookie, paced by a
+// doubling interval within T, never more than amplificationFactor times
+// the bytes that came from the new address; then it fails and the peer
+// stays.
+func TestRRCChallengeSchedule(t *testing.T) {
+	moved := netip.MustParseAddrPort("203.0.113.9:50000")
+	c, f := newPathConn(RRCBasic)
+	start := time.Now()
+	arrive(c, f, moved, 100)
+	var cookies [][]byte
+	for i := 0; i < 20; i++ {
+		for _, s := range f.take(t) {
+			if s.to != moved || s.typ != rrcPathChallenge {
+				t.Fatalf("sent %+v", s)
+			}
+			cookies = append(cookies, s.cookie)
+		}
+		at, ok := c.pathDeadline()
+		if !ok {
+			break
+		}
+		if at.Sub(start) > pathValidationTimeout+time.Millisecond {
+			t.Fatalf("a timer at +%v, past T", at.Sub(start))
+		}
+		c.pathTimer(at)
+	}
+	if len(cookies) != maxPathChallenges {
+		t.Fatalf("%d challenges, want %d", len(cookies), maxPathChallenges)
+	}
+	for i := range cookies {
+		for j := range i {
+			if bytes.Equal(cookies[i], cookies[j]) {
+				t.Fatal("a cookie was reused")
+			}
+		}
+	}
+	if len(f.moved) != 0 || c.path.phase != pathIdle {
+		t.Fatalf("after T: moved %v, phase %d", f.moved, c.path.phase)
+	}
+
+	// From a 20-byte datagram only one 22-byte challenge fits in 60
+	// bytes: the next waits for more bytes from that address.
+	c, f = newPathConn(RRCBasic)
+	arrive(c, f, moved, 20)
+	if n := len(f.take(t)); n != 1 {
+		t.Fatalf("%d challenges for 20 bytes", n)
+	}
+	at, _ := c.pathDeadline()
+	c.pathTimer(at)
+	if n := len(f.take(t)); n != 1 {
+		t.Fatalf("%d challenges at the first retry, want 1 (44 ≤ 60)", n)
+	}
+	at, _ = c.pathDeadline()
+	c.pathTimer(at)
+	if n := len(f.take(t)); n != 0 {
+		t.Fatalf("%d challenges past the anti-amplification limit", n)
+	}
+	arrive(c, f, moved, 20) // more from the new address: the held challenge goes
+	if n := len(f.take(t)); n != 1 {
+		t.Fatalf("%d challenges after more bytes arrived, want 1", n)
+	}
+	// A third address during the check starts nothing.
+	arrive(c, f, netip.MustParseAddrPort("192.0.2.77:1"), 1000)
+	if n := len(f.take(t)); n != 0 || c.path.candidate != moved {
+		t.Fatalf("nested rebinding: %d sent, candidate %v", n, c.path.candidate)
+	}
+}
