@@ -32,9 +32,13 @@ import (
 // handshake's: a connection that is read makes progress.
 //
 // The code is the same for DTLS 1.2 (tls12_cid records, RFC 9146) and
-// DTLS 1.3: a handshake that negotiates rrc sets Conn.rrcNegotiated
-// (negotiateRRC), and readRecord13 hands its records to the same
-// handleOpened.
+// DTLS 1.3: readRecord13 hands its records to the same handleOpened,
+// which runs the check for a record with our CID. What DTLS 1.3 still
+// needs is the extension (RFC 9853 §10.2: in ClientHello and ServerHello):
+// the 1.3 ClientHello embeds the 1.2 one, which offers rrc with
+// connection_id; serverHelloMsg13 must carry it, the 1.3 client accept it
+// in the ServerHello, and both sides set Conn.rrcNegotiated as the 1.2
+// handshakes do (processServerHello, processClientHello).
 
 // RRCPolicy says how a connection with Connection IDs follows a peer whose
 // records arrive from a new address (Config.ReturnRoutabilityCheck). The
