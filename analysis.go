@@ -54,3 +54,23 @@ func (d *RecordDecrypter) Open(fromClient bool, record []byte) ([]byte, error) {
 	}
 	return plain, nil
 }
+
+// OpenCID is Open for a session with Connection IDs (RFC 9146): cidLen is
+// the length of the CID that the sender's records carry (the one its peer
+// asked for). A tls12_cid record is unwrapped; contentType is the type
+// found inside it, or the type of a plain record.
+func (d *RecordDecrypter) OpenCID(fromClient bool, record []byte, cidLen int) (contentType uint8, plaintext []byte, err error) {
+	hdr, body, _, reason := nextRecordCID(record, cidLen)
+	if reason != dropNone {
+		return 0, nil, errors.New("dtls: not a whole record")
+	}
+	k := d.server
+	if fromClient {
+		k = d.client
+	}
+	plain, reason := k.open(&hdr, append([]byte(nil), body...))
+	if reason != dropNone {
+		return 0, nil, fmt.Errorf("dtls: record does not open: %v", reason)
+	}
+	return uint8(hdr.typ), plain, nil
+}

@@ -267,17 +267,23 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 // TestCIDRebinding changes the client's outside port mid-session: with a
 // CID the session continues and the server follows it to the new address
-// (RFC 9146 §6). A record from yet another address that carries the right
-// CID but does not authenticate, or is a replay, moves nothing.
+// (RFC 9146 §6), at once without rrc, after a return routability check
+// with it (RFC 9853; rrc_test.go tests the check itself). A record from
+// yet another address that carries the right CID but does not
+// authenticate, or is a replay, moves nothing.
 func TestCIDRebinding(t *testing.T) {
 	checkNoGoroutineLeak(t)
-	for _, clientCID := range []func() []byte{OnlySendCIDGenerator(), RandomCIDGenerator(4)} {
+	for i, clientCID := range []func() []byte{OnlySendCIDGenerator(), RandomCIDGenerator(4), OnlySendCIDGenerator(), RandomCIDGenerator(4)} {
 		cc, scfg := configsFor(t, suiteCase{TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, "p256"})
 		scfg.ConnectionIDGenerator = RandomCIDGenerator(8)
 		cc.ConnectionIDGenerator = clientCID
 		// tls12_cid records (the forged one below is one); 1.3's
 		// rebinding is in handshake_ext_dtls13_test.go.
 		cc.MaxVersion = VersionDTLS12
+		withRRC := i >= 2
+		if !withRRC {
+			cc.ReturnRoutabilityCheck = RRCOff
+		}
 		l, conns := acceptOne(t, scfg)
 		nat := newNATProxy(t, l.Addr())
 		c, err := Dial("udp", nat.front.LocalAddr().String(), cc)
@@ -292,6 +298,13 @@ func TestCIDRebinding(t *testing.T) {
 		}
 
 		second := nat.rebind()
+		if withRRC {
+			// The echo goes to the old address until the check ends.
+			if _, err := c.Write([]byte("after rebinding")); err != nil {
+				t.Fatal(err)
+			}
+			readUntil(t, c, "the server to follow", func() bool { return sameAddr(srv.RemoteAddr(), second) })
+		}
 		exchange(t, c, "after rebinding", "and again")
 		if !sameAddr(srv.RemoteAddr(), second) {
 			t.Fatalf("server did not follow the client: %v, want %v", srv.RemoteAddr(), second)

@@ -23,6 +23,7 @@ const (
 	recordTypeApplicationData  recordType = 23
 	recordTypeTLS12CID         recordType = 25 // RFC 9146
 	recordTypeACK              recordType = 26 // RFC 9147 §7, DTLS 1.3 only
+	recordTypeRRC              recordType = 27 // return_routability_check, RFC 9853 §4
 )
 
 func (t recordType) String() string {
@@ -39,6 +40,8 @@ func (t recordType) String() string {
 		return "tls12_cid"
 	case recordTypeACK:
 		return "ACK"
+	case recordTypeRRC:
+		return "return_routability_check"
 	}
 	return "unknown"
 }
@@ -132,6 +135,7 @@ const (
 	extensionExtendedMasterSecret uint16 = 23 // RFC 7627
 	extensionSessionTicket        uint16 = 35 // RFC 5077
 	extensionConnectionID         uint16 = 54 // RFC 9146
+	extensionRRC                  uint16 = 61 // rrc, RFC 9853 §3
 	extensionRenegotiationInfo    uint16 = 0xff01
 )
 

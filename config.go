@@ -197,6 +197,18 @@ type Config struct {
 	// peer uses a newer one.
 	ConnectionIDGenerator func() []byte
 
+	// ReturnRoutabilityCheck says how a connection with Connection IDs
+	// follows a peer whose records arrive from a new address (RFC 9853).
+	// The zero value is RRCBasic, after the RFC's SHOULDs: a side with
+	// a ConnectionIDGenerator offers (client) or accepts (server) the
+	// rrc extension, and when both sides did, an authenticated record
+	// from a new address no longer moves the peer at once: we keep
+	// sending to the old address, challenge the new one, and move when
+	// the answer comes (see RRCPolicy). With a peer that did not
+	// negotiate rrc, or with RRCOff, the newest authenticated record
+	// moves the peer at once, as RFC 9146 §6 allows without it.
+	ReturnRoutabilityCheck RRCPolicy
+
 	// RawPublicKey turns on raw public keys (RFC 7250) with the
 	// certificate suites, for devices that have keys but no PKI. A client
 	// then asks for the server's key as a bare SubjectPublicKeyInfo and
@@ -508,11 +520,14 @@ type ConnectionState struct {
 	SRTPProtectionProfile uint16
 	LocalConnectionID     []byte // our CID, carried by the records we receive (RFC 9146); empty if none
 	RemoteConnectionID    []byte // the peer's CID, carried by the records we send; empty if none
-	PSKIdentity           []byte
-	PSKIdentityHint       []byte
-	CurveID               tls.CurveID
-	SignatureScheme       tls.SignatureScheme
-	PeerPublicKey         crypto.PublicKey // the peer's raw public key (RFC 7250); nil with X.509
+	// ReturnRoutabilityCheck: both sides sent the rrc extension (RFC 9853),
+	// so a new address of the peer is validated before we send there.
+	ReturnRoutabilityCheck bool
+	PSKIdentity            []byte
+	PSKIdentityHint        []byte
+	CurveID                tls.CurveID
+	SignatureScheme        tls.SignatureScheme
+	PeerPublicKey          crypto.PublicKey // the peer's raw public key (RFC 7250); nil with X.509
 	// HandshakeStart is when the handshake started: on a client, when
 	// Handshake (or the first Read or Write) began; on a Listener's
 	// connection, when the ClientHello with a valid cookie arrived (the

@@ -138,6 +138,17 @@ type Conn struct {
 	// sessionCacheKey is a client's ClientSessionCache key, where a DTLS
 	// 1.3 NewSessionTicket is stored after the handshake.
 	sessionCacheKey string
+
+	// rrcNegotiated: both sides sent the rrc extension (RFC 9853 §3), set
+	// by the handshake. path is the return routability check of a new
+	// peer address (rrc.go); dgramLen is the size of the datagram the
+	// records in pending came from, and dgramCounted whether it counted
+	// toward the anti-amplification credit of the path it came on. All
+	// guarded by in after the handshake.
+	rrcNegotiated bool
+	path          pathValidation
+	dgramLen      int
+	dgramCounted  bool
 }
 
 // connState is what the handshake negotiated.
@@ -415,6 +426,7 @@ func (c *Conn) ConnectionState() ConnectionState {
 	c.out.Unlock()
 	cs.HandshakeComplete = true
 	cs.HandshakeStart, cs.HandshakeDuration = c.hsStart, c.hsDuration
+	cs.ReturnRoutabilityCheck = c.rrcNegotiated
 	cs.ekm = c.ekm
 	return cs
 }
@@ -616,6 +628,7 @@ func (c *Conn) readRecord(ctx context.Context, userDeadline bool) ([]byte, error
 			return nil, err // nil, nil: a retransmission timer fired
 		}
 		c.pending = d
+		c.dgramLen, c.dgramCounted = len(d), false
 	}
 	if len(c.pending) > 0 && classifyRecord(c.pending[0]) == classCiphertext13 {
 		return c.readRecord13()
@@ -663,6 +676,10 @@ func (c *Conn) readDatagram(ctx context.Context, userDeadline bool) ([]byte, err
 	if armed && (wait.IsZero() || rtx.Before(wait)) {
 		wait = rtx
 	}
+	pathAt, pathArmed := c.pathDeadline()
+	if pathArmed && (wait.IsZero() || pathAt.Before(wait)) {
+		wait = pathAt
+	}
 	d, err := c.io.readDatagram(wait)
 	if err != nil {
 		if c.closed.Load() {
@@ -671,6 +688,16 @@ func (c *Conn) readDatagram(ctx context.Context, userDeadline bool) ([]byte, err
 		if !idleAt.IsZero() && isTimeout(err) && !time.Now().Before(idleAt) {
 			c.readErr = ErrIdleTimeout
 			return nil, ErrIdleTimeout
+		}
+		if isTimeout(err) && pathArmed {
+			// A return routability check's timer (rrc.go).
+			now := time.Now()
+			if !now.Before(pathAt) {
+				c.pathTimer(now)
+			}
+			if !armed && (deadline.IsZero() || now.Before(deadline)) {
+				return nil, ctx.Err() // nil unless cancelled: read again
+			}
 		}
 		if isTimeout(err) && armed {
 			now := time.Now()
@@ -721,7 +748,20 @@ func (c *Conn) readDatagram(ctx context.Context, userDeadline bool) ([]byte, err
 		return nil, err
 	}
 	if c.config.Tracer != nil {
-		c.trace(&TraceEvent{Kind: TraceDatagramReceived, Length: len(d), Datagram: d})
+		ev := &TraceEvent{Kind: TraceDatagramReceived, Length: len(d), Datagram: d}
+		if p, ok := c.io.(pathIO); ok {
+			if src, moved := p.source(); moved {
+				ev.Path = src // from a new address of the peer
+			}
+		}
+		c.trace(ev)
+	}
+	if pathArmed {
+		// Under steady traffic the read never times out: run the
+		// check's timer here too.
+		if now := time.Now(); !now.Before(pathAt) {
+			c.pathTimer(now)
+		}
 	}
 	return d, nil
 }
@@ -782,12 +822,12 @@ func (c *Conn) handleOpened(hdr recordHeader, data []byte) ([]byte, error) {
 	if c.activity != nil && hdr.epoch > 0 {
 		c.activity.touch() // authenticated: the peer is there (idle timeout)
 	}
-	if hdr.newest && hdr.cid != nil && c.handshakeComplete.Load() {
+	if hdr.cid != nil && hdr.epoch > 0 && c.handshakeComplete.Load() {
 		// RFC 9146 §6: a record with our CID that authenticated and is
-		// the newest yet may move the peer to the datagram's source.
-		if m, ok := c.io.(peerMover); ok {
-			m.followPeer()
-		}
+		// the newest yet may move the peer to the datagram's source;
+		// with rrc negotiated only after a return routability check
+		// of that source (RFC 9853, rrc.go).
+		c.observePath(&hdr)
 	}
 	switch hdr.typ {
 	case recordTypeHandshake:
@@ -803,6 +843,8 @@ func (c *Conn) handleOpened(hdr recordHeader, data []byte) ([]byte, error) {
 		return nil, c.handleHandshakeRecord(hdr, data)
 	case recordTypeACK:
 		return nil, c.handleACK(hdr, data)
+	case recordTypeRRC:
+		return nil, c.handleRRC(hdr, data)
 	case recordTypeChangeCipherSpec:
 		if is13 {
 			// No ChangeCipherSpec in DTLS 1.3 (RFC 9147 §5; the TLS

@@ -31,7 +31,10 @@
 // the Config fields under "Listener limits" (handshakes in progress, in
 // all and per source; queued datagrams and bytes per connection; the
 // Accept backlog; established connections; an idle timeout, 5 minutes by
-// default), and Listener.Stats counts what it dropped and why.
+// default), and Listener.Stats counts what it dropped and why. A peer with
+// a Connection ID whose records arrive from a new address is followed
+// there only after a return routability check (RFC 9853), when both sides
+// negotiated it (Config.ReturnRoutabilityCheck).
 // On Linux, Listen reads its address through several sockets
 // (Config.ListenerSockets, GOMAXPROCS by default) bound with SO_REUSEPORT,
 // which share one table of connections. Listener.Shutdown stops it

@@ -363,6 +363,7 @@ func (hs *handshakeState) verifyConnection() error {
 	s := hs.negotiated()
 	cs := s.connectionState(c.vers, c.rl)
 	cs.HandshakeStart = c.hsStart // its duration is not known yet
+	cs.ReturnRoutabilityCheck = c.rrcNegotiated
 	if err := f(cs); err != nil {
 		return c.fail(alertBadCertificate, err)
 	}

@@ -212,6 +212,9 @@ func (c *Conn) makeClientHello() (*clientHelloMsg, error) {
 		}
 		hello.hasConnectionID = true
 		hello.connectionID = cid
+		// RFC 9853 §3: a client offering connection_id SHOULD also
+		// offer rrc.
+		hello.rrc = c.config.rrcPolicy() != RRCOff
 	}
 	c.offerRawPublicKeys(hello)
 	if len(c.config.SRTPProtectionProfiles) > 0 {
@@ -279,6 +282,8 @@ func (hs *clientHandshakeState) processServerHello(msg inMessage) error {
 			return len(hs.hello.alpnProtocols) > 0
 		case extensionConnectionID:
 			return hs.hello.hasConnectionID
+		case extensionRRC:
+			return hs.hello.rrc
 		case extensionServerCertType:
 			return len(hs.hello.serverCertTypes) > 0
 		case extensionClientCertType:
@@ -313,6 +318,9 @@ func (hs *clientHandshakeState) processServerHello(msg inMessage) error {
 		// other asked for.
 		c.rl.setConnectionIDs(hs.hello.connectionID, slices.Clone(sh.connectionID))
 	}
+	// RFC 9853 §3: RRC is used only when both sides sent rrc; it goes
+	// with the CID, without which no record moves the peer.
+	c.rrcNegotiated = hs.hello.rrc && sh.rrc && sh.hasConnectionID
 	return hs.processServerSRTP()
 }
 

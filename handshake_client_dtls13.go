@@ -745,6 +745,7 @@ func (hs *clientHandshakeState13) sendClientFinished() error {
 	}
 	if f := c.config.VerifyConnection; f != nil {
 		cs := hs.state.connectionState(c.vers, c.rl)
+		cs.ReturnRoutabilityCheck = c.rrcNegotiated
 		cs.HandshakeStart = c.hsStart
 		if err := f(cs); err != nil {
 			return c.fail(alertBadCertificate, err)

@@ -154,6 +154,7 @@ type clientHelloMsg struct {
 	srtpMKI                      []byte
 	hasConnectionID              bool     // connection_id extension present (RFC 9146)
 	connectionID                 []byte   // the CID the client wants to receive; may be empty
+	rrc                          bool     // rrc extension present (RFC 9853 §3), empty
 	clientCertTypes              []uint8  // client_certificate_type (RFC 7250), nil when absent
 	serverCertTypes              []uint8  // server_certificate_type (RFC 7250), nil when absent
 	extensions                   []uint16 // extension ids in the order received (set by unmarshal; ignored by marshal)
@@ -257,6 +258,10 @@ func (m *clientHelloMsg) marshal() ([]byte, error) {
 		addExtension(exts, data, extensionConnectionID, func(b *cryptobyte.Builder) {
 			addBytes8(b, m.connectionID)
 		})
+	}
+	if m.rrc {
+		// RFC 9853 §3: extension_data is empty.
+		addExtension(exts, data, extensionRRC, nil)
 	}
 	if m.secureRenegotiationSupported {
 		// RFC 5746 §3.2
@@ -366,6 +371,8 @@ func (m *clientHelloMsg) unmarshal(body []byte) bool {
 			if !readBytes8(&data, &m.connectionID) {
 				return false
 			}
+		case extensionRRC:
+			m.rrc = true // empty: the check below refuses data
 		case extensionRenegotiationInfo:
 			m.secureRenegotiationSupported = true
 			if !readBytes8(&data, &m.secureRenegotiation) {
@@ -402,6 +409,7 @@ type serverHelloMsg struct {
 	srtpMKI                      []byte
 	hasConnectionID              bool
 	connectionID                 []byte
+	rrc                          bool // rrc extension (RFC 9853 §3), empty
 	hasClientCertType            bool
 	clientCertType               uint8
 	hasServerCertType            bool
@@ -468,6 +476,9 @@ func (m *serverHelloMsg) marshal() ([]byte, error) {
 		addExtension(exts, data, extensionConnectionID, func(b *cryptobyte.Builder) {
 			addBytes8(b, m.connectionID)
 		})
+	}
+	if m.rrc {
+		addExtension(exts, data, extensionRRC, nil)
 	}
 	if m.secureRenegotiationSupported {
 		addExtension(exts, data, extensionRenegotiationInfo, func(b *cryptobyte.Builder) {
@@ -565,6 +576,8 @@ func (m *serverHelloMsg) unmarshal(body []byte) bool {
 			if !readBytes8(&data, &m.connectionID) {
 				return false
 			}
+		case extensionRRC:
+			m.rrc = true // empty: the check below refuses data
 		case extensionRenegotiationInfo:
 			m.secureRenegotiationSupported = true
 			if !readBytes8(&data, &m.secureRenegotiation) {

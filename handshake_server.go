@@ -278,6 +278,12 @@ func (hs *serverHandshakeState) processClientHello() error {
 		sh.hasConnectionID = true
 		sh.connectionID = cid
 		c.rl.setConnectionIDs(cid, slices.Clone(ch.connectionID))
+		// RFC 9853 §3: rrc is answered only with connection_id, which
+		// the client MUST send along with it.
+		if ch.rrc && c.config.rrcPolicy() != RRCOff {
+			sh.rrc = true
+			c.rrcNegotiated = true
+		}
 	}
 	hs.serverHello = sh
 	return nil

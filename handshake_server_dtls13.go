@@ -700,6 +700,7 @@ func (hs *serverHandshakeState13) readClientFlight() error {
 	}
 	if f := c.config.VerifyConnection; f != nil {
 		cs := hs.state.connectionState(c.vers, c.rl)
+		cs.ReturnRoutabilityCheck = c.rrcNegotiated
 		cs.HandshakeStart = c.hsStart
 		if err := f(cs); err != nil {
 			return c.fail(alertBadCertificate, err)

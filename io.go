@@ -396,21 +396,49 @@ func (c *listenerConnIO) writeDatagram(b []byte) error {
 	return c.sock.writeTo(b, c.peer.Load().ap)
 }
 
-// followPeer moves the peer to the source of the current datagram
-// (RFC 9146 §6); the Conn calls it only for a record that carried our CID,
-// authenticated and was the newest yet. The third condition of §6, a
-// return routability check (RFC 9853), is not implemented: an on-path
-// attacker who wins a race with a copy of a fresh datagram can redirect
-// our records until the peer's next one.
 // handshakeProgress notes that the Conn took a new handshake message
 // from its peer.
 func (c *listenerConnIO) handshakeProgress() {
 	c.progress.Store(c.l.nanotime())
 }
 
+// followPeer moves the peer to the source of the current datagram
+// (RFC 9146 §6); the Conn calls it only for a record that carried our CID,
+// authenticated and was the newest yet, when no return routability check
+// (RFC 9853) was negotiated: an on-path attacker who wins a race with a
+// copy of a fresh datagram then redirects our records until the peer's
+// next one. With rrc the Conn validates the source first (rrc.go) and
+// calls movePeerTo.
 func (c *listenerConnIO) followPeer() {
 	if c.from.IsValid() && c.from != c.peer.Load().ap {
 		c.l.movePeer(c, c.from)
+	}
+}
+
+// source returns the source of the current datagram, and whether it is
+// not the peer's address.
+func (c *listenerConnIO) source() (netip.AddrPort, bool) {
+	if c.from.IsValid() && c.from != c.peer.Load().ap {
+		return c.from, true
+	}
+	return c.peer.Load().ap, false
+}
+
+// writeDatagramTo sends b to ap rather than to the peer: a return
+// routability check's path_challenge to a new address, or the answer to
+// a challenge from one.
+func (c *listenerConnIO) writeDatagramTo(b []byte, ap netip.AddrPort) error {
+	if c.isDone() {
+		return c.err
+	}
+	return c.sock.writeTo(b, ap)
+}
+
+// movePeerTo moves the peer to ap, an address that answered a return
+// routability check.
+func (c *listenerConnIO) movePeerTo(ap netip.AddrPort) {
+	if ap.IsValid() && ap != c.peer.Load().ap {
+		c.l.movePeer(c, ap)
 	}
 }
 

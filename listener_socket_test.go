@@ -98,6 +98,12 @@ func TestListenerSocketsMigration(t *testing.T) {
 	for range 32 {
 		second := nat.rebind()
 		before := socketCounts(l)
+		// The server checks the new address (RFC 9853) before it
+		// sends there: the first echo goes to the old one.
+		if _, err := c.Write([]byte("rebound")); err != nil {
+			t.Fatal(err)
+		}
+		readUntil(t, c, "the server to follow", func() bool { return sameAddr(srv.RemoteAddr(), second) })
 		exchange(t, c, "after rebinding")
 		if !sameAddr(srv.RemoteAddr(), second) {
 			t.Fatalf("server did not follow the client: %v, want %v", srv.RemoteAddr(), second)

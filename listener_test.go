@@ -138,6 +138,10 @@ func TestCIDMoveKeepsOthersAddress(t *testing.T) {
 		attackerAddr := netip.MustParseAddrPort("10.0.0.66:40000")
 		acfg := cc.Clone()
 		acfg.ConnectionIDGenerator = OnlySendCIDGenerator()
+		// Without rrc, as here, the attacker's genuine record moves its
+		// connection at once (RFC 9146 §6); with it (the default) the
+		// move would wait for a path_response the victim cannot send.
+		acfg.ReturnRoutabilityCheck = RRCOff
 		raw, err := n.Dial(attackerAddr, lossServerAddr)
 		if err != nil {
 			t.Fatal(err)

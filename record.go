@@ -84,6 +84,8 @@ const (
 	dropMalformed                       // an unauthenticated alert or ChangeCipherSpec whose body is not valid
 	dropEpoch0AfterHandshake            // an unprotected record after the peer's Finished proved it holds keys
 	dropPlaintextAlert                  // an unprotected alert after the peer's ChangeCipherSpec
+	dropRRCInvalid                      // a return_routability_check (RFC 9853) malformed or of an unknown msg_type
+	dropRRCCookie                       // a path_response or path_drop that answers no challenge of ours
 	numDropReasons
 )
 
@@ -103,6 +105,8 @@ var dropReasonNames = [numDropReasons]string{
 	dropMalformed:            "malformed alert or ChangeCipherSpec",
 	dropEpoch0AfterHandshake: "epoch 0 after handshake",
 	dropPlaintextAlert:       "plaintext alert after ChangeCipherSpec",
+	dropRRCInvalid:           "invalid return_routability_check",
+	dropRRCCookie:            "path_response with an unknown cookie",
 }
 
 func (r dropReason) String() string {

@@ -146,7 +146,8 @@ const (
 )
 
 // classifyRecord demultiplexes a record by its first byte, as RFC 9147
-// §4.1 describes: 20, 21, 22, 23 and 26 have the DTLSPlaintext/DTLS 1.2
+// §4.1 describes: 20, 21, 22, 23, 26 and 27 (RFC 9853's
+// return_routability_check) have the DTLSPlaintext/DTLS 1.2
 // header, 25 is a DTLS 1.2 CID record, 0x20..0x3f (the "31 < OCT < 64"
 // range) a DTLS 1.3 DTLSCiphertext; everything else is dropped. 24
 // (heartbeat) is not implemented and drops too. Which classes a
@@ -160,7 +161,7 @@ func classifyRecord(first byte) recordClass {
 		return classCID12
 	case first == byte(recordTypeChangeCipherSpec), first == byte(recordTypeAlert),
 		first == byte(recordTypeHandshake), first == byte(recordTypeApplicationData),
-		first == byte(recordTypeACK):
+		first == byte(recordTypeACK), first == byte(recordTypeRRC):
 		return classPlaintext
 	}
 	return classInvalid

@@ -16,7 +16,7 @@ func TestClassifyRecord(t *testing.T) {
 			want = classCiphertext13
 		case b == 25:
 			want = classCID12
-		case b == 20 || b == 21 || b == 22 || b == 23 || b == 26:
+		case b == 20 || b == 21 || b == 22 || b == 23 || b == 26 || b == 27:
 			want = classPlaintext
 		default:
 			want = classInvalid

@@ -31,6 +31,10 @@ const (
 	TraceACKSent                                  // DTLS 1.3: we sent an ACK (Epoch, Length: how many record numbers, Records)
 	TraceACKReceived                              // DTLS 1.3: an ACK authenticated (Epoch, Seq, Length, Records)
 	TraceCIDChanged                               // DTLS 1.3: CIDs issued, received or retired after the handshake (Reason)
+	TraceRRCSent                                  // we sent a return_routability_check (RFC 9853; Reason: path_challenge, path_response or path_drop; Path: where to)
+	TraceRRCReceived                              // a return_routability_check authenticated (Reason: its type; Path: its source)
+	TracePathValidation                           // a return routability check of a new peer address started, progressed or ended (Path: the new address; Reason)
+	TracePeerAddressChanged                       // we now send to the peer at a new address (Path; Reason: validated, or unvalidated without rrc)
 )
 
 var traceKindNames = map[TraceKind]string{
@@ -55,6 +59,10 @@ var traceKindNames = map[TraceKind]string{
 	TraceACKSent:             "ACK sent",
 	TraceACKReceived:         "ACK received",
 	TraceCIDChanged:          "CID changed",
+	TraceRRCSent:             "RRC sent",
+	TraceRRCReceived:         "RRC received",
+	TracePathValidation:      "path validation",
+	TracePeerAddressChanged:  "peer address changed",
 }
 
 func (k TraceKind) String() string {
@@ -102,6 +110,12 @@ type TraceEvent struct {
 	Version uint16
 	// Records lists the record numbers an ACK names (ACKSent, ACKReceived).
 	Records []TraceRecordNumber
+	// Path is the address a path event is about when it is not Remote
+	// (the peer's current address): the new address under a return
+	// routability check (RRCSent, RRCReceived, PathValidation,
+	// PeerAddressChanged), and the source or destination of a datagram
+	// that came from or went to it (DatagramReceived, DatagramSent).
+	Path netip.AddrPort
 }
 
 // TraceRecordNumber names a DTLS 1.3 record: its full epoch and sequence

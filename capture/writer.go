@@ -346,16 +346,22 @@ func (w *Writer) writeSecrets(s []byte) {
 }
 
 // Tracer returns a Config.Tracer that records every TraceDatagramSent
-// (from Local to Remote) and TraceDatagramReceived (from Remote to Local)
-// event, then calls next if it is not nil. Write errors are kept and
+// (from Local to Remote, or to Path when set) and TraceDatagramReceived
+// (from Remote or Path to Local) event, then calls next if it is not nil. Write errors are kept and
 // returned by Close.
 func (w *Writer) Tracer(next func(*dtls.TraceEvent)) func(*dtls.TraceEvent) {
 	return func(ev *dtls.TraceEvent) {
+		// A datagram to or from a new address of the peer, under a
+		// return routability check, names it in Path.
+		peer := ev.Remote
+		if ev.Path.IsValid() {
+			peer = ev.Path
+		}
 		switch ev.Kind {
 		case dtls.TraceDatagramSent:
-			w.record(ev, ev.Local, ev.Remote)
+			w.record(ev, ev.Local, peer)
 		case dtls.TraceDatagramReceived:
-			w.record(ev, ev.Remote, ev.Local)
+			w.record(ev, peer, ev.Local)
 		}
 		if next != nil {
 			next(ev)

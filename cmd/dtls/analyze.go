@@ -53,6 +53,9 @@ shows its hellos and each encrypted record's length and epoch bits.
 const (
 	// maxConversations bounds the UDP address pairs reported.
 	maxConversations = 64
+	// maxPaths bounds the other address pairs one conversation takes
+	// in: the addresses its client's CID records come from (RFC 9146 §6).
+	maxPaths = 16
 	// maxKeyLogFile bounds a -keylog file.
 	maxKeyLogFile = 16 << 20
 	// maxLadderEvents bounds the events one conversation's ladder keeps,
@@ -157,6 +160,7 @@ func analyze(o *analyzeOptions, out io.Writer) error {
 	}
 	for _, c := range convs.list {
 		c.a = newAnalysis(c.client, c.server)
+		c.a.cidLen = [2]int{c.p13.cidLen(0), c.p13.cidLen(1)}
 		switch {
 		case c.p13.is13:
 			c.a.start13(&c.p13)
@@ -218,6 +222,9 @@ type conversation struct {
 	hellos  [2]helloAssembler
 	p13     params13
 	settled bool
+	// paths counts the other address pairs that joined the
+	// conversation: a client that moved, under its CID (RFC 9146 §6).
+	paths int
 }
 
 // conversations finds the conversations of a capture, in the order of
@@ -247,6 +254,15 @@ func (cs *conversations) learn(d capture.Datagram) {
 	k := convKey(&d)
 	c := cs.index[k]
 	if c == nil {
+		c = cs.byCID(&d)
+		if c != nil {
+			// The same session from another address (a NAT
+			// rebinding, or a copy raced from elsewhere).
+			c.paths++
+			cs.index[k] = c
+		}
+	}
+	if c == nil {
 		if len(cs.list) == maxConversations {
 			return
 		}
@@ -258,6 +274,36 @@ func (cs *conversations) learn(d capture.Datagram) {
 		c.client, c.server, c.sawHello = d.Src, d.Dst, true
 	}
 	c.learnHellos(&d)
+}
+
+// rrcName names an RRC msg_type (RFC 9853 §4).
+func rrcName(t uint8) string {
+	switch t {
+	case 0:
+		return "path_challenge"
+	case 1:
+		return "path_response"
+	case 2:
+		return "path_drop"
+	}
+	return fmt.Sprintf("rrc_msg_type %d", t)
+}
+
+// byCID returns the conversation whose server a tls12_cid datagram from a
+// new address names by the CID the server handed out, or nil. At most
+// maxPaths address pairs join one conversation.
+func (cs *conversations) byCID(d *capture.Datagram) *conversation {
+	b := d.Payload
+	if len(b) < 13 || b[0] != ctCID12 {
+		return nil
+	}
+	for _, c := range cs.list {
+		n := c.p13.cidLen(0) // what the client's records carry
+		if c.paths < maxPaths && n > 0 && d.Dst == c.server && len(b) >= 11+n && string(b[11:11+n]) == string(c.p13.cid[1]) {
+			return c
+		}
+	}
+	return nil
 }
 
 // of returns the conversation of a datagram, or nil: a datagram that
@@ -272,7 +318,7 @@ func (cs *conversations) of(d *capture.Datagram) *conversation {
 
 // looksLikeDTLS checks for a DTLS record header at the start.
 func looksLikeDTLS(b []byte) bool {
-	return len(b) >= 13 && b[0] >= 20 && b[0] <= 26 && b[1] == 0xfe && (b[2] == 0xfd || b[2] == 0xff || b[2] == 0xfc)
+	return len(b) >= 13 && b[0] >= 20 && b[0] <= ctRRC && b[1] == 0xfe && (b[2] == 0xfd || b[2] == 0xff || b[2] == 0xfc)
 }
 
 // Content and handshake types the analysis looks into.
@@ -281,6 +327,8 @@ const (
 	ctAlert     = 21
 	ctHandshake = 22
 	ctAppData   = 23
+	ctCID12     = 25 // tls12_cid, RFC 9146
+	ctRRC       = 27 // return_routability_check, RFC 9853
 
 	hsClientHello = 1
 	hsServerHello = 2
@@ -315,6 +363,13 @@ type analysis struct {
 	// fragments past maxEpochsTracked or maxFragmentsTracked.
 	moreMessages, moreGaps, moreFlights int
 	untracked                           int
+
+	// cidLen is the CID length of the records each side sends (RFC
+	// 9146); clientAt the address the client's datagrams last came from,
+	// and moves lists where it went.
+	cidLen   [2]int
+	clientAt netip.AddrPort
+	moves    []string
 
 	v13 analysis13 // DTLS 1.3 conversations
 	// is12: the first pass saw a ServerHello choose DTLS 1.2;
@@ -413,11 +468,20 @@ func (a *analysis) datagram(d capture.Datagram, keys *keyLog) {
 		a.start, a.started = d.Time, true
 	}
 	a.last = d.Time
-	from := 1
-	if d.Src == a.client {
-		from = 0
+	// The server keeps its address; the client may move (RFC 9146 §6).
+	from := 0
+	if d.Src == a.server {
+		from = 1
 	}
 	to := 1 - from
+	if from == 0 && d.Src != a.clientAt && a.clientAt.IsValid() {
+		if len(a.moves) < maxListed {
+			a.moves = append(a.moves, fmt.Sprintf("+%v client sends from %v (was %v)", d.Time.Sub(a.start).Round(time.Microsecond), d.Src, a.clientAt))
+		}
+	}
+	if from == 0 {
+		a.clientAt = d.Src
+	}
 	a.emit(from, dtls.TraceEvent{Kind: dtls.TraceDatagramSent, Time: d.Time, Length: len(d.Payload)})
 	a.emit(to, dtls.TraceEvent{Kind: dtls.TraceDatagramReceived, Time: d.Time, Length: len(d.Payload)})
 
@@ -436,15 +500,26 @@ func (a *analysis) datagram(d capture.Datagram, keys *keyLog) {
 		typ := rest[0]
 		epoch := uint64(binary.BigEndian.Uint16(rest[3:5]))
 		seq := uint64(binary.BigEndian.Uint16(rest[5:7]))<<32 | uint64(binary.BigEndian.Uint32(rest[7:11]))
-		n := int(binary.BigEndian.Uint16(rest[11:13]))
-		if typ == 25 || 13+n > len(rest) {
-			// A tls12_cid record's header length depends on the
-			// negotiated CID; a truncated record ends the datagram.
-			break
+		hl := 13
+		if typ == ctCID12 {
+			// The CID sits before the length; its size is the
+			// negotiated one (RFC 9146 §4).
+			if a.cidLen[from] == 0 || len(rest) < 13+a.cidLen[from] {
+				break
+			}
+			hl += a.cidLen[from]
 		}
-		rec := rest[:13+n]
-		rest = rest[13+n:]
-		a.record(d.Time, from, typ, epoch, seq, rec, keys.master)
+		n := int(binary.BigEndian.Uint16(rest[hl-2 : hl]))
+		if hl+n > len(rest) {
+			break // a truncated record ends the datagram
+		}
+		rec := rest[:hl+n]
+		rest = rest[hl+n:]
+		peer := d.Dst
+		if from == 0 {
+			peer = d.Src
+		}
+		a.record(d.Time, from, typ, epoch, seq, rec, hl, peer, keys.master)
 	}
 }
 
@@ -521,10 +596,12 @@ func (a *analysis) scanFragments(from int, b []byte) (n int, allRepeated bool) {
 	return n, allRepeated && n > 0
 }
 
-func (a *analysis) record(t time.Time, from int, typ uint8, epoch uint64, seq uint64, rec []byte, secrets map[string][]byte) {
+// record follows one record of hl header bytes; peer is the client's
+// address on the datagram.
+func (a *analysis) record(t time.Time, from int, typ uint8, epoch uint64, seq uint64, rec []byte, hl int, peer netip.AddrPort, secrets map[string][]byte) {
 	to := 1 - from
 	a.trackRecord(from, epoch, seq)
-	body := rec[13:]
+	body := rec[hl:]
 	plain := body
 	encrypted := epoch > 0
 	if encrypted {
@@ -535,8 +612,8 @@ func (a *analysis) record(t time.Time, from int, typ uint8, epoch uint64, seq ui
 			}
 		}
 		if a.decrypter != nil {
-			if p, err := a.decrypter.Open(from == 0, rec); err == nil {
-				plain = p
+			if inner, p, err := a.decrypter.OpenCID(from == 0, rec, a.cidLen[from]); err == nil {
+				plain, typ = p, inner
 			}
 		}
 		if plain == nil {
@@ -558,6 +635,17 @@ func (a *analysis) record(t time.Time, from int, typ uint8, epoch uint64, seq ui
 	case ctAlert:
 		if len(plain) == 2 {
 			a.emit(from, dtls.TraceEvent{Kind: dtls.TraceAlertSent, Time: t, Epoch: epoch, Alert: plain[1]})
+		}
+	case ctRRC:
+		// RFC 9853 §4: msg_type and an 8-byte cookie.
+		if len(plain) >= 1 {
+			ev := dtls.TraceEvent{Kind: dtls.TraceRRCSent, Time: t, Epoch: epoch, Seq: seq, Reason: rrcName(plain[0])}
+			if from == 1 && peer != a.client {
+				ev.Path = peer // a challenge to a new address
+			}
+			a.emit(from, ev)
+			ev.Kind = dtls.TraceRRCReceived
+			a.emit(to, ev)
 		}
 	}
 	a.emit(to, dtls.TraceEvent{Kind: dtls.TraceRecordReceived, Time: t, Epoch: epoch, Seq: seq, ContentType: typ, Length: len(body)})
@@ -670,6 +758,12 @@ func (a *analysis) report(out io.Writer) {
 	}
 	if a.untracked > 0 {
 		fmt.Fprintf(out, "records or fragments past analyze's bounds, not checked for retransmissions, gaps or duplicates: %d\n", a.untracked)
+	}
+	if len(a.moves) > 0 {
+		fmt.Fprintf(out, "client address changes (RFC 9146 §6; the server moves after a return routability check when both sent rrc, RFC 9853):\n")
+		for _, m := range a.moves {
+			fmt.Fprintf(out, "  %s\n", m)
+		}
 	}
 	if a.undecrypt > 0 {
 		fmt.Fprintf(out, "encrypted records not decrypted: %d (give -keylog)\n", a.undecrypt)

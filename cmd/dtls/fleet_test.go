@@ -259,6 +259,30 @@ func echoOnce(t *testing.T, c *dtls.Conn, msg string) {
 	}
 }
 
+// echoAfterMove is echoOnce from a new address: the server checks it
+// (RFC 9853) before it sends there, so the first echoes go to the old
+// one and are lost; msg is sent again every 100 ms, at most 50 times.
+func echoAfterMove(t *testing.T, c *dtls.Conn, msg string) {
+	t.Helper()
+	buf := make([]byte, 1024)
+	for range 50 {
+		if _, err := c.Write([]byte(msg)); err != nil {
+			t.Fatalf("write %q: %v", msg, err)
+		}
+		c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		for {
+			n, err := c.Read(buf)
+			if err != nil {
+				break
+			}
+			if string(buf[:n]) == msg {
+				return
+			}
+		}
+	}
+	t.Fatalf("no echo of %q from the new address", msg)
+}
+
 // serverOf returns the server id a connection's CID names (1 to 3).
 func serverOf(t *testing.T, c *dtls.Conn) int {
 	t.Helper()
@@ -408,7 +432,7 @@ func TestFleetNginxCIDRebinding(t *testing.T) {
 	ports := make([]int, 0, rebinds)
 	for i := range rebinds {
 		ports = append(ports, relay.rebind())
-		echoOnce(t, c, fmt.Sprintf("after rebind %d", i+1))
+		echoAfterMove(t, c, fmt.Sprintf("after rebind %d", i+1))
 	}
 	// The servers' logs reach us through pipes, a moment later.
 	waitUntil(t, fmt.Sprintf("server %d logging its connection", on), func() bool { return servers[on-1].connected() > 0 })

@@ -56,6 +56,7 @@ var (
 		{"SRTP", "use_srtp"},
 		{"Resumption", "resumption"},
 		{"ALPN", "ALPN"},
+		{"RRC", "return routability (RFC 9853, CID rebinding)"},
 	}
 	// conformanceFeatures are the second table's columns: cases real
 	// peers found (interop/conformance_test.go).
@@ -89,6 +90,7 @@ var (
 		{"CID", "connection ID"},
 		{"SRTP", "DTLS-SRTP"},
 		{"RPK", "raw public keys"},
+		{"RRC", "return routability (RFC 9853, CID rebinding)"},
 	}
 	roles = []struct{ key, name string }{
 		{"client", "our client"},

@@ -41,6 +41,7 @@ const (
 	contentCCS       = 20
 	contentAlert     = 21
 	contentHandshake = 22
+	contentRRC       = 27 // return_routability_check, RFC 9853
 	contentAppData   = 23
 	contentACK       = 26 // DTLS 1.3 (RFC 9147 §7)
 )
@@ -301,6 +302,16 @@ func (l *Ladder) build() *diagram {
 				a.flight = ev.Flight
 			}
 			a.labels = append(a.labels, handshakeLabel(ev))
+		case dtls.TraceRRCSent:
+			// A return routability check message (RFC 9853) names its
+			// record, and the address it went to when that is new.
+			if a := ss.last; a != nil && a.contentType == contentRRC && len(a.labels) == 0 {
+				label := ev.Reason
+				if ev.Path.IsValid() {
+					label += " to " + ev.Path.String()
+				}
+				a.labels = append(a.labels, label)
+			}
 		case dtls.TraceAlertSent:
 			a := ss.last
 			if a == nil || a.contentType != contentAlert || len(a.labels) > 0 || a.epoch != ev.Epoch {

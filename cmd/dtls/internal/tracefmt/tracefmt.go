@@ -40,12 +40,14 @@ const (
 func Level(k dtls.TraceKind) int {
 	switch k {
 	case dtls.TraceHandshakeDone, dtls.TraceHandshakeFailed,
-		dtls.TraceAlertSent, dtls.TraceAlertReceived, dtls.TraceListenerEvent:
+		dtls.TraceAlertSent, dtls.TraceAlertReceived, dtls.TraceListenerEvent,
+		dtls.TracePathValidation, dtls.TracePeerAddressChanged:
 		return LevelSummary
 	case dtls.TraceHandshakeSent, dtls.TraceHandshakeReceived,
 		dtls.TraceFlightSent, dtls.TraceFlightRetransmitted,
 		dtls.TraceTimerArmed, dtls.TraceTimerFired,
-		dtls.TraceEpochChanged, dtls.TraceRecordDropped, dtls.TraceDatagramDropped:
+		dtls.TraceEpochChanged, dtls.TraceRecordDropped, dtls.TraceDatagramDropped,
+		dtls.TraceRRCSent, dtls.TraceRRCReceived:
 		return LevelEvents
 	}
 	return LevelRecords
@@ -102,9 +104,17 @@ func Describe(ev *dtls.TraceEvent, elapsed time.Duration) string {
 		return fmt.Sprintf("<- record %s epoch=%d seq=%d len=%d",
 			dtls.ContentTypeName(ev.ContentType), ev.Epoch, ev.Seq, ev.Length)
 	case dtls.TraceDatagramSent:
-		return fmt.Sprintf("-> datagram %d bytes to %s", ev.Length, addr(ev.Remote))
+		return fmt.Sprintf("-> datagram %d bytes to %s", ev.Length, addr(pathOr(ev)))
 	case dtls.TraceDatagramReceived:
-		return fmt.Sprintf("<- datagram %d bytes from %s", ev.Length, addr(ev.Remote))
+		return fmt.Sprintf("<- datagram %d bytes from %s", ev.Length, addr(pathOr(ev)))
+	case dtls.TraceRRCSent:
+		return fmt.Sprintf("-> %s to %s epoch=%d len=%d", orUnknown(ev.Reason), addr(pathOr(ev)), ev.Epoch, ev.Length)
+	case dtls.TraceRRCReceived:
+		return fmt.Sprintf("<- %s from %s epoch=%d seq=%d", orUnknown(ev.Reason), addr(pathOr(ev)), ev.Epoch, ev.Seq)
+	case dtls.TracePathValidation:
+		return fmt.Sprintf("path %s: %s", addr(ev.Path), orUnknown(ev.Reason))
+	case dtls.TracePeerAddressChanged:
+		return fmt.Sprintf("peer moved %s -> %s (%s)", addr(ev.Remote), addr(ev.Path), orUnknown(ev.Reason))
 	case dtls.TraceAlertSent:
 		return fmt.Sprintf("-> alert %s (%d)", dtls.AlertName(ev.Alert), ev.Alert)
 	case dtls.TraceAlertReceived:
@@ -119,6 +129,15 @@ func Describe(ev *dtls.TraceEvent, elapsed time.Duration) string {
 		return fmt.Sprintf("listener: %s (%s)", orUnknown(ev.Reason), addr(ev.Remote))
 	}
 	return ev.Kind.String()
+}
+
+// pathOr returns the address an event names apart from the peer's (a
+// return routability check's new path), else the peer's.
+func pathOr(ev *dtls.TraceEvent) netip.AddrPort {
+	if ev.Path.IsValid() {
+		return ev.Path
+	}
+	return ev.Remote
 }
 
 func orUnknown(s string) string {
@@ -218,7 +237,8 @@ func (p *Printer) Trace(ev *dtls.TraceEvent) {
 			delete(p.begun, key)
 		}
 	case dtls.TraceRecordSent, dtls.TraceRecordReceived, dtls.TraceRecordDropped,
-		dtls.TraceDatagramSent, dtls.TraceDatagramReceived, dtls.TraceAlertSent, dtls.TraceAlertReceived:
+		dtls.TraceDatagramSent, dtls.TraceDatagramReceived, dtls.TraceAlertSent, dtls.TraceAlertReceived,
+		dtls.TraceRRCSent, dtls.TraceRRCReceived, dtls.TracePathValidation, dtls.TracePeerAddressChanged:
 		// Also seen after the handshake: they must not start a new one.
 	default:
 		if _, ok := p.begun[key]; !ok {
