@@ -174,6 +174,14 @@ func TestCIDUpdate13Listener(t *testing.T) {
 	// The third spare from a new address.
 	c.useSpare13(2)
 	second := nat.rebind()
+	if srv.ConnectionState().ReturnRoutabilityCheck {
+		// RFC 9853: the echo goes to the old address until the
+		// server's path_challenge to the new one is answered.
+		if _, err := c.Write([]byte("third spare, new port")); err != nil {
+			t.Fatal(err)
+		}
+		readUntil(t, c, "the server to follow", func() bool { return sameAddr(srv.RemoteAddr(), second) })
+	}
 	exchange(t, c, "third spare, new port")
 	if !sameAddr(srv.RemoteAddr(), second) {
 		t.Fatalf("server did not follow the client: %v", srv.RemoteAddr())

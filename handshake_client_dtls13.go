@@ -368,6 +368,11 @@ func (hs *clientHandshakeState13) checkServerHelloFields(sh *serverHelloMsg13) e
 			if sh.isHelloRetryRequest() || !hs.hello.hasConnectionID {
 				return c.fail(alertUnsupportedExtension, errors.New("dtls: connection_id we did not offer, or in a HelloRetryRequest"))
 			}
+		case extensionRRC:
+			// RFC 9853 §3, §10.2: in the ServerHello, answering ours.
+			if sh.isHelloRetryRequest() || !hs.hello.rrc {
+				return c.fail(alertUnsupportedExtension, errors.New("dtls: rrc we did not offer, or in a HelloRetryRequest"))
+			}
 		default:
 			return c.fail(alertUnsupportedExtension, fmt.Errorf("dtls: server sent extension %d in its hello, which we did not offer", e))
 		}
@@ -459,6 +464,9 @@ func (hs *clientHandshakeState13) processServerHello(msg inMessage, sh *serverHe
 		// on, the handshake epoch included; epoch-0 records carry none.
 		c.rl.setConnectionIDs(hs.hello.connectionID, slices.Clone(sh.connectionID))
 	}
+	// RFC 9853 §3: the check runs only when both sides sent rrc, and
+	// the server's goes with its connection_id.
+	c.rrcNegotiated = hs.hello.rrc && sh.rrc && sh.hasConnectionID
 	if hs.transcript == nil {
 		hs.transcript = hs.suite.hash.New()
 		hs.addTranscript(typeClientHello, hs.chBody)

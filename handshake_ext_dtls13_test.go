@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -425,58 +426,76 @@ func TestHandshake13CID(t *testing.T) {
 // (RFC 9146 §6); a forged record with the CID moves nothing.
 func TestHandshake13CIDRebinding(t *testing.T) {
 	checkNoGoroutineLeak(t)
-	cc, scfg := configs13(t, "p256")
-	scfg.ConnectionIDGenerator = RandomCIDGenerator(8)
-	cc.ConnectionIDGenerator = OnlySendCIDGenerator()
-	l, conns := acceptOne(t, scfg)
-	nat := newNATProxy(t, l.Addr())
-	c, err := Dial("udp", nat.front.LocalAddr().String(), cc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	exchange(t, c, "before")
-	srv := <-conns
-	if v := c.ConnectionState().Version; v != VersionDTLS13 {
-		t.Fatalf("version %#x", v)
-	}
-	first := nat.out.Load().LocalAddr().(*net.UDPAddr)
-	if !sameAddr(srv.RemoteAddr(), first) {
-		t.Fatalf("server sees %v, want %v", srv.RemoteAddr(), first)
-	}
-	second := nat.rebind()
-	exchange(t, c, "after rebinding", "and again")
-	if !sameAddr(srv.RemoteAddr(), second) {
-		t.Fatalf("server did not follow the client: %v, want %v", srv.RemoteAddr(), second)
-	}
+	for _, withRRC := range []bool{false, true} {
+		t.Run(fmt.Sprintf("rrc=%v", withRRC), func(t *testing.T) {
+			cc, scfg := configs13(t, "p256")
+			scfg.ConnectionIDGenerator = RandomCIDGenerator(8)
+			cc.ConnectionIDGenerator = OnlySendCIDGenerator()
+			if !withRRC {
+				cc.ReturnRoutabilityCheck = RRCOff
+			}
+			l, conns := acceptOne(t, scfg)
+			nat := newNATProxy(t, l.Addr())
+			c, err := Dial("udp", nat.front.LocalAddr().String(), cc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			exchange(t, c, "before")
+			srv := <-conns
+			if v := c.ConnectionState().Version; v != VersionDTLS13 {
+				t.Fatalf("version %#x", v)
+			}
+			first := nat.out.Load().LocalAddr().(*net.UDPAddr)
+			if !sameAddr(srv.RemoteAddr(), first) {
+				t.Fatalf("server sees %v, want %v", srv.RemoteAddr(), first)
+			}
+			if got := srv.ConnectionState().ReturnRoutabilityCheck; got != withRRC {
+				t.Fatalf("rrc negotiated: %v, want %v", got, withRRC)
+			}
+			second := nat.rebind()
+			if withRRC {
+				// RFC 9853: the echo goes to the old address until the
+				// server's path_challenge to the new one is answered.
+				if _, err := c.Write([]byte("after rebinding")); err != nil {
+					t.Fatal(err)
+				}
+				readUntil(t, c, "the server to follow", func() bool { return sameAddr(srv.RemoteAddr(), second) })
+			}
+			exchange(t, c, "after rebinding", "and again")
+			if !sameAddr(srv.RemoteAddr(), second) {
+				t.Fatalf("server did not follow the client: %v, want %v", srv.RemoteAddr(), second)
+			}
 
-	// A forger on a third address knows the CID but not the keys.
-	forger, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
+			// A forger on a third address knows the CID but not the keys.
+			forger, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer forger.Close()
+			cid := srv.ConnectionState().LocalConnectionID
+			forged := append([]byte{uhFixedBits | uhCIDBit | uhSeq16Bit | uhLengthBit | 3}, cid...)
+			forged = append(forged, 0, 9, 0, 40)
+			forged = append(forged, make([]byte, 40)...)
+			before := srv.Stats().Dropped["bad MAC"]
+			forger.WriteTo(forged, l.Addr())
+			waitFor(t, "the forged record's drop", func() bool { return srv.Stats().Dropped["bad MAC"] > before })
+			if !sameAddr(srv.RemoteAddr(), second) {
+				t.Fatalf("a forged record moved the peer to %v", srv.RemoteAddr())
+			}
+			// The forger replays the client's last genuine record.
+			nat.mu.Lock()
+			replayed := nat.lastSent
+			nat.mu.Unlock()
+			before = srv.Stats().Dropped["replayed"]
+			forger.WriteTo(replayed, l.Addr())
+			waitFor(t, "the replay's drop", func() bool { return srv.Stats().Dropped["replayed"] > before })
+			if !sameAddr(srv.RemoteAddr(), second) {
+				t.Fatalf("a replayed record moved the peer to %v", srv.RemoteAddr())
+			}
+			exchange(t, c, "still here")
+		})
 	}
-	defer forger.Close()
-	cid := srv.ConnectionState().LocalConnectionID
-	forged := append([]byte{uhFixedBits | uhCIDBit | uhSeq16Bit | uhLengthBit | 3}, cid...)
-	forged = append(forged, 0, 9, 0, 40)
-	forged = append(forged, make([]byte, 40)...)
-	before := srv.Stats().Dropped["bad MAC"]
-	forger.WriteTo(forged, l.Addr())
-	waitFor(t, "the forged record's drop", func() bool { return srv.Stats().Dropped["bad MAC"] > before })
-	if !sameAddr(srv.RemoteAddr(), second) {
-		t.Fatalf("a forged record moved the peer to %v", srv.RemoteAddr())
-	}
-	// The forger replays the client's last genuine record.
-	nat.mu.Lock()
-	replayed := nat.lastSent
-	nat.mu.Unlock()
-	before = srv.Stats().Dropped["replayed"]
-	forger.WriteTo(replayed, l.Addr())
-	waitFor(t, "the replay's drop", func() bool { return srv.Stats().Dropped["replayed"] > before })
-	if !sameAddr(srv.RemoteAddr(), second) {
-		t.Fatalf("a replayed record moved the peer to %v", srv.RemoteAddr())
-	}
-	exchange(t, c, "still here")
 }
 
 // TestHandshake13CIDMisbehaving: bad connection_id extensions and CIDs

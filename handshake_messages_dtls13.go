@@ -467,6 +467,7 @@ type serverHelloMsg13 struct {
 	selectedIdentity    uint16
 	hasConnectionID     bool // connection_id (RFC 9146 §3: in ServerHello for 1.3 too)
 	connectionID        []byte
+	rrc                 bool // rrc (RFC 9853 §3, §10.2: ClientHello and ServerHello), empty
 	extensions          []uint16
 }
 
@@ -523,6 +524,9 @@ func (m *serverHelloMsg13) marshal() ([]byte, error) {
 			addExtension(exts, scratch, extensionConnectionID, func(b *cryptobyte.Builder) {
 				addBytes8(b, m.connectionID)
 			})
+		}
+		if m.rrc {
+			addExtension(exts, scratch, extensionRRC, nil)
 		}
 	}
 	extBytes, err := exts.Bytes()
@@ -598,6 +602,8 @@ func (m *serverHelloMsg13) unmarshal(body []byte) bool {
 			if !readBytes8(&data, &m.connectionID) {
 				return false
 			}
+		case id == extensionRRC:
+			m.rrc = true // empty: the check below refuses data
 		default:
 			continue
 		}

@@ -264,6 +264,12 @@ func (hs *serverHandshakeState13) processClientHello() error {
 		}
 		sh.hasConnectionID, sh.connectionID = true, cid
 		c.rl.setConnectionIDs(cid, slices.Clone(ch.connectionID))
+		// RFC 9853 §3: rrc is answered only with connection_id, in the
+		// ServerHello in DTLS 1.3 as in 1.2 (§10.2).
+		if ch.rrc && c.config.rrcPolicy() != RRCOff {
+			sh.rrc = true
+			c.rrcNegotiated = true
+		}
 	}
 	if err := writeHandshake13(c, hs.transcript, sh); err != nil {
 		return err
