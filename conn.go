@@ -129,6 +129,8 @@ type Conn struct {
 	// sessionCacheKey is a client's ClientSessionCache key, where a DTLS
 	// 1.3 NewSessionTicket is stored after the handshake.
 	sessionCacheKey string
+	// early is the DTLS 1.3 0-RTT state (early_data_dtls13.go).
+	early earlyState
 }
 
 // connState is what the handshake negotiated.
@@ -159,6 +161,8 @@ type connState struct {
 	// secrets of each direction, from which KeyUpdate derives the next
 	// (RFC 8446 §7.2).
 	ourSecret, peerSecret []byte
+	// earlyData: the server accepted the client's 0-RTT data.
+	earlyData bool
 	// resumptionSecret is the resumption_master_secret (RFC 8446 §7.1)
 	// from which the PSKs of tickets are derived; sessionCreatedAt the
 	// Unix time of the full handshake whose authentication a resumed
@@ -435,6 +439,7 @@ func (s *connState) connectionState(vers uint16, rl *recordLayer) ConnectionStat
 		LocalConnectionID:     rl.readCID,
 		RemoteConnectionID:    rl.writeCID,
 		DidResume:             s.didResume,
+		EarlyDataAccepted:     s.earlyData,
 	}
 }
 
@@ -733,6 +738,9 @@ func (c *Conn) handleOpened(hdr recordHeader, data []byte) ([]byte, error) {
 		if m, ok := c.io.(peerMover); ok {
 			m.followPeer()
 		}
+	}
+	if is13 && hdr.epoch == 1 {
+		return nil, c.handleEarlyRecord(hdr, data) // 0-RTT (early_data_dtls13.go)
 	}
 	switch hdr.typ {
 	case recordTypeHandshake:
@@ -1086,6 +1094,12 @@ func (c *Conn) sendFlight(retransmit bool, why string) error {
 			c.trace(&TraceEvent{Kind: TraceDatagramSent, Length: len(buf), Datagram: buf})
 		}
 		if err := c.io.writeDatagram(buf); err != nil {
+			return err
+		}
+	}
+	if retransmit {
+		// A client's 0-RTT data goes with its ClientHello again.
+		if err := c.resendEarlyData(); err != nil {
 			return err
 		}
 	}

@@ -145,6 +145,7 @@ func (c *Conn) offer13(hello *clientHelloMsg, cached *ClientSessionState) (*clie
 	// A ticket from an earlier 1.3 connection first (resumption,
 	// psk_dhe_ke only: a resumed session keeps forward secrecy).
 	hs.offerTicket(m, cached)
+	hs.offerEarlyData(m)
 	if c.config.PSK != nil {
 		// An external PSK (RFC 8446 §4.2.11), SHA-256 as §4.2.11 has
 		// it when nothing else is agreed; psk_dhe_ke first, for
@@ -210,6 +211,11 @@ func (hs *clientHandshakeState13) writeHello(hs12 *handshakeState) error {
 		}
 	}
 	hs.chBody = body
+	if hs.hello.earlyData {
+		if err := hs.deriveEarlyKeys(body); err != nil {
+			return c.fail(alertInternalError, err)
+		}
+	}
 	t := c.hs.queueMessage(c.rl.writeCur, typeClientHello, body)
 	if t == nil {
 		return c.fail(alertInternalError, errors.New("dtls: ClientHello too long"))
@@ -376,6 +382,9 @@ func (hs *clientHandshakeState13) processHRR(msg inMessage, hrr *serverHelloMsg1
 	// RFC 8446 §4.1.4: the second ClientHello keeps only the PSKs whose
 	// hash is that of the suite the HelloRetryRequest chose.
 	hs.keepPSKsFor(hs.suite.hash)
+	// RFC 8446 §4.1.2: "Early data is not permitted after a
+	// HelloRetryRequest."
+	hs.hello.earlyData = false
 	changed := len(hrr.cookie) > 0
 	hs.hello.cookieExt = slices.Clone(hrr.cookie)
 	if g := hrr.selectedGroup; g != 0 {
@@ -512,6 +521,10 @@ func (hs *clientHandshakeState13) readServerParameters() error {
 		case extensionALPN:
 			if !slices.Contains(hs.hello.alpnProtocols, ee.alpnProtocol) {
 				return c.fail(alertIllegalParameter, errors.New("dtls: server chose an unoffered ALPN protocol"))
+			}
+		case extensionEarlyData:
+			if err := hs.acceptedEarlyData(ee); err != nil {
+				return err
 			}
 		case extensionSupportedCurves:
 			// RFC 8446 §4.2.7: the server's preference, for later

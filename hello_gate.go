@@ -138,6 +138,11 @@ func (g *helloGate) check13(dst []byte, now time.Time, addr netip.AddrPort, reco
 		_, ok := g.cookies.verify13(now, addr, ch, ch13.cookieExt)
 		return dst, ok, true
 	}
+	if config.admitEarlyData(now, ch13) {
+		// A 0-RTT ClientHello we will accept: no cookie exchange
+		// (early_data_dtls13.go).
+		return dst, true, true
+	}
 	p, ok := hrrParamsFor(config, ch13)
 	if !ok {
 		return dst, false, false // nothing in common for 1.3: 1.2 may do

@@ -84,6 +84,7 @@ const (
 	dropMalformed                       // an unauthenticated alert or ChangeCipherSpec whose body is not valid
 	dropEpoch0AfterHandshake            // an unprotected record after the peer's Finished proved it holds keys
 	dropPlaintextAlert                  // an unprotected alert after the peer's ChangeCipherSpec
+	dropEarlyData                       // DTLS 1.3 0-RTT data the server rejected, skipped (RFC 8446 §4.2.10)
 	numDropReasons
 )
 
@@ -103,6 +104,7 @@ var dropReasonNames = [numDropReasons]string{
 	dropMalformed:            "malformed alert or ChangeCipherSpec",
 	dropEpoch0AfterHandshake: "epoch 0 after handshake",
 	dropPlaintextAlert:       "plaintext alert after ChangeCipherSpec",
+	dropEarlyData:            "rejected early data",
 }
 
 func (r dropReason) String() string {

@@ -1,0 +1,544 @@
+package dtls
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// configs0RTT returns client and server configs for DTLS 1.3 with 0-RTT
+// on, the client with a session cache.
+func configs0RTT(t *testing.T, maxEarly uint32) (cc, sc *Config) {
+	cc, sc = configs13(t, "p256")
+	sc.MaxEarlyData = maxEarly
+	cc.EnableEarlyData = true
+	cc.ClientSessionCache = NewLRUClientSessionCache(4)
+	// Clones share the ticket keys made before them (run0RTT clones).
+	sc.resumptionState()
+	return cc, sc
+}
+
+// result0RTT is what one 0-RTT attempt gave each side.
+type result0RTT struct {
+	cli, srv   ConnectionState
+	early      [][]byte // what the server's EarlyData returned
+	srvErr     error
+	cliErr     error
+	srvDrops   uint64 // the server's dropEarlyData count
+	keylogCli  string
+	keylogSrv  string
+	srvAlert   uint32 // the server's alertSent: the alert it sent, plus one
+}
+
+// run0RTT runs a handshake between Server and Client conns over
+// connected sockets, the client queueing early first, and echoes msgs.
+func run0RTT(t *testing.T, cc, sc *Config, early []string, msgs ...string) result0RTT {
+	t.Helper()
+	var r result0RTT
+	var klc, kls bytes.Buffer
+	cc, sc = cc.Clone(), sc.Clone()
+	cc.KeyLogWriter, sc.KeyLogWriter = &klc, &kls
+	cli, srv := connectedPair(t, cc, sc)
+	defer cli.Close()
+	defer srv.Close()
+	for _, e := range early {
+		if _, err := cli.WriteEarlyData([]byte(e)); err != nil {
+			t.Fatalf("WriteEarlyData: %v", err)
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if r.srvErr = srv.Handshake(); r.srvErr != nil {
+			return
+		}
+		r.early = srv.EarlyData()
+		buf := make([]byte, 1<<14)
+		for range msgs {
+			n, err := srv.Read(buf)
+			if err == nil {
+				_, err = srv.Write(buf[:n])
+			}
+			if err != nil {
+				r.srvErr = err
+				return
+			}
+		}
+	}()
+	r.cliErr = cli.Handshake()
+	if r.cliErr == nil {
+		exchange(t, cli, msgs...)
+	} else {
+		srv.SetReadDeadline(time.Now().Add(2 * time.Second))
+	}
+	<-done
+	r.cli, r.srv = cli.ConnectionState(), srv.ConnectionState()
+	r.srvDrops = srv.drops[dropEarlyData].Load()
+	r.srvAlert = srv.alertSent.Load()
+	r.keylogCli, r.keylogSrv = klc.String(), kls.String()
+	return r
+}
+
+// earlyLine is the CLIENT_EARLY_TRAFFIC_SECRET line of a key log, or "".
+func earlyLine(keylog string) string {
+	for l := range strings.Lines(keylog) {
+		if strings.HasPrefix(l, keyLogClientEarly+" ") {
+			return l
+		}
+	}
+	return ""
+}
+
+func wantEarly(t *testing.T, got [][]byte, want []string) {
+	t.Helper()
+	var g []string
+	for _, b := range got {
+		g = append(g, string(b))
+	}
+	if !slices.Equal(g, want) {
+		t.Fatalf("server's early data %q, want %q", g, want)
+	}
+}
+
+func TestEarlyData13Accept(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	for _, suite := range []uint16{suiteTLSAES128GCMSHA256, suiteTLSAES256GCMSHA384} {
+		t.Run(CipherSuiteName(suite), func(t *testing.T) {
+			cc, sc := configs0RTT(t, 1000)
+			sc.CipherSuites = []uint16{suite}
+			first := run0RTT(t, cc, sc, []string{"not yet"}, "ticket?")
+			if first.cliErr != nil || first.srvErr != nil {
+				t.Fatalf("first handshake: %v / %v", first.cliErr, first.srvErr)
+			}
+			if first.cli.EarlyDataAccepted || first.srv.EarlyDataAccepted || first.early != nil {
+				t.Fatal("early data accepted without a ticket")
+			}
+			cs := cached13(cc, "dtls.test")
+			if cs == nil || cs.maxEarlyData != 1000 {
+				t.Fatalf("cached ticket allows %v bytes of early data, want 1000", cs)
+			}
+			early := []string{"GET /a", "GET /b", strings.Repeat("x", 900)}
+			r := run0RTT(t, cc, sc, early, "after")
+			if r.cliErr != nil || r.srvErr != nil {
+				t.Fatalf("0-RTT handshake: %v / %v", r.cliErr, r.srvErr)
+			}
+			if !r.cli.DidResume || !r.cli.EarlyDataAccepted || !r.srv.EarlyDataAccepted {
+				t.Fatalf("resumed %v, early data accepted: client %v server %v", r.cli.DidResume, r.cli.EarlyDataAccepted, r.srv.EarlyDataAccepted)
+			}
+			wantEarly(t, r.early, early)
+			lc, ls := earlyLine(r.keylogCli), earlyLine(r.keylogSrv)
+			if lc == "" || lc != ls {
+				t.Fatalf("key logs' %s lines: client %q server %q", keyLogClientEarly, lc, ls)
+			}
+		})
+	}
+}
+
+// Through a Listener: its hello gate admits the 0-RTT ClientHello
+// without a cookie exchange (early data after a HelloRetryRequest is not
+// permitted), and a ClientHello offering early data whose ticket does not
+// allow it gets the cookie exchange.
+func TestEarlyData13Listener(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	cc, sc := configs0RTT(t, 512)
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := NewListener(pc, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type got struct {
+		cs    ConnectionState
+		early [][]byte
+	}
+	states := make(chan got, 4)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			nc, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c := nc.(*Conn)
+			states <- got{c.ConnectionState(), c.EarlyData()}
+			wg.Go(func() {
+				defer c.Close()
+				buf := make([]byte, 1<<14)
+				for {
+					n, err := c.Read(buf)
+					if err != nil {
+						return
+					}
+					if _, err := c.Write(buf[:n]); err != nil {
+						return
+					}
+				}
+			})
+		}
+	})
+	defer func() { l.Close(); wg.Wait() }()
+	dial := func(early ...string) (ConnectionState, got, int) {
+		t.Helper()
+		cfg := cc.Clone()
+		hellos := 0
+		cfg.Tracer = func(e *TraceEvent) {
+			if e.Kind == TraceHandshakeSent && e.HandshakeType == uint8(typeClientHello) && e.FragmentOffset == 0 {
+				hellos++
+			}
+		}
+		raddr, err := net.ResolveUDPAddr("udp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		uc, err := net.DialUDP("udp", nil, raddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := Client(uc, cfg)
+		defer c.Close()
+		for _, e := range early {
+			if _, err := c.WriteEarlyData([]byte(e)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		exchange(t, c, "hello")
+		select {
+		case s := <-states:
+			return c.ConnectionState(), s, hellos
+		case <-time.After(10 * time.Second):
+			t.Fatal("no server state")
+		}
+		panic("unreachable")
+	}
+	c1, s1, h1 := dial("early?")
+	if c1.EarlyDataAccepted || s1.cs.EarlyDataAccepted || h1 != 2 {
+		t.Fatalf("first: accepted %v/%v after %d ClientHellos, want a cookie exchange and no 0-RTT", c1.EarlyDataAccepted, s1.cs.EarlyDataAccepted, h1)
+	}
+	c2, s2, h2 := dial("one", "two")
+	if !c2.EarlyDataAccepted || !s2.cs.EarlyDataAccepted || h2 != 1 {
+		t.Fatalf("second: accepted %v/%v after %d ClientHellos, want 0-RTT without a cookie exchange", c2.EarlyDataAccepted, s2.cs.EarlyDataAccepted, h2)
+	}
+	wantEarly(t, s2.early, []string{"one", "two"})
+}
+
+// Rejections: the handshake completes without 0-RTT, the client is told,
+// and the server application sees none of the early data.
+func TestEarlyData13Reject(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	t.Run("ticket without early data", func(t *testing.T) {
+		cc, sc := configs0RTT(t, 0)
+		run0RTT(t, cc, sc, nil, "ticket?")
+		if cs := cached13(cc, "dtls.test"); cs == nil || cs.maxEarlyData != 0 {
+			t.Fatal("no ticket, or one that allows early data")
+		}
+		sc.MaxEarlyData = 1000 // too late for the ticket already issued
+		r := run0RTT(t, cc, sc, []string{"early"}, "x")
+		if r.cliErr != nil || r.srvErr != nil || !r.cli.DidResume {
+			t.Fatalf("%v / %v, resumed %v", r.cliErr, r.srvErr, r.cli.DidResume)
+		}
+		if r.cli.EarlyDataAccepted || r.srv.EarlyDataAccepted || r.early != nil || earlyLine(r.keylogCli) != "" {
+			t.Fatal("early data sent or accepted with a ticket that does not allow it")
+		}
+	})
+	t.Run("server turned 0-RTT off", func(t *testing.T) {
+		cc, sc := configs0RTT(t, 1000)
+		run0RTT(t, cc, sc, nil, "ticket?")
+		sc.MaxEarlyData = 0
+		r := run0RTT(t, cc, sc, []string{"early"}, "x")
+		if r.cliErr != nil || r.srvErr != nil || !r.cli.DidResume {
+			t.Fatalf("%v / %v, resumed %v", r.cliErr, r.srvErr, r.cli.DidResume)
+		}
+		if r.cli.EarlyDataAccepted || r.srv.EarlyDataAccepted || r.early != nil {
+			t.Fatal("early data accepted by a server with MaxEarlyData 0")
+		}
+		if earlyLine(r.keylogCli) == "" || r.srvDrops == 0 {
+			t.Fatalf("early data not sent (key log %q) or not skipped (%d drops)", r.keylogCli, r.srvDrops)
+		}
+	})
+	t.Run("wrong ALPN", func(t *testing.T) {
+		cc, sc := configs0RTT(t, 1000)
+		cc.NextProtos, sc.NextProtos = []string{"a", "b"}, []string{"a", "b"}
+		run0RTT(t, cc, sc, nil, "ticket?")
+		if cs := cached13(cc, "dtls.test"); cs == nil || cs.state.alpn != "a" {
+			t.Fatal("no ticket for ALPN a")
+		}
+		sc.NextProtos = []string{"b", "a"} // the resumed handshake selects b
+		r := run0RTT(t, cc, sc, []string{"early"}, "x")
+		if r.cliErr != nil || r.srvErr != nil || !r.cli.DidResume || r.cli.NegotiatedProtocol != "b" {
+			t.Fatalf("%v / %v, resumed %v, ALPN %q", r.cliErr, r.srvErr, r.cli.DidResume, r.cli.NegotiatedProtocol)
+		}
+		if r.cli.EarlyDataAccepted || r.srv.EarlyDataAccepted || r.early != nil {
+			t.Fatal("early data accepted under another ALPN protocol than the ticket's")
+		}
+		if r.srvDrops == 0 {
+			t.Fatal("rejected early records not skipped")
+		}
+	})
+	t.Run("too much for the ticket", func(t *testing.T) {
+		cc, sc := configs0RTT(t, 10)
+		run0RTT(t, cc, sc, nil, "ticket?")
+		r := run0RTT(t, cc, sc, []string{"more than ten bytes"}, "x")
+		if r.cliErr != nil || r.srvErr != nil || !r.cli.DidResume {
+			t.Fatalf("%v / %v, resumed %v", r.cliErr, r.srvErr, r.cli.DidResume)
+		}
+		if r.cli.EarlyDataAccepted || earlyLine(r.keylogCli) != "" {
+			t.Fatal("client offered more early data than the ticket allows")
+		}
+	})
+}
+
+// A client that sends more early data than the ticket's
+// max_early_data_size: the server ends the handshake with
+// unexpected_message (RFC 8446 §4.6.1).
+func TestEarlyData13OverLimit(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	cc, sc := configs0RTT(t, 10)
+	run0RTT(t, cc, sc, nil, "ticket?")
+	cs := cached13(cc, "dtls.test")
+	if cs == nil {
+		t.Fatal("no ticket")
+	}
+	cs.maxEarlyData = 1000 // the misbehaving client ignores the ticket's 10
+	r := run0RTT(t, cc, sc, []string{"0123456789", "x"})
+	if r.srvErr == nil || r.srvAlert != uint32(alertUnexpectedMessage)+1 {
+		t.Fatalf("server: %v, alert %d, want unexpected_message", r.srvErr, int(r.srvAlert)-1)
+	}
+	// The client may have completed its side before the alert came:
+	// the server reads early data while it waits for the client's
+	// Finished.
+}
+
+// replayRelay forwards a client's datagrams to two servers: first only to
+// the victim, and once the victim answered (it processed the ClientHello)
+// also to the target, which gets the ClientHello and early data as a
+// replay; only the target's answers reach the client. It returns the
+// address to dial and the two servers' ends.
+func replayRelay(t *testing.T) (front *net.UDPConn, victim, target *net.UDPConn) {
+	t.Helper()
+	listen := func() *net.UDPConn {
+		c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	dial := func(to *net.UDPConn) *net.UDPConn {
+		c, err := net.DialUDP("udp", nil, to.LocalAddr().(*net.UDPAddr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	front = listen()
+	vSrv, tSrv := listen(), listen()
+	vRelay, tRelay := dial(vSrv), dial(tSrv)
+	// The servers' sockets talk to the relay's ends only.
+	connect := func(srv, relay *net.UDPConn) *net.UDPConn {
+		addr := srv.LocalAddr().(*net.UDPAddr)
+		srv.Close()
+		c, err := net.DialUDP("udp", addr, relay.LocalAddr().(*net.UDPAddr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	victim, target = connect(vSrv, vRelay), connect(tSrv, tRelay)
+	answered := make(chan struct{})
+	var clientAddr *net.UDPAddr
+	var mu sync.Mutex
+	var held [][]byte
+	released := false
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		buf := make([]byte, 65536)
+		for {
+			n, from, err := front.ReadFromUDP(buf)
+			if err != nil {
+				return
+			}
+			d := slices.Clone(buf[:n])
+			mu.Lock()
+			clientAddr = from
+			vRelay.Write(d)
+			if released {
+				tRelay.Write(d)
+			} else {
+				held = append(held, d)
+			}
+			mu.Unlock()
+		}
+	})
+	wg.Go(func() {
+		buf := make([]byte, 65536)
+		first := true
+		for {
+			if _, err := vRelay.Read(buf); err != nil {
+				return
+			}
+			if first {
+				first = false
+				close(answered)
+			}
+		}
+	})
+	wg.Go(func() {
+		select {
+		case <-answered:
+		case <-time.After(10 * time.Second):
+			return
+		}
+		mu.Lock()
+		for _, d := range held {
+			tRelay.Write(d)
+		}
+		released = true
+		mu.Unlock()
+	})
+	wg.Go(func() {
+		buf := make([]byte, 65536)
+		for {
+			n, err := tRelay.Read(buf)
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			to := clientAddr
+			mu.Unlock()
+			if to != nil {
+				front.WriteToUDP(buf[:n], to)
+			}
+		}
+	})
+	t.Cleanup(func() {
+		front.Close()
+		vRelay.Close()
+		tRelay.Close()
+		wg.Wait()
+	})
+	return front, victim, target
+}
+
+// A replayed 0-RTT ClientHello: its early data was accepted once (by the
+// victim connection); the same ClientHello and early data at another
+// connection of the same server are refused as a replay (RFC 8446 §8.2),
+// which answers with a cookie exchange, and the client (who holds the
+// keys) completes the handshake there without 0-RTT.
+func TestEarlyData13Replay(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	cc, sc := configs0RTT(t, 1000)
+	run0RTT(t, cc, sc, nil, "ticket?")
+	front, vConn, tConn := replayRelay(t)
+	victim, target := Server(vConn, sc), Server(tConn, sc)
+	defer victim.Close()
+	go victim.Handshake() // never completes: its answers go nowhere
+	uc, err := net.DialUDP("udp", nil, front.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli := Client(uc, cc)
+	defer cli.Close()
+	if _, err := cli.WriteEarlyData([]byte("transfer 100")); err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- target.Handshake() }()
+	if err := cli.Handshake(); err != nil {
+		t.Fatalf("client: %v", err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("target: %v", err)
+	}
+	defer target.Close()
+	if cs := cli.ConnectionState(); cs.EarlyDataAccepted || !cs.DidResume {
+		t.Fatalf("client: early data accepted %v, resumed %v", cs.EarlyDataAccepted, cs.DidResume)
+	}
+	if cs := target.ConnectionState(); cs.EarlyDataAccepted || target.EarlyData() != nil {
+		t.Fatal("replayed early data accepted")
+	}
+	if target.drops[dropEarlyData].Load() == 0 {
+		t.Fatal("the target did not skip the replayed early data")
+	}
+	// The victim entered the ClientHello in the strike register: the
+	// target refused it as a replay, not for another reason.
+	r := &sc.resumptionState().strikes
+	r.mu.Lock()
+	n := len(r.m)
+	r.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("strike register holds %d ClientHellos, want 1", n)
+	}
+}
+
+// The misbehaving-peer row of 0-RTT not covered by
+// TestEarlyData13OverLimit: a handshake record in epoch 1 (DTLS 1.3 has
+// no EndOfEarlyData, RFC 9147 §5.6), authenticated with the early keys,
+// ends the handshake with unexpected_message.
+func TestEarlyData13HandshakeInEpoch1(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	cc, sc := configs0RTT(t, 1000)
+	run0RTT(t, cc, sc, nil, "ticket?")
+	cfg := cc.Clone()
+	var cli *Conn
+	sent := false
+	cfg.Tracer = func(e *TraceEvent) {
+		if e.Kind != TraceRecordSent || e.Epoch != 1 || sent {
+			return
+		}
+		sent = true
+		// An EndOfEarlyData (type 5, empty) in a handshake record of
+		// epoch 1, sealed with the client's early keys.
+		msg := []byte{5, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0}
+		k := cli.early.keys
+		rec, err := k.sealRecord13(nil, nil, 1000, recordTypeHandshake, msg, 0, true, true)
+		if err == nil {
+			cli.io.writeDatagram(rec)
+		}
+	}
+	cliConn, srv := connectedPair(t, cfg, sc)
+	cli = cliConn
+	defer cli.Close()
+	defer srv.Close()
+	if _, err := cli.WriteEarlyData([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Handshake() }()
+	cli.SetDeadline(time.Now().Add(5 * time.Second))
+	cli.Handshake()
+	if err := <-errc; err == nil || srv.alertSent.Load() != uint32(alertUnexpectedMessage)+1 {
+		t.Fatalf("server: %v, want unexpected_message", err)
+	}
+}
+
+func TestEarlyData13Strikes(t *testing.T) {
+	var s earlyDataStrikes
+	now := time.Unix(1e9, 0)
+	id := func(i int) (b [32]byte) {
+		copy(b[:], fmt.Sprint(i))
+		return b
+	}
+	if !s.record(id(1), now, now.Add(time.Second)) || s.record(id(1), now, now.Add(time.Second)) {
+		t.Fatal("a ClientHello recorded twice, or not once")
+	}
+	if !s.record(id(1), now.Add(time.Second), now.Add(2*time.Second)) {
+		t.Fatal("an expired entry still refuses")
+	}
+	for i := 2; i <= maxEarlyDataStrikes; i++ {
+		if !s.record(id(i), now, now.Add(time.Minute)) {
+			t.Fatalf("entry %d refused before the register is full", i)
+		}
+	}
+	if s.record(id(-1), now, now.Add(time.Minute)) {
+		t.Fatal("a full register of live entries accepted another")
+	}
+	if !s.record(id(-1), now.Add(time.Hour), now.Add(time.Hour+time.Minute)) || len(s.m) != 1 {
+		t.Fatalf("expired entries not dropped when full: %d left", len(s.m))
+	}
+}
