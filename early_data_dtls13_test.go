@@ -25,14 +25,14 @@ func configs0RTT(t *testing.T, maxEarly uint32) (cc, sc *Config) {
 
 // result0RTT is what one 0-RTT attempt gave each side.
 type result0RTT struct {
-	cli, srv   ConnectionState
-	early      [][]byte // what the server's EarlyData returned
-	srvErr     error
-	cliErr     error
-	srvDrops   uint64 // the server's dropEarlyData count
-	keylogCli  string
-	keylogSrv  string
-	srvAlert   uint32 // the server's alertSent: the alert it sent, plus one
+	cli, srv  ConnectionState
+	early     [][]byte // what the server's EarlyData returned
+	srvErr    error
+	cliErr    error
+	srvDrops  uint64 // the server's dropEarlyData count
+	keylogCli string
+	keylogSrv string
+	srvAlert  uint32 // the server's alertSent: the alert it sent, plus one
 }
 
 // run0RTT runs a handshake between Server and Client conns over
