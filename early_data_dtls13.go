@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -120,33 +121,43 @@ type earlyState struct {
 // ends.
 type earlyDataStrikes struct {
 	mu sync.Mutex
-	m  map[[sha256.Size]byte]time.Time
+	m  map[[sha256.Size]byte]strike
 }
 
-// record adds id, valid until expires, and reports whether it was new.
-// A full register drops its expired entries first; if it is still full,
-// it refuses (0-RTT is then rejected, never an entry forgotten early).
-func (s *earlyDataStrikes) record(id [sha256.Size]byte, now, expires time.Time) bool {
+// strike is one entry of the register: until when it is kept, and the
+// address the ClientHello came from.
+type strike struct {
+	expires time.Time
+	addr    netip.AddrPort
+}
+
+// record adds id, from addr, valid until expires, and reports whether it
+// is new (fresh), or the same ClientHello again from the address it was
+// accepted from (again): a client retransmitting its ClientHello, which
+// its connection, not a new one, takes. A full register drops its
+// expired entries first; if it is still full, it refuses (0-RTT is then
+// rejected, never an entry forgotten early).
+func (s *earlyDataStrikes) record(id [sha256.Size]byte, addr netip.AddrPort, now, expires time.Time) (fresh, again bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.m == nil {
-		s.m = make(map[[sha256.Size]byte]time.Time)
+		s.m = make(map[[sha256.Size]byte]strike)
 	}
-	if exp, ok := s.m[id]; ok && now.Before(exp) {
-		return false
+	if e, ok := s.m[id]; ok && now.Before(e.expires) {
+		return false, e.addr == addr
 	}
 	if len(s.m) >= maxEarlyDataStrikes {
-		for k, exp := range s.m {
-			if !now.Before(exp) {
+		for k, e := range s.m {
+			if !now.Before(e.expires) {
 				delete(s.m, k)
 			}
 		}
 		if len(s.m) >= maxEarlyDataStrikes {
-			return false
+			return false, false
 		}
 	}
-	s.m[id] = expires
-	return true
+	s.m[id] = strike{expires, addr}
+	return true, false
 }
 
 // maxEarlyData is the max_early_data_size a server puts in its tickets.
@@ -196,12 +207,16 @@ func (cfg *Config) earlyDataTicket(now time.Time, ch *clientHelloMsg13, suite *c
 	return sha256.Sum256(ch.pskBinders[0]), expected.Add(earlyDataWindow), true
 }
 
-// recordEarlyData enters an accepted 0-RTT ClientHello in the strike
-// register, and in the fleet's store when Config.EarlyDataReplayCheck is
-// set, and reports whether it is new to both.
-func (cfg *Config) recordEarlyData(id [sha256.Size]byte, now, expires time.Time) bool {
-	if !cfg.resumptionState().strikes.record(id, now, expires) {
-		return false
+// recordEarlyData enters an accepted 0-RTT ClientHello from addr in the
+// strike register, and in the fleet's store when
+// Config.EarlyDataReplayCheck is set, and reports whether it is new to
+// both; with retransmit, the same ClientHello from the address it was
+// first accepted from counts as new too (helloGate.check13 lets a
+// client's retransmission through to its connection).
+func (cfg *Config) recordEarlyData(id [sha256.Size]byte, addr netip.AddrPort, now, expires time.Time, retransmit bool) bool {
+	fresh, again := cfg.resumptionState().strikes.record(id, addr, now, expires)
+	if !fresh {
+		return again && retransmit
 	}
 	if f := cfg.EarlyDataReplayCheck; f != nil {
 		return f(slices.Clone(id[:]), expires)
@@ -230,7 +245,7 @@ func alpnFor(cfg *Config, ch *clientHelloMsg13) (string, bool) {
 // connection needs no HelloRetryRequest of its own), is admitted without
 // a cookie, and entered in the strike register here; a replay gets the
 // cookie exchange like any ClientHello.
-func (cfg *Config) admitEarlyData(now time.Time, ch *clientHelloMsg13) bool {
+func (cfg *Config) admitEarlyData(now time.Time, addr netip.AddrPort, ch *clientHelloMsg13) bool {
 	if cfg.maxEarlyData() == 0 || !ch.earlyData {
 		return false
 	}
@@ -243,7 +258,7 @@ func (cfg *Config) admitEarlyData(now time.Time, ch *clientHelloMsg13) bool {
 		return false
 	}
 	id, expires, ok := cfg.earlyDataTicket(now, ch, cipherSuite13ByID(p.suite), alpn)
-	return ok && cfg.recordEarlyData(id, now, expires)
+	return ok && cfg.recordEarlyData(id, addr, now, expires, true)
 }
 
 // earlyDataCandidate reports whether this handshake will accept the
@@ -261,7 +276,7 @@ func (hs *serverHandshakeState13) earlyDataCandidate() bool {
 	if c.listener != nil && c.listener.gate.cookies != nil {
 		return true // admitted by helloGate.check13's admitEarlyData
 	}
-	return c.config.recordEarlyData(id, now, expires)
+	return c.config.recordEarlyData(id, addrPort(c.io.remoteAddr()), now, expires, false)
 }
 
 // acceptEarlyData takes the early data of a candidate ClientHello once

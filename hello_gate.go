@@ -138,7 +138,7 @@ func (g *helloGate) check13(dst []byte, now time.Time, addr netip.AddrPort, reco
 		_, ok := g.cookies.verify13(now, addr, ch, ch13.cookieExt)
 		return dst, ok, true
 	}
-	if config.admitEarlyData(now, ch13) {
+	if config.admitEarlyData(now, addr, ch13) {
 		// A 0-RTT ClientHello we will accept: no cookie exchange
 		// (early_data_dtls13.go).
 		return dst, true, true
