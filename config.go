@@ -281,9 +281,12 @@ type Config struct {
 	// ClientHello is answered without a cookie exchange (RFC 9147 §5.1
 	// allows it for a PSK handshake): its binder proves the client holds
 	// the ticket's key, and the server's flight is smaller than it.
-	// Early data can be replayed by whoever recorded it: only
-	// idempotent requests belong in it. A server reads what arrived
-	// with Conn.EarlyData after the handshake, never through Read.
+	// A server reads what arrived with Conn.EarlyData once the handshake
+	// completed, never through Read, so a replayed ClientHello (whose
+	// sender cannot finish the handshake) never reaches the application;
+	// but early data is not forward secret, and whoever recorded it can
+	// have it delivered late, or at another server of a fleet instead of
+	// the intended one: only idempotent requests belong in it.
 	MaxEarlyData uint32
 
 	// EarlyDataReplayCheck, if not nil, extends a 0-RTT server's

@@ -1,9 +1,11 @@
 // Package dtls implements DTLS 1.2 (RFC 6347), TLS for datagram transports,
 // in pure Go on the standard library's cryptography, and DTLS 1.3 (RFC
 // 9147) when Config.MaxVersion is VersionDTLS13: the default is DTLS 1.2
-// for now. DTLS 1.3 resumes sessions with tickets (RFC 8446 §4.6.1) but
-// has no 0-RTT, and raw public keys, DTLS-SRTP and Connection IDs are
-// used only over DTLS 1.2 (see README for the rest it lacks).
+// for now. DTLS 1.3 resumes sessions with tickets (RFC 8446 §4.6.1), with
+// 0-RTT early data when both sides turn it on (Config.MaxEarlyData,
+// Config.EnableEarlyData, Conn.WriteEarlyData, Conn.EarlyData); raw
+// public keys, DTLS-SRTP and Connection IDs are used only over DTLS 1.2
+// (see README for the rest it lacks).
 //
 // The API follows crypto/tls. A client dials:
 //

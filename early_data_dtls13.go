@@ -41,26 +41,36 @@ import (
 // the epoch bits of the unified header say which records are early.
 //
 // Anti-replay, exactly:
+//   - The server application sees early data only after the handshake
+//     completed (Conn.EarlyData; Read never returns it), and a
+//     handshake completes only with the client that holds the key share
+//     and PSK of the ClientHello. So a recorded ClientHello replayed by
+//     anyone else never delivers its early data to an application: the
+//     handshake it starts stalls before the client's Finished. What a
+//     replay can do is make a server decrypt and buffer the early data
+//     (up to the ticket's limit) for a handshake that will not finish,
+//     and, if the attacker also drops the client's own flight to that
+//     server, deliver the client's data once at another server of the
+//     fleet instead of the intended one: it is still delivered once.
 //   - Within one server (one Config, shared by its Listeners, its Server
 //     conns and Clones): a ClientHello's early data is accepted at most
-//     once. The strike register keeps the hash of each accepted
-//     ClientHello's first binder until the end of its freshness window
-//     (expected arrival + earlyDataWindow); a ClientHello outside that
-//     window is refused by the freshness check, so forgetting it after
-//     is safe. The register holds at most maxEarlyDataStrikes entries;
-//     when full of live entries it refuses 0-RTT (fails closed) rather
-//     than forget one.
+//     once. The strike register (§8.2) keeps the hash of each accepted
+//     ClientHello's first binder, with its source address, until the end
+//     of its freshness window (expected arrival + earlyDataWindow); a
+//     ClientHello outside that window is refused by the freshness check
+//     (§8.3), so forgetting it after is safe. The same ClientHello again
+//     from the same address is the client retransmitting it: a
+//     Listener lets it through to the connection it started. The
+//     register holds at most maxEarlyDataStrikes entries; full of live
+//     entries, it refuses 0-RTT (fails closed) rather than forget one.
 //   - Across a fleet sharing FleetSecret (whose servers open each
 //     other's tickets): each server keeps its own register, so a
-//     recorded ClientHello can have its early data accepted once per
-//     server, within the window, by sending it to each of them. A fleet
-//     that needs at-most-once across servers sets
-//     Config.EarlyDataReplayCheck to a shared set-if-absent store; the
-//     local register is still checked first.
-//   - Nothing stops replay of the early data into a handshake that
-//     fails: the server application sees early data only after the
-//     handshake completed (Conn.EarlyData), so a replayed ClientHello
-//     from someone without the client's key share never reaches it.
+//     recorded ClientHello can have its early data accepted (buffered)
+//     once per server within the window; by the first point, at most one
+//     of those handshakes completes. A fleet that wants at-most-once
+//     acceptance across servers as well sets Config.EarlyDataReplayCheck
+//     to a shared set-if-absent store; the local register is checked
+//     first.
 //
 // The address check: a ClientHello whose early data would be accepted is
 // answered without a HelloRetryRequest (RFC 9147 §5.1: a server "MAY
@@ -500,6 +510,13 @@ func (c *Conn) sendEarlyData() error {
 		}
 	}
 	return nil
+}
+
+// answered drops a client's queued and sealed early data once the server
+// answered its ClientHello: nothing is resent after that. The keys stay,
+// for acceptedEarlyData.
+func (e *earlyState) answered() {
+	e.out, e.sent, e.outLen = nil, nil, 0
 }
 
 // resendEarlyData sends the early data again, the same records, with a

@@ -371,6 +371,7 @@ func (hs *clientHandshakeState13) checkServerHelloFields(sh *serverHelloMsg13) e
 // ClientHello: the same but for the requested key share and the cookie.
 func (hs *clientHandshakeState13) processHRR(msg inMessage, hrr *serverHelloMsg13) error {
 	c := hs.c
+	c.early.answered()
 	if err := hs.checkServerHelloFields(hrr); err != nil {
 		return err
 	}
@@ -413,6 +414,7 @@ func (hs *clientHandshakeState13) processHRR(msg inMessage, hrr *serverHelloMsg1
 
 func (hs *clientHandshakeState13) processServerHello(msg inMessage, sh *serverHelloMsg13) error {
 	c := hs.c
+	c.early.answered()
 	if err := hs.checkServerHelloFields(sh); err != nil {
 		return err
 	}

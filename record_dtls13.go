@@ -35,7 +35,10 @@ package dtls
 // retransmitted client Finished. A peer's KeyUpdate adds read epoch N+1
 // beside N; ours (sent when the peer asks) moves the write side only once
 // it is ACKed (erratum 8047; Conn.handleKeyUpdate). Not built yet:
-// sending a KeyUpdate of our own at usageKeyUpdate, and 0-RTT (epoch 1). A key past its integrity limit (usageExhausted on failures) closes
+// sending a KeyUpdate of our own at usageKeyUpdate. Epoch 1, 0-RTT, is
+// read by a server that accepted early data and written by its client
+// (early_data_dtls13.go); epoch 3's keys replace it, sharing its epoch
+// bits, once the client's Finished verified. A key past its integrity limit (usageExhausted on failures) closes
 // the connection (§4.5.3), the one case where bad records are not silent.
 //
 // ACKs (§7), built in transport_dtls13.go and conn_dtls13.go. The
