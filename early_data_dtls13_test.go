@@ -756,3 +756,49 @@ func isSubset(got, want []string) bool {
 	}
 	return true
 }
+
+// A server's early_data in EncryptedExtensions that the client must
+// refuse (RFC 8446 §4.2.10): not offered (or offered before a
+// HelloRetryRequest), accepted with another PSK than the first, or under
+// another ALPN protocol than the ticket's.
+func TestEarlyData13ClientChecksAcceptance(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	ticket := &ClientSessionState{state: &sessionState{alpn: "a"}}
+	for _, tc := range []struct {
+		name     string
+		offered  bool
+		hrr      bool
+		selected uint16
+		alpn     string
+		want     alert
+	}{
+		{"not offered", false, false, 0, "a", alertUnsupportedExtension},
+		{"offered before a HelloRetryRequest", true, true, 0, "a", alertUnsupportedExtension},
+		{"second PSK selected", true, false, 1, "a", alertIllegalParameter},
+		{"another ALPN protocol", true, false, 0, "b", alertIllegalParameter},
+		{"valid", true, false, 0, "a", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cc, sc := configs13(t, "p256")
+			cli, srv := connectedPair(t, cc, sc)
+			defer cli.Close()
+			defer srv.Close()
+			hs := &clientHandshakeState13{c: cli, hello: &clientHelloMsg13{earlyData: tc.offered}, sentHRR: tc.hrr,
+				psks:        []offeredPSK13{{session: ticket}, {session: ticket}},
+				serverHello: &serverHelloMsg13{hasSelectedIdentity: true, selectedIdentity: tc.selected}}
+			if tc.offered {
+				cli.early.keys = &epochKeys13{epoch: 1}
+			}
+			err := hs.acceptedEarlyData(&encryptedExtensionsMsg13{earlyData: true, alpnProtocol: tc.alpn})
+			if tc.want == 0 {
+				if err != nil || !hs.state.earlyData {
+					t.Fatalf("valid acceptance refused: %v", err)
+				}
+				return
+			}
+			if err == nil || cli.alertSent.Load() != uint32(tc.want)+1 || hs.state.earlyData {
+				t.Fatalf("got %v, alert %d, want %v", err, int(cli.alertSent.Load())-1, tc.want)
+			}
+		})
+	}
+}
