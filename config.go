@@ -272,7 +272,8 @@ type Config struct {
 	// data (max_early_data_size, §4.6.1; at most 65536), and a resuming
 	// client may send its first datagrams with its ClientHello, in epoch
 	// 1 (RFC 9147 §6.1). 0, the default, issues tickets without 0-RTT and
-	// never accepts early data. Early data is accepted only for the first
+	// never accepts early data. Listen refuses a larger value than 65536
+	// (a Server Conn uses 65536 then). Early data is accepted only for the first
 	// PSK the client offers, a ticket that allowed it, with the ticket's
 	// cipher suite and ALPN protocol, no HelloRetryRequest, a ticket age
 	// that matches the time since the ticket was issued within 10

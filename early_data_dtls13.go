@@ -92,13 +92,17 @@ const (
 	maxEarlyDatagrams = 16
 	// earlyDataWindow is the freshness tolerance of RFC 8446 §8.3: how
 	// far the time a 0-RTT ClientHello arrives may be from the time its
-	// reported ticket age predicts (the client's clock rate and the
-	// round trip; §8.3 suggests the order of 10 seconds).
+	// reported ticket age predicts. §8.3 leaves the size to the server;
+	// it must cover the round trip, the client's clock rate error over the
+	// ticket's age and a few ClientHello retransmissions (1 s, 2 s, 4 s
+	// with the default timer), and it bounds how long the strike register
+	// keeps an entry.
 	earlyDataWindow = 10 * time.Second
 	// maxEarlyDataStrikes bounds the strike register (RFC 8446 §8.2): the
 	// 0-RTT ClientHellos accepted in the last 2×earlyDataWindow that one
-	// server remembers, 48 bytes each. Past it, 0-RTT is refused until
-	// entries expire.
+	// server remembers, about 100 bytes each with the map's overhead
+	// (under 2 MB in all); 16384 per 20 s is over 800 0-RTT handshakes a
+	// second. Past it, 0-RTT is refused until entries expire.
 	maxEarlyDataStrikes = 1 << 14
 )
 
@@ -273,14 +277,17 @@ func (cfg *Config) admitEarlyData(now time.Time, addr netip.AddrPort, ch *client
 
 // earlyDataCandidate reports whether this handshake will accept the
 // client's early data, so that it skips the cookie exchange: the checks
-// of earlyDataTicket, and the strike register unless a Listener's gate
+// of earlyDataTicket and of ticketSession (that the ticket resumes
+// here), and the strike register unless a Listener's gate
 // already entered this ClientHello there when it admitted it without a
 // cookie (the only way a Listener's 1.3 connection starts without one).
 func (hs *serverHandshakeState13) earlyDataCandidate() bool {
 	c := hs.c
 	now := c.config.time()
 	id, expires, ok := c.config.earlyDataTicket(now, hs.hello, hs.suite, hs.state.alpn)
-	if !ok {
+	if !ok || hs.ticketSession(hs.hello.pskIdentities[0]) == nil {
+		// The second: what acceptPSK asks of a ticket to resume with it
+		// (client authentication, a certificate still configured).
 		return false
 	}
 	if c.listener != nil && c.listener.gate.cookies != nil {
