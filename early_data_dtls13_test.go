@@ -802,3 +802,69 @@ func TestEarlyData13ClientChecksAcceptance(t *testing.T) {
 		})
 	}
 }
+
+// A fleet sharing FleetSecret: each server opens the others' tickets, so
+// the same 0-RTT ClientHello sent to two of them has its early data
+// accepted by both (each has its own strike register): the client
+// completes the handshake with one, which alone hands the data to its
+// application. Config.EarlyDataReplayCheck with a store both share
+// makes the second refuse it.
+func TestEarlyData13Fleet(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	secret := bytes.Repeat([]byte{0x5a}, 32)
+	for _, shared := range []bool{false, true} {
+		t.Run(fmt.Sprintf("shared store %v", shared), func(t *testing.T) {
+			cc, scA := configs0RTT(t, 1000)
+			scA.FleetSecret = secret
+			scB := scA.Clone()
+			scB.resumption = nil // another server: its own register and state
+			if shared {
+				var mu sync.Mutex
+				seen := map[string]time.Time{}
+				check := func(id []byte, expires time.Time) bool {
+					mu.Lock()
+					defer mu.Unlock()
+					if _, ok := seen[string(id)]; ok {
+						return false
+					}
+					seen[string(id)] = expires
+					return true
+				}
+				scA.EarlyDataReplayCheck, scB.EarlyDataReplayCheck = check, check
+			}
+			run0RTT(t, cc, scA, nil, "ticket from A")
+			front, vConn, tConn := replayRelay(t)
+			victim, target := Server(vConn, scA), Server(tConn, scB)
+			defer victim.Close()
+			go victim.Handshake()
+			uc, err := net.DialUDP("udp", nil, front.LocalAddr().(*net.UDPAddr))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cli := Client(uc, cc)
+			defer cli.Close()
+			if _, err := cli.WriteEarlyData([]byte("once")); err != nil {
+				t.Fatal(err)
+			}
+			errc := make(chan error, 1)
+			go func() { errc <- target.Handshake() }()
+			if err := cli.Handshake(); err != nil {
+				t.Fatalf("client: %v", err)
+			}
+			if err := <-errc; err != nil {
+				t.Fatalf("server B: %v", err)
+			}
+			defer target.Close()
+			if !cli.ConnectionState().DidResume {
+				t.Fatal("server B did not resume server A's ticket")
+			}
+			got := target.EarlyData()
+			if acc := target.ConnectionState().EarlyDataAccepted; acc == shared || acc != cli.ConnectionState().EarlyDataAccepted {
+				t.Fatalf("server B accepted the early data: %v (client says %v); want %v", acc, cli.ConnectionState().EarlyDataAccepted, !shared)
+			}
+			if !shared && (len(got) != 1 || string(got[0]) != "once") {
+				t.Fatalf("server B's early data %q", got)
+			}
+		})
+	}
+}
