@@ -79,7 +79,13 @@ import (
 // of ours, our PSK flight (ServerHello, EncryptedExtensions, Finished)
 // is smaller than such a ClientHello, and the strike register makes
 // each one good for one flight. A Listener's hello gate decides this
-// statelessly but for the register (helloGate.check13).
+// statelessly but for the register (helloGate.check13). Not done yet:
+// that flight's retransmissions to the unproven address are not counted
+// against a budget (draft-ietf-tls-rfc9147bis §5.1: a server "SHOULD
+// limit the amount of data it sends toward a client address before it
+// verifies" it); a recorded ClientHello replayed from a spoofed address
+// gets the victim the flight and its retransmissions, once per
+// ClientHello (the register), a few times its size in all.
 
 // Bounds of 0-RTT.
 const (
