@@ -293,6 +293,54 @@ type Config struct {
 	// sessions.
 	ClientSessionCache ClientSessionCache
 
+	// MaxEarlyData, on a DTLS 1.3 server, turns on 0-RTT (RFC 8446
+	// §4.2.10): the tickets it issues allow that many bytes of early
+	// data (max_early_data_size, §4.6.1; at most 65536), and a resuming
+	// client may send its first datagrams with its ClientHello, in epoch
+	// 1 (RFC 9147 §6.1). 0, the default, issues tickets without 0-RTT and
+	// never accepts early data. Listen refuses a larger value than 65536
+	// (a Server Conn uses 65536 then). Early data is accepted only for the first
+	// PSK the client offers, a ticket that allowed it, with the ticket's
+	// cipher suite and ALPN protocol, no HelloRetryRequest, a ticket age
+	// that matches the time since the ticket was issued within 10
+	// seconds (§8.3), and a ClientHello not seen before (the strike
+	// register of §8.2; see EarlyDataReplayCheck for a fleet). Such a
+	// ClientHello is answered without a cookie exchange (RFC 9147 §5.1
+	// allows it for a PSK handshake): its binder proves the client holds
+	// the ticket's key, and the server's flight is smaller than it.
+	// A server reads what arrived with Conn.EarlyData once the handshake
+	// completed, never through Read, so a replayed ClientHello (whose
+	// sender cannot finish the handshake) never reaches the application;
+	// but early data is not forward secret, and whoever recorded it can
+	// have it delivered late, or at another server of a fleet instead of
+	// the intended one: only idempotent requests belong in it.
+	MaxEarlyData uint32
+
+	// EarlyDataReplayCheck, if not nil, extends a 0-RTT server's
+	// anti-replay from one server to a fleet: it is called for every
+	// ClientHello whose early data the server would accept, with a
+	// 32-byte id of that ClientHello (a hash of its PSK binder) and the
+	// time after which the ClientHello cannot be accepted anyway, and
+	// must report whether the id is new, recording it until expires, in
+	// a store that every server of the fleet shares (an atomic
+	// set-if-absent with that expiry). Without it each server keeps its
+	// own record: a ClientHello accepted once per server, so up to once
+	// per server of a fleet that shares FleetSecret. It runs on the
+	// Listener's receive path: it must return quickly; returning false
+	// only rejects the early data, the handshake goes on.
+	EarlyDataReplayCheck func(id []byte, expires time.Time) bool
+
+	// EnableEarlyData, on a DTLS 1.3 client, sends the datagrams given to
+	// Conn.WriteEarlyData as 0-RTT data when the ClientSessionCache holds
+	// a ticket of the server that allows as many bytes (and the
+	// handshake does not need a HelloRetryRequest).
+	// ConnectionState.EarlyDataAccepted says afterwards whether the
+	// server took them; rejected early data is not sent again (RFC 8446
+	// §4.2.10 leaves that to the application, which may need another
+	// message for another ALPN protocol). Off by default: early data has
+	// no forward secrecy and can be replayed.
+	EnableEarlyData bool
+
 	// SRTPProtectionProfiles lists the DTLS-SRTP protection profiles
 	// (RFC 5764) in preference order: a client offers them, a server
 	// picks the first of its own that the client offered. If empty,
@@ -528,6 +576,10 @@ type ConnectionState struct {
 	CurveID                tls.CurveID
 	SignatureScheme        tls.SignatureScheme
 	PeerPublicKey          crypto.PublicKey // the peer's raw public key (RFC 7250); nil with X.509
+	// EarlyDataAccepted reports whether the server accepted the
+	// client's 0-RTT data (DTLS 1.3, RFC 8446 §4.2.10; see
+	// Config.MaxEarlyData and Config.EnableEarlyData).
+	EarlyDataAccepted bool
 	// HandshakeStart is when the handshake started: on a client, when
 	// Handshake (or the first Read or Write) began; on a Listener's
 	// connection, when the ClientHello with a valid cookie arrived (the

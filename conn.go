@@ -149,6 +149,8 @@ type Conn struct {
 	path          pathValidation
 	dgramLen      int
 	dgramCounted  bool
+	// early is the DTLS 1.3 0-RTT state (early_data_dtls13.go).
+	early earlyState
 }
 
 // connState is what the handshake negotiated.
@@ -179,6 +181,8 @@ type connState struct {
 	// secrets of each direction, from which KeyUpdate derives the next
 	// (RFC 8446 §7.2).
 	ourSecret, peerSecret []byte
+	// earlyData: the server accepted the client's 0-RTT data.
+	earlyData bool
 	// resumptionSecret is the resumption_master_secret (RFC 8446 §7.1)
 	// from which the PSKs of tickets are derived; sessionCreatedAt the
 	// Unix time of the full handshake whose authentication a resumed
@@ -460,6 +464,7 @@ func (s *connState) connectionState(vers uint16, rl *recordLayer) ConnectionStat
 		LocalConnectionID:     rl.readCID,
 		RemoteConnectionID:    rl.writeCID,
 		DidResume:             s.didResume,
+		EarlyDataAccepted:     s.earlyData,
 	}
 }
 
@@ -829,6 +834,9 @@ func (c *Conn) handleOpened(hdr recordHeader, data []byte) ([]byte, error) {
 		// of that source (RFC 9853, rrc.go).
 		c.observePath(&hdr)
 	}
+	if is13 && hdr.epoch == 1 {
+		return nil, c.handleEarlyRecord(hdr, data) // 0-RTT (early_data_dtls13.go)
+	}
 	switch hdr.typ {
 	case recordTypeHandshake:
 		if is13 || c.offered13 && c.vers == 0 {
@@ -1191,6 +1199,12 @@ func (c *Conn) sendFlight(retransmit bool, why string) error {
 			c.trace(&TraceEvent{Kind: TraceDatagramSent, Length: len(buf), Datagram: buf})
 		}
 		if err := c.io.writeDatagram(buf); err != nil {
+			return err
+		}
+	}
+	if retransmit {
+		// A client's 0-RTT data goes with its ClientHello again.
+		if err := c.resendEarlyData(); err != nil {
 			return err
 		}
 	}

@@ -34,6 +34,9 @@ func (c *Conn) readRecord13() ([]byte, error) {
 	rec := c.pending
 	hdr, data, rest, state, reason := c.rl.open13(c.pending)
 	c.pending = rest
+	if reason == dropUnknownEpoch && c.skipEarlyRecord(hdr, len(rec)-len(rest)) {
+		return nil, nil // 0-RTT data we rejected (early_data_dtls13.go)
+	}
 	if reason == dropUnknownEpoch && !c.handshakeComplete.Load() && len(c.future) < maxFutureRecords {
 		// An epoch whose keys we do not have yet (the server's
 		// handshake records ahead of its ServerHello, the client's

@@ -2,11 +2,14 @@
 // TLS for datagram transports, in pure Go on the standard library's
 // cryptography. Both sides speak 1.3 by default and fall back to 1.2 with
 // a 1.2 peer (Config.MaxVersion VersionDTLS12 keeps a side on 1.2).
-// DTLS 1.3 resumes sessions with tickets (RFC 8446 §4.6.1), updates its
-// keys before the AEAD limits of RFC 9147 §4.5.3 by itself or when asked
-// (Conn.UpdateKeys), authenticates clients after the handshake
+// DTLS 1.3 resumes sessions with tickets (RFC 8446 §4.6.1), with 0-RTT
+// early data when both sides turn it on (Config.MaxEarlyData,
+// Config.EnableEarlyData, Conn.WriteEarlyData, Conn.EarlyData), updates
+// its keys before the AEAD limits of RFC 9147 §4.5.3 by itself or when
+// asked (Conn.UpdateKeys), authenticates clients after the handshake
 // (Conn.RequestClientCertificate), and carries raw public keys, DTLS-SRTP
-// and Connection IDs as 1.2 does (see README for what it still lacks).
+// and Connection IDs, with return routability checks (RFC 9853), as 1.2
+// does (see README for what it still lacks).
 //
 // The API follows crypto/tls. A client dials:
 //

@@ -74,6 +74,9 @@ func (c *Conn) clientHandshake(ctx context.Context) error {
 	if err := c.sendFlight(false, ""); err != nil {
 		return err
 	}
+	if err := c.sendEarlyData(); err != nil {
+		return err
+	}
 
 	var msg inMessage
 	spans := hs.ticketSpansDatagrams()
@@ -111,6 +114,8 @@ func (c *Conn) clientHandshake(ctx context.Context) error {
 			hs.hs13.hello.supportedVersions = nil
 			hs.hs13.hello.hasKeyShare = false
 			hs.hs13.hello.keyShares = nil
+			hs.hs13.hello.earlyData = false
+			c.early.keys = nil // no 0-RTT with a 1.2 server
 			// hs.offered13 stays: the first ClientHello offered 1.3,
 			// so a 1.2 ServerHello from a 1.3-capable server is a
 			// downgrade (a 1.3 server sends no HelloVerifyRequest to

@@ -152,6 +152,7 @@ func (c *Conn) offer13(hello *clientHelloMsg, cached *ClientSessionState) (*clie
 	// A ticket from an earlier 1.3 connection first (resumption,
 	// psk_dhe_ke only: a resumed session keeps forward secrecy).
 	hs.offerTicket(m, cached)
+	hs.offerEarlyData(m)
 	if c.config.PSK != nil {
 		// An external PSK (RFC 8446 §4.2.11), SHA-256 as §4.2.11 has
 		// it when nothing else is agreed; psk_dhe_ke first, for
@@ -217,6 +218,11 @@ func (hs *clientHandshakeState13) writeHello(hs12 *handshakeState) error {
 		}
 	}
 	hs.chBody = body
+	if hs.hello.earlyData {
+		if err := hs.deriveEarlyKeys(body); err != nil {
+			return c.fail(alertInternalError, err)
+		}
+	}
 	t := c.hs.queueMessage(c.rl.writeCur, typeClientHello, body)
 	if t == nil {
 		return c.fail(alertInternalError, errors.New("dtls: ClientHello too long"))
@@ -384,6 +390,7 @@ func (hs *clientHandshakeState13) checkServerHelloFields(sh *serverHelloMsg13) e
 // ClientHello: the same but for the requested key share and the cookie.
 func (hs *clientHandshakeState13) processHRR(msg inMessage, hrr *serverHelloMsg13) error {
 	c := hs.c
+	c.early.answered()
 	if err := hs.checkServerHelloFields(hrr); err != nil {
 		return err
 	}
@@ -395,6 +402,9 @@ func (hs *clientHandshakeState13) processHRR(msg inMessage, hrr *serverHelloMsg1
 	// RFC 8446 §4.1.4: the second ClientHello keeps only the PSKs whose
 	// hash is that of the suite the HelloRetryRequest chose.
 	hs.keepPSKsFor(hs.suite.hash)
+	// RFC 8446 §4.1.2: "Early data is not permitted after a
+	// HelloRetryRequest."
+	hs.hello.earlyData = false
 	changed := len(hrr.cookie) > 0
 	hs.hello.cookieExt = slices.Clone(hrr.cookie)
 	if g := hrr.selectedGroup; g != 0 {
@@ -423,6 +433,7 @@ func (hs *clientHandshakeState13) processHRR(msg inMessage, hrr *serverHelloMsg1
 
 func (hs *clientHandshakeState13) processServerHello(msg inMessage, sh *serverHelloMsg13) error {
 	c := hs.c
+	c.early.answered()
 	if err := hs.checkServerHelloFields(sh); err != nil {
 		return err
 	}
@@ -548,6 +559,10 @@ func (hs *clientHandshakeState13) checkEncryptedExtensions(ee *encryptedExtensio
 		case extensionALPN:
 			if !slices.Contains(hs.hello.alpnProtocols, ee.alpnProtocol) {
 				return c.fail(alertIllegalParameter, errors.New("dtls: server chose an unoffered ALPN protocol"))
+			}
+		case extensionEarlyData:
+			if err := hs.acceptedEarlyData(ee); err != nil {
+				return err
 			}
 		case extensionSupportedCurves:
 			// RFC 8446 §4.2.7: the server's preference, for later

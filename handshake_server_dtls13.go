@@ -85,6 +85,7 @@ func (c *Conn) select13(hello *clientHelloMsg) (*clientHelloMsg13, bool) {
 // serverHandshake13 runs a DTLS 1.3 handshake from the first ClientHello.
 func (c *Conn) serverHandshake13(ctx context.Context, ch *clientHelloMsg13) error {
 	hs := &serverHandshakeState13{c: c, ctx: ctx, hello: ch}
+	c.markEarlyData(ch)
 	c.vers = VersionDTLS13
 	c.hs.enable13()
 	if err := hs.processClientHello(); err != nil {
@@ -168,6 +169,10 @@ func (hs *serverHandshakeState13) processClientHello() error {
 		return c.fail(alertHandshakeFailure, errors.New("dtls: no key exchange group supported by both client and server"))
 	}
 	hs.transcript = hs.suite.hash.New()
+	// A ClientHello whose early data we will accept needs no cookie
+	// exchange (early_data_dtls13.go), and must not get one: early data
+	// is not permitted after a HelloRetryRequest.
+	zeroRTT := stateless == nil && share != nil && hs.earlyDataCandidate()
 	switch {
 	case stateless != nil:
 		// After a Listener's stateless HelloRetryRequest.
@@ -180,7 +185,7 @@ func (hs *serverHandshakeState13) processClientHello() error {
 			// share the HelloRetryRequest asked for (and only it).
 			return c.fail(alertIllegalParameter, errors.New("dtls: second ClientHello without the requested key share"))
 		}
-	case !c.config.InsecureSkipHelloVerify && c.listener == nil || share == nil:
+	case !c.config.InsecureSkipHelloVerify && c.listener == nil && !zeroRTT || share == nil:
 		// The address check (a Conn made by Server) and the key share:
 		// one HelloRetryRequest for both (RFC 9147 §5.1). When the
 		// cookie costs a HelloRetryRequest anyway, it also asks for our
@@ -202,6 +207,9 @@ func (hs *serverHandshakeState13) processClientHello() error {
 	// binder and the key exchange, ML-KEM included, may cost us work.
 	dhe := true
 	if err := hs.acceptPSK(); err != nil {
+		return err
+	}
+	if err := hs.acceptEarlyData(zeroRTT); err != nil {
 		return err
 	}
 	if hs.session != nil {
@@ -591,6 +599,7 @@ func (hs *serverHandshakeState13) sendServerFlight() error {
 	ch := hs.hello
 	ee := &hs.ee
 	ee.alpnProtocol = hs.state.alpn // chosen by selectALPN
+	ee.earlyData = hs.state.earlyData
 	// RFC 6066 §3, as in 1.2: acknowledged when the name chose the
 	// certificate.
 	ee.serverNameAck = ch.serverName != "" && c.config.GetCertificate != nil

@@ -163,6 +163,11 @@ func (g *helloGate) check13(dst []byte, now time.Time, addr netip.AddrPort, reco
 		}
 		return dst, ok, true
 	}
+	if config.admitEarlyData(now, addr, ch13) {
+		// A 0-RTT ClientHello we will accept: no cookie exchange
+		// (early_data_dtls13.go).
+		return dst, true, true
+	}
 	p, ok := hrrParamsFor(config, ch13)
 	if !ok {
 		return dst, false, false // nothing in common for 1.3: 1.2 may do

@@ -1184,6 +1184,8 @@ func (c *Config) checkListenerLimits() error {
 		return fmt.Errorf("dtls: Config.SessionLifetime is negative (%v); 0 means the default", c.SessionLifetime)
 	case c.SessionLifetime > maxSessionLifetime:
 		return fmt.Errorf("dtls: Config.SessionLifetime (%v) is more than %v", c.SessionLifetime, maxSessionLifetime)
+	case c.MaxEarlyData > maxEarlyDataLimit:
+		return fmt.Errorf("dtls: Config.MaxEarlyData (%d) is more than %d", c.MaxEarlyData, maxEarlyDataLimit)
 	}
 	return nil
 }

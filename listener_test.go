@@ -430,6 +430,7 @@ func TestListenerLimitsValidated(t *testing.T) {
 		{func(c *Config) { c.SessionCacheSize = maxServerSessions + 1 }, "SessionCacheSize"},
 		{func(c *Config) { c.SessionLifetime = -time.Second }, "SessionLifetime"},
 		{func(c *Config) { c.SessionLifetime = maxSessionLifetime + time.Second }, "SessionLifetime"},
+		{func(c *Config) { c.MaxEarlyData = maxEarlyDataLimit + 1 }, "MaxEarlyData"},
 	} {
 		_, sc := configsFor(t, suiteCase{TLS_PSK_WITH_AES_128_CCM_8, ""})
 		tc.set(sc)

@@ -86,6 +86,7 @@ const (
 	dropPlaintextAlert                  // an unprotected alert after the peer's ChangeCipherSpec
 	dropRRCInvalid                      // a return_routability_check (RFC 9853) malformed or of an unknown msg_type
 	dropRRCCookie                       // a path_response or path_drop that answers no challenge of ours
+	dropEarlyData                       // DTLS 1.3 0-RTT data the server rejected, skipped (RFC 8446 §4.2.10)
 	numDropReasons
 )
 
@@ -107,6 +108,7 @@ var dropReasonNames = [numDropReasons]string{
 	dropPlaintextAlert:       "plaintext alert after ChangeCipherSpec",
 	dropRRCInvalid:           "invalid return_routability_check",
 	dropRRCCookie:            "path_response with an unknown cookie",
+	dropEarlyData:            "rejected early data",
 }
 
 func (r dropReason) String() string {

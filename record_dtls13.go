@@ -38,9 +38,12 @@ package dtls
 // (Conn.UpdateKeys, or Write at usageKeyUpdate of the write key) follows
 // the same rule; the peer's old read epoch goes one retransmission
 // timeout after a record of its new one decrypts (maxReadEpochs13 in
-// conn_dtls13.go). Not built yet: 0-RTT (epoch 1). A key at its
-// integrity limit (usageExhausted on failures) closes the connection
-// (§4.5.3), the one case where bad records are not silent.
+// conn_dtls13.go). Epoch 1, 0-RTT, is read by a server that accepted
+// early data and written by its client (early_data_dtls13.go); epoch 3's
+// keys replace it, sharing its epoch bits, once the client's Finished
+// verified. A key at its integrity limit (usageExhausted on failures)
+// closes the connection (§4.5.3), the one case where bad records are not
+// silent.
 //
 // ACKs (§7), built in transport_dtls13.go and conn_dtls13.go. The
 // handshake transport (flight.go, sans-I/O) remembers, for every

@@ -251,6 +251,10 @@ func (c *Conn) sendSessionTicket13() error {
 		alpn:             s.alpn,
 		clientAuth:       c.config.ClientAuth,
 		ageAdd:           binary.BigEndian.Uint32(rnd[:]),
+		// 0-RTT (early_data_dtls13.go): the limit, and the issue time
+		// for the freshness check of RFC 8446 §8.3.
+		maxEarlyData: c.config.maxEarlyData(),
+		issuedAt:     uint64(now.UnixMilli()),
 	}
 	plain, err := state.marshal()
 	if err != nil {
@@ -265,6 +269,10 @@ func (c *Conn) sendSessionTicket13() error {
 		ageAdd:   state.ageAdd,
 		nonce:    nonce,
 		label:    ticket,
+		// RFC 8446 §4.6.1: early_data with max_early_data_size when
+		// the ticket allows 0-RTT.
+		maxEarlyData:    state.maxEarlyData,
+		hasMaxEarlyData: state.maxEarlyData > 0,
 	}
 	body, err := nst.marshal()
 	if err != nil {
@@ -319,9 +327,10 @@ func (c *Conn) handleNewSessionTicket13(m inMessage) error {
 			alpn:             s.alpn,
 			ageAdd:           nst.ageAdd,
 		},
-		receivedAt: now,
-		lifetime:   time.Duration(nst.lifetime) * time.Second,
-		rtt:        c.hs.rtt.smoothedRTT(),
+		receivedAt:   now,
+		lifetime:     time.Duration(nst.lifetime) * time.Second,
+		rtt:          c.hs.rtt.smoothedRTT(),
+		maxEarlyData: nst.maxEarlyData,
 	})
 	return nil
 }

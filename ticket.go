@@ -106,6 +106,14 @@ type sessionState struct {
 	// ageAdd is a DTLS 1.3 ticket's ticket_age_add (RFC 8446 §4.6.1),
 	// with which the server recovers the ticket age the client reports.
 	ageAdd uint32
+	// maxEarlyData is a DTLS 1.3 ticket's max_early_data_size (RFC 8446
+	// §4.6.1; 0: no 0-RTT with it) and issuedAt the Unix time in
+	// milliseconds when the server issued it, for the freshness check of
+	// RFC 8446 §8.3 (early_data_dtls13.go). Both are carried at the end of
+	// a format-3 state, optional when parsed so that tickets from before
+	// 0-RTT still open.
+	maxEarlyData uint32
+	issuedAt     uint64
 }
 
 // marshal serializes a server's session state for a ticket.
@@ -151,6 +159,10 @@ func (s *sessionState) marshal() ([]byte, error) {
 	addBytes16(b, spki)
 	if format == sessionStateFormat13 {
 		b.AddUint32(s.ageAdd)
+		if s.maxEarlyData > 0 {
+			b.AddUint32(s.maxEarlyData)
+			b.AddUint64(s.issuedAt)
+		}
 	}
 	return b.Bytes()
 }
@@ -186,7 +198,15 @@ func parseSessionState(data []byte) *sessionState {
 	if !readBytes16(&in, &s.pskIdentity) || !readBytes8(&in, &alpn) ||
 		!in.ReadUint16(&s.srtpProfile) || !in.ReadUint8(&clientAuth) ||
 		!readBytes16(&in, &spki) ||
-		format == sessionStateFormat13 && !in.ReadUint32(&s.ageAdd) || !in.Empty() {
+		format == sessionStateFormat13 && !in.ReadUint32(&s.ageAdd) {
+		return nil
+	}
+	if format == sessionStateFormat13 && !in.Empty() {
+		if !in.ReadUint32(&s.maxEarlyData) || s.maxEarlyData == 0 || !in.ReadUint64(&s.issuedAt) {
+			return nil
+		}
+	}
+	if !in.Empty() {
 		return nil
 	}
 	if format == sessionStateFormat13 {
@@ -304,6 +324,10 @@ type serverResumption struct {
 	fleetPeriod   int64
 	fleetSecret   []byte
 	fleetLifetime time.Duration
+
+	// strikes records the 0-RTT ClientHellos this server accepted
+	// (early_data_dtls13.go), against replays.
+	strikes earlyDataStrikes
 }
 
 type cachedSession struct {
@@ -479,6 +503,9 @@ type ClientSessionState struct {
 	receivedAt time.Time
 	lifetime   time.Duration // the server's ticket_lifetime_hint; 0: none given
 	rtt        time.Duration // smoothed RTT of the connection that made it; 0: none measured
+	// maxEarlyData is a DTLS 1.3 ticket's max_early_data_size (RFC 8446
+	// §4.6.1): how many bytes of 0-RTT data it allows; 0: none.
+	maxEarlyData uint32
 }
 
 // ClientSessionCache is a cache of ClientSessionState objects that a

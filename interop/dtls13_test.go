@@ -60,6 +60,7 @@ type cell13 struct {
 	// our client answers the peer's CertificateRequest; our server
 	// requests a certificate (Conn.RequestClientCertificate).
 	postAuth bool
+	early    bool // with resume: the second connection sends 0-RTT data (early13_test.go)
 }
 
 // wolfPSKIdentity and wolfPSK are wolfSSL's example programs' built-in
@@ -109,10 +110,21 @@ var cells13 = []cell13{
 	// which does for 1.2, has no DTLS 1.3); our side is tested in
 	// handshake_ext_dtls13_test.go.
 	{name: "RPK", rpk: true},
+	// 0-RTT (RFC 8446 §4.2.10, RFC 9147 §5.6): the second connection
+	// resumes with early data, which the server must accept and hand
+	// to its application as early (early13_test.go). wolfSSL's example
+	// server answers a resuming ClientHello with a cookie
+	// HelloRetryRequest too, after which early data is not permitted
+	// (RFC 8446 §4.1.2), unless -J n turns its cookie exchange off.
+	{name: "EarlyData", resume: true, early: true, wolfArgs: []string{"-r", "-0"}, wolfServer: []string{"-J", "n"}},
 }
 
 func (c cell13) ourConfig(pki *testPKI, client bool) *dtls.Config {
 	cfg := &dtls.Config{MaxVersion: dtls.VersionDTLS13, MTU: c.mtu, CurvePreferences: c.ourGroups}
+	if c.early {
+		cfg.MaxEarlyData = earlyLimit // used by a server
+		cfg.EnableEarlyData = true    // used by a client
+	}
 	if c.suite != 0 {
 		cfg.CipherSuites = []uint16{c.suite}
 	}
@@ -302,9 +314,14 @@ func TestDTLS13(t *testing.T) {
 						}
 						ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 						defer cancel()
-						if role == "client" {
+						switch {
+						case c.early && role == "client":
+							pionEarlyServer13(ctx, t, pki, c)
+						case c.early:
+							pionEarlyClient13(ctx, t, pki, c)
+						case role == "client":
 							pionServer13(ctx, t, pki, c)
-						} else {
+						default:
 							pionClient13(ctx, t, pki, c)
 						}
 					})
@@ -350,12 +367,20 @@ func wolfServer13(ctx context.Context, t *testing.T, sh, dir string, pki *testPK
 	for i := range rounds {
 		w := c.want()
 		w.resumed = i == 1
+		if c.early && i == 1 {
+			w.early = true
+			wolfEarlyRound13(ctx, t, srv, cfg, port, w)
+			continue
+		}
 		wolfClientRound13(ctx, t, srv, cfg, port, w)
 	}
 	srv.waitExit(t, 0)
 	out := srv.output()
 	if !strings.Contains(out, "SSL version is DTLSv1.3") || c.cid && !strings.Contains(out, "CID extension was negotiated") {
 		t.Errorf("wolfSSL server output:\n%s", out)
+	}
+	if c.early && !strings.Contains(out, "Early Data Client message: "+ourEarly) {
+		t.Errorf("wolfSSL's server did not read our early data:\n%s", out)
 	}
 }
 
@@ -408,13 +433,22 @@ func wolfClient13(ctx context.Context, t *testing.T, sh, dir string, pki *testPK
 		args = append(args, "-u")
 	}
 	cl := startProc(ctx, t, sh, inDir(work, filepath13(dir, "client"), args...)...)
+	var conns chan *dtls.Conn
 	if c.resume {
 		// wolfSSL's client -r connects, closes and connects again
 		// with the ticket it was given.
 		waitEcho(ctx, t, res, true)
 		w := c.want()
 		w.resumed = true
-		res = serveEcho(ctx, l, w, false)
+		w.early = c.early
+		if c.early {
+			conns = make(chan *dtls.Conn, 1)
+		}
+		res = serveEchoConn(ctx, l, w, false, conns)
+	}
+	if conns != nil {
+		// wolfSSL's client -0 sends "A drop of info" as early data.
+		checkEarlyData(ctx, t, conns, wolfEarly)
 	}
 	cl.waitExit(t, 0)
 	out := cl.output()

@@ -400,6 +400,7 @@ type want struct {
 	v13        bool   // DTLS 1.3 (no extended master secret there)
 	pskID      string // non-empty: PSKIdentity must be this (a peer's own identity)
 	noGroup    bool   // no key exchange group (DTLS 1.3 psk_ke)
+	early      bool   // DTLS 1.3 0-RTT: EarlyDataAccepted must be set
 	// srtpKM, if not nil, delivers the peer's SRTP keying material
 	// (RFC 5764 §4.2), which must equal ours.
 	srtpKM <-chan []byte
@@ -477,6 +478,9 @@ func (w want) check(st dtls.ConnectionState) error {
 	}
 	if st.NegotiatedProtocol != w.alpn {
 		errs = append(errs, fmt.Errorf("ALPN protocol %q, want %q", st.NegotiatedProtocol, w.alpn))
+	}
+	if w.early && !st.EarlyDataAccepted {
+		errs = append(errs, errors.New("EarlyDataAccepted is false: the 0-RTT data was rejected"))
 	}
 	if st.DidResume != w.resumed {
 		errs = append(errs, fmt.Errorf("DidResume %v, want %v", st.DidResume, w.resumed))

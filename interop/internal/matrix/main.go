@@ -91,6 +91,7 @@ var (
 		{"SRTP", "DTLS-SRTP"},
 		{"RPK", "raw public keys"},
 		{"RRC", "return routability (RFC 9853, CID rebinding)"},
+		{"EarlyData", "0-RTT early data"},
 	}
 	roles = []struct{ key, name string }{
 		{"client", "our client"},
@@ -320,7 +321,10 @@ func render(w io.Writer, cells map[cellKey]*cell, versions map[string]string, no
 	fmt.Fprintf(w, "the peer's first ClientHello has no share for (wolfSSL's client sends none);\n")
 	fmt.Fprintf(w, "*X25519MLKEM768*: the hybrid group, asked for by our server's HelloRetryRequest and\n")
 	fmt.Fprintf(w, "answered by our client after one (its first key share is classical); *PSK*: an\n")
-	fmt.Fprintf(w, "external PSK, no certificates, with (EC)DHE or (psk_ke: the peer allows only that) without.\n\n")
+	fmt.Fprintf(w, "external PSK, no certificates, with (EC)DHE or (psk_ke: the peer allows only that) without;\n")
+	fmt.Fprintf(w, "*0-RTT early data*: a second connection resumes with early data, which the server\n")
+	fmt.Fprintf(w, "accepts and gives its application as early (wolfSSL -r -0, its server with -J n; pion's\n")
+	fmt.Fprintf(w, "DetachedConn API, its server with WithInsecureSkipVerifyHello).\n\n")
 	if renderPeerTable(w, cells, peers13, features13, counts, false) {
 		failed = true
 	}
