@@ -50,6 +50,14 @@ func Example_fleet() {
 		if err != nil {
 			log.Fatal(err)
 		}
+		// An echo: in DTLS 1.3 the server's ticket arrives after the
+		// handshake, with what the client reads.
+		if _, err := conn.Write([]byte("ping")); err != nil {
+			log.Fatal(err)
+		}
+		if _, err := conn.Read(make([]byte, 64)); err != nil {
+			log.Fatal(err)
+		}
 		st := conn.ConnectionState()
 		fmt.Printf("server id %d, resumed %v\n", st.RemoteConnectionID[0], st.DidResume)
 		conn.Close()

@@ -837,25 +837,26 @@ func (hs *clientHandshakeState13) sendClientCertificate() error {
 	if cert == nil {
 		return nil
 	}
-	return signCertificateVerify13(c, hs.transcript, cert, hs.certReq.supportedSignatureAlgorithms, false)
+	_, err = signCertificateVerify13(c, hs.transcript, cert, hs.certReq.supportedSignatureAlgorithms, false)
+	return err
 }
 
 // signCertificateVerify13 queues our CertificateVerify over the
 // transcript so far (RFC 8446 §4.4.3).
-func signCertificateVerify13(c *Conn, transcript hash.Hash, cert *tls.Certificate, peer []tls.SignatureScheme, server bool) error {
+func signCertificateVerify13(c *Conn, transcript hash.Hash, cert *tls.Certificate, peer []tls.SignatureScheme, server bool) (tls.SignatureScheme, error) {
 	signer, err := certificateSigner(cert)
 	if err != nil {
-		return c.fail(alertInternalError, err)
+		return 0, c.fail(alertInternalError, err)
 	}
 	scheme, err := selectSignatureScheme(VersionDTLS13, signer, peer)
 	if err != nil {
-		return c.fail(alertHandshakeFailure, err)
+		return 0, c.fail(alertHandshakeFailure, err)
 	}
 	sig, err := signHandshake(c.config.rand(), signer, scheme, signedMessage13(server, transcript.Sum(nil)))
 	if err != nil {
-		return c.fail(alertInternalError, err)
+		return 0, c.fail(alertInternalError, err)
 	}
-	return writeHandshake13(c, transcript, &certificateVerifyMsg{signatureAlgorithm: scheme, signature: sig})
+	return scheme, writeHandshake13(c, transcript, &certificateVerifyMsg{signatureAlgorithm: scheme, signature: sig})
 }
 
 // downgradeProtected reports whether random carries a downgrade sentinel.

@@ -628,7 +628,11 @@ func (hs *serverHandshakeState13) sendServerFlight() error {
 	if ops := c.cryptoOps(); ops != nil {
 		ops.signatures.Add(1)
 	}
-	if err := signCertificateVerify13(c, hs.transcript, hs.cert, ch.supportedSignatureAlgorithms, true); err != nil {
+	// ConnectionState.SignatureScheme: on a server, the scheme it
+	// signed with, as in 1.2 (its ServerKeyExchange).
+	scheme, err := signCertificateVerify13(c, hs.transcript, hs.cert, ch.supportedSignatureAlgorithms, true)
+	hs.state.sigScheme = scheme
+	if err != nil {
 		return err
 	}
 	return hs.sendServerFinished()

@@ -651,40 +651,44 @@ func BenchmarkRecords1000(b *testing.B) {
 // both, from what the handshake negotiated.
 func TestVerifyConnectionState(t *testing.T) {
 	checkNoGoroutineLeak(t)
-	p256 := certs(t)["p256"]
-	var seen [2]ConnectionState // client, server
-	var calls [2]int
-	verify := func(side int) func(ConnectionState) error {
-		return func(cs ConnectionState) error {
-			seen[side] = cs
-			calls[side]++
-			return nil
-		}
-	}
-	cid := func() []byte { return []byte{1, 2, 3, 4} }
-	server := &Config{Certificates: []tls.Certificate{p256.tls}, NextProtos: []string{"x"},
-		ConnectionIDGenerator: cid, VerifyConnection: verify(1)}
-	client := &Config{RootCAs: p256.pool, ServerName: "dtls.test", NextProtos: []string{"x"},
-		ConnectionIDGenerator: func() []byte { return []byte{9} }, VerifyConnection: verify(0)}
-	l, states := echoServer(t, server, nil)
-	defer l.Close()
-	c := dialEcho(t, l, client)
-	got := [2]ConnectionState{c.ConnectionState(), serverState(t, states)}
-	for side, name := range []string{"client", "server"} {
-		if calls[side] != 1 {
-			t.Fatalf("%s: VerifyConnection called %d times", name, calls[side])
-		}
-		v, cs := seen[side], got[side]
-		if v.HandshakeComplete || !cs.HandshakeComplete {
-			t.Errorf("%s: HandshakeComplete %v in VerifyConnection, %v after", name, v.HandshakeComplete, cs.HandshakeComplete)
-		}
-		cs.HandshakeComplete, cs.ekm, v.ekm = false, nil, nil
-		cs.HandshakeDuration = 0 // not known yet in VerifyConnection
-		if !reflect.DeepEqual(v, cs) {
-			t.Errorf("%s: VerifyConnection saw\n%+v\nConnectionState is\n%+v", name, v, cs)
-		}
-		if cs.Version != VersionDTLS12 || cs.NegotiatedProtocol != "x" || len(cs.LocalConnectionID) == 0 || cs.SignatureScheme == 0 {
-			t.Errorf("%s: incomplete state %+v", name, cs)
-		}
+	for _, vers := range []uint16{VersionDTLS12, VersionDTLS13} {
+		t.Run(fmt.Sprintf("%#04x", vers), func(t *testing.T) {
+			p256 := certs(t)["p256"]
+			var seen [2]ConnectionState // client, server
+			var calls [2]int
+			verify := func(side int) func(ConnectionState) error {
+				return func(cs ConnectionState) error {
+					seen[side] = cs
+					calls[side]++
+					return nil
+				}
+			}
+			cid := func() []byte { return []byte{1, 2, 3, 4} }
+			server := &Config{Certificates: []tls.Certificate{p256.tls}, NextProtos: []string{"x"},
+				ConnectionIDGenerator: cid, VerifyConnection: verify(1), MaxVersion: vers}
+			client := &Config{RootCAs: p256.pool, ServerName: "dtls.test", NextProtos: []string{"x"},
+				ConnectionIDGenerator: func() []byte { return []byte{9} }, VerifyConnection: verify(0)}
+			l, states := echoServer(t, server, nil)
+			defer l.Close()
+			c := dialEcho(t, l, client)
+			got := [2]ConnectionState{c.ConnectionState(), serverState(t, states)}
+			for side, name := range []string{"client", "server"} {
+				if calls[side] != 1 {
+					t.Fatalf("%s: VerifyConnection called %d times", name, calls[side])
+				}
+				v, cs := seen[side], got[side]
+				if v.HandshakeComplete || !cs.HandshakeComplete {
+					t.Errorf("%s: HandshakeComplete %v in VerifyConnection, %v after", name, v.HandshakeComplete, cs.HandshakeComplete)
+				}
+				cs.HandshakeComplete, cs.ekm, v.ekm = false, nil, nil
+				cs.HandshakeDuration = 0 // not known yet in VerifyConnection
+				if !reflect.DeepEqual(v, cs) {
+					t.Errorf("%s: VerifyConnection saw\n%+v\nConnectionState is\n%+v", name, v, cs)
+				}
+				if cs.Version != vers || cs.NegotiatedProtocol != "x" || len(cs.LocalConnectionID) == 0 || cs.SignatureScheme == 0 {
+					t.Errorf("%s: incomplete state %+v", name, cs)
+				}
+			}
+		})
 	}
 }

@@ -327,7 +327,7 @@ func (c *Conn) answerCertRequest() error {
 		return err
 	}
 	if cert != nil {
-		if err := signCertificateVerify13(c, tr, cert, cr.supportedSignatureAlgorithms, false); err != nil {
+		if _, err := signCertificateVerify13(c, tr, cert, cr.supportedSignatureAlgorithms, false); err != nil {
 			return err
 		}
 	}

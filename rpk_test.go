@@ -175,8 +175,14 @@ func TestRawPublicKeyFailures(t *testing.T) {
 			&Config{RawPublicKey: true, Certificates: []tls.Certificate{serverCert}, ClientAuth: tls.RequireAndVerifyClientCert, PeerPublicKeys: []crypto.PublicKey{otherPub}},
 			&Config{RawPublicKey: true, PeerPublicKeys: []crypto.PublicKey{serverPub}, Certificates: []tls.Certificate{clientCert}},
 			"bad certificate"},
+		// RFC 8446 §4.4.2.4: certificate_required in 1.3 (the default);
+		// 1.2 has no such alert.
 		{"client without a key, server requires one",
 			&Config{RawPublicKey: true, Certificates: []tls.Certificate{serverCert}, ClientAuth: tls.RequireAndVerifyClientCert, PeerPublicKeys: []crypto.PublicKey{otherPub}},
+			&Config{RawPublicKey: true, PeerPublicKeys: []crypto.PublicKey{serverPub}},
+			"certificate required"},
+		{"client without a key, server requires one, 1.2",
+			&Config{RawPublicKey: true, Certificates: []tls.Certificate{serverCert}, ClientAuth: tls.RequireAndVerifyClientCert, PeerPublicKeys: []crypto.PublicKey{otherPub}, MaxVersion: VersionDTLS12},
 			&Config{RawPublicKey: true, PeerPublicKeys: []crypto.PublicKey{serverPub}},
 			"bad certificate"},
 	}

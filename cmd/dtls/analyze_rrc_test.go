@@ -122,6 +122,9 @@ func TestAnalyzeRRC(t *testing.T) {
 	defer cancel()
 	c, err := dtls.DialContext(ctx, "udp", front.LocalAddr().String(), &dtls.Config{
 		RootCAs: roots, ServerName: "localhost", ConnectionIDGenerator: dtls.OnlySendCIDGenerator(),
+		// tls12_cid records: analyze does not yet follow a 1.3 client
+		// to a new address by its CID in the unified header.
+		MaxVersion: dtls.VersionDTLS12,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -182,7 +182,7 @@ func TestDemoDTLS13KeyUpdate(t *testing.T) {
 			t.Errorf("demo output lacks %q:\n%s", s, out)
 		}
 	}
-	if _, err := parseDemoFlags([]string{"-keyupdate"}, io.Discard); err == nil {
-		t.Error("-keyupdate without -version 1.3 accepted")
+	if _, err := parseDemoFlags([]string{"-version", "1.2", "-keyupdate"}, io.Discard); err == nil {
+		t.Error("-keyupdate with -version 1.2 accepted")
 	}
 }

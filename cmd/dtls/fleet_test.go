@@ -543,6 +543,12 @@ func TestFleetNginxHelloOnTwoServers(t *testing.T) {
 	counter := &helloCounter{Conn: raw}
 	cfg := fleetClientConfig()
 	cfg.CipherSuites = []uint16{dtls.TLS_PSK_WITH_AES_128_CCM_8} // flights of one datagram each
+	// DTLS 1.2: splitScript tells the first ClientHello by its empty
+	// legacy cookie, which a 1.3 ClientHello leaves empty in both (its
+	// cookie is an extension), and proxy_responses 1 lets one datagram
+	// of each flight through, which 1.2's are here. 1.3 cookies across a
+	// fleet: TestFleetListeners in the package.
+	cfg.MaxVersion = dtls.VersionDTLS12
 	c := dtls.Client(counter, cfg)
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
