@@ -507,35 +507,17 @@ func (hs *serverHandshakeState13) certificate() (*tls.Certificate, error) {
 // X.509 with one that names only X.509. A server without RawPublicKey
 // ignores them, as one that predates RFC 7250 would.
 func (hs *serverHandshakeState13) selectCertificateTypes() error {
-	c := hs.c
-	ch := hs.hello
-	if !c.config.RawPublicKey {
+	if !hs.c.config.RawPublicKey {
 		return nil
 	}
+	a, err := answerCertificateTypes(hs.c, &hs.hello.clientHelloMsg, hs.cert)
+	if err != nil {
+		return err
+	}
+	hs.serverRPK, hs.clientRPK = a.serverRPK, a.clientRPK
 	ee := &hs.ee
-	switch {
-	case slices.Contains(ch.serverCertTypes, certificateTypeRawPublicKey):
-		hs.serverRPK = true
-		ee.hasServerCertType, ee.serverCertType = true, certificateTypeRawPublicKey
-	case len(ch.serverCertTypes) > 0 && !slices.Contains(ch.serverCertTypes, certificateTypeX509):
-		return c.fail(alertUnsupportedCertificate, errors.New("dtls: no server certificate type in common"))
-	case len(ch.serverCertTypes) > 0:
-		ee.hasServerCertType, ee.serverCertType = true, certificateTypeX509
-	}
-	if !hs.serverRPK && (hs.cert == nil || len(hs.cert.Certificate) == 0) {
-		return c.fail(alertUnsupportedCertificate, errors.New("dtls: the client wants an X.509 certificate and we have only a raw public key"))
-	}
-	// client_certificate_type goes only with a CertificateRequest
-	// (RFC 7250 §4.2).
-	if c.config.ClientAuth >= tls.RequestClientCert {
-		switch {
-		case slices.Contains(ch.clientCertTypes, certificateTypeRawPublicKey):
-			hs.clientRPK = true
-			ee.hasClientCertType, ee.clientCertType = true, certificateTypeRawPublicKey
-		case slices.Contains(ch.clientCertTypes, certificateTypeX509):
-			ee.hasClientCertType, ee.clientCertType = true, certificateTypeX509
-		}
-	}
+	ee.hasServerCertType, ee.serverCertType = a.hasServer, a.server
+	ee.hasClientCertType, ee.clientCertType = a.hasClient, a.client
 	return nil
 }
 

@@ -55,39 +55,63 @@ func (hs *clientHandshakeState) processCertificateTypes(sh *serverHelloMsg) erro
 	return nil
 }
 
-// selectCertificateTypes answers a ClientHello's certificate type
-// extensions, once the suite is chosen. A server without RawPublicKey
-// ignores them, as one that predates RFC 7250 would, and leaves the
-// client to decide.
-func (hs *serverHandshakeState) selectCertificateTypes(sh *serverHelloMsg) error {
-	c := hs.c
-	ch := hs.hello
-	if !hs.suite.kx.usesCertificates() || !c.config.RawPublicKey {
-		return nil
-	}
+// certTypeAnswer is a server's answer to a ClientHello's certificate type
+// extensions (RFC 7250 §4.2): whether each side authenticates with a raw
+// public key, and the extensions to send back (in the 1.2 ServerHello or
+// the 1.3 EncryptedExtensions).
+type certTypeAnswer struct {
+	serverRPK, clientRPK bool
+	hasServer, hasClient bool
+	server, client       uint8
+}
+
+// answerCertificateTypes chooses certTypeAnswer for a server with
+// RawPublicKey and, if not nil, the X.509 certificate cert: raw public
+// keys with a client that offers them, X.509 with one that names only
+// X.509; client_certificate_type only with a CertificateRequest.
+func answerCertificateTypes(c *Conn, ch *clientHelloMsg, cert *tls.Certificate) (certTypeAnswer, error) {
+	var a certTypeAnswer
 	switch {
 	case slices.Contains(ch.serverCertTypes, certificateTypeRawPublicKey):
-		hs.serverRPK = true
-		sh.hasServerCertType, sh.serverCertType = true, certificateTypeRawPublicKey
+		a.serverRPK = true
+		a.hasServer, a.server = true, certificateTypeRawPublicKey
 	case len(ch.serverCertTypes) > 0 && !slices.Contains(ch.serverCertTypes, certificateTypeX509):
-		return c.fail(alertUnsupportedCertificate, errors.New("dtls: no server certificate type in common"))
+		return a, c.fail(alertUnsupportedCertificate, errors.New("dtls: no server certificate type in common"))
 	case len(ch.serverCertTypes) > 0:
-		sh.hasServerCertType, sh.serverCertType = true, certificateTypeX509
+		a.hasServer, a.server = true, certificateTypeX509
 	}
-	if !hs.serverRPK && (hs.cert == nil || len(hs.cert.Certificate) == 0) {
-		return c.fail(alertUnsupportedCertificate, errors.New("dtls: the client wants an X.509 certificate and we have only a raw public key"))
+	if !a.serverRPK && (cert == nil || len(cert.Certificate) == 0) {
+		return a, c.fail(alertUnsupportedCertificate, errors.New("dtls: the client wants an X.509 certificate and we have only a raw public key"))
 	}
 	// client_certificate_type goes only with a CertificateRequest
 	// (RFC 7250 §4.2).
 	if c.config.ClientAuth >= tls.RequestClientCert {
 		switch {
 		case slices.Contains(ch.clientCertTypes, certificateTypeRawPublicKey):
-			hs.clientRPK = true
-			sh.hasClientCertType, sh.clientCertType = true, certificateTypeRawPublicKey
+			a.clientRPK = true
+			a.hasClient, a.client = true, certificateTypeRawPublicKey
 		case slices.Contains(ch.clientCertTypes, certificateTypeX509):
-			sh.hasClientCertType, sh.clientCertType = true, certificateTypeX509
+			a.hasClient, a.client = true, certificateTypeX509
 		}
 	}
+	return a, nil
+}
+
+// selectCertificateTypes answers a ClientHello's certificate type
+// extensions, once the suite is chosen. A server without RawPublicKey
+// ignores them, as one that predates RFC 7250 would, and leaves the
+// client to decide.
+func (hs *serverHandshakeState) selectCertificateTypes(sh *serverHelloMsg) error {
+	if !hs.suite.kx.usesCertificates() || !hs.c.config.RawPublicKey {
+		return nil
+	}
+	a, err := answerCertificateTypes(hs.c, hs.hello, hs.cert)
+	if err != nil {
+		return err
+	}
+	hs.serverRPK, hs.clientRPK = a.serverRPK, a.clientRPK
+	sh.hasServerCertType, sh.serverCertType = a.hasServer, a.server
+	sh.hasClientCertType, sh.clientCertType = a.hasClient, a.client
 	return nil
 }
 
