@@ -508,7 +508,7 @@ func (c *Conn) sendEarlyData() error {
 		c.trace(&TraceEvent{Kind: TraceEpochChanged, Epoch: 1, Reason: "write"})
 	}
 	for _, d := range c.early.out {
-		buf, err := k.sealRecord13(make([]byte, 0, len(d)+k.overhead(0)+16), nil, c.early.seq, recordTypeApplicationData, d, 0, true, true)
+		buf, err := k.sealRecord13(make([]byte, 0, len(d)+k.overhead(0)+rneSampleLen), nil, c.early.seq, recordTypeApplicationData, d, 0, true, true)
 		if err != nil {
 			return err
 		}
