@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,9 +23,12 @@ const (
 	// we can decrypt them (the peer's Finished packed behind its key
 	// exchange). OpenSSL CVE-2009-1377 leaked memory buffering these.
 	maxFutureRecords = 8
-	// maxEarlyAppData bounds application records that arrive after the
-	// peer's Finished but before our handshake returns.
-	maxEarlyAppData = 16
+	// maxHeldAppData bounds the application records held for the next
+	// Read (holdAppData): those that arrive after the peer's Finished but
+	// before our handshake returns, and, in DTLS 1.3, those a Write
+	// waiting for its new key or RequestClientCertificate read. More are
+	// dropped, as a datagram lost on the way would be.
+	maxHeldAppData = 16
 	// maxDatagramSize is the largest UDP payload we read.
 	maxDatagramSize = 65535 - 8 - 20
 	// noRenegotiationInterval bounds how often a connection answers
@@ -69,10 +73,12 @@ type Conn struct {
 	alertSent atomic.Uint32
 
 	// in guards the read side after the handshake.
-	in        sync.Mutex
-	pending   []byte // records of the current datagram not yet processed
-	readErr   error  // sticky: io.EOF after close_notify
-	earlyData [][]byte
+	in      sync.Mutex
+	pending []byte // records of the current datagram not yet processed
+	readErr error  // sticky: io.EOF after close_notify
+	// heldAppData is application data read while no Read could take it
+	// (holdAppData), handed to the next Reads first.
+	heldAppData [][]byte
 	// peerClosedEarly: a protected close_notify arrived before the
 	// handshake completed (handleAlert); it takes effect after.
 	peerClosedEarly bool
@@ -575,10 +581,10 @@ func (c *Conn) Read(b []byte) (int, error) {
 		if err := c.fatal(); err != nil {
 			return 0, err
 		}
-		if len(c.earlyData) > 0 {
-			d := c.earlyData[0]
-			c.earlyData[0] = nil
-			c.earlyData = c.earlyData[1:]
+		if len(c.heldAppData) > 0 {
+			d := c.heldAppData[0]
+			c.heldAppData[0] = nil
+			c.heldAppData = c.heldAppData[1:]
 			return copy(b, d), nil
 		}
 		if c.readErr != nil {
@@ -608,6 +614,14 @@ func (c *Conn) Close() error {
 		err = c.io.close()
 	})
 	return err
+}
+
+// holdAppData keeps a copy of application data read where no Read takes
+// it, for the next Read, up to maxHeldAppData records.
+func (c *Conn) holdAppData(data []byte) {
+	if len(c.heldAppData) < maxHeldAppData {
+		c.heldAppData = append(c.heldAppData, slices.Clone(data))
+	}
 }
 
 // readRecord processes the next record, reading a datagram first when none
@@ -876,9 +890,7 @@ func (c *Conn) handleOpened(hdr recordHeader, data []byte) ([]byte, error) {
 			return nil, nil
 		}
 		if !c.handshakeComplete.Load() {
-			if len(c.earlyData) < maxEarlyAppData {
-				c.earlyData = append(c.earlyData, append([]byte(nil), data...))
-			}
+			c.holdAppData(data)
 			return nil, nil
 		}
 		return data, nil

@@ -663,37 +663,47 @@ func (c *Conn) waitWriteKeys13() error {
 	}
 }
 
-// pumpForKeyUpdate reads one datagram's worth of records for a Write
-// that waits for new write keys, with c.in held: the KeyUpdate (if it
-// still waits to go), its ACK, retransmissions. Application data found
-// is queued for Read, up to maxEarlyAppData records (then dropped, as a
-// full socket buffer would).
+// pumpForKeyUpdate reads for a Write that waits for new write keys, with
+// c.in held: the KeyUpdate (if it still waits to go), its ACK,
+// retransmissions (pumpRecord).
 func (c *Conn) pumpForKeyUpdate(deadline time.Time) error {
-	defer func() {
-		if len(c.pending) == 0 {
-			c.io.release()
-		}
-	}()
-	if err := c.serviceKeyUpdate(); err != nil {
-		return err
-	}
 	ctx := context.Background()
 	if !deadline.IsZero() {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, deadline)
 		defer cancel()
-		stop := context.AfterFunc(ctx, c.io.interrupt)
-		defer stop()
 	}
+	err := c.pumpRecord(ctx, c.serviceKeyUpdate)
+	if errors.Is(err, context.DeadlineExceeded) {
+		return os.ErrDeadlineExceeded
+	}
+	return err
+}
+
+// pumpRecord is a read by a caller other than Read, with c.in held: it
+// sends what service has waiting (a KeyUpdate, CertificateRequests), then
+// processes the next record, holding application data for the next Read
+// (holdAppData). A ctx that ends the read returns its error.
+func (c *Conn) pumpRecord(ctx context.Context, service func() error) error {
+	defer func() {
+		if len(c.pending) == 0 {
+			c.io.release()
+		}
+	}()
+	if err := service(); err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, c.io.interrupt)
+	defer stop()
 	data, err := c.readRecord(ctx, false)
 	if err != nil {
-		if ctx.Err() != nil {
-			return os.ErrDeadlineExceeded
+		if cerr := ctx.Err(); cerr != nil {
+			return cerr
 		}
 		return err
 	}
-	if data != nil && len(c.earlyData) < maxEarlyAppData {
-		c.earlyData = append(c.earlyData, slices.Clone(data))
+	if data != nil {
+		c.holdAppData(data)
 	}
 	return nil
 }

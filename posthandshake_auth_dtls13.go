@@ -199,29 +199,13 @@ func (c *Conn) dropCertRequest(req *certRequest13) {
 }
 
 // pumpForCertRequest sends the requests that wait and reads one record,
-// with c.in held, queuing application data for Read.
+// with c.in held (pumpRecord). The caller sees ctx's error itself.
 func (c *Conn) pumpForCertRequest(ctx context.Context) error {
-	defer func() {
-		if len(c.pending) == 0 {
-			c.io.release()
-		}
-	}()
-	if err := c.serviceCertRequests(); err != nil {
-		return err
+	err := c.pumpRecord(ctx, c.serviceCertRequests)
+	if cerr := ctx.Err(); cerr != nil && err == cerr {
+		return nil
 	}
-	stop := context.AfterFunc(ctx, c.io.interrupt)
-	defer stop()
-	data, err := c.readRecord(ctx, false)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil // the caller sees ctx's error
-		}
-		return err
-	}
-	if data != nil && len(c.earlyData) < maxEarlyAppData {
-		c.earlyData = append(c.earlyData, slices.Clone(data))
-	}
-	return nil
+	return err
 }
 
 // serviceCertRequests sends our CertificateRequests that wait, as one
