@@ -2,6 +2,8 @@ package dtls
 
 import (
 	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/sha512"
 	"crypto/tls"
 	"encoding/binary"
 	"hash"
@@ -119,7 +121,7 @@ func (g *cookieGenerator) generate13(dst []byte, now time.Time, addr netip.AddrP
 func (g *cookieGenerator) verify13(now time.Time, addr netip.AddrPort, ch *clientHelloMsg, cookie []byte) (hrrParams, bool) {
 	var p hrrParams
 	hashLen := len(cookie) - cookie13FixedLen - cookieTagLen
-	if hashLen != 32 && hashLen != 48 {
+	if hashLen != sha256.Size && hashLen != sha512.Size384 { // the 1.3 suites' hashes
 		return p, false
 	}
 	header, tag := cookie[:len(cookie)-cookieTagLen], cookie[len(cookie)-cookieTagLen:]
