@@ -3,11 +3,16 @@ package bench
 // Concurrent handshakes: N clients, each with its own UDP socket, start
 // their handshakes at the same moment against one server over 127.0.0.1,
 // and each writes one application datagram as soon as its handshake
-// returns. One iteration is one such burst. Reported per burst, over all
-// iterations:
+// returns. The clients run in a child process (this test binary again,
+// see child_test.go), at the Go default GOMAXPROCS, and report their
+// timings to the server's process over a pipe; the server's process does
+// nothing but serve. Each implementation's server gets its own clients
+// (dtls-go's ours, pion's pion's), with the same chain (impl_test.go).
+// One iteration is one such burst. Reported, over all iterations:
 //
 //	handshakes/s     completed handshakes / wall time from the start of the
-//	                 burst to the last handshake's return
+//	                 burst to the last handshake's return, summed over the
+//	                 bursts (the child's clock)
 //	p50-ms, p99-ms   the clients' handshake times (Dial to handshake done)
 //	%first-delivered first application datagrams the server read, of the
 //	                 handshakes that completed (the server waits up to
@@ -21,9 +26,15 @@ package bench
 //	go test -run '^$' -bench Concurrent -benchtime 3x ./bench
 
 import (
+	"bufio"
 	"context"
+	"fmt"
+	"io"
 	"net"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -37,6 +48,10 @@ const firstDatagramWait = 5 * time.Second
 // concurrentTimeout bounds one client's handshake.
 const concurrentTimeout = 60 * time.Second
 
+// burstReply starts the child's line with a burst's results; pion may
+// log other lines to standard output.
+const burstReply = "burst:"
+
 func BenchmarkConcurrent1(b *testing.B)   { benchConcurrent(b, 1) }
 func BenchmarkConcurrent16(b *testing.B)  { benchConcurrent(b, 16) }
 func BenchmarkConcurrent128(b *testing.B) { benchConcurrent(b, 128) }
@@ -46,8 +61,19 @@ func BenchmarkConcurrent512(b *testing.B) { benchConcurrent(b, 512) }
 // and pion v4.
 func concurrentImpls() []impl { return impls[:2] }
 
+func implByName(name string) (impl, bool) {
+	for _, im := range impls {
+		if im.name == name {
+			return im, true
+		}
+	}
+	return impl{}, false
+}
+
+func init() { childVerbs["burst"] = childBurst }
+
 func benchConcurrent(b *testing.B, n int) {
-	setupPKI(b)
+	caFile := writeCAFile(b)
 	for _, im := range concurrentImpls() {
 		b.Run("impl="+im.name, func(b *testing.B) {
 			firsts := make(chan bool, 1024)
@@ -62,6 +88,18 @@ func benchConcurrent(b *testing.B, n int) {
 				c.SetReadDeadline(time.Time{})
 				return readUntilClosed(c)
 			})
+			ch, err := startChild(fmt.Sprintf("burst %s %s %s", im.name, addr, caFile), 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			clients := &burstClients{child: ch, out: bufio.NewReader(ch.stdout)}
+			// One handshake first, not counted: both processes' first
+			// handshake pays for one-time setup (crypto tables, pools).
+			if _, err := clients.burst(1, firsts); err != nil {
+				ch.Process.Kill()
+				ch.Wait()
+				b.Fatal(err)
+			}
 			var (
 				times               []time.Duration
 				completed, failed   int
@@ -69,13 +107,21 @@ func benchConcurrent(b *testing.B, n int) {
 				wall                time.Duration
 			)
 			for b.Loop() {
-				r := burst(b, im, addr, n, firsts)
+				r, err := clients.burst(n, firsts)
+				if err != nil {
+					ch.Process.Kill()
+					ch.Wait()
+					b.Fatal(err)
+				}
 				times = append(times, r.times...)
 				completed += len(r.times)
 				failed += r.failed
 				delivered += r.delivered
 				expected += len(r.times)
 				wall += r.wall
+			}
+			if err := ch.Wait(); err != nil {
+				b.Fatal(err)
 			}
 			if completed > 0 {
 				slices.Sort(times)
@@ -96,45 +142,51 @@ type burstResult struct {
 	wall      time.Duration
 }
 
-// burst runs n clients at once and waits for the server's verdict on each
-// completed handshake's first datagram before the clients close.
-func burst(b *testing.B, im impl, addr *net.UDPAddr, n int, firsts <-chan bool) burstResult {
-	var (
-		wg      sync.WaitGroup
-		mu      sync.Mutex
-		res     burstResult
-		lastEnd atomic.Int64
-		conns   []net.Conn
-	)
-	go1 := make(chan struct{})
-	begin := time.Now()
-	for range n {
-		wg.Go(func() {
-			<-go1
-			t0 := time.Now()
-			c, err := dialWithin(im, addr, concurrentTimeout)
-			d := time.Since(t0)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				res.failed++
-				return
-			}
-			c.Write([]byte("first datagram after the handshake"))
-			end := time.Since(begin)
-			for {
-				old := lastEnd.Load()
-				if int64(end) <= old || lastEnd.CompareAndSwap(old, int64(end)) {
-					break
-				}
-			}
-			res.times = append(res.times, d)
-			conns = append(conns, c)
-		})
+// burstClients is the server's side of the child running the clients.
+type burstClients struct {
+	child *child
+	out   *bufio.Reader
+}
+
+// reply reads the child's next line that starts with prefix.
+func (bc *burstClients) reply(prefix string) (string, error) {
+	for {
+		line, err := bc.out.ReadString('\n')
+		if err != nil {
+			return "", fmt.Errorf("clients' process: %w", err)
+		}
+		if rest, ok := strings.CutPrefix(line, prefix); ok {
+			return strings.TrimSpace(rest), nil
+		}
 	}
-	close(go1)
-	wg.Wait()
-	res.wall = time.Duration(lastEnd.Load())
+}
+
+// burst has the child run n clients at once, waits for the server's
+// verdict on each completed handshake's first datagram, and then has the
+// child close its connections (with a close_notify each).
+func (bc *burstClients) burst(n int, firsts <-chan bool) (burstResult, error) {
+	var res burstResult
+	if _, err := fmt.Fprintf(bc.child.stdin, "go %d\n", n); err != nil {
+		return res, err
+	}
+	line, err := bc.reply(burstReply)
+	if err != nil {
+		return res, err
+	}
+	f := strings.Fields(line)
+	if len(f) < 2 {
+		return res, fmt.Errorf("clients' process answered %q", line)
+	}
+	nums := make([]int64, len(f))
+	for i, w := range f {
+		if nums[i], err = strconv.ParseInt(w, 10, 64); err != nil {
+			return res, fmt.Errorf("clients' process answered %q", line)
+		}
+	}
+	res.failed, res.wall = int(nums[0]), time.Duration(nums[1])
+	for _, d := range nums[2:] {
+		res.times = append(res.times, time.Duration(d))
+	}
 	// The server answers once per connection it accepted; a connection
 	// whose server side failed its handshake never answers, so wait no
 	// longer than the server would.
@@ -150,8 +202,11 @@ collect:
 			break collect
 		}
 	}
-	for _, c := range conns {
-		c.Close()
+	if _, err := io.WriteString(bc.child.stdin, "close\n"); err != nil {
+		return res, err
+	}
+	if _, err := bc.reply("closed"); err != nil {
+		return res, err
 	}
 	// Drain verdicts that came after the timeout, so the next burst
 	// starts clean.
@@ -159,9 +214,113 @@ collect:
 		select {
 		case <-firsts:
 		default:
-			return res
+			return res, nil
 		}
 	}
+}
+
+// childBurst is the clients' process: "burst IMPL ADDR CAFILE". On each
+// "go N" line it runs N clients of IMPL at once against ADDR, trusting the
+// root CA in CAFILE, and answers with a line: burstReply, the number of
+// failed handshakes, the burst's wall time and each completed handshake's
+// time, in nanoseconds. On "close" it closes the burst's connections and
+// answers "closed".
+func childBurst(args []string) error {
+	if len(args) != 3 {
+		return fmt.Errorf("burst IMPL ADDR CAFILE, not %q", args)
+	}
+	im, ok := implByName(args[0])
+	if !ok {
+		return fmt.Errorf("no implementation %q", args[0])
+	}
+	addr, err := net.ResolveUDPAddr("udp", args[1])
+	if err != nil {
+		return err
+	}
+	if err := loadRoots(args[2]); err != nil {
+		return err
+	}
+	var conns []net.Conn
+	closeAll := func() {
+		for _, c := range conns {
+			c.Close()
+		}
+		conns = nil
+	}
+	defer closeAll()
+	in := bufio.NewScanner(os.Stdin)
+	out := bufio.NewWriter(os.Stdout)
+	for in.Scan() {
+		cmd, arg, _ := strings.Cut(in.Text(), " ")
+		switch cmd {
+		case "go":
+			n, err := strconv.Atoi(arg)
+			if err != nil {
+				return fmt.Errorf("bad command %q", in.Text())
+			}
+			closeAll()
+			var r burstResult
+			r, conns = clientBurst(im, addr, n)
+			fmt.Fprintf(out, "%s %d %d", burstReply, r.failed, r.wall.Nanoseconds())
+			for _, d := range r.times {
+				fmt.Fprintf(out, " %d", d.Nanoseconds())
+			}
+			fmt.Fprintln(out)
+		case "close":
+			closeAll()
+			fmt.Fprintln(out, "closed")
+		default:
+			return fmt.Errorf("unknown command %q", in.Text())
+		}
+		if err := out.Flush(); err != nil {
+			return err
+		}
+	}
+	return in.Err()
+}
+
+// clientBurst runs n clients at once; each writes its first datagram as
+// soon as its handshake returns. It returns the open connections.
+func clientBurst(im impl, addr *net.UDPAddr, n int) (burstResult, []net.Conn) {
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		res     burstResult
+		lastEnd atomic.Int64
+		conns   []net.Conn
+	)
+	go1 := make(chan struct{})
+	begin := time.Now()
+	for range n {
+		wg.Go(func() {
+			<-go1
+			t0 := time.Now()
+			c, err := dialWithin(im, addr, concurrentTimeout)
+			d := time.Since(t0)
+			if err != nil {
+				mu.Lock()
+				res.failed++
+				mu.Unlock()
+				return
+			}
+			c.Write([]byte("first datagram after the handshake"))
+			end := time.Since(begin)
+			for {
+				old := lastEnd.Load()
+				if int64(end) <= old || lastEnd.CompareAndSwap(old, int64(end)) {
+					break
+				}
+			}
+			mu.Lock()
+			res.times = append(res.times, d)
+			conns = append(conns, c)
+			mu.Unlock()
+		})
+	}
+	close(go1)
+	wg.Wait()
+	res.wall = time.Duration(lastEnd.Load())
+	return res, conns
 }
 
 // dialWithin dials and handshakes with a deadline.

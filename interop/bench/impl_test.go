@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/dtls-go/dtls"
@@ -27,6 +28,10 @@ type kind int
 const (
 	kindECDSA kind = iota // ECDHE-ECDSA, P-256 certificate, X25519, AES-128-GCM
 	kindPSK               // PSK, AES-128-CCM_8
+	// kindECDSAFresh is kindECDSA with a server that presents a leaf
+	// never presented before on each handshake (see freshLeaves): no
+	// cache of parsed or verified certificates can serve the client.
+	kindECDSAFresh
 )
 
 func (k kind) suite() uint16 {
@@ -38,26 +43,67 @@ func (k kind) suite() uint16 {
 
 const pskIdentity = "bench"
 
+// serverName is the name clients verify the server's certificate for.
+const serverName = "localhost"
+
+// freshLeafCount is how many distinct leaves kindECDSAFresh rotates
+// through: more than a one-second run of handshakes takes, so that a
+// leaf is presented again, if at all, thousands of handshakes later.
+const freshLeafCount = 4096
+
 var (
 	psk = []byte("0123456789abcdef")
 
 	pkiOnce sync.Once
-	// cert is a self-signed P-256 certificate for localhost, and roots
-	// holds it: chain verification is then a lookup, so that the only
-	// signature a client checks is the ServerKeyExchange's, as in the
-	// crypto floor.
+	// The chain every ECDSA benchmark uses, for every implementation: a
+	// P-256 root CA, in the clients' RootCAs (roots) and never sent, signs
+	// the server's P-256 leaf for localhost and 127.0.0.1 directly (no
+	// intermediate). The server sends the leaf alone; a client checks the
+	// root's ECDSA-SHA256 signature on it (x509.Certificate.Verify) and
+	// then the ServerKeyExchange's, made with certKey.
 	cert  tls.Certificate
+	leaf  *x509.Certificate
 	roots *x509.CertPool
-	// certKey is cert's key, for the crypto floor.
+	ca    *dtlstest.CA
+	// certKey is the leaf's key, for the crypto floor.
 	certKey *ecdsa.PrivateKey
+
+	freshOnce sync.Once
+	// freshLeaves are leaves for the same key and names as cert, issued
+	// by the same CA, differing in their serial numbers only.
+	freshLeaves []tls.Certificate
+	freshNext   atomic.Uint64
 )
 
 func setupPKI(tb testing.TB) {
 	pkiOnce.Do(func() {
-		c := dtlstest.SelfSigned(tb, dtlstest.Spec{Names: []string{"localhost", "127.0.0.1"}, IsCA: true,
-			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
-		cert, roots, certKey = c.TLS, c.Pool, c.Key.(*ecdsa.PrivateKey)
+		ca = dtlstest.NewCA(tb, dtlstest.Spec{Key: dtlstest.NewKey(tb, dtlstest.P256)})
+		certKey = dtlstest.NewKey(tb, dtlstest.P256).(*ecdsa.PrivateKey)
+		c := ca.Issue(tb, leafSpec(2))
+		cert, leaf, roots = c.TLS, c.Leaf, c.Pool
 	})
+}
+
+func leafSpec(serial int64) dtlstest.Spec {
+	return dtlstest.Spec{Key: certKey, Names: []string{serverName, "127.0.0.1"}, Serial: serial,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+}
+
+// setupFreshLeaves issues freshLeafCount leaves (a fraction of a second
+// of signing, once per process).
+func setupFreshLeaves(tb testing.TB) {
+	setupPKI(tb)
+	freshOnce.Do(func() {
+		freshLeaves = make([]tls.Certificate, freshLeafCount)
+		for i := range freshLeaves {
+			freshLeaves[i] = ca.Issue(tb, leafSpec(int64(3+i))).TLS
+		}
+	})
+}
+
+// nextFreshLeaf returns the next of freshLeaves, round robin.
+func nextFreshLeaf() *tls.Certificate {
+	return &freshLeaves[(freshNext.Add(1)-1)%freshLeafCount]
 }
 
 // handler gets each handshaken connection in a goroutine of its own. The
@@ -82,9 +128,12 @@ var impls = []impl{
 // it off (as in crypto/tls, CipherSuites names no 1.3 suite here).
 func ourServerConfig(k kind) *dtls.Config {
 	cfg := &dtls.Config{CipherSuites: []uint16{k.suite()}, MaxVersion: dtls.VersionDTLS12}
-	if k == kindPSK {
+	switch k {
+	case kindPSK:
 		cfg.PSK = func([]byte) ([]byte, error) { return psk, nil }
-	} else {
+	case kindECDSAFresh:
+		cfg.GetCertificate = func(*dtls.ClientHelloInfo) (*tls.Certificate, error) { return nextFreshLeaf(), nil }
+	default:
 		cfg.Certificates = []tls.Certificate{cert}
 	}
 	return cfg
@@ -96,7 +145,7 @@ func ourClientConfig(k kind) *dtls.Config {
 		cfg.PSK = func([]byte) ([]byte, error) { return psk, nil }
 		cfg.PSKIdentity = []byte(pskIdentity)
 	} else {
-		cfg.RootCAs, cfg.ServerName = roots, "localhost"
+		cfg.RootCAs, cfg.ServerName = roots, serverName
 	}
 	return cfg
 }
@@ -198,11 +247,19 @@ func servePion4(k kind, handle handler) (*net.UDPAddr, func(), error) {
 	for _, o := range opts {
 		sopts = append(sopts, o)
 	}
-	if k == kindECDSA {
+	switch k {
+	case kindECDSA:
 		sopts = append(sopts, pion4.WithCertificates(cert))
+	case kindECDSAFresh:
+		sopts = append(sopts, pion4.WithGetCertificate(func(*pion4.ClientHelloInfo) (*tls.Certificate, error) { return nextFreshLeaf(), nil }))
 	}
-	l, err := pion4.ListenAddr("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, sopts...)
+	pc, err := listenUDP()
 	if err != nil {
+		return nil, nil, err
+	}
+	l, err := pion4.Listen(pc, sopts...)
+	if err != nil {
+		pc.Close()
 		return nil, nil, err
 	}
 	return acceptLoop(l, func(c net.Conn) error {
@@ -216,8 +273,8 @@ func dialPion4(k kind, addr *net.UDPAddr) (net.Conn, error) {
 	for _, o := range opts {
 		copts = append(copts, o)
 	}
-	if k == kindECDSA {
-		copts = append(copts, pion4.WithRootCAs(roots), pion4.WithServerName("localhost"))
+	if k != kindPSK {
+		copts = append(copts, pion4.WithRootCAs(roots), pion4.WithServerName(serverName))
 	}
 	c, err := pion4.Dial("udp", addr, copts...)
 	if err != nil {
@@ -242,7 +299,7 @@ func pion3Config(k kind, client bool) *pion3.Config {
 			cfg.PSKIdentityHint = []byte(pskIdentity) // pion's client sends its hint as its identity
 		}
 	case client:
-		cfg.RootCAs, cfg.ServerName = roots, "localhost"
+		cfg.RootCAs, cfg.ServerName = roots, serverName
 	default:
 		cfg.Certificates = []tls.Certificate{cert}
 	}
@@ -271,11 +328,32 @@ func dialPion3(k kind, addr *net.UDPAddr) (net.Conn, error) {
 	return c, nil
 }
 
+// serverReceiveBuffer is the socket receive buffer of pion v4's servers
+// and of the raw UDP floors: what our Listener asks for by default
+// (Config.ReceiveBufferSize), so that no server drops what another would
+// have queued. pion's ListenAddr leaves the system default (208 KiB on
+// Linux), which drops datagrams when 256 peers each have one in flight.
+const serverReceiveBuffer = 4 << 20
+
+// listenUDP opens a server socket on 127.0.0.1 with serverReceiveBuffer
+// (or what the kernel grants of it).
+func listenUDP() (*net.UDPConn, error) {
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return nil, err
+	}
+	if err := pc.SetReadBuffer(serverReceiveBuffer); err != nil {
+		pc.Close()
+		return nil, err
+	}
+	return pc, nil
+}
+
 // serveUDP is the floor's server: a plain unconnected UDP socket read by
 // one goroutine, as a Listener reads its socket. handle gets each datagram
 // and may answer through reply.
 func serveUDP(handle func(d []byte, reply func([]byte))) (*net.UDPAddr, func(), error) {
-	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	pc, err := listenUDP()
 	if err != nil {
 		return nil, nil, err
 	}

@@ -11,14 +11,12 @@ package bench
 
 import (
 	"bufio"
-	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"runtime"
 	"strconv"
 	"sync"
@@ -31,65 +29,31 @@ import (
 	"golang.org/x/net/ipv4"
 )
 
-// benchChildEnv, when set, makes the test binary a load generator
-// instead: "send FILE ADDR ROUND" or "handshake N CONC ADDR CERTFILE".
-const benchChildEnv = "DTLS_BENCH_CHILD"
-
-func TestMain(m *testing.M) {
-	if v := os.Getenv(benchChildEnv); v != "" {
-		if err := runChild(v); err != nil {
-			fmt.Fprintln(os.Stderr, "bench child:", err)
-			os.Exit(1)
+func init() {
+	childVerbs["send"] = func(args []string) error {
+		if len(args) != 3 {
+			return fmt.Errorf("send FILE ADDR ROUND, not %q", args)
 		}
-		os.Exit(0)
+		round, err := strconv.Atoi(args[2])
+		if err != nil {
+			return err
+		}
+		return childSend(args[0], args[1], round)
 	}
-	os.Exit(m.Run())
-}
-
-func runChild(spec string) error {
-	var verb, a1, a2, a3, a4 string
-	fmt.Sscan(spec, &verb, &a1, &a2, &a3, &a4)
-	switch verb {
-	case "send":
-		round, _ := strconv.Atoi(a3)
-		return childSend(a1, a2, round)
-	case "handshake":
-		n, _ := strconv.Atoi(a1)
-		conc, _ := strconv.Atoi(a2)
-		return childHandshakes(n, conc, a3, a4)
+	childVerbs["handshake"] = func(args []string) error {
+		if len(args) != 4 {
+			return fmt.Errorf("handshake N CONC ADDR CAFILE, not %q", args)
+		}
+		n, err := strconv.Atoi(args[0])
+		if err != nil {
+			return err
+		}
+		conc, err := strconv.Atoi(args[1])
+		if err != nil {
+			return err
+		}
+		return childHandshakes(n, conc, args[2], args[3])
 	}
-	return fmt.Errorf("unknown child %q", spec)
-}
-
-// child is a load generator process, with pipes to its stdin and from
-// its stdout.
-type child struct {
-	*exec.Cmd
-	stdin  io.WriteCloser
-	stdout io.ReadCloser
-}
-
-// Wait closes the child's stdin and waits for it to exit.
-func (c *child) Wait() error {
-	c.stdin.Close()
-	return c.Cmd.Wait()
-}
-
-// startChild runs the test binary as a load generator with GOMAXPROCS 1,
-// so that it takes at most one core whatever the server's setting.
-func startChild(spec string) (*child, error) {
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), benchChildEnv+"="+spec, "GOMAXPROCS=1")
-	cmd.Stderr = os.Stderr
-	c := &child{Cmd: cmd}
-	var err error
-	if c.stdin, err = cmd.StdinPipe(); err != nil {
-		return nil, err
-	}
-	if c.stdout, err = cmd.StdoutPipe(); err != nil {
-		return nil, err
-	}
-	return c, cmd.Start()
 }
 
 // cpuTime is the CPU time, user and system, this process used so far.
@@ -251,7 +215,7 @@ func benchReceive(b *testing.B, sockets int) {
 	// on loopback the kernel's receive work runs in the sender's call.
 	b.ResetTimer()
 	cpu0 := cpuTime()
-	child, err := startChild(fmt.Sprintf("send %s %s %d", file.Name(), addr, recvRound*l.Stats().Sockets))
+	child, err := startChild(fmt.Sprintf("send %s %s %d", file.Name(), addr, recvRound*l.Stats().Sockets), 1)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -416,13 +380,7 @@ func BenchmarkHandshakeCPU(b *testing.B) {
 	for _, im := range impls[:2] {
 		b.Run("impl="+im.name, func(b *testing.B) {
 			var done atomic.Int64
-			certFile, err := os.CreateTemp("", "dtls-cert-*")
-			if err != nil {
-				b.Fatal(err)
-			}
-			certFile.Write(cert.Certificate[0])
-			certFile.Close()
-			defer os.Remove(certFile.Name())
+			caFile := writeCAFile(b)
 			addr := start(b, im, kindECDSA, func(c net.Conn) bool {
 				done.Add(1)
 				return readUntilClosed(c)
@@ -430,7 +388,7 @@ func BenchmarkHandshakeCPU(b *testing.B) {
 			b.ResetTimer()
 			cpu0 := cpuTime()
 			for range b.N {
-				child, err := startChild(fmt.Sprintf("handshake %d %d %s %s", handshakeBatch, hsConcurrency, addr, certFile.Name()))
+				child, err := startChild(fmt.Sprintf("handshake %d %d %s %s", handshakeBatch, hsConcurrency, addr, caFile), 1)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -448,17 +406,10 @@ func BenchmarkHandshakeCPU(b *testing.B) {
 
 // childHandshakes runs n full handshakes against addr, conc at a time,
 // each on a fresh socket, closed with a close_notify.
-func childHandshakes(n, conc int, addr, certFile string) error {
-	der, err := os.ReadFile(certFile)
-	if err != nil {
+func childHandshakes(n, conc int, addr, caFile string) error {
+	if err := loadRoots(caFile); err != nil {
 		return err
 	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		return err
-	}
-	roots = x509.NewCertPool()
-	roots.AddCert(leaf)
 	raddr, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return err
