@@ -353,24 +353,32 @@ func listenUDP() (*net.UDPConn, error) {
 // one goroutine, as a Listener reads its socket. handle gets each datagram
 // and may answer through reply.
 func serveUDP(handle func(d []byte, reply func([]byte))) (*net.UDPAddr, func(), error) {
+	return serveUDPReaders(1, handle)
+}
+
+// serveUDPReaders is serveUDP with readers goroutines reading the socket
+// at once, each answering what it read; handle must then be safe for
+// concurrent use.
+func serveUDPReaders(readers int, handle func(d []byte, reply func([]byte))) (*net.UDPAddr, func(), error) {
 	pc, err := listenUDP()
 	if err != nil {
 		return nil, nil, err
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		buf := make([]byte, 65536)
-		var from netip.AddrPort
-		reply := func(b []byte) { pc.WriteToUDPAddrPort(b, from) }
-		for {
-			n, ap, err := pc.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return
+	var wg sync.WaitGroup
+	for range readers {
+		wg.Go(func() {
+			buf := make([]byte, 65536)
+			var from netip.AddrPort
+			reply := func(b []byte) { pc.WriteToUDPAddrPort(b, from) }
+			for {
+				n, ap, err := pc.ReadFromUDPAddrPort(buf)
+				if err != nil {
+					return
+				}
+				from = ap
+				handle(buf[:n], reply)
 			}
-			from = ap
-			handle(buf[:n], reply)
-		}
-	}()
-	return pc.LocalAddr().(*net.UDPAddr), func() { pc.Close(); <-done }, nil
+		})
+	}
+	return pc.LocalAddr().(*net.UDPAddr), func() { pc.Close(); wg.Wait() }, nil
 }
