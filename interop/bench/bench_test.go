@@ -59,7 +59,13 @@ func BenchmarkHandshakeECDSA(b *testing.B) {
 	// cannot help. pion keeps no such cache.
 	b.Run("impl=dtls-go-freshcert", func(b *testing.B) {
 		setupFreshLeaves(b)
+		used0 := freshNext.Load()
 		benchHandshake(b, impls[0], kindECDSAFresh)
+		used := freshNext.Load() - used0
+		if used > freshLeafCount {
+			b.Errorf("%d leaves presented, more than the %d issued: some were not fresh", used, freshLeafCount)
+		}
+		b.ReportMetric(float64(used)/float64(b.N), "leaves/op")
 	})
 	b.Run("impl=floor-crypto", benchCryptoFloor)
 }
