@@ -288,7 +288,7 @@ func main() {
 	p("  one datagram as soon as its handshake returns, and the server waits up to 5 s for it. handshakes/s\n")
 	p("  is completed handshakes over the time from the start of a burst to the last handshake's return;\n")
 	p("  p50/p99 are the clients' handshake times over every burst. One uncounted handshake warms both\n")
-	p("  processes up first.\n")
+	p("  processes up first, so whatever our client caches across handshakes is warm, as in the handshake row.\n")
 	p("- Idle: %d clients (ours, for every server) handshake and keep their connection; the server holds the\n", idleConns(s))
 	p("  accepted connections; then the clients' sockets are closed without close_notify and, after GC, the\n")
 	p("  growth of heap + goroutine stacks and of goroutines since before the first connection is divided by\n")
