@@ -7,7 +7,8 @@ package bench
 // see child_test.go), at the Go default GOMAXPROCS, and report their
 // timings to the server's process over a pipe; the server's process does
 // nothing but serve. Each implementation's server gets its own clients
-// (dtls-go's ours, pion's pion's), with the same chain (impl_test.go).
+// (dtls-go's ours, pion's pion's), with the same chain (impl_test.go),
+// each client from a loopback address of its own (clientSource).
 // One iteration is one such burst. Reported, over all iterations:
 //
 //	handshakes/s     completed handshakes / wall time from the start of the
@@ -18,6 +19,10 @@ package bench
 //	                 handshakes that completed (the server waits up to
 //	                 firstDatagramWait for each)
 //	failed/op        handshakes that failed in a burst
+//	server-dropped/op, server-failed/op
+//	                 (ours only) datagrams our Listener dropped before a
+//	                 connection took them and handshakes it saw fail, per
+//	                 burst (ListenerStats)
 //
 // Both implementations run at their defaults (dtls-go: RFC timers, 1 s or
 // 1.5× the cookie round trip; pion: 1 s), ECDHE-ECDSA, DTLS 1.2, cookies
@@ -39,6 +44,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/dtls-go/dtls"
+	pion4 "github.com/pion/dtls/v4"
 )
 
 // firstDatagramWait is how long the server waits for the first
@@ -77,7 +85,7 @@ func benchConcurrent(b *testing.B, n int) {
 	for _, im := range concurrentImpls() {
 		b.Run("impl="+im.name, func(b *testing.B) {
 			firsts := make(chan bool, 1024)
-			addr := start(b, im, kindECDSA, func(c net.Conn) bool {
+			handle := func(c net.Conn) bool {
 				buf := make([]byte, 2048)
 				c.SetReadDeadline(time.Now().Add(firstDatagramWait))
 				_, err := c.Read(buf)
@@ -87,7 +95,27 @@ func benchConcurrent(b *testing.B, n int) {
 				}
 				c.SetReadDeadline(time.Time{})
 				return readUntilClosed(c)
-			})
+			}
+			// Ours is started here rather than through im.serve, to
+			// read its Listener's counts of what it dropped: where the
+			// retransmissions in the tail come from.
+			var (
+				addr *net.UDPAddr
+				l    *dtls.Listener
+			)
+			if im.name == "dtls-go" {
+				var err error
+				if l, err = dtls.Listen("udp", "127.0.0.1:0", ourServerConfig(kindECDSA)); err != nil {
+					b.Fatal(err)
+				}
+				var stop func()
+				if addr, stop, err = acceptLoop(l, nil, handle); err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(stop)
+			} else {
+				addr = start(b, im, kindECDSA, handle)
+			}
 			ch, err := startChild(fmt.Sprintf("burst %s %s %s", im.name, addr, caFile), 0)
 			if err != nil {
 				b.Fatal(err)
@@ -131,6 +159,18 @@ func benchConcurrent(b *testing.B, n int) {
 				b.ReportMetric(100*float64(delivered)/float64(expected), "%first-delivered")
 			}
 			b.ReportMetric(float64(failed)/float64(b.N), "failed/op")
+			if l != nil {
+				st := l.Stats()
+				var dropped uint64
+				for _, n := range st.Dropped {
+					dropped += n
+				}
+				b.ReportMetric(float64(dropped)/float64(b.N), "server-dropped/op")
+				b.ReportMetric(float64(st.HandshakesFailed)/float64(b.N), "server-failed/op")
+				if testing.Verbose() {
+					b.Logf("dropped: %v", st.Dropped)
+				}
+			}
 		})
 	}
 }
@@ -291,11 +331,11 @@ func clientBurst(im impl, addr *net.UDPAddr, n int) (burstResult, []net.Conn) {
 	)
 	go1 := make(chan struct{})
 	begin := time.Now()
-	for range n {
+	for i := range n {
 		wg.Go(func() {
 			<-go1
 			t0 := time.Now()
-			c, err := dialWithin(im, addr, concurrentTimeout)
+			c, err := dialWithin(im, clientSource(i), addr, concurrentTimeout)
 			d := time.Since(t0)
 			if err != nil {
 				mu.Lock()
@@ -323,8 +363,52 @@ func clientBurst(im impl, addr *net.UDPAddr, n int) (burstResult, []net.Conn) {
 	return res, conns
 }
 
-// dialWithin dials and handshakes with a deadline.
-func dialWithin(im impl, addr *net.UDPAddr, d time.Duration) (net.Conn, error) {
+// clientSource is the local address of the i-th client of a burst: each
+// its own, in 127.1.0.0/16 (Linux delivers all of 127.0.0.0/8 on
+// loopback), as the devices of a fleet would each have their own. From
+// one address our Listener runs at most MaxHandshakesPerSource (64 by
+// default) handshakes at once and drops the other ClientHellos, which
+// would make the rows measure that limit and the clients' retransmission
+// timers.
+func clientSource(i int) *net.UDPAddr {
+	return &net.UDPAddr{IP: net.IPv4(127, 1, byte(1+i/250), byte(1+i%250))}
+}
+
+// dialFrom is im.dial from the local address laddr.
+func dialFrom(im impl, laddr, raddr *net.UDPAddr) (net.Conn, error) {
+	switch im.name {
+	case "dtls-go":
+		raw, err := net.DialUDP("udp", laddr, raddr)
+		if err != nil {
+			return nil, err
+		}
+		c := dtls.Client(raw, ourClientConfig(kindECDSA))
+		if err := c.Handshake(); err != nil {
+			raw.Close()
+			return nil, err
+		}
+		return c, nil
+	case "pion-v4":
+		raw, err := net.ListenUDP("udp", laddr) // as pion4.Dial does
+		if err != nil {
+			return nil, err
+		}
+		c, err := pion4.Client(raw, raddr, pion4ClientOptions(kindECDSA)...)
+		if err != nil {
+			raw.Close()
+			return nil, err
+		}
+		if err := c.HandshakeContext(context.Background()); err != nil {
+			c.Close()
+			return nil, err
+		}
+		return c, nil
+	}
+	return nil, fmt.Errorf("no dialFrom for %s", im.name)
+}
+
+// dialWithin dials from laddr and handshakes with a deadline.
+func dialWithin(im impl, laddr, addr *net.UDPAddr, d time.Duration) (net.Conn, error) {
 	type result struct {
 		c   net.Conn
 		err error
@@ -333,7 +417,7 @@ func dialWithin(im impl, addr *net.UDPAddr, d time.Duration) (net.Conn, error) {
 	defer cancel()
 	ch := make(chan result, 1)
 	go func() {
-		c, err := im.dial(kindECDSA, addr)
+		c, err := dialFrom(im, laddr, addr)
 		ch <- result{c, err}
 	}()
 	select {

@@ -267,7 +267,7 @@ func servePion4(k kind, handle handler) (*net.UDPAddr, func(), error) {
 	}, handle)
 }
 
-func dialPion4(k kind, addr *net.UDPAddr) (net.Conn, error) {
+func pion4ClientOptions(k kind) []pion4.ClientOption {
 	opts := pion4Options(k)
 	copts := make([]pion4.ClientOption, 0, len(opts)+2)
 	for _, o := range opts {
@@ -276,7 +276,11 @@ func dialPion4(k kind, addr *net.UDPAddr) (net.Conn, error) {
 	if k != kindPSK {
 		copts = append(copts, pion4.WithRootCAs(roots), pion4.WithServerName(serverName))
 	}
-	c, err := pion4.Dial("udp", addr, copts...)
+	return copts
+}
+
+func dialPion4(k kind, addr *net.UDPAddr) (net.Conn, error) {
+	c, err := pion4.Dial("udp", addr, pion4ClientOptions(k)...)
 	if err != nil {
 		return nil, err
 	}
