@@ -1,7 +1,7 @@
 package bench
 
-// The three implementations behind one face, with the same certificate,
-// PSK and cipher suites, all over 127.0.0.1.
+// The three implementations behind one face, with the same certificate chain,
+// PSK and cipher suites, all over loopback.
 
 import (
 	"context"
