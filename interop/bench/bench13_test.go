@@ -89,10 +89,13 @@ func BenchmarkDTLS13Resume(b *testing.B) {
 		if _, err := c.Read(make([]byte, 16)); err != nil {
 			b.Fatal(err)
 		}
-		// pion stores the ticket in its own goroutine: give it time.
-		time.Sleep(50 * time.Millisecond)
+		// pion stores the ticket in a goroutine of its own.
+		for deadline := time.Now().Add(5 * time.Second); !cl.pin(); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				b.Fatal("no session ticket")
+			}
+		}
 		c.Close()
-		cl.pin()
 		full0 := full.Load()
 		b.ReportAllocs()
 		for b.Loop() {

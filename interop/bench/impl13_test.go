@@ -67,7 +67,8 @@ type client13 struct {
 	// arrived before it closed. A ticket without early data may be
 	// offered again (RFC 8446 §C.4 advises against it for privacy
 	// only); neither server keeps single-use state for such tickets.
-	pin func()
+	// pin reports false while the client has no session yet.
+	pin func() bool
 }
 
 var impls13 = []impl13{
@@ -113,7 +114,7 @@ func serveOurs13(k kind13, handle handler, full *atomic.Int64) (*net.UDPAddr, fu
 
 func clientOurs13(k kind13) *client13 {
 	cfg := ourConfig13(k, false)
-	cl := &client13{pin: func() {}}
+	cl := &client13{pin: func() bool { return true }}
 	if k == k13Resume {
 		cache := &pinnedCache{}
 		cfg.ClientSessionCache = cache
@@ -147,10 +148,11 @@ func (p *pinnedCache) Put(_ string, s *dtls.ClientSessionState) {
 	}
 }
 
-func (p *pinnedCache) pin() {
+func (p *pinnedCache) pin() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.pinned = p.s != nil
+	return p.pinned
 }
 
 func pion4Options13(k kind13, server bool) []pion4.Option {
@@ -204,7 +206,7 @@ func clientPion4_13(k kind13) *client13 {
 	if k != k13PSK {
 		copts = append(copts, pion4.WithRootCAs(roots), pion4.WithServerName("localhost"))
 	}
-	cl := &client13{pin: func() {}}
+	cl := &client13{pin: func() bool { return true }}
 	if k == k13Resume {
 		store := &pion4Store{m: map[string]pion4.Session{}}
 		copts = append(copts, pion4.WithSessionStore(store))
@@ -257,8 +259,9 @@ func (s *pion4Store) Del(key []byte) error {
 	return nil
 }
 
-func (s *pion4Store) pin() {
+func (s *pion4Store) pin() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.pinned = len(s.m) > 0
+	return s.pinned
 }

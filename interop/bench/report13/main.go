@@ -182,7 +182,11 @@ func (rt roundTrips) same() (bool, string) {
 		}
 		parts = append(parts, fmt.Sprintf("%s %d/%d", p, rt.x[p], rt.h[p]))
 	}
-	return ok, "flights X25519/hybrid, client-to-server: " + strings.Join(parts, ", ")
+	if !ok {
+		return false, "flights, both ways, X25519/hybrid, client-to-server: " + strings.Join(parts, ", ")
+	}
+	return true, fmt.Sprintf("checked: %d flights, both ways, with either group, for all %d client/server pairs, the first answered by the cookie's HelloRetryRequest",
+		rt.x[rt.pairs[0]], len(rt.pairs))
 }
 
 func main() {
