@@ -32,3 +32,19 @@ go run ./bench/report -in "$tmp/bench.txt" -benchstat "$tmp/benchstat.txt" -mult
 cp "$tmp/bench.txt" bench/last-run.txt
 cp "$tmp/multicore.txt" bench/last-run-multicore.txt
 echo "wrote ../BENCHMARKS.md and bench/last-run.txt" >&2
+
+# DTLS 1.3 (bench/bench13_test.go): dtls-go against pion v4, both pinned to
+# 1.3, COUNT interleaved runs, and TestRoundTrips13 for the hybrid group's
+# round trips; appended to ../BENCHMARKS.md as its "DTLS 1.3" section.
+bench13() {
+	go test -c -o "$tmp/bench13.test" ./bench
+	for i in $(seq "$COUNT"); do
+		echo "DTLS 1.3 run $i of $COUNT" >&2
+		"$tmp/bench13.test" -test.run '^$' -test.bench '^BenchmarkDTLS13' -test.benchtime "$BENCHTIME" >>"$tmp/bench13.txt"
+	done
+	"$tmp/bench13.test" -test.run '^TestRoundTrips13$' -test.v >"$tmp/roundtrips13.txt" 2>&1
+	go run ./bench/report13 -in "$tmp/bench13.txt" -roundtrips "$tmp/roundtrips13.txt" -notes bench/notes13.md >>../BENCHMARKS.md
+	cat "$tmp/bench13.txt" "$tmp/roundtrips13.txt" >bench/last-run13.txt
+	echo "appended the DTLS 1.3 section to ../BENCHMARKS.md; raw output in bench/last-run13.txt" >&2
+}
+bench13
