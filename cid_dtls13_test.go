@@ -2,9 +2,11 @@ package dtls
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"net/netip"
 	"os"
+	"slices"
 	"testing"
 	"time"
 )
@@ -43,7 +45,7 @@ func (c *Conn) sendNewConnectionID13(cids [][]byte, usage uint8) error {
 func (c *Conn) useSpare13(i int) []byte {
 	c.out.Lock()
 	defer c.out.Unlock()
-	c.rl.writeCID = c.cidSpares13[i]
+	c.rl.writeCID = c.cid13.spares[i]
 	return c.rl.writeCID
 }
 
@@ -129,15 +131,15 @@ func TestCIDUpdate13Listener(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The server's NewConnectionId arrives while we read.
-	for i := 0; i < 20 && len(c.cidSpares13) < 3; i++ {
+	for i := 0; i < 20 && len(c.cid13.spares) < 3; i++ {
 		if _, err := pump(t, c); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if len(c.cidSpares13) != 3 {
-		t.Fatalf("%d spare CIDs, want 3", len(c.cidSpares13))
+	if len(c.cid13.spares) != 3 {
+		t.Fatalf("%d spare CIDs, want 3", len(c.cid13.spares))
 	}
-	spares := c.cidSpares13
+	spares := c.cid13.spares
 	for _, s := range spares {
 		if len(s) != 8 || bytes.Equal(s, first) {
 			t.Fatalf("spare CID %x (first %x)", s, first)
@@ -212,7 +214,7 @@ func TestCIDUpdate13TooMany(t *testing.T) {
 	if _, err := pump(t, cli); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(cli.cidSpares13); n != maxIssuedCIDs13-1 {
+	if n := len(cli.cid13.spares); n != maxIssuedCIDs13-1 {
 		t.Fatalf("%d spares for a request of 255, want %d", n, maxIssuedCIDs13-1)
 	}
 	if _, err := pump(t, srv); err != nil { // the client's ACK
@@ -235,15 +237,15 @@ func TestCIDUpdate13Immediate(t *testing.T) {
 	checkNoGoroutineLeak(t)
 	cli, srv := cidPair13(t, RandomCIDGenerator(4), RandomCIDGenerator(6))
 	old := cli.ConnectionState().RemoteConnectionID
-	if err := srv.issueConnectionIDs13(2, cidImmediate); err != nil {
+	if _, err := srv.issueConnectionIDs13(2, cidImmediate); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := pump(t, cli); err != nil {
 		t.Fatal(err)
 	}
 	now := cli.ConnectionState().RemoteConnectionID
-	if bytes.Equal(now, old) || len(now) != 6 || len(cli.cidSpares13) != 1 {
-		t.Fatalf("client sends CID %x (was %x), %d spares", now, old, len(cli.cidSpares13))
+	if bytes.Equal(now, old) || len(now) != 6 || len(cli.cid13.spares) != 1 {
+		t.Fatalf("client sends CID %x (was %x), %d spares", now, old, len(cli.cid13.spares))
 	}
 	if _, err := cli.Write([]byte("new CID")); err != nil {
 		t.Fatal(err)
@@ -303,7 +305,7 @@ func TestCIDUpdate13Misbehaving(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if n := len(srv.cidSpares13); n != maxSpareCIDs13 {
+				if n := len(srv.cid13.spares); n != maxSpareCIDs13 {
 					t.Errorf("%d spares kept, want the bound %d", n, maxSpareCIDs13)
 				}
 				exchangePair(t, cli, srv, "still up")
@@ -335,7 +337,7 @@ func TestCIDUpdate13RetransmittedRequest(t *testing.T) {
 	checkNoGoroutineLeak(t)
 	cli, srv := cidPair13(t, RandomCIDGenerator(4), RandomCIDGenerator(4))
 	// A flight of the server's that the client does not ACK yet.
-	if err := srv.issueConnectionIDs13(1, cidSpare); err != nil {
+	if _, err := srv.issueConnectionIDs13(1, cidSpare); err != nil {
 		t.Fatal(err)
 	}
 	if err := cli.requestConnectionIDs13(2); err != nil {
@@ -350,7 +352,7 @@ func TestCIDUpdate13RetransmittedRequest(t *testing.T) {
 	// The client takes the spare, ACKs it and retransmits its request
 	// (on its timer); the server answers it now.
 	deadline := time.Now().Add(10 * time.Second)
-	for len(cli.cidSpares13) < 3 && time.Now().Before(deadline) {
+	for len(cli.cid13.spares) < 3 && time.Now().Before(deadline) {
 		if _, err := pump(t, cli); err != nil {
 			t.Fatal(err)
 		}
@@ -358,7 +360,128 @@ func TestCIDUpdate13RetransmittedRequest(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := len(cli.cidSpares13); n != 3 {
+	if n := len(cli.cid13.spares); n != 3 {
 		t.Fatalf("client holds %d spares, want 3", n)
 	}
+}
+
+// TestCIDUpdate13API: the calls that start an update. Our client asks
+// our Listener for spare CIDs (RequestConnectionIDs) and the server asks
+// the client; the client moves to a new address with the next spare
+// (SwitchConnectionID), and the server, following it, sends with a spare
+// of its own (§9: a new CID on a new path); then the server rotates its
+// CID (RotateConnectionID, cid_immediate).
+func TestCIDUpdate13API(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	cc, scfg := configs13(t, "p256")
+	scfg.ConnectionIDGenerator = RandomCIDGenerator(8)
+	cc.ConnectionIDGenerator = RandomCIDGenerator(4)
+	l, conns := acceptOne(t, scfg)
+	nat := newNATProxy(t, l.Addr())
+	c, err := Dial("udp", nat.front.LocalAddr().String(), cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	exchange(t, c, "before")
+	srv := <-conns
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	for _, n := range []int{0, maxSpareCIDs13 + 1} {
+		if _, err := c.RequestConnectionIDs(ctx, n); err == nil {
+			t.Errorf("RequestConnectionIDs(%d) succeeded", n)
+		}
+	}
+	if err := c.SwitchConnectionID(); !errors.Is(err, errNoSpareCID) {
+		t.Errorf("SwitchConnectionID without spares: %v", err)
+	}
+	// The client asks, with no Read in progress: the call reads.
+	n, err := c.RequestConnectionIDs(ctx, 3)
+	if err != nil || n != 3 {
+		t.Fatalf("RequestConnectionIDs(3) = %d, %v", n, err)
+	}
+	c.out.Lock()
+	spares := slices.Clone(c.cid13.spares)
+	c.out.Unlock()
+	for _, s := range spares {
+		if cio, _ := l.table.lookup(append([]byte{uhFixedBits | uhCIDBit}, append(s, 0, 0)...), netip.AddrPort{}); cio == nil {
+			t.Fatalf("the Listener does not route spare CID %x", s)
+		}
+	}
+	// The server asks while its Read is in progress (in acceptOne's
+	// echo loop): the call wakes it, and the client's Read answers.
+	done := make(chan error, 1)
+	go func() {
+		_, err := srv.RequestConnectionIDs(ctx, 2)
+		done <- err
+	}()
+	var served error
+	readUntil(t, c, "the server's request to be answered", func() bool {
+		select {
+		case served = <-done:
+			return true
+		default:
+			return false
+		}
+	})
+	if served != nil {
+		t.Fatal(served)
+	}
+	issued := c.rl.readCIDs13
+	if len(issued) != 2 {
+		t.Fatalf("client issued %d CIDs, want 2", len(issued))
+	}
+	srvCID := srv.ConnectionState().RemoteConnectionID
+
+	// The client moves, with its next spare.
+	if err := c.SwitchConnectionID(); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.ConnectionState().RemoteConnectionID; !bytes.Equal(got, spares[0]) {
+		t.Fatalf("client sends CID %x, want the first spare %x", got, spares[0])
+	}
+	second := nat.rebind()
+	if _, err := c.Write([]byte("new path")); err != nil {
+		t.Fatal(err)
+	}
+	readUntil(t, c, "the server to follow", func() bool { return sameAddr(srv.RemoteAddr(), second) })
+	exchange(t, c, "on the new path")
+	if got := srv.ConnectionState().LocalConnectionID; !bytes.Equal(got, spares[0]) {
+		t.Errorf("server's CID %x, want %x", got, spares[0])
+	}
+	// The server sends with a new CID on the new path: the client's
+	// first spare, and the client takes it as its own.
+	if got := srv.ConnectionState().RemoteConnectionID; !bytes.Equal(got, issued[0]) || bytes.Equal(got, srvCID) {
+		t.Errorf("server sends CID %x on the new path, want %x (was %x)", got, issued[0], srvCID)
+	}
+	if got := c.ConnectionState().LocalConnectionID; !bytes.Equal(got, issued[0]) {
+		t.Errorf("client's CID %x, want %x", got, issued[0])
+	}
+
+	// The server rotates its CID; the client must use it at once.
+	before := srv.ConnectionState().LocalConnectionID
+	go func() { done <- srv.RotateConnectionID(ctx) }()
+	readUntil(t, c, "the rotation", func() bool {
+		select {
+		case served = <-done:
+			return true
+		default:
+			return false
+		}
+	})
+	if served != nil {
+		t.Fatal(served)
+	}
+	now := srv.ConnectionState().LocalConnectionID
+	if bytes.Equal(now, before) || !bytes.Equal(c.ConnectionState().RemoteConnectionID, now) {
+		t.Fatalf("after RotateConnectionID the server's CID is %x (was %x), the client sends %x", now, before, c.ConnectionState().RemoteConnectionID)
+	}
+	l.table.mu.RLock()
+	oldRouted, newRouted := l.table.byCID[string(before)] != nil, l.table.byCID[string(now)] != nil
+	l.table.mu.RUnlock()
+	if oldRouted || !newRouted {
+		t.Errorf("routing after the rotation: old CID %v, new CID %v", oldRouted, newRouted)
+	}
+	exchange(t, c, "after the rotation")
 }
