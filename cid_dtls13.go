@@ -434,12 +434,10 @@ func (c *Conn) handleNewConnectionID13(m inMessage) error {
 	if err := c.parseHandshakeMsg(m, typeNewConnectionID, nci.unmarshal); err != nil {
 		return err
 	}
-	for _, cid := range nci.cids {
-		if len(cid) == 0 {
-			// An empty CID would turn the CID off, which the
-			// connection_id negotiation decides, not an update.
-			return c.fail(alertIllegalParameter, errors.New("dtls: empty CID in NewConnectionId"))
-		}
+	if nci.empty {
+		// An empty CID would turn the CID off, which the connection_id
+		// negotiation decides, not an update.
+		return c.fail(alertIllegalParameter, errors.New("dtls: empty CID in NewConnectionId"))
 	}
 	cids := nci.cids
 	c.out.Lock()

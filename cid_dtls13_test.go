@@ -41,6 +41,16 @@ func (c *Conn) sendNewConnectionID13(cids [][]byte, usage uint8) error {
 	return c.sendFlight(false, "NewConnectionId")
 }
 
+// sendRawPostHandshake13 plays a peer that sends a post-handshake
+// message of type typ with body as given.
+func (c *Conn) sendRawPostHandshake13(typ handshakeType, body []byte) error {
+	c.hs.startPostHandshakeFlight()
+	if c.hs.queueMessage(c.rl.writeCur, typ, body) == nil {
+		return errors.New("not queued")
+	}
+	return c.sendFlight(false, "raw")
+}
+
 // useSpare13 makes the i-th spare CID the peer gave us the one we send.
 func (c *Conn) useSpare13(i int) []byte {
 	c.out.Lock()
@@ -294,6 +304,31 @@ func TestCIDUpdate13Misbehaving(t *testing.T) {
 				return nil
 			}, 0},
 	}
+	gen4 := RandomCIDGenerator(4)
+	raw := func(typ handshakeType, body ...byte) func(*Conn) error {
+		return func(c *Conn) error { return c.sendRawPostHandshake13(typ, body) }
+	}
+	rows = append(rows, []struct {
+		name                 string
+		clientGen, serverGen func() []byte
+		peer                 func(cli *Conn) error
+		want                 alert
+	}{
+		{"NewConnectionId with usage 2", gen4, gen4, raw(typeNewConnectionID, 0, 5, 4, 1, 2, 3, 4, 2), alertDecodeError},
+		{"NewConnectionId with usage 255", gen4, gen4, raw(typeNewConnectionID, 0, 5, 4, 1, 2, 3, 4, 255), alertDecodeError},
+		{"NewConnectionId with a CID past its list", gen4, gen4, raw(typeNewConnectionID, 0, 3, 4, 1, 2, cidSpare), alertDecodeError},
+		{"NewConnectionId without usage", gen4, gen4, raw(typeNewConnectionID, 0, 0), alertDecodeError},
+		{"RequestConnectionId of two bytes", gen4, gen4, raw(typeRequestConnectionID, 1, 1), alertDecodeError},
+		{"empty CID past the ones kept", gen4, gen4, func(c *Conn) error {
+			body := []byte{0, 0}
+			for i := range maxNewCIDs13 {
+				body = append(body, 4, byte(i), 1, 1, 1)
+			}
+			body = append(body, 0, cidSpare)
+			body[1] = byte(len(body) - 3)
+			return c.sendRawPostHandshake13(typeNewConnectionID, body)
+		}, alertIllegalParameter},
+	}...)
 	for _, row := range rows {
 		t.Run(row.name, func(t *testing.T) {
 			cli, srv := cidPair13(t, row.clientGen, row.serverGen)
@@ -484,4 +519,136 @@ func TestCIDUpdate13API(t *testing.T) {
 		t.Errorf("routing after the rotation: old CID %v, new CID %v", oldRouted, newRouted)
 	}
 	exchange(t, c, "after the rotation")
+}
+
+// TestCIDUpdate13Odd: CID messages that RFC 9147 §9 does not forbid but
+// that are odd are survived, at bounded cost: a request for none, a
+// request for 255, a NewConnectionId of far more CIDs than we keep, CIDs
+// of another length than the handshake's, and records whose CID has a
+// length other than ours (silently dropped, RFC 9146 §3).
+func TestCIDUpdate13Odd(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	rows := []struct {
+		name  string
+		peer  func(cli, srv *Conn) error
+		check func(t *testing.T, cli, srv *Conn)
+	}{
+		{"RequestConnectionId for none", func(cli, srv *Conn) error { return cli.requestConnectionIDs13(0) },
+			func(t *testing.T, cli, srv *Conn) {
+				if n := len(srv.rl.readCIDs13); n != 0 {
+					t.Errorf("%d CIDs issued for num_cids 0", n)
+				}
+				if cli.hs.postHandshakeBusy() {
+					t.Error("the request was not ACKed")
+				}
+			}},
+		{"RequestConnectionId for 255", func(cli, srv *Conn) error { return cli.requestConnectionIDs13(255) },
+			func(t *testing.T, cli, srv *Conn) {
+				if n := len(srv.rl.readCIDs13); n != maxIssuedCIDs13-1 {
+					t.Errorf("%d CIDs issued for num_cids 255, want the bound %d", n, maxIssuedCIDs13-1)
+				}
+			}},
+		{"NewConnectionId of 1000 CIDs", func(cli, srv *Conn) error {
+			body := []byte{0, 0}
+			for i := range 1000 {
+				body = append(body, 4, byte(i>>8), byte(i), 9, 9)
+			}
+			body = append(body, cidSpare)
+			body[0], body[1] = byte((len(body)-3)>>8), byte(len(body)-3)
+			return cli.sendRawPostHandshake13(typeNewConnectionID, body)
+		}, func(t *testing.T, cli, srv *Conn) {
+			if n := len(srv.cid13.spares); n != maxSpareCIDs13 {
+				t.Errorf("%d spares kept, want the bound %d", n, maxSpareCIDs13)
+			}
+		}},
+		{"cid_immediate with a CID of another length", func(cli, srv *Conn) error {
+			return cli.sendNewConnectionID13([][]byte{{7, 7}}, cidImmediate)
+		}, func(t *testing.T, cli, srv *Conn) {
+			// The peer's CID is the peer's to parse: we send it.
+			if got := srv.ConnectionState().RemoteConnectionID; !bytes.Equal(got, []byte{7, 7}) {
+				t.Errorf("server sends CID %x", got)
+			}
+		}},
+		{"records with a CID of another length", func(cli, srv *Conn) error {
+			cli.out.Lock()
+			good := cli.rl.writeCID
+			cli.rl.writeCID = good[:3]
+			cli.out.Unlock()
+			_, err := cli.Write([]byte("short CID"))
+			cli.out.Lock()
+			cli.rl.writeCID = good
+			cli.out.Unlock()
+			return err
+		}, func(t *testing.T, cli, srv *Conn) {
+			// A shorter CID shifts the rest of the header: the record
+			// fails as a bad header, a bad CID or a bad MAC.
+			d := srv.Stats().Dropped
+			if d["bad header"]+d["bad connection ID"]+d["bad record MAC"] == 0 {
+				t.Errorf("not dropped: %v", d)
+			}
+		}},
+	}
+	for _, row := range rows {
+		t.Run(row.name, func(t *testing.T) {
+			cli, srv := cidPair13(t, RandomCIDGenerator(4), RandomCIDGenerator(4))
+			if err := row.peer(cli, srv); err != nil {
+				t.Fatal(err)
+			}
+			got, err := pump(t, srv)
+			if err != nil || len(got) != 0 {
+				t.Fatalf("server read %q, %v", got, err)
+			}
+			if _, err := pump(t, cli); err != nil {
+				t.Fatal(err)
+			}
+			row.check(t, cli, srv)
+			exchangePair(t, cli, srv, "still up")
+		})
+	}
+}
+
+// TestCIDUpdate13OtherConnsCID: a client whose NewConnectionId hands our
+// Listener, as the CID to send, the CID another connection receives with
+// changes only what we send it: both connections go on, and the
+// Listener's routing stays as it was.
+func TestCIDUpdate13OtherConnsCID(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	cc, scfg := configs13(t, "p256")
+	scfg.ConnectionIDGenerator = RandomCIDGenerator(4)
+	cc.ConnectionIDGenerator = RandomCIDGenerator(4)
+	l, conns := acceptOne(t, scfg)
+	a, err := Dial("udp", l.Addr().String(), cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	exchange(t, a, "a")
+	<-conns
+	b, err := Dial("udp", l.Addr().String(), cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	exchange(t, b, "b")
+	bCID := b.ConnectionState().RemoteConnectionID // ours, for b
+	if err := a.sendNewConnectionID13([][]byte{bCID, a.ConnectionState().LocalConnectionID}, cidImmediate); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pump(t, a); err != nil { // the server's ACK
+		t.Fatal(err)
+	}
+	l.table.mu.RLock()
+	routesB := l.table.byCID[string(bCID)]
+	l.table.mu.RUnlock()
+	if routesB == nil {
+		t.Fatal("b's CID no longer routed")
+	}
+	// The server now sends a its records with b's server-side CID; a's
+	// own CID parses them no more (it is the peer's choice), but b's
+	// connection and the Listener are untouched.
+	exchange(t, b, "b again")
+	if _, err := a.Write([]byte("a again")); err != nil {
+		t.Fatal(err)
+	}
+	exchange(t, b, "b once more")
 }
