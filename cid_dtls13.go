@@ -34,9 +34,12 @@ import (
 //     outstanding (§9: "Endpoints MUST NOT have more than one
 //     NewConnectionId message outstanding").
 //   - A CID of ours is retired (no longer accepted nor routed) once the
-//     peer sends an authenticated record with a CID we issued after it:
-//     §9 asks peers to use receiver-provided CIDs in the order given, so
-//     the older ones are done with.
+//     peer sends an authenticated record with a CID we issued after it,
+//     from the address we send to: §9 asks peers to use receiver-provided
+//     CIDs in the order given, so the older ones are done with. A record
+//     from another address (a probe of a new path, a move we have not
+//     followed yet) retires nothing: the peer's current path may still
+//     use the older CID.
 //   - A NewConnectionId from the peer: with cid_immediate we put its
 //     first CID in every record from now on (§9: "one of the new CIDs
 //     MUST be used immediately for all future records"), and keep the
@@ -560,11 +563,23 @@ func (c *Conn) issueConnectionIDs13(n int, usage uint8) ([][]byte, error) {
 }
 
 // peerUsedCID13 notes the CID of an authenticated 1.3 record: when it is
-// one we issued after our current one, the peer has moved on, and every
-// CID of ours issued before it is retired.
+// one we issued after our current one and comes from the peer's current
+// address, the peer has moved on, and every CID of ours issued before it
+// is retired.
 func (c *Conn) peerUsedCID13(cid []byte) {
 	if len(c.rl.readCIDs13) == 0 || string(cid) == string(c.rl.readCID) {
 		return
+	}
+	if p, ok := c.io.(pathIO); ok {
+		if _, moved := p.source(); moved {
+			// From another address: a probe of a new path (pion's
+			// Path.Probe sends RequestConnectionId, then path_challenge
+			// with the new CID) while the peer's current path still
+			// uses the old CID, or a move not yet followed. The old
+			// CIDs retire once the peer's records carry the new one
+			// from where we send to.
+			return
+		}
 	}
 	i := slices.IndexFunc(c.rl.readCIDs13, func(x []byte) bool { return string(x) == string(cid) })
 	if i < 0 {

@@ -91,6 +91,7 @@ var (
 		{"SRTP", "DTLS-SRTP"},
 		{"RPK", "raw public keys"},
 		{"RRC", "return routability (RFC 9853, CID rebinding)"},
+		{"CIDUpdate", "CID update (RequestConnectionId, NewConnectionId)"},
 		{"EarlyData", "0-RTT early data"},
 	}
 	roles = []struct{ key, name string }{
