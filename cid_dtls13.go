@@ -170,7 +170,9 @@ func (c *Conn) cidAvailable13() error {
 // anticipated": a client that may move (a phone between networks, a
 // device behind a NAT that rebinds) asks in advance. It needs a CID that
 // we send (the peer's ConnectionIDGenerator gave one); one request is out
-// at a time (§9), later calls wait for it. The answer is taken by Read,
+// at a time (§9), later calls wait for it. A peer may ignore a request
+// (§9 lets it), and none may follow an unanswered one: a call then ends
+// with ctx, and so do later ones. The answer is taken by Read,
 // or by this call when no Read is in progress. The name says what it
 // does, as UpdateKeys does; pion/dtls v4 asks only inside Path.Probe,
 // quic-go and crypto/tls have no such message.
