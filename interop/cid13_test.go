@@ -38,9 +38,10 @@ func TestDTLS13CIDUpdate(t *testing.T) {
 		for _, role := range []string{"client", "server"} {
 			t.Run(role, func(t *testing.T) {
 				t.Run("CIDUpdate", func(t *testing.T) {
-					notApplicable(t, "wolfSSL 5.9 has no RequestConnectionId or NewConnectionId: its handshake types stop at key_update, "+
-						"and its CID API (wolfSSL_dtls_cid_use/_set/_get_rx/_get_tx) sets one CID per direction before the handshake "+
-						"(wolfSSL PR #5453: \"It doesn't support RequestConnectionID/NewConnectionID messages\")")
+					notApplicable(t, "wolfSSL 5.9.2 has no RequestConnectionId or NewConnectionId: enum HandShakeType (wolfssl/internal.h) "+
+						"stops at key_update(24), no source file names request_connection_id or new_connection_id, and its CID API "+
+						"(wolfSSL_dtls_cid_use/_set/_get_rx/_get_tx) sets one CID per direction, once (src/dtls.c: wolfSSL_dtls_cid_set "+
+						"fails when a receive CID is set)")
 				})
 			})
 		}
