@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -84,10 +86,13 @@ func pump(t *testing.T, c *Conn) ([]byte, error) {
 // cidPair13 completes a 1.3 handshake between a client and a server
 // (Server over a connected socket, no Listener) with the given CID
 // generators, and leaves neither reading.
-func cidPair13(t *testing.T, clientGen, serverGen func() []byte) (cli, srv *Conn) {
+func cidPair13(t *testing.T, clientGen, serverGen func() []byte, tune ...func(cc, sc *Config)) (cli, srv *Conn) {
 	t.Helper()
 	cc, sc := configs13(t, "p256")
 	cc.ConnectionIDGenerator, sc.ConnectionIDGenerator = clientGen, serverGen
+	for _, f := range tune {
+		f(cc, sc)
+	}
 	cli, srv = connectedPair(t, cc, sc)
 	t.Cleanup(func() { cli.Close(); srv.Close() })
 	errc := make(chan error, 1)
@@ -651,4 +656,99 @@ func TestCIDUpdate13OtherConnsCID(t *testing.T) {
 		t.Fatal(err)
 	}
 	exchange(t, b, "b once more")
+}
+
+// TestCIDUpdate13APIRefused: the calls fail, at once, where RFC 9147 §9
+// forbids the message or there is nothing to do: no CID in the
+// direction asked for, DTLS 1.2, before the handshake, no spare left.
+func TestCIDUpdate13APIRefused(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// The client sends the server's CID but receives none.
+	cli, srv := cidPair13(t, OnlySendCIDGenerator(), RandomCIDGenerator(4))
+	if _, err := srv.RequestConnectionIDs(ctx, 1); !errors.Is(err, errNoCID13) {
+		t.Errorf("RequestConnectionIDs while sending an empty CID: %v", err)
+	}
+	if err := cli.RotateConnectionID(ctx); !errors.Is(err, errNoCID13) {
+		t.Errorf("RotateConnectionID while receiving an empty CID: %v", err)
+	}
+	if err := cli.SwitchConnectionID(); !errors.Is(err, errNoSpareCID) {
+		t.Errorf("SwitchConnectionID without spares: %v", err)
+	}
+	exchangePair(t, cli, srv, "still up")
+
+	cc, sc := configs13(t, "p256")
+	cc.MaxVersion, sc.MaxVersion = VersionDTLS12, VersionDTLS12
+	cc.ConnectionIDGenerator, sc.ConnectionIDGenerator = RandomCIDGenerator(4), RandomCIDGenerator(4)
+	c12, s12 := connectedPair(t, cc, sc)
+	defer c12.Close()
+	defer s12.Close()
+	if _, err := c12.RequestConnectionIDs(ctx, 1); !errors.Is(err, errHandshakeNotComplete) {
+		t.Errorf("RequestConnectionIDs before the handshake: %v", err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- s12.Handshake() }()
+	if err := c12.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c12.RequestConnectionIDs(ctx, 1); err == nil {
+		t.Error("RequestConnectionIDs on DTLS 1.2")
+	}
+	if err := c12.RotateConnectionID(ctx); err == nil {
+		t.Error("RotateConnectionID on DTLS 1.2")
+	}
+}
+
+// TestCIDUpdate13Unanswered: a peer that ACKs our RequestConnectionId
+// but never answers it (§9 lets it ignore requests; here its generator
+// gives no CID of the negotiated length) leaves the call to its ctx, and
+// the connection goes on; no second request goes out (§9: none while one
+// is unfulfilled).
+func TestCIDUpdate13Unanswered(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	var calls atomic.Int32
+	serverGen := func() []byte {
+		if calls.Add(1) == 1 {
+			return []byte{1, 2, 3, 4}
+		}
+		return []byte{1, 2, 3, 4, 5} // a length the records cannot carry
+	}
+	var requests atomic.Int32
+	cli, srv := cidPair13(t, RandomCIDGenerator(4), serverGen, func(cc, sc *Config) {
+		cc.Tracer = func(ev *TraceEvent) {
+			if ev.Kind == TraceCIDChanged && strings.HasPrefix(ev.Reason, "RequestConnectionId") {
+				requests.Add(1)
+			}
+		}
+	})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 100)
+		for {
+			n, err := srv.Read(buf)
+			if err != nil {
+				return
+			}
+			srv.Write(buf[:n])
+		}
+	}()
+	for range 2 {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		_, err := cli.RequestConnectionIDs(ctx, 2)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("unanswered RequestConnectionIDs: %v", err)
+		}
+	}
+	if n := requests.Load(); n != 1 {
+		t.Errorf("%d RequestConnectionId sent, want 1", n)
+	}
+	exchange(t, cli, "still up")
+	cli.Close()
+	<-done
 }
