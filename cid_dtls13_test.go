@@ -412,8 +412,17 @@ func TestCIDUpdate13RetransmittedRequest(t *testing.T) {
 // of its own (§9: a new CID on a new path); then the server rotates its
 // CID (RotateConnectionID, cid_immediate).
 func TestCIDUpdate13API(t *testing.T) {
+	for _, policy := range []RRCPolicy{RRCBasic, RRCOff} {
+		t.Run(policy.String(), func(t *testing.T) { runCIDUpdate13API(t, policy) })
+	}
+}
+
+// runCIDUpdate13API is TestCIDUpdate13API with the server's RRC policy:
+// it follows the client after a return routability check, or at once.
+func runCIDUpdate13API(t *testing.T, policy RRCPolicy) {
 	checkNoGoroutineLeak(t)
 	cc, scfg := configs13(t, "p256")
+	scfg.ReturnRoutabilityCheck = policy
 	scfg.ConnectionIDGenerator = RandomCIDGenerator(8)
 	cc.ConnectionIDGenerator = RandomCIDGenerator(4)
 	l, conns := acceptOne(t, scfg)
