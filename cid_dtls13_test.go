@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -425,6 +426,32 @@ func runCIDUpdate13API(t *testing.T, policy RRCPolicy) {
 	scfg.ReturnRoutabilityCheck = policy
 	scfg.ConnectionIDGenerator = RandomCIDGenerator(8)
 	cc.ConnectionIDGenerator = RandomCIDGenerator(4)
+	var traceMu sync.Mutex
+	var traced [2][]string // client's, server's TraceCIDChanged reasons
+	tracer := func(side int) func(*TraceEvent) {
+		return func(ev *TraceEvent) {
+			if ev.Kind == TraceCIDChanged {
+				traceMu.Lock()
+				traced[side] = append(traced[side], ev.Reason)
+				traceMu.Unlock()
+			}
+		}
+	}
+	cc.Tracer, scfg.Tracer = tracer(0), tracer(1)
+	defer func() {
+		traceMu.Lock()
+		defer traceMu.Unlock()
+		for side, wants := range [2][]string{
+			{"RequestConnectionId(num_cids 3) sent", "NewConnectionId(cid_spare, 3 CIDs)", "SwitchConnectionID", "NewConnectionId(cid_immediate, 1 CIDs)"},
+			{"NewConnectionId(cid_spare) sent", "RequestConnectionId(num_cids 2) sent", "(new path;", "NewConnectionId(cid_immediate) sent", "retired"},
+		} {
+			for _, want := range wants {
+				if !slices.ContainsFunc(traced[side], func(r string) bool { return strings.Contains(r, want) }) {
+					t.Errorf("side %d: no TraceCIDChanged with %q in %q", side, want, traced[side])
+				}
+			}
+		}
+	}()
 	l, conns := acceptOne(t, scfg)
 	nat := newNATProxy(t, l.Addr())
 	c, err := Dial("udp", nat.front.LocalAddr().String(), cc)
