@@ -2,9 +2,14 @@ package dtls
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"net/netip"
 	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -39,11 +44,21 @@ func (c *Conn) sendNewConnectionID13(cids [][]byte, usage uint8) error {
 	return c.sendFlight(false, "NewConnectionId")
 }
 
+// sendRawPostHandshake13 plays a peer that sends a post-handshake
+// message of type typ with body as given.
+func (c *Conn) sendRawPostHandshake13(typ handshakeType, body []byte) error {
+	c.hs.startPostHandshakeFlight()
+	if c.hs.queueMessage(c.rl.writeCur, typ, body) == nil {
+		return errors.New("not queued")
+	}
+	return c.sendFlight(false, "raw")
+}
+
 // useSpare13 makes the i-th spare CID the peer gave us the one we send.
 func (c *Conn) useSpare13(i int) []byte {
 	c.out.Lock()
 	defer c.out.Unlock()
-	c.rl.writeCID = c.cidSpares13[i]
+	c.rl.writeCID = c.cid13.spares[i]
 	return c.rl.writeCID
 }
 
@@ -72,10 +87,13 @@ func pump(t *testing.T, c *Conn) ([]byte, error) {
 // cidPair13 completes a 1.3 handshake between a client and a server
 // (Server over a connected socket, no Listener) with the given CID
 // generators, and leaves neither reading.
-func cidPair13(t *testing.T, clientGen, serverGen func() []byte) (cli, srv *Conn) {
+func cidPair13(t *testing.T, clientGen, serverGen func() []byte, tune ...func(cc, sc *Config)) (cli, srv *Conn) {
 	t.Helper()
 	cc, sc := configs13(t, "p256")
 	cc.ConnectionIDGenerator, sc.ConnectionIDGenerator = clientGen, serverGen
+	for _, f := range tune {
+		f(cc, sc)
+	}
 	cli, srv = connectedPair(t, cc, sc)
 	t.Cleanup(func() { cli.Close(); srv.Close() })
 	errc := make(chan error, 1)
@@ -129,15 +147,15 @@ func TestCIDUpdate13Listener(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The server's NewConnectionId arrives while we read.
-	for i := 0; i < 20 && len(c.cidSpares13) < 3; i++ {
+	for i := 0; i < 20 && len(c.cid13.spares) < 3; i++ {
 		if _, err := pump(t, c); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if len(c.cidSpares13) != 3 {
-		t.Fatalf("%d spare CIDs, want 3", len(c.cidSpares13))
+	if len(c.cid13.spares) != 3 {
+		t.Fatalf("%d spare CIDs, want 3", len(c.cid13.spares))
 	}
-	spares := c.cidSpares13
+	spares := c.cid13.spares
 	for _, s := range spares {
 		if len(s) != 8 || bytes.Equal(s, first) {
 			t.Fatalf("spare CID %x (first %x)", s, first)
@@ -212,7 +230,7 @@ func TestCIDUpdate13TooMany(t *testing.T) {
 	if _, err := pump(t, cli); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(cli.cidSpares13); n != maxIssuedCIDs13-1 {
+	if n := len(cli.cid13.spares); n != maxIssuedCIDs13-1 {
 		t.Fatalf("%d spares for a request of 255, want %d", n, maxIssuedCIDs13-1)
 	}
 	if _, err := pump(t, srv); err != nil { // the client's ACK
@@ -235,15 +253,15 @@ func TestCIDUpdate13Immediate(t *testing.T) {
 	checkNoGoroutineLeak(t)
 	cli, srv := cidPair13(t, RandomCIDGenerator(4), RandomCIDGenerator(6))
 	old := cli.ConnectionState().RemoteConnectionID
-	if err := srv.issueConnectionIDs13(2, cidImmediate); err != nil {
+	if _, err := srv.issueConnectionIDs13(2, cidImmediate); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := pump(t, cli); err != nil {
 		t.Fatal(err)
 	}
 	now := cli.ConnectionState().RemoteConnectionID
-	if bytes.Equal(now, old) || len(now) != 6 || len(cli.cidSpares13) != 1 {
-		t.Fatalf("client sends CID %x (was %x), %d spares", now, old, len(cli.cidSpares13))
+	if bytes.Equal(now, old) || len(now) != 6 || len(cli.cid13.spares) != 1 {
+		t.Fatalf("client sends CID %x (was %x), %d spares", now, old, len(cli.cid13.spares))
 	}
 	if _, err := cli.Write([]byte("new CID")); err != nil {
 		t.Fatal(err)
@@ -292,6 +310,31 @@ func TestCIDUpdate13Misbehaving(t *testing.T) {
 				return nil
 			}, 0},
 	}
+	gen4 := RandomCIDGenerator(4)
+	raw := func(typ handshakeType, body ...byte) func(*Conn) error {
+		return func(c *Conn) error { return c.sendRawPostHandshake13(typ, body) }
+	}
+	rows = append(rows, []struct {
+		name                 string
+		clientGen, serverGen func() []byte
+		peer                 func(cli *Conn) error
+		want                 alert
+	}{
+		{"NewConnectionId with usage 2", gen4, gen4, raw(typeNewConnectionID, 0, 5, 4, 1, 2, 3, 4, 2), alertDecodeError},
+		{"NewConnectionId with usage 255", gen4, gen4, raw(typeNewConnectionID, 0, 5, 4, 1, 2, 3, 4, 255), alertDecodeError},
+		{"NewConnectionId with a CID past its list", gen4, gen4, raw(typeNewConnectionID, 0, 3, 4, 1, 2, cidSpare), alertDecodeError},
+		{"NewConnectionId without usage", gen4, gen4, raw(typeNewConnectionID, 0, 0), alertDecodeError},
+		{"RequestConnectionId of two bytes", gen4, gen4, raw(typeRequestConnectionID, 1, 1), alertDecodeError},
+		{"empty CID past the ones kept", gen4, gen4, func(c *Conn) error {
+			body := []byte{0, 0}
+			for i := range maxNewCIDs13 {
+				body = append(body, 4, byte(i), 1, 1, 1)
+			}
+			body = append(body, 0, cidSpare)
+			body[1] = byte(len(body) - 3)
+			return c.sendRawPostHandshake13(typeNewConnectionID, body)
+		}, alertIllegalParameter},
+	}...)
 	for _, row := range rows {
 		t.Run(row.name, func(t *testing.T) {
 			cli, srv := cidPair13(t, row.clientGen, row.serverGen)
@@ -303,7 +346,7 @@ func TestCIDUpdate13Misbehaving(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if n := len(srv.cidSpares13); n != maxSpareCIDs13 {
+				if n := len(srv.cid13.spares); n != maxSpareCIDs13 {
 					t.Errorf("%d spares kept, want the bound %d", n, maxSpareCIDs13)
 				}
 				exchangePair(t, cli, srv, "still up")
@@ -335,7 +378,7 @@ func TestCIDUpdate13RetransmittedRequest(t *testing.T) {
 	checkNoGoroutineLeak(t)
 	cli, srv := cidPair13(t, RandomCIDGenerator(4), RandomCIDGenerator(4))
 	// A flight of the server's that the client does not ACK yet.
-	if err := srv.issueConnectionIDs13(1, cidSpare); err != nil {
+	if _, err := srv.issueConnectionIDs13(1, cidSpare); err != nil {
 		t.Fatal(err)
 	}
 	if err := cli.requestConnectionIDs13(2); err != nil {
@@ -350,7 +393,7 @@ func TestCIDUpdate13RetransmittedRequest(t *testing.T) {
 	// The client takes the spare, ACKs it and retransmits its request
 	// (on its timer); the server answers it now.
 	deadline := time.Now().Add(10 * time.Second)
-	for len(cli.cidSpares13) < 3 && time.Now().Before(deadline) {
+	for len(cli.cid13.spares) < 3 && time.Now().Before(deadline) {
 		if _, err := pump(t, cli); err != nil {
 			t.Fatal(err)
 		}
@@ -358,7 +401,390 @@ func TestCIDUpdate13RetransmittedRequest(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := len(cli.cidSpares13); n != 3 {
+	if n := len(cli.cid13.spares); n != 3 {
 		t.Fatalf("client holds %d spares, want 3", n)
 	}
+}
+
+// TestCIDUpdate13API: the calls that start an update. Our client asks
+// our Listener for spare CIDs (RequestConnectionIDs) and the server asks
+// the client; the client moves to a new address with the next spare
+// (SwitchConnectionID), and the server, following it, sends with a spare
+// of its own (§9: a new CID on a new path); then the server rotates its
+// CID (RotateConnectionID, cid_immediate).
+func TestCIDUpdate13API(t *testing.T) {
+	for _, policy := range []RRCPolicy{RRCBasic, RRCOff} {
+		t.Run(policy.String(), func(t *testing.T) { runCIDUpdate13API(t, policy) })
+	}
+}
+
+// runCIDUpdate13API is TestCIDUpdate13API with the server's RRC policy:
+// it follows the client after a return routability check, or at once.
+func runCIDUpdate13API(t *testing.T, policy RRCPolicy) {
+	checkNoGoroutineLeak(t)
+	cc, scfg := configs13(t, "p256")
+	scfg.ReturnRoutabilityCheck = policy
+	scfg.ConnectionIDGenerator = RandomCIDGenerator(8)
+	cc.ConnectionIDGenerator = RandomCIDGenerator(4)
+	var traceMu sync.Mutex
+	var traced [2][]string // client's, server's TraceCIDChanged reasons
+	tracer := func(side int) func(*TraceEvent) {
+		return func(ev *TraceEvent) {
+			if ev.Kind == TraceCIDChanged {
+				traceMu.Lock()
+				traced[side] = append(traced[side], ev.Reason)
+				traceMu.Unlock()
+			}
+		}
+	}
+	cc.Tracer, scfg.Tracer = tracer(0), tracer(1)
+	defer func() {
+		traceMu.Lock()
+		defer traceMu.Unlock()
+		for side, wants := range [2][]string{
+			{"RequestConnectionId(num_cids 3) sent", "NewConnectionId(cid_spare, 3 CIDs)", "SwitchConnectionID", "NewConnectionId(cid_immediate, 1 CIDs)"},
+			{"NewConnectionId(cid_spare) sent", "RequestConnectionId(num_cids 2) sent", "(new path;", "NewConnectionId(cid_immediate) sent", "retired"},
+		} {
+			for _, want := range wants {
+				if !slices.ContainsFunc(traced[side], func(r string) bool { return strings.Contains(r, want) }) {
+					t.Errorf("side %d: no TraceCIDChanged with %q in %q", side, want, traced[side])
+				}
+			}
+		}
+	}()
+	l, conns := acceptOne(t, scfg)
+	nat := newNATProxy(t, l.Addr())
+	c, err := Dial("udp", nat.front.LocalAddr().String(), cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	exchange(t, c, "before")
+	srv := <-conns
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	for _, n := range []int{0, maxSpareCIDs13 + 1} {
+		if _, err := c.RequestConnectionIDs(ctx, n); err == nil {
+			t.Errorf("RequestConnectionIDs(%d) succeeded", n)
+		}
+	}
+	if err := c.SwitchConnectionID(); !errors.Is(err, errNoSpareCID) {
+		t.Errorf("SwitchConnectionID without spares: %v", err)
+	}
+	// The client asks, with no Read in progress: the call reads.
+	n, err := c.RequestConnectionIDs(ctx, 3)
+	if err != nil || n != 3 {
+		t.Fatalf("RequestConnectionIDs(3) = %d, %v", n, err)
+	}
+	c.out.Lock()
+	spares := slices.Clone(c.cid13.spares)
+	c.out.Unlock()
+	for _, s := range spares {
+		if cio, _ := l.table.lookup(append([]byte{uhFixedBits | uhCIDBit}, append(s, 0, 0)...), netip.AddrPort{}); cio == nil {
+			t.Fatalf("the Listener does not route spare CID %x", s)
+		}
+	}
+	// The server asks while its Read is in progress (in acceptOne's
+	// echo loop): the call wakes it, and the client's Read answers.
+	done := make(chan error, 1)
+	go func() {
+		_, err := srv.RequestConnectionIDs(ctx, 2)
+		done <- err
+	}()
+	var served error
+	readUntil(t, c, "the server's request to be answered", func() bool {
+		select {
+		case served = <-done:
+			return true
+		default:
+			return false
+		}
+	})
+	if served != nil {
+		t.Fatal(served)
+	}
+	issued := c.rl.readCIDs13
+	if len(issued) != 2 {
+		t.Fatalf("client issued %d CIDs, want 2", len(issued))
+	}
+	srvCID := srv.ConnectionState().RemoteConnectionID
+
+	// The client moves, with its next spare.
+	if err := c.SwitchConnectionID(); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.ConnectionState().RemoteConnectionID; !bytes.Equal(got, spares[0]) {
+		t.Fatalf("client sends CID %x, want the first spare %x", got, spares[0])
+	}
+	second := nat.rebind()
+	if _, err := c.Write([]byte("new path")); err != nil {
+		t.Fatal(err)
+	}
+	readUntil(t, c, "the server to follow", func() bool { return sameAddr(srv.RemoteAddr(), second) })
+	exchange(t, c, "on the new path")
+	if got := srv.ConnectionState().LocalConnectionID; !bytes.Equal(got, spares[0]) {
+		t.Errorf("server's CID %x, want %x", got, spares[0])
+	}
+	// The server sends with a new CID on the new path: the client's
+	// first spare, and the client takes it as its own.
+	if got := srv.ConnectionState().RemoteConnectionID; !bytes.Equal(got, issued[0]) || bytes.Equal(got, srvCID) {
+		t.Errorf("server sends CID %x on the new path, want %x (was %x)", got, issued[0], srvCID)
+	}
+	if got := c.ConnectionState().LocalConnectionID; !bytes.Equal(got, issued[0]) {
+		t.Errorf("client's CID %x, want %x", got, issued[0])
+	}
+
+	// The server rotates its CID; the client must use it at once.
+	before := srv.ConnectionState().LocalConnectionID
+	go func() { done <- srv.RotateConnectionID(ctx) }()
+	readUntil(t, c, "the rotation", func() bool {
+		select {
+		case served = <-done:
+			return true
+		default:
+			return false
+		}
+	})
+	if served != nil {
+		t.Fatal(served)
+	}
+	now := srv.ConnectionState().LocalConnectionID
+	if bytes.Equal(now, before) || !bytes.Equal(c.ConnectionState().RemoteConnectionID, now) {
+		t.Fatalf("after RotateConnectionID the server's CID is %x (was %x), the client sends %x", now, before, c.ConnectionState().RemoteConnectionID)
+	}
+	l.table.mu.RLock()
+	oldRouted, newRouted := l.table.byCID[string(before)] != nil, l.table.byCID[string(now)] != nil
+	l.table.mu.RUnlock()
+	if oldRouted || !newRouted {
+		t.Errorf("routing after the rotation: old CID %v, new CID %v", oldRouted, newRouted)
+	}
+	exchange(t, c, "after the rotation")
+}
+
+// TestCIDUpdate13Odd: CID messages that RFC 9147 §9 does not forbid but
+// that are odd are survived, at bounded cost: a request for none, a
+// request for 255, a NewConnectionId of far more CIDs than we keep, CIDs
+// of another length than the handshake's, and records whose CID has a
+// length other than ours (silently dropped, RFC 9146 §3).
+func TestCIDUpdate13Odd(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	rows := []struct {
+		name  string
+		peer  func(cli, srv *Conn) error
+		check func(t *testing.T, cli, srv *Conn)
+	}{
+		{"RequestConnectionId for none", func(cli, srv *Conn) error { return cli.requestConnectionIDs13(0) },
+			func(t *testing.T, cli, srv *Conn) {
+				if n := len(srv.rl.readCIDs13); n != 0 {
+					t.Errorf("%d CIDs issued for num_cids 0", n)
+				}
+				if cli.hs.postHandshakeBusy() {
+					t.Error("the request was not ACKed")
+				}
+			}},
+		{"RequestConnectionId for 255", func(cli, srv *Conn) error { return cli.requestConnectionIDs13(255) },
+			func(t *testing.T, cli, srv *Conn) {
+				if n := len(srv.rl.readCIDs13); n != maxIssuedCIDs13-1 {
+					t.Errorf("%d CIDs issued for num_cids 255, want the bound %d", n, maxIssuedCIDs13-1)
+				}
+			}},
+		{"NewConnectionId of 1000 CIDs", func(cli, srv *Conn) error {
+			body := []byte{0, 0}
+			for i := range 1000 {
+				body = append(body, 4, byte(i>>8), byte(i), 9, 9)
+			}
+			body = append(body, cidSpare)
+			body[0], body[1] = byte((len(body)-3)>>8), byte(len(body)-3)
+			return cli.sendRawPostHandshake13(typeNewConnectionID, body)
+		}, func(t *testing.T, cli, srv *Conn) {
+			if n := len(srv.cid13.spares); n != maxSpareCIDs13 {
+				t.Errorf("%d spares kept, want the bound %d", n, maxSpareCIDs13)
+			}
+		}},
+		{"cid_immediate with a CID of another length", func(cli, srv *Conn) error {
+			return cli.sendNewConnectionID13([][]byte{{7, 7}}, cidImmediate)
+		}, func(t *testing.T, cli, srv *Conn) {
+			// The peer's CID is the peer's to parse: we send it.
+			if got := srv.ConnectionState().RemoteConnectionID; !bytes.Equal(got, []byte{7, 7}) {
+				t.Errorf("server sends CID %x", got)
+			}
+		}},
+		{"records with a CID of another length", func(cli, srv *Conn) error {
+			cli.out.Lock()
+			good := cli.rl.writeCID
+			cli.rl.writeCID = good[:3]
+			cli.out.Unlock()
+			_, err := cli.Write([]byte("short CID"))
+			cli.out.Lock()
+			cli.rl.writeCID = good
+			cli.out.Unlock()
+			return err
+		}, func(t *testing.T, cli, srv *Conn) {
+			// A shorter CID shifts the rest of the header: the record
+			// fails as a bad header, a bad CID or a bad MAC.
+			d := srv.Stats().Dropped
+			if d["bad header"]+d["bad connection ID"]+d["bad record MAC"] == 0 {
+				t.Errorf("not dropped: %v", d)
+			}
+		}},
+	}
+	for _, row := range rows {
+		t.Run(row.name, func(t *testing.T) {
+			cli, srv := cidPair13(t, RandomCIDGenerator(4), RandomCIDGenerator(4))
+			if err := row.peer(cli, srv); err != nil {
+				t.Fatal(err)
+			}
+			got, err := pump(t, srv)
+			if err != nil || len(got) != 0 {
+				t.Fatalf("server read %q, %v", got, err)
+			}
+			if _, err := pump(t, cli); err != nil {
+				t.Fatal(err)
+			}
+			row.check(t, cli, srv)
+			exchangePair(t, cli, srv, "still up")
+		})
+	}
+}
+
+// TestCIDUpdate13OtherConnsCID: a client whose NewConnectionId hands our
+// Listener, as the CID to send, the CID another connection receives with
+// changes only what we send it: both connections go on, and the
+// Listener's routing stays as it was.
+func TestCIDUpdate13OtherConnsCID(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	cc, scfg := configs13(t, "p256")
+	scfg.ConnectionIDGenerator = RandomCIDGenerator(4)
+	cc.ConnectionIDGenerator = RandomCIDGenerator(4)
+	l, conns := acceptOne(t, scfg)
+	a, err := Dial("udp", l.Addr().String(), cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	exchange(t, a, "a")
+	<-conns
+	b, err := Dial("udp", l.Addr().String(), cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	exchange(t, b, "b")
+	bCID := b.ConnectionState().RemoteConnectionID // ours, for b
+	if err := a.sendNewConnectionID13([][]byte{bCID, a.ConnectionState().LocalConnectionID}, cidImmediate); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pump(t, a); err != nil { // the server's ACK
+		t.Fatal(err)
+	}
+	l.table.mu.RLock()
+	routesB := l.table.byCID[string(bCID)]
+	l.table.mu.RUnlock()
+	if routesB == nil {
+		t.Fatal("b's CID no longer routed")
+	}
+	// The server now sends a its records with b's server-side CID; a's
+	// own CID parses them no more (it is the peer's choice), but b's
+	// connection and the Listener are untouched.
+	exchange(t, b, "b again")
+	if _, err := a.Write([]byte("a again")); err != nil {
+		t.Fatal(err)
+	}
+	exchange(t, b, "b once more")
+}
+
+// TestCIDUpdate13APIRefused: the calls fail, at once, where RFC 9147 §9
+// forbids the message or there is nothing to do: no CID in the
+// direction asked for, DTLS 1.2, before the handshake, no spare left.
+func TestCIDUpdate13APIRefused(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// The client sends the server's CID but receives none.
+	cli, srv := cidPair13(t, OnlySendCIDGenerator(), RandomCIDGenerator(4))
+	if _, err := srv.RequestConnectionIDs(ctx, 1); !errors.Is(err, errNoCID13) {
+		t.Errorf("RequestConnectionIDs while sending an empty CID: %v", err)
+	}
+	if err := cli.RotateConnectionID(ctx); !errors.Is(err, errNoCID13) {
+		t.Errorf("RotateConnectionID while receiving an empty CID: %v", err)
+	}
+	if err := cli.SwitchConnectionID(); !errors.Is(err, errNoSpareCID) {
+		t.Errorf("SwitchConnectionID without spares: %v", err)
+	}
+	exchangePair(t, cli, srv, "still up")
+
+	cc, sc := configs13(t, "p256")
+	cc.MaxVersion, sc.MaxVersion = VersionDTLS12, VersionDTLS12
+	cc.ConnectionIDGenerator, sc.ConnectionIDGenerator = RandomCIDGenerator(4), RandomCIDGenerator(4)
+	c12, s12 := connectedPair(t, cc, sc)
+	defer c12.Close()
+	defer s12.Close()
+	if _, err := c12.RequestConnectionIDs(ctx, 1); !errors.Is(err, errHandshakeNotComplete) {
+		t.Errorf("RequestConnectionIDs before the handshake: %v", err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- s12.Handshake() }()
+	if err := c12.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c12.RequestConnectionIDs(ctx, 1); err == nil {
+		t.Error("RequestConnectionIDs on DTLS 1.2")
+	}
+	if err := c12.RotateConnectionID(ctx); err == nil {
+		t.Error("RotateConnectionID on DTLS 1.2")
+	}
+}
+
+// TestCIDUpdate13Unanswered: a peer that ACKs our RequestConnectionId
+// but never answers it (§9 lets it ignore requests; here its generator
+// gives no CID of the negotiated length) leaves the call to its ctx, and
+// the connection goes on; no second request goes out (§9: none while one
+// is unfulfilled).
+func TestCIDUpdate13Unanswered(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	var calls atomic.Int32
+	serverGen := func() []byte {
+		if calls.Add(1) == 1 {
+			return []byte{1, 2, 3, 4}
+		}
+		return []byte{1, 2, 3, 4, 5} // a length the records cannot carry
+	}
+	var requests atomic.Int32
+	cli, srv := cidPair13(t, RandomCIDGenerator(4), serverGen, func(cc, sc *Config) {
+		cc.Tracer = func(ev *TraceEvent) {
+			if ev.Kind == TraceCIDChanged && strings.HasPrefix(ev.Reason, "RequestConnectionId") {
+				requests.Add(1)
+			}
+		}
+	})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 100)
+		for {
+			n, err := srv.Read(buf)
+			if err != nil {
+				return
+			}
+			srv.Write(buf[:n])
+		}
+	}()
+	for range 2 {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		_, err := cli.RequestConnectionIDs(ctx, 2)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("unanswered RequestConnectionIDs: %v", err)
+		}
+	}
+	if n := requests.Load(); n != 1 {
+		t.Errorf("%d RequestConnectionId sent, want 1", n)
+	}
+	exchange(t, cli, "still up")
+	cli.Close()
+	<-done
 }

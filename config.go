@@ -194,7 +194,9 @@ type Config struct {
 	// peer's RequestConnectionId is answered automatically with spare
 	// CIDs from the generator (which must then keep to one length), at
 	// most 8 held per connection, and a CID of ours retires once the
-	// peer uses a newer one.
+	// peer uses a newer one from its current address. Conn's
+	// RequestConnectionIDs, SwitchConnectionID and RotateConnectionID
+	// start updates (cid_dtls13.go).
 	ConnectionIDGenerator func() []byte
 
 	// ReturnRoutabilityCheck says how a connection with Connection IDs

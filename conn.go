@@ -128,9 +128,9 @@ type Conn struct {
 	// pha is the DTLS 1.3 post-handshake authentication state
 	// (posthandshake_auth_dtls13.go).
 	pha phaState13
-	// cidSpares13 are the peer's spare CIDs from its NewConnectionId
-	// (cid_dtls13.go), at most maxSpareCIDs13; the reader's.
-	cidSpares13 [][]byte
+	// cid13 is the DTLS 1.3 CID update state (RFC 9147 §9;
+	// cid_dtls13.go).
+	cid13 cidState13
 
 	// gate is the cookie gate of a Conn made by Server (hello_gate.go).
 	gate *helloGate
@@ -638,6 +638,12 @@ func (c *Conn) readRecord(ctx context.Context, userDeadline bool) ([]byte, error
 	if c.pha.unsent.Load() {
 		// A RequestClientCertificate (posthandshake_auth_dtls13.go).
 		if err := c.serviceCertRequests(); err != nil {
+			return nil, err
+		}
+	}
+	if c.cid13.unsent.Load() {
+		// RequestConnectionIDs, RotateConnectionID (cid_dtls13.go).
+		if err := c.serviceCIDUpdates13(); err != nil {
 			return nil, err
 		}
 	}

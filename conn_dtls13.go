@@ -261,12 +261,15 @@ func (c *Conn) handleACK(hdr recordHeader, data []byte) error {
 				return err
 			}
 		}
-		// A KeyUpdate, CertificateRequest or answer to one that waited
-		// for this flight's ACK goes now.
+		// A KeyUpdate, CertificateRequest or answer to one, or a CID
+		// update, that waited for this flight's ACK goes now.
 		if err := c.serviceKeyUpdate(); err != nil {
 			return err
 		}
-		return c.serviceCertRequests()
+		if err := c.serviceCertRequests(); err != nil {
+			return err
+		}
+		return c.serviceCIDUpdates13()
 	}
 	if !all && !c.handshakeComplete.Load() && c.hs.partialACKResend(progress, time.Now()) {
 		// RFC 9147 §7.2: an ACK that leaves part of our flight
@@ -475,12 +478,16 @@ func (c *Conn) handlePostHandshakeMessages13(hdr recordHeader, data []byte) erro
 	if issueCIDs > 0 {
 		// RequestConnectionId answered with NewConnectionId(cid_spare)
 		// (cid_dtls13.go).
-		if err := c.issueConnectionIDs13(issueCIDs, cidSpare); err != nil {
+		if _, err := c.issueConnectionIDs13(issueCIDs, cidSpare); err != nil {
 			return err
 		}
 	}
-	// A client answers a queued CertificateRequest when it may.
-	return c.serviceCertRequests()
+	// A client answers a queued CertificateRequest when it may; a CID
+	// update of ours goes when nothing else waits.
+	if err := c.serviceCertRequests(); err != nil {
+		return err
+	}
+	return c.serviceCIDUpdates13()
 }
 
 // handleKeyUpdate takes the peer's KeyUpdate (RFC 8446 §4.6.3, RFC 9147

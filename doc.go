@@ -9,7 +9,9 @@
 // asked (Conn.UpdateKeys), authenticates clients after the handshake
 // (Conn.RequestClientCertificate), and carries raw public keys, DTLS-SRTP
 // and Connection IDs, with return routability checks (RFC 9853), as 1.2
-// does (see README for what it still lacks).
+// does, and CID updates (RFC 9147 §9: Conn.RequestConnectionIDs,
+// Conn.SwitchConnectionID, Conn.RotateConnectionID; see README for what
+// it still lacks).
 //
 // The API follows crypto/tls. A client dials:
 //

@@ -97,8 +97,8 @@ const (
 	// maxCertificateAuthorities13 bounds the DNs of a
 	// certificate_authorities extension that we keep.
 	maxCertificateAuthorities13 = 64
-	// maxNewCIDs13 bounds the CIDs of one NewConnectionId (RFC 9147 §9
-	// leaves it to the receiver, which may send too_many_cids_requested).
+	// maxNewCIDs13 bounds the CIDs of one NewConnectionId that we send or
+	// keep; the rest of a longer one is discarded (RFC 9147 §9).
 	maxNewCIDs13 = 8
 	// minBinderLen and maxBinderLen: PskBinderEntry<32..255> (RFC 8446
 	// §4.2.11).
@@ -1059,11 +1059,14 @@ func (m *requestConnectionIDMsg13) unmarshal(body []byte) bool {
 //	    ConnectionIdUsage usage;
 //	} NewConnectionId;
 //
-// We keep at most maxNewCIDs13 of them; a longer list fails the parse
-// (the handshake may answer too_many_cids_requested instead).
+// We keep the first maxNewCIDs13 of them and check the rest only for
+// their encoding (§9: "Implementations which receive more spare CIDs
+// than they wish to maintain MAY simply discard any extra CIDs"); empty
+// says one of them, kept or not, is empty.
 type newConnectionIDMsg13 struct {
 	cids  [][]byte
 	usage uint8
+	empty bool
 }
 
 func (*newConnectionIDMsg13) messageType() handshakeType { return typeNewConnectionID }
@@ -1095,10 +1098,16 @@ func (m *newConnectionIDMsg13) unmarshal(body []byte) bool {
 	}
 	for !list.Empty() {
 		var cid []byte
-		if !readBytes8(&list, &cid) || len(m.cids) == maxNewCIDs13 {
+		if !readBytes8(&list, &cid) {
+			*m = newConnectionIDMsg13{}
 			return false
 		}
-		m.cids = append(m.cids, cid)
+		if len(cid) == 0 {
+			m.empty = true
+		}
+		if len(m.cids) < maxNewCIDs13 {
+			m.cids = append(m.cids, cid)
+		}
 	}
 	return true
 }

@@ -461,7 +461,7 @@ func TestSmallMessages13(t *testing.T) {
 		t.Fatalf("NewConnectionId %x", b)
 	}
 	var got newConnectionIDMsg13
-	if !got.unmarshal(b) || got.usage != cidSpare || len(got.cids) != 3 || !bytes.Equal(got.cids[2], []byte{4}) {
+	if !got.unmarshal(b) || got.usage != cidSpare || len(got.cids) != 3 || !bytes.Equal(got.cids[2], []byte{4}) || !got.empty {
 		t.Fatalf("NewConnectionId parsed %+v", got)
 	}
 	for _, bad := range [][]byte{
@@ -477,8 +477,11 @@ func TestSmallMessages13(t *testing.T) {
 	for range maxNewCIDs13 + 1 {
 		many = append(many, 1, 0xcc)
 	}
-	if got.unmarshal(append(many, cidImmediate)) {
-		t.Error("too many CIDs parsed")
+	many = append(many, 0, 0) // an empty one past the bound
+	many[1] += 2
+	if !got.unmarshal(append(many, cidImmediate)) || len(got.cids) != maxNewCIDs13 || !got.empty {
+		t.Errorf("a NewConnectionId of %d CIDs: %d kept, empty %v; want the first %d, and the empty one seen",
+			maxNewCIDs13+2, len(got.cids), got.empty, maxNewCIDs13)
 	}
 	if _, err := (&newConnectionIDMsg13{cids: make([][]byte, maxNewCIDs13+1)}).marshal(); err == nil {
 		t.Error("too many CIDs marshaled")

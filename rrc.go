@@ -202,6 +202,7 @@ func (c *Conn) observePath(hdr *recordHeader) {
 			// RFC 9146 §6 without RRC: the newest record moves the peer.
 			c.tracePath(TracePeerAddressChanged, src, "unvalidated: rrc not negotiated")
 			p.followPeer()
+			c.peerMoved13() // a new CID on the new path (cid_dtls13.go)
 		}
 		return
 	}
@@ -412,6 +413,7 @@ func (c *Conn) handleRRC(hdr recordHeader, data []byte) error {
 			if isPath {
 				c.tracePath(TracePeerAddressChanged, to, "validated by path_response")
 				p.movePeerTo(to)
+				c.peerMoved13() // a new CID on the new path (cid_dtls13.go)
 			}
 		}
 	}

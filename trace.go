@@ -30,7 +30,7 @@ const (
 	TraceListenerEvent                            // a Listener ended or refused something for a peer (Reason: "idle timeout", "evicted", "handshake stalled"...)
 	TraceACKSent                                  // DTLS 1.3: we sent an ACK (Epoch, Length: how many record numbers, Records)
 	TraceACKReceived                              // DTLS 1.3: an ACK authenticated (Epoch, Seq, Length, Records)
-	TraceCIDChanged                               // DTLS 1.3: CIDs issued, received or retired after the handshake (Reason)
+	TraceCIDChanged                               // DTLS 1.3: CIDs requested, issued, received, switched to or retired after the handshake (Reason)
 	TraceRRCSent                                  // we sent a return_routability_check (RFC 9853; Reason: path_challenge, path_response or path_drop; Path: where to)
 	TraceRRCReceived                              // a return_routability_check authenticated (Reason: its type; Path: its source)
 	TracePathValidation                           // a return routability check of a new peer address started, progressed or ended (Path: the new address; Reason)

@@ -173,7 +173,11 @@ func analyze(o *analyzeOptions, out io.Writer) error {
 		c.hellos = [2]helloAssembler{}
 	}
 	_, err = capture.Scan(bufio.NewReader(f), func(d capture.Datagram) error {
-		if c := convs.of(&d); c != nil {
+		c := convs.of(&d)
+		if c == nil {
+			c = convs.join13(&d, keys)
+		}
+		if c != nil {
 			c.a.datagram(d, keys)
 		}
 		return nil
@@ -300,6 +304,42 @@ func (cs *conversations) byCID(d *capture.Datagram) *conversation {
 	for _, c := range cs.list {
 		n := c.p13.cidLen(0) // what the client's records carry
 		if c.paths < maxPaths && n > 0 && d.Dst == c.server && len(b) >= 11+n && string(b[11:11+n]) == string(c.p13.cid[1]) {
+			return c
+		}
+	}
+	return nil
+}
+
+// join13 returns the DTLS 1.3 conversation that a datagram with a
+// unified header from or to a new address belongs to, and adds the
+// address pair to it, or nil: a client that moved (RFC 9146 §6, RFC 9147
+// §9), or the server's records to the client's new address. It is
+// matched by the CID in the header, against those the receiver handed
+// out (in its hello or, once decrypted, a NewConnectionId), else by the
+// keys: a record that opens with the conversation's secrets is its own.
+// Called in the second pass, where the NewConnectionId messages before
+// the datagram were read. At most maxPaths address pairs join one
+// conversation.
+func (cs *conversations) join13(d *capture.Datagram, keys *keyLog) *conversation {
+	b := d.Payload
+	if len(b) == 0 || !isUnified(b[0]) {
+		return nil
+	}
+	for _, c := range cs.list {
+		if c.a == nil || !c.a.v13.on || c.paths >= maxPaths {
+			continue
+		}
+		from := 0
+		switch c.server {
+		case d.Dst:
+		case d.Src:
+			from = 1
+		default:
+			continue
+		}
+		if c.a.knownCID13(from, b) || c.a.opens13(from, b, keys) {
+			c.paths++
+			cs.index[convKey(d)] = c
 			return c
 		}
 	}

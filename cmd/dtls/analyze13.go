@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -52,6 +53,11 @@ const (
 	maxHandshakeRecords = 512
 	// maxACKShown bounds the records of one ACK spelt out in the report.
 	maxACKShown = 16
+	// maxIssuedCIDs bounds, per side, the CIDs from NewConnectionId
+	// messages that analyze remembers to match a moved client by.
+	maxIssuedCIDs = 64
+	// maxCIDsShown bounds the CIDs of one NewConnectionId spelt out.
+	maxCIDsShown = 8
 )
 
 // versionDTLS13 is DTLS 1.3 in supported_versions (RFC 9147 §5.3).
@@ -538,6 +544,18 @@ type analysis13 struct {
 	keyUpdates               [2]int
 	epochs                   [2][]uint64 // epochs each side used, in order, up to maxEpochsTracked
 	hiddenEpochs             [2][]uint8  // the low bits of epochs not decrypted
+
+	// dst is the destination of the datagram being read.
+	dst netip.AddrPort
+	// issued are the CIDs each side handed out in NewConnectionId (RFC
+	// 9147 §9), which the other side's records may carry, up to
+	// maxIssuedCIDs; sendCID the CID each side's records carried last.
+	issued  [2][][]byte
+	sendCID [2][]byte
+	// cidLog lists the CID updates: the messages, and each change of
+	// the CID a side's records carry.
+	cidLog     []string
+	moreCIDLog int
 }
 
 // rec13 is one record of a 1.3 conversation's datagram.
@@ -606,6 +624,7 @@ func (a *analysis) decrypters(keys *keyLog) {
 // datagram13 is datagram for a DTLS 1.3 conversation.
 func (a *analysis) datagram13(d capture.Datagram, keys *keyLog, from int) {
 	v := &a.v13
+	v.dst = d.Dst
 	// The records: plaintext ones (hellos, and alerts or ACKs in epoch
 	// 0) by their 13-byte header, the rest through the decrypter.
 	var recs []rec13
@@ -711,6 +730,14 @@ func (a *analysis) record13(t time.Time, from int, r *rec13, keys *keyLog) {
 		a.emit(to, ev)
 		return
 	}
+	if u := r.unified; u != nil && len(u.CID) > 0 && string(u.CID) != string(v.sendCID[from]) {
+		if v.sendCID[from] != nil {
+			line := fmt.Sprintf("%s's records carry CID %x (was %x)", sideName(from), u.CID, v.sendCID[from])
+			a.logCID(t, from, line)
+			a.emit(from, dtls.TraceEvent{Kind: dtls.TraceCIDChanged, Time: t, Reason: line})
+		}
+		v.sendCID[from] = slices.Clone(u.CID)
+	}
 	a.trackRecord(from, r.epoch, r.seq)
 	if r.epoch > 0 && !slices.Contains(v.epochs[from], r.epoch) && len(v.epochs[from]) < maxEpochsTracked {
 		v.epochs[from] = append(v.epochs[from], r.epoch)
@@ -748,6 +775,23 @@ func (a *analysis) record13(t time.Time, from int, r *rec13, keys *keyLog) {
 		}
 	case ctAppData:
 		a.emitLabeled(from, ev, fmt.Sprintf("ApplicationData %dB %s", len(r.body), rn))
+	case ctRRC:
+		// RFC 9853 §4: msg_type and an 8-byte cookie; a message to an
+		// address other than the client's first names it.
+		label := fmt.Sprintf("RRC (malformed, %dB)", len(r.body))
+		var rrc *dtls.TraceEvent
+		if len(r.body) == 9 {
+			label = fmt.Sprintf("%s %x", rrcName(r.body[0]), r.body[1:])
+			rrc = &dtls.TraceEvent{Kind: dtls.TraceRRCSent, Time: t, Epoch: r.epoch, Seq: r.seq, Reason: rrcName(r.body[0])}
+			if from == 1 && v.dst != a.client {
+				label += " to " + v.dst.String()
+				rrc.Path = v.dst
+			}
+		}
+		a.emitLabeled(from, ev, label+" "+rn)
+		if rrc != nil {
+			a.emit(from, *rrc)
+		}
 	default:
 		a.emitLabeled(from, ev, fmt.Sprintf("%s %dB %s", dtls.ContentTypeName(r.typ), len(r.body), rn))
 	}
@@ -801,6 +845,17 @@ func (a *analysis) handshake13(t time.Time, from int, rn [2]uint64, b []byte, na
 				v.keyUpdates[from]++
 			}
 		}
+		if off == 0 && fl == length && first {
+			switch ht {
+			case hsNewConnectionID:
+				name = a.newConnectionID(t, from, frag, seq)
+			case hsRequestConnectionID:
+				if len(frag) == 1 {
+					name = fmt.Sprintf("RequestConnectionId(num_cids %d) seq=%d", frag[0], seq)
+					a.logCID(t, from, fmt.Sprintf("%s asks for %d CIDs (RequestConnectionId)", sideName(from), frag[0]))
+				}
+			}
+		}
 		if off != 0 || fl != length {
 			name += fmt.Sprintf(" [%d+%d/%d]", off, fl, length)
 		}
@@ -837,6 +892,86 @@ func (a *analysis) handshake13(t time.Time, from int, rn [2]uint64, b []byte, na
 			a.finished[from] = true
 		}
 	}
+}
+
+// newConnectionID reads a NewConnectionId (RFC 9147 §9) that side from
+// sent: its CIDs join those a moved peer is matched by, and the update
+// is listed. It returns the message's name for the ladder.
+func (a *analysis) newConnectionID(t time.Time, from int, body []byte, seq uint16) string {
+	v := &a.v13
+	s := cryptobyte.String(body)
+	var list cryptobyte.String
+	var usage uint8
+	if !s.ReadUint16LengthPrefixed(&list) || !s.ReadUint8(&usage) || !s.Empty() {
+		return fmt.Sprintf("NewConnectionId (malformed) seq=%d", seq)
+	}
+	var cids []string
+	n := 0
+	for !list.Empty() {
+		var cid cryptobyte.String
+		if !list.ReadUint8LengthPrefixed(&cid) {
+			return fmt.Sprintf("NewConnectionId (malformed) seq=%d", seq)
+		}
+		n++
+		if len(cids) < maxCIDsShown {
+			cids = append(cids, hex.EncodeToString(cid))
+		}
+		if len(cid) > 0 && len(v.issued[from]) < maxIssuedCIDs {
+			v.issued[from] = append(v.issued[from], slices.Clone([]byte(cid)))
+		}
+	}
+	if n > len(cids) {
+		cids = append(cids, fmt.Sprintf("%d more", n-len(cids)))
+	}
+	use := map[uint8]string{0: "cid_immediate", 1: "cid_spare"}[usage]
+	if use == "" {
+		use = fmt.Sprintf("usage %d", usage)
+	}
+	plural := "s"
+	if n == 1 {
+		plural = ""
+	}
+	a.logCID(t, from, fmt.Sprintf("%s hands out %d CID%s, %s: %s (NewConnectionId)", sideName(from), n, plural, use, orNone(cids)))
+	return fmt.Sprintf("NewConnectionId(%s: %s) seq=%d", use, orNone(cids), seq)
+}
+
+// logCID adds a line to the CID updates the report lists.
+func (a *analysis) logCID(t time.Time, from int, line string) {
+	v := &a.v13
+	if len(v.cidLog) >= maxListed {
+		v.moreCIDLog++
+		return
+	}
+	v.cidLog = append(v.cidLog, fmt.Sprintf("+%v %s", t.Sub(a.start).Round(time.Microsecond), line))
+}
+
+// knownCID13 reports whether the first record of b, which side from
+// sent, carries a CID its receiver handed out: in its hello, or in a
+// NewConnectionId read so far.
+func (a *analysis) knownCID13(from int, b []byte) bool {
+	v := &a.v13
+	n := v.p.cidLen(from)
+	if n == 0 || len(b) < 1+n || b[0]&0x10 == 0 {
+		return false
+	}
+	cid := b[1 : 1+n]
+	if string(cid) == string(v.p.cid[1-from]) {
+		return true
+	}
+	return slices.ContainsFunc(v.issued[1-from], func(x []byte) bool { return string(x) == string(cid) })
+}
+
+// opens13 reports whether the first record of b opens with side from's
+// secrets. A record that does not open leaves the decrypter as it was,
+// but for keys it derived by KeyUpdate steps, which are the
+// conversation's own.
+func (a *analysis) opens13(from int, b []byte, keys *keyLog) bool {
+	if a.v13.p.clientRandom == nil {
+		return false
+	}
+	a.decrypters(keys)
+	r, _, err := a.v13.dec[from].Open(b)
+	return err == nil && r.Decrypted
 }
 
 // ack reads an ACK record (RFC 9147 §7), lists in the report what the
@@ -1013,6 +1148,15 @@ func (a *analysis) report13(out io.Writer) {
 			ku = fmt.Sprintf(" (%d KeyUpdate)", v.keyUpdates[s])
 		}
 		fmt.Fprintf(out, "%s encrypted epochs: %s%s\n", sideName(s), orNone(es), ku)
+	}
+	if len(v.cidLog) > 0 {
+		fmt.Fprintln(out, "connection ID updates (RFC 9147 §9):")
+		for _, l := range v.cidLog {
+			fmt.Fprintf(out, "  %s\n", l)
+		}
+		if v.moreCIDLog > 0 {
+			fmt.Fprintf(out, "  (%d more not listed)\n", v.moreCIDLog)
+		}
 	}
 	if len(v.acks) > 0 {
 		fmt.Fprintf(out, "ACKs: %d\n", len(v.acks)+v.moreACK)

@@ -91,6 +91,7 @@ var (
 		{"SRTP", "DTLS-SRTP"},
 		{"RPK", "raw public keys"},
 		{"RRC", "return routability (RFC 9853, CID rebinding)"},
+		{"CIDUpdate", "CID update (RequestConnectionId, NewConnectionId)"},
 		{"EarlyData", "0-RTT early data"},
 	}
 	roles = []struct{ key, name string }{
@@ -324,7 +325,9 @@ func render(w io.Writer, cells map[cellKey]*cell, versions map[string]string, no
 	fmt.Fprintf(w, "external PSK, no certificates, with (EC)DHE or (psk_ke: the peer allows only that) without;\n")
 	fmt.Fprintf(w, "*0-RTT early data*: a second connection resumes with early data, which the server\n")
 	fmt.Fprintf(w, "accepts and gives its application as early (wolfSSL -r -0, its server with -J n; pion's\n")
-	fmt.Fprintf(w, "DetachedConn API, its server with WithInsecureSkipVerifyHello).\n\n")
+	fmt.Fprintf(w, "DetachedConn API, its server with WithInsecureSkipVerifyHello);\n")
+	fmt.Fprintf(w, "*CID update*: the client asks for spare CIDs, moves to a new port with one, and a\n")
+	fmt.Fprintf(w, "cid_immediate CID follows (interop/cid13_test.go; pion asks through Path.Probe).\n\n")
 	if renderPeerTable(w, cells, peers13, features13, counts, false) {
 		failed = true
 	}

@@ -372,6 +372,9 @@ func (l *Ladder) build() *diagram {
 			}
 		case dtls.TraceTimerFired:
 			d.notes = append(d.notes, note{i, at, s, "timer fired", false})
+		case dtls.TraceCIDChanged:
+			// A DTLS 1.3 CID update (RFC 9147 §9) that took effect.
+			d.notes = append(d.notes, note{i, at, s, "CID: " + ev.Reason, false})
 		case dtls.TraceHandshakeDone:
 			text := "handshake done"
 			if ev.Reason != "" {
@@ -609,7 +612,7 @@ func FormatEvent(ev *dtls.TraceEvent, start time.Time) string {
 		fmt.Fprintf(&b, " %d (%s)", ev.Epoch, ev.Reason)
 	case dtls.TraceAlertSent, dtls.TraceAlertReceived:
 		fmt.Fprintf(&b, " %s e%d", dtls.AlertName(ev.Alert), ev.Epoch)
-	case dtls.TraceHandshakeDone, dtls.TraceHandshakeFailed:
+	case dtls.TraceHandshakeDone, dtls.TraceHandshakeFailed, dtls.TraceCIDChanged:
 		if ev.Reason != "" {
 			fmt.Fprintf(&b, " %s", ev.Reason)
 		}
