@@ -271,7 +271,7 @@ func pskBinder13(h crypto.Hash, external bool, psk, prefix, truncated []byte, bo
 }
 
 func (hs *clientHandshakeState13) addTranscript(typ handshakeType, body []byte) {
-	hs.transcript.Write(appendTranscriptMessage13(nil, typ, body))
+	writeTranscriptMessage13(hs.transcript, typ, body)
 }
 
 func (hs *clientHandshakeState13) transcriptHash() []byte {
@@ -808,7 +808,7 @@ func writeHandshake13(c *Conn, transcript hash.Hash, msg handshakeMessage) error
 	if c.hs.queueMessage(c.rl.writeCur, msg.messageType(), body) == nil {
 		return c.fail(alertInternalError, errors.New("dtls: handshake message too long"))
 	}
-	transcript.Write(appendTranscriptMessage13(nil, msg.messageType(), body))
+	writeTranscriptMessage13(transcript, msg.messageType(), body)
 	return nil
 }
 
