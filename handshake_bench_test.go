@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"net"
 	"sync"
 	"testing"
 
@@ -144,5 +145,96 @@ func cryptoFloorNoChain(b *testing.B, key *ecdsa.PrivateKey) {
 	}
 	if _, err := sk.ECDH(ck.PublicKey()); err != nil {
 		b.Fatal(err)
+	}
+}
+
+// BenchmarkEcho100Listener is the round trip of a 100-byte record through
+// a Listener's connection (the server reads it and writes it back) at
+// each version's defaults, beside a raw UDP echo through a socket read by
+// one goroutine, in the same run.
+func BenchmarkEcho100Listener(b *testing.B) {
+	pki := benchChainPKI(b)
+	msg, buf := make([]byte, 100), make([]byte, 2048)
+	b.Run("floor-udp", func(b *testing.B) {
+		pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer pc.Close()
+		go func() {
+			buf := make([]byte, 2048)
+			for {
+				n, from, err := pc.ReadFromUDPAddrPort(buf)
+				if err != nil {
+					return
+				}
+				pc.WriteToUDPAddrPort(buf[:n], from)
+			}
+		}()
+		c, err := net.DialUDP("udp", nil, pc.LocalAddr().(*net.UDPAddr))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		b.ReportAllocs()
+		defer reportCPU(b)()
+		for b.Loop() {
+			if _, err := c.Write(msg); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := c.Read(buf); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	for _, v := range []struct {
+		name string
+		vers uint16
+	}{{"v=1.2", VersionDTLS12}, {"v=1.3", VersionDTLS13}} {
+		b.Run(v.name, func(b *testing.B) {
+			sc := &Config{Certificates: []tls.Certificate{pki.leaf.TLS}, MinVersion: v.vers, MaxVersion: v.vers}
+			cc := &Config{RootCAs: pki.ca.Pool, ServerName: "dtls.test", MinVersion: v.vers, MaxVersion: v.vers}
+			l, err := Listen("udp", "127.0.0.1:0", sc)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer l.Close()
+			go func() {
+				for {
+					c, err := l.Accept()
+					if err != nil {
+						return
+					}
+					go func() {
+						defer c.Close()
+						buf := make([]byte, 2048)
+						for {
+							n, err := c.Read(buf)
+							if err != nil {
+								return
+							}
+							if _, err := c.Write(buf[:n]); err != nil {
+								return
+							}
+						}
+					}()
+				}
+			}()
+			c, err := Dial("udp", l.Addr().String(), cc)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			b.ReportAllocs()
+			defer reportCPU(b)()
+			for b.Loop() {
+				if _, err := c.Write(msg); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := c.Read(buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
