@@ -50,6 +50,14 @@ const maxVerifiedChains = 64
 //     more chains than the cached answer. VerifiedChains may lack such a
 //     later-valid path; the verdict is the same.
 //
+// One input is not in the key: a constraint given to
+// CertPool.AddCertWithConstraint is a function, and it is taken to depend
+// on the chain alone, as those of Go's own root store do (a distrust
+// after a date, checked against the chain's NotBefore). A constraint that
+// consults state which changes (a revocation list) is not re-run for a
+// chain whose success is cached; such a check belongs in
+// VerifyPeerCertificate or VerifyConnection, which run every time.
+//
 // Only successes are cached: a failure is verified again each time, so a
 // chain that fails and is later fixed by the user adding a root (the pool
 // grows) is accepted, and no input from the network can fill the cache
