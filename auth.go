@@ -279,10 +279,5 @@ func (c *Config) verifiesClientCert() bool {
 // options for a full handshake and for a resumed session whose chains
 // must be rebuilt.
 func (c *Config) verifyClientChain(certs []*x509.Certificate, now time.Time) ([][]*x509.Certificate, error) {
-	return certs[0].Verify(x509.VerifyOptions{
-		Roots:         c.ClientCAs,
-		CurrentTime:   now,
-		Intermediates: intermediatePool(certs[1:]),
-		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	})
+	return verifyChain(certs, c.ClientCAs, "", true, now)
 }

@@ -38,7 +38,10 @@ type Config struct {
 	GetCertificate func(*ClientHelloInfo) (*tls.Certificate, error)
 
 	// RootCAs is the set of roots a client verifies server certificates
-	// against. If nil, the host's root set is used.
+	// against. If nil, the host's root set is used. Successful
+	// verifications against a pool are cached for the certificates'
+	// validity (see README): a pool may gain certificates while in use,
+	// and a Config wanting different roots takes a new pool.
 	RootCAs *x509.CertPool
 
 	// ServerName is checked against the server's certificate and sent in
@@ -69,6 +72,7 @@ type Config struct {
 	// against when ClientAuth asks for verification. In DTLS 1.3 it also
 	// verifies a certificate obtained after the handshake
 	// (Conn.RequestClientCertificate) when ClientAuth is NoClientCert.
+	// Successful verifications are cached as for RootCAs.
 	ClientCAs *x509.CertPool
 
 	// CipherSuites lists the enabled suites, by IANA id, in preference

@@ -404,13 +404,7 @@ func (hs *clientHandshakeState) verifyServerCertificate(raw [][]byte) error {
 	}
 	var chains [][]*x509.Certificate
 	if !c.config.InsecureSkipVerify {
-		opts := x509.VerifyOptions{
-			Roots:         c.config.RootCAs,
-			CurrentTime:   c.config.time(),
-			DNSName:       c.config.ServerName,
-			Intermediates: intermediatePool(certs[1:]),
-		}
-		chains, err = certs[0].Verify(opts)
+		chains, err = verifyChain(certs, c.config.RootCAs, c.config.ServerName, false, c.config.time())
 		if err != nil {
 			return c.fail(alertBadCertificate, &tls.CertificateVerificationError{UnverifiedCertificates: certs, Err: err})
 		}

@@ -271,7 +271,7 @@ func pskBinder13(h crypto.Hash, external bool, psk, prefix, truncated []byte, bo
 }
 
 func (hs *clientHandshakeState13) addTranscript(typ handshakeType, body []byte) {
-	hs.transcript.Write(appendTranscriptMessage13(nil, typ, body))
+	writeTranscriptMessage13(hs.transcript, typ, body)
 }
 
 func (hs *clientHandshakeState13) transcriptHash() []byte {
@@ -686,13 +686,7 @@ func (hs *clientHandshakeState13) verifyServerCertificate(raw [][]byte) error {
 	}
 	var chains [][]*x509.Certificate
 	if !c.config.InsecureSkipVerify {
-		opts := x509.VerifyOptions{
-			Roots:         c.config.RootCAs,
-			CurrentTime:   c.config.time(),
-			DNSName:       c.config.ServerName,
-			Intermediates: intermediatePool(certs[1:]),
-		}
-		if chains, err = certs[0].Verify(opts); err != nil {
+		if chains, err = verifyChain(certs, c.config.RootCAs, c.config.ServerName, false, c.config.time()); err != nil {
 			return c.fail(alertBadCertificate, &tls.CertificateVerificationError{UnverifiedCertificates: certs, Err: err})
 		}
 	}
@@ -814,7 +808,7 @@ func writeHandshake13(c *Conn, transcript hash.Hash, msg handshakeMessage) error
 	if c.hs.queueMessage(c.rl.writeCur, msg.messageType(), body) == nil {
 		return c.fail(alertInternalError, errors.New("dtls: handshake message too long"))
 	}
-	transcript.Write(appendTranscriptMessage13(nil, msg.messageType(), body))
+	writeTranscriptMessage13(transcript, msg.messageType(), body)
 	return nil
 }
 

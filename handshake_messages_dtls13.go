@@ -31,6 +31,7 @@ import (
 	"crypto"
 	"crypto/tls"
 	"errors"
+	"hash"
 	"slices"
 
 	"golang.org/x/crypto/cryptobyte"
@@ -1120,6 +1121,14 @@ func (m *newConnectionIDMsg13) unmarshal(body []byte) bool {
 func appendTranscriptMessage13(dst []byte, typ handshakeType, body []byte) []byte {
 	dst = append(dst, byte(typ), byte(len(body)>>16), byte(len(body)>>8), byte(len(body)))
 	return append(dst, body...)
+}
+
+// writeTranscriptMessage13 adds a message to a 1.3 transcript hash as
+// appendTranscriptMessage13 lays it out, without copying the body.
+func writeTranscriptMessage13(h hash.Hash, typ handshakeType, body []byte) {
+	hdr := [4]byte{byte(typ), byte(len(body) >> 16), byte(len(body) >> 8), byte(len(body))}
+	h.Write(hdr[:])
+	h.Write(body)
 }
 
 // messageHash13 is the synthetic message that replaces ClientHello1 in

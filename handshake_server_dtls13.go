@@ -201,7 +201,7 @@ func (hs *serverHandshakeState13) processClientHello() error {
 			return c.fail(alertIllegalParameter, errors.New("dtls: second ClientHello without the requested key share"))
 		}
 	default:
-		hs.transcript.Write(appendTranscriptMessage13(nil, typeClientHello, ch.original))
+		writeTranscriptMessage13(hs.transcript, typeClientHello, ch.original)
 	}
 	// The address is proven (or the Listener proved it): now the PSK
 	// binder and the key exchange, ML-KEM included, may cost us work.
@@ -340,7 +340,7 @@ func (hs *serverHandshakeState13) helloRetry(askGroup bool) error {
 		string(ch2.random) != string(ch1.random) {
 		return c.fail(alertIllegalParameter, errors.New("dtls: second ClientHello changed more than the HelloRetryRequest asked"))
 	}
-	hs.transcript.Write(appendTranscriptMessage13(nil, typeClientHello, msg.body))
+	writeTranscriptMessage13(hs.transcript, typeClientHello, msg.body)
 	hs.hello = ch2
 	return nil
 }
@@ -462,7 +462,7 @@ func (hs *serverHandshakeState13) continueAfterHRR(p *hrrParams) error {
 	}
 	hs.trPrefix = appendTranscriptMessage13(appendTranscriptMessage13(nil, typeMessageHash, p.chHash), typeServerHello, body)
 	hs.transcript.Write(hs.trPrefix)
-	hs.transcript.Write(appendTranscriptMessage13(nil, typeClientHello, hs.hello.original))
+	writeTranscriptMessage13(hs.transcript, typeClientHello, hs.hello.original)
 	return nil
 }
 
@@ -715,7 +715,7 @@ func (hs *serverHandshakeState13) readClientFlight() error {
 }
 
 func (hs *serverHandshakeState13) addTranscript(msg inMessage) {
-	hs.transcript.Write(appendTranscriptMessage13(nil, msg.typ, msg.body))
+	writeTranscriptMessage13(hs.transcript, msg.typ, msg.body)
 }
 
 // readClientCertificate reads the client's Certificate and, for a

@@ -49,6 +49,7 @@ func newListenerSocket(l *Listener, pc net.PacketConn) *listenerSocket {
 	s.udp, _ = pc.(*net.UDPConn)
 	if s.batch = newBatchReader(pc); s.batch != nil {
 		s.scratch = nil
+		s.batch.handle = s.routeBatch
 	}
 	return s
 }
@@ -93,17 +94,7 @@ func (s *listenerSocket) readLoop() {
 	for {
 		var err error
 		if s.batch != nil {
-			var n int
-			if n, err = s.batch.read(); err == nil {
-				s.received.Add(uint64(n))
-				for i := range n {
-					d, ap := s.batch.datagram(i)
-					if !ap.IsValid() {
-						continue // not from an IP address: nothing to answer
-					}
-					s.route(d, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
-				}
-			}
+			err = s.batch.serve()
 		} else {
 			var n int
 			var ap netip.AddrPort
@@ -125,6 +116,18 @@ func (s *listenerSocket) readLoop() {
 			go l.Close()
 			return
 		}
+	}
+}
+
+// routeBatch routes the n datagrams the socket's batchReader just read.
+func (s *listenerSocket) routeBatch(n int) {
+	s.received.Add(uint64(n))
+	for i := range n {
+		d, ap := s.batch.datagram(i)
+		if !ap.IsValid() {
+			continue // not from an IP address: nothing to answer
+		}
+		s.route(d, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
 	}
 }
 

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"net"
 	"runtime"
+	"slices"
 	"testing"
+	"time"
 )
 
 // socketCounts returns how many datagrams each of l's sockets read.
@@ -153,8 +155,9 @@ func TestListenerSocketsOption(t *testing.T) {
 }
 
 // TestBatchReaderNoAllocs checks that reading datagrams with recvmmsg
-// allocates nothing per read and returns each datagram with its source,
-// in order.
+// allocates nothing per read and hands each batch to the handler, each
+// datagram with its source, in order; that a short batch makes serve wait
+// for more and a full one ends it.
 func TestBatchReaderNoAllocs(t *testing.T) {
 	needReusePort(t)
 	rx, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -172,31 +175,54 @@ func TestBatchReaderNoAllocs(t *testing.T) {
 		t.Fatal("no batch reader for a UDP socket")
 	}
 	from := tx.LocalAddr().(*net.UDPAddr).AddrPort()
+	var batches []int
+	r.handle = func(n int) {
+		batches = append(batches, n)
+		for i := range n {
+			d, ap := r.datagram(i)
+			if len(d) != 3 || d[0] != byte(i) || ap != from {
+				t.Errorf("datagram %d: %x from %v, want %02x0102 from %v", i, d, ap, i, from)
+			}
+		}
+		// A batch smaller than recvBatch makes serve wait for more; a
+		// deadline in the past ends that wait.
+		rx.SetReadDeadline(time.Unix(1, 0))
+	}
 	// Three datagrams, then one read: all three, in order, if they are
 	// all queued by then (loopback delivers in the sender's call).
 	for i := range 3 {
 		tx.Write([]byte{byte(i), 1, 2})
 	}
-	n, err := r.read()
-	if err != nil || n != 3 {
-		t.Fatalf("read: %d datagrams, %v; want 3", n, err)
+	if err := r.serve(); !isTimeout(err) || !slices.Equal(batches, []int{3}) {
+		t.Fatalf("serve: batches %v, %v; want [3] and the deadline", batches, err)
 	}
-	for i := range n {
-		d, ap := r.datagram(i)
-		if len(d) != 3 || d[0] != byte(i) || ap != from {
-			t.Fatalf("datagram %d: %x from %v, want %02x0102 from %v", i, d, ap, i, from)
-		}
+	// A full batch ends serve without an error, so that the next call
+	// starts by reading.
+	rx.SetReadDeadline(time.Time{})
+	batches = nil
+	r.handle = func(n int) { batches = append(batches, n) }
+	for range recvBatch + 1 {
+		tx.Write([]byte{0, 1, 2})
 	}
+	if err := r.serve(); err != nil || !slices.Equal(batches, []int{recvBatch}) {
+		t.Fatalf("serve: batches %v, %v; want [%d]", batches, err, recvBatch)
+	}
+	count := 0
+	r.handle = func(n int) { count += n; r.datagram(0) }
 	msg := []byte{9, 9}
-	allocs := testing.AllocsPerRun(100, func() {
-		tx.Write(msg)
-		if n, err := r.read(); err != nil || n != 1 {
-			t.Fatalf("read: %d datagrams, %v", n, err)
+	allocs := testing.AllocsPerRun(20, func() {
+		for range recvBatch {
+			tx.Write(msg)
 		}
-		r.datagram(0)
+		if err := r.serve(); err != nil {
+			t.Fatalf("serve: %v", err)
+		}
 	})
 	if allocs != 0 {
 		t.Errorf("%.1f allocations per batch read", allocs)
+	}
+	if count == 0 {
+		t.Error("no batch handled")
 	}
 }
 

@@ -71,12 +71,13 @@ type batchReader struct {
 	iovs  [recvBatch]unix.Iovec
 	names [recvBatch]unix.RawSockaddrInet6 // room for either family
 	buf   []byte                           // recvBatch slots of maxDatagramSize
-	// n is how many datagrams the last read returned, err its error, and
-	// recv the method value RawConn.Read calls, made once so that a read
-	// does not allocate a closure.
-	n    int
-	err  error
-	recv func(fd uintptr) bool
+	// err is the last read's error; handle takes each batch (set once by
+	// the socket's owner, so that serve does not allocate a method value),
+	// and recv is the method value RawConn.Read calls, made once for the
+	// same reason.
+	err    error
+	handle func(n int)
+	recv   func(fd uintptr) bool
 }
 
 // newBatchReader returns a batchReader for pc, or nil if pc is not a
@@ -95,9 +96,36 @@ func newBatchReader(pc net.PacketConn) *batchReader {
 	return r
 }
 
-// read waits for datagrams and returns how many it took, at least one
-// unless err is set.
-func (r *batchReader) read() (int, error) {
+// serve reads datagrams and calls r.handle with the count of each batch
+// (at least one), in the RawConn.Read callback, until a batch fills all
+// recvBatch slots (more may wait: serve returns nil and is called again)
+// or an error.
+//
+// Handling a batch inside the callback saves a system call per wake-up.
+// After a batch smaller than recvBatch, the socket's queue was empty when
+// recvmmsg returned, so the callback asks Read to wait at once instead of
+// calling recvmmsg again only to get EAGAIN. That is safe within one
+// Read: Go's poller clears a socket's readiness when a Read begins
+// (prepareRead) and then only when a wait consumes it, and every datagram
+// that arrives after recvmmsg returned wakes the epoll edge-triggered
+// descriptor again, so the wait returns at once if one came meanwhile.
+// Across Reads it would not be: a new Read starts by clearing what
+// arrived since. A full batch ends the Read so that the next starts by
+// reading, and so that a closed socket (Read fails once closing starts)
+// stops its reader under a flood too. The callback holds the socket's
+// read lock while it routes, so Close waits for the batch to be routed,
+// which never waits for a peer (listener.go: a reader never waits).
+func (r *batchReader) serve() error {
+	r.err = nil
+	if err := r.rc.Read(r.recv); err != nil {
+		return err
+	}
+	return r.err
+}
+
+// recvmmsg is the call RawConn.Read makes once the socket is readable:
+// false asks it to wait again.
+func (r *batchReader) recvmmsg(fd uintptr) bool {
 	for i := range r.hdrs {
 		r.iovs[i].Base = &r.buf[i*maxDatagramSize]
 		r.iovs[i].SetLen(maxDatagramSize)
@@ -108,26 +136,19 @@ func (r *batchReader) read() (int, error) {
 		h.SetIovlen(1)
 		h.Flags = 0
 	}
-	r.n, r.err = 0, nil
-	if err := r.rc.Read(r.recv); err != nil {
-		return 0, err
-	}
-	return r.n, r.err
-}
-
-// recvmmsg is the call RawConn.Read makes once the socket is readable:
-// false asks it to wait again.
-func (r *batchReader) recvmmsg(fd uintptr) bool {
 	n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdrs[0])), recvBatch, 0, 0, 0)
 	switch errno {
 	case 0:
-		r.n = int(n)
+		if n > 0 {
+			r.handle(int(n))
+		}
+		return n >= recvBatch
 	case unix.EAGAIN, unix.EINTR:
 		return false
 	default:
 		r.err = errno
+		return true
 	}
-	return true
 }
 
 // datagram returns the i-th datagram of the last read and its source. A

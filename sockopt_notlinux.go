@@ -22,10 +22,10 @@ func listenUDP(network string, a *net.UDPAddr, n int) ([]net.PacketConn, error) 
 // batchReader reads several datagrams per system call where the system
 // has one for it (recvmmsg on Linux); here a Listener's sockets are read
 // one datagram at a time, and newBatchReader returns nil.
-type batchReader struct{}
+type batchReader struct{ handle func(n int) }
 
 func newBatchReader(net.PacketConn) *batchReader { return nil }
 
-func (*batchReader) read() (int, error) { return 0, net.ErrClosed }
+func (*batchReader) serve() error { return net.ErrClosed }
 
 func (*batchReader) datagram(int) ([]byte, netip.AddrPort) { return nil, netip.AddrPort{} }
