@@ -95,10 +95,16 @@ func (t *connTable) add(ap netip.AddrPort, cio *listenerConnIO) bool {
 	return true
 }
 
-// registerCID reserves cid for cio, unless another connection holds it.
+// registerCID reserves cid for cio, unless another connection holds it
+// or cio is closed.
 func (t *connTable) registerCID(cid []byte, cio *listenerConnIO) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if cio.isDone() {
+		// Closed: remove has run or runs without seeing this CID, so
+		// an entry added now would route to nothing for ever.
+		return false
+	}
 	if _, taken := t.byCID[string(cid)]; taken {
 		return false
 	}
