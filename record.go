@@ -86,6 +86,7 @@ const (
 	dropPlaintextAlert                  // an unprotected alert after the peer's ChangeCipherSpec
 	dropRRCInvalid                      // a return_routability_check (RFC 9853) malformed or of an unknown msg_type
 	dropRRCCookie                       // a path_response or path_drop that answers no challenge of ours
+	dropRRCPathDrop                     // a path_drop with our cookie, but not to an old-path challenge (a peer leaving a path it only probed)
 	dropEarlyData                       // DTLS 1.3 0-RTT data the server rejected, skipped (RFC 8446 §4.2.10)
 	numDropReasons
 )
@@ -107,7 +108,8 @@ var dropReasonNames = [numDropReasons]string{
 	dropEpoch0AfterHandshake: "epoch 0 after handshake",
 	dropPlaintextAlert:       "plaintext alert after ChangeCipherSpec",
 	dropRRCInvalid:           "invalid return_routability_check",
-	dropRRCCookie:            "path_response with an unknown cookie",
+	dropRRCCookie:            "path_response or path_drop with an unknown cookie",
+	dropRRCPathDrop:          "path_drop to a new-path challenge",
 	dropEarlyData:            "rejected early data",
 }
 

@@ -401,7 +401,9 @@ func (c *Conn) handleRRC(hdr recordHeader, data []byte) error {
 			c.tracePath(TracePathValidation, v.candidate, "path_drop on the old path: challenging the new address")
 			c.startPhase(pathProbeNew, time.Now())
 		case typ == rrcPathDrop:
-			c.drop(dropRRCCookie, hdr) // path_drop answers only an old-path challenge
+			// path_drop answers only an old-path challenge; pion sends
+			// one to a challenge on a path it was only probing.
+			c.drop(dropRRCPathDrop, hdr)
 		case v.phase == pathProbeOld:
 			// §5.2 step 4: the old path is alive and preferred: the
 			// new address was someone else's copy (§8.1.2 case 3).

@@ -400,14 +400,14 @@ func TestRRCWrongCookie(t *testing.T) {
 	relay.WriteToUDP(sealAs(t, c, recordTypeApplicationData, []byte("via relay")), server)
 	waitFor(t, "the check to start", func() bool { return ev.count(TracePathValidation, "started", at) == 1 })
 
-	before := srv.Stats().Dropped["path_response with an unknown cookie"]
+	before := srv.Stats().Dropped["path_response or path_drop with an unknown cookie"]
 	for i, m := range [][]byte{
 		append([]byte{rrcPathResponse}, 1, 2, 3, 4, 5, 6, 7, 8),
 		append([]byte{rrcPathDrop}, 1, 2, 3, 4, 5, 6, 7, 8),
 	} {
 		relay.WriteToUDP(sealAs(t, c, recordTypeRRC, m), server)
 		waitFor(t, "the wrong cookie's drop", func() bool {
-			return srv.Stats().Dropped["path_response with an unknown cookie"] == before+uint64(i+1)
+			return srv.Stats().Dropped["path_response or path_drop with an unknown cookie"] == before+uint64(i+1)
 		})
 	}
 	beforeInvalid := srv.Stats().Dropped["invalid return_routability_check"]
