@@ -3,6 +3,7 @@ package dtls
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
@@ -138,6 +139,11 @@ func TestEarlyData13Accept(t *testing.T) {
 			if !r.cli.DidResume || !r.cli.EarlyDataAccepted || !r.srv.EarlyDataAccepted {
 				t.Fatalf("resumed %v, early data accepted: client %v server %v", r.cli.DidResume, r.cli.EarlyDataAccepted, r.srv.EarlyDataAccepted)
 			}
+			// The default groups: the client's X25519 share, taken
+			// without a HelloRetryRequest for the preferred hybrid.
+			if r.cli.CurveID != tls.X25519 || r.srv.CurveID != tls.X25519 {
+				t.Fatalf("0-RTT handshake in %v/%v, want X25519", r.cli.CurveID, r.srv.CurveID)
+			}
 			wantEarly(t, r.early, early)
 			lc, ls := earlyLine(r.keylogCli), earlyLine(r.keylogSrv)
 			if lc == "" || lc != ls {
@@ -234,6 +240,16 @@ func TestEarlyData13Listener(t *testing.T) {
 		t.Fatalf("second: accepted %v/%v after %d ClientHellos, want 0-RTT without a cookie exchange", c2.EarlyDataAccepted, s2.cs.EarlyDataAccepted, h2)
 	}
 	wantEarly(t, s2.early, []string{"one", "two"})
+	// At the default groups: the first handshake's HelloRetryRequest,
+	// sent for the cookie, asked for X25519MLKEM768; the 0-RTT one has no
+	// HelloRetryRequest (it would cost the early data), so the server
+	// took the client's X25519 share (keyshare_dtls13.go).
+	if c1.CurveID != groupX25519MLKEM768 || s1.cs.CurveID != groupX25519MLKEM768 {
+		t.Errorf("first handshake in %v/%v, want X25519MLKEM768", c1.CurveID, s1.cs.CurveID)
+	}
+	if c2.CurveID != tls.X25519 || s2.cs.CurveID != tls.X25519 {
+		t.Errorf("0-RTT handshake in %v/%v, want X25519", c2.CurveID, s2.cs.CurveID)
+	}
 }
 
 // Rejections: the handshake completes without 0-RTT, the client is told,

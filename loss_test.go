@@ -53,14 +53,34 @@ type lossRow struct {
 	mtu   int // 0: the default
 	loss  float64
 	v13   bool // DTLS 1.3 (TLS_AES_128_GCM_SHA256, the same ECDSA certificate)
+	// x25519 pins a DTLS 1.3 row to X25519 (CurvePreferences on both
+	// sides); otherwise it runs the default groups, where the cookie's
+	// HelloRetryRequest asks for X25519MLKEM768.
+	x25519 bool
 }
 
-// suiteName names the row's suite, and the version for a DTLS 1.3 row.
+// suiteName names the row's suite, and the version and group for a DTLS
+// 1.3 row.
 func (r lossRow) suiteName() string {
-	if r.v13 {
-		return "DTLS 1.3 TLS_AES_128_GCM_SHA256 (ECDSA)"
+	switch {
+	case r.v13 && r.x25519:
+		return "DTLS 1.3 TLS_AES_128_GCM_SHA256 (ECDSA, X25519)"
+	case r.v13:
+		return "DTLS 1.3 TLS_AES_128_GCM_SHA256 (ECDSA, default: X25519MLKEM768)"
 	}
 	return CipherSuiteName(r.suite.suite)
+}
+
+// configure13 makes cc and sc the row's DTLS 1.3 configurations: 1.3
+// only on the client, up to 1.3 on the server, the default suites, and
+// X25519 alone on both sides when the row pins it.
+func (r lossRow) configure13(cc, sc *Config) {
+	cc.CipherSuites, sc.CipherSuites = nil, nil
+	cc.MinVersion, cc.MaxVersion, sc.MaxVersion = VersionDTLS13, VersionDTLS13, VersionDTLS13
+	if r.x25519 {
+		cc.CurvePreferences = []tls.CurveID{tls.X25519}
+		sc.CurvePreferences = []tls.CurveID{tls.X25519}
+	}
 }
 
 func (r lossRow) name() string {
@@ -76,13 +96,15 @@ func lossRows() []lossRow {
 	for _, sc := range []suiteCase{{TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, "p256"}, {TLS_PSK_WITH_AES_128_CCM_8, ""}} {
 		for _, mtu := range []int{0, 200} {
 			for _, loss := range []float64{0, 0.1, 0.3, 0.5} {
-				rows = append(rows, lossRow{sc, mtu, loss, false})
+				rows = append(rows, lossRow{suite: sc, mtu: mtu, loss: loss})
 			}
 		}
 	}
-	for _, mtu := range []int{0, 200} {
-		for _, loss := range []float64{0, 0.1, 0.3, 0.5} {
-			rows = append(rows, lossRow{suiteCase{TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, "p256"}, mtu, loss, true})
+	for _, x25519 := range []bool{true, false} {
+		for _, mtu := range []int{0, 200} {
+			for _, loss := range []float64{0, 0.1, 0.3, 0.5} {
+				rows = append(rows, lossRow{suite: suiteCase{TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, "p256"}, mtu: mtu, loss: loss, v13: true, x25519: x25519})
+			}
 		}
 	}
 	return rows
@@ -95,6 +117,7 @@ type lossResult struct {
 	stats netsim.Stats // the whole run, close_notify included
 	// Datagrams each side sent until the client's handshake returned.
 	toServer, toClient int
+	group              tls.CurveID // the key exchange group, after a handshake that completed
 }
 
 // lossHandshake runs one handshake in its own bubble: a Listener that
@@ -144,6 +167,7 @@ func lossHandshake(t *testing.T, link netsim.Link, seed uint64, client, server *
 		start := time.Now()
 		res.err = c.HandshakeContext(context.Background())
 		res.took = time.Since(start)
+		res.group = c.ConnectionState().CurveID
 		res.toServer, res.toClient = n.StatsTo(lossServerAddr).Sent, n.StatsTo(lossClientAddr).Sent
 		c.Close()
 		l.Close()
@@ -230,8 +254,7 @@ func TestLossTable(t *testing.T) {
 		t.Run(row.name(), func(t *testing.T) {
 			cc, sc := lossConfigs(t, row.suite)
 			if row.v13 {
-				cc.CipherSuites, sc.CipherSuites = nil, nil
-				cc.MinVersion, cc.MaxVersion, sc.MaxVersion = VersionDTLS13, VersionDTLS13, VersionDTLS13
+				row.configure13(cc, sc)
 			}
 			cc.MTU, sc.MTU = row.mtu, row.mtu
 			// Long enough that a handshake is never cut short: the
@@ -376,18 +399,39 @@ func TestLossDuplicationReordering(t *testing.T) {
 	// PSK (identity and binder) and its key share takes two datagrams at
 	// MTU 200, and 2 of 200 seeds then miss the 60 s handshake timeout
 	// (an open 1.3 gap, issue 12; the certificate row fits one datagram).
+	// The 1.3 certificate row pins X25519, so that it compares with 1.2
+	// on the same messages; the hybrid row runs the default groups, where
+	// the second ClientHello (1216-byte share) and the server's flight
+	// (1120) take about ten datagrams each at MTU 200, all duplicated,
+	// reordered and lost like the rest. 2 of 200 of its seeds take longer
+	// than the default 60 s (up to 2m11s), so it runs with a long timeout
+	// and requires that every handshake completes.
 	for _, v := range []struct {
-		sc   suiteCase
-		vers uint16
+		sc     suiteCase
+		vers   uint16
+		hybrid bool
 	}{
-		{suiteCase{TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, "p256"}, VersionDTLS12},
-		{suiteCase{TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, "p256"}, VersionDTLS13},
-		{suiteCase{TLS_PSK_WITH_AES_128_CCM_8, ""}, VersionDTLS12},
+		{suiteCase{TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, "p256"}, VersionDTLS12, false},
+		{suiteCase{TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, "p256"}, VersionDTLS13, false},
+		{suiteCase{TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, "p256"}, VersionDTLS13, true},
+		{suiteCase{TLS_PSK_WITH_AES_128_CCM_8, ""}, VersionDTLS12, false},
 	} {
 		sc := v.sc
-		t.Run(CipherSuiteName(sc.suite)+"/"+versionName(v.vers), func(t *testing.T) {
+		name := CipherSuiteName(sc.suite) + "/" + versionName(v.vers)
+		if v.vers == VersionDTLS13 && !v.hybrid {
+			name += "/X25519"
+		} else if v.hybrid {
+			name += "/X25519MLKEM768"
+		}
+		t.Run(name, func(t *testing.T) {
 			cc, scfg := lossConfigs(t, sc)
 			cc.MaxVersion = v.vers
+			if v.vers == VersionDTLS13 && !v.hybrid {
+				cc.CurvePreferences = []tls.CurveID{tls.X25519}
+			}
+			if v.hybrid {
+				cc.HandshakeTimeout, scfg.HandshakeTimeout = 30*time.Minute, 30*time.Minute
+			}
 			cc.MTU, scfg.MTU = 200, 200
 			link := netsim.Link{Loss: 0.2, Dup: 0.2, Reorder: 0.2, Delay: lossDelay, Jitter: 20 * time.Millisecond, MTU: 200}
 			results := make([]lossResult, seeds)
@@ -396,8 +440,11 @@ func TestLossDuplicationReordering(t *testing.T) {
 				if err := results[seed].err; err != nil {
 					t.Errorf("seed %d: %v after %v", seed+1, err, results[seed].took)
 				}
+				if r := results[seed]; v.hybrid && r.err == nil && r.group != groupX25519MLKEM768 {
+					t.Errorf("seed %d: group %v, want X25519MLKEM768", seed+1, r.group)
+				}
 			}
-			t.Log(summarize(lossRow{sc, 200, 0.2, false}, results))
+			t.Log(summarize(lossRow{suite: sc, mtu: 200, loss: 0.2, v13: v.vers == VersionDTLS13, x25519: !v.hybrid}, results))
 		})
 	}
 }
