@@ -77,18 +77,20 @@ type Config struct {
 	CipherSuites []uint16
 
 	// CurvePreferences lists the key exchange groups in preference order:
-	// X25519, P-256 and P-384, and for DTLS 1.3 only also X25519MLKEM768
-	// (the hybrid of X25519 and ML-KEM-768, draft-ietf-tls-ecdhe-mlkem).
-	// DTLS 1.2 ignores the hybrid. If nil, the default is X25519MLKEM768,
-	// X25519, P-256, P-384. A DTLS 1.3 client lists them all in
-	// supported_groups but sends one key share, for the first classical
-	// group (X25519 by default), so that its first ClientHello fits one
-	// datagram. A DTLS 1.3 server that sends a HelloRetryRequest anyway
-	// (for its cookie) asks in it for its most preferred group the client
-	// supports, the hybrid by default, at no extra round trip; a server
-	// that would otherwise send none (cookie off, or a 0-RTT ClientHello it
-	// admits without one) takes a share the client sent for a group it
-	// accepts (RFC 8446 §4.2.8, §4.1.4; RFC 9147 §5.1).
+	// X25519, P-256 and P-384, and for DTLS 1.3 only also the hybrids of
+	// draft-ietf-tls-ecdhe-mlkem, X25519MLKEM768 and SecP256r1MLKEM768
+	// (ML-KEM-768 with X25519 or P-256). DTLS 1.2 ignores the hybrids.
+	// If nil, the default is X25519MLKEM768, X25519, P-256, P-384. A DTLS
+	// 1.3 client lists them all in supported_groups but sends one key
+	// share, for the first classical group (X25519 by default), so that
+	// its first ClientHello fits one datagram. A DTLS 1.3 server that
+	// sends a HelloRetryRequest anyway (for its cookie) asks in it for its
+	// most preferred group the client supports, the hybrid by default, at
+	// no extra round trip, and does no ML-KEM work before the cookie
+	// verifies; a server that would otherwise send none (cookie off, or a
+	// 0-RTT ClientHello it admits without one) takes a share the client
+	// sent for a group it accepts and lists its own preferences in
+	// EncryptedExtensions (RFC 8446 §4.2.8, §4.2.7; RFC 9147 §5.1).
 	CurvePreferences []tls.CurveID
 
 	// MinVersion and MaxVersion bound the protocol versions: VersionDTLS12

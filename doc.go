@@ -9,7 +9,14 @@
 // asked (Conn.UpdateKeys), authenticates clients after the handshake
 // (Conn.RequestClientCertificate), and carries raw public keys, DTLS-SRTP
 // and Connection IDs, with return routability checks (RFC 9853), as 1.2
-// does (see README for what it still lacks).
+// does (see README for what it still lacks). Its key exchange is
+// post-quantum by default: X25519MLKEM768 (the hybrid of X25519 and
+// ML-KEM-768 on crypto/mlkem) comes first in the default
+// Config.CurvePreferences. The client's first ClientHello carries an X25519
+// share only, so it fits one datagram, and the HelloRetryRequest that the
+// server's cookie costs anyway asks for the hybrid: no extra round trip,
+// and no ML-KEM work before the cookie verifies. SecP256r1MLKEM768 is there
+// when named. DTLS 1.2 ignores both.
 //
 // The API follows crypto/tls. A client dials:
 //
@@ -66,6 +73,7 @@
 //
 // Implemented: ECDHE_ECDSA, ECDHE_RSA, PSK and ECDHE_PSK key exchanges with
 // AES-GCM, ChaCha20-Poly1305, AES-CCM and AES-CCM_8 (see CipherSuites);
-// X25519, P-256 and P-384; the extended master secret (required by
+// X25519, P-256 and P-384 (and in 1.3 X25519MLKEM768, the default's first,
+// and SecP256r1MLKEM768); the extended master secret (required by
 // default); client certificates; ALPN; the RFC 5705 exporter; NSS key logs.
 package dtls
