@@ -179,8 +179,8 @@ func TestSpoofedClientHello13Flood(t *testing.T) {
 	f := newFloodPacketConn(t, total+warm, warm)
 	f.template = d
 	tc := certs(t)["p256"]
-	l, err := NewListener(f, &Config{Certificates: []tls.Certificate{tc.tls}, MaxVersion: VersionDTLS13,
-		CurvePreferences: []tls.CurveID{groupX25519MLKEM768, tls.X25519}})
+	// The default groups: X25519MLKEM768 first.
+	l, err := NewListener(f, &Config{Certificates: []tls.Certificate{tc.tls}, MaxVersion: VersionDTLS13})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -516,8 +516,8 @@ func TestSpoofedClientHello13FragmentedFlood(t *testing.T) {
 		warmed: make(chan struct{}), resume: make(chan struct{}), done: make(chan struct{}), closed: make(chan struct{}),
 	}
 	tc := certs(t)["p256"]
-	l, err := NewListener(f, &Config{Certificates: []tls.Certificate{tc.tls}, MaxVersion: VersionDTLS13,
-		CurvePreferences: []tls.CurveID{groupX25519MLKEM768, tls.X25519}})
+	// The default groups: X25519MLKEM768 first.
+	l, err := NewListener(f, &Config{Certificates: []tls.Certificate{tc.tls}, MaxVersion: VersionDTLS13})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -605,8 +605,8 @@ func TestHelloGate13CryptoAfterCookie(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		n := netsim.New(1, netsim.Link{})
 		tc := certs(t)["p256"]
-		l := simListener(t, n, &Config{Certificates: []tls.Certificate{tc.tls}, MaxVersion: VersionDTLS13,
-			CurvePreferences: []tls.CurveID{groupX25519MLKEM768, tls.X25519}})
+		// The default groups: X25519MLKEM768 first.
+		l := simListener(t, n, &Config{Certificates: []tls.Certificate{tc.tls}, MaxVersion: VersionDTLS13})
 		peer, err := n.ListenPacket(lossClientAddr)
 		if err != nil {
 			t.Fatal(err)
