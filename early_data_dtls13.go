@@ -264,8 +264,8 @@ func alpnFor(cfg *Config, ch *clientHelloMsg13) (string, bool) {
 // connection will accept, with a key share for a group we accept (so
 // that the connection needs no HelloRetryRequest of its own: it takes
 // that share even when it prefers another group, keyshare_dtls13.go), is
-// admitted without a cookie, and entered in the strike register here; a replay gets the
-// cookie exchange like any ClientHello.
+// admitted without a cookie, and entered in the strike register here; a
+// replay gets the cookie exchange like any ClientHello.
 func (cfg *Config) admitEarlyData(now time.Time, addr netip.AddrPort, ch *clientHelloMsg13) bool {
 	if cfg.maxEarlyData() == 0 || !ch.earlyData {
 		return false

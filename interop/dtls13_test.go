@@ -79,6 +79,9 @@ var cells13 = []cell13{
 	{name: "ChaCha20", suite: 0x1303, wolfArgs: []string{"-l", "TLS13-CHACHA20-POLY1305-SHA256"}},
 	{name: "AES128-CCM", suite: 0x1304, wolfArgs: []string{"-l", "TLS13-AES128-CCM-SHA256"}},
 	{name: "X25519MLKEM768", ourGroups: []tls.CurveID{x25519MLKEM768, tls.X25519}, wolfArgs: []string{"--pqc", "X25519MLKEM768"}, pionHybrid: true},
+	// The other hybrid of draft-ietf-tls-ecdhe-mlkem (P-256 share first),
+	// not in our defaults; wolfSSL only (pion has X25519MLKEM768 alone).
+	{name: "SecP256r1MLKEM768", ourGroups: []tls.CurveID{tls.SecP256r1MLKEM768, tls.CurveP256}, wolfArgs: []string{"--pqc", "SecP256r1MLKEM768"}},
 	// HRR: as a server we prefer P-384, for which a peer's first
 	// ClientHello has no share (wolfSSL's client is told to send none);
 	// as a client we answer wolfSSL's server's cookie HRR (-J) and
@@ -248,7 +251,7 @@ func (h *helloCounter) check(t *testing.T, c cell13, client bool) {
 	if c.keyUpdate || c.ourKeyUpdate {
 		t.Logf("after the KeyUpdate: read epoch %d, write epoch %d", h.readEpoch, h.writeEpoch)
 	}
-	if c.name != "HRR" && c.name != "X25519MLKEM768" {
+	if c.name != "HRR" && c.name != "X25519MLKEM768" && c.name != "SecP256r1MLKEM768" {
 		return
 	}
 	n := h.sent
@@ -272,6 +275,8 @@ func (c cell13) wantGroup(ourClientOfWolf bool) tls.CurveID {
 		return 0
 	case c.name == "X25519MLKEM768":
 		return x25519MLKEM768
+	case c.name == "SecP256r1MLKEM768":
+		return tls.SecP256r1MLKEM768
 	case c.ourGroups == nil && ourClientOfWolf:
 		return tls.X25519
 	case c.ourGroups == nil:
@@ -358,6 +363,9 @@ func TestDTLS13(t *testing.T) {
 						}
 						if c.postAuth {
 							notApplicable(t, "pion/dtls v4 has no post-handshake authentication (its handshake type is an enum stub)")
+						}
+						if c.name == "SecP256r1MLKEM768" {
+							notApplicable(t, "pion/dtls v4.0.1 implements X25519MLKEM768 only")
 						}
 						if c.name == "EarlyData-defaults" && role == "client" {
 							notApplicable(t, "pion v4.0.1's server answers a 0-RTT ClientHello that lists X25519MLKEM768 but carries an X25519 share with a HelloRetryRequest for the hybrid, which rules out early data (see the EarlyData cell)")

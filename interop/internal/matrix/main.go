@@ -78,6 +78,7 @@ var (
 		{"ChaCha20", "ChaCha20-Poly1305"},
 		{"AES128-CCM", "AES-128-CCM"},
 		{"X25519MLKEM768", "X25519MLKEM768"},
+		{"SecP256r1MLKEM768", "SecP256r1MLKEM768"},
 		{"HRR", "HelloRetryRequest"},
 		{"ClientAuth", "client auth"},
 		{"PSK", "PSK (psk_dhe_ke)"},
