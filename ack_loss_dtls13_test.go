@@ -2,6 +2,7 @@ package dtls
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"net/netip"
 	"sync"
@@ -76,18 +77,26 @@ type ackLossCounts struct {
 	serverTimerResends    int
 	clientDatagrams       int
 	clientHandshakeReturn time.Duration
+	group                 tls.CurveID
 }
 
 // runACKLoss runs a DTLS 1.3 handshake at MTU 200 (the server's flight
 // takes five datagrams) through a Listener on a lossless 20 ms path,
 // dropping the server's and the client's datagrams that the functions
-// pick.
+// pick. The datagram numbers are those of an X25519 handshake, which
+// both sides pin: the tests are about ACKs, not groups. runACKLossGroups
+// runs it with other CurvePreferences (nil: the defaults).
 func runACKLoss(t *testing.T, dropServer, dropClient func(int) bool) *ackLossCounts {
+	return runACKLossGroups(t, []tls.CurveID{tls.X25519}, dropServer, dropClient)
+}
+
+func runACKLossGroups(t *testing.T, groups []tls.CurveID, dropServer, dropClient func(int) bool) *ackLossCounts {
 	var counts ackLossCounts
 	synctest.Test(t, func(t *testing.T) {
 		cc, sc := lossConfigs(t, suiteCase{TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, "p256"})
 		cc.CipherSuites, sc.CipherSuites = nil, nil
 		cc.MinVersion, cc.MaxVersion, sc.MaxVersion = VersionDTLS13, VersionDTLS13, VersionDTLS13
+		cc.CurvePreferences, sc.CurvePreferences = groups, groups
 		cc.MTU, sc.MTU = 200, 200
 		cc.Tracer = func(ev *TraceEvent) {
 			counts.mu.Lock()
@@ -149,6 +158,7 @@ func runACKLoss(t *testing.T, dropServer, dropClient func(int) bool) *ackLossCou
 		if err := c.HandshakeContext(context.Background()); err != nil {
 			t.Errorf("handshake: %v", err)
 		}
+		counts.group = c.ConnectionState().CurveID
 		counts.mu.Lock()
 		counts.clientHandshakeReturn = time.Since(start)
 		counts.mu.Unlock()
@@ -181,6 +191,55 @@ func TestACK13PartialFlight(t *testing.T) {
 	}
 	t.Logf("client: %d datagrams, %d ACKs, %d flights resent, handshake %v; server: %d resends on a partial ACK, %d on its timer",
 		c.clientDatagrams, c.clientACKs, c.clientResent, c.clientHandshakeReturn, c.serverPartialResends, c.serverTimerResends)
+}
+
+// TestACK13PartialFlightHybrid: the same at the default groups, where
+// the HelloRetryRequest asks for X25519MLKEM768: the second ClientHello
+// (a 1216-byte share) and the server's flight (a 1120-byte share in the
+// ServerHello) take about twice the datagrams at MTU 200; the server's
+// flight is its datagrams 2 to 12.
+//
+// Losing the flight's last datagram (CertificateVerify and Finished) is
+// the X25519 case: the client ACKs the records it authenticated and the
+// server resends the rest at once. Losing a middle fragment of the
+// ServerHello is not: the client holds epoch-0 fragments of an
+// incomplete ServerHello and cannot decrypt the records after it, so it
+// has nothing authenticated to ACK, and both sides' timers resend (the
+// client's one 7-datagram ClientHello, once); the handshake still
+// completes in one timer period.
+func TestACK13PartialFlightHybrid(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	t.Run("last datagram", func(t *testing.T) {
+		c := runACKLossGroups(t, nil, func(i int) bool { return i == 12 }, func(int) bool { return false })
+		if c.group != groupX25519MLKEM768 {
+			t.Fatalf("group %v, want X25519MLKEM768", c.group)
+		}
+		if c.serverPartialResends != 1 || c.clientResent != 0 || c.serverTimerResends != 0 {
+			t.Errorf("server resent %d times on a partial ACK and %d on its timer; client resent %d flights; want 1, 0, 0",
+				c.serverPartialResends, c.serverTimerResends, c.clientResent)
+		}
+		if c.clientACKs < 1 {
+			t.Error("the client did not ACK the partial flight")
+		}
+		t.Logf("client: %d datagrams, %d ACKs, %d flights resent, handshake %v; server: %d resends on a partial ACK, %d on its timer",
+			c.clientDatagrams, c.clientACKs, c.clientResent, c.clientHandshakeReturn, c.serverPartialResends, c.serverTimerResends)
+	})
+	t.Run("ServerHello fragment", func(t *testing.T) {
+		c := runACKLossGroups(t, nil, func(i int) bool { return i == 3 }, func(int) bool { return false })
+		if c.group != groupX25519MLKEM768 {
+			t.Fatalf("group %v, want X25519MLKEM768", c.group)
+		}
+		if c.clientResent > 1 || c.serverTimerResends > 1 {
+			t.Errorf("client resent %d flights, server %d on its timer; want at most one each", c.clientResent, c.serverTimerResends)
+		}
+		// The server's first timer (1.5 × the round trip the cookie
+		// exchange measured, at least 100 ms), and a round trip.
+		if c.clientHandshakeReturn > time.Second {
+			t.Errorf("handshake took %v", c.clientHandshakeReturn)
+		}
+		t.Logf("client: %d datagrams, %d ACKs, %d flights resent, handshake %v; server: %d resends on a partial ACK, %d on its timer",
+			c.clientDatagrams, c.clientACKs, c.clientResent, c.clientHandshakeReturn, c.serverPartialResends, c.serverTimerResends)
+	})
 }
 
 // TestACK13TimerACKsInsteadOfResending: the same loss, and the client's

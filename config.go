@@ -80,12 +80,21 @@ type Config struct {
 	// is used.
 	CipherSuites []uint16
 
-	// CurvePreferences lists the ECDHE groups in preference order
-	// (X25519, P-256, P-384; in DTLS 1.3 also X25519MLKEM768). If nil,
-	// the default is X25519, P-256, P-384. A DTLS 1.3 client sends a
-	// key share for the first group only, so that its ClientHello fits
-	// one datagram; a server that wants another group asks for it with
-	// a HelloRetryRequest (RFC 8446 §4.1.4).
+	// CurvePreferences lists the key exchange groups in preference order:
+	// X25519, P-256 and P-384, and for DTLS 1.3 only also the hybrids of
+	// draft-ietf-tls-ecdhe-mlkem, X25519MLKEM768 and SecP256r1MLKEM768
+	// (ML-KEM-768 with X25519 or P-256). DTLS 1.2 ignores the hybrids.
+	// If nil, the default is X25519MLKEM768, X25519, P-256, P-384. A DTLS
+	// 1.3 client lists them all in supported_groups but sends one key
+	// share, for the first classical group (X25519 by default), so that
+	// its first ClientHello fits one datagram. A DTLS 1.3 server that
+	// sends a HelloRetryRequest anyway (for its cookie) asks in it for its
+	// most preferred group the client supports, the hybrid by default, at
+	// no extra round trip, and does no ML-KEM work before the cookie
+	// verifies; a server that would otherwise send none (cookie off, or a
+	// 0-RTT ClientHello it admits without one) takes a share the client
+	// sent for a group it accepts and lists its own preferences in
+	// EncryptedExtensions (RFC 8446 §4.2.8, §4.2.7; RFC 9147 §5.1).
 	CurvePreferences []tls.CurveID
 
 	// MinVersion and MaxVersion bound the protocol versions: VersionDTLS12
@@ -680,7 +689,10 @@ func (c *Config) handshakeTimeout() time.Duration {
 	return c.HandshakeTimeout
 }
 
-var defaultCurvePreferences = []tls.CurveID{tls.X25519, tls.CurveP256, tls.CurveP384}
+// defaultCurvePreferences is CurvePreferences' default. The hybrid comes
+// first: DTLS 1.3 clients send it only when a HelloRetryRequest asks, and
+// DTLS 1.2 skips it (implementedCurves, selectCurve).
+var defaultCurvePreferences = []tls.CurveID{tls.X25519MLKEM768, tls.X25519, tls.CurveP256, tls.CurveP384}
 
 // minVersion and maxVersion are MinVersion and MaxVersion with their
 // defaults; checkVersions reports values that are not DTLS versions we

@@ -11,7 +11,14 @@
 // and Connection IDs, with return routability checks (RFC 9853), as 1.2
 // does, and CID updates (RFC 9147 §9: Conn.RequestConnectionIDs,
 // Conn.SwitchConnectionID, Conn.RotateConnectionID; see README for what
-// it still lacks).
+// it still lacks). Its key exchange is
+// post-quantum by default: X25519MLKEM768 (the hybrid of X25519 and
+// ML-KEM-768 on crypto/mlkem) comes first in the default
+// Config.CurvePreferences. The client's first ClientHello carries an X25519
+// share only, so it fits one datagram, and the HelloRetryRequest that the
+// server's cookie costs anyway asks for the hybrid: no extra round trip,
+// and no ML-KEM work before the cookie verifies. SecP256r1MLKEM768 is there
+// when named. DTLS 1.2 ignores both.
 //
 // The API follows crypto/tls. A client dials:
 //
@@ -68,6 +75,7 @@
 //
 // Implemented: ECDHE_ECDSA, ECDHE_RSA, PSK and ECDHE_PSK key exchanges with
 // AES-GCM, ChaCha20-Poly1305, AES-CCM and AES-CCM_8 (see CipherSuites);
-// X25519, P-256 and P-384; the extended master secret (required by
+// X25519, P-256 and P-384 (and in 1.3 X25519MLKEM768, the default's first,
+// and SecP256r1MLKEM768); the extended master secret (required by
 // default); client certificates; ALPN; the RFC 5705 exporter; NSS key logs.
 package dtls

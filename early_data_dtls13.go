@@ -261,16 +261,17 @@ func alpnFor(cfg *Config, ch *clientHelloMsg13) (string, bool) {
 
 // admitEarlyData is the hello gate's exception to its cookie exchange
 // (helloGate.check13): a first ClientHello whose early data the
-// connection will accept, with a key share for our group (so that the
-// connection needs no HelloRetryRequest of its own), is admitted without
-// a cookie, and entered in the strike register here; a replay gets the
-// cookie exchange like any ClientHello.
+// connection will accept, with a key share for a group we accept (so
+// that the connection needs no HelloRetryRequest of its own: it takes
+// that share even when it prefers another group, keyshare_dtls13.go), is
+// admitted without a cookie, and entered in the strike register here; a
+// replay gets the cookie exchange like any ClientHello.
 func (cfg *Config) admitEarlyData(now time.Time, addr netip.AddrPort, ch *clientHelloMsg13) bool {
 	if cfg.maxEarlyData() == 0 || !ch.earlyData {
 		return false
 	}
 	p, ok := hrrParamsFor(cfg, ch)
-	if !ok || p.askedGroup {
+	if g, _ := offeredShare13(cfg, ch); !ok || g == 0 {
 		return false
 	}
 	alpn, ok := alpnFor(cfg, ch)

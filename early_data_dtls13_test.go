@@ -3,6 +3,7 @@ package dtls
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
@@ -138,6 +139,11 @@ func TestEarlyData13Accept(t *testing.T) {
 			if !r.cli.DidResume || !r.cli.EarlyDataAccepted || !r.srv.EarlyDataAccepted {
 				t.Fatalf("resumed %v, early data accepted: client %v server %v", r.cli.DidResume, r.cli.EarlyDataAccepted, r.srv.EarlyDataAccepted)
 			}
+			// The default groups: the client's X25519 share, taken
+			// without a HelloRetryRequest for the preferred hybrid.
+			if r.cli.CurveID != tls.X25519 || r.srv.CurveID != tls.X25519 {
+				t.Fatalf("0-RTT handshake in %v/%v, want X25519", r.cli.CurveID, r.srv.CurveID)
+			}
 			wantEarly(t, r.early, early)
 			lc, ls := earlyLine(r.keylogCli), earlyLine(r.keylogSrv)
 			if lc == "" || lc != ls {
@@ -154,6 +160,40 @@ func TestEarlyData13Accept(t *testing.T) {
 func TestEarlyData13Listener(t *testing.T) {
 	checkNoGoroutineLeak(t)
 	cc, sc := configs0RTT(t, 512)
+	c1, s1, c2, s2 := earlyData13Listener(t, cc, sc)
+	// At the default groups: the first handshake's HelloRetryRequest,
+	// sent for the cookie, asked for X25519MLKEM768; the 0-RTT one has no
+	// HelloRetryRequest (it would cost the early data), so the server
+	// took the client's X25519 share (keyshare_dtls13.go).
+	if c1.CurveID != groupX25519MLKEM768 || s1.CurveID != groupX25519MLKEM768 {
+		t.Errorf("first handshake in %v/%v, want X25519MLKEM768", c1.CurveID, s1.CurveID)
+	}
+	if c2.CurveID != tls.X25519 || s2.CurveID != tls.X25519 {
+		t.Errorf("0-RTT handshake in %v/%v, want X25519", c2.CurveID, s2.CurveID)
+	}
+}
+
+// TestEarlyData13ListenerHybridShare: a client whose 0-RTT ClientHello
+// carries an X25519MLKEM768 share (as wolfSSL's does when its session
+// was made with the hybrid), so that the ClientHello with its ticket
+// takes two datagrams at MTU 1200 and the Listener reassembles it before
+// it admits it without a cookie.
+func TestEarlyData13ListenerHybridShare(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	cc, sc := configs0RTT(t, 512)
+	cc.CurvePreferences = []tls.CurveID{groupX25519MLKEM768}
+	c1, _, c2, s2 := earlyData13Listener(t, cc, sc)
+	if c1.CurveID != groupX25519MLKEM768 || c2.CurveID != groupX25519MLKEM768 || s2.CurveID != groupX25519MLKEM768 {
+		t.Errorf("handshakes in %v, %v/%v, want X25519MLKEM768", c1.CurveID, c2.CurveID, s2.CurveID)
+	}
+}
+
+// earlyData13Listener runs two connections through a Listener with sc:
+// the first gets a ticket (and a cookie exchange), the second sends
+// early data with it, which must be accepted without a cookie exchange.
+// It returns both sides' states.
+func earlyData13Listener(t *testing.T, cc, sc *Config) (c1, s1, c2, s2 ConnectionState) {
+	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -225,15 +265,16 @@ func TestEarlyData13Listener(t *testing.T) {
 		}
 		panic("unreachable")
 	}
-	c1, s1, h1 := dial("early?")
-	if c1.EarlyDataAccepted || s1.cs.EarlyDataAccepted || h1 != 2 {
-		t.Fatalf("first: accepted %v/%v after %d ClientHellos, want a cookie exchange and no 0-RTT", c1.EarlyDataAccepted, s1.cs.EarlyDataAccepted, h1)
+	c1, gs1, h1 := dial("early?")
+	if c1.EarlyDataAccepted || gs1.cs.EarlyDataAccepted || h1 != 2 {
+		t.Fatalf("first: accepted %v/%v after %d ClientHellos, want a cookie exchange and no 0-RTT", c1.EarlyDataAccepted, gs1.cs.EarlyDataAccepted, h1)
 	}
-	c2, s2, h2 := dial("one", "two")
-	if !c2.EarlyDataAccepted || !s2.cs.EarlyDataAccepted || h2 != 1 {
-		t.Fatalf("second: accepted %v/%v after %d ClientHellos, want 0-RTT without a cookie exchange", c2.EarlyDataAccepted, s2.cs.EarlyDataAccepted, h2)
+	c2, gs2, h2 := dial("one", "two")
+	if !c2.EarlyDataAccepted || !gs2.cs.EarlyDataAccepted || h2 != 1 {
+		t.Fatalf("second: accepted %v/%v after %d ClientHellos, want 0-RTT without a cookie exchange", c2.EarlyDataAccepted, gs2.cs.EarlyDataAccepted, h2)
 	}
-	wantEarly(t, s2.early, []string{"one", "two"})
+	wantEarly(t, gs2.early, []string{"one", "two"})
+	return c1, gs1.cs, c2, gs2.cs
 }
 
 // Rejections: the handshake completes without 0-RTT, the client is told,

@@ -303,8 +303,13 @@ func newSplitProxy(t *testing.T, first, rest net.Addr) *splitProxy {
 				return
 			}
 			client.Store(from)
-			// A plaintext handshake record whose message is a ClientHello.
-			if n > recordHeaderLen && buf[0] == byte(recordTypeHandshake) && handshakeType(buf[recordHeaderLen]) == typeClientHello {
+			// A plaintext handshake record with a ClientHello's first
+			// fragment (fragment_offset 0): a ClientHello in several
+			// datagrams, such as the second one with the default
+			// X25519MLKEM768 share, counts once.
+			if n >= recordHeaderLen+handshakeHeaderLen && buf[0] == byte(recordTypeHandshake) &&
+				handshakeType(buf[recordHeaderLen]) == typeClientHello &&
+				buf[recordHeaderLen+6]|buf[recordHeaderLen+7]|buf[recordHeaderLen+8] == 0 {
 				p.hellos.Add(1)
 			}
 			to := p.rest

@@ -93,8 +93,8 @@ func (cfg *Config) suites13() []*cipherSuite13 {
 }
 
 // groups13 is our key exchange groups for 1.3 in preference order: the
-// configured ones we implement for 1.3 (X25519MLKEM768 among them when
-// named).
+// configured ones we implement for 1.3, the hybrids among them
+// (X25519MLKEM768 first by default).
 func (c *Conn) groups13() []tls.CurveID { return c.config.groups13() }
 
 func (cfg *Config) groups13() []tls.CurveID {
@@ -109,11 +109,11 @@ func (cfg *Config) groups13() []tls.CurveID {
 
 // offer13 turns the 1.2 ClientHello into one that offers DTLS 1.3 too:
 // supported_versions (1.3 first), the 1.3 suites before the 1.2 ones, the
-// hybrid group in supported_groups when configured, and one key share
-// (firstShareGroup). One classical share keeps the ClientHello in one
-// datagram (an X25519MLKEM768 share is 1216 bytes); a server preferring
-// another group asks for it in a HelloRetryRequest, which its cookie
-// exchange costs anyway (DTLS13-NOTES §3).
+// hybrid groups in supported_groups (X25519MLKEM768 by default), and one
+// key share (firstShareGroup). One classical share keeps the ClientHello
+// in one datagram (an X25519MLKEM768 share is 1216 bytes); a server
+// preferring another group asks for it in a HelloRetryRequest, which its
+// cookie exchange costs anyway (DTLS13-NOTES §3).
 func (c *Conn) offer13(hello *clientHelloMsg, cached *ClientSessionState) (*clientHandshakeState13, error) {
 	hs := &clientHandshakeState13{c: c}
 	m := &clientHelloMsg13{clientHelloMsg: *hello}
@@ -179,14 +179,14 @@ func (c *Conn) offer13(hello *clientHelloMsg, cached *ClientSessionState) (*clie
 
 // firstShareGroup is the group of the one key share in our first
 // ClientHello: the first group whose share keeps the ClientHello in one
-// datagram, so not X25519MLKEM768's 1216 bytes when a classical group is
-// configured too. wolfSSL refuses a fragmented first ClientHello
+// datagram, so not a hybrid's 1216 or 1249 bytes when a classical group
+// is configured too. wolfSSL refuses a fragmented first ClientHello
 // (wolfSSL #9266), and no server reassembles one before checking the
 // address; a server that prefers the hybrid asks for it in the
 // HelloRetryRequest that its cookie costs anyway (DTLS13-NOTES §3).
 func firstShareGroup(groups []tls.CurveID) tls.CurveID {
 	for _, g := range groups {
-		if g != groupX25519MLKEM768 {
+		if !isHybrid(g) {
 			return g
 		}
 	}

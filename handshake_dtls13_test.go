@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"errors"
-	"fmt"
+	"math"
 	"net"
 	"os"
 	"strings"
@@ -128,25 +128,26 @@ func TestHandshake13Groups(t *testing.T) {
 	for _, tc := range []struct {
 		name           string
 		client, server []tls.CurveID
+		want           tls.CurveID
 	}{
-		{"X25519", nil, nil},
-		{"P-256", []tls.CurveID{tls.CurveP256}, nil},
-		{"P-384 by HRR", []tls.CurveID{tls.X25519, tls.CurveP384}, []tls.CurveID{tls.CurveP384}},
-		{"X25519MLKEM768", []tls.CurveID{groupX25519MLKEM768}, []tls.CurveID{groupX25519MLKEM768}},
-		{"X25519MLKEM768 by HRR", []tls.CurveID{tls.X25519, groupX25519MLKEM768}, []tls.CurveID{groupX25519MLKEM768, tls.X25519}},
+		{"defaults: X25519MLKEM768 by HRR", nil, nil, groupX25519MLKEM768},
+		{"X25519", []tls.CurveID{tls.X25519}, []tls.CurveID{tls.X25519}, tls.X25519},
+		{"client X25519 only", []tls.CurveID{tls.X25519}, nil, tls.X25519},
+		{"server X25519 only", nil, []tls.CurveID{tls.X25519}, tls.X25519},
+		{"P-256", []tls.CurveID{tls.CurveP256}, nil, tls.CurveP256},
+		{"P-384 by HRR", []tls.CurveID{tls.X25519, tls.CurveP384}, []tls.CurveID{tls.CurveP384}, tls.CurveP384},
+		{"X25519MLKEM768", []tls.CurveID{groupX25519MLKEM768}, []tls.CurveID{groupX25519MLKEM768}, groupX25519MLKEM768},
+		{"X25519MLKEM768 by HRR", []tls.CurveID{tls.X25519, groupX25519MLKEM768}, []tls.CurveID{groupX25519MLKEM768, tls.X25519}, groupX25519MLKEM768},
+		{"SecP256r1MLKEM768 by HRR", []tls.CurveID{tls.CurveP256, groupSecP256r1MLKEM768}, []tls.CurveID{groupSecP256r1MLKEM768, tls.CurveP256}, groupSecP256r1MLKEM768},
+		{"SecP256r1MLKEM768 only", []tls.CurveID{groupSecP256r1MLKEM768}, []tls.CurveID{groupSecP256r1MLKEM768}, groupSecP256r1MLKEM768},
+		{"client defaults, server SecP256r1MLKEM768 first", nil, []tls.CurveID{groupSecP256r1MLKEM768, groupX25519MLKEM768}, groupX25519MLKEM768},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cc, sc := configs13(t, "p256")
 			cc.CurvePreferences, sc.CurvePreferences = tc.client, tc.server
 			ccs, scs := run13(t, cc, sc, "x")
-			want := tls.X25519
-			if tc.server != nil {
-				want = tc.server[0]
-			} else if tc.client != nil {
-				want = tc.client[0]
-			}
-			if ccs.CurveID != want || scs.CurveID != want {
-				t.Fatalf("group %v/%v, want %v", ccs.CurveID, scs.CurveID, want)
+			if ccs.CurveID != tc.want || scs.CurveID != tc.want {
+				t.Fatalf("group %v/%v, want %v", ccs.CurveID, scs.CurveID, tc.want)
 			}
 		})
 	}
@@ -228,7 +229,8 @@ func TestHandshake13Listener(t *testing.T) {
 		name           string
 		client, server []tls.CurveID
 	}{
-		{"X25519", nil, nil},
+		{"defaults: X25519MLKEM768 asked by the HRR", nil, nil},
+		{"X25519", []tls.CurveID{tls.X25519}, []tls.CurveID{tls.X25519}},
 		{"X25519MLKEM768 asked by the HRR", []tls.CurveID{tls.X25519, groupX25519MLKEM768}, []tls.CurveID{groupX25519MLKEM768, tls.X25519}},
 		{"P-384", []tls.CurveID{tls.CurveP384}, nil},
 	} {
@@ -247,7 +249,7 @@ func TestHandshake13Listener(t *testing.T) {
 			if cs.Version != VersionDTLS13 || st.Version != VersionDTLS13 {
 				t.Fatalf("versions %#x/%#x", cs.Version, st.Version)
 			}
-			want := tls.X25519
+			want := groupX25519MLKEM768 // the default's first
 			if tc.server != nil {
 				want = tc.server[0]
 			} else if tc.client != nil {
@@ -274,45 +276,59 @@ func TestHandshake13Listener(t *testing.T) {
 }
 
 // TestLoss13 runs DTLS 1.3 handshakes through the loss table's lossy
-// network (loss_test.go) at 0, 10, 30 and 50% loss each way: every seed
-// must complete, within a bounded number of datagrams, and the rows are
-// logged beside the 1.2 ones for LOSS.md.
+// network (loss_test.go) at 0, 10, 30 and 50% loss each way, with X25519
+// pinned and with the default groups (the cookie's HelloRetryRequest asks
+// for X25519MLKEM768, whose 1216-byte share fragments the second
+// ClientHello and the ServerHello): every seed must complete, within a
+// bounded number of datagrams, and the rows are logged beside the 1.2
+// ones for LOSS.md.
 func TestLoss13(t *testing.T) {
 	checkNoGoroutineLeak(t)
 	seeds := lossSeeds()
-	for _, mtu := range []int{0, 200} {
-		for _, loss := range []float64{0, 0.1, 0.3, 0.5} {
-			row := lossRow{suiteCase{TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, "p256"}, mtu, loss, true}
-			t.Run(fmt.Sprintf("DTLS 1.3/MTU %d/loss %.0f%%", mtu, loss*100), func(t *testing.T) {
-				cc, sc := lossConfigs(t, row.suite)
-				cc.CipherSuites, sc.CipherSuites = nil, nil
-				cc.MinVersion, cc.MaxVersion = VersionDTLS13, VersionDTLS13
-				sc.MaxVersion = VersionDTLS13
-				cc.MTU, sc.MTU = mtu, mtu
-				cc.HandshakeTimeout, sc.HandshakeTimeout = 30*time.Minute, 30*time.Minute
-				link := netsim.Link{Loss: loss, Delay: lossDelay, MTU: mtu}
-				results := make([]lossResult, seeds)
-				for seed := range seeds {
-					r := lossHandshake(t, link, uint64(seed)+1, cc, sc)
-					results[seed] = r
-					if err := r.err; err != nil && !(errors.Is(err, os.ErrDeadlineExceeded) && strings.Contains(err.Error(), "gave up") && r.took > defaultHandshakeTimeout) {
-						t.Errorf("seed %d: %v after %v", seed+1, err, r.took)
+	for _, x25519 := range []bool{true, false} {
+		for _, mtu := range []int{0, 200} {
+			for _, loss := range []float64{0, 0.1, 0.3, 0.5} {
+				row := lossRow{suite: suiteCase{TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, "p256"}, mtu: mtu, loss: loss, v13: true, x25519: x25519}
+				t.Run(row.name(), func(t *testing.T) {
+					cc, sc := lossConfigs(t, row.suite)
+					row.configure13(cc, sc)
+					cc.MTU, sc.MTU = mtu, mtu
+					cc.HandshakeTimeout, sc.HandshakeTimeout = 30*time.Minute, 30*time.Minute
+					link := netsim.Link{Loss: loss, Delay: lossDelay, MTU: mtu}
+					results := make([]lossResult, seeds)
+					for seed := range seeds {
+						r := lossHandshake(t, link, uint64(seed)+1, cc, sc)
+						results[seed] = r
+						if err := r.err; err != nil && !(errors.Is(err, os.ErrDeadlineExceeded) && strings.Contains(err.Error(), "gave up") && r.took > defaultHandshakeTimeout) {
+							t.Errorf("seed %d: %v after %v", seed+1, err, r.took)
+						}
+						// Bounded retransmission: each side sends each of
+						// its flights at most maxRetransmissions+1 times,
+						// plus ACKs and answers to the peer's repeats.
+						if r.toServer > maxLossDatagrams13 || r.toClient > maxLossDatagrams13 {
+							t.Errorf("seed %d: %d datagrams to the server, %d to the client", seed+1, r.toServer, r.toClient)
+						}
 					}
-					// Bounded retransmission: each side sends each of
-					// its flights at most maxRetransmissions+1 times,
-					// plus ACKs and answers to the peer's repeats.
-					if r.toServer > maxLossDatagrams13 || r.toClient > maxLossDatagrams13 {
-						t.Errorf("seed %d: %d datagrams to the server, %d to the client", seed+1, r.toServer, r.toClient)
+					s := summarize(row, results)
+					t.Log(s)
+					if loss != 0 || mtu != 0 {
+						return
 					}
-				}
-				s := summarize(row, results)
-				t.Log(s)
-				if loss == 0 && mtu == 0 && (s.failed > 0 || s.toServer > 3.5 || s.toClient > 2.5) {
-					// No loss: CH1, CH2, client Finished; HRR, server
-					// flight (one or more datagrams), ACK.
-					t.Errorf("no loss: %s", s)
-				}
-			})
+					// No loss at MTU 1200: CH1, CH2, client Finished;
+					// HRR, server flight, ACK (the ACK is sent after the
+					// client's handshake returns, so not counted). With
+					// the hybrid, CH2 (a 1216-byte share) and the
+					// server's first flight (a 1120-byte share) take one
+					// datagram more each.
+					toServer, toClient := 3.0, 2.0
+					if !x25519 {
+						toServer, toClient = 4.0, 3.0
+					}
+					if s.failed > 0 || math.Abs(s.toServer-toServer) > 0.01 || math.Abs(s.toClient-toClient) > 0.01 {
+						t.Errorf("no loss: %s; want %.0f and %.0f datagrams", s, toServer, toClient)
+					}
+				})
+			}
 		}
 	}
 }
@@ -380,8 +396,9 @@ func TestHandshake13DowngradeSentinel(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if v := c.ConnectionState().Version; v != VersionDTLS12 {
-		t.Fatalf("version %#x", v)
+	// DTLS 1.2 never uses the hybrid the client lists for 1.3.
+	if st := c.ConnectionState(); st.Version != VersionDTLS12 || st.CurveID != tls.X25519 {
+		t.Fatalf("version %#x, group %v", st.Version, st.CurveID)
 	}
 }
 
@@ -398,8 +415,10 @@ func TestHandshake13PSK(t *testing.T) {
 		if ccs.Version != VersionDTLS13 || string(ccs.PSKIdentity) != "client1" || string(scs.PSKIdentity) != "client1" || len(ccs.PeerCertificates) != 0 {
 			t.Fatalf("client %+v server %+v", ccs, scs)
 		}
-		if ccs.CurveID != tls.X25519 {
-			t.Errorf("psk_dhe_ke expected, group %v", ccs.CurveID)
+		// psk_dhe_ke, in the group the cookie's HelloRetryRequest
+		// asked for: the default's hybrid.
+		if ccs.CurveID != groupX25519MLKEM768 {
+			t.Errorf("psk_dhe_ke with X25519MLKEM768 expected, group %v", ccs.CurveID)
 		}
 	})
 	t.Run("Listener", func(t *testing.T) {
@@ -560,18 +579,20 @@ func TestHandshake13ReACK(t *testing.T) {
 
 // BenchmarkHandshake13 measures whole DTLS 1.3 handshakes through a
 // Listener over loopback (its stateless HelloRetryRequest included), for
-// ECDSA P-256 with X25519, with X25519MLKEM768 (asked for in that
-// HelloRetryRequest: no extra round trip), and an external PSK.
+// ECDSA P-256 with X25519 (pinned), with the default groups, where that
+// HelloRetryRequest asks for X25519MLKEM768 (no extra round trip), and an
+// external PSK with X25519 (pinned).
 func BenchmarkHandshake13(b *testing.B) {
 	tc := certs(b)["p256"]
+	x25519 := []tls.CurveID{tls.X25519}
 	for _, bc := range []struct {
 		name   string
 		groups []tls.CurveID
 		psk    bool
 	}{
-		{"ECDSA", nil, false},
-		{"ECDSA-X25519MLKEM768", []tls.CurveID{groupX25519MLKEM768, tls.X25519}, false},
-		{"PSK", nil, true},
+		{"ECDSA", x25519, false},
+		{"ECDSA-X25519MLKEM768", nil, false},
+		{"PSK", x25519, true},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			sc := &Config{Certificates: []tls.Certificate{tc.tls}, MaxVersion: VersionDTLS13, CurvePreferences: bc.groups}
@@ -579,6 +600,7 @@ func BenchmarkHandshake13(b *testing.B) {
 			if bc.psk {
 				cc, sc = psk13Configs()
 				cc.MinVersion = VersionDTLS13
+				cc.CurvePreferences, sc.CurvePreferences = bc.groups, bc.groups
 			}
 			l, err := Listen("udp", "127.0.0.1:0", sc)
 			if err != nil {
@@ -661,5 +683,56 @@ func TestKeyUpdate13(t *testing.T) {
 	}
 	if srv.rl.readCur != 4 {
 		t.Errorf("server read epoch %d", srv.rl.readCur)
+	}
+}
+
+// TestHandshake13GroupWithoutHRR: a server that sends no
+// HelloRetryRequest for its cookie (InsecureSkipHelloVerify) takes the
+// client's X25519 share rather than spend a round trip asking for the
+// hybrid it prefers, and tells the client its preferences in
+// supported_groups in EncryptedExtensions (RFC 8446 §4.2.7): 4 groups,
+// 14 bytes more than the EncryptedExtensions of a server whose first
+// choice the client's share already is. Without a usable share, it still
+// sends the HelloRetryRequest (RFC 8446 §4.2.8).
+func TestHandshake13GroupWithoutHRR(t *testing.T) {
+	run := func(client, server []tls.CurveID) (group tls.CurveID, hellos, eeLen int) {
+		t.Helper()
+		cc, sc := configs13(t, "p256")
+		cc.CurvePreferences, sc.CurvePreferences = client, server
+		sc.InsecureSkipHelloVerify = true
+		var mu sync.Mutex
+		cc.Tracer = func(e *TraceEvent) {
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case e.Kind == TraceHandshakeSent && e.HandshakeType == uint8(typeClientHello) && e.FragmentOffset == 0:
+				hellos++
+			case e.Kind == TraceHandshakeReceived && e.HandshakeType == uint8(typeEncryptedExtensions):
+				eeLen = int(e.MessageLength)
+			}
+		}
+		ccs, scs := run13(t, cc, sc, "x")
+		if ccs.CurveID != scs.CurveID {
+			t.Fatalf("groups %v/%v", ccs.CurveID, scs.CurveID)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return ccs.CurveID, hellos, eeLen
+	}
+	g, hellos, eeDefault := run(nil, nil)
+	if g != tls.X25519 || hellos != 1 {
+		t.Fatalf("defaults without the cookie: %v after %d ClientHellos, want X25519 after 1", g, hellos)
+	}
+	g, hellos, eeX25519 := run(nil, []tls.CurveID{tls.X25519})
+	if g != tls.X25519 || hellos != 1 {
+		t.Fatalf("server X25519 only: %v after %d ClientHellos", g, hellos)
+	}
+	if eeDefault != eeX25519+14 {
+		t.Errorf("EncryptedExtensions of %d bytes from a server preferring the hybrid, %d from one preferring X25519; want 14 more (supported_groups)", eeDefault, eeX25519)
+	}
+	// No share for a group the server accepts: a HelloRetryRequest.
+	g, hellos, _ = run([]tls.CurveID{tls.X25519, groupX25519MLKEM768}, []tls.CurveID{groupX25519MLKEM768})
+	if g != groupX25519MLKEM768 || hellos != 2 {
+		t.Fatalf("server hybrid only: %v after %d ClientHellos, want X25519MLKEM768 after 2", g, hellos)
 	}
 }

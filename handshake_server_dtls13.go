@@ -146,25 +146,13 @@ func (hs *serverHandshakeState13) processClientHello() error {
 	if ch.pskNotLast {
 		return c.fail(alertIllegalParameter, errors.New("dtls: pre_shared_key is not the last extension"))
 	}
-	// Our most preferred group the client supports; among those with a
-	// share from the client, the one we prefer most, so that no round
-	// trip is spent when the client guessed one we accept.
-	groups := c.groups13()
-	var want tls.CurveID
+	// Group selection (keyshare_dtls13.go has the policy and its RFC
+	// basis): want is our most preferred group the client supports,
+	// asked for when a HelloRetryRequest goes out; hs.group and share
+	// are the client's share we prefer most, taken when none does.
+	want := preferredGroup13(c.config, ch)
 	var share []byte
-	for _, g := range groups {
-		if !slices.Contains(ch.supportedCurves, g) {
-			continue
-		}
-		if want == 0 {
-			want = g
-		}
-		for _, ks := range ch.keyShares {
-			if ks.group == g && share == nil {
-				hs.group, share = g, ks.data
-			}
-		}
-	}
+	hs.group, share = offeredShare13(c.config, ch)
 	if want == 0 {
 		return c.fail(alertHandshakeFailure, errors.New("dtls: no key exchange group supported by both client and server"))
 	}
@@ -191,6 +179,8 @@ func (hs *serverHandshakeState13) processClientHello() error {
 		// cookie costs a HelloRetryRequest anyway, it also asks for our
 		// preferred group if the client's share is for another, so that
 		// X25519MLKEM768 costs no extra round trip (DTLS13-NOTES §3).
+		// Without a usable share (share == nil) the HelloRetryRequest
+		// is the only way on (RFC 8446 §4.2.8).
 		ask := hs.group != want
 		hs.group = want
 		if err := hs.helloRetry(ask); err != nil {
@@ -201,6 +191,12 @@ func (hs *serverHandshakeState13) processClientHello() error {
 			return c.fail(alertIllegalParameter, errors.New("dtls: second ClientHello without the requested key share"))
 		}
 	default:
+		// No HelloRetryRequest (cookie off, or 0-RTT): the client's
+		// share, and our preferences for its next connections when we
+		// would have chosen another group (RFC 8446 §4.2.7).
+		if hs.group != want {
+			hs.ee.supportedGroups = c.groups13()
+		}
 		writeTranscriptMessage13(hs.transcript, typeClientHello, ch.original)
 	}
 	// The address is proven (or the Listener proved it): now the PSK

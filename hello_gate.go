@@ -225,21 +225,11 @@ func hrrParamsFor(config *Config, ch *clientHelloMsg13) (hrrParams, bool) {
 	if s := selectSuite13(config, ch, nil); s != nil {
 		p.suite = s.id
 	}
-	for _, g := range config.groups13() {
-		if slices.Contains(ch.supportedCurves, g) {
-			p.group = g
-			break
-		}
-	}
+	p.group = preferredGroup13(config, ch)
 	if p.suite == 0 || p.group == 0 {
 		return p, false
 	}
-	p.askedGroup = true
-	for _, ks := range ch.keyShares {
-		if ks.group == p.group {
-			p.askedGroup = false
-		}
-	}
+	p.askedGroup = keyShareFor(ch, p.group) == nil
 	return p, true
 }
 

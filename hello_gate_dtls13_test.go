@@ -101,6 +101,12 @@ func TestHelloGate13(t *testing.T) {
 	if !sh.unmarshal(body[handshakeHeaderLen:]) || !sh.isHelloRetryRequest() || sh.supportedVersion != VersionDTLS13 || len(sh.cookie) == 0 {
 		t.Fatalf("not a 1.3 HelloRetryRequest: %+v", sh)
 	}
+	// Client and server at the default groups: the client's share is
+	// X25519, and the HelloRetryRequest that the cookie costs anyway asks
+	// for X25519MLKEM768.
+	if sh.selectedGroup != groupX25519MLKEM768 {
+		t.Fatalf("HelloRetryRequest selects group %v, want X25519MLKEM768", sh.selectedGroup)
+	}
 	cookie := sh.cookie
 	ok := func(ch2 *clientHelloMsg, at time.Time, from netip.AddrPort) bool {
 		_, admitted, is13 := g.check13(nil, at, from, 8, 1, cfg, ch2, nil)
@@ -121,7 +127,7 @@ func TestHelloGate13(t *testing.T) {
 	}
 	p := adm.params
 	want := clientHelloHash13(nil, cipherSuite13ByID(suiteTLSAES128GCMSHA256), ch.original)
-	if p.suite != suiteTLSAES128GCMSHA256 || p.group != tls.X25519 || p.askedGroup || !bytes.Equal(p.chHash, want) || !bytes.Equal(adm.cookie, cookie) {
+	if p.suite != suiteTLSAES128GCMSHA256 || p.group != groupX25519MLKEM768 || !p.askedGroup || !bytes.Equal(p.chHash, want) || !bytes.Equal(adm.cookie, cookie) {
 		t.Fatalf("cookie carries %+v", p)
 	}
 	if c := adm.clone(); !bytes.Equal(c.params.chHash, want) || &c.cookie[0] == &adm.cookie[0] {
@@ -173,8 +179,8 @@ func TestSpoofedClientHello13Flood(t *testing.T) {
 	f := newFloodPacketConn(t, total+warm, warm)
 	f.template = d
 	tc := certs(t)["p256"]
-	l, err := NewListener(f, &Config{Certificates: []tls.Certificate{tc.tls}, MaxVersion: VersionDTLS13,
-		CurvePreferences: []tls.CurveID{groupX25519MLKEM768, tls.X25519}})
+	// The default groups: X25519MLKEM768 first.
+	l, err := NewListener(f, &Config{Certificates: []tls.Certificate{tc.tls}, MaxVersion: VersionDTLS13})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -510,8 +516,8 @@ func TestSpoofedClientHello13FragmentedFlood(t *testing.T) {
 		warmed: make(chan struct{}), resume: make(chan struct{}), done: make(chan struct{}), closed: make(chan struct{}),
 	}
 	tc := certs(t)["p256"]
-	l, err := NewListener(f, &Config{Certificates: []tls.Certificate{tc.tls}, MaxVersion: VersionDTLS13,
-		CurvePreferences: []tls.CurveID{groupX25519MLKEM768, tls.X25519}})
+	// The default groups: X25519MLKEM768 first.
+	l, err := NewListener(f, &Config{Certificates: []tls.Certificate{tc.tls}, MaxVersion: VersionDTLS13})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -599,8 +605,8 @@ func TestHelloGate13CryptoAfterCookie(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		n := netsim.New(1, netsim.Link{})
 		tc := certs(t)["p256"]
-		l := simListener(t, n, &Config{Certificates: []tls.Certificate{tc.tls}, MaxVersion: VersionDTLS13,
-			CurvePreferences: []tls.CurveID{groupX25519MLKEM768, tls.X25519}})
+		// The default groups: X25519MLKEM768 first.
+		l := simListener(t, n, &Config{Certificates: []tls.Certificate{tc.tls}, MaxVersion: VersionDTLS13})
 		peer, err := n.ListenPacket(lossClientAddr)
 		if err != nil {
 			t.Fatal(err)

@@ -19,6 +19,7 @@ func TestKeyShare13RoundTrip(t *testing.T) {
 		{groupSecp256r1, 65, 65, 32},
 		{groupSecp384r1, 97, 97, 48},
 		{groupX25519MLKEM768, 1216, 1120, 64},
+		{groupSecP256r1MLKEM768, 1249, 1153, 64},
 	} {
 		priv, share, err := generateKeyShare13(rand.Reader, tc.group)
 		if err != nil {
@@ -137,8 +138,85 @@ func TestKeyShareX25519MLKEM768Layout(t *testing.T) {
 	}
 }
 
+// NIST CAVS 14.1 ECC CDH Primitive (SP 800-56A) vector for P-256, as Go's
+// crypto/ecdh tests use it: our private key d, our public key, the
+// peer's public key and the shared x-coordinate.
+const (
+	nistP256Priv    = "7d7dc5f71eb29ddaf80d6214632eeae03d9058af1fb6d22ed80badb62bc1a534"
+	nistP256Pub     = "04ead218590119e8876b29146ff89ca61770c4edbbf97d38ce385ed281d8a6b23028af61281fd35e2fa7002523acc85a429cb06ee6648325389f59edfce1405141"
+	nistP256PeerPub = "04700c48f77f56584c5cc632ca65640db91b6bacce3a4df6b42ce7cc838833d287db71e509e3fd9b060ddb20ba5c51dcc5948d46fbf640dfe0441782cab85fa4ac"
+	nistP256Shared  = "46fc62106420ff012e54a434fbdd2d25ccc5852060561e68040dd7778997bd7b"
+)
+
+// TestKeyShareSecP256r1MLKEM768Layout pins SecP256r1MLKEM768's layout
+// (draft-ietf-tls-ecdhe-mlkem: the ECDH part first in both shares and in
+// the secret, unlike X25519MLKEM768) as a known answer on the server's
+// side: a client share of the NIST vector's peer point and an ML-KEM key
+// from a fixed seed, the server's key the vector's d, a fixed
+// encapsulation randomness. The server's share must be the vector's
+// public key then the ciphertext, the secret the vector's shared value
+// then the ML-KEM key that the ciphertext decapsulates to. A client
+// with a random P-256 key then completes the exchange with the same
+// server key.
+func TestKeyShareSecP256r1MLKEM768Layout(t *testing.T) {
+	seed := make([]byte, mlkem.SeedSize)
+	for i := range seed {
+		seed[i] = byte(i)
+	}
+	dk, err := mlkem.NewDecapsulationKey768(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cShare := append(unhex(t, nistP256PeerPub), dk.EncapsulationKey().Bytes()...)
+	m := bytes.Repeat([]byte{0x42}, 32)
+	var wantKEM, wantCT []byte
+	encap := func(ek *mlkem.EncapsulationKey768) ([]byte, []byte) {
+		ss, ct, err := mlkemtest.Encapsulate768(ek, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantKEM, wantCT = ss, ct
+		return ss, ct
+	}
+	serverKey, err := ecdh.P256().NewPrivateKey(unhex(t, nistP256Priv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sShare, ss, err := serverKeyShareWith(groupSecP256r1MLKEM768, cShare, serverKey, encap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sShare) != 1153 || !bytes.Equal(sShare[:65], unhex(t, nistP256Pub)) || !bytes.Equal(sShare[65:], wantCT) {
+		t.Fatal("server share is not P-256 point ‖ ciphertext")
+	}
+	if len(ss) != 64 || !bytes.Equal(ss[:32], unhex(t, nistP256Shared)) || !bytes.Equal(ss[32:], wantKEM) {
+		t.Fatalf("secret is not P-256 ‖ ML-KEM: %x", ss)
+	}
+	if k, err := dk.Decapsulate(sShare[65:]); err != nil || !bytes.Equal(k, wantKEM) {
+		t.Fatal("ciphertext does not decapsulate to the ML-KEM half")
+	}
+	// The client's side of the same layout.
+	clientKey, err := ecdh.P256().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &keySharePrivate13{group: groupSecP256r1MLKEM768, ecdh: clientKey, mlkem: dk}
+	cShare = client.share()
+	if len(cShare) != 1249 || !bytes.Equal(cShare[:65], clientKey.PublicKey().Bytes()) || !bytes.Equal(cShare[65:], dk.EncapsulationKey().Bytes()) {
+		t.Fatal("client share is not P-256 point ‖ encapsulation key")
+	}
+	sShare, ss, err = serverKeyShareWith(groupSecP256r1MLKEM768, cShare, serverKey, encap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := client.clientSharedSecret(sShare)
+	if err != nil || !bytes.Equal(cs, ss) {
+		t.Fatalf("client secret %x %v", cs, err)
+	}
+}
+
 func TestKeyShare13Rejects(t *testing.T) {
-	for _, g := range []tls.CurveID{groupX25519, groupSecp256r1, groupSecp384r1, groupX25519MLKEM768} {
+	for _, g := range []tls.CurveID{groupX25519, groupSecp256r1, groupSecp384r1, groupX25519MLKEM768, groupSecP256r1MLKEM768} {
 		priv, share, err := generateKeyShare13(rand.Reader, g)
 		if err != nil {
 			t.Fatal(err)
@@ -159,14 +237,25 @@ func TestKeyShare13Rejects(t *testing.T) {
 				t.Errorf("%v: server accepted %s client share", g, name)
 			}
 		}
-		// A client share whose ML-KEM key is not reduced mod q.
-		if g == groupX25519MLKEM768 {
+		// A client share whose ML-KEM key is not reduced mod q (its
+		// last 32 bytes are the seed ρ, not coefficients).
+		if isHybrid(g) {
 			bad := bytes.Clone(share)
-			for i := range mlkem.EncapsulationKeySize768 - 32 {
-				bad[i] = 0xff
+			_, ek, _ := splitHybrid(g, bad, mlkem.EncapsulationKeySize768)
+			for i := range len(ek) - 32 {
+				ek[i] = 0xff
 			}
 			if _, _, err := serverKeyShare13(rand.Reader, g, bad); err == nil {
-				t.Error("unreduced ML-KEM encapsulation key accepted")
+				t.Errorf("%v: unreduced ML-KEM encapsulation key accepted", g)
+			}
+			// A valid ML-KEM key with an invalid ECDH part: zeros,
+			// no point's encoding for P-256, a low-order point for
+			// X25519.
+			bad = bytes.Clone(share)
+			ecdhPart, _, _ := splitHybrid(g, bad, mlkem.EncapsulationKeySize768)
+			clear(ecdhPart)
+			if _, _, err := serverKeyShare13(rand.Reader, g, bad); err == nil {
+				t.Errorf("%v: invalid ECDH part accepted", g)
 			}
 		}
 		sShare, _, err := serverKeyShare13(rand.Reader, g, share)
@@ -193,7 +282,8 @@ func FuzzKeyShare13(f *testing.F) {
 	f.Add(uint8(0), make([]byte, 32))
 	f.Add(uint8(3), make([]byte, 1216))
 	f.Add(uint8(1), append([]byte{4}, make([]byte, 64)...))
-	groups := []tls.CurveID{groupX25519, groupSecp256r1, groupSecp384r1, groupX25519MLKEM768}
+	f.Add(uint8(4), append([]byte{4}, make([]byte, 1248)...))
+	groups := []tls.CurveID{groupX25519, groupSecp256r1, groupSecp384r1, groupX25519MLKEM768, groupSecP256r1MLKEM768}
 	privs := make([]*keySharePrivate13, len(groups))
 	for i, g := range groups {
 		p, _, err := generateKeyShare13(rand.Reader, g)

@@ -742,6 +742,9 @@ func (s *listenerSocket) handleHelloFragments(d []byte, ap netip.AddrPort, exist
 				l.hellos.release(e)
 			}
 			l.hellosMu.Unlock()
+			if whole == nil && l.config.Tracer != nil {
+				l.traceHelloFragment(ap, d, hdr, budget != 0)
+			}
 			budget = 0
 			for range evicted {
 				l.drop(dropHelloIncomplete, ap, 0)
@@ -776,6 +779,23 @@ func (l *Listener) traceStatelessExchange(now time.Time, ap netip.AddrPort, ch [
 	emit(TraceEvent{Kind: TraceRecordSent, Seq: chHdr.seq, ContentType: uint8(recordTypeHandshake), Length: len(hvr) - recordHeaderLen})
 	emit(TraceEvent{Kind: TraceHandshakeSent, HandshakeType: traceHandshakeType(handshakeType(hvr[recordHeaderLen]), hvr[recordHeaderLen+handshakeHeaderLen:]), MessageSeq: msgSeq, MessageLength: uint32(hvrLen), FragmentLength: uint32(hvrLen), Flight: 1})
 	emit(TraceEvent{Kind: TraceDatagramSent, Length: len(hvr), Datagram: hvr})
+}
+
+// traceHelloFragment reports the receipt of a record carrying a
+// ClientHello fragment that the pool keeps (one that does not complete
+// the message: the Conn that the completing one starts reports that), and
+// of its datagram when first, so that a ladder does not draw it as lost.
+// The second ClientHello with an X25519MLKEM768 share takes two records
+// at MTU 1200.
+func (l *Listener) traceHelloFragment(ap netip.AddrPort, d []byte, hdr recordHeader, first bool) {
+	ev := TraceEvent{Time: l.config.time(), Local: addrPort(l.pc.LocalAddr()), Remote: ap}
+	if first {
+		ev.Kind, ev.Length, ev.Datagram = TraceDatagramReceived, len(d), d
+		l.config.Tracer(&ev)
+	}
+	ev.Kind, ev.Length, ev.Datagram = TraceRecordReceived, int(hdr.length), nil
+	ev.Seq, ev.ContentType = hdr.seq, uint8(recordTypeHandshake)
+	l.config.Tracer(&ev)
 }
 
 func (l *Listener) serve(c *Conn) {

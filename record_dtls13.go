@@ -72,7 +72,7 @@ package dtls
 // keys or, in a fleet, the period keys derived from Config.FleetSecret,
 // over those fields, the client address and the ClientHello fields the
 // second one repeats. selected_group asks for our preferred group
-// (X25519MLKEM768 when configured first) when the client's share is for
+// (X25519MLKEM768 by default) when the client's share is for
 // another, so the post-quantum group costs no round trip beyond the
 // cookie's. A second ClientHello whose cookie verifies (one HMAC, with
 // the key its key id names, compared in constant time; same address;

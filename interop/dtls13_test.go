@@ -79,6 +79,9 @@ var cells13 = []cell13{
 	{name: "ChaCha20", suite: 0x1303, wolfArgs: []string{"-l", "TLS13-CHACHA20-POLY1305-SHA256"}},
 	{name: "AES128-CCM", suite: 0x1304, wolfArgs: []string{"-l", "TLS13-AES128-CCM-SHA256"}},
 	{name: "X25519MLKEM768", ourGroups: []tls.CurveID{x25519MLKEM768, tls.X25519}, wolfArgs: []string{"--pqc", "X25519MLKEM768"}, pionHybrid: true},
+	// The other hybrid of draft-ietf-tls-ecdhe-mlkem (P-256 share first),
+	// not in our defaults; wolfSSL only (pion has X25519MLKEM768 alone).
+	{name: "SecP256r1MLKEM768", ourGroups: []tls.CurveID{tls.SecP256r1MLKEM768, tls.CurveP256}, wolfArgs: []string{"--pqc", "SecP256r1MLKEM768"}},
 	// HRR: as a server we prefer P-384, for which a peer's first
 	// ClientHello has no share (wolfSSL's client is told to send none);
 	// as a client we answer wolfSSL's server's cookie HRR (-J) and
@@ -116,7 +119,28 @@ var cells13 = []cell13{
 	// server answers a resuming ClientHello with a cookie
 	// HelloRetryRequest too, after which early data is not permitted
 	// (RFC 8446 §4.1.2), unless -J n turns its cookie exchange off.
-	{name: "EarlyData", resume: true, early: true, wolfArgs: []string{"-r", "-0"}, wolfServer: []string{"-J", "n"}},
+	//
+	// Our side lists X25519, P-256 and P-384 here, not the default's
+	// X25519MLKEM768, because of two peer behaviours that would make any
+	// server send a HelloRetryRequest and so lose the early data:
+	// wolfSSL 5.9.2's client, resuming a session made with the hybrid,
+	// sends a ClientHello with early_data whose supported_groups lists
+	// only X25519MLKEM768 and whose key_share is empty (seen in this
+	// cell); pion v4.0.1's server answers our 0-RTT ClientHello, which
+	// carries an X25519 share and lists the hybrid, with a
+	// HelloRetryRequest for the hybrid. Our server at the defaults takes
+	// the X25519 share of a 0-RTT ClientHello instead (keyshare_dtls13.go;
+	// TestEarlyData13Listener), as EarlyData-defaults checks with pion's
+	// client.
+	{name: "EarlyData", resume: true, early: true, wolfArgs: []string{"-r", "-0"}, wolfServer: []string{"-J", "n"},
+		ourGroups: []tls.CurveID{tls.X25519, tls.CurveP256, tls.CurveP384}},
+	// The same at our default groups, where the peers allow it: our
+	// Listener and pion's client, both connections in the hybrid (pion's
+	// 0-RTT ClientHello carries a share for its session's group, 1216
+	// bytes, so it takes two datagrams; our Listener reassembles it and
+	// admits it without a HelloRetryRequest); our client and wolfSSL's
+	// server, which takes our X25519 share in both.
+	{name: "EarlyData-defaults", resume: true, early: true, wolfArgs: []string{"-r", "-0"}, wolfServer: []string{"-J", "n"}},
 }
 
 func (c cell13) ourConfig(pki *testPKI, client bool) *dtls.Config {
@@ -227,7 +251,7 @@ func (h *helloCounter) check(t *testing.T, c cell13, client bool) {
 	if c.keyUpdate || c.ourKeyUpdate {
 		t.Logf("after the KeyUpdate: read epoch %d, write epoch %d", h.readEpoch, h.writeEpoch)
 	}
-	if c.name != "HRR" && c.name != "X25519MLKEM768" {
+	if c.name != "HRR" && c.name != "X25519MLKEM768" && c.name != "SecP256r1MLKEM768" {
 		return
 	}
 	n := h.sent
@@ -239,12 +263,37 @@ func (h *helloCounter) check(t *testing.T, c cell13, client bool) {
 	}
 }
 
+// wantGroup is the key exchange group the cell must negotiate, 0 where it
+// is not pinned. At our defaults (X25519MLKEM768, X25519, P-256, P-384)
+// every cell ends in X25519MLKEM768 (our client's first share is X25519
+// and the HelloRetryRequest, ours or pion's, asks for the hybrid), except
+// that wolfSSL's example server takes our X25519 share: it sends a
+// HelloRetryRequest only when told to (-J), so ourClientOfWolf.
+func (c cell13) wantGroup(ourClientOfWolf bool) tls.CurveID {
+	switch {
+	case c.pskKE:
+		return 0
+	case c.name == "X25519MLKEM768":
+		return x25519MLKEM768
+	case c.name == "SecP256r1MLKEM768":
+		return tls.SecP256r1MLKEM768
+	case c.ourGroups == nil && ourClientOfWolf:
+		return tls.X25519
+	case c.ourGroups == nil:
+		return x25519MLKEM768
+	case c.early:
+		return tls.X25519
+	}
+	return 0
+}
+
 func (c cell13) want() want {
 	w := want{v13: true, suite: c.suite}
 	if c.psk {
 		w.pskID = wolfPSKIdentity
 	}
 	w.noGroup = c.pskKE
+	w.group = c.wantGroup(false)
 	if c.cid {
 		w.cid = cidLen
 	}
@@ -281,6 +330,9 @@ func TestDTLS13(t *testing.T) {
 						if c.rpk {
 							notApplicable(t, "wolfSSL as .ci/wolfssl builds it has no raw public keys (no --enable-rpk)")
 						}
+						if c.name == "EarlyData-defaults" && role == "server" {
+							notApplicable(t, "wolfSSL 5.9.2's client resumes a session made with X25519MLKEM768 with an empty key_share, so any server must send a HelloRetryRequest, which rules out early data (see the EarlyData cell)")
+						}
 						ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 						defer cancel()
 						if role == "client" {
@@ -311,6 +363,12 @@ func TestDTLS13(t *testing.T) {
 						}
 						if c.postAuth {
 							notApplicable(t, "pion/dtls v4 has no post-handshake authentication (its handshake type is an enum stub)")
+						}
+						if c.name == "SecP256r1MLKEM768" {
+							notApplicable(t, "pion/dtls v4.0.1 implements X25519MLKEM768 only")
+						}
+						if c.name == "EarlyData-defaults" && role == "client" {
+							notApplicable(t, "pion v4.0.1's server answers a 0-RTT ClientHello that lists X25519MLKEM768 but carries an X25519 share with a HelloRetryRequest for the hybrid, which rules out early data (see the EarlyData cell)")
 						}
 						ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 						defer cancel()
@@ -366,6 +424,7 @@ func wolfServer13(ctx context.Context, t *testing.T, sh, dir string, pki *testPK
 	}
 	for i := range rounds {
 		w := c.want()
+		w.group = c.wantGroup(true)
 		w.resumed = i == 1
 		if c.early && i == 1 {
 			w.early = true

@@ -390,17 +390,18 @@ func newTestPKI(t *testing.T) *testPKI {
 // want is what a matrix cell expects of our side's ConnectionState.
 type want struct {
 	suite      uint16
-	psk        bool   // PSKIdentity must be pskIdentity
-	peerCertCN string // non-empty: the peer presented this leaf
-	noEMS      bool   // the peer does not negotiate the extended master secret
-	cid        int    // non-zero: both connection IDs have this length
-	srtp       uint16 // non-zero: the negotiated SRTP protection profile
-	alpn       string // the negotiated ALPN protocol, "" for none
-	resumed    bool   // the handshake resumed a session
-	v13        bool   // DTLS 1.3 (no extended master secret there)
-	pskID      string // non-empty: PSKIdentity must be this (a peer's own identity)
-	noGroup    bool   // no key exchange group (DTLS 1.3 psk_ke)
-	early      bool   // DTLS 1.3 0-RTT: EarlyDataAccepted must be set
+	psk        bool        // PSKIdentity must be pskIdentity
+	peerCertCN string      // non-empty: the peer presented this leaf
+	noEMS      bool        // the peer does not negotiate the extended master secret
+	cid        int         // non-zero: both connection IDs have this length
+	srtp       uint16      // non-zero: the negotiated SRTP protection profile
+	alpn       string      // the negotiated ALPN protocol, "" for none
+	resumed    bool        // the handshake resumed a session
+	v13        bool        // DTLS 1.3 (no extended master secret there)
+	pskID      string      // non-empty: PSKIdentity must be this (a peer's own identity)
+	noGroup    bool        // no key exchange group (DTLS 1.3 psk_ke)
+	group      tls.CurveID // non-zero: the key exchange group must be this
+	early      bool        // DTLS 1.3 0-RTT: EarlyDataAccepted must be set
 	// srtpKM, if not nil, delivers the peer's SRTP keying material
 	// (RFC 5764 §4.2), which must equal ours.
 	srtpKM <-chan []byte
@@ -466,6 +467,9 @@ func (w want) check(st dtls.ConnectionState) error {
 	}
 	if w.noGroup && st.CurveID != 0 {
 		errs = append(errs, fmt.Errorf("key exchange over %v, want none (psk_ke)", st.CurveID))
+	}
+	if w.group != 0 && st.CurveID != w.group {
+		errs = append(errs, fmt.Errorf("key exchange over %v, want %v", st.CurveID, w.group))
 	}
 	if w.pskID != "" && string(st.PSKIdentity) != w.pskID {
 		errs = append(errs, fmt.Errorf("PSKIdentity %q, want %q", st.PSKIdentity, w.pskID))

@@ -82,11 +82,13 @@ func oursLoss(name string, rto time.Duration) lossImpl {
 // Listener 1.2 and 1.3 (TLS_AES_128_GCM_SHA256, the same ECDSA
 // certificate): the Listener's stateless HelloRetryRequest, then the 1.3
 // handshake with ACKs.
-func oursLoss13(name string) lossImpl {
-	return oursLossVersion(name, 0, true)
+// groups, when not nil, are both sides' CurvePreferences; at the defaults
+// the HelloRetryRequest asks for X25519MLKEM768.
+func oursLoss13(name string, groups []tls.CurveID) lossImpl {
+	return oursLossVersion(name, 0, true, groups)
 }
 
-func oursLossVersion(name string, rto time.Duration, v13 bool) lossImpl {
+func oursLossVersion(name string, rto time.Duration, v13 bool, groups ...[]tls.CurveID) lossImpl {
 	return lossImpl{name, func(t *testing.T, n *netsim.Network) error {
 		cert, pool := lossCert(t)
 		scfg := &dtls.Config{
@@ -106,6 +108,9 @@ func oursLossVersion(name string, rto time.Duration, v13 bool) lossImpl {
 			scfg.CipherSuites, ccfg.CipherSuites = nil, nil
 			scfg.MaxVersion = dtls.VersionDTLS13
 			ccfg.MinVersion, ccfg.MaxVersion = dtls.VersionDTLS13, dtls.VersionDTLS13
+			if len(groups) > 0 {
+				scfg.CurvePreferences, ccfg.CurvePreferences = groups[0], groups[0]
+			}
 		} else {
 			scfg.MaxVersion, ccfg.MaxVersion = dtls.VersionDTLS12, dtls.VersionDTLS12
 		}
@@ -142,8 +147,10 @@ var pionLoss = pionLossWith("pion/dtls v4.0.1", []pion4.Option{
 })
 
 // pionLoss13 is pion/dtls v4 at its defaults with DTLS 1.3 only, and
-// TLS_AES_128_GCM_SHA256 with the same certificate.
-var pionLoss13 = pionLossWith("pion/dtls v4.0.1 DTLS 1.3", []pion4.Option{
+// TLS_AES_128_GCM_SHA256 with the same certificate. Its defaults offer
+// X25519MLKEM768 as ours do: an X25519 share, and the server's
+// HelloRetryRequest asks for the hybrid.
+var pionLoss13 = pionLossWith("pion/dtls v4.0.1 DTLS 1.3 (defaults: X25519MLKEM768)", []pion4.Option{
 	pion4.WithCipherSuites(pion4suite.ID(0x1301)), // TLS_AES_128_GCM_SHA256
 	pion4.WithMinVersion(pion4proto.Version1_3),
 	pion4.WithMaxVersion(pion4proto.Version1_3),
@@ -315,7 +322,8 @@ func TestLossCompare(t *testing.T) {
 		seeds = 1000
 	}
 	impls := []lossImpl{oursLoss("dtls-go (defaults)", 0), oursLoss("dtls-go (old 100 ms timer)", 100*time.Millisecond), pionLoss,
-		oursLoss13("dtls-go DTLS 1.3 (defaults)"), pionLoss13}
+		oursLoss13("dtls-go DTLS 1.3 (X25519)", []tls.CurveID{tls.X25519}),
+		oursLoss13("dtls-go DTLS 1.3 (defaults: X25519MLKEM768)", nil), pionLoss13}
 	var rows []lossCompareRow
 	for _, loss := range []float64{0, 0.1, 0.3, 0.5} {
 		for _, im := range impls {
@@ -341,7 +349,7 @@ func TestLossCompare(t *testing.T) {
 		return
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "DTLS 1.2 rows: TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256. DTLS 1.3 rows: TLS_AES_128_GCM_SHA256 with the same ECDSA certificate (dtls-go: a 1.3-only client, a Listener that offers 1.2 and 1.3; pion: 1.3 only on both sides). MTU 1200, %v one-way delay, loss in both directions, %d seeds per row, the same seeds for every implementation. Datagrams: mean per handshake, sent by each side until the client's handshake returned.\n\n", lossOneWay, seeds)
+	fmt.Fprintf(&b, "DTLS 1.2 rows: TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256. DTLS 1.3 rows: TLS_AES_128_GCM_SHA256 with the same ECDSA certificate (dtls-go: a 1.3-only client, a Listener that offers 1.2 and 1.3; pion: 1.3 only on both sides; both at their defaults negotiate X25519MLKEM768 through the cookie's HelloRetryRequest, and the dtls-go X25519 row pins X25519 on both sides). MTU 1200, %v one-way delay, loss in both directions, %d seeds per row, the same seeds for every implementation. Datagrams: mean per handshake, sent by each side until the client's handshake returned.\n\n", lossOneWay, seeds)
 	b.WriteString("| implementation | loss | failed | >60 s | median | p90 | max | datagrams client→server | datagrams server→client |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dtls-go/dtls"
@@ -167,10 +168,24 @@ func demo(ctx context.Context, o *demoOptions, std stdio) error {
 	// capture on the wire between the lossy channel and the receiver. The
 	// ladder sees everything, losses included.
 	record := capw.Tracer(nil)
+	// hrrGroup is the selected_group of the server's HelloRetryRequest
+	// (X25519MLKEM768 at the defaults), for the summary: the ladder
+	// names the message only.
+	var hrrGroup atomic.Uint32
 	tracer := func(ev *dtls.TraceEvent) {
 		lad.Add(ev)
 		if ev.Kind == dtls.TraceDatagramReceived {
 			record(ev)
+		}
+		if ev.Kind == dtls.TraceDatagramSent && !ev.Client {
+			helloFragments(ev.Datagram, func(typ uint8, length uint32, _ uint16, off uint32, frag []byte) {
+				if typ != 2 || off != 0 || uint32(len(frag)) != length {
+					return
+				}
+				if h, ok := parseHello(false, frag); ok && h.hrr && h.group != 0 {
+					hrrGroup.Store(uint32(h.group))
+				}
+			})
 		}
 	}
 	keylog := io.MultiWriter(keylogFile, capw.KeyLogWriter())
@@ -293,6 +308,9 @@ func demo(ctx context.Context, o *demoOptions, std stdio) error {
 		st := conn.ConnectionState()
 		fmt.Fprintf(std.out, "handshake: %s, %v in %v; %d of %d messages echoed\n",
 			dtls.CipherSuiteName(st.CipherSuite), st.CurveID, elapsed.Round(time.Microsecond), echoed, o.messages)
+	}
+	if g := hrrGroup.Load(); g != 0 {
+		fmt.Fprintf(std.out, "HelloRetryRequest: asked for a key share for %s\n", groupName(tls.CurveID(g)))
 	}
 	if o.loss > 0 {
 		fmt.Fprintf(std.out, "channel: %.0f%% loss each way, seed %d\n", o.loss*100, o.seed)

@@ -128,6 +128,14 @@ func TestDemoLossFreeLosesNothing(t *testing.T) {
 	if strings.Contains(out, "lost") {
 		t.Errorf("loss-free ladder calls a record lost:\n%s", out)
 	}
+	// DTLS 1.3 at the defaults: the HelloRetryRequest that the cookie
+	// costs asks for the hybrid, whose share fragments the second
+	// ClientHello (the Listener reports the fragment it holds).
+	for _, s := range []string{"X25519MLKEM768 in", "HelloRetryRequest: asked for a key share for X25519MLKEM768", "ClientHello seq=1 [0+"} {
+		if !strings.Contains(out, s) {
+			t.Errorf("demo output lacks %q:\n%s", s, out)
+		}
+	}
 	// The SVG's legend says "lost" once; no arrow may.
 	if n := strings.Count(string(svg), ">lost<"); n != 1 {
 		t.Errorf("loss-free SVG says lost %d times, want once (the legend)", n)

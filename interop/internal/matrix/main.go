@@ -78,6 +78,7 @@ var (
 		{"ChaCha20", "ChaCha20-Poly1305"},
 		{"AES128-CCM", "AES-128-CCM"},
 		{"X25519MLKEM768", "X25519MLKEM768"},
+		{"SecP256r1MLKEM768", "SecP256r1MLKEM768"},
 		{"HRR", "HelloRetryRequest"},
 		{"ClientAuth", "client auth"},
 		{"PSK", "PSK (psk_dhe_ke)"},
@@ -93,6 +94,7 @@ var (
 		{"RRC", "return routability (RFC 9853, CID rebinding)"},
 		{"CIDUpdate", "CID update (RequestConnectionId, NewConnectionId)"},
 		{"EarlyData", "0-RTT early data"},
+		{"EarlyData-defaults", "0-RTT early data, default groups"},
 	}
 	roles = []struct{ key, name string }{
 		{"client", "our client"},
@@ -317,7 +319,10 @@ func render(w io.Writer, cells map[cellKey]*cell, versions map[string]string, no
 	fmt.Fprintf(w, "\n### DTLS 1.3\n\n")
 	fmt.Fprintf(w, "Our client and our Listener with MaxVersion VersionDTLS13, the default (interop/dtls13_test.go);\n")
 	fmt.Fprintf(w, "wolfSSL's example programs (built by .ci/wolfssl) and pion/dtls v4 pinned to DTLS 1.3.\n")
-	fmt.Fprintf(w, "A cell passes when both sides report DTLS 1.3 and data went both ways. The suite\n")
+	fmt.Fprintf(w, "A cell passes when both sides report DTLS 1.3 and the expected key exchange group, and data\n")
+	fmt.Fprintf(w, "went both ways. Our default groups put X25519MLKEM768 first: most cells end in it, through the\n")
+	fmt.Fprintf(w, "HelloRetryRequest that the cookie costs (wolfSSL's server, which sends none unless told to,\n")
+	fmt.Fprintf(w, "takes our X25519 share). The suite\n")
 	fmt.Fprintf(w, "columns pin both sides to it; *HelloRetryRequest*: our server prefers P-384, which\n")
 	fmt.Fprintf(w, "the peer's first ClientHello has no share for (wolfSSL's client sends none);\n")
 	fmt.Fprintf(w, "*X25519MLKEM768*: the hybrid group, asked for by our server's HelloRetryRequest and\n")
@@ -325,7 +330,10 @@ func render(w io.Writer, cells map[cellKey]*cell, versions map[string]string, no
 	fmt.Fprintf(w, "external PSK, no certificates, with (EC)DHE or (psk_ke: the peer allows only that) without;\n")
 	fmt.Fprintf(w, "*0-RTT early data*: a second connection resumes with early data, which the server\n")
 	fmt.Fprintf(w, "accepts and gives its application as early (wolfSSL -r -0, its server with -J n; pion's\n")
-	fmt.Fprintf(w, "DetachedConn API, its server with WithInsecureSkipVerifyHello);\n")
+	fmt.Fprintf(w, "DetachedConn API, its server with WithInsecureSkipVerifyHello), our side with X25519, P-256\n")
+	fmt.Fprintf(w, "and P-384: wolfSSL's client resumes a hybrid session with an empty key_share and pion's server\n")
+	fmt.Fprintf(w, "asks for the hybrid, either of which forces a HelloRetryRequest; *default groups*: the same\n")
+	fmt.Fprintf(w, "where the peer allows it;\n")
 	fmt.Fprintf(w, "*CID update*: the client asks for spare CIDs, moves to a new port with one, and a\n")
 	fmt.Fprintf(w, "cid_immediate CID follows (interop/cid13_test.go; pion asks through Path.Probe).\n\n")
 	if renderPeerTable(w, cells, peers13, features13, counts, false) {
