@@ -248,6 +248,19 @@ type Config struct {
 	// nor offers them.
 	SessionTicketsDisabled bool
 
+	// SessionTicketsPerConnection is how many NewSessionTickets a DTLS
+	// 1.3 server sends after each handshake (RFC 8446 §4.6.1 lets it send
+	// several). Our client uses each ticket at most once (RFC 8446 §C.4),
+	// keeping up to 8 per server in its ClientSessionCache entry, so a
+	// client that opens several connections to one server at once needs
+	// as many tickets to resume them all. Each ticket is its own message,
+	// ACKed and retransmitted on its own (RFC 9147 §5.8.4, §7). If 0, 1,
+	// as crypto/tls sends: a resumed connection gets a fresh ticket for
+	// the next one, and a connection pays for one ticket only; at most 4.
+	// Server and Listen refuse a negative or larger value. DTLS 1.2
+	// sends one RFC 5077 ticket, whatever this says.
+	SessionTicketsPerConnection int
+
 	// SessionCacheSize bounds the sessions a server keeps for resumption
 	// by session ID (RFC 5246 §7.3); the least recently used is evicted.
 	// Each holds a master secret and the client's certificate chain, if
@@ -487,6 +500,9 @@ func (c *Config) checkServer() error {
 	}
 	if err := c.checkVersions(); err != nil {
 		return err
+	}
+	if n := c.SessionTicketsPerConnection; n < 0 || n > maxSessionTicketsPerConnection {
+		return fmt.Errorf("dtls: Config.SessionTicketsPerConnection (%d) is not between 0 and %d", n, maxSessionTicketsPerConnection)
 	}
 	for i := range c.Certificates {
 		cert := &c.Certificates[i]
