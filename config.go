@@ -1,6 +1,7 @@
 package dtls
 
 import (
+	"context"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
@@ -36,6 +37,18 @@ type Config struct {
 	// with an empty server_name extension (RFC 6066 §3), which pion/dtls
 	// v3 clients fail to parse.
 	GetCertificate func(*ClientHelloInfo) (*tls.Certificate, error)
+
+	// GetClientCertificate, if not nil, is called on a client when the
+	// server requests a certificate: a DTLS 1.2 CertificateRequest, a DTLS
+	// 1.3 one in the handshake or after it (post-handshake
+	// authentication, RFC 8446 §4.6.2, which the client then offers).
+	// Certificates is then ignored, as in crypto/tls. It must return a
+	// non-nil Certificate; one with no certificate chain (and, with
+	// RawPublicKey, no private key) sends an empty Certificate message:
+	// the client declines to authenticate. An error ends the handshake,
+	// or after it the connection, with internal_error, and Handshake (or
+	// Read) returns it. It may be called more than once per connection.
+	GetClientCertificate func(*CertificateRequestInfo) (*tls.Certificate, error)
 
 	// RootCAs is the set of roots a client verifies server certificates
 	// against. If nil, the host's root set is used.
@@ -558,6 +571,49 @@ func RandomCIDGenerator(size int) func() []byte {
 // client with a socket of its own may.
 func OnlySendCIDGenerator() func() []byte {
 	return func() []byte { return []byte{} }
+}
+
+// CertificateRequestInfo describes a server's CertificateRequest for
+// GetClientCertificate, as crypto/tls's does.
+type CertificateRequestInfo struct {
+	// AcceptableCAs are the DER distinguished names of the CAs the server
+	// accepts (certificate_authorities); empty when it names none.
+	AcceptableCAs [][]byte
+	// SignatureSchemes are the schemes the server accepts for the
+	// CertificateVerify.
+	SignatureSchemes []tls.SignatureScheme
+	// Version is the negotiated DTLS version.
+	Version uint16
+
+	ctx context.Context
+}
+
+// Context returns the context of the handshake in progress, or
+// context.Background() after the handshake (post-handshake
+// authentication).
+func (cri *CertificateRequestInfo) Context() context.Context {
+	if cri.ctx == nil {
+		return context.Background()
+	}
+	return cri.ctx
+}
+
+// SupportsCertificate returns nil if cert can sign with one of the
+// schemes the server accepts, else an error saying why not. It does not
+// check AcceptableCAs.
+func (cri *CertificateRequestInfo) SupportsCertificate(cert *tls.Certificate) error {
+	signer, err := certificateSigner(cert)
+	if err != nil {
+		return err
+	}
+	_, err = selectSignatureScheme(cri.Version, signer, cri.SignatureSchemes)
+	return err
+}
+
+// hasClientCertificate reports whether a client may have a certificate
+// to present: Certificates or GetClientCertificate.
+func (c *Config) hasClientCertificate() bool {
+	return len(c.Certificates) > 0 || c.GetClientCertificate != nil
 }
 
 // ClientHelloInfo describes a ClientHello for GetCertificate.
