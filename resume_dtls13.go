@@ -372,6 +372,11 @@ func (c *Conn) handleNewSessionTicket13(m inMessage) error {
 	if m.epoch < 3 {
 		return c.fail(alertUnexpectedMessage, errors.New("dtls: NewSessionTicket before the application epoch"))
 	}
+	if c.config.Tracer != nil {
+		// Each ticket, as readHandshake reports the handshake's
+		// messages (post-handshake messages do not go through it).
+		c.trace(&TraceEvent{Kind: TraceHandshakeReceived, Epoch: m.epoch, HandshakeType: uint8(m.typ), MessageSeq: m.seq, MessageLength: uint32(len(m.body)), FragmentLength: uint32(len(m.body))})
+	}
 	cache := c.config.ClientSessionCache
 	if cache == nil || c.config.SessionTicketsDisabled || nst.lifetime == 0 {
 		return nil
