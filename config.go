@@ -310,8 +310,10 @@ type Config struct {
 	FleetSecret []byte
 
 	// ClientSessionCache, on a client, keeps sessions for resumption, one
-	// per server, DTLS 1.2 or 1.3 (the latest handshake's; a session is
-	// offered only to a handshake of its version), keyed by ServerName
+	// entry per server, DTLS 1.2 or 1.3 (the latest handshake's; a session is
+	// offered only to a handshake of its version; a DTLS 1.3 entry holds
+	// up to 8 unused tickets of the server, each offered once, RFC 8446
+	// §C.4), keyed by ServerName
 	// or, without one, the server's address, with the
 	// round-trip time measured on the connection that made them, which
 	// starts the retransmission timer of the next handshake with that

@@ -57,10 +57,24 @@ func TestTickets13Several(t *testing.T) {
 			mu.Unlock()
 		}
 	}
+	var received []uint16
+	cc.Tracer = func(ev *TraceEvent) {
+		if ev.Kind == TraceHandshakeReceived && ev.HandshakeType == uint8(typeNewSessionTicket) {
+			mu.Lock()
+			received = append(received, ev.MessageSeq)
+			mu.Unlock()
+		}
+	}
 	resume13Pair(t, cc, sc)
+	cc.Tracer = nil
 	mu.Lock()
-	if len(seqs) != 3 {
-		t.Fatalf("NewSessionTickets sent with message_seq %v, want 3 distinct", seqs)
+	if len(seqs) != 3 || len(received) != 3 {
+		t.Fatalf("NewSessionTickets sent with message_seq %v, received %v; want 3 distinct", seqs, received)
+	}
+	for _, q := range received {
+		if seqs[q] == 0 {
+			t.Fatalf("received message_seq %d, sent %v", q, seqs)
+		}
 	}
 	mu.Unlock()
 	if n := ticketPool13(t, cc, "dtls.test"); n != 3 {
