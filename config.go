@@ -263,10 +263,11 @@ type Config struct {
 
 	// SessionTicketsPerConnection is how many NewSessionTickets a DTLS
 	// 1.3 server sends after each handshake (RFC 8446 §4.6.1 lets it send
-	// several). Our client uses each ticket at most once (RFC 8446 §C.4),
-	// keeping up to 8 per server in its ClientSessionCache entry, so a
-	// client that opens several connections to one server at once needs
-	// as many tickets to resume them all. Each ticket is its own message,
+	// several). Our client uses each ticket once while it holds unused
+	// ones (RFC 8446 §C.4), keeping up to 8 per server in its
+	// ClientSessionCache entry, so a client that opens several
+	// connections to one server at once needs as many tickets to resume
+	// them all without reusing one. Each ticket is its own message,
 	// ACKed and retransmitted on its own (RFC 9147 §5.8.4, §7). If 0, 1,
 	// as crypto/tls sends: a resumed connection gets a fresh ticket for
 	// the next one, and a connection pays for one ticket only; at most 4.
@@ -312,8 +313,8 @@ type Config struct {
 	// ClientSessionCache, on a client, keeps sessions for resumption, one
 	// entry per server, DTLS 1.2 or 1.3 (the latest handshake's; a session is
 	// offered only to a handshake of its version; a DTLS 1.3 entry holds
-	// up to 8 unused tickets of the server, each offered once, RFC 8446
-	// §C.4), keyed by ServerName
+	// up to 8 tickets of the server, each offered once while another is
+	// unused, RFC 8446 §C.4), keyed by ServerName
 	// or, without one, the server's address, with the
 	// round-trip time measured on the connection that made them, which
 	// starts the retransmission timer of the next handshake with that

@@ -4,7 +4,7 @@
 // a 1.2 peer (Config.MaxVersion VersionDTLS12 keeps a side on 1.2).
 // DTLS 1.3 resumes sessions with tickets (RFC 8446 §4.6.1; a server may
 // send several per connection, Config.SessionTicketsPerConnection, and a
-// client uses each once), with 0-RTT
+// client uses each once while it has unused ones), with 0-RTT
 // early data when both sides turn it on (Config.MaxEarlyData,
 // Config.EnableEarlyData, Conn.WriteEarlyData, Conn.EarlyData), updates
 // its keys before the AEAD limits of RFC 9147 §4.5.3 by itself or when

@@ -524,7 +524,9 @@ func (c *Conn) WriteEarlyData(b []byte) (int, error) {
 // offered and its ALPN protocol too, if it had one).
 func (hs *clientHandshakeState13) offerEarlyData(m *clientHelloMsg13) {
 	c := hs.c
-	if !c.config.EnableEarlyData || len(c.early.out) == 0 || len(hs.psks) == 0 || hs.psks[0].session == nil {
+	if !c.config.EnableEarlyData || len(c.early.out) == 0 || len(hs.psks) == 0 || hs.psks[0].session == nil || hs.psks[0].reused {
+		// A reused ticket (resume_dtls13.go) carries no 0-RTT data:
+		// a server that makes tickets single-use refuses it.
 		return
 	}
 	cs := hs.psks[0].session

@@ -28,11 +28,19 @@ import (
 // would have: the entry is one ClientSessionState, as crypto/tls's is,
 // that holds up to maxClientTickets13 unused tickets of that server
 // (clientTickets13), from this connection and earlier ones. A later
-// ClientHello that offers 1.3 takes the newest usable ticket out of it,
-// so that each ticket is used at most once (RFC 8446 §C.4: "Clients
-// SHOULD NOT reuse a ticket for multiple connections"; a reused ticket
-// links the connections for an observer), and offers it as a
-// pre_shared_key with psk_dhe_ke (forward secrecy: psk_ke is offered
+// ClientHello that offers 1.3 takes the newest usable ticket not offered
+// before, so that while unused ones remain each ticket is used once (RFC
+// 8446 §C.4: "Clients SHOULD NOT reuse a ticket for multiple
+// connections"; a reused ticket links the connections for an observer,
+// and servers that make tickets single-use for 0-RTT anti-replay, as
+// pion's store does, refuse it). Only when every ticket held was offered
+// already is the newest offered again, as crypto/tls does with its one
+// cached ticket, rather than a full handshake: a client that closed its
+// last connection before the server's new ticket arrived (a lost
+// NewSessionTicket, an application that never reads) still resumes. A
+// reused ticket never carries 0-RTT data (offerEarlyData), and a new
+// ticket from the server retires the used ones. The ticket is offered
+// as a pre_shared_key with psk_dhe_ke (forward secrecy: psk_ke is offered
 // only beside an external PSK, for which it always was). A 1.2 session in
 // the cache is never offered as a 1.3 PSK, nor a 1.3 one to a 1.2
 // server: whichever handshake completes last replaces the entry.
@@ -73,6 +81,7 @@ type offeredPSK13 struct {
 	hash     crypto.Hash
 	external bool
 	session  *ClientSessionState
+	reused   bool // the ticket was offered before: no 0-RTT with it
 }
 
 // offerTicket adds the cached 1.3 session's ticket to the ClientHello, if
@@ -82,10 +91,10 @@ func (hs *clientHandshakeState13) offerTicket(m *clientHelloMsg13, cs *ClientSes
 	if cs == nil || c.config.SessionTicketsDisabled {
 		return
 	}
+	reused := false
 	if cs.tickets13 != nil {
-		// Used once: taken out of the cache entry whether or not the
-		// server resumes with it.
-		cs = cs.tickets13.take(func(t *ClientSessionState) bool { return c.sessionUsable13(t, m) })
+		// Marked used whether or not the server resumes with it.
+		cs, reused = cs.tickets13.take(func(t *ClientSessionState) bool { return c.sessionUsable13(t, m) })
 	}
 	if cs == nil || !c.sessionUsable13(cs, m) {
 		return
@@ -95,7 +104,7 @@ func (hs *clientHandshakeState13) offerTicket(m *clientHelloMsg13, cs *ClientSes
 	// RFC 8446 §4.2.11.1: the age in milliseconds, plus ticket_age_add
 	// modulo 2^32.
 	age := c.config.time().Sub(cs.receivedAt) / time.Millisecond
-	hs.psks = append(hs.psks, offeredPSK13{key: s.masterSecret, hash: suite.hash, session: cs})
+	hs.psks = append(hs.psks, offeredPSK13{key: s.masterSecret, hash: suite.hash, session: cs, reused: reused})
 	m.pskIdentities = append(m.pskIdentities, pskIdentity13{label: cs.ticket, obfuscatedTicketAge: uint32(age) + s.ageAdd})
 	m.pskBinders = append(m.pskBinders, make([]byte, suite.hash.Size()))
 	m.pskModes = []uint8{pskModeDHE}
@@ -439,39 +448,58 @@ func (c *Conn) handleNewSessionTicket13(m inMessage) error {
 // any ClientSessionCache.
 type clientTickets13 struct {
 	mu sync.Mutex
-	// list is oldest first, at most maxClientTickets13 long.
+	// list is oldest first, at most maxClientTickets13 long; used marks
+	// the tickets a ClientHello offered already.
 	list []*ClientSessionState
+	used map[*ClientSessionState]bool
 }
 
-// add keeps cs, forgetting tickets that expired and, past
-// maxClientTickets13, the oldest.
+// add keeps cs, forgetting the tickets that expired, those offered
+// already (cs replaces them), and, past maxClientTickets13, the oldest.
 func (p *clientTickets13) add(cs *ClientSessionState, now time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.list = slices.DeleteFunc(p.list, func(t *ClientSessionState) bool { return !now.Before(t.receivedAt.Add(t.lifetime)) })
+	p.list = slices.DeleteFunc(p.list, func(t *ClientSessionState) bool {
+		return p.used[t] || !now.Before(t.receivedAt.Add(t.lifetime))
+	})
+	clear(p.used)
 	if len(p.list) >= maxClientTickets13 {
 		p.list = slices.Delete(p.list, 0, len(p.list)-maxClientTickets13+1)
 	}
 	p.list = append(p.list, cs)
 }
 
-// take removes and returns the newest ticket for which usable holds, or
-// nil.
-func (p *clientTickets13) take(usable func(*ClientSessionState) bool) *ClientSessionState {
+// take returns the newest ticket for which usable holds and that no
+// ClientHello offered yet, marking it offered; failing that, the newest
+// for which usable holds, with reused set; or nil.
+func (p *clientTickets13) take(usable func(*ClientSessionState) bool) (cs *ClientSessionState, reused bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for i := len(p.list) - 1; i >= 0; i-- {
-		if t := p.list[i]; usable(t) {
-			p.list = slices.Delete(p.list, i, i+1)
-			return t
+		if t := p.list[i]; !p.used[t] && usable(t) {
+			if p.used == nil {
+				p.used = make(map[*ClientSessionState]bool, maxClientTickets13)
+			}
+			p.used[t] = true
+			return t, false
 		}
 	}
-	return nil
+	for i := len(p.list) - 1; i >= 0; i-- {
+		if t := p.list[i]; usable(t) {
+			return t, true
+		}
+	}
+	return nil, false
 }
 
-// len returns the number of tickets held.
-func (p *clientTickets13) len() int {
+// counts returns the number of tickets held and of those not offered yet.
+func (p *clientTickets13) counts() (held, unused int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.list)
+	for _, t := range p.list {
+		if !p.used[t] {
+			unused++
+		}
+	}
+	return len(p.list), unused
 }

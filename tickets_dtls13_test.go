@@ -15,14 +15,22 @@ import (
 // RFC 8446 §4.6.1) and the client's use of each at most once (RFC 8446
 // §C.4).
 
-// ticketPool13 returns the 1.3 tickets the client holds for key.
+// ticketPool13 returns the number of 1.3 tickets the client holds for
+// key.
 func ticketPool13(t *testing.T, cc *Config, key string) int {
 	t.Helper()
+	held, _ := ticketCounts13(cc, key)
+	return held
+}
+
+// ticketCounts13 returns the 1.3 tickets the client holds for key and
+// how many of them no ClientHello offered yet.
+func ticketCounts13(cc *Config, key string) (held, unused int) {
 	cs := cached13(cc, key)
 	if cs == nil || cs.tickets13 == nil {
-		return 0
+		return 0, 0
 	}
-	return cs.tickets13.len()
+	return cs.tickets13.counts()
 }
 
 // handshakeOnly13 runs a handshake and closes the pair without reading, so
@@ -97,12 +105,18 @@ func TestTickets13Several(t *testing.T) {
 			t.Fatal("a parallel connection did not resume")
 		}
 	}
-	if n := ticketPool13(t, cc, "dtls.test"); n != 0 {
-		t.Fatalf("client still holds %d tickets after using 3", n)
+	if held, unused := ticketCounts13(cc, "dtls.test"); held != 3 || unused != 0 {
+		t.Fatalf("client holds %d tickets, %d unused, after using 3 once each", held, unused)
 	}
-	// Each ticket was used once: the fourth connection has none left.
-	if c, _ := handshakeOnly13(t, cc, sc); c.DidResume {
-		t.Fatal("a ticket was used twice")
+	// With none unused, the fourth connection reuses the newest rather
+	// than make a full handshake (as crypto/tls would).
+	if c, s := handshakeOnly13(t, cc, sc); !c.DidResume || !s.DidResume {
+		t.Fatal("no resumption once every ticket was used")
+	}
+	// A new ticket retires the used ones.
+	resume13Pair(t, cc, sc)
+	if held, unused := ticketCounts13(cc, "dtls.test"); held != 3 || unused != 3 {
+		t.Fatalf("after a new connection's tickets: %d held, %d unused; want 3 fresh", held, unused)
 	}
 }
 
@@ -127,10 +141,10 @@ func TestTickets13ClientBound(t *testing.T) {
 	if c, _ := handshakeOnly13(t, cc, sc); !c.DidResume {
 		t.Fatal("did not resume")
 	}
-	for _, cs := range head.tickets13.list {
-		if cs == newest {
-			t.Fatal("the newest ticket was not the one used")
-		}
+	head.tickets13.mu.Lock()
+	defer head.tickets13.mu.Unlock()
+	if !head.tickets13.used[newest] || len(head.tickets13.used) != 1 {
+		t.Fatal("the newest ticket was not the one used")
 	}
 }
 
@@ -281,3 +295,26 @@ func TestMisbehavingTicketServer13(t *testing.T) {
 type rawMsg []byte
 
 func (m rawMsg) marshal() ([]byte, error) { return m, nil }
+
+// A ticket offered before is offered again only without 0-RTT data: a
+// server that makes tickets single-use for anti-replay would refuse it.
+func TestTickets13ReusedWithoutEarlyData(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	cc, sc := configs0RTT(t, 1000)
+	run0RTT(t, cc, sc, nil, "ticket?") // one ticket
+	// Its 0-RTT use; no message is read, so no new ticket arrives.
+	r := run0RTT(t, cc, sc, []string{"first"})
+	if !r.cli.EarlyDataAccepted || !r.srv.DidResume {
+		t.Fatalf("first use: early data accepted %v, resumed %v (%v, %v)", r.cli.EarlyDataAccepted, r.srv.DidResume, r.cliErr, r.srvErr)
+	}
+	if held, unused := ticketCounts13(cc, "dtls.test"); held != 1 || unused != 0 {
+		t.Fatalf("%d tickets held, %d unused; want the one, used", held, unused)
+	}
+	r = run0RTT(t, cc, sc, []string{"second"}, "again")
+	if r.cliErr != nil || r.srvErr != nil || !r.srv.DidResume {
+		t.Fatalf("reuse: resumed %v (%v, %v)", r.srv.DidResume, r.cliErr, r.srvErr)
+	}
+	if r.cli.EarlyDataAccepted || earlyLine(r.keylogCli) != "" {
+		t.Fatal("0-RTT data sent with a reused ticket")
+	}
+}
