@@ -3,6 +3,7 @@ package dtls
 import (
 	"bytes"
 	"crypto/tls"
+	"fmt"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -316,5 +317,58 @@ func TestTickets13ReusedWithoutEarlyData(t *testing.T) {
 	}
 	if r.cli.EarlyDataAccepted || earlyLine(r.keylogCli) != "" {
 		t.Fatal("0-RTT data sent with a reused ticket")
+	}
+}
+
+// TestTickets13Lossy: four tickets over a link that drops 30% of the
+// datagrams each way, duplicates and reorders some, small MTU so that
+// each ticket has datagrams of its own: for every seed all four reach the
+// client's cache (each ACKed and resent on its own until it is).
+func TestTickets13Lossy(t *testing.T) {
+	lost := 0
+	defer func() {
+		if !t.Failed() && lost == 0 {
+			t.Error("no datagram lost after the handshake: the test tests nothing")
+		}
+		t.Logf("%d datagrams lost after the handshakes", lost)
+	}()
+	for seed := uint64(1); seed <= 8; seed++ {
+		t.Run(fmt.Sprintf("seed%d", seed), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				cc, sc := kuConfigs(t, suiteTLSAES128GCMSHA256, seed)
+				cc.ClientSessionCache = NewLRUClientSessionCache(4)
+				sc.SessionTicketsPerConnection = maxSessionTicketsPerConnection
+				sc.MTU = 300
+				n := netsim.New(seed, netsim.Link{Delay: lossDelay})
+				cli, srv := kuPair(t, n, cc, sc, nil)
+				// The handshake ran clean; the tickets go over the lossy link.
+				lossy := netsim.Link{Delay: lossDelay, Loss: 0.3, Dup: 0.1, Reorder: 0.1}
+				before := n.Stats().Lost
+				defer func() { lost += n.Stats().Lost - before }()
+				n.SetLink(lossClientAddr, lossServerAddr, lossy)
+				n.SetLink(lossServerAddr, lossClientAddr, lossy)
+				var wg sync.WaitGroup
+				defer wg.Wait()
+				defer cli.Close()
+				defer srv.Close()
+				for _, c := range []*Conn{cli, srv} {
+					wg.Go(func() {
+						buf := make([]byte, 100)
+						for {
+							if _, err := c.Read(buf); err != nil {
+								return
+							}
+						}
+					})
+				}
+				deadline := time.Now().Add(2 * time.Minute) // virtual
+				for ticketPool13(t, cc, cli.sessionCacheKey) < maxSessionTicketsPerConnection && time.Now().Before(deadline) {
+					time.Sleep(100 * time.Millisecond)
+				}
+				if got := ticketPool13(t, cc, cli.sessionCacheKey); got != maxSessionTicketsPerConnection {
+					t.Fatalf("client holds %d tickets, want %d", got, maxSessionTicketsPerConnection)
+				}
+			})
+		})
 	}
 }
