@@ -1,6 +1,7 @@
 package dtls
 
 import (
+	"context"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
@@ -36,6 +37,18 @@ type Config struct {
 	// with an empty server_name extension (RFC 6066 §3), which pion/dtls
 	// v3 clients fail to parse.
 	GetCertificate func(*ClientHelloInfo) (*tls.Certificate, error)
+
+	// GetClientCertificate, if not nil, is called on a client when the
+	// server requests a certificate: a DTLS 1.2 CertificateRequest, a DTLS
+	// 1.3 one in the handshake or after it (post-handshake
+	// authentication, RFC 8446 §4.6.2, which the client then offers).
+	// Certificates is then ignored, as in crypto/tls. It must return a
+	// non-nil Certificate; one with no certificate chain (and, with
+	// RawPublicKey, no private key) sends an empty Certificate message:
+	// the client declines to authenticate. An error ends the handshake,
+	// or after it the connection, with internal_error, and Handshake (or
+	// Read) returns it. It may be called more than once per connection.
+	GetClientCertificate func(*CertificateRequestInfo) (*tls.Certificate, error)
 
 	// RootCAs is the set of roots a client verifies server certificates
 	// against. If nil, the host's root set is used. Successful
@@ -263,6 +276,20 @@ type Config struct {
 	// nor offers them.
 	SessionTicketsDisabled bool
 
+	// SessionTicketsPerConnection is how many NewSessionTickets a DTLS
+	// 1.3 server sends after each handshake (RFC 8446 §4.6.1 lets it send
+	// several). Our client uses each ticket once while it holds unused
+	// ones (RFC 8446 §C.4), keeping up to 8 per server in its
+	// ClientSessionCache entry, so a client that opens several
+	// connections to one server at once needs as many tickets to resume
+	// them all without reusing one. Each ticket is its own message,
+	// ACKed and retransmitted on its own (RFC 9147 §5.8.4, §7). If 0, 1,
+	// as crypto/tls sends: a resumed connection gets a fresh ticket for
+	// the next one, and a connection pays for one ticket only; at most 4.
+	// Server and Listen refuse a negative or larger value. DTLS 1.2
+	// sends one RFC 5077 ticket, whatever this says.
+	SessionTicketsPerConnection int
+
 	// SessionCacheSize bounds the sessions a server keeps for resumption
 	// by session ID (RFC 5246 §7.3); the least recently used is evicted.
 	// Each holds a master secret and the client's certificate chain, if
@@ -299,8 +326,10 @@ type Config struct {
 	FleetSecret []byte
 
 	// ClientSessionCache, on a client, keeps sessions for resumption, one
-	// per server, DTLS 1.2 or 1.3 (the latest handshake's; a session is
-	// offered only to a handshake of its version), keyed by ServerName
+	// entry per server, DTLS 1.2 or 1.3 (the latest handshake's; a session is
+	// offered only to a handshake of its version; a DTLS 1.3 entry holds
+	// up to 8 tickets of the server, each offered once while another is
+	// unused, RFC 8446 §C.4), keyed by ServerName
 	// or, without one, the server's address, with the
 	// round-trip time measured on the connection that made them, which
 	// starts the retransmission timer of the next handshake with that
@@ -503,6 +532,9 @@ func (c *Config) checkServer() error {
 	if err := c.checkVersions(); err != nil {
 		return err
 	}
+	if n := c.SessionTicketsPerConnection; n < 0 || n > maxSessionTicketsPerConnection {
+		return fmt.Errorf("dtls: Config.SessionTicketsPerConnection (%d) is not between 0 and %d", n, maxSessionTicketsPerConnection)
+	}
 	for i := range c.Certificates {
 		cert := &c.Certificates[i]
 		signer, ok := cert.PrivateKey.(crypto.Signer)
@@ -557,6 +589,49 @@ func RandomCIDGenerator(size int) func() []byte {
 // client with a socket of its own may.
 func OnlySendCIDGenerator() func() []byte {
 	return func() []byte { return []byte{} }
+}
+
+// CertificateRequestInfo describes a server's CertificateRequest for
+// GetClientCertificate, as crypto/tls's does.
+type CertificateRequestInfo struct {
+	// AcceptableCAs are the DER distinguished names of the CAs the server
+	// accepts (certificate_authorities); empty when it names none.
+	AcceptableCAs [][]byte
+	// SignatureSchemes are the schemes the server accepts for the
+	// CertificateVerify.
+	SignatureSchemes []tls.SignatureScheme
+	// Version is the negotiated DTLS version.
+	Version uint16
+
+	ctx context.Context
+}
+
+// Context returns the context of the handshake in progress, or
+// context.Background() after the handshake (post-handshake
+// authentication).
+func (cri *CertificateRequestInfo) Context() context.Context {
+	if cri.ctx == nil {
+		return context.Background()
+	}
+	return cri.ctx
+}
+
+// SupportsCertificate returns nil if cert can sign with one of the
+// schemes the server accepts, else an error saying why not. It does not
+// check AcceptableCAs.
+func (cri *CertificateRequestInfo) SupportsCertificate(cert *tls.Certificate) error {
+	signer, err := certificateSigner(cert)
+	if err != nil {
+		return err
+	}
+	_, err = selectSignatureScheme(cri.Version, signer, cri.SignatureSchemes)
+	return err
+}
+
+// hasClientCertificate reports whether a client may have a certificate
+// to present: Certificates or GetClientCertificate.
+func (c *Config) hasClientCertificate() bool {
+	return len(c.Certificates) > 0 || c.GetClientCertificate != nil
 }
 
 // ClientHelloInfo describes a ClientHello for GetCertificate.

@@ -654,6 +654,7 @@ func (c *Conn) readRecord(ctx context.Context, userDeadline bool) ([]byte, error
 		}
 		c.pending = d
 		c.dgramLen, c.dgramCounted = len(d), false
+		c.noteDatagramReceived(len(d)) // an unproven 0-RTT client's
 	}
 	if len(c.pending) > 0 && classifyRecord(c.pending[0]) == classCiphertext13 {
 		return c.readRecord13()
@@ -1212,6 +1213,9 @@ func (c *Conn) sendFlight(retransmit bool, why string) error {
 					}
 				}
 			}
+		}
+		if !c.budgetAllows(len(buf)) {
+			continue // held back: an unproven 0-RTT client's address
 		}
 		if c.config.Tracer != nil {
 			c.trace(&TraceEvent{Kind: TraceDatagramSent, Length: len(buf), Datagram: buf})

@@ -68,6 +68,7 @@ func (c *Conn) readRecord13() ([]byte, error) {
 	if hdr.cid != nil {
 		c.peerUsedCID13(hdr.cid)
 	}
+	c.noteAddrProven(hdr.epoch)
 	if c.ku.oldRead {
 		c.retireOldReadEpoch13(hdr.epoch)
 	}

@@ -2,7 +2,9 @@
 // TLS for datagram transports, in pure Go on the standard library's
 // cryptography. Both sides speak 1.3 by default and fall back to 1.2 with
 // a 1.2 peer (Config.MaxVersion VersionDTLS12 keeps a side on 1.2).
-// DTLS 1.3 resumes sessions with tickets (RFC 8446 §4.6.1), with 0-RTT
+// DTLS 1.3 resumes sessions with tickets (RFC 8446 §4.6.1; a server may
+// send several per connection, Config.SessionTicketsPerConnection, and a
+// client uses each once while it has unused ones), with 0-RTT
 // early data when both sides turn it on (Config.MaxEarlyData,
 // Config.EnableEarlyData, Conn.WriteEarlyData, Conn.EarlyData), updates
 // its keys before the AEAD limits of RFC 9147 §4.5.3 by itself or when
@@ -77,5 +79,6 @@
 // AES-GCM, ChaCha20-Poly1305, AES-CCM and AES-CCM_8 (see CipherSuites);
 // X25519, P-256 and P-384 (and in 1.3 X25519MLKEM768, the default's first,
 // and SecP256r1MLKEM768); the extended master secret (required by
-// default); client certificates; ALPN; the RFC 5705 exporter; NSS key logs.
+// default); client certificates (Config.Certificates or
+// Config.GetClientCertificate); ALPN; the RFC 5705 exporter; NSS key logs.
 package dtls

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -79,13 +80,72 @@ import (
 // of ours, our PSK flight (ServerHello, EncryptedExtensions, Finished)
 // is smaller than such a ClientHello, and the strike register makes
 // each one good for one flight. A Listener's hello gate decides this
-// statelessly but for the register (helloGate.check13). Not done yet:
-// that flight's retransmissions to the unproven address are not counted
-// against a budget (draft-ietf-tls-rfc9147bis §5.1: a server "SHOULD
-// limit the amount of data it sends toward a client address before it
-// verifies" it); a recorded ClientHello replayed from a spoofed address
-// gets the victim the flight and its retransmissions, once per
-// ClientHello (the register), a few times its size in all.
+// statelessly but for the register (helloGate.check13). The bytes that
+// flight and its retransmissions send to the unproven address are
+// counted against a budget (below).
+
+// The address budget: a server that takes a 0-RTT ClientHello without a
+// cookie exchange sends that address at most amplificationFactor (3)
+// times the bytes it received from it until the address is proven
+// (draft-ietf-tls-rfc9147bis §5.1: a server "SHOULD limit the amount of
+// data it sends toward a client address to three times the amount of data
+// sent by the client before it verifies that the client is able to receive
+// data at that address"; the same limit as RFC 9853 §2's for a new path,
+// rrc.go's addrBudget). The bytes received are the datagram of the
+// ClientHello and every datagram from the address after it (early data, a
+// retransmitted ClientHello); what we send is our flight and its
+// retransmissions. A datagram that would pass the budget is held back, not
+// sent: the flight's timer runs on, and the client's own retransmission of
+// its ClientHello (it resends it with its early data when our flight does
+// not come) raises the budget. A real client's PSK flight (ServerHello,
+// EncryptedExtensions, Finished, no certificate) is smaller than its
+// ClientHello, so it goes at once, and its first retransmission too; a
+// ClientHello replayed from a forged source gets the victim at most three
+// times its bytes, once (the strike register refuses a second copy).
+
+// startAddrBudget makes the server count the bytes it sends to the
+// client's address against the budget, from the datagram of the
+// ClientHello it is handling.
+func (c *Conn) startAddrBudget() {
+	c.early.budget = addrBudget{received: c.dgramLen}
+	c.early.unproven.Store(true)
+}
+
+// noteDatagramReceived counts a datagram from the client's address while
+// it is unproven. Called with c.in held.
+func (c *Conn) noteDatagramReceived(n int) {
+	if c.early.unproven.Load() {
+		c.early.budget.received += n
+	}
+}
+
+// noteAddrProven ends the budget once a record of epoch 2 or later
+// authenticated. Called with c.in held.
+func (c *Conn) noteAddrProven(epoch uint64) {
+	if epoch >= 2 && c.early.unproven.Load() {
+		c.early.unproven.Store(false)
+		if c.config.Tracer != nil {
+			c.trace(&TraceEvent{Kind: TracePathValidation, Reason: fmt.Sprintf("0-RTT client address proven: %d bytes sent for %d received", c.early.budget.sent, c.early.budget.received)})
+		}
+	}
+}
+
+// budgetAllows reports whether a datagram of n bytes may go to the
+// client's address now, and counts it if so. Called with c.out held.
+func (c *Conn) budgetAllows(n int) bool {
+	if !c.early.unproven.Load() {
+		return true
+	}
+	b := &c.early.budget
+	if !b.allows(n) {
+		if c.config.Tracer != nil {
+			c.trace(&TraceEvent{Kind: TracePathValidation, Reason: fmt.Sprintf("datagram held back: anti-amplification limit of an unproven 0-RTT client (%d bytes sent, %d received)", b.sent, b.received)})
+		}
+		return false
+	}
+	b.sent += n
+	return true
+}
 
 // Bounds of 0-RTT.
 const (
@@ -134,6 +194,17 @@ type earlyState struct {
 	max      uint32
 	rejected bool
 	skipped  int
+
+	// A server's that answers a 0-RTT ClientHello without a cookie
+	// exchange: unproven until a record of the client in epoch 2 or later
+	// authenticates (only the holder of the PSK and of the key share of
+	// the ClientHello can make one, so it proves the client receives our
+	// flight at that address), and the address's budget meanwhile
+	// (noteDatagramReceived, budgetAllows). Written by the handshake's
+	// goroutine only; read by sendFlight, which runs there too until the
+	// handshake ends (and so after the address is proven).
+	unproven atomic.Bool
+	budget   addrBudget
 }
 
 // earlyDataStrikes is a server's strike register (RFC 8446 §8.2): the ids
@@ -454,7 +525,9 @@ func (c *Conn) WriteEarlyData(b []byte) (int, error) {
 // offered and its ALPN protocol too, if it had one).
 func (hs *clientHandshakeState13) offerEarlyData(m *clientHelloMsg13) {
 	c := hs.c
-	if !c.config.EnableEarlyData || len(c.early.out) == 0 || len(hs.psks) == 0 || hs.psks[0].session == nil {
+	if !c.config.EnableEarlyData || len(c.early.out) == 0 || len(hs.psks) == 0 || hs.psks[0].session == nil || hs.psks[0].reused {
+		// A reused ticket (resume_dtls13.go) carries no 0-RTT data:
+		// a server that makes tickets single-use refuses it.
 		return
 	}
 	cs := hs.psks[0].session

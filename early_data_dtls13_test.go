@@ -160,7 +160,17 @@ func TestEarlyData13Accept(t *testing.T) {
 func TestEarlyData13Listener(t *testing.T) {
 	checkNoGoroutineLeak(t)
 	cc, sc := configs0RTT(t, 512)
+	var ev budgetEvents
+	sc.Tracer = ev.tracer
 	c1, s1, c2, s2 := earlyData13Listener(t, cc, sc)
+	// The 0-RTT connection, admitted without a cookie, counted its
+	// flight against the address budget, the gate's ClientHello included.
+	ev.mu.Lock()
+	var sent, recv int
+	if _, err := fmt.Sscanf(ev.proven, "0-RTT client address proven: %d bytes sent for %d received", &sent, &recv); err != nil || sent == 0 || recv < 200 || sent > amplificationFactor*recv || ev.heldBack != 0 {
+		t.Errorf("address budget %q (%v), %d held back", ev.proven, err, ev.heldBack)
+	}
+	ev.mu.Unlock()
 	// At the default groups: the first handshake's HelloRetryRequest,
 	// sent for the cookie, asked for X25519MLKEM768; the 0-RTT one has no
 	// HelloRetryRequest (it would cost the early data), so the server
@@ -908,4 +918,155 @@ func TestEarlyData13Fleet(t *testing.T) {
 			}
 		})
 	}
+}
+
+// budgetEvents collects a server's anti-amplification trace lines.
+type budgetEvents struct {
+	mu       sync.Mutex
+	proven   string
+	heldBack int
+	retrans  int
+}
+
+func (b *budgetEvents) tracer(ev *TraceEvent) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case ev.Kind == TracePathValidation && strings.HasPrefix(ev.Reason, "0-RTT client address proven"):
+		b.proven = ev.Reason
+	case ev.Kind == TracePathValidation && strings.HasPrefix(ev.Reason, "datagram held back"):
+		b.heldBack++
+	case ev.Kind == TraceFlightRetransmitted:
+		b.retrans++
+	}
+}
+
+// A real 0-RTT client completes within the budget of its unproven
+// address: the server's PSK flight is smaller than the ClientHello.
+func TestEarlyData13AddrBudgetClient(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	cc, sc := configs0RTT(t, 1000)
+	run0RTT(t, cc, sc, nil, "ticket?")
+	var ev budgetEvents
+	sc.Tracer = ev.tracer
+	r := run0RTT(t, cc, sc, []string{"early one", "early two"}, "after")
+	if !r.srv.EarlyDataAccepted || !r.srv.DidResume {
+		t.Fatalf("0-RTT not accepted: %+v, %v", r.srv, r.srvErr)
+	}
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	var sent, recv int
+	if _, err := fmt.Sscanf(ev.proven, "0-RTT client address proven: %d bytes sent for %d received", &sent, &recv); err != nil {
+		t.Fatalf("no proof of the address traced (%q): %v", ev.proven, err)
+	}
+	if ev.heldBack != 0 || sent == 0 || sent > amplificationFactor*recv {
+		t.Fatalf("%d datagrams held back; %d bytes sent for %d received", ev.heldBack, sent, recv)
+	}
+	t.Logf("0-RTT PSK handshake: server sent %d bytes to the unproven address, received %d (ClientHello and 2 early datagrams)", sent, recv)
+}
+
+// A 0-RTT ClientHello (and its early data) recorded and sent from another
+// address, whose owner never answers: the server accepts it (it is new to
+// the strike register) and sends that address at most three times the
+// bytes it received, however often its timer fires.
+func TestEarlyData13AddrBudgetForged(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	cc, sc := configs0RTT(t, 1000)
+	run0RTT(t, cc, sc, nil, "ticket?")
+	// Record the client's first datagrams at a socket that never answers.
+	sink, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	uc, err := net.DialUDP("udp", nil, sink.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ccfg := cc.Clone()
+	ccfg.HandshakeTimeout = 500 * time.Millisecond
+	cli := Client(uc, ccfg)
+	if _, err := cli.WriteEarlyData([]byte("transfer 100")); err != nil {
+		t.Fatal(err)
+	}
+	go cli.Handshake()
+	var recorded [][]byte
+	buf := make([]byte, 65536)
+	sink.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	for len(recorded) < 2 { // the ClientHello and the early datagram
+		n, err := sink.Read(buf)
+		if err != nil {
+			t.Fatalf("recorded %d datagrams: %v", len(recorded), err)
+		}
+		recorded = append(recorded, slices.Clone(buf[:n]))
+	}
+	cli.Close()
+
+	// The forged source: a socket that sends the recorded datagrams to
+	// the server and counts what comes back.
+	srvSock, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim, err := net.DialUDP("udp", nil, srvSock.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer victim.Close()
+	addr := srvSock.LocalAddr().(*net.UDPAddr)
+	srvSock.Close()
+	sconn, err := net.DialUDP("udp", addr, victim.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	scfg := sc.Clone()
+	scfg.RetransmitTimeout = 10 * time.Millisecond // many retransmissions soon
+	scfg.HandshakeTimeout = 6 * time.Second
+	var ev budgetEvents
+	scfg.Tracer = ev.tracer
+	srv := Server(sconn, scfg)
+	defer srv.Close()
+	done := make(chan struct{})
+	go func() { srv.Handshake(); close(done) }()
+	sentIn := 0
+	for _, d := range recorded {
+		victim.Write(d)
+		sentIn += len(d)
+	}
+	got := 0
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		ev.mu.Lock()
+		enough := ev.retrans >= 7
+		ev.mu.Unlock()
+		if enough {
+			break
+		}
+		victim.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		if n, err := victim.Read(buf); err == nil {
+			got += n
+		}
+	}
+	for { // what is still in the socket
+		victim.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		n, err := victim.Read(buf)
+		if err != nil {
+			break
+		}
+		got += n
+	}
+	srv.Close()
+	<-done
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	if srv.early.max == 0 {
+		t.Fatal("the forged 0-RTT ClientHello was not accepted: the test tests nothing")
+	}
+	if ev.retrans < 7 || ev.heldBack == 0 {
+		t.Fatalf("%d retransmissions, %d datagrams held back", ev.retrans, ev.heldBack)
+	}
+	if got == 0 || got > amplificationFactor*sentIn {
+		t.Fatalf("the forged address got %d bytes for the %d it sent (limit %d×)", got, sentIn, amplificationFactor)
+	}
+	t.Logf("forged 0-RTT ClientHello: %d bytes in (2 datagrams), %d bytes out over %d retransmission timers, %d datagrams held back", sentIn, got, ev.retrans, ev.heldBack)
 }

@@ -464,7 +464,17 @@ func (hs *clientHandshakeState) sendClientFlight() error {
 	c := hs.c
 	kx := hs.suite.kx
 	if hs.certRequest != nil {
-		hs.cert = c.clientCertificate(hs.certRequest)
+		cr := hs.certRequest
+		var err error
+		hs.cert, err = c.clientCertificate(&CertificateRequestInfo{
+			AcceptableCAs:    cr.certificateAuthorities,
+			SignatureSchemes: cr.supportedSignatureAlgorithms,
+			Version:          c.vers,
+			ctx:              hs.ctx,
+		}, hs.clientRPK)
+		if err != nil {
+			return err
+		}
 		cm, err := ourCertificateMsg(hs.cert, hs.clientRPK)
 		if err != nil {
 			return c.fail(alertInternalError, err)
@@ -521,19 +531,37 @@ func (hs *clientHandshakeState) sendClientFlight() error {
 	return c.sendFlight(false, "")
 }
 
-// clientCertificate picks our certificate for a CertificateRequest, or nil.
-func (c *Conn) clientCertificate(cr *certificateRequestMsg) *tls.Certificate {
+// clientCertificate picks our certificate for a server's CertificateRequest,
+// or nil to send an empty Certificate: GetClientCertificate's answer when
+// it is set (crypto/tls's semantics: Certificates is then ignored, and an
+// answer with no certificate chain is no certificate, unless rpk, where a
+// private key alone is a raw public key, RFC 7250), else the first of
+// Certificates that can sign with one of the server's signature schemes.
+// An error of GetClientCertificate is returned after sending
+// internal_error, as crypto/tls does: the handshake, or after it the
+// connection, fails with it.
+func (c *Conn) clientCertificate(info *CertificateRequestInfo, rpk bool) (*tls.Certificate, error) {
+	if c.config.GetClientCertificate != nil {
+		cert, err := c.config.GetClientCertificate(info)
+		if err != nil {
+			return nil, c.fail(alertInternalError, err)
+		}
+		if cert == nil || len(cert.Certificate) == 0 && (!rpk || cert.PrivateKey == nil) {
+			return nil, nil
+		}
+		return cert, nil
+	}
 	for i := range c.config.Certificates {
 		cert := &c.config.Certificates[i]
 		signer, err := certificateSigner(cert)
 		if err != nil {
 			continue
 		}
-		if _, err := selectSignatureScheme(c.vers, signer, cr.supportedSignatureAlgorithms); err == nil {
-			return cert
+		if _, err := selectSignatureScheme(c.vers, signer, info.SignatureSchemes); err == nil {
+			return cert, nil
 		}
 	}
-	return nil
+	return nil, nil
 }
 
 func (hs *clientHandshakeState) readServerFinished() error { return hs.readFinished(false) }

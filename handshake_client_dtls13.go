@@ -119,7 +119,7 @@ func (c *Conn) offer13(hello *clientHelloMsg, cached *ClientSessionState) (*clie
 	m := &clientHelloMsg13{clientHelloMsg: *hello}
 	// post_handshake_auth (RFC 8446 §4.2.6) when we have a certificate
 	// to offer (posthandshake_auth_dtls13.go).
-	m.postHandshakeAuth = len(c.config.Certificates) > 0
+	m.postHandshakeAuth = c.config.hasClientCertificate()
 	m.supportedVersions = []uint16{VersionDTLS13}
 	if c.config.supports(VersionDTLS12) {
 		m.supportedVersions = append(m.supportedVersions, VersionDTLS12)
@@ -817,7 +817,15 @@ func writeHandshake13(c *Conn, transcript hash.Hash, msg handshakeMessage) error
 // have none that fits.
 func (hs *clientHandshakeState13) sendClientCertificate() error {
 	c := hs.c
-	cert := c.clientCertificate(&certificateRequestMsg{supportedSignatureAlgorithms: hs.certReq.supportedSignatureAlgorithms})
+	cert, err := c.clientCertificate(&CertificateRequestInfo{
+		AcceptableCAs:    hs.certReq.certificateAuthorities,
+		SignatureSchemes: hs.certReq.supportedSignatureAlgorithms,
+		Version:          VersionDTLS13,
+		ctx:              hs.ctx,
+	}, hs.clientRPK)
+	if err != nil {
+		return err
+	}
 	if cert != nil && !hs.clientRPK && len(cert.Certificate) == 0 {
 		cert = nil // a bare key, and the server wants X.509: an empty Certificate
 	}

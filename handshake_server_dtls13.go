@@ -161,6 +161,9 @@ func (hs *serverHandshakeState13) processClientHello() error {
 	// exchange (early_data_dtls13.go), and must not get one: early data
 	// is not permitted after a HelloRetryRequest.
 	zeroRTT := stateless == nil && share != nil && hs.earlyDataCandidate()
+	if zeroRTT {
+		c.startAddrBudget() // until the client's address is proven
+	}
 	switch {
 	case stateless != nil:
 		// After a Listener's stateless HelloRetryRequest.

@@ -300,7 +300,18 @@ func (c *Conn) answerCertRequest() error {
 	}
 	tr.Write(appendTranscriptMessage13(nil, m.typ, m.body))
 	c.hs.startPostHandshakeFlight()
-	cert := c.clientCertificate(&certificateRequestMsg{supportedSignatureAlgorithms: cr.supportedSignatureAlgorithms})
+	cert, err := c.clientCertificate(&CertificateRequestInfo{
+		AcceptableCAs:    cr.certificateAuthorities,
+		SignatureSchemes: cr.supportedSignatureAlgorithms,
+		Version:          VersionDTLS13,
+		ctx:              context.Background(),
+	}, false)
+	if err != nil {
+		return err
+	}
+	if cert != nil && len(cert.Certificate) == 0 {
+		cert = nil // a bare key: post-handshake authentication is X.509 only
+	}
 	cm := &certificateMsg13{context: cr.context}
 	if cert != nil {
 		for _, der := range cert.Certificate {

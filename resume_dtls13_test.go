@@ -126,6 +126,7 @@ func TestResume13TamperedTicket(t *testing.T) {
 		t.Fatal("no ticket")
 	}
 	bad := *cs
+	bad.tickets13 = nil // this ticket alone, not the entry's pool
 	bad.ticket = append([]byte(nil), cs.ticket...)
 	bad.ticket[len(bad.ticket)-1] ^= 1
 	cc.ClientSessionCache.Put("dtls.test", &bad)
@@ -152,6 +153,7 @@ func TestResume13BadBinder(t *testing.T) {
 		t.Fatal("no ticket")
 	}
 	bad := *cs
+	bad.tickets13 = nil // this ticket alone, not the entry's pool
 	st := *cs.state
 	st.masterSecret = append([]byte(nil), st.masterSecret...)
 	st.masterSecret[0] ^= 1 // the client's PSK no longer matches the ticket's

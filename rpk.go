@@ -28,7 +28,7 @@ func (c *Conn) offerRawPublicKeys(hello *clientHelloMsg) {
 		return
 	}
 	hello.serverCertTypes = []uint8{certificateTypeRawPublicKey}
-	if len(c.config.Certificates) > 0 {
+	if c.config.hasClientCertificate() {
 		hello.clientCertTypes = []uint8{certificateTypeRawPublicKey}
 	}
 }

@@ -138,6 +138,20 @@ const (
 	amplificationFactor = 3
 )
 
+// addrBudget is the anti-amplification limit on what we send to an
+// address not yet proven to be the peer's: at most amplificationFactor
+// times the bytes received from it. A path under validation (RFC 9853 §2)
+// and the address of a 0-RTT ClientHello answered without a cookie
+// exchange (draft-ietf-tls-rfc9147bis §5.1; early_data_dtls13.go) use it.
+type addrBudget struct {
+	received, sent int
+}
+
+// allows reports whether n more bytes may go to the address.
+func (b *addrBudget) allows(n int) bool {
+	return b.sent+n <= amplificationFactor*b.received
+}
+
 // pathPhase is where a validation is.
 type pathPhase uint8
 
@@ -159,9 +173,9 @@ type pathValidation struct {
 	next      time.Time // the next challenge of this phase; zero: none
 	interval  time.Duration
 	timeout   time.Duration // T
-	// received and sentNew count the bytes that authenticated from the
-	// candidate and those we sent it, for the anti-amplification limit.
-	received, sentNew int
+	// budget counts the bytes that authenticated from the candidate and
+	// those we sent it, for the anti-amplification limit.
+	budget addrBudget
 	// windowStart and started count validations for maxPathValidations.
 	windowStart time.Time
 	started     int
@@ -210,7 +224,7 @@ func (c *Conn) observePath(hdr *recordHeader) {
 	if v.phase != pathIdle {
 		if src == v.candidate && !c.dgramCounted {
 			c.dgramCounted = true
-			v.received += c.dgramLen
+			v.budget.received += c.dgramLen
 			if v.phase == pathProbeNew && v.next.IsZero() && v.sent < maxPathChallenges {
 				// A challenge held back by the amplification limit
 				// may go now.
@@ -235,7 +249,7 @@ func (c *Conn) observePath(hdr *recordHeader) {
 	*v = pathValidation{
 		candidate:   src,
 		old:         addrPort(c.io.remoteAddr()),
-		received:    c.dgramLen,
+		budget:      addrBudget{received: c.dgramLen},
 		timeout:     c.pathTimeout(),
 		windowStart: v.windowStart,
 		started:     v.started,
@@ -284,7 +298,7 @@ func (c *Conn) sendPathChallenge(now time.Time) {
 	to := v.candidate
 	if v.phase == pathProbeOld {
 		to = v.old
-	} else if n := c.rrcRecordLen(); v.sentNew+n > amplificationFactor*v.received {
+	} else if n := c.rrcRecordLen(); !v.budget.allows(n) {
 		v.next = time.Time{}
 		c.tracePath(TracePathValidation, to, "challenge held back: anti-amplification limit")
 		return
@@ -302,7 +316,7 @@ func (c *Conn) sendPathChallenge(now time.Time) {
 		return // the socket's error: the next read reports it
 	}
 	if v.phase == pathProbeNew {
-		v.sentNew += n
+		v.budget.sent += n
 	}
 }
 

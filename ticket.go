@@ -506,6 +506,9 @@ type ClientSessionState struct {
 	// maxEarlyData is a DTLS 1.3 ticket's max_early_data_size (RFC 8446
 	// §4.6.1): how many bytes of 0-RTT data it allows; 0: none.
 	maxEarlyData uint32
+	// tickets13 holds the server's unused DTLS 1.3 tickets, this one
+	// among them until a ClientHello takes it (resume_dtls13.go).
+	tickets13 *clientTickets13
 }
 
 // ClientSessionCache is a cache of ClientSessionState objects that a

@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -61,6 +62,15 @@ type cell13 struct {
 	// requests a certificate (Conn.RequestClientCertificate).
 	postAuth bool
 	early    bool // with resume: the second connection sends 0-RTT data (early13_test.go)
+	// tickets: our server sends this many NewSessionTickets per
+	// connection (Config.SessionTicketsPerConnection); each must be
+	// ACKed, and the peer's client resumes with one of them.
+	tickets int
+	// getCert: our client answers CertificateRequests through
+	// Config.GetClientCertificate, not Certificates; getCertCalls counts
+	// its calls (made per run).
+	getCert      bool
+	getCertCalls *atomic.Int32
 }
 
 // wolfPSKIdentity and wolfPSK are wolfSSL's example programs' built-in
@@ -102,6 +112,14 @@ var cells13 = []cell13{
 	// Resumption (RFC 8446 §4.6.1): the server's NewSessionTicket is
 	// offered as a pre_shared_key (psk_dhe_ke) in a second connection.
 	{name: "Resume", resume: true, wolfArgs: []string{"-r"}},
+	// Several tickets per connection (RFC 8446 §4.6.1): our server
+	// sends three, each its own message, each ACKed by the peer's
+	// client, which resumes with one. As a client we count the peer's.
+	{name: "Resume-3tickets", resume: true, tickets: 3, wolfArgs: []string{"-r"}},
+	// Config.GetClientCertificate answers the peer server's
+	// CertificateRequest, in the handshake and after it.
+	{name: "ClientAuth-GetClientCertificate", clientAuth: true, getCert: true},
+	{name: "PostHandshakeAuth-GetClientCertificate", postAuth: true, getCert: true, wolfServer: []string{"-Q"}},
 	// Connection IDs in the unified header (RFC 9147 §9, RFC 9146).
 	// wolfSSL's programs take the CID they want to receive as a string
 	// (--cid), of cidLen bytes here.
@@ -149,6 +167,7 @@ func (c cell13) ourConfig(pki *testPKI, client bool) *dtls.Config {
 		cfg.MaxEarlyData = earlyLimit // used by a server
 		cfg.EnableEarlyData = true    // used by a client
 	}
+	cfg.SessionTicketsPerConnection = c.tickets // used by a server
 	if c.suite != 0 {
 		cfg.CipherSuites = []uint16{c.suite}
 	}
@@ -178,6 +197,17 @@ func (c cell13) ourConfig(pki *testPKI, client bool) *dtls.Config {
 		if c.clientAuth || c.postAuth {
 			cfg.Certificates = []tls.Certificate{pki.client}
 		}
+		if c.getCert {
+			cfg.Certificates = nil
+			calls := c.getCertCalls
+			cfg.GetClientCertificate = func(cri *dtls.CertificateRequestInfo) (*tls.Certificate, error) {
+				calls.Add(1)
+				if err := cri.SupportsCertificate(&pki.client); err != nil {
+					return nil, err
+				}
+				return &pki.client, nil
+			}
+		}
 		return cfg
 	}
 	cfg.Certificates = []tls.Certificate{pki.server}
@@ -205,6 +235,17 @@ type helloCounter struct {
 	// phaAnswers counts our client's answers to a post-handshake
 	// CertificateRequest.
 	phaAnswers int
+	// ticketsSent counts the transmissions of each NewSessionTicket of
+	// ours by message_seq; ticketsReceived the peer's.
+	ticketsSent     map[uint16]int
+	ticketsReceived int
+	// lastRecord is the record our last TraceRecordSent named: the one
+	// that carries the handshake message the next TraceHandshakeSent
+	// reports. ticketRecords are the records of our tickets no ACK
+	// named yet, ticketsACKed those an ACK did.
+	lastRecord    dtls.TraceRecordNumber
+	ticketRecords map[dtls.TraceRecordNumber]bool
+	ticketsACKed  int
 }
 
 func (h *helloCounter) trace(ev *dtls.TraceEvent) {
@@ -212,6 +253,29 @@ func (h *helloCounter) trace(ev *dtls.TraceEvent) {
 	defer h.mu.Unlock()
 	if ev.Kind == dtls.TraceFlightSent && ev.Reason == "post-handshake authentication" {
 		h.phaAnswers++
+	}
+	if ev.Kind == dtls.TraceRecordSent {
+		h.lastRecord = dtls.TraceRecordNumber{Epoch: ev.Epoch, Seq: ev.Seq}
+	}
+	if ev.Kind == dtls.TraceACKReceived {
+		for _, rn := range ev.Records {
+			if h.ticketRecords[rn] {
+				delete(h.ticketRecords, rn)
+				h.ticketsACKed++
+			}
+		}
+	}
+	if ev.HandshakeType == newSessionTicketType && ev.FragmentOffset == 0 {
+		switch ev.Kind {
+		case dtls.TraceHandshakeSent:
+			if h.ticketsSent == nil {
+				h.ticketsSent, h.ticketRecords = map[uint16]int{}, map[dtls.TraceRecordNumber]bool{}
+			}
+			h.ticketsSent[ev.MessageSeq]++
+			h.ticketRecords[h.lastRecord] = true
+		case dtls.TraceHandshakeReceived:
+			h.ticketsReceived++
+		}
 	}
 	if ev.Kind == dtls.TraceEpochChanged {
 		switch ev.Reason {
@@ -250,6 +314,28 @@ func (h *helloCounter) check(t *testing.T, c cell13, client bool) {
 	}
 	if c.keyUpdate || c.ourKeyUpdate {
 		t.Logf("after the KeyUpdate: read epoch %d, write epoch %d", h.readEpoch, h.writeEpoch)
+	}
+	if c.tickets > 0 && !client {
+		// Each connection sent c.tickets, each with its own
+		// message_seq (the two connections' seqs may coincide).
+		if len(h.ticketsSent) < c.tickets {
+			t.Errorf("NewSessionTickets sent by message_seq: %v, want %d distinct per connection", h.ticketsSent, c.tickets)
+		}
+		// Every ticket of the first connection was ACKed (the second
+		// may close before its ACKs come).
+		if h.ticketsACKed < c.tickets {
+			t.Errorf("%d ticket records ACKed, want at least %d", h.ticketsACKed, c.tickets)
+		}
+		t.Logf("our NewSessionTickets (message_seq: transmissions over %d connections): %v; records ACKed by the peer: %d", c.rounds(), h.ticketsSent, h.ticketsACKed)
+	}
+	if c.tickets > 0 && client {
+		if h.ticketsReceived == 0 {
+			t.Error("no NewSessionTicket from the peer")
+		}
+		t.Logf("the peer's server sent %d NewSessionTickets over %d connections", h.ticketsReceived, c.rounds())
+	}
+	if c.getCert && client && (c.getCertCalls == nil || c.getCertCalls.Load() == 0) {
+		t.Error("GetClientCertificate was not called")
 	}
 	if c.name != "HRR" && c.name != "X25519MLKEM768" && c.name != "SecP256r1MLKEM768" {
 		return
@@ -306,6 +392,9 @@ func (c cell13) want() want {
 	return w
 }
 
+// newSessionTicketType is NewSessionTicket's msg_type (RFC 8446 §4).
+const newSessionTicketType = 4
+
 // srtpKeyingMaterialLen is the exporter output of
 // SRTP_AES128_CM_HMAC_SHA1_80: two 16-byte keys and two 14-byte salts
 // (RFC 5764 §4.2).
@@ -333,6 +422,10 @@ func TestDTLS13(t *testing.T) {
 						if c.name == "EarlyData-defaults" && role == "server" {
 							notApplicable(t, "wolfSSL 5.9.2's client resumes a session made with X25519MLKEM768 with an empty key_share, so any server must send a HelloRetryRequest, which rules out early data (see the EarlyData cell)")
 						}
+						if c.getCert && role == "server" {
+							notApplicable(t, "GetClientCertificate is a client's")
+						}
+						c.getCertCalls = new(atomic.Int32)
 						ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 						defer cancel()
 						if role == "client" {
@@ -370,6 +463,10 @@ func TestDTLS13(t *testing.T) {
 						if c.name == "EarlyData-defaults" && role == "client" {
 							notApplicable(t, "pion v4.0.1's server answers a 0-RTT ClientHello that lists X25519MLKEM768 but carries an X25519 share with a HelloRetryRequest for the hybrid, which rules out early data (see the EarlyData cell)")
 						}
+						if c.getCert && role == "server" {
+							notApplicable(t, "GetClientCertificate is a client's")
+						}
+						c.getCertCalls = new(atomic.Int32)
 						ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 						defer cancel()
 						switch {

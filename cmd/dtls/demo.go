@@ -31,7 +31,7 @@ func init() {
 	})
 }
 
-const demoSynopsis = `demo [-loss P] [-mtu N] [-seed S] [-psk] [-version 1.2|1.3 [-keyupdate]] [-out DIR] [-messages N]
+const demoSynopsis = `demo [-loss P] [-mtu N] [-seed S] [-psk] [-version 1.2|1.3 [-keyupdate] [-tickets N]] [-out DIR] [-messages N]
 
 Runs a DTLS server and client in this process over loopback, through a
 seeded lossy channel when -loss is above 0, does a handshake and echoes a
@@ -69,6 +69,9 @@ type demoOptions struct {
 	// keyUpdate: DTLS 1.3, the client updates its keys (and asks the
 	// server to) before the messages.
 	keyUpdate bool
+	// tickets: DTLS 1.3, the server sends that many NewSessionTickets
+	// (Config.SessionTicketsPerConnection) to a client with a cache.
+	tickets int
 }
 
 func parseDemoFlags(args []string, w io.Writer) (*demoOptions, error) {
@@ -81,6 +84,7 @@ func parseDemoFlags(args []string, w io.Writer) (*demoOptions, error) {
 	fs.StringVar(&o.out, "out", "", "folder for handshake.pcapng, handshake.svg and keylog.txt")
 	fs.IntVar(&o.messages, "messages", 3, "application messages to echo after the handshake")
 	fs.BoolVar(&o.keyUpdate, "keyupdate", false, "with -version 1.3: after the handshake the client sends a KeyUpdate asking the server for one too, and the ladder shows the ACKs and the epochs move")
+	fs.IntVar(&o.tickets, "tickets", 0, "with -version 1.3: the server sends this many NewSessionTickets (1 to 4) to a client with a session cache, and the ladder shows each and its ACK")
 	version := fs.String("version", "1.3", "DTLS version: 1.3 (RFC 9147, the library's default) or 1.2 (RFC 6347)")
 	if err := parseArgs(fs, args); err != nil {
 		return nil, err
@@ -95,6 +99,12 @@ func parseDemoFlags(args []string, w io.Writer) (*demoOptions, error) {
 	}
 	if o.keyUpdate && o.version != dtls.VersionDTLS13 {
 		return nil, usageErrorf("-keyupdate needs -version 1.3")
+	}
+	if o.tickets != 0 && o.version != dtls.VersionDTLS13 {
+		return nil, usageErrorf("-tickets needs -version 1.3")
+	}
+	if o.tickets < 0 || o.tickets > 4 {
+		return nil, usageErrorf("-tickets %d: between 1 and 4", o.tickets)
 	}
 	p, err := parseLoss(*loss)
 	if err != nil {
@@ -199,6 +209,10 @@ func demo(ctx context.Context, o *demoOptions, std stdio) error {
 		c.KeyLogWriter = keylog
 		c.MTU = o.mtu
 		c.MaxVersion = o.version
+	}
+	if o.tickets > 0 {
+		serverCfg.SessionTicketsPerConnection = o.tickets
+		clientCfg.ClientSessionCache = dtls.NewLRUClientSessionCache(1)
 	}
 
 	// The channel: two loopback sockets, each dropping o.loss of what it

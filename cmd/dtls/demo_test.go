@@ -180,6 +180,24 @@ func TestDemoDTLS13(t *testing.T) {
 	}
 }
 
+// TestDemoDTLS13Tickets: with -tickets 3 the ladder shows three
+// NewSessionTickets of the server, each with its own message_seq.
+func TestDemoDTLS13Tickets(t *testing.T) {
+	_, out := runDemoForTest(t, "-version", "1.3", "-tickets", "3", "-messages", "2")
+	seqs := map[string]bool{}
+	for l := range strings.Lines(out) {
+		if _, after, ok := strings.Cut(l, "NewSessionTicket seq="); ok {
+			seqs[strings.Fields(after)[0]] = true
+		}
+	}
+	if len(seqs) != 3 {
+		t.Errorf("ladder shows NewSessionTickets with seq %v, want 3:\n%s", seqs, out)
+	}
+	if _, err := parseDemoFlags([]string{"-version", "1.2", "-tickets", "2"}, io.Discard); err == nil {
+		t.Error("-tickets with -version 1.2 accepted")
+	}
+}
+
 // TestDemoDTLS13KeyUpdate: with -keyupdate the ladder shows the client's
 // KeyUpdate (the ladder labels it by type), the server's answer,
 // the ACKs, and records of both sides in epoch 4.
