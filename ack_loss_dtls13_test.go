@@ -333,3 +333,78 @@ func TestTransport13ACKRules(t *testing.T) {
 		t.Error("flightACKDue after our next flight")
 	}
 }
+
+// TestTransport13PostHandshakeCarry: a post-handshake flight started
+// before the last one was wholly ACKed (a NewConnectionId answering the
+// peer's request while our tickets wait for their ACK) carries the
+// unacknowledged messages with it, with what was ACKed of them; the new
+// flight counts as ACKed only when they are too; and the flight never
+// holds more than maxFlightEntries13 messages.
+func TestTransport13PostHandshakeCarry(t *testing.T) {
+	now := time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC)
+	tr := newHandshakeTransport(1200, 0, 0)
+	tr.enable13()
+	seq := uint64(0)
+	send := func() (rns []recordNumber, types []handshakeType) {
+		for _, dg := range tr.appendFlightDatagrams(nil, func(uint64) int { return 21 }) {
+			for _, r := range dg {
+				rn := recordNumber{3, seq}
+				seq++
+				tr.noteSent13(rn, r.entry, r.off, r.off+uint32(len(r.data)-handshakeHeaderLen))
+				rns = append(rns, rn)
+				types = append(types, tr.flight[r.entry].typ)
+			}
+		}
+		tr.flightSent(now)
+		return rns, types
+	}
+	// The handshake's last flight is dropped, not carried.
+	tr.queueMessage(2, typeFinished, make([]byte, 32))
+	send()
+	tr.startPostHandshakeFlight()
+	if len(tr.flight) != 0 {
+		t.Fatalf("the handshake's flight was carried: %d entries", len(tr.flight))
+	}
+	tr.queueMessage(3, typeNewSessionTicket, make([]byte, 100))
+	tr.queueMessage(3, typeNewSessionTicket, make([]byte, 100))
+	tickets, _ := send()
+	if len(tickets) != 2 {
+		t.Fatalf("%d records for two tickets", len(tickets))
+	}
+	if all, _ := tr.handleACK(tickets[:1]); all {
+		t.Fatal("one ticket's ACK completed the flight")
+	}
+	tr.startPostHandshakeFlight()
+	tr.queueMessage(3, typeNewConnectionID, make([]byte, 10))
+	rns, types := send()
+	if len(tr.flight) != 2 || tr.flight[0].typ != typeNewSessionTicket || tr.flight[1].typ != typeNewConnectionID {
+		t.Fatalf("flight after the carry: %v", tr.flight)
+	}
+	if len(types) != 2 || types[0] != typeNewSessionTicket {
+		t.Fatalf("sent %v: want the unACKed ticket again and the NewConnectionId", types)
+	}
+	if all, _ := tr.handleACK(rns[1:]); all {
+		t.Fatal("the NewConnectionId's ACK completed a flight whose ticket was not ACKed")
+	}
+	// The ticket's first transmission, ACKed late, counts.
+	if all, _ := tr.handleACK(tickets[1:]); !all {
+		t.Fatal("every message ACKed, but the flight is not")
+	}
+	// Wholly ACKed: nothing is carried.
+	tr.startPostHandshakeFlight()
+	if len(tr.flight) != 0 {
+		t.Fatalf("%d entries carried from an ACKed flight", len(tr.flight))
+	}
+	// The bound: unACKed messages beyond maxFlightEntries13 drop the oldest.
+	for i := range maxFlightEntries13 + 2 {
+		tr.startPostHandshakeFlight()
+		tr.queueMessage(3, typeKeyUpdate, []byte{byte(i)})
+		send()
+		if len(tr.flight) > maxFlightEntries13 {
+			t.Fatalf("%d entries, over the bound", len(tr.flight))
+		}
+	}
+	if got := tr.flight[0].transcript[handshakeHeaderLen]; got != 2 {
+		t.Errorf("oldest kept message %d, want 2", got)
+	}
+}

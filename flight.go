@@ -96,16 +96,19 @@ type handshakeTransport struct {
 	rto        time.Duration // current retransmission timeout
 
 	// Outgoing: the current flight and the RFC 6347 §4.2.4 state machine.
-	sendSeq    uint16
-	flight     []flightEntry
-	sent       bool // flightSent was called for the current flight (SENDING/WAITING done)
-	sendCount  int  // flightSent calls for the current flight; >1 means it was retransmitted
-	peerMoved  bool // a fragment of the peer's next flight arrived after we sent
-	final      bool // the current flight ends the handshake (FINISHED state): no timer
-	timerArmed bool
-	timerAt    time.Time
-	lastSent   time.Time // last (re)transmission, for minResendInterval
-	firstSent  time.Time // first transmission of the current flight, for RTT samples
+	sendSeq   uint16
+	flight    []flightEntry
+	sent      bool // flightSent was called for the current flight (SENDING/WAITING done)
+	sendCount int  // flightSent calls for the current flight; >1 means it was retransmitted
+	peerMoved bool // a fragment of the peer's next flight arrived after we sent
+	final     bool // the current flight ends the handshake (FINISHED state): no timer
+	// postHandshake: the current flight is post-handshake messages (DTLS
+	// 1.3), started by startPostHandshakeFlight.
+	postHandshake bool
+	timerArmed    bool
+	timerAt       time.Time
+	lastSent      time.Time // last (re)transmission, for minResendInterval
+	firstSent     time.Time // first transmission of the current flight, for RTT samples
 
 	// Round-trip estimate, from flights answered without retransmission
 	// and from setInitialRTT.
@@ -223,6 +226,9 @@ const maxFlightEntries = 5
 func (t *handshakeTransport) appendFlight(e flightEntry) {
 	if t.flight == nil {
 		t.flight = make([]flightEntry, 0, maxFlightEntries)
+	}
+	if t.postHandshake && t.ack13 != nil && len(t.flight) == maxFlightEntries13 {
+		t.dropOldest13()
 	}
 	t.flight = append(t.flight, e)
 }

@@ -116,12 +116,25 @@ func (t *handshakeTransport) pendingSpans(dst []span, i int, n uint32) []span {
 	return dst
 }
 
-// startPostHandshakeFlight drops the last flight of the handshake, which
-// the peer's post-handshake message implicitly acknowledges, so that a
-// post-handshake message (our KeyUpdate) starts a flight of its own with
-// a running timer.
+// startPostHandshakeFlight starts a flight for a post-handshake message
+// (a KeyUpdate, tickets, a CertificateRequest, CID messages). The last
+// flight of the handshake is dropped: the peer's post-handshake messages
+// implicitly acknowledge it. A post-handshake flight of ours that the
+// peer has not wholly ACKed is not: its unacknowledged messages are
+// carried into the new flight, with what was ACKed of them, so that a
+// ticket or a CertificateRequest is not lost to a KeyUpdate sent before
+// its ACK came (as NSS keeps every post-handshake message queued until
+// ACKed), and a KeyUpdate counts as ACKed only with every earlier
+// message (erratum 8047).
 func (t *handshakeTransport) startPostHandshakeFlight() {
-	t.flight = nil
+	var keep []flightEntry
+	if t.postHandshake && t.ack13 != nil && !t.ack13.allAcked && len(t.flight) > 0 {
+		keep = t.carryUnacked13()
+	} else if t.ack13 != nil {
+		t.ack13.newFlight()
+	}
+	t.flight = keep // a new slice: the caller may hold datagrams that alias the old one
+	t.postHandshake = true
 	// peerMoved starts true: the peer's next post-handshake message (its
 	// own KeyUpdate, a ticket) is no answer to this flight, which only an
 	// ACK completes, so it must neither give an RTT sample (peerAdvanced
@@ -129,9 +142,67 @@ func (t *handshakeTransport) startPostHandshakeFlight() {
 	// resend as a repeated flight of the peer would.
 	t.sent, t.peerMoved, t.final, t.timerArmed = false, true, false, false
 	t.sendCount = 0
-	if t.ack13 != nil {
-		t.ack13.newFlight()
+}
+
+// carryUnacked13 returns, in a new slice, the entries of the current
+// flight the peer has not wholly ACKed, and moves their ACK state (spans
+// and the records that carried them) to their new indices.
+func (t *handshakeTransport) carryUnacked13() []flightEntry {
+	a := t.ack13
+	keep := make([]flightEntry, 0, maxFlightEntries13)
+	var idx [maxFlightEntries13]int // old index -> new, -1 dropped
+	var acked [maxFlightEntries13][]span
+	for i, e := range t.flight {
+		if i >= maxFlightEntries13 {
+			break
+		}
+		idx[i] = -1
+		if e.ccs || t.entryAcked13(i, e) {
+			continue
+		}
+		idx[i] = len(keep)
+		acked[len(keep)] = a.acked[i]
+		keep = append(keep, e)
 	}
+	a.acked = acked
+	sent := a.sent[:0]
+	for _, r := range a.sent {
+		if r.entry >= 0 && r.entry < min(len(t.flight), maxFlightEntries13) && idx[r.entry] >= 0 {
+			r.entry = idx[r.entry]
+			sent = append(sent, r)
+		}
+	}
+	a.sent = sent
+	a.allAcked = false
+	return keep
+}
+
+// entryAcked13 reports whether every byte of flight entry i was ACKed.
+func (t *handshakeTransport) entryAcked13(i int, e flightEntry) bool {
+	sp := t.ack13.acked[i]
+	if len(e.transcript)-handshakeHeaderLen == 0 {
+		return len(sp) != 0
+	}
+	return len(sp) == 1 && sp[0].off == 0 && sp[0].end >= uint32(len(e.transcript)-handshakeHeaderLen)
+}
+
+// dropOldest13 makes room in a post-handshake flight that holds
+// maxFlightEntries13 messages (carried ones among them) by dropping its
+// oldest, the one that has waited longest for its ACK: past the bound a
+// message could never count as ACKed.
+func (t *handshakeTransport) dropOldest13() {
+	a := t.ack13
+	t.flight = append(t.flight[:0:0], t.flight[1:]...)
+	copy(a.acked[:], a.acked[1:])
+	a.acked[maxFlightEntries13-1] = nil
+	sent := a.sent[:0]
+	for _, r := range a.sent {
+		if r.entry > 0 {
+			r.entry--
+			sent = append(sent, r)
+		}
+	}
+	a.sent = sent
 }
 
 // noteSent records that the handshake record rn carried bytes [off, end)
@@ -171,18 +242,7 @@ func (t *handshakeTransport) handleACK(rns []recordNumber) (all, progress bool) 
 		if e.ccs {
 			continue
 		}
-		n := uint32(len(e.transcript) - handshakeHeaderLen)
-		if i >= maxFlightEntries13 {
-			return false, progress
-		}
-		sp := a.acked[i]
-		if n == 0 {
-			if len(sp) == 0 {
-				return false, progress
-			}
-			continue
-		}
-		if len(sp) != 1 || sp[0].off != 0 || sp[0].end < n {
+		if i >= maxFlightEntries13 || !t.entryAcked13(i, e) {
 			return false, progress
 		}
 	}
