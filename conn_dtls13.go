@@ -256,8 +256,9 @@ func (c *Conn) handleACK(hdr recordHeader, data []byte) error {
 		c.hs.finalFlight() // our last flight is acknowledged: nothing to resend
 		if c.ku.pending {
 			// RFC 9147 §8 with erratum 8047: the KeyUpdate and every
-			// message before it are ACKed (it was sent only once the
-			// flight before it was, and is alone in its flight).
+			// message before it are ACKed (all: every message of its
+			// flight, those carried from an unACKed earlier flight
+			// included; startPostHandshakeFlight).
 			if err := c.updateWriteKeys(); err != nil {
 				return err
 			}
@@ -277,7 +278,12 @@ func (c *Conn) handleACK(hdr recordHeader, data []byte) error {
 		// unacknowledged gets that part resent, now rather than when
 		// our timer fires (LOSS.md: a lost last datagram of the
 		// server's flight cost the client's timer and a resent
-		// ClientHello before).
+		// ClientHello before). Not after the handshake: a client ACKs
+		// each post-handshake message as it comes (several tickets),
+		// so an ACK of the first would resend the others before their
+		// own ACKs arrive; the timer resends what is still missing.
+		// Resending only what an ACK of a later record shows lost
+		// would need per-record loss detection (not done).
 		return c.sendFlight(true, "partial ACK")
 	}
 	return nil
