@@ -24,6 +24,7 @@ func TestConnRecordPathAllocs(t *testing.T) {
 	} {
 		t.Run(CipherSuiteName(sc.suite), func(t *testing.T) {
 			cc, scfg := configsFor(t, sc)
+			cc.MaxVersion = VersionDTLS12 // the 1.2 suite's record path, as named
 			if sc.suite == suiteTLSAES128GCMSHA256 || sc.suite == suiteTLSChaCha20Poly1305SHA256 {
 				// DTLS 1.3: the unified-header record path.
 				cc, scfg = configs13(t, "p256")

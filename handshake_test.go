@@ -446,6 +446,9 @@ func TestHandshakeLossy(t *testing.T) {
 		for seed := uint64(1); seed <= 5; seed++ {
 			t.Run(fmt.Sprintf("%s/seed%d", CipherSuiteName(sc.suite), seed), func(t *testing.T) {
 				cc, scfg := configsFor(t, sc)
+				// DTLS 1.2, as the subtest names say; 1.3 over loss:
+				// TestLoss13, TestLossTable's 1.3 rows.
+				cc.MaxVersion = VersionDTLS12
 				cc.RetransmitTimeout = 20 * time.Millisecond
 				scfg.RetransmitTimeout = 20 * time.Millisecond
 				cc.MTU, scfg.MTU = 300, 300
@@ -563,7 +566,8 @@ func BenchmarkHandshakeECDSA(b *testing.B) {
 			c.Close()
 		}
 	}()
-	cfg := &Config{RootCAs: tc.pool, ServerName: "dtls.test"}
+	// DTLS 1.2, as the server's suite; 1.3: BenchmarkHandshake13.
+	cfg := &Config{RootCAs: tc.pool, ServerName: "dtls.test", MaxVersion: VersionDTLS12}
 	b.ReportAllocs()
 	for b.Loop() {
 		c, err := Dial("udp", l.Addr().String(), cfg)
@@ -576,6 +580,7 @@ func BenchmarkHandshakeECDSA(b *testing.B) {
 
 func BenchmarkHandshakePSK(b *testing.B) {
 	cc, sc := configsFor(b, suiteCase{TLS_PSK_WITH_AES_128_CCM_8, ""})
+	cc.MaxVersion = VersionDTLS12 // the 1.2 PSK suite; 1.3: BenchmarkHandshake13/PSK
 	l, err := Listen("udp", "127.0.0.1:0", sc)
 	if err != nil {
 		b.Fatal(err)
@@ -604,6 +609,7 @@ func BenchmarkHandshakePSK(b *testing.B) {
 // the client writes, the server reads.
 func BenchmarkRecords1000(b *testing.B) {
 	cc, sc := configsFor(b, suiteCase{TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, "p256"})
+	cc.MaxVersion = VersionDTLS12 // the 1.2 suite's records; 1.3: BenchmarkEcho100Listener/v=1.3
 	l, err := Listen("udp", "127.0.0.1:0", sc)
 	if err != nil {
 		b.Fatal(err)

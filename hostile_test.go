@@ -228,8 +228,13 @@ func TestEpoch0AfterHandshake(t *testing.T) {
 // answers it statelessly with a HelloVerifyRequest to that address; the
 // client must drop it, and the connection must go on both ways (the
 // client used to answer no_renegotiation, which ended the server side).
+// Written for a 1.2 client, run with a 1.3 client too.
 func TestSpoofedClientHelloToListener(t *testing.T) {
 	checkNoGoroutineLeak(t)
+	inBothVersions(t, testSpoofedClientHelloToListener)
+}
+
+func testSpoofedClientHelloToListener(t *testing.T, vers uint16) {
 	synctest.Test(t, func(t *testing.T) {
 		n := netsim.New(1, netsim.Link{})
 		spc, err := n.ListenPacket(lossServerAddr)
@@ -237,6 +242,7 @@ func TestSpoofedClientHelloToListener(t *testing.T) {
 			t.Fatal(err)
 		}
 		cc, sc := configsFor(t, suiteCase{TLS_PSK_WITH_AES_128_GCM_SHA256, ""})
+		cc.MaxVersion = vers
 		l, err := NewListener(spc, sc)
 		if err != nil {
 			t.Fatal(err)

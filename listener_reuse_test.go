@@ -14,9 +14,15 @@ import (
 // Without this the Listener would route the new ClientHello to the dead
 // association, which refuses it as a renegotiation, and the device could
 // not reconnect until the server's application closed the old connection.
+// Written for 1.2 (the refusal is 1.2's no_renegotiation), run in both.
 func TestListenerClientRestartsOnSamePort(t *testing.T) {
 	checkNoGoroutineLeak(t)
+	inBothVersions(t, testListenerClientRestartsOnSamePort)
+}
+
+func testListenerClientRestartsOnSamePort(t *testing.T, vers uint16) {
 	cc, sc := configsFor(t, suiteCase{TLS_PSK_WITH_AES_128_GCM_SHA256, ""})
+	cc.MaxVersion = vers
 	l, err := Listen("udp", "127.0.0.1:0", sc)
 	if err != nil {
 		t.Fatal(err)

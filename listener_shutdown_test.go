@@ -161,7 +161,8 @@ func TestListenerShutdownHandshakeInProgress(t *testing.T) {
 			t.Fatalf("Shutdown did not wait for the handshake: %d in progress", s.Handshaking)
 		}
 
-		// A new client during the shutdown gets no HelloVerifyRequest.
+		// A new client during the shutdown gets no HelloVerifyRequest
+		// (1.2) or HelloRetryRequest (1.3, the default here).
 		nc2, err := n.Dial(netip.MustParseAddrPort("10.0.0.3:3333"), lossServerAddr)
 		if err != nil {
 			t.Fatal(err)

@@ -456,6 +456,11 @@ func TestLossDuplicationReordering(t *testing.T) {
 				if r := results[seed]; v.hybrid && r.err == nil && r.group != groupX25519MLKEM768 {
 					t.Errorf("seed %d: group %v, want X25519MLKEM768", seed+1, r.group)
 				}
+				// The X25519 row: only the client pins it; the server's
+				// defaults must not move the handshake to the hybrid.
+				if r := results[seed]; v.vers == VersionDTLS13 && !v.hybrid && r.err == nil && r.group != tls.X25519 {
+					t.Errorf("seed %d: group %v, want X25519", seed+1, r.group)
+				}
 			}
 			t.Log(summarize(lossRow{suite: sc, mtu: 200, loss: 0.2, v13: v.vers == VersionDTLS13, x25519: !v.hybrid}, results))
 		})

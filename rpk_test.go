@@ -74,7 +74,9 @@ func TestRawPublicKeyHandshake(t *testing.T) {
 				serverCert, serverPub := rpkKey(t, tt.kind)
 				clientCert, clientPub := rpkKey(t, "p256")
 				scfg := &Config{RawPublicKey: true, Certificates: []tls.Certificate{serverCert}, CipherSuites: []uint16{tt.suite}}
-				ccfg := &Config{RawPublicKey: true, PeerPublicKeys: []crypto.PublicKey{serverPub}, CipherSuites: []uint16{tt.suite}}
+				// DTLS 1.2, where the suite picks the key's kind; 1.3:
+				// TestHandshake13RawPublicKey.
+				ccfg := &Config{RawPublicKey: true, PeerPublicKeys: []crypto.PublicKey{serverPub}, CipherSuites: []uint16{tt.suite}, MaxVersion: VersionDTLS12}
 				if clientAuth {
 					scfg.ClientAuth = tls.RequireAndVerifyClientCert
 					scfg.PeerPublicKeys = []crypto.PublicKey{clientPub}
@@ -108,7 +110,8 @@ func TestRawPublicKeyMixed(t *testing.T) {
 	scfg := &Config{RawPublicKey: true, Certificates: []tls.Certificate{tc.tls}}
 	l, _ := echoServer(t, scfg, nil)
 
-	x509Client := &Config{RootCAs: tc.pool, ServerName: "dtls.test"}
+	// DTLS 1.2 clients; 1.3: TestHandshake13RawPublicKeyMixed.
+	x509Client := &Config{RootCAs: tc.pool, ServerName: "dtls.test", MaxVersion: VersionDTLS12}
 	c, err := Dial("udp", l.Addr().String(), x509Client)
 	if err != nil {
 		t.Fatal(err)
@@ -120,7 +123,7 @@ func TestRawPublicKeyMixed(t *testing.T) {
 	c.Close()
 
 	var seen []byte
-	rpkClient := &Config{RawPublicKey: true, VerifyPeerCertificate: func(raw [][]byte, chains [][]*x509.Certificate) error {
+	rpkClient := &Config{RawPublicKey: true, MaxVersion: VersionDTLS12, VerifyPeerCertificate: func(raw [][]byte, chains [][]*x509.Certificate) error {
 		if len(raw) != 1 || chains != nil {
 			return errors.New("unexpected arguments")
 		}

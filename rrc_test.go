@@ -69,10 +69,13 @@ func (p *pathEvents) String() string {
 }
 
 // rrcPair runs an echoing Listener with CIDs and the server policy, and a
-// client with the client policy behind a natProxy.
-func rrcPair(t *testing.T, clientCID func() []byte, clientPolicy, serverPolicy RRCPolicy) (c, srv *Conn, nat *natProxy, l *Listener, ev *pathEvents) {
+// client of version vers with the client policy behind a natProxy. The
+// tests below were written for 1.2 (tls12_cid records); RFC 9853 applies
+// to 1.3 as well, so each runs in both versions.
+func rrcPair(t *testing.T, vers uint16, clientCID func() []byte, clientPolicy, serverPolicy RRCPolicy) (c, srv *Conn, nat *natProxy, l *Listener, ev *pathEvents) {
 	t.Helper()
 	cc, scfg := configsFor(t, suiteCase{TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, "p256"})
+	cc.MaxVersion = vers
 	scfg.ConnectionIDGenerator = RandomCIDGenerator(8)
 	scfg.ReturnRoutabilityCheck = serverPolicy
 	ev = &pathEvents{}
@@ -125,6 +128,10 @@ func outside(nat *natProxy) netip.AddrPort {
 // and neither turned it off (RFC 9853 §3).
 func TestRRCNegotiation(t *testing.T) {
 	checkNoGoroutineLeak(t)
+	inBothVersions(t, testRRCNegotiation)
+}
+
+func testRRCNegotiation(t *testing.T, vers uint16) {
 	tests := []struct {
 		name           string
 		client, server RRCPolicy
@@ -140,6 +147,7 @@ func TestRRCNegotiation(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cc, scfg := configsFor(t, suiteCase{TLS_PSK_WITH_AES_128_CCM_8, ""})
+			cc.MaxVersion = vers
 			scfg.ConnectionIDGenerator = RandomCIDGenerator(8)
 			scfg.ReturnRoutabilityCheck = tt.server
 			if tt.clientCID {
@@ -222,6 +230,10 @@ func TestRRCExtension(t *testing.T) {
 // answered, then follows, and the session goes on (RFC 9853 §5.1).
 func TestRRCClientRebinds(t *testing.T) {
 	checkNoGoroutineLeak(t)
+	inBothVersions(t, testRRCClientRebinds)
+}
+
+func testRRCClientRebinds(t *testing.T, vers uint16) {
 	for _, tc := range []struct {
 		name   string
 		cid    func() []byte
@@ -234,7 +246,7 @@ func TestRRCClientRebinds(t *testing.T) {
 		{"enhanced", RandomCIDGenerator(4), RRCEnhanced},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, srv, nat, _, ev := rrcPair(t, tc.cid, RRCBasic, tc.policy)
+			c, srv, nat, _, ev := rrcPair(t, vers, tc.cid, RRCBasic, tc.policy)
 			if !srv.ConnectionState().ReturnRoutabilityCheck {
 				t.Fatal("rrc not negotiated")
 			}
@@ -273,6 +285,10 @@ func TestRRCClientRebinds(t *testing.T) {
 // the attacker's address stays within three times what came from it.
 func TestRRCForwardedRecord(t *testing.T) {
 	checkNoGoroutineLeak(t)
+	inBothVersions(t, testRRCForwardedRecord)
+}
+
+func testRRCForwardedRecord(t *testing.T, vers uint16) {
 	for _, tc := range []struct {
 		name   string
 		cid    func() []byte
@@ -285,7 +301,7 @@ func TestRRCForwardedRecord(t *testing.T) {
 		{"enhanced", RandomCIDGenerator(4), RRCEnhanced, "old path answered"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, srv, nat, l, ev := rrcPair(t, tc.cid, RRCBasic, tc.policy)
+			c, srv, nat, l, ev := rrcPair(t, vers, tc.cid, RRCBasic, tc.policy)
 			home := outside(nat)
 			attacker, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 			if err != nil {
@@ -386,7 +402,11 @@ func sealAs(t *testing.T, c *Conn, typ recordType, payload []byte) []byte {
 // negotiation are not taken.
 func TestRRCWrongCookie(t *testing.T) {
 	checkNoGoroutineLeak(t)
-	c, srv, nat, l, ev := rrcPair(t, RandomCIDGenerator(4), RRCBasic, RRCBasic)
+	inBothVersions(t, testRRCWrongCookie)
+}
+
+func testRRCWrongCookie(t *testing.T, vers uint16) {
+	c, srv, nat, l, ev := rrcPair(t, vers, RandomCIDGenerator(4), RRCBasic, RRCBasic)
 	home := outside(nat)
 	relay, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -440,7 +460,11 @@ func TestRRCWrongCookie(t *testing.T) {
 // (RFC 9146 §6).
 func TestRRCNotNegotiated(t *testing.T) {
 	checkNoGoroutineLeak(t)
-	c, srv, nat, _, ev := rrcPair(t, RandomCIDGenerator(4), RRCOff, RRCBasic)
+	inBothVersions(t, testRRCNotNegotiated)
+}
+
+func testRRCNotNegotiated(t *testing.T, vers uint16) {
+	c, srv, nat, _, ev := rrcPair(t, vers, RandomCIDGenerator(4), RRCOff, RRCBasic)
 	if srv.ConnectionState().ReturnRoutabilityCheck {
 		t.Fatal("rrc negotiated")
 	}
@@ -463,7 +487,11 @@ func TestRRCNotNegotiated(t *testing.T) {
 // maxPathChallenges challenges.
 func TestRRCBounds(t *testing.T) {
 	checkNoGoroutineLeak(t)
-	c, srv, nat, l, ev := rrcPair(t, OnlySendCIDGenerator(), RRCBasic, RRCBasic)
+	inBothVersions(t, testRRCBounds)
+}
+
+func testRRCBounds(t *testing.T, vers uint16) {
+	c, srv, nat, l, ev := rrcPair(t, vers, OnlySendCIDGenerator(), RRCBasic, RRCBasic)
 	home := outside(nat)
 	server := net.UDPAddrFromAddrPort(addrPort(l.Addr()))
 	var socks []*net.UDPConn

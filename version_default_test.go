@@ -20,6 +20,18 @@ func versionName(vers uint16) string {
 	return "unknown"
 }
 
+// inBothVersions runs f as subtests "1.2" and "1.3", with the version for
+// the test to pin in its client's MaxVersion. It is for tests written for
+// DTLS 1.2 whose behaviour 1.3 must have too: pinned to 1.2 they would
+// leave 1.3 untested, unpinned they would silently have stopped testing
+// 1.2 when 1.3 became the default.
+func inBothVersions(t *testing.T, f func(t *testing.T, vers uint16)) {
+	t.Helper()
+	for _, vers := range []uint16{VersionDTLS12, VersionDTLS13} {
+		t.Run(versionName(vers), func(t *testing.T) { f(t, vers) })
+	}
+}
+
 // TestStaleRecord13DuringHandshake is TestStaleEpoch1AlertDuringHandshake
 // for DTLS 1.3: a record of some earlier connection in the unified header
 // (epoch bits 2, the handshake epoch), arriving before our handshake keys,

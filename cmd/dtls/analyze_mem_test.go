@@ -218,8 +218,19 @@ func TestEpochRecords(t *testing.T) {
 
 // TestAnalyzeKeysAfterPackets: a Decryption Secrets Block written after
 // the packets it decrypts still decrypts them: analyze reads the whole
-// key log in a first pass.
+// key log in a first pass. Written for 1.2 (a CLIENT_RANDOM line; the
+// 1.2 suite did not keep 1.3 off once it became the default), run in both
+// versions, whose key logs differ.
 func TestAnalyzeKeysAfterPackets(t *testing.T) {
+	for _, v := range []struct {
+		name string
+		vers uint16
+	}{{"1.2", dtls.VersionDTLS12}, {"1.3", dtls.VersionDTLS13}} {
+		t.Run(v.name, func(t *testing.T) { testAnalyzeKeysAfterPackets(t, v.vers) })
+	}
+}
+
+func testAnalyzeKeysAfterPackets(t *testing.T, vers uint16) {
 	path := filepath.Join(t.TempDir(), "late-keys.pcapng")
 	f, err := os.Create(path)
 	if err != nil {
@@ -241,7 +252,7 @@ func TestAnalyzeKeysAfterPackets(t *testing.T) {
 		}
 	}()
 	c, err := dtls.Dial("udp", l.Addr().String(), &dtls.Config{PSK: psk, PSKIdentity: []byte("id"), CipherSuites: suites,
-		Tracer: capw.Tracer(nil), KeyLogWriter: &keys})
+		MaxVersion: vers, Tracer: capw.Tracer(nil), KeyLogWriter: &keys})
 	if err != nil {
 		t.Fatal(err)
 	}
