@@ -532,6 +532,7 @@ func wolfServer13(ctx context.Context, t *testing.T, sh, dir string, pki *testPK
 		w := c.want()
 		w.group = c.wantGroup(true)
 		w.resumed = i == 1
+		w.keyUpdateDone = hc.keyUpdateDone
 		if c.early && i == 1 {
 			w.early = true
 			wolfEarlyRound13(ctx, t, srv, cfg, port, w)
@@ -756,6 +757,7 @@ func pionServer13(ctx context.Context, t *testing.T, pki *testPKI, c cell13) {
 	for i := range c.rounds() {
 		w := c.want()
 		w.resumed = i == 1
+		w.keyUpdateDone = hc.keyUpdateDone
 		dialAndExchange(ctx, t, l.Addr().String(), cfg, w, goLine, goLine)
 	}
 	select {
