@@ -3,6 +3,7 @@ package dtls
 import (
 	"bytes"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -284,6 +285,17 @@ func TestCIDRebinding(t *testing.T) {
 		if !withRRC {
 			cc.ReturnRoutabilityCheck = RRCOff
 		}
+		// A check whose path_response comes after the timer T (3×RTT,
+		// at least 100 ms) fails, and the peer stays: under load that
+		// happened, and with nothing more from the client the server
+		// never followed. The client then sends again, which starts a
+		// new check (RFC 9853 §5.1), at most maxRecheck times.
+		var failedChecks atomic.Int32
+		scfg.Tracer = func(ev *TraceEvent) {
+			if ev.Kind == TracePathValidation && strings.HasPrefix(ev.Reason, "failed") {
+				failedChecks.Add(1)
+			}
+		}
 		l, conns := acceptOne(t, scfg)
 		nat := newNATProxy(t, l.Addr())
 		c, err := Dial("udp", nat.front.LocalAddr().String(), cc)
@@ -303,7 +315,20 @@ func TestCIDRebinding(t *testing.T) {
 			if _, err := c.Write([]byte("after rebinding")); err != nil {
 				t.Fatal(err)
 			}
-			readUntil(t, c, "the server to follow", func() bool { return sameAddr(srv.RemoteAddr(), second) })
+			const maxRecheck = 3
+			rechecks := int32(0)
+			readUntil(t, c, "the server to follow", func() bool {
+				if f := failedChecks.Load(); f > rechecks && !sameAddr(srv.RemoteAddr(), second) {
+					if rechecks = f; f > maxRecheck {
+						t.Fatalf("%d return routability checks failed", f)
+					}
+					t.Logf("return routability check %d failed (slow path_response); the client sends again", f)
+					if _, err := c.Write([]byte("after a failed check")); err != nil {
+						t.Fatal(err)
+					}
+				}
+				return sameAddr(srv.RemoteAddr(), second)
+			})
 		}
 		exchange(t, c, "after rebinding", "and again")
 		if !sameAddr(srv.RemoteAddr(), second) {

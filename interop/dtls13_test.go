@@ -298,6 +298,15 @@ func (h *helloCounter) trace(ev *dtls.TraceEvent) {
 	}
 }
 
+// keyUpdateDone reports whether both our epochs moved past the
+// handshake's: our KeyUpdate was ACKed (write) and the peer's arrived
+// (read).
+func (h *helloCounter) keyUpdateDone() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.writeEpoch >= 4 && h.readEpoch >= 4
+}
+
 // check fails the test unless a HelloRetryRequest preceded the
 // ServerHello, for the cells whose point that is.
 func (h *helloCounter) check(t *testing.T, c cell13, client bool) {
@@ -523,6 +532,7 @@ func wolfServer13(ctx context.Context, t *testing.T, sh, dir string, pki *testPK
 		w := c.want()
 		w.group = c.wantGroup(true)
 		w.resumed = i == 1
+		w.keyUpdateDone = hc.keyUpdateDone
 		if c.early && i == 1 {
 			w.early = true
 			wolfEarlyRound13(ctx, t, srv, cfg, port, w)
@@ -747,6 +757,7 @@ func pionServer13(ctx context.Context, t *testing.T, pki *testPKI, c cell13) {
 	for i := range c.rounds() {
 		w := c.want()
 		w.resumed = i == 1
+		w.keyUpdateDone = hc.keyUpdateDone
 		dialAndExchange(ctx, t, l.Addr().String(), cfg, w, goLine, goLine)
 	}
 	select {
@@ -857,12 +868,12 @@ func pionClient13(ctx context.Context, t *testing.T, pki *testPKI, c cell13) {
 	for i := range c.rounds() {
 		w := c.want()
 		w.resumed = i == 1
-		pionClientRound13(ctx, t, l, opts, c, w)
+		pionClientRound13(ctx, t, l, opts, c, w, &hc)
 	}
 }
 
 // pionClientRound13 is one connection of pion's client to our Listener.
-func pionClientRound13(ctx context.Context, t *testing.T, l *dtls.Listener, opts []pion4.Option, c cell13, w want) {
+func pionClientRound13(ctx context.Context, t *testing.T, l *dtls.Listener, opts []pion4.Option, c cell13, w want, hc *helloCounter) {
 	res := serveEcho(ctx, l, w, false)
 	copts := make([]pion4.ClientOption, 0, len(opts))
 	for _, o := range opts {
@@ -898,6 +909,18 @@ func pionClientRound13(ctx context.Context, t *testing.T, l *dtls.Listener, opts
 	}
 	if string(buf[:n]) != pionLine {
 		t.Errorf("pion read %q", buf[:n])
+	}
+	if c.ourKeyUpdate {
+		// pion takes our KeyUpdate(update_requested) in its own
+		// goroutine, ACKs it, and queues its answer for that
+		// goroutine to send later: Read returning the echo says
+		// nothing of it. Closing at once raced the answer (pion ACKed
+		// our KeyUpdate, then sent close_notify, never its own). Keep
+		// the connection open until our server saw both moves, or
+		// exitWait; hc.check then fails a pion that never answers.
+		for deadline := time.Now().Add(exitWait); !hc.keyUpdateDone() && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
 	conn.Close()
 	waitEcho(ctx, t, res, true)

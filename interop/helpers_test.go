@@ -409,22 +409,35 @@ type want struct {
 	// handshake (DTLS 1.3, Conn.UpdateKeys) and reads on so that the
 	// peer's ACK and its own KeyUpdate arrive.
 	updateKeys bool
+	// keyUpdateDone, if set, reports that the KeyUpdate exchange is over
+	// (the peer ACKed ours and sent its own): afterExchange13 stops
+	// reading then.
+	keyUpdateDone func() bool
 	// requestCert: our server requests a client certificate after the
 	// handshake (DTLS 1.3, Conn.RequestClientCertificate) and must get
 	// one.
 	requestCert bool
 }
 
-// afterExchange13 reads on for up to a second after a client's exchange
-// when w.updateKeys, so that the peer's ACK of our KeyUpdate (which moves
-// our write keys) and its KeyUpdate in answer are processed; it stops at
+// afterExchange13 reads on after a client's exchange when w.updateKeys,
+// so that the peer's ACK of our KeyUpdate (which moves our write keys)
+// and its KeyUpdate in answer are processed: until w.keyUpdateDone says
+// both came (or for a second without it, up to exitWait with it, since
+// a peer answers from its own goroutine when it gets to it); it stops at
 // the peer's close_notify or any error.
 func afterExchange13(conn *dtls.Conn, w want) {
 	if !w.updateKeys {
 		return
 	}
 	buf := make([]byte, 1<<14)
-	for range 10 {
+	reads := 10
+	if w.keyUpdateDone != nil {
+		reads = int(exitWait / (100 * time.Millisecond))
+	}
+	for range reads {
+		if w.keyUpdateDone != nil && w.keyUpdateDone() {
+			return
+		}
 		conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 		if _, err := conn.Read(buf); err != nil {
 			var ne net.Error

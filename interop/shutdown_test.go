@@ -34,13 +34,29 @@ func TestPionSeesShutdown(t *testing.T) {
 				defer conn.Close()
 				clients = append(clients, conn)
 			}
-			// The first is accepted and served; the second waits in
-			// the backlog.
+			// One is accepted and served; the other waits in the
+			// backlog. Which one Accept returns first is not the dial
+			// order: each handshake's goroutine queues its connection
+			// after sending the last flight, so the first can queue
+			// after the second under load. The client served is the
+			// one whose address the accepted connection has.
 			served := make(chan error, 1)
 			accepted, err := l.AcceptContext(ctx)
 			if err != nil {
 				t.Fatalf("Accept: %v", err)
 			}
+			// pion's clients are bound to the wildcard address: the
+			// port tells them apart.
+			first := -1
+			for i, c := range clients {
+				if c.LocalAddr().(*net.UDPAddr).Port == accepted.RemoteAddr().(*net.UDPAddr).Port {
+					first = i
+				}
+			}
+			if first < 0 {
+				t.Fatalf("accepted a connection from %v, neither client's address (%v, %v)", accepted.RemoteAddr(), clients[0].LocalAddr(), clients[1].LocalAddr())
+			}
+			t.Logf("accepted client %d first", first)
 			go func() {
 				buf := make([]byte, 1<<14)
 				for {
@@ -52,11 +68,11 @@ func TestPionSeesShutdown(t *testing.T) {
 					accepted.Write(buf[:n])
 				}
 			}()
-			if _, err := clients[0].Write([]byte(pionLine)); err != nil {
+			if _, err := clients[first].Write([]byte(pionLine)); err != nil {
 				t.Fatal(err)
 			}
-			clients[0].SetReadDeadline(time.Now().Add(5 * time.Second))
-			if _, err := clients[0].Read(make([]byte, 100)); err != nil {
+			clients[first].SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := clients[first].Read(make([]byte, 100)); err != nil {
 				t.Fatalf("pion client: no echo: %v", err)
 			}
 

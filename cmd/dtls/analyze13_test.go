@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -544,6 +545,12 @@ func startCapture(ctx context.Context, t *testing.T, tshark string, port int, pc
 	}
 }
 
+// relayDrain is how long relayWolfSSL waits for one more of the
+// client's datagrams after the client exited. Those it sent are already
+// queued on loopback, so each is read at once; only the end of the
+// drain waits.
+const relayDrain = 200 * time.Millisecond
+
 // relayWolfSSL runs wolfSSL's server (with srvArgs) and client (with
 // cliArgs) through a UDP relay that loses the server's datagrams for
 // which lose(n) holds (n counts from 1), records what the server's link
@@ -577,9 +584,18 @@ func relayWolfSSL(ctx context.Context, t *testing.T, dir string, srvArgs, cliArg
 	}
 	clientAddr := make(chan netip.AddrPort, 1)
 	var wg sync.WaitGroup
+	var clientGone atomic.Bool
+	c2sDone := make(chan struct{})
 	wg.Go(func() { // client to server
+		defer close(c2sDone)
 		buf := make([]byte, 1<<16)
 		for first := true; ; first = false {
+			if clientGone.Load() {
+				// Drain what the client sent before it exited:
+				// each read finds the next queued datagram at once;
+				// relayDrain without one ends the relay.
+				front.SetReadDeadline(time.Now().Add(relayDrain))
+			}
 			n, from, err := front.ReadFromUDPAddrPort(buf)
 			if err != nil {
 				return
@@ -614,8 +630,16 @@ func relayWolfSSL(ctx context.Context, t *testing.T, dir string, srvArgs, cliArg
 	})
 	args := append(slices.Clone(cliArgs), "-h", "127.0.0.1", "-p", strconv.Itoa(front.LocalAddr().(*net.UDPAddr).Port), "-d")
 	out, err := wolfSSL13Cmd(ctx, work, filepath.Join(dir, "client"), args...).CombinedOutput()
-	front.Close()
+	// The client's last datagrams (its post-handshake Finished, say) may
+	// still wait in front's socket when it exits: closing front at once
+	// lost them from the capture under load. They are relayed first; the
+	// server's side is cut at once, as before.
+	back.SetReadDeadline(time.Now())
+	clientGone.Store(true)
+	front.SetReadDeadline(time.Now().Add(relayDrain))
+	<-c2sDone
 	back.Close()
+	front.Close()
 	wg.Wait()
 	if err != nil {
 		t.Fatalf("wolfSSL client: %v\n%s\nserver:\n%s", err, out, srvOut)

@@ -52,21 +52,35 @@ func TestAnalyzeOpenSSLCapture(t *testing.T) {
 		dtlstest.Missing(t, "capturing on loopback needs root")
 	}
 	dir := t.TempDir()
+	raw := filepath.Join(dir, "raw.pcapng")
 	pcap := filepath.Join(dir, "openssl.pcapng")
 	keylog := filepath.Join(dir, "keylog.txt")
-	port := freeUDPPort(t)
+	port, probePort := freeUDPPort(t), freeUDPPort(t)
+	for i := 0; probePort == port && i < 10; i++ {
+		probePort = freeUDPPort(t)
+	}
+	if probePort == port {
+		t.Fatalf("no second free UDP port besides %d", port)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	capCmd := exec.CommandContext(ctx, tshark, "-i", "lo", "-f", fmt.Sprintf("udp port %d", port), "-w", pcap)
+	// tshark prints "Capturing on" before it starts dumpcap, so that line
+	// does not say the capture is running: under load the handshake was
+	// over before dumpcap listened, and the capture was empty. Probes to
+	// a second port the filter also takes are sent until tshark prints
+	// one (-P -l: a summary line per packet); the probes are then
+	// filtered out of what analyze reads.
+	capCmd := exec.CommandContext(ctx, tshark, "-i", "lo", "-f", fmt.Sprintf("udp port %d or udp port %d", port, probePort), "-w", raw, "-P", "-l")
 	capErr, _ := capCmd.StderrPipe()
+	capOut, _ := capCmd.StdoutPipe()
 	capCmd.WaitDelay = 5 * time.Second
 	if err := capCmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer capCmd.Process.Kill()
-	waitForLine(t, capErr, "Capturing on", 20*time.Second)
 	go io.Copy(io.Discard, capErr)
+	waitForCapture(t, capOut, probePort, 20*time.Second)
 
 	psk := "000102030405060708090a0b0c0d0e0f"
 	srv := exec.CommandContext(ctx, openssl, "s_server", "-dtls1_2", "-accept", fmt.Sprintf("127.0.0.1:%d", port),
@@ -95,6 +109,9 @@ func TestAnalyzeOpenSSLCapture(t *testing.T) {
 	time.Sleep(500 * time.Millisecond) // let tshark write the last packets
 	capCmd.Process.Signal(os.Interrupt)
 	capCmd.Wait()
+	if out, err := exec.CommandContext(ctx, tshark, "-r", raw, "-Y", fmt.Sprintf("udp.port == %d", port), "-w", pcap).CombinedOutput(); err != nil {
+		t.Fatalf("tshark filtering out the probes: %v\n%s", err, out)
+	}
 
 	out := runAnalyzeForTest(t, pcap, "-keylog", keylog, "-svg", filepath.Join(dir, "ladder.svg"))
 	for _, want := range []string{
@@ -149,13 +166,33 @@ func TestAnalyzeLossyCapture(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// The server reads until the client's close_notify (or the test's
+	// end) rather than closing at once: a DTLS 1.2 server resends its
+	// last flight (CCS, Finished) only when the client's retransmitted
+	// Finished reaches a connection that is still there (RFC 6347
+	// §4.2.4). Closing at Accept left a client whose copy of that flight
+	// the link lost with nothing but the close_notify; which copies are
+	// lost depends on how many the timers sent, so that happened only
+	// under load.
 	go func() {
 		for {
 			c, err := l.Accept()
 			if err != nil {
 				return
 			}
-			c.Close()
+			go func() {
+				defer c.Close()
+				stop := context.AfterFunc(ctx, func() { c.Close() })
+				defer stop()
+				buf := make([]byte, 1<<14)
+				for {
+					if _, err := c.Read(buf); err != nil {
+						return
+					}
+				}
+			}()
 		}
 	}()
 	raw, err := net.Dial("udp", l.Addr().String())
@@ -169,8 +206,6 @@ func TestAnalyzeLossyCapture(t *testing.T) {
 		// 1.3 report does not count retransmissions yet.
 		MaxVersion: dtls.VersionDTLS12,
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	if err := c.HandshakeContext(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -201,6 +236,41 @@ func freeUDPPort(t *testing.T) int {
 	}
 	defer c.Close()
 	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+// waitForCapture sends a datagram to 127.0.0.1:probePort every 50 ms
+// until the capture prints a line to out (one per captured packet), or d
+// passes. Nothing listens on probePort: the datagram only has to pass the
+// capture's filter.
+func waitForCapture(t *testing.T, out io.Reader, probePort int, d time.Duration) {
+	t.Helper()
+	line := make(chan bool, 1)
+	go func() {
+		s := bufio.NewScanner(out)
+		line <- s.Scan()
+		io.Copy(io.Discard, out)
+	}()
+	probe, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", probePort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Close()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(d)
+	for {
+		probe.Write([]byte("probe"))
+		select {
+		case ok := <-line:
+			if !ok {
+				t.Fatal("the capture ended before it saw a probe")
+			}
+			return
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("the capture saw no probe in %v", d)
+		}
+	}
 }
 
 func waitForLine(t *testing.T, r io.Reader, substr string, d time.Duration) {
