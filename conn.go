@@ -372,6 +372,7 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 		if len(c.pending) == 0 {
 			c.io.release()
 		}
+		c.hs.shrink() // the reorder slots, unless a peer message is buffered
 		c.handshakeComplete.Store(true)
 		if c.peerClosedEarly {
 			c.readErr = io.EOF // the peer's close_notify that came first

@@ -212,6 +212,11 @@ func TestListenerDropsVisible(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		n := netsim.New(1, netsim.Link{})
 		cc, sc := configsFor(t, suiteCase{TLS_PSK_WITH_AES_128_CCM_8, ""})
+		// DTLS 1.2: the exact count of "queue full" drops below
+		// assumes the connection takes nothing from its queue after the
+		// handshake. In 1.3, with its post-handshake ticket, the count
+		// was seen to vary by one with goroutine order.
+		cc.MaxVersion = VersionDTLS12
 		var dt dropTracer
 		sc.Tracer = dt.trace
 		pc, _ := n.ListenPacket(lossServerAddr)

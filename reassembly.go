@@ -77,15 +77,35 @@ func (r *inReassembly) cost() int { return len(r.body) + len(r.have) }
 type reassembler struct {
 	// recvSeq is the next message_seq to deliver; it is wider than
 	// message_seq so that it cannot wrap back into the window.
-	recvSeq  uint32
-	in       [maxReorderMessages]inReassembly // indexed by message_seq % maxReorderMessages
-	buffered int                              // bytes held in in[], ≤ maxHandshakeBuffered
+	recvSeq uint32
+	// in is indexed by message_seq % maxReorderMessages. It is allocated
+	// at the first fragment and given up when the handshake completes
+	// with nothing buffered (shrink): an idle connection does not keep
+	// its 1 KB, and a post-handshake message allocates it again.
+	in       *[maxReorderMessages]inReassembly
+	buffered int // bytes held in in[], ≤ maxHandshakeBuffered
+}
+
+// shrink gives up the reorder slots when nothing is buffered in them.
+func (t *reassembler) shrink() {
+	if t.in == nil || t.buffered != 0 {
+		return
+	}
+	for i := range t.in {
+		if t.in[i].used {
+			return
+		}
+	}
+	t.in = nil
 }
 
 // expectAt sets the next message_seq to deliver. Buffered messages that
 // fall outside the new reorder window are discarded.
 func (t *reassembler) expectAt(recvSeq uint16) {
 	t.recvSeq = uint32(recvSeq)
+	if t.in == nil {
+		return
+	}
 	for i := range t.in {
 		r := &t.in[i]
 		if r.used && !t.inWindow(uint32(r.seq)) {
@@ -172,6 +192,9 @@ func (t *reassembler) handleFragment(epoch uint64, h *handshakeHeader, frag []by
 		return fragmentDropped, fragEmptyFragment
 	}
 
+	if t.in == nil {
+		t.in = new([maxReorderMessages]inReassembly)
+	}
 	r := &t.in[seq%maxReorderMessages]
 	if r.used && uint32(r.seq) != seq {
 		t.release(r) // cannot happen: slots are released as the window moves
@@ -249,6 +272,9 @@ func bitmapLen(length uint32) int { return int(length+7) / 8 }
 // below maxHandshakeBuffered), and the peer retransmits what was evicted.
 func (t *reassembler) makeRoom(seq uint32, cost int) bool {
 	for t.buffered+cost > maxHandshakeBuffered {
+		if t.in == nil {
+			return false
+		}
 		var victim *inReassembly
 		for i := range t.in {
 			r := &t.in[i]
@@ -272,7 +298,7 @@ func (t *reassembler) release(r *inReassembly) {
 // nextMessage returns the next complete message in message_seq order, if
 // any. Its body is handed over to the caller.
 func (t *reassembler) nextMessage() (inMessage, bool) {
-	if t.recvSeq > 0xffff {
+	if t.in == nil || t.recvSeq > 0xffff {
 		return inMessage{}, false
 	}
 	r := &t.in[t.recvSeq%maxReorderMessages]
@@ -293,7 +319,7 @@ func (t *reassembler) bufferedBytes() int { return t.buffered }
 // peekMessage reports the type and epoch of the next message in
 // message_seq order if it is complete, without taking it.
 func (t *reassembler) peekMessage() (typ handshakeType, epoch uint64, ok bool) {
-	if t.recvSeq > 0xffff {
+	if t.in == nil || t.recvSeq > 0xffff {
 		return 0, 0, false
 	}
 	r := &t.in[t.recvSeq%maxReorderMessages]
