@@ -81,13 +81,16 @@ var (
 		{"SecP256r1MLKEM768", "SecP256r1MLKEM768"},
 		{"HRR", "HelloRetryRequest"},
 		{"ClientAuth", "client auth"},
+		{"ClientAuth-GetClientCertificate", "client auth (GetClientCertificate)"},
 		{"PSK", "PSK (psk_dhe_ke)"},
 		{"PSK-psk_ke", "PSK (psk_ke)"},
 		{"MTU300", "MTU 300"},
 		{"KeyUpdate", "KeyUpdate (the peer's, update_requested)"},
 		{"KeyUpdate-ours", "KeyUpdate (ours, update_requested)"},
 		{"PostHandshakeAuth", "post-handshake client auth"},
+		{"PostHandshakeAuth-GetClientCertificate", "post-handshake client auth (GetClientCertificate)"},
 		{"Resume", "resumption (ticket)"},
+		{"Resume-3tickets", "3 tickets per connection, each ACKed, resumed"},
 		{"CID", "connection ID"},
 		{"SRTP", "DTLS-SRTP"},
 		{"RPK", "raw public keys"},
@@ -335,7 +338,11 @@ func render(w io.Writer, cells map[cellKey]*cell, versions map[string]string, no
 	fmt.Fprintf(w, "asks for the hybrid, either of which forces a HelloRetryRequest; *default groups*: the same\n")
 	fmt.Fprintf(w, "where the peer allows it;\n")
 	fmt.Fprintf(w, "*CID update*: the client asks for spare CIDs, moves to a new port with one, and a\n")
-	fmt.Fprintf(w, "cid_immediate CID follows (interop/cid13_test.go; pion asks through Path.Probe).\n\n")
+	fmt.Fprintf(w, "cid_immediate CID follows (interop/cid13_test.go; pion asks through Path.Probe);\n")
+	fmt.Fprintf(w, "*GetClientCertificate*: our client answers the request through Config.GetClientCertificate\n")
+	fmt.Fprintf(w, "(a client's callback: n.a. for our server); *3 tickets*: our server sends three\n")
+	fmt.Fprintf(w, "NewSessionTickets per connection, each ACKed by the peer's client, which then resumes\n")
+	fmt.Fprintf(w, "(a peer's server sends one, so our client's side is not shown).\n\n")
 	if renderPeerTable(w, cells, peers13, features13, counts, false) {
 		failed = true
 	}
