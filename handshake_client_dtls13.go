@@ -241,10 +241,24 @@ func (hs *clientHandshakeState13) bindPSK(body []byte) ([]byte, error) {
 		return nil, err
 	}
 	binders := make([][]byte, len(hs.psks))
-	for i, p := range hs.psks {
-		if binders[i], err = pskBinder13(p.hash, p.external, p.key, hs.trPrefix, truncated, len(body)); err != nil {
-			return nil, err
+	for i := range hs.psks {
+		// The Early Secret and the binder's finished_key depend on
+		// the PSK alone: made for the first ClientHello, kept for the
+		// second (and the Early Secret for the key schedule).
+		p := &hs.psks[i]
+		if p.binderKey == nil {
+			if p.early, err = newEarlySecret13(p.hash, p.key); err != nil {
+				return nil, err
+			}
+			bk, err := p.early.binderKey(p.external)
+			if err != nil {
+				return nil, err
+			}
+			if p.binderKey, err = finishedKey13(p.hash, labelPrefixDTLS13, bk); err != nil {
+				return nil, err
+			}
 		}
+		binders[i] = finishedMAC13(p.hash, p.binderKey, binderTranscript13(p.hash, hs.trPrefix, truncated, len(body)))
 	}
 	hs.hello.pskBinders = binders
 	return hs.hello.marshal()
@@ -259,15 +273,28 @@ func pskBinder13(h crypto.Hash, external bool, psk, prefix, truncated []byte, bo
 	if err != nil {
 		return nil, err
 	}
+	return pskBinderWith13(early, external, prefix, truncated, bodyLen)
+}
+
+// pskBinderWith13 is pskBinder13 with the PSK's Early Secret already
+// extracted.
+func pskBinderWith13(early *keySchedule13, external bool, prefix, truncated []byte, bodyLen int) ([]byte, error) {
 	bk, err := early.binderKey(external)
 	if err != nil {
 		return nil, err
 	}
+	return finishedVerifyData13(early.hash, labelPrefixDTLS13, bk, binderTranscript13(early.hash, prefix, truncated, bodyLen))
+}
+
+// binderTranscript13 is the transcript hash a binder covers: prefix, then
+// the ClientHello truncated before its binders under the TLS-style header
+// of its whole body (bodyLen bytes).
+func binderTranscript13(h crypto.Hash, prefix, truncated []byte, bodyLen int) []byte {
 	th := h.New()
 	th.Write(prefix)
 	th.Write([]byte{byte(typeClientHello), byte(bodyLen >> 16), byte(bodyLen >> 8), byte(bodyLen)})
 	th.Write(truncated)
-	return finishedVerifyData13(h, labelPrefixDTLS13, bk, th.Sum(nil))
+	return th.Sum(nil)
 }
 
 func (hs *clientHandshakeState13) addTranscript(typ handshakeType, body []byte) {
@@ -441,6 +468,7 @@ func (hs *clientHandshakeState13) processServerHello(msg inMessage, sh *serverHe
 		return c.fail(alertUnexpectedMessage, errors.New("dtls: ServerHello not in epoch 0"))
 	}
 	var psk []byte
+	var early *keySchedule13 // the selected PSK's, made for its binder
 	if sh.hasSelectedIdentity {
 		// RFC 8446 §4.2.11: an index into our identities, and the
 		// suite's hash must be the PSK's.
@@ -448,7 +476,7 @@ func (hs *clientHandshakeState13) processServerHello(msg inMessage, sh *serverHe
 		if i >= len(hs.psks) || hs.suite.hash != hs.psks[i].hash {
 			return c.fail(alertIllegalParameter, errors.New("dtls: server selected a PSK we did not offer, or with another hash"))
 		}
-		psk, hs.usedPSK = hs.psks[i].key, true
+		psk, hs.usedPSK, early = hs.psks[i].key, true, hs.psks[i].early
 		if cs := hs.psks[i].session; cs != nil {
 			hs.resumed(cs)
 		} else {
@@ -483,9 +511,11 @@ func (hs *clientHandshakeState13) processServerHello(msg inMessage, sh *serverHe
 		hs.addTranscript(typeClientHello, hs.chBody)
 	}
 	hs.addTranscript(typeServerHello, msg.body)
-	early, err := newEarlySecret13(hs.suite.hash, psk)
-	if err != nil {
-		return c.fail(alertInternalError, err)
+	var err error
+	if early == nil {
+		if early, err = newEarlySecret13(hs.suite.hash, psk); err != nil {
+			return c.fail(alertInternalError, err)
+		}
 	}
 	if hs.hsSecret, err = early.handshakeSecret(shared); err != nil {
 		return c.fail(alertInternalError, err)
@@ -780,8 +810,12 @@ func (hs *clientHandshakeState13) sendClientFinished() error {
 	}
 	// RFC 8446 §7.1: the resumption master secret covers the transcript
 	// through the client's Finished; tickets derive their PSKs from it.
-	if hs.state.resumptionSecret, err = hs.master.resumptionMasterSecret(hs.transcriptHash()); err != nil {
-		return c.fail(alertInternalError, err)
+	// A client that keeps no tickets (handleNewSessionTicket13) does
+	// not derive it.
+	if c.config.ClientSessionCache != nil && !c.config.SessionTicketsDisabled {
+		if hs.state.resumptionSecret, err = hs.master.resumptionMasterSecret(hs.transcriptHash()); err != nil {
+			return c.fail(alertInternalError, err)
+		}
 	}
 	if err := c.sendFlight(false, ""); err != nil {
 		return err

@@ -46,6 +46,8 @@ type serverHandshakeState13 struct {
 	// ticket's session when psk is a resumption PSK (resume_dtls13.go).
 	pskIndex int
 	session  *sessionState
+	// early is psk's Early Secret, extracted to check its binder.
+	early *keySchedule13
 
 	// ee collects the EncryptedExtensions answers chosen with the
 	// ServerHello: certificate types (RFC 7250) and use_srtp (RFC 5764).
@@ -407,14 +409,18 @@ func (hs *serverHandshakeState13) acceptPSK() error {
 		if ops := c.cryptoOps(); ops != nil {
 			ops.binders.Add(1)
 		}
-		want, err := pskBinder13(hs.suite.hash, external, key, hs.trPrefix, truncated, len(ch.original))
+		early, err := newEarlySecret13(hs.suite.hash, key)
+		if err != nil {
+			return c.fail(alertInternalError, err)
+		}
+		want, err := pskBinderWith13(early, external, hs.trPrefix, truncated, len(ch.original))
 		if err != nil {
 			return c.fail(alertInternalError, err)
 		}
 		if !hmac.Equal(want, ch.pskBinders[i]) {
 			return c.fail(alertDecryptError, errors.New("dtls: the client's PSK binder does not verify (wrong PSK?)"))
 		}
-		hs.psk, hs.pskIndex, hs.session = key, i, session
+		hs.psk, hs.pskIndex, hs.session, hs.early = key, i, session, early
 		return nil
 	}
 	if unknown != nil && len(c.config.Certificates) == 0 && c.config.GetCertificate == nil {
@@ -525,9 +531,11 @@ func (hs *serverHandshakeState13) selectCertificateTypes() error {
 // ServerHello was queued in epoch 0 before the switch.
 func (hs *serverHandshakeState13) deriveHandshakeKeys() error {
 	c := hs.c
-	early, err := newEarlySecret13(hs.suite.hash, hs.psk)
-	if err != nil {
-		return c.fail(alertInternalError, err)
+	early, err := hs.early, error(nil)
+	if early == nil {
+		if early, err = newEarlySecret13(hs.suite.hash, hs.psk); err != nil {
+			return c.fail(alertInternalError, err)
+		}
 	}
 	if hs.hsSecret, err = early.handshakeSecret(hs.shared); err != nil {
 		return c.fail(alertInternalError, err)
@@ -691,9 +699,12 @@ func (hs *serverHandshakeState13) readClientFlight() error {
 	if err := c.keepTranscript13(hs.hello.postHandshakeAuth, hs.transcript); err != nil {
 		return err
 	}
-	// RFC 8446 §7.1: through the client's Finished.
-	if hs.state.resumptionSecret, err = hs.master.resumptionMasterSecret(hs.transcript.Sum(nil)); err != nil {
-		return c.fail(alertInternalError, err)
+	// RFC 8446 §7.1: through the client's Finished. Only tickets use
+	// it: not derived when serverHandshake13 will send none.
+	if len(hs.hello.pskModes) > 0 && !c.config.SessionTicketsDisabled {
+		if hs.state.resumptionSecret, err = hs.master.resumptionMasterSecret(hs.transcript.Sum(nil)); err != nil {
+			return c.fail(alertInternalError, err)
+		}
 	}
 	if typ, _, ok := c.hs.peekMessage(); ok {
 		return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: %v after the client's Finished", typ))

@@ -44,7 +44,10 @@ import (
 	"crypto"
 	"crypto/hkdf"
 	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/sha512"
 	"errors"
+	"strings"
 )
 
 // HkdfLabel prefixes (RFC 9147 §5.9; RFC 8446 §7.1).
@@ -101,14 +104,18 @@ func hkdfExpandLabel(h crypto.Hash, prefix string, secret []byte, label string, 
 		length < 0 || length > 0xffff {
 		return nil, errHkdfLabel
 	}
-	info := make([]byte, 0, 2+1+len(prefix)+len(label)+1+len(context))
-	info = append(info, byte(length>>8), byte(length))
-	info = append(info, byte(len(prefix)+len(label)))
-	info = append(info, prefix...)
-	info = append(info, label...)
-	info = append(info, byte(len(context)))
-	info = append(info, context...)
-	return hkdf.Expand(h.New, secret, string(info), length)
+	// Built as the string hkdf.Expand takes: one allocation, not a
+	// slice and its copy.
+	var info strings.Builder
+	info.Grow(2 + 1 + len(prefix) + len(label) + 1 + len(context))
+	info.WriteByte(byte(length >> 8))
+	info.WriteByte(byte(length))
+	info.WriteByte(byte(len(prefix) + len(label)))
+	info.WriteString(prefix)
+	info.WriteString(label)
+	info.WriteByte(byte(len(context)))
+	info.Write(context)
+	return hkdf.Expand(h.New, secret, info.String(), length)
 }
 
 // expandLabel13 is HKDF-Expand-Label with the DTLS 1.3 prefix.
@@ -124,9 +131,41 @@ func deriveSecret(h crypto.Hash, prefix string, secret []byte, label string, tra
 }
 
 // emptyHash returns Transcript-Hash("") = Hash(""), the context of the
-// "derived" and binder steps.
+// "derived" and binder steps. The suites' two hashes have theirs computed
+// once; callers only read it.
 func emptyHash(h crypto.Hash) []byte {
+	switch h {
+	case crypto.SHA256:
+		return emptySHA256[:]
+	case crypto.SHA384:
+		return emptySHA384[:]
+	}
 	return h.New().Sum(nil)
+}
+
+var (
+	emptySHA256 = sha256.Sum256(nil)
+	emptySHA384 = sha512.Sum384(nil)
+)
+
+// zeroEarly13 is, for each suite hash, the Early Secret without a PSK,
+// HKDF-Extract(0, 0), with its Derive-Secret(., "derived", ""): constants
+// of the hash, the start of every certificate handshake's schedule,
+// computed once (init) rather than in each handshake. Shared, so never
+// modified.
+var zeroEarly13 = map[crypto.Hash]*keySchedule13{}
+
+func init() {
+	for _, h := range []crypto.Hash{crypto.SHA256, crypto.SHA384} {
+		k, err := extractEarly13(h, labelPrefixDTLS13, nil)
+		if err != nil {
+			continue // derived in each handshake instead
+		}
+		if k.derived, err = k.derive(labelDerived, emptyHash(h)); err != nil {
+			continue
+		}
+		zeroEarly13[h] = k
+	}
 }
 
 // keySchedule13 holds the current stage of one connection's key schedule:
@@ -137,6 +176,9 @@ type keySchedule13 struct {
 	hash   crypto.Hash
 	prefix string
 	secret []byte
+	// derived, if not nil, is Derive-Secret(secret, "derived", ""),
+	// computed ahead (zeroEarly13).
+	derived []byte
 }
 
 // newEarlySecret13 returns the Early Secret: HKDF-Extract(0, PSK). A nil
@@ -146,6 +188,13 @@ func newEarlySecret13(h crypto.Hash, psk []byte) (*keySchedule13, error) {
 }
 
 func newEarlySecretPrefix(h crypto.Hash, prefix string, psk []byte) (*keySchedule13, error) {
+	if k := zeroEarly13[h]; psk == nil && prefix == labelPrefixDTLS13 && k != nil {
+		return k, nil
+	}
+	return extractEarly13(h, prefix, psk)
+}
+
+func extractEarly13(h crypto.Hash, prefix string, psk []byte) (*keySchedule13, error) {
 	if psk == nil {
 		psk = make([]byte, h.Size())
 	}
@@ -167,9 +216,12 @@ func (k *keySchedule13) derive(label string, transcriptHash []byte) ([]byte, err
 // "derived", ""), ikm). A nil ikm is Hash.length zero bytes (the Master
 // Secret's input, and the Handshake Secret's in a psk_ke handshake).
 func (k *keySchedule13) next(ikm []byte) (*keySchedule13, error) {
-	salt, err := k.derive(labelDerived, emptyHash(k.hash))
-	if err != nil {
-		return nil, err
+	salt := k.derived
+	if salt == nil {
+		var err error
+		if salt, err = k.derive(labelDerived, emptyHash(k.hash)); err != nil {
+			return nil, err
+		}
 	}
 	if ikm == nil {
 		ikm = make([]byte, k.hash.Size())
@@ -321,9 +373,16 @@ func finishedVerifyData13(h crypto.Hash, prefix string, baseKey, transcriptHash 
 	if err != nil {
 		return nil, err
 	}
-	mac := hmac.New(h.New, fk)
+	return finishedMAC13(h, fk, transcriptHash), nil
+}
+
+// finishedMAC13 is HMAC(finished_key, transcriptHash), for a finished_key
+// already expanded (a client keeps its binders' between its two
+// ClientHellos).
+func finishedMAC13(h crypto.Hash, finishedKey, transcriptHash []byte) []byte {
+	mac := hmac.New(h.New, finishedKey)
 	mac.Write(transcriptHash)
-	return mac.Sum(nil), nil
+	return mac.Sum(nil)
 }
 
 // verifyFinished13 reports in constant time whether got is the verify_data

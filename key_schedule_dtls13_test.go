@@ -280,3 +280,52 @@ func TestBinderKey13(t *testing.T) {
 		t.Fatalf("binder keys: ext %x res %x", ext, res)
 	}
 }
+
+// TestZeroEarly13 checks the precomputed Early Secret without a PSK and
+// its "derived" salt against a fresh extraction, and that the Handshake
+// Secret after it is the one computed step by step (RFC 8446 §7.1), for
+// both suite hashes; a PSK's Early Secret is never the shared one.
+func TestZeroEarly13(t *testing.T) {
+	for _, h := range []crypto.Hash{crypto.SHA256, crypto.SHA384} {
+		k, err := newEarlySecret13(h, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k != zeroEarly13[h] || k.derived == nil {
+			t.Fatalf("%v: the precomputed Early Secret was not used", h)
+		}
+		fresh, err := extractEarly13(h, labelPrefixDTLS13, make([]byte, h.Size()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		salt, err := fresh.derive(labelDerived, h.New().Sum(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(k.secret, fresh.secret) || !bytes.Equal(k.derived, salt) {
+			t.Fatalf("%v: precomputed Early Secret or salt differs", h)
+		}
+		if !bytes.Equal(emptyHash(h), h.New().Sum(nil)) {
+			t.Fatalf("%v: emptyHash differs", h)
+		}
+		shared := bytes.Repeat([]byte{7}, 32)
+		a, err := k.handshakeSecret(shared)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := fresh.handshakeSecret(shared)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(a.secret, b.secret) {
+			t.Fatalf("%v: Handshake Secret differs", h)
+		}
+		p, err := newEarlySecret13(h, bytes.Repeat([]byte{1}, h.Size()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p == zeroEarly13[h] || p.derived != nil || bytes.Equal(p.secret, k.secret) {
+			t.Fatalf("%v: a PSK's Early Secret took the shared one", h)
+		}
+	}
+}

@@ -82,6 +82,11 @@ type offeredPSK13 struct {
 	external bool
 	session  *ClientSessionState
 	reused   bool // the ticket was offered before: no 0-RTT with it
+
+	// early and binderKey (the binder's finished_key) are made by the
+	// first ClientHello's bindPSK and kept for the second.
+	early     *keySchedule13
+	binderKey []byte
 }
 
 // offerTicket adds the cached 1.3 session's ticket to the ClientHello, if
