@@ -427,7 +427,9 @@ type Config struct {
 	// slot is taken, a new peer's cookie-verified ClientHello takes the
 	// slot of the handshake that has gone longest without a new message
 	// from its peer, if that is at least 1 s; otherwise it is dropped and
-	// the client retransmits. A handshake with no new message from its
+	// the client retransmits. A connection whose handshake completed
+	// keeps its slot while it waits for room in a full Accept backlog
+	// (AcceptBacklog), and is never evicted for a new peer. A handshake with no new message from its
 	// peer for a quarter of HandshakeTimeout (15 s by default) ends; one
 	// that progresses may take all of HandshakeTimeout.
 	// If 0, 512.
@@ -474,7 +476,13 @@ type Config struct {
 
 	// AcceptBacklog bounds the connections whose handshake completed and
 	// that wait for Listener.Accept. A connection that finds the backlog
-	// full is closed with a close_notify, and the peer may try again.
+	// full waits up to 1 s for room, keeping its handshake slot
+	// (MaxHandshakes, MaxHandshakesPerSource), so that a burst of
+	// handshakes completing faster than Accept is called loses none;
+	// meanwhile those slots are not given to new peers (their
+	// ClientHellos are dropped and retransmitted). If the backlog is still
+	// full after that, the connection is closed with a close_notify
+	// (ListenerStats.BacklogFull), and the peer may try again.
 	// If 0, 128; at most 65536.
 	AcceptBacklog int
 

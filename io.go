@@ -262,6 +262,11 @@ type listenerConnIO struct {
 	// progress is when the handshake last took a new message from the
 	// peer (Listener.nanotime), for the stall timeout and eviction.
 	progress atomic.Int64
+	// awaitingAccept, guarded by the Listener's mu, says that the
+	// handshake completed and the connection waits, holding its slot,
+	// for room in the Accept backlog (Listener.enqueue): neither stalled
+	// nor evictable.
+	awaitingAccept bool
 	// activity is when a record from the peer last authenticated, on the
 	// Listener's coarse clock, for the idle timeout and MaxConnections.
 	activity activity

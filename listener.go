@@ -97,7 +97,8 @@ import (
 // hello_pool.go). After it: a handshake slot (MaxHandshakes,
 // MaxHandshakesPerSource, the stall timeout, HandshakeTimeout), a queue
 // (MaxQueuedDatagrams, MaxQueuedBytes), a place in the Accept backlog
-// (AcceptBacklog), then among MaxConnections until IdleTimeout. Each drop
+// (AcceptBacklog, waited for up to acceptBacklogWait with the slot kept),
+// then among MaxConnections until IdleTimeout. Each drop
 // is counted in Stats and traced.
 
 // Listener limits. A Listener answers anyone who can send it a datagram, so
@@ -180,8 +181,20 @@ const (
 	// datagrams of a 1500-byte path fit, 64 KiB ones do not.
 	defaultMaxQueuedBytes = 128 << 10
 	// defaultAcceptBacklog bounds handshaken connections waiting for
-	// Accept; one that finds it full is closed with a close_notify.
+	// Accept; one that finds it full waits up to acceptBacklogWait for
+	// room, holding its handshake slot, and is then closed with a
+	// close_notify.
 	defaultAcceptBacklog = 128
+	// acceptBacklogWait is how long a connection that completed its
+	// handshake waits for room in a full Accept backlog (enqueue). Its
+	// handshake slot stays taken meanwhile, so new peers' ClientHellos
+	// are dropped and retransmitted, the first time after 1 s (RFC 6347
+	// §4.2.4.1, RFC 9147 §5.8.2: the initial timer). One such interval
+	// is what an application that accepts, but fell behind a burst, is
+	// given; one that has not taken a connection in that long has
+	// stopped accepting, and holding slots longer would only keep new
+	// peers out.
+	acceptBacklogWait = time.Second
 )
 
 // Listener serves DTLS on one datagram socket for many peers. It answers
@@ -805,17 +818,21 @@ func (l *Listener) serve(c *Conn) {
 	cio := c.io.(*listenerConnIO)
 	var evicted *listenerConnIO
 	l.mu.Lock()
-	l.releaseSlotLocked(cio)
 	if err == nil && cio.isDone() {
 		err = cio.err // ended as the handshake completed
 	}
-	if err == nil {
+	if err != nil {
+		l.releaseSlotLocked(cio)
+	} else {
 		if len(l.conns) >= l.maxConns {
 			evicted = l.longestIdleLocked()
 			l.forgetLocked(evicted)
 		}
 		cio.activity.touch()
 		l.conns[cio] = struct{}{}
+		// It keeps its handshake slot until it is in the backlog
+		// (enqueue): a slot is what bounds the connections waiting.
+		cio.awaitingAccept = true
 	}
 	l.mu.Unlock()
 	if evicted != nil {
@@ -830,22 +847,63 @@ func (l *Listener) serve(c *Conn) {
 	l.stats.handshakesCompleted.Add(1)
 	l.reportOutcome(c, nil)
 	if l.isClosed() || l.draining.Load() {
+		l.releaseSlot(cio)
 		c.Close() // with a close_notify: the handshake completed
 		return
 	}
-	// The backlog is full when the application accepts more slowly than
-	// peers complete handshakes. Waiting here would keep a goroutine and
-	// a connection per handshake without bound; the peer is told with a
-	// close_notify instead, and may try again.
+	l.enqueue(c, cio)
+}
+
+// enqueue puts c, whose handshake just completed, in the Accept backlog.
+//
+// A full backlog is usually a burst, not an application that stopped
+// accepting: hundreds of handshakes completing at once on a few cores
+// can leave the goroutine that calls Accept runnable but not yet run
+// while AcceptBacklog more complete. Closing c at once then loses a
+// connection the peer believes established, and with it the first
+// datagram it sends. So c waits up to acceptBacklogWait for room,
+// holding the handshake slot it took (MaxHandshakes,
+// MaxHandshakesPerSource): that bounds the connections waiting, and
+// while the slots are taken, new peers' ClientHellos are dropped
+// ("handshake limit") and retransmitted, before any work was done for
+// them. A wait is not evicted for a new peer nor ended as stalled.
+// After acceptBacklogWait, or if the Listener stops accepting, c is
+// closed with a close_notify and the peer may try again.
+func (l *Listener) enqueue(c *Conn, cio *listenerConnIO) {
 	select {
 	case l.accept <- c:
+		l.releaseSlot(cio)
+		return
 	default:
+	}
+	wait := time.NewTimer(acceptBacklogWait)
+	defer wait.Stop()
+	select {
+	case l.accept <- c:
+		l.releaseSlot(cio)
+		return
+	case <-cio.done:
+		// Ended meanwhile, and forgotten (Shutdown's close_notify,
+		// MaxConnections, a restarted peer, Close).
+	case <-l.stopAccept:
+		// Shutdown or Close: Close sends a close_notify unless the
+		// Listener already ended the connection.
+	case <-wait.C:
 		l.stats.backlogFull.Add(1)
 		if l.config.Tracer != nil {
-			l.traceEvent(TraceListenerEvent, c.io.(*listenerConnIO).peer.Load().ap, 0, "accept backlog full")
+			l.traceEvent(TraceListenerEvent, cio.peer.Load().ap, 0, "accept backlog full")
 		}
-		c.Close()
 	}
+	c.Close() // forgets cio, its slot with it
+}
+
+// releaseSlot frees the handshake slot that cio, established, held while
+// it waited for the Accept backlog.
+func (l *Listener) releaseSlot(cio *listenerConnIO) {
+	l.mu.Lock()
+	cio.awaitingAccept = false
+	l.releaseSlotLocked(cio)
+	l.mu.Unlock()
 }
 
 // HandshakeOutcome describes a handshake that a Listener ran to its end,
@@ -1022,7 +1080,7 @@ func (l *Listener) mostStalledLocked(now int64, src netip.Prefix, onlySrc bool) 
 	var victim *listenerConnIO
 	oldest := now - int64(handshakeEvictableAfter)
 	for cio := range l.handshakes {
-		if onlySrc && cio.src != src {
+		if (onlySrc && cio.src != src) || cio.awaitingAccept {
 			continue
 		}
 		if p := cio.progress.Load(); p <= oldest {
@@ -1092,7 +1150,7 @@ func (l *Listener) sweep() {
 	var ended []*listenerConnIO
 	l.mu.Lock()
 	for cio := range l.handshakes {
-		if cio.progress.Load() <= stalled {
+		if cio.progress.Load() <= stalled && !cio.awaitingAccept {
 			l.endHandshakeLocked(cio, errHandshakeStalled)
 		}
 	}

@@ -71,7 +71,10 @@ type ListenerStats struct {
 	// least 1 s) ended to give their slot to a new peer when
 	// MaxHandshakes or MaxHandshakesPerSource were reached.
 	HandshakesEvicted uint64
-	Handshaking       int // handshakes in progress now
+	// Handshaking is the handshake slots taken now: handshakes in
+	// progress, and completed ones waiting for room in a full Accept
+	// backlog.
+	Handshaking int
 
 	Connections  int    // established connections now, accepted or waiting for Accept
 	IdleTimeouts uint64 // connections ended by Config.IdleTimeout
@@ -89,9 +92,9 @@ type ListenerStats struct {
 	// its own goroutine (Config.ListenerSockets).
 	Sockets int
 
-	// BacklogFull counts connections closed, with a close_notify, right
-	// after their handshake because Config.AcceptBacklog connections
-	// were already waiting for Accept.
+	// BacklogFull counts connections closed, with a close_notify, after
+	// their handshake because Config.AcceptBacklog connections were
+	// waiting for Accept and none was taken within 1 s.
 	BacklogFull uint64
 
 	// MovesRefused counts authenticated records that would have moved a

@@ -2,6 +2,7 @@ package dtls
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -281,8 +282,8 @@ func TestListenerDropNoAllocs(t *testing.T) {
 
 // TestListenerAcceptBacklog is issue 10 finding 4's first half: with
 // nobody calling Accept, connections beyond Config.AcceptBacklog are
-// closed with a close_notify right after their handshake, instead of each
-// keeping a goroutine waiting for Accept; the peer sees the close.
+// closed with a close_notify once they waited acceptBacklogWait, instead
+// of each keeping a goroutine waiting for Accept; the peer sees the close.
 func TestListenerAcceptBacklog(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		n := netsim.New(1, netsim.Link{Delay: time.Millisecond})
@@ -311,7 +312,9 @@ func TestListenerAcceptBacklog(t *testing.T) {
 				closed++
 				continue
 			}
-			c.SetReadDeadline(time.Now().Add(time.Second))
+			// Those beyond the backlog are closed once they waited
+			// acceptBacklogWait for room.
+			c.SetReadDeadline(time.Now().Add(acceptBacklogWait + time.Second))
 			if _, err := c.Read(make([]byte, 10)); err == io.EOF {
 				closed++
 			}
@@ -328,6 +331,107 @@ func TestListenerAcceptBacklog(t *testing.T) {
 				t.Fatal(err)
 			}
 			c.Close()
+		}
+	})
+}
+
+// TestListenerAcceptBacklogBurst is issue 14's 512-client loss: when
+// more handshakes complete at once than Config.AcceptBacklog holds, and
+// the application accepts them a moment later, none is lost: those
+// beyond the backlog wait for room, holding their handshake slots, and
+// each peer's first datagram reaches Accept's connection. Before, they
+// were closed at once (BacklogFull), and the datagram their peer sent,
+// believing itself connected, dropped as from an unknown peer. Meanwhile
+// the waiting connections keep their slots from new peers, whose
+// ClientHellos are dropped and retransmitted.
+func TestListenerAcceptBacklogBurst(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := netsim.New(1, netsim.Link{Delay: time.Millisecond})
+		cc, sc := configsFor(t, suiteCase{TLS_PSK_WITH_AES_128_CCM_8, ""})
+		sc.AcceptBacklog = 1
+		sc.MaxHandshakes = 2 // all taken by the two that wait
+		pc, _ := n.ListenPacket(lossServerAddr)
+		l, err := NewListener(pc, sc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		const clients = 3
+		var cs []*Conn
+		for i := range clients {
+			nc, err := n.Dial(netip.AddrPortFrom(lossClientAddr.Addr(), uint16(1000+i)), lossServerAddr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := Client(nc, cc)
+			defer c.Close()
+			if err := c.Handshake(); err != nil {
+				t.Fatalf("client %d: %v", i, err)
+			}
+			if _, err := fmt.Fprintf(c, "first of %d", i); err != nil {
+				t.Fatalf("client %d: %v", i, err)
+			}
+			cs = append(cs, c)
+		}
+		synctest.Wait()
+		if st := l.Stats(); st.BacklogFull != 0 || st.Handshaking != clients-sc.AcceptBacklog {
+			t.Errorf("before Accept: BacklogFull = %d, Handshaking = %d; want 0 and %d (the waiting connections hold their slots)",
+				st.BacklogFull, st.Handshaking, clients-sc.AcceptBacklog)
+		}
+		// Every slot is taken, by handshakes that completed: a new peer
+		// is not let in, and does not evict them, however long they
+		// have waited.
+		time.Sleep(acceptBacklogWait / 2)
+		nc, err := n.Dial(netip.AddrPortFrom(lossClientAddr.Addr(), 2000), lossServerAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		late := Client(nc, cc)
+		defer late.Close()
+		lateDone := make(chan error, 1)
+		go func() { lateDone <- late.Handshake() }()
+		time.Sleep(100 * time.Millisecond)
+		if st := l.Stats(); st.Dropped["handshake limit"]+st.Dropped["handshake limit per source"] == 0 || st.HandshakesEvicted != 0 || st.HandshakesStarted != clients {
+			t.Errorf("a new peer while the slots are held: dropped %v, HandshakesEvicted = %d, HandshakesStarted = %d; want a handshake limit drop, 0, %d",
+				st.Dropped, st.HandshakesEvicted, st.HandshakesStarted, clients)
+		}
+		got := map[string]bool{}
+		buf := make([]byte, 64)
+		accepted := make(chan net.Conn, clients)
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				accepted <- c
+			}
+		}()
+		for range clients {
+			var c net.Conn
+			select {
+			case c = <-accepted:
+			case <-time.After(acceptBacklogWait):
+				t.Fatalf("Accept returned %d connections of %d (BacklogFull = %d)", len(got), clients, l.Stats().BacklogFull)
+			}
+			c.SetReadDeadline(time.Now().Add(time.Second))
+			k, err := c.Read(buf)
+			if err != nil {
+				t.Fatalf("first datagram of %v: %v", c.RemoteAddr(), err)
+			}
+			got[string(buf[:k])] = true
+		}
+		for i := range clients {
+			if w := fmt.Sprintf("first of %d", i); !got[w] {
+				t.Errorf("%q not read; read %v", w, got)
+			}
+		}
+		if st := l.Stats(); st.BacklogFull != 0 {
+			t.Errorf("BacklogFull = %d, want 0", st.BacklogFull)
+		}
+		// The slots freed, the new peer's retransmitted ClientHello gets in.
+		if err := <-lateDone; err != nil {
+			t.Fatalf("the new peer after Accept: %v", err)
 		}
 	})
 }
