@@ -164,8 +164,8 @@ func main() {
 	p("as sub-benchmarks of one benchmark, so each repetition times them back to back over 127.0.0.1\n")
 	p("with the same P-256 certificate chain (a root CA the clients trust signs the server's leaf directly, no\n")
 	p("intermediate; every client verifies the chain), PSK and single cipher suite, DTLS 1.2, cookie exchange on.\n\n")
-	p("**The machine was shared with other engineers' builds and tests while this ran: absolute figures are\n")
-	p("noisy, the ratios of figures taken in the same run are what to read.**\n\n")
+	p("**The machine is shared with other engineers' builds and tests, which may run beside the benchmarks:\n")
+	p("absolute figures are noisy, the ratios of figures taken in the same run are what to read.**\n\n")
 	p("Machine: %s, %s CPUs (`nproc`), %s, GOMAXPROCS %d. Versions: %s.\n\n", cpuModel(), nproc(), runtime.Version(), runtime.GOMAXPROCS(0), versions())
 
 	p("| what | dtls-go | pion v4 | pion v3 | floor | dtls-go / floor | dtls-go vs pion v4 | goal | met? |\n")
@@ -322,7 +322,7 @@ func concurrencySection(p func(string, ...any), s samples, standalone bool) {
 	if standalone {
 		p("Measured %s on %s, %s CPUs (`nproc`), %s, GOMAXPROCS %d, %s; %d runs (medians), each of several bursts.\n",
 			time.Now().UTC().Format("2006-01-02 15:04 UTC"), cpuModel(), nproc(), runtime.Version(), runtime.GOMAXPROCS(0), versions(), s.n("Concurrent1", "dtls-go", "handshakes/s"))
-		p("The machine was shared with other engineers' work. Rerun:\n\n")
+		p("The machine is shared with other engineers' work. Rerun:\n\n")
 		p("    cd interop && go test -run '^$' -bench Concurrent -benchtime 3x -count 3 ./bench >conc.txt && go run ./bench/report -concurrency -in conc.txt -out conc.md\n\n")
 	}
 	p("ECDHE-ECDSA with chain verification, DTLS 1.2, cookies on, both at their default timers. N clients, in a\n")
