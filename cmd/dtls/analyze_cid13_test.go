@@ -3,15 +3,11 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,105 +24,12 @@ import (
 // return routability check and the CID each side's records carry.
 func TestAnalyze13CIDUpdate(t *testing.T) {
 	dir := t.TempDir()
-	pcap := filepath.Join(dir, "server-view.pcapng")
-	f, err := os.Create(pcap)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	capw := capture.NewWriter(f)
-	cert, err := selfSignedCertificate(time.Now(), "localhost")
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, _ := x509.ParseCertificate(cert.Certificate[0])
-	roots := x509.NewCertPool()
-	roots.AddCert(leaf)
-
-	var moved atomic.Bool
-	l, err := dtls.Listen("udp", "127.0.0.1:0", &dtls.Config{
-		Certificates: []tls.Certificate{cert}, ConnectionIDGenerator: dtls.RandomCIDGenerator(8),
-		MinVersion: dtls.VersionDTLS13, KeyLogWriter: capw.KeyLogWriter(),
-		Tracer: capw.Tracer(func(ev *dtls.TraceEvent) {
-			if ev.Kind == dtls.TracePeerAddressChanged {
-				moved.Store(true)
-			}
-		}),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer l.Close()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		c, err := l.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		buf := make([]byte, 1500)
-		for {
-			n, err := c.Read(buf)
-			if err != nil {
-				return
-			}
-			c.Write(buf[:n])
-		}
-	}()
-
-	// A relay whose outside port changes, as a NAT's does.
-	front, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer front.Close()
-	server := l.Addr().(*net.UDPAddr)
-	var out atomic.Pointer[net.UDPConn]
-	var client atomic.Pointer[net.UDPAddr]
-	rebind := func() {
-		o, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			buf := make([]byte, 1<<16)
-			for {
-				n, _, err := o.ReadFromUDP(buf)
-				if err != nil {
-					return
-				}
-				front.WriteToUDP(buf[:n], client.Load())
-			}
-		}()
-		if old := out.Swap(o); old != nil {
-			old.Close()
-		}
-	}
-	rebind()
-	defer func() { out.Load().Close() }()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		buf := make([]byte, 1<<16)
-		for {
-			n, from, err := front.ReadFromUDP(buf)
-			if err != nil {
-				return
-			}
-			client.Store(from)
-			out.Load().WriteToUDP(buf[:n], server)
-		}
-	}()
-
+	r := newRebindCapture(t, dir, dtls.VersionDTLS13)
+	pcap, server := r.pcap, r.server
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c, err := dtls.DialContext(ctx, "udp", front.LocalAddr().String(), &dtls.Config{
-		RootCAs: roots, ServerName: "localhost", ConnectionIDGenerator: dtls.RandomCIDGenerator(4),
+	c, err := dtls.DialContext(ctx, "udp", r.front.LocalAddr().String(), &dtls.Config{
+		RootCAs: r.roots, ServerName: "localhost", ConnectionIDGenerator: dtls.RandomCIDGenerator(4),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -151,27 +54,14 @@ func TestAnalyze13CIDUpdate(t *testing.T) {
 	if err := c.SwitchConnectionID(); err != nil {
 		t.Fatal(err)
 	}
-	rebind()
-	for i := 0; !moved.Load(); i++ {
-		if i == 100 {
-			t.Fatal("the server did not move")
-		}
-		c.Write([]byte("after"))
-		c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-		c.Read(buf)
-	}
+	r.rebind()
+	r.waitMoved(c)
 	if err := c.RotateConnectionID(ctx); err != nil {
 		t.Fatal(err)
 	}
 	echo("rotated")
 	c.Close()
-	l.Close()
-	front.Close()
-	out.Load().Close()
-	wg.Wait()
-	if err := capw.Close(); err != nil {
-		t.Fatal(err)
-	}
+	r.finish()
 
 	got := runAnalyzeForTest(t, pcap)
 	if testing.Verbose() {
