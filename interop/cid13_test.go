@@ -147,35 +147,9 @@ func pionClientCIDUpdate(t *testing.T, pki *testPKI) {
 	cfg := ourRRCConfig(pki, false, true, &tr)
 	l := listen(t, cfg)
 	defer l.Close()
-	accepted := make(chan *dtls.Conn, 1)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		nc, err := l.Accept()
-		if err != nil {
-			close(accepted)
-			return
-		}
-		conn := nc.(*dtls.Conn)
-		defer conn.Close()
-		if conn.HandshakeContext(ctx) != nil {
-			close(accepted)
-			return
-		}
-		accepted <- conn
-		buf := make([]byte, 1<<14)
-		for {
-			n, err := conn.Read(buf)
-			if err != nil {
-				return
-			}
-			if _, err := conn.Write(buf[:n]); err != nil {
-				return
-			}
-		}
-	}()
+	accepted := acceptEcho[*dtls.Conn](ctx, l, &wg)
 	opts := pionRRCOptions(pki, true, true)
 	copts := make([]pion4.ClientOption, 0, len(opts))
 	for _, o := range opts {

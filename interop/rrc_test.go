@@ -284,35 +284,9 @@ func pionServerRRC(ctx context.Context, t *testing.T, pki *testPKI, v13 bool, tr
 		t.Fatal(err)
 	}
 	defer l.Close()
-	accepted := make(chan *pion4.Conn, 1)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		nc, err := l.Accept()
-		if err != nil {
-			close(accepted)
-			return
-		}
-		conn := nc.(*pion4.Conn)
-		defer conn.Close()
-		if err := conn.HandshakeContext(ctx); err != nil {
-			close(accepted)
-			return
-		}
-		accepted <- conn
-		buf := make([]byte, 1<<14)
-		for {
-			n, err := conn.Read(buf)
-			if err != nil {
-				return
-			}
-			if _, err := conn.Write(buf[:n]); err != nil {
-				return
-			}
-		}
-	}()
+	accepted := acceptEcho[*pion4.Conn](ctx, l, &wg)
 	relay := newRebindRelay(t, l.Addr().(*net.UDPAddr))
 	cfg := ourRRCConfig(pki, true, v13, tr)
 	c, err := dtls.DialContext(ctx, "udp", relay.front.LocalAddr().String(), cfg)
@@ -344,35 +318,9 @@ func pionServerRRC(ctx context.Context, t *testing.T, pki *testPKI, v13 bool, tr
 func pionClientRRC(ctx context.Context, t *testing.T, pki *testPKI, v13 bool, tr *rrcTrace) {
 	cfg := ourRRCConfig(pki, false, v13, tr)
 	l := listen(t, cfg)
-	accepted := make(chan *dtls.Conn, 1)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		nc, err := l.Accept()
-		if err != nil {
-			close(accepted)
-			return
-		}
-		conn := nc.(*dtls.Conn)
-		defer conn.Close()
-		if err := conn.HandshakeContext(ctx); err != nil {
-			close(accepted)
-			return
-		}
-		accepted <- conn
-		buf := make([]byte, 1<<14)
-		for {
-			n, err := conn.Read(buf)
-			if err != nil {
-				return
-			}
-			if _, err := conn.Write(buf[:n]); err != nil {
-				return
-			}
-		}
-	}()
+	accepted := acceptEcho[*dtls.Conn](ctx, l, &wg)
 	defer l.Close()
 	relay := newRebindRelay(t, l.Addr().(*net.UDPAddr))
 	opts := pionRRCOptions(pki, true, v13)
@@ -406,4 +354,43 @@ func pionClientRRC(ctx context.Context, t *testing.T, pki *testPKI, v13 bool, tr
 		t.Errorf("our server: %d validated and %d unvalidated address changes, want 1 and 0", validated, unproven)
 	}
 	echoUntil(ctx, t, pc, "and again")
+}
+
+// handshaker is a connection of ours or pion's.
+type handshaker interface {
+	net.Conn
+	HandshakeContext(context.Context) error
+}
+
+// acceptEcho accepts one connection on l in a goroutine counted by wg,
+// completes its handshake and echoes what it reads until that fails. The
+// connection is sent on the returned channel once its handshake is done;
+// the channel is closed instead if the accept or the handshake fails.
+func acceptEcho[C handshaker](ctx context.Context, l net.Listener, wg *sync.WaitGroup) <-chan C {
+	accepted := make(chan C, 1)
+	wg.Go(func() {
+		nc, err := l.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		conn := nc.(C)
+		defer conn.Close()
+		if conn.HandshakeContext(ctx) != nil {
+			close(accepted)
+			return
+		}
+		accepted <- conn
+		buf := make([]byte, 1<<14)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				return
+			}
+			if _, err := conn.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+	})
+	return accepted
 }
