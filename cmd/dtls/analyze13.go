@@ -923,8 +923,13 @@ func (a *analysis) newConnectionID(t time.Time, from int, body []byte, seq uint1
 	if n > len(cids) {
 		cids = append(cids, fmt.Sprintf("%d more", n-len(cids)))
 	}
-	use := map[uint8]string{0: "cid_immediate", 1: "cid_spare"}[usage]
-	if use == "" {
+	var use string
+	switch usage {
+	case 0:
+		use = "cid_immediate"
+	case 1:
+		use = "cid_spare"
+	default:
 		use = fmt.Sprintf("usage %d", usage)
 	}
 	plural := "s"
