@@ -358,7 +358,7 @@ func (cs *conversations) of(d *capture.Datagram) *conversation {
 
 // looksLikeDTLS checks for a DTLS record header at the start.
 func looksLikeDTLS(b []byte) bool {
-	return len(b) >= 13 && b[0] >= 20 && b[0] <= ctRRC && b[1] == 0xfe && (b[2] == 0xfd || b[2] == 0xff || b[2] == 0xfc)
+	return len(b) >= 13 && b[0] >= ctCCS && b[0] <= ctRRC && b[1] == 0xfe && (b[2] == 0xfd || b[2] == 0xff || b[2] == 0xfc)
 }
 
 // Content and handshake types the analysis looks into.
@@ -598,7 +598,7 @@ func (a *analysis) scanFragments(from int, b []byte) (n int, allRepeated bool) {
 	allRepeated = true
 	for len(b) >= 13 {
 		typ, epoch, l := b[0], binary.BigEndian.Uint16(b[3:5]), int(binary.BigEndian.Uint16(b[11:13]))
-		if 13+l > len(b) || typ == 25 {
+		if 13+l > len(b) || typ == ctCID12 {
 			break
 		}
 		body := b[13 : 13+l]
