@@ -407,9 +407,10 @@ type analysis struct {
 	// cidLen is the CID length of the records each side sends (RFC
 	// 9146); clientAt the address the client's datagrams last came from,
 	// and moves lists where it went.
-	cidLen   [2]int
-	clientAt netip.AddrPort
-	moves    []string
+	cidLen    [2]int
+	clientAt  netip.AddrPort
+	moves     []string
+	moreMoves int
 
 	v13 analysis13 // DTLS 1.3 conversations
 	// is12: the first pass saw a ServerHello choose DTLS 1.2;
@@ -517,6 +518,8 @@ func (a *analysis) datagram(d capture.Datagram, keys *keyLog) {
 	if from == 0 && d.Src != a.clientAt && a.clientAt.IsValid() {
 		if len(a.moves) < maxListed {
 			a.moves = append(a.moves, fmt.Sprintf("+%v client sends from %v (was %v)", d.Time.Sub(a.start).Round(time.Microsecond), d.Src, a.clientAt))
+		} else {
+			a.moreMoves++
 		}
 	}
 	if from == 0 {
@@ -803,6 +806,9 @@ func (a *analysis) report(out io.Writer) {
 		fmt.Fprintf(out, "client address changes (RFC 9146 §6; the server moves after a return routability check when both sent rrc, RFC 9853):\n")
 		for _, m := range a.moves {
 			fmt.Fprintf(out, "  %s\n", m)
+		}
+		if a.moreMoves > 0 {
+			fmt.Fprintf(out, "  (%d more not listed)\n", a.moreMoves)
 		}
 	}
 	if a.undecrypt > 0 {
