@@ -32,7 +32,8 @@ const analyzeSynopsis = `analyze FILE [-keylog FILE] [-svg FILE]
 
 Reads a pcap or pcapng capture of any DTLS 1.2 or 1.3 traffic (tshark's
 capture of OpenSSL talking to mbedTLS, or of wolfSSL and pion doing DTLS
-1.3, say), groups it by UDP address pair, and reconstructs each
+1.3, say), groups it by UDP address pair (a client that moves under a
+Connection ID stays in its conversation), and reconstructs each
 handshake: records, epochs, messages, fragments, flights,
 retransmissions, gaps in the record numbers, duplicates, and the time
 each flight took. It prints a ladder per conversation. With a key log
