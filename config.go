@@ -429,9 +429,10 @@ type Config struct {
 	// from its peer, if that is at least 1 s; otherwise it is dropped and
 	// the client retransmits. A connection whose handshake completed
 	// keeps its slot while it waits for room in a full Accept backlog
-	// (AcceptBacklog), and is never evicted for a new peer. A handshake with no new message from its
-	// peer for a quarter of HandshakeTimeout (15 s by default) ends; one
-	// that progresses may take all of HandshakeTimeout.
+	// (AcceptBacklog), and is never evicted for a new peer. A handshake
+	// with no new message from its peer for a quarter of
+	// HandshakeTimeout (15 s by default) ends; one that progresses may
+	// take all of HandshakeTimeout.
 	// If 0, 512.
 	MaxHandshakes int
 

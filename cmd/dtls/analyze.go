@@ -32,7 +32,8 @@ const analyzeSynopsis = `analyze FILE [-keylog FILE] [-svg FILE]
 
 Reads a pcap or pcapng capture of any DTLS 1.2 or 1.3 traffic (tshark's
 capture of OpenSSL talking to mbedTLS, or of wolfSSL and pion doing DTLS
-1.3, say), groups it by UDP address pair, and reconstructs each
+1.3, say), groups it by UDP address pair (a client that moves under a
+Connection ID stays in its conversation), and reconstructs each
 handshake: records, epochs, messages, fragments, flights,
 retransmissions, gaps in the record numbers, duplicates, and the time
 each flight took. It prints a ladder per conversation. With a key log
@@ -358,7 +359,7 @@ func (cs *conversations) of(d *capture.Datagram) *conversation {
 
 // looksLikeDTLS checks for a DTLS record header at the start.
 func looksLikeDTLS(b []byte) bool {
-	return len(b) >= 13 && b[0] >= 20 && b[0] <= ctRRC && b[1] == 0xfe && (b[2] == 0xfd || b[2] == 0xff || b[2] == 0xfc)
+	return len(b) >= 13 && b[0] >= ctCCS && b[0] <= ctRRC && b[1] == 0xfe && (b[2] == 0xfd || b[2] == 0xff || b[2] == 0xfc)
 }
 
 // Content and handshake types the analysis looks into.
@@ -407,9 +408,10 @@ type analysis struct {
 	// cidLen is the CID length of the records each side sends (RFC
 	// 9146); clientAt the address the client's datagrams last came from,
 	// and moves lists where it went.
-	cidLen   [2]int
-	clientAt netip.AddrPort
-	moves    []string
+	cidLen    [2]int
+	clientAt  netip.AddrPort
+	moves     []string
+	moreMoves int
 
 	v13 analysis13 // DTLS 1.3 conversations
 	// is12: the first pass saw a ServerHello choose DTLS 1.2;
@@ -517,6 +519,8 @@ func (a *analysis) datagram(d capture.Datagram, keys *keyLog) {
 	if from == 0 && d.Src != a.clientAt && a.clientAt.IsValid() {
 		if len(a.moves) < maxListed {
 			a.moves = append(a.moves, fmt.Sprintf("+%v client sends from %v (was %v)", d.Time.Sub(a.start).Round(time.Microsecond), d.Src, a.clientAt))
+		} else {
+			a.moreMoves++
 		}
 	}
 	if from == 0 {
@@ -598,7 +602,7 @@ func (a *analysis) scanFragments(from int, b []byte) (n int, allRepeated bool) {
 	allRepeated = true
 	for len(b) >= 13 {
 		typ, epoch, l := b[0], binary.BigEndian.Uint16(b[3:5]), int(binary.BigEndian.Uint16(b[11:13]))
-		if 13+l > len(b) || typ == 25 {
+		if 13+l > len(b) || typ == ctCID12 {
 			break
 		}
 		body := b[13 : 13+l]
@@ -803,6 +807,9 @@ func (a *analysis) report(out io.Writer) {
 		fmt.Fprintf(out, "client address changes (RFC 9146 §6; the server moves after a return routability check when both sent rrc, RFC 9853):\n")
 		for _, m := range a.moves {
 			fmt.Fprintf(out, "  %s\n", m)
+		}
+		if a.moreMoves > 0 {
+			fmt.Fprintf(out, "  (%d more not listed)\n", a.moreMoves)
 		}
 	}
 	if a.undecrypt > 0 {

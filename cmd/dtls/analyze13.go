@@ -400,7 +400,7 @@ func (p *params13) cidLen(s int) int {
 // helloFragments calls f with each plaintext (epoch 0) handshake
 // fragment of a datagram, until a record it cannot read.
 func helloFragments(b []byte, f func(typ uint8, length uint32, seq uint16, off uint32, frag []byte)) {
-	for len(b) >= 13 && !isUnified(b[0]) && b[0] != 25 {
+	for len(b) >= 13 && !isUnified(b[0]) && b[0] != ctCID12 {
 		typ, epoch, l := b[0], binary.BigEndian.Uint16(b[3:5]), int(binary.BigEndian.Uint16(b[11:13]))
 		if 13+l > len(b) {
 			return
@@ -654,7 +654,7 @@ func (a *analysis) datagram13(d capture.Datagram, keys *keyLog, from int) {
 			rest = next
 			continue
 		}
-		if len(rest) < 13 || rest[0] < ctCCS || rest[0] > ctACK || rest[0] == 25 {
+		if len(rest) < 13 || rest[0] < ctCCS || rest[0] > ctACK || rest[0] == ctCID12 {
 			v.unparsed++
 			break
 		}
@@ -923,8 +923,13 @@ func (a *analysis) newConnectionID(t time.Time, from int, body []byte, seq uint1
 	if n > len(cids) {
 		cids = append(cids, fmt.Sprintf("%d more", n-len(cids)))
 	}
-	use := map[uint8]string{0: "cid_immediate", 1: "cid_spare"}[usage]
-	if use == "" {
+	var use string
+	switch usage {
+	case 0:
+		use = "cid_immediate"
+	case 1:
+		use = "cid_spare"
+	default:
 		use = fmt.Sprintf("usage %d", usage)
 	}
 	plural := "s"

@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/dtls-go/dtls"
+	"github.com/dtls-go/dtls/capture"
 )
 
 // TestAnalyzeRRC captures a server's view of a client whose NAT rebinds
@@ -46,5 +48,26 @@ func TestAnalyzeRRC(t *testing.T) {
 	}
 	if strings.Count(got, "conversation ") != 1 {
 		t.Errorf("the rebound client is not one conversation:\n%s", got)
+	}
+}
+
+// TestAnalyzeMovesBounded checks that a client hopping between addresses
+// more than maxListed times is listed up to the bound and the rest counted.
+func TestAnalyzeMovesBounded(t *testing.T) {
+	server := netip.MustParseAddrPort("127.0.0.1:4433")
+	a := newAnalysis(netip.MustParseAddrPort("127.0.0.1:1000"), server)
+	start := time.Unix(1, 0)
+	const hops = maxListed + 10
+	for i := range hops + 1 {
+		src := netip.AddrPortFrom(server.Addr(), uint16(1000+i%2))
+		a.datagram(capture.Datagram{Time: start.Add(time.Duration(i) * time.Millisecond), Src: src, Dst: server}, &keyLog{})
+	}
+	if len(a.moves) != maxListed || a.moreMoves != hops-maxListed {
+		t.Fatalf("%d moves listed, %d counted; want %d and %d", len(a.moves), a.moreMoves, maxListed, hops-maxListed)
+	}
+	var b strings.Builder
+	a.report(&b)
+	if !strings.Contains(b.String(), "(10 more not listed)") {
+		t.Errorf("report does not count the moves past the list:\n%s", b.String())
 	}
 }

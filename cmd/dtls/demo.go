@@ -189,7 +189,7 @@ func demo(ctx context.Context, o *demoOptions, std stdio) error {
 		}
 		if ev.Kind == dtls.TraceDatagramSent && !ev.Client {
 			helloFragments(ev.Datagram, func(typ uint8, length uint32, _ uint16, off uint32, frag []byte) {
-				if typ != 2 || off != 0 || uint32(len(frag)) != length {
+				if typ != hsServerHello || off != 0 || uint32(len(frag)) != length {
 					return
 				}
 				if h, ok := parseHello(false, frag); ok && h.hrr && h.group != 0 {

@@ -15,125 +15,28 @@ import (
 	"math"
 	"os"
 	"regexp"
-	"slices"
-	"strconv"
 	"strings"
+
+	"github.com/dtls-go/dtls/interop/bench/internal/benchdata"
 )
 
-// samples[benchmark][impl][unit] holds every value of the runs.
-type samples map[string]map[string]map[string][]float64
+type samples = benchdata.Samples
 
-var lineRE = regexp.MustCompile(`^BenchmarkDTLS13(\w+)/impl=([\w.-]+?)(?:-(\d+))?\s+\d+\s+(.*)$`)
+var (
+	dur = benchdata.Dur
+	yes = benchdata.Yes
+)
 
-func parse(file string) (samples, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	s := samples{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		m := lineRE.FindStringSubmatch(sc.Text())
-		if m == nil {
-			continue
-		}
-		fields := strings.Fields(m[4])
-		for i := 0; i+1 < len(fields); i += 2 {
-			v, err := strconv.ParseFloat(fields[i], 64)
-			if err != nil {
-				continue
-			}
-			if s[m[1]] == nil {
-				s[m[1]] = map[string]map[string][]float64{}
-			}
-			if s[m[1]][m[2]] == nil {
-				s[m[1]][m[2]] = map[string][]float64{}
-			}
-			s[m[1]][m[2]][fields[i+1]] = append(s[m[1]][m[2]][fields[i+1]], v)
-		}
-	}
-	return s, sc.Err()
-}
+func parse(file string) (samples, error) { return benchdata.Parse(file, "BenchmarkDTLS13", false) }
 
-// med returns the median, NaN without samples.
-func (s samples) med(bench, impl, unit string) float64 {
-	v := slices.Clone(s[bench][impl][unit])
-	if len(v) == 0 {
-		return math.NaN()
-	}
-	slices.Sort(v)
-	if len(v)%2 == 1 {
-		return v[len(v)/2]
-	}
-	return (v[len(v)/2-1] + v[len(v)/2]) / 2
-}
-
-// max returns the largest sample, NaN without samples.
-func (s samples) max(bench, impl, unit string) float64 {
-	v := s[bench][impl][unit]
-	if len(v) == 0 {
-		return math.NaN()
-	}
-	return slices.Max(v)
-}
-
-// ratio is the median over the runs of a/b, a of impl ia and b of impl
-// ib in the same run: the implementations of a row are timed back to
-// back in each run, so on a machine whose load changes between runs
-// their ratio in one run is steadier than the ratio of the medians
-// (which it falls back to if the runs do not pair up).
-func (s samples) ratio(bench, ia, ib, unit string) float64 {
-	a, b := s[bench][ia][unit], s[bench][ib][unit]
-	if len(a) != len(b) || len(a) == 0 {
-		return s.med(bench, ia, unit) / s.med(bench, ib, unit)
-	}
-	r := make([]float64, len(a))
-	for i := range a {
-		r[i] = a[i] / b[i]
-	}
-	slices.Sort(r)
-	if len(r)%2 == 1 {
-		return r[len(r)/2]
-	}
-	return (r[len(r)/2-1] + r[len(r)/2]) / 2
-}
-
-func dur(ns float64) string {
-	if math.IsNaN(ns) {
-		return "—"
-	}
-	switch {
-	case ns >= 1e6:
-		return fmt.Sprintf("%.2f ms", ns/1e6)
-	case ns >= 1e3:
-		return fmt.Sprintf("%.1f µs", ns/1e3)
-	}
-	return fmt.Sprintf("%.0f ns", ns)
-}
-
-func num(v float64) string {
-	if math.IsNaN(v) {
-		return "—"
-	}
-	if v == math.Trunc(v) {
-		return fmt.Sprintf("%.0f", v)
-	}
-	return fmt.Sprintf("%.1f", v)
-}
+// num formats a count: no decimals if whole, one otherwise.
+func num(v float64) string { return benchdata.Num(v, "") }
 
 func kb(v float64) string {
 	if math.IsNaN(v) {
 		return "—"
 	}
 	return fmt.Sprintf("%.1f KB", v/1024)
-}
-
-func yes(ok bool) string {
-	if ok {
-		return "**met**"
-	}
-	return "not met"
 }
 
 // roundTrips reads TestRoundTrips13's -test.v output: for each pair of
@@ -240,62 +143,55 @@ func main() {
 	p("| what | dtls-go | pion v4 | floor | dtls-go / floor | dtls-go vs pion v4 | goal | met? |\n")
 	p("|---|---|---|---|---|---|---|---|\n")
 
-	handshake := func(bench, what, floor, goal string, hasGoal bool) {
-		o, v4 := s.med(bench, "dtls-go", "ns/op"), s.med(bench, "pion-v4", "ns/op")
-		oa, v4a := s.med(bench, "dtls-go", "allocs/op"), s.med(bench, "pion-v4", "allocs/op")
-		ob, v4b := s.med(bench, "dtls-go", "B/op"), s.med(bench, "pion-v4", "B/op")
-		fl := s.med(bench, "floor", "ns/op")
-		faster := s.ratio(bench, "pion-v4", "dtls-go", "ns/op")
-		met := "—"
-		if hasGoal {
-			met = yes(faster >= 2)
-		}
-		p("| %s | %s, %s allocs, %s | %s, %s allocs, %s | %s (%s) | %.2f× (pion v4 %.2f×) | %.2f× faster, %.1f× fewer allocs | %s | %s |\n",
-			what, dur(o), num(oa), kb(ob), dur(v4), num(v4a), kb(v4b), dur(fl), floor,
-			s.ratio(bench, "dtls-go", "floor", "ns/op"), s.ratio(bench, "pion-v4", "floor", "ns/op"), faster, v4a/oa, goal, met)
+	// handshake writes a handshake row; note follows dtls-go's figures,
+	// met says whether the goal is met given how many times faster than
+	// pion v4 dtls-go is.
+	handshake := func(bench, what, note, floor, goal string, met func(faster float64) string) {
+		o, v4 := s.Med(bench, "dtls-go", "ns/op"), s.Med(bench, "pion-v4", "ns/op")
+		oa, v4a := s.Med(bench, "dtls-go", "allocs/op"), s.Med(bench, "pion-v4", "allocs/op")
+		ob, v4b := s.Med(bench, "dtls-go", "B/op"), s.Med(bench, "pion-v4", "B/op")
+		fl := s.Med(bench, "floor", "ns/op")
+		faster := s.Ratio(bench, "pion-v4", "dtls-go", "ns/op")
+		p("| %s | %s, %s allocs, %s%s | %s, %s allocs, %s | %s (%s) | %.2f× (pion v4 %.2f×) | %.2f× faster, %.1f× fewer allocs | %s | %s |\n",
+			what, dur(o), num(oa), kb(ob), note, dur(v4), num(v4a), kb(v4b), dur(fl), floor,
+			s.Ratio(bench, "dtls-go", "floor", "ns/op"), s.Ratio(bench, "pion-v4", "floor", "ns/op"), faster, v4a/oa, goal, met(faster))
 	}
-	handshake("FullECDSA", "ECDHE-ECDSA handshake (P-256 cert, X25519, cookie HelloRetryRequest)",
-		"sign + verify + X25519 keygen×2, ECDH×2 + 2 UDP round trips", "≥ 2× pion", true)
-	handshake("FullPSK", "PSK handshake, external PSK, psk_dhe_ke (X25519); pion's client offers psk_dhe_ke only",
-		"X25519 keygen×2, ECDH×2 + 2 UDP round trips", "≥ 2× pion", true)
-
-	// The hybrid row also states the round trips.
-	{
-		const bench = "FullHybrid"
-		o, v4 := s.med(bench, "dtls-go", "ns/op"), s.med(bench, "pion-v4", "ns/op")
-		oa, v4a := s.med(bench, "dtls-go", "allocs/op"), s.med(bench, "pion-v4", "allocs/op")
-		ob, v4b := s.med(bench, "dtls-go", "B/op"), s.med(bench, "pion-v4", "B/op")
-		fl := s.med(bench, "floor", "ns/op")
-		x := s.med("FullECDSA", "dtls-go", "ns/op")
-		faster := s.ratio(bench, "pion-v4", "dtls-go", "ns/op")
-		same, how := rt.same()
-		p("| hybrid X25519MLKEM768 handshake (P-256 cert; the servers ask for the group in the cookie's HelloRetryRequest) | %s, %s allocs, %s (+%s over X25519) | %s, %s allocs, %s | %s (as ECDSA + X25519 keygen for the first ClientHello + ML-KEM-768 keygen, encaps, decaps) | %.2f× (pion v4 %.2f×) | %.2f× faster, %.1f× fewer allocs | ≥ 2× pion, no extra round trip (%s) | %s |\n",
-			dur(o), num(oa), kb(ob), dur(o-x), dur(v4), num(v4a), kb(v4b), dur(fl),
-			s.ratio(bench, "dtls-go", "floor", "ns/op"), s.ratio(bench, "pion-v4", "floor", "ns/op"), faster, v4a/oa, how, yes(faster >= 2 && same))
-	}
-	handshake("Resume", "resumed handshake (1.3 ticket from NewSessionTicket as a psk_dhe_ke PSK, X25519); every timed handshake checked to resume",
-		"X25519 keygen×2, ECDH×2 + 2 UDP round trips", "— (issue 13: a row)", false)
+	twice := func(faster float64) string { return yes(faster >= 2) }
+	handshake("FullECDSA", "ECDHE-ECDSA handshake (P-256 cert, X25519, cookie HelloRetryRequest)", "",
+		"sign + verify + X25519 keygen×2, ECDH×2 + 2 UDP round trips", "≥ 2× pion", twice)
+	handshake("FullPSK", "PSK handshake, external PSK, psk_dhe_ke (X25519); pion's client offers psk_dhe_ke only", "",
+		"X25519 keygen×2, ECDH×2 + 2 UDP round trips", "≥ 2× pion", twice)
+	// The hybrid row also states its cost over X25519 and the round trips.
+	same, how := rt.same()
+	handshake("FullHybrid", "hybrid X25519MLKEM768 handshake (P-256 cert; the servers ask for the group in the cookie's HelloRetryRequest)",
+		" (+"+dur(s.Med("FullHybrid", "dtls-go", "ns/op")-s.Med("FullECDSA", "dtls-go", "ns/op"))+" over X25519)",
+		"as ECDSA + X25519 keygen for the first ClientHello + ML-KEM-768 keygen, encaps, decaps",
+		"≥ 2× pion, no extra round trip ("+how+")", func(faster float64) string { return yes(faster >= 2 && same) })
+	handshake("Resume", "resumed handshake (1.3 ticket from NewSessionTicket as a psk_dhe_ke PSK, X25519); every timed handshake checked to resume", "",
+		"X25519 keygen×2, ECDH×2 + 2 UDP round trips", "— (issue 13: a row)", func(float64) string { return "—" })
 
 	// Records one way.
 	{
 		const bench = "Records1000"
-		o, v4 := s.med(bench, "dtls-go", "delivered-MB/s"), s.med(bench, "pion-v4", "delivered-MB/s")
-		oa, v4a := s.max(bench, "dtls-go", "allocs/op"), s.med(bench, "pion-v4", "allocs/op")
-		od, v4d := s.med(bench, "dtls-go", "%delivered"), s.med(bench, "pion-v4", "%delivered")
-		fl := s.med(bench, "floor-udp", "delivered-MB/s")
+		o, v4 := s.Med(bench, "dtls-go", "delivered-MB/s"), s.Med(bench, "pion-v4", "delivered-MB/s")
+		_, oa := s.Spread(bench, "dtls-go", "allocs/op") // the largest of the runs
+		v4a := s.Med(bench, "pion-v4", "allocs/op")
+		od, v4d := s.Med(bench, "dtls-go", "%delivered"), s.Med(bench, "pion-v4", "%delivered")
+		fl := s.Med(bench, "floor-udp", "delivered-MB/s")
 		p("| 1000-byte records one way, delivered at the receiver (AES-128-GCM) | %.0f MB/s, %s allocs/record (largest of the runs), %.0f%% delivered | %.0f MB/s, %s allocs, %.0f%% | %.0f MB/s raw UDP | %.0f%% of raw UDP (pion v4 %.0f%%) | %.2f× | 0 allocs | %s |\n",
-			o, num(oa), od, v4, num(v4a), v4d, fl, 100*s.ratio(bench, "dtls-go", "floor-udp", "delivered-MB/s"),
-			100*s.ratio(bench, "pion-v4", "floor-udp", "delivered-MB/s"), s.ratio(bench, "dtls-go", "pion-v4", "delivered-MB/s"), yes(oa == 0))
+			o, num(oa), od, v4, num(v4a), v4d, fl, 100*s.Ratio(bench, "dtls-go", "floor-udp", "delivered-MB/s"),
+			100*s.Ratio(bench, "pion-v4", "floor-udp", "delivered-MB/s"), s.Ratio(bench, "dtls-go", "pion-v4", "delivered-MB/s"), yes(oa == 0))
 	}
 	// Echo.
 	{
 		const bench = "RoundTrip100"
-		o, v4 := s.med(bench, "dtls-go", "ns/op"), s.med(bench, "pion-v4", "ns/op")
-		oa, v4a := s.max(bench, "dtls-go", "allocs/op"), s.med(bench, "pion-v4", "allocs/op")
-		fl := s.med(bench, "floor-udp", "ns/op")
+		o, v4 := s.Med(bench, "dtls-go", "ns/op"), s.Med(bench, "pion-v4", "ns/op")
+		_, oa := s.Spread(bench, "dtls-go", "allocs/op") // the largest of the runs
+		v4a := s.Med(bench, "pion-v4", "allocs/op")
+		fl := s.Med(bench, "floor-udp", "ns/op")
 		p("| 100-byte echo round trip | %s, %s allocs (largest of the runs) | %s, %s allocs | %s (UDP round trip) | %.2f× (pion v4 %.2f×) | %.2f× faster | 0 allocs | %s |\n",
-			dur(o), num(oa), dur(v4), num(v4a), dur(fl), s.ratio(bench, "dtls-go", "floor-udp", "ns/op"),
-			s.ratio(bench, "pion-v4", "floor-udp", "ns/op"), s.ratio(bench, "pion-v4", "dtls-go", "ns/op"), yes(oa == 0))
+			dur(o), num(oa), dur(v4), num(v4a), dur(fl), s.Ratio(bench, "dtls-go", "floor-udp", "ns/op"),
+			s.Ratio(bench, "pion-v4", "floor-udp", "ns/op"), s.Ratio(bench, "pion-v4", "dtls-go", "ns/op"), yes(oa == 0))
 	}
 	p("\n")
 	if *notes != "" {

@@ -41,9 +41,9 @@ const (
 	contentCCS       = 20
 	contentAlert     = 21
 	contentHandshake = 22
-	contentRRC       = 27 // return_routability_check, RFC 9853
 	contentAppData   = 23
 	contentACK       = 26 // DTLS 1.3 (RFC 9147 §7)
+	contentRRC       = 27 // return_routability_check, RFC 9853
 )
 
 // maxEvents bounds the events a Ladder keeps, so a long-lived connection
