@@ -154,7 +154,8 @@ const (
 	maxEarlyDataLimit = 1 << 16
 	// maxEarlyDatagrams bounds the datagrams a client queues with
 	// WriteEarlyData, and so the datagrams it resends with each
-	// ClientHello retransmission.
+	// ClientHello retransmission; and the early datagrams a server keeps
+	// for EarlyData (maxEarlyDataLimit alone would not bound empty ones).
 	maxEarlyDatagrams = 16
 	// earlyDataWindow is the freshness tolerance of RFC 8446 §8.3: how
 	// far the time a 0-RTT ClientHello arrives may be from the time its
@@ -431,7 +432,9 @@ func (c *Conn) handleEarlyRecord(hdr recordHeader, data []byte) error {
 		if c.early.received > int(c.early.max) {
 			return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: more than max_early_data_size (%d bytes) of early data", c.early.max))
 		}
-		c.early.in = append(c.early.in, slices.Clone(data))
+		if len(c.early.in) < maxEarlyDatagrams {
+			c.early.in = append(c.early.in, slices.Clone(data))
+		} // more are dropped, as a datagram lost on the way would be
 		return nil
 	case hdr.typ == recordTypeAlert:
 		return c.handleAlert(hdr, data)
@@ -462,9 +465,10 @@ func (c *Conn) skipEarlyRecord(hdr recordHeader, n int) bool {
 // EarlyData returns, on a server, the datagrams the client sent as 0-RTT
 // data (DTLS 1.3 with Config.MaxEarlyData) that arrived before the
 // handshake completed, in arrival order, each once: a second call
-// returns nil. Call it after Handshake, when
-// ConnectionState().EarlyDataAccepted is true. Read never returns early
-// data, so an application always knows which bytes were early.
+// returns nil; at most 16 datagrams, those after are dropped. Call it
+// after Handshake, when ConnectionState().EarlyDataAccepted is true. Read
+// never returns early data, so an application always knows which bytes
+// were early.
 //
 // Early data is not forward secret and may have been replayed: the
 // server accepts a ClientHello's early data once (once per server of a
