@@ -98,10 +98,13 @@ func (hs *clientHandshakeState13) offerTicket(m *clientHelloMsg13, cs *ClientSes
 	}
 	reused := false
 	if cs.tickets13 != nil {
-		// Marked used whether or not the server resumes with it.
+		// Marked used whether or not the server resumes with it; take
+		// returns only a ticket sessionUsable13 accepted.
 		cs, reused = cs.tickets13.take(func(t *ClientSessionState) bool { return c.sessionUsable13(t, m) })
+	} else if !c.sessionUsable13(cs, m) {
+		return
 	}
-	if cs == nil || !c.sessionUsable13(cs, m) {
+	if cs == nil {
 		return
 	}
 	s := cs.state
