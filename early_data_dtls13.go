@@ -387,11 +387,8 @@ func (hs *serverHandshakeState13) acceptEarlyData(candidate bool) error {
 		return nil // early.rejected stays as markEarlyData set it
 	}
 	c.early.rejected = false
-	early, err := newEarlySecret13(hs.suite.hash, hs.psk)
-	if err != nil {
-		return c.fail(alertInternalError, err)
-	}
-	secret, err := early.clientEarlyTrafficSecret(hs.transcript.Sum(nil))
+	// hs.early: the Early Secret acceptPSK made to check the binder.
+	secret, err := hs.early.clientEarlyTrafficSecret(hs.transcript.Sum(nil))
 	if err != nil {
 		return c.fail(alertInternalError, err)
 	}
@@ -546,19 +543,15 @@ func (hs *clientHandshakeState13) offerEarlyData(m *clientHelloMsg13) {
 }
 
 // deriveEarlyKeys derives the client's epoch-1 keys from the first PSK
-// (the ticket) and Hash(ClientHello) of the body about to be sent, and
-// logs CLIENT_EARLY_TRAFFIC_SECRET.
+// (the ticket; its Early Secret made by bindPSK) and Hash(ClientHello) of
+// the body about to be sent, and logs CLIENT_EARLY_TRAFFIC_SECRET.
 func (hs *clientHandshakeState13) deriveEarlyKeys(body []byte) error {
 	c := hs.c
 	p := hs.psks[0]
 	suite := cipherSuite13ByID(p.session.state.cipherSuite)
-	early, err := newEarlySecret13(p.hash, p.key)
-	if err != nil {
-		return err
-	}
 	th := p.hash.New()
 	th.Write(appendTranscriptMessage13(nil, typeClientHello, body))
-	secret, err := early.clientEarlyTrafficSecret(th.Sum(nil))
+	secret, err := p.early.clientEarlyTrafficSecret(th.Sum(nil))
 	if err != nil {
 		return err
 	}
