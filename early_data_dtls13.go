@@ -189,12 +189,11 @@ type earlyState struct {
 
 	// A server's: the early data accepted so far and its ticket's limit;
 	// rejected when the client offered early data we did not accept
-	// (its epoch-1 records are skipped), with the bytes skipped.
+	// (its epoch-1 records are skipped, counted as dropEarlyData).
 	in       [][]byte
 	received int
 	max      uint32
 	rejected bool
-	skipped  int
 
 	// A server's that answers a 0-RTT ClientHello without a cookie
 	// exchange: unproven until a record of the client in epoch 2 or later
@@ -446,15 +445,14 @@ func (c *Conn) handleEarlyRecord(hdr recordHeader, data []byte) error {
 // hold no keys for is early data we rejected, and drops it: the record
 // has epoch bits 1 before epoch 3 is installed on a server that refused
 // the client's 0-RTT. RFC 8446 §4.2.10 has a server skip such records "up
-// to the configured max_early_data_size"; we count the bytes but never
-// end the handshake over them, since anyone can send records with those
-// bits. (A client's epoch-3 record that overtakes its Finished has the
+// to the configured max_early_data_size"; we count them (dropEarlyData)
+// but never end the handshake over them, since anyone can send records
+// with those bits. (A client's epoch-3 record that overtakes its Finished has the
 // same bits and is lost with them, as any datagram may be.)
-func (c *Conn) skipEarlyRecord(hdr recordHeader, n int) bool {
+func (c *Conn) skipEarlyRecord(hdr recordHeader) bool {
 	if c.isClient || !c.early.rejected || hdr.epoch != 1 || c.handshakeComplete.Load() {
 		return false
 	}
-	c.early.skipped += n
 	c.drop(dropEarlyData, hdr)
 	return true
 }
