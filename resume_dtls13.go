@@ -499,15 +499,3 @@ func (p *clientTickets13) take(usable func(*ClientSessionState) bool) (cs *Clien
 	}
 	return nil, false
 }
-
-// counts returns the number of tickets held and of those not offered yet.
-func (p *clientTickets13) counts() (held, unused int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, t := range p.list {
-		if !p.used[t] {
-			unused++
-		}
-	}
-	return len(p.list), unused
-}
