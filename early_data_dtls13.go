@@ -342,7 +342,10 @@ func (cfg *Config) admitEarlyData(now time.Time, addr netip.AddrPort, ch *client
 		return false
 	}
 	p, ok := hrrParamsFor(cfg, ch)
-	if g, _ := offeredShare13(cfg, ch); !ok || g == 0 {
+	if !ok {
+		return false
+	}
+	if g, _ := offeredShare13(cfg, ch); g == 0 {
 		return false
 	}
 	alpn, ok := alpnFor(cfg, ch)
