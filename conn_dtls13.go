@@ -34,7 +34,7 @@ func (c *Conn) readRecord13() ([]byte, error) {
 	rec := c.pending
 	hdr, data, rest, state, reason := c.rl.open13(c.pending)
 	c.pending = rest
-	if reason == dropUnknownEpoch && c.skipEarlyRecord(hdr, len(rec)-len(rest)) {
+	if reason == dropUnknownEpoch && c.skipEarlyRecord(hdr) {
 		return nil, nil // 0-RTT data we rejected (early_data_dtls13.go)
 	}
 	if reason == dropUnknownEpoch && !c.handshakeComplete.Load() && len(c.future) < maxFutureRecords {

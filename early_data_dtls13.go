@@ -154,7 +154,8 @@ const (
 	maxEarlyDataLimit = 1 << 16
 	// maxEarlyDatagrams bounds the datagrams a client queues with
 	// WriteEarlyData, and so the datagrams it resends with each
-	// ClientHello retransmission.
+	// ClientHello retransmission; and the early datagrams a server keeps
+	// for EarlyData (maxEarlyDataLimit alone would not bound empty ones).
 	maxEarlyDatagrams = 16
 	// earlyDataWindow is the freshness tolerance of RFC 8446 §8.3: how
 	// far the time a 0-RTT ClientHello arrives may be from the time its
@@ -188,12 +189,11 @@ type earlyState struct {
 
 	// A server's: the early data accepted so far and its ticket's limit;
 	// rejected when the client offered early data we did not accept
-	// (its epoch-1 records are skipped), with the bytes skipped.
+	// (its epoch-1 records are skipped, counted as dropEarlyData).
 	in       [][]byte
 	received int
 	max      uint32
 	rejected bool
-	skipped  int
 
 	// A server's that answers a 0-RTT ClientHello without a cookie
 	// exchange: unproven until a record of the client in epoch 2 or later
@@ -342,7 +342,10 @@ func (cfg *Config) admitEarlyData(now time.Time, addr netip.AddrPort, ch *client
 		return false
 	}
 	p, ok := hrrParamsFor(cfg, ch)
-	if g, _ := offeredShare13(cfg, ch); !ok || g == 0 {
+	if !ok {
+		return false
+	}
+	if g, _ := offeredShare13(cfg, ch); g == 0 {
 		return false
 	}
 	alpn, ok := alpnFor(cfg, ch)
@@ -386,11 +389,8 @@ func (hs *serverHandshakeState13) acceptEarlyData(candidate bool) error {
 		return nil // early.rejected stays as markEarlyData set it
 	}
 	c.early.rejected = false
-	early, err := newEarlySecret13(hs.suite.hash, hs.psk)
-	if err != nil {
-		return c.fail(alertInternalError, err)
-	}
-	secret, err := early.clientEarlyTrafficSecret(hs.transcript.Sum(nil))
+	// hs.early: the Early Secret acceptPSK made to check the binder.
+	secret, err := hs.early.clientEarlyTrafficSecret(hs.transcript.Sum(nil))
 	if err != nil {
 		return c.fail(alertInternalError, err)
 	}
@@ -431,7 +431,9 @@ func (c *Conn) handleEarlyRecord(hdr recordHeader, data []byte) error {
 		if c.early.received > int(c.early.max) {
 			return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: more than max_early_data_size (%d bytes) of early data", c.early.max))
 		}
-		c.early.in = append(c.early.in, slices.Clone(data))
+		if len(c.early.in) < maxEarlyDatagrams {
+			c.early.in = append(c.early.in, slices.Clone(data))
+		} // more are dropped, as a datagram lost on the way would be
 		return nil
 	case hdr.typ == recordTypeAlert:
 		return c.handleAlert(hdr, data)
@@ -446,15 +448,14 @@ func (c *Conn) handleEarlyRecord(hdr recordHeader, data []byte) error {
 // hold no keys for is early data we rejected, and drops it: the record
 // has epoch bits 1 before epoch 3 is installed on a server that refused
 // the client's 0-RTT. RFC 8446 §4.2.10 has a server skip such records "up
-// to the configured max_early_data_size"; we count the bytes but never
-// end the handshake over them, since anyone can send records with those
-// bits. (A client's epoch-3 record that overtakes its Finished has the
+// to the configured max_early_data_size"; we count them (dropEarlyData)
+// but never end the handshake over them, since anyone can send records
+// with those bits. (A client's epoch-3 record that overtakes its Finished has the
 // same bits and is lost with them, as any datagram may be.)
-func (c *Conn) skipEarlyRecord(hdr recordHeader, n int) bool {
+func (c *Conn) skipEarlyRecord(hdr recordHeader) bool {
 	if c.isClient || !c.early.rejected || hdr.epoch != 1 || c.handshakeComplete.Load() {
 		return false
 	}
-	c.early.skipped += n
 	c.drop(dropEarlyData, hdr)
 	return true
 }
@@ -462,9 +463,10 @@ func (c *Conn) skipEarlyRecord(hdr recordHeader, n int) bool {
 // EarlyData returns, on a server, the datagrams the client sent as 0-RTT
 // data (DTLS 1.3 with Config.MaxEarlyData) that arrived before the
 // handshake completed, in arrival order, each once: a second call
-// returns nil. Call it after Handshake, when
-// ConnectionState().EarlyDataAccepted is true. Read never returns early
-// data, so an application always knows which bytes were early.
+// returns nil; at most 16 datagrams, those after are dropped. Call it
+// after Handshake, when ConnectionState().EarlyDataAccepted is true. Read
+// never returns early data, so an application always knows which bytes
+// were early.
 //
 // Early data is not forward secret and may have been replayed: the
 // server accepts a ClientHello's early data once (once per server of a
@@ -542,19 +544,15 @@ func (hs *clientHandshakeState13) offerEarlyData(m *clientHelloMsg13) {
 }
 
 // deriveEarlyKeys derives the client's epoch-1 keys from the first PSK
-// (the ticket) and Hash(ClientHello) of the body about to be sent, and
-// logs CLIENT_EARLY_TRAFFIC_SECRET.
+// (the ticket; its Early Secret made by bindPSK) and Hash(ClientHello) of
+// the body about to be sent, and logs CLIENT_EARLY_TRAFFIC_SECRET.
 func (hs *clientHandshakeState13) deriveEarlyKeys(body []byte) error {
 	c := hs.c
 	p := hs.psks[0]
 	suite := cipherSuite13ByID(p.session.state.cipherSuite)
-	early, err := newEarlySecret13(p.hash, p.key)
-	if err != nil {
-		return err
-	}
 	th := p.hash.New()
 	th.Write(appendTranscriptMessage13(nil, typeClientHello, body))
-	secret, err := early.clientEarlyTrafficSecret(th.Sum(nil))
+	secret, err := p.early.clientEarlyTrafficSecret(th.Sum(nil))
 	if err != nil {
 		return err
 	}

@@ -1070,3 +1070,50 @@ func TestEarlyData13AddrBudgetForged(t *testing.T) {
 	}
 	t.Logf("forged 0-RTT ClientHello: %d bytes in (2 datagrams), %d bytes out over %d retransmission timers, %d datagrams held back", sentIn, got, ev.retrans, ev.heldBack)
 }
+
+// TestEarlyData13ManyEmptyRecords: empty early records add nothing to the
+// max_early_data_size count, so the server must bound the datagrams it
+// keeps for EarlyData by their number.
+func TestEarlyData13ManyEmptyRecords(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	cc, sc := configs0RTT(t, 1000)
+	run0RTT(t, cc, sc, nil, "ticket?")
+	cfg := cc.Clone()
+	var cli *Conn
+	sent := false
+	cfg.Tracer = func(e *TraceEvent) {
+		if e.Kind != TraceRecordSent || e.Epoch != 1 || sent {
+			return
+		}
+		sent = true
+		k := cli.early.keys
+		for seq := uint64(1000); seq < 1000+4*maxEarlyDatagrams; seq++ {
+			rec, err := k.sealRecord13(nil, nil, seq, recordTypeApplicationData, nil, 0, true, true)
+			if err == nil {
+				cli.io.writeDatagram(rec)
+			}
+		}
+	}
+	cliConn, srv := connectedPair(t, cfg, sc)
+	cli = cliConn
+	defer cli.Close()
+	defer srv.Close()
+	if _, err := cli.WriteEarlyData([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Handshake() }()
+	cli.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := cli.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if !srv.ConnectionState().EarlyDataAccepted {
+		t.Fatal("early data not accepted")
+	}
+	if got := srv.EarlyData(); len(got) == 0 || len(got) > maxEarlyDatagrams {
+		t.Fatalf("server kept %d early datagrams, want 1 to %d", len(got), maxEarlyDatagrams)
+	}
+}

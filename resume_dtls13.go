@@ -98,10 +98,13 @@ func (hs *clientHandshakeState13) offerTicket(m *clientHelloMsg13, cs *ClientSes
 	}
 	reused := false
 	if cs.tickets13 != nil {
-		// Marked used whether or not the server resumes with it.
+		// Marked used whether or not the server resumes with it; take
+		// returns only a ticket sessionUsable13 accepted.
 		cs, reused = cs.tickets13.take(func(t *ClientSessionState) bool { return c.sessionUsable13(t, m) })
+	} else if !c.sessionUsable13(cs, m) {
+		return
 	}
-	if cs == nil || !c.sessionUsable13(cs, m) {
+	if cs == nil {
 		return
 	}
 	s := cs.state
@@ -495,16 +498,4 @@ func (p *clientTickets13) take(usable func(*ClientSessionState) bool) (cs *Clien
 		}
 	}
 	return nil, false
-}
-
-// counts returns the number of tickets held and of those not offered yet.
-func (p *clientTickets13) counts() (held, unused int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, t := range p.list {
-		if !p.used[t] {
-			unused++
-		}
-	}
-	return len(p.list), unused
 }

@@ -31,7 +31,15 @@ func ticketCounts13(cc *Config, key string) (held, unused int) {
 	if cs == nil || cs.tickets13 == nil {
 		return 0, 0
 	}
-	return cs.tickets13.counts()
+	p := cs.tickets13
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, t := range p.list {
+		if !p.used[t] {
+			unused++
+		}
+	}
+	return len(p.list), unused
 }
 
 // handshakeOnly13 runs a handshake and closes the pair without reading, so

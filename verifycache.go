@@ -105,17 +105,22 @@ func verifyCacheable(roots *x509.CertPool) bool {
 // against roots at now, for dnsName (none if empty) and for server or
 // client authentication, through verifiedChainCache.
 func verifyChain(certs []*x509.Certificate, roots *x509.CertPool, dnsName string, clientAuth bool, now time.Time) ([][]*x509.Certificate, error) {
-	opts := x509.VerifyOptions{
-		Roots:         roots,
-		CurrentTime:   now,
-		DNSName:       dnsName,
-		Intermediates: intermediatePool(certs[1:]),
-	}
-	if clientAuth {
-		opts.KeyUsages = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	verify := func() ([][]*x509.Certificate, error) {
+		// The options, and the intermediates' pool, only when Verify
+		// runs: a cache hit needs neither.
+		opts := x509.VerifyOptions{
+			Roots:         roots,
+			CurrentTime:   now,
+			DNSName:       dnsName,
+			Intermediates: intermediatePool(certs[1:]),
+		}
+		if clientAuth {
+			opts.KeyUsages = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+		}
+		return certs[0].Verify(opts)
 	}
 	if !verifyCacheable(roots) {
-		return certs[0].Verify(opts)
+		return verify()
 	}
 	key := verifiedChainKey{roots: roots, dnsName: dnsName, clientAuth: clientAuth, chain: chainDigest(certs)}
 	cache := &verifiedChainCache
@@ -129,7 +134,7 @@ func verifyChain(certs []*x509.Certificate, roots *x509.CertPool, dnsName string
 		delete(cache.m, key)
 	}
 	cache.Unlock()
-	chains, err := certs[0].Verify(opts)
+	chains, err := verify()
 	if err != nil {
 		return nil, err
 	}
