@@ -170,22 +170,21 @@ func (n *netConnIO) readDatagram(deadline time.Time) ([]byte, error) {
 	}
 	for {
 		k, err := n.conn.Read(*n.buf)
-		if err != nil && isICMPRefused(err) {
-			// Not an end (see isICMPRefused): read on, until the
-			// deadline as before.
-			n.refused.Store(true)
-			if n.interrupted.Swap(false) {
-				return nil, errInterrupted
-			}
-			continue
+		if err == nil {
+			return (*n.buf)[:k], nil
 		}
-		if err != nil {
-			if n.interrupted.Swap(false) {
-				return nil, errInterrupted
-			}
+		// An ICMP error is not an end (see isICMPRefused): read on,
+		// until the deadline as before.
+		icmp := isICMPRefused(err)
+		if icmp {
+			n.refused.Store(true)
+		}
+		if n.interrupted.Swap(false) {
+			return nil, errInterrupted
+		}
+		if !icmp {
 			return nil, err
 		}
-		return (*n.buf)[:k], nil
 	}
 }
 
@@ -414,11 +413,7 @@ func (c *listenerConnIO) handshakeProgress() {
 // copy of a fresh datagram then redirects our records until the peer's
 // next one. With rrc the Conn validates the source first (rrc.go) and
 // calls movePeerTo.
-func (c *listenerConnIO) followPeer() {
-	if c.from.IsValid() && c.from != c.peer.Load().ap {
-		c.l.movePeer(c, c.from)
-	}
-}
+func (c *listenerConnIO) followPeer() { c.movePeerTo(c.from) }
 
 // source returns the source of the current datagram, and whether it is
 // not the peer's address.
