@@ -136,7 +136,7 @@ type netConnIO struct {
 // nothing to validate. The socket error is reported once per ICMP message,
 // so skipping it costs one system call per message the attacker sends,
 // as any datagram would. What remains is a hint: a handshake that then
-// times out says that the peer's address refused (see refusedHint).
+// times out says that the peer's address refused (HandshakeContext).
 func isICMPRefused(err error) bool {
 	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH)
 }
