@@ -375,7 +375,7 @@ func (c *Conn) handleRRC(hdr recordHeader, data []byte) error {
 		c.drop(dropBadContentType, hdr)
 		return nil
 	}
-	if len(data) < 1 || data[0] > rrcPathDrop || len(data) != rrcMessageLen {
+	if len(data) != rrcMessageLen || data[0] > rrcPathDrop {
 		// An unknown msg_type is ignored, whatever its length.
 		c.drop(dropRRCInvalid, hdr)
 		return nil
