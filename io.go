@@ -434,8 +434,9 @@ func (c *listenerConnIO) writeDatagramTo(b []byte, ap netip.AddrPort) error {
 	return c.sock.writeTo(b, ap)
 }
 
-// movePeerTo moves the peer to ap, an address that answered a return
-// routability check.
+// movePeerTo moves the peer to ap, unless it is there already: an
+// address that answered a return routability check, or (followPeer) the
+// source of the newest record without one.
 func (c *listenerConnIO) movePeerTo(ap netip.AddrPort) {
 	if ap.IsValid() && ap != c.peer.Load().ap {
 		c.l.movePeer(c, ap)
