@@ -366,7 +366,7 @@ func (c *Conn) serviceCIDUpdates13() error {
 		return nil
 	}
 	if op.rotate {
-		if room := maxIssuedCIDs13 - 1 - len(c.rl.readCIDs13); room <= 0 {
+		if c.cidRoom13() <= 0 {
 			c.finishCIDOp13(op, errCIDRoom13)
 			return nil
 		}
@@ -506,11 +506,18 @@ func (c *Conn) handleRequestConnectionID13(m inMessage) (int, error) {
 	if rci.numCIDs == 0 {
 		return 0, nil
 	}
-	room := maxIssuedCIDs13 - 1 - len(c.rl.readCIDs13)
+	room := c.cidRoom13()
 	if room <= 0 {
 		return 0, c.fail(alertTooManyCIDsRequested, fmt.Errorf("dtls: the peer asks for more CIDs while it holds %d of ours", maxIssuedCIDs13))
 	}
 	return min(int(rci.numCIDs), room, maxNewCIDs13), nil
+}
+
+// cidRoom13 returns how many more CIDs of ours the peer may hold:
+// maxIssuedCIDs13 less the one in use and the spares issued. Called by
+// the reader, which alone changes them.
+func (c *Conn) cidRoom13() int {
+	return maxIssuedCIDs13 - 1 - len(c.rl.readCIDs13)
 }
 
 // issueConnectionIDs13 sends a NewConnectionId of usage with up to n

@@ -136,7 +136,7 @@ type netConnIO struct {
 // nothing to validate. The socket error is reported once per ICMP message,
 // so skipping it costs one system call per message the attacker sends,
 // as any datagram would. What remains is a hint: a handshake that then
-// times out says that the peer's address refused (see refusedHint).
+// times out says that the peer's address refused (HandshakeContext).
 func isICMPRefused(err error) bool {
 	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH)
 }
@@ -170,22 +170,21 @@ func (n *netConnIO) readDatagram(deadline time.Time) ([]byte, error) {
 	}
 	for {
 		k, err := n.conn.Read(*n.buf)
-		if err != nil && isICMPRefused(err) {
-			// Not an end (see isICMPRefused): read on, until the
-			// deadline as before.
-			n.refused.Store(true)
-			if n.interrupted.Swap(false) {
-				return nil, errInterrupted
-			}
-			continue
+		if err == nil {
+			return (*n.buf)[:k], nil
 		}
-		if err != nil {
-			if n.interrupted.Swap(false) {
-				return nil, errInterrupted
-			}
+		// An ICMP error is not an end (see isICMPRefused): read on,
+		// until the deadline as before.
+		icmp := isICMPRefused(err)
+		if icmp {
+			n.refused.Store(true)
+		}
+		if n.interrupted.Swap(false) {
+			return nil, errInterrupted
+		}
+		if !icmp {
 			return nil, err
 		}
-		return (*n.buf)[:k], nil
 	}
 }
 
@@ -414,11 +413,7 @@ func (c *listenerConnIO) handshakeProgress() {
 // copy of a fresh datagram then redirects our records until the peer's
 // next one. With rrc the Conn validates the source first (rrc.go) and
 // calls movePeerTo.
-func (c *listenerConnIO) followPeer() {
-	if c.from.IsValid() && c.from != c.peer.Load().ap {
-		c.l.movePeer(c, c.from)
-	}
-}
+func (c *listenerConnIO) followPeer() { c.movePeerTo(c.from) }
 
 // source returns the source of the current datagram, and whether it is
 // not the peer's address.
@@ -439,8 +434,9 @@ func (c *listenerConnIO) writeDatagramTo(b []byte, ap netip.AddrPort) error {
 	return c.sock.writeTo(b, ap)
 }
 
-// movePeerTo moves the peer to ap, an address that answered a return
-// routability check.
+// movePeerTo moves the peer to ap, unless it is there already: an
+// address that answered a return routability check, or (followPeer) the
+// source of the newest record without one.
 func (c *listenerConnIO) movePeerTo(ap netip.AddrPort) {
 	if ap.IsValid() && ap != c.peer.Load().ap {
 		c.l.movePeer(c, ap)

@@ -33,12 +33,10 @@ import (
 //
 // The code is the same for DTLS 1.2 (tls12_cid records, RFC 9146) and
 // DTLS 1.3: readRecord13 hands its records to the same handleOpened,
-// which runs the check for a record with our CID. What DTLS 1.3 still
-// needs is the extension (RFC 9853 §10.2: in ClientHello and ServerHello):
-// the 1.3 ClientHello embeds the 1.2 one, which offers rrc with
-// connection_id; serverHelloMsg13 must carry it, the 1.3 client accept it
-// in the ServerHello, and both sides set Conn.rrcNegotiated as the 1.2
-// handshakes do (processServerHello, processClientHello).
+// which runs the check for a record with our CID. The extension goes in
+// ClientHello and ServerHello in both versions (RFC 9853 §10.2); each
+// version's handshake sets Conn.rrcNegotiated (the 1.3 ones in
+// handshake_server_dtls13.go and handshake_client_dtls13.go).
 
 // RRCPolicy says how a connection with Connection IDs follows a peer whose
 // records arrive from a new address (Config.ReturnRoutabilityCheck). The
@@ -377,7 +375,7 @@ func (c *Conn) handleRRC(hdr recordHeader, data []byte) error {
 		c.drop(dropBadContentType, hdr)
 		return nil
 	}
-	if len(data) < 1 || data[0] > rrcPathDrop || len(data) != rrcMessageLen {
+	if len(data) != rrcMessageLen || data[0] > rrcPathDrop {
 		// An unknown msg_type is ignored, whatever its length.
 		c.drop(dropRRCInvalid, hdr)
 		return nil
