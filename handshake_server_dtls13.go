@@ -267,18 +267,11 @@ func (hs *serverHandshakeState13) processClientHello() error {
 		// ServerHello itself goes out in epoch 0, without one. Under a
 		// Listener the CID is registered for routing here, after the
 		// cookie: no CID for an unproven address.
-		cid, err := c.newConnectionID()
+		cid, err := c.answerConnectionID(&ch.clientHelloMsg)
 		if err != nil {
-			return c.fail(alertInternalError, err)
+			return err
 		}
-		sh.hasConnectionID, sh.connectionID = true, cid
-		c.rl.setConnectionIDs(cid, slices.Clone(ch.connectionID))
-		// RFC 9853 §3: rrc is answered only with connection_id, in the
-		// ServerHello in DTLS 1.3 as in 1.2 (§10.2).
-		if ch.rrc && c.config.rrcPolicy() != RRCOff {
-			sh.rrc = true
-			c.rrcNegotiated = true
-		}
+		sh.hasConnectionID, sh.connectionID, sh.rrc = true, cid, c.rrcNegotiated
 	}
 	if err := writeHandshake13(c, hs.transcript, sh); err != nil {
 		return err
