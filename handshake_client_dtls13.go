@@ -676,7 +676,7 @@ func (hs *clientHandshakeState13) readServerCertificate() error {
 		raw[i] = e.data
 	}
 	if hs.serverRPK {
-		err = hs.verifyServerRawPublicKey(raw)
+		hs.peerKey, err = c.verifyRawPublicKey13(raw, true, &hs.state)
 	} else {
 		err = hs.verifyServerCertificate(raw)
 	}
@@ -726,25 +726,6 @@ func (hs *clientHandshakeState13) verifyServerCertificate(raw [][]byte) error {
 	hs.peerKey = h12.peerKey
 	hs.state.peerCertificates = certs
 	hs.state.verifiedChains = chains
-	return nil
-}
-
-// verifyServerRawPublicKey checks the server's raw public key (RFC 7250
-// §3 with RFC 8446 §4.4.2: one CertificateEntry holding a
-// SubjectPublicKeyInfo) as the 1.2 client does; in 1.3 the key's type is
-// bound by the CertificateVerify's signature scheme, not by the suite.
-func (hs *clientHandshakeState13) verifyServerRawPublicKey(raw [][]byte) error {
-	c := hs.c
-	if len(raw) > 1 {
-		// RFC 8446 §4.4.2: "no more than one CertificateEntry".
-		return c.fail(alertIllegalParameter, errors.New("dtls: server sent more than one raw public key"))
-	}
-	h12 := handshakeState{c: c}
-	if err := h12.verifyRawPublicKey(raw, true); err != nil {
-		return err
-	}
-	hs.peerKey = h12.peerKey
-	hs.state.peerPublicKey = h12.state.peerPublicKey
 	return nil
 }
 

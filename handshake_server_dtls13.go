@@ -745,16 +745,11 @@ func (hs *serverHandshakeState13) readClientCertificate(msg inMessage) (inMessag
 	}
 	h12 := handshakeState{c: c}
 	var pub any
+	var err error
 	if hs.clientRPK {
-		if len(raw) > 1 {
-			// RFC 8446 §4.4.2: "no more than one CertificateEntry".
-			return msg, c.fail(alertIllegalParameter, errors.New("dtls: client sent more than one raw public key"))
-		}
-		if err := h12.verifyRawPublicKey(raw, false); err != nil {
+		if pub, err = c.verifyRawPublicKey13(raw, false, &hs.state); err != nil {
 			return msg, err
 		}
-		pub = h12.peerKey
-		hs.state.peerPublicKey = h12.state.peerPublicKey
 	} else {
 		certs, err := h12.parsePeerChain(raw, "client")
 		if err != nil {
@@ -774,7 +769,6 @@ func (hs *serverHandshakeState13) readClientCertificate(msg inMessage) (inMessag
 		pub = certs[0].PublicKey
 	}
 	cv := new(certificateVerifyMsg)
-	var err error
 	if msg, err = c.readHandshake13(hs.ctx, 2); err != nil {
 		return msg, err
 	}
