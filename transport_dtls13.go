@@ -263,8 +263,7 @@ func (a *transport13) addSpan(i int, s span) bool {
 			return false // already acknowledged
 		}
 	}
-	out := list[:0:0]
-	out = make([]span, 0, len(list)+1)
+	out := make([]span, 0, len(list)+1) // built while list is read
 	placed := false
 	for _, x := range list {
 		switch {
