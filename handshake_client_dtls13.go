@@ -841,9 +841,6 @@ func (hs *clientHandshakeState13) sendClientCertificate() error {
 	if err != nil {
 		return err
 	}
-	if cert != nil && !hs.clientRPK && len(cert.Certificate) == 0 {
-		cert = nil // a bare key, and the server wants X.509: an empty Certificate
-	}
 	cm, err := ourCertificateMsg13(cert, hs.clientRPK)
 	if err != nil {
 		return c.fail(alertInternalError, err)
