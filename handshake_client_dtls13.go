@@ -771,13 +771,8 @@ func (hs *clientHandshakeState13) sendClientFinished() error {
 			return err
 		}
 	}
-	if f := c.config.VerifyConnection; f != nil {
-		cs := hs.state.connectionState(c.vers, c.rl)
-		cs.ReturnRoutabilityCheck = c.rrcNegotiated
-		cs.HandshakeStart = c.hsStart
-		if err := f(cs); err != nil {
-			return c.fail(alertBadCertificate, err)
-		}
+	if err := c.verifyConnection(&hs.state); err != nil {
+		return err
 	}
 	vd, err := finishedVerifyData13(hs.suite.hash, labelPrefixDTLS13, hs.clientHSSecret, hs.transcriptHash())
 	if err != nil {

@@ -702,13 +702,8 @@ func (hs *serverHandshakeState13) readClientFlight() error {
 	if typ, _, ok := c.hs.peekMessage(); ok {
 		return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: %v after the client's Finished", typ))
 	}
-	if f := c.config.VerifyConnection; f != nil {
-		cs := hs.state.connectionState(c.vers, c.rl)
-		cs.ReturnRoutabilityCheck = c.rrcNegotiated
-		cs.HandshakeStart = c.hsStart
-		if err := f(cs); err != nil {
-			return c.fail(alertBadCertificate, err)
-		}
+	if err := c.verifyConnection(&hs.state); err != nil {
+		return err
 	}
 	rk, err := newEpochKeys13(hs.suite, 3, hs.clientAPSecret)
 	if err != nil {
