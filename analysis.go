@@ -40,19 +40,8 @@ func NewRecordDecrypter(suite uint16, masterSecret, clientRandom, serverRandom [
 // Open decrypts one whole record (header included) sent by the client or
 // the server, and returns its plaintext in a new slice.
 func (d *RecordDecrypter) Open(fromClient bool, record []byte) ([]byte, error) {
-	hdr, body, _, reason := nextRecord(record)
-	if reason != dropNone {
-		return nil, errors.New("dtls: not a whole record")
-	}
-	k := d.server
-	if fromClient {
-		k = d.client
-	}
-	plain, reason := k.open(&hdr, append([]byte(nil), body...))
-	if reason != dropNone {
-		return nil, fmt.Errorf("dtls: record does not open: %v", reason)
-	}
-	return plain, nil
+	_, plain, err := d.OpenCID(fromClient, record, 0) // no CID: nextRecord
+	return plain, err
 }
 
 // OpenCID is Open for a session with Connection IDs (RFC 9146): cidLen is

@@ -442,6 +442,23 @@ func (c *Conn) ConnectionState() ConnectionState {
 	return cs
 }
 
+// verifyConnection runs Config.VerifyConnection, if set, on what the
+// handshake negotiated (s), before we send our Finished (1.2 and 1.3
+// alike); its error fails the handshake with bad_certificate.
+func (c *Conn) verifyConnection(s *connState) error {
+	f := c.config.VerifyConnection
+	if f == nil {
+		return nil
+	}
+	cs := s.connectionState(c.vers, c.rl)
+	cs.HandshakeStart = c.hsStart // its duration is not known yet
+	cs.ReturnRoutabilityCheck = c.rrcNegotiated
+	if err := f(cs); err != nil {
+		return c.fail(alertBadCertificate, err)
+	}
+	return nil
+}
+
 // connectionState builds the public view of negotiated state s, for
 // ConnectionState once the handshake is complete and for
 // Config.VerifyConnection before it is: the one place a ConnectionState

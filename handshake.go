@@ -355,19 +355,11 @@ func (hs *handshakeState) negotiated() connState {
 
 // verifyConnection runs Config.VerifyConnection before we send Finished.
 func (hs *handshakeState) verifyConnection() error {
-	c := hs.c
-	f := c.config.VerifyConnection
-	if f == nil {
+	if hs.c.config.VerifyConnection == nil {
 		return nil
 	}
 	s := hs.negotiated()
-	cs := s.connectionState(c.vers, c.rl)
-	cs.HandshakeStart = c.hsStart // its duration is not known yet
-	cs.ReturnRoutabilityCheck = c.rrcNegotiated
-	if err := f(cs); err != nil {
-		return c.fail(alertBadCertificate, err)
-	}
-	return nil
+	return hs.c.verifyConnection(&s)
 }
 
 // finish records what was negotiated on the Conn: the only writer of

@@ -536,7 +536,8 @@ func (hs *clientHandshakeState) sendClientFlight() error {
 // it is set (crypto/tls's semantics: Certificates is then ignored, and an
 // answer with no certificate chain is no certificate, unless rpk, where a
 // private key alone is a raw public key, RFC 7250), else the first of
-// Certificates that can sign with one of the server's signature schemes.
+// Certificates that can sign with one of the server's signature schemes
+// (and, unless rpk, has a chain: a bare key is no X.509 certificate).
 // An error of GetClientCertificate is returned after sending
 // internal_error, as crypto/tls does: the handshake, or after it the
 // connection, fails with it.
@@ -553,6 +554,9 @@ func (c *Conn) clientCertificate(info *CertificateRequestInfo, rpk bool) (*tls.C
 	}
 	for i := range c.config.Certificates {
 		cert := &c.config.Certificates[i]
+		if len(cert.Certificate) == 0 && !rpk {
+			continue
+		}
 		signer, err := certificateSigner(cert)
 		if err != nil {
 			continue

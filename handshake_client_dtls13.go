@@ -676,7 +676,7 @@ func (hs *clientHandshakeState13) readServerCertificate() error {
 		raw[i] = e.data
 	}
 	if hs.serverRPK {
-		err = hs.verifyServerRawPublicKey(raw)
+		hs.peerKey, err = c.verifyRawPublicKey13(raw, true, &hs.state)
 	} else {
 		err = hs.verifyServerCertificate(raw)
 	}
@@ -729,25 +729,6 @@ func (hs *clientHandshakeState13) verifyServerCertificate(raw [][]byte) error {
 	return nil
 }
 
-// verifyServerRawPublicKey checks the server's raw public key (RFC 7250
-// §3 with RFC 8446 §4.4.2: one CertificateEntry holding a
-// SubjectPublicKeyInfo) as the 1.2 client does; in 1.3 the key's type is
-// bound by the CertificateVerify's signature scheme, not by the suite.
-func (hs *clientHandshakeState13) verifyServerRawPublicKey(raw [][]byte) error {
-	c := hs.c
-	if len(raw) > 1 {
-		// RFC 8446 §4.4.2: "no more than one CertificateEntry".
-		return c.fail(alertIllegalParameter, errors.New("dtls: server sent more than one raw public key"))
-	}
-	h12 := handshakeState{c: c}
-	if err := h12.verifyRawPublicKey(raw, true); err != nil {
-		return err
-	}
-	hs.peerKey = h12.peerKey
-	hs.state.peerPublicKey = h12.state.peerPublicKey
-	return nil
-}
-
 // readServerFinished checks the server's Finished and derives the
 // application secrets.
 func (hs *clientHandshakeState13) readServerFinished() error {
@@ -790,13 +771,8 @@ func (hs *clientHandshakeState13) sendClientFinished() error {
 			return err
 		}
 	}
-	if f := c.config.VerifyConnection; f != nil {
-		cs := hs.state.connectionState(c.vers, c.rl)
-		cs.ReturnRoutabilityCheck = c.rrcNegotiated
-		cs.HandshakeStart = c.hsStart
-		if err := f(cs); err != nil {
-			return c.fail(alertBadCertificate, err)
-		}
+	if err := c.verifyConnection(&hs.state); err != nil {
+		return err
 	}
 	vd, err := finishedVerifyData13(hs.suite.hash, labelPrefixDTLS13, hs.clientHSSecret, hs.transcriptHash())
 	if err != nil {
@@ -859,9 +835,6 @@ func (hs *clientHandshakeState13) sendClientCertificate() error {
 	}, hs.clientRPK)
 	if err != nil {
 		return err
-	}
-	if cert != nil && !hs.clientRPK && len(cert.Certificate) == 0 {
-		cert = nil // a bare key, and the server wants X.509: an empty Certificate
 	}
 	cm, err := ourCertificateMsg13(cert, hs.clientRPK)
 	if err != nil {

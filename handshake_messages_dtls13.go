@@ -1137,7 +1137,7 @@ func writeTranscriptMessage13(h hash.Hash, typ handshakeType, body []byte) {
 // ClientHello1 is hashed with its TLS-style header (as in the transcript).
 func messageHash13(h crypto.Hash, ch1 []byte) []byte {
 	hh := h.New()
-	hh.Write(appendTranscriptMessage13(nil, typeClientHello, ch1))
+	writeTranscriptMessage13(hh, typeClientHello, ch1)
 	return appendTranscriptMessage13(nil, typeMessageHash, hh.Sum(nil))
 }
 

@@ -269,24 +269,31 @@ func (hs *serverHandshakeState) processClientHello() error {
 		return err
 	}
 	if ch.hasConnectionID && c.config.ConnectionIDGenerator != nil {
-		cid, err := c.newConnectionID()
-		if err != nil {
-			return c.fail(alertInternalError, err)
-		}
 		// RFC 9146 §3: from epoch 1 on, each side sends the CID the
 		// other asked for.
-		sh.hasConnectionID = true
-		sh.connectionID = cid
-		c.rl.setConnectionIDs(cid, slices.Clone(ch.connectionID))
-		// RFC 9853 §3: rrc is answered only with connection_id, which
-		// the client MUST send along with it.
-		if ch.rrc && c.config.rrcPolicy() != RRCOff {
-			sh.rrc = true
-			c.rrcNegotiated = true
+		cid, err := c.answerConnectionID(ch)
+		if err != nil {
+			return err
 		}
+		sh.hasConnectionID, sh.connectionID, sh.rrc = true, cid, c.rrcNegotiated
 	}
 	hs.serverHello = sh
 	return nil
+}
+
+// answerConnectionID is a server's answer to a ClientHello's
+// connection_id, the same in 1.2 and 1.3 (in the ServerHello of both):
+// our CID, installed in the record layer with the client's, and
+// c.rrcNegotiated, since rrc is answered only with connection_id, which
+// the client MUST send along with it (RFC 9853 §3, §10.2).
+func (c *Conn) answerConnectionID(ch *clientHelloMsg) ([]byte, error) {
+	cid, err := c.newConnectionID()
+	if err != nil {
+		return nil, c.fail(alertInternalError, err)
+	}
+	c.rl.setConnectionIDs(cid, slices.Clone(ch.connectionID))
+	c.rrcNegotiated = ch.rrc && c.config.rrcPolicy() != RRCOff
+	return cid, nil
 }
 
 // newConnectionID asks Config.ConnectionIDGenerator for our CID. Under a

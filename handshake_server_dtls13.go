@@ -267,18 +267,11 @@ func (hs *serverHandshakeState13) processClientHello() error {
 		// ServerHello itself goes out in epoch 0, without one. Under a
 		// Listener the CID is registered for routing here, after the
 		// cookie: no CID for an unproven address.
-		cid, err := c.newConnectionID()
+		cid, err := c.answerConnectionID(&ch.clientHelloMsg)
 		if err != nil {
-			return c.fail(alertInternalError, err)
+			return err
 		}
-		sh.hasConnectionID, sh.connectionID = true, cid
-		c.rl.setConnectionIDs(cid, slices.Clone(ch.connectionID))
-		// RFC 9853 §3: rrc is answered only with connection_id, in the
-		// ServerHello in DTLS 1.3 as in 1.2 (§10.2).
-		if ch.rrc && c.config.rrcPolicy() != RRCOff {
-			sh.rrc = true
-			c.rrcNegotiated = true
-		}
+		sh.hasConnectionID, sh.connectionID, sh.rrc = true, cid, c.rrcNegotiated
 	}
 	if err := writeHandshake13(c, hs.transcript, sh); err != nil {
 		return err
@@ -709,13 +702,8 @@ func (hs *serverHandshakeState13) readClientFlight() error {
 	if typ, _, ok := c.hs.peekMessage(); ok {
 		return c.fail(alertUnexpectedMessage, fmt.Errorf("dtls: %v after the client's Finished", typ))
 	}
-	if f := c.config.VerifyConnection; f != nil {
-		cs := hs.state.connectionState(c.vers, c.rl)
-		cs.ReturnRoutabilityCheck = c.rrcNegotiated
-		cs.HandshakeStart = c.hsStart
-		if err := f(cs); err != nil {
-			return c.fail(alertBadCertificate, err)
-		}
+	if err := c.verifyConnection(&hs.state); err != nil {
+		return err
 	}
 	rk, err := newEpochKeys13(hs.suite, 3, hs.clientAPSecret)
 	if err != nil {
@@ -752,16 +740,11 @@ func (hs *serverHandshakeState13) readClientCertificate(msg inMessage) (inMessag
 	}
 	h12 := handshakeState{c: c}
 	var pub any
+	var err error
 	if hs.clientRPK {
-		if len(raw) > 1 {
-			// RFC 8446 §4.4.2: "no more than one CertificateEntry".
-			return msg, c.fail(alertIllegalParameter, errors.New("dtls: client sent more than one raw public key"))
-		}
-		if err := h12.verifyRawPublicKey(raw, false); err != nil {
+		if pub, err = c.verifyRawPublicKey13(raw, false, &hs.state); err != nil {
 			return msg, err
 		}
-		pub = h12.peerKey
-		hs.state.peerPublicKey = h12.state.peerPublicKey
 	} else {
 		certs, err := h12.parsePeerChain(raw, "client")
 		if err != nil {
@@ -781,7 +764,6 @@ func (hs *serverHandshakeState13) readClientCertificate(msg inMessage) (inMessag
 		pub = certs[0].PublicKey
 	}
 	cv := new(certificateVerifyMsg)
-	var err error
 	if msg, err = c.readHandshake13(hs.ctx, 2); err != nil {
 		return msg, err
 	}

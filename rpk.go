@@ -151,6 +151,28 @@ func ourCertificateMsg13(cert *tls.Certificate, raw bool) (*certificateMsg13, er
 	return cm, nil
 }
 
+// verifyRawPublicKey13 checks a DTLS 1.3 peer's raw public key (RFC 7250
+// §3 with RFC 8446 §4.4.2: one CertificateEntry holding a
+// SubjectPublicKeyInfo) as verifyRawPublicKey does in 1.2, notes it in
+// st and returns it for the CertificateVerify, whose signature scheme
+// binds the key's type in 1.3 (not the suite).
+func (c *Conn) verifyRawPublicKey13(raw [][]byte, fromServer bool, st *connState) (crypto.PublicKey, error) {
+	if len(raw) > 1 {
+		// RFC 8446 §4.4.2: "no more than one CertificateEntry".
+		who := "client"
+		if fromServer {
+			who = "server"
+		}
+		return nil, c.fail(alertIllegalParameter, fmt.Errorf("dtls: %s sent more than one raw public key", who))
+	}
+	h12 := handshakeState{c: c}
+	if err := h12.verifyRawPublicKey(raw, fromServer); err != nil {
+		return nil, err
+	}
+	st.peerPublicKey = h12.state.peerPublicKey
+	return h12.peerKey, nil
+}
+
 // verifyRawPublicKey checks the peer's raw public key (RFC 7250): it must
 // parse, have a usable type and size, and be pinned in PeerPublicKeys or
 // accepted by VerifyPeerCertificate. raw is empty when a client sent none.

@@ -208,3 +208,37 @@ func TestRawPublicKeyFailures(t *testing.T) {
 		})
 	}
 }
+
+// TestClientCertificateBareKey: a bare key in Certificates answers a
+// CertificateRequest only when raw public keys were chosen for the
+// client; for X.509 it is skipped (the next entry with a chain, or an
+// empty Certificate), in 1.2 and 1.3 alike. 1.2 used to pick it and send
+// an empty Certificate followed by a CertificateVerify.
+func TestClientCertificateBareKey(t *testing.T) {
+	bare, _ := rpkKey(t, "p256")
+	chain := certs(t)["p256"].tls
+	schemes := []tls.SignatureScheme{tls.ECDSAWithP256AndSHA256}
+	for _, vers := range []uint16{VersionDTLS12, VersionDTLS13} {
+		for _, tt := range []struct {
+			certs []tls.Certificate
+			rpk   bool
+			want  int // index into certs, -1 for none
+		}{
+			{[]tls.Certificate{bare, chain}, true, 0},
+			{[]tls.Certificate{bare, chain}, false, 1},
+			{[]tls.Certificate{bare}, false, -1},
+		} {
+			c := &Conn{config: &Config{Certificates: tt.certs}, vers: vers}
+			got, err := c.clientCertificate(&CertificateRequestInfo{SignatureSchemes: schemes, Version: vers}, tt.rpk)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case tt.want < 0 && got != nil:
+				t.Errorf("%#04x rpk=%v: got a certificate, want none", vers, tt.rpk)
+			case tt.want >= 0 && got != &c.config.Certificates[tt.want]:
+				t.Errorf("%#04x rpk=%v: got %p, want Certificates[%d]", vers, tt.rpk, got, tt.want)
+			}
+		}
+	}
+}

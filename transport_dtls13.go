@@ -75,7 +75,8 @@ type transport13 struct {
 
 // maxFlightEntries13 is the most messages of a DTLS 1.3 flight of ours:
 // the server's ServerHello, EncryptedExtensions, CertificateRequest,
-// Certificate, CertificateVerify and Finished.
+// Certificate, CertificateVerify and Finished. A post-handshake flight
+// is held to it too (appendFlight drops its oldest: dropOldest13).
 const maxFlightEntries13 = 6
 
 // enable13 switches the transport to DTLS 1.3 ACK handling.
@@ -85,7 +86,7 @@ func (t *handshakeTransport) enable13() {
 	}
 }
 
-// newFlight13 forgets the ACK state of a flight that was replaced.
+// newFlight forgets the ACK state of a flight that was replaced.
 func (a *transport13) newFlight() {
 	a.sent = a.sent[:0]
 	for i := range a.acked {
@@ -263,8 +264,7 @@ func (a *transport13) addSpan(i int, s span) bool {
 			return false // already acknowledged
 		}
 	}
-	out := list[:0:0]
-	out = make([]span, 0, len(list)+1)
+	out := make([]span, 0, len(list)+1) // built while list is read
 	placed := false
 	for _, x := range list {
 		switch {
