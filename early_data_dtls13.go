@@ -316,7 +316,7 @@ func (cfg *Config) recordEarlyData(id [sha256.Size]byte, addr netip.AddrPort, no
 }
 
 // alpnFor is the ALPN protocol a server with cfg selects for ch
-// (serverHandshakeState13.selectALPN): its first that the client offers,
+// (selectALPN in the handshake, admitEarlyData before it): its first that the client offers,
 // "" when either offers none; ok is false when no protocol is in common.
 func alpnFor(cfg *Config, ch *clientHelloMsg13) (string, bool) {
 	if len(ch.alpnProtocols) == 0 || len(cfg.NextProtos) == 0 {

@@ -560,17 +560,12 @@ func (hs *serverHandshakeState13) deriveHandshakeKeys() error {
 // handshake keys would reach a client that has not seen the ServerHello
 // yet, which drops it and times out.
 func (hs *serverHandshakeState13) selectALPN() error {
-	c, ch := hs.c, hs.hello
-	if len(ch.alpnProtocols) == 0 || len(c.config.NextProtos) == 0 {
-		return nil
+	alpn, ok := alpnFor(hs.c.config, hs.hello)
+	if !ok {
+		return hs.c.fail(alertNoApplicationProtocol, errors.New("dtls: client offered no ALPN protocol the server supports"))
 	}
-	for _, p := range c.config.NextProtos {
-		if slices.Contains(ch.alpnProtocols, p) {
-			hs.state.alpn = p
-			return nil
-		}
-	}
-	return c.fail(alertNoApplicationProtocol, errors.New("dtls: client offered no ALPN protocol the server supports"))
+	hs.state.alpn = alpn
+	return nil
 }
 
 // sendServerFlight sends EncryptedExtensions, [CertificateRequest],
