@@ -192,7 +192,7 @@ func (g *helloGate) check13(dst []byte, now time.Time, addr netip.AddrPort, reco
 // a TLS-style header (RFC 9147 §5.2), body being its body.
 func clientHelloHash13(dst []byte, suite *cipherSuite13, body []byte) []byte {
 	h := suite.hash.New()
-	h.Write(appendTranscriptMessage13(nil, typeClientHello, body))
+	writeTranscriptMessage13(h, typeClientHello, body)
 	return h.Sum(dst)
 }
 
