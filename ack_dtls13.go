@@ -37,6 +37,10 @@ const (
 	// records are retransmitted once more, while a peer cannot make one
 	// ACK cost us more than this many entries of memory.
 	maxACKRecordNumbers = 256
+	// ackStackRecordNumbers is how many RecordNumbers an ACK we send
+	// holds in a buffer on the stack; a longer one (a flight of more
+	// records, at a small MTU) allocates its body.
+	ackStackRecordNumbers = 16
 )
 
 var errACKTooLong = errors.New("dtls: ACK with too many record numbers")

@@ -408,3 +408,48 @@ func TestTransport13PostHandshakeCarry(t *testing.T) {
 		t.Errorf("oldest kept message %d, want 2", got)
 	}
 }
+
+// TestACK13FitsMTU: an ACK naming more records than fit the MTU (a long
+// flight at a small MTU) names the newest that fit, in one datagram no
+// larger than the MTU.
+func TestACK13FitsMTU(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cc, sc := kuConfigs(t, suiteTLSAES128GCMSHA256, 1)
+		cc.MTU = 300
+		var mu sync.Mutex
+		var sizes []int
+		var named []int
+		cc.Tracer = func(ev *TraceEvent) {
+			mu.Lock()
+			defer mu.Unlock()
+			switch ev.Kind {
+			case TraceACKSent:
+				named = append(named, ev.Length)
+			case TraceDatagramSent:
+				sizes = append(sizes, ev.Length)
+			}
+		}
+		n := netsim.New(1, netsim.Link{Delay: lossDelay})
+		cli, srv := kuPair(t, n, cc, sc, nil)
+		defer srv.Close()
+		defer cli.Close()
+		rns := make([]recordNumber, 100)
+		for i := range rns {
+			rns[i] = recordNumber{2, uint64(i)}
+		}
+		mu.Lock()
+		sizes, named = nil, nil
+		mu.Unlock()
+		if err := cli.sendACKOf(rns); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(named) != 1 || len(sizes) != 1 {
+			t.Fatalf("ACKs %v in datagrams %v, want one of each", named, sizes)
+		}
+		if sizes[0] > cc.MTU || named[0] >= len(rns) || named[0] < 10 {
+			t.Errorf("an ACK of %d record numbers in %d bytes at MTU %d", named[0], sizes[0], cc.MTU)
+		}
+	})
+}

@@ -745,19 +745,22 @@ func (c *Conn) sendFlightACK() error {
 
 // sendACKOf sends an ACK of rns.
 func (c *Conn) sendACKOf(rns []recordNumber) error {
-	if len(rns) > maxACKRecordNumbers {
-		rns = rns[len(rns)-maxACKRecordNumbers:]
-	}
 	c.out.Lock()
 	defer c.out.Unlock()
-	var body [2 + 16*recordNumberLen]byte
-	payload, err := appendACK(body[:0], rns)
-	if err != nil {
-		return c.fail(alertInternalError, err)
-	}
 	epoch := c.rl.writeCur
 	if epoch == 1 {
 		epoch = 0
+	}
+	// One datagram: the newest record numbers that fit the MTU (and
+	// maxACKRecordNumbers); the peer resends what the ACK leaves out.
+	fit := (c.hs.mtu - recordHeaderLen - c.rl.expansion(epoch) - 2) / recordNumberLen
+	if n := min(max(fit, 1), maxACKRecordNumbers); len(rns) > n {
+		rns = rns[len(rns)-n:]
+	}
+	var body [2 + ackStackRecordNumbers*recordNumberLen]byte
+	payload, err := appendACK(body[:0], rns)
+	if err != nil {
+		return c.fail(alertInternalError, err)
 	}
 	buf, err := c.rl.seal(c.outBuffer(recordHeaderLen+len(payload)+c.rl.expansion(epoch)), epoch, recordTypeACK, payload)
 	if errors.Is(err, errLimitReached) {
